@@ -1,0 +1,45 @@
+"""The exceptions and warnings maskwise raises.
+
+Every error maskwise raises is a `MaskwiseError`, and also a `ValueError` or a
+`TypeError` so that generic handlers keep working. Messages follow one pattern:
+what went wrong, what was expected, what was received, and the fix.
+"""
+
+from __future__ import annotations
+
+
+class MaskwiseError(Exception):
+    """Base class of every error raised by maskwise."""
+
+
+class MaskError(MaskwiseError, ValueError):
+    """A mask is missing, malformed, or would be lost silently."""
+
+
+class ShapeError(MaskwiseError, ValueError):
+    """An array or tensor has a shape or layout maskwise cannot use as given."""
+
+
+class ConfigError(MaskwiseError, ValueError):
+    """A layer, model, loss or training argument is invalid or unsupported."""
+
+
+class MaskwiseTypeError(MaskwiseError, TypeError):
+    """A value of the wrong type was passed (e.g. a plain module where a rule is needed)."""
+
+
+class MaskWarning(UserWarning):
+    """Something about a mask is probably a mistake (e.g. masking an already-masked input)."""
+
+
+def format_error(problem: str, *, expected: str | None = None, received: str | None = None,
+                 fix: str | None = None) -> str:
+    """Build a message in the house pattern: problem, expected, received, fix."""
+    lines = [problem]
+    if expected is not None:
+        lines.append(f"  expected: {expected}")
+    if received is not None:
+        lines.append(f"  received: {received}")
+    if fix is not None:
+        lines.append(f"  fix: {fix}")
+    return "\n".join(lines)

@@ -1,0 +1,225 @@
+"""`Layer`: the base of every mask-aware layer.
+
+A layer does two things, kept side by side as two small methods:
+- `call(values, mask)` computes the output values;
+- `compute_mask(values, mask)` states the mask rule: pass it on (the default),
+  consume it, transform it, or create one.
+
+`forward` ties them together: it accepts a `Masked`, a tensor or an array (a plain
+tensor means "no mask"), builds the layer's weights at the first call from the input
+shape (like Keras, unless the sizes were given), and returns a `Masked`.
+
+Every layer also records its constructor arguments, so `get_config()` /
+`Layer.from_config()` rebuild it from JSON (used by `save`/`load`) without pickle.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import re
+from collections import defaultdict
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, format_error
+from ..masked import Masked, as_masked
+
+_name_counters: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count())
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z][a-z])|(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def unique_layer_name(class_name: str) -> str:
+    """Keras-style default names: `dense`, `dense_1`, `dense_2`, ..."""
+    base = _snake_case(class_name)
+    n = next(_name_counters[base])
+    return base if n == 0 else f"{base}_{n}"
+
+
+class Layer(nn.Module):
+    """Base class: a module that maps a `Masked` to a `Masked`.
+
+    Subclasses implement `build(input_shape)` (create weights from the input's shape,
+    if they have any), `call(values, mask)` and, when the mask changes,
+    `compute_mask(values, mask)`. The default mask rule passes the mask on unchanged.
+
+    Args:
+        name: a name shown by `trace`, in errors and in saved configs; defaults to the
+            snake-cased class name with a counter (`dense`, `dense_1`, ...).
+    """
+
+    registry: ClassVar[dict[str, type[Layer]]] = {}
+    built: bool
+    name: str
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Layer.registry[cls.__name__] = cls
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _recording_init(cls.__init__)  # type: ignore[method-assign]
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__()
+        self.name = name or unique_layer_name(type(self).__name__)
+        self.built = False
+        self.build_shape: Any = None
+        if not hasattr(self, "_config"):
+            self._config: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ contract
+    def build(self, input_shape: Any) -> None:
+        """Create the weights for inputs of `input_shape` (a `torch.Size`). Default: none."""
+
+    def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The value rule: output values from input values (and the mask, if needed)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement call(values, mask)")
+
+    def compute_mask(
+        self, values: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """The mask rule. Default: the output mask is the input mask."""
+        return mask
+
+    def forward(self, inputs: Any, mask: torch.Tensor | None = None) -> Masked:
+        x = as_masked(inputs, mask)
+        self.maybe_build(x)
+        return Masked(self.call(x.values, x.mask), self.compute_mask(x.values, x.mask))
+
+    # ------------------------------------------------------------------ building
+    def maybe_build(self, inputs: Masked | list[Masked]) -> None:
+        """Build once, from the first inputs' shapes; put new weights on their device."""
+        if self.built:
+            return
+        if isinstance(inputs, Masked):
+            shape: Any = inputs.values.shape
+            reference = inputs.values
+        else:
+            shape = [x.values.shape for x in inputs]
+            reference = inputs[0].values
+        self.build(shape)
+        self.build_shape = _trailing_dims(shape)
+        self.built = True
+        move: dict[str, Any] = {"device": reference.device}
+        if reference.is_floating_point():
+            move["dtype"] = reference.dtype
+        self.to(**move)
+
+    def build_from_config_shape(self, trailing: Any) -> None:
+        """Build from the trailing dims recorded in a config (used by `load`)."""
+        if trailing is None or self.built:
+            return
+        if trailing and isinstance(trailing[0], list):
+            shape: Any = [torch.Size((1, 1, *dims)) for dims in trailing]
+        else:
+            shape = torch.Size((1, 1, *trailing))
+        self.build(shape)
+        self.build_shape = trailing
+        self.built = True
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments, JSON-ready (nested layers become nested configs)."""
+        return {key: _to_config_value(self, key, value) for key, value in self._config.items()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        kwargs = {key: _from_config_value(value) for key, value in config.items()}
+        return cls(**kwargs)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"
+
+
+def _trailing_dims(shape: Any) -> Any:
+    if isinstance(shape, list):
+        return [list(s[2:]) for s in shape]
+    return list(shape[2:])
+
+
+def _recording_init(init: Any) -> Any:
+    """Wrap a subclass `__init__` so the outermost call records its arguments."""
+    signature = inspect.signature(init)
+
+    def __init__(self: Layer, *args: Any, **kwargs: Any) -> None:
+        outermost = not hasattr(self, "_config")
+        if outermost:
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            config = dict(bound.arguments)
+            config.pop("self")
+            for key, param in signature.parameters.items():
+                if param.kind is inspect.Parameter.VAR_KEYWORD and key in config:
+                    config.update(config.pop(key))
+            object.__setattr__(self, "_config", config)
+        init(self, *args, **kwargs)
+        if outermost and "name" in self._config:
+            self._config["name"] = self.name
+
+    __init__.__wrapped__ = init  # type: ignore[attr-defined]
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    __init__.__doc__ = init.__doc__
+    return __init__
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _to_config_value(layer: Layer, key: str, value: Any) -> Any:
+    if isinstance(value, _JSON_SCALARS):
+        return value
+    if isinstance(value, Layer):
+        return layer_spec(value)
+    if isinstance(value, list | tuple):
+        return [_to_config_value(layer, key, v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_config_value(layer, key, v) for k, v in value.items()}
+    raise ConfigError(
+        format_error(
+            f"Layer {layer.name!r} ({type(layer).__name__}) cannot be saved as JSON: "
+            f"its argument `{key}` is a {type(value).__name__}.",
+            expected="arguments that are numbers, strings, lists or maskwise layers",
+            received=repr(value)[:80],
+            fix="save the weights only (`torch.save(model.state_dict(), path)`) and "
+            "rebuild the model in code, or replace the argument with a named option.",
+        )
+    )
+
+
+def _from_config_value(value: Any) -> Any:
+    if isinstance(value, dict) and "__layer__" in value:
+        return layer_from_config(value)
+    if isinstance(value, list):
+        return [_from_config_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _from_config_value(v) for k, v in value.items()}
+    return value
+
+
+def layer_from_config(spec: dict[str, Any]) -> Layer:
+    """Rebuild a layer from `{"__layer__": class name, "config": ..., "build_shape": ...}`."""
+    class_name = spec["__layer__"]
+    if class_name not in Layer.registry:
+        raise ConfigError(
+            format_error(
+                f"Unknown layer class {class_name!r} in a saved config.",
+                expected=f"one of {sorted(Layer.registry)[:12]} ...",
+                fix="import the module that defines it before loading.",
+            )
+        )
+    layer = Layer.registry[class_name].from_config(spec["config"])
+    layer.build_from_config_shape(spec.get("build_shape"))
+    return layer
+
+
+def layer_spec(layer: Layer) -> dict[str, Any]:
+    """The JSON description of a layer that `layer_from_config` reads back."""
+    return {
+        "__layer__": type(layer).__name__,
+        "config": layer.get_config(),
+        "build_shape": layer.build_shape,
+    }

@@ -1,0 +1,465 @@
+"""`Masked`: a batch of padded sequences that carries its mask with it.
+
+Convention, used everywhere in maskwise: `values` is a tensor `(batch, time, ...)`;
+`mask` is a bool tensor `(batch, time)` where True marks a real step and False a
+padded one, or `None` meaning "every step is real". The mask travels *with* the values
+through every layer, so it cannot be forgotten between two of them.
+
+This module also holds the mask algebra every other module uses: building masks from
+lengths, combining masks, and the stable compaction that moves real steps to the front
+(the recurrent layers' fast path). No other module re-implements these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.utils._pytree as pytree
+
+from .errors import MaskError, MaskwiseTypeError, ShapeError, format_error
+
+Padding = Literal["post", "pre"]
+
+
+class Masked:
+    """Values `(batch, time, ...)` with a mask `(batch, time)` (True = real step) or None.
+
+    Immutable: the methods return new objects. Registered as a PyTorch pytree, so
+    `torch.utils._pytree`, `torch.compile` and `torch.func` see through it.
+
+    Example:
+        >>> x = Masked.pad([torch.ones(3, 2), torch.ones(1, 2)])
+        >>> x.values.shape, x.lengths.tolist()
+        (torch.Size([2, 3, 2]), [3, 1])
+
+    Args:
+        values: tensor `(batch, time, ...)`.
+        mask: bool tensor `(batch, time)`, True = real step; None = no mask.
+    """
+
+    __slots__ = ("mask", "values")
+    values: torch.Tensor
+    mask: torch.Tensor | None
+
+    def __init__(self, values: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        if isinstance(values, Masked):
+            raise MaskwiseTypeError(
+                format_error(
+                    "Masked(values, mask) got a Masked as `values`.",
+                    fix="pass `x.values`, or use `x.with_mask(mask)` to replace a mask.",
+                )
+            )
+        if not isinstance(values, torch.Tensor):
+            raise MaskwiseTypeError(
+                format_error(
+                    "Masked values must be a torch.Tensor.",
+                    received=type(values).__name__,
+                    fix="convert first, e.g. `torch.as_tensor(array)`.",
+                )
+            )
+        if values.dim() < 2:
+            raise ShapeError(
+                format_error(
+                    "Masked values need at least a batch and a time axis.",
+                    expected="(batch, time, ...)",
+                    received=f"shape {tuple(values.shape)}",
+                    fix="add the missing axis, e.g. `values.unsqueeze(0)` for one sequence.",
+                )
+            )
+        if mask is not None:
+            _check_mask(mask, values)
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "mask", mask)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Masked is immutable: use `with_values` or `with_mask`.")
+
+    def __repr__(self) -> str:
+        if self.mask is None:
+            mask_text = "mask=None"
+        else:
+            mask_text = f"real={self.coverage:.0%} of {self.mask.numel()} steps"
+        return f"Masked(values={tuple(self.values.shape)} {self.values.dtype}, {mask_text})"
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def shape(self) -> torch.Size:
+        return self.values.shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.values.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    @property
+    def batch_size(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def time(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def full_mask(self) -> torch.Tensor:
+        """The mask, or an all-True `(batch, time)` mask when there is none."""
+        if self.mask is not None:
+            return self.mask
+        return torch.ones(self.values.shape[:2], dtype=torch.bool, device=self.values.device)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """Number of real steps per sequence, int64 `(batch,)`."""
+        return self.full_mask.sum(dim=1)
+
+    @property
+    def coverage(self) -> float:
+        """Fraction of steps that are real (1.0 without a mask)."""
+        if self.mask is None or self.mask.numel() == 0:
+            return 1.0
+        return float(self.mask.float().mean())
+
+    # ------------------------------------------------------------------ new objects
+    def with_values(self, values: torch.Tensor) -> Masked:
+        """The same mask on new values (their batch and time axes must match)."""
+        return Masked(values, self.mask)
+
+    def with_mask(self, mask: torch.Tensor | None) -> Masked:
+        """The same values under another mask."""
+        return Masked(self.values, mask)
+
+    def to(self, *args: Any, **kwargs: Any) -> Masked:
+        """Like `Tensor.to`: values move and cast; the mask only moves (it stays bool)."""
+        values = self.values.to(*args, **kwargs)
+        mask = None if self.mask is None else self.mask.to(device=values.device)
+        return Masked(values, mask)
+
+    def detach(self) -> Masked:
+        return Masked(self.values.detach(), self.mask)
+
+    def fill_padding(self, value: float = 0.0) -> Masked:
+        """Values with every padded step set to `value` (uses `where`, so NaN padding goes)."""
+        if self.mask is None:
+            return self
+        keep = self.mask.reshape(self.mask.shape + (1,) * (self.values.dim() - 2))
+        filled = torch.where(keep, self.values, torch.full_like(self.values, value))
+        return Masked(filled, self.mask)
+
+    def unpad(self) -> list[torch.Tensor]:
+        """One tensor per sequence holding only its real steps, in order `(length_i, ...)`.
+
+        Works for any mask, not only trailing padding: masked steps in the middle of a
+        sequence are left out too.
+        """
+        if self.mask is None:
+            return list(self.values.unbind(0))
+        return [row[keep] for row, keep in zip(self.values, self.mask, strict=True)]
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_lengths(
+        cls,
+        values: torch.Tensor,
+        lengths: Sequence[int] | torch.Tensor | np.ndarray,
+        padding: Padding = "post",
+    ) -> Masked:
+        """Mask `values (batch, time, ...)` from per-sequence lengths.
+
+        `padding="post"` means the real steps come first; `"pre"` means they come last.
+        """
+        if not isinstance(values, torch.Tensor):
+            values = torch.as_tensor(np.asarray(values))
+        if values.dim() < 2:
+            raise ShapeError(
+                format_error(
+                    "from_lengths needs values with a batch and a time axis.",
+                    expected="(batch, time, ...)",
+                    received=f"shape {tuple(values.shape)}",
+                )
+            )
+        mask = lengths_to_mask(lengths, values.shape[1], padding=padding, device=values.device)
+        if mask.shape[0] != values.shape[0]:
+            raise ShapeError(
+                format_error(
+                    "from_lengths got one length per sequence for a different batch size.",
+                    expected=f"{values.shape[0]} lengths (batch axis of values)",
+                    received=f"{mask.shape[0]} lengths",
+                )
+            )
+        return cls(values, mask)
+
+    @classmethod
+    def pad(
+        cls,
+        sequences: Sequence[torch.Tensor | np.ndarray],
+        value: float = 0.0,
+        padding: Padding = "post",
+        dtype: torch.dtype | None = None,
+        max_len: int | None = None,
+    ) -> Masked:
+        """Pad a list of `(length_i, ...)` sequences into one batch, with its mask.
+
+        Args:
+            sequences: one array per sequence, time first; trailing axes must agree.
+            value: what the padded steps hold (irrelevant to maskwise, which reads the
+                mask; it matters only to code that ignores it).
+            padding: `"post"` (pad after the real steps, default) or `"pre"`.
+            dtype: cast to this dtype (default: the sequences' own).
+            max_len: pad to this length instead of the longest sequence's.
+        """
+        if padding not in ("post", "pre"):
+            raise MaskError(
+                format_error(
+                    "Unknown padding side.",
+                    expected="'post' or 'pre'",
+                    received=repr(padding),
+                )
+            )
+        if len(sequences) == 0:
+            raise ShapeError(
+                format_error("Masked.pad got no sequences.", fix="pass at least one.")
+            )
+        tensors = [_as_tensor(s) for s in sequences]
+        if dtype is not None:
+            tensors = [t.to(dtype) for t in tensors]
+        trailing = {tuple(t.shape[1:]) for t in tensors}
+        if any(t.dim() == 0 for t in tensors) or len(trailing) != 1:
+            shapes = sorted({tuple(t.shape) for t in tensors})[:4]
+            raise ShapeError(
+                format_error(
+                    "Masked.pad needs sequences shaped (length_i, ...) with the same "
+                    "trailing axes.",
+                    expected="e.g. (12, 5), (7, 5), (20, 5) for 5 features",
+                    received=f"shapes such as {shapes}",
+                    fix="make every sequence time-first; transpose any (features, time) array.",
+                )
+            )
+        lengths = [t.shape[0] for t in tensors]
+        longest = max(lengths)
+        total = longest if max_len is None else max_len
+        if total < longest:
+            raise ShapeError(
+                format_error(
+                    "Masked.pad: max_len is shorter than the longest sequence.",
+                    expected=f"max_len >= {longest}",
+                    received=f"max_len={max_len}",
+                    fix="raise max_len, or truncate the sequences first.",
+                )
+            )
+        first = tensors[0]
+        values = torch.full(
+            (len(tensors), total, *first.shape[1:]), value, dtype=first.dtype, device=first.device
+        )
+        for row, seq in enumerate(tensors):
+            n = seq.shape[0]
+            if padding == "post":
+                values[row, :n] = seq
+            else:
+                values[row, total - n :] = seq
+        return cls.from_lengths(values, lengths, padding=padding)
+
+
+def _as_tensor(sequence: torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(sequence, torch.Tensor):
+        return sequence
+    return torch.as_tensor(np.asarray(sequence))
+
+
+def _check_mask(mask: Any, values: torch.Tensor) -> None:
+    if not isinstance(mask, torch.Tensor):
+        raise MaskwiseTypeError(
+            format_error(
+                "A mask must be a bool torch.Tensor (batch, time).",
+                received=type(mask).__name__,
+                fix="convert it, e.g. `torch.as_tensor(mask, dtype=torch.bool)`.",
+            )
+        )
+    if mask.dtype != torch.bool:
+        raise MaskError(
+            format_error(
+                "A mask must be bool, True = real step.",
+                expected="dtype torch.bool",
+                received=f"dtype {mask.dtype}",
+                fix="use `mask.bool()` (nonzero = real step) or `mask == 1`.",
+            )
+        )
+    if tuple(mask.shape) != tuple(values.shape[:2]):
+        raise MaskError(
+            format_error(
+                "The mask does not match the values' batch and time axes.",
+                expected=f"mask shape (batch, time) = {tuple(values.shape[:2])}",
+                received=f"mask shape {tuple(mask.shape)} for values {tuple(values.shape)}",
+                fix="a mask has one entry per (sequence, step); drop any feature axis, "
+                "e.g. `mask.all(-1)`.",
+            )
+        )
+    if mask.device != values.device:
+        raise MaskError(
+            format_error(
+                "The mask and the values are on different devices.",
+                expected=f"both on {values.device}",
+                received=f"mask on {mask.device}",
+                fix="move them together with `Masked(values, mask).to(device)`.",
+            )
+        )
+
+
+# ---------------------------------------------------------------------- mask algebra
+def lengths_to_mask(
+    lengths: Sequence[int] | torch.Tensor | np.ndarray,
+    max_len: int | None = None,
+    padding: Padding = "post",
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Bool mask `(batch, max_len)` with `lengths[i]` real steps in row i.
+
+    Raises a `MaskError` for negative lengths or lengths longer than `max_len`.
+    """
+    lengths_t = torch.as_tensor(np.asarray(lengths) if not isinstance(lengths, torch.Tensor)
+                                else lengths, device=device).long()
+    if lengths_t.dim() != 1:
+        raise ShapeError(
+            format_error(
+                "lengths must be one integer per sequence.",
+                expected="shape (batch,)",
+                received=f"shape {tuple(lengths_t.shape)}",
+            )
+        )
+    if lengths_t.numel() and int(lengths_t.min()) < 0:
+        raise MaskError(
+            format_error("Sequence lengths cannot be negative.", received=lengths_t.tolist())
+        )
+    longest = int(lengths_t.max()) if lengths_t.numel() else 0
+    total = longest if max_len is None else int(max_len)
+    if longest > total:
+        bad = int(torch.argmax(lengths_t))
+        raise MaskError(
+            format_error(
+                "A sequence length is longer than the time axis.",
+                expected=f"every length <= {total} (the time axis)",
+                received=f"length {longest} for sequence {bad}",
+                fix="check that the time axis is axis 1 of values (batch, time, ...), "
+                "or pad to the longest sequence.",
+            )
+        )
+    steps = torch.arange(total, device=lengths_t.device)
+    if padding == "post":
+        return steps.unsqueeze(0) < lengths_t.unsqueeze(1)
+    if padding == "pre":
+        return steps.unsqueeze(0) >= (total - lengths_t).unsqueeze(1)
+    raise MaskError(
+        format_error("Unknown padding side.", expected="'post' or 'pre'", received=repr(padding))
+    )
+
+
+def combine_masks(masks: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
+    """A step is real only where it is real in every mask; `None` masks are ignored.
+
+    This is the merge rule (Keras's `Concatenate`, `Add`, ...): a step masked in any
+    input is masked in the output.
+    """
+    present = [m for m in masks if m is not None]
+    if not present:
+        return None
+    out = present[0]
+    for mask in present[1:]:
+        if mask.shape != out.shape:
+            raise MaskError(
+                format_error(
+                    "Cannot combine masks of different shapes.",
+                    expected=f"all (batch, time) = {tuple(out.shape)}",
+                    received=f"{tuple(mask.shape)}",
+                    fix="pad every input of the merge to the same time axis.",
+                )
+            )
+        out = out & mask
+    return out
+
+
+def compaction_order(mask: torch.Tensor) -> torch.Tensor:
+    """Per-row permutation `(batch, time)` putting the real steps first, in their order.
+
+    `values.gather(1, order)` moves each row's real steps to the front (a stable
+    compaction) and its padded steps behind them; `scatter` with the same order undoes
+    it. A non-contiguous or pre-padded mask then looks like post-padding.
+    """
+    return torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices
+
+
+def gather_steps(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """`values (batch, time, ...)` reordered along time by `order (batch, time)`."""
+    index = order.reshape(order.shape + (1,) * (values.dim() - 2)).expand_as(values)
+    return values.gather(1, index)
+
+
+def scatter_steps(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Inverse of `gather_steps`: put step j of `values` back at time `order[:, j]`."""
+    index = order.reshape(order.shape + (1,) * (values.dim() - 2)).expand_as(values)
+    return torch.empty_like(values).scatter(1, index, values)
+
+
+def reverse_real_steps(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Reverse the order of each row's real steps in place of each other.
+
+    Padded steps stay where they are; the k-th real step swaps with the k-th from last.
+    This is how a backward recurrent direction reads "only the real steps, from the
+    last to the first" whatever the padding.
+    """
+    order = compaction_order(mask)
+    lengths = mask.sum(dim=1, keepdim=True)
+    positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
+    flipped = torch.where(positions < lengths, lengths - 1 - positions, positions)
+    compact = gather_steps(values, order)
+    return scatter_steps(compact.gather(1, _expand_like(flipped, values)), order)
+
+
+def _expand_like(index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    return index.reshape(index.shape + (1,) * (values.dim() - 2)).expand_as(values)
+
+
+def as_masked(inputs: Masked | torch.Tensor | np.ndarray, mask: torch.Tensor | None = None
+              ) -> Masked:
+    """Turn a layer's input into a `Masked`.
+
+    A `Masked` passes through (an explicit `mask` then replaces its own); a tensor or
+    array becomes a `Masked` with `mask` (None = every step real).
+    """
+    if isinstance(inputs, Masked):
+        return inputs if mask is None else inputs.with_mask(mask)
+    if isinstance(inputs, np.ndarray):
+        inputs = torch.as_tensor(inputs)
+    if isinstance(inputs, torch.Tensor):
+        return Masked(inputs, mask)
+    raise MaskwiseTypeError(
+        format_error(
+            "A maskwise layer takes a Masked, a torch.Tensor or a numpy array.",
+            received=type(inputs).__name__,
+            fix="for several inputs call a merge layer or a model with a list.",
+        )
+    )
+
+
+def _flatten(x: Masked) -> tuple[list[Any], None]:
+    return [x.values, x.mask], None
+
+
+def _unflatten(children: Sequence[Any], _context: None) -> Masked:
+    # No validation here: pytree utilities may rebuild a Masked around leaves that are
+    # not tensors (shapes, fakes, None) while they map over a structure.
+    rebuilt = object.__new__(Masked)
+    object.__setattr__(rebuilt, "values", children[0])
+    object.__setattr__(rebuilt, "mask", children[1])
+    return rebuilt
+
+
+pytree.register_pytree_node(
+    Masked,
+    _flatten,
+    _unflatten,
+    serialized_type_name="maskwise.masked.Masked",
+)

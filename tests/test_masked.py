@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+import torch
+import torch.utils._pytree as pytree
+
+from maskwise import Masked, MaskError, ShapeError, combine_masks, lengths_to_mask
+from maskwise.masked import compaction_order, gather_steps, reverse_real_steps, scatter_steps
+
+
+def test_pad_post_and_pre_place_real_steps_and_mask():
+    seqs = [torch.arange(6.0).reshape(3, 2), torch.tensor([[7.0, 8.0]])]
+    post = Masked.pad(seqs)
+    assert post.mask.tolist() == [[True, True, True], [True, False, False]]
+    torch.testing.assert_close(post.values[1, 0], torch.tensor([7.0, 8.0]))
+    pre = Masked.pad(seqs, padding="pre", value=-1.0)
+    assert pre.mask.tolist() == [[True, True, True], [False, False, True]]
+    torch.testing.assert_close(pre.values[1, 2], torch.tensor([7.0, 8.0]))
+    assert pre.values[1, 0].tolist() == [-1.0, -1.0]
+
+
+def test_unpad_returns_real_steps_only_for_any_mask():
+    values = torch.arange(10.0).reshape(2, 5, 1)
+    mask = torch.tensor([[1, 0, 1, 0, 1], [0, 0, 1, 1, 0]], dtype=torch.bool)
+    rows = Masked(values, mask).unpad()
+    assert [r.squeeze(-1).tolist() for r in rows] == [[0.0, 2.0, 4.0], [7.0, 8.0]]
+
+
+def test_lengths_and_from_lengths_agree():
+    x = Masked.from_lengths(torch.zeros(3, 4, 2), [4, 0, 2])
+    assert x.lengths.tolist() == [4, 0, 2]
+    assert Masked(torch.zeros(2, 3)).lengths.tolist() == [3, 3]
+
+
+def test_to_keeps_mask_bool():
+    x = Masked.pad([torch.ones(2, 1), torch.ones(1, 1)]).to(torch.float64)
+    assert x.values.dtype == torch.float64 and x.mask.dtype == torch.bool
+
+
+def test_is_immutable_and_a_pytree():
+    x = Masked.pad([torch.ones(2, 1)])
+    with pytest.raises(AttributeError, match="immutable"):
+        x.values = torch.zeros(1)
+    leaves, spec = pytree.tree_flatten(x)
+    doubled = pytree.tree_unflatten([leaves[0] * 2, leaves[1]], spec)
+    assert isinstance(doubled, Masked) and doubled.values.sum().item() == 4.0
+
+
+def test_fill_padding_removes_nan():
+    x = Masked(torch.tensor([[1.0, float("nan")]]), torch.tensor([[True, False]]))
+    assert x.fill_padding(0.0).values.tolist() == [[1.0, 0.0]]
+
+
+@pytest.mark.parametrize(
+    ("mask", "match"),
+    [
+        (torch.ones(2, 3, dtype=torch.int64), "must be bool"),
+        (torch.ones(2, 4, dtype=torch.bool), "does not match"),
+        (torch.ones(2, 3, 5, dtype=torch.bool), r"mask.all\(-1\)"),
+    ],
+)
+def test_bad_masks_are_named(mask, match):
+    with pytest.raises(MaskError, match=match):
+        Masked(torch.zeros(2, 3, 5), mask)
+
+
+def test_lengths_longer_than_time_are_rejected():
+    with pytest.raises(MaskError, match="longer than the time axis"):
+        Masked.from_lengths(torch.zeros(2, 3, 1), [3, 4])
+    with pytest.raises(MaskError, match="negative"):
+        lengths_to_mask([-1, 2])
+
+
+def test_pad_rejects_mismatched_feature_axes():
+    with pytest.raises(ShapeError, match="transpose"):
+        Masked.pad([np.zeros((4, 5)), np.zeros((5, 4))])
+
+
+def test_values_without_time_axis_rejected():
+    with pytest.raises(ShapeError, match="batch and a time axis"):
+        Masked(torch.zeros(3))
+
+
+def test_combine_masks_is_and_and_ignores_none():
+    a = torch.tensor([[True, True, False]])
+    b = torch.tensor([[False, True, True]])
+    assert combine_masks([a, None, b]).tolist() == [[False, True, False]]
+    assert combine_masks([None, None]) is None
+
+
+def test_compaction_round_trip_and_reverse():
+    gen = torch.Generator().manual_seed(1)
+    mask = torch.rand(4, 7, generator=gen) > 0.4
+    values = torch.randn(4, 7, 3, generator=gen)
+    order = compaction_order(mask)
+    compact = gather_steps(values, order)
+    for row in range(4):
+        n = int(mask[row].sum())
+        torch.testing.assert_close(compact[row, :n], values[row][mask[row]])
+    torch.testing.assert_close(scatter_steps(compact, order), values)
+    rev = reverse_real_steps(values, mask)
+    for row in range(4):
+        torch.testing.assert_close(rev[row][mask[row]], values[row][mask[row]].flip(0))
+        torch.testing.assert_close(rev[row][~mask[row]], values[row][~mask[row]])
