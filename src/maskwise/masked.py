@@ -23,6 +23,11 @@ from .errors import MaskError, MaskwiseTypeError, ShapeError, format_error
 
 Padding = Literal["post", "pre"]
 
+IGNORE_INDEX = -100
+"""The target value at padded steps of integer (class) targets. No class id can equal
+it (class ids are >= 0), so padding can never be learned as a class (seed 000). It is
+PyTorch's own `ignore_index` default."""
+
 
 class Masked:
     """Values `(batch, time, ...)` with a mask `(batch, time)` (True = real step) or None.

@@ -1,0 +1,1 @@
+"""Conversion from Keras 3 models (`from_keras`): layers, weights, and graphs."""
