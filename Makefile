@@ -18,6 +18,7 @@ $(STAMP): requirements-dev.txt pyproject.toml
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/ruff format --check src tests bench examples
+	$(VENV)/bin/mypy src
 
 test: lint
 	$(PY) -m pytest -q -n 2

@@ -12,7 +12,7 @@ lengths, combining masks, and the stable compaction that moves real steps to the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -337,7 +337,7 @@ def lengths_to_mask(
         )
     if lengths_t.numel() and int(lengths_t.min()) < 0:
         raise MaskError(
-            format_error("Sequence lengths cannot be negative.", received=lengths_t.tolist())
+            format_error("Sequence lengths cannot be negative.", received=str(lengths_t.tolist()))
         )
     longest = int(lengths_t.max()) if lengths_t.numel() else 0
     total = longest if max_len is None else int(max_len)
@@ -453,12 +453,13 @@ def _flatten(x: Masked) -> tuple[list[Any], None]:
     return [x.values, x.mask], None
 
 
-def _unflatten(children: Sequence[Any], _context: None) -> Masked:
+def _unflatten(children: Iterable[Any], _context: Any) -> Masked:
     # No validation here: pytree utilities may rebuild a Masked around leaves that are
     # not tensors (shapes, fakes, None) while they map over a structure.
+    values, mask = children
     rebuilt = object.__new__(Masked)
-    object.__setattr__(rebuilt, "values", children[0])
-    object.__setattr__(rebuilt, "mask", children[1])
+    object.__setattr__(rebuilt, "values", values)
+    object.__setattr__(rebuilt, "mask", mask)
     return rebuilt
 
 
