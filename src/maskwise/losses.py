@@ -1,0 +1,693 @@
+"""Masked losses: only the steps the model's output marks as real count.
+
+A loss takes the model's output (a `Masked`, or a plain tensor meaning "every step is
+real") and the targets, and returns a scalar tensor:
+
+    loss(y_pred, y_true, sample_weight=None, class_weight=None)
+
+The steps that count are `y_pred.mask`. Padded steps are replaced by safe values with
+`torch.where` *before* the element-wise loss, so NaN or inf in the padding of the
+predictions or targets never reaches the loss or its gradient (seed 001: masking by
+multiplication turns `0 * NaN` into NaN). A target holding padding (`IGNORE_INDEX` for
+class ids, NaN for float targets) at a step the output marks as real is an error: the
+output lost its mask (seed 001's `Lambda`) or the targets were padded differently.
+
+Reductions (`reduction=`):
+- `"mean"` (default): sum of the weighted per-step losses over the real steps, divided
+  by the number of real steps (not by the sum of the weights). This is Keras 3's value
+  for a masked model (`sum_over_batch_size` with a mask, `keras/src/losses/loss.py`).
+- `"keras2"`: Keras 2's `weighted_masked_objective` (seed 002): `score *= mask;
+  score /= mean(mask) + 1e-7`, then `score *= weights; score /= mean(weights != 0)`,
+  then the mean. It weights batches by their fraction of real steps.
+- `"sequence_mean"`: each sequence's mean over its real steps, then the mean over the
+  sequences that have at least one real step (every sequence counts the same,
+  whatever its length).
+- `"sum"`: the sum over the real steps.
+
+A batch with no real step gives 0 (with zero gradients), never NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError, MaskError, MaskwiseTypeError, ShapeError, format_error
+from .masked import IGNORE_INDEX, Masked
+
+EPSILON = 1e-7
+"""Keras's `backend.epsilon()`: probabilities are clipped to `[EPSILON, 1 - EPSILON]`."""
+
+REDUCTIONS = ("mean", "keras2", "sequence_mean", "sum")
+
+ClassWeight = Mapping[int, float] | Sequence[float]
+
+
+# ---------------------------------------------------------------------- shared helpers
+def split_output(y_pred: Masked | torch.Tensor | np.ndarray) -> tuple[torch.Tensor, Any]:
+    """`(values, mask)` of a model output; a tensor or array has no mask (all steps real)."""
+    if isinstance(y_pred, Masked):
+        return y_pred.values, y_pred.mask
+    if isinstance(y_pred, np.ndarray):
+        return torch.as_tensor(y_pred), None
+    if isinstance(y_pred, torch.Tensor):
+        return y_pred, None
+    raise MaskwiseTypeError(
+        format_error(
+            "Predictions must be a Masked (the model's output) or a tensor.",
+            received=type(y_pred).__name__,
+            fix="pass the model's output as it is; it carries the mask the loss needs.",
+        )
+    )
+
+
+def as_targets(y_true: Any, device: torch.device) -> torch.Tensor:
+    """Targets as a tensor on `device` (tensors, numpy arrays and lists are accepted)."""
+    if isinstance(y_true, Masked):
+        raise MaskwiseTypeError(
+            format_error(
+                "Targets must be a tensor, not a Masked.",
+                fix="pass `y.values`: the steps that count come from the model output's "
+                "mask, and padded targets hold IGNORE_INDEX (class ids) or NaN.",
+            )
+        )
+    if not isinstance(y_true, torch.Tensor):
+        y_true = torch.as_tensor(np.asarray(y_true))
+    return y_true.to(device)
+
+
+def _real_steps(
+    step_shape: torch.Size, mask: torch.Tensor | None, device: torch.device
+) -> torch.Tensor:
+    if mask is not None:
+        return mask
+    return torch.ones(step_shape, dtype=torch.bool, device=device)
+
+
+def _padding_error(name: str, count: int, mask: torch.Tensor | None, what: str) -> MaskError:
+    if mask is None:
+        fix = (
+            "the model's output carries no mask, so every step counts. A layer dropped "
+            "the mask (e.g. a Lambda without `mask=`, seed 001) or the input was never "
+            "masked: give the model a mask (Masking, Embedding(mask_zero=True), "
+            "Masked.from_lengths) and check each layer's output mask."
+        )
+    else:
+        fix = (
+            "the targets are padded differently from the inputs (other padding side or "
+            "length): pad targets and inputs the same way, e.g. with make_loader."
+        )
+    return MaskError(
+        format_error(
+            f"{name}: the targets hold padding ({what}) at {count} step(s) that the "
+            "model's output marks as real.",
+            expected="padding in the targets only where the output mask is False",
+            received=f"{count} padded target step(s) at real steps; output mask: "
+            + ("None" if mask is None else "present"),
+            fix=fix,
+        )
+    )
+
+
+def class_targets(
+    values: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor | None, name: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate class-id targets against scores `(..., classes)`.
+
+    Returns `(scores, ids, real)`: scores with padded steps set to 1, ids `long` with
+    padded steps set to 0 (both safe for any loss), and the real-step mask, all over the
+    step shape `values.shape[:-1]`.
+    """
+    if (mask is not None and values.dim() != 3) or values.dim() < 2:
+        raise ShapeError(
+            format_error(
+                f"{name} needs one score per class at each step.",
+                expected="predictions (batch, time, classes) with a mask, "
+                "or (batch, classes) per sequence",
+                received=f"predictions of shape {tuple(values.shape)}",
+                fix="end the model with Dense(num_classes).",
+            )
+        )
+    step_shape, num_classes = values.shape[:-1], values.shape[-1]
+    if y_true.dim() == values.dim() and y_true.shape[-1] == 1 and num_classes > 1:
+        y_true = y_true.squeeze(-1)
+    if y_true.shape == values.shape:
+        raise ShapeError(
+            format_error(
+                f"{name} takes class ids, but the targets look one-hot encoded.",
+                expected=f"targets of shape {tuple(step_shape)} holding class ids",
+                received=f"targets of shape {tuple(y_true.shape)}",
+                fix="use CategoricalCrossentropy for one-hot targets, "
+                "or pass `y.argmax(-1)` as class ids.",
+            )
+        )
+    if y_true.shape != step_shape:
+        raise ShapeError(
+            format_error(
+                f"{name}: targets and predictions do not line up.",
+                expected=f"targets {tuple(step_shape)} for predictions {tuple(values.shape)}"
+                " (one class id per step)",
+                received=f"targets of shape {tuple(y_true.shape)}",
+                fix="targets are (batch, time) for sequence outputs, (batch,) per sequence.",
+            )
+        )
+    real = _real_steps(step_shape, mask, values.device)
+    if y_true.is_floating_point():
+        whole = torch.where(real, y_true, torch.zeros_like(y_true))
+        if bool((whole != whole.round()).any()):
+            raise ShapeError(
+                format_error(
+                    f"{name} takes whole-number class ids.",
+                    received="fractional or NaN targets at real steps",
+                    fix="pass integer class ids (pad them with maskwise.masked.IGNORE_INDEX).",
+                )
+            )
+        y_true = whole.long()
+    invalid = real & ((y_true < 0) | (y_true >= num_classes))
+    if bool(invalid.any()):
+        padded = int((invalid & (y_true == IGNORE_INDEX)).sum())
+        if padded:
+            raise _padding_error(name, padded, mask, f"IGNORE_INDEX = {IGNORE_INDEX}")
+        bad = int(y_true[invalid][0])
+        raise ShapeError(
+            format_error(
+                f"{name}: a class id is outside the {num_classes} classes the model predicts.",
+                expected=f"class ids in 0..{num_classes - 1}",
+                received=f"class id {bad}",
+                fix="give the last Dense one unit per class; padding needs no class "
+                "(seed 000: relabel classes from 0 and let the mask skip the padding).",
+            )
+        )
+    scores = torch.where(real.unsqueeze(-1), values, torch.ones_like(values))
+    ids = torch.where(real, y_true, torch.zeros_like(y_true))
+    return scores, ids, real
+
+
+def dense_targets(
+    values: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor | None, name: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate targets shaped like the predictions `(..., features)`.
+
+    A masked output `(batch, time)` or an unmasked `(batch,)` gets a feature axis of 1;
+    targets may omit a trailing feature axis of size 1. Returns `(predictions, targets,
+    real)` with padded steps set to 1 and 0 (finite, whatever the padding held), targets
+    cast to the predictions' dtype, and the real-step mask over `predictions.shape[:-1]`.
+    """
+    if (mask is not None and values.dim() == 2) or values.dim() == 1:
+        values = values.unsqueeze(-1)
+    if y_true.shape == values.shape[:-1] and values.shape[-1] == 1:
+        y_true = y_true.unsqueeze(-1)
+    if y_true.shape != values.shape:
+        raise ShapeError(
+            format_error(
+                f"{name}: targets and predictions do not line up.",
+                expected=f"targets of shape {tuple(values.shape)} (like the predictions)",
+                received=f"targets of shape {tuple(y_true.shape)}",
+                fix="give the last layer one unit per target feature; sequence targets "
+                "are (batch, time, features).",
+            )
+        )
+    real = _real_steps(values.shape[:-1], mask, values.device)
+    if y_true.is_floating_point():
+        padding, what = ~torch.isfinite(y_true), "NaN or inf"
+    else:
+        padding, what = y_true == IGNORE_INDEX, f"IGNORE_INDEX = {IGNORE_INDEX}"
+    padded = int((real & padding.any(-1)).sum())
+    if padded:
+        raise _padding_error(name, padded, mask, what)
+    keep = real.unsqueeze(-1)
+    preds = torch.where(keep, values, torch.ones_like(values))
+    targets = torch.where(keep, y_true.to(values.dtype), torch.zeros_like(values))
+    return preds, targets, real
+
+
+def step_weights(
+    sample_weight: Any, step_shape: torch.Size, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """Sample weights as a tensor `(batch,)` or of the step shape, or None."""
+    if sample_weight is None:
+        return None
+    weight = as_targets(sample_weight, device).to(dtype)
+    if weight.shape not in (step_shape[:1], step_shape):
+        raise ShapeError(
+            format_error(
+                "sample_weight must hold one weight per sequence or per step.",
+                expected=f"shape {tuple(step_shape[:1])} or {tuple(step_shape)}",
+                received=f"shape {tuple(weight.shape)}",
+            )
+        )
+    return weight
+
+
+def _class_weight_table(
+    class_weight: ClassWeight, num_classes: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    if isinstance(class_weight, Mapping):
+        size = max([num_classes, *(int(k) + 1 for k in class_weight)])
+        table = torch.ones(size, dtype=dtype)
+        for key, weight in class_weight.items():
+            table[int(key)] = float(weight)
+    else:
+        table = torch.as_tensor(np.asarray(class_weight, dtype=np.float64)).to(dtype)
+        if table.dim() != 1 or table.numel() < num_classes:
+            raise ConfigError(
+                format_error(
+                    "class_weight needs one weight per class.",
+                    expected=f"a dict {{class_id: weight}} or a list of {num_classes} weights",
+                    received=f"{table.numel()} weight(s)",
+                )
+            )
+    return table.to(device)
+
+
+def broadcast_weight(weight: torch.Tensor, step_shape: torch.Size) -> torch.Tensor:
+    """Weights `(batch,)` or of the step shape, viewed to broadcast over the step shape."""
+    return weight.reshape(weight.shape + (1,) * (len(step_shape) - weight.dim()))
+
+
+def _reduce(
+    loss: torch.Tensor,
+    real: torch.Tensor,
+    weight: torch.Tensor | None,
+    masked: bool,
+    reduction: str,
+) -> torch.Tensor:
+    """Reduce per-step losses `loss` (step shape) over the real steps."""
+    if reduction == "keras2":
+        return _reduce_keras2(loss, real, weight, masked)
+    if weight is not None:
+        loss = loss * broadcast_weight(weight, loss.shape)
+    loss = torch.where(real, loss, torch.zeros_like(loss))
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.sum() / real.sum().clamp_min(1).to(loss.dtype)
+    # sequence_mean
+    rows = loss.reshape(loss.shape[0], -1).sum(1)
+    counts = real.reshape(real.shape[0], -1).sum(1)
+    means = rows / counts.clamp_min(1).to(loss.dtype)
+    return means.sum() / (counts > 0).sum().clamp_min(1).to(loss.dtype)
+
+
+def _reduce_keras2(
+    loss: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None, masked: bool
+) -> torch.Tensor:
+    """Keras 2's `weighted_masked_objective` (seed 002), step for step."""
+    score = loss
+    if masked:
+        mask = real.to(loss.dtype)
+        score = torch.where(real, score, torch.zeros_like(score))  # score *= mask
+        score = score / (mask.mean() + EPSILON)
+    if weight is not None:
+        if score.dim() > weight.dim():
+            score = score.mean(dim=tuple(range(weight.dim(), score.dim())))
+        score = score * weight
+        nonzero = (weight != 0).to(loss.dtype).mean()
+        score = score / torch.where(nonzero > 0, nonzero, torch.ones_like(nonzero))
+    return score.mean()
+
+
+# ---------------------------------------------------------------------- losses
+class Loss:
+    """Base class: a per-step loss reduced over the real steps.
+
+    Subclasses implement `per_step(values, y_true, mask) -> (loss, real, class_ids)`:
+    the loss at each step (step shape: `(batch, time)` or `(batch,)`), the real-step
+    mask, and the class id of each step's target (or None when the targets are not
+    classes, which makes `class_weight` an error).
+
+    Args:
+        reduction: `"mean"` (default, Keras 3), `"keras2"`, `"sequence_mean"` or `"sum"`
+            (see the module docstring).
+        name: the loss's name (defaults to the Keras function name).
+    """
+
+    default_name = "loss"
+
+    def __init__(self, reduction: str = "mean", name: str | None = None) -> None:
+        if reduction not in REDUCTIONS:
+            raise ConfigError(
+                format_error(
+                    "Unknown loss reduction.",
+                    expected=" or ".join(repr(r) for r in REDUCTIONS),
+                    received=repr(reduction),
+                )
+            )
+        self.reduction = reduction
+        self.name = name or self.default_name
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-friendly), enough to rebuild the loss."""
+        return {"reduction": self.reduction, "name": self.name}
+
+    def per_step(
+        self, values: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        y_pred: Masked | torch.Tensor,
+        y_true: Any,
+        sample_weight: Any = None,
+        class_weight: ClassWeight | None = None,
+    ) -> torch.Tensor:
+        """The reduced loss over the real steps of `y_pred` (a scalar tensor).
+
+        Args:
+            y_pred: the model's output, `Masked` or tensor `(batch, time, units)` /
+                `(batch, units)`.
+            y_true: targets; class ids `(batch, time)` / `(batch,)` for sparse losses,
+                else shaped like the predictions.
+            sample_weight: `(batch,)` per sequence or `(batch, time)` per step.
+            class_weight: `{class_id: weight}` or a list, one weight per class (class
+                targets only); multiplies the sample weight of each step.
+        """
+        values, mask = split_output(y_pred)
+        loss, real, class_ids = self.per_step(values, as_targets(y_true, values.device), mask)
+        weight = step_weights(sample_weight, loss.shape, loss.device, loss.dtype)
+        if class_weight is not None:
+            if class_ids is None:
+                raise ConfigError(
+                    format_error(
+                        f"{self.name}: class_weight needs class targets.",
+                        expected="class ids, one-hot rows, or 0/1 targets of one output unit",
+                        received=f"class_weight with {type(self).__name__} and predictions "
+                        f"{tuple(values.shape)}",
+                        fix="weight the steps with sample_weight instead.",
+                    )
+                )
+            table = _class_weight_table(class_weight, _num_classes(values), loss.device, loss.dtype)
+            by_class = table[class_ids]
+            weight = by_class if weight is None else broadcast_weight(weight, loss.shape) * by_class
+        return _reduce(loss, real, weight, mask is not None, self.reduction)
+
+
+def _num_classes(values: torch.Tensor) -> int:
+    return max(int(values.shape[-1]), 2) if values.dim() >= 2 else 2
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Cross-entropy between class-id targets and per-class scores, at real steps.
+
+    Value rule: `-log p[target]`, with probabilities renormalised to sum 1 and clipped
+    to `[1e-7, 1 - 1e-7]` like Keras (or `log_softmax` of logits when `from_logits`).
+    Mask rule: only the steps `y_pred.mask` marks as real count; targets hold
+    `IGNORE_INDEX` at padded steps.
+
+    Example:
+        >>> y = Masked(torch.full((1, 3, 2), 0.5), lengths_to_mask([2], 3))
+        >>> float(SparseCategoricalCrossentropy()(y, torch.tensor([[0, 1, -100]])))
+        0.6931...
+
+    Args:
+        from_logits: the predictions are logits (no softmax at the end of the model).
+        reduction: see `Loss`.
+        name: the loss's name.
+    """
+
+    default_name = "sparse_categorical_crossentropy"
+
+    def __init__(
+        self, from_logits: bool = False, reduction: str = "mean", name: str | None = None
+    ) -> None:
+        super().__init__(reduction, name)
+        self.from_logits = from_logits
+
+    def get_config(self) -> dict[str, Any]:
+        return {"from_logits": self.from_logits, **super().get_config()}
+
+    def per_step(self, values, y_true, mask):
+        scores, ids, real = class_targets(values, y_true, mask, self.name)
+        log_prob = _log_probs(scores, self.from_logits)
+        return -log_prob.gather(-1, ids.unsqueeze(-1)).squeeze(-1), real, ids
+
+
+def _log_probs(scores: torch.Tensor, from_logits: bool) -> torch.Tensor:
+    """Log-probabilities on the last axis, computed as Keras does."""
+    if from_logits:
+        return F.log_softmax(scores, dim=-1)
+    probs = scores / scores.sum(dim=-1, keepdim=True)
+    return probs.clamp(EPSILON, 1.0 - EPSILON).log()
+
+
+class CategoricalCrossentropy(Loss):
+    """Cross-entropy between one-hot (or soft) targets and per-class scores, at real steps.
+
+    Value rule: `-sum(target * log p)`, probabilities renormalised and clipped like
+    Keras. Mask rule: only real steps count; padded target rows may hold anything.
+
+    Example:
+        >>> y = Masked(torch.full((1, 2, 2), 0.5), lengths_to_mask([1], 2))
+        >>> float(CategoricalCrossentropy()(y, torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])))
+        0.6931...
+
+    Args:
+        from_logits: the predictions are logits.
+        label_smoothing: in [0, 1]; targets become `t * (1 - s) + s / classes`.
+        reduction: see `Loss`.
+        name: the loss's name.
+    """
+
+    default_name = "categorical_crossentropy"
+
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        reduction: str = "mean",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(reduction, name)
+        self.from_logits = from_logits
+        self.label_smoothing = label_smoothing
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+            **super().get_config(),
+        }
+
+    def per_step(self, values, y_true, mask):
+        if values.dim() >= 2 and y_true.shape == values.shape[:-1] and values.shape[-1] > 1:
+            raise ShapeError(
+                format_error(
+                    f"{self.name} takes one-hot targets, but the targets look like class ids.",
+                    expected=f"targets of shape {tuple(values.shape)}",
+                    received=f"targets of shape {tuple(y_true.shape)}",
+                    fix="use SparseCategoricalCrossentropy for class ids.",
+                )
+            )
+        if (
+            y_true.dim() >= 1
+            and values.dim() >= 1
+            and y_true.shape[:-1] == values.shape[:-1]
+            and y_true.shape[-1] != values.shape[-1]
+        ):
+            raise ShapeError(
+                format_error(
+                    f"{self.name}: the targets and the predictions have different numbers "
+                    "of classes.",
+                    expected=f"{values.shape[-1]} classes (the predictions' last axis)",
+                    received=f"{y_true.shape[-1]} classes in the targets",
+                    fix="give the last Dense one unit per class.",
+                )
+            )
+        preds, targets, real = dense_targets(values, y_true, mask, self.name)
+        if self.label_smoothing:
+            targets = targets * (1.0 - self.label_smoothing) + (
+                self.label_smoothing / targets.shape[-1]
+            )
+        loss = -(targets * _log_probs(preds, self.from_logits)).sum(-1)
+        return loss, real, targets.argmax(-1)
+
+
+class BinaryCrossentropy(Loss):
+    """Binary cross-entropy per output unit, averaged over units, at real steps.
+
+    Value rule: Keras's `binary_crossentropy` (probabilities clipped to
+    `[1e-7, 1 - 1e-7]`, or `binary_cross_entropy_with_logits`), mean over the last
+    axis. Mask rule: only real steps count.
+
+    Example:
+        >>> y = Masked(torch.full((1, 2, 1), 0.5), lengths_to_mask([1], 2))
+        >>> float(BinaryCrossentropy()(y, torch.tensor([[1.0, float("nan")]])))
+        0.6931...
+
+    Args:
+        from_logits: the predictions are logits.
+        label_smoothing: in [0, 1]; targets become `t * (1 - s) + s / 2`.
+        reduction: see `Loss`.
+        name: the loss's name.
+    """
+
+    default_name = "binary_crossentropy"
+
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        reduction: str = "mean",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(reduction, name)
+        self.from_logits = from_logits
+        self.label_smoothing = label_smoothing
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+            **super().get_config(),
+        }
+
+    def per_step(self, values, y_true, mask):
+        preds, targets, real = dense_targets(values, y_true, mask, self.name)
+        # Class ids (0 or 1) for class_weight, only with one output unit.
+        class_ids = targets[..., 0].round().long().clamp(0, 1) if targets.shape[-1] == 1 else None
+        if self.label_smoothing:
+            targets = targets * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        if self.from_logits:
+            loss = F.binary_cross_entropy_with_logits(preds, targets, reduction="none")
+        else:
+            loss = F.binary_cross_entropy(
+                preds.clamp(EPSILON, 1.0 - EPSILON), targets, reduction="none"
+            )
+        return loss.mean(-1), real, class_ids
+
+
+class _Regression(Loss):
+    """A per-element error, averaged over the last axis (Keras's regression losses)."""
+
+    def error(self, preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def per_step(self, values, y_true, mask):
+        preds, targets, real = dense_targets(values, y_true, mask, self.name)
+        return self.error(preds, targets).mean(-1), real, None
+
+
+class MeanSquaredError(_Regression):
+    """Mean over the last axis of `(y_pred - y_true) ** 2`, at real steps.
+
+    Mask rule: only real steps count; NaN targets at padded steps are fine.
+
+    Example:
+        >>> y = Masked(torch.zeros(1, 2, 1), lengths_to_mask([1], 2))
+        >>> float(MeanSquaredError()(y, torch.tensor([[[2.0], [float("nan")]]])))
+        4.0
+
+    Args:
+        reduction: see `Loss`.
+        name: the loss's name.
+    """
+
+    default_name = "mean_squared_error"
+
+    def error(self, preds, targets):
+        return (preds - targets).square()
+
+
+class MeanAbsoluteError(_Regression):
+    """Mean over the last axis of `|y_pred - y_true|`, at real steps.
+
+    Mask rule: only real steps count (seed 001: the masked MAE is over real steps).
+
+    Example:
+        >>> y = Masked(torch.zeros(1, 2, 1), lengths_to_mask([1], 2))
+        >>> float(MeanAbsoluteError()(y, torch.tensor([[[2.0], [float("nan")]]])))
+        2.0
+
+    Args:
+        reduction: see `Loss`.
+        name: the loss's name.
+    """
+
+    default_name = "mean_absolute_error"
+
+    def error(self, preds, targets):
+        return (preds - targets).abs()
+
+
+class Huber(_Regression):
+    """Huber loss: `0.5 e**2` where `|e| <= delta`, else `delta * |e| - 0.5 delta**2`.
+
+    Mean over the last axis, at real steps (Keras's `huber`). Mask rule: only real
+    steps count.
+
+    Example:
+        >>> y = Masked(torch.zeros(1, 2, 1), lengths_to_mask([1], 2))
+        >>> float(Huber()(y, torch.tensor([[[3.0], [float("nan")]]])))
+        2.5
+
+    Args:
+        delta: where the loss turns from quadratic to linear.
+        reduction: see `Loss`.
+        name: the loss's name.
+    """
+
+    default_name = "huber"
+
+    def __init__(
+        self, delta: float = 1.0, reduction: str = "mean", name: str | None = None
+    ) -> None:
+        super().__init__(reduction, name)
+        self.delta = delta
+
+    def get_config(self) -> dict[str, Any]:
+        return {"delta": self.delta, **super().get_config()}
+
+    def error(self, preds, targets):
+        error = (preds - targets).abs()
+        return torch.where(
+            error <= self.delta, 0.5 * error.square(), self.delta * error - 0.5 * self.delta**2
+        )
+
+
+LOSSES: dict[str, type[Loss]] = {
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
+    "mean_squared_error": MeanSquaredError,
+    "mse": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mae": MeanAbsoluteError,
+    "huber": Huber,
+}
+"""Keras loss names (and the class names) that `get_loss` resolves."""
+LOSSES.update({cls.__name__: cls for cls in set(LOSSES.values())})
+
+
+def get_loss(identifier: str | Loss) -> Loss:
+    """A `Loss` from a Keras name (`"mse"`, `"sparse_categorical_crossentropy"`, ...) or
+    a `Loss` object (returned as is)."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str):
+        if identifier not in LOSSES:
+            raise ConfigError(
+                format_error(
+                    f"Unknown loss {identifier!r}.",
+                    expected="one of " + ", ".join(sorted(LOSSES)),
+                    received=repr(identifier),
+                    fix="or pass a maskwise.losses.Loss object.",
+                )
+            )
+        return LOSSES[identifier]()
+    raise MaskwiseTypeError(
+        format_error(
+            "A loss must be a name or a maskwise.losses.Loss.",
+            received=type(identifier).__name__,
+            fix="e.g. `loss='sparse_categorical_crossentropy'` or "
+            "`loss=maskwise.losses.SparseCategoricalCrossentropy(from_logits=True)`.",
+        )
+    )

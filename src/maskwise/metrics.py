@@ -1,0 +1,406 @@
+"""Masked metrics, accumulated exactly over an epoch.
+
+A metric sees only the steps the model's output marks as real (`y_pred.mask`; a plain
+tensor means every step is real), weighted by `sample_weight` when given. It keeps
+sums and counts (in float64), never an average of batch averages, so a metric over two
+batches of different sizes equals the metric over their concatenation.
+
+Interface: `reset()`, `update(y_pred, y_true, sample_weight=None)`, `result()`, `name`.
+`result()` is a float for the mean metrics, a dict `{"<name>/<class>": value, ...,
+"<name>_macro": value}` for `Precision`, `Recall` and `F1Score`, and a nested list
+(rows = true class, columns = predicted class) for `ConfusionMatrix`.
+
+Like Keras, a weighted mean metric divides by the sum of the weights of the real steps
+(`sum(value * weight) / sum(weight)`), which is Keras 3's metric with
+`sample_weight=mask * sample_weight`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import losses
+from .errors import ConfigError, MaskwiseTypeError, format_error
+from .losses import as_targets, class_targets, dense_targets, split_output
+from .masked import Masked
+
+
+def _step_weights(real: torch.Tensor, sample_weight: Any) -> torch.Tensor:
+    """float64 weight per step: 0 at padded steps, the sample weight (or 1) at real ones."""
+    weight = losses.step_weights(sample_weight, real.shape, real.device, torch.float64)
+    ones = torch.ones(real.shape, dtype=torch.float64, device=real.device)
+    if weight is not None:
+        ones = ones * losses.broadcast_weight(weight, real.shape)
+    return torch.where(real, ones, torch.zeros_like(ones))
+
+
+def _is_binary(values: torch.Tensor, mask: torch.Tensor | None) -> bool:
+    """One output unit per step (or no unit axis at all): a binary classifier."""
+    return values.shape[-1] == 1 or values.dim() == 1 or (mask is not None and values.dim() == 2)
+
+
+class Metric:
+    """Base class: `reset`, `update`, `result` and a `name`.
+
+    Args:
+        name: the metric's name (defaults to the Keras name).
+    """
+
+    default_name = "metric"
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or self.default_name
+        self.reset()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    def reset(self) -> None:
+        """Forget everything accumulated (call at the start of each epoch)."""
+        raise NotImplementedError
+
+    def update(self, y_pred: Masked | torch.Tensor, y_true: Any, sample_weight: Any = None) -> None:
+        """Accumulate one batch: `y_pred` the model's output, `y_true` the targets,
+        `sample_weight` `(batch,)` or `(batch, time)`."""
+        raise NotImplementedError
+
+    def result(self) -> Any:
+        raise NotImplementedError
+
+
+class MeanMetric(Metric):
+    """A weighted mean over real steps of a per-step value.
+
+    Subclasses implement `per_step(values, y_true, mask) -> (value, real)` (step shape).
+    """
+
+    def reset(self) -> None:
+        self.total: torch.Tensor | float = 0.0
+        self.count: torch.Tensor | float = 0.0
+
+    def per_step(
+        self, values: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def update(self, y_pred, y_true, sample_weight=None):
+        values, mask = split_output(y_pred)
+        value, real = self.per_step(values, as_targets(y_true, values.device), mask)
+        weight = _step_weights(real, sample_weight)
+        weighted = torch.where(real, value.to(torch.float64) * weight, torch.zeros_like(weight))
+        self.total = self.total + weighted.sum()
+        self.count = self.count + weight.sum()
+
+    def result(self) -> float:
+        """The weighted mean over every real step seen since `reset` (0.0 if none)."""
+        count = float(self.count)
+        return float(self.total) / count if count else 0.0
+
+
+class SparseCategoricalAccuracy(MeanMetric):
+    """Fraction of real steps whose highest score is the target class id.
+
+    Example:
+        >>> m = SparseCategoricalAccuracy()
+        >>> m.update(Masked(torch.eye(2).expand(1, 2, 2), lengths_to_mask([1], 2)),
+        ...          torch.tensor([[0, -100]]))
+        >>> m.result()
+        1.0
+    """
+
+    default_name = "sparse_categorical_accuracy"
+
+    def per_step(self, values, y_true, mask):
+        scores, ids, real = class_targets(values, y_true, mask, self.name)
+        return (scores.argmax(-1) == ids).to(values.dtype), real
+
+
+class CategoricalAccuracy(MeanMetric):
+    """Fraction of real steps whose highest score is the one-hot target's class."""
+
+    default_name = "categorical_accuracy"
+
+    def per_step(self, values, y_true, mask):
+        preds, targets, real = dense_targets(values, y_true, mask, self.name)
+        return (preds.argmax(-1) == targets.argmax(-1)).to(preds.dtype), real
+
+
+class BinaryAccuracy(MeanMetric):
+    """Fraction of outputs where `(y_pred > threshold)` equals the 0/1 target, at real steps.
+
+    Averaged over the output units of a step first (Keras's `binary_accuracy`).
+
+    Args:
+        threshold: the decision threshold on the predictions.
+        name: the metric's name.
+    """
+
+    default_name = "binary_accuracy"
+
+    def __init__(self, threshold: float = 0.5, name: str | None = None) -> None:
+        self.threshold = threshold
+        super().__init__(name)
+
+    def per_step(self, values, y_true, mask):
+        preds, targets, real = dense_targets(values, y_true, mask, self.name)
+        return ((preds > self.threshold).to(preds.dtype) == targets).to(preds.dtype).mean(-1), real
+
+
+class TopKAccuracy(MeanMetric):
+    """Fraction of real steps whose target class id is among the `k` highest scores.
+
+    Like Keras's `sparse_top_k_categorical_accuracy`, a tie with the k-th score counts.
+
+    Args:
+        k: how many of the highest scores count.
+        name: the metric's name.
+    """
+
+    default_name = "top_k_accuracy"
+
+    def __init__(self, k: int = 5, name: str | None = None) -> None:
+        if not isinstance(k, int) or k < 1:
+            raise ConfigError(
+                format_error("TopKAccuracy k must be a positive integer.", received=repr(k))
+            )
+        self.k = k
+        super().__init__(name)
+
+    def per_step(self, values, y_true, mask):
+        scores, ids, real = class_targets(values, y_true, mask, self.name)
+        kth = scores.topk(min(self.k, scores.shape[-1]), dim=-1).values[..., -1]
+        target_score = scores.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+        return (target_score >= kth).to(scores.dtype), real
+
+
+class Accuracy(MeanMetric):
+    """Keras's `"accuracy"`: resolved at the first update from the shapes, as Keras does.
+
+    One output unit: `BinaryAccuracy` (threshold 0.5); targets with one axis less than
+    the predictions (class ids): `SparseCategoricalAccuracy`; targets shaped like the
+    predictions: `CategoricalAccuracy`.
+    """
+
+    default_name = "accuracy"
+
+    def reset(self) -> None:
+        super().reset()
+        self.resolved: MeanMetric | None = getattr(self, "resolved", None)
+
+    def per_step(self, values, y_true, mask):
+        if self.resolved is None:
+            if _is_binary(values, mask):
+                self.resolved = BinaryAccuracy(name=self.name)
+            elif y_true.dim() < values.dim() or y_true.shape[-1] == 1:
+                self.resolved = SparseCategoricalAccuracy(name=self.name)
+            else:
+                self.resolved = CategoricalAccuracy(name=self.name)
+        return self.resolved.per_step(values, y_true, mask)
+
+
+class MeanAbsoluteError(MeanMetric):
+    """Mean over real steps of each step's mean `|y_pred - y_true|` (Keras's `mae`)."""
+
+    default_name = "mean_absolute_error"
+
+    def per_step(self, values, y_true, mask):
+        loss, real, _ = losses.MeanAbsoluteError(name=self.name).per_step(values, y_true, mask)
+        return loss, real
+
+
+class MeanSquaredError(MeanMetric):
+    """Mean over real steps of each step's mean `(y_pred - y_true) ** 2` (Keras's `mse`)."""
+
+    default_name = "mean_squared_error"
+
+    def per_step(self, values, y_true, mask):
+        loss, real, _ = losses.MeanSquaredError(name=self.name).per_step(values, y_true, mask)
+        return loss, real
+
+
+class _ConfusionCounts(Metric):
+    """Accumulates the weighted confusion matrix `self.matrix` (true x predicted)."""
+
+    def __init__(
+        self, num_classes: int | None = None, threshold: float = 0.5, name: str | None = None
+    ) -> None:
+        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
+            raise ConfigError(
+                format_error("num_classes must be an integer >= 2.", received=repr(num_classes))
+            )
+        self.num_classes = num_classes
+        self.threshold = threshold
+        super().__init__(name)
+
+    def reset(self) -> None:
+        self.matrix: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def update(self, y_pred, y_true, sample_weight=None):
+        values, mask = split_output(y_pred)
+        y_true = as_targets(y_true, values.device)
+        if _is_binary(values, mask):
+            preds, targets, real = dense_targets(values, y_true, mask, self.name)
+            predicted = (preds[..., 0] > self.threshold).long()
+            true = targets[..., 0].round().long().clamp(0, 1)
+            classes = 2
+        else:
+            scores, true, real = class_targets(values, y_true, mask, self.name)
+            predicted, classes = scores.argmax(-1), scores.shape[-1]
+        if self.num_classes is not None and classes != self.num_classes:
+            raise ConfigError(
+                format_error(
+                    f"{self.name} was built for {self.num_classes} classes, but the model "
+                    f"predicts {classes}.",
+                    expected=f"predictions with {self.num_classes} scores per step",
+                    received=f"predictions of shape {tuple(values.shape)}",
+                    fix="pass the model's number of output classes as num_classes.",
+                )
+            )
+        pairs = (true * classes + predicted).reshape(-1)
+        counts = torch.bincount(
+            pairs,
+            weights=_step_weights(real, sample_weight).reshape(-1),
+            minlength=classes * classes,
+        ).reshape(classes, classes)
+        self.matrix = counts if self.matrix is None else self.matrix + counts
+
+
+class ConfusionMatrix(_ConfusionCounts):
+    """Weighted counts of (true class, predicted class) pairs over real steps.
+
+    The predicted class is the highest score, or `y_pred > threshold` for one output
+    unit (classes 0 and 1). Targets are class ids (`IGNORE_INDEX` at padded steps).
+    `result()` is a nested list `num_classes x num_classes` of floats: row = true class,
+    column = predicted class.
+
+    Args:
+        num_classes: number of classes; inferred from the predictions when None (and
+            checked against them when given).
+        threshold: decision threshold for a single output unit.
+        name: the metric's name.
+    """
+
+    default_name = "confusion_matrix"
+
+    def result(self) -> list[list[float]]:
+        """Rows = true class, columns = predicted class (empty before any update)."""
+        if self.matrix is None:
+            size = self.num_classes or 0
+            return [[0.0] * size for _ in range(size)]
+        return self.matrix.tolist()
+
+
+class _PerClass(_ConfusionCounts):
+    """A per-class score from the confusion matrix, and its macro average."""
+
+    def score(self, matrix: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def result(self) -> dict[str, float]:
+        """`{"<name>/<class>": score, ..., "<name>_macro": mean over classes}`."""
+        if self.matrix is None:
+            return {}
+        scores = self.score(self.matrix).tolist()
+        out = {f"{self.name}/{c}": value for c, value in enumerate(scores)}
+        out[f"{self.name}_macro"] = sum(scores) / len(scores)
+        return out
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """`numerator / denominator`, 0 where the denominator is 0 (Keras's divide_no_nan)."""
+    safe = torch.where(denominator > 0, denominator, torch.ones_like(denominator))
+    return torch.where(denominator > 0, numerator / safe, torch.zeros_like(numerator))
+
+
+def _precision(matrix: torch.Tensor) -> torch.Tensor:
+    return _ratio(matrix.diagonal(), matrix.sum(0))
+
+
+def _recall(matrix: torch.Tensor) -> torch.Tensor:
+    return _ratio(matrix.diagonal(), matrix.sum(1))
+
+
+class Precision(_PerClass):
+    """Per-class precision (true positives / predicted positives) over real steps.
+
+    Result: `{"precision/0": ..., "precision/1": ..., "precision_macro": ...}`; a class
+    never predicted has precision 0. Arguments as `ConfusionMatrix`.
+    """
+
+    default_name = "precision"
+
+    def score(self, matrix):
+        return _precision(matrix)
+
+
+class Recall(_PerClass):
+    """Per-class recall (true positives / actual positives) over real steps.
+
+    Result: `{"recall/0": ..., "recall_macro": ...}`; a class never present has recall 0.
+    Arguments as `ConfusionMatrix`.
+    """
+
+    default_name = "recall"
+
+    def score(self, matrix):
+        return _recall(matrix)
+
+
+class F1Score(_PerClass):
+    """Per-class F1 (harmonic mean of precision and recall) over real steps, and the macro
+    average (Keras's `F1Score(average="macro")`). Arguments as `ConfusionMatrix`."""
+
+    default_name = "f1_score"
+
+    def score(self, matrix):
+        precision, recall = _precision(matrix), _recall(matrix)
+        return _ratio(2 * precision * recall, precision + recall)
+
+
+METRICS: dict[str, type[Metric]] = {
+    "accuracy": Accuracy,
+    "acc": Accuracy,
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
+    "binary_accuracy": BinaryAccuracy,
+    "top_k_accuracy": TopKAccuracy,
+    "sparse_top_k_categorical_accuracy": TopKAccuracy,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "precision": Precision,
+    "recall": Recall,
+    "f1_score": F1Score,
+    "confusion_matrix": ConfusionMatrix,
+}
+"""Keras metric names (and maskwise's) that `get_metric` resolves."""
+
+
+def get_metric(identifier: str | Metric) -> Metric:
+    """A fresh `Metric` named `identifier` from a Keras name (`"accuracy"`, `"acc"`,
+    `"mae"`, ...), or a `Metric` object (returned as is)."""
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, str):
+        if identifier not in METRICS:
+            raise ConfigError(
+                format_error(
+                    f"Unknown metric {identifier!r}.",
+                    expected="one of " + ", ".join(sorted(METRICS)),
+                    received=repr(identifier),
+                    fix="or pass a maskwise.metrics.Metric object.",
+                )
+            )
+        return METRICS[identifier](name=identifier)
+    raise MaskwiseTypeError(
+        format_error(
+            "A metric must be a name or a maskwise.metrics.Metric.",
+            received=type(identifier).__name__,
+            fix="e.g. `metrics=['accuracy']` or `metrics=[maskwise.metrics.TopKAccuracy(3)]`.",
+        )
+    )

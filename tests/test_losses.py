@@ -1,0 +1,547 @@
+"""Masked losses: Keras 3 parity, Keras 2 formula, padding never leaks, errors."""
+
+import keras
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from keras.src.backend.common.masking import set_keras_mask
+
+from maskwise import (
+    ConfigError,
+    Masked,
+    MaskError,
+    MaskwiseTypeError,
+    Sequential,
+    ShapeError,
+    losses,
+)
+from maskwise.layers import Dense, Masking
+from maskwise.masked import IGNORE_INDEX
+
+B, T, C, FEAT = 3, 5, 4, 2
+MASKS = {
+    "post": [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]],
+    "pre": [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1]],
+    "gaps": [[1, 0, 1, 0, 1], [0, 1, 1, 0, 0], [1, 1, 0, 1, 1]],
+}
+
+
+def _mask(name):
+    return torch.tensor(MASKS[name], dtype=torch.bool)
+
+
+def _data(kind, mask):
+    """(pred, target) for Keras (finite everywhere) and (pred, target) for maskwise,
+    whose padded steps hold NaN (or IGNORE_INDEX for class ids)."""
+    g = torch.Generator().manual_seed(1)
+    pad = ~mask
+    if kind in ("sparse", "sparse_logits"):
+        logits = torch.randn(B, T, C, generator=g) * 2
+        pred = logits if kind == "sparse_logits" else logits.softmax(-1)
+        y = torch.randint(0, C, (B, T), generator=g)
+        return (
+            pred,
+            y,
+            pred.masked_fill(pad[..., None], float("nan")),
+            y.masked_fill(pad, IGNORE_INDEX),
+        )
+    if kind in ("onehot", "onehot_logits"):
+        logits = torch.randn(B, T, C, generator=g) * 2
+        pred = logits if kind == "onehot_logits" else logits.softmax(-1)
+        y = F.one_hot(torch.randint(0, C, (B, T), generator=g), C).float()
+    elif kind in ("binary", "binary_logits"):
+        logits = torch.randn(B, T, FEAT, generator=g) * 2
+        pred = logits if kind == "binary_logits" else logits.sigmoid()
+        y = torch.randint(0, 2, (B, T, FEAT), generator=g).float()
+    else:  # regression
+        pred = torch.randn(B, T, FEAT, generator=g) * 2
+        y = torch.randn(B, T, FEAT, generator=g) * 2
+    nan = float("nan")
+    return pred, y, pred.masked_fill(pad[..., None], nan), y.masked_fill(pad[..., None], nan)
+
+
+CASES = {
+    "sparse": (
+        losses.SparseCategoricalCrossentropy,
+        keras.losses.SparseCategoricalCrossentropy,
+        {},
+    ),
+    "sparse_logits": (
+        losses.SparseCategoricalCrossentropy,
+        keras.losses.SparseCategoricalCrossentropy,
+        {"from_logits": True},
+    ),
+    "onehot": (losses.CategoricalCrossentropy, keras.losses.CategoricalCrossentropy, {}),
+    "onehot_logits": (
+        losses.CategoricalCrossentropy,
+        keras.losses.CategoricalCrossentropy,
+        {"from_logits": True, "label_smoothing": 0.1},
+    ),
+    "binary": (losses.BinaryCrossentropy, keras.losses.BinaryCrossentropy, {}),
+    "binary_logits": (
+        losses.BinaryCrossentropy,
+        keras.losses.BinaryCrossentropy,
+        {"from_logits": True, "label_smoothing": 0.2},
+    ),
+    "mse": (losses.MeanSquaredError, keras.losses.MeanSquaredError, {}),
+    "mae": (losses.MeanAbsoluteError, keras.losses.MeanAbsoluteError, {}),
+    "huber": (losses.Huber, keras.losses.Huber, {"delta": 0.7}),
+}
+
+
+def _keras_loss(keras_cls, kwargs, pred, y, mask, sample_weight):
+    pred = pred.clone()
+    set_keras_mask(pred, mask)
+    # Keras 3 multiplies `sample_weight` by the mask in place: give it a copy.
+    sample_weight = None if sample_weight is None else sample_weight.clone()
+    return float(keras_cls(**kwargs)(y, pred, sample_weight=sample_weight))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("mask_name", list(MASKS))
+@pytest.mark.parametrize("case", list(CASES))
+def test_mean_matches_keras3(case, mask_name, weighted):
+    ours_cls, keras_cls, kwargs = CASES[case]
+    kind = case if case.startswith(("sparse", "onehot", "binary")) else "regression"
+    mask = _mask(mask_name)
+    pred, y, our_pred, our_y = _data(kind, mask)
+    weight = torch.rand(B, T, generator=torch.Generator().manual_seed(2)) if weighted else None
+    expected = _keras_loss(keras_cls, kwargs, pred, y, mask, weight)
+    our_weight = None if weight is None else weight.masked_fill(~mask, float("nan"))
+    got = ours_cls(**kwargs)(Masked(our_pred, mask), our_y, sample_weight=our_weight)
+    torch.testing.assert_close(got, torch.tensor(expected), atol=1e-5, rtol=1e-6)
+
+
+def test_per_sequence_weight_is_each_step_of_the_sequence():
+    # Keras 3 fails on (batch,) weights with a (batch, time) mask; ours broadcast them.
+    mask = _mask("gaps")
+    pred, y, our_pred, our_y = _data("sparse", mask)
+    weight = torch.tensor([1.0, 2.0, 0.5])
+    expected = _keras_loss(
+        keras.losses.SparseCategoricalCrossentropy, {}, pred, y, mask, weight[:, None].expand(B, T)
+    )
+    got = losses.SparseCategoricalCrossentropy()(Masked(our_pred, mask), our_y, weight)
+    torch.testing.assert_close(got, torch.tensor(expected), atol=1e-5, rtol=1e-6)
+
+
+def test_probabilities_are_clipped_like_keras():
+    mask = _mask("post")
+    probs = F.one_hot(torch.zeros(B, T, dtype=torch.long), C).float()  # exact 0s and 1s
+    y = torch.ones(B, T, dtype=torch.long)  # the target class has probability 0
+    cases = [
+        (
+            losses.SparseCategoricalCrossentropy,
+            keras.losses.SparseCategoricalCrossentropy,
+            probs,
+            y,
+        ),
+        (
+            losses.CategoricalCrossentropy,
+            keras.losses.CategoricalCrossentropy,
+            probs,
+            F.one_hot(y, C).float(),
+        ),
+        (
+            losses.BinaryCrossentropy,
+            keras.losses.BinaryCrossentropy,
+            probs[..., 1:2],
+            torch.ones(B, T, 1),
+        ),
+    ]
+    for ours, theirs, pred, target in cases:
+        expected = _keras_loss(theirs, {}, pred, target, mask, None)
+        got = ours()(Masked(pred, mask), target)
+        torch.testing.assert_close(got, torch.tensor(expected), atol=1e-5, rtol=1e-6)
+        assert float(got) == pytest.approx(-np.log(1e-7), rel=1e-4)
+
+
+def _keras_model(units, activation, kernel, bias):
+    model = keras.Sequential(
+        [
+            keras.Input((T, FEAT)),
+            keras.layers.Masking(0.0),
+            keras.layers.Dense(units, activation=activation),
+        ]
+    )
+    model.layers[-1].set_weights([kernel.numpy(), bias.numpy()])
+    return model
+
+
+@pytest.mark.parametrize(
+    ("loss_name", "units", "activation"),
+    [("sparse_categorical_crossentropy", C, "softmax"), ("mse", FEAT, None)],
+)
+def test_keras_evaluate_parity_with_masking_model(loss_name, units, activation):
+    g = torch.Generator().manual_seed(3)
+    mask = torch.tensor(MASKS["post"] + MASKS["pre"] + MASKS["gaps"], dtype=torch.bool)
+    x = torch.randn(len(mask), T, FEAT, generator=g).masked_fill(~mask[..., None], 0.0)
+    if loss_name == "mse":
+        y = torch.randn(len(mask), T, FEAT, generator=g)
+        our_y = y.masked_fill(~mask[..., None], float("nan"))
+    else:
+        y = torch.randint(0, C, (len(mask), T), generator=g)
+        our_y = y.masked_fill(~mask, IGNORE_INDEX)
+    weight = torch.rand(len(mask), T, generator=g)
+    ours = Sequential([Masking(0.0), Dense(units, activation=activation)])
+    out = ours(x)
+    theirs = _keras_model(
+        units, activation, ours.layers[-1].kernel.detach(), ours.layers[-1].bias.detach()
+    )
+    theirs.compile(loss=loss_name)
+    for sample_weight in (None, weight):
+        expected = theirs.evaluate(
+            x.numpy(),
+            y.numpy(),
+            batch_size=len(mask),
+            verbose=0,
+            sample_weight=None if sample_weight is None else sample_weight.numpy(),
+        )
+        got = losses.get_loss(loss_name)(out, our_y, sample_weight=sample_weight)
+        torch.testing.assert_close(got, torch.tensor(expected), atol=1e-5, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ keras2 reduction
+def _keras2_reference(score, mask, weights):
+    """Seed 002's weighted_masked_objective, in numpy, for score (batch, time)."""
+    score = score.copy()
+    if mask is not None:
+        mask = mask.astype(np.float64)
+        score *= mask
+        score /= mask.mean() + 1e-7
+    if weights is not None:
+        score = score.mean(axis=tuple(range(weights.ndim, score.ndim)))
+        score *= weights
+        score /= np.mean((weights != 0).astype(np.float64))
+    return score.mean()
+
+
+@pytest.mark.parametrize("weights", [None, "sequence", "step"])
+@pytest.mark.parametrize("mask_name", ["post", "gaps", None])
+def test_keras2_reduction_matches_the_seed_formula(mask_name, weights):
+    mask = None if mask_name is None else _mask(mask_name)
+    g = torch.Generator().manual_seed(4)
+    pred = torch.randn(B, T, FEAT, generator=g)
+    y = torch.randn(B, T, FEAT, generator=g)
+    weight = {
+        None: None,
+        "sequence": torch.tensor([1.0, 0.0, 3.0]),
+        "step": torch.rand(B, T, generator=g).masked_fill(torch.eye(B, T) > 0, 0),
+    }[weights]
+    score = ((pred.double() - y.double()) ** 2).mean(-1).numpy()
+    expected = _keras2_reference(
+        score,
+        None if mask is None else mask.numpy(),
+        None if weight is None else weight.double().numpy(),
+    )
+    got = losses.MeanSquaredError(reduction="keras2")(Masked(pred, mask), y, weight)
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
+def test_keras2_weights_batches_by_their_real_fraction():
+    # Keras 2 divides by mean(mask) + eps, so it is the mean over real steps, per batch.
+    mask = _mask("post")
+    _, _, our_pred, our_y = _data("regression", mask)
+    mean = losses.MeanSquaredError()(Masked(our_pred, mask), our_y)
+    keras2 = losses.MeanSquaredError(reduction="keras2")(Masked(our_pred, mask), our_y)
+    real = mask.float().mean()
+    torch.testing.assert_close(keras2, mean * real / (real + 1e-7), atol=1e-6, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ properties
+def _reference(kind, rows_pred, rows_y, reduction, delta=1.0):
+    """Plain torch on the real steps only (no mask anywhere)."""
+    per_row = []
+    for p, t in zip(rows_pred, rows_y):
+        if kind == "sparse_logits":
+            per_row.append(F.cross_entropy(p, t, reduction="none"))
+        elif kind == "mse":
+            per_row.append(F.mse_loss(p, t, reduction="none").mean(-1))
+        elif kind == "mae":
+            per_row.append(F.l1_loss(p, t, reduction="none").mean(-1))
+        elif kind == "huber":
+            per_row.append(F.huber_loss(p, t, reduction="none", delta=delta).mean(-1))
+        else:
+            per_row.append(F.binary_cross_entropy_with_logits(p, t, reduction="none").mean(-1))
+    steps = torch.cat(per_row)
+    if reduction == "mean":
+        return steps.mean()
+    if reduction == "sum":
+        return steps.sum()
+    return torch.stack([r.mean() for r in per_row if len(r)]).mean()
+
+
+LOSS_FOR = {
+    "sparse_logits": lambda r: losses.SparseCategoricalCrossentropy(from_logits=True, reduction=r),
+    "mse": lambda r: losses.MeanSquaredError(reduction=r),
+    "mae": lambda r: losses.MeanAbsoluteError(reduction=r),
+    "huber": lambda r: losses.Huber(delta=0.5, reduction=r),
+    "binary_logits": lambda r: losses.BinaryCrossentropy(from_logits=True, reduction=r),
+}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    kind=st.sampled_from(list(LOSS_FOR)),
+    reduction=st.sampled_from(["mean", "sum", "sequence_mean"]),
+    rows=st.lists(st.lists(st.booleans(), min_size=1, max_size=6), min_size=1, max_size=4),
+    extra=st.integers(0, 3),
+    fill=st.sampled_from([0.0, float("nan"), float("inf"), -1e30]),
+    seed=st.integers(0, 2**16),
+)
+def test_loss_equals_its_unpadded_computation(kind, reduction, rows, extra, fill, seed):
+    g = torch.Generator().manual_seed(seed)
+    time = max(len(r) for r in rows) + extra
+    mask = torch.zeros(len(rows), time, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        mask[i, : len(r)] = torch.tensor(r)
+    mask[0, 0] = True  # at least one real step
+    feat = C if kind == "sparse_logits" else FEAT
+    pred = torch.randn(len(rows), time, feat, generator=g)
+    if kind == "sparse_logits":
+        y = torch.randint(0, C, (len(rows), time), generator=g)
+        padded_y = y.masked_fill(~mask, IGNORE_INDEX)
+    else:
+        y = torch.rand(len(rows), time, feat, generator=g).round()
+        padded_y = y.masked_fill(~mask[..., None], fill)
+    padded_pred = pred.masked_fill(~mask[..., None], fill)
+    got = LOSS_FOR[kind](reduction)(Masked(padded_pred, mask), padded_y)
+    expected = _reference(
+        kind,
+        [p[m] for p, m in zip(pred, mask)],
+        [t[m] for t, m in zip(y, mask)],
+        reduction,
+        delta=0.5,
+    )
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ padding never leaks
+ALL_LOSSES = {
+    "sparse": losses.SparseCategoricalCrossentropy(),
+    "onehot": losses.CategoricalCrossentropy(),
+    "binary": losses.BinaryCrossentropy(),
+    "mse": losses.MeanSquaredError(),
+    "mae": losses.MeanAbsoluteError(),
+    "huber": losses.Huber(),
+}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "keras2", "sequence_mean", "sum"])
+@pytest.mark.parametrize("name", list(ALL_LOSSES))
+def test_nan_padding_gives_finite_loss_and_zero_gradient_at_padding(name, reduction):
+    mask = _mask("gaps")
+    kind = "regression" if name in ("mse", "mae", "huber") else name
+    _, _, pred, y = _data(kind, mask)
+    pred = pred.masked_fill(~mask[..., None], float("nan")).requires_grad_()
+    loss = type(ALL_LOSSES[name])(reduction=reduction)(Masked(pred, mask), y)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(pred.grad).all()
+    assert (pred.grad[~mask] == 0).all()
+    assert (pred.grad[mask].abs().sum(-1) > 0).all()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "keras2", "sequence_mean", "sum"])
+@pytest.mark.parametrize("name", list(ALL_LOSSES))
+def test_batch_without_real_step_gives_zero(name, reduction):
+    mask = torch.zeros(B, T, dtype=torch.bool)
+    kind = "regression" if name in ("mse", "mae", "huber") else name
+    _, _, pred, y = _data(kind, mask)
+    pred = pred.requires_grad_()
+    loss = type(ALL_LOSSES[name])(reduction=reduction)(Masked(pred, mask), y)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert (pred.grad == 0).all()
+
+
+def test_nan_inputs_at_padding_never_reach_the_weights_gradient():
+    x = torch.randn(B, T, FEAT).masked_fill(~_mask("pre")[..., None], float("nan"))
+    model = Sequential([Masking(float("nan")), Dense(C, activation="softmax")])
+    y = torch.randint(0, C, (B, T)).masked_fill(~_mask("pre"), IGNORE_INDEX)
+    loss = losses.SparseCategoricalCrossentropy()(model(x), y)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_per_sequence_targets_without_time_axis():
+    logits = torch.randn(6, C)
+    y = torch.randint(0, C, (6,))
+    got = losses.SparseCategoricalCrossentropy(from_logits=True)(logits, y)
+    torch.testing.assert_close(got, F.cross_entropy(logits, y), atol=1e-6, rtol=1e-6)
+    pred = torch.randn(6, 1)
+    target = torch.randn(6)
+    torch.testing.assert_close(
+        losses.MeanSquaredError()(pred, target),
+        F.mse_loss(pred[:, 0], target),
+        atol=1e-6,
+        rtol=1e-6,
+    )
+    seq = losses.MeanSquaredError(reduction="sequence_mean")(pred, target)
+    torch.testing.assert_close(seq, F.mse_loss(pred[:, 0], target), atol=1e-6, rtol=1e-6)
+
+
+def test_unmasked_sequence_output_counts_every_step():
+    pred = torch.randn(B, T, FEAT)
+    y = torch.randn(B, T, FEAT)
+    torch.testing.assert_close(
+        losses.MeanAbsoluteError()(pred, y), F.l1_loss(pred, y), atol=1e-6, rtol=1e-6
+    )
+
+
+def test_masked_output_without_feature_axis():
+    mask = _mask("post")
+    pred = torch.randn(B, T)
+    y = torch.randn(B, T)
+    got = losses.MeanSquaredError()(Masked(pred, mask), y.masked_fill(~mask, float("nan")))
+    torch.testing.assert_close(got, F.mse_loss(pred[mask], y[mask]), atol=1e-6, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ weights
+def test_class_weight_is_a_per_step_sample_weight():
+    mask = _mask("gaps")
+    _, y, pred, our_y = _data("sparse", mask)
+    table = [0.5, 2.0, 1.0, 3.0]
+    loss = losses.SparseCategoricalCrossentropy()
+    seq_weight = torch.tensor([1.0, 2.0, 0.5])
+    expected = loss(
+        Masked(pred, mask), our_y, sample_weight=seq_weight[:, None] * torch.tensor(table)[y]
+    )
+    for class_weight in (table, dict(enumerate(table))):
+        got = loss(Masked(pred, mask), our_y, sample_weight=seq_weight, class_weight=class_weight)
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
+    partial = loss(Masked(pred, mask), our_y, class_weight={1: 2.0})
+    ones = torch.ones(B, T).masked_fill(y == 1, 2.0)
+    torch.testing.assert_close(partial, loss(Masked(pred, mask), our_y, sample_weight=ones))
+
+
+def test_class_weight_for_one_hot_and_binary_targets():
+    mask = _mask("post")
+    _, y, pred, our_y = _data("onehot", mask)
+    table = torch.tensor([0.5, 2.0, 1.0, 3.0])
+    loss = losses.CategoricalCrossentropy()
+    torch.testing.assert_close(
+        loss(Masked(pred, mask), our_y, class_weight=table.tolist()),
+        loss(Masked(pred, mask), our_y, sample_weight=table[y.argmax(-1)]),
+    )
+    probs = torch.rand(B, T, 1)
+    labels = torch.randint(0, 2, (B, T)).float()
+    bce = losses.BinaryCrossentropy()
+    torch.testing.assert_close(
+        bce(Masked(probs, mask), labels, class_weight={0: 1.0, 1: 4.0}),
+        bce(Masked(probs, mask), labels, sample_weight=1 + 3 * labels),
+    )
+
+
+# ------------------------------------------------------------------ errors
+def test_ignore_index_at_real_step_without_mask_explains_the_lost_mask():
+    _, _, pred, y = _data("sparse", _mask("post"))
+    with pytest.raises(MaskError, match=r"(?s)IGNORE_INDEX = -100.*output mask: None.*Lambda"):
+        losses.SparseCategoricalCrossentropy()(torch.nan_to_num(pred), y)
+
+
+def test_ignore_index_at_real_step_with_mask_explains_mispadding():
+    _, _, pred, y = _data("sparse", _mask("post"))
+    with pytest.raises(MaskError, match=r"(?s)3 step\(s\).*padded differently"):
+        losses.SparseCategoricalCrossentropy()(Masked(pred, _mask("gaps")), y)
+
+
+def test_nan_float_target_at_real_step_is_a_mask_error():
+    _, _, pred, y = _data("regression", _mask("post"))
+    with pytest.raises(MaskError, match=r"(?s)NaN or inf.*output mask: None.*dropped the mask"):
+        losses.MeanSquaredError()(torch.nan_to_num(pred), y)
+    int_y = torch.full((B, T, 1), IGNORE_INDEX)
+    with pytest.raises(MaskError, match=r"IGNORE_INDEX"):
+        losses.BinaryCrossentropy()(torch.rand(B, T, 1), int_y)
+
+
+def test_one_hot_targets_to_sparse_loss_get_a_hint():
+    _, y, pred, _ = _data("onehot", _mask("post"))
+    with pytest.raises(ShapeError, match=r"(?s)look one-hot.*CategoricalCrossentropy"):
+        losses.SparseCategoricalCrossentropy()(Masked(pred, _mask("post")), y)
+
+
+def test_class_ids_to_categorical_loss_get_a_hint():
+    _, y, pred, _ = _data("sparse", _mask("post"))
+    with pytest.raises(ShapeError, match=r"(?s)look like class ids.*SparseCategorical"):
+        losses.CategoricalCrossentropy()(Masked(pred, _mask("post")), y)
+
+
+def test_class_count_mismatch():
+    pred = torch.rand(B, T, C)
+    with pytest.raises(ShapeError, match=r"(?s)different numbers of classes.*4 classes.*3"):
+        losses.CategoricalCrossentropy()(pred, torch.zeros(B, T, 3))
+    with pytest.raises(ShapeError, match=r"(?s)outside the 4 classes.*class id 4.*seed 000"):
+        losses.SparseCategoricalCrossentropy()(pred, torch.full((B, T), 4))
+
+
+def test_target_shape_mismatch():
+    with pytest.raises(ShapeError, match=r"(?s)do not line up.*\(3, 5\).*\(3, 4\)"):
+        losses.SparseCategoricalCrossentropy()(torch.rand(B, T, C), torch.zeros(B, 4))
+    with pytest.raises(ShapeError, match=r"(?s)do not line up.*\(3, 5, 2\).*\(3, 5, 3\)"):
+        losses.MeanSquaredError()(torch.rand(B, T, FEAT), torch.zeros(B, T, 3))
+    with pytest.raises(ShapeError, match=r"(?s)one score per class.*\(3, 5\)"):
+        losses.SparseCategoricalCrossentropy()(
+            Masked(torch.rand(B, T), _mask("post")), torch.zeros(B, T)
+        )
+
+
+def test_fractional_class_ids():
+    with pytest.raises(ShapeError, match=r"whole-number class ids"):
+        losses.SparseCategoricalCrossentropy()(torch.rand(B, C), torch.tensor([0.5, 1, 2]))
+    got = losses.SparseCategoricalCrossentropy(from_logits=True)(
+        torch.zeros(B, C), torch.tensor([0.0, 1.0, 2.0])
+    )
+    torch.testing.assert_close(got, torch.tensor(np.log(C), dtype=torch.float32))
+
+
+def test_weight_errors():
+    pred, y = torch.rand(B, T, FEAT), torch.rand(B, T, FEAT)
+    with pytest.raises(ShapeError, match=r"(?s)one weight per sequence or per step.*\(3,\)"):
+        losses.MeanSquaredError()(pred, y, sample_weight=torch.ones(T))
+    with pytest.raises(ConfigError, match=r"(?s)class_weight needs class targets.*sample_weight"):
+        losses.MeanSquaredError()(pred, y, class_weight=[1.0, 2.0])
+    with pytest.raises(ConfigError, match=r"(?s)one weight per class.*list of 4.*2 weight"):
+        losses.SparseCategoricalCrossentropy()(
+            torch.rand(B, T, C), torch.zeros(B, T), class_weight=[1.0, 2.0]
+        )
+
+
+def test_configuration_errors():
+    with pytest.raises(ConfigError, match=r"(?s)Unknown loss reduction.*'sequence_mean'"):
+        losses.MeanSquaredError(reduction="sum_over_batch_size")
+    with pytest.raises(ConfigError, match=r"(?s)Unknown loss 'mean_sq'.*huber, mae"):
+        losses.get_loss("mean_sq")
+    with pytest.raises(MaskwiseTypeError, match=r"name or a maskwise.losses.Loss"):
+        losses.get_loss(F.mse_loss)
+    with pytest.raises(MaskwiseTypeError, match=r"Masked.*or a tensor"):
+        losses.MeanSquaredError()([[1.0]], torch.zeros(1, 1))
+    with pytest.raises(MaskwiseTypeError, match=r"(?s)not a Masked.*y\.values"):
+        losses.MeanSquaredError()(torch.zeros(1, 1), Masked(torch.zeros(1, 1)))
+
+
+def test_get_loss_resolves_keras_names():
+    assert isinstance(losses.get_loss("mse"), losses.MeanSquaredError)
+    assert isinstance(losses.get_loss("mean_absolute_error"), losses.MeanAbsoluteError)
+    assert isinstance(losses.get_loss("huber"), losses.Huber)
+    assert isinstance(
+        losses.get_loss("SparseCategoricalCrossentropy"), losses.SparseCategoricalCrossentropy
+    )
+    loss = losses.CategoricalCrossentropy(from_logits=True)
+    assert losses.get_loss(loss) is loss
+    assert losses.get_loss("binary_crossentropy").get_config() == {
+        "from_logits": False,
+        "label_smoothing": 0.0,
+        "reduction": "mean",
+        "name": "binary_crossentropy",
+    }
+
+
+def test_class_weight_needs_one_binary_unit():
+    with pytest.raises(ConfigError, match=r"(?s)class_weight needs class targets.*\(3, 5, 2\)"):
+        losses.BinaryCrossentropy()(
+            torch.rand(B, T, FEAT), torch.ones(B, T, FEAT), class_weight=[1.0, 2.0]
+        )

@@ -1,0 +1,350 @@
+"""Masked metrics: Keras 3 parity, exact accumulation, padding never counts, errors."""
+
+import keras
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from keras.src.backend.common.masking import set_keras_mask
+
+from maskwise import ConfigError, Masked, MaskError, MaskwiseTypeError, Sequential, metrics
+from maskwise.layers import Dense, Masking
+from maskwise.masked import IGNORE_INDEX
+
+B, T, C, FEAT = 3, 5, 4, 2
+MASKS = {
+    "post": [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]],
+    "pre": [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1]],
+    "gaps": [[1, 0, 1, 0, 1], [0, 1, 1, 0, 0], [1, 1, 0, 1, 1]],
+}
+
+
+def _same(a, b):
+    """Results equal to 1e-12 (floats, dicts of floats, or nested lists)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        a, b = list(a.values()), list(b.values())
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-12)
+
+
+def _mask(name):
+    return torch.tensor(MASKS[name], dtype=torch.bool)
+
+
+def _data(kind, mask, seed=1):
+    """Keras's (pred, target), finite everywhere, and maskwise's, with NaN or
+    IGNORE_INDEX at padded steps."""
+    g = torch.Generator().manual_seed(seed)
+    n, time = mask.shape
+    nan = float("nan")
+    if kind == "sparse":
+        pred = torch.randn(n, time, C, generator=g).softmax(-1)
+        y = torch.randint(0, C, (n, time), generator=g)
+        return pred, y, pred.masked_fill(~mask[..., None], nan), y.masked_fill(~mask, IGNORE_INDEX)
+    if kind == "onehot":
+        pred = torch.randn(n, time, C, generator=g).softmax(-1)
+        y = F.one_hot(torch.randint(0, C, (n, time), generator=g), C).float()
+    elif kind == "binary":
+        pred = torch.rand(n, time, FEAT, generator=g)
+        y = torch.randint(0, 2, (n, time, FEAT), generator=g).float()
+    else:
+        pred = torch.randn(n, time, FEAT, generator=g)
+        y = torch.randn(n, time, FEAT, generator=g)
+    return pred, y, pred.masked_fill(~mask[..., None], nan), y.masked_fill(~mask[..., None], nan)
+
+
+CASES = {
+    "sparse_acc": (
+        metrics.SparseCategoricalAccuracy(),
+        lambda: keras.metrics.SparseCategoricalAccuracy(),
+        "sparse",
+    ),
+    "top2": (
+        metrics.TopKAccuracy(2),
+        lambda: keras.metrics.SparseTopKCategoricalAccuracy(2),
+        "sparse",
+    ),
+    "categorical_acc": (
+        metrics.CategoricalAccuracy(),
+        lambda: keras.metrics.CategoricalAccuracy(),
+        "onehot",
+    ),
+    "binary_acc": (
+        metrics.BinaryAccuracy(0.4),
+        lambda: keras.metrics.BinaryAccuracy(threshold=0.4),
+        "binary",
+    ),
+    "mae": (metrics.MeanAbsoluteError(), lambda: keras.metrics.MeanAbsoluteError(), "regression"),
+    "mse": (metrics.MeanSquaredError(), lambda: keras.metrics.MeanSquaredError(), "regression"),
+}
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("mask_name", list(MASKS))
+@pytest.mark.parametrize("case", list(CASES))
+def test_mean_metrics_match_keras(case, mask_name, weighted):
+    ours, make_keras, kind = CASES[case]
+    mask = _mask(mask_name)
+    theirs = make_keras()
+    ours.reset()
+    for seed in (1, 2):  # two batches: the state accumulates in both
+        pred, y, our_pred, our_y = _data(kind, mask, seed)
+        weight = torch.rand(B, T, generator=torch.Generator().manual_seed(seed))
+        keras_pred = pred.clone()
+        set_keras_mask(keras_pred, mask)
+        theirs.update_state(y, keras_pred, sample_weight=weight.clone() if weighted else None)
+        ours.update(
+            Masked(our_pred, mask),
+            our_y,
+            sample_weight=weight.masked_fill(~mask, float("nan")) if weighted else None,
+        )
+    assert ours.result() == pytest.approx(float(theirs.result()), abs=1e-6)
+
+
+def test_per_class_metrics_match_keras():
+    mask = torch.tensor(MASKS["post"] + MASKS["gaps"], dtype=torch.bool)
+    pred, y, our_pred, our_y = _data("sparse", mask)
+    weight = torch.rand(mask.shape, generator=torch.Generator().manual_seed(5))
+    ours = {m.name: m for m in (metrics.Precision(), metrics.Recall(), metrics.F1Score())}
+    for m in ours.values():
+        m.update(Masked(our_pred, mask), our_y, sample_weight=weight)
+    flat_pred, flat_y = pred.reshape(-1, C), F.one_hot(y, C).reshape(-1, C).float()
+    flat_weight = (weight * mask).reshape(-1)
+    f1 = keras.metrics.F1Score(average=None, threshold=None)
+    f1.update_state(flat_y, flat_pred, sample_weight=flat_weight)
+    f1_macro = keras.metrics.F1Score(average="macro", threshold=None)
+    f1_macro.update_state(flat_y, flat_pred, sample_weight=flat_weight)
+    results = {name: m.result() for name, m in ours.items()}
+    for c in range(C):
+        for name, keras_cls in [
+            ("precision", keras.metrics.Precision),
+            ("recall", keras.metrics.Recall),
+        ]:
+            theirs = keras_cls(top_k=1, class_id=c)
+            theirs.update_state(flat_y, flat_pred, sample_weight=flat_weight)
+            assert results[name][f"{name}/{c}"] == pytest.approx(float(theirs.result()), abs=1e-6)
+        assert results["f1_score"][f"f1_score/{c}"] == pytest.approx(
+            float(f1.result()[c]), abs=1e-6
+        )
+    assert results["f1_score"]["f1_score_macro"] == pytest.approx(
+        float(f1_macro.result()), abs=1e-6
+    )
+    assert results["precision"]["precision_macro"] == pytest.approx(
+        np.mean([results["precision"][f"precision/{c}"] for c in range(C)])
+    )
+
+
+def test_binary_precision_and_recall_match_keras():
+    mask = _mask("pre")
+    probs = torch.rand(B, T, 1, generator=torch.Generator().manual_seed(6))
+    labels = torch.randint(0, 2, (B, T, 1), generator=torch.Generator().manual_seed(7)).float()
+    for ours, theirs in [
+        (metrics.Precision(), keras.metrics.Precision()),
+        (metrics.Recall(), keras.metrics.Recall()),
+    ]:
+        ours.update(Masked(probs, mask), labels.masked_fill(~mask[..., None], float("nan")))
+        theirs.update_state(labels, probs, sample_weight=mask.float()[..., None])
+        assert ours.result()[f"{ours.name}/1"] == pytest.approx(float(theirs.result()), abs=1e-6)
+
+
+def test_confusion_matrix_counts_real_steps_only():
+    mask = _mask("gaps")
+    pred, y, our_pred, our_y = _data("sparse", mask)
+    weight = torch.tensor([1.0, 2.0, 0.5])
+    cm = metrics.ConfusionMatrix(num_classes=C)
+    assert cm.result() == [[0.0] * C for _ in range(C)]
+    cm.update(Masked(our_pred, mask), our_y, sample_weight=weight)
+    expected = np.zeros((C, C))
+    for i, t in zip(*np.nonzero(mask.numpy())):
+        expected[y[i, t], pred[i, t].argmax()] += float(weight[i])
+    np.testing.assert_allclose(np.array(cm.result()), expected, atol=1e-12)
+    cm.reset()
+    assert cm.result() == [[0.0] * C for _ in range(C)]
+
+
+def test_accuracy_resolves_like_keras_and_matches_evaluate():
+    g = torch.Generator().manual_seed(3)
+    mask = torch.tensor(MASKS["post"] + MASKS["pre"] + MASKS["gaps"], dtype=torch.bool)
+    x = torch.randn(len(mask), T, FEAT, generator=g).masked_fill(~mask[..., None], 0.0)
+    y = torch.randint(0, C, (len(mask), T), generator=g)
+    ours = Sequential([Masking(0.0), Dense(C, activation="softmax")])
+    out = ours(x)
+    theirs = keras.Sequential(
+        [
+            keras.Input((T, FEAT)),
+            keras.layers.Masking(0.0),
+            keras.layers.Dense(C, activation="softmax"),
+        ]
+    )
+    theirs.layers[-1].set_weights(
+        [ours.layers[-1].kernel.detach().numpy(), ours.layers[-1].bias.detach().numpy()]
+    )
+    theirs.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    _, expected = theirs.evaluate(x.numpy(), y.numpy(), batch_size=len(mask), verbose=0)
+    acc = metrics.get_metric("accuracy")
+    acc.update(out, y.masked_fill(~mask, IGNORE_INDEX))
+    assert acc.result() == pytest.approx(expected, abs=1e-6)
+    assert isinstance(acc.resolved, metrics.SparseCategoricalAccuracy)
+
+    binary = metrics.Accuracy()
+    probs = torch.tensor([[[0.7], [0.2], [0.9]]])
+    binary.update(Masked(probs, torch.tensor([[True, True, False]])), torch.tensor([[1, 1, 0]]))
+    assert isinstance(binary.resolved, metrics.BinaryAccuracy)
+    assert binary.result() == 0.5
+    onehot = metrics.Accuracy()
+    onehot.update(torch.eye(3)[None], torch.eye(3)[None].flip(-1))
+    assert isinstance(onehot.resolved, metrics.CategoricalAccuracy)
+    assert onehot.result() == pytest.approx(1 / 3)
+
+
+ALL = [
+    metrics.Accuracy,
+    metrics.SparseCategoricalAccuracy,
+    lambda: metrics.TopKAccuracy(2),
+    metrics.Precision,
+    metrics.Recall,
+    metrics.F1Score,
+    metrics.ConfusionMatrix,
+]
+
+
+@pytest.mark.parametrize("make", ALL)
+def test_two_batches_equal_their_concatenation(make):
+    # Batches with 9 and 3 real steps: an average of batch averages would differ.
+    first = _mask("gaps")
+    second = torch.tensor([[1, 1, 0], [0, 0, 0], [1, 0, 0]], dtype=torch.bool)
+    _, _, p1, y1 = _data("sparse", first, seed=1)
+    _, _, p2, y2 = _data("sparse", second, seed=2)
+    w1, w2 = torch.rand(B), torch.rand(B, 3)
+    split, whole = make(), make()
+    split.update(Masked(p1, first), y1, w1)
+    split.update(Masked(p2, second), y2, w2)
+    pad = T - 3
+    whole.update(
+        Masked(
+            torch.cat([p1, F.pad(p2, (0, 0, 0, pad))]), torch.cat([first, F.pad(second, (0, pad))])
+        ),
+        torch.cat([y1, F.pad(y2, (0, pad), value=IGNORE_INDEX)]),
+        torch.cat([w1[:, None].expand(B, T), F.pad(w2, (0, pad))]),
+    )
+    _same(split.result(), whole.result())
+
+
+@pytest.mark.parametrize(
+    "make", [metrics.MeanAbsoluteError, metrics.MeanSquaredError, metrics.BinaryAccuracy]
+)
+def test_regression_metrics_accumulate_exactly(make):
+    first, second = _mask("post"), _mask("gaps")[:, :4]
+    kind = "binary" if make is metrics.BinaryAccuracy else "regression"
+    _, _, p1, y1 = _data(kind, first, seed=3)
+    _, _, p2, y2 = _data(kind, second, seed=4)
+    split, whole = make(), make()
+    split.update(Masked(p1, first), y1)
+    split.update(Masked(p2, second), y2)
+    nan = float("nan")
+    whole.update(
+        Masked(
+            torch.cat([p1, F.pad(p2, (0, 0, 0, 1), value=nan)]),
+            torch.cat([first, F.pad(second, (0, 1))]),
+        ),
+        torch.cat([y1, F.pad(y2, (0, 0, 0, 1), value=nan)]),
+    )
+    _same(split.result(), whole.result())
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.lists(st.lists(st.booleans(), min_size=1, max_size=6), min_size=1, max_size=4),
+    extra=st.integers(0, 2),
+    fill=st.sampled_from([0.0, float("nan"), float("inf"), 1e30]),
+    seed=st.integers(0, 2**16),
+)
+def test_padded_batch_equals_real_steps_only(rows, extra, fill, seed):
+    time = max(len(r) for r in rows) + extra
+    mask = torch.zeros(len(rows), time, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        mask[i, : len(r)] = torch.tensor(r)
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(len(rows), time, C, generator=g)
+    y = torch.randint(0, C, (len(rows), time), generator=g)
+    for make in (
+        metrics.SparseCategoricalAccuracy,
+        lambda: metrics.TopKAccuracy(2),
+        metrics.F1Score,
+        metrics.ConfusionMatrix,
+    ):
+        padded, plain = make(), make()
+        padded.update(
+            Masked(scores.masked_fill(~mask[..., None], fill), mask),
+            y.masked_fill(~mask, IGNORE_INDEX),
+        )
+        if mask.any():
+            plain.update(scores[mask], y[mask])  # per-sequence form: (steps, C), (steps,)
+        if plain.result() in ({}, []):
+            continue  # the plain metric never learned the class count
+        _same(padded.result(), plain.result())
+    mae, plain_mae = metrics.MeanAbsoluteError(), metrics.MeanAbsoluteError()
+    target = torch.randn(len(rows), time, FEAT, generator=g)
+    pred = torch.randn(len(rows), time, FEAT, generator=g)
+    mae.update(
+        Masked(pred.masked_fill(~mask[..., None], fill), mask),
+        target.masked_fill(~mask[..., None], fill),
+    )
+    plain_mae.update(pred[mask], target[mask])
+    assert mae.result() == pytest.approx(
+        (pred - target).abs()[mask].mean().item() if mask.any() else 0.0, abs=1e-6
+    )
+    _same(mae.result(), plain_mae.result())
+
+
+def test_empty_results():
+    assert metrics.SparseCategoricalAccuracy().result() == 0.0
+    assert metrics.Precision().result() == {}
+    assert metrics.ConfusionMatrix().result() == []
+    acc = metrics.SparseCategoricalAccuracy()
+    acc.update(
+        Masked(torch.rand(B, T, C), torch.zeros(B, T, dtype=torch.bool)),
+        torch.full((B, T), IGNORE_INDEX),
+    )
+    assert acc.result() == 0.0
+
+
+def test_reset_forgets_the_epoch():
+    acc = metrics.SparseCategoricalAccuracy()
+    acc.update(torch.eye(2), torch.tensor([0, 1]))
+    acc.reset()
+    acc.update(torch.eye(2), torch.tensor([1, 0]))
+    assert acc.result() == 0.0
+
+
+def test_get_metric_resolves_keras_names():
+    for name, cls in [
+        ("acc", metrics.Accuracy),
+        ("mae", metrics.MeanAbsoluteError),
+        ("mse", metrics.MeanSquaredError),
+        ("sparse_top_k_categorical_accuracy", metrics.TopKAccuracy),
+        ("sparse_categorical_accuracy", metrics.SparseCategoricalAccuracy),
+    ]:
+        metric = metrics.get_metric(name)
+        assert isinstance(metric, cls)
+        assert metric.name == name
+    metric = metrics.F1Score()
+    assert metrics.get_metric(metric) is metric
+
+
+def test_errors():
+    with pytest.raises(ConfigError, match=r"(?s)Unknown metric 'accuracyy'.*acc, accuracy"):
+        metrics.get_metric("accuracyy")
+    with pytest.raises(MaskwiseTypeError, match=r"name or a maskwise.metrics.Metric"):
+        metrics.get_metric(len)
+    with pytest.raises(ConfigError, match=r"k must be a positive integer"):
+        metrics.TopKAccuracy(0)
+    with pytest.raises(ConfigError, match=r"num_classes must be an integer >= 2"):
+        metrics.ConfusionMatrix(1)
+    with pytest.raises(ConfigError, match=r"(?s)built for 3 classes.*predicts 4.*\(3, 5, 4\)"):
+        metrics.Precision(num_classes=3).update(torch.rand(B, T, C), torch.zeros(B, T))
+    _, _, pred, y = _data("sparse", _mask("post"))
+    with pytest.raises(MaskError, match=r"(?s)sparse_categorical_accuracy.*IGNORE_INDEX.*Lambda"):
+        metrics.SparseCategoricalAccuracy().update(torch.nan_to_num(pred), y)
