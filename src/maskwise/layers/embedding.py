@@ -1,0 +1,89 @@
+"""`Embedding`: token ids to vectors, and the mask of `mask_zero` padding."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, MaskwiseTypeError, format_error
+from .base import Layer
+
+
+class Embedding(Layer):
+    """Look up a learned vector for every token id: `embeddings[tokens]`.
+
+    Value rule: step t gets row `tokens[:, t]` of the table. Token ids at padded
+    steps (where an incoming mask is False) are never read, so any value is allowed
+    there; a real id outside `[0, input_dim)` raises a `ConfigError`. Mask rule: with
+    `mask_zero=True` a step is real iff its token is not 0, combined (AND) with an
+    incoming mask; otherwise the incoming mask passes on (Keras drops it).
+
+    Example:
+        >>> emb = Embedding(10, 4, mask_zero=True)
+        >>> emb(torch.tensor([[3, 5, 0]])).mask.tolist()
+        [[True, True, False]]
+
+    Args:
+        input_dim: vocabulary size; ids must lie in `[0, input_dim)`.
+        output_dim: size of each vector.
+        mask_zero: token 0 is padding and is masked.
+        name: layer name.
+    Input: integer ids `(batch, time)`; output `(batch, time, output_dim)`.
+    """
+
+    def __init__(
+        self, input_dim: int, output_dim: int, mask_zero: bool = False, name: str | None = None
+    ) -> None:
+        super().__init__(name=name)
+        for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(
+                    format_error(
+                        f"Embedding {arg} must be a positive integer.", received=repr(value)
+                    )
+                )
+        self.input_dim = input_dim
+        self.output_dim = output_dim
+        self.mask_zero = mask_zero
+        # Keras's default initialiser: uniform in [-0.05, 0.05].
+        self.embeddings = nn.Parameter(torch.empty(input_dim, output_dim).uniform_(-0.05, 0.05))
+        self.built = True
+        self.build_shape = []
+
+    def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        tokens = self._token_ids(values)
+        if mask is not None:
+            keep = mask.reshape(mask.shape + (1,) * (tokens.dim() - 2))
+            tokens = torch.where(keep, tokens, torch.zeros_like(tokens))
+        bad = (tokens < 0) | (tokens >= self.input_dim)
+        if bool(bad.any()):
+            raise ConfigError(
+                format_error(
+                    f"Embedding {self.name!r} got a token id outside its vocabulary.",
+                    expected=f"ids in [0, {self.input_dim}) (input_dim={self.input_dim})",
+                    received=f"id {int(tokens[bad][0])} at position "
+                    f"{tuple(torch.nonzero(bad)[0].tolist())}",
+                    fix="set input_dim to the vocabulary size (largest id + 1); pad with 0 "
+                    "(and mask_zero=True), not with -1 or IGNORE_INDEX.",
+                )
+            )
+        return nn.functional.embedding(tokens, self.embeddings)
+
+    def _token_ids(self, values: torch.Tensor) -> torch.Tensor:
+        if not values.is_floating_point():
+            return values.long()
+        if bool((values != values.round()).any()):
+            raise MaskwiseTypeError(
+                format_error(
+                    f"Embedding {self.name!r} needs integer token ids.",
+                    received=f"{values.dtype} values that are not whole numbers",
+                    fix="pass the token ids as an integer tensor, e.g. `tokens.long()`.",
+                )
+            )
+        return values.long()
+
+    def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
+        if not self.mask_zero:
+            return mask
+        real = values.reshape(values.shape[0], values.shape[1], -1).ne(0).any(dim=-1)
+        return real if mask is None else real & mask

@@ -1,0 +1,255 @@
+"""Merge layers: combine several masked inputs step by step.
+
+Mask rule of every merge: a step is real only where it is real in every input
+(`combine_masks`; inputs without a mask count as all real). Value rule: the inputs'
+padded steps are read as zeros, so NaN padding in one input cannot reach the
+gradients of another input's real steps. Keras 3 uses the opposite
+rule (a step real in ANY input is real, and one input without a mask drops the mask),
+which lets the padding of one input into the output; Keras 2's `Concatenate` used ours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError, MaskError, MaskwiseTypeError, ShapeError, format_error
+from ..masked import Masked, as_masked, combine_masks
+from .base import Layer
+
+
+class _Merge(Layer):
+    """Base of the merge layers: `forward(inputs: list, mask=None) -> Masked`."""
+
+    min_inputs = 1
+    max_inputs: int | None = None
+
+    def forward(self, inputs: Any, mask: Any = None) -> Masked:
+        """`inputs`: a list of `Masked` (or tensors); `mask`: None or one mask per input."""
+        xs = self._as_inputs(inputs, mask)
+        self.maybe_build(xs)
+        values = [x.fill_padding().values for x in xs]  # NaN padding reaches no gradient
+        self._check_shapes(values)
+        return Masked(self.merge(values), combine_masks([x.mask for x in xs]))
+
+    def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _as_inputs(self, inputs: Any, mask: list[torch.Tensor | None] | None) -> list[Masked]:
+        kind = type(self).__name__
+        if not isinstance(inputs, list | tuple):
+            raise MaskwiseTypeError(
+                format_error(
+                    f"{kind} layer {self.name!r} takes a list of inputs.",
+                    received=type(inputs).__name__,
+                    fix=f"call it as `{kind}()([x1, x2])`.",
+                )
+            )
+        count = len(inputs)
+        if count < self.min_inputs or (self.max_inputs is not None and count > self.max_inputs):
+            wanted = (
+                f"exactly {self.max_inputs}"
+                if self.max_inputs == self.min_inputs
+                else f"at least {self.min_inputs}"
+            )
+            raise ConfigError(
+                format_error(
+                    f"{kind} layer {self.name!r} got the wrong number of inputs.",
+                    expected=f"{wanted} inputs",
+                    received=f"{count}",
+                )
+            )
+        if mask is None:
+            return [as_masked(x) for x in inputs]
+        if not isinstance(mask, list | tuple) or len(mask) != count:
+            raise MaskError(
+                format_error(
+                    f"{kind} layer {self.name!r}: `mask` must hold one mask per input.",
+                    expected=f"a list of {count} masks (or None entries)",
+                    received=repr(mask)[:80],
+                )
+            )
+        return [as_masked(x, m) for x, m in zip(inputs, mask, strict=True)]
+
+    def _check_shapes(self, values: list[torch.Tensor]) -> None:
+        first = values[0]
+        for i, v in enumerate(values[1:], start=1):
+            if v.shape[:2] != first.shape[:2]:
+                raise ShapeError(
+                    format_error(
+                        f"{type(self).__name__} layer {self.name!r}: input {i} does not "
+                        "have the (batch, time) axes of input 0, so their steps cannot be "
+                        "paired.",
+                        expected=f"(batch, time) = {tuple(first.shape[:2])} for every input",
+                        received=f"input 0 {tuple(first.shape)}, input {i} {tuple(v.shape)}",
+                        fix="pad every input to the same number of steps (e.g. "
+                        "`Masked.pad(seqs, max_len=T)`), so step t means the same moment "
+                        "in each.",
+                    )
+                )
+            self._check_features(0, first, i, v)
+
+    def _check_features(self, i: int, a: torch.Tensor, j: int, b: torch.Tensor) -> None:
+        if a.shape[2:] != b.shape[2:]:
+            raise ShapeError(
+                format_error(
+                    f"{type(self).__name__} layer {self.name!r} combines inputs element "
+                    "by element, so their feature axes must agree.",
+                    expected=f"input {j} shaped like input {i}: {tuple(a.shape)}",
+                    received=f"input {j} {tuple(b.shape)}",
+                    fix="project the inputs to one size first, e.g. with Dense, or use "
+                    "Concatenate.",
+                )
+            )
+
+
+class Concatenate(_Merge):
+    """Join the inputs along a feature axis, step by step.
+
+    Value rule: `torch.cat(values, dim=axis)`. Mask rule: a step masked in any input is
+    masked in the output (see the module docstring for Keras 3's rule).
+
+    Example:
+        >>> a = Masked.pad([torch.ones(3, 2), torch.ones(2, 2)])
+        >>> b = Masked.pad([torch.ones(3, 4), torch.ones(1, 4)], max_len=3)
+        >>> y = Concatenate()([a, b])
+        >>> y.values.shape, y.lengths.tolist()
+        (torch.Size([2, 3, 6]), [3, 1])
+
+    Args:
+        axis: a feature axis (default -1, the last); not the batch or time axis.
+        name: layer name.
+    Inputs `(batch, time, ...)`, equal except on `axis`.
+    """
+
+    def __init__(self, axis: int = -1, name: str | None = None) -> None:
+        super().__init__(name=name)
+        if isinstance(axis, bool) or not isinstance(axis, int) or axis in (0, 1):
+            raise ConfigError(
+                format_error(
+                    "Concatenate joins feature axes only.",
+                    expected="axis=-1 or another axis after (batch, time)",
+                    received=f"axis={axis!r}",
+                    fix="to join along time, pad the sequences together instead.",
+                )
+            )
+        self.axis = axis
+
+    def _check_features(self, i: int, a: torch.Tensor, j: int, b: torch.Tensor) -> None:
+        axis = self.axis % a.dim()
+        if (
+            a.dim() != b.dim()
+            or axis < 2
+            or (a.shape[2:axis] + a.shape[axis + 1 :] != b.shape[2:axis] + b.shape[axis + 1 :])
+        ):
+            raise ShapeError(
+                format_error(
+                    f"Concatenate layer {self.name!r}: the inputs must agree on every axis "
+                    f"but axis {self.axis} (a feature axis).",
+                    expected=f"input {j} shaped like input {i} {tuple(a.shape)} except on "
+                    f"axis {self.axis}",
+                    received=f"input {j} {tuple(b.shape)}",
+                )
+            )
+
+    def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(values, dim=self.axis)
+
+
+class Add(_Merge):
+    """The element-wise sum of the inputs.
+
+    Value rule: `x1 + x2 + ...`. Mask rule: a step masked in any input is masked.
+
+    Example:
+        >>> a = Masked.pad([torch.ones(2, 3), torch.ones(1, 3)])
+        >>> Add()([a, a]).values[0, 0].tolist()
+        [2.0, 2.0, 2.0]
+
+    Args:
+        name: layer name.
+    Inputs of one shape `(batch, time, ...)`.
+    """
+
+    def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(values).sum(dim=0)
+
+
+class Subtract(_Merge):
+    """The difference of exactly two inputs.
+
+    Value rule: `x1 - x2`. Mask rule: a step masked in either input is masked.
+
+    Example:
+        >>> a = Masked.pad([torch.ones(2, 3), torch.ones(1, 3)])
+        >>> Subtract()([a, a]).values.abs().sum().item()
+        0.0
+
+    Args:
+        name: layer name.
+    Inputs of one shape `(batch, time, ...)`.
+    """
+
+    min_inputs = 2
+    max_inputs = 2
+
+    def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
+        return values[0] - values[1]
+
+
+class Multiply(_Merge):
+    """The element-wise product of the inputs.
+
+    Value rule: `x1 * x2 * ...`. Mask rule: a step masked in any input is masked.
+
+    Example:
+        >>> a = Masked.pad([2 * torch.ones(2, 3), torch.ones(1, 3)])
+        >>> Multiply()([a, a]).values[0, 0].tolist()
+        [4.0, 4.0, 4.0]
+
+    Args:
+        name: layer name.
+    Inputs of one shape `(batch, time, ...)`.
+    """
+
+    def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(values).prod(dim=0)
+
+
+class Average(_Merge):
+    """The element-wise mean of the inputs.
+
+    Value rule: `(x1 + ... + xn) / n`. Mask rule: a step masked in any input is masked.
+
+    Example:
+        >>> a = Masked.pad([torch.ones(2, 3), torch.ones(1, 3)])
+        >>> Average()([a, a.with_values(3 * a.values)]).values[0, 0].tolist()
+        [2.0, 2.0, 2.0]
+
+    Args:
+        name: layer name.
+    Inputs of one shape `(batch, time, ...)`.
+    """
+
+    def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(values).mean(dim=0)
+
+
+class Maximum(_Merge):
+    """The element-wise maximum of the inputs.
+
+    Value rule: `max(x1, x2, ...)`. Mask rule: a step masked in any input is masked.
+
+    Example:
+        >>> a = Masked.pad([torch.ones(2, 3), torch.ones(1, 3)])
+        >>> Maximum()([a, a.with_values(-a.values)]).values[0, 0].tolist()
+        [1.0, 1.0, 1.0]
+
+    Args:
+        name: layer name.
+    Inputs of one shape `(batch, time, ...)`.
+    """
+
+    def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(values).amax(dim=0)

@@ -1,0 +1,209 @@
+"""The contract every mask-aware layer keeps, checked by one function.
+
+`check_layer_contract(make_layer, x)` checks, for a fresh layer from `make_layer()`:
+output shape and output mask; that the content of padded steps (random values, and
+NaN for layers documented as NaN-safe) cannot change the real outputs, in evaluation
+and in training mode; that no gradient reaches padded input steps; that a state-dict
+round trip into a fresh layer and a JSON config round trip give the same outputs.
+`check_padding_length_invariance` is the same idea for extra padded steps at the end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from maskwise import Masked
+from maskwise.layers.base import Layer, layer_from_config, layer_spec
+
+Inputs = Masked | list[Masked]
+MASK_KINDS = ("post", "pre", "noncontiguous")
+
+
+def example_mask(kind: str) -> torch.Tensor:
+    """A `(3, 5)` mask: trailing padding, leading padding, or holes (seed 003 masks steps
+    0, 2 and 4 of 5 in row 0)."""
+    rows = {
+        "post": [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]],
+        "pre": [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1]],
+        "noncontiguous": [[0, 1, 0, 1, 0], [1, 1, 0, 1, 1], [0, 0, 1, 1, 0]],
+    }[kind]
+    return torch.tensor(rows, dtype=torch.bool)
+
+
+def example_input(kind: str, features: int = 4, seed: int = 0) -> Masked:
+    """Random float values `(3, 5, features)` under `example_mask(kind)`, zero padding."""
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.randn(3, 5, features, generator=generator)
+    return Masked(values, example_mask(kind)).fill_padding(0.0)
+
+
+def refill_padding(x: Inputs, fill: str, seed: int = 1) -> Inputs:
+    """The same inputs with their padded steps set to random values or NaN."""
+    if isinstance(x, list):
+        return [refill_padding(item, fill, seed + i) for i, item in enumerate(x)]
+    if x.mask is None or (fill == "nan" and not x.values.is_floating_point()):
+        return x
+    generator = torch.Generator().manual_seed(seed)
+    if not x.values.is_floating_point():  # token ids: anything, out of range included
+        other = torch.randint(-100, 1000, x.values.shape, generator=generator)
+        other = other.to(x.values.dtype)
+    elif fill == "nan":
+        other = torch.full_like(x.values, float("nan"))
+    else:
+        other = 100 * torch.randn(x.values.shape, generator=generator).to(x.values.dtype)
+    keep = x.mask.reshape(x.mask.shape + (1,) * (x.values.dim() - 2))
+    return x.with_values(torch.where(keep, x.values, other))
+
+
+def run(layer: torch.nn.Module, x: Inputs, training: bool = False, seed: int = 7) -> Masked:
+    """Call `layer` in the given mode, with the random state fixed (dropout draws)."""
+    layer.train(training)
+    torch.manual_seed(seed)
+    return layer(x)
+
+
+def assert_same_real(a: Masked, b: Masked, atol: float = 1e-6) -> None:
+    """Same mask, same values at its real steps (everywhere when there is no mask)."""
+    assert (a.mask is None) == (b.mask is None)
+    if a.mask is None:
+        torch.testing.assert_close(a.values, b.values, atol=atol, rtol=1e-6)
+        return
+    assert torch.equal(a.mask, b.mask)
+    torch.testing.assert_close(a.values[a.mask], b.values[b.mask], atol=atol, rtol=1e-6)
+
+
+def _inputs_list(x: Inputs) -> list[Masked]:
+    return x if isinstance(x, list) else [x]
+
+
+def check_gradients(
+    layer: torch.nn.Module, x: Inputs, fill: str = "random", training: bool = False
+) -> None:
+    """Backpropagate a random weighting of the real outputs: padded input steps get
+    exactly zero gradient, real ones some; with NaN padding the gradients of real
+    input steps and of every weight are finite."""
+    items = _inputs_list(refill_padding(x, fill))
+    if not items[0].values.is_floating_point():
+        return
+    leaves = [item.values.clone().requires_grad_() for item in items]
+    rebuilt = [Masked(v, item.mask) for v, item in zip(leaves, items, strict=True)]
+    layer.zero_grad()
+    out = run(layer, rebuilt if isinstance(x, list) else rebuilt[0], training)
+    weights = torch.randn(out.values.shape, generator=torch.Generator().manual_seed(3))
+    keep = out.full_mask.reshape(out.full_mask.shape + (1,) * (out.values.dim() - 2))
+    torch.where(keep, out.values * weights, torch.zeros_like(out.values)).sum().backward()
+    for leaf, item in zip(leaves, items, strict=True):
+        grad = leaf.grad
+        assert grad is not None
+        if item.mask is not None:
+            assert torch.isfinite(grad[item.mask]).all()
+            if fill != "nan":  # NaN padding may keep NaN gradients at its own steps
+                assert torch.count_nonzero(grad[~item.mask]) == 0, "gradient reached padding"
+        assert torch.count_nonzero(grad) > 0, "no gradient reached the real steps"
+    if fill == "nan":
+        for name, parameter in layer.named_parameters():
+            if parameter.grad is not None:
+                assert torch.isfinite(parameter.grad).all(), f"NaN padding reached {name}.grad"
+
+
+def check_layer_contract(
+    make_layer: Callable[[], Layer],
+    x: Inputs,
+    *,
+    expected_shape: tuple[int, ...] | None = None,
+    expected_mask: Any = "same",
+    nan_safe: bool = True,
+    json_config: bool = True,
+) -> Masked:
+    """Check the layer contract; returns the layer's output (evaluation mode) on `x`.
+
+    Args:
+        make_layer: builds a fresh layer (called several times).
+        x: a `Masked`, or a list of them for merge layers.
+        expected_shape: the output values' shape (default: the input's).
+        expected_mask: `"same"` (the input's mask; for lists, the AND of the masks),
+            None, or a bool tensor.
+        nan_safe: the layer promises that NaN in padded steps reaches neither real
+            outputs nor gradients (of inputs' real steps and of weights).
+        json_config: check the `layer_spec` / `layer_from_config` round trip.
+    """
+    layer = make_layer()
+    out = run(layer, x)
+    first = _inputs_list(x)[0]
+    if expected_shape is None:
+        expected_shape = tuple(first.values.shape)
+    assert tuple(out.values.shape) == tuple(expected_shape)
+
+    if isinstance(expected_mask, str):
+        masks = [item.mask for item in _inputs_list(x) if item.mask is not None]
+        expected_mask = None
+        for mask in masks:
+            expected_mask = mask if expected_mask is None else expected_mask & mask
+    if expected_mask is None:
+        assert out.mask is None
+    else:
+        assert out.mask is not None and torch.equal(out.mask, expected_mask)
+
+    fills = ("random", "nan") if nan_safe else ("random",)
+    for training in (False, True):
+        reference = run(layer, x, training)
+        for fill in fills:
+            assert_same_real(run(layer, refill_padding(x, fill), training), reference)
+
+    for training in (False, True):
+        for fill in fills:
+            check_gradients(layer, x, fill, training)
+
+    reference = run(layer, x)
+    fresh = make_layer()
+    run(fresh, x)
+    fresh.load_state_dict(layer.state_dict())
+    assert_same_real(run(fresh, x), reference)
+
+    if json_config:
+        spec = json.loads(json.dumps(layer_spec(layer)))
+        rebuilt = layer_from_config(spec)
+        assert type(rebuilt) is type(layer) and rebuilt.get_config() == layer.get_config()
+        rebuilt.load_state_dict(layer.state_dict())
+        assert_same_real(run(rebuilt, x), reference)
+    return out
+
+
+def append_padding(x: Inputs, steps: int, fill: str) -> Inputs:
+    """`x` with `steps` more padded steps at the end holding zeros, random values or NaN."""
+    if isinstance(x, list):
+        return [append_padding(item, steps, fill) for item in x]
+    extra_shape = (x.values.shape[0], steps, *x.values.shape[2:])
+    if fill == "nan" and x.values.is_floating_point():
+        extra = torch.full(extra_shape, float("nan"), dtype=x.values.dtype)
+    elif fill == "random" and x.values.is_floating_point():
+        extra = 100 * torch.randn(extra_shape).to(x.values.dtype)
+    else:
+        extra = torch.zeros(extra_shape, dtype=x.values.dtype)
+    mask = torch.cat([x.full_mask, torch.zeros(extra_shape[:2], dtype=torch.bool)], dim=1)
+    return Masked(torch.cat([x.values, extra], dim=1), mask)
+
+
+def check_padding_length_invariance(
+    layer: torch.nn.Module, x: Inputs, steps: int, fill: str, training: bool = False
+) -> None:
+    """Real outputs do not depend on how many padded steps follow, nor on their content.
+
+    Outputs keep their time positions (the extra steps come last), so the longer run's
+    first steps are compared with the shorter run's real steps.
+    """
+    short = run(layer, x, training)
+    long = run(layer, append_padding(x, steps, fill), training)
+    if short.mask is None:
+        torch.testing.assert_close(long.values, short.values, atol=1e-5, rtol=1e-5)
+        return
+    time = short.values.shape[1]
+    assert long.mask is not None and torch.equal(long.mask[:, :time], short.mask)
+    assert not long.mask[:, time:].any()
+    torch.testing.assert_close(
+        long.values[:, :time][short.mask], short.values[short.mask], atol=1e-5, rtol=1e-5
+    )

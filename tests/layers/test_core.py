@@ -1,0 +1,248 @@
+"""Core layers: Masking, Dense, TimeDistributed, Dropout, SpatialDropout1D, Activation,
+Lambda — the layer contract, parity with Keras 3, properties and error messages."""
+
+import doctest
+import importlib
+
+import keras
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from keras_oracle import assert_parity, build_keras, convert_layer, keras_call
+
+from maskwise import ConfigError, Masked, MaskError, MaskWarning, MaskwiseTypeError, ShapeError
+from maskwise.layers import (
+    Activation,
+    Dense,
+    Dropout,
+    Lambda,
+    Masking,
+    SpatialDropout1D,
+    TimeDistributed,
+)
+
+from .contract import (
+    MASK_KINDS,
+    check_layer_contract,
+    check_padding_length_invariance,
+    example_input,
+    example_mask,
+)
+
+# name -> (make a fresh layer, output features or None for "same as input")
+PASS_ON = {
+    "dense": (lambda: Dense(3, activation="tanh"), 3),
+    "time_distributed": (lambda: TimeDistributed(Dense(3, activation="sigmoid")), 3),
+    "dropout": (lambda: Dropout(0.5), None),
+    "spatial_dropout": (lambda: SpatialDropout1D(0.5), None),
+    "activation": (lambda: Activation("softmax"), None),
+}
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("name", sorted(PASS_ON))
+def test_pass_on_layers_keep_the_contract(name, kind):
+    make, features = PASS_ON[name]
+    x = example_input(kind)
+    shape = (3, 5, features or 4)
+    out = check_layer_contract(make, x, expected_shape=shape)
+    assert torch.equal(out.mask, example_mask(kind))
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_masking_keeps_the_contract_and_creates_the_mask(kind):
+    x = example_input(kind).with_mask(None)  # padded steps hold zeros
+    out = check_layer_contract(lambda: Masking(0.0), x, expected_mask=example_mask(kind))
+    torch.testing.assert_close(out.values, x.values, atol=0.0, rtol=0.0)
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_lambda_keeps_the_contract(kind):
+    x = example_input(kind)
+    check_layer_contract(lambda: Lambda(lambda v: 2 * v), x, json_config=False)
+    crop = check_layer_contract(
+        lambda: Lambda(lambda v: v[:, 1:], mask=lambda inputs, mask: mask[:, 1:]),
+        x,
+        expected_shape=(3, 4, 4),
+        expected_mask=example_mask(kind)[:, 1:],
+        json_config=False,
+    )
+    torch.testing.assert_close(crop.values, x.values[:, 1:], atol=0.0, rtol=0.0)
+
+
+# ---------------------------------------------------------------------- Keras parity
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize(
+    "make_keras",
+    [
+        lambda: keras.layers.Dense(3, activation="relu"),
+        lambda: keras.layers.Dense(2, use_bias=False),
+        lambda: keras.layers.TimeDistributed(keras.layers.Dense(3, activation="sigmoid")),
+        lambda: keras.layers.Dropout(0.3),
+        lambda: keras.layers.SpatialDropout1D(0.3),
+        lambda: keras.layers.Activation("softmax"),
+        lambda: keras.layers.Activation("gelu"),
+    ],
+    ids=["dense_relu", "dense_nobias", "time_distributed", "dropout", "spatial", "softmax", "gelu"],
+)
+def test_pass_on_layers_match_keras(make_keras, kind):
+    x = example_input(kind)
+    keras_layer = build_keras(make_keras(), x)
+    assert_parity(keras_layer, convert_layer(keras_layer), x)
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("mask_value", [0.0, -1.0])
+def test_masking_matches_keras(kind, mask_value):
+    x = example_input(kind)
+    padded = x.fill_padding(mask_value).with_mask(None)
+    keras_layer = keras.layers.Masking(mask_value)
+    ours = assert_parity(keras_layer, convert_layer(keras_layer), padded)
+    assert torch.equal(ours.mask, example_mask(kind))
+    # values zeroed at the masked steps, as Keras does
+    assert not ours.values[~example_mask(kind)].any()
+
+
+def test_masking_masks_a_step_only_when_all_features_match():
+    x = torch.tensor([[[0.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 0.0]]])
+    assert Masking(0.0)(x).mask.tolist() == [[False, True, True, False]]
+
+
+def test_masking_with_nan_value_masks_all_nan_steps_and_zeroes_them():
+    nan = float("nan")
+    x = torch.tensor([[[nan, nan], [1.0, nan], [2.0, 3.0]]])
+    out = Masking(nan)(x)
+    assert out.mask.tolist() == [[False, True, True]]
+    assert out.values[0, 0].tolist() == [0.0, 0.0]
+    # a partly-NaN real step keeps its values, as it would with mask_value=0
+    assert out.values[0, 2].tolist() == [2.0, 3.0]
+
+
+def test_masking_gives_no_gradient_to_masked_steps():
+    x = example_input("noncontiguous").with_mask(None).values.requires_grad_()
+    Masking(0.0)(x).values.sum().backward()
+    assert not x.grad[~example_mask("noncontiguous")].any()
+    assert x.grad[example_mask("noncontiguous")].eq(1.0).all()
+
+
+def test_masking_an_already_masked_input_warns_and_redefines_the_mask():
+    # seed 003: embedded padding is not zero, so a second Masking unmasks it
+    x = Masked(torch.ones(2, 3, 2), torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool))
+    with pytest.warns(MaskWarning, match=r"already has a mask.*remove this Masking"):
+        out = Masking(0.0)(x)
+    keras_mask = keras_call(keras.layers.Masking(0.0), x).mask
+    assert torch.equal(out.mask, keras_mask)
+    assert out.mask.all()
+
+
+def test_time_distributed_applies_the_layer_to_each_step_alone():
+    inner = Dense(2)
+    x = example_input("post")
+    out = TimeDistributed(inner)(x)
+    for t in range(5):
+        step = inner(x.values[:, t]).values
+        torch.testing.assert_close(out.values[:, t][x.mask[:, t]], step[x.mask[:, t]])
+
+
+def test_time_distributed_on_four_axes_matches_keras():
+    x = Masked(torch.randn(2, 3, 4, 5), example_mask("pre")[:2, :3])
+    keras_layer = build_keras(keras.layers.TimeDistributed(keras.layers.Dense(2)), x)
+    assert_parity(keras_layer, convert_layer(keras_layer), x)
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_dropout_in_training_drops_real_steps_only_and_keeps_padding(kind):
+    x = Masked(torch.ones(3, 5, 400), example_mask(kind))
+    x = x.with_values(torch.where(x.mask.unsqueeze(-1), x.values, torch.full_like(x.values, 7.0)))
+    out = Dropout(0.25).train()(x)
+    real = out.values[x.mask]
+    torch.testing.assert_close(real.unique(), torch.tensor([0.0, 1 / 0.75]))
+    assert abs(real.eq(0).float().mean().item() - 0.25) < 0.02
+    assert out.values[~x.mask].eq(7.0).all()
+
+
+def test_spatial_dropout_drops_whole_channels_per_sequence():
+    x = Masked.from_lengths(torch.ones(4, 6, 300), [6, 4, 2, 1])
+    out = SpatialDropout1D(0.5).train()(x)
+    for row, length in enumerate([6, 4, 2, 1]):
+        real = out.values[row, :length]
+        assert (real == real[0]).all()  # one draw per channel, shared by every step
+        assert 0.35 < real[0].eq(0).float().mean().item() < 0.65
+        assert out.values[row, length:].eq(1.0).all()  # padding untouched
+
+
+# ---------------------------------------------------------------------- properties
+@settings(max_examples=25, deadline=None)
+@given(
+    name=st.sampled_from(sorted(PASS_ON)),
+    steps=st.integers(1, 6),
+    fill=st.sampled_from(["zeros", "random", "nan"]),
+    training=st.booleans(),
+)
+def test_real_outputs_do_not_depend_on_padding_length_or_content(name, steps, fill, training):
+    layer = PASS_ON[name][0]()
+    # Dropout's random draws follow the tensor's shape, so training mode is compared
+    # at equal lengths only (in the contract test).
+    training = training and "dropout" not in name
+    check_padding_length_invariance(layer, example_input("post"), steps, fill, training)
+
+
+# ---------------------------------------------------------------------- errors
+def test_lambda_that_changes_time_without_mask_rule_raises():
+    with pytest.raises(MaskError, match=r"changed the time axis.*\n.*\n.*\n.*mask=lambda"):
+        Lambda(lambda v: v[:, 2:], name="crop")(example_input("post"))
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: Dense(0), ConfigError, "positive integer"),
+        (lambda: Dense(2, activation="relux"), ConfigError, "Unknown activation"),
+        (lambda: Activation("nope"), ConfigError, "Unknown activation"),
+        (lambda: Dropout(1.0), ConfigError, r"probability.*\n.*\[0, 1\)"),
+        (lambda: SpatialDropout1D(-0.1), ConfigError, "probability"),
+        (lambda: Masking("0"), ConfigError, "must be a number"),
+        (lambda: Lambda(3), ConfigError, "needs a callable"),
+        (lambda: Lambda(abs, mask="keep"), ConfigError, "Unknown Lambda mask rule"),
+        (lambda: TimeDistributed(torch.nn.Linear(2, 2)), MaskwiseTypeError, "Lambda"),
+    ],
+)
+def test_bad_arguments_are_explained(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_dense_called_with_other_feature_size_raises():
+    layer = Dense(2, input_dim=4)
+    with pytest.raises(ShapeError, match=r"built for 4 input features.*\n.*\n.*\(2, 5, 3\)"):
+        layer(torch.zeros(2, 5, 3))
+
+
+def test_time_distributed_needs_a_feature_axis():
+    with pytest.raises(ShapeError, match="needs a feature axis"):
+        TimeDistributed(Dense(2))(torch.zeros(2, 5))
+
+
+def test_spatial_dropout_needs_three_axes():
+    with pytest.raises(ShapeError, match=r"3-D values"):
+        SpatialDropout1D(0.5).train()(torch.zeros(2, 5, 3, 2))
+
+
+def test_keras_lambda_cannot_be_converted():
+    with pytest.raises(ConfigError, match=r"Python code.*\n.*Lambda\(fn, mask="):
+        convert_layer(keras.layers.Lambda(lambda v: v))
+
+
+def test_keras_dropout_with_noise_shape_is_refused():
+    with pytest.raises(ConfigError, match="noise_shape"):
+        convert_layer(keras.layers.Dropout(0.5, noise_shape=(None, 1, 3)))
+
+
+# ---------------------------------------------------------------------- docstrings
+@pytest.mark.parametrize("module", ["core", "embedding", "normalization", "pooling", "merge"])
+def test_docstring_examples_run(module):
+    mod = importlib.import_module(f"maskwise.layers.{module}")
+    names = {**vars(mod), "torch": torch, "Masked": Masked}
+    result = doctest.testmod(mod, extraglobs=names, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,165 @@
+"""Merge layers: a step masked in any input is masked in the output (seed 003).
+
+Keras 3 merges masks with OR instead (a step real in any input is real), so its
+values are compared everywhere and its masks where both inputs share one mask; the
+AND rule is checked by hand, and the difference is shown."""
+
+import keras
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from keras_oracle import assert_parity, assert_same_values, convert_layer, keras_call
+
+from maskwise import ConfigError, Masked, MaskError, MaskwiseTypeError, ShapeError
+from maskwise.layers import (
+    Add,
+    Average,
+    Concatenate,
+    Embedding,
+    Masking,
+    Maximum,
+    Multiply,
+    Subtract,
+)
+
+from .contract import (
+    MASK_KINDS,
+    check_layer_contract,
+    check_padding_length_invariance,
+    example_input,
+    example_mask,
+)
+
+MERGES = {
+    "concatenate": (Concatenate, 8),
+    "add": (Add, 4),
+    "subtract": (Subtract, 4),
+    "multiply": (Multiply, 4),
+    "average": (Average, 4),
+    "maximum": (Maximum, 4),
+}
+KERAS = {
+    "concatenate": keras.layers.Concatenate,
+    "add": keras.layers.Add,
+    "subtract": keras.layers.Subtract,
+    "multiply": keras.layers.Multiply,
+    "average": keras.layers.Average,
+    "maximum": keras.layers.Maximum,
+}
+
+
+def two_inputs(kind: str, other: str) -> list[Masked]:
+    return [example_input(kind, seed=1), example_input(other, seed=2)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "other"), [(k, k) for k in MASK_KINDS] + [("post", "pre"), ("pre", "noncontiguous")]
+)
+@pytest.mark.parametrize("name", sorted(MERGES))
+def test_merges_keep_the_contract_and_and_the_masks(name, kind, other):
+    make, features = MERGES[name]
+    out = check_layer_contract(make, two_inputs(kind, other), expected_shape=(3, 5, features))
+    assert torch.equal(out.mask, example_mask(kind) & example_mask(other))
+
+
+def test_an_input_without_mask_counts_as_all_real():
+    a, b = example_input("pre"), example_input("post").with_mask(None)
+    assert torch.equal(Add()([a, b]).mask, a.mask)
+    assert Add()([a.values, b.values]).mask is None
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("name", sorted(MERGES))
+def test_merges_match_keras(name, kind):
+    keras_layer = KERAS[name]()
+    x = [example_input(kind, seed=1), example_input(kind, seed=2)]
+    assert_parity(keras_layer, convert_layer(keras_layer), x)
+
+
+@pytest.mark.parametrize("name", sorted(MERGES))
+def test_keras3_ors_different_masks_where_maskwise_ands_them(name):
+    x = two_inputs("post", "pre")
+    keras_layer = KERAS[name]()
+    theirs = keras_call(keras_layer, x)
+    ours = convert_layer(keras_layer)(x)
+    assert_same_values(ours, theirs)  # at the steps real in both inputs
+    assert torch.equal(theirs.mask, example_mask("post") | example_mask("pre"))
+    assert torch.equal(ours.mask, example_mask("post") & example_mask("pre"))
+
+
+def test_three_inputs_and_feature_axis_concatenation():
+    a, b, c = (example_input(k, features=2, seed=i) for i, k in enumerate(MASK_KINDS))
+    out = Concatenate()([a, b, c])
+    torch.testing.assert_close(out.values, torch.cat([a.values, b.values, c.values], -1))
+    assert torch.equal(out.mask, a.mask & b.mask & c.mask)
+    summed = Add()([a, b, c])
+    torch.testing.assert_close(summed.values, a.values + b.values + c.values)
+    four = [Masked(torch.randn(3, 5, 2, 3), a.mask), Masked(torch.randn(3, 5, 4, 3), b.mask)]
+    assert Concatenate(axis=2)(four).values.shape == (3, 5, 6, 3)
+
+
+def test_explicit_masks_replace_the_inputs_own():
+    a, b = example_input("post"), example_input("pre")
+    out = Add()([a.values, b.values], mask=[a.mask, None])
+    assert torch.equal(out.mask, a.mask)
+
+
+def test_seed003_numeric_and_embedded_inputs_concatenate_with_both_masks():
+    # Masking(0) on numeric features, Embedding(mask_zero=True) on a category, then
+    # Concatenate: steps [0, 2, 4] of 5 padded in the numbers, step 3 in the category.
+    numbers = torch.randn(1, 5, 3)
+    numbers[:, [0, 2, 4]] = 0.0
+    categories = torch.tensor([[4, 1, 2, 0, 3]])
+    numeric = Masking(0.0)(numbers)
+    embedded = Embedding(5, 2, mask_zero=True)(categories)
+    out = Concatenate()([numeric, embedded])
+    assert out.mask.tolist() == [[False, True, False, False, False]]
+    assert out.values.shape == (1, 5, 5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    name=st.sampled_from(sorted(MERGES)),
+    steps=st.integers(1, 6),
+    fill=st.sampled_from(["zeros", "random", "nan"]),
+)
+def test_real_outputs_do_not_depend_on_padding_length_or_content(name, steps, fill):
+    layer = MERGES[name][0]()
+    check_padding_length_invariance(layer, two_inputs("noncontiguous", "post"), steps, fill)
+
+
+# ---------------------------------------------------------------------- errors
+def test_different_time_axes_are_explained():
+    a = example_input("post")
+    b = Masked.pad([torch.ones(7, 4)] * 3)
+    with pytest.raises(
+        ShapeError,
+        match=r"input 1 does not have the \(batch, time\).*\n"
+        r".*\(3, 5\).*\n.*\(3, 7, 4\).*\n.*max_len",
+    ):
+        Concatenate(name="join")([a, b])
+
+
+def test_different_feature_sizes_are_explained():
+    a, b = example_input("post"), example_input("post", features=3)
+    with pytest.raises(ShapeError, match=r"feature axes must agree.*\n.*\n.*\(3, 5, 3\)"):
+        Add()([a, b])
+    with pytest.raises(ShapeError, match="every axis but axis 2"):
+        Concatenate(axis=2)([Masked(torch.zeros(3, 5, 2, 3)), Masked(torch.zeros(3, 5, 2, 4))])
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: Add()(example_input("post")), MaskwiseTypeError, r"list of inputs.*\n.*\n.*\[x1"),
+        (lambda: Subtract()([example_input("post")] * 3), ConfigError, "exactly 2 inputs"),
+        (lambda: Add()([]), ConfigError, "at least 1 inputs"),
+        (lambda: Add()([example_input("post")] * 2, mask=[None]), MaskError, "one mask per input"),
+        (lambda: Concatenate(axis=1), ConfigError, r"feature axes only.*\n.*\n.*axis=1"),
+        (lambda: Concatenate(axis=0), ConfigError, "feature axes only"),
+    ],
+)
+def test_bad_calls_are_explained(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
