@@ -1,6 +1,39 @@
 """Mask-aware layers, with Keras's names and arguments."""
 
 from .base import Layer
-from .core import Dense, Lambda
+from .core import (
+    Activation,
+    Dense,
+    Dropout,
+    Lambda,
+    Masking,
+    SpatialDropout1D,
+    TimeDistributed,
+)
+from .embedding import Embedding
+from .merge import Add, Average, Concatenate, Maximum, Multiply, Subtract
+from .normalization import BatchNormalization, LayerNormalization
+from .pooling import Cropping1D, GlobalAveragePooling1D, GlobalMaxPooling1D
 
-__all__ = ["Dense", "Lambda", "Layer"]
+__all__ = [
+    "Activation",
+    "Add",
+    "Average",
+    "BatchNormalization",
+    "Concatenate",
+    "Cropping1D",
+    "Dense",
+    "Dropout",
+    "Embedding",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
+    "Lambda",
+    "Layer",
+    "LayerNormalization",
+    "Masking",
+    "Maximum",
+    "Multiply",
+    "SpatialDropout1D",
+    "Subtract",
+    "TimeDistributed",
+]
