@@ -1,0 +1,547 @@
+"""Checks on the data alone: layout, padding, NaN, lengths (MW001-MW005, MW008, MW010, MW011).
+
+The data is read as a list of sequences shaped `(time, features)`. A padded step is a
+step at either end of a sequence whose every feature equals the mask value (or is NaN):
+exactly the steps a `Masking(mask_value)` layer would mask at the edges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShapeError, format_error
+from ..masked import IGNORE_INDEX
+from .findings import Finding
+
+# MW001: a repair must account for this share of the mask-value entries, the given
+# layout for less than this one.
+CLEAN_SCORE = 0.9
+SCRAMBLED_SCORE = 0.5
+# MW010: more padding than this share of all steps deserves bucketing.
+PADDING_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The inputs as sequences `(time, features)`, and how they were given.
+
+    Args:
+        name: the array's name in messages (`"x"`).
+        sequences: one `(time, features)` array per sequence.
+        padded_array: True when given as one `(batch, time, features)` array.
+        tokens: True when given without a feature axis (`(batch, time)` token ids).
+    """
+
+    name: str
+    sequences: list[np.ndarray]
+    padded_array: bool
+    tokens: bool = False
+
+
+@dataclass(frozen=True)
+class Padding:
+    """Per sequence: `pad (time,)` bool, True = padded step; `side` "post", "pre" or None."""
+
+    pad: np.ndarray
+    side: str | None
+
+
+def as_numpy(array: Any) -> np.ndarray:
+    """A numpy copy of a numpy array, torch tensor or nested list."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+def to_layout(x: Any, name: str = "x") -> Layout:
+    """Read `x`: a padded array `(batch, time[, features])` or a list of sequences."""
+    if isinstance(x, list | tuple):
+        sequences = [as_numpy(s) for s in x]
+        if not sequences:
+            raise ShapeError(format_error(f"{name} holds no sequences.", fix="pass data."))
+        tokens = all(s.ndim == 1 for s in sequences)
+        if tokens:
+            sequences = [s[:, None] for s in sequences]
+        bad = [i for i, s in enumerate(sequences) if s.ndim != 2]
+        if bad:
+            raise ShapeError(
+                format_error(
+                    f"{name} must hold one (time, features) array per sequence.",
+                    expected="2-D arrays (or 1-D token ids)",
+                    received=f"sequence {bad[0]} shaped {sequences[bad[0]].shape}",
+                )
+            )
+        return Layout(name, sequences, padded_array=False, tokens=tokens)
+    array = as_numpy(x)
+    if array.ndim == 2:
+        return Layout(name, list(array[:, :, None]), padded_array=True, tokens=True)
+    if array.ndim != 3:
+        raise ShapeError(
+            format_error(
+                f"{name} must be a padded batch or a list of sequences.",
+                expected="(batch, time, features), (batch, time), or a list of (time, features)",
+                received=f"shape {array.shape}",
+                fix="for one sequence add the batch axis: x[None].",
+            )
+        )
+    return Layout(name, list(array), padded_array=True)
+
+
+def equals_mask_value(seq: np.ndarray, mask_value: float) -> np.ndarray:
+    """Bool array like `seq`: True where the entry equals the mask value."""
+    if np.isnan(mask_value):
+        return np.isnan(seq)
+    return seq == mask_value
+
+
+def find_padding(seq: np.ndarray, mask_value: float) -> Padding:
+    """The padded steps of one sequence: the longer run of blank steps at either end."""
+    eq = equals_mask_value(seq, mask_value)
+    blank = eq.all(axis=-1) | (~np.isfinite(seq)).all(axis=-1)
+    if seq.shape[0] == 0 or blank.all():
+        return Padding(np.ones(seq.shape[0], bool), None)
+    trail = int(np.argmin(blank[::-1]))
+    lead = int(np.argmin(blank))
+    pad = np.zeros(seq.shape[0], bool)
+    if trail >= lead and trail > 0:
+        pad[seq.shape[0] - trail :] = True
+        return Padding(pad, "post")
+    if lead > 0:
+        pad[:lead] = True
+        return Padding(pad, "pre")
+    return Padding(pad, None)
+
+
+def _layout_score(sequences: list[np.ndarray], mask_value: float) -> tuple[float, list[int]]:
+    """Share of mask-value entries that lie in padded steps, and the padded step counts."""
+    total = covered = 0
+    pad_counts = []
+    for seq in sequences:
+        eq = equals_mask_value(seq, mask_value)
+        padding = find_padding(seq, mask_value)
+        total += int(eq.sum())
+        covered += int(eq[padding.pad].sum())
+        pad_counts.append(int(padding.pad.sum()))
+    return (covered / total if total else 1.0), pad_counts
+
+
+Repair = tuple[str, Callable[[np.ndarray], np.ndarray], str, bool]
+
+
+def _repairs(layout: Layout) -> list[Repair]:
+    """The likely layout repairs: (expression shown to the user, function, why, whether
+    a feature always equal to the mask value would look like padding after it)."""
+    name = layout.name
+    a, b = layout.sequences[0].shape
+    if layout.padded_array:
+        n = len(layout.sequences)
+        transpose = f"np.swapaxes({name}, 1, 2)"
+        undo = f"{name}.reshape({n}, {b}, {a}).swapaxes(1, 2)"
+        redo = f"{name}.reshape({n}, {b}, {a})"
+    else:
+        transpose = f"[s.T for s in {name}]"
+        undo = f"[s.reshape(s.shape[1], s.shape[0]).T for s in {name}]"
+        redo = f"[s.reshape(s.shape[1], s.shape[0]) for s in {name}]"
+    reshaped = (
+        "`reshape` keeps the memory order, so reshaping a (features, time) array into "
+        f"(time, features), like `X.reshape(1, {a}, {b})` on a ({b}, {a}) array, mixes "
+        "features and time; transpose instead: `X.T`."
+    )
+    return [
+        (
+            transpose,
+            lambda s: s.T,
+            "each sequence was given as (features, time); maskwise and Keras read "
+            "(time, features).",
+            True,
+        ),
+        (undo, lambda s: s.reshape(s.shape[1], s.shape[0]).T, reshaped, False),
+        (
+            redo,
+            lambda s: s.reshape(s.shape[1], s.shape[0]),
+            "`reshape` keeps the memory order: reshape (time, features) data only to add "
+            "or remove a batch axis.",
+            False,
+        ),
+    ]
+
+
+def check_layout(layout: Layout, mask_value: float) -> tuple[list[Finding], Layout]:
+    """MW001: the mask-value entries do not form whole padded steps, but would after a
+    transpose or an undone reshape. Returns the findings and the repaired layout."""
+    if layout.tokens:
+        return [], layout
+    if _time_last(layout.sequences):
+        first = layout.sequences[0].shape
+        message = (
+            f"{layout.name}: the sequences share their first axis ({first[0]}) and differ in "
+            f"their second (e.g. {first} and {layout.sequences[1].shape}): they look like "
+            "(features, time) arrays, but each sequence must be (time, features)."
+        )
+        fix = f"transpose each sequence: `[s.T for s in {layout.name}]`."
+        repaired = [seq.T for seq in layout.sequences]
+        return [Finding("MW001", "error", message, fix)], replace(layout, sequences=repaired)
+    score, pad_counts = _layout_score(layout.sequences, mask_value)
+    if score >= SCRAMBLED_SCORE:
+        return [], layout
+    best: tuple[float, str, str, list[np.ndarray], list[int]] | None = None
+    for expression, repair, why, ambiguous in _repairs(layout):
+        repaired = [repair(s) for s in layout.sequences]
+        if layout.padded_array and len({s.shape for s in repaired}) != 1:
+            continue
+        new_score, new_counts = _layout_score(repaired, mask_value)
+        # Padding varies with the length; a constant count could be a dead feature.
+        varies = len(set(new_counts)) > 1 or (len(new_counts) == 1 and new_counts[0] > 1)
+        plausible = any(new_counts) and (varies or not ambiguous)
+        if new_score >= CLEAN_SCORE and plausible and (best is None or new_score > best[0]):
+            best = (new_score, expression, why, repaired, new_counts)
+    if best is None:
+        return [], layout
+    _, expression, why, repaired, new_counts = best
+    n = len(layout.sequences)
+    no_padding = sum(1 for c in pad_counts if c == 0)
+    entries = sum(int(equals_mask_value(s, mask_value).sum()) for s in layout.sequences)
+    size = sum(s.size for s in layout.sequences)
+    steps = repaired[0].shape[0]
+    shape = layout.sequences[0].shape
+    others = (
+        f", and the all-{mask_value} steps of the other {n - no_padding} are not their padding"
+        if no_padding < n
+        else ""
+    )
+    message = (
+        f"{layout.name}: {entries / size:.0%} of the values equal the mask value "
+        f"{mask_value}, but they do not form whole padded steps: {no_padding} of {n} "
+        f"sequences (each seen as {shape} = (time, features)) have no step that is entirely "
+        f"{mask_value}, so Masking({mask_value}) would mask nothing there{others}. The "
+        f"layout looks scrambled: after `{expression}` the mask-value entries form whole "
+        f"trailing steps ({min(new_counts)} to {max(new_counts)} padded steps of {steps})."
+    )
+    fix = f"use `{expression}`, so each sequence is (time, features) {repaired[0].shape}: {why}"
+    finding = Finding("MW001", "error", message, fix)
+    return [finding], replace(layout, sequences=repaired)
+
+
+def _time_last(sequences: list[np.ndarray]) -> bool:
+    """Ragged sequences whose first axis is constant and second varies."""
+    shapes = {seq.shape for seq in sequences}
+    return len({a for a, _ in shapes}) == 1 and len({b for _, b in shapes}) > 1
+
+
+def check_padding(layout: Layout, paddings: list[Padding], mask_value: float) -> list[Finding]:
+    """MW002, MW003, MW008, MW010 on a (repaired) layout."""
+    findings = []
+    findings += _partial_padding(layout, paddings, mask_value)
+    findings += _masked_real_steps(layout, paddings, mask_value)
+    findings += _mixed_sides(layout, paddings)
+    findings += _lengths(layout, paddings)
+    return findings
+
+
+def _partial_padding(layout: Layout, paddings: list[Padding], mask_value: float) -> list[Finding]:
+    hits = []
+    for i, (seq, padding) in enumerate(zip(layout.sequences, paddings)):
+        if padding.side is None and padding.pad.all():
+            continue
+        eq = equals_mask_value(seq, mask_value)
+        real = np.flatnonzero(~padding.pad)
+        ends = [real[::-1]] if padding.side == "post" else [real]
+        if padding.side is None:
+            ends = [real[::-1], real]
+        for order in ends:
+            run = _same_pattern_run(eq, order)
+            if run:
+                hits.append((i, sorted(run), eq[run[0]]))
+                break
+    if not hits:
+        return []
+    i, steps, pattern = hits[0]
+    features = np.flatnonzero(pattern).tolist()
+    others = np.flatnonzero(~pattern).tolist()
+    message = (
+        f"{layout.name}: in {len(hits)} of {len(layout.sequences)} sequences the last steps "
+        f"equal the mask value {mask_value} in only some features, e.g. sequence {i}, steps "
+        f"{steps[0]}..{steps[-1]}: features {_short(features)} are {mask_value} but features "
+        f"{_short(others)} are not. They look like padding but count as real steps: "
+        "Masking masks a step only when every feature equals the mask value."
+    )
+    fix = (
+        f"give padded steps the mask value in every feature (e.g. `x[i, length:] = "
+        f"{mask_value}`), or build the mask from lengths: `Masked.pad(list_of_sequences)` "
+        "or `make_loader(list_of_sequences, y)`."
+    )
+    return [Finding("MW002", "error", message, fix, sequence=i, step=steps[0])]
+
+
+def _same_pattern_run(eq: np.ndarray, order: np.ndarray) -> list[int]:
+    """Steps at the end given by `order` sharing one partial mask-value pattern, if that
+    pattern is rare among the other real steps (2 steps at least)."""
+    if len(order) < 3:
+        return []
+    pattern = eq[order[0]]
+    if pattern.all() or not pattern.any():
+        return []
+    run = 1
+    while run < len(order) and (eq[order[run]] == pattern).all():
+        run += 1
+    rest = order[run:]
+    if run < 2 or len(rest) == 0 or eq[np.ix_(rest, np.flatnonzero(pattern))].mean() >= 0.5:
+        return []
+    return order[:run].tolist()
+
+
+def _masked_real_steps(layout: Layout, paddings: list[Padding], mask_value: float) -> list[Finding]:
+    hits = []
+    for i, (seq, padding) in enumerate(zip(layout.sequences, paddings)):
+        if padding.pad.all():
+            continue
+        blank = equals_mask_value(seq, mask_value).all(axis=-1) & ~padding.pad
+        hits += [(i, int(t)) for t in np.flatnonzero(blank)]
+    if not hits:
+        return []
+    i, t = hits[0]
+    sequences = len({s for s, _ in hits})
+    message = (
+        f"{layout.name}: {len(hits)} real steps in {sequences} sequences equal the mask value "
+        f"{mask_value} in every feature (first: sequence {i}, step {t}). They lie between "
+        f"real steps, but Masking({mask_value}) would mask them too, as if they were padding."
+    )
+    fix = (
+        "if these steps are real, build the mask from lengths instead of the mask value: "
+        "`Masked.pad(list_of_sequences)` or `make_loader(list_of_sequences, y)`; or pad with "
+        "a value the data cannot hold and use it as `mask_value`."
+    )
+    return [Finding("MW003", "warning", message, fix, sequence=i, step=t)]
+
+
+def _mixed_sides(layout: Layout, paddings: list[Padding]) -> list[Finding]:
+    post = [i for i, p in enumerate(paddings) if p.side == "post"]
+    pre = [i for i, p in enumerate(paddings) if p.side == "pre"]
+    if not post or not pre:
+        return []
+    minority = pre if len(pre) <= len(post) else post
+    message = (
+        f"{layout.name}: {len(post)} sequences are post-padded (padding after the real steps, "
+        f"e.g. sequence {post[0]}) and {len(pre)} are pre-padded (padding before them, e.g. "
+        f"sequence {pre[0]}). Two padding conventions in one array usually mean two "
+        "pipelines were mixed."
+    )
+    fix = (
+        "pad every sequence on one side, e.g. `Masked.pad(list_of_sequences, padding='post')`; "
+        "code that reads lengths (taking the last step, `from_lengths`, packing) assumes one."
+    )
+    return [Finding("MW008", "warning", message, fix, sequence=minority[0])]
+
+
+def _lengths(layout: Layout, paddings: list[Padding]) -> list[Finding]:
+    findings = []
+    empty = [i for i, p in enumerate(paddings) if p.pad.all()]
+    if empty:
+        findings.append(
+            Finding(
+                "MW010",
+                "warning",
+                f"{layout.name}: {len(empty)} of {len(paddings)} sequences have no real step "
+                f"(first: sequence {empty[0]}). They add nothing to the loss and some "
+                "frameworks turn their fully masked rows into NaN.",
+                "drop empty sequences before training, e.g. keep `lengths > 0`.",
+                sequence=empty[0],
+            )
+        )
+    total = sum(len(p.pad) for p in paddings)
+    padded = sum(int(p.pad.sum()) for p in paddings)
+    if len(paddings) > 1 and padded > PADDING_FRACTION * total and len(paddings) > len(empty):
+        lengths = np.array([int((~p.pad).sum()) for p in paddings])
+        findings.append(
+            Finding(
+                "MW010",
+                "info",
+                f"{layout.name}: {padded / total:.0%} of all {total} steps are padding "
+                f"(real lengths {lengths.min()} to {lengths.max()}, median "
+                f"{int(np.median(lengths))}, padded to {max(len(p.pad) for p in paddings)}): "
+                "most of the compute goes to padding.",
+                "batch sequences of similar length: `make_loader(list_of_sequences, y)` "
+                "buckets by length by default and pads each batch only to its longest "
+                "sequence.",
+            )
+        )
+    return findings
+
+
+def check_nonfinite(layout: Layout, paddings: list[Padding]) -> list[Finding]:
+    """MW005 on the inputs: NaN/inf in padding (info) or in real steps (error)."""
+    in_padding = 0
+    real_hits = []
+    for i, (seq, padding) in enumerate(zip(layout.sequences, paddings)):
+        bad = ~np.isfinite(seq)
+        if not bad.any():
+            continue
+        in_padding += int(bad[padding.pad].sum())
+        steps = np.flatnonzero(bad.any(axis=-1) & ~padding.pad)
+        real_hits += [(i, int(t), int(np.flatnonzero(bad[t])[0])) for t in steps]
+    findings = []
+    if real_hits:
+        i, t, f = real_hits[0]
+        findings.append(
+            Finding(
+                "MW005",
+                "error",
+                f"{layout.name}: {len(real_hits)} real steps hold NaN or inf (first: sequence "
+                f"{i}, step {t}, feature {f}). Every output and the loss become NaN.",
+                "clean or impute these values (e.g. `np.nan_to_num` or a forward fill) "
+                "before training.",
+                sequence=i,
+                step=t,
+            )
+        )
+    if in_padding:
+        findings.append(
+            Finding(
+                "MW005",
+                "info",
+                f"{layout.name}: the padding holds {in_padding} NaN/inf values. maskwise never "
+                "lets padding reach a real result (it selects with `torch.where`), but "
+                "frameworks that multiply the loss by the mask get 0 * NaN = NaN (seed 001).",
+                "pad with 0 (or your mask value) if the data also goes to other frameworks.",
+            )
+        )
+    return findings
+
+
+def to_targets(y: Any, layout: Layout) -> tuple[list[np.ndarray] | None, list[Finding]]:
+    """Per-step targets, one `(time,)` array per sequence; None when `y` holds one target
+    per sequence or one-hot rows. MW011 when they do not line up with the inputs."""
+    if isinstance(y, list | tuple):
+        rows = [as_numpy(r) for r in y]
+    else:
+        array = as_numpy(y)
+        if array.ndim == 1 and array.shape[0] == len(layout.sequences):
+            return None, []
+        if array.ndim == 1:
+            array = array[None]
+        rows = list(array)
+    rows = [r[:, 0] if r.ndim == 2 and r.shape[1] == 1 else r for r in rows]
+    if any(r.ndim != 1 for r in rows):
+        return None, []
+    n = len(layout.sequences)
+    if len(rows) != n:
+        return None, [_misaligned(layout, f"{len(rows)} target rows for {n} sequences")]
+    for i, (row, seq) in enumerate(zip(rows, layout.sequences)):
+        if len(row) != len(seq):
+            return None, [
+                _misaligned(layout, f"sequence {i} has {len(seq)} steps but {len(row)} targets", i)
+            ]
+    return rows, []
+
+
+def _misaligned(layout: Layout, received: str, sequence: int | None = None) -> Finding:
+    shape = layout.sequences[0].shape
+    return Finding(
+        "MW011",
+        "error",
+        f"y does not line up with {layout.name}: {received} (each sequence of "
+        f"{layout.name} seen as (time, features) = {shape}).",
+        "give one target per step, shaped (batch, time) like the inputs' first two axes; if "
+        f"{layout.name} is features x time, transpose it.",
+        sequence=sequence,
+    )
+
+
+def check_targets(
+    targets: list[np.ndarray], layout: Layout, paddings: list[Padding], n_outputs: int | None
+) -> list[Finding]:
+    """MW005 on real targets, MW004 on the label used at padded steps."""
+    findings = []
+    pad = np.concatenate([p.pad for p in paddings])
+    values = np.concatenate(targets).astype(np.float64)
+    bad = ~np.isfinite(values) & ~pad
+    if bad.any():
+        where = _locate(int(np.flatnonzero(bad)[0]), targets)
+        findings.append(
+            Finding(
+                "MW005",
+                "error",
+                f"y: {int(bad.sum())} targets at real steps are NaN or inf (first: sequence "
+                f"{where[0]}, step {where[1]}).",
+                "fix these targets, or mark their steps as padding.",
+                sequence=where[0],
+                step=where[1],
+            )
+        )
+    finite = values[np.isfinite(values)]
+    if pad.any() and (~pad).any() and np.array_equal(finite, np.round(finite)):
+        findings += _padding_label(values, pad, targets, n_outputs)
+    return findings
+
+
+def _padding_label(
+    values: np.ndarray, pad: np.ndarray, targets: list[np.ndarray], n_outputs: int | None
+) -> list[Finding]:
+    pad_labels = {int(v) for v in values[pad] if np.isfinite(v) and v != IGNORE_INDEX}
+    if len(pad_labels) != 1:
+        return []
+    label = pad_labels.pop()
+    classes = sorted({int(v) for v in values[~pad] if np.isfinite(v)})
+    shared = int((values[~pad] == label).sum())
+    relabel = ", ".join(f"{c}->{k}" for k, c in enumerate(classes))
+    fix = (
+        "with a mask, padded steps need no class: pad targets with "
+        f"IGNORE_INDEX ({IGNORE_INDEX}; `make_loader` does this), relabel the real classes "
+        f"{relabel} and use {len(classes)} output units."
+    )
+    if shared:
+        where = _locate(int(np.flatnonzero((values == label) & ~pad)[0]), targets)
+        return [
+            Finding(
+                "MW004",
+                "error",
+                f"y: label {label} marks the padded steps and is also a class at {shared} real "
+                f"steps (first: sequence {where[0]}, step {where[1]}). Any loss or metric that "
+                f"does not read the mask counts every padded step as class {label}.",
+                f"pad targets with IGNORE_INDEX ({IGNORE_INDEX}) instead of {label}; "
+                "`make_loader` does this.",
+                sequence=where[0],
+                step=where[1],
+            )
+        ]
+    if label < 0:
+        return []
+    if n_outputs is not None and label < n_outputs:
+        return [
+            Finding(
+                "MW004",
+                "error",
+                f"y: the padding label {label} is treated as a class: the model has "
+                f"{n_outputs} outputs, one of them for {label}, although real steps only use "
+                f"classes {classes}. The model learns to predict 'padding' (seed 000).",
+                fix,
+            )
+        ]
+    if n_outputs is None and label < max(classes):
+        return [
+            Finding(
+                "MW004",
+                "warning",
+                f"y: real steps use classes {classes} and padded steps label {label}; a model "
+                f"with {max(classes) + 1} outputs would make {label} a class of its own and "
+                "learn to predict 'padding' (seed 000).",
+                fix,
+            )
+        ]
+    return []
+
+
+def _locate(flat_index: int, targets: Sequence[np.ndarray]) -> tuple[int, int]:
+    for i, row in enumerate(targets):
+        if flat_index < len(row):
+            return i, flat_index
+        flat_index -= len(row)
+    raise IndexError(flat_index)
+
+
+def _short(items: list[int], limit: int = 8) -> str:
+    return str(items) if len(items) <= limit else f"{items[:limit]}... ({len(items)} in all)"

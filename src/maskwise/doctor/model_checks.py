@@ -1,0 +1,301 @@
+"""Checks that run a model on a small batch (MW006, MW007, MW012) and read predictions (MW009).
+
+The model runs in eval mode, without gradients, on the first sequences of the data.
+Forward hooks record, for every module, whether its input and its output carry a
+mask: the first module whose input has one and whose per-step output has none is where
+the mask was lost.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import MaskError, MaskWarning
+from ..layers import Embedding, Lambda, Masking
+from ..masked import Masked
+from .data_checks import Layout, Padding, as_numpy
+from .findings import Finding
+
+BATCH = 32
+# MW009: one class on at least this share of the real steps ...
+ONE_CLASS_SHARE = 0.95
+# ... while the targets use it on less than this share.
+TARGET_SHARE = 0.9
+MIN_STEPS = 10
+
+
+@dataclass
+class Event:
+    """One module call: its name, whether its input/output carry a mask, their shapes."""
+
+    name: str
+    module: nn.Module
+    in_mask: bool
+    out_mask: bool
+    in_time: int | None
+    out_shape: tuple[int, ...] | None
+
+
+@dataclass
+class ModelRun:
+    """What running the model on the first sequences showed."""
+
+    findings: list[Finding] = field(default_factory=list)
+    output: Any = None
+    n_outputs: int | None = None
+    predictions: list[np.ndarray] | None = None
+
+
+def run_model(
+    model: nn.Module, layout: Layout, paddings: list[Padding], mask_value: float
+) -> ModelRun:
+    """Run `model` on up to `BATCH` sequences of `layout`; MW006, MW007, MW012."""
+    batch, fed_mask = _batch(model, layout, paddings, mask_value)
+    events: list[Event] = []
+    handles = [
+        module.register_forward_hook(_recorder(_label(name, module), events), with_kwargs=True)
+        for name, module in model.named_modules()
+    ]
+    was_training = model.training
+    model.eval()
+    run = ModelRun()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", MaskWarning)
+            run.output = model(batch)
+    except MaskError as error:
+        problem, _, fix = str(error).partition("\n  fix: ")
+        run.findings.append(
+            Finding(
+                "MW006",
+                "error",
+                f"running the model on {layout.name} fails: {problem}",
+                fix or "give the layer named above its mask rule.",
+            )
+        )
+        return run
+    except Exception as error:  # any failure to run is a finding, not a crash
+        run.findings.append(
+            Finding(
+                "MW012",
+                "error",
+                f"the model cannot run on {layout.name} (a batch shaped "
+                f"{tuple(batch.shape)}): {type(error).__name__}: {error}",
+                "check the input shape the model expects; the doctor feeds "
+                f"{layout.name} as (batch, time, features), or (batch, time) token ids.",
+            )
+        )
+        return run
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    run.findings += _double_masking(events)
+    values = run.output.values if isinstance(run.output, Masked) else run.output
+    if isinstance(values, torch.Tensor) and values.dim() >= 3:
+        run.n_outputs = int(values.shape[-1])
+        scores = values.float()
+        classes = scores.argmax(-1) if values.shape[-1] > 1 else (scores[..., 0] > 0.5).long()
+        run.predictions = list(classes.cpu().numpy())
+        masked_somewhere = fed_mask or any(e.out_mask for e in events)
+        if masked_somewhere and not _has_mask(run.output) and values.shape[1] == batch.shape[1]:
+            run.findings.append(_lost_mask(events, tuple(values.shape)))
+    return run
+
+
+def check_layers(model: nn.Module) -> list[Finding]:
+    """MW007 without data: the layers of a `Sequential`, in order, and where masks start."""
+    events = []
+    masked = False
+    for position, layer in enumerate(getattr(model, "layers", [])):
+        events.append(Event(_label(f"layers.{position}", layer), layer, masked, False, None, None))
+        masked = masked or isinstance(layer, Masking) or getattr(layer, "mask_zero", False)
+    return _double_masking(events)
+
+
+def _batch(
+    model: nn.Module, layout: Layout, paddings: list[Padding], mask_value: float
+) -> tuple[Any, bool]:
+    """The first sequences padded into one batch. Fed as a plain tensor when the model
+    makes its own mask (Masking, Embedding), else as a `Masked` like `make_loader`'s."""
+    sequences = layout.sequences[:BATCH]
+    longest = max(len(s) for s in sequences)
+    features = sequences[0].shape[1]
+    fill = 0 if layout.tokens else mask_value
+    values = np.full((len(sequences), longest, features), fill, dtype=np.float64)
+    mask = np.zeros((len(sequences), longest), dtype=bool)
+    for i, (seq, padding) in enumerate(zip(sequences, paddings)):
+        values[i, : len(seq)] = seq
+        mask[i, : len(seq)] = ~padding.pad
+    if layout.tokens:
+        tensor = torch.as_tensor(values[..., 0]).long()
+    else:
+        tensor = torch.as_tensor(values, dtype=torch.float32)
+    makes_mask = any(
+        isinstance(m, Masking) or (isinstance(m, Embedding) and m.mask_zero)
+        for m in model.modules()
+    )
+    if makes_mask:
+        return tensor, False
+    return Masked(tensor, torch.as_tensor(mask)), True
+
+
+def _label(qualified: str, module: nn.Module) -> str:
+    """A layer's own name, with its place in the model: `lambda_1 (layers.1)`."""
+    own = getattr(module, "name", None) or type(module).__name__
+    return f"{own} ({qualified})" if qualified and qualified != own else own
+
+
+def _has_mask(obj: Any) -> bool:
+    if isinstance(obj, Masked):
+        return obj.mask is not None
+    if isinstance(obj, list | tuple):
+        return any(_has_mask(o) for o in obj)
+    return False
+
+
+def _time(obj: Any) -> int | None:
+    if isinstance(obj, list | tuple):
+        return _time(obj[0]) if obj else None
+    values = obj.values if isinstance(obj, Masked) else obj
+    return int(values.shape[1]) if isinstance(values, torch.Tensor) and values.dim() >= 2 else None
+
+
+def _shape(obj: Any) -> tuple[int, ...] | None:
+    values = obj.values if isinstance(obj, Masked) else obj
+    return tuple(values.shape) if isinstance(values, torch.Tensor) else None
+
+
+def _recorder(name: str, events: list[Event]) -> Any:
+    def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        in_mask = _has_mask(args) or kwargs.get("mask") is not None
+        inputs = args[0] if args else None
+        events.append(
+            Event(name, module, in_mask, _has_mask(output), _time(inputs), _shape(output))
+        )
+
+    return hook
+
+
+def _lost_mask(events: list[Event], out_shape: tuple[int, ...]) -> Finding:
+    culprit = next(
+        (
+            e
+            for e in events
+            if e.in_mask
+            and not e.out_mask
+            and e.out_shape is not None
+            and len(e.out_shape) >= 3
+            and e.out_shape[1] == e.in_time
+        ),
+        None,
+    )
+    where = ""
+    fix = (
+        "return a Masked that keeps the mask (e.g. `x.with_values(new_values)` instead of "
+        "a bare tensor, never `x.values` alone)."
+    )
+    if culprit is not None:
+        where = (
+            f" The mask disappears in {culprit.name} ({type(culprit.module).__name__}): "
+            f"its input carries a mask, its output {culprit.out_shape} has none."
+        )
+        if isinstance(culprit.module, Lambda):
+            fix = (
+                "give the Lambda a mask rule instead of mask='drop': "
+                "`Lambda(fn, mask=lambda inputs, mask: mask)` (or `mask[:, N:]` for a crop)."
+            )
+    return Finding(
+        "MW006",
+        "error",
+        f"the model's output {out_shape} has a time axis but no mask, although its input "
+        f"had one.{where} The loss would count the padded steps (seed 001).",
+        fix,
+    )
+
+
+def _double_masking(events: list[Event]) -> list[Finding]:
+    findings = []
+    previous: Event | None = None
+    for event in events:
+        if isinstance(event.module, Masking):
+            after_embedding = previous is not None and isinstance(previous.module, Embedding)
+            if event.in_mask or after_embedding:
+                source = (
+                    f"the output of Embedding {previous.name}"
+                    if after_embedding and previous is not None
+                    else "an input that already carries a mask"
+                )
+                findings.append(
+                    Finding(
+                        "MW007",
+                        "error",
+                        f"Masking layer {event.name} is applied to {source}. Embedded or "
+                        "masked steps are no longer equal to the mask value, so this Masking "
+                        "redefines the mask and the padded steps count as real (seed 003).",
+                        "remove this Masking: the mask already travels with the values "
+                        "(use `Embedding(..., mask_zero=True)` to mask padded tokens).",
+                    )
+                )
+        if not list(event.module.children()):
+            previous = event
+    return findings
+
+
+def as_class_ids(predictions: Any) -> list[np.ndarray]:
+    """Class ids per sequence from ids `(batch, time)` or scores `(batch, time, classes)`."""
+    if isinstance(predictions, list | tuple):
+        return [r for p in predictions for r in as_class_ids(as_numpy(p)[None])]
+    array = as_numpy(predictions)
+    if array.ndim == 3:
+        array = array.argmax(-1) if array.shape[-1] > 1 else (array[..., 0] > 0.5)
+    elif not np.array_equal(array, np.round(array)):
+        array = array > 0.5
+    return list(array.astype(np.int64))
+
+
+def check_predictions(
+    predictions: list[np.ndarray], paddings: list[Padding], targets: list[np.ndarray] | None
+) -> list[Finding]:
+    """MW009: one class predicted on (almost) every real step, unlike the targets."""
+    real_predictions, real_targets, pad_labels = [], [], set()
+    for i, (row, padding) in enumerate(zip(predictions, paddings)):
+        n = min(len(row), len(padding.pad))
+        real = ~padding.pad[:n]
+        real_predictions.append(row[:n][real])
+        if targets is not None:
+            real_targets.append(targets[i][:n][real])
+            pad_labels |= {int(v) for v in targets[i][:n][~real] if np.isfinite(v)}
+    values = np.concatenate(real_predictions)
+    if len(values) < MIN_STEPS:
+        return []
+    classes, counts = np.unique(values, return_counts=True)
+    top = int(classes[counts.argmax()])
+    share = counts.max() / len(values)
+    if share < ONE_CLASS_SHARE:
+        return []
+    detail = ""
+    if targets is not None:
+        labels = np.concatenate(real_targets)
+        if len(labels) and (labels == top).mean() >= TARGET_SHARE:
+            return []
+        detail = f"; the targets at those steps use classes {sorted({int(v) for v in labels})}"
+        if top in pad_labels:
+            detail += f", and {top} is the padding label: the model learned to predict padding"
+    return [
+        Finding(
+            "MW009",
+            "error",
+            f"the model predicts class {top} at {counts.max()} of {len(values)} real steps "
+            f"({share:.0%}){detail} (seed 000's 'zero predictions').",
+            "fix the data first (MW001 layout, MW004 padding label): when real steps look "
+            "alike the model predicts one class; evaluate on real steps only (maskwise "
+            "metrics read the mask).",
+        )
+    ]
