@@ -1,0 +1,44 @@
+"""`Batch`: what iterating a `Loader` yields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..masked import Masked
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One padded batch of sequences.
+
+    Args:
+        x: a `Masked` `(batch, time, ...)`, or a tuple of them for several inputs.
+        y: targets, or None. Per-step targets are `(batch, time, ...)` with
+            `IGNORE_INDEX` (integer targets) or NaN (float targets) at padded steps;
+            per-sequence targets are `(batch, ...)`.
+        sample_weight: float32 `(batch,)` per sequence, or `(batch, time)` per step
+            (0 at padded steps), or None.
+        index: int64 `(batch,)`, each row's position in the data set.
+    """
+
+    x: Masked | tuple[Masked, ...]
+    y: torch.Tensor | None
+    sample_weight: torch.Tensor | None
+    index: torch.Tensor
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """The batch on `device` (values, masks, targets and weights; dtypes kept)."""
+
+        def move(t: Any) -> Any:
+            return None if t is None else t.to(device, non_blocking=non_blocking)
+
+        x = tuple(move(m) for m in self.x) if isinstance(self.x, tuple) else move(self.x)
+        return Batch(x, move(self.y), move(self.sample_weight), move(self.index))
+
+    @property
+    def size(self) -> int:
+        """Number of sequences in the batch."""
+        return int(self.index.shape[0])

@@ -1,0 +1,317 @@
+"""`SequenceDataset`: in-memory sequences in any of the forms users have, batched on demand.
+
+Input forms (each becomes one model input):
+- a padded array `(N, T, ...)` (numpy or torch): every batch is trimmed to its own
+  longest sequence, and `Batch.x` is a `Masked` with `mask=None`. The model's own
+  `Masking` layer (or `Embedding(mask_zero=True)`) creates the mask, exactly as in
+  Keras; giving the batch a mask as well would make that layer warn about double
+  masking (seed 003). Lengths are inferred from the trailing steps whose features all
+  equal `mask_value` (post-padding; `mask_value=None`: every step is real) and used
+  only to bucket, to trim, and to pad the targets: per-step targets at those padded
+  steps are replaced by `IGNORE_INDEX` (integers) or NaN (floats), so even a model that
+  lost its mask cannot learn the padding silently (the loss raises on a padding target
+  at a real step).
+- a list of `(T_i, F)` arrays, one per sequence: padded per batch; `Batch.x` is a
+  `Masked` with the mask from the lengths.
+- a list of 1-D integer arrays (token ids for `Embedding`): padded with 0, values
+  `(batch, time)` int64, mask from the lengths. A real token 0 gets a `MaskWarning`
+  (an `Embedding(mask_zero=True)` would mask it).
+- several inputs: a tuple of the forms above (a list holding a 3-D array is read as
+  several inputs too, the Keras habit); `Batch.x` is then a tuple of `Masked`.
+
+Targets `y`: per step, as a list of `(T_i, ...)` arrays or a padded array `(N, T, ...)`
+whose axis 1 matches a padded input's time axis; or per sequence, `(N,)` / `(N, K)` or
+a list of scalars. Integers stay as given (class ids need no "0 is padding" slot).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import MaskWarning, ShapeError, format_error
+from ..masked import Masked
+from .batch import Batch
+from .layout import check_sequences, trailing_lengths
+from .padding import fill_after, pad_targets, to_tensor
+
+_ARRAY = (np.ndarray, torch.Tensor)
+
+
+class _PaddedInput:
+    """A padded array `(N, T, ...)`; batches carry no mask (the model makes it)."""
+
+    def __init__(self, values: torch.Tensor, mask_value: float | None, name: str) -> None:
+        if values.dim() < 2:
+            raise ShapeError(
+                format_error(
+                    f"{name}: a padded array needs a batch and a time axis.",
+                    expected="(N, time, features), or (N, time) token ids",
+                    received=f"shape {tuple(values.shape)}",
+                    fix="ragged data is passed as a list of arrays, one per sequence.",
+                )
+            )
+        self.values = values
+        self.mask_value = mask_value
+        self.time = values.shape[1]
+        self.lengths = trailing_lengths(values, mask_value)
+        if values.dim() == 3 and bool((self.lengths == self.time).all()) and values.shape[0]:
+            _warn_if_time_last(values, mask_value, name)
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def batch(self, index: torch.Tensor, time: int) -> Masked:
+        values = self.values[index, :time]
+        if time > self.time:  # another input of the batch is longer
+            fill = 0.0 if self.mask_value is None else self.mask_value
+            extra = torch.full(
+                (values.shape[0], time - self.time, *values.shape[2:]), fill, dtype=values.dtype
+            )
+            values = torch.cat([values, extra], dim=1)
+        return Masked(values, None)
+
+
+class _RaggedInput:
+    """One array per sequence `(T_i, ...)`; batches are padded and carry the mask."""
+
+    def __init__(
+        self,
+        sequences: list[torch.Tensor],
+        num_features: int | None,
+        mask_value: float | None,
+        name: str,
+    ) -> None:
+        check_sequences(sequences, num_features, mask_value, name)
+        self.sequences = sequences
+        self.lengths = torch.tensor([s.shape[0] for s in sequences], dtype=torch.long)
+        if sequences[0].dim() == 1:
+            _warn_on_zero_tokens(sequences, name)
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def batch(self, index: torch.Tensor, time: int) -> Masked:
+        return Masked.pad([self.sequences[i] for i in index.tolist()], max_len=time)
+
+
+class _Column:
+    """Targets or sample weights: per step (padded with `fill`) or per sequence."""
+
+    def __init__(
+        self,
+        data: Any,
+        name: str,
+        lengths: torch.Tensor,
+        inputs: tuple[_PaddedInput | _RaggedInput, ...],
+        fill: float | None,
+        as_float: bool,
+    ) -> None:
+        self.fill = fill
+        self.ragged: list[torch.Tensor] | None = None
+        if hasattr(data, "to_numpy"):  # pandas
+            data = data.to_numpy()
+        n = len(lengths)
+        if len(data) != n:
+            raise ShapeError(
+                format_error(
+                    f"x and {name} hold different numbers of sequences.",
+                    expected=f"len({name}) == len(x) == {n}",
+                    received=f"len({name}) = {len(data)}",
+                    fix="several inputs are passed as a tuple `(x1, x2, ...)`, not a list.",
+                )
+            )
+        if not isinstance(data, _ARRAY):
+            items = [to_tensor(item, f"{name}[{i}]") for i, item in enumerate(data)]
+            times = {inp.time for inp in inputs if isinstance(inp, _PaddedInput)}
+            if all(item.dim() == 0 for item in items):
+                data = np.asarray([item.item() for item in items])
+            elif (
+                len({item.shape for item in items}) == 1
+                and items[0].dim() >= 1
+                and items[0].shape[0] in times
+            ):
+                data = torch.stack(items)  # per-step targets of a padded input
+            else:
+                if as_float or any(item.is_floating_point() for item in items):
+                    items = [item.to(torch.float32) for item in items]
+                _check_steps(items, name, lengths, inputs)
+                self.per_step, self.ragged = True, items
+                return
+        values = to_tensor(data, name)
+        self.values = values.to(torch.float32) if as_float else values
+        times = {inp.time for inp in inputs if isinstance(inp, _PaddedInput)}
+        self.per_step = values.dim() >= 2 and len(times) == 1 and values.shape[1] in times
+
+    def batch(self, index: torch.Tensor, time: int, lengths: torch.Tensor) -> torch.Tensor:
+        if self.ragged is not None:
+            return pad_targets([self.ragged[i] for i in index.tolist()], time, self.fill)
+        if not self.per_step:
+            return self.values[index]
+        values = self.values[index, :time]
+        return fill_after(values, lengths, self.fill)
+
+
+def _check_steps(
+    items: list[torch.Tensor],
+    name: str,
+    lengths: torch.Tensor,
+    inputs: tuple[_PaddedInput | _RaggedInput, ...],
+) -> None:
+    for i, (item, length) in enumerate(zip(items, lengths.tolist(), strict=True)):
+        if item.dim() >= 1 and item.shape[0] == length:
+            continue
+        fix = (
+            f"give {name}[{i}] one entry per real step; for one target vector per "
+            f"sequence pass `np.stack({name})`."
+        )
+        ragged = [inp for inp in inputs if isinstance(inp, _RaggedInput)]
+        if ragged and ragged[0].sequences[i].dim() == 2:
+            seq = ragged[0].sequences[i]
+            if item.dim() >= 1 and item.shape[0] == seq.shape[1] != seq.shape[0]:
+                fix = (
+                    f"x[{i}] looks transposed: it is {tuple(seq.shape)} and {name}[{i}] has "
+                    f"{seq.shape[1]} steps; pass `[a.T for a in x]` so each array is "
+                    "(time, features)."
+                )
+        raise ShapeError(
+            format_error(
+                f"Per-step {name}[{i}] does not match the length of sequence {i}.",
+                expected=f"{length} steps",
+                received=f"shape {tuple(item.shape)}",
+                fix=fix,
+            )
+        )
+
+
+def _warn_on_zero_tokens(sequences: list[torch.Tensor], name: str) -> None:
+    for i, seq in enumerate(sequences):
+        zeros = torch.nonzero(seq == 0)
+        if len(zeros):
+            warnings.warn(
+                f"{name}[{i}] holds token id 0 at step {int(zeros[0, 0])}, a real step: an "
+                "Embedding(mask_zero=True) would mask it as padding. The batches carry "
+                "their mask from the lengths, so use Embedding(mask_zero=False), or "
+                "shift the ids by 1 to keep 0 for padding.",
+                MaskWarning,
+                stacklevel=5,
+            )
+            return
+
+
+def _warn_if_time_last(values: torch.Tensor, mask_value: float | None, name: str) -> None:
+    if mask_value is None:
+        return
+    columns = trailing_lengths(values.transpose(1, 2), mask_value)
+    if bool((columns <= values.shape[2] - 2).any()):
+        warnings.warn(
+            f"{name} (batch, time, features) = {tuple(values.shape)} has no padded steps "
+            f"at the end of axis 1, but its sequences end in features that are all "
+            f"{mask_value}: it looks like (batch, features, time). Fix: pass "
+            "`x.transpose(0, 2, 1)` (numpy) or `x.transpose(1, 2)` (torch).",
+            MaskWarning,
+            stacklevel=5,
+        )
+
+
+def _split_inputs(x: Any) -> tuple[bool, list[Any]]:
+    """(several inputs?, the raw inputs)."""
+    if isinstance(x, tuple):
+        return True, list(x)
+    if isinstance(x, list) and any(isinstance(a, _ARRAY) and a.ndim >= 3 for a in x):
+        return True, x
+    return False, [x]
+
+
+def _make_input(
+    raw: Any, mask_value: float | None, num_features: int | None, name: str
+) -> _PaddedInput | _RaggedInput:
+    if isinstance(raw, _ARRAY) and not (isinstance(raw, np.ndarray) and raw.dtype == object):
+        return _PaddedInput(to_tensor(raw, name), mask_value, name)
+    if not isinstance(raw, Sequence | np.ndarray):
+        raise ShapeError(
+            format_error(
+                f"{name}: unsupported input type.",
+                expected="a padded array (N, time, ...) or a list of (time_i, ...) arrays",
+                received=type(raw).__name__,
+            )
+        )
+    if len(raw) == 0:
+        raise ShapeError(format_error(f"{name} holds no sequences.", fix="pass at least one."))
+    sequences = [to_tensor(a, f"{name}[{i}]") for i, a in enumerate(raw)]
+    return _RaggedInput(sequences, num_features, mask_value, name)
+
+
+class SequenceDataset:
+    """In-memory sequences (one or several inputs), targets and weights, batched on demand.
+
+    See the module docstring for the accepted forms and the padding rules.
+
+    Example:
+        >>> ds = SequenceDataset([np.ones((3, 2)), np.ones((1, 2))], y=[[1, 0, 1], [2]])
+        >>> b = ds.collate([0, 1])
+        >>> b.x.mask.tolist(), b.y.tolist()
+        ([[True, True, True], [True, False, False]], [[1, 0, 1], [2, -100, -100]])
+
+    Args:
+        x: the inputs (padded array, list of per-sequence arrays, or a tuple of them).
+        y: targets, per step or per sequence, or None.
+        sample_weight: per sequence `(N,)`, or per step like `y` (padded with 0), or None.
+        mask_value: the padding value of padded arrays (None: no padding to infer); also
+            used to check the layout of ragged lists.
+        num_features: the features of a ragged input, to check its layout (optional).
+    """
+
+    def __init__(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        *,
+        mask_value: float | None = 0.0,
+        num_features: int | None = None,
+    ) -> None:
+        self.sequence_ids: list[Any] | None = None  # set by `from_dataframe`
+        self.several, raws = _split_inputs(x)
+        names = [f"x[{i}]" for i in range(len(raws))] if self.several else ["x"]
+        self.inputs = tuple(
+            _make_input(raw, mask_value, None if self.several else num_features, name)
+            for raw, name in zip(raws, names, strict=True)
+        )
+        sizes = {len(inp) for inp in self.inputs}
+        if len(sizes) != 1:
+            raise ShapeError(
+                format_error(
+                    "The inputs hold different numbers of sequences.",
+                    expected="every input with the same number of sequences",
+                    received=f"sizes {[len(inp) for inp in self.inputs]}",
+                )
+            )
+        if sizes == {0}:
+            raise ShapeError(format_error("x holds no sequences.", fix="pass at least one."))
+        self.lengths = torch.stack([inp.lengths for inp in self.inputs]).amax(dim=0)
+        self.y = None if y is None else _Column(y, "y", self.lengths, self.inputs, None, False)
+        self.sample_weight = (
+            None
+            if sample_weight is None
+            else _Column(sample_weight, "sample_weight", self.lengths, self.inputs, 0.0, True)
+        )
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def collate(self, indices: Sequence[int] | torch.Tensor) -> Batch:
+        """The batch of the sequences at `indices`, padded to their longest one."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        lengths = self.lengths[index]
+        time = max(int(lengths.max()), 1)
+        xs = tuple(inp.batch(index, time) for inp in self.inputs)
+        y = None if self.y is None else self.y.batch(index, time, lengths)
+        weight = None
+        if self.sample_weight is not None:
+            weight = self.sample_weight.batch(index, time, lengths)
+        return Batch(xs if self.several else xs[0], y, weight, index)

@@ -1,0 +1,71 @@
+"""Padding of targets and weights, and the dtype rules of the data pipeline.
+
+Integer (class) targets are padded with `IGNORE_INDEX` (-100): no class id can equal it,
+so padding can never be learned as a class (seed 000). Float targets are padded with
+NaN, so a loss that read a padded step would turn NaN instead of silently learning it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import MaskwiseTypeError, format_error
+from ..masked import IGNORE_INDEX, Masked, lengths_to_mask
+
+
+def to_tensor(array: Any, name: str) -> torch.Tensor:
+    """A numpy array, tensor or nested list as a tensor: floats and bools as float32,
+    integers as int64 (what `Embedding` and the losses take)."""
+    if not isinstance(array, torch.Tensor):
+        array = np.asarray(array)
+        if array.dtype == object or not (
+            np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+        ):
+            raise MaskwiseTypeError(
+                format_error(
+                    f"{name} must hold numbers.",
+                    received=f"dtype {array.dtype}",
+                    fix="ragged data is passed as a list of arrays, one per sequence.",
+                )
+            )
+        array = torch.as_tensor(array)
+    if array.dtype == torch.bool or array.is_floating_point():
+        return array.to(torch.float32)
+    if array.is_complex():
+        raise MaskwiseTypeError(
+            format_error(f"{name} cannot be complex.", received=str(array.dtype))
+        )
+    return array.to(torch.int64)
+
+
+def target_fill(dtype: torch.dtype) -> float:
+    """The padding value of targets of `dtype`: `IGNORE_INDEX` for integers, else NaN."""
+    return float("nan") if dtype.is_floating_point else IGNORE_INDEX
+
+
+def pad_targets(
+    targets: Sequence[torch.Tensor], max_len: int, fill: float | None = None
+) -> torch.Tensor:
+    """Per-step targets `(length_i, ...)` padded to `(batch, max_len, ...)`.
+
+    `fill` defaults to `target_fill` of their dtype (IGNORE_INDEX or NaN).
+    """
+    value = target_fill(targets[0].dtype) if fill is None else fill
+    return Masked.pad(targets, value=value, max_len=max_len).values
+
+
+def fill_after(
+    values: torch.Tensor, lengths: torch.Tensor, fill: float | None = None
+) -> torch.Tensor:
+    """`values (batch, time, ...)` with every step at or after `lengths[i]` set to `fill`.
+
+    `fill` defaults to `target_fill` of their dtype (IGNORE_INDEX or NaN).
+    """
+    value = target_fill(values.dtype) if fill is None else fill
+    keep = lengths_to_mask(lengths, values.shape[1], device=values.device)
+    keep = keep.reshape(keep.shape + (1,) * (values.dim() - 2))
+    return torch.where(keep, values, torch.full_like(values, value))

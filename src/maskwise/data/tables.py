@@ -1,0 +1,244 @@
+"""Sequences stored as tables in long format: one row per (sequence, step).
+
+`from_dataframe` reads a pandas DataFrame into memory; `ParquetSequences` streams a
+Parquet file in row-group-sized chunks, so a file larger than memory can be trained on.
+Both need the optional `data` dependencies (`pip install maskwise[data]`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from os import PathLike
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, ShapeError, format_error
+from .datasets import SequenceDataset
+
+Columns = str | Sequence[str]
+Chunk = dict[str, np.ndarray]
+
+
+def _feature_list(feature_cols: Columns) -> list[str]:
+    return [feature_cols] if isinstance(feature_cols, str) else list(feature_cols)
+
+
+def _check_columns(available: Sequence[str], wanted: list[str], source: str) -> None:
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise ConfigError(
+            format_error(
+                f"{source} has no column {missing[0]!r}.",
+                expected=f"columns among {list(available)}",
+                received=f"{missing}",
+            )
+        )
+
+
+def _chunk(
+    columns: dict[str, np.ndarray],
+    sequence_col: str,
+    order_col: str,
+    feature_cols: Columns,
+    target_col: str | None,
+) -> Chunk:
+    """The arrays of one chunk of rows: ids, order, features `(rows, F)` or `(rows,)`."""
+    names = _feature_list(feature_cols)
+    features = np.stack([columns[c] for c in names], axis=1)
+    chunk = {
+        "id": columns[sequence_col],
+        "order": columns[order_col],
+        "x": features[:, 0] if isinstance(feature_cols, str) else features,
+    }
+    if target_col is not None:
+        chunk["y"] = columns[target_col]
+    return chunk
+
+
+def _grouped(chunks: Iterator[Chunk]) -> Iterator[list[Chunk]]:
+    """Per sequence, the row slices holding it (a sequence may span several chunks).
+
+    Raises a `ShapeError` when a sequence id appears again after another sequence.
+    """
+    pending: list[Chunk] = []
+    pending_id: Any = None
+    seen: set[Any] = set()
+    for chunk in chunks:
+        ids = chunk["id"]
+        if len(ids) == 0:
+            continue
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        ends = np.r_[starts[1:], len(ids)]
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            sid = ids[start].item() if isinstance(ids[start], np.generic) else ids[start]
+            piece = {key: value[start:end] for key, value in chunk.items()}
+            if pending and sid == pending_id:
+                pending.append(piece)
+                continue
+            if pending:
+                yield pending
+            if sid in seen:
+                raise ShapeError(
+                    format_error(
+                        f"Sequence id {sid!r} appears again after other sequences.",
+                        expected="the rows of each sequence stored together (grouped by id)",
+                        received=f"rows of {sid!r} before and after other sequences",
+                        fix="sort the table by sequence id (and step) before writing it, e.g. "
+                        "`df.sort_values([sequence_col, order_col])`.",
+                    )
+                )
+            seen.add(sid)
+            pending, pending_id = [piece], sid
+    if pending:
+        yield pending
+
+
+def _sequence(pieces: list[Chunk], per_step: bool) -> tuple[Any, np.ndarray, Any]:
+    """(id, features `(T, ...)` in step order, target or None) of one sequence."""
+    joined = {key: np.concatenate([p[key] for p in pieces]) for key in pieces[0]}
+    order = np.argsort(joined["order"], kind="stable")
+    x = joined["x"][order]
+    sid = joined["id"][0]
+    if "y" not in joined:
+        return sid, x, None
+    y = joined["y"][order]
+    if per_step:
+        return sid, x, y
+    if len(y) and not np.all(y == y[0]):
+        raise ShapeError(
+            format_error(
+                f"Sequence {sid!r} has different targets on its rows, but per_step=False.",
+                expected="one target per sequence (the same on all its rows)",
+                received=f"targets such as {np.unique(y)[:4].tolist()}",
+                fix="pass per_step=True for one target per step.",
+            )
+        )
+    return sid, x, y[0]
+
+
+def from_dataframe(
+    df: Any,
+    sequence_col: str,
+    order_col: str,
+    feature_cols: Columns,
+    target_col: str | None = None,
+    per_step: bool = True,
+) -> SequenceDataset:
+    """An in-memory `SequenceDataset` from a long-format DataFrame (one row per step).
+
+    Sequences are sorted by id, and each one's rows by `order_col`.
+
+    Example:
+        >>> df = pd.DataFrame({"id": [7, 7, 3], "t": [1, 0, 0], "a": [2.0, 1.0, 5.0]})
+        >>> ds = from_dataframe(df, "id", "t", ["a"])
+        >>> ds.collate([0, 1]).x.values[..., 0].tolist()
+        [[5.0, 0.0], [1.0, 2.0]]
+
+    Args:
+        df: a pandas DataFrame.
+        sequence_col: the column naming each row's sequence.
+        order_col: the column ordering the steps within a sequence.
+        feature_cols: a list of feature columns (values `(time, features)`), or one column
+            name (values `(time,)`, e.g. token ids).
+        target_col: the target column, or None.
+        per_step: one target per step (True) or one per sequence (False: the column must
+            hold the same value on all the rows of a sequence).
+    """
+    names = _feature_list(feature_cols)
+    wanted = [sequence_col, order_col, *names, *([target_col] if target_col else [])]
+    _check_columns(list(df.columns), wanted, "The DataFrame")
+    frame = df.sort_values([sequence_col, order_col], kind="stable")
+    columns = {c: frame[c].to_numpy() for c in dict.fromkeys(wanted)}
+    chunk = _chunk(columns, sequence_col, order_col, feature_cols, target_col)
+    ids, xs, ys = zip(*(_sequence(p, per_step) for p in _grouped(iter([chunk]))), strict=True)
+    dataset = SequenceDataset(
+        list(xs),
+        None if target_col is None else list(ys),
+        mask_value=None,
+        num_features=None if isinstance(feature_cols, str) else len(names),
+    )
+    dataset.sequence_ids = list(ids)
+    return dataset
+
+
+class ParquetSequences:
+    """Sequences streamed from a long-format Parquet file, one chunk of rows at a time.
+
+    Memory stays bounded by the chunk size and the loader's shuffle `window`, not by the
+    file. The rows of each sequence must be stored together (a sequence may span
+    row groups); a sequence id that reappears after another raises a `ShapeError`.
+    Iterating yields `(position, features, target)` per sequence, in file order.
+
+    Example:
+        >>> data = ParquetSequences("train.parquet", "id", "t", ["a", "b"], "label")
+        >>> loader = make_loader(data, batch_size=32)  # buckets within `window` sequences
+
+    Args:
+        path: the Parquet file.
+        sequence_col, order_col, feature_cols, target_col, per_step: as in
+            `from_dataframe`.
+        window: how many sequences the loader buckets and shuffles together (memory
+            holds about this many sequences).
+        rows_per_read: rows read from the file at a time.
+    """
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        sequence_col: str,
+        order_col: str,
+        feature_cols: Columns,
+        target_col: str | None = None,
+        per_step: bool = True,
+        *,
+        window: int = 4096,
+        rows_per_read: int = 65536,
+    ) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self.sequence_col = sequence_col
+        self.order_col = order_col
+        self.feature_cols = feature_cols
+        self.target_col = target_col
+        self.per_step = per_step
+        self.window = window
+        self.rows_per_read = rows_per_read
+        self.num_features = None if isinstance(feature_cols, str) else len(feature_cols)
+        names = _feature_list(feature_cols)
+        wanted = [sequence_col, order_col, *names, *([target_col] if target_col else [])]
+        _check_columns(pq.ParquetFile(path).schema_arrow.names, wanted, f"{path}")
+        self._columns = list(dict.fromkeys(wanted))
+        self._lengths: torch.Tensor | None = None
+
+    def _chunks(self, columns: list[str]) -> Iterator[dict[str, np.ndarray]]:
+        import pyarrow.parquet as pq
+
+        # pre_buffer=False: with it pyarrow keeps every row group it has read cached
+        # until the file is closed, so memory would grow with the file.
+        with pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20) as file:
+            for batch in file.iter_batches(batch_size=self.rows_per_read, columns=columns):
+                yield {c: batch.column(c).to_numpy(zero_copy_only=False) for c in columns}
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray, Any]]:
+        chunks = (
+            _chunk(c, self.sequence_col, self.order_col, self.feature_cols, self.target_col)
+            for c in self._chunks(self._columns)
+        )
+        for position, pieces in enumerate(_grouped(chunks)):
+            _, x, y = _sequence(pieces, self.per_step)
+            yield position, x, y
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """int64 `(N,)`: every sequence's length (one pass over the id column, cached)."""
+        if self._lengths is None:
+            chunks = ({"id": c[self.sequence_col]} for c in self._chunks([self.sequence_col]))
+            counts = [sum(len(p["id"]) for p in pieces) for pieces in _grouped(chunks)]
+            self._lengths = torch.tensor(counts, dtype=torch.long)
+        return self._lengths
+
+    def __len__(self) -> int:
+        return len(self.lengths)

@@ -1,0 +1,155 @@
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from maskwise import ConfigError, ShapeError
+from maskwise.data import ParquetSequences, from_dataframe, make_loader
+
+
+def _data(n: int = 30, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 9, size=n)
+    xs = [rng.normal(size=(t, 2)).astype(np.float32) for t in lengths]
+    ys = [rng.integers(0, 3, size=t) for t in lengths]
+    return xs, ys
+
+
+def _long(xs, ys, ids=None) -> pd.DataFrame:
+    ids = list(range(len(xs))) if ids is None else ids
+    rows = [
+        {"seq": sid, "step": t, "a": x[t, 0], "b": x[t, 1], "label": y[t]}
+        for sid, x, y in zip(ids, xs, ys, strict=True)
+        for t in range(len(x))
+    ]
+    return pd.DataFrame(rows)
+
+
+def _same_batches(left, right) -> None:
+    left, right = list(left), list(right)
+    assert len(left) == len(right)
+    for p, q in zip(left, right, strict=True):
+        assert p.index.tolist() == q.index.tolist()
+        torch.testing.assert_close(p.x.values, q.x.values, rtol=0, atol=0)
+        assert torch.equal(p.x.mask, q.x.mask) and torch.equal(p.y, q.y)
+
+
+def _write(df: pd.DataFrame, path, row_group_size: int) -> None:
+    pq.write_table(
+        pa.Table.from_pandas(df, preserve_index=False), path, row_group_size=row_group_size
+    )
+
+
+def test_dataframe_gives_the_batches_of_the_list_path():
+    xs, ys = _data()
+    df = _long(xs, ys).sample(frac=1.0, random_state=0)  # rows in any order
+    data = from_dataframe(df, "seq", "step", ["a", "b"], "label")
+    assert data.sequence_ids == list(range(30))
+    _same_batches(
+        make_loader(data, batch_size=4, seed=3), make_loader(xs, ys, batch_size=4, seed=3)
+    )
+
+
+def test_dataframe_per_sequence_targets_and_token_column():
+    df = pd.DataFrame({"id": ["b", "b", "a"], "t": [1, 0, 0], "tok": [4, 3, 9], "cls": [1, 1, 0]})
+    batch = from_dataframe(df, "id", "t", "tok", "cls", per_step=False).collate([0, 1])
+    assert batch.x.values.tolist() == [[9, 0], [3, 4]] and batch.y.tolist() == [0, 1]
+    df.loc[0, "cls"] = 0
+    with pytest.raises(ShapeError, match="Sequence 'b' has different targets"):
+        from_dataframe(df, "id", "t", "tok", "cls", per_step=False)
+    with pytest.raises(ConfigError, match="has no column 'nope'"):
+        from_dataframe(df, "id", "t", ["nope"])
+
+
+def test_parquet_spanning_row_groups_gives_the_batches_of_the_list_path(tmp_path):
+    xs, ys = _data()
+    path = tmp_path / "seq.parquet"
+    _write(_long(xs, ys), path, row_group_size=7)
+    assert pq.ParquetFile(path).metadata.num_row_groups > 10
+    data = ParquetSequences(path, "seq", "step", ["a", "b"], "label", window=64, rows_per_read=5)
+    assert data.lengths.tolist() == [len(x) for x in xs]
+    for shuffle in (False, True):  # one window holds all: the same order as in memory
+        _same_batches(
+            make_loader(data, batch_size=4, shuffle=shuffle, seed=2),
+            make_loader(xs, ys, batch_size=4, shuffle=shuffle, seed=2),
+        )
+    small = ParquetSequences(path, "seq", "step", ["a", "b"], "label", window=8, rows_per_read=5)
+    _same_batches(
+        make_loader(small, batch_size=4, shuffle=False, bucketing=False),
+        make_loader(xs, ys, batch_size=4, shuffle=False, bucketing=False),
+    )
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    window=st.integers(4, 20),
+    batch_size=st.integers(1, 4),
+    seed=st.integers(0, 1000),
+    bucketing=st.booleans(),
+    rows_per_read=st.integers(1, 30),
+)
+def test_streaming_yields_every_sequence_once_per_epoch(
+    tmp_path_factory, n, window, batch_size, seed, bucketing, rows_per_read
+):
+    xs, ys = _data(n, seed)
+    path = tmp_path_factory.mktemp("p") / "seq.parquet"
+    _write(_long(xs, ys), path, row_group_size=5)
+    data = ParquetSequences(
+        path, "seq", "step", ["a", "b"], "label", window=window, rows_per_read=rows_per_read
+    )
+    loader = make_loader(data, batch_size=batch_size, seed=seed, bucketing=bucketing)
+    for _ in range(2):
+        batches = list(loader)
+        assert len(batches) == len(loader)
+        assert sum(b.size < batch_size for b in batches) <= 1
+        for b in batches:  # each row's values and targets are its own sequence's
+            for row, i in enumerate(b.index.tolist()):
+                t = len(xs[i])
+                torch.testing.assert_close(
+                    b.x.values[row, :t], torch.from_numpy(xs[i]), rtol=0, atol=0
+                )
+                assert b.y[row, :t].tolist() == ys[i].tolist()
+        seen = [i for b in batches for i in b.index.tolist()]
+        assert sorted(seen) == list(range(n))
+
+
+def test_streaming_epochs_differ(tmp_path):
+    xs, ys = _data(60)
+    path = tmp_path / "seq.parquet"
+    _write(_long(xs, ys), path, row_group_size=50)
+    loader = make_loader(
+        ParquetSequences(path, "seq", "step", ["a", "b"], "label", window=16), batch_size=4
+    )
+    first = [b.index.tolist() for b in loader]
+    assert [b.index.tolist() for b in loader] != first
+
+
+def test_parquet_errors(tmp_path):
+    xs, ys = _data(4)
+    path = tmp_path / "seq.parquet"
+    df = _long(xs, ys, ids=[1, 2, 1, 3])
+    _write(df, path, row_group_size=3)
+    data = ParquetSequences(path, "seq", "step", ["a", "b"], "label")
+    with pytest.raises(ShapeError, match="Sequence id 1 appears again"):
+        list(make_loader(data))
+    with pytest.raises(ConfigError, match="has no column 'c'"):
+        ParquetSequences(path, "seq", "step", ["a", "c"])
+    with pytest.raises(ConfigError, match="window is smaller than a batch"):
+        make_loader(ParquetSequences(path, "seq", "step", ["a"], window=2), batch_size=4)
+
+
+def test_streaming_does_not_hold_the_file_in_memory(tmp_path):
+    xs, ys = _data(2000)
+    path = tmp_path / "seq.parquet"
+    _write(_long(xs, ys), path, row_group_size=300)  # ~30 row groups
+    data = ParquetSequences(path, "seq", "step", ["a", "b"], "label", window=16, rows_per_read=300)
+    peak = 0
+    for _ in make_loader(data, batch_size=8):
+        peak = max(peak, pa.total_allocated_bytes())
+    file_bytes = pq.read_table(path).nbytes
+    assert peak < file_bytes / 5
