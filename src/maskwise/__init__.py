@@ -3,22 +3,29 @@
 Padding is ignored correctly everywhere, and a mask is never lost silently.
 """
 
-from . import layers
+from . import callbacks, data, doctor, layers, losses, metrics
+from .callbacks import History
+from .checkpoint import load
+from .convert.keras_model import from_keras
 from .errors import (
     ConfigError,
     MaskError,
+    MaskWarning,
     MaskwiseError,
     MaskwiseTypeError,
-    MaskWarning,
     ShapeError,
 )
 from .masked import Masked, combine_masks, lengths_to_mask
-from .models import Module, Sequential
+from .models import Graph, Module, Sequential
+from .trace import Trace, trace
+from .training import argmax
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "Graph",
+    "History",
     "MaskError",
     "MaskWarning",
     "Masked",
@@ -27,8 +34,18 @@ __all__ = [
     "Module",
     "Sequential",
     "ShapeError",
+    "Trace",
     "__version__",
+    "argmax",
+    "callbacks",
     "combine_masks",
+    "data",
+    "doctor",
+    "from_keras",
     "layers",
     "lengths_to_mask",
+    "load",
+    "losses",
+    "metrics",
+    "trace",
 ]

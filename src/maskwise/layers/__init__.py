@@ -14,12 +14,16 @@ from .embedding import Embedding
 from .merge import Add, Average, Concatenate, Maximum, Multiply, Subtract
 from .normalization import BatchNormalization, LayerNormalization
 from .pooling import Cropping1D, GlobalAveragePooling1D, GlobalMaxPooling1D
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = [
+    "GRU",
+    "LSTM",
     "Activation",
     "Add",
     "Average",
     "BatchNormalization",
+    "Bidirectional",
     "Concatenate",
     "Cropping1D",
     "Dense",
@@ -33,6 +37,7 @@ __all__ = [
     "Masking",
     "Maximum",
     "Multiply",
+    "SimpleRNN",
     "SpatialDropout1D",
     "Subtract",
     "TimeDistributed",

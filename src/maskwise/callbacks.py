@@ -1,0 +1,426 @@
+"""Callbacks for `fit`, with Keras's names and semantics.
+
+A callback is an object with hooks that `fit` calls: `on_train_begin(logs)`,
+`on_epoch_begin(epoch, logs)`, `on_batch_end(batch, logs)`, `on_epoch_end(epoch, logs)`,
+`on_train_end(logs)`. `fit` sets `callback.model` first. Setting `model.stop_training =
+True` in a hook ends training after the current epoch. `logs` at the end of an epoch
+holds that epoch's `loss`, metrics, and `val_*` entries (see `TrainingMixin.fit`).
+
+The monitoring callbacks (`EarlyStopping`, `ModelCheckpoint`, `ReduceLROnPlateau`)
+follow Keras 3 (`keras/src/callbacks/`) step for step, with one deliberate difference:
+a monitored value missing from the logs (e.g. `val_loss` without validation data) is a
+`ConfigError`, not a warning and a callback that silently never acts.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, format_error
+
+Logs = dict[str, Any]
+
+
+class Callback:
+    """Base class: override the hooks you need (they do nothing by default).
+
+    Example:
+        >>> class PrintLoss(Callback):
+        ...     def on_epoch_end(self, epoch, logs):
+        ...         print(epoch, round(logs["loss"], 3))
+    """
+
+    model: Any = None
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        """Before the first epoch."""
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        """After the last epoch (`logs`: the last epoch's logs)."""
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        """Before epoch `epoch` (counted from 0)."""
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        """After epoch `epoch` and its validation; `logs` holds its results."""
+
+    def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        """After each training batch; `logs` holds `loss` (that batch's) and `size`."""
+
+
+def wants_batch_logs(callback: Callback) -> bool:
+    """Whether `callback` does something at each batch (reading a batch's loss off the
+    device costs a synchronisation, so `fit` builds batch logs only when needed)."""
+    if isinstance(callback, LambdaCallback):
+        return callback.batch_end is not None
+    return type(callback).on_batch_end is not Callback.on_batch_end
+
+
+class History(Callback):
+    """Records every epoch's logs; `fit` returns it.
+
+    Attributes:
+        history: `{"loss": [...], "accuracy": [...], "val_loss": [...], ...}`, one entry
+            per epoch.
+        epoch: the epoch numbers trained (from 0; a resumed fit starts later).
+    """
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[Any]] = {}
+        self.epoch: list[int] = []
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+
+_MINIMIZE = ("loss", "error", "mae", "mse", "crossentropy", "huber")
+_MAXIMIZE = ("acc", "precision", "recall", "f1", "auc")
+
+
+class MonitorCallback(Callback):
+    """Shared by the callbacks that watch a logged value (Keras's `MonitorCallback`).
+
+    Args:
+        monitor: the key in the epoch logs, e.g. `"val_loss"`, `"val_accuracy"`.
+        mode: `"min"`, `"max"`, or `"auto"` (from the name: losses and errors are
+            minimized, accuracies, precision, recall, F1 maximized).
+        min_delta: an improvement must be larger than this (absolute).
+        baseline: the value to beat at first (None: the first value seen).
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        mode: str = "auto",
+        min_delta: float = 0.0,
+        baseline: float | None = None,
+    ) -> None:
+        super().__init__()
+        if mode not in ("auto", "min", "max"):
+            raise ConfigError(
+                format_error(
+                    f"{type(self).__name__}: unknown mode.",
+                    expected="'auto', 'min' or 'max'",
+                    received=repr(mode),
+                )
+            )
+        self.monitor = monitor
+        self.mode = mode
+        self.min_delta = abs(min_delta)
+        self.baseline = baseline
+        self.best: float | None = baseline
+        self.op = self._direction()
+
+    def _direction(self) -> Callable[[Any, Any], bool]:
+        if self.mode == "min":
+            return operator.lt
+        if self.mode == "max":
+            return operator.gt
+        name = self.monitor.removeprefix("val_").lower()
+        if any(word in name for word in _MINIMIZE):
+            return operator.lt
+        if any(word in name for word in _MAXIMIZE):
+            return operator.gt
+        raise ConfigError(
+            format_error(
+                f"{type(self).__name__} cannot tell whether {self.monitor!r} should go up or down.",
+                fix="pass mode='max' (higher is better) or mode='min' (lower is better).",
+            )
+        )
+
+    def is_improvement(self, current: float, reference: float | None) -> bool:
+        if reference is None:
+            return True
+        delta = -self.min_delta if self.op is operator.lt else self.min_delta
+        return bool(self.op(current - delta, reference))
+
+    def current(self, logs: Logs | None) -> float:
+        logs = logs or {}
+        if self.monitor not in logs:
+            hint = (
+                " Pass validation_data (or validation_split) to fit."
+                if (self.monitor.startswith("val_"))
+                else ""
+            )
+            raise ConfigError(
+                format_error(
+                    f"{type(self).__name__} monitors {self.monitor!r}, which is not in the "
+                    "epoch's logs." + hint,
+                    expected=f"one of {sorted(logs)}",
+                    received=repr(self.monitor),
+                    fix="monitor a logged value, e.g. 'loss' or 'val_' + a compiled metric.",
+                )
+            )
+        return float(logs[self.monitor])
+
+
+def get_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights and buffers."""
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+class EarlyStopping(MonitorCallback):
+    """Stop training when a monitored value has stopped improving (Keras semantics).
+
+    Each epoch, `wait` goes up by one unless the value improves on the best so far
+    (by more than `min_delta`); training stops once `wait >= patience` (never after
+    the first epoch).
+
+    Example:
+        >>> stop = EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+        >>> # model.fit(x, y, validation_data=(xv, yv), epochs=100, callbacks=[stop])
+
+    Args:
+        monitor: see `MonitorCallback`.
+        min_delta: see `MonitorCallback`.
+        patience: epochs without improvement before stopping.
+        mode: see `MonitorCallback`.
+        baseline: training also stops if the value does not beat this in `patience`
+            epochs.
+        restore_best_weights: at the end, put back the weights of the best epoch (if
+            training ran at least one epoch with the monitored value).
+        start_from_epoch: epochs to wait before monitoring starts.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        min_delta: float = 0.0,
+        patience: int = 0,
+        mode: str = "auto",
+        baseline: float | None = None,
+        restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
+    ) -> None:
+        super().__init__(monitor, mode, min_delta, baseline)
+        self.patience = patience
+        self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = start_from_epoch
+        self.on_train_begin()
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = None
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.best_epoch = 0
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        current = self.current(logs)
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = get_weights(self.model)
+            self.best_epoch = epoch
+        self.wait += 1
+        if self.is_improvement(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = get_weights(self.model)
+            if self.baseline is None or self.is_improvement(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+
+
+class ModelCheckpoint(MonitorCallback):
+    """Save the model (and its training state) at the end of epochs.
+
+    `path` may hold Keras-style fields filled from the epoch (counted from 1) and
+    its logs, e.g. `"ckpt/epoch{epoch:02d}-{val_loss:.3f}.safetensors"`. Every save is
+    atomic (see `maskwise.checkpoint`), and the file can be given to
+    `fit(resume_from=...)`.
+
+    Args:
+        path: where to save (a file path, possibly with `{epoch}` and log fields).
+        monitor: the value `save_best_only` compares.
+        save_best_only: save only when `monitor` improves on the best so far.
+        mode: see `MonitorCallback`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        monitor: str = "val_loss",
+        save_best_only: bool = False,
+        mode: str = "auto",
+    ) -> None:
+        super().__init__(monitor, mode)
+        self.path = str(path)
+        self.save_best_only = save_best_only
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self.best = self.baseline
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        logs = logs or {}
+        if self.save_best_only:
+            current = self.current(logs)
+            if not self.is_improvement(current, self.best):
+                return
+            self.best = current
+        try:
+            path = Path(self.path.format(epoch=epoch + 1, **logs))
+        except KeyError as missing:
+            raise ConfigError(
+                format_error(
+                    f"ModelCheckpoint path {self.path!r} uses {{{missing.args[0]}}}, which is "
+                    "not in the epoch's logs.",
+                    expected=f"fields among epoch, {', '.join(sorted(logs))}",
+                    fix="use a logged name, or pass validation data for val_* fields.",
+                )
+            ) from missing
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.model.save(path)
+
+
+class ReduceLROnPlateau(MonitorCallback):
+    """Multiply the learning rate by `factor` when a monitored value stops improving.
+
+    Keras semantics: after `patience` epochs without an improvement larger than
+    `min_delta`, every parameter group's `lr` becomes `max(lr * factor, min_lr)`; then
+    `cooldown` epochs pass before counting again. Adds `learning_rate` to the logs.
+
+    Args:
+        monitor: see `MonitorCallback`.
+        factor: the multiplier, < 1.
+        patience: epochs without improvement before reducing.
+        mode: see `MonitorCallback`.
+        min_delta: see `MonitorCallback` (Keras's default 1e-4).
+        cooldown: epochs to wait after a reduction.
+        min_lr: the learning rate never goes below this.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        mode: str = "auto",
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+    ) -> None:
+        if factor >= 1.0:
+            raise ConfigError(
+                format_error(
+                    "ReduceLROnPlateau needs a factor below 1.",
+                    received=f"factor={factor}",
+                    fix="e.g. factor=0.1 or 0.5.",
+                )
+            )
+        super().__init__(monitor, mode, min_delta)
+        self.factor = factor
+        self.patience = patience
+        self.cooldown = cooldown
+        self.min_lr = min_lr
+        self.on_train_begin()
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self.best = None
+        self.cooldown_counter = 0
+        self.wait = 0
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        groups = self.model.optimizer.param_groups
+        if logs is not None:
+            logs["learning_rate"] = float(groups[0]["lr"])
+        current = self.current(logs)
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self.is_improvement(current, self.best):
+            self.best = current
+            self.wait = 0
+        elif self.cooldown_counter == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                reduced = False
+                for group in groups:
+                    old = float(group["lr"])
+                    if old > np.float32(self.min_lr):
+                        group["lr"] = max(old * self.factor, self.min_lr)
+                        reduced = True
+                if reduced:
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+
+class LambdaCallback(Callback):
+    """A simple way to write your own callback from plain functions.
+
+    Example:
+        >>> losses = []
+        >>> record = LambdaCallback(on_epoch_end=lambda epoch, logs: losses.append(logs["loss"]))
+        >>> # model.fit(x, y, callbacks=[record])
+
+    Args:
+        on_train_begin: `f(logs)`.
+        on_train_end: `f(logs)`.
+        on_epoch_begin: `f(epoch, logs)`.
+        on_epoch_end: `f(epoch, logs)`.
+        on_batch_end: `f(batch, logs)`.
+    """
+
+    def __init__(
+        self,
+        on_train_begin: Callable[[Logs], Any] | None = None,
+        on_train_end: Callable[[Logs], Any] | None = None,
+        on_epoch_begin: Callable[[int, Logs], Any] | None = None,
+        on_epoch_end: Callable[[int, Logs], Any] | None = None,
+        on_batch_end: Callable[[int, Logs], Any] | None = None,
+    ) -> None:
+        self.train_begin = on_train_begin
+        self.train_end = on_train_end
+        self.epoch_begin = on_epoch_begin
+        self.epoch_end = on_epoch_end
+        self.batch_end = on_batch_end
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        if self.train_begin is not None:
+            self.train_begin(logs or {})
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        if self.train_end is not None:
+            self.train_end(logs or {})
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        if self.epoch_begin is not None:
+            self.epoch_begin(epoch, logs or {})
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        if self.epoch_end is not None:
+            self.epoch_end(epoch, logs or {})
+
+    def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        if self.batch_end is not None:
+            self.batch_end(batch, logs or {})
+
+
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "History",
+    "LambdaCallback",
+    "ModelCheckpoint",
+    "MonitorCallback",
+    "ReduceLROnPlateau",
+]

@@ -1,0 +1,329 @@
+"""The engine behind the recurrent layers: run one cell over a masked batch, with
+Keras 3's masking semantics, as fast as the cell allows.
+
+How it works (for a mask of any shape):
+1. Put the steps in *processing order* (reversed for `go_backwards`, as Keras does).
+2. Compact each row's real steps to the front (`compaction_order`), zero the rest, and
+   keep only the first `max(lengths)` steps.
+3. Run the cell over that dense block: PyTorch's fused kernels (`torch._VF.lstm`,
+   `gru`, `rnn_tanh`, `rnn_relu`) when the cell is one of theirs, else a per-step loop.
+   For a forward run the trailing zeros after each row's real steps cannot change its
+   real outputs, so no packing is needed; the final state is read at step
+   `length - 1` (the initial state for an empty row). Only an LSTM asked for its final
+   cell state uses `pack_padded_sequence` (the cell state is not in the outputs).
+4. Scatter back: the output at processing position p is the output of the last real
+   step at or before p (that is Keras's "carry the previous output over a masked
+   step"), zeros before the first real step, or zeros at every masked step with
+   `zero_output_for_mask`.
+
+Parameters are kept in PyTorch's layout, `weight_ih (gates*units, in)`, `weight_hh
+(gates*units, units)`, gates in PyTorch's order (LSTM i, f, g, o; GRU r, z, n), so the
+fused kernels take them as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.nn import functional as F
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from ..masked import compaction_order, gather_steps
+from .core import get_activation
+
+Kind = Literal["lstm", "gru", "gru_reset_before", "simple"]
+GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "simple": 1}
+
+PACKED_DEVICE_TYPES: frozenset[str] = frozenset()
+"""Device types on which every fused run uses `pack_padded_sequence` instead of the
+batch-max padded block (measured on CPU: the padded block is faster there)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What to run: the cell family and its activations (Keras names)."""
+
+    kind: Kind
+    activation: str
+    recurrent_activation: str = "sigmoid"
+
+    @property
+    def gates(self) -> int:
+        return GATES[self.kind]
+
+    @property
+    def n_states(self) -> int:
+        return 2 if self.kind == "lstm" else 1
+
+    @property
+    def fused(self) -> bool:
+        """Whether PyTorch has a fused kernel computing exactly this cell."""
+        if self.kind in ("lstm", "gru"):
+            return self.activation == "tanh" and self.recurrent_activation == "sigmoid"
+        if self.kind == "simple":
+            return self.activation in ("tanh", "relu")
+        return False
+
+
+@dataclass(frozen=True)
+class Weights:
+    """`weight_ih (G*u, in)`, `weight_hh (G*u, u)`, the input-side bias `(G*u,)` and,
+    for GRU with `reset_after`, the recurrent-side bias `(G*u,)`."""
+
+    weight_ih: torch.Tensor
+    weight_hh: torch.Tensor
+    bias: torch.Tensor | None
+    recurrent_bias: torch.Tensor | None
+
+
+def run_recurrent(
+    cell: Cell,
+    weights: Weights,
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    states: list[torch.Tensor],
+    *,
+    go_backwards: bool,
+    return_sequences: bool,
+    zero_output_for_mask: bool,
+    flip_output: bool,
+    need_states: bool,
+    input_dropout: torch.Tensor | None,
+    recurrent_dropout: torch.Tensor | None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Keras's `backend.rnn` + cell, computed on the real steps only.
+
+    Args:
+        x: `(batch, time, features)`.
+        mask: `(batch, time)` bool or None.
+        states: initial states, each `(batch, units)`.
+        flip_output: reverse the returned sequence along time (what `Bidirectional`
+            does to its backward output).
+        need_states: compute the final states (else an empty list is returned).
+        input_dropout: `(batch, 1 or gates, features)` kept-and-rescaled mask, or None.
+        recurrent_dropout: `(batch, 1 or gates, units)`, or None (forces the step loop).
+
+    Returns:
+        `(output, final_states)`: output `(batch, time, units)` in Keras's positions
+        (processing order, flipped if `flip_output`) or `(batch, units)` without
+        `return_sequences`.
+    """
+    batch, time = x.shape[:2]
+    if input_dropout is not None and input_dropout.shape[1] == 1:
+        x = x * input_dropout
+        input_dropout = None
+    if mask is None:
+        seq = x.flip(1) if go_backwards else x
+        outputs, final = _run_block(
+            cell, weights, seq, None, states, need_states, input_dropout, recurrent_dropout
+        )
+        if not return_sequences:
+            return outputs[:, -1], final
+        return (outputs.flip(1) if flip_output else outputs), final
+
+    processed = mask.flip(1) if go_backwards else mask
+    lengths = processed.sum(dim=1)
+    steps = int(lengths.max()) if batch else 0
+    if steps == 0:  # every row is empty: zero outputs, initial states (as Keras)
+        units = weights.weight_hh.shape[1]
+        shape = (batch, time, units) if return_sequences else (batch, units)
+        return x.new_zeros(shape), list(states) if need_states else []
+    order = compaction_order(processed)
+    if go_backwards:
+        order = (time - 1) - order
+    compact = gather_steps(x, order)[:, :steps]
+    real = torch.arange(steps, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
+    compact = torch.where(real.unsqueeze(-1), compact, torch.zeros_like(compact))
+    outputs, final = _run_block(
+        cell, weights, compact, lengths, states, need_states, input_dropout, recurrent_dropout
+    )
+
+    # Output at processing position p: the output of the last real step at or before p.
+    source = processed.cumsum(dim=1) - 1
+    keep = processed if zero_output_for_mask else source >= 0
+    if not return_sequences:
+        last = take_steps(outputs, (lengths - 1).clamp(min=0).unsqueeze(1))[:, 0]
+        return torch.where(keep[:, -1:], last, torch.zeros_like(last)), final
+    if flip_output:
+        source, keep = source.flip(1), keep.flip(1)
+    out = take_steps(outputs, source.clamp(min=0))
+    return torch.where(keep.unsqueeze(-1), out, torch.zeros_like(out)), final
+
+
+def take_steps(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`values (batch, steps, units)` at the steps `index (batch, k)` -> `(batch, k, units)`.
+
+    Unlike `gather_steps`, `k` may differ from `steps` (one flat `index_select`)."""
+    batch, steps, units = values.shape
+    rows = torch.arange(batch, device=index.device).unsqueeze(1) * steps
+    flat = values.reshape(batch * steps, units).index_select(0, (index + rows).reshape(-1))
+    return flat.reshape(batch, index.shape[1], units)
+
+
+def _run_block(
+    cell: Cell,
+    weights: Weights,
+    x: torch.Tensor,
+    lengths: torch.Tensor | None,
+    states: list[torch.Tensor],
+    need_states: bool,
+    input_dropout: torch.Tensor | None,
+    recurrent_dropout: torch.Tensor | None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Run over a dense block whose row i is real for its first `lengths[i]` steps
+    (all steps when `lengths` is None). Returns outputs `(batch, steps, units)` (only
+    the real ones are meaningful) and the final states at each row's last real step."""
+    if not cell.fused or input_dropout is not None or recurrent_dropout is not None:
+        return _step_loop(cell, weights, x, lengths, states, input_dropout, recurrent_dropout)
+    packed = x.device.type in PACKED_DEVICE_TYPES or (cell.kind == "lstm" and need_states)
+    if lengths is not None and packed:
+        return _fused_packed(cell, weights, x, lengths, states)
+    outputs, final = _fused(cell, weights, x, states)
+    if lengths is None or not need_states:
+        return outputs, final if need_states else []
+    last = take_steps(outputs, (lengths - 1).clamp(min=0).unsqueeze(1))[:, 0]
+    return outputs, [torch.where((lengths > 0).unsqueeze(1), last, states[0])]
+
+
+def _flat_weights(weights: Weights) -> tuple[list[torch.Tensor], bool]:
+    if weights.bias is None:
+        return [weights.weight_ih, weights.weight_hh], False
+    recurrent = weights.recurrent_bias
+    if recurrent is None:
+        recurrent = torch.zeros_like(weights.bias)
+    return [weights.weight_ih, weights.weight_hh, weights.bias, recurrent], True
+
+
+def _fused_call(
+    cell: Cell,
+    weights: Weights,
+    x: torch.Tensor,
+    hx: list[torch.Tensor],
+    batch_sizes: torch.Tensor | None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    flat, has_biases = _flat_weights(weights)
+    hidden = [h.unsqueeze(0) for h in hx]
+    train = torch.is_grad_enabled()
+    if cell.kind == "lstm":
+        fn = torch._VF.lstm
+        state: object = tuple(hidden)
+    else:
+        fn = {"gru": torch._VF.gru, "tanh": torch._VF.rnn_tanh, "relu": torch._VF.rnn_relu}[
+            "gru" if cell.kind == "gru" else cell.activation
+        ]
+        state = hidden[0]
+    if batch_sizes is None:
+        result = fn(x, state, flat, has_biases, 1, 0.0, train, False, True)
+    else:
+        result = fn(x, batch_sizes, state, flat, has_biases, 1, 0.0, train, False)
+    return result[0], [s.squeeze(0) for s in result[1:]]
+
+
+def _fused(
+    cell: Cell, weights: Weights, x: torch.Tensor, states: list[torch.Tensor]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    return _fused_call(cell, weights, x, states, None)
+
+
+def _fused_packed(
+    cell: Cell,
+    weights: Weights,
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    states: list[torch.Tensor],
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    # pack_padded_sequence refuses empty rows: run them for one (zero) step, then put
+    # their initial states back.
+    packed = pack_padded_sequence(
+        x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+    )
+    sorted_states = [s.index_select(0, packed.sorted_indices) for s in states]
+    data, final = _fused_call(cell, weights, packed.data, sorted_states, packed.batch_sizes)
+    outputs, _ = pad_packed_sequence(
+        PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
+        batch_first=True,
+        total_length=x.shape[1],
+    )
+    nonempty = (lengths > 0).unsqueeze(1)
+    final = [
+        torch.where(nonempty, s.index_select(0, packed.unsorted_indices), s0)
+        for s, s0 in zip(final, states, strict=True)
+    ]
+    return outputs, final
+
+
+def _recurrent_matmul(
+    h: torch.Tensor, weight: torch.Tensor, dropout: torch.Tensor | None
+) -> torch.Tensor:
+    """`h (batch, units) @ weight.T` for a gate-stacked weight `(g*out, units)`; with a
+    per-gate dropout mask `(batch, g, units)` each gate sees its own dropped copy of h."""
+    if dropout is None:
+        return F.linear(h, weight)
+    gates = dropout.shape[1]
+    stacked = weight.reshape(gates, -1, weight.shape[1])
+    return torch.einsum("bgh,goh->bgo", h.unsqueeze(1) * dropout, stacked).flatten(1)
+
+
+def _step_loop(
+    cell: Cell,
+    weights: Weights,
+    x: torch.Tensor,
+    lengths: torch.Tensor | None,
+    states: list[torch.Tensor],
+    input_dropout: torch.Tensor | None,
+    recurrent_dropout: torch.Tensor | None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The per-step path: any activation, GRU `reset_after=False`, recurrent dropout."""
+    act = get_activation(cell.activation)
+    rec_act = get_activation(cell.recurrent_activation)
+    w_hh = weights.weight_hh
+    units = w_hh.shape[1]
+    if input_dropout is None:
+        projected = F.linear(x, weights.weight_ih, weights.bias)
+    else:  # one dropout mask per gate (Keras's implementation 1)
+        gates = input_dropout.shape[1]
+        stacked = weights.weight_ih.reshape(gates, -1, weights.weight_ih.shape[1])
+        dropped = x.unsqueeze(2) * input_dropout.unsqueeze(1)
+        projected = torch.einsum("btgf,gof->btgo", dropped, stacked).flatten(2)
+        if weights.bias is not None:
+            projected = projected + weights.bias
+    h, c = states[0], states[-1]
+    outputs = []
+    for t in range(x.shape[1]):
+        gx = projected[:, t]
+        if cell.kind == "lstm":
+            i, f, g, o = (gx + _recurrent_matmul(h, w_hh, recurrent_dropout)).chunk(4, dim=1)
+            new_c = rec_act(f) * c + rec_act(i) * act(g)
+            new_h = rec_act(o) * act(new_c)
+        elif cell.kind == "simple":
+            new_h = act(gx + _recurrent_matmul(h, w_hh, recurrent_dropout))
+            new_c = new_h
+        else:
+            x_r, x_z, x_n = gx.chunk(3, dim=1)
+            rz_drop = None if recurrent_dropout is None else recurrent_dropout[:, :2]
+            n_drop = None if recurrent_dropout is None else recurrent_dropout[:, 2:]
+            if cell.kind == "gru":
+                gh = _recurrent_matmul(h, w_hh, recurrent_dropout)
+                if weights.recurrent_bias is not None:
+                    gh = gh + weights.recurrent_bias
+                h_r, h_z, h_n = gh.chunk(3, dim=1)
+                r = rec_act(x_r + h_r)
+                n = act(x_n + r * h_n)
+            else:
+                h_r, h_z = _recurrent_matmul(h, w_hh[: 2 * units], rz_drop).chunk(2, dim=1)
+                r = rec_act(x_r + h_r)
+                h_n_in = h if n_drop is None else h * n_drop[:, 0]
+                n = act(x_n + F.linear(r * h_n_in, w_hh[2 * units :]))
+            z = rec_act(x_z + h_z)
+            new_h = z * h + (1 - z) * n
+            new_c = new_h
+        if lengths is not None:  # carry the states past each row's last real step
+            live = (lengths > t).unsqueeze(1)
+            new_h = torch.where(live, new_h, h)
+            new_c = torch.where(live, new_c, c)
+        h, c = new_h, new_c
+        outputs.append(h)
+    final = [h, c] if cell.kind == "lstm" else [h]
+    return torch.stack(outputs, dim=1), final

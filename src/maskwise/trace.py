@@ -1,0 +1,238 @@
+"""`trace(model, *inputs)`: every layer's shapes and masks, in and out, for one batch.
+
+This is seed 000's check ("print every layer's input and output mask") as a tool: run
+the model once and read, layer by layer, which fraction of the steps is real, and
+where a mask stops (`dropped`). Some layers drop a mask on purpose (an RNN without
+`return_sequences`, global pooling, `Lambda(mask="drop")`); the trace shows every drop
+and leaves the judgement to the reader or to `maskwise.doctor`.
+
+Example:
+    >>> model = Sequential([layers.Masking(0.0, name="masking"), layers.Dense(2, name="out")])
+    >>> print(trace(model, Masked.pad([torch.ones(3, 4), torch.ones(1, 4)]).values))
+    layer    type     input shape  input mask  output shape  output mask  note
+    masking  Masking  (2, 3, 4)    none        (2, 3, 4)     66.7%
+    out      Dense    (2, 3, 4)    66.7%       (2, 3, 2)     66.7%
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .layers.base import Layer
+from .masked import Masked, as_masked
+from .models import Container
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TraceRow:
+    """One layer call.
+
+    Attributes:
+        name: the layer's name.
+        type: the layer's class name.
+        input_shapes: the shape of each input's values (one entry, or one per merged input).
+        input_coverage: per input, the fraction of real steps, or None without a mask.
+        output_shape: the shape of the output values.
+        output_coverage: the fraction of real output steps, or None without a mask.
+        dropped: an input had a mask and the output has none.
+        input_masks: the input masks `(batch, time)` (None without a mask), on the CPU.
+        output_mask: the output mask `(batch, time)` or None, on the CPU.
+    """
+
+    name: str
+    type: str
+    input_shapes: tuple[Shape, ...]
+    input_coverage: tuple[float | None, ...]
+    output_shape: Shape
+    output_coverage: float | None
+    dropped: bool
+    input_masks: tuple[torch.Tensor | None, ...] = field(repr=False)
+    output_mask: torch.Tensor | None = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The rows of one traced call (in call order) and the model's output.
+
+    `str(trace)` is an aligned table; `trace.plot(path)` draws every layer's output mask.
+    """
+
+    rows: list[TraceRow]
+    output: Any = field(repr=False)
+
+    def __str__(self) -> str:
+        header = (
+            "layer",
+            "type",
+            "input shape",
+            "input mask",
+            "output shape",
+            "output mask",
+            "note",
+        )
+        table = [header] + [
+            (
+                r.name,
+                r.type,
+                ", ".join(_shape_text(s) for s in r.input_shapes),
+                ", ".join(_coverage_text(c) for c in r.input_coverage),
+                _shape_text(r.output_shape),
+                _coverage_text(r.output_coverage),
+                "dropped" if r.dropped else "",
+            )
+            for r in self.rows
+        ]
+        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+        return "\n".join(
+            "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+            for line in table
+        )
+
+    def plot(self, path: str | Path) -> Path:
+        """Draw each layer's output mask as a heat map (rows = sequences, columns = steps;
+        light = real, dark = padded) into an image file; returns its path.
+
+        A layer without an output mask gets an empty panel saying "no mask", in red with
+        "mask DROPPED" when its input had one. Needs matplotlib.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.colors import ListedColormap
+        from matplotlib.ticker import MaxNLocator
+
+        path = Path(path)
+        colors = ListedColormap(["#3b3b3b", "#8fd694"])  # padded, real
+        count = max(len(self.rows), 1)
+        fig, axes = plt.subplots(count, 1, figsize=(8, 1.2 + 1.1 * count), squeeze=False)
+        for ax, row in zip(axes[:, 0], self.rows, strict=False):
+            title = f"{row.name} ({row.type})"
+            if row.output_mask is not None:
+                ax.imshow(
+                    row.output_mask.float().numpy(),
+                    aspect="auto",
+                    cmap=colors,
+                    vmin=0.0,
+                    vmax=1.0,
+                    interpolation="nearest",
+                )
+                text = f"{_coverage_text(row.output_coverage)} real (green), padded dark"
+                ax.set_title(f"{title}: {text}", fontsize=9, loc="left")
+                ax.set_ylabel("sequence", fontsize=8)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            else:
+                text, color = ("mask DROPPED", "red") if row.dropped else ("no mask", "gray")
+                ax.text(
+                    0.5,
+                    0.5,
+                    text,
+                    ha="center",
+                    va="center",
+                    color=color,
+                    fontsize=11,
+                    transform=ax.transAxes,
+                )
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_title(f"{title}: {text}", fontsize=9, loc="left", color=color)
+            ax.tick_params(labelsize=7)
+        axes[-1, 0].set_xlabel("step", fontsize=8)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+
+def trace(model: nn.Module, *inputs: Any) -> Trace:
+    """Run `model(*inputs)` once (eval mode, no gradients) and record every maskwise layer
+    call: its shapes and mask coverage in and out.
+
+    Containers (`Sequential`, `Graph`, your `Module`s) are looked into, not recorded;
+    layers inside a layer (the `Dense` in a `TimeDistributed`) are part of their
+    wrapper's row. The model's training mode is restored afterwards.
+
+    Args:
+        model: a maskwise model or layer.
+        inputs: what the model is called with (tensors, arrays or `Masked`).
+    """
+    rows: list[TraceRow] = []
+    handles = [
+        layer.register_forward_hook(_recorder(rows), with_kwargs=True)
+        for layer in _traced_layers(model)
+    ]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(*inputs)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return Trace(rows, output)
+
+
+def _traced_layers(module: nn.Module) -> list[Layer]:
+    """The outermost non-container maskwise layers under `module` (itself included)."""
+    if isinstance(module, Layer) and not isinstance(module, Container):
+        return [module]
+    return [layer for child in module.children() for layer in _traced_layers(child)]
+
+
+def _recorder(rows: list[TraceRow]) -> Any:
+    def hook(layer: Layer, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        inputs = args[0] if args else kwargs["inputs"]
+        mask = args[1] if len(args) > 1 else kwargs.get("mask")
+        if isinstance(inputs, list | tuple):
+            masks = mask if isinstance(mask, list | tuple) else [None] * len(inputs)
+            ins = [as_masked(x, m) for x, m in zip(inputs, masks, strict=True)]
+        else:
+            ins = [as_masked(inputs, mask)]
+        out = output[0] if isinstance(output, tuple) else output
+        if not isinstance(out, Masked | torch.Tensor):
+            return  # not a layer's output: the container reports it
+        out = as_masked(out)
+        input_masks = tuple(_cpu(x.mask) for x in ins)
+        rows.append(
+            TraceRow(
+                name=layer.name,
+                type=type(layer).__name__,
+                input_shapes=tuple(tuple(x.values.shape) for x in ins),
+                input_coverage=tuple(_coverage(m) for m in input_masks),
+                output_shape=tuple(out.values.shape),
+                output_coverage=_coverage(out.mask),
+                dropped=out.mask is None and any(m is not None for m in input_masks),
+                input_masks=input_masks,
+                output_mask=_cpu(out.mask),
+            )
+        )
+
+    return hook
+
+
+def _cpu(mask: torch.Tensor | None) -> torch.Tensor | None:
+    return None if mask is None else mask.detach().cpu()
+
+
+def _coverage(mask: torch.Tensor | None) -> float | None:
+    if mask is None:
+        return None
+    return float(mask.float().mean()) if mask.numel() else 1.0
+
+
+def _shape_text(shape: Shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def _coverage_text(coverage: float | None) -> str:
+    return "none" if coverage is None else f"{coverage:.1%}"

@@ -1,0 +1,212 @@
+"""`from_keras`: Keras 3 Sequential and functional models become maskwise `Sequential`
+and `Graph` models with the same weights, values and masks (Keras 3 as the oracle)."""
+
+import doctest
+import importlib
+
+import keras
+import pytest
+import torch
+from keras_oracle import assert_same_mask, assert_same_values, keras_call, randomize_weights
+from layers.contract import MASK_KINDS, example_mask
+
+from maskwise import (
+    ConfigError,
+    Graph,
+    Masked,
+    MaskwiseTypeError,
+    Sequential,
+    from_keras,
+    layers,
+    trace,
+)
+
+L = keras.layers
+
+
+def features(kind: str, count: int = 5, seed: int = 0) -> torch.Tensor:
+    """`(3, 5, count)` values, non-zero at the real steps of `example_mask(kind)`, zero
+    at the others (so Keras's `Masking(0.0)` finds that mask)."""
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.rand(3, 5, count, generator=generator) + 0.5
+    return Masked(values, example_mask(kind)).fill_padding(0.0).values
+
+
+def tokens(kind: str, vocabulary: int, seed: int = 1) -> torch.Tensor:
+    """`(3, 5)` ids in `[1, vocabulary)` at the real steps of `example_mask(kind)`, 0 at
+    the others (so `Embedding(mask_zero=True)` finds that mask)."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocabulary, (3, 5), generator=generator)
+    return torch.where(example_mask(kind), ids, torch.zeros_like(ids))
+
+
+def convert(keras_model, seed: int = 0):
+    randomize_weights(keras_model, seed)
+    return from_keras(keras_model).eval()
+
+
+def assert_same(ours: Masked, theirs: Masked) -> None:
+    assert_same_values(ours, theirs)
+    assert_same_mask(ours, theirs)
+
+
+# ---------------------------------------------------------------------- Sequential
+def test_sequential_of_core_layers_becomes_a_sequential():
+    keras_model = keras.Sequential(
+        [
+            keras.Input((None, 5)),
+            L.Masking(0.0),
+            L.Dense(6, activation="tanh"),
+            L.Dropout(0.3),
+            L.TimeDistributed(L.Dense(3, activation="sigmoid")),
+        ],
+        name="tagger",
+    )
+    model = convert(keras_model)
+    assert isinstance(model, Sequential) and model.name == "tagger"
+    assert [type(m).__name__ for m in model.layers] == [
+        "Masking", "Dense", "Dropout", "TimeDistributed",
+    ]  # fmt: skip
+    for kind in MASK_KINDS:
+        x = features(kind)
+        ours = model(x)
+        assert_same(ours, keras_call(keras_model, x))
+        assert torch.equal(ours.mask, example_mask(kind))
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_seed000_bidirectional_lstm_tagger(kind):
+    """Seed 000: Masking -> Bidirectional(LSTM, return_sequences) -> Dropout ->
+    TimeDistributed(Dense(3, sigmoid))."""
+    keras_model = keras.Sequential(
+        [
+            keras.Input((None, 5)),
+            L.Masking(0.0),
+            L.Bidirectional(L.LSTM(6, return_sequences=True)),
+            L.Dropout(0.2),
+            L.TimeDistributed(L.Dense(3, activation="sigmoid")),
+        ]
+    )
+    model = convert(keras_model)
+    x = features(kind)
+    assert_same(model(x), keras_call(keras_model, x))
+
+
+# ---------------------------------------------------------------------- functional
+def seed003_keras(last_sequences: bool) -> keras.Model:
+    """Seed 003: numeric features through Masking(0), two categorical inputs through
+    Embedding(mask_zero=True), concatenated, three GRUs, Dense(2, softmax)."""
+    numeric = keras.Input((None, 4), name="numeric")
+    colour = keras.Input((None,), name="colour", dtype="int32")
+    shape = keras.Input((None,), name="shape", dtype="int32")
+    x = L.Concatenate()(
+        [
+            L.Masking(0.0)(numeric),
+            L.Embedding(6, 3, mask_zero=True)(colour),
+            L.Embedding(5, 2, mask_zero=True)(shape),
+        ]
+    )
+    x = L.GRU(8, return_sequences=True)(x)
+    x = L.GRU(8, return_sequences=True)(x)
+    x = L.GRU(4, return_sequences=last_sequences)(x)
+    out = L.Dense(2, activation="softmax")(x)
+    return keras.Model([numeric, colour, shape], out, name="seed003")
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("last_sequences", [False, True])
+def test_seed003_three_input_gru_classifier(kind, last_sequences):
+    keras_model = seed003_keras(last_sequences)
+    model = convert(keras_model)
+    assert isinstance(model, Graph)
+    assert model.input_names == ["numeric", "colour", "shape"]
+    inputs = [features(kind, 4), tokens(kind, 6, seed=1), tokens(kind, 5, seed=2)]
+    ours = model(*inputs)
+    theirs = keras_call(keras_model, inputs)
+    assert_same(ours, theirs)
+    if last_sequences:
+        assert torch.equal(ours.mask, example_mask(kind))
+
+
+def test_functional_model_with_several_outputs_and_a_nested_sequential():
+    x_in = keras.Input((None, 5), name="x")
+    h = L.Masking(0.0)(x_in)
+    block = keras.Sequential([keras.Input((None, 5)), L.Dense(4, activation="relu"), L.Dense(3)])
+    h = block(h)
+    summed = L.Add()([h, L.Dense(3)(h)])
+    pooled = L.GlobalAveragePooling1D()(summed)
+    keras_model = keras.Model(x_in, [summed, pooled])
+    model = convert(keras_model)
+    assert isinstance(model.layers[model.node_names.index(block.name)], Sequential)
+    x = features("noncontiguous")
+    ours = model(x)
+    theirs = keras_model(x)
+    assert isinstance(ours, tuple) and len(ours) == 2
+    assert_same_values(ours[0], Masked(theirs[0]))
+    assert torch.equal(ours[0].mask, example_mask("noncontiguous"))
+    torch.testing.assert_close(ours[1].values, theirs[1], atol=1e-5, rtol=1e-5)
+    assert ours[1].mask is None
+
+
+def test_converted_graph_traces_under_keras_names():
+    keras_model = seed003_keras(last_sequences=False)
+    model = convert(keras_model)
+    inputs = [features("post", 4), tokens("post", 6), tokens("post", 5)]
+    rows = trace(model, *inputs).rows
+    assert [r.name for r in rows] == [layer.name for layer in keras_model.layers[3:]]
+    assert [r.dropped for r in rows].count(True) == 1  # the last GRU consumes the mask
+
+
+# ---------------------------------------------------------------------- refusals
+def test_unsupported_layer_is_named():
+    keras_model = keras.Sequential([keras.Input((None, 5)), L.Dense(3), L.Conv1D(2, 3)])
+    conv = keras_model.layers[-1].name
+    with pytest.raises(ConfigError, match=rf"layer '{conv}'.*no equivalent of Keras's `Conv1D`"):
+        from_keras(keras_model)
+
+
+def test_keras_ops_call_in_a_functional_model_is_refused():
+    a = keras.Input((None, 3))
+    b = keras.Input((None, 3))
+    keras_model = keras.Model([a, b], L.Dense(2)(keras.ops.add(a, b)))
+    match = r"operation 'add(_\d+)?' \(Add\): it is a `keras.ops` call"
+    with pytest.raises(ConfigError, match=match):
+        from_keras(keras_model)
+
+
+def test_shared_layer_is_refused():
+    a = keras.Input((None, 3))
+    b = keras.Input((None, 3))
+    dense = L.Dense(2, name="shared")
+    keras_model = keras.Model([a, b], L.Concatenate()([dense(a), dense(b)]))
+    with pytest.raises(ConfigError, match=r"layer 'shared'.*called 2 times \(shared weights\)"):
+        from_keras(keras_model)
+
+
+def test_extra_tensor_arguments_are_refused():
+    x = keras.Input((None, 3))
+    state = keras.Input((4,))
+    keras_model = keras.Model([x, state], L.GRU(4, name="gru")(x, initial_state=state))
+    with pytest.raises(ConfigError, match=r"layer 'gru'.*tensors in other arguments"):
+        from_keras(keras_model)
+
+
+def test_unbuilt_and_subclassed_models_are_refused():
+    with pytest.raises(ConfigError, match=r"(?s)is not built.*keras.Input"):
+        from_keras(keras.Sequential([L.Dense(2)], name="plain"))
+
+    class Custom(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(MaskwiseTypeError, match=r"(?s)Sequential or functional Model.*Custom"):
+        from_keras(Custom())
+    with pytest.raises(MaskwiseTypeError, match="received: Dense"):
+        from_keras(L.Dense(2))
+
+
+def test_docstring_example_runs():
+    module = importlib.import_module("maskwise.convert.keras_model")
+    names = {"keras": keras, "torch": torch, "layers": layers}
+    result = doctest.testmod(module, extraglobs=names)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,387 @@
+"""Recurrent layers: parity with Keras 3, the fast path against a per-step reference,
+gradients, padding invariance, converters and errors."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from unittest import mock
+
+import keras
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from keras.src import backend as keras_backend
+from keras_oracle import randomize_weights
+
+import maskwise.convert.recurrent
+import maskwise.layers
+from maskwise import Masked
+from maskwise.convert.registry import CONVERTERS, convert_layer
+from maskwise.errors import ConfigError, MaskwiseTypeError, ShapeError
+from maskwise.layers import _rnn_kernels
+from maskwise.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _Recurrent
+
+from .contract import (
+    MASK_KINDS,
+    check_layer_contract,
+    check_padding_length_invariance,
+    example_input,
+)
+from .rnn_reference import reference_bidirectional, reference_rnn
+
+ATOL = 1e-5
+KINDS = ("LSTM", "GRU", "GRU_reset_before", "SimpleRNN")
+
+
+# ---------------------------------------------------------------------- layer specs
+@st.composite
+def specs(draw: Any) -> dict[str, Any]:
+    """A recurrent configuration, a batch under a random mask, and initial states."""
+    batch, time, features = draw(st.integers(1, 3)), draw(st.integers(1, 6)), 3
+    rows = draw(
+        st.lists(
+            st.lists(st.booleans(), min_size=time, max_size=time), min_size=batch, max_size=batch
+        )
+    )
+    bidirectional = draw(
+        st.one_of(st.none(), st.sampled_from(["concat", "sum", "mul", "ave", "none"]))
+    )
+    return {
+        "kind": draw(st.sampled_from(KINDS)),
+        "fused_activations": draw(st.booleans()),
+        "use_bias": draw(st.booleans()),
+        "return_sequences": draw(st.booleans()),
+        "return_state": draw(st.booleans()),
+        "go_backwards": bidirectional is None and draw(st.booleans()),
+        "zero_output_for_mask": draw(st.booleans()),
+        "bidirectional": bidirectional,
+        "custom_backward": bidirectional is not None and draw(st.booleans()),
+        "mask": None
+        if draw(st.booleans()) and draw(st.booleans())
+        else torch.tensor(rows, dtype=torch.bool),
+        "seed": draw(st.integers(0, 2**16)),
+        "shape": (batch, time, features),
+        "initial_state": draw(st.booleans()),
+    }
+
+
+def _layer_args(spec: dict[str, Any], go_backwards: bool, fused: bool) -> tuple[str, dict]:
+    kind = spec["kind"]
+    args: dict[str, Any] = {
+        "use_bias": spec["use_bias"],
+        "return_sequences": spec["return_sequences"],
+        "return_state": spec["return_state"],
+        "go_backwards": go_backwards,
+        "zero_output_for_mask": spec["zero_output_for_mask"],
+    }
+    if kind == "SimpleRNN":
+        args["activation"] = "relu" if fused else "softsign"
+    elif not fused:
+        args["activation"] = "relu"
+        args["recurrent_activation"] = "hard_sigmoid"
+    if kind.startswith("GRU"):
+        args["reset_after"] = kind == "GRU"
+        kind = "GRU"
+    return kind, args
+
+
+def build_layers(spec: dict[str, Any], module: Any, units: int = 4) -> Any:
+    """The layer `spec` describes, from `keras.layers` or `maskwise.layers`."""
+    kind, args = _layer_args(spec, spec["go_backwards"], spec["fused_activations"])
+    layer = getattr(module, kind)(units, **args)
+    if spec["bidirectional"] is None:
+        return layer
+    backward = None
+    if spec["custom_backward"]:
+        kind, args = _layer_args(spec, True, not spec["fused_activations"])
+        backward = getattr(module, kind)(units, **args)
+    merge = None if spec["bidirectional"] == "none" else spec["bidirectional"]
+    return module.Bidirectional(layer, merge_mode=merge, backward_layer=backward)
+
+
+def spec_inputs(spec: dict[str, Any], layer: Any) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    generator = torch.Generator().manual_seed(spec["seed"])
+    x = torch.randn(spec["shape"], generator=generator)
+    if not spec["initial_state"]:
+        return x, None
+    directions = (
+        [layer] if isinstance(layer, _Recurrent) else [layer.forward_layer, layer.backward_layer]
+    )
+    n_states = sum(d.cell.n_states for d in directions)
+    batch = spec["shape"][0]
+    return x, [torch.randn(batch, 4, generator=generator) for _ in range(n_states)]
+
+
+def outputs_of(result: Any) -> list[torch.Tensor]:
+    items = result if isinstance(result, list | tuple) else [result]
+    return [
+        (item.values if isinstance(item, Masked) else torch.as_tensor(item)).detach()
+        for item in items
+    ]
+
+
+# ---------------------------------------------------------------------- Keras parity
+@settings(max_examples=30, deadline=None)
+@given(spec=specs())
+def test_parity_with_keras(spec: dict[str, Any]) -> None:
+    ours_template = build_layers(spec, maskwise.layers)
+    x, initial = spec_inputs(spec, ours_template)
+    keras_layer = build_layers(spec, keras.layers)
+    kwargs: dict[str, Any] = {} if spec["mask"] is None else {"mask": spec["mask"].clone()}
+    if initial is not None:
+        kwargs["initial_state"] = [s.clone() for s in initial]
+    keras_layer(x.clone(), **kwargs)
+    randomize_weights(keras_layer)
+    theirs = keras_layer(x.clone(), **kwargs)
+
+    ours_layer = convert_layer(keras_layer)
+    ours = ours_layer(Masked(x, spec["mask"]), initial_state=initial)
+    expected, got = outputs_of(theirs), outputs_of(ours)
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
+    if not spec["return_state"]:
+        first = theirs[0] if isinstance(theirs, tuple | list) else theirs
+        ours_first = ours[0] if isinstance(ours, tuple) else ours
+        keras_mask = keras_backend.get_keras_mask(first)
+        if keras_mask is None:
+            assert ours_first.mask is None
+        else:
+            assert torch.equal(ours_first.mask, torch.as_tensor(keras_mask).bool())
+
+
+def test_keras_go_backwards_positions_and_empty_rows() -> None:
+    """Spelled out: go_backwards returns outputs in reversed order with the input's
+    mask (Keras's convention); an empty row outputs zeros and keeps its initial state."""
+    mask = torch.tensor([[True, True, True, False, False], [False] * 5])
+    x = Masked(torch.randn(2, 5, 3), mask)
+    layer = GRU(4, return_sequences=True, return_state=True, go_backwards=True)
+    h0 = torch.randn(2, 4)
+    out, h = layer(x, initial_state=[h0])
+    forward = GRU(4, return_sequences=True, input_dim=3)
+    forward.load_state_dict(layer.state_dict())
+    real_backwards = forward(x.values[:1, [2, 1, 0]], initial_state=[h0[:1]]).values
+    torch.testing.assert_close(out.values[0, 2:], real_backwards[0], atol=ATOL, rtol=0)
+    assert torch.equal(out.values[0, :2], torch.zeros(2, 4))  # before the first real step
+    assert torch.equal(out.mask, mask)
+    assert torch.equal(out.values[1], torch.zeros(5, 4))
+    torch.testing.assert_close(h[1], h0[1])
+
+
+# ---------------------------------------------------------------------- fast path
+@settings(max_examples=60, deadline=None)
+@given(spec=specs(), packed=st.booleans())
+def test_fast_path_matches_reference(spec: dict[str, Any], packed: bool) -> None:
+    layer = build_layers(spec, maskwise.layers)
+    x, initial = spec_inputs(spec, layer)
+    layer.eval()
+    devices = frozenset({"cpu"}) if packed else frozenset()
+    with mock.patch.object(_rnn_kernels, "PACKED_DEVICE_TYPES", devices):
+        got = outputs_of(layer(Masked(x, spec["mask"]), initial_state=initial))
+    if isinstance(layer, Bidirectional):
+        outputs, states = reference_bidirectional(layer, x, spec["mask"], initial)
+    else:
+        output, states = reference_rnn(layer, x, spec["mask"], initial)
+        outputs = [output]
+    expected = outputs + (states if spec["return_state"] else [])
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fast_path_grid_matches_reference(kind: str) -> None:
+    """Every mask shape (an empty row included), both directions, both output forms."""
+    x = example_input("noncontiguous", features=3)
+    for mask in (*(example_input(k).mask for k in MASK_KINDS), torch.zeros(3, 5, dtype=bool)):
+        for go_backwards in (False, True):
+            for return_sequences in (False, True):
+                spec = {
+                    "kind": kind,
+                    "fused_activations": True,
+                    "use_bias": True,
+                    "return_sequences": return_sequences,
+                    "return_state": True,
+                    "go_backwards": go_backwards,
+                    "zero_output_for_mask": False,
+                    "bidirectional": None,
+                }
+                layer = build_layers(spec, maskwise.layers).eval()
+                got = outputs_of(layer(Masked(x.values, mask)))
+                output, states = reference_rnn(layer, x.values, mask)
+                for a, b in zip(got, [output, *states], strict=True):
+                    torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layer_class", [LSTM, GRU])
+def test_gradcheck_fast_path(layer_class: type[_Recurrent]) -> None:
+    torch.manual_seed(0)
+    layer = layer_class(3, return_sequences=True, return_state=True, input_dim=2).double()
+    mask = torch.tensor([[1, 0, 1, 1, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    x = torch.randn(3, 5, 2, dtype=torch.float64, requires_grad=True)
+    states = [
+        torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+        for _ in range(layer.cell.n_states)
+    ]
+    names = [name for name, _ in layer.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
+
+    def f(x: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        weights = dict(zip(names, rest[: len(names)], strict=True))
+        initial = list(rest[len(names) :])
+        out = torch.func.functional_call(
+            layer, weights, (Masked(x, mask),), {"initial_state": initial}
+        )
+        return (out[0].values, *out[1:])
+
+    assert torch.autograd.gradcheck(f, (x, *params, *states), atol=1e-6)
+
+
+# ---------------------------------------------------------------------- invariances
+FACTORIES = {
+    "lstm": lambda: LSTM(4, return_sequences=True),
+    "gru_backwards": lambda: GRU(4, return_sequences=True, go_backwards=True),
+    "gru_reset_before_dropout": lambda: GRU(
+        4, reset_after=False, return_sequences=True, dropout=0.3, recurrent_dropout=0.3
+    ),
+    "simple_relu_dropout": lambda: SimpleRNN(
+        4, activation="relu", return_sequences=True, dropout=0.3
+    ),
+    "bidirectional": lambda: Bidirectional(LSTM(4, return_sequences=True)),
+}
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_layer_contract(name: str, kind: str) -> None:
+    x = example_input(kind)
+    units = 8 if name == "bidirectional" else 4
+    check_layer_contract(FACTORIES[name], x, expected_shape=(3, 5, units))
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_layer_contract_last_output(kind: str) -> None:
+    check_layer_contract(
+        lambda: Bidirectional(GRU(4), merge_mode="sum"),
+        example_input(kind),
+        expected_shape=(3, 4),
+        expected_mask=None,
+    )
+
+
+@pytest.mark.parametrize("fill", ["zeros", "random", "nan"])
+@pytest.mark.parametrize("name", ["lstm", "bidirectional", "gru_reset_before_dropout"])
+def test_padding_length_invariance(name: str, fill: str) -> None:
+    layer = FACTORIES[name]()
+    for training in (False, True):
+        check_padding_length_invariance(layer, example_input("noncontiguous"), 4, fill, training)
+
+
+def test_unmasked_input_equals_masked_all_real() -> None:
+    layer = Bidirectional(LSTM(4, return_sequences=True, return_state=True))
+    x = torch.randn(2, 5, 3)
+    plain = outputs_of(layer(x))
+    masked = outputs_of(layer(Masked(x, torch.ones(2, 5, dtype=torch.bool))))
+    for a, b in zip(plain, masked, strict=True):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+
+
+# ---------------------------------------------------------------------- dropout, init
+def test_input_dropout_mask_is_fixed_across_time() -> None:
+    layer = SimpleRNN(8, activation="linear", return_sequences=True, dropout=0.5, input_dim=16)
+    with torch.no_grad():
+        layer.weight_hh.zero_()
+    x = torch.randn(4, 1, 16).expand(4, 6, 16)  # the same input at every step
+    layer.train()
+    out = layer(x).values
+    torch.testing.assert_close(out, out[:, :1].expand_as(out), atol=1e-6, rtol=0)
+    layer.eval()
+    assert not torch.allclose(out, layer(x).values)
+
+
+def test_recurrent_dropout_acts_in_training_only() -> None:
+    layer = LSTM(6, return_sequences=True, recurrent_dropout=0.5)
+    x = example_input("noncontiguous")
+    layer.eval()
+    evaluated = layer(x).values
+    reference, _ = reference_rnn(layer, x.values, x.mask)
+    torch.testing.assert_close(evaluated, reference, atol=ATOL, rtol=0)
+    layer.train()
+    assert not torch.allclose(layer(x).values[x.mask], reference[x.mask])
+
+
+def test_keras_default_initialisers() -> None:
+    layer = LSTM(5, input_dim=3)
+    expected_bias = torch.zeros(20)
+    expected_bias[5:10] = 1.0  # unit_forget_bias
+    assert layer.bias is not None and torch.equal(layer.bias.detach(), expected_bias)
+    gram = layer.weight_hh.detach().T @ layer.weight_hh.detach()
+    torch.testing.assert_close(gram, torch.eye(5), atol=1e-5, rtol=0)  # orthogonal
+    assert layer.weight_ih.abs().max() <= math.sqrt(6.0 / (3 + 20))  # glorot_uniform
+    gru = GRU(5, input_dim=3)
+    assert gru.recurrent_bias is not None and not gru.recurrent_bias.any()
+    assert GRU(5, reset_after=False, input_dim=3).recurrent_bias is None
+
+
+# ---------------------------------------------------------------------- converters
+def test_converters_are_registered() -> None:
+    assert {"LSTM", "GRU", "SimpleRNN", "Bidirectional"} <= set(CONVERTERS)
+
+
+@pytest.mark.parametrize("option", ["stateful", "unroll"])
+def test_converter_refuses_unsupported_keras_options(option: str) -> None:
+    keras_layer = keras.layers.LSTM(3, **{option: True})
+    with pytest.raises(ConfigError, match=f"{option}=True"):
+        convert_layer(keras_layer)
+
+
+# ---------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: LSTM(4, stateful=True), ConfigError, r"\(stateful=True\) is not supported"),
+        (lambda: GRU(4, unroll=True), ConfigError, r"\(unroll=True\) is not supported"),
+        (lambda: LSTM(0), ConfigError, "units must be a positive integer"),
+        (lambda: SimpleRNN(4, dropout=1.0), ConfigError, r"dropout must be a rate in \[0, 1\)"),
+        (lambda: LSTM(4, activation="swoosh"), ConfigError, "Unknown activation"),
+        (lambda: Bidirectional(LSTM(4), merge_mode="max"), ConfigError, "merge_mode"),
+        (
+            lambda: Bidirectional(LSTM(4, go_backwards=True)),
+            ConfigError,
+            "one layer reading forwards and one backwards",
+        ),
+        (
+            lambda: Bidirectional(
+                LSTM(4), backward_layer=LSTM(4, go_backwards=True, return_sequences=True)
+            ),
+            ConfigError,
+            "disagree on `return_sequences`",
+        ),
+        (
+            lambda: Bidirectional(torch.nn.LSTM(3, 4)),
+            MaskwiseTypeError,
+            "must be a maskwise recurrent layer",
+        ),
+    ],
+)
+def test_constructor_errors(make: Any, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_wrong_initial_state_shape() -> None:
+    x = torch.randn(2, 3, 4)
+    with pytest.raises(ShapeError, match=r"2 tensor\(s\) \[h, c\], each \(batch, units\)"):
+        LSTM(5)(x, initial_state=[torch.zeros(2, 5)])
+    with pytest.raises(ShapeError, match=r"received: 1 state\(s\) shaped \[\(2, 4\)\]"):
+        GRU(5)(x, initial_state=torch.zeros(2, 4))
+    with pytest.raises(ShapeError, match="wrong number of initial states"):
+        Bidirectional(GRU(5))(x, initial_state=[torch.zeros(2, 5)])
+
+
+def test_wrong_input_shape() -> None:
+    layer = LSTM(5, input_dim=4)
+    with pytest.raises(ShapeError, match=r"expected: \(batch, time, 4\)"):
+        layer(torch.randn(2, 3, 7))

@@ -1,0 +1,219 @@
+"""Callbacks: Keras 3's callbacks as the oracle on scripted logs, then inside `fit`."""
+
+from __future__ import annotations
+
+import types
+
+import keras
+import pytest
+import torch
+from training_helpers import logits_loss, tagger, tagging_data, weights
+
+import maskwise
+from maskwise import ConfigError, callbacks
+
+SCRIPTS = [
+    [1.0, 0.9, 0.95, 0.93, 0.8, 0.85, 0.86, 0.87],
+    [1.0, 1.0, 1.0, 1.0, 1.0],
+    [0.5, 0.6, 0.4, 0.41, 0.39, 0.5, 0.6, 0.7, 0.8],
+    [3.0, 2.0, 1.0, 0.5, 0.25, 0.2, 0.19],
+]
+
+
+def run_script(callback, model, script: list[float], monitor: str = "val_loss") -> list[dict]:
+    callback.set_model(model)
+    callback.on_train_begin()
+    seen = []
+    for epoch, value in enumerate(script):
+        logs = {monitor: value}
+        callback.on_epoch_end(epoch, logs)
+        seen.append(logs)
+        if model.stop_training:
+            break
+    return seen
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"patience": 0},
+        {"patience": 2},
+        {"patience": 1, "min_delta": 0.05},
+        {"patience": 2, "baseline": 0.45},
+        {"patience": 1, "start_from_epoch": 2},
+    ],
+)
+def test_early_stopping_stops_where_keras_does(script: list[float], options: dict) -> None:
+    ours = types.SimpleNamespace(stop_training=False)
+    theirs = types.SimpleNamespace(stop_training=False)
+    stopped = len(run_script(callbacks.EarlyStopping(**options), ours, script))
+    expected = len(run_script(keras.callbacks.EarlyStopping(**options), theirs, script))
+    assert stopped == expected
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"patience": 1, "factor": 0.5},
+        {"patience": 1, "factor": 0.5, "cooldown": 1, "min_lr": 0.2},
+        {"patience": 2, "factor": 0.1, "min_delta": 0.05},
+    ],
+)
+def test_reduce_lr_on_plateau_follows_keras(script: list[float], options: dict) -> None:
+    param = torch.nn.Parameter(torch.zeros(1))
+    ours = types.SimpleNamespace(stop_training=False, optimizer=torch.optim.SGD([param], lr=1.0))
+    theirs = types.SimpleNamespace(
+        stop_training=False, optimizer=keras.optimizers.SGD(learning_rate=1.0)
+    )
+    ours_logs = run_script(callbacks.ReduceLROnPlateau(**options), ours, script)
+    keras_logs = run_script(keras.callbacks.ReduceLROnPlateau(**options), theirs, script)
+    assert [log["learning_rate"] for log in ours_logs] == pytest.approx(
+        [log["learning_rate"] for log in keras_logs], rel=1e-6
+    )
+    assert ours.optimizer.param_groups[0]["lr"] == pytest.approx(
+        float(theirs.optimizer.learning_rate), rel=1e-6
+    )
+
+
+def scripted(values: list[float], key: str = "val_loss") -> callbacks.LambdaCallback:
+    """Overwrite `logs[key]` with a scripted value at the end of every epoch."""
+    return callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: logs.update({key: values[epoch]})
+    )
+
+
+def compiled_model() -> maskwise.Sequential:
+    model = tagger()
+    model.compile("adam", logits_loss(), ["accuracy"], learning_rate=0.01)
+    return model
+
+
+def test_early_stopping_in_fit_restores_the_best_weights() -> None:
+    x, y = tagging_data(16)
+    model = compiled_model()
+    snapshots = []
+    record = callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: snapshots.append(weights(model))
+    )
+    stop = callbacks.EarlyStopping(patience=2, restore_best_weights=True)
+    history = model.fit(
+        x,
+        y,
+        epochs=10,
+        batch_size=8,
+        verbose=0,
+        callbacks=[scripted([1.0, 0.7, 0.8, 0.9, 0.1, 0.0]), record, stop],
+    )
+    assert history.epoch == [0, 1, 2, 3]
+    assert stop.stopped_epoch == 3 and stop.best_epoch == 1
+    best = snapshots[1]
+    assert all(torch.equal(value, best[key]) for key, value in weights(model).items())
+    assert not all(torch.equal(value, best[key]) for key, value in snapshots[3].items())
+
+
+def test_reduce_lr_on_plateau_in_fit_changes_the_optimizer() -> None:
+    x, y = tagging_data(16)
+    model = compiled_model()
+    reduce = callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=0.0)
+    history = model.fit(
+        x,
+        y,
+        epochs=4,
+        batch_size=8,
+        verbose=0,
+        callbacks=[scripted([1.0, 1.0, 1.0, 0.5], "loss"), reduce],
+    )
+    assert history.history["learning_rate"] == pytest.approx([0.01, 0.01, 0.005, 0.0025])
+    assert model.optimizer.param_groups[0]["lr"] == pytest.approx(0.0025)
+
+
+def test_model_checkpoint_saves_the_best_epochs(tmp_path) -> None:
+    x, y = tagging_data(16)
+    model = compiled_model()
+    path = tmp_path / "ckpt" / "epoch{epoch:02d}-{val_loss:.1f}.safetensors"
+    saved_weights = {}
+    record = callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: saved_weights.update({epoch: weights(model)})
+    )
+    check = callbacks.ModelCheckpoint(path, save_best_only=True)
+    model.fit(
+        x,
+        y,
+        epochs=4,
+        batch_size=8,
+        verbose=0,
+        callbacks=[scripted([0.9, 0.5, 0.6, 0.2]), record, check],
+    )
+    files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert files == [
+        "epoch01-0.9.safetensors",
+        "epoch02-0.5.safetensors",
+        "epoch04-0.2.safetensors",
+    ]
+    loaded = maskwise.load(tmp_path / "ckpt" / "epoch02-0.5.safetensors")
+    assert all(torch.equal(v, saved_weights[1][k]) for k, v in weights(loaded).items())
+    assert loaded.epochs_done == 2
+
+
+def test_lambda_callback_sees_every_hook() -> None:
+    x, y = tagging_data(20)
+    model = compiled_model()
+    calls = []
+    hooks = callbacks.LambdaCallback(
+        on_train_begin=lambda logs: calls.append("train_begin"),
+        on_epoch_begin=lambda epoch, logs: calls.append(f"epoch_begin {epoch}"),
+        on_batch_end=lambda batch, logs: calls.append(f"batch {batch} {logs['size']}"),
+        on_epoch_end=lambda epoch, logs: calls.append(f"epoch_end {epoch} {sorted(logs)}"),
+        on_train_end=lambda logs: calls.append("train_end"),
+    )
+    model.fit(
+        x, y, epochs=2, batch_size=8, verbose=0, callbacks=[hooks], bucketing=False, shuffle=False
+    )
+    batches = ["batch 0 8", "batch 1 8", "batch 2 4"]
+    assert calls == [
+        "train_begin",
+        "epoch_begin 0",
+        *batches,
+        "epoch_end 0 ['accuracy', 'loss']",
+        "epoch_begin 1",
+        *batches,
+        "epoch_end 1 ['accuracy', 'loss']",
+        "train_end",
+    ]
+
+
+def test_a_callback_can_stop_training() -> None:
+    x, y = tagging_data(8)
+    model = compiled_model()
+
+    class StopAfterTwo(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = epoch == 1
+
+    assert model.fit(x, y, epochs=5, verbose=0, callbacks=[StopAfterTwo()]).epoch == [0, 1]
+
+
+def test_a_missing_monitored_value_is_a_clear_error() -> None:
+    x, y = tagging_data(8)
+    with pytest.raises(ConfigError, match=r"monitors 'val_loss'.*Pass validation_data"):
+        compiled_model().fit(x, y, verbose=0, callbacks=[callbacks.EarlyStopping()])
+
+
+def test_monitor_direction_errors() -> None:
+    with pytest.raises(ConfigError, match="cannot tell whether 'speed' should go up or down"):
+        callbacks.EarlyStopping(monitor="speed")
+    assert callbacks.EarlyStopping(monitor="val_accuracy").is_improvement(0.9, 0.8)
+    assert callbacks.EarlyStopping(monitor="speed", mode="min").is_improvement(0.8, 0.9)
+    with pytest.raises(ConfigError, match="unknown mode"):
+        callbacks.EarlyStopping(mode="up")
+    with pytest.raises(ConfigError, match="factor below 1"):
+        callbacks.ReduceLROnPlateau(factor=1.5)
+
+
+def test_model_checkpoint_path_fields_must_be_logged(tmp_path) -> None:
+    x, y = tagging_data(8)
+    check = callbacks.ModelCheckpoint(tmp_path / "m-{val_acc:.2f}.safetensors")
+    with pytest.raises(ConfigError, match=r"uses \{val_acc\}, which is not in the epoch's logs"):
+        compiled_model().fit(x, y, verbose=0, callbacks=[check])

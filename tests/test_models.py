@@ -1,0 +1,314 @@
+"""Containers: Sequential, Graph and Module route `Masked` values and hold no masking
+logic; plain modules are wrapped or refused; configs round-trip through JSON."""
+
+import doctest
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import maskwise
+import maskwise.models
+from maskwise import ConfigError, Graph, Masked, MaskwiseTypeError, Module, Sequential, layers
+from maskwise.layers.base import Layer, layer_from_config, layer_spec
+
+
+def padded_batch() -> Masked:
+    """Three sequences of lengths 5, 2, 3 with 4 features, post-padded with zeros."""
+    generator = torch.Generator().manual_seed(0)
+    return Masked.pad([torch.randn(n, 4, generator=generator) + 3.0 for n in (5, 2, 3)])
+
+
+def round_trip(model: Layer) -> Layer:
+    """A new model from the JSON text of `model`'s config, with its weights."""
+    rebuilt = layer_from_config(json.loads(json.dumps(layer_spec(model))))
+    rebuilt.load_state_dict(model.state_dict())
+    return rebuilt
+
+
+class ReturnsTensor(Layer):
+    def forward(self, inputs, mask=None):
+        return torch.zeros(1)
+
+
+# ---------------------------------------------------------------------- Sequential
+def test_sequential_accepts_tensor_array_and_masked():
+    x = padded_batch()
+    model = Sequential([layers.Masking(0.0), layers.Dense(3)])
+    from_tensor = model(x.values)
+    from_array = model(x.values.numpy())
+    from_masked = model(x.with_mask(None))
+    for out in (from_tensor, from_array, from_masked):
+        assert isinstance(out, Masked)
+        assert out.values.shape == (3, 5, 3)
+        assert out.lengths.tolist() == [5, 2, 3]
+        torch.testing.assert_close(out.values, from_tensor.values, atol=0.0, rtol=0.0)
+
+
+def test_sequential_keeps_the_mask_of_a_masked_input():
+    x = padded_batch()
+    out = Sequential([layers.Dense(2), layers.Activation("tanh")])(x)
+    assert torch.equal(out.mask, x.mask)
+    assert out.values.shape == (3, 5, 2)
+
+
+def test_sequential_values_are_the_layers_in_order():
+    x = padded_batch()
+    dense, act = layers.Dense(2), layers.Activation("tanh")
+    out = Sequential([dense, act])(x)
+    expected = torch.tanh(x.values @ dense.kernel + dense.bias)
+    torch.testing.assert_close(out.values[x.mask], expected[x.mask], atol=1e-6, rtol=1e-6)
+
+
+def test_sequential_wraps_per_step_torch_modules():
+    x = padded_batch()
+    model = Sequential([nn.Linear(4, 2), nn.ReLU()])
+    assert all(isinstance(layer, layers.Lambda) for layer in model.layers)
+    out = model(x)
+    assert torch.equal(out.mask, x.mask)
+    linear = model.layers[0].function
+    torch.testing.assert_close(out.values, torch.relu(linear(x.values)), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("module", "match"),
+    [
+        (nn.LSTM(4, 3), r"plain torch.nn.Module `LSTM` at position 1.*maskwise.layers.LSTM"),
+        (nn.Conv1d(4, 3, 2), r"(?s)`Conv1d` at position 1 cannot take a mask.*Lambda\(Conv1d"),
+        (nn.Softmax(dim=1), r"`Softmax` at position 1"),
+    ],
+)
+def test_sequential_refuses_plain_modules_with_the_fix(module, match):
+    with pytest.raises(MaskwiseTypeError, match=match):
+        Sequential([layers.Dense(4), module])
+
+
+def test_sequential_add_appends_and_wraps():
+    model = Sequential([layers.Masking(0.0)])
+    model.add(layers.Dense(2))
+    model.add(nn.Tanh())
+    assert [type(layer).__name__ for layer in model.layers] == ["Masking", "Dense", "Lambda"]
+    assert model(padded_batch().values).values.shape == (3, 5, 2)
+    with pytest.raises(MaskwiseTypeError, match="`GRU` at position 3"):
+        model.add(nn.GRU(2, 2))
+
+
+def test_sequential_names_a_layer_that_returns_no_masked():
+    model = Sequential([layers.Dense(2), ReturnsTensor(name="bad")])
+    with pytest.raises(MaskwiseTypeError, match=r"Layer 'bad' returned a Tensor, not a Masked"):
+        model(padded_batch())
+
+
+def test_nested_sequential_equals_the_flat_one():
+    x = padded_batch()
+    masking, d1, d2 = layers.Masking(0.0), layers.Dense(3), layers.Dense(2)
+    nested = Sequential([Sequential([masking, d1]), d2])
+    flat = Sequential([masking, d1, d2])
+    a, b = nested(x.values), flat(x.values)
+    torch.testing.assert_close(a.values, b.values, atol=0.0, rtol=0.0)
+    assert torch.equal(a.mask, x.mask)
+
+
+def test_sequential_json_round_trip_with_weights():
+    x = padded_batch()
+    model = Sequential(
+        [layers.Masking(0.0), Sequential([layers.Dense(3, "relu")]), layers.Dense(2)],
+        name="tagger",
+    )
+    expected = model(x.values)
+    rebuilt = round_trip(model)
+    assert rebuilt.name == "tagger"
+    out = rebuilt(x.values)
+    torch.testing.assert_close(out.values, expected.values, atol=0.0, rtol=0.0)
+    assert torch.equal(out.mask, expected.mask)
+
+
+# ---------------------------------------------------------------------- Graph
+def two_input_graph(**kwargs) -> Graph:
+    nodes = kwargs.pop(
+        "nodes",
+        [
+            ("out", layers.Dense(2), ["cat"]),  # any order: the graph sorts them
+            ("cat", layers.Concatenate(), ["num", "emb"]),
+            ("emb", layers.Embedding(10, 3, mask_zero=True), ["tokens"]),
+            ("num", layers.Masking(0.0), ["features"]),
+        ],
+    )
+    return Graph(inputs=["features", "tokens"], nodes=nodes, outputs="out", **kwargs)
+
+
+def two_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    features = padded_batch().values
+    tokens = torch.tensor([[1, 2, 3, 4, 5], [0, 6, 7, 0, 0], [8, 9, 0, 0, 0]])
+    return features, tokens
+
+
+def test_graph_routes_values_and_masks_like_calling_the_layers_by_hand():
+    graph = two_input_graph()
+    features, tokens = two_inputs()
+    out = graph(features, tokens)
+    by_name = dict(zip(graph.node_names, graph.layers, strict=True))
+    num = by_name["num"](features)
+    emb = by_name["emb"](tokens)
+    expected = by_name["out"](by_name["cat"]([num, emb]))
+    torch.testing.assert_close(out.values, expected.values, atol=0.0, rtol=0.0)
+    # a step is real when real in both inputs: lengths 5, 2, 3 and tokens 5, (2 of 3), 2
+    assert out.mask.tolist() == [
+        [True] * 5,
+        [False, True, False, False, False],
+        [True, True, False, False, False],
+    ]
+
+
+def test_graph_takes_positional_list_or_dict_inputs():
+    graph = two_input_graph()
+    features, tokens = two_inputs()
+    a = graph(features, tokens)
+    b = graph([features, tokens])
+    c = graph({"tokens": tokens, "features": features})
+    for other in (b, c):
+        torch.testing.assert_close(other.values, a.values, atol=0.0, rtol=0.0)
+
+
+def test_graph_with_several_outputs_returns_a_tuple():
+    graph = Graph(
+        inputs=["x"],
+        nodes=[
+            ("h", layers.Dense(3), ["x"]),
+            ("pooled", layers.GlobalAveragePooling1D(), ["h"]),
+        ],
+        outputs=["h", "pooled", "x"],
+    )
+    x = padded_batch()
+    h, pooled, same = graph(x)
+    assert h.values.shape == (3, 5, 3) and torch.equal(h.mask, x.mask)
+    assert pooled.values.shape == (3, 3) and pooled.mask is None
+    assert same is not None and torch.equal(same.values, x.values)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "outputs", "match"),
+    [
+        ([("d", layers.Dense(2), ["nope"])], "d", r"node 'd' reads unknown names \['nope'\]"),
+        ([("d", layers.Dense(2), ["x"])], "nope", r"outputs \['nope'\] are not inputs or nodes"),
+        (
+            [
+                ("a", layers.Dense(2), ["b"]),
+                ("b", layers.Dense(2), ["a"]),
+                ("c", layers.Dense(2), ["a", "x"]),
+            ],
+            "c",
+            r"nodes \['a', 'b', 'c'\] form or follow a cycle",
+        ),
+        (
+            [("d", layers.Dense(2), ["x"]), ("unused", layers.Dense(2), ["x"])],
+            "d",
+            r"inputs or nodes \['unused'\] reach no output",
+        ),
+        ([("x", layers.Dense(2), ["x"])], "x", r"names \['x'\] are used more than once"),
+        ([("d", layers.Dense(2))], "d", r"node 0 is not a \(name, layer, input_names\) triple"),
+        ([("d", nn.LSTM(2, 2), ["x"])], "d", None),
+    ],
+)
+def test_graph_is_validated_when_built(nodes, outputs, match):
+    if match is None:  # a plain module is refused as in a Sequential
+        with pytest.raises(MaskwiseTypeError, match="`LSTM` at position 0"):
+            Graph(inputs=["x"], nodes=nodes, outputs=outputs)
+        return
+    with pytest.raises(ConfigError, match=match):
+        Graph(inputs=["x"], nodes=nodes, outputs=outputs)
+
+
+def test_graph_refuses_an_unused_input_and_a_shared_layer():
+    with pytest.raises(ConfigError, match=r"\['spare'\] reach no output"):
+        Graph(inputs=["x", "spare"], nodes=[("d", layers.Dense(2), ["x"])], outputs="d")
+    dense = layers.Dense(2)
+    with pytest.raises(ConfigError, match=r"nodes \['a', 'b'\] share one layer object"):
+        Graph(inputs=["x"], nodes=[("a", dense, ["x"]), ("b", dense, ["a"])], outputs="b")
+
+
+def test_graph_checks_its_inputs_when_called():
+    graph = two_input_graph(name="g")
+    features, _ = two_inputs()
+    with pytest.raises(ConfigError, match=r"Graph 'g' takes 2 input\(s\)"):
+        graph(features)
+    with pytest.raises(ConfigError, match=r"Graph 'g' is missing inputs \['tokens'\]"):
+        graph({"features": features})
+
+
+def test_graph_names_a_layer_that_returns_no_masked():
+    graph = Graph(inputs=["x"], nodes=[("bad", ReturnsTensor(name="bad"), ["x"])], outputs="bad")
+    with pytest.raises(MaskwiseTypeError, match=r"'bad' returned a Tensor.*Graph passes"):
+        graph(padded_batch())
+
+
+def test_graph_json_round_trip_with_weights():
+    graph = two_input_graph(name="seed003")
+    features, tokens = two_inputs()
+    expected = graph(features, tokens)
+    rebuilt = round_trip(graph)
+    assert isinstance(rebuilt, Graph) and rebuilt.node_names == graph.node_names
+    out = rebuilt(features, tokens)
+    torch.testing.assert_close(out.values, expected.values, atol=0.0, rtol=0.0)
+    assert torch.equal(out.mask, expected.mask)
+
+
+def test_graph_saves_and_loads_from_the_file_alone(tmp_path):
+    graph = two_input_graph()
+    features, tokens = two_inputs()
+    expected = graph(features, tokens)
+    loaded = maskwise.load(graph.save(tmp_path / "graph.safetensors"))
+    assert isinstance(loaded, Graph)
+    torch.testing.assert_close(loaded(features, tokens).values, expected.values, atol=0.0, rtol=0.0)
+
+
+# ---------------------------------------------------------------------- Module
+class Seed003(Module):
+    """Seed 003's model as a subclass: numeric features through Masking, two categorical
+    inputs through Embedding(mask_zero=True), concatenated, GRUs, Dense(2, softmax)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.masking = layers.Masking(0.0)
+        self.colour = layers.Embedding(6, 3, mask_zero=True)
+        self.shape = layers.Embedding(5, 2, mask_zero=True)
+        self.concat = layers.Concatenate()
+        self.gru1 = layers.GRU(8, return_sequences=True)
+        self.gru2 = layers.GRU(8, return_sequences=True)
+        self.gru3 = layers.GRU(4)
+        self.out = layers.Dense(2, activation="softmax")
+
+    def forward(self, numeric, colour, shape):
+        x = self.concat([self.masking(numeric), self.colour(colour), self.shape(shape)])
+        return self.out(self.gru3(self.gru2(self.gru1(x))))
+
+
+def seed003_inputs(holes: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batch of 2, 5 steps; row 1 has 3 real steps, in front or (holes) at steps 0, 2, 4."""
+    generator = torch.Generator().manual_seed(3)
+    real = torch.tensor([[1, 1, 1, 1, 1], [1, 0, 1, 0, 1] if holes else [1, 1, 1, 0, 0]])
+    numeric = (torch.rand(2, 5, 4, generator=generator) + 0.5) * real.unsqueeze(-1)
+    colour = torch.randint(1, 6, (2, 5), generator=generator) * real
+    shape = torch.randint(1, 5, (2, 5), generator=generator) * real
+    return numeric, colour, shape
+
+
+@pytest.mark.parametrize("holes", [False, True])
+def test_subclassed_seed003_model_ignores_padding(holes):
+    model = Seed003().eval()
+    numeric, colour, shape = seed003_inputs(holes)
+    out = model(numeric, colour, shape)
+    assert out.values.shape == (2, 2) and out.mask is None
+    torch.testing.assert_close(out.values.sum(-1), torch.ones(2), atol=1e-6, rtol=1e-6)
+    # Row 1 alone, with its padded steps removed, gives the same prediction.
+    keep = numeric[1].abs().sum(-1) > 0
+    alone = model(numeric[1:, keep], colour[1:, keep], shape[1:, keep])
+    torch.testing.assert_close(alone.values[0], out.values[1], atol=1e-5, rtol=1e-5)
+
+
+def test_docstring_examples_run():
+    names = {"layers": layers, "torch": torch, "Masked": Masked, "np": np}
+    result = doctest.testmod(maskwise.models, extraglobs=names, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

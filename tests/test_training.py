@@ -1,0 +1,307 @@
+"""compile / fit / evaluate / predict on ragged data, real steps only."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+from training_helpers import (
+    CLASSES,
+    assert_same_weights,
+    logits_loss,
+    tagger,
+    tagging_data,
+    weights,
+)
+
+import maskwise
+from maskwise import ConfigError, Masked, MaskwiseTypeError, Module, Sequential, ShapeError, layers
+from maskwise.data import make_loader
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def compiled_tagger(lr: float = 0.01, dropout: float = 0.0) -> Sequential:
+    model = tagger(dropout)
+    model.compile("adam", logits_loss(), ["accuracy"], learning_rate=lr)
+    return model
+
+
+def hand_loss_and_accuracy(model: Sequential, x: list, y: list) -> tuple[float, float]:
+    """Cross-entropy and accuracy over every real step, one sequence at a time."""
+    total, correct, count = 0.0, 0, 0
+    with torch.no_grad():
+        for tokens, tags in zip(x, y, strict=True):
+            logits = model(torch.as_tensor(tokens)[None]).values[0]
+            target = torch.as_tensor(tags)
+            total += float(-torch.log_softmax(logits.double(), -1)[range(len(tags)), target].sum())
+            correct += int((logits.argmax(-1) == target).sum())
+            count += len(tags)
+    return total / count, correct / count
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fit_learns_a_ragged_tagging_task(device: str) -> None:
+    x, y = tagging_data(160)
+    model = compiled_tagger()
+    history = model.fit(
+        x, y, epochs=6, batch_size=16, validation_split=0.25, seed=0, verbose=0, device=device
+    )
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert history.epoch == list(range(6))
+    assert all(len(v) == 6 for v in history.history.values())
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert history.history["val_accuracy"][-1] > 0.95
+    assert model.evaluate(x, y, device=device)["accuracy"] > 0.95
+    assert next(model.parameters()).device.type == device
+
+
+def test_logged_loss_and_evaluate_are_exact_means_over_real_steps() -> None:
+    x, y = tagging_data(37, seed=1)
+    model = tagger()
+    model.compile(functools.partial(torch.optim.SGD, lr=0.0), logits_loss(), ["accuracy"])
+    # lr = 0: the weights never change, so the epoch's running figures are exact too.
+    history = model.fit(x, y, epochs=1, batch_size=5, validation_data=(x, y), verbose=0)
+    loss, accuracy = hand_loss_and_accuracy(model, x, y)
+    results = model.evaluate(x, y, batch_size=7)
+    assert results == pytest.approx({"loss": loss, "accuracy": accuracy}, abs=1e-6)
+    assert history.history["loss"][0] == pytest.approx(loss, abs=1e-6)
+    assert history.history["val_loss"][0] == pytest.approx(loss, abs=1e-6)
+    assert history.history["accuracy"][0] == pytest.approx(accuracy, abs=1e-12)
+
+
+def test_validation_split_keeps_the_tail_of_the_data() -> None:
+    x, y = tagging_data(40, seed=2)
+    model = tagger()
+    model.compile(functools.partial(torch.optim.SGD, lr=0.0), logits_loss())
+    history = model.fit(x, y, validation_split=0.25, batch_size=8, verbose=0, seed=0)
+    assert history.history["val_loss"][0] == pytest.approx(
+        hand_loss_and_accuracy(model, x[30:], y[30:])[0], abs=1e-6
+    )
+    assert history.history["loss"][0] == pytest.approx(
+        hand_loss_and_accuracy(model, x[:30], y[:30])[0], abs=1e-6
+    )
+
+
+def test_predict_returns_true_lengths_in_the_original_order() -> None:
+    x, _ = tagging_data(23, seed=3)
+    model = tagger()
+    predictions = model.predict(x, batch_size=4)
+    assert [p.shape for p in predictions] == [(len(t), CLASSES) for t in x]
+    with torch.no_grad():
+        for tokens, predicted in zip(x, predictions, strict=True):
+            alone = model(torch.as_tensor(tokens)[None]).values[0].numpy()
+            np.testing.assert_allclose(predicted, alone, atol=1e-6)
+    classes = maskwise.argmax(predictions)
+    assert [c.tolist() for c in classes] == [p.argmax(-1).tolist() for p in predictions]
+    assert [c.tolist() for c in model.predict_classes(x)] == [c.tolist() for c in classes]
+
+
+def test_predict_stacks_per_sequence_outputs() -> None:
+    x, _ = tagging_data(11, seed=4)
+    model = Sequential(
+        [layers.Embedding(20, 4, mask_zero=True), layers.GlobalAveragePooling1D(), layers.Dense(2)]
+    )
+    predictions = model.predict(x, batch_size=3)
+    assert isinstance(predictions, np.ndarray) and predictions.shape == (11, 2)
+    with torch.no_grad():
+        expected = np.stack([model(torch.as_tensor(t)[None]).values[0].numpy() for t in x])
+    np.testing.assert_allclose(predictions, expected, atol=1e-6)
+    np.testing.assert_array_equal(maskwise.argmax(predictions), expected.argmax(-1))
+
+
+def test_argmax_thresholds_a_single_sigmoid_unit() -> None:
+    out = maskwise.argmax([np.array([[0.2], [0.7]]), np.array([[0.51]])])
+    assert [o.tolist() for o in out] == [[0, 1], [1]]
+
+
+def test_nan_padding_trains_with_a_finite_loss() -> None:
+    """Seed 001: padding with NaN must not turn the loss into NaN."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 10, size=24)
+    x = np.full((24, 10, 2), np.nan, dtype=np.float32)
+    y = np.full((24, 10, 1), np.nan, dtype=np.float32)
+    for i, n in enumerate(lengths):
+        x[i, :n] = rng.normal(size=(n, 2))
+        y[i, :n, 0] = x[i, :n].sum(-1)
+    model = Sequential([layers.Masking(float("nan")), layers.Dense(1)])
+    model.compile("adam", "mae", learning_rate=0.05)
+    history = model.fit(x, y, epochs=8, batch_size=6, seed=0, verbose=0, mask_value=float("nan"))
+    assert all(math.isfinite(v) for v in history.history["loss"])
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert math.isfinite(model.evaluate(x, y, mask_value=float("nan"))["loss"])
+
+
+def test_the_same_seed_gives_the_same_weights() -> None:
+    x, y = tagging_data(48, seed=5)
+    first = compiled_tagger(dropout=0.3)
+    second, third = copy.deepcopy(first), copy.deepcopy(first)
+    for model, seed in ((first, 7), (second, 7), (third, 8)):
+        model.fit(x, y, epochs=2, batch_size=8, seed=seed, verbose=0)
+    assert_same_weights(first, second)
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(weights(first).values(), weights(third).values(), strict=True)
+    )
+
+
+def test_a_hand_written_loop_matches_fit() -> None:
+    x, y = tagging_data(40, seed=6)
+    by_fit = tagger()
+    by_hand = copy.deepcopy(by_fit)
+    loss_fn = logits_loss()
+    by_fit.compile("adam", loss_fn)
+    by_fit.fit(x, y, epochs=2, batch_size=8, seed=0, verbose=0)
+
+    loader = make_loader(x, y, batch_size=8, seed=0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        by_hand(next(iter(loader)).x)
+    opt = torch.optim.Adam(by_hand.parameters(), lr=1e-3, eps=1e-7)
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        for batch in loader:
+            out = by_hand(batch.x)
+            loss = loss_fn(out, batch.y, batch.sample_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert_same_weights(by_fit, by_hand)
+
+
+class TwoInputs(Module):
+    """Two token inputs, embedded, added, tagged (several inputs as arguments)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = layers.Embedding(20, 8, mask_zero=True)
+        self.b = layers.Embedding(20, 8, mask_zero=True)
+        self.add = layers.Add()
+        self.out = layers.Dense(CLASSES)
+
+    def forward(self, a: Masked, b: Masked) -> Masked:
+        return self.out(self.add([self.a(a), self.b(b)]))
+
+
+def test_fit_passes_several_inputs_as_arguments() -> None:
+    x, y = tagging_data(64, seed=7)
+    model = TwoInputs()
+    model.compile("adam", logits_loss(), ["accuracy"], learning_rate=0.02)
+    history = model.fit((x, x), y, epochs=6, batch_size=8, seed=0, verbose=0)
+    assert history.history["accuracy"][-1] > 0.9
+    assert [p.shape[0] for p in model.predict((x, x))] == [len(t) for t in x]
+
+
+def test_class_weight_and_sample_weight_reach_the_loss() -> None:
+    x, y = tagging_data(24, seed=8)
+    model = compiled_tagger()
+    before = weights(model)
+    model.fit(x, y, batch_size=8, class_weight={0: 0.0, 1: 0.0, 2: 0.0}, verbose=0, seed=0)
+    model.fit(x, y, batch_size=8, sample_weight=np.zeros(24), verbose=0, seed=0)
+    after = weights(model)
+    assert all(torch.equal(before[k], after[k]) for k in before if "embeddings" in k)
+
+
+def test_compile_takes_optimizer_names_and_callables() -> None:
+    x, y = tagging_data(8, seed=9)
+    model = tagger()
+    model.compile("rmsprop", logits_loss())
+    model.fit(x, y, verbose=0)
+    assert isinstance(model.optimizer, torch.optim.RMSprop)
+    assert model.optimizer.param_groups[0]["lr"] == 1e-3
+    model.compile(
+        functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, nesterov=True), logits_loss()
+    )
+    model.fit(x, y, verbose=0)
+    group = model.optimizer.param_groups[0]
+    assert isinstance(model.optimizer, torch.optim.SGD)
+    assert (group["lr"], group["momentum"], group["nesterov"]) == (0.1, 0.9, True)
+
+
+def test_verbose_prints_a_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    x, y = tagging_data(16, seed=10)
+    model = compiled_tagger()
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert capsys.readouterr().out == ""
+    model.fit(x, y, epochs=2, batch_size=8, verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2"
+    assert lines[1].startswith("2/2 - ") and "steps/s - loss: " in lines[1]
+    model.fit(x, y, epochs=1, batch_size=8, verbose=1)
+    out = capsys.readouterr().out
+    assert "2/2 [==============================]" in out and "accuracy: " in out
+
+
+def test_fit_before_compile_is_a_clear_error() -> None:
+    x, y = tagging_data(4)
+    with pytest.raises(ConfigError, match=r"fit\(\) needs a compiled model"):
+        tagger().fit(x, y, verbose=0)
+    with pytest.raises(ConfigError, match=r"evaluate\(\) needs a compiled model"):
+        tagger().evaluate(x, y)
+
+
+def test_bad_compile_arguments_are_clear_errors() -> None:
+    model = tagger()
+    with pytest.raises(ConfigError, match="Unknown optimizer 'adamm'"):
+        model.compile("adamm", "mse")
+    with pytest.raises(ConfigError, match="compile needs a loss"):
+        model.compile("adam")
+    with pytest.raises(ConfigError, match=r"learning_rate=\.\.\.\) applies to optimizer names"):
+        model.compile(torch.optim.SGD, "mse", learning_rate=0.1)
+    with pytest.raises(MaskwiseTypeError, match="takes a name, a callable"):
+        model.compile(3, "mse")
+
+
+def test_missing_targets_are_a_clear_error() -> None:
+    x, _ = tagging_data(4)
+    model = compiled_tagger()
+    with pytest.raises(ShapeError, match=r"fit\(\) needs targets"):
+        model.fit(x, verbose=0)
+    with pytest.raises(ShapeError, match=r"evaluate\(\) needs targets"):
+        model.evaluate(x)
+
+
+def test_a_bilstm_tagger_learns_a_task_that_needs_the_next_token() -> None:
+    """The tag of a step is the next token's id mod 3 (0 at the last real step): only the
+    backward direction, started at each sequence's last REAL step, can know it."""
+    x, _ = tagging_data(96, seed=11, max_len=8)
+    y = [np.append(tokens[1:] % CLASSES, 0) for tokens in x]
+    model = Sequential(
+        [
+            layers.Embedding(20, 16, mask_zero=True),
+            layers.Bidirectional(layers.LSTM(24, return_sequences=True)),
+            layers.Dense(CLASSES),
+        ]
+    )
+    model.compile("adam", logits_loss(), ["accuracy"], learning_rate=0.02)
+    history = model.fit(x, y, epochs=12, batch_size=16, seed=0, verbose=0)
+    assert history.history["accuracy"][-1] > 0.9
+    assert [p.shape for p in model.predict(x[:5])] == [(len(t), CLASSES) for t in x[:5]]
+
+
+def test_bad_validation_arguments_are_clear_errors() -> None:
+    x, y = tagging_data(8)
+    model = compiled_tagger()
+    with pytest.raises(ConfigError, match=r"validation_split must be in \(0, 1\)"):
+        model.fit(x, y, validation_split=1.5, verbose=0)
+    with pytest.raises(ConfigError, match="pass validation_data instead"):
+        model.fit(make_loader(x, y), validation_split=0.5, verbose=0)
+    with pytest.raises(ConfigError, match="validation_data must be"):
+        model.fit(x, y, validation_data=x, verbose=0)
+
+
+def test_fit_takes_loaders_for_training_and_validation() -> None:
+    x, y = tagging_data(24, seed=12)
+    model = compiled_tagger()
+    history = model.fit(
+        make_loader(x, y, batch_size=8, seed=0),
+        validation_data=make_loader(x, y, batch_size=8, shuffle=False),
+        epochs=2,
+        verbose=0,
+    )
+    assert history.history["val_loss"][-1] == pytest.approx(model.evaluate(x, y)["loss"], abs=1e-6)
