@@ -69,7 +69,7 @@ def as_layer(module: nn.Module, position: int | None = None) -> nn.Module:
     )
 
 
-class Module(nn.Module, TrainingMixin):
+class Module(TrainingMixin, nn.Module):
     """Base for your own models: compose maskwise layers in `forward`, freely.
 
     Use it for several inputs and merges (seed 003). It adds the training API
@@ -86,7 +86,7 @@ class Module(nn.Module, TrainingMixin):
     """
 
 
-class Container(Layer, TrainingMixin):
+class Container(TrainingMixin, Layer):
     """Base of `Sequential` and `Graph`: a layer that only routes its layers' values.
 
     It has no weights of its own; its layers build themselves. It records the trailing

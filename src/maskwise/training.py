@@ -331,13 +331,6 @@ class TrainingMixin:
     compiled: Compiled | None = None
     _loader_seed: int | None = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # `nn.Module.compile` (torch.compile) comes first in the MRO of classes listing
-        # nn.Module before this mixin; Keras's `compile` must win on maskwise models.
-        if cls.compile is nn.Module.compile:  # type: ignore[attr-defined]
-            cls.compile = TrainingMixin.compile  # type: ignore[method-assign]
-
     # ------------------------------------------------------------------ compile
     def compile(
         self,

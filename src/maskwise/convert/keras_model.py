@@ -35,6 +35,8 @@ def from_keras(keras_model: Any) -> Sequential | Graph:
     Returns:
         a maskwise `Sequential` for a Keras `Sequential`, else a `Graph` whose inputs are
         the Keras `Input`s (in order) and whose nodes are named after the Keras layers.
+        It is returned in evaluation mode (dropout off), as Keras predicts; `fit`
+        switches it to training mode by itself.
     """
     import keras
 
@@ -58,8 +60,10 @@ def from_keras(keras_model: Any) -> Sequential | Graph:
             )
         )
     if kind == "Sequential":
-        return Sequential([convert_layer(k) for k in keras_model.layers], name=keras_model.name)
-    return _convert_functional(keras_model)
+        model = Sequential([convert_layer(k) for k in keras_model.layers], name=keras_model.name)
+    else:
+        model = _convert_functional(keras_model)
+    return model.eval()
 
 
 def _convert_functional(keras_model: Any) -> Graph:

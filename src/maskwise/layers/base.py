@@ -31,7 +31,9 @@ _name_counters: defaultdict[str, itertools.count] = defaultdict(lambda: itertool
 
 
 def _snake_case(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z][a-z])|(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+    """Keras's rule: `GlobalAveragePooling1D` -> `global_average_pooling1d`."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def unique_layer_name(class_name: str) -> str:
