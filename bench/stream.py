@@ -2,12 +2,12 @@
 
 Writes two long-format Parquet files of the same shape (one row per step: sequence id,
 step, 8 float features, an integer label), a small one and one 10x larger, in chunks
-so writing needs no memory. Then, each in a fresh subprocess, runs over each file:
-- `evaluate`: iterate every batch of `make_loader(ParquetSequences(...))` and run a
-  small maskwise model forward;
-- `train`: one training epoch (forward, masked cross-entropy on the real steps,
-  backward, Adam step), written as a plain loop over the loader.
-It prints each run's peak RSS (`ru_maxrss`) and the large/small ratio, which should be
+so writing needs no memory. Then, each in a fresh subprocess, runs over each file a
+small masked recurrent model (`GRU(16, return_sequences=True)`, `Dense(3)`, compiled
+with Adam and sparse categorical cross-entropy on logits) given the `ParquetSequences`:
+- `evaluate`: `model.evaluate(data)`;
+- `fit`: one training epoch, `model.fit(data, epochs=1, verbose=0)`.
+It prints each run's peak RSS (`ru_maxrss`) and the large/small ratio, which must be
 within 1.2 (flat).
 
 Usage:
@@ -30,6 +30,9 @@ import numpy as np
 
 FEATURES = [f"f{i}" for i in range(8)]
 BATCH_SIZE = 64
+NUM_CLASSES = 3
+MODES = ("evaluate", "fit")
+TARGET = 1.2  # peak RSS large/small
 
 
 def write_file(path: Path, target_bytes: int, seed: int = 0) -> int:
@@ -53,7 +56,7 @@ def write_file(path: Path, target_bytes: int, seed: int = 0) -> int:
             starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
             columns = {"seq": ids, "step": (np.arange(rows) - starts).astype(np.int32)}
             columns |= {f: rng.normal(size=rows).astype(np.float32) for f in FEATURES}
-            columns["label"] = rng.integers(0, 3, size=rows)
+            columns["label"] = rng.integers(0, NUM_CLASSES, size=rows)
             writer.write_table(pa.table(columns, schema=schema), row_group_size=100_000)
             first_id += len(lengths)
     return first_id
@@ -61,48 +64,43 @@ def write_file(path: Path, target_bytes: int, seed: int = 0) -> int:
 
 def make_model():
     import maskwise
-    from maskwise import layers
+    from maskwise import layers, losses
 
-    middle = []
-    if hasattr(layers, "GRU"):
-        middle = [layers.GRU(16, return_sequences=True)]
-    return maskwise.Sequential([layers.Dense(16, activation="tanh"), *middle, layers.Dense(3)])
+    model = maskwise.Sequential([layers.GRU(16, return_sequences=True), layers.Dense(NUM_CLASSES)])
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile("adam", loss=loss, metrics=["accuracy"])
+    return model
 
 
 def worker(mode: str, path: str) -> dict:
     """One measurement, in this (fresh) process."""
     import torch
 
-    from maskwise.data import ParquetSequences, make_loader
+    from maskwise.data import ParquetSequences
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
     data = ParquetSequences(path, "seq", "step", FEATURES, "label", window=4096)
-    loader = make_loader(data, batch_size=BATCH_SIZE, shuffle=mode == "train")
     model = make_model()
-    optimizer = None
+    seen = {"batches": 0, "sequences": 0}
+
+    def count(module, inputs, output):  # the passes measured, not fit's build pass
+        if module.training == (mode == "fit"):
+            seen["batches"] += 1
+            seen["sequences"] += inputs[0].values.shape[0]
+
+    model.register_forward_hook(count)
     start = time.perf_counter()
-    batches = steps = 0
-    for batch in loader:
-        if mode == "evaluate":
-            with torch.no_grad():
-                model(batch.x)
-        else:
-            out = model(batch.x)
-            real = batch.x.full_mask & out.full_mask
-            loss = torch.nn.functional.cross_entropy(out.values[real], batch.y[real])
-            if optimizer is None:
-                optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        batches += 1
-        steps += int(batch.x.lengths.sum())
+    if mode == "evaluate":
+        logs = model.evaluate(data, batch_size=BATCH_SIZE)
+    else:
+        history = model.fit(data, epochs=1, batch_size=BATCH_SIZE, verbose=0, seed=0)
+        logs = {key: values[-1] for key, values in history.history.items()}
     seconds = time.perf_counter() - start
     return {
-        "batches": batches,
-        "expected_batches": len(loader),
-        "steps": steps,
+        **seen,
+        "expected_sequences": len(data),
+        "loss": round(logs["loss"], 4),
         "seconds": round(seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
@@ -129,7 +127,7 @@ def main() -> int:
         return 0
     small_mb, large_mb = (20, 200) if args.quick else (100, 1000)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        files = {}
+        files, sizes = {}, {}
         for label, mb in (("small", small_mb), ("large", large_mb)):
             path = Path(tmp) / f"{label}.parquet"
             start = time.perf_counter()
@@ -137,18 +135,29 @@ def main() -> int:
             size = path.stat().st_size / 2**20
             took = time.perf_counter() - start
             print(f"wrote {label}: {size:.0f} MB, {n} sequences in {took:.0f} s")
-            files[label] = path
-        flat = True
-        for mode in ("evaluate", "train"):
-            results = {label: measure(mode, path) for label, path in files.items()}
-            for label, r in results.items():
-                print(f"{mode:8s} {label}: {json.dumps(r)}")
-                if r["batches"] != r["expected_batches"]:
-                    print(f"  batch count differs from len(loader) = {r['expected_batches']}")
-                    flat = False
-            ratio = results["large"]["peak_rss_mb"] / results["small"]["peak_rss_mb"]
-            flat = flat and ratio <= 1.2
-            print(f"{mode:8s} peak RSS large/small = {ratio:.3f}")
+            files[label], sizes[label] = path, size
+        results = {
+            (mode, label): measure(mode, path) for mode in MODES for label, path in files.items()
+        }
+    print(
+        f"\n{'pass':8s} {'file':5s} {'MB':>6s} {'sequences':>9s} {'batches':>7s} "
+        f"{'loss':>6s} {'seconds':>7s} {'peak RSS MB':>11s}"
+    )
+    complete = True
+    for (mode, label), r in results.items():
+        print(
+            f"{mode:8s} {label:5s} {sizes[label]:6.0f} {r['sequences']:9d} {r['batches']:7d} "
+            f"{r['loss']:6.3f} {r['seconds']:7.1f} {r['peak_rss_mb']:11.1f}"
+        )
+        if r["sequences"] != r["expected_sequences"]:
+            print(f"  saw {r['sequences']} of {r['expected_sequences']} sequences")
+            complete = False
+    print(f"\n{'pass':8s} {'peak RSS large/small':>20s} {'target':>7s} result")
+    flat = complete
+    for mode in MODES:
+        ratio = results[mode, "large"]["peak_rss_mb"] / results[mode, "small"]["peak_rss_mb"]
+        flat = flat and ratio <= TARGET
+        print(f"{mode:8s} {ratio:20.3f} {TARGET:7.2f} {'PASS' if ratio <= TARGET else 'FAIL'}")
     print("streaming memory is flat" if flat else "streaming memory is NOT flat")
     return 0 if flat else 1
 

@@ -7,6 +7,7 @@ import functools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from training_helpers import (
@@ -20,7 +21,7 @@ from training_helpers import (
 
 import maskwise
 from maskwise import ConfigError, Masked, MaskwiseTypeError, Module, Sequential, ShapeError, layers
-from maskwise.data import make_loader
+from maskwise.data import ParquetSequences, make_loader
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -305,3 +306,33 @@ def test_fit_takes_loaders_for_training_and_validation() -> None:
         verbose=0,
     )
     assert history.history["val_loss"][-1] == pytest.approx(model.evaluate(x, y)["loss"], abs=1e-6)
+
+
+def _parquet(tmp_path, x: list, y: list) -> ParquetSequences:
+    rows = [
+        (i, t, tok, tag)
+        for i, seq in enumerate(zip(x, y))
+        for t, (tok, tag) in enumerate(zip(*seq))
+    ]
+    path = tmp_path / "tags.parquet"
+    pd.DataFrame(rows, columns=["seq", "step", "tok", "tag"]).to_parquet(path, row_group_size=7)
+    return ParquetSequences(path, "seq", "step", "tok", "tag", rows_per_read=5)
+
+
+def test_fit_and_evaluate_stream_a_parquet_file_like_the_same_data_in_memory(tmp_path) -> None:
+    x, y = tagging_data(40, seed=5)
+    data = _parquet(tmp_path, x, y)
+    streamed = compiled_tagger()
+    in_memory = copy.deepcopy(streamed)  # the Embedding is built already
+    kwargs = {"epochs": 2, "batch_size": 8, "seed": 0, "verbose": 0}
+    logs = streamed.fit(data, validation_data=data, **kwargs).history
+    expected = in_memory.fit(x, y, validation_data=(x, y), **kwargs).history
+    assert logs.keys() == expected.keys() == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    for key in logs:
+        assert logs[key] == pytest.approx(expected[key], abs=1e-6)
+    assert_same_weights(streamed, in_memory)
+    assert streamed.evaluate(data)["loss"] == pytest.approx(
+        in_memory.evaluate(x, y)["loss"], abs=1e-6
+    )
+    with pytest.raises(ConfigError, match="pass validation_data instead"):
+        streamed.fit(data, validation_split=0.5, verbose=0)

@@ -9,8 +9,8 @@ Keras's workflow on PyTorch, with the padding handled everywhere:
     tags = maskwise.argmax(model.predict(test_sequences))  # one array per sequence
 
 Data goes through `maskwise.data.make_loader` (padded arrays, ragged lists, several
-inputs, a `SequenceDataset`, or a `Loader` you built). Losses and metrics count only
-the real steps of the model's output (its mask).
+inputs, a `SequenceDataset`, a streamed `ParquetSequences`, or a `Loader` you built).
+Losses and metrics count only the real steps of the model's output (its mask).
 
 What `fit` logs per epoch: `loss` is the mean of the batch losses weighted by each
 batch's number of real output steps, i.e. for the default `"mean"` reduction exactly the
@@ -54,7 +54,7 @@ from . import callbacks as callbacks_module
 from . import checkpoint
 from . import losses as losses_module
 from . import metrics as metrics_module
-from .data import Loader, SequenceDataset, make_loader
+from .data import Loader, ParquetSequences, SequenceDataset, make_loader
 from .errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
 from .layers.base import Layer
 from .masked import Masked
@@ -432,7 +432,7 @@ class TrainingMixin:
     def _validation_loader(self, data: Any, batch_size: int, mask_value: float | None) -> Any:
         if data is None:
             return None
-        if isinstance(data, Loader | SequenceDataset):
+        if isinstance(data, Loader | SequenceDataset | ParquetSequences):
             return self._loader(data, None, None, batch_size, mask_value)
         if isinstance(data, tuple | list) and len(data) in (2, 3):
             weight = data[2] if len(data) == 3 else None
@@ -440,7 +440,7 @@ class TrainingMixin:
         raise ConfigError(
             format_error(
                 "validation_data must be (x_val, y_val), (x_val, y_val, sample_weight), "
-                "or a Loader / SequenceDataset.",
+                "or a Loader / SequenceDataset / ParquetSequences.",
                 received=type(data).__name__,
             )
         )
@@ -485,13 +485,15 @@ class TrainingMixin:
         Args:
             x: inputs: a padded array `(N, time, ...)`, a list of per-sequence arrays, a
                 tuple of those for several inputs (passed to the model as separate
-                arguments), a `SequenceDataset` or a `Loader` (see `make_loader`).
+                arguments), a `SequenceDataset`, a `ParquetSequences` (streamed: memory
+                stays flat whatever the file size) or a `Loader` (see `make_loader`).
             y: targets, per step or per sequence (None when `x` holds them).
             epochs: the index of the last epoch, like Keras: a resumed fit continues from
                 the checkpoint's epoch up to `epochs`.
             batch_size: sequences per batch.
             validation_data: `(x_val, y_val)` or `(x_val, y_val, sample_weight)`, or a
-                Loader; evaluated after every epoch (`val_*` logs).
+                Loader / SequenceDataset / ParquetSequences; evaluated after every epoch
+                (`val_*` logs).
             validation_split: the fraction of the data, taken from its end before any
                 shuffling, kept for validation (Keras's rule).
             shuffle: reshuffle the batches every epoch.
@@ -525,7 +527,7 @@ class TrainingMixin:
             if (
                 not 0.0 < validation_split < 1.0
                 or validation_data is not None
-                or isinstance(x, Loader | SequenceDataset)
+                or isinstance(x, Loader | SequenceDataset | ParquetSequences)
             ):
                 raise ConfigError(
                     format_error(
