@@ -188,3 +188,17 @@ def test_a_two_input_graph_trains_saves_and_loads(tmp_path) -> None:
     for ours, theirs in zip(graph.predict((x, x)), loaded.predict((x, x)), strict=True):
         np.testing.assert_array_equal(ours, theirs)
     assert loaded.evaluate((x, x), y) == pytest.approx(graph.evaluate((x, x), y), abs=1e-7)
+
+
+def test_layers_after_the_time_axis_is_consumed_reload(tmp_path) -> None:
+    # A Dense after LSTM(return_sequences=False) sees (batch, units): its recorded input
+    # dims must not assume a time axis, or the reloaded kernel has the wrong shape.
+    model = Sequential(
+        [layers.Masking(0.0), layers.Bidirectional(layers.LSTM(4)), layers.Dense(3)]
+    )
+    x = torch.randn(2, 5, 6)
+    x[1, 3:] = 0.0
+    expected = model(x).values
+    model.save(tmp_path / "classifier.safetensors")
+    loaded = maskwise.load(tmp_path / "classifier.safetensors")
+    torch.testing.assert_close(loaded(x).values, expected, atol=0.0, rtol=0.0)

@@ -89,8 +89,8 @@ class Module(TrainingMixin, nn.Module):
 class Container(TrainingMixin, Layer):
     """Base of `Sequential` and `Graph`: a layer that only routes its layers' values.
 
-    It has no weights of its own; its layers build themselves. It records the trailing
-    input dims of its first call as `build_shape`, as every layer's config does.
+    It has no weights of its own; its layers build themselves. It records the input
+    dims (after the batch axis) of its first call as `build_shape`, as every layer does.
     """
 
     def record_input_shape(self, trailing: Any) -> None:
@@ -130,7 +130,7 @@ class Sequential(Container):
 
     def forward(self, inputs: Any, mask: torch.Tensor | None = None) -> Masked:
         x = as_masked(inputs, mask)
-        self.record_input_shape(list(x.values.shape[2:]))
+        self.record_input_shape(list(x.values.shape[1:]))
         for layer in self.layers:
             x = _checked_output(layer, layer(x), "Sequential")
         return x
@@ -206,7 +206,7 @@ class Graph(Container):
 
     def forward(self, *inputs: Any) -> Masked | tuple[Masked, ...]:  # type: ignore[override]
         given = self._named_inputs(inputs)
-        self.record_input_shape([list(given[n].values.shape[2:]) for n in self.input_names])
+        self.record_input_shape([list(given[n].values.shape[1:]) for n in self.input_names])
         values = dict(given)
         for i in self.order:
             args = [values[n] for n in self.node_inputs[i]]

@@ -112,13 +112,13 @@ class Layer(nn.Module):
         self.to(**move)
 
     def build_from_config_shape(self, trailing: Any) -> None:
-        """Build from the trailing dims recorded in a config (used by `load`)."""
+        """Build from the input dims (after the batch axis) recorded in a config."""
         if trailing is None or self.built:
             return
         if trailing and isinstance(trailing[0], list):
-            shape: Any = [torch.Size((1, 1, *dims)) for dims in trailing]
+            shape: Any = [torch.Size((1, *dims)) for dims in trailing]
         else:
-            shape = torch.Size((1, 1, *trailing))
+            shape = torch.Size((1, *trailing))
         self.build(shape)
         self.build_shape = trailing
         self.built = True
@@ -138,9 +138,14 @@ class Layer(nn.Module):
 
 
 def _trailing_dims(shape: Any) -> Any:
+    """The input dims after the batch axis: enough to rebuild the weights.
+
+    Not only after the time axis: a layer may come after one that consumed the time
+    axis (a `Dense` after `LSTM(return_sequences=False)` sees `(batch, units)`).
+    """
     if isinstance(shape, list):
-        return [list(s[2:]) for s in shape]
-    return list(shape[2:])
+        return [list(s[1:]) for s in shape]
+    return list(shape[1:])
 
 
 def _recording_init(init: Any) -> Any:
