@@ -19,16 +19,19 @@ Contenders, each in its own subprocess:
 - `maskwise-holes`: maskwise with non-contiguous masks (each batch widened by 25 % and
   the real steps spread over it at random positions, in order).
 The PyTorch contenders get the same batches (one random order, each padded to its
-longest sequence). Memory: the growth of the subprocess's peak resident set size
-(`ru_maxrss`) over the training epoch, i.e. the most memory the epoch added on top of
-the loaded data and model (activations, gradients, Adam state, temporaries).
+longest sequence). Memory, measured in a separate subprocess: the growth of the peak
+resident set size (`ru_maxrss`) over one training epoch, with glibc's mmap threshold
+fixed at 128 KiB so that large freed tensors leave the RSS at once; i.e. the most
+memory live at one time on top of the loaded data, model and Adam state (activations,
+gradients, kernel workspaces, temporaries). Timings keep the fastest of `--repeats`
+epochs (3 with `--quick`, else 1).
 
 Targets on a 2-core CPU: maskwise >= 0.9x `reversal`, >= 2.5x `packed`, >= 10x
 `keras`; `maskwise-holes` within 1.3x of `maskwise`; peak memory <= 1.2x `reversal`.
 
 Usage:
     python bench/rnn.py            # full workload (a few minutes)
-    python bench/rnn.py --quick    # 256 sequences, Keras on 64 (under a minute)
+    python bench/rnn.py --quick    # 128 sequences, Keras on 32 (under a minute)
 """
 
 from __future__ import annotations
@@ -140,7 +143,7 @@ def torch_model(name: str) -> tuple[Any, Any]:
     return model, loss
 
 
-def run_torch(name: str, n: int) -> dict[str, float]:
+def run_torch(name: str, n: int, measure: str, repeats: int) -> dict[str, float]:
     import torch
 
     xs, ys = make_data(n)
@@ -150,32 +153,29 @@ def run_torch(name: str, n: int) -> dict[str, float]:
     model, loss = torch_model(name)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-    def train_step(batch: Any) -> None:
-        optimizer.zero_grad()
-        loss(batch).backward()
-        optimizer.step()
-
-    train_step(batches[0])  # warm-up
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    for batch in batches:
-        train_step(batch)
-    train_seconds = time.perf_counter() - start
-    rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
-    with torch.no_grad():
-        loss(batches[0])
-        start = time.perf_counter()
+    def train_epoch() -> None:
         for batch in batches:
-            loss(batch)
-        infer_seconds = time.perf_counter() - start
+            optimizer.zero_grad()
+            loss(batch).backward()
+            optimizer.step()
+
+    def infer_epoch() -> None:
+        with torch.no_grad():
+            for batch in batches:
+                loss(batch)
+
+    optimizer.zero_grad()
+    loss(batches[0]).backward()  # warm-up (and Adam's state, below)
+    optimizer.step()
+    if measure == "memory":
+        return {"rss_mb": peak_rss_growth(train_epoch)}
     return {
-        "train": real / train_seconds,
-        "infer": real / infer_seconds,
-        "rss_mb": rss_growth / 1024,
+        "train": real / best_seconds(train_epoch, repeats),
+        "infer": real / best_seconds(infer_epoch, repeats),
     }
 
 
-def run_keras(n: int) -> dict[str, float]:
+def run_keras(n: int, measure: str, repeats: int) -> dict[str, float]:
     os.environ["KERAS_BACKEND"] = "torch"
     import keras
 
@@ -201,26 +201,48 @@ def run_keras(n: int) -> dict[str, float]:
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     model.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, epochs=1, verbose=0)  # warm-up
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
-    train_seconds = time.perf_counter() - start
-    rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
-    start = time.perf_counter()
-    model.predict(x, batch_size=BATCH, verbose=0)
-    infer_seconds = time.perf_counter() - start
+
+    def train_epoch() -> None:
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+
+    def infer_epoch() -> None:
+        model.predict(x, batch_size=BATCH, verbose=0)
+
+    if measure == "memory":
+        return {"rss_mb": peak_rss_growth(train_epoch)}
     return {
-        "train": real / train_seconds,
-        "infer": real / infer_seconds,
-        "rss_mb": rss_growth / 1024,
+        "train": real / best_seconds(train_epoch, repeats),
+        "infer": real / best_seconds(infer_epoch, repeats),
     }
 
 
-def worker(name: str, n: int, threads: int) -> None:
+def best_seconds(epoch: Any, repeats: int) -> float:
+    """The fastest of `repeats` runs (the least disturbed by other processes)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def peak_rss_growth(epoch: Any) -> float:
+    """MB the process's peak RSS grew by while running `epoch` (run by `main` with a
+    fixed glibc mmap threshold, so that freed tensors leave the RSS at once and the
+    peak is the most memory live at one time, not an artefact of heap reuse)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    epoch()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+def worker(name: str, n: int, threads: int, measure: str, repeats: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    result = run_keras(n) if name == "keras" else run_torch(name, n)
+    if name == "keras":
+        result = run_keras(n, measure, repeats)
+    else:
+        result = run_torch(name, n, measure, repeats)
     print(json.dumps(result))
 
 
@@ -232,11 +254,13 @@ def main() -> None:
     parser.add_argument(
         "--fit", action="store_true", help="time model.fit, bucketing on vs off (bench/fit.py)"
     )
+    parser.add_argument("--repeats", type=int, help="timed epochs per figure, best kept")
     parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("time", "memory"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.n, args.threads)
+        worker(args.worker, args.n, args.threads, args.measure, args.repeats)
         return
     if args.fit:  # the end-to-end fit figure lives in its own script
         fit_script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fit.py")
@@ -246,27 +270,38 @@ def main() -> None:
         )
         return
 
-    sizes = {"keras": 64 if args.quick else 256}
-    default = 256 if args.quick else 2048
+    sizes = {"keras": 32 if args.quick else 256}
+    default = 128 if args.quick else 2048
+    repeats = args.repeats or (3 if args.quick else 1)
+    memory_env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     results: dict[str, dict[str, float]] = {}
     for name in args.only:
         n = sizes.get(name, default)
-        command = [
-            sys.executable,
-            __file__,
-            "--worker",
-            name,
-            "--n",
-            str(n),
-            "--threads",
-            str(args.threads),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            print(f"{name}: failed\n{done.stderr[-2000:]}")
+        results[name] = {}
+        for measure, env in (("time", None), ("memory", memory_env)):
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                name,
+                "--n",
+                str(n),
+                "--threads",
+                str(args.threads),
+                "--measure",
+                measure,
+                "--repeats",
+                str(repeats),
+            ]
+            done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+            if done.returncode != 0:
+                print(f"{name}: failed\n{done.stderr[-2000:]}")
+                break
+            results[name].update(json.loads(done.stdout.strip().splitlines()[-1]))
+        else:
+            print(f"  ran {name} on {n} sequences", file=sys.stderr)
             continue
-        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"  ran {name} on {n} sequences", file=sys.stderr)
+        del results[name]
 
     base = results.get("maskwise")
     print(

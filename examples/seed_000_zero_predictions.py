@@ -5,7 +5,8 @@ array of 5 features x 20 steps, post-padded with zero columns, with per-step lab
 2 and 0 at padding. The user's two mistakes, both reported by `maskwise.doctor.check`:
 
 - MW001: `X.reshape(1, 20, 5)` mixes features and time, so no step is all zeros and
-  `Masking` masks nothing. The fix is `X.T`.
+  `Masking` masks nothing. The fix is `X.T`. (`fit` on that layout raises too: the
+  mask `Masking` finds does not line up with the padding of the targets.)
 - MW004: the padding label 0 is also a class (`Dense(3)`), so the model learns to
   predict "padding". With a mask the padded steps need no class: relabel 1->0, 2->1,
   pad the targets with `IGNORE_INDEX`, and use `Dense(2, softmax)`.
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskwise import Sequential, layers
+from maskwise import MaskError, Sequential, layers
 from maskwise.doctor import check
 from maskwise.masked import IGNORE_INDEX
 
@@ -66,6 +67,16 @@ def main(seed: int = 0, epochs: int = 30, batch_size: int = 5) -> dict[str, obje
     y_train = relabel(data["y_batches_train"])
     fixed = check(x_train, y_train)
 
+    # Training on the seed's layout fails loudly: its Masking mask does not line up
+    # with the targets' padding.
+    model = fixed_model()
+    model.compile("adam", loss="sparse_categorical_crossentropy", learning_rate=0.01)
+    try:
+        model.fit(x_wrong.astype(np.float32), y_train, epochs=1, seed=seed, verbose=0)
+        wrong_fit_error = ""
+    except MaskError as error:
+        wrong_fit_error = str(error)
+
     torch.manual_seed(seed)
     model = fixed_model()
     model.compile(
@@ -87,6 +98,7 @@ def main(seed: int = 0, epochs: int = 30, batch_size: int = 5) -> dict[str, obje
         "wrong_layout_message": str(wrong_layout[0]) if wrong_layout else "",
         "padding_label_codes": [f.code for f in padding_label],
         "padding_label_message": str(padding_label[0]) if padding_label else "",
+        "wrong_layout_fit_error": wrong_fit_error,
         "fixed_codes": [f.code for f in fixed],
         "test_real_steps": int(real.sum()),
         "test_accuracy": accuracy,
@@ -95,14 +107,19 @@ def main(seed: int = 0, epochs: int = 30, batch_size: int = 5) -> dict[str, obje
     }
 
 
+def indent(text: str) -> str:
+    return "  " + text.replace("\n", "\n  ")
+
+
 if __name__ == "__main__":
+    torch.set_num_threads(1)  # a small recurrent model: one thread is fastest
     first = main()
-    print(
-        "The seed's X.reshape(1, 20, 5):\n  " + first["wrong_layout_message"].replace("\n", "\n  ")
-    )
-    print(
-        "\nX.T with the seed's labels:\n  " + first["padding_label_message"].replace("\n", "\n  ")
-    )
+    print("The seed's X.reshape(1, 20, 5), checked by the doctor:")
+    print(indent(first["wrong_layout_message"]))
+    print("\nfit() on that layout:")
+    print(indent(first["wrong_layout_fit_error"]))
+    print("\nX.T with the seed's labels, checked by the doctor:")
+    print(indent(first["padding_label_message"]))
     print(f"\nX.T, labels 1->0, 2->1, IGNORE_INDEX at padding: findings {first['fixed_codes']}")
     accuracies = [first["test_accuracy"]] + [main(seed)["test_accuracy"] for seed in range(1, 5)]
     print(f"\nfixed model, accuracy on the {first['test_real_steps']} real test steps:")

@@ -5,13 +5,16 @@ import numpy as np
 import pytest
 
 from maskwise.datasets import (
+    FEATURES,
     OOV_ID,
     PAD_ID,
+    load_conllu,
     load_japanese_vowels,
     load_turkish_treebank,
     read_conllu,
     read_ts,
     tagging_splits,
+    word_shape,
 )
 from maskwise.errors import ConfigError
 
@@ -94,20 +97,24 @@ def test_treebank_split_follows_file_order(treebank):
 def test_treebank_ids(treebank):
     train, _, test = treebank
     assert len(train.tags) == 14 and "NOUN" in train.tags and "PUNCT" in train.tags
-    assert train.vocab[:2] == ["<pad>", "<oov>"] and train.suffix_vocab[:2] == ["<pad>", "<oov>"]
+    assert train.vocab[:2] == ["<pad>", "<oov>"]
+    assert set(train.features) == set(train.feature_vocabs) == set(FEATURES)
+    assert all(v[:2] == ["<pad>", "<oov>"] for v in train.feature_vocabs.values())
     for split in treebank:
         assert split.vocab is train.vocab and split.tags is train.tags
-        for words, x, suffixes, y in zip(
-            split.words, split.x, split.suffixes, split.y, strict=True
-        ):
-            assert len(words) == len(x) == len(suffixes) == len(y)
+        for i, (words, x, y) in enumerate(zip(split.words, split.x, split.y, strict=True)):
+            assert len(words) == len(x) == len(y)
             assert x.dtype == y.dtype == np.int64
-            assert (x != PAD_ID).all() and (suffixes != PAD_ID).all()
-            assert x.max() < len(train.vocab) and suffixes.max() < len(train.suffix_vocab)
+            assert (x != PAD_ID).all() and x.max() < len(train.vocab)
             assert y.min() >= 0 and y.max() < len(train.tags)
+            for name, ids in split.features.items():
+                assert len(ids[i]) == len(x) and (ids[i] != PAD_ID).all()
+                assert ids[i].max() < len(train.feature_vocabs[name])
     # Known words map back to their lower-cased form; test has unseen words (OOV id 1).
-    for word, i in zip(train.words[0], train.x[0], strict=True):
+    suffixes = train.features["suffix"][0]
+    for word, i, j in zip(train.words[0], train.x[0], suffixes, strict=True):
         assert i == OOV_ID or train.vocab[i] == word.lower()
+        assert j == OOV_ID or train.feature_vocabs["suffix"][j] == word.lower()[-3:]
     assert np.mean(np.concatenate(test.x) == OOV_ID) > 0.05
 
 
@@ -116,7 +123,7 @@ def test_treebank_xpos_has_more_tags():
     assert len(train.tags) == 44
 
 
-def test_tagging_splits_min_count_and_suffixes():
+def test_tagging_splits_min_count_and_features():
     text = (
         "# c\n1\tEvler\t_\tNOUN\tNN\t_\t0\troot\t_\t_\n2\t.\t_\tPUNCT\t.\t_\t1\tp\t_\t_\n\n"
         "1-2\tevde\t_\t_\t_\t_\t_\t_\t_\t_\n1\tevler\t_\tNOUN\tNN\t_\t0\troot\t_\t_\n"
@@ -127,11 +134,46 @@ def test_tagging_splits_min_count_and_suffixes():
     (train,) = tagging_splits([sentences], min_count=2)
     assert train.vocab == ["<pad>", "<oov>", "evler"]
     assert [x.tolist() for x in train.x] == [[2, 1], [2, 1]]
-    assert train.suffix_vocab == ["<pad>", "<oov>", "ler"]
+    assert train.feature_vocabs["suffix"] == ["<pad>", "<oov>", "ler"]
+    assert train.feature_vocabs["prefix"] == ["<pad>", "<oov>", "evl"]
+    # Shapes: "Aa" (Evler) and "." once each, "a" (evler, gel) twice.
+    assert train.feature_vocabs["shape"] == ["<pad>", "<oov>", "a"]
+    assert [s.tolist() for s in train.features["shape"]] == [[1, 1], [2, 2]]
     assert train.tags == ["NOUN", "PUNCT", "VERB"]
     assert [y.tolist() for y in train.y] == [[0, 1], [0, 2]]
+
+
+@pytest.mark.parametrize(
+    ("word", "shape"),
+    [("Ankara", "Aa"), ("evler", "a"), ("1.5", "9.9"), ("ABD'de", "A'a"), ("x1y2z3", "a9a9")],
+)
+def test_word_shape(word, shape):
+    assert word_shape(word) == shape
 
 
 def test_unknown_tagset_raises():
     with pytest.raises(ConfigError, match="Unknown tag set"):
         read_conllu("", tagset="lemma")
+
+
+def _conllu(n: int) -> str:
+    row = "1\tev{i}\t_\tNOUN\tNN\t_\t0\troot\t_\t_\n2\t.\t_\tPUNCT\t.\t_\t1\tp\t_\t_\n\n"
+    return "".join(f"# sent_id = {i}\n" + row.format(i=i) for i in range(n))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_load_conllu_splits_by_tenths(tmp_path, compress):
+    path = tmp_path / ("mine.conllu.gz" if compress else "mine.conllu")
+    text = _conllu(12).encode()
+    path.write_bytes(gzip.compress(text) if compress else text)
+    train, dev, test = load_conllu(path)
+    assert [w[0] for w in dev.words] == ["ev8"] and [w[0] for w in test.words] == ["ev9"]
+    assert [w[0] for w in train.words] == [f"ev{i}" for i in (0, 1, 2, 3, 4, 5, 6, 7, 10, 11)]
+    assert train.tags == ["NOUN", "PUNCT"]
+
+
+def test_load_conllu_too_small(tmp_path):
+    path = tmp_path / "tiny.conllu"
+    path.write_text(_conllu(3))
+    with pytest.raises(ConfigError, match="at least 10 sentences"):
+        load_conllu(path)

@@ -26,6 +26,7 @@ def test_seed_000_zero_predictions():
     first = results[0]
     assert "MW001" in first["wrong_layout_codes"]
     assert "MW004" in first["padding_label_codes"]
+    assert "targets hold padding" in first["wrong_layout_fit_error"]
     assert first["fixed_codes"] == []
     assert first["test_real_steps"] == 30
     # The bar: at least 95 % mean accuracy over 5 seeds on the 30 real test steps.
@@ -42,6 +43,7 @@ def test_seed_001_lambda_mask():
     assert "Lambda" in r["error"] and "mask=lambda inputs, mask: mask[:, N:]" in r["error"]
     assert r["real_steps"] < r["all_steps"]
     assert r["loss"] == pytest.approx(r["masked_mae_by_hand"], rel=1e-5)
+    assert r["evaluate_loss"] == pytest.approx(r["masked_mae_by_hand"], rel=1e-5)
     assert abs(r["loss"] - r["unmasked_mae_by_hand"]) > 1e-3
     assert math.isfinite(r["nan_padding_loss"]) and r["nan_padding_grads_finite"]
     assert r["nan_padding_loss"] == pytest.approx(r["loss"], rel=1e-5)

@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "maskwise.doctor.command",
         "find masking mistakes in a data file (.npz, .npy, .csv, .parquet) or a .keras model",
     ),
+    "demo": (
+        "maskwise.demo",
+        "train masked vs unmasked models on the shipped data sets (or --data FILE.conllu)",
+    ),
 }
 
 

@@ -3,6 +3,7 @@ gradients, padding invariance, converters and errors."""
 
 from __future__ import annotations
 
+import doctest
 import math
 from typing import Any
 from unittest import mock
@@ -20,7 +21,7 @@ import maskwise.layers
 from maskwise import Masked
 from maskwise.convert.registry import CONVERTERS, convert_layer
 from maskwise.errors import ConfigError, MaskwiseTypeError, ShapeError
-from maskwise.layers import _rnn_kernels
+from maskwise.layers import _rnn_kernels, recurrent
 from maskwise.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _Recurrent
 
 from .contract import (
@@ -172,13 +173,18 @@ def test_keras_go_backwards_positions_and_empty_rows() -> None:
 
 # ---------------------------------------------------------------------- fast path
 @settings(max_examples=60, deadline=None)
-@given(spec=specs(), packed=st.booleans())
-def test_fast_path_matches_reference(spec: dict[str, Any], packed: bool) -> None:
+@given(spec=specs(), path=st.sampled_from(["padded", "packed", "no_grad"]))
+def test_fast_path_matches_reference(spec: dict[str, Any], path: str) -> None:
+    """Both fused strategies: the padded block (training) and packing (forced, or
+    chosen by itself when no backward pass will follow)."""
     layer = build_layers(spec, maskwise.layers)
     x, initial = spec_inputs(spec, layer)
     layer.eval()
-    devices = frozenset({"cpu"}) if packed else frozenset()
-    with mock.patch.object(_rnn_kernels, "PACKED_DEVICE_TYPES", devices):
+    devices = frozenset({"cpu"}) if path == "packed" else frozenset()
+    with (
+        mock.patch.object(_rnn_kernels, "PACKED_DEVICE_TYPES", devices),
+        torch.set_grad_enabled(path != "no_grad"),
+    ):
         got = outputs_of(layer(Masked(x, spec["mask"]), initial_state=initial))
     if isinstance(layer, Bidirectional):
         outputs, states = reference_bidirectional(layer, x, spec["mask"], initial)
@@ -313,7 +319,7 @@ def test_recurrent_dropout_acts_in_training_only() -> None:
 
 
 def test_keras_default_initialisers() -> None:
-    layer = LSTM(5, input_dim=3)
+    layer = LSTM(5, input_dim=3, kernel_initializer="glorot_uniform", use_cudnn="auto")
     expected_bias = torch.zeros(20)
     expected_bias[5:10] = 1.0  # unit_forget_bias
     assert layer.bias is not None and torch.equal(layer.bias.detach(), expected_bias)
@@ -330,10 +336,19 @@ def test_converters_are_registered() -> None:
     assert {"LSTM", "GRU", "SimpleRNN", "Bidirectional"} <= set(CONVERTERS)
 
 
-@pytest.mark.parametrize("option", ["stateful", "unroll"])
-def test_converter_refuses_unsupported_keras_options(option: str) -> None:
-    keras_layer = keras.layers.LSTM(3, **{option: True})
-    with pytest.raises(ConfigError, match=f"{option}=True"):
+@pytest.mark.parametrize(
+    ("option", "value", "match"),
+    [
+        ("stateful", True, "stateful=True"),
+        ("unroll", True, "unroll=True"),
+        ("kernel_regularizer", "l2", "does not implement kernel_regularizer"),
+        ("activity_regularizer", "l1", "does not implement activity_regularizer"),
+    ],
+)
+def test_converter_refuses_unsupported_keras_options(option: str, value: Any, match: str) -> None:
+    keras_layer = keras.layers.LSTM(3, **{option: value})
+    keras_layer(torch.zeros(1, 2, 3))
+    with pytest.raises(ConfigError, match=match):
         convert_layer(keras_layer)
 
 
@@ -344,6 +359,12 @@ def test_converter_refuses_unsupported_keras_options(option: str) -> None:
         (lambda: LSTM(4, stateful=True), ConfigError, r"\(stateful=True\) is not supported"),
         (lambda: GRU(4, unroll=True), ConfigError, r"\(unroll=True\) is not supported"),
         (lambda: LSTM(0), ConfigError, "units must be a positive integer"),
+        (
+            lambda: LSTM(4, kernel_regularizer="l2"),
+            ConfigError,
+            r"the Keras argument kernel_regularizer='l2'.\n  expected: kernel_regularizer=None",
+        ),
+        (lambda: GRU(4, time_major=True), ConfigError, "documented arguments"),
         (lambda: SimpleRNN(4, dropout=1.0), ConfigError, r"dropout must be a rate in \[0, 1\)"),
         (lambda: LSTM(4, activation="swoosh"), ConfigError, "Unknown activation"),
         (lambda: Bidirectional(LSTM(4), merge_mode="max"), ConfigError, "merge_mode"),
@@ -385,3 +406,8 @@ def test_wrong_input_shape() -> None:
     layer = LSTM(5, input_dim=4)
     with pytest.raises(ShapeError, match=r"expected: \(batch, time, 4\)"):
         layer(torch.randn(2, 3, 7))
+
+
+def test_docstring_examples() -> None:
+    result = doctest.testmod(recurrent, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 4 and result.failed == 0

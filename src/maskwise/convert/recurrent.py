@@ -17,12 +17,30 @@ from ..layers.base import Layer
 from .core import _activation_name, _refuse
 from .registry import convert_layer, converts, to_tensor
 
+PENALTIES = (
+    "kernel_regularizer",
+    "recurrent_regularizer",
+    "bias_regularizer",
+    "activity_regularizer",
+    "kernel_constraint",
+    "recurrent_constraint",
+    "bias_constraint",
+)
+
 
 def _common(k: Any) -> dict[str, Any]:
     """The constructor arguments every recurrent layer shares, from a Keras layer."""
     for option in ("stateful", "unroll"):
         if getattr(k, option):
             raise _refuse(k, f"{option}=True", f"use {option}=False in the Keras model.")
+    for option in PENALTIES:
+        if getattr(k.cell, option, None) is not None or getattr(k, option, None) is not None:
+            raise _refuse(
+                k,
+                f"{option}",
+                "drop it in the Keras model and add the penalty to the maskwise loss "
+                "(or use the optimizer's weight_decay).",
+            )
     return {
         "units": int(k.cell.units),
         "activation": _activation_name(k),

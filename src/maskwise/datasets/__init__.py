@@ -6,24 +6,30 @@
 
 from .japanese_vowels import SequenceSplit, load_japanese_vowels, read_ts
 from .treebank import (
+    FEATURES,
     OOV_ID,
     PAD_ID,
     TaggedSentence,
     TaggingSplit,
+    load_conllu,
     load_turkish_treebank,
     read_conllu,
     tagging_splits,
+    word_shape,
 )
 
 __all__ = [
+    "FEATURES",
     "OOV_ID",
     "PAD_ID",
     "SequenceSplit",
     "TaggedSentence",
     "TaggingSplit",
+    "load_conllu",
     "load_japanese_vowels",
     "load_turkish_treebank",
     "read_conllu",
     "read_ts",
     "tagging_splits",
+    "word_shape",
 ]

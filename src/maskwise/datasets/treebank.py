@@ -4,18 +4,20 @@
 see `data/turkish_web_treebank/`). Word ids are built for `Embedding(mask_zero=True)`:
 id 0 is padding and never a real token, id 1 is an out-of-vocabulary word.
 
-Turkish is agglutinative: much of a word's part of speech is in its last letters, so
-each token also gets a suffix id (its last `SUFFIX_LENGTH` letters, lower-cased) for a
-second embedding input.
+Turkish is agglutinative and a third of the test words are unseen in training, so each
+token also gets sub-word feature ids (`FEATURES`), each for its own embedding input: its
+first and last three letters (lower-cased) and its shape (`"Aa"`, `"9"`, `"."`, ...).
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -24,7 +26,24 @@ from ..errors import ConfigError, format_error
 
 PAD_ID = 0
 OOV_ID = 1
-SUFFIX_LENGTH = 3
+
+
+def word_shape(word: str) -> str:
+    """Letter classes with repeats collapsed, at most 4: `"Ankara" -> "Aa"`, `"1.5" -> "9.9"`."""
+    shape: list[str] = []
+    for char in word:
+        kind = "A" if char.isupper() else "a" if char.isalpha() else "9" if char.isdigit() else char
+        if not shape or shape[-1] != kind:
+            shape.append(kind)
+    return "".join(shape[:4])
+
+
+FEATURES: dict[str, Callable[[str], str]] = {
+    "prefix": lambda word: word.lower()[:3],
+    "suffix": lambda word: word.lower()[-3:],
+    "shape": word_shape,
+}
+"""Sub-word features of a token: name -> function of the word form."""
 _COLUMNS = {"upos": 3, "xpos": 4}
 
 
@@ -43,19 +62,20 @@ class TaggingSplit:
     Args:
         words: the word forms of each sentence, as in the file.
         x: int64 `(time_i,)` word ids per sentence (0 = padding, never used; 1 = OOV).
-        suffixes: int64 `(time_i,)` suffix ids per sentence (same id conventions).
+        features: for each of `FEATURES`, int64 `(time_i,)` ids per sentence (same id
+            conventions as `x`).
         y: int64 `(time_i,)` tag ids per sentence, `0 .. len(tags) - 1`.
         vocab: word for each word id (`vocab[0] = "<pad>"`, `vocab[1] = "<oov>"`).
-        suffix_vocab: suffix for each suffix id (same first two entries).
+        feature_vocabs: for each feature, the value of each id (same first two entries).
         tags: tag name for each tag id.
     """
 
     words: list[list[str]]
     x: list[np.ndarray]
-    suffixes: list[np.ndarray]
+    features: dict[str, list[np.ndarray]]
     y: list[np.ndarray]
     vocab: list[str]
-    suffix_vocab: list[str]
+    feature_vocabs: dict[str, list[str]]
     tags: list[str]
 
 
@@ -89,15 +109,14 @@ def read_conllu(text: str, tagset: Literal["upos", "xpos"] = "upos") -> list[Tag
     return sentences
 
 
-def suffix_of(word: str) -> str:
-    """The last `SUFFIX_LENGTH` letters of a word, lower-cased (the whole word if shorter)."""
-    return word.lower()[-SUFFIX_LENGTH:]
-
-
 def _vocabulary(items: Sequence[str], min_count: int) -> list[str]:
     counts = Counter(items)
     kept = sorted(item for item, n in counts.items() if n >= min_count)
     return ["<pad>", "<oov>", *kept]
+
+
+def _index(values: list[str]) -> dict[str, int]:
+    return {value: i for i, value in enumerate(values)}
 
 
 def _ids(items: Sequence[str], index: dict[str, int]) -> np.ndarray:
@@ -107,27 +126,32 @@ def _ids(items: Sequence[str], index: dict[str, int]) -> np.ndarray:
 def tagging_splits(
     splits: Sequence[Sequence[TaggedSentence]], min_count: int = 2
 ) -> tuple[TaggingSplit, ...]:
-    """Encode sentence splits; the word and suffix vocabularies come from the first one.
+    """Encode sentence splits; the vocabularies come from the first (training) split.
 
-    Words (lower-cased) and suffixes seen fewer than `min_count` times in the first
-    (training) split map to the OOV id 1, so the model also learns an OOV embedding.
-    Tag ids cover the tags of every split, sorted by name.
+    Words (lower-cased) and feature values seen fewer than `min_count` times in the
+    training split map to the OOV id 1, so the model also learns an OOV embedding. Tag
+    ids cover the tags of every split, sorted by name.
     """
-    train = splits[0]
-    vocab = _vocabulary([w.lower() for s in train for w in s.forms], min_count)
-    suffix_vocab = _vocabulary([suffix_of(w) for s in train for w in s.forms], min_count)
+    train_words = [w for s in splits[0] for w in s.forms]
+    vocab = _vocabulary([w.lower() for w in train_words], min_count)
+    feature_vocabs = {
+        name: _vocabulary([f(w) for w in train_words], min_count) for name, f in FEATURES.items()
+    }
     tags = sorted({t for split in splits for s in split for t in s.tags})
-    word_index = {w: i for i, w in enumerate(vocab)}
-    suffix_index = {w: i for i, w in enumerate(suffix_vocab)}
-    tag_index = {t: i for i, t in enumerate(tags)}
+    word_index = _index(vocab)
+    feature_index = {name: _index(v) for name, v in feature_vocabs.items()}
+    tag_index = _index(tags)
     return tuple(
         TaggingSplit(
             words=[s.forms for s in split],
             x=[_ids([w.lower() for w in s.forms], word_index) for s in split],
-            suffixes=[_ids([suffix_of(w) for w in s.forms], suffix_index) for s in split],
-            y=[np.array([tag_index[t] for t in s.tags], dtype=np.int64) for s in split],
+            features={
+                name: [_ids([f(w) for w in s.forms], feature_index[name]) for s in split]
+                for name, f in FEATURES.items()
+            },
+            y=[_ids(s.tags, tag_index) for s in split],
             vocab=vocab,
-            suffix_vocab=suffix_vocab,
+            feature_vocabs=feature_vocabs,
             tags=tags,
         )
         for split in splits
@@ -149,10 +173,37 @@ def load_turkish_treebank(
 
     Args:
         tagset: `"upos"` (14 coarse tags) or `"xpos"` (fine tags).
-        min_count: a word or suffix needs this many occurrences in train to get its own id.
+        min_count: a word or feature value needs this many occurrences in train to get
+            its own id.
     """
     path = resources.files(__package__) / "data" / "turkish_web_treebank" / "web.conllu.gz"
-    sentences = read_conllu(gzip.decompress(path.read_bytes()).decode("utf-8"), tagset)
+    return _split_tenths(path.read_bytes(), tagset, min_count)
+
+
+def load_conllu(
+    path: str | os.PathLike[str], tagset: Literal["upos", "xpos"] = "upos", min_count: int = 2
+) -> tuple[TaggingSplit, TaggingSplit, TaggingSplit]:
+    """Your own CoNLL-U file (plain or `.gz`) as `(train, dev, test)`, split like
+    `load_turkish_treebank`: sentence i to dev when `i % 10 == 8`, to test when
+    `i % 10 == 9`, to train otherwise."""
+    return _split_tenths(Path(path).read_bytes(), tagset, min_count)
+
+
+def _split_tenths(
+    data: bytes, tagset: Literal["upos", "xpos"], min_count: int
+) -> tuple[TaggingSplit, TaggingSplit, TaggingSplit]:
+    if data[:2] == b"\x1f\x8b":  # gzip magic number
+        data = gzip.decompress(data)
+    sentences = read_conllu(data.decode("utf-8"), tagset)
+    if len(sentences) < 10:
+        raise ConfigError(
+            format_error(
+                "A CoNLL-U file needs at least 10 sentences for a train/dev/test split.",
+                received=f"{len(sentences)} sentence(s)",
+                fix="check the file: sentences are separated by blank lines, tokens have "
+                "10 tab-separated columns.",
+            )
+        )
     parts: tuple[list[TaggedSentence], ...] = ([], [], [])
     for i, sentence in enumerate(sentences):
         parts[{8: 1, 9: 2}.get(i % 10, 0)].append(sentence)

@@ -17,7 +17,7 @@ through a per-step loop (other activations, GRU `reset_after=False`, and
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 class _Recurrent(Layer):
     """Shared machinery of `LSTM`, `GRU` and `SimpleRNN` (see their docstrings)."""
 
-    kind: ClassVar[Kind]
+    kind: Kind
     weight_ih: nn.Parameter
     weight_hh: nn.Parameter
     bias: nn.Parameter | None
@@ -57,9 +57,11 @@ class _Recurrent(Layer):
         unroll: bool = False,
         input_dim: int | None = None,
         name: str | None = None,
+        **keras_defaults: Any,
     ) -> None:
         super().__init__(name=name)
         kind = type(self).__name__
+        _check_keras_defaults(kind, keras_defaults)
         if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
             raise ConfigError(
                 format_error(f"{kind} units must be a positive integer.", received=repr(units))
@@ -218,6 +220,41 @@ class _Recurrent(Layer):
         return f"name={self.name!r}, units={self.units}, cell={self.cell}"
 
 
+KERAS_DEFAULTS: dict[str, Any] = {
+    "kernel_initializer": "glorot_uniform",
+    "recurrent_initializer": "orthogonal",
+    "bias_initializer": "zeros",
+    "kernel_regularizer": None,
+    "recurrent_regularizer": None,
+    "bias_regularizer": None,
+    "activity_regularizer": None,
+    "kernel_constraint": None,
+    "recurrent_constraint": None,
+    "bias_constraint": None,
+    "seed": None,
+    "use_cudnn": "auto",
+}
+"""Keras arguments accepted (so that Keras code runs unchanged) only at these values."""
+
+
+def _check_keras_defaults(kind: str, given: dict[str, Any]) -> None:
+    for key, value in given.items():
+        if key in KERAS_DEFAULTS and KERAS_DEFAULTS[key] == value:
+            continue
+        raise ConfigError(
+            format_error(
+                f"{kind} does not support the Keras argument {key}={value!r}.",
+                expected=f"{key}={KERAS_DEFAULTS[key]!r} (Keras's default) or nothing"
+                if key in KERAS_DEFAULTS
+                else f"one of {kind}'s documented arguments",
+                received=f"{key}={value!r}",
+                fix="drop it: maskwise uses Keras's default initialisers; put weight "
+                "penalties in the loss (or the optimizer's weight_decay), and set or "
+                "constrain weights with torch.nn.init / torch.no_grad() after building.",
+            )
+        )
+
+
 _SHARED_ARGS = """
         units: output features (the state size).
         activation: Keras name of the activation (`"tanh"`).
@@ -233,6 +270,8 @@ _SHARED_ARGS = """
             is in that (reversed) order while the mask stays the input's.
         zero_output_for_mask: zeros instead of the carried output at masked steps.
         stateful, unroll: not supported (ConfigError).
+        **keras_defaults: Keras's initializer/regularizer/constraint/seed/use_cudnn
+            arguments, accepted at their default values only (ConfigError otherwise).
         input_dim: input features; inferred at the first call when None.
         name: layer name.
 
@@ -283,6 +322,7 @@ class LSTM(_Recurrent):
         unroll: bool = False,
         input_dim: int | None = None,
         name: str | None = None,
+        **keras_defaults: Any,
     ) -> None:
         self.unit_forget_bias = unit_forget_bias
         super().__init__(
@@ -300,6 +340,7 @@ class LSTM(_Recurrent):
             unroll,
             input_dim,
             name,
+            **keras_defaults,
         )
 
     def _initial_bias(self) -> torch.Tensor:
@@ -352,6 +393,7 @@ class GRU(_Recurrent):
         unroll: bool = False,
         input_dim: int | None = None,
         name: str | None = None,
+        **keras_defaults: Any,
     ) -> None:
         self.reset_after = reset_after
         self.kind = "gru" if reset_after else "gru_reset_before"
@@ -370,6 +412,7 @@ class GRU(_Recurrent):
             unroll,
             input_dim,
             name,
+            **keras_defaults,
         )
 
 
@@ -411,6 +454,7 @@ class SimpleRNN(_Recurrent):
         unroll: bool = False,
         input_dim: int | None = None,
         name: str | None = None,
+        **keras_defaults: Any,
     ) -> None:
         super().__init__(
             units,
@@ -427,6 +471,7 @@ class SimpleRNN(_Recurrent):
             unroll,
             input_dim,
             name,
+            **keras_defaults,
         )
 
 
