@@ -193,9 +193,7 @@ def test_a_two_input_graph_trains_saves_and_loads(tmp_path) -> None:
 def test_layers_after_the_time_axis_is_consumed_reload(tmp_path) -> None:
     # A Dense after LSTM(return_sequences=False) sees (batch, units): its recorded input
     # dims must not assume a time axis, or the reloaded kernel has the wrong shape.
-    model = Sequential(
-        [layers.Masking(0.0), layers.Bidirectional(layers.LSTM(4)), layers.Dense(3)]
-    )
+    model = Sequential([layers.Masking(0.0), layers.Bidirectional(layers.LSTM(4)), layers.Dense(3)])
     x = torch.randn(2, 5, 6)
     x[1, 3:] = 0.0
     expected = model(x).values

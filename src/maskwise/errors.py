@@ -32,8 +32,13 @@ class MaskWarning(UserWarning):
     """Something about a mask is probably a mistake (e.g. masking an already-masked input)."""
 
 
-def format_error(problem: str, *, expected: str | None = None, received: str | None = None,
-                 fix: str | None = None) -> str:
+def format_error(
+    problem: str,
+    *,
+    expected: str | None = None,
+    received: str | None = None,
+    fix: str | None = None,
+) -> str:
     """Build a message in the house pattern: problem, expected, received, fix."""
     lines = [problem]
     if expected is not None:

@@ -226,9 +226,7 @@ class Masked:
                 )
             )
         if len(sequences) == 0:
-            raise ShapeError(
-                format_error("Masked.pad got no sequences.", fix="pass at least one.")
-            )
+            raise ShapeError(format_error("Masked.pad got no sequences.", fix="pass at least one."))
         tensors = [_as_tensor(s) for s in sequences]
         if dtype is not None:
             tensors = [t.to(dtype) for t in tensors]
@@ -325,8 +323,9 @@ def lengths_to_mask(
 
     Raises a `MaskError` for negative lengths or lengths longer than `max_len`.
     """
-    lengths_t = torch.as_tensor(np.asarray(lengths) if not isinstance(lengths, torch.Tensor)
-                                else lengths, device=device).long()
+    lengths_t = torch.as_tensor(
+        np.asarray(lengths) if not isinstance(lengths, torch.Tensor) else lengths, device=device
+    ).long()
     if lengths_t.dim() != 1:
         raise ShapeError(
             format_error(
@@ -427,8 +426,9 @@ def _expand_like(index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return index.reshape(index.shape + (1,) * (values.dim() - 2)).expand_as(values)
 
 
-def as_masked(inputs: Masked | torch.Tensor | np.ndarray, mask: torch.Tensor | None = None
-              ) -> Masked:
+def as_masked(
+    inputs: Masked | torch.Tensor | np.ndarray, mask: torch.Tensor | None = None
+) -> Masked:
     """Turn a layer's input into a `Masked`.
 
     A `Masked` passes through (an explicit `mask` then replaces its own); a tensor or

@@ -59,6 +59,7 @@ def from_keras(keras_model: Any) -> Sequential | Graph:
                 "on a batch, before converting.",
             )
         )
+    model: Sequential | Graph
     if kind == "Sequential":
         model = Sequential([convert_layer(k) for k in keras_model.layers], name=keras_model.name)
     else:

@@ -81,9 +81,7 @@ class Layer(nn.Module):
         """The value rule: output values from input values (and the mask, if needed)."""
         raise NotImplementedError(f"{type(self).__name__} must implement call(values, mask)")
 
-    def compute_mask(
-        self, values: torch.Tensor, mask: torch.Tensor | None
-    ) -> torch.Tensor | None:
+    def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         """The mask rule. Default: the output mask is the input mask."""
         return mask
 

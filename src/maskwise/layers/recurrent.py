@@ -124,9 +124,15 @@ class _Recurrent(Layer):
         return self.run(values, mask, None)[0]
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
-        """The input mask with `return_sequences` (as Keras, even with `go_backwards`,
-        whose outputs come in reversed order), else None."""
-        return mask if self.return_sequences else None
+        """The input mask with `return_sequences`, else None.
+
+        With `go_backwards` the outputs come in reversed time order, so the mask is
+        reversed with them. Keras keeps the input's mask there, which marks the wrong
+        steps as real (its padding outputs) — we differ on purpose.
+        """
+        if not self.return_sequences or mask is None:
+            return None
+        return mask.flip(1) if self.go_backwards else mask
 
     def forward(  # type: ignore[override]
         self,
@@ -147,7 +153,7 @@ class _Recurrent(Layer):
         initial_state: Any,
         flip_output: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Output values and final states (a list, empty unless `return_state`)."""
+        """Output values and final states (a list; may be empty unless `return_state`)."""
         if values.dim() != 3 or values.shape[-1] != self.weight_ih.shape[1]:
             raise ShapeError(
                 format_error(
@@ -267,7 +273,8 @@ _SHARED_ARGS = """
         return_state: return `(output, *final_states)`, states as `(batch, units)`
             tensors; the final state is the one after the last real step.
         go_backwards: read the sequence from its end; as in Keras, the returned sequence
-            is in that (reversed) order while the mask stays the input's.
+            is in that (reversed) order; unlike Keras, the output mask is reversed too,
+            so it marks the steps that hold real outputs.
         zero_output_for_mask: zeros instead of the carried output at masked steps.
         stateful, unroll: not supported (ConfigError).
         **keras_defaults: Keras's initializer/regularizer/constraint/seed/use_cudnn
@@ -566,7 +573,7 @@ class Bidirectional(Layer):
 
     def build(self, input_shape: Any) -> None:
         for direction in (self.forward_layer, self.backward_layer):
-            direction.build_from_config_shape(list(input_shape[2:]))
+            direction.build_from_config_shape(list(input_shape[1:]))
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         output = self.forward(Masked(values, mask))
