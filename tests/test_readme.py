@@ -24,3 +24,13 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
             exec(compile(block, f"README.md block {number}", "exec"), namespace)
         except Exception as error:  # pragma: no cover - the message is the point
             pytest.fail(f"README python block {number} failed: {error!r}\n{block}")
+
+
+def test_readme_shell_commands_are_makefile_targets():
+    """The set-up block names `make` targets; each must exist in the Makefile."""
+    shell = "\n".join(re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S))
+    targets = re.findall(r"^make (\w+)", shell, flags=re.M)
+    makefile = (README.parent / "Makefile").read_text()
+    assert {"demo", "test"} <= set(targets)
+    for target in targets:
+        assert re.search(rf"^{target}:", makefile, flags=re.M), f"no Makefile target {target}"
