@@ -439,25 +439,9 @@ def _log_probs(scores: torch.Tensor, from_logits: bool) -> torch.Tensor:
     return probs.clamp(EPSILON, 1.0 - EPSILON).log()
 
 
-class CategoricalCrossentropy(Loss):
-    """Cross-entropy between one-hot (or soft) targets and per-class scores, at real steps.
-
-    Value rule: `-sum(target * log p)`, probabilities renormalised and clipped like
-    Keras. Mask rule: only real steps count; padded target rows may hold anything.
-
-    Example:
-        >>> y = Masked(torch.full((1, 2, 2), 0.5), lengths_to_mask([1], 2))
-        >>> float(CategoricalCrossentropy()(y, torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])))
-        0.6931...
-
-    Args:
-        from_logits: the predictions are logits.
-        label_smoothing: in [0, 1]; targets become `t * (1 - s) + s / classes`.
-        reduction: see `Loss`.
-        name: the loss's name.
-    """
-
-    default_name = "categorical_crossentropy"
+class _SmoothedCrossentropy(Loss):
+    """Shared arguments of the cross-entropies on dense targets: `from_logits` and
+    `label_smoothing` (Keras's names and defaults)."""
 
     def __init__(
         self,
@@ -476,6 +460,27 @@ class CategoricalCrossentropy(Loss):
             "label_smoothing": self.label_smoothing,
             **super().get_config(),
         }
+
+
+class CategoricalCrossentropy(_SmoothedCrossentropy):
+    """Cross-entropy between one-hot (or soft) targets and per-class scores, at real steps.
+
+    Value rule: `-sum(target * log p)`, probabilities renormalised and clipped like
+    Keras. Mask rule: only real steps count; padded target rows may hold anything.
+
+    Example:
+        >>> y = Masked(torch.full((1, 2, 2), 0.5), lengths_to_mask([1], 2))
+        >>> float(CategoricalCrossentropy()(y, torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])))
+        0.6931...
+
+    Args:
+        from_logits: the predictions are logits.
+        label_smoothing: in [0, 1]; targets become `t * (1 - s) + s / classes`.
+        reduction: see `Loss`.
+        name: the loss's name.
+    """
+
+    default_name = "categorical_crossentropy"
 
     def per_step(self, values, y_true, mask):
         if values.dim() >= 2 and y_true.shape == values.shape[:-1] and values.shape[-1] > 1:
@@ -511,7 +516,7 @@ class CategoricalCrossentropy(Loss):
         return loss, real, targets.argmax(-1)
 
 
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(_SmoothedCrossentropy):
     """Binary cross-entropy per output unit, averaged over units, at real steps.
 
     Value rule: Keras's `binary_crossentropy` (probabilities clipped to
@@ -531,24 +536,6 @@ class BinaryCrossentropy(Loss):
     """
 
     default_name = "binary_crossentropy"
-
-    def __init__(
-        self,
-        from_logits: bool = False,
-        label_smoothing: float = 0.0,
-        reduction: str = "mean",
-        name: str | None = None,
-    ) -> None:
-        super().__init__(reduction, name)
-        self.from_logits = from_logits
-        self.label_smoothing = label_smoothing
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "from_logits": self.from_logits,
-            "label_smoothing": self.label_smoothing,
-            **super().get_config(),
-        }
 
     def per_step(self, values, y_true, mask):
         preds, targets, real = dense_targets(values, y_true, mask, self.name)

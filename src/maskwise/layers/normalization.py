@@ -26,6 +26,15 @@ def _check_last_axis(layer: str, axis: Any) -> int:
     return -1
 
 
+def _affine_weights(
+    features: int, scale: bool, center: bool
+) -> tuple[nn.Parameter | None, nn.Parameter | None]:
+    """Keras's `gamma` (ones, if `scale`) and `beta` (zeros, if `center`)."""
+    gamma = nn.Parameter(torch.ones(features)) if scale else None
+    beta = nn.Parameter(torch.zeros(features)) if center else None
+    return gamma, beta
+
+
 class LayerNormalization(Layer):
     """Normalize every step over its features: `(x - mean) / sqrt(var + epsilon) * gamma
     + beta`, with the mean and (biased) variance of that step alone.
@@ -65,10 +74,7 @@ class LayerNormalization(Layer):
 
     def build(self, input_shape: Any) -> None:
         features = int(input_shape[-1])
-        if self.scale:
-            self.gamma = nn.Parameter(torch.ones(features))
-        if self.center:
-            self.beta = nn.Parameter(torch.zeros(features))
+        self.gamma, self.beta = _affine_weights(features, self.scale, self.center)
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         values = Masked(values, mask).fill_padding().values  # NaN padding stays out
@@ -149,10 +155,7 @@ class BatchNormalization(Layer):
 
     def build(self, input_shape: Any) -> None:
         features = int(input_shape[-1])
-        if self.scale:
-            self.gamma = nn.Parameter(torch.ones(features))
-        if self.center:
-            self.beta = nn.Parameter(torch.zeros(features))
+        self.gamma, self.beta = _affine_weights(features, self.scale, self.center)
         self.register_buffer("moving_mean", torch.zeros(features))
         self.register_buffer("moving_variance", torch.ones(features))
 
