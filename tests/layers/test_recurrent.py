@@ -177,18 +177,25 @@ def test_keras_go_backwards_positions_and_empty_rows() -> None:
 
 
 # ---------------------------------------------------------------------- fast path
+CALL_COSTS = {"by cost": _rnn_kernels.SEGMENT_CALL_COST, "a call per length": 0.0, "one call": 1e12}
+"""Kernel-call costs that make `plan_segments` cut where it measures best, at every
+row's length, or nowhere: each plan must give the same outputs."""
+
+
 @settings(max_examples=60, deadline=None)
-@given(spec=specs(), path=st.sampled_from(["padded", "packed", "no_grad"]))
-def test_fast_path_matches_reference(spec: dict[str, Any], path: str) -> None:
-    """Both fused strategies: the padded block (training) and packing (forced, or
-    chosen by itself when no backward pass will follow)."""
+@given(
+    spec=specs(),
+    plan=st.sampled_from(sorted(CALL_COSTS)),
+    grad=st.booleans(),
+)
+def test_fast_path_matches_reference(spec: dict[str, Any], plan: str, grad: bool) -> None:
+    """Every segment plan, with and without autograd recording."""
     layer = build_layers(spec, maskwise.layers)
     x, initial = spec_inputs(spec, layer)
     layer.eval()
-    devices = frozenset({"cpu"}) if path == "packed" else frozenset()
     with (
-        mock.patch.object(_rnn_kernels, "PACKED_DEVICE_TYPES", devices),
-        torch.set_grad_enabled(path != "no_grad"),
+        mock.patch.object(_rnn_kernels, "SEGMENT_CALL_COST", CALL_COSTS[plan]),
+        torch.set_grad_enabled(grad),
     ):
         got = outputs_of(layer(Masked(x, spec["mask"]), initial_state=initial))
     if isinstance(layer, Bidirectional):
@@ -200,6 +207,43 @@ def test_fast_path_matches_reference(spec: dict[str, Any], path: str) -> None:
     assert len(got) == len(expected)
     for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
+
+
+def plan_cost(plan: list[_rnn_kernels.Segment]) -> float:
+    return sum(
+        _rnn_kernels.SEGMENT_CALL_COST
+        + (s.stop - s.start) * (_rnn_kernels.SEGMENT_STEP_COST + s.rows)
+        for s in plan
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.integers(0, 300), min_size=1, max_size=9))
+def test_segment_plan_covers_the_real_steps_at_least_cost(lengths: list[int]) -> None:
+    """The plan runs every real step exactly once, each call on the rows real at its
+    start, and no split of the steps at the lengths costs less (checked by brute
+    force); with `cut_at_every_length` every row ends where a call ends."""
+    lengths = sorted(lengths, reverse=True)
+    plan = _rnn_kernels.plan_segments(lengths)
+    exact = _rnn_kernels.plan_segments(lengths, cut_at_every_length=True)
+    for segments in (plan, exact):
+        assert [s.start for s in segments] == [0, *(s.stop for s in segments)][: len(segments)]
+        assert (segments[-1].stop if segments else 0) == max(lengths)
+        assert [s.rows for s in segments] == [sum(n > s.start for n in lengths) for s in segments]
+    assert {s.stop for s in exact} == set(lengths) - {0}
+    inner = sorted(set(lengths) - {0, max(lengths)})
+    candidates = []
+    for chosen in range(2 ** len(inner)):
+        stops = [t for k, t in enumerate(inner) if chosen >> k & 1] + [max(lengths)]
+        starts = [0, *stops[:-1]]
+        candidates.append(
+            [
+                _rnn_kernels.Segment(a, b, sum(n > a for n in lengths))
+                for a, b in zip(starts, stops, strict=True)
+                if max(lengths) > 0
+            ]
+        )
+    assert plan_cost(plan) == pytest.approx(min(plan_cost(c) for c in candidates))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -226,14 +270,18 @@ def test_fast_path_grid_matches_reference(kind: str) -> None:
                     torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
 
 
+@pytest.mark.parametrize("plan", ["by cost", "a call per length"])
 @pytest.mark.parametrize("layer_class", [LSTM, GRU])
-def test_gradcheck_fast_path(layer_class: type[_Recurrent]) -> None:
+def test_gradcheck_fast_path(layer_class: type[_Recurrent], plan: str) -> None:
+    """Gradients through one kernel call and through a chain of calls."""
     torch.manual_seed(0)
     layer = layer_class(3, return_sequences=True, return_state=True, input_dim=2).double()
-    mask = torch.tensor([[1, 0, 1, 1, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
-    x = torch.randn(3, 5, 2, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor(
+        [[1, 0, 1, 1, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [0, 0, 0, 0, 1]], dtype=torch.bool
+    )
+    x = torch.randn(4, 5, 2, dtype=torch.float64, requires_grad=True)
     states = [
-        torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+        torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
         for _ in range(layer.cell.n_states)
     ]
     names = [name for name, _ in layer.named_parameters()]
@@ -247,7 +295,8 @@ def test_gradcheck_fast_path(layer_class: type[_Recurrent]) -> None:
         )
         return (out[0].values, *out[1:])
 
-    assert torch.autograd.gradcheck(f, (x, *params, *states), atol=1e-6)
+    with mock.patch.object(_rnn_kernels, "SEGMENT_CALL_COST", CALL_COSTS[plan]):
+        assert torch.autograd.gradcheck(f, (x, *params, *states), atol=1e-6)
 
 
 # ---------------------------------------------------------------------- invariances

@@ -3,15 +3,18 @@ Keras 3's masking semantics, as fast as the cell allows.
 
 How it works (for a mask of any shape):
 1. Put the steps in *processing order* (reversed for `go_backwards`, as Keras does).
-2. Compact each row's real steps to the front (`compaction_order`), zero the rest, and
-   keep only the first `max(lengths)` steps.
+2. Compact each row's real steps to the front (`compaction_order`), zero the rest,
+   keep only the first `max(lengths)` steps, and sort the rows longest first.
 3. Run the cell over that dense block: PyTorch's fused kernels (`torch._VF.lstm`,
    `gru`, `rnn_tanh`, `rnn_relu`) when the cell is one of theirs, else a per-step loop.
-   For a forward run the trailing zeros after each row's real steps cannot change its
-   real outputs, so training needs no packing; the final state is read at step
-   `length - 1` (the initial state for an empty row). `pack_padded_sequence` is used
-   without a backward pass (faster there), and for an LSTM asked for its final cell
-   state (the cell state is not in the outputs).
+   The trailing zeros after a row's real steps cannot change its real outputs, so no
+   packing is needed; but running them costs time, so the fused run is split along
+   time into a few calls (`plan_segments`), each over only the rows still real at its
+   start and starting from the previous call's final states. That skips most of the
+   padding, as packing does, while every call keeps the fused kernel's speed (packed
+   input falls back to a slower kernel on CPU). The final state is read at step
+   `length - 1` (the initial state for an empty row); an LSTM asked for its final cell
+   state, which is not among the outputs, gets a call ending at every row's length.
 4. Scatter back: the output at processing position p is the output of the last real
    step at or before p (that is Keras's "carry the previous output over a masked
    step"), zeros before the first real step, or zeros at every masked step with
@@ -24,24 +27,18 @@ fused kernels take them as they are.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import torch
 from torch.nn import functional as F
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..masked import compaction_order
 from .core import get_activation
 
 Kind = Literal["lstm", "gru", "gru_reset_before", "simple"]
 GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "simple": 1}
-
-PACKED_DEVICE_TYPES: frozenset[str] = frozenset()
-"""Device types on which training runs also use `pack_padded_sequence` instead of the
-batch-max padded block. Measured on CPU (BiLSTM 128, ragged batches of 32): the padded
-block trains 1.7x faster, packing infers 1.3x faster (it skips the padding's FLOPs and
-has no backward to pay for), so runs without a backward pass always pack."""
 
 
 @dataclass(frozen=True)
@@ -133,44 +130,63 @@ def run_recurrent(
         units = weights.weight_hh.shape[1]
         shape = (batch, time, units) if return_sequences else (batch, units)
         return x.new_zeros(shape), list(states) if need_states else []
+    # Rows go longest first (`rank[i]` is the row at sorted position i), so that the
+    # rows still running at any step are a prefix of the block.
+    rank = torch.argsort(lengths, descending=True, stable=True)
+    unrank = torch.empty_like(rank).scatter_(0, rank, torch.arange(batch, device=x.device))
     order = compaction_order(processed)
     if go_backwards:
         order = (time - 1) - order
-    compact = take_steps(x, order[:, :steps])
-    real = torch.arange(steps, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
+    sorted_lengths = lengths.index_select(0, rank)
+    compact = take_steps(x, order.index_select(0, rank)[:, :steps], rows=rank)
+    real = torch.arange(steps, device=x.device).unsqueeze(0) < sorted_lengths.unsqueeze(1)
     compact = compact.masked_fill_(~real.unsqueeze(-1), 0.0)  # a fresh gather: in place
     outputs, final = _run_block(
-        cell, weights, compact, lengths, states, need_states, input_dropout, recurrent_dropout
+        cell,
+        weights,
+        compact,
+        sorted_lengths,
+        [s.index_select(0, rank) for s in states],
+        need_states,
+        None if input_dropout is None else input_dropout.index_select(0, rank),
+        None if recurrent_dropout is None else recurrent_dropout.index_select(0, rank),
     )
+    final = [s.index_select(0, unrank) for s in final]
 
     # Output at processing position p: the output of the last real step at or before p.
     source = processed.cumsum(dim=1) - 1
     keep = processed if zero_output_for_mask else source >= 0
     if not return_sequences:
-        last = take_steps(outputs, (lengths - 1).clamp(min=0).unsqueeze(1))[:, 0]
+        last_step = (lengths - 1).clamp(min=0).unsqueeze(1)
+        last = take_steps(outputs, last_step, rows=unrank)[:, 0]
         return last.masked_fill_(~keep[:, -1:], 0.0), final
     if flip_output:
         source, keep = source.flip(1), keep.flip(1)
-    out = take_steps(outputs, source.clamp(min=0))
+    out = take_steps(outputs, source.clamp(min=0), rows=unrank)
     return out.masked_fill_(~keep.unsqueeze(-1), 0.0), final
 
 
-def take_steps(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """`values (batch, steps, units)` at the steps `index (batch, k)` -> `(batch, k, units)`.
+def take_steps(
+    values: torch.Tensor, index: torch.Tensor, rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`values (batch, steps, units)` at the steps `index (k_rows, k)` -> `(k_rows, k, units)`.
 
+    Row i of the result reads row `rows[i]` of `values` (row i when `rows` is None).
     Unlike `gather_steps`, `k` may differ from `steps`. One flat `index_select`; the
     result is laid out time-major in memory (a transposed view), which is what the
     fused kernels read and write, so neither side pays for a transposing copy.
     """
     batch, steps, units = values.shape
-    rows = torch.arange(batch, device=index.device).unsqueeze(1)
+    if rows is None:
+        rows = torch.arange(index.shape[0], device=index.device)
+    rows = rows.unsqueeze(1)
     time_major = values.transpose(0, 1)
     if time_major.is_contiguous():  # the fused kernels' outputs
         flat, position = time_major.reshape(steps * batch, units), index * batch + rows
     else:
         flat, position = values.reshape(batch * steps, units), index + rows * steps
     taken = flat.index_select(0, position.T.reshape(-1))
-    return taken.view(index.shape[1], batch, units).transpose(0, 1)
+    return taken.view(index.shape[1], index.shape[0], units).transpose(0, 1)
 
 
 def _run_block(
@@ -183,24 +199,98 @@ def _run_block(
     input_dropout: torch.Tensor | None,
     recurrent_dropout: torch.Tensor | None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Run over a dense block whose row i is real for its first `lengths[i]` steps
-    (all steps when `lengths` is None). Returns outputs `(batch, steps, units)` (only
-    the real ones are meaningful) and the final states at each row's last real step."""
+    """Run over a dense block whose row i is real for its first `lengths[i]` steps,
+    `lengths` non-increasing (all steps when `lengths` is None). Returns outputs
+    `(batch, steps, units)` (only the real ones are meaningful) and the final states at
+    each row's last real step (an empty list unless `need_states`)."""
     if not cell.fused or input_dropout is not None or recurrent_dropout is not None:
-        return _step_loop(cell, weights, x, lengths, states, input_dropout, recurrent_dropout)
-    needs_backward = torch.is_grad_enabled() and (
-        x.requires_grad or weights.weight_ih.requires_grad
-    )
-    packed = (
-        not needs_backward
-        or x.device.type in PACKED_DEVICE_TYPES
-        or (cell.kind == "lstm" and need_states)
-    )
-    if lengths is not None and packed:
-        return _fused_packed(cell, weights, x, lengths, states)
-    outputs, final = _fused(cell, weights, x, states)
-    if lengths is None or not need_states:
-        return outputs, final if need_states else []
+        outputs, final = _step_loop(
+            cell, weights, x, lengths, states, input_dropout, recurrent_dropout
+        )
+    elif lengths is None:
+        outputs, final = _fused_call(cell, weights, x, states)
+    else:
+        return _fused_segments(cell, weights, x, lengths, states, need_states)
+    return outputs, final if need_states else []
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Steps `start:stop` of the first `rows` rows: one fused kernel call."""
+
+    start: int
+    stop: int
+    rows: int
+
+
+SEGMENT_CALL_COST = 80.0
+"""What one more kernel call costs, in row-steps (one row through one step)."""
+SEGMENT_STEP_COST = 2.0
+"""What a step costs on top of its rows, in row-steps (reading the recurrent weights).
+Both measured on CPU (LSTM 128 units, batch 1 to 32, 5 to 200 steps, training and
+inference alike): a call of n rows over T steps takes about `80 + T * (2 + n)` times
+the time of one row-step."""
+
+
+def plan_segments(lengths: list[int], cut_at_every_length: bool = False) -> list[Segment]:
+    """Split the steps of a block, whose rows are sorted by non-increasing `lengths`,
+    into the kernel calls that cost least.
+
+    Each call runs only the rows still real at its first step, so most of the padding
+    after the short rows is skipped (as packing does), while each call still gets the
+    fused kernel's speed on a dense block. The plan is exact, by dynamic programming
+    over the cut points worth trying (the lengths). `cut_at_every_length` makes every
+    row end exactly where a call ends, so its final states are that call's.
+    """
+    cuts = sorted({0, *lengths})
+    alive = [sum(1 for n in lengths if n > t) for t in cuts]
+    best = [0.0] + [math.inf] * (len(cuts) - 1)
+    previous = list(range(-1, len(cuts) - 1))  # a call per length
+    if not cut_at_every_length:
+        for j in range(1, len(cuts)):
+            for i in range(j):
+                steps = cuts[j] - cuts[i]
+                cost = best[i] + SEGMENT_CALL_COST + steps * (SEGMENT_STEP_COST + alive[i])
+                if cost < best[j]:
+                    best[j], previous[j] = cost, i
+    plan, j = [], len(cuts) - 1
+    while j > 0:
+        i = previous[j]
+        plan.append(Segment(cuts[i], cuts[j], alive[i]))
+        j = i
+    return plan[::-1]
+
+
+def _fused_segments(
+    cell: Cell,
+    weights: Weights,
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    states: list[torch.Tensor],
+    need_states: bool,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`_run_block` through the fused kernel, in the calls `plan_segments` picks. Each
+    call starts from the previous call's final states: the rows it keeps were real
+    through every step of the previous call."""
+    batch = x.shape[0]
+    exact_states = need_states and cell.kind == "lstm"  # its cell state is no output
+    plan = plan_segments(lengths.tolist(), cut_at_every_length=exact_states)
+    pieces, ended = [], []
+    current = states
+    for segment, following in zip(plan, [*plan[1:], None], strict=True):
+        block = x[: segment.rows, segment.start : segment.stop]
+        outputs, current = _fused_call(cell, weights, block, [s[: segment.rows] for s in current])
+        time_major = outputs.transpose(0, 1)  # the kernel's own layout: no copy
+        pieces.append(F.pad(time_major, (0, 0, 0, batch - segment.rows)))
+        still_running = following.rows if following else 0
+        ended.append([s[still_running:] for s in current])  # rows whose last step this was
+    outputs = torch.cat(pieces).transpose(0, 1)
+    if not need_states:
+        return outputs, []
+    if exact_states:
+        empty_rows = [s[plan[0].rows :] for s in states]
+        by_row = zip(*reversed(ended), empty_rows, strict=True)
+        return outputs, [torch.cat(parts) for parts in by_row]
     last = take_steps(outputs, (lengths - 1).clamp(min=0).unsqueeze(1))[:, 0]
     return outputs, [torch.where((lengths > 0).unsqueeze(1), last, states[0])]
 
@@ -215,12 +305,9 @@ def _flat_weights(weights: Weights) -> tuple[list[torch.Tensor], bool]:
 
 
 def _fused_call(
-    cell: Cell,
-    weights: Weights,
-    x: torch.Tensor,
-    hx: list[torch.Tensor],
-    batch_sizes: torch.Tensor | None,
+    cell: Cell, weights: Weights, x: torch.Tensor, hx: list[torch.Tensor]
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """PyTorch's fused kernel over every step of `x (batch, steps, features)`."""
     flat, has_biases = _flat_weights(weights)
     hidden = [h.unsqueeze(0) for h in hx]
     train = torch.is_grad_enabled()
@@ -232,46 +319,8 @@ def _fused_call(
     }
     fn = kernels[cell.activation if cell.kind == "simple" else cell.kind]
     state: Any = tuple(hidden) if cell.kind == "lstm" else hidden[0]
-    if batch_sizes is None:
-        result = fn(x, state, flat, has_biases, 1, 0.0, train, False, True)
-    else:
-        result = fn(x, batch_sizes, state, flat, has_biases, 1, 0.0, train, False)
+    result = fn(x, state, flat, has_biases, 1, 0.0, train, False, True)
     return result[0], [s.squeeze(0) for s in result[1:]]
-
-
-def _fused(
-    cell: Cell, weights: Weights, x: torch.Tensor, states: list[torch.Tensor]
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    return _fused_call(cell, weights, x, states, None)
-
-
-def _fused_packed(
-    cell: Cell,
-    weights: Weights,
-    x: torch.Tensor,
-    lengths: torch.Tensor,
-    states: list[torch.Tensor],
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    # pack_padded_sequence refuses empty rows: run them for one (zero) step, then put
-    # their initial states back.
-    packed = pack_padded_sequence(
-        x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
-    )
-    sorted_indices = cast(torch.Tensor, packed.sorted_indices)  # set: enforce_sorted=False
-    unsorted_indices = cast(torch.Tensor, packed.unsorted_indices)
-    sorted_states = [s.index_select(0, sorted_indices) for s in states]
-    data, final = _fused_call(cell, weights, packed.data, sorted_states, packed.batch_sizes)
-    outputs, _ = pad_packed_sequence(
-        PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
-        batch_first=True,
-        total_length=x.shape[1],
-    )
-    nonempty = (lengths > 0).unsqueeze(1)
-    final = [
-        torch.where(nonempty, s.index_select(0, unsorted_indices), s0)
-        for s, s0 in zip(final, states, strict=True)
-    ]
-    return outputs, final
 
 
 def _recurrent_matmul(
