@@ -14,18 +14,20 @@ Contenders, each in its own subprocess:
 - `reversal`: two `nn.LSTM`s on batch-max padding, the backward one reading each
   sequence reversed by an index gather (the fastest hand-written way on CPU);
 - `keras`: Keras 3 (torch backend) `Masking(0.)` -> `Bidirectional(LSTM)` ->
-  `Dense(5)`, `fit`/`predict` on the whole array padded to the longest sequence, as
-  Keras users feed it; run on a subset (it is slow), its figure is per real step too;
+  `Dense(5)`, `fit`/`predict` on the array padded to the workload's longest sequence,
+  as Keras users feed it; run on the first sequences only (it is slow), so that each
+  of its batches costs what it would in a full epoch; its figure is per real step too;
 - `maskwise-holes`: maskwise with non-contiguous masks (each batch widened by 25 % and
   the real steps spread over it at random positions, in order).
 The PyTorch contenders get the same batches (one random order, each padded to its
-longest sequence). Memory, measured in a separate subprocess: the growth of the peak
-resident set size (`ru_maxrss`) over one training epoch, with glibc's mmap threshold
-fixed at 128 KiB so that large freed tensors leave the RSS at once; i.e. the most
-memory live at one time on top of the loaded data, model and Adam state (activations,
-gradients, kernel workspaces, temporaries); not measured for Keras, which holds a
-differently padded array. Timings keep the fastest of `--repeats` epochs (2 with
-`--quick`, else 1).
+longest sequence). Memory, measured in a separate subprocess: how far the
+peak resident set size (`ru_maxrss`) during one training epoch rises above the
+resident set in use before it, with glibc's mmap threshold fixed at 128 KiB so that
+large freed tensors leave the RSS at once; i.e. the most memory live at one time on
+top of the loaded data, model and Adam state (activations, gradients, kernel
+workspaces, temporaries, oneDNN's cache of compiled kernels); not measured for Keras,
+which holds a differently padded array. Timings keep the fastest of `--repeats`
+epochs (2 with `--quick`, else 1).
 
 Targets on a 2-core CPU: maskwise >= 0.9x `reversal`, >= 2.5x `packed`, >= 10x
 `keras`; `maskwise-holes` within 1.3x of `maskwise`; peak memory <= 1.2x `reversal`.
@@ -176,12 +178,16 @@ def run_torch(name: str, n: int, measure: str, repeats: int) -> dict[str, float]
     }
 
 
-def run_keras(n: int, repeats: int) -> dict[str, float]:
+def run_keras(n: int, workload: int, repeats: int) -> dict[str, float]:
+    """Keras on the first `n` sequences of the workload, padded to the longest sequence
+    of the whole workload (as its users pad the whole array), so that each batch costs
+    what it would in a full epoch."""
     os.environ["KERAS_BACKEND"] = "torch"
     import keras
 
-    xs, ys = make_data(n)
+    xs, ys = make_data(workload)
     longest = max(len(y) for y in ys)
+    xs, ys = xs[:n], ys[:n]
     x = np.zeros((n, longest, FEATURES), np.float32)
     y = np.zeros((n, longest), np.int64)
     for i, (xi, yi) in enumerate(zip(xs, ys, strict=True)):
@@ -227,19 +233,24 @@ def best_seconds(epoch: Any, repeats: int) -> float:
 
 
 def peak_rss_growth(epoch: Any) -> float:
-    """MB the process's peak RSS grew by while running `epoch` (run by `main` with a
-    fixed glibc mmap threshold, so that freed tensors leave the RSS at once and the
-    peak is the most memory live at one time, not an artefact of heap reuse)."""
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """MB the process's peak RSS rose above the RSS in use before `epoch` (run by
+    `main` with a fixed glibc mmap threshold, so that freed tensors leave the RSS at
+    once and the peak is the most memory live at one time, not an artefact of heap
+    reuse)."""
+    with open("/proc/self/statm") as statm:  # pages: size, resident, ...
+        before = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     epoch()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
 
 
-def worker(name: str, n: int, threads: int, measure: str, repeats: int) -> None:
+def worker(name: str, n: int, workload: int, threads: int, measure: str, repeats: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    result = run_keras(n, repeats) if name == "keras" else run_torch(name, n, measure, repeats)
+    if name == "keras":
+        result = run_keras(n, workload, repeats)
+    else:
+        result = run_torch(name, n, measure, repeats)
     print(json.dumps(result))
 
 
@@ -254,10 +265,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="timed epochs per figure, best kept")
     parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--workload", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure", choices=("time", "memory"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.n, args.threads, args.measure, args.repeats)
+        worker(args.worker, args.n, args.workload, args.threads, args.measure, args.repeats)
         return
     if args.fit:  # the end-to-end fit figure lives in its own script
         fit_script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fit.py")
@@ -284,6 +296,8 @@ def main() -> None:
                 name,
                 "--n",
                 str(n),
+                "--workload",
+                str(default),
                 "--threads",
                 str(args.threads),
                 "--measure",

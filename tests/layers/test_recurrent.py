@@ -217,30 +217,50 @@ def plan_cost(plan: list[_rnn_kernels.Segment]) -> float:
     )
 
 
+ROW_SIZES = sorted({2**k for k in range(12)} | {3 * 2**k for k in range(12)})
+"""The row counts a kernel call may run: 1, 2, 3, 4, 6, 8, 12, 16, 24, ..."""
+
+
+def test_call_rows_is_the_next_allowed_size() -> None:
+    for alive in range(1, 1000):
+        assert _rnn_kernels.call_rows(alive, 4096) == min(n for n in ROW_SIZES if n >= alive)
+        assert _rnn_kernels.call_rows(alive, alive) == alive  # never more than the batch
+
+
 @settings(max_examples=200, deadline=None)
 @given(lengths=st.lists(st.integers(0, 300), min_size=1, max_size=9))
 def test_segment_plan_covers_the_real_steps_at_least_cost(lengths: list[int]) -> None:
-    """The plan runs every real step exactly once, each call on the rows real at its
-    start, and no split of the steps at the lengths costs less (checked by brute
-    force); with `cut_at_every_length` every row ends where a call ends."""
+    """The plan runs every real step exactly once, each call on at least the rows real
+    at its start, in a bounded set of shapes (steps on the grid, rows from ROW_SIZES or
+    the whole batch), and no other split on the grid costs less (brute force); with
+    `cut_at_every_length`, every row ends where a call ends."""
     lengths = sorted(lengths, reverse=True)
+    grid = _rnn_kernels.SEGMENT_STEP_GRID
     plan = _rnn_kernels.plan_segments(lengths)
     exact = _rnn_kernels.plan_segments(lengths, cut_at_every_length=True)
     for segments in (plan, exact):
         assert [s.start for s in segments] == [0, *(s.stop for s in segments)][: len(segments)]
-        assert (segments[-1].stop if segments else 0) == max(lengths)
-        assert [s.rows for s in segments] == [sum(n > s.start for n in lengths) for s in segments]
+        for s in segments:
+            assert s.rows >= sum(n > s.start for n in lengths)
+    assert (plan[-1].stop if plan else 0) == -(-max(lengths) // grid) * grid
+    for s in plan:
+        assert (s.stop - s.start) % grid == 0
+        assert s.rows in ROW_SIZES or s.rows == len(lengths)
     assert {s.stop for s in exact} == set(lengths) - {0}
-    inner = sorted(set(lengths) - {0, max(lengths)})
+    assert [s.rows for s in exact] == [sum(n > s.start for n in lengths) for s in exact]
+
+    top = plan[-1].stop if plan else 0
+    inner = sorted({-(-n // grid) * grid for n in lengths} - {0, top})
     candidates = []
     for chosen in range(2 ** len(inner)):
-        stops = [t for k, t in enumerate(inner) if chosen >> k & 1] + [max(lengths)]
+        stops = [t for k, t in enumerate(inner) if chosen >> k & 1] + [top]
         starts = [0, *stops[:-1]]
+        rows = [_rnn_kernels.call_rows(sum(n > a for n in lengths), len(lengths)) for a in starts]
         candidates.append(
             [
-                _rnn_kernels.Segment(a, b, sum(n > a for n in lengths))
-                for a, b in zip(starts, stops, strict=True)
-                if max(lengths) > 0
+                _rnn_kernels.Segment(a, b, r)
+                for a, b, r in zip(starts, stops, rows, strict=True)
+                if top > 0
             ]
         )
     assert plan_cost(plan) == pytest.approx(min(plan_cost(c) for c in candidates))

@@ -138,8 +138,11 @@ def run_recurrent(
     if go_backwards:
         order = (time - 1) - order
     sorted_lengths = lengths.index_select(0, rank)
-    compact = take_steps(x, order.index_select(0, rank)[:, :steps], rows=rank)
-    real = torch.arange(steps, device=x.device).unsqueeze(0) < sorted_lengths.unsqueeze(1)
+    # The block is `width` steps wide: its kernel calls' lengths stay on the step grid.
+    width = _round_up(steps, SEGMENT_STEP_GRID)
+    index = order.index_select(0, rank)[:, : min(width, time)]
+    compact = take_steps(x, F.pad(index, (0, width - index.shape[1])), rows=rank)
+    real = torch.arange(width, device=x.device).unsqueeze(0) < sorted_lengths.unsqueeze(1)
     compact = compact.masked_fill_(~real.unsqueeze(-1), 0.0)  # a fresh gather: in place
     outputs, final = _run_block(
         cell,
@@ -230,6 +233,21 @@ SEGMENT_STEP_COST = 2.0
 Both measured on CPU (LSTM 128 units, batch 1 to 32, 5 to 200 steps, training and
 inference alike): a call of n rows over T steps takes about `80 + T * (2 + n)` times
 the time of one row-step."""
+SEGMENT_STEP_GRID = 8
+"""Kernel calls start and stop on multiples of this many steps, and run a number of
+rows from `call_rows`. That bounds the set of call shapes: oneDNN keeps a compiled
+primitive (about 175 KB on CPU) for every shape it has run, so free-form shapes
+would grow memory by tens of MB per epoch for a few percent of speed."""
+
+
+def call_rows(alive: int, batch: int) -> int:
+    """The rows a call runs when `alive` rows are real at its start: the smallest of
+    1, 2, 3, 4, 6, 8, 12, 16, 24, ... (two sizes per octave) that is at least `alive`,
+    capped at `batch`. The extra rows have ended; their outputs are never read."""
+    if alive <= 2:
+        return alive
+    power = 1 << (alive - 1).bit_length()
+    return min(batch, power * 3 // 4 if power * 3 // 4 >= alive else power)
 
 
 def plan_segments(lengths: list[int], cut_at_every_length: bool = False) -> list[Segment]:
@@ -238,27 +256,37 @@ def plan_segments(lengths: list[int], cut_at_every_length: bool = False) -> list
 
     Each call runs only the rows still real at its first step, so most of the padding
     after the short rows is skipped (as packing does), while each call still gets the
-    fused kernel's speed on a dense block. The plan is exact, by dynamic programming
-    over the cut points worth trying (the lengths). `cut_at_every_length` makes every
-    row end exactly where a call ends, so its final states are that call's.
+    fused kernel's speed on a dense block. Calls stop on the step grid
+    (`SEGMENT_STEP_GRID`, so the block must be that wide) and run `call_rows` rows.
+    The plan is exact, by dynamic programming over the cut points worth trying (the
+    lengths, rounded up to the grid). `cut_at_every_length` instead ends a call at
+    every row's length, on no grid, so that each row's final states are a call's.
     """
-    cuts = sorted({0, *lengths})
-    alive = [sum(1 for n in lengths if n > t) for t in cuts]
+    batch = len(lengths)
+    if cut_at_every_length:
+        cuts = sorted({0, *lengths})
+        alive = [sum(1 for n in lengths if n > t) for t in cuts]
+        return [Segment(a, b, n) for a, b, n in zip(cuts, cuts[1:], alive, strict=False)]
+    cuts = sorted({0, *(_round_up(n, SEGMENT_STEP_GRID) for n in lengths)})
+    rows = [call_rows(sum(1 for n in lengths if n > t), batch) for t in cuts]
     best = [0.0] + [math.inf] * (len(cuts) - 1)
-    previous = list(range(-1, len(cuts) - 1))  # a call per length
-    if not cut_at_every_length:
-        for j in range(1, len(cuts)):
-            for i in range(j):
-                steps = cuts[j] - cuts[i]
-                cost = best[i] + SEGMENT_CALL_COST + steps * (SEGMENT_STEP_COST + alive[i])
-                if cost < best[j]:
-                    best[j], previous[j] = cost, i
+    previous = [0] * len(cuts)
+    for j in range(1, len(cuts)):
+        for i in range(j):
+            steps = cuts[j] - cuts[i]
+            cost = best[i] + SEGMENT_CALL_COST + steps * (SEGMENT_STEP_COST + rows[i])
+            if cost < best[j]:
+                best[j], previous[j] = cost, i
     plan, j = [], len(cuts) - 1
     while j > 0:
         i = previous[j]
-        plan.append(Segment(cuts[i], cuts[j], alive[i]))
+        plan.append(Segment(cuts[i], cuts[j], rows[i]))
         j = i
     return plan[::-1]
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
 
 
 def _fused_segments(
