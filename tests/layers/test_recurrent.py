@@ -177,7 +177,11 @@ def test_keras_go_backwards_positions_and_empty_rows() -> None:
 
 
 # ---------------------------------------------------------------------- fast path
-CALL_COSTS = {"by cost": _rnn_kernels.SEGMENT_CALL_COST, "a call per length": 0.0, "one call": 1e12}
+CALL_COSTS = {
+    "by cost": _rnn_kernels.SEGMENT_CALL_COSTS["cpu"],
+    "a call per length": 0.0,
+    "one call": math.inf,
+}
 """Kernel-call costs that make `plan_segments` cut where it measures best, at every
 row's length, or nowhere: each plan must give the same outputs."""
 
@@ -194,7 +198,7 @@ def test_fast_path_matches_reference(spec: dict[str, Any], plan: str, grad: bool
     x, initial = spec_inputs(spec, layer)
     layer.eval()
     with (
-        mock.patch.object(_rnn_kernels, "SEGMENT_CALL_COST", CALL_COSTS[plan]),
+        mock.patch.dict(_rnn_kernels.SEGMENT_CALL_COSTS, {"cpu": CALL_COSTS[plan]}),
         torch.set_grad_enabled(grad),
     ):
         got = outputs_of(layer(Masked(x, spec["mask"]), initial_state=initial))
@@ -209,12 +213,33 @@ def test_fast_path_matches_reference(spec: dict[str, Any], plan: str, grad: bool
         torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
 
 
-def plan_cost(plan: list[_rnn_kernels.Segment]) -> float:
+def plan_cost(plan: list[_rnn_kernels.Segment], call_cost: float) -> float:
     return sum(
-        _rnn_kernels.SEGMENT_CALL_COST
-        + (s.stop - s.start) * (_rnn_kernels.SEGMENT_STEP_COST + s.rows)
-        for s in plan
+        call_cost + (s.stop - s.start) * (_rnn_kernels.SEGMENT_STEP_COST + s.rows) for s in plan
     )
+
+
+def test_kernel_calls_per_device_type() -> None:
+    """On CPU a batch of one long and many short rows runs in several calls, the later
+    ones on fewer rows; a device type with no measured costs (CUDA here) in one."""
+    lengths = torch.tensor([200] + [5] * 31)
+    x = Masked.from_lengths(torch.randn(32, 200, 3), lengths)
+    layer = LSTM(4, return_sequences=True)
+    calls: list[tuple[int, ...]] = []
+    real_call = _rnn_kernels._fused_call
+
+    def spy(cell: Any, weights: Any, block: torch.Tensor, hx: Any) -> Any:
+        calls.append(tuple(block.shape[:2]))
+        return real_call(cell, weights, block, hx)
+
+    with mock.patch.object(_rnn_kernels, "_fused_call", spy):
+        expected = layer(x).values
+        assert len(calls) > 1 and calls[0][0] == 32 and calls[-1][0] == 1
+        calls.clear()
+        with mock.patch.dict(_rnn_kernels.SEGMENT_CALL_COSTS, {}, clear=True):
+            got = layer(x).values
+        assert calls == [(32, 200)]
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-5)
 
 
 ROW_SIZES = sorted({2**k for k in range(12)} | {3 * 2**k for k in range(12)})
@@ -228,16 +253,21 @@ def test_call_rows_is_the_next_allowed_size() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(lengths=st.lists(st.integers(0, 300), min_size=1, max_size=9))
-def test_segment_plan_covers_the_real_steps_at_least_cost(lengths: list[int]) -> None:
+@given(
+    lengths=st.lists(st.integers(0, 300), min_size=1, max_size=9),
+    call_cost=st.sampled_from([0.0, 10.0, 80.0, 1000.0, math.inf]),
+)
+def test_segment_plan_covers_the_real_steps_at_least_cost(
+    lengths: list[int], call_cost: float
+) -> None:
     """The plan runs every real step exactly once, each call on at least the rows real
     at its start, in a bounded set of shapes (steps on the grid, rows from ROW_SIZES or
     the whole batch), and no other split on the grid costs less (brute force); with
     `cut_at_every_length`, every row ends where a call ends."""
     lengths = sorted(lengths, reverse=True)
     grid = _rnn_kernels.SEGMENT_STEP_GRID
-    plan = _rnn_kernels.plan_segments(lengths)
-    exact = _rnn_kernels.plan_segments(lengths, cut_at_every_length=True)
+    plan = _rnn_kernels.plan_segments(lengths, call_cost)
+    exact = _rnn_kernels.plan_segments(lengths, call_cost, cut_at_every_length=True)
     for segments in (plan, exact):
         assert [s.start for s in segments] == [0, *(s.stop for s in segments)][: len(segments)]
         for s in segments:
@@ -263,7 +293,11 @@ def test_segment_plan_covers_the_real_steps_at_least_cost(lengths: list[int]) ->
                 if top > 0
             ]
         )
-    assert plan_cost(plan) == pytest.approx(min(plan_cost(c) for c in candidates))
+    if math.isinf(call_cost):
+        assert len(plan) == (1 if top else 0)
+    else:
+        best = min(plan_cost(c, call_cost) for c in candidates)
+        assert plan_cost(plan, call_cost) == pytest.approx(best)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -315,7 +349,7 @@ def test_gradcheck_fast_path(layer_class: type[_Recurrent], plan: str) -> None:
         )
         return (out[0].values, *out[1:])
 
-    with mock.patch.object(_rnn_kernels, "SEGMENT_CALL_COST", CALL_COSTS[plan]):
+    with mock.patch.dict(_rnn_kernels.SEGMENT_CALL_COSTS, {"cpu": CALL_COSTS[plan]}):
         assert torch.autograd.gradcheck(f, (x, *params, *states), atol=1e-6)
 
 

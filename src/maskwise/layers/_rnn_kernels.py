@@ -226,13 +226,15 @@ class Segment:
     rows: int
 
 
-SEGMENT_CALL_COST = 80.0
-"""What one more kernel call costs, in row-steps (one row through one step)."""
-SEGMENT_STEP_COST = 2.0
-"""What a step costs on top of its rows, in row-steps (reading the recurrent weights).
-Both measured on CPU (LSTM 128 units, batch 1 to 32, 5 to 200 steps, training and
+SEGMENT_CALL_COSTS: dict[str, float] = {"cpu": 80.0}
+"""What one more kernel call costs, in row-steps (one row through one step), per device
+type. Measured on CPU (LSTM 128 units, batch 1 to 32, 5 to 200 steps, training and
 inference alike): a call of n rows over T steps takes about `80 + T * (2 + n)` times
-the time of one row-step."""
+the time of one row-step. Other device types, unmeasured (no GPU was lent to this
+project), run the whole block in one call: a GPU kernel's time per step hardly depends
+on how many rows it runs, so splitting would only add calls."""
+SEGMENT_STEP_COST = 2.0
+"""What a step costs on top of its rows, in row-steps (reading the recurrent weights)."""
 SEGMENT_STEP_GRID = 8
 """Kernel calls start and stop on multiples of this many steps, and run a number of
 rows from `call_rows`. That bounds the set of call shapes: oneDNN keeps a compiled
@@ -250,7 +252,9 @@ def call_rows(alive: int, batch: int) -> int:
     return min(batch, power * 3 // 4 if power * 3 // 4 >= alive else power)
 
 
-def plan_segments(lengths: list[int], cut_at_every_length: bool = False) -> list[Segment]:
+def plan_segments(
+    lengths: list[int], call_cost: float, cut_at_every_length: bool = False
+) -> list[Segment]:
     """Split the steps of a block, whose rows are sorted by non-increasing `lengths`,
     into the kernel calls that cost least.
 
@@ -259,7 +263,8 @@ def plan_segments(lengths: list[int], cut_at_every_length: bool = False) -> list
     fused kernel's speed on a dense block. Calls stop on the step grid
     (`SEGMENT_STEP_GRID`, so the block must be that wide) and run `call_rows` rows.
     The plan is exact, by dynamic programming over the cut points worth trying (the
-    lengths, rounded up to the grid). `cut_at_every_length` instead ends a call at
+    lengths, rounded up to the grid), for a kernel call costing `call_cost` row-steps
+    (`math.inf`: one call). `cut_at_every_length` instead ends a call at
     every row's length, on no grid, so that each row's final states are a call's.
     """
     batch = len(lengths)
@@ -269,12 +274,14 @@ def plan_segments(lengths: list[int], cut_at_every_length: bool = False) -> list
         return [Segment(a, b, n) for a, b, n in zip(cuts, cuts[1:], alive, strict=False)]
     cuts = sorted({0, *(_round_up(n, SEGMENT_STEP_GRID) for n in lengths)})
     rows = [call_rows(sum(1 for n in lengths if n > t), batch) for t in cuts]
+    if math.isinf(call_cost):
+        return [Segment(0, cuts[-1], rows[0])] if cuts[-1] else []
     best = [0.0] + [math.inf] * (len(cuts) - 1)
     previous = [0] * len(cuts)
     for j in range(1, len(cuts)):
         for i in range(j):
             steps = cuts[j] - cuts[i]
-            cost = best[i] + SEGMENT_CALL_COST + steps * (SEGMENT_STEP_COST + rows[i])
+            cost = best[i] + call_cost + steps * (SEGMENT_STEP_COST + rows[i])
             if cost < best[j]:
                 best[j], previous[j] = cost, i
     plan, j = [], len(cuts) - 1
@@ -302,7 +309,8 @@ def _fused_segments(
     through every step of the previous call."""
     batch = x.shape[0]
     exact_states = need_states and cell.kind == "lstm"  # its cell state is no output
-    plan = plan_segments(lengths.tolist(), cut_at_every_length=exact_states)
+    call_cost = SEGMENT_CALL_COSTS.get(x.device.type, math.inf)
+    plan = plan_segments(lengths.tolist(), call_cost, cut_at_every_length=exact_states)
     pieces, ended = [], []
     current = states
     for segment, following in zip(plan, [*plan[1:], None], strict=True):
