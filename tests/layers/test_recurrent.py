@@ -238,12 +238,25 @@ def test_kernel_calls_per_device_type() -> None:
         calls.clear()
         with mock.patch.dict(_rnn_kernels.SEGMENT_CALL_COSTS, {}, clear=True):
             got = layer(x).values
-        assert calls == [(32, 200)]
+        assert calls == [(32, _rnn_kernels.grid_steps(200))]
     torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-5)
 
 
 ROW_SIZES = sorted({2**k for k in range(12)} | {3 * 2**k for k in range(12)})
 """The row counts a kernel call may run: 1, 2, 3, 4, 6, 8, 12, 16, 24, ..."""
+
+
+GRID_STEPS = sorted(
+    {*range(1, 17)} | {n for k in range(4, 12) for n in range(2**k, 2 ** (k + 1) + 1, 2 ** (k - 3))}
+)
+"""Where a kernel call may stop: every step up to 16, then 8 places per octave."""
+
+
+def test_grid_steps_is_the_next_grid_step() -> None:
+    for steps in range(1, 3000):
+        rounded = _rnn_kernels.grid_steps(steps)
+        assert rounded == min(n for n in GRID_STEPS if n >= steps)
+        assert rounded < steps * 1.125
 
 
 def test_call_rows_is_the_next_allowed_size() -> None:
@@ -265,22 +278,21 @@ def test_segment_plan_covers_the_real_steps_at_least_cost(
     the whole batch), and no other split on the grid costs less (brute force); with
     `cut_at_every_length`, every row ends where a call ends."""
     lengths = sorted(lengths, reverse=True)
-    grid = _rnn_kernels.SEGMENT_STEP_GRID
     plan = _rnn_kernels.plan_segments(lengths, call_cost)
     exact = _rnn_kernels.plan_segments(lengths, call_cost, cut_at_every_length=True)
     for segments in (plan, exact):
         assert [s.start for s in segments] == [0, *(s.stop for s in segments)][: len(segments)]
         for s in segments:
             assert s.rows >= sum(n > s.start for n in lengths)
-    assert (plan[-1].stop if plan else 0) == -(-max(lengths) // grid) * grid
+    assert (plan[-1].stop if plan else 0) == _rnn_kernels.grid_steps(max(lengths))
     for s in plan:
-        assert (s.stop - s.start) % grid == 0
+        assert s.stop in GRID_STEPS
         assert s.rows in ROW_SIZES or s.rows == len(lengths)
     assert {s.stop for s in exact} == set(lengths) - {0}
     assert [s.rows for s in exact] == [sum(n > s.start for n in lengths) for s in exact]
 
     top = plan[-1].stop if plan else 0
-    inner = sorted({-(-n // grid) * grid for n in lengths} - {0, top})
+    inner = sorted({_rnn_kernels.grid_steps(n) for n in lengths} - {0, top})
     candidates = []
     for chosen in range(2 ** len(inner)):
         stops = [t for k, t in enumerate(inner) if chosen >> k & 1] + [top]

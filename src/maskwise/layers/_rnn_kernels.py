@@ -138,8 +138,8 @@ def run_recurrent(
     if go_backwards:
         order = (time - 1) - order
     sorted_lengths = lengths.index_select(0, rank)
-    # The block is `width` steps wide: its kernel calls' lengths stay on the step grid.
-    width = _round_up(steps, SEGMENT_STEP_GRID)
+    # The block is `width` steps wide, so its kernel calls can stop on the step grid.
+    width = grid_steps(steps)
     index = order.index_select(0, rank)[:, : min(width, time)]
     compact = take_steps(x, F.pad(index, (0, width - index.shape[1])), rows=rank)
     real = torch.arange(width, device=x.device).unsqueeze(0) < sorted_lengths.unsqueeze(1)
@@ -235,11 +235,21 @@ project), run the whole block in one call: a GPU kernel's time per step hardly d
 on how many rows it runs, so splitting would only add calls."""
 SEGMENT_STEP_COST = 2.0
 """What a step costs on top of its rows, in row-steps (reading the recurrent weights)."""
-SEGMENT_STEP_GRID = 8
-"""Kernel calls start and stop on multiples of this many steps, and run a number of
-rows from `call_rows`. That bounds the set of call shapes: oneDNN keeps a compiled
-primitive (about 175 KB on CPU) for every shape it has run, so free-form shapes
-would grow memory by tens of MB per epoch for a few percent of speed."""
+
+
+def grid_steps(steps: int) -> int:
+    """The first step on the grid at or after `steps`, where kernel calls may stop:
+    every step up to 16, then 8 per octave (multiples of 2 up to 32, of 4 up to 64,
+    of 8 up to 128, ...), so rounding up adds less than 12.5 %.
+
+    With `call_rows`, this bounds the set of call shapes: oneDNN keeps a compiled
+    primitive (about 175 KB on CPU) for every shape it has run, so free-form shapes
+    would grow memory by tens of MB per epoch for a few percent of speed.
+    """
+    if steps <= 16:
+        return steps
+    spacing = 1 << ((steps - 1).bit_length() - 4)
+    return -(-steps // spacing) * spacing
 
 
 def call_rows(alive: int, batch: int) -> int:
@@ -260,19 +270,19 @@ def plan_segments(
 
     Each call runs only the rows still real at its first step, so most of the padding
     after the short rows is skipped (as packing does), while each call still gets the
-    fused kernel's speed on a dense block. Calls stop on the step grid
-    (`SEGMENT_STEP_GRID`, so the block must be that wide) and run `call_rows` rows.
+    fused kernel's speed on a dense block. Calls stop on the step grid (`grid_steps`,
+    so the block must be `grid_steps(max(lengths))` wide) and run `call_rows` rows.
     The plan is exact, by dynamic programming over the cut points worth trying (the
     lengths, rounded up to the grid), for a kernel call costing `call_cost` row-steps
-    (`math.inf`: one call). `cut_at_every_length` instead ends a call at
-    every row's length, on no grid, so that each row's final states are a call's.
+    (`math.inf`: one call). `cut_at_every_length` instead ends a call at every row's
+    length, on no grid, so that each row's final states are a call's.
     """
     batch = len(lengths)
     if cut_at_every_length:
         cuts = sorted({0, *lengths})
         alive = [sum(1 for n in lengths if n > t) for t in cuts]
         return [Segment(a, b, n) for a, b, n in zip(cuts, cuts[1:], alive, strict=False)]
-    cuts = sorted({0, *(_round_up(n, SEGMENT_STEP_GRID) for n in lengths)})
+    cuts = sorted({0, *(grid_steps(n) for n in lengths)})
     rows = [call_rows(sum(1 for n in lengths if n > t), batch) for t in cuts]
     if math.isinf(call_cost):
         return [Segment(0, cuts[-1], rows[0])] if cuts[-1] else []
@@ -290,10 +300,6 @@ def plan_segments(
         plan.append(Segment(cuts[i], cuts[j], rows[i]))
         j = i
     return plan[::-1]
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
 
 
 def _fused_segments(
