@@ -152,7 +152,7 @@ class Masked:
         if self.mask is None:
             return self
         keep = self.mask.reshape(self.mask.shape + (1,) * (self.values.dim() - 2))
-        filled = torch.where(keep, self.values, torch.full_like(self.values, value))
+        filled = torch.where(keep, self.values, self.values.new_full((), value))
         return Masked(filled, self.mask)
 
     def unpad(self) -> list[torch.Tensor]:

@@ -68,4 +68,4 @@ def fill_after(
     value = target_fill(values.dtype) if fill is None else fill
     keep = lengths_to_mask(lengths, values.shape[1], device=values.device)
     keep = keep.reshape(keep.shape + (1,) * (values.dim() - 2))
-    return torch.where(keep, values, torch.full_like(values, value))
+    return torch.where(keep, values, values.new_full((), value))

@@ -75,7 +75,7 @@ class GlobalMaxPooling1D(Layer):
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         _check_sequence(self, values)
         real = _real(values, mask)
-        lowest = torch.full_like(values, torch.finfo(values.dtype).min)
+        lowest = values.new_full((), torch.finfo(values.dtype).min)
         best = torch.where(real, values, lowest).amax(dim=1)
         any_real = real.any(dim=1)
         return torch.where(any_real, best, torch.zeros_like(best))
