@@ -242,6 +242,25 @@ def test_kernel_calls_per_device_type() -> None:
     torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-5)
 
 
+@pytest.mark.parametrize("layer_class", [LSTM, GRU])
+@pytest.mark.parametrize("call_cost", [0.0, 80.0])
+def test_final_states_of_a_ragged_batch_match_reference(
+    layer_class: type[_Recurrent], call_cost: float
+) -> None:
+    """Eleven rows of distinct lengths (one empty), so the calls run rounded-up row
+    counts and, for the LSTM's cell state, end at every length."""
+    torch.manual_seed(0)
+    lengths = torch.tensor([3, 17, 0, 9, 40, 1, 26, 5, 33, 12, 21])
+    x = Masked.from_lengths(torch.randn(11, 40, 3), lengths)
+    layer = layer_class(4, return_sequences=True, return_state=True)
+    initial = [torch.randn(11, 4) for _ in range(2 if layer_class is LSTM else 1)]
+    with mock.patch.dict(_rnn_kernels.SEGMENT_CALL_COSTS, {"cpu": call_cost}):
+        got = outputs_of(layer(x, initial_state=initial))
+    output, states = reference_rnn(layer, x.values, x.mask, initial)
+    for a, b in zip(got, [output, *states], strict=True):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
+
+
 ROW_SIZES = sorted({2**k for k in range(12)} | {3 * 2**k for k in range(12)})
 """The row counts a kernel call may run: 1, 2, 3, 4, 6, 8, 12, 16, 24, ..."""
 
@@ -289,7 +308,7 @@ def test_segment_plan_covers_the_real_steps_at_least_cost(
         assert s.stop in GRID_STEPS
         assert s.rows in ROW_SIZES or s.rows == len(lengths)
     assert {s.stop for s in exact} == set(lengths) - {0}
-    assert [s.rows for s in exact] == [sum(n > s.start for n in lengths) for s in exact]
+    assert [s.running for s in exact] == [sum(n > s.start for n in lengths) for s in exact]
 
     top = plan[-1].stop if plan else 0
     inner = sorted({_rnn_kernels.grid_steps(n) for n in lengths} - {0, top})
@@ -300,7 +319,7 @@ def test_segment_plan_covers_the_real_steps_at_least_cost(
         rows = [_rnn_kernels.call_rows(sum(n > a for n in lengths), len(lengths)) for a in starts]
         candidates.append(
             [
-                _rnn_kernels.Segment(a, b, r)
+                _rnn_kernels.Segment(a, b, r, sum(n > a for n in lengths))
                 for a, b, r in zip(starts, stops, rows, strict=True)
                 if top > 0
             ]

@@ -219,11 +219,14 @@ def _run_block(
 
 @dataclass(frozen=True)
 class Segment:
-    """Steps `start:stop` of the first `rows` rows: one fused kernel call."""
+    """Steps `start:stop` of the first `rows` rows: one fused kernel call. The first
+    `running` of those rows are real at `start`; the others have ended and only round
+    the call's shape up (their outputs are never read)."""
 
     start: int
     stop: int
     rows: int
+    running: int
 
 
 SEGMENT_CALL_COSTS: dict[str, float] = {"cpu": 80.0}
@@ -280,24 +283,24 @@ def plan_segments(
     batch = len(lengths)
     if cut_at_every_length:
         cuts = sorted({0, *lengths})
-        alive = [sum(1 for n in lengths if n > t) for t in cuts]
-        return [Segment(a, b, n) for a, b, n in zip(cuts, cuts[1:], alive, strict=False)]
-    cuts = sorted({0, *(grid_steps(n) for n in lengths)})
-    rows = [call_rows(sum(1 for n in lengths if n > t), batch) for t in cuts]
-    if math.isinf(call_cost):
-        return [Segment(0, cuts[-1], rows[0])] if cuts[-1] else []
-    best = [0.0] + [math.inf] * (len(cuts) - 1)
-    previous = [0] * len(cuts)
-    for j in range(1, len(cuts)):
-        for i in range(j):
-            steps = cuts[j] - cuts[i]
-            cost = best[i] + call_cost + steps * (SEGMENT_STEP_COST + rows[i])
-            if cost < best[j]:
-                best[j], previous[j] = cost, i
+    else:
+        cuts = sorted({0, *(grid_steps(n) for n in lengths)})
+    running = [sum(1 for n in lengths if n > t) for t in cuts]
+    rows = [call_rows(n, batch) for n in running]
+    previous = list(range(-1, len(cuts) - 1))  # a call from each cut to the next
+    if not cut_at_every_length:
+        previous = [0] * len(cuts)  # one call, unless the costs say otherwise
+        best = [0.0] + [math.inf] * (len(cuts) - 1)
+        for j in range(1, len(cuts) if math.isfinite(call_cost) else 1):
+            for i in range(j):
+                steps = cuts[j] - cuts[i]
+                cost = best[i] + call_cost + steps * (SEGMENT_STEP_COST + rows[i])
+                if cost < best[j]:
+                    best[j], previous[j] = cost, i
     plan, j = [], len(cuts) - 1
     while j > 0:
         i = previous[j]
-        plan.append(Segment(cuts[i], cuts[j], rows[i]))
+        plan.append(Segment(cuts[i], cuts[j], rows[i], running[i]))
         j = i
     return plan[::-1]
 
@@ -324,13 +327,14 @@ def _fused_segments(
         outputs, current = _fused_call(cell, weights, block, [s[: segment.rows] for s in current])
         time_major = outputs.transpose(0, 1)  # the kernel's own layout: no copy
         pieces.append(F.pad(time_major, (0, 0, 0, batch - segment.rows)))
-        still_running = following.rows if following else 0
-        ended.append([s[still_running:] for s in current])  # rows whose last step this was
+        still_running = following.running if following else 0
+        # The rows whose last real step this call's last step was (cut_at_every_length).
+        ended.append([s[still_running : segment.running] for s in current])
     outputs = torch.cat(pieces).transpose(0, 1)
     if not need_states:
         return outputs, []
     if exact_states:
-        empty_rows = [s[plan[0].rows :] for s in states]
+        empty_rows = [s[plan[0].running :] for s in states]
         by_row = zip(*reversed(ended), empty_rows, strict=True)
         return outputs, [torch.cat(parts) for parts in by_row]
     last = take_steps(outputs, (lengths - 1).clamp(min=0).unsqueeze(1))[:, 0]
