@@ -4,7 +4,8 @@ Keras 3's masking semantics, as fast as the cell allows.
 How it works (for a mask of any shape):
 1. Put the steps in *processing order* (reversed for `go_backwards`, as Keras does).
 2. Compact each row's real steps to the front (`compaction_order`), zero the rest,
-   keep only the first `max(lengths)` steps, and sort the rows longest first.
+   keep only the first `grid_steps(max(lengths))` steps, and sort the rows longest
+   first.
 3. Run the cell over that dense block: PyTorch's fused kernels (`torch._VF.lstm`,
    `gru`, `rnn_tanh`, `rnn_relu`) when the cell is one of theirs, else a per-step loop.
    The trailing zeros after a row's real steps cannot change its real outputs, so no
@@ -326,11 +327,13 @@ def _fused_segments(
         block = x[: segment.rows, segment.start : segment.stop]
         outputs, current = _fused_call(cell, weights, block, [s[: segment.rows] for s in current])
         time_major = outputs.transpose(0, 1)  # the kernel's own layout: no copy
-        pieces.append(F.pad(time_major, (0, 0, 0, batch - segment.rows)))
+        if segment.rows < batch:
+            time_major = F.pad(time_major, (0, 0, 0, batch - segment.rows))
+        pieces.append(time_major)
         still_running = following.running if following else 0
         # The rows whose last real step this call's last step was (cut_at_every_length).
         ended.append([s[still_running : segment.running] for s in current])
-    outputs = torch.cat(pieces).transpose(0, 1)
+    outputs = (pieces[0] if len(pieces) == 1 else torch.cat(pieces)).transpose(0, 1)
     if not need_states:
         return outputs, []
     if exact_states:
