@@ -28,6 +28,7 @@ fused kernels take them as they are.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -281,12 +282,13 @@ def plan_segments(
     (`math.inf`: one call). `cut_at_every_length` instead ends a call at every row's
     length, on no grid, so that each row's final states are a call's.
     """
-    batch = len(lengths)
+    batch, distinct = len(lengths), set(lengths)
     if cut_at_every_length:
-        cuts = sorted({0, *lengths})
+        cuts = sorted({0, *distinct})
     else:
-        cuts = sorted({0, *(grid_steps(n) for n in lengths)})
-    running = [sum(1 for n in lengths if n > t) for t in cuts]
+        cuts = sorted({0, *(grid_steps(n) for n in distinct)})
+    ascending = lengths[::-1]
+    running = [batch - bisect.bisect_right(ascending, t) for t in cuts]
     rows = [call_rows(n, batch) for n in running]
     previous = list(range(-1, len(cuts) - 1))  # a call from each cut to the next
     if not cut_at_every_length:
