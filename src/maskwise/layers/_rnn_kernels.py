@@ -332,9 +332,9 @@ def _fused_segments(
         if segment.rows < batch:
             time_major = F.pad(time_major, (0, 0, 0, batch - segment.rows))
         pieces.append(time_major)
-        still_running = following.running if following else 0
-        # The rows whose last real step this call's last step was (cut_at_every_length).
-        ended.append([s[still_running : segment.running] for s in current])
+        if exact_states:  # keep the rows whose last real step was this call's last
+            still_running = following.running if following else 0
+            ended.append([s[still_running : segment.running] for s in current])
     outputs = (pieces[0] if len(pieces) == 1 else torch.cat(pieces)).transpose(0, 1)
     if not need_states:
         return outputs, []
