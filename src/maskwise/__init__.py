@@ -9,6 +9,7 @@ from .checkpoint import load
 from .convert.keras_model import from_keras
 from .errors import (
     ConfigError,
+    DoctorError,
     MaskError,
     MaskWarning,
     MaskwiseError,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "DoctorError",
     "Graph",
     "History",
     "MaskError",

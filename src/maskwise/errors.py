@@ -7,6 +7,11 @@ what went wrong, what was expected, what was received, and the fix.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .doctor.findings import Finding
+
 
 class MaskwiseError(Exception):
     """Base class of every error raised by maskwise."""
@@ -14,6 +19,23 @@ class MaskwiseError(Exception):
 
 class MaskError(MaskwiseError, ValueError):
     """A mask is missing, malformed, or would be lost silently."""
+
+
+class DoctorError(MaskError):
+    """The doctor's checks found a masking mistake in what `fit`, `evaluate`, `predict` or
+    `make_loader` received, before any training step.
+
+    The message holds every error finding's code, message and fix.
+
+    Attributes:
+        findings: the error `Finding`s, in the doctor's order.
+        code: the first finding's code (e.g. `"MW001"`).
+    """
+
+    def __init__(self, message: str, findings: list[Finding]) -> None:
+        super().__init__(message)
+        self.findings = findings
+        self.code = findings[0].code if findings else None
 
 
 class ShapeError(MaskwiseError, ValueError):

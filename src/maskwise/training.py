@@ -55,6 +55,7 @@ from . import checkpoint
 from . import losses as losses_module
 from . import metrics as metrics_module
 from .data import Loader, ParquetSequences, SequenceDataset, make_loader
+from .doctor.guards import Guard
 from .errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
 from .layers.base import Layer
 from .masked import Masked
@@ -427,6 +428,7 @@ class TrainingMixin:
             seed=seed,
             sample_weight=sample_weight,
             mask_value=mask_value,
+            checks="off",  # the door that called checked the data
         )
 
     def _validation_loader(self, data: Any, batch_size: int, mask_value: float | None) -> Any:
@@ -479,6 +481,7 @@ class TrainingMixin:
         device: torch.device | str | None = None,
         resume_from: str | Path | None = None,
         mask_value: float | None = 0.0,
+        checks: str = "raise",
     ) -> callbacks_module.History:
         """Train for `epochs` epochs; returns a `History` (`history.history[key]` per epoch).
 
@@ -510,6 +513,13 @@ class TrainingMixin:
                 continues exactly where it stopped.
             mask_value: the padding value of padded-array inputs, used to find their
                 lengths (give the same value as the model's `Masking`; NaN allowed).
+            checks: the doctor's checks before the first step (`maskwise.doctor.guards`):
+                on a bounded sample of `x`, `y`, `sample_weight` and `validation_data`
+                (layout, NaN/inf at real steps, targets, several inputs), then on the
+                first batch once the model is built (the padding label against its
+                output units, per-step vs per-sequence targets). `"raise"` raises a
+                `DoctorError` naming each mistake's code and fix, and warns on probable
+                ones; `"warn"` warns on both; `"off"` skips the checks.
         """
         saved = None if resume_from is None else checkpoint.Checkpoint(resume_from)
         if saved is not None and self.compiled is None:
@@ -517,6 +527,10 @@ class TrainingMixin:
             if args is not None:
                 self.compile(**args)
         compiled = self._require_compiled("fit")
+        guard = Guard(checks, "fit", mask_value)
+        guard.data(x, y, sample_weight)
+        if validation_data is not None:
+            guard.validation(validation_data)
         if seed is not None:
             torch.manual_seed(seed)
         trainer = {} if saved is None else saved.metadata.get("trainer", {})
@@ -553,6 +567,7 @@ class TrainingMixin:
         first = next(iter(loader)).to(device)
         _require_targets(first.y, "fit")
         self._build(first.x)
+        guard.model(self, first)  # type: ignore[arg-type]
         if saved is not None:
             checkpoint.load_weights(self, saved)  # type: ignore[arg-type]
             self.restore_training_state(saved)
@@ -618,17 +633,23 @@ class TrainingMixin:
         device: torch.device | str | None = None,
         verbose: int = 0,
         mask_value: float | None = 0.0,
+        checks: str = "raise",
     ) -> dict[str, Any]:
         """The loss and the metrics over every real step of the data: `{"loss": ...,
         "<metric>": ...}`.
 
         The loss is the mean over real steps (default reduction; weighted by each
         batch's real steps), exactly as if the whole data set were one batch.
-        Arguments as in `fit`.
+        Arguments as in `fit` (`checks`: the same checks, run on one batch made from
+        the sample of `x`).
         """
         compiled = self._require_compiled("evaluate")
+        guard = Guard(checks, "evaluate", mask_value)
+        guard.data(x, y, sample_weight)
         loader = self._loader(x, y, sample_weight, batch_size, mask_value)
-        results = self._run_eval(loader, self._device(device), compiled)
+        device = self._device(device)
+        guard.model(self, device=device)  # type: ignore[arg-type]
+        results = self._run_eval(loader, device, compiled)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in results.items() if isinstance(v, float)))
         return results
@@ -641,6 +662,7 @@ class TrainingMixin:
         batch_size: int = 32,
         device: torch.device | str | None = None,
         mask_value: float | None = 0.0,
+        checks: str = "raise",
     ) -> list[np.ndarray] | np.ndarray:
         """The model's outputs, in the order of `x`, without padding.
 
@@ -651,8 +673,9 @@ class TrainingMixin:
             RNN without `return_sequences`): one stacked array `(N, ...)` (or a list of
             per-sequence arrays if their shapes differ).
 
-        Arguments as in `fit`.
+        Arguments as in `fit` (`checks`: the data checks on a sample of `x`).
         """
+        Guard(checks, "predict", mask_value).data(x)
         device = self._device(device)
         loader = self._loader(x, None, None, batch_size, mask_value)
         rows: dict[int, np.ndarray] = {}

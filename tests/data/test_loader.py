@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskwise import ConfigError, Masked, ShapeError
+from maskwise import ConfigError, DoctorError, Masked, ShapeError
 from maskwise.data import Batch, Loader, SequenceDataset, make_loader
 
 
@@ -98,8 +98,11 @@ def test_seed000_data_layout_error_through_make_loader():
         a[:, :length] = rng.normal(size=(5, length)) + 2.0
         xs.append(a)
         ys.append(np.where(np.arange(20) < length, 1.0, 0.0))
-    with pytest.raises(ShapeError, match=r"\(features, time\) = \(5, 20\)"):
+    # The doctor's guard stops it first, with the repair; the loader's own check stays.
+    with pytest.raises(DoctorError, match=r"MW001 error(.|\n)*use `\[s\.T for s in x\]`"):
         make_loader(xs, ys)
+    with pytest.raises(ShapeError, match=r"\(features, time\) = \(5, 20\)"):
+        make_loader(xs, ys, checks="off")
 
 
 def test_loader_argument_errors():

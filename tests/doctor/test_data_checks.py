@@ -30,7 +30,7 @@ def test_seed000_wrong_reshape_is_found_and_repaired_per_batch() -> None:
         assert codes(findings) == ["MW001"]
         finding = findings[0]
         assert finding.severity == "error"
-        assert "x.reshape(1, 5, 20).swapaxes(1, 2)" in finding.message
+        assert "x.reshape(-1, 5, 20).swapaxes(1, 2)" in finding.message
         assert "X.T" in finding.fix
         repaired = eval(repair_of(finding), {"np": np, "x": x})
         np.testing.assert_array_equal(repaired, X.T[None])
@@ -196,9 +196,9 @@ def test_empty_sequences_and_heavy_padding() -> None:
 def test_targets_that_do_not_line_up() -> None:
     x = padded([5, 3])
     (finding,) = doctor.check(x, np.zeros((2, 4)))
-    assert finding.code == "MW011" and "sequence 0 has 5 steps but 4 targets" in finding.message
+    assert finding.code == "MW011" and "sequence 0 has 5 steps but 4 values" in finding.message
     (finding,) = doctor.check(x, np.zeros((3, 5)))
-    assert "3 target rows for 2 sequences" in finding.message
+    assert "y does not line up with x: 3 rows for 2 sequences" in finding.message
 
 
 def test_tensors_and_token_ids_are_read() -> None:

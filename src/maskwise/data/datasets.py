@@ -218,7 +218,7 @@ def _warn_if_time_last(values: torch.Tensor, mask_value: float | None, name: str
         )
 
 
-def _split_inputs(x: Any) -> tuple[bool, list[Any]]:
+def split_inputs(x: Any) -> tuple[bool, list[Any]]:
     """(several inputs?, the raw inputs)."""
     if isinstance(x, tuple):
         return True, list(x)
@@ -276,7 +276,7 @@ class SequenceDataset:
         num_features: int | None = None,
     ) -> None:
         self.sequence_ids: list[Any] | None = None  # set by `from_dataframe`
-        self.several, raws = _split_inputs(x)
+        self.several, raws = split_inputs(x)
         names = [f"x[{i}]" for i in range(len(raws))] if self.several else ["x"]
         self.inputs = tuple(
             _make_input(raw, mask_value, None if self.several else num_features, name)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..doctor.guards import Guard
 from ..errors import ConfigError, format_error
 from .batch import Batch
 from .datasets import SequenceDataset
@@ -155,6 +156,7 @@ def make_loader(
     mask_value: float | None = 0.0,
     drop_last: bool = False,
     num_features: int | None = None,
+    checks: str = "raise",
 ) -> Loader:
     """A `Loader` of padded batches from the data users have.
 
@@ -182,7 +184,13 @@ def make_loader(
         mask_value: the padding value of padded arrays; None = every step is real.
         drop_last: drop a last batch smaller than `batch_size`.
         num_features: the features of a ragged input, to check its layout (optional).
+        checks: the doctor's data checks on a bounded sample of the data, before any
+            batch is made (`maskwise.doctor.guards`): `"raise"` raises a `DoctorError`
+            on a masking mistake (a scrambled or time-major layout, NaN at a real step,
+            ...) and warns on a probable one; `"warn"` warns on both; `"off"` skips
+            them. A `Loader` given as `x` is returned unchecked.
     """
+    guard = Guard(checks, "make_loader", mask_value)
     if isinstance(x, Loader | SequenceDataset | ParquetSequences):
         if y is not None or sample_weight is not None:
             raise ConfigError(
@@ -195,6 +203,11 @@ def make_loader(
             )
         if isinstance(x, Loader):
             return x
-        return Loader(x, batch_size, shuffle, bucketing, seed, drop_last)
+        loader = Loader(x, batch_size, shuffle, bucketing, seed, drop_last)
+        guard.data(x)
+        guard.model()
+        return loader
+    guard.data(x, y, sample_weight)
+    guard.model()
     data = SequenceDataset(x, y, sample_weight, mask_value=mask_value, num_features=num_features)
     return Loader(data, batch_size, shuffle, bucketing, seed, drop_last)

@@ -16,17 +16,25 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from ..masked import Masked
 from .data_checks import (
+    Layout,
+    Padding,
     as_numpy,
+    check_input_lengths,
     check_layout,
     check_nonfinite,
     check_padding,
-    check_targets,
+    check_padding_label,
+    check_real_values,
+    check_sequence_values,
+    check_time_major,
     find_padding,
     to_layout,
     to_targets,
@@ -34,7 +42,7 @@ from .data_checks import (
 from .findings import CODES, Finding, sort_findings
 from .keras_file import check_keras_file
 
-__all__ = ["CODES", "Finding", "check", "check_keras_file"]
+__all__ = ["CODES", "DataReport", "Finding", "check", "check_data", "check_keras_file"]
 
 
 def check(
@@ -43,6 +51,8 @@ def check(
     model: nn.Module | None = None,
     mask_value: float = 0.0,
     *,
+    sample_weight: Any = None,
+    n_outputs: int | None = None,
     predictions: Any = None,
     trained: bool = False,
     name: str = "x",
@@ -51,11 +61,16 @@ def check(
 
     Args:
         x: inputs: a padded array `(batch, time, features)` (numpy or torch), token ids
-            `(batch, time)`, a list of `(time, features)` sequences, or a `Masked`.
-        y: per-step targets `(batch, time)` or a list of `(time,)` arrays (optional).
+            `(batch, time)`, a list of `(time, features)` sequences, or a `Masked`; several
+            inputs as a tuple of those (as in `fit`).
+        y: per-step targets `(batch, time)` or a list of `(time,)` arrays, or one target
+            per sequence `(batch,)` (optional).
         model: a maskwise model, run on the first 32 sequences of `x` (optional; without
             `x`, only the layer order of a `Sequential` is checked).
         mask_value: the value that marks padded steps (as in `Masking(mask_value)`).
+        sample_weight: per sequence `(batch,)` or per step like `y` (optional).
+        n_outputs: the model's output units per step, when known without giving the
+            model: a padding label below it has a unit of its own (MW004).
         predictions: the model's predictions on `x`: class ids `(batch, time)` or scores
             `(batch, time, classes)`, to check for one-class predictions (MW009).
         trained: the model is trained: check its own predictions on `x` (MW009).
@@ -72,34 +87,109 @@ def check(
             findings += check_layers(model)
         return sort_findings(findings)
     mask_value = float(mask_value)
-    if isinstance(x, Masked):  # the mask is known: check the real steps
-        mask = x.full_mask.cpu().numpy()
-        x = [seq.cpu().numpy() for seq in x.unpad()]
-        if y is not None and not isinstance(y, list | tuple) and as_numpy(y).ndim >= 2:
-            y = [row[keep] for row, keep in zip(as_numpy(y), mask, strict=False)]
-    layout = to_layout(x, name)
-    layout_findings, layout = check_layout(layout, mask_value)
-    findings += layout_findings
-    paddings = [find_padding(seq, mask_value) for seq in layout.sequences]
-    findings += check_padding(layout, paddings, mask_value)
-    findings += check_nonfinite(layout, paddings)
-    n_outputs = None
-    if model is not None:
+    report = check_data(x, y, sample_weight, mask_value, name=name)
+    findings += report.findings
+    if model is not None and len(report.layouts) == 1:
         from .model_checks import run_model
 
-        run = run_model(model, layout, paddings, mask_value)
+        run = run_model(model, report.layout, report.paddings[0], mask_value)
         findings += run.findings
         n_outputs = run.n_outputs
         if trained and predictions is None:
             predictions = run.predictions
-    targets = None
-    if y is not None:
-        targets, target_findings = to_targets(y, layout)
-        findings += target_findings
-        if targets is not None:
-            findings += check_targets(targets, layout, paddings, n_outputs)
+    if report.targets is not None:
+        findings += check_padding_label(report.targets, report.paddings[0], n_outputs)
     if predictions is not None:
         from .model_checks import as_class_ids, check_predictions
 
-        findings += check_predictions(as_class_ids(predictions), paddings, targets)
+        findings += check_predictions(as_class_ids(predictions), report.paddings[0], report.targets)
     return sort_findings(findings)
+
+
+@dataclass
+class DataReport:
+    """What the data checks found, and the data as they read it.
+
+    Args:
+        findings: the findings on the data alone (not MW004, which needs the model's
+            output units: `check_padding_label(targets, paddings, n_outputs)`).
+        layouts: each input as sequences, repaired when its layout was found wrong.
+        paddings: per input, the padded steps of each sequence.
+        targets: per-step targets lined up with the first input, or None.
+    """
+
+    findings: list[Finding] = field(default_factory=list)
+    layouts: list[Layout] = field(default_factory=list)
+    paddings: list[list[Padding]] = field(default_factory=list)
+    targets: list[np.ndarray] | None = None
+
+    @property
+    def layout(self) -> Layout:
+        """The first input."""
+        return self.layouts[0]
+
+
+def check_data(
+    x: Any,
+    y: Any = None,
+    sample_weight: Any = None,
+    mask_value: float = 0.0,
+    *,
+    name: str = "x",
+    per_step: tuple[bool | None, bool | None] = (None, None),
+) -> DataReport:
+    """The checks on data alone: layout (MW001, MW014), padding (MW002, MW003, MW008,
+    MW010), NaN/inf in inputs, targets and weights (MW005), lengths across several inputs
+    (MW015) and targets lined up with the inputs (MW011).
+
+    Args:
+        x, y, sample_weight, mask_value, name: as in `check`.
+        per_step: for `y` and for `sample_weight`: False when it holds one value per
+            sequence; None: inferred from its shape.
+    """
+    if isinstance(x, Masked):  # the mask is known: check the real steps
+        mask = x.full_mask.cpu().numpy()
+        x = [seq.cpu().numpy() for seq in x.unpad()]
+        y, sample_weight = (_real_rows(v, mask) for v in (y, sample_weight))
+    several = isinstance(x, tuple)
+    raws = list(x) if several else [x]
+    names = [f"{name}[{i}]" for i in range(len(raws))] if several else [name]
+    report = DataReport()
+    for raw, input_name in zip(raws, names, strict=True):
+        layout = to_layout(raw, input_name)
+        found, layout = check_layout(layout, mask_value)
+        if not found:
+            found, layout = check_time_major(layout, mask_value)
+        paddings = [find_padding(seq, mask_value) for seq in layout.sequences]
+        report.findings += found
+        report.findings += check_padding(layout, paddings, mask_value)
+        report.findings += check_nonfinite(layout, paddings)
+        report.layouts.append(layout)
+        report.paddings.append(paddings)
+    if several and len({len(layout.sequences) for layout in report.layouts}) == 1:
+        report.findings += check_input_lengths(report.layouts, report.paddings)
+    for values, column, kind in zip(
+        (y, sample_weight), ("y", "sample_weight"), per_step, strict=True
+    ):
+        if values is None:
+            continue
+        rows = None
+        if kind is not False:
+            rows, misaligned = to_targets(values, report.layout, column)
+            report.findings += misaligned
+            if misaligned:
+                continue
+        if rows is None:
+            report.findings += check_sequence_values(values, column)
+            continue
+        report.findings += check_real_values(rows, column, report.paddings[0])
+        if column == "y":
+            report.targets = rows
+    return report
+
+
+def _real_rows(values: Any, mask: np.ndarray) -> Any:
+    """Per-step rows `(batch, time, ...)` cut to the real steps of `mask`; others as given."""
+    if values is None or isinstance(values, list | tuple) or as_numpy(values).ndim < 2:
+        return values
+    return [row[keep] for row, keep in zip(as_numpy(values), mask, strict=False)]

@@ -1,4 +1,5 @@
-"""Checks on the data alone: layout, padding, NaN, lengths (MW001-MW005, MW008, MW010, MW011).
+"""Checks on the data alone: layout, padding, NaN, lengths (MW001-MW005, MW008, MW010, MW011,
+MW014, MW015).
 
 The data is read as a list of sequences shaped `(time, features)`. A padded step is a
 step at either end of a sequence whose every feature equals the mask value (or is NaN):
@@ -23,6 +24,8 @@ CLEAN_SCORE = 0.9
 SCRAMBLED_SCORE = 0.5
 # MW010: more padding than this share of all steps deserves bucketing.
 PADDING_FRACTION = 0.5
+# MW014: at least this share of the all-mask-value steps lie between real steps.
+TIME_MAJOR_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -138,10 +141,9 @@ def _repairs(layout: Layout) -> list[Repair]:
     name = layout.name
     a, b = layout.sequences[0].shape
     if layout.padded_array:
-        n = len(layout.sequences)
         transpose = f"np.swapaxes({name}, 1, 2)"
-        undo = f"{name}.reshape({n}, {b}, {a}).swapaxes(1, 2)"
-        redo = f"{name}.reshape({n}, {b}, {a})"
+        undo = f"{name}.reshape(-1, {b}, {a}).swapaxes(1, 2)"
+        redo = f"{name}.reshape(-1, {b}, {a})"
     else:
         transpose = f"[s.T for s in {name}]"
         undo = f"[s.reshape(s.shape[1], s.shape[0]).T for s in {name}]"
@@ -224,6 +226,88 @@ def check_layout(layout: Layout, mask_value: float) -> tuple[list[Finding], Layo
     fix = f"use `{expression}`, so each sequence is (time, features) {repaired[0].shape}: {why}"
     finding = Finding("MW001", "error", message, fix)
     return [finding], replace(layout, sequences=repaired)
+
+
+def check_time_major(layout: Layout, mask_value: float) -> tuple[list[Finding], Layout]:
+    """MW014: a padded array given time-major, `(time, batch, features)`: many of its
+    all-mask-value steps lie between real steps, and after swapping the first two axes
+    every one of them is edge padding, of varying length, holding the mask-value
+    entries. Returns the findings and the repaired layout."""
+    if not layout.padded_array or len(layout.sequences) < 3:
+        return [], layout
+    interior, blank, _ = _blank_steps(layout.sequences, mask_value)
+    if blank == 0 or interior < max(2, TIME_MAJOR_SHARE * blank):
+        return [], layout
+    swapped = list(np.swapaxes(np.stack(layout.sequences), 0, 1))
+    swapped_interior, _, counts = _blank_steps(swapped, mask_value)
+    score, _ = _layout_score(swapped, mask_value)
+    if swapped_interior or len(set(counts)) < 2 or score < CLEAN_SCORE:
+        return [], layout
+    name = layout.name
+    shape = (len(layout.sequences), *layout.sequences[0].shape[: 1 if layout.tokens else 2])
+    message = (
+        f"{name} {shape} looks time-major, (time, batch, features): {interior} of its "
+        f"{blank} all-{mask_value} steps lie between real steps, where Masking({mask_value}) "
+        f"would mask them as padding, but after `np.swapaxes({name}, 0, 1)` every one of them "
+        f"is padding at the end of a sequence ({min(counts)} to {max(counts)} padded steps "
+        f"of {len(layout.sequences)}). maskwise reads (batch, time, features), like Keras; "
+        "`torch.nn.utils.rnn.pad_sequence` returns (time, batch, ...) unless "
+        "`batch_first=True`."
+    )
+    fix = (
+        f"swap the first two axes: `np.swapaxes({name}, 0, 1)` (torch: "
+        f"`{name}.transpose(0, 1)`), or pad with `pad_sequence(..., batch_first=True)`."
+    )
+    return [Finding("MW014", "error", message, fix)], replace(layout, sequences=swapped)
+
+
+def _blank_steps(sequences: list[np.ndarray], mask_value: float) -> tuple[int, int, list[int]]:
+    """(all-mask-value steps between real steps, all-mask-value steps, padded steps per
+    sequence)."""
+    interior = total = 0
+    counts = []
+    for seq in sequences:
+        padding = find_padding(seq, mask_value)
+        blank = equals_mask_value(seq, mask_value).all(axis=-1)
+        interior += int((blank & ~padding.pad).sum())
+        total += int(blank.sum())
+        counts.append(int(padding.pad.sum()))
+    return interior, total, counts
+
+
+def check_input_lengths(layouts: list[Layout], paddings: list[list[Padding]]) -> list[Finding]:
+    """MW015: several inputs whose real steps differ within one sample, in a minority of
+    the samples: one timeline whose inputs were padded or ordered differently. (Inputs
+    that differ in most samples are separate timelines, e.g. an encoder's and a
+    decoder's, and are left alone.)"""
+    spans = np.array([[_span(layout, p) for p in pads] for layout, pads in zip(layouts, paddings)])
+    differ = (spans != spans[:1]).any(axis=(0, 2))  # (samples,)
+    if not differ.any() or differ.mean() > 0.5:
+        return []
+    i = int(np.flatnonzero(differ)[0])
+    seen = ", ".join(
+        f"{layout.name} steps {start}..{end - 1}"
+        for layout, (start, end) in zip(layouts, spans[:, i])
+    )
+    message = (
+        f"the inputs of one sample hold different real steps in {int(differ.sum())} of "
+        f"{len(differ)} sequences, though they agree in the others (first: sequence {i}: "
+        f"{seen}). Inputs combined step by step (`Concatenate`, `Add`) must share one "
+        "timeline: a step real in one input and padding in another is half-masked."
+    )
+    fix = (
+        "give every input of a sample the same real length, padded on the same side, and "
+        "keep the inputs' sequences in the same order."
+    )
+    return [Finding("MW015", "error", message, fix, sequence=i)]
+
+
+def _span(layout: Layout, padding: Padding) -> tuple[int, int]:
+    """(first, last + 1) real step of one sequence; a list's sequence is real throughout."""
+    if not layout.padded_array:
+        return 0, len(padding.pad)
+    real = np.flatnonzero(~padding.pad)
+    return (int(real[0]), int(real[-1]) + 1) if len(real) else (0, 0)
 
 
 def _time_last(sequences: list[np.ndarray]) -> bool:
@@ -412,9 +496,12 @@ def check_nonfinite(layout: Layout, paddings: list[Padding]) -> list[Finding]:
     return findings
 
 
-def to_targets(y: Any, layout: Layout) -> tuple[list[np.ndarray] | None, list[Finding]]:
-    """Per-step targets, one `(time,)` array per sequence; None when `y` holds one target
-    per sequence or one-hot rows. MW011 when they do not line up with the inputs."""
+def to_targets(
+    y: Any, layout: Layout, name: str = "y"
+) -> tuple[list[np.ndarray] | None, list[Finding]]:
+    """Per-step targets (or sample weights, named `name`), one `(time,)` array per
+    sequence; None when `y` holds one target per sequence or one-hot rows. MW011 when
+    they do not line up with the inputs."""
     if isinstance(y, list | tuple):
         rows = [as_numpy(r) for r in y]
     else:
@@ -429,21 +516,23 @@ def to_targets(y: Any, layout: Layout) -> tuple[list[np.ndarray] | None, list[Fi
         return None, []
     n = len(layout.sequences)
     if len(rows) != n:
-        return None, [_misaligned(layout, f"{len(rows)} target rows for {n} sequences")]
+        return None, [_misaligned(layout, f"{len(rows)} rows for {n} sequences", name)]
     for i, (row, seq) in enumerate(zip(rows, layout.sequences)):
         if len(row) != len(seq):
             return None, [
-                _misaligned(layout, f"sequence {i} has {len(seq)} steps but {len(row)} targets", i)
+                _misaligned(
+                    layout, f"sequence {i} has {len(seq)} steps but {len(row)} values", name, i
+                )
             ]
     return rows, []
 
 
-def _misaligned(layout: Layout, received: str, sequence: int | None = None) -> Finding:
+def _misaligned(layout: Layout, received: str, name: str, sequence: int | None = None) -> Finding:
     shape = layout.sequences[0].shape
     return Finding(
         "MW011",
         "error",
-        f"y does not line up with {layout.name}: {received} (each sequence of "
+        f"{name} does not line up with {layout.name}: {received} (each sequence of "
         f"{layout.name} seen as (time, features) = {shape}).",
         "give one target per step, shaped (batch, time) like the inputs' first two axes; if "
         f"{layout.name} is features x time, transpose it.",
@@ -455,31 +544,91 @@ def check_targets(
     targets: list[np.ndarray], layout: Layout, paddings: list[Padding], n_outputs: int | None
 ) -> list[Finding]:
     """MW005 on real targets, MW004 on the label used at padded steps."""
-    findings = []
+    return check_real_values(targets, "y", paddings) + check_padding_label(
+        targets, paddings, n_outputs
+    )
+
+
+def check_padding_label(
+    targets: list[np.ndarray],
+    paddings: list[Padding],
+    n_outputs: int | None,
+    *,
+    loader_fills: bool = False,
+) -> list[Finding]:
+    """MW004: the label at padded steps is also a class, or has an output unit of its own
+    (`n_outputs`, the model's units per step, when known).
+
+    `loader_fills`: the targets go through `make_loader`, which replaces them with
+    `IGNORE_INDEX` at padded steps, so a padding label shared with a real class is
+    harmless; a unit of its own is not (the model still has a "padding" class).
+    """
     pad = np.concatenate([p.pad for p in paddings])
     values = np.concatenate(targets).astype(np.float64)
-    bad = ~np.isfinite(values) & ~pad
-    if bad.any():
-        where = _locate(int(np.flatnonzero(bad)[0]), targets)
-        findings.append(
-            Finding(
-                "MW005",
-                "error",
-                f"y: {int(bad.sum())} targets at real steps are NaN or inf (first: sequence "
-                f"{where[0]}, step {where[1]}).",
-                "fix these targets, or mark their steps as padding.",
-                sequence=where[0],
-                step=where[1],
-            )
-        )
     finite = values[np.isfinite(values)]
     if pad.any() and (~pad).any() and np.array_equal(finite, np.round(finite)):
-        findings += _padding_label(values, pad, targets, n_outputs)
-    return findings
+        return _padding_label(values, pad, targets, n_outputs, loader_fills)
+    return []
+
+
+def check_real_values(rows: list[np.ndarray], name: str, paddings: list[Padding]) -> list[Finding]:
+    """MW005 on per-step targets or sample weights (one `(time, ...)` array per sequence,
+    lined up with `paddings`): NaN or inf at a real step."""
+    bad = [
+        ~np.isfinite(row.reshape(len(row), -1).astype(np.float64)).all(axis=-1) & ~padding.pad
+        for row, padding in zip(rows, paddings, strict=True)
+    ]
+    hits = [(i, int(np.flatnonzero(b)[0])) for i, b in enumerate(bad) if b.any()]
+    if not hits:
+        return []
+    i, t = hits[0]
+    count = sum(int(b.sum()) for b in bad)
+    return [
+        Finding(
+            "MW005",
+            "error",
+            f"{name}: {count} real steps hold NaN or inf (first: sequence {i}, step {t}). "
+            "The loss, and then every weight of the model, becomes NaN.",
+            f"fix these values of {name}, or mark their steps as padding.",
+            sequence=i,
+            step=t,
+        )
+    ]
+
+
+def check_sequence_values(values: Any, name: str) -> list[Finding]:
+    """MW005 on per-sequence targets or sample weights `(N, ...)`: NaN or inf anywhere."""
+    if isinstance(values, list | tuple):
+        items = [as_numpy(v) for v in values]
+        if len({item.shape for item in items}) != 1:
+            return []  # ragged: not one value per sequence
+        array = np.stack(items)
+    else:
+        array = as_numpy(values)
+    if array.dtype.kind not in "fc" or array.ndim == 0:
+        return []
+    bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=-1)
+    if not bad.any():
+        return []
+    i = int(np.flatnonzero(bad)[0])
+    return [
+        Finding(
+            "MW005",
+            "error",
+            f"{name}: {int(bad.sum())} of {len(array)} sequences have a NaN or inf value "
+            f"(first: sequence {i}). The loss, and then every weight of the model, becomes NaN.",
+            f"fix these values of {name}, or drop their sequences.",
+            sequence=i,
+        )
+    ]
 
 
 def _padding_label(
-    values: np.ndarray, pad: np.ndarray, targets: list[np.ndarray], n_outputs: int | None
+    values: np.ndarray,
+    pad: np.ndarray,
+    targets: list[np.ndarray],
+    n_outputs: int | None,
+    loader_fills: bool,
 ) -> list[Finding]:
     pad_labels = {int(v) for v in values[pad] if np.isfinite(v) and v != IGNORE_INDEX}
     if len(pad_labels) != 1:
@@ -493,6 +642,8 @@ def _padding_label(
         f"IGNORE_INDEX ({IGNORE_INDEX}; `make_loader` does this), relabel the real classes "
         f"{relabel} and use {len(classes)} output units."
     )
+    if shared and loader_fills:
+        return []
     if shared:
         where = _locate(int(np.flatnonzero((values == label) & ~pad)[0]), targets)
         return [
@@ -510,7 +661,7 @@ def _padding_label(
         ]
     if label < 0:
         return []
-    if n_outputs is not None and label < n_outputs:
+    if n_outputs is not None and n_outputs > 1 and label < n_outputs:
         return [
             Finding(
                 "MW004",

@@ -1,4 +1,5 @@
-"""Checks that run a model on a small batch (MW006, MW007, MW012) and read predictions (MW009).
+"""Checks that run a model on a small batch (MW006, MW007, MW012), read predictions (MW009)
+and compare a batch's targets with the model's output (MW016).
 
 The model runs in eval mode, without gradients, on the first sequences of the data.
 Forward hooks record, for every module, whether its input and its output carry a
@@ -299,3 +300,42 @@ def check_predictions(
             "metrics read the mask).",
         )
     ]
+
+
+def check_target_kind(output: Any, y: torch.Tensor | None, time: int) -> list[Finding]:
+    """MW016: one target per sequence for a per-step output, or one per step for a
+    per-sequence output.
+
+    Args:
+        output: the model's output on one batch (a `Masked` or a tensor).
+        y: that batch's targets, `(batch,)`, `(batch, units)` or `(batch, time, ...)`.
+        time: the batch's number of steps (its inputs' time axis).
+    """
+    if y is None:
+        return []
+    values = output.values if isinstance(output, Masked) else output
+    if not isinstance(values, torch.Tensor) or values.dim() < 2:
+        return []
+    per_step = _has_mask(output) or values.dim() >= 3
+    shape, target_shape = tuple(values.shape), tuple(y.shape)
+    if per_step and y.dim() == 1:
+        message = (
+            f"y holds one target per sequence ({target_shape} in the first batch), but the "
+            f"model returns one output per step ({shape}): the loss would compare each "
+            "sequence's label with every step."
+        )
+    elif not per_step and y.dim() >= 2 and y.shape[1] == time != values.shape[1]:
+        message = (
+            f"y holds one target per step ({target_shape} in the first batch, {time} steps), "
+            f"but the model returns one output per sequence ({shape}): its last recurrent "
+            "layer or a pooling layer consumed the time axis."
+        )
+    else:
+        return []
+    fix = (
+        "for one label per sequence, end the model with one vector per sequence (an RNN "
+        "with `return_sequences=False`, or `GlobalAveragePooling1D`) and give y shaped "
+        "(N,); for one label per step, keep the time axis (`return_sequences=True`) and "
+        "give y shaped (N, time) or a list of (time_i,) arrays."
+    )
+    return [Finding("MW016", "error", message, fix)]

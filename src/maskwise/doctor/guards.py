@@ -1,0 +1,298 @@
+"""Guards at the doors: the doctor's checks on what `fit`, `evaluate`, `predict` and
+`make_loader` receive, before the first step.
+
+A door makes a `Guard` from its `checks` switch, gives it the data it received
+(`Guard.data`) and, once the model is built, one batch (`Guard.model`). The checks read
+a bounded sample, so a guard costs about the same whatever the size of the data: at
+most `SAMPLE` sequences spread evenly over the data (the first and the last included);
+of a streamed `ParquetSequences`, its first `SAMPLE` sequences (its first row groups
+only). A `Loader` is not checked again: `make_loader` checked its data.
+
+- `checks="raise"` (the default): the error findings raise one `DoctorError` holding
+  each one's code, message and fix; each warning finding emits a `MaskWarning`.
+- `checks="warn"`: error findings are emitted as `MaskWarning`s too.
+- `checks="off"`: nothing is checked.
+
+Info findings (e.g. "most steps are padding") are left to `maskwise doctor`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.datasets import SequenceDataset, split_inputs
+from ..data.tables import ParquetSequences
+from ..errors import ConfigError, DoctorError, MaskWarning, format_error
+from ..masked import Masked
+from . import DataReport, check_data
+from .data_checks import as_numpy, check_padding_label
+from .findings import Finding, sort_findings
+from .model_checks import check_target_kind
+
+CHECKS = ("raise", "warn", "off")
+SAMPLE = 256
+"""Sequences checked per data set."""
+BATCH = 16
+"""Sequences of the batch the model checks run on when the door has none."""
+
+
+def validate_checks(checks: Any) -> str:
+    """`checks` itself, or a `ConfigError` when it is not one of `CHECKS`."""
+    if not isinstance(checks, str) or checks not in CHECKS:
+        raise ConfigError(
+            format_error(
+                "checks must be 'raise', 'warn' or 'off'.",
+                expected="checks='raise' (stop on a masking mistake), 'warn' or 'off'",
+                received=f"checks={checks!r}",
+            )
+        )
+    return checks
+
+
+def spread(n: int, k: int = SAMPLE) -> np.ndarray:
+    """At most `k` positions out of `n`, evenly spread, the first and the last included."""
+    if n <= k:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A bounded sample of a data set, in the forms `check_data` reads.
+
+    Args:
+        x: the inputs (one, or a tuple for several).
+        y: the targets, or None.
+        sample_weight: the weights, or None.
+        per_step: for `y` and `sample_weight`: False when it holds one value per sequence
+            as the loader reads it; None: the doctor infers it from its shape.
+        size: sequences in the sample.
+        total: sequences in the data, None when streamed.
+    """
+
+    x: Any
+    y: Any
+    sample_weight: Any
+    per_step: tuple[bool | None, bool | None]
+    size: int
+    total: int | None
+
+    def describe(self) -> str:
+        if self.total is None:
+            return f"the first {self.size} sequences of the stream"
+        if self.size == self.total:
+            return f"all {self.total} sequences"
+        return f"{self.size} of {self.total} sequences, spread over the data"
+
+    def batch(self, mask_value: float | None) -> Any:
+        """The first `BATCH` sequences as a loader's `Batch`."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MaskWarning)  # the loader warns on the data
+            data = SequenceDataset(self.x, self.y, self.sample_weight, mask_value=mask_value)
+        return data.collate(list(range(min(BATCH, len(data)))))
+
+
+def take_sample(x: Any, y: Any = None, sample_weight: Any = None) -> Sample | None:
+    """A bounded sample of what a door received; None for a `Loader` (already checked)."""
+    if isinstance(x, SequenceDataset):
+        return _from_batch(x.collate(spread(len(x)).tolist()), len(x))
+    if isinstance(x, ParquetSequences):
+        items = list(itertools.islice(x, SAMPLE))
+        targets = None if x.target_col is None else [item[2] for item in items]
+        per_step: tuple[bool | None, bool | None] = (None if x.per_step else False, None)
+        return Sample([item[1] for item in items], targets, None, per_step, len(items), None)
+    if not isinstance(x, tuple | list | np.ndarray | torch.Tensor):
+        return None  # a Loader, checked by make_loader; anything else the loader refuses
+    several, raws = split_inputs(x)
+    n = len(raws[0])
+    if not all(_readable(raw) and len(raw) == n for raw in raws):
+        return None  # forms the doctor does not read (e.g. images per step), or the
+        # loader's own errors (inputs of different sizes)
+    index = spread(n)
+    inputs = tuple(_take(raw, index) for raw in raws)
+    times = {raw.shape[1] for raw in inputs if isinstance(raw, np.ndarray) and raw.ndim >= 2}
+    columns = [
+        _take(values, index) if values is not None and len(values) == n else None
+        for values in (y, sample_weight)
+    ]
+    per_step = _kinds(columns, times)
+    x_sample = inputs if several else inputs[0]
+    return Sample(x_sample, columns[0], columns[1], per_step, len(index), n)
+
+
+def _readable(raw: Any) -> bool:
+    """A form the doctor reads: a padded array `(N, time[, features])`, or a list of
+    `(time[, features])` sequences."""
+    if isinstance(raw, np.ndarray | torch.Tensor) and raw.dtype != object:
+        return raw.ndim in (2, 3)
+    return all(np.ndim(item) in (1, 2) for item in raw)
+
+
+def _take(data: Any, index: np.ndarray) -> Any:
+    """The rows `index` of an array, tensor or list, as numpy."""
+    if hasattr(data, "to_numpy"):  # pandas
+        data = data.to_numpy()
+    if isinstance(data, torch.Tensor):
+        rows = data[torch.as_tensor(index)].detach().cpu()
+        return (rows.float() if rows.is_floating_point() else rows).numpy()
+    if isinstance(data, np.ndarray) and data.dtype != object:
+        return data[index]
+    return [as_numpy(data[i]) for i in index]
+
+
+def _kinds(columns: list[Any], times: set[int]) -> tuple[bool | None, bool | None]:
+    """Per column, False for an array the loader reads as one value per sequence (no
+    axis 1 matching the time axis of a padded input), else None (the doctor infers)."""
+    kinds = [
+        False
+        if isinstance(values, np.ndarray) and (values.ndim < 2 or values.shape[1] not in times)
+        else None
+        for values in columns
+    ]
+    return kinds[0], kinds[1]
+
+
+def _from_batch(batch: Any, total: int) -> Sample:
+    """A sample from a data set's batch: inputs with a mask become lists of their real
+    steps, and per-step targets and weights are cut to them too."""
+    inputs = batch.x if isinstance(batch.x, tuple) else (batch.x,)
+    raws = tuple(_unpadded(m) for m in inputs)
+    first = inputs[0]
+    time = first.values.shape[1]
+    columns = []
+    for values in (batch.y, batch.sample_weight):
+        per_step = values is not None and values.dim() >= 2 and values.shape[1] == time
+        if per_step and first.mask is not None:
+            lengths = first.full_mask.sum(1).tolist()
+            values = [row[:n].cpu().numpy() for row, n in zip(values, lengths, strict=True)]
+        columns.append(values.cpu().numpy() if isinstance(values, torch.Tensor) else values)
+    per_step = _kinds(columns, {time})
+    x_sample = raws if isinstance(batch.x, tuple) else raws[0]
+    return Sample(x_sample, columns[0], columns[1], per_step, len(batch.index), total)
+
+
+def _unpadded(x: Masked) -> Any:
+    if x.mask is None:  # a padded array: the doctor finds its padding from the values
+        return x.values.cpu().numpy()
+    return [seq.cpu().numpy() for seq in x.unpad()]
+
+
+class Guard:
+    """The checks of one door call (`fit`, `evaluate`, `predict`, `make_loader`).
+
+    Args:
+        checks: `"raise"`, `"warn"` or `"off"` (see the module docstring).
+        door: the door's name, for messages (`"fit"`).
+        mask_value: the padding value of padded arrays; None: every step is real, and
+            the data checks are skipped (they find padding from this value).
+    """
+
+    def __init__(self, checks: str, door: str, mask_value: float | None) -> None:
+        self.checks = validate_checks(checks)
+        self.door = door
+        self.mask_value = mask_value
+        self.reports: list[DataReport] = []
+        self.samples: list[Sample] = []
+
+    def data(self, x: Any, y: Any = None, sample_weight: Any = None, *, source: str = "") -> None:
+        """Check a sample of the data a door received (`source`: where, e.g.
+        `"validation_data"`); raise or warn."""
+        if self.checks == "off" or self.mask_value is None:
+            return
+        sample = take_sample(x, y, sample_weight)
+        if sample is None:
+            return
+        report = check_data(
+            sample.x,
+            sample.y,
+            sample.sample_weight,
+            float(self.mask_value),
+            per_step=sample.per_step,
+        )
+        self.samples.append(sample)
+        self.reports.append(report)
+        where = f"{source}, {sample.describe()}" if source else sample.describe()
+        self._emit(report.findings, where)
+
+    def validation(self, data: Any) -> None:
+        """`data(...)` on `fit`'s `validation_data`: `(x, y[, sample_weight])` or a data set."""
+        parts = data if isinstance(data, tuple | list) and len(data) in (2, 3) else (data,)
+        self.data(*parts, source="validation_data")
+
+    def model(
+        self,
+        model: nn.Module | None = None,
+        batch: Any = None,
+        *,
+        device: torch.device | None = None,
+    ) -> None:
+        """Once the model is built: the padding label against its output units (MW004;
+        without a model, against the real classes only) and the targets' kind against
+        its output on one batch (MW016); raise or warn. `batch`: the door's first batch
+        (default: one made from the data's sample, moved to `device`)."""
+        if self.checks == "off":
+            return
+        findings: list[Finding] = []
+        n_outputs = None
+        if model is not None:
+            if batch is None and self.samples:
+                batch = self.samples[0].batch(self.mask_value)
+                batch = batch if device is None else batch.to(device)
+            if batch is not None:
+                output = _output(model, batch.x)
+                n_outputs = _units(output)
+                first = batch.x[0] if isinstance(batch.x, tuple) else batch.x
+                findings += check_target_kind(output, batch.y, first.values.shape[1])
+        for report in self.reports:
+            if report.targets is not None:
+                findings += check_padding_label(
+                    report.targets, report.paddings[0], n_outputs, loader_fills=True
+                )
+        self._emit(sort_findings(findings), "the first batch" if model is not None else "")
+
+    def _emit(self, findings: list[Finding], where: str) -> None:
+        errors = [f for f in findings if f.severity == "error"]
+        notes = [f for f in findings if f.severity == "warning"]
+        if self.checks == "warn":
+            errors, notes = [], errors + notes
+        place = f" ({where})" if where else ""
+        if errors:
+            listed = "\n".join(str(f) for f in errors)
+            raise DoctorError(
+                format_error(
+                    f"{self.door}() stopped before the first step: the data checks found "
+                    f"{len(errors)} masking mistake{'s' if len(errors) > 1 else ''}{place}.\n"
+                    f"{listed}",
+                    fix=f"apply the fix above; `{self.door}(..., checks='warn')` reports "
+                    "these as warnings and goes on, `checks='off'` skips the checks.",
+                ),
+                errors,
+            )
+        for finding in notes:
+            warnings.warn(f"{self.door}(){place}: {finding}", MaskWarning, stacklevel=4)
+
+
+def _output(model: nn.Module, x: Masked | tuple[Masked, ...]) -> Any:
+    """The model's output on `x`, in eval mode and without gradients."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(*x) if isinstance(x, tuple) else model(x)
+    finally:
+        model.train(was_training)
+
+
+def _units(output: Any) -> int | None:
+    """Output units per step of a per-step output `(batch, time, units)`, else None."""
+    values = output.values if isinstance(output, Masked) else output
+    if isinstance(values, torch.Tensor) and values.dim() >= 3:
+        return int(values.shape[-1])
+    return None
