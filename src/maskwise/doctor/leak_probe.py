@@ -34,9 +34,8 @@ from torch import nn
 
 from ..errors import ConfigError, MaskWarning, format_error
 from ..layers import Embedding, Lambda, Masking
-from ..layers.base import Layer
 from ..masked import Masked, as_masked
-from ..models import Module
+from ..models import Container, Module
 from ..trace import _traced_layers
 from .findings import Finding
 from .model_checks import _label
@@ -151,7 +150,7 @@ def probe_leaks(
         first, exposed, run, variant = worst
         return [_output_finding(model, names, base, run, first, exposed, variant)]
     if grad_leak is not None:
-        return [_gradient_finding(*grad_leak)]
+        return [_gradient_finding(model, names, base, *grad_leak)]
     return []
 
 
@@ -464,10 +463,11 @@ def _call(model: nn.Module, inputs: tuple[Masked, ...]) -> Any:
 
 
 def _watched(model: nn.Module) -> list[nn.Module]:
-    """The model and every maskwise layer or `Module` in it (what returns a `Masked`)."""
-    return [model] + [
-        m for m in model.modules() if m is not model and isinstance(m, Layer | Module)
-    ]
+    """The model, its containers and `Module`s, and the layers `trace` shows (layers
+    inside a layer, like the `Dense` in a `TimeDistributed`, see inner layouts and are
+    part of their wrapper)."""
+    containers = [m for m in model.modules() if isinstance(m, Container | Module)]
+    return _unique([model, *containers, *_traced_layers(model)])
 
 
 def _flatten(obj: Any) -> list[Masked]:
@@ -656,6 +656,11 @@ def _fix(module: nn.Module, between: bool) -> str:
             "the real steps only, e.g. with `Masked.fill_padding` and the lengths), or "
             "after pooling, or before the mask is made."
         )
+    if isinstance(module, Masking):
+        return (
+            "remove this Masking: its input already carries a mask, and it recomputes the "
+            "mask from values whose padding is no longer the mask value (MW007)."
+        )
     if isinstance(module, Lambda) and isinstance(module.function, nn.Module):
         return (
             f"use a maskwise layer instead of the plain `{type(module.function).__name__}` "
@@ -676,14 +681,25 @@ def _fix(module: nn.Module, between: bool) -> str:
     )
 
 
-def _gradient_finding(parameter: str, variant: Variant) -> Finding:
+def _gradient_finding(
+    model: nn.Module, names: dict[int, str], base: _Run, parameter: str, variant: Variant
+) -> Finding:
+    owner = model.get_submodule(parameter.rpartition(".")[0])
+    event = next((e for e in base.events if e.module is owner), None)
+    unmasked = event is not None and all(x.mask is None for x in event.inputs)
+    cause = (
+        f" {_describe(names, owner)} gets no mask although the padding is there: the mask "
+        "was lost before it (see MW006), so it computes on the padded steps."
+        if unmasked and base.sources
+        else " The padding reaches the weights in the backward pass (e.g. 0 * inf from a "
+        "function whose derivative is infinite at the padding value)."
+    )
     return Finding(
         "MW013",
         "error",
         f"padding changes the gradients: when {variant[1]}, the gradient of parameter "
-        f"{parameter!r} changes although every layer's real-step outputs stay the same. "
-        "The padding reaches the weights in the backward pass (e.g. 0 * inf from a "
-        "function whose derivative is infinite at the padding value).",
-        "compute the operation on the real steps only (`Masked.fill_padding` to a safe "
+        f"{parameter!r} changes although every layer's real-step outputs stay the same." + cause,
+        "keep the mask up to this layer (return a `Masked`, give a `Lambda` its mask rule), "
+        "and compute any operation on the real steps only (`Masked.fill_padding` to a safe "
         "value before it), or move it before the Masking.",
     )
