@@ -235,6 +235,10 @@ CLEAN = {
         two_inputs,
         lambda: (batch(), batch(features=2, seed=1)),
     ),
+    "beside-an-input-without-mask": (  # its padding is unknown: its steps stay put
+        two_inputs,
+        lambda: (batch(), Masked(batch(features=2, seed=1).values)),
+    ),
     "pooling-dropout-batchnorm": (
         lambda: Sequential(
             [
@@ -337,14 +341,15 @@ def test_runs_under_no_grad_and_keeps_it_off() -> None:
 def test_cost_is_a_few_passes_on_a_few_padded_rows() -> None:
     x = batch(lengths=[7, 7, 7, 7, 7, 7, 3, 5, 2])
     model = Sequential([layers.Masking(0.0), layers.LSTM(3, return_sequences=True)])
-    calls: list[list[int]] = []
-    model.register_forward_hook(lambda m, args, out: calls.append(out.lengths.tolist()))
+    calls: list[tuple[list[int], int]] = []
+    model.register_forward_hook(
+        lambda m, args, out: calls.append((out.lengths.tolist(), out.values.shape[1]))
+    )
     assert probe_leaks(model, x, rows=2) == []
-    # Baseline plus 4 variants, on the 2 padded rows (the first two rows have none) and
-    # without the trailing steps that are padding in both (a discovery pass for the
-    # model-made mask stops at the Masking layer, before the model returns).
-    assert len(calls) == 5
-    assert all(lengths == [3, 5] for lengths in calls)
+    # Baseline plus 4 variants, on the 2 rows with padding (the first six have none), cut
+    # to 6 steps (one padded step after the longest) and 9 with more padding; the pass
+    # that finds the mask the model makes stops at the Masking, before the model returns.
+    assert calls == [([3, 5], 6)] * 3 + [([3, 5], 9), ([3, 5], 6)]
 
 
 def test_rows_must_be_a_positive_integer() -> None:

@@ -10,11 +10,14 @@ and compares every layer's outputs at the real steps, and the parameters' gradie
 - *more padding*: padded steps are appended at the end;
 - *placement*: each sequence's real steps move to the other end of the time axis.
 
-Where the padding is changed: an input that carries its mask is changed at its padded
-steps (integer token ids get other ids inside the vocabulary, never NaN); an input whose
-mask the model makes (`Masking`, `Embedding(mask_zero=True)`) keeps its padding value,
-and the values are changed at the output of the layer that makes the mask. The first
-layer (in call order) whose real-step outputs differ is where padding leaks in.
+Where the padding is changed: at the padded steps of an input that carries its mask
+(integer token ids get other ids inside the vocabulary, never NaN), and at the padded
+steps of every layer's output (forward hooks), so that each layer is tested on its own:
+maskwise layers read padding as zeros, which would hide a later layer's leak. An input
+whose mask the model makes (`Masking`, `Embedding(mask_zero=True)`) keeps its padding
+value, so that the same steps stay padded. The first layer (in call order) whose
+real-step outputs differ is where padding leaks in; the runs are compared layer by
+layer, as `maskwise.trace` lists them.
 
 The model runs in eval mode (dropout off, moving statistics) and is left as found: its
 weights, their `.grad`, every module's training flag and the global random state.
@@ -188,12 +191,7 @@ def _setup(model: nn.Module, inputs: tuple[Masked, ...], rows: int) -> _Setup | 
     ]  # a mask the model makes from an input replaces the input's own
     if all(m is None for m in reference) and not makers:
         return None
-    batch = inputs[0].values.shape[0]
-    padded = torch.zeros(batch, dtype=torch.bool)
-    for mask in reference:
-        if mask is not None and mask.shape[0] == batch:
-            padded |= (~mask).any(dim=1).cpu()
-    order = torch.cat([torch.nonzero(padded)[:, 0], torch.nonzero(~padded)[:, 0]])[:rows]
+    order = _preferred_rows(reference, inputs[0].values.shape[0])[:rows]
     fills = [_fill(inputs[i], reference[i], made.get(i)) for i in range(len(inputs))]
     picked = tuple(_rows(x, order) for x in inputs)
     reference = [None if m is None else m[order.to(m.device)] for m in reference]
@@ -210,6 +208,18 @@ def _setup(model: nn.Module, inputs: tuple[Masked, ...], rows: int) -> _Setup | 
         fills=fills,
         vocabulary=vocabulary,
     )
+
+
+def _preferred_rows(reference: list[torch.Tensor | None], batch: int) -> torch.Tensor:
+    """Row indices: rows with padding and real steps first, then full rows, then empty."""
+    padded = torch.zeros(batch, dtype=torch.bool)
+    empty = torch.zeros(batch, dtype=torch.bool)
+    for mask in reference:
+        if mask is not None and mask.shape[0] == batch:
+            padded |= (~mask).any(dim=1).cpu()
+            empty |= ~mask.any(dim=1).cpu()
+    groups = (padded & ~empty, ~padded, empty)
+    return torch.cat([torch.nonzero(group)[:, 0] for group in groups])
 
 
 def _made_masks(
@@ -274,11 +284,10 @@ def _trim(
     inputs: tuple[Masked, ...], reference: list[torch.Tensor | None]
 ) -> tuple[tuple[Masked, ...], list[torch.Tensor | None]]:
     """Cut the trailing steps that are padding in every probed row of every input."""
-    masks = [m for m in reference if m is not None]
-    if not masks or len({m.shape for m in masks}) != 1:
+    time = _time_axis(inputs, reference)
+    if time is None:
         return inputs, reference
-    time = masks[0].shape[1]
-    real = torch.stack([m.any(dim=0) for m in masks]).any(dim=0)
+    real = torch.stack([m.any(dim=0) for m in reference if m is not None]).any(dim=0)
     last = int(torch.nonzero(real)[-1]) + 2 if bool(real.any()) else 1  # keep one padded
     if last >= time:
         return inputs, reference
@@ -287,6 +296,21 @@ def _trim(
         for x, m in zip(inputs, reference, strict=True)
     )
     return cut, [None if m is None else m[:, :last] for m in reference]
+
+
+def _time_axis(inputs: tuple[Masked, ...], reference: list[torch.Tensor | None]) -> int | None:
+    """The steps of the inputs with known padding, when they share one time axis and no
+    input without known padding has that many steps (then steps may be moved, cut or
+    added in all of them); else None."""
+    masks = [m for m in reference if m is not None]
+    if not masks or len({m.shape for m in masks}) != 1:
+        return None
+    time = masks[0].shape[1]
+    unknown = any(
+        m is None and x.values.dim() >= 2 and x.values.shape[1] == time
+        for x, m in zip(inputs, reference, strict=True)
+    )
+    return None if unknown else int(time)
 
 
 def _all_makers(model: nn.Module) -> list[nn.Module]:
@@ -359,10 +383,12 @@ def _fill_padding(x: Masked, setup: _Setup, index: int, fill: Noise, nan: bool) 
 
 
 def _more_padding(setup: _Setup) -> tuple[Masked, ...] | None:
-    """The inputs with padded steps appended (as many as the probe batch has steps,
+    """The inputs with padded steps appended (half as many as the probe batch has steps,
     at least 2); None when an input with a time axis has no known padding value."""
     timed = [i for i, m in enumerate(setup.reference) if m is not None]
-    if any(setup.fills[i] is None for i in timed):
+    if _time_axis(setup.inputs, setup.reference) is None or any(
+        setup.fills[i] is None for i in timed
+    ):
         return None
     out = list(setup.inputs)
     for i in timed:
@@ -382,10 +408,10 @@ def _placement(setup: _Setup) -> tuple[Masked, ...] | None:
     """The inputs with each row's block of real steps moved to the other end (a circular
     shift, so padding stays padding); only rows whose real steps are one block, the same
     in every input. None when no row moves."""
-    masks = [m for m in setup.reference if m is not None]
-    if not masks or len({m.shape for m in masks}) != 1:
+    time = _time_axis(setup.inputs, setup.reference)
+    if time is None:
         return None
-    time = masks[0].shape[1]
+    masks = [m for m in setup.reference if m is not None]
     shifts = []
     for row in range(masks[0].shape[0]):
         real = masks[0][row]
