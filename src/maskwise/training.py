@@ -517,7 +517,8 @@ class TrainingMixin:
                 on a bounded sample of `x`, `y`, `sample_weight` and `validation_data`
                 (layout, NaN/inf at real steps, targets, several inputs), then on the
                 first batch once the model is built (the padding label against its
-                output units, per-step vs per-sequence targets). `"raise"` raises a
+                output units, per-step vs per-sequence targets, and the leak probe:
+                padding that changes a real step's output). `"raise"` raises a
                 `DoctorError` naming each mistake's code and fix, and warns on probable
                 ones; `"warn"` warns on both; `"off"` skips the checks.
         """
@@ -567,7 +568,7 @@ class TrainingMixin:
         first = next(iter(loader)).to(device)
         _require_targets(first.y, "fit")
         self._build(first.x)
-        guard.model(self, first)  # type: ignore[arg-type]
+        guard.model(self, first, probe=True)  # type: ignore[arg-type]
         if saved is not None:
             checkpoint.load_weights(self, saved)  # type: ignore[arg-type]
             self.restore_training_state(saved)

@@ -44,6 +44,9 @@ from .keras_file import check_keras_file
 
 __all__ = ["CODES", "DataReport", "Finding", "check", "check_data", "check_keras_file"]
 
+PROBE_ROWS = 4
+"""Sequences the leak probe runs (MW013) when `check` gets a model and data."""
+
 
 def check(
     x: Any = None,
@@ -66,7 +69,10 @@ def check(
         y: per-step targets `(batch, time)` or a list of `(time,)` arrays, or one target
             per sequence `(batch,)` (optional).
         model: a maskwise model, run on the first 32 sequences of `x` (optional; without
-            `x`, only the layer order of a `Sequential` is checked).
+            `x`, only the layer order of a `Sequential` is checked). When that run shows
+            no error, the leak probe runs the model again on the first 4 of them with
+            their padding changed (other values, NaN, more padding, real steps moved):
+            MW013 when a real step's output or a gradient changes.
         mask_value: the value that marks padded steps (as in `Masking(mask_value)`).
         sample_weight: per sequence `(batch,)` or per step like `y` (optional).
         n_outputs: the model's output units per step, when known without giving the
@@ -94,6 +100,10 @@ def check(
 
         run = run_model(model, report.layout, report.paddings[0], mask_value)
         findings += run.findings
+        if run.batch is not None and not any(f.severity == "error" for f in run.findings):
+            from .leak_probe import probe_leaks  # a lost or doubled mask comes first
+
+            findings += probe_leaks(model, run.batch, rows=PROBE_ROWS)
         n_outputs = run.n_outputs
         if trained and predictions is None:
             predictions = run.predictions

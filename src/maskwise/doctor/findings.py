@@ -24,6 +24,7 @@ CODES: dict[str, str] = {
     "MW010": "empty sequences or too much padding",
     "MW011": "targets do not line up with the inputs",
     "MW012": "the model cannot run on the data",
+    "MW013": "padding changes the outputs at real steps",
     "MW014": "a time-major array: (time, batch, features)",
     "MW015": "the inputs of one sample have different real steps",
     "MW016": "per-sequence targets for a per-step output, or the reverse",

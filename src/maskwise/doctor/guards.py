@@ -2,7 +2,8 @@
 `make_loader` receive, before the first step.
 
 A door makes a `Guard` from its `checks` switch, gives it the data it received
-(`Guard.data`) and, once the model is built, one batch (`Guard.model`). The checks read
+(`Guard.data`) and, once the model is built, one batch (`Guard.model`; in `fit` the
+leak probe runs on it too, MW013). The checks read
 a bounded sample, so a guard costs about the same whatever the size of the data: at
 most `SAMPLE` sequences spread evenly over the data (the first and the last included);
 of a streamed `ParquetSequences`, its first `SAMPLE` sequences (its first row groups
@@ -31,7 +32,7 @@ from ..data.datasets import SequenceDataset, split_inputs
 from ..data.tables import ParquetSequences
 from ..errors import ConfigError, DoctorError, MaskWarning, format_error
 from ..masked import Masked
-from . import DataReport, check_data
+from . import PROBE_ROWS, DataReport, check_data
 from .data_checks import as_numpy, check_padding_label
 from .findings import Finding, sort_findings
 from .model_checks import check_target_kind
@@ -232,10 +233,12 @@ class Guard:
         batch: Any = None,
         *,
         device: torch.device | None = None,
+        probe: bool = False,
     ) -> None:
         """Once the model is built: the padding label against its output units (MW004;
-        without a model, against the real classes only) and the targets' kind against
-        its output on one batch (MW016); raise or warn. `batch`: the door's first batch
+        without a model, against the real classes only), the targets' kind against its
+        output on one batch (MW016) and, with `probe`, the leak probe on `PROBE_ROWS`
+        sequences of that batch (MW013); raise or warn. `batch`: the door's first batch
         (default: one made from the data's sample, moved to `device`)."""
         if self.checks == "off":
             return
@@ -250,6 +253,12 @@ class Guard:
                 n_outputs = _units(output)
                 first = batch.x[0] if isinstance(batch.x, tuple) else batch.x
                 findings += check_target_kind(output, batch.y, first.values.shape[1])
+                if probe:
+                    # Imported here: the probe needs the models, which need the data
+                    # package, which imports this module.
+                    from .leak_probe import probe_leaks
+
+                    findings += probe_leaks(model, batch.x, rows=PROBE_ROWS)
         for report in self.reports:
             if report.targets is not None:
                 findings += check_padding_label(
