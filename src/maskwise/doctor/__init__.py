@@ -165,11 +165,13 @@ def check_data(
     raws = list(x) if several else [x]
     names = [f"{name}[{i}]" for i in range(len(raws))] if several else [name]
     report = DataReport()
+    time_major = False
     for raw, input_name in zip(raws, names, strict=True):
         layout = to_layout(raw, input_name)
         found, layout = check_layout(layout, mask_value)
         if not found:
             found, layout = check_time_major(layout, mask_value)
+            time_major = time_major or bool(found)
         paddings = [find_padding(seq, mask_value) for seq in layout.sequences]
         report.findings += found
         report.findings += check_padding(layout, paddings, mask_value)
@@ -186,8 +188,8 @@ def check_data(
         rows = None
         if kind is not False:
             rows, misaligned = to_targets(values, report.layout, column)
-            report.findings += misaligned
-            if misaligned:
+            if misaligned:  # targets made time-major with the inputs: MW014 says it
+                report.findings += [] if time_major else misaligned
                 continue
         if rows is None:
             report.findings += check_sequence_values(values, column)

@@ -210,18 +210,32 @@ def check_layout(layout: Layout, mask_value: float) -> tuple[list[Finding], Layo
     size = sum(s.size for s in layout.sequences)
     steps = repaired[0].shape[0]
     shape = layout.sequences[0].shape
-    others = (
-        f", and the all-{mask_value} steps of the other {n - no_padding} are not their padding"
-        if no_padding < n
-        else ""
-    )
+    if n == 1:
+        seen = (
+            f"has no step that is entirely {mask_value}, so Masking({mask_value}) would mask "
+            "nothing"
+            if no_padding
+            else f"has all-{mask_value} steps that are not its padding"
+        )
+        found = f"the sequence (seen as {shape} = (time, features)) {seen}"
+    else:
+        others = (
+            f", and the all-{mask_value} steps of the other {n - no_padding} are not their padding"
+            if no_padding < n
+            else ""
+        )
+        found = (
+            f"{no_padding} of {n} sequences (each seen as {shape} = (time, features)) have no "
+            f"step that is entirely {mask_value}, so Masking({mask_value}) would mask nothing "
+            f"there{others}"
+        )
+    low, high = min(new_counts), max(new_counts)
+    counts = f"{low}" if low == high else f"{low} to {high}"
     message = (
         f"{layout.name}: {entries / size:.0%} of the values equal the mask value "
-        f"{mask_value}, but they do not form whole padded steps: {no_padding} of {n} "
-        f"sequences (each seen as {shape} = (time, features)) have no step that is entirely "
-        f"{mask_value}, so Masking({mask_value}) would mask nothing there{others}. The "
-        f"layout looks scrambled: after `{expression}` the mask-value entries form whole "
-        f"trailing steps ({min(new_counts)} to {max(new_counts)} padded steps of {steps})."
+        f"{mask_value}, but they do not form whole padded steps: {found}. The layout looks "
+        f"scrambled: after `{expression}` the mask-value entries form whole trailing steps "
+        f"({counts} padded steps of {steps})."
     )
     fix = f"use `{expression}`, so each sequence is (time, features) {repaired[0].shape}: {why}"
     finding = Finding("MW001", "error", message, fix)

@@ -321,15 +321,15 @@ def check_target_kind(output: Any, y: torch.Tensor | None, time: int) -> list[Fi
     shape, target_shape = tuple(values.shape), tuple(y.shape)
     if per_step and y.dim() == 1:
         message = (
-            f"y holds one target per sequence ({target_shape} in the first batch), but the "
-            f"model returns one output per step ({shape}): the loss would compare each "
-            "sequence's label with every step."
+            f"y holds one target per sequence (shape {target_shape} in the first batch), but "
+            f"the model returns one output per step (shape {shape}): the loss would compare "
+            "each sequence's label with every step."
         )
     elif not per_step and y.dim() >= 2 and y.shape[1] == time != values.shape[1]:
         message = (
-            f"y holds one target per step ({target_shape} in the first batch, {time} steps), "
-            f"but the model returns one output per sequence ({shape}): its last recurrent "
-            "layer or a pooling layer consumed the time axis."
+            f"y holds one target per step (shape {target_shape} in the first batch, {time} "
+            f"steps), but the model returns one output per sequence (shape {shape}): its last "
+            "recurrent layer or a pooling layer consumed the time axis."
         )
     else:
         return []
