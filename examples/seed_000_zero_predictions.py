@@ -1,13 +1,13 @@
-"""Seed 000: "Zero predictions despite masking support" — found by the doctor, then fixed.
+"""Seed 000: "Zero predictions despite masking support" — stopped by `fit`, then fixed.
 
 The seed's data (`data/seed000.npz`): 10 training and 2 test sequences, each a `(5, 20)`
 array of 5 features x 20 steps, post-padded with zero columns, with per-step labels 1 or
-2 and 0 at padding. The user's two mistakes, both reported by `maskwise.doctor.check`:
+2 and 0 at padding. The user's code, run as written, makes two mistakes, and `fit`
+stops each one before the first step with a `DoctorError` that names the fix:
 
 - MW001: `X.reshape(1, 20, 5)` mixes features and time, so no step is all zeros and
-  `Masking` masks nothing. The fix is `X.T`. (`fit` on that layout raises too: the
-  mask `Masking` finds does not line up with the padding of the targets.)
-- MW004: the padding label 0 is also a class (`Dense(3)`), so the model learns to
+  `Masking` masks nothing. The fix is `X.T`.
+- MW004: the padding label 0 is also a class (`Dense(3)`), so the model has a unit to
   predict "padding". With a mask the padded steps need no class: relabel 1->0, 2->1,
   pad the targets with `IGNORE_INDEX`, and use `Dense(2, softmax)`.
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskwise import MaskError, Sequential, layers
+from maskwise import DoctorError, Sequential, layers
 from maskwise.doctor import check
 from maskwise.masked import IGNORE_INDEX
 
@@ -41,13 +41,14 @@ def load_seed_data() -> dict[str, list[np.ndarray]]:
     }
 
 
-def fixed_model() -> Sequential:
+def tagger(units: int) -> Sequential:
+    """The seed's model; `units=3` is the user's (a class for the padding label 0)."""
     return Sequential(
         [
             layers.Masking(0.0),
             layers.Bidirectional(layers.LSTM(20, return_sequences=True)),
             layers.Dropout(0.2),
-            layers.TimeDistributed(layers.Dense(2, activation="softmax")),
+            layers.TimeDistributed(layers.Dense(units, activation="softmax")),
         ]
     )
 
@@ -57,28 +58,31 @@ def relabel(y: list[np.ndarray]) -> np.ndarray:
     return np.stack([np.where(labels > 0, labels - 1, IGNORE_INDEX) for labels in y])
 
 
-def main(seed: int = 0, epochs: int = 30, batch_size: int = 5) -> dict[str, object]:
-    data = load_seed_data()
-    x_wrong = np.stack([x.reshape(20, 5) for x in data["X_batches_train"]])  # the seed's
-    x_train = np.stack([x.T for x in data["X_batches_train"]]).astype(np.float32)
-    y_seed = np.stack(data["y_batches_train"])
-    wrong_layout = check(x_wrong)
-    padding_label = check(x_train, y_seed)
-    y_train = relabel(data["y_batches_train"])
-    fixed = check(x_train, y_train)
-
-    # Training on the seed's layout fails loudly: its Masking mask does not line up
-    # with the targets' padding.
-    model = fixed_model()
+def stopped(x: np.ndarray, y: np.ndarray, units: int, seed: int) -> DoctorError:
+    """The error `fit` raises on the user's data and model."""
+    model = tagger(units)
     model.compile("adam", loss="sparse_categorical_crossentropy", learning_rate=0.01)
     try:
-        model.fit(x_wrong.astype(np.float32), y_train, epochs=1, seed=seed, verbose=0)
-        wrong_fit_error = ""
-    except MaskError as error:
-        wrong_fit_error = str(error)
+        model.fit(x, y, epochs=1, seed=seed, verbose=0)
+    except DoctorError as error:
+        return error
+    raise AssertionError("fit trained on the seed's mistake")
 
+
+def main(seed: int = 0, epochs: int = 30, batch_size: int = 5) -> dict[str, object]:
+    data = load_seed_data()
+    y_seed = np.stack(data["y_batches_train"])  # labels 1/2, 0 at padding
+    # The user's code: each (5, 20) array reshaped to (1, 20, 5), stacked; Dense(3).
+    x_user = np.concatenate([x.reshape(1, 20, 5) for x in data["X_batches_train"]])
+    layout_error = stopped(x_user.astype(np.float32), y_seed, units=3, seed=seed)
+    # The layout repaired (X.T), the labels and Dense(3) still the user's.
+    x_train = np.stack([x.T for x in data["X_batches_train"]]).astype(np.float32)
+    label_error = stopped(x_train, y_seed, units=3, seed=seed)
+
+    # Both repaired: X.T, labels 1->0, 2->1 with IGNORE_INDEX at padding, Dense(2).
+    y_train = relabel(data["y_batches_train"])
     torch.manual_seed(seed)
-    model = fixed_model()
+    model = tagger(2)
     model.compile(
         "adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"], learning_rate=0.01
     )
@@ -94,12 +98,11 @@ def main(seed: int = 0, epochs: int = 30, batch_size: int = 5) -> dict[str, obje
     predicted = out.values.argmax(-1).numpy()
     accuracy = float((predicted[real] == y_test[real]).mean())
     return {
-        "wrong_layout_codes": [f.code for f in wrong_layout],
-        "wrong_layout_message": str(wrong_layout[0]) if wrong_layout else "",
-        "padding_label_codes": [f.code for f in padding_label],
-        "padding_label_message": str(padding_label[0]) if padding_label else "",
-        "wrong_layout_fit_error": wrong_fit_error,
-        "fixed_codes": [f.code for f in fixed],
+        "layout_error_code": layout_error.code,
+        "layout_error": str(layout_error),
+        "label_error_code": label_error.code,
+        "label_error": str(label_error),
+        "fixed_codes": [f.code for f in check(x_train, y_train)],
         "test_real_steps": int(real.sum()),
         "test_accuracy": accuracy,
         "evaluate_accuracy": float(evaluated["accuracy"]),
@@ -114,13 +117,11 @@ def indent(text: str) -> str:
 if __name__ == "__main__":
     torch.set_num_threads(1)  # a small recurrent model: one thread is fastest
     first = main()
-    print("The seed's X.reshape(1, 20, 5), checked by the doctor:")
-    print(indent(first["wrong_layout_message"]))
-    print("\nfit() on that layout:")
-    print(indent(first["wrong_layout_fit_error"]))
-    print("\nX.T with the seed's labels, checked by the doctor:")
-    print(indent(first["padding_label_message"]))
-    print(f"\nX.T, labels 1->0, 2->1, IGNORE_INDEX at padding: findings {first['fixed_codes']}")
+    print("The user's code: X.reshape(1, 20, 5), labels 1/2 padded with 0, Dense(3):")
+    print(indent(first["layout_error"]))
+    print("\nX.T, the user's labels and Dense(3):")
+    print(indent(first["label_error"]))
+    print("\nX.T, labels 1->0, 2->1, IGNORE_INDEX at padding, Dense(2): fit trains.")
     accuracies = [first["test_accuracy"]] + [main(seed)["test_accuracy"] for seed in range(1, 5)]
     print(f"\nfixed model, accuracy on the {first['test_real_steps']} real test steps:")
     for seed, accuracy in enumerate(accuracies):

@@ -24,9 +24,12 @@ def test_seed_000_zero_predictions():
     example = load("seed_000_zero_predictions")
     results = [example.main(seed=seed) for seed in range(5)]
     first = results[0]
-    assert "MW001" in first["wrong_layout_codes"]
-    assert "MW004" in first["padding_label_codes"]
-    assert "targets hold padding" in first["wrong_layout_fit_error"]
+    # The user's code is stopped by fit, first on the layout, then on the padding class.
+    assert first["layout_error_code"] == "MW001"
+    assert "fit() stopped before the first step" in first["layout_error"]
+    assert "transpose instead: `X.T`" in first["layout_error"]
+    assert first["label_error_code"] == "MW004"
+    assert "relabel the real classes 1->0, 2->1 and use 2 output units" in first["label_error"]
     assert first["fixed_codes"] == []
     assert first["test_real_steps"] == 30
     # The bar: at least 95 % mean accuracy over 5 seeds on the 30 real test steps.

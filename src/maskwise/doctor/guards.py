@@ -275,13 +275,10 @@ class Guard:
         if errors:
             listed = "\n".join(str(f) for f in errors)
             raise DoctorError(
-                format_error(
-                    f"{self.door}() stopped before the first step: the data checks found "
-                    f"{len(errors)} masking mistake{'s' if len(errors) > 1 else ''}{place}.\n"
-                    f"{listed}",
-                    fix=f"apply the fix above; `{self.door}(..., checks='warn')` reports "
-                    "these as warnings and goes on, `checks='off'` skips the checks.",
-                ),
+                f"{self.door}() stopped before the first step: the data checks found "
+                f"{len(errors)} masking mistake{'s' if len(errors) > 1 else ''}{place}, each "
+                f"with its fix.\n{listed}\n  (`{self.door}(..., checks='warn')` warns instead "
+                "and goes on; `checks='off'` skips the checks.)",
                 errors,
             )
         for finding in notes:
