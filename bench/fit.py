@@ -10,6 +10,11 @@ best run of each mode counts (the least disturbed by other processes). "Real ste
 excludes padding, so both modes count the same work; bucketing wins by not computing
 on padded steps. Target: bucketed >= 2.5x unbucketed.
 
+It also prints what `fit`'s checks cost on this workload, each as a fraction of one
+bucketed epoch (the epoch measured above, less the checks it includes): the guards
+(the doctor's data checks on a bounded sample of `x`, `y` and the first-batch checks
+once the model is built; target <= 3 %) and the leak probe (on the first batch).
+
 Usage:
     python bench/fit.py                     # full workload, CPU
     python bench/fit.py --quick             # 512 sequences
@@ -28,6 +33,10 @@ import torch
 
 import maskwise
 from maskwise import layers
+from maskwise.data import make_loader
+from maskwise.doctor import PROBE_ROWS
+from maskwise.doctor.guards import Guard
+from maskwise.doctor.leak_probe import probe_leaks
 
 FEATURES = 32
 CLASSES = 5
@@ -84,6 +93,28 @@ def fit_speed(
     return sum(len(s) for s in x) * epochs / (time.perf_counter() - start)
 
 
+def check_costs(
+    x: list, y: list, device: str, batch_size: int = 32, repeats: int = 3
+) -> tuple[float, float]:
+    """Seconds (best of `repeats`) of `fit`'s guards and of its leak probe on `x, y`."""
+    torch.manual_seed(0)
+    net = model().to(device)
+    first = next(iter(make_loader(x, y, batch_size=batch_size, checks="off"))).to(device)
+    with torch.no_grad():
+        net(first.x)  # build the lazy weights, as fit does before its checks
+    guards, probe = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        guard = Guard("raise", "fit", 0.0)
+        guard.data(x, y)
+        guard.model(net, first)
+        guards.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        probe_leaks(net, first.x, rows=PROBE_ROWS)
+        probe.append(time.perf_counter() - start)
+    return min(guards), min(probe)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="512 sequences instead of 2048")
@@ -110,8 +141,21 @@ def main() -> None:
         for mode, bucketing in (("bucketed", True), ("unbucketed", False)):
             results[mode].append(fit_speed(x, y, bucketing, args.epochs, args.device))
     results["speedup"] = max(results["bucketed"]) / max(results["unbucketed"])
+    guards, probe = check_costs(x, y, args.device)
+    epoch = int(lengths.sum()) / max(results["bucketed"]) - guards - probe
+    results.update(
+        guard_seconds=guards,
+        probe_seconds=probe,
+        epoch_seconds=epoch,
+        guard_fraction=guards / epoch,
+        probe_fraction=probe / epoch,
+    )
     print(json.dumps(results, indent=2))
     print(f"fit speed-up from bucketing: {results['speedup']:.2f}x (target >= 2.5x)")
+    print(
+        f"fit's checks, per fit call, against one {epoch:.1f} s epoch: guards {guards:.3f} s "
+        f"= {guards / epoch:.2%} (target <= 3 %), leak probe {probe:.3f} s = {probe / epoch:.2%}"
+    )
 
 
 if __name__ == "__main__":
