@@ -17,6 +17,7 @@ from maskwise import (
     MaskError,
     MaskWarning,
     Sequential,
+    ShapeError,
     doctor,
     layers,
     losses,
@@ -378,3 +379,12 @@ def test_data_sets_and_streams_are_sampled(tmp_path) -> None:
     stream = ParquetSequences(path, "seq", "step", ["a", "b"], "label")
     with pytest.raises(DoctorError, match=r"\(the first 256 sequences of the stream\)"):
         make_loader(stream)
+
+
+def test_forms_the_doctor_does_not_read_are_left_to_the_loader() -> None:
+    images = np.random.default_rng(0).normal(size=(4, 5, 2, 3)).astype(np.float32)
+    assert next(iter(make_loader(images))).x.values.shape == (4, 5, 2, 3)  # not checked
+    with pytest.raises(ShapeError, match="x holds no sequences"):  # the loader's error
+        make_loader([])
+    with pytest.raises(ShapeError, match="hold different numbers of sequences"):
+        make_loader(ragged(LENGTHS), np.zeros(3))

@@ -113,11 +113,12 @@ def take_sample(x: Any, y: Any = None, sample_weight: Any = None) -> Sample | No
         return None  # a Loader, checked by make_loader; anything else the loader refuses
     several, raws = split_inputs(x)
     n = len(raws[0])
-    if not all(_readable(raw) and len(raw) == n for raw in raws):
-        return None  # forms the doctor does not read (e.g. images per step), or the
-        # loader's own errors (inputs of different sizes)
+    if n == 0 or any(len(raw) != n for raw in raws):
+        return None  # the loader's own errors say what is wrong
     index = spread(n)
     inputs = tuple(_take(raw, index) for raw in raws)
+    if not all(_readable(raw) for raw in inputs):
+        return None  # a form the doctor does not read (e.g. an image per step)
     times = {raw.shape[1] for raw in inputs if isinstance(raw, np.ndarray) and raw.ndim >= 2}
     columns = [
         _take(values, index) if values is not None and len(values) == n else None
@@ -128,12 +129,12 @@ def take_sample(x: Any, y: Any = None, sample_weight: Any = None) -> Sample | No
     return Sample(x_sample, columns[0], columns[1], per_step, len(index), n)
 
 
-def _readable(raw: Any) -> bool:
+def _readable(sample: Any) -> bool:
     """A form the doctor reads: a padded array `(N, time[, features])`, or a list of
     `(time[, features])` sequences."""
-    if isinstance(raw, np.ndarray | torch.Tensor) and raw.dtype != object:
-        return raw.ndim in (2, 3)
-    return all(np.ndim(item) in (1, 2) for item in raw)
+    if isinstance(sample, np.ndarray):
+        return sample.ndim in (2, 3)
+    return all(item.ndim in (1, 2) for item in sample)
 
 
 def _take(data: Any, index: np.ndarray) -> Any:
