@@ -170,14 +170,14 @@ def _from_batch(batch: Any, total: int) -> Sample:
     time = first.values.shape[1]
     columns = []
     for values in (batch.y, batch.sample_weight):
-        per_step = values is not None and values.dim() >= 2 and values.shape[1] == time
-        if per_step and first.mask is not None:
+        stepwise = values is not None and values.dim() >= 2 and values.shape[1] == time
+        if stepwise and first.mask is not None:
             lengths = first.full_mask.sum(1).tolist()
             values = [row[:n].cpu().numpy() for row, n in zip(values, lengths, strict=True)]
         columns.append(values.cpu().numpy() if isinstance(values, torch.Tensor) else values)
-    per_step = _kinds(columns, {time})
     x_sample = raws if isinstance(batch.x, tuple) else raws[0]
-    return Sample(x_sample, columns[0], columns[1], per_step, len(batch.index), total)
+    kinds = _kinds(columns, {time})
+    return Sample(x_sample, columns[0], columns[1], kinds, len(batch.index), total)
 
 
 def _unpadded(x: Masked) -> Any:
