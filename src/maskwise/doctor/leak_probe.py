@@ -191,7 +191,7 @@ def _setup(model: nn.Module, inputs: tuple[Masked, ...], rows: int) -> _Setup | 
     ]  # a mask the model makes from an input replaces the input's own
     if all(m is None for m in reference) and not makers:
         return None
-    order = _preferred_rows(reference, inputs[0].values.shape[0])[:rows]
+    order = _preferred_rows(reference, inputs[0].values.shape[0], rows)
     fills = [_fill(inputs[i], reference[i], made.get(i)) for i in range(len(inputs))]
     picked = tuple(_rows(x, order) for x in inputs)
     reference = [None if m is None else m[order.to(m.device)] for m in reference]
@@ -210,16 +210,22 @@ def _setup(model: nn.Module, inputs: tuple[Masked, ...], rows: int) -> _Setup | 
     )
 
 
-def _preferred_rows(reference: list[torch.Tensor | None], batch: int) -> torch.Tensor:
-    """Row indices: rows with padding and real steps first, then full rows, then empty."""
+def _preferred_rows(reference: list[torch.Tensor | None], batch: int, rows: int) -> torch.Tensor:
+    """`rows` row indices: rows with padding and real steps first, and one full row when
+    there is one (appending padding to it shows what a layer does with the padding a
+    full row never has: layers read padding as zeros, so a step moved in from the
+    padding holds the same zeros whatever the padding held); then the rest."""
     padded = torch.zeros(batch, dtype=torch.bool)
     empty = torch.zeros(batch, dtype=torch.bool)
     for mask in reference:
         if mask is not None and mask.shape[0] == batch:
             padded |= (~mask).any(dim=1).cpu()
             empty |= ~mask.any(dim=1).cpu()
-    groups = (padded & ~empty, ~padded, empty)
-    return torch.cat([torch.nonzero(group)[:, 0] for group in groups])
+    partial = torch.nonzero(padded & ~empty)[:, 0]
+    full = torch.nonzero(~padded)[:, 0]
+    first = partial[: rows - 1] if len(full) and rows > 1 else partial[:rows]
+    rest = [full, partial[len(first) :], torch.nonzero(empty)[:, 0]]
+    return torch.cat([first, *rest])[:rows]
 
 
 def _made_masks(
