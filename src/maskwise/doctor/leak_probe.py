@@ -1,23 +1,27 @@
 """The leak probe (MW013): prove that padding cannot change what the real steps compute.
 
 Declarations can be wrong (a `Lambda` that rolls time but keeps the mask, a custom layer
-that takes a cumulative sum over time), so the probe tests the contract instead: it runs
-the model on a few sequences of one batch, then again on variants whose padding differs,
-and compares every layer's outputs at the real steps, and the parameters' gradients:
+that averages over time), so the probe tests the contract instead: it runs the model on
+a few sequences of one batch, then again on variants whose padding differs, and compares
+every layer's outputs at the real steps, and the parameters' gradients:
 
 - *other values*: the padded steps hold large random values;
 - *NaN*: the padded steps hold NaN (a real step that turns NaN has read padding);
-- *more padding*: padded steps are appended at the end;
-- *placement*: each sequence's real steps move to the other end of the time axis.
+- *more padding*: padded steps are appended at the end (holding other values);
+- *placement*: each sequence's real steps move to the other end of the time axis (the
+  padding holding other values).
 
 Where the padding is changed: at the padded steps of an input that carries its mask
 (integer token ids get other ids inside the vocabulary, never NaN), and at the padded
-steps of every layer's output (forward hooks), so that each layer is tested on its own:
-maskwise layers read padding as zeros, which would hide a later layer's leak. An input
-whose mask the model makes (`Masking`, `Embedding(mask_zero=True)`) keeps its padding
-value, so that the same steps stay padded. The first layer (in call order) whose
-real-step outputs differ is where padding leaks in; the runs are compared layer by
-layer, as `maskwise.trace` lists them.
+steps of every layer's output (forward hooks), so that whatever reads a layer's output
+(the next layer, code in a `Module`'s `forward`) sees changed padding, not the zeros a
+maskwise layer writes there. An input whose mask the model makes (`Masking`,
+`Embedding(mask_zero=True)`) keeps its padding value, so that the same steps stay
+padded. A layer that reads padding as zeros can still depend on how much padding there
+is or where it sits (a mean over time, a roll): the last two variants show that, and the
+probe takes one full sequence (when the batch has one) beside those with padding, since
+appending padding to it changes what it reads. The first layer (in call order, as
+`maskwise.trace` lists them) whose real-step outputs differ is where padding leaks in.
 
 The model runs in eval mode (dropout off, moving statistics) and is left as found: its
 weights, their `.grad`, every module's training flag and the global random state.
@@ -107,7 +111,8 @@ def probe_leaks(
         model: the model, called as `model(x)` or `model(*x)` for several inputs.
         x: one batch's inputs: a `Masked` (mask None when the model makes the mask from
             padded values) or a tuple of them.
-        rows: how many sequences to probe (those with padding first).
+        rows: how many sequences to probe (those with padding first, and one without
+            padding when there is one).
 
     Returns:
         `[]` when nothing changes (or when there is no mask to probe, or the model cannot
