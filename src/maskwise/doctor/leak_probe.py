@@ -48,9 +48,11 @@ from .findings import Finding
 from .model_checks import _label
 
 RTOL = 1e-3
-"""Relative tolerance between two runs (different batch shapes round differently)."""
+"""Relative tolerance between two runs (different batch shapes round differently); at
+least 10 units in the last place of the dtype (TF32's on CUDA for float32)."""
 ATOL = 1e-5
-"""Absolute tolerance, relative to the largest value of the tensor compared."""
+"""Absolute tolerance, relative to the largest value of the tensor compared; at least
+one unit in the last place of the dtype."""
 NOISE_MEAN, NOISE_STD = 5.0, 10.0
 """The *other values* put in the padding: large, far from real data, yet finite under
 `exp` in float32."""
@@ -621,11 +623,20 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     )
     if not same_special:
         return False
+    rtol, atol = _tolerance(a)
     a, b = a[finite].double(), b[finite].double()
     if not a.numel():
         return True
     scale = float(a.abs().max().clamp(min=1.0))
-    return bool(((a - b).abs() <= ATOL * scale + RTOL * b.abs()).all())
+    return bool(((a - b).abs() <= atol * scale + rtol * b.abs()).all())
+
+
+def _tolerance(values: torch.Tensor) -> tuple[float, float]:
+    """`(rtol, atol)` for values of this dtype and device."""
+    eps = torch.finfo(values.dtype).eps
+    if values.is_cuda and values.dtype == torch.float32:
+        eps = max(eps, 2.0**-10)  # TF32 matmuls and convolutions
+    return max(RTOL, 10 * eps), max(ATOL, eps)
 
 
 def _changed_gradient(model: nn.Module, base: _Run, run: _Run) -> str | None:
