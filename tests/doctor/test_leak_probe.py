@@ -351,6 +351,7 @@ def test_weights_grads_modes_and_random_state_are_unchanged() -> None:
             assert torch.equal(p.grad, grads[name]), name
     assert [m.training for m in model.modules()] == modes
     assert torch.equal(torch.random.get_rng_state(), rng)
+    assert not any(m._forward_hooks for m in model.modules())
 
 
 def test_runs_under_no_grad_and_keeps_it_off() -> None:
@@ -376,6 +377,19 @@ def test_cost_is_a_few_passes_on_a_few_padded_rows() -> None:
     assert probe_leaks(model, Masked(x.values[6:]), rows=2) == []
     # No full row: the steps after the longest row (but one) are cut.
     assert calls == [([3, 5], 6)] * 3 + [([3, 5], 9), ([3, 5], 6)]
+
+
+def test_a_variant_the_model_cannot_run_is_skipped() -> None:
+    def six_steps_flipped(v: torch.Tensor) -> torch.Tensor:
+        if v.shape[1] != 6:
+            raise ValueError("built for 6 steps")
+        return v.flip(1)
+
+    model = Sequential([layers.Lambda(six_steps_flipped, mask=keep, name="six")])
+    finding = only_mw013(probe_leaks(model, batch()))
+    exposed = finding.message.partition("(exposed by: ")[2].partition(")")[0].split(", ")
+    assert "placement" in exposed and "more padding" not in exposed
+    assert not any(m._forward_hooks for m in model.modules())
 
 
 def test_rows_must_be_a_positive_integer() -> None:
