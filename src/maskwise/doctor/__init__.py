@@ -58,9 +58,9 @@ def check(
         y: per-step targets `(batch, time)` or a list of `(time,)` arrays (optional).
         model: a maskwise model, run on the first 32 sequences of `x` (optional; without
             `x`, only the layer order of a `Sequential` is checked). When that run shows
-            no error, the leak probe runs the model again on the first 4 of them with
-            their padding changed (other values, NaN, more padding, real steps moved):
-            MW013 when a real step's output or a gradient changes.
+            no error, the leak probe runs the model again on 4 of them (those with
+            padding first) with their padding changed (other values, NaN, more padding,
+            real steps moved): MW013 when a real step's output or a gradient changes.
         mask_value: the value that marks padded steps (as in `Masking(mask_value)`).
         predictions: the model's predictions on `x`: class ids `(batch, time)` or scores
             `(batch, time, classes)`, to check for one-class predictions (MW009).
