@@ -70,9 +70,9 @@ def check(
             per sequence `(batch,)` (optional).
         model: a maskwise model, run on the first 32 sequences of `x` (optional; without
             `x`, only the layer order of a `Sequential` is checked). When that run shows
-            no error, the leak probe runs the model again on the first 4 of them with
-            their padding changed (other values, NaN, more padding, real steps moved):
-            MW013 when a real step's output or a gradient changes.
+            no error, the leak probe runs the model again on 4 of them (those with
+            padding first) with their padding changed (other values, NaN, more padding,
+            real steps moved): MW013 when a real step's output or a gradient changes.
         mask_value: the value that marks padded steps (as in `Masking(mask_value)`).
         sample_weight: per sequence `(batch,)` or per step like `y` (optional).
         n_outputs: the model's output units per step, when known without giving the

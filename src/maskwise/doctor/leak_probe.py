@@ -1,23 +1,27 @@
 """The leak probe (MW013): prove that padding cannot change what the real steps compute.
 
 Declarations can be wrong (a `Lambda` that rolls time but keeps the mask, a custom layer
-that takes a cumulative sum over time), so the probe tests the contract instead: it runs
-the model on a few sequences of one batch, then again on variants whose padding differs,
-and compares every layer's outputs at the real steps, and the parameters' gradients:
+that averages over time), so the probe tests the contract instead: it runs the model on
+a few sequences of one batch, then again on variants whose padding differs, and compares
+every layer's outputs at the real steps, and the parameters' gradients:
 
 - *other values*: the padded steps hold large random values;
 - *NaN*: the padded steps hold NaN (a real step that turns NaN has read padding);
-- *more padding*: padded steps are appended at the end;
-- *placement*: each sequence's real steps move to the other end of the time axis.
+- *more padding*: padded steps are appended at the end (holding other values);
+- *placement*: each sequence's real steps move to the other end of the time axis (the
+  padding holding other values).
 
 Where the padding is changed: at the padded steps of an input that carries its mask
 (integer token ids get other ids inside the vocabulary, never NaN), and at the padded
-steps of every layer's output (forward hooks), so that each layer is tested on its own:
-maskwise layers read padding as zeros, which would hide a later layer's leak. An input
-whose mask the model makes (`Masking`, `Embedding(mask_zero=True)`) keeps its padding
-value, so that the same steps stay padded. The first layer (in call order) whose
-real-step outputs differ is where padding leaks in; the runs are compared layer by
-layer, as `maskwise.trace` lists them.
+steps of every layer's output (forward hooks), so that whatever reads a layer's output
+(the next layer, code in a `Module`'s `forward`) sees changed padding, not the zeros a
+maskwise layer writes there. An input whose mask the model makes (`Masking`,
+`Embedding(mask_zero=True)`) keeps its padding value, so that the same steps stay
+padded. A layer that reads padding as zeros can still depend on how much padding there
+is or where it sits (a mean over time, a roll): the last two variants show that, and the
+probe takes one full sequence (when the batch has one) beside those with padding, since
+appending padding to it changes what it reads. The first layer (in call order, as
+`maskwise.trace` lists them) whose real-step outputs differ is where padding leaks in.
 
 The model runs in eval mode (dropout off, moving statistics) and is left as found: its
 weights, their `.grad`, every module's training flag and the global random state.
@@ -44,9 +48,11 @@ from .findings import Finding
 from .model_checks import _label
 
 RTOL = 1e-3
-"""Relative tolerance between two runs (different batch shapes round differently)."""
+"""Relative tolerance between two runs (different batch shapes round differently); at
+least 10 units in the last place of the dtype (TF32's on CUDA for float32)."""
 ATOL = 1e-5
-"""Absolute tolerance, relative to the largest value of the tensor compared."""
+"""Absolute tolerance, relative to the largest value of the tensor compared; at least
+one unit in the last place of the dtype."""
 NOISE_MEAN, NOISE_STD = 5.0, 10.0
 """The *other values* put in the padding: large, far from real data, yet finite under
 `exp` in float32."""
@@ -107,7 +113,8 @@ def probe_leaks(
         model: the model, called as `model(x)` or `model(*x)` for several inputs.
         x: one batch's inputs: a `Masked` (mask None when the model makes the mask from
             padded values) or a tuple of them.
-        rows: how many sequences to probe (those with padding first).
+        rows: how many sequences to probe (those with padding first, and one without
+            padding when there is one).
 
     Returns:
         `[]` when nothing changes (or when there is no mask to probe, or the model cannot
@@ -191,7 +198,7 @@ def _setup(model: nn.Module, inputs: tuple[Masked, ...], rows: int) -> _Setup | 
     ]  # a mask the model makes from an input replaces the input's own
     if all(m is None for m in reference) and not makers:
         return None
-    order = _preferred_rows(reference, inputs[0].values.shape[0])[:rows]
+    order = _preferred_rows(reference, inputs[0].values.shape[0], rows)
     fills = [_fill(inputs[i], reference[i], made.get(i)) for i in range(len(inputs))]
     picked = tuple(_rows(x, order) for x in inputs)
     reference = [None if m is None else m[order.to(m.device)] for m in reference]
@@ -210,16 +217,22 @@ def _setup(model: nn.Module, inputs: tuple[Masked, ...], rows: int) -> _Setup | 
     )
 
 
-def _preferred_rows(reference: list[torch.Tensor | None], batch: int) -> torch.Tensor:
-    """Row indices: rows with padding and real steps first, then full rows, then empty."""
+def _preferred_rows(reference: list[torch.Tensor | None], batch: int, rows: int) -> torch.Tensor:
+    """`rows` row indices: rows with padding and real steps first, and one full row when
+    there is one (appending padding to it shows what a layer does with the padding a
+    full row never has: layers read padding as zeros, so a step moved in from the
+    padding holds the same zeros whatever the padding held); then the rest."""
     padded = torch.zeros(batch, dtype=torch.bool)
     empty = torch.zeros(batch, dtype=torch.bool)
     for mask in reference:
         if mask is not None and mask.shape[0] == batch:
             padded |= (~mask).any(dim=1).cpu()
             empty |= ~mask.any(dim=1).cpu()
-    groups = (padded & ~empty, ~padded, empty)
-    return torch.cat([torch.nonzero(group)[:, 0] for group in groups])
+    partial = torch.nonzero(padded & ~empty)[:, 0]
+    full = torch.nonzero(~padded)[:, 0]
+    first = partial[: rows - 1] if len(full) and rows > 1 else partial[:rows]
+    rest = [full, partial[len(first) :], torch.nonzero(empty)[:, 0]]
+    return torch.cat([first, *rest])[:rows]
 
 
 def _made_masks(
@@ -610,11 +623,20 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     )
     if not same_special:
         return False
+    rtol, atol = _tolerance(a)
     a, b = a[finite].double(), b[finite].double()
     if not a.numel():
         return True
     scale = float(a.abs().max().clamp(min=1.0))
-    return bool(((a - b).abs() <= ATOL * scale + RTOL * b.abs()).all())
+    return bool(((a - b).abs() <= atol * scale + rtol * b.abs()).all())
+
+
+def _tolerance(values: torch.Tensor) -> tuple[float, float]:
+    """`(rtol, atol)` for values of this dtype and device."""
+    eps = torch.finfo(values.dtype).eps
+    if values.is_cuda and values.dtype == torch.float32:
+        eps = max(eps, 2.0**-10)  # TF32 matmuls and convolutions
+    return max(RTOL, 10 * eps), max(ATOL, eps)
 
 
 def _changed_gradient(model: nn.Module, base: _Run, run: _Run) -> str | None:

@@ -49,7 +49,7 @@ class ModelRun:
 
     findings: list[Finding] = field(default_factory=list)
     output: Any = None
-    batch: Masked | None = None
+    batch: Masked | None = None  # the batch as fed (mask None when the model makes it)
     n_outputs: int | None = None
     predictions: list[np.ndarray] | None = None
 
