@@ -234,3 +234,39 @@ def test_clean_padded_data_has_no_error_or_warning(lengths, features, padding, s
     findings = doctor.check(x)
     assert [f for f in findings if f.severity != "info"] == []
     assert all(f.code == "MW010" for f in findings)
+
+
+# ---------------------------------------------------------- MW004 with n_outputs, MW014, MW015
+def test_padding_label_with_a_unit_of_its_own_given_the_output_units() -> None:
+    x = padded([5, 3, 4])
+    y = np.array([[1, 2, 1, 2, 2], [2, 1, 2, 0, 0], [1, 1, 2, 2, 0]])
+    assert [(f.code, f.severity) for f in doctor.check(x, y)] == [("MW004", "warning")]
+    (finding,) = doctor.check(x, y, n_outputs=3)
+    assert (finding.code, finding.severity) == ("MW004", "error")
+    assert "the model has 3 outputs, one of them for 0" in finding.message
+    assert doctor.check(x, y, n_outputs=1) == []  # one unit: a score, not classes
+
+
+def test_time_major_array_is_found_and_repaired() -> None:
+    x = padded([6, 3, 5, 2, 4, 6, 1, 5], features=3)
+    findings = doctor.check(np.swapaxes(x, 0, 1), np.swapaxes(x[..., 0], 0, 1))
+    assert codes(findings) == ["MW014"]  # the time-major targets are not reported again
+    assert "looks time-major" in findings[0].message
+    assert "np.swapaxes(x, 0, 1)" in findings[0].fix
+    tokens = np.array([[3, 4, 5, 0], [6, 2, 0, 0], [7, 0, 0, 0], [1, 1, 1, 1], [5, 5, 0, 0]])
+    assert codes(doctor.check(tokens.T)) == ["MW014"]
+
+
+def test_several_inputs_and_sample_weights() -> None:
+    a, b = padded([5, 3, 4, 2]), padded([5, 3, 4, 2], features=2, seed=1)
+    assert doctor.check((a, b)) == []
+    b[2, 3] = 0.0  # input b's sequence 2 ends one step earlier
+    (finding,) = doctor.check((a, b))
+    assert finding.code == "MW015" and finding.sequence == 2
+    assert "x[0] steps 0..3, x[1] steps 0..2" in finding.message
+    weights = np.where(a[..., 0] != 0, 1.0, np.nan)  # NaN at padding only
+    assert doctor.check(a, sample_weight=weights) == []
+    weights[1, 2] = np.nan
+    (finding,) = doctor.check(a, sample_weight=weights)
+    assert (finding.code, finding.sequence, finding.step) == ("MW005", 1, 2)
+    assert finding.message.startswith("sample_weight: 1 real steps hold NaN")
