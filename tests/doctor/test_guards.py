@@ -388,3 +388,16 @@ def test_forms_the_doctor_does_not_read_are_left_to_the_loader() -> None:
         make_loader([])
     with pytest.raises(ShapeError, match="hold different numbers of sequences"):
         make_loader(ragged(LENGTHS), np.zeros(3))
+
+
+def test_a_list_is_read_with_its_own_lengths() -> None:
+    # make_loader takes a list's lengths as given: zero steps in it are real steps.
+    x = ragged(LENGTHS)
+    x[0][2] = 0.0  # inside
+    x[1][-1] = 0.0  # at the end
+    assert {f.code for f in doctor.check(x)} == {"MW003"}  # the doctor reads them as Masking
+    y = [np.ones(n, np.float32) for n in LENGTHS]
+    regressor().fit(x, y, verbose=0)  # no warning: filterwarnings = error
+    x[1][-1] = np.nan  # a real step, though at the end
+    with pytest.raises(DoctorError, match=r"MW005 error: x: 1 real steps .*sequence 1, step 2"):
+        regressor().fit(x, y, verbose=0)

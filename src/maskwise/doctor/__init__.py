@@ -29,6 +29,7 @@ from .data_checks import (
     as_numpy,
     check_input_lengths,
     check_layout,
+    check_lengths,
     check_nonfinite,
     check_padding,
     check_padding_label,
@@ -147,6 +148,7 @@ def check_data(
     *,
     name: str = "x",
     per_step: tuple[bool | None, bool | None] = (None, None),
+    lengths_given: bool = False,
 ) -> DataReport:
     """The checks on data alone: layout (MW001, MW014), padding (MW002, MW003, MW008,
     MW010), NaN/inf in inputs, targets and weights (MW005), lengths across several inputs
@@ -156,6 +158,9 @@ def check_data(
         x, y, sample_weight, mask_value, name: as in `check`.
         per_step: for `y` and for `sample_weight`: False when it holds one value per
             sequence; None: inferred from its shape.
+        lengths_given: a list's sequences are as long as given, every step real (as
+            `make_loader` reads them), rather than padded with `mask_value` at the ends;
+            the layout is still checked from the values (MW001).
     """
     if isinstance(x, Masked):  # the mask is known: check the real steps
         mask = x.full_mask.cpu().numpy()
@@ -172,9 +177,13 @@ def check_data(
         if not found:
             found, layout = check_time_major(layout, mask_value)
             time_major = time_major or bool(found)
-        paddings = [find_padding(seq, mask_value) for seq in layout.sequences]
         report.findings += found
-        report.findings += check_padding(layout, paddings, mask_value)
+        if lengths_given and not layout.padded_array:
+            paddings = [Padding(np.zeros(len(seq), bool), None) for seq in layout.sequences]
+            report.findings += check_lengths(layout, paddings)
+        else:
+            paddings = [find_padding(seq, mask_value) for seq in layout.sequences]
+            report.findings += check_padding(layout, paddings, mask_value)
         report.findings += check_nonfinite(layout, paddings)
         report.layouts.append(layout)
         report.paddings.append(paddings)

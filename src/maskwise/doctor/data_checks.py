@@ -336,7 +336,7 @@ def check_padding(layout: Layout, paddings: list[Padding], mask_value: float) ->
     findings += _partial_padding(layout, paddings, mask_value)
     findings += _masked_real_steps(layout, paddings, mask_value)
     findings += _mixed_sides(layout, paddings)
-    findings += _lengths(layout, paddings)
+    findings += check_lengths(layout, paddings)
     return findings
 
 
@@ -435,7 +435,8 @@ def _mixed_sides(layout: Layout, paddings: list[Padding]) -> list[Finding]:
     return [Finding("MW008", "warning", message, fix, sequence=minority[0])]
 
 
-def _lengths(layout: Layout, paddings: list[Padding]) -> list[Finding]:
+def check_lengths(layout: Layout, paddings: list[Padding]) -> list[Finding]:
+    """MW010: sequences with no real step, and more padding than real steps."""
     findings = []
     empty = [i for i, p in enumerate(paddings) if p.pad.all()]
     if empty:

@@ -217,6 +217,7 @@ class Guard:
             sample.sample_weight,
             float(self.mask_value),
             per_step=sample.per_step,
+            lengths_given=True,
         )
         self.samples.append(sample)
         self.reports.append(report)
