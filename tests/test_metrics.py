@@ -96,8 +96,8 @@ def test_mean_metrics_match_keras(case, mask_name, weighted):
         set_keras_mask(keras_pred, mask)
         theirs.update_state(y, keras_pred, sample_weight=weight.clone() if weighted else None)
         ours.update(
-            Masked(our_pred, mask),
             our_y,
+            Masked(our_pred, mask),
             sample_weight=weight.masked_fill(~mask, float("nan")) if weighted else None,
         )
     assert ours.result() == pytest.approx(float(theirs.result()), abs=1e-6)
@@ -109,7 +109,7 @@ def test_per_class_metrics_match_keras():
     weight = torch.rand(mask.shape, generator=torch.Generator().manual_seed(5))
     ours = {m.name: m for m in (metrics.Precision(), metrics.Recall(), metrics.F1Score())}
     for m in ours.values():
-        m.update(Masked(our_pred, mask), our_y, sample_weight=weight)
+        m.update(our_y, Masked(our_pred, mask), sample_weight=weight)
     flat_pred, flat_y = pred.reshape(-1, C), F.one_hot(y, C).reshape(-1, C).float()
     flat_weight = (weight * mask).reshape(-1)
     f1 = keras.metrics.F1Score(average=None, threshold=None)
@@ -144,7 +144,7 @@ def test_binary_precision_and_recall_match_keras():
         (metrics.Precision(), keras.metrics.Precision()),
         (metrics.Recall(), keras.metrics.Recall()),
     ]:
-        ours.update(Masked(probs, mask), labels.masked_fill(~mask[..., None], float("nan")))
+        ours.update(labels.masked_fill(~mask[..., None], float("nan")), Masked(probs, mask))
         theirs.update_state(labels, probs, sample_weight=mask.float()[..., None])
         assert ours.result()[f"{ours.name}/1"] == pytest.approx(float(theirs.result()), abs=1e-6)
 
@@ -155,7 +155,7 @@ def test_confusion_matrix_counts_real_steps_only():
     weight = torch.tensor([1.0, 2.0, 0.5])
     cm = metrics.ConfusionMatrix(num_classes=C)
     assert cm.result() == [[0.0] * C for _ in range(C)]
-    cm.update(Masked(our_pred, mask), our_y, sample_weight=weight)
+    cm.update(our_y, Masked(our_pred, mask), sample_weight=weight)
     expected = np.zeros((C, C))
     for i, t in zip(*np.nonzero(mask.numpy())):
         expected[y[i, t], pred[i, t].argmax()] += float(weight[i])
@@ -184,17 +184,17 @@ def test_accuracy_resolves_like_keras_and_matches_evaluate():
     theirs.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     _, expected = theirs.evaluate(x.numpy(), y.numpy(), batch_size=len(mask), verbose=0)
     acc = metrics.get_metric("accuracy")
-    acc.update(out, y.masked_fill(~mask, IGNORE_INDEX))
+    acc.update(y.masked_fill(~mask, IGNORE_INDEX), out)
     assert acc.result() == pytest.approx(expected, abs=1e-6)
     assert isinstance(acc.resolved, metrics.SparseCategoricalAccuracy)
 
     binary = metrics.Accuracy()
     probs = torch.tensor([[[0.7], [0.2], [0.9]]])
-    binary.update(Masked(probs, torch.tensor([[True, True, False]])), torch.tensor([[1, 1, 0]]))
+    binary.update(torch.tensor([[1, 1, 0]]), Masked(probs, torch.tensor([[True, True, False]])))
     assert isinstance(binary.resolved, metrics.BinaryAccuracy)
     assert binary.result() == 0.5
     onehot = metrics.Accuracy()
-    onehot.update(torch.eye(3)[None], torch.eye(3)[None].flip(-1))
+    onehot.update(torch.eye(3)[None].flip(-1), torch.eye(3)[None])
     assert isinstance(onehot.resolved, metrics.CategoricalAccuracy)
     assert onehot.result() == pytest.approx(1 / 3)
 
@@ -219,14 +219,14 @@ def test_two_batches_equal_their_concatenation(make):
     _, _, p2, y2 = _data("sparse", second, seed=2)
     w1, w2 = torch.rand(B), torch.rand(B, 3)
     split, whole = make(), make()
-    split.update(Masked(p1, first), y1, w1)
-    split.update(Masked(p2, second), y2, w2)
+    split.update(y1, Masked(p1, first), w1)
+    split.update(y2, Masked(p2, second), w2)
     pad = T - 3
     whole.update(
+        torch.cat([y1, F.pad(y2, (0, pad), value=IGNORE_INDEX)]),
         Masked(
             torch.cat([p1, F.pad(p2, (0, 0, 0, pad))]), torch.cat([first, F.pad(second, (0, pad))])
         ),
-        torch.cat([y1, F.pad(y2, (0, pad), value=IGNORE_INDEX)]),
         torch.cat([w1[:, None].expand(B, T), F.pad(w2, (0, pad))]),
     )
     _same(split.result(), whole.result())
@@ -241,15 +241,15 @@ def test_regression_metrics_accumulate_exactly(make):
     _, _, p1, y1 = _data(kind, first, seed=3)
     _, _, p2, y2 = _data(kind, second, seed=4)
     split, whole = make(), make()
-    split.update(Masked(p1, first), y1)
-    split.update(Masked(p2, second), y2)
+    split.update(y1, Masked(p1, first))
+    split.update(y2, Masked(p2, second))
     nan = float("nan")
     whole.update(
+        torch.cat([y1, F.pad(y2, (0, 0, 0, 1), value=nan)]),
         Masked(
             torch.cat([p1, F.pad(p2, (0, 0, 0, 1), value=nan)]),
             torch.cat([first, F.pad(second, (0, 1))]),
         ),
-        torch.cat([y1, F.pad(y2, (0, 0, 0, 1), value=nan)]),
     )
     _same(split.result(), whole.result())
 
@@ -277,11 +277,11 @@ def test_padded_batch_equals_real_steps_only(rows, extra, fill, seed):
     ):
         padded, plain = make(), make()
         padded.update(
-            Masked(scores.masked_fill(~mask[..., None], fill), mask),
             y.masked_fill(~mask, IGNORE_INDEX),
+            Masked(scores.masked_fill(~mask[..., None], fill), mask),
         )
         if mask.any():
-            plain.update(scores[mask], y[mask])  # per-sequence form: (steps, C), (steps,)
+            plain.update(y[mask], scores[mask])  # per-sequence form: (steps,), (steps, C)
         if plain.result() in ({}, []):
             continue  # the plain metric never learned the class count
         _same(padded.result(), plain.result())
@@ -289,10 +289,10 @@ def test_padded_batch_equals_real_steps_only(rows, extra, fill, seed):
     target = torch.randn(len(rows), time, FEAT, generator=g)
     pred = torch.randn(len(rows), time, FEAT, generator=g)
     mae.update(
-        Masked(pred.masked_fill(~mask[..., None], fill), mask),
         target.masked_fill(~mask[..., None], fill),
+        Masked(pred.masked_fill(~mask[..., None], fill), mask),
     )
-    plain_mae.update(pred[mask], target[mask])
+    plain_mae.update(target[mask], pred[mask])
     assert mae.result() == pytest.approx(
         (pred - target).abs()[mask].mean().item() if mask.any() else 0.0, abs=1e-6
     )
@@ -305,17 +305,17 @@ def test_empty_results():
     assert metrics.ConfusionMatrix().result() == []
     acc = metrics.SparseCategoricalAccuracy()
     acc.update(
-        Masked(torch.rand(B, T, C), torch.zeros(B, T, dtype=torch.bool)),
         torch.full((B, T), IGNORE_INDEX),
+        Masked(torch.rand(B, T, C), torch.zeros(B, T, dtype=torch.bool)),
     )
     assert acc.result() == 0.0
 
 
 def test_reset_forgets_the_epoch():
     acc = metrics.SparseCategoricalAccuracy()
-    acc.update(torch.eye(2), torch.tensor([0, 1]))
+    acc.update(torch.tensor([0, 1]), torch.eye(2))
     acc.reset()
-    acc.update(torch.eye(2), torch.tensor([1, 0]))
+    acc.update(torch.tensor([1, 0]), torch.eye(2))
     assert acc.result() == 0.0
 
 
@@ -344,7 +344,7 @@ def test_errors():
     with pytest.raises(ConfigError, match=r"num_classes must be an integer >= 2"):
         metrics.ConfusionMatrix(1)
     with pytest.raises(ConfigError, match=r"(?s)built for 3 classes.*predicts 4.*\(3, 5, 4\)"):
-        metrics.Precision(num_classes=3).update(torch.rand(B, T, C), torch.zeros(B, T))
+        metrics.Precision(num_classes=3).update(torch.zeros(B, T), torch.rand(B, T, C))
     _, _, pred, y = _data("sparse", _mask("post"))
     with pytest.raises(MaskError, match=r"(?s)sparse_categorical_accuracy.*IGNORE_INDEX.*Lambda"):
-        metrics.SparseCategoricalAccuracy().update(torch.nan_to_num(pred), y)
+        metrics.SparseCategoricalAccuracy().update(y, torch.nan_to_num(pred))

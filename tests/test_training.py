@@ -168,7 +168,7 @@ def test_a_hand_written_loop_matches_fit() -> None:
         loader.set_epoch(epoch)
         for batch in loader:
             out = by_hand(batch.x)
-            loss = loss_fn(out, batch.y, batch.sample_weight)
+            loss = loss_fn(batch.y, out, batch.sample_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()

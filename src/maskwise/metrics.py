@@ -5,7 +5,10 @@ tensor means every step is real), weighted by `sample_weight` when given. It kee
 sums and counts (in float64), never an average of batch averages, so a metric over two
 batches of different sizes equals the metric over their concatenation.
 
-Interface: `reset()`, `update(y_pred, y_true, sample_weight=None)`, `result()`, `name`.
+Interface (Keras's): `reset()`, `update(y_true, y_pred, sample_weight=None)`, `result()`,
+`name`; Keras's names `reset_state` and `update_state` are the same methods, and calling
+a metric updates it and returns `result()`. The argument order is Keras's, `(y_true,
+y_pred)`, and arguments evidently swapped are an error (see `maskwise.losses`).
 `result()` is a float for the mean metrics, a dict `{"<name>/<class>": value, ...,
 "<name>_macro": value}` for `Precision`, `Recall` and `F1Score`, and a nested list
 (rows = true class, columns = predicted class) for `ConfusionMatrix`.
@@ -23,7 +26,7 @@ import torch
 
 from . import losses
 from .errors import ConfigError, MaskwiseTypeError, format_error
-from .losses import as_targets, class_targets, dense_targets, split_output
+from .losses import class_targets, dense_targets, read_pair
 from .masked import Masked
 
 
@@ -44,11 +47,17 @@ def _is_binary(values: torch.Tensor, mask: torch.Tensor | None) -> bool:
 class Metric:
     """Base class: `reset`, `update`, `result` and a `name`.
 
+    Subclasses implement `reset`, `result` and `accumulate(values, y_true, mask,
+    sample_weight)`, which `update` calls with the model output's values and mask and the
+    targets as a tensor, once the arguments are checked.
+
     Args:
         name: the metric's name (defaults to the Keras name).
     """
 
     default_name = "metric"
+    labels = True
+    """The targets are classes: lets `read_pair` check the argument order on 0/1 values."""
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name or self.default_name
@@ -61,9 +70,35 @@ class Metric:
         """Forget everything accumulated (call at the start of each epoch)."""
         raise NotImplementedError
 
-    def update(self, y_pred: Masked | torch.Tensor, y_true: Any, sample_weight: Any = None) -> None:
-        """Accumulate one batch: `y_pred` the model's output, `y_true` the targets,
-        `sample_weight` `(batch,)` or `(batch, time)`."""
+    def reset_state(self) -> None:
+        """Keras's name for `reset`."""
+        self.reset()
+
+    @torch.no_grad()
+    def update(self, y_true: Any, y_pred: Masked | torch.Tensor, sample_weight: Any = None) -> None:
+        """Accumulate one batch, in Keras's order: `y_true` the targets, `y_pred` the
+        model's output, `sample_weight` `(batch,)` or `(batch, time)`."""
+        usage = f"{type(self).__name__}().update(y_true, y_pred)"
+        values, mask, targets = read_pair(y_true, y_pred, usage, self.labels)
+        self.accumulate(values, targets, mask, sample_weight)
+
+    update_state = update
+    """Keras's name for `update`."""
+
+    def __call__(
+        self, y_true: Any, y_pred: Masked | torch.Tensor, sample_weight: Any = None
+    ) -> Any:
+        """`update` with one batch, then `result()` (as a Keras metric's call)."""
+        self.update(y_true, y_pred, sample_weight)
+        return self.result()
+
+    def accumulate(
+        self,
+        values: torch.Tensor,
+        y_true: torch.Tensor,
+        mask: torch.Tensor | None,
+        sample_weight: Any,
+    ) -> None:
         raise NotImplementedError
 
     def result(self) -> Any:
@@ -85,10 +120,8 @@ class MeanMetric(Metric):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    @torch.no_grad()
-    def update(self, y_pred, y_true, sample_weight=None):
-        values, mask = split_output(y_pred)
-        value, real = self.per_step(values, as_targets(y_true, values.device), mask)
+    def accumulate(self, values, y_true, mask, sample_weight):
+        value, real = self.per_step(values, y_true, mask)
         weight = _step_weights(real, sample_weight)
         weighted = torch.where(real, value.to(torch.float64) * weight, torch.zeros_like(weight))
         self.total = self.total + weighted.sum()
@@ -105,8 +138,8 @@ class SparseCategoricalAccuracy(MeanMetric):
 
     Example:
         >>> m = SparseCategoricalAccuracy()
-        >>> m.update(Masked(torch.eye(2).expand(1, 2, 2), lengths_to_mask([1], 2)),
-        ...          torch.tensor([[0, -100]]))
+        >>> m.update(torch.tensor([[0, -100]]),
+        ...          Masked(torch.eye(2).expand(1, 2, 2), lengths_to_mask([1], 2)))
         >>> m.result()
         1.0
     """
@@ -205,6 +238,7 @@ class MeanAbsoluteError(MeanMetric):
     """Mean over real steps of each step's mean `|y_pred - y_true|` (Keras's `mae`)."""
 
     default_name = "mean_absolute_error"
+    labels = False
 
     def per_step(self, values, y_true, mask):
         loss, real, _ = losses.MeanAbsoluteError(name=self.name).per_step(values, y_true, mask)
@@ -215,6 +249,7 @@ class MeanSquaredError(MeanMetric):
     """Mean over real steps of each step's mean `(y_pred - y_true) ** 2` (Keras's `mse`)."""
 
     default_name = "mean_squared_error"
+    labels = False
 
     def per_step(self, values, y_true, mask):
         loss, real, _ = losses.MeanSquaredError(name=self.name).per_step(values, y_true, mask)
@@ -238,10 +273,7 @@ class _ConfusionCounts(Metric):
     def reset(self) -> None:
         self.matrix: torch.Tensor | None = None
 
-    @torch.no_grad()
-    def update(self, y_pred, y_true, sample_weight=None):
-        values, mask = split_output(y_pred)
-        y_true = as_targets(y_true, values.device)
+    def accumulate(self, values, y_true, mask, sample_weight):
         if _is_binary(values, mask):
             preds, targets, real = dense_targets(values, y_true, mask, self.name)
             predicted = (preds[..., 0] > self.threshold).long()

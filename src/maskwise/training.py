@@ -32,7 +32,7 @@ Every piece works from a hand-written PyTorch loop too; this gives the same weig
         loader.set_epoch(epoch)
         for batch in loader:
             out = model(batch.x)
-            loss = loss_fn(out, batch.y, batch.sample_weight)
+            loss = loss_fn(batch.y, out, batch.sample_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -149,7 +149,7 @@ class EpochTotals:
         self.count = self.count + n
         self.steps = self.steps + real_steps(out, x)
         for metric in self.metrics:
-            metric.update(out, y)
+            metric.update(y, out)
 
     def logs(self) -> dict[str, Any]:
         count = float(self.count)
@@ -454,7 +454,7 @@ class TrainingMixin:
                 batch = batch.to(device)
                 _require_targets(batch.y, "evaluate")
                 out = forward(self, batch.x)  # type: ignore[arg-type]
-                loss = compiled.loss(out, batch.y, sample_weight=batch.sample_weight)
+                loss = compiled.loss(batch.y, out, sample_weight=batch.sample_weight)
                 totals.update(out, batch.y, loss, batch.x)
         self.train(was_training)  # type: ignore[attr-defined]
         return totals.logs()
@@ -584,7 +584,7 @@ class TrainingMixin:
             for index, batch in enumerate(loader):
                 batch = batch.to(device)
                 out = forward(self, batch.x)  # type: ignore[arg-type]
-                loss = compiled.loss(out, batch.y, batch.sample_weight, class_weight)
+                loss = compiled.loss(batch.y, out, batch.sample_weight, class_weight)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
