@@ -1,5 +1,7 @@
 """Masked losses: Keras 3 parity, Keras 2 formula, padding never leaks, errors."""
 
+import doctest
+
 import keras
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from maskwise import (
     losses,
 )
 from maskwise.layers import Dense, Masking
-from maskwise.masked import IGNORE_INDEX
+from maskwise.masked import IGNORE_INDEX, lengths_to_mask
 
 B, T, C, FEAT = 3, 5, 4, 2
 MASKS = {
@@ -545,3 +547,60 @@ def test_class_weight_needs_one_binary_unit():
         losses.BinaryCrossentropy()(
             torch.ones(B, T, FEAT), torch.rand(B, T, FEAT), class_weight=[1.0, 2.0]
         )
+
+
+# ------------------------------------------------------------------ Keras's argument order
+@pytest.mark.parametrize("case", list(CASES))
+def test_plain_tensors_in_keras_order_give_keras_numbers(case):
+    # The Keras habit: `loss(y_true, y_pred)` on plain tensors, every step real.
+    ours_cls, keras_cls, kwargs = CASES[case]
+    kind = case if case.startswith(("sparse", "onehot", "binary")) else "regression"
+    pred, y, _, _ = _data(kind, _mask("post"))
+    expected = float(keras_cls(**kwargs)(y, pred))
+    torch.testing.assert_close(
+        ours_cls(**kwargs)(y, pred), torch.tensor(expected), atol=1e-5, rtol=1e-6
+    )
+    by_keyword = ours_cls(**kwargs)(y_pred=pred, y_true=y)
+    torch.testing.assert_close(by_keyword, torch.tensor(expected), atol=1e-5, rtol=1e-6)
+
+
+def test_docstring_examples_run():
+    names = {"torch": torch, "Masked": Masked, "lengths_to_mask": lengths_to_mask}
+    result = doctest.testmod(losses, extraglobs=names, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------------------ class_weight keys
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        (-1, r"key -1 is negative.*does not count from the end"),
+        (4, r"key 4 is not one of the 4 classes"),
+        ("1", r"key '1' is not an integer class id"),
+        (1.5, r"key 1.5 is not an integer class id"),
+        (1.0, r"key 1.0 is not an integer class id"),
+        (True, r"key True is not an integer class id"),
+    ],
+)
+def test_class_weight_keys_must_be_class_ids(key, problem):
+    mask = _mask("post")
+    _, _, pred, y = _data("sparse", mask)
+    with pytest.raises(ConfigError, match=rf"(?s){problem}.*integer keys in 0\.\.3.*{{0: w0"):
+        losses.SparseCategoricalCrossentropy()(y, Masked(pred, mask), class_weight={key: 2.0})
+
+
+def test_class_weight_keys_of_a_binary_output_are_0_and_1():
+    probs, labels = torch.rand(B, T, 1), torch.randint(0, 2, (B, T, 1)).float()
+    with pytest.raises(ConfigError, match=r"(?s)key 2 is not one of the 2 classes.*0\.\.1"):
+        losses.BinaryCrossentropy()(labels, Masked(probs), class_weight={0: 1.0, 2: 3.0})
+
+
+def test_class_weight_numpy_integer_keys_and_list_length():
+    mask = _mask("post")
+    _, y, pred, our_y = _data("sparse", mask)
+    loss = losses.SparseCategoricalCrossentropy()
+    by_numpy_key = loss(our_y, Masked(pred, mask), class_weight={np.int64(3): 2.0})
+    by_weight = loss(our_y, Masked(pred, mask), sample_weight=1.0 + (y == 3).float())
+    torch.testing.assert_close(by_numpy_key, by_weight)
+    with pytest.raises(ConfigError, match=r"(?s)one weight per class.*list of 4.*5 weight"):
+        loss(our_y, Masked(pred, mask), class_weight=[1.0] * 5)

@@ -1,5 +1,8 @@
 """Masked metrics: Keras 3 parity, exact accumulation, padding never counts, errors."""
 
+import copy
+import doctest
+
 import keras
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ from keras.src.backend.common.masking import set_keras_mask
 
 from maskwise import ConfigError, Masked, MaskError, MaskwiseTypeError, Sequential, metrics
 from maskwise.layers import Dense, Masking
-from maskwise.masked import IGNORE_INDEX
+from maskwise.masked import IGNORE_INDEX, lengths_to_mask
 
 B, T, C, FEAT = 3, 5, 4, 2
 MASKS = {
@@ -348,3 +351,35 @@ def test_errors():
     _, _, pred, y = _data("sparse", _mask("post"))
     with pytest.raises(MaskError, match=r"(?s)sparse_categorical_accuracy.*IGNORE_INDEX.*Lambda"):
         metrics.SparseCategoricalAccuracy().update(y, torch.nan_to_num(pred))
+
+
+# ------------------------------------------------------------------ Keras's names and order
+@pytest.mark.parametrize("case", list(CASES))
+def test_keras_names_and_order_on_plain_tensors(case):
+    # A Keras user's code, unchanged: update_state(y_true, y_pred), result, reset_state.
+    template, make_keras, kind = CASES[case]
+    ours, theirs = copy.deepcopy(template), make_keras()
+    ours.reset_state()
+    for seed in (1, 2):
+        pred, y, _, _ = _data(kind, _mask("post"), seed)
+        theirs.update_state(y, pred)
+        ours.update_state(y, pred)
+    assert ours.result() == pytest.approx(float(theirs.result()), abs=1e-6)
+    ours.reset_state()
+    theirs.reset_state()
+    pred, y, _, _ = _data(kind, _mask("post"), 3)
+    assert ours(y_pred=pred, y_true=y) == pytest.approx(float(theirs(y, pred)), abs=1e-6)
+
+
+def test_update_state_is_update():
+    assert metrics.Metric.update_state is metrics.Metric.update
+    acc = metrics.SparseCategoricalAccuracy()
+    acc.update(torch.tensor([0, 1]), torch.eye(2))
+    acc.update_state(torch.tensor([0, 0]), torch.eye(2))
+    assert acc.result() == 0.75
+
+
+def test_docstring_examples_run():
+    names = {"torch": torch, "Masked": Masked, "lengths_to_mask": lengths_to_mask}
+    result = doctest.testmod(metrics, extraglobs=names, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
