@@ -39,7 +39,8 @@ an error instead of giving a wrong number (`read_pair`):
   everywhere look the same: pass such predictions as `Masked(y_pred)`, which is always
   taken as the model's output.
 - Not detectable: regression losses and metrics (`MeanSquaredError`, ...) on two plain
-  tensors of one shape; pass the model's output, a `Masked`, as it is.
+  tensors of one shape. Their value is the same either way (the errors are
+  symmetric); the order matters when the output is a `Masked`, and that is checked.
 """
 
 from __future__ import annotations
@@ -511,8 +512,9 @@ class Loss:
             y_pred: the model's output, `Masked` or tensor `(batch, time, units)` /
                 `(batch, units)`.
             sample_weight: `(batch,)` per sequence or `(batch, time)` per step.
-            class_weight: `{class_id: weight}` or a list, one weight per class (class
-                targets only); multiplies the sample weight of each step.
+            class_weight: `{class_id: weight}` (keys: class ids `0..classes - 1`; an
+                absent class weighs 1) or a list of one weight per class (class targets
+                only); multiplies the sample weight of each step.
         """
         usage = f"{type(self).__name__}()(y_true, y_pred)"
         values, mask, targets = read_pair(y_true, y_pred, usage, self.labels)

@@ -99,6 +99,7 @@ class Metric:
         mask: torch.Tensor | None,
         sample_weight: Any,
     ) -> None:
+        """Add one checked batch: `values` and `mask` from `y_pred`, targets a tensor."""
         raise NotImplementedError
 
     def result(self) -> Any:
