@@ -166,3 +166,9 @@ def test_regression_losses_on_plain_tensors_cannot_tell_and_need_not(make):
     pred = torch.randn(B, T, 2, generator=_g())
     target = torch.randn(B, T, 2, generator=_g(1))
     torch.testing.assert_close(make()(target, pred), make()(pred, target))
+
+
+@pytest.mark.parametrize("loss", [losses.MeanSquaredError(), losses.CategoricalCrossentropy()])
+def test_scalar_predictions_are_refused(loss):
+    with pytest.raises(ShapeError, match="y_pred is a scalar"):
+        loss(torch.tensor(0.0), torch.tensor(0.0))

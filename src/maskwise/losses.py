@@ -113,6 +113,15 @@ def read_pair(
             f"y_true: Masked, y_pred: {type(y_pred).__name__}",
         )
     values, mask = split_output(y_pred)
+    if values.dim() == 0:
+        raise ShapeError(
+            format_error(
+                f"{usage}: y_pred is a scalar; predictions have a batch axis.",
+                expected="(batch, units), (batch, time) or (batch, time, units)",
+                received="a 0-dim tensor",
+                fix="pass the model's output for a batch, e.g. `values[None]` for one row.",
+            )
+        )
     targets = as_targets(y_true, values.device)
     if not isinstance(y_pred, Masked):
         _check_plain_order(targets, values, usage, labels)
