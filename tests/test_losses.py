@@ -604,3 +604,10 @@ def test_class_weight_numpy_integer_keys_and_list_length():
     torch.testing.assert_close(by_numpy_key, by_weight)
     with pytest.raises(ConfigError, match=r"(?s)one weight per class.*list of 4.*5 weight"):
         loss(our_y, Masked(pred, mask), class_weight=[1.0] * 5)
+
+
+def test_integer_predictions_do_not_truncate_float_targets():
+    y_true = torch.tensor([[0.5], [1.5]])
+    y_pred = torch.tensor([[0], [2]])  # integer predictions (e.g. rounded by hand)
+    expected = ((0.5 - 0.0) ** 2 + (1.5 - 2.0) ** 2) / 2
+    assert losses.MeanSquaredError()(y_true, y_pred).item() == pytest.approx(expected)

@@ -318,8 +318,9 @@ def dense_targets(
 
     A masked output `(batch, time)` or an unmasked `(batch,)` gets a feature axis of 1;
     targets may omit a trailing feature axis of size 1. Returns `(predictions, targets,
-    real)` with padded steps set to 1 and 0 (finite, whatever the padding held), targets
-    cast to the predictions' dtype, and the real-step mask over `predictions.shape[:-1]`.
+    real)` with padded steps set to 1 and 0 (finite, whatever the padding held), both in
+    the floating dtype that holds either exactly (integer predictions never truncate
+    float targets), and the real-step mask over `predictions.shape[:-1]`.
     """
     if (mask is not None and values.dim() == 2) or values.dim() == 1:
         values = values.unsqueeze(-1)
@@ -344,8 +345,10 @@ def dense_targets(
     if padded:
         raise _padding_error(name, padded, mask, what)
     keep = real.unsqueeze(-1)
+    dtype = torch.promote_types(torch.promote_types(values.dtype, y_true.dtype), torch.float32)
+    values = values.to(dtype)
     preds = torch.where(keep, values, torch.ones_like(values))
-    targets = torch.where(keep, y_true.to(values.dtype), torch.zeros_like(values))
+    targets = torch.where(keep, y_true.to(dtype), torch.zeros_like(values))
     return preds, targets, real
 
 
