@@ -151,9 +151,7 @@ class Masked:
         """Values with every padded step set to `value` (uses `where`, so NaN padding goes)."""
         if self.mask is None:
             return self
-        keep = self.mask.reshape(self.mask.shape + (1,) * (self.values.dim() - 2))
-        filled = torch.where(keep, self.values, self.values.new_full((), value))
-        return Masked(filled, self.mask)
+        return Masked(fill_padding(self.values, self.mask, value), self.mask)
 
     def unpad(self) -> list[torch.Tensor]:
         """One tensor per sequence holding only its real steps, in order `(length_i, ...)`.
@@ -359,6 +357,18 @@ def lengths_to_mask(
     raise MaskError(
         format_error("Unknown padding side.", expected="'post' or 'pre'", received=repr(padding))
     )
+
+
+def fill_padding(values: torch.Tensor, mask: torch.Tensor, value: float = 0.0) -> torch.Tensor:
+    """`values (batch, time, ...)` with the steps where `mask` is False set to `value`.
+
+    A `where`, not a multiplication: the padded steps become a constant, whatever they
+    held (NaN, inf), and in the backward pass `where` sends no gradient to them and
+    drops whatever a function's derivative gave there (`sqrt` or `log` at the fill
+    value: inf times a zero gradient is NaN) instead of multiplying it into a weight.
+    """
+    keep = mask.reshape(mask.shape + (1,) * (values.dim() - 2))
+    return torch.where(keep, values, values.new_full((), value))
 
 
 def combine_masks(masks: Sequence[torch.Tensor | None]) -> torch.Tensor | None:

@@ -152,14 +152,14 @@ def test_time_distributed_on_four_axes_matches_keras():
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)
-def test_dropout_in_training_drops_real_steps_only_and_keeps_padding(kind):
+def test_dropout_in_training_drops_real_steps_only_and_zeros_padding(kind):
     x = Masked(torch.ones(3, 5, 400), example_mask(kind))
     x = x.with_values(torch.where(x.mask.unsqueeze(-1), x.values, torch.full_like(x.values, 7.0)))
     out = Dropout(0.25).train()(x)
     real = out.values[x.mask]
     torch.testing.assert_close(real.unique(), torch.tensor([0.0, 1 / 0.75]))
     assert abs(real.eq(0).float().mean().item() - 0.25) < 0.02
-    assert out.values[~x.mask].eq(7.0).all()
+    assert out.values[~x.mask].eq(0.0).all()  # padding is read as zeros, whatever it held
 
 
 def test_spatial_dropout_drops_whole_channels_per_sequence():
@@ -169,7 +169,7 @@ def test_spatial_dropout_drops_whole_channels_per_sequence():
         real = out.values[row, :length]
         assert (real == real[0]).all()  # one draw per channel, shared by every step
         assert 0.35 < real[0].eq(0).float().mean().item() < 0.65
-        assert out.values[row, length:].eq(1.0).all()  # padding untouched
+        assert out.values[row, length:].eq(0.0).all()  # padding is read as zeros
 
 
 # ---------------------------------------------------------------------- properties

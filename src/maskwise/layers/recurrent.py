@@ -153,7 +153,13 @@ class _Recurrent(Layer):
         initial_state: Any,
         flip_output: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Output values and final states (a list; may be empty unless `return_state`)."""
+        """Output values and final states (a list; may be empty unless `return_state`).
+
+        Integer features and floats of another precision are cast to the weights' dtype
+        (Keras's habit). Padded steps are never read (the real steps are compacted), so
+        they need no filling.
+        """
+        values = values.to(self.weight_ih.dtype)
         if values.dim() != 3 or values.shape[-1] != self.weight_ih.shape[1]:
             raise ShapeError(
                 format_error(
