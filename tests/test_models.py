@@ -313,3 +313,88 @@ def test_docstring_examples_run():
     names = {"layers": layers, "torch": torch, "Masked": Masked, "np": np}
     result = doctest.testmod(maskwise.models, extraglobs=names, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---------------------------------------------------------------------- plain modules
+@pytest.mark.parametrize(
+    ("module", "match"),
+    [
+        (
+            nn.Softmax(),
+            r"(?s)`Softmax` at position 1 with dim=None is not per step: PyTorch then picks "
+            r"the axis from the input's rank.*fix: `nn.Softmax\(dim=-1\)`.*"
+            r"`layers.Activation\('softmax'\)`",
+        ),
+        (
+            nn.Softmax(dim=1),
+            r"(?s)`Softmax` at position 1 with dim=1 is not per step: it normalises along "
+            r"the time axis.*nn.Softmax\(dim=-1\)",
+        ),
+        (nn.LogSoftmax(dim=0), r"(?s)`LogSoftmax`.*dim=0.*the batch axis.*'log_softmax'"),
+        (nn.Softmin(dim=-2), r"(?s)`Softmin`.*dim=-2.*the time axis.*nn.Softmin\(dim=-1\)"),
+        (nn.GLU(dim=1), r"(?s)`GLU`.*dim=1.*halves along the time axis.*nn.GLU\(dim=-1\)"),
+        (
+            nn.LayerNorm([5, 4]),
+            r"(?s)`LayerNorm` at position 1 with normalized_shape=\[5, 4\] is not per step: "
+            r"it normalises over the last 2 axes.*include time.*"
+            r"fix: `nn.LayerNorm\(4\)` or `layers.LayerNormalization\(\)`.*"
+            r"Lambda\(nn.LayerNorm",
+        ),
+        (nn.RMSNorm([5, 4]), r"(?s)`RMSNorm`.*normalized_shape=\[5, 4\].*nn.RMSNorm\(4\)"),
+        (
+            nn.Flatten(),
+            r"(?s)`Flatten`.*start_dim=1.*merges the time axis into the features.*"
+            r"nn.Flatten\(start_dim=2\).*mask='drop'",
+        ),
+        (nn.Unflatten(1, (2, 2)), r"(?s)`Unflatten`.*dim=1.*nn.Unflatten\(-1, sizes\)"),
+        (nn.PReLU(5), r"(?s)`PReLU`.*num_parameters=5.*axis 1 is time.*nn.PReLU\(\)"),
+        (nn.Softmax(dim=-4), r"(?s)dim=-4.*axis -4, which counts from the end"),
+    ],
+)
+def test_plain_modules_that_mix_steps_are_refused_with_argument_reason_and_fix(module, match):
+    with pytest.raises(MaskwiseTypeError, match=match):
+        Sequential([layers.Dense(4), module])
+
+
+@pytest.mark.parametrize(
+    ("module", "match"),
+    [
+        (nn.Dropout1d(0.5), r"Dropout1d drops whole channels of axis 1.*SpatialDropout1D"),
+        (nn.BatchNorm1d(5), r"BatchNorm1d normalises axis 1.*layers.BatchNormalization"),
+        (nn.GroupNorm(1, 5), r"GroupNorm normalises axis 1.*layers.LayerNormalization"),
+        (nn.CosineSimilarity(), r"CosineSimilarity takes two inputs.*Masked\(result"),
+    ],
+)
+def test_plain_modules_known_to_read_several_steps_are_refused_with_a_hint(module, match):
+    with pytest.raises(MaskwiseTypeError, match=r"(?s)cannot take a mask.*" + match):
+        Sequential([layers.Dense(5), module])
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        nn.Softmax(dim=-1),
+        nn.Softmax(dim=2),
+        nn.LogSoftmax(dim=-1),
+        nn.Softmin(dim=-1),
+        nn.GLU(),
+        nn.LayerNorm(4),
+        nn.LayerNorm([4]),
+        nn.RMSNorm(4),
+        nn.Flatten(start_dim=2),
+        nn.Unflatten(-1, (2, 2)),
+        nn.PReLU(),
+        nn.Hardswish(),
+        nn.AlphaDropout(0.2),
+    ],
+)
+def test_plain_modules_with_per_step_arguments_still_wrap_and_keep_real_steps(module):
+    x = padded_batch()
+    model = Sequential([module]).eval()
+    assert isinstance(model.layers[0], layers.Lambda)
+    out = model(x)
+    assert torch.equal(out.mask, x.mask)
+    # each real step's output is the module on that step alone
+    for row, length in enumerate(x.lengths.tolist()):
+        alone = module(x.values[row : row + 1, :length])
+        torch.testing.assert_close(out.values[row, :length], alone[0], atol=1e-6, rtol=1e-6)

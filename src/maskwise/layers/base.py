@@ -87,6 +87,7 @@ class Layer(nn.Module):
         self.name = name or unique_layer_name(type(self).__name__)
         self.built = False
         self.build_shape: Any = None
+        self.requested_dtype: torch.dtype | None = None
         if not hasattr(self, "_config"):
             self._config: dict[str, Any] = {}
 
@@ -101,6 +102,13 @@ class Layer(nn.Module):
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         """The mask rule. Default: the output mask is the input mask."""
         return mask
+
+    @property
+    def consumes_mask(self) -> bool:
+        """Whether the mask rule uses the mask up on purpose: the output has no time axis
+        and no mask (an RNN without `return_sequences`, global pooling). `trace` shows
+        such a layer's missing output mask as *consumed*, any other as *dropped*."""
+        return False
 
     def forward(self, inputs: Any, mask: torch.Tensor | None = None) -> Masked:
         x = as_masked(inputs, mask)
@@ -140,9 +148,22 @@ class Layer(nn.Module):
         self.build_shape = _trailing_dims(shape)
         self.built = True
         move: dict[str, Any] = {"device": reference.device}
-        if reference.is_floating_point():
+        if self.requested_dtype is not None:  # `model.double()` before the first call
+            move["dtype"] = self.requested_dtype
+        elif reference.is_floating_point():
             move["dtype"] = reference.dtype
         self.to(**move)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        """`nn.Module`'s hook under `.to()`, `.double()`, `.half()`: a layer not built
+        yet has no weights to convert, so it remembers the float dtype asked for and
+        builds in it (float32 data then goes into the float64 model asked for). A move
+        to a device alone (`.to("cuda")`) asks for no dtype."""
+        if not self.built:
+            single, double = (fn(torch.empty(0, dtype=d)).dtype for d in _PROBES)
+            if single == double:
+                self.requested_dtype = single
+        return super()._apply(fn, recurse)
 
     def build_from_config_shape(self, trailing: Any) -> None:
         """Build from the input dims (after the batch axis) recorded in a config."""
@@ -168,6 +189,10 @@ class Layer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+_PROBES = (torch.float32, torch.float64)
+"""Two empty tensors show whether a conversion function sets one float dtype."""
 
 
 def _trailing_dims(shape: Any) -> Any:

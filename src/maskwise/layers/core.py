@@ -416,6 +416,10 @@ class Lambda(Layer):
             )
         return out
 
+    @property
+    def consumes_mask(self) -> bool:
+        return self.mask_rule == "drop"
+
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         if mask is None or self.mask_rule == "drop":
             return None

@@ -79,6 +79,8 @@ class LayerNormalization(Layer):
         self.gamma, self.beta = _affine_weights(features, self.scale, self.center)
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if values.numel() == 0:  # no step at all (a time axis of length 0)
+            return _affine(values, self)
         variance, mean = torch.var_mean(values, dim=-1, keepdim=True, correction=0)
         return _affine((values - mean) * torch.rsqrt(variance + self.epsilon), self)
 

@@ -63,6 +63,10 @@ class GlobalAveragePooling1D(Layer):
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         return None
 
+    @property
+    def consumes_mask(self) -> bool:
+        return True
+
 
 class GlobalMaxPooling1D(Layer):
     """The maximum over the real steps of each sequence: `(batch, time, features) ->
@@ -94,6 +98,10 @@ class GlobalMaxPooling1D(Layer):
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         return None
+
+    @property
+    def consumes_mask(self) -> bool:
+        return True
 
 
 class Cropping1D(Layer):

@@ -134,6 +134,10 @@ class _Recurrent(Layer):
             return None
         return mask.flip(1) if self.go_backwards else mask
 
+    @property
+    def consumes_mask(self) -> bool:
+        return not self.return_sequences
+
     def forward(  # type: ignore[override]
         self,
         inputs: Any,
@@ -588,6 +592,10 @@ class Bidirectional(Layer):
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         return mask if self.return_sequences else None
+
+    @property
+    def consumes_mask(self) -> bool:
+        return not self.return_sequences
 
     def forward(  # type: ignore[override]
         self,
