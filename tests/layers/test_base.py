@@ -26,8 +26,12 @@ def log_abs(values: torch.Tensor) -> torch.Tensor:
 
 STACKS: dict[str, Callable[[], Sequential]] = {
     "dense-sqrt-lstm": lambda: Sequential(
-        [layers.Dense(4), layers.Lambda(sqrt_abs), layers.LSTM(3, return_sequences=True)]
-        + [layers.Dense(2)]
+        [
+            layers.Dense(4),
+            layers.Lambda(sqrt_abs),
+            layers.LSTM(3, return_sequences=True),
+            layers.Dense(2),
+        ]
     ),
     "dense-log-gru": lambda: Sequential(
         [layers.Dense(4), layers.Lambda(log_abs), layers.GRU(3), layers.Dense(1)]
