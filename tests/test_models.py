@@ -398,3 +398,18 @@ def test_plain_modules_with_per_step_arguments_still_wrap_and_keep_real_steps(mo
     for row, length in enumerate(x.lengths.tolist()):
         alone = module(x.values[row : row + 1, :length])
         torch.testing.assert_close(out.values[row, :length], alone[0], atol=1e-6, rtol=1e-6)
+
+
+def test_masking_first_layer_on_ragged_lists_warns_nothing():
+    """Keras's habit: ragged lists (padded with their mask from the lengths) into a
+    `Masking` first layer. The two masks agree, so there is nothing to warn about
+    (pytest turns any warning into an error here)."""
+    rng = np.random.default_rng(0)
+    x = [rng.random((n, 3)).astype("float32") + 0.5 for n in (5, 2, 4, 3)]
+    y = [s.sum(-1, keepdims=True) for s in x]
+    model = Sequential(
+        [layers.Masking(0.0), layers.LSTM(4, return_sequences=True), layers.Dense(1)]
+    )
+    model.compile(loss="mse")
+    model.fit(x, y, epochs=1, batch_size=2, verbose=0, seed=0)
+    assert [len(p) for p in model.predict(x)] == [5, 2, 4, 3]

@@ -228,7 +228,7 @@ SEQUENCE_LAYERS = {
 CONSUMING_LAYERS = {
     "LSTM": lambda: layers.LSTM(2),
     "LSTM-state": lambda: layers.LSTM(2, return_state=True),
-    "SimpleRNN-relu-loop": lambda: layers.SimpleRNN(2, activation="softsign"),
+    "SimpleRNN-step-loop": lambda: layers.SimpleRNN(2, activation="softsign"),
     "Bidirectional": lambda: layers.Bidirectional(layers.GRU(1)),
     "GlobalAveragePooling1D": lambda: layers.GlobalAveragePooling1D(),
     "GlobalMaxPooling1D": lambda: layers.GlobalMaxPooling1D(),

@@ -86,8 +86,8 @@ def test_fully_padded_rows_pool_to_zero(name):
 
 def test_max_pooling_of_real_steps_that_are_all_minus_inf_is_minus_inf():
     """-inf is a valid maximum; a finite filler (finfo.min) used to win over it."""
-    x = Masked.pad([torch.full((2, 1), float("-inf")), torch.tensor([[1.0]])])
-    assert GlobalMaxPooling1D()(x).values[:, 0].tolist() == [float("-inf"), 1.0]
+    x = Masked.pad([torch.full((1, 1), float("-inf")), torch.tensor([[1.0], [2.0]])])
+    assert GlobalMaxPooling1D()(x).values[:, 0].tolist() == [float("-inf"), 2.0]
     empty = Masked(torch.full((1, 3, 1), float("-inf")), torch.zeros(1, 3, dtype=torch.bool))
     assert GlobalMaxPooling1D()(empty).values.tolist() == [[0.0]]  # no real step: 0
 

@@ -5,7 +5,10 @@ The Keras rule, exactly: a masked step leaves the state unchanged and outputs th
 previous step's output (zeros before the first real step), or zeros when
 `zero_output_for_mask=True` (which `Bidirectional` sets when it returns sequences).
 Without `return_sequences` the output is the last real step's output. The mask may
-have any shape: trailing or leading padding, holes, or empty rows.
+have any shape: trailing or leading padding, holes, or empty rows; a batch without any
+real step (every row empty, or a time axis of length 0) gives zero outputs and the
+initial states as final states. Integer features, and floats of another precision
+than the weights' (float32 data into a float64 model), are cast to the weights' dtype.
 
 The work is done in `_rnn_kernels.py`: the real steps are compacted to the front and
 run through `torch._VF.lstm` / `gru` / `rnn_tanh` / `rnn_relu` when the cell is one of
@@ -293,7 +296,8 @@ _SHARED_ARGS = """
         name: layer name.
 
     Call: `layer(x, mask=None, initial_state=None)`, `x` a `Masked` or `(batch, time,
-    features)` tensor."""
+    features)` tensor (cast to the weights' dtype). A batch without any real step gives
+    zero outputs and the initial states."""
 
 
 class LSTM(_Recurrent):
