@@ -413,3 +413,15 @@ def test_masking_first_layer_on_ragged_lists_warns_nothing():
     model.compile(loss="mse")
     model.fit(x, y, epochs=1, batch_size=2, verbose=0, seed=0)
     assert [len(p) for p in model.predict(x)] == [5, 2, 4, 3]
+
+
+def test_rnn_only_model_trains_through_a_batch_without_real_steps():
+    """Two empty sequences form the first batch (no shuffling): its loss is defined and
+    backpropagates to zero gradients instead of failing in `backward`."""
+    x = [np.zeros((0, 4), "float32")] * 2 + [np.ones((3, 4), "float32")] * 2
+    y = [np.zeros((len(s), 2), "float32") for s in x]
+    model = Sequential([layers.LSTM(2, return_sequences=True)])
+    model.compile(loss="mse")
+    history = model.fit(x, y, epochs=1, batch_size=2, shuffle=False, verbose=0, seed=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -259,3 +259,27 @@ def test_consuming_layers_on_a_batch_without_real_steps_give_zeros(batch, name):
         assert values.shape[0] == 2 and values.dim() == 2
         assert values.eq(0.0).all()
     assert outputs[0].mask is None
+
+
+@pytest.mark.parametrize("batch", ["all-rows-empty", "time-0"])
+@pytest.mark.parametrize(
+    "make_layer",
+    [
+        lambda: layers.LSTM(2),
+        lambda: layers.GRU(2, return_sequences=True),
+        lambda: layers.Bidirectional(layers.SimpleRNN(2, return_sequences=True)),
+        lambda: layers.GlobalMaxPooling1D(),
+    ],
+    ids=["LSTM", "GRU-sequences", "Bidirectional-sequences", "GlobalMaxPooling1D"],
+)
+def test_a_batch_without_real_steps_backpropagates_zero_gradients(batch, make_layer):
+    """A loss on such a batch (a bucket of empty sequences in `fit`) must not fail in
+    `backward` because the zeros hang on no graph."""
+    x = EMPTY_BATCHES[batch]()
+    values = x.values.clone().requires_grad_()
+    layer = make_layer()
+    out = layer(x.with_values(values))
+    out.values.square().sum().add(out.values.sum()).backward()
+    assert values.grad is not None and values.grad.eq(0.0).all()
+    for parameter in layer.parameters():  # no gradient, or a zero one: no update
+        assert parameter.grad is None or parameter.grad.eq(0.0).all()

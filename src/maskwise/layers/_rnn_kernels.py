@@ -179,10 +179,13 @@ def _no_real_step(
     need_states: bool,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The result for a batch without any real step: zero outputs and the initial
-    states as final states (Keras's rule)."""
+    states as final states (Keras's rule). The zeros still hang on the graph of the
+    inputs and weights (with zero gradients), so that a loss on such a batch
+    backpropagates like any other instead of failing in `backward`."""
     units = weights.weight_hh.shape[1]
     shape = (x.shape[0], x.shape[1], units) if return_sequences else (x.shape[0], units)
-    return x.new_zeros(shape), list(states) if need_states else []
+    anchor = x[:0].sum() + weights.weight_hh[:0].sum()  # 0, from empty slices
+    return x.new_zeros(shape) + anchor, list(states) if need_states else []
 
 
 def take_steps(

@@ -89,8 +89,8 @@ class GlobalMaxPooling1D(Layer):
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         _check_sequence(self, values)
-        if values.shape[1] == 0:  # no step at all: every sequence is empty
-            return values.new_zeros(values.shape[:1] + values.shape[2:])
+        if values.shape[1] == 0:  # no step at all: every sequence is empty, max 0
+            return values.sum(dim=1, dtype=values.dtype)  # zeros, on the graph
         real = _real(values, mask)
         best = torch.where(real, values, _lowest(values)).amax(dim=1)
         any_real = real.any(dim=1)
