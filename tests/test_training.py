@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import math
 
 import numpy as np
@@ -336,3 +337,120 @@ def test_fit_and_evaluate_stream_a_parquet_file_like_the_same_data_in_memory(tmp
     )
     with pytest.raises(ConfigError, match="pass validation_data instead"):
         streamed.fit(data, validation_split=0.5, verbose=0)
+
+
+# ---------------------------------------------------------------------- non-finite values
+def regression_data(n: int = 12, seed: int = 0) -> tuple[list, list]:
+    """Ragged `(T_i, 2)` float sequences and per-step targets `(T_i, 1)`."""
+    rng = np.random.default_rng(seed)
+    x = [rng.normal(size=(int(t), 2)).astype(np.float32) for t in rng.integers(2, 6, size=n)]
+    return x, [seq.sum(-1, keepdims=True) for seq in x]
+
+
+def regressor(lr: float = 0.01) -> Sequential:
+    model = Sequential([layers.Dense(4, activation="tanh"), layers.Dense(1)])
+    model.compile("adam", "mse", learning_rate=lr)
+    return model
+
+
+def without_data_checks(model: Sequential) -> dict:
+    """fit's data checks stop NaN inputs before the first step; these tests reach the
+    training loop itself, so they turn the checks off where fit has them."""
+    return {"checks": "off"} if "checks" in inspect.signature(model.fit).parameters else {}
+
+
+def fit_recording(model: Sequential, x, y, **options) -> list[dict]:
+    """fit batch by batch in order (batch size 4), recording the weights after each batch."""
+    after: list[dict] = []
+    record = maskwise.callbacks.LambdaCallback(
+        on_batch_end=lambda b, logs: after.append(weights(model))
+    )
+    options = {"epochs": 1, "batch_size": 4, "shuffle": False, "bucketing": False, **options}
+    model.fit(x, y, verbose=0, seed=0, callbacks=[record, *options.pop("callbacks", [])], **options)
+    return after
+
+
+def test_nan_in_a_real_input_step_stops_fit_with_the_weights_of_the_last_good_batch() -> None:
+    x, y = regression_data()
+    x[5][1, 0] = np.nan  # sequence 5: the second batch of 4
+    model = regressor()
+    after: list[dict] = []
+    with pytest.raises(
+        maskwise.NonFiniteError, match=r"epoch 1, batch 2 \(both counted from 1"
+    ) as error:
+        after = fit_recording(model, x, y, **without_data_checks(model))
+    message = str(error.value)
+    assert "the loss is nan" in message
+    assert "MW005" in message and "learning rate too high" in message and "sqrt" in message
+    assert isinstance(error.value, maskwise.MaskwiseError) and isinstance(error.value, ValueError)
+    good = regressor()
+    good_after = fit_recording(good, x[:4], y[:4])  # the same first batch, nothing else
+    assert len(good_after) == 1 and not after
+    assert_same_weights(model, good)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_nan_sample_weight_stops_fit() -> None:
+    x, y = regression_data()
+    weight = np.ones(len(x))
+    weight[9] = np.nan  # the third batch
+    model = regressor()
+    with pytest.raises(maskwise.NonFiniteError, match=r"epoch 1, batch 3 .*: the loss is nan"):
+        fit_recording(model, x, y, sample_weight=weight, **without_data_checks(model))
+    good = regressor()
+    fit_recording(good, x[:8], y[:8])
+    assert_same_weights(model, good)
+
+
+def test_a_non_finite_gradient_with_a_finite_loss_names_the_weight() -> None:
+    """sqrt has an infinite derivative at 0: the loss is finite, the gradient is not."""
+    x, y = regression_data()
+    x[0][0] = 0.0  # a real step of zeros: Dense's output there is its zero bias
+    model = Sequential([layers.Dense(1), layers.Lambda(lambda t: torch.sqrt(t.abs()))])
+    model.compile("sgd", "mse")
+    with pytest.raises(
+        maskwise.NonFiniteError,
+        match=r"batch 1 .*the gradient of 'layers\.0\.kernel': 2 of 2 values are NaN",
+    ):
+        fit_recording(model, x, y)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert float(model.state_dict()["layers.0.bias"].abs().sum()) == 0.0  # no step taken
+
+
+def test_an_infinite_learning_rate_step_is_undone_weights_and_optimizer_state() -> None:
+    """A learning rate made infinite during training (fit's start refuses one): the
+    weights and Adam's moments are put back as they were after the previous epoch."""
+    x, y = regression_data()
+    model = regressor()
+    snapshots: list = []
+
+    def at_epoch_begin(epoch: int, logs: dict) -> None:
+        if epoch == 1:
+            snapshots.append((weights(model), copy.deepcopy(model.optimizer.state_dict())))
+            model.optimizer.param_groups[0]["lr"] = float("inf")
+
+    boost = maskwise.callbacks.LambdaCallback(on_epoch_begin=at_epoch_begin)
+    with pytest.raises(
+        maskwise.NonFiniteError,
+        match=r"epoch 2, batch 1 .*the optimizer step made the weight .* non-finite .*"
+        r"learning rate inf",
+    ):
+        fit_recording(model, x, y, epochs=2, callbacks=[boost])
+    before, state = snapshots[0]
+    assert all(torch.equal(v, before[k]) for k, v in weights(model).items())
+    now = model.optimizer.state_dict()["state"]
+    assert now.keys() == state["state"].keys()
+    for index, entries in state["state"].items():
+        assert all(torch.equal(now[index][key], value) for key, value in entries.items())
+
+
+def test_an_undone_first_step_leaves_no_optimizer_state() -> None:
+    x, y = regression_data()
+    model = regressor()
+    boost = maskwise.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: model.optimizer.param_groups[0].update(lr=math.inf)
+    )
+    with pytest.raises(maskwise.NonFiniteError, match="epoch 1, batch 1"):
+        fit_recording(model, x, y, callbacks=[boost])
+    assert model.optimizer.state_dict()["state"] == {}
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -58,6 +58,7 @@ from .data import Loader, ParquetSequences, SequenceDataset, make_loader
 from .errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
 from .layers.base import Layer
 from .masked import Masked
+from .numerics import NonFiniteGuard
 from .progress import ProgressBar
 
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
@@ -330,6 +331,7 @@ class TrainingMixin:
     history: Any = None
     compiled: Compiled | None = None
     _loader_seed: int | None = None
+    _callbacks: dict[str, callbacks_module.Callback] | None = None
 
     # ------------------------------------------------------------------ compile
     def compile(
@@ -506,8 +508,11 @@ class TrainingMixin:
                 the same seed gives the same weights.
             device: train there (`"cpu"`, `"cuda"`); default: where the model is.
             resume_from: a checkpoint (`model.save` / `ModelCheckpoint`): its weights,
-                optimizer state, epoch and random state are restored first, so training
-                continues exactly where it stopped.
+                optimizer state, epoch and random state are restored first, and the
+                saved state of `EarlyStopping`, `ReduceLROnPlateau` and
+                `ModelCheckpoint` goes into the same callbacks passed here (matched by
+                class, order and monitored value), so training continues exactly where
+                it stopped.
             mask_value: the padding value of padded-array inputs, used to find their
                 lengths (give the same value as the model's `Masking`; NaN allowed).
         """
@@ -558,13 +563,16 @@ class TrainingMixin:
             self.restore_training_state(saved)
             checkpoint.restore_rng(saved)
         optimizer = self._ensure_optimizer()
+        guard = NonFiniteGuard(self, optimizer)  # type: ignore[arg-type]
         self._loader_seed = loader_seed
         self.epochs_done = initial_epoch
 
         history = callbacks_module.History()
-        callback_list = [*(callbacks or []), history]  # last, like Keras: it sees every log
+        # History last, like Keras: it sees every log.
+        callback_list = [*callbacks_module.hook_order(callbacks or []), history]
         for callback in callback_list:
             callback.set_model(self)
+        self._callbacks = callbacks_module.keyed(callback_list)
         batch_logs = [c for c in callback_list if callbacks_module.wants_batch_logs(c)]
         self.history = history
         self.stop_training = False
@@ -572,6 +580,8 @@ class TrainingMixin:
         logs: dict[str, Any] = {}
         for callback in callback_list:
             callback.on_train_begin(logs)
+        if saved is not None:
+            checkpoint.restore_callbacks(saved, self._callbacks)
         for epoch in range(initial_epoch, epochs):
             for callback in callback_list:
                 callback.on_epoch_begin(epoch, logs)
@@ -587,7 +597,10 @@ class TrainingMixin:
                 loss = compiled.loss(out, batch.y, batch.sample_weight, class_weight)
                 optimizer.zero_grad()
                 loss.backward()
+                guard.check_gradients(loss, epoch, index)
+                guard.snapshot()
                 optimizer.step()
+                guard.check_weights(epoch, index)
                 totals.update(out.detach(), batch.y, loss, batch.x)
                 for callback in batch_logs:
                     callback.on_batch_end(index, {"loss": loss.item(), "size": batch.size})
@@ -682,10 +695,14 @@ class TrainingMixin:
     def save(self, path: str | Path) -> Path:
         """Save the model, and its compile and training state, to one file (atomic).
 
+        The training state includes the state of the last `fit`'s callbacks
+        (`EarlyStopping`, `ReduceLROnPlateau`, `ModelCheckpoint`), restored by a
+        `fit(..., resume_from=path)` given the same callbacks.
+
         See `maskwise.checkpoint`; load with `maskwise.load(path)` or resume training
         with `fit(..., resume_from=path)`.
         """
-        return checkpoint.save(self, path)  # type: ignore[arg-type]
+        return checkpoint.save(self, path, self._callbacks)  # type: ignore[arg-type]
 
     def trainer_state(self) -> tuple[dict[str, Any], torch.optim.Optimizer | None, dict] | None:
         """(compile config, optimizer, trainer JSON) for a checkpoint; None if not compiled."""
