@@ -6,6 +6,7 @@ import copy
 import functools
 import inspect
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -454,3 +455,97 @@ def test_an_undone_first_step_leaves_no_optimizer_state() -> None:
         fit_recording(model, x, y, callbacks=[boost])
     assert model.optimizer.state_dict()["state"] == {}
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------- argument edge cases
+@pytest.mark.parametrize("rate", [math.nan, math.inf, -math.inf, -0.01])
+def test_a_learning_rate_must_be_finite_and_not_negative(rate: float) -> None:
+    x, y = tagging_data(8)
+    with pytest.raises(
+        ConfigError, match=r"compile\(learning_rate=...\) must be a finite number >= 0"
+    ):
+        tagger().compile("adam", logits_loss(), learning_rate=rate)
+    model = tagger()
+    model.compile(functools.partial(torch.optim.SGD, lr=rate), logits_loss())
+    if rate < 0:  # PyTorch refuses a negative rate itself, with a ValueError
+        with pytest.raises(ValueError, match="Invalid learning rate"):
+            model.fit(x, y, verbose=0)
+        return
+    with pytest.raises(
+        ConfigError, match=rf"(?s)optimizer SGD must be a finite number >= 0.*received: {rate}"
+    ):
+        model.fit(x, y, verbose=0)
+
+
+def test_a_learning_rate_of_zero_is_allowed_and_freezes_the_weights() -> None:
+    x, y = tagging_data(8)
+    model = tagger()
+    model.compile("adam", logits_loss(), learning_rate=0)
+    model.fit(x, y, epochs=1, verbose=0, seed=0)
+    before = weights(model)
+    model.fit(x, y, epochs=2, verbose=0)
+    assert all(torch.equal(v, before[k]) for k, v in weights(model).items())
+    with pytest.raises(MaskwiseTypeError, match="must be a number"):
+        tagger().compile("adam", logits_loss(), learning_rate="1e-3")
+
+
+UNAVAILABLE = ["gpu0", "cuda:99", "cpu:x"] + ([] if torch.backends.mps.is_available() else ["mps"])
+UNAVAILABLE += [] if torch.cuda.is_available() else ["cuda"]
+
+
+@pytest.mark.parametrize("device", UNAVAILABLE)
+def test_an_unavailable_device_is_a_config_error_in_every_entry_point(device: str) -> None:
+    x, y = tagging_data(8)
+    model = compiled_tagger()
+    message = (
+        rf"(?s)Device '{re.escape(device)}' is not available on this machine.*expected: one of cpu"
+    )
+    with pytest.raises(ConfigError, match=message):
+        model.fit(x, y, verbose=0, device=device)
+    model.fit(x, y, verbose=0)
+    with pytest.raises(ConfigError, match=message):
+        model.evaluate(x, y, device=device)
+    with pytest.raises(ConfigError, match=message):
+        model.predict(x, device=device)
+
+
+def test_validation_split_takes_keras_share_and_refuses_an_empty_side() -> None:
+    x, y = tagging_data(10, seed=2)
+    model = tagger()
+    model.compile(functools.partial(torch.optim.SGD, lr=0.0), logits_loss())
+    history = model.fit(x, y, validation_split=0.25, batch_size=8, verbose=0, seed=0)
+    # Keras trains on the first floor(10 * 0.75) = 7 sequences and validates on 3
+    assert history.history["val_loss"][0] == pytest.approx(
+        hand_loss_and_accuracy(model, x[7:], y[7:])[0], abs=1e-6
+    )
+    with pytest.raises(
+        ConfigError, match=r"validation_split=1e-17 of 10 sequences leaves no validation"
+    ):
+        model.fit(x, y, validation_split=1e-17, verbose=0)
+    with pytest.raises(
+        ConfigError, match=r"validation_split=0.5 of 1 sequences leaves no training"
+    ):
+        model.fit(x[:1], y[:1], validation_split=0.5, verbose=0)
+
+
+def test_data_that_yields_no_batch_is_a_clear_error() -> None:
+    x, y = tagging_data(5)
+    model = compiled_tagger()
+    model.fit(x, y, verbose=0)
+    eaten = make_loader(x, y, batch_size=8, drop_last=True)
+    no_batch = r"(?s)yields no batch.*5 sequences, batch_size=8, drop_last=True.*drop_last=False"
+    with pytest.raises(ConfigError, match=no_batch.replace("yields", "training data yields")):
+        model.fit(eaten, verbose=0)
+    with pytest.raises(ConfigError, match=no_batch.replace("yields", "validation data yields")):
+        model.fit(x, y, validation_data=eaten, verbose=0)
+    with pytest.raises(ConfigError, match=no_batch.replace("yields", "evaluate yields")):
+        model.evaluate(eaten)
+    with pytest.raises(ConfigError, match=no_batch.replace("yields", "predict yields")):
+        model.predict(make_loader(x, batch_size=8, drop_last=True))
+    for call in (
+        lambda: model.fit([], [], verbose=0),
+        lambda: model.evaluate([], []),
+        lambda: model.predict([]),
+    ):
+        with pytest.raises(ShapeError, match="x holds no sequences"):
+            call()
