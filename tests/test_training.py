@@ -549,3 +549,13 @@ def test_data_that_yields_no_batch_is_a_clear_error() -> None:
     ):
         with pytest.raises(ShapeError, match="x holds no sequences"):
             call()
+
+
+def test_a_batch_without_real_steps_is_no_non_finite_step() -> None:
+    """An all-padding batch has a loss of 0 and zero gradients, not 0/0: fit goes on."""
+    x, y = tagging_data(4)
+    empty = [np.zeros(0, np.int64) for _ in range(4)]
+    model = compiled_tagger()
+    after = fit_recording(model, empty + x, empty + y, epochs=2)
+    assert len(after) == 4  # every batch trained, the empty ones included
+    assert all(torch.isfinite(p).all() for p in model.parameters())
