@@ -19,6 +19,7 @@ of the weights and the optimizer state per step (into buffers reused across step
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -34,18 +35,19 @@ CAUSES = (
 )
 
 
-def _copy_into(buffer: Any, value: Any) -> Any:
-    """`value` copied into `buffer` when it fits (no allocation), else a fresh copy."""
-    if not isinstance(value, torch.Tensor):
-        return value
-    if (
-        isinstance(buffer, torch.Tensor)
-        and buffer.shape == value.shape
-        and buffer.dtype == value.dtype
-        and buffer.device == value.device
+def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether every value of `tensors` is finite, in one cheap pass and one sync.
+
+    A sum holding a NaN or an inf is NaN or inf, so a finite total proves every value
+    finite; only a non-finite total (or an overflowing one) needs the exact check.
+    """
+    if not tensors:
+        return True
+    if bool(
+        torch.isfinite(torch.stack([t.detach().sum(dtype=torch.float32) for t in tensors]).sum())
     ):
-        return buffer.copy_(value)
-    return value.detach().clone()
+        return True
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
 def _count_bad(tensor: torch.Tensor) -> str:
@@ -71,9 +73,11 @@ class NonFiniteGuard:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        self.params: list[torch.Tensor] = [p for _, p in self.named]
         self.optimizer = optimizer
-        self._weights: list[torch.Tensor] = []
-        self._state: dict[torch.Tensor, dict[str, Any]] = {}
+        self._sources: list[torch.Tensor] = []  # the weights, then the state's tensors
+        self._buffers: list[torch.Tensor] = []  # their copies, reused from step to step
+        self._layout: list[tuple[torch.Tensor, str, Any]] = []  # (param, key, value or None)
 
     def _stop(self, epoch: int, batch: int, what: str, fix: str) -> NonFiniteError:
         return NonFiniteError(
@@ -89,55 +93,51 @@ class NonFiniteGuard:
         """Raise `NonFiniteError` if the loss or a gradient holds NaN or inf
         (call after `backward()`, before `optimizer.step()`)."""
         grads = [(name, p.grad) for name, p in self.named if p.grad is not None]
-        flags = [torch.isfinite(loss.detach()).all()]
-        flags += [torch.isfinite(grad).all() for _, grad in grads]
-        if bool(torch.stack(flags).all()):
+        if _all_finite([loss, *(grad for _, grad in grads)]):
             return
         kept = "The step was not taken: the weights are those from before this batch."
-        if not bool(flags[0]):
+        if not bool(torch.isfinite(loss).all()):
             raise self._stop(epoch, batch, f"the loss is {float(loss.detach())}", kept)
-        name, grad = next((n, g) for (n, g), ok in zip(grads, flags[1:], strict=True) if not ok)
+        name, grad = next((n, g) for n, g in grads if not bool(torch.isfinite(g).all()))
         raise self._stop(epoch, batch, f"the gradient of {name!r}: {_count_bad(grad)}", kept)
 
     @torch.no_grad()
     def snapshot(self) -> None:
         """Copy the weights and the optimizer state (call just before `optimizer.step()`)."""
-        params = [p for _, p in self.named]
-        if len(self._weights) != len(params):
-            self._weights = [p.detach().clone() for p in params]
-        else:
-            for buffer, param in zip(self._weights, params, strict=True):
-                buffer.copy_(param)
         state = self.optimizer.state
-        self._state = {
-            param: {
-                key: _copy_into(self._state.get(param, {}).get(key), value)
-                for key, value in state[param].items()
-            }
-            for param in params
+        self._layout = [
+            (param, key, None if isinstance(value, torch.Tensor) else value)
+            for param in self.params
             if param in state
-        }
+            for key, value in state[param].items()
+        ]
+        sources = self.params + [
+            state[param][key] for param, key, value in self._layout if value is None
+        ]
+        if len(sources) == len(self._sources) and all(
+            a is b for a, b in zip(sources, self._sources, strict=True)
+        ):
+            torch._foreach_copy_(self._buffers, sources)
+        else:  # first step, or the optimizer made new state tensors: new buffers
+            self._sources = sources
+            self._buffers = [t.detach().clone() for t in sources]
 
     @torch.no_grad()
     def check_weights(self, epoch: int, batch: int) -> None:
         """After `optimizer.step()`: if a weight is not finite, restore the weights and
         the optimizer state from the snapshot and raise `NonFiniteError`."""
-        flags = [torch.isfinite(p).all() for _, p in self.named]
-        if not flags or bool(torch.stack(flags).all()):
+        if _all_finite(self.params):
             return
-        name, bad = next((n, p) for (n, p), ok in zip(self.named, flags, strict=True) if not ok)
+        name, bad = next((n, p) for n, p in self.named if not bool(torch.isfinite(p).all()))
         what = f"the optimizer step made the weight {name!r} non-finite ({_count_bad(bad)})"
         rates = sorted({float(group["lr"]) for group in self.optimizer.param_groups})
-        for (_, param), saved in zip(self.named, self._weights, strict=True):
-            param.copy_(saved)
+        torch._foreach_copy_(self.params, self._buffers[: len(self.params)])
         state = self.optimizer.state
-        for stale in [p for _, p in self.named if p in state]:
+        for stale in [p for p in self.params if p in state]:
             del state[stale]
-        for key, entries in self._state.items():
-            state[key] = {
-                key: value.clone() if isinstance(value, torch.Tensor) else value
-                for key, value in entries.items()
-            }
+        saved = iter(self._buffers[len(self.params) :])
+        for param, key, value in self._layout:
+            state[param][key] = next(saved).clone() if value is None else value
         raise self._stop(
             epoch,
             batch,
