@@ -300,3 +300,29 @@ def test_a_callback_with_another_monitor_starts_fresh_on_resume(tmp_path) -> Non
     # fresh: the saved EarlyStopping watched "loss", so its wait (1) and best are not used
     assert other.wait == 0 and other.best_epoch == 2
     assert other.best == history.history["accuracy"][0]
+
+
+def test_two_callbacks_of_one_class_keep_their_own_best_weights(tmp_path) -> None:
+    x, y = tagging_data(16)
+    model = tagger()
+    model.compile("adam", logits_loss(), ["accuracy"], learning_rate=0.01)
+    stops = [
+        maskwise.callbacks.EarlyStopping(monitor=m, patience=5, restore_best_weights=True)
+        for m in ("loss", "accuracy")
+    ]
+    model.fit(x, y, epochs=2, batch_size=8, seed=0, verbose=0, callbacks=stops)
+    path = model.save(tmp_path / "m.safetensors")
+    saved = checkpoint.Checkpoint(path)
+    assert set(saved.metadata["callbacks"]) == {"EarlyStopping", "EarlyStopping:1"}
+    for key, stop in zip(["EarlyStopping", "EarlyStopping:1"], stops, strict=True):
+        tensors = saved.tensors(f"callback.{key}.")
+        assert tensors.keys() == model.state_dict().keys()
+        assert all(torch.equal(v, stop.best_weights[k]) for k, v in tensors.items())
+    again = [
+        maskwise.callbacks.EarlyStopping(monitor=m, patience=5, restore_best_weights=True)
+        for m in ("loss", "accuracy")
+    ]
+    resumed = tagger()
+    resumed.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=again, resume_from=path)
+    assert resumed.epochs_done == 3  # each restored its own weights: both loaded strictly
+    assert all(torch.equal(v, again[1].best_weights[k]) for k, v in weights(resumed).items())

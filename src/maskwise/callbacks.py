@@ -84,7 +84,7 @@ def has_state(callback: Callback) -> bool:
 
 def keyed(callbacks: Sequence[Callback]) -> dict[str, Callback]:
     """The callbacks with a state, under stable checkpoint keys: the class name, then
-    `.1`, `.2`, ... for further callbacks of the same class (in the order given)."""
+    `:1`, `:2`, ... for further callbacks of the same class (in the order given)."""
     out: dict[str, Callback] = {}
     counts: dict[str, int] = {}
     for callback in callbacks:
@@ -93,7 +93,7 @@ def keyed(callbacks: Sequence[Callback]) -> dict[str, Callback]:
         name = type(callback).__name__
         index = counts.get(name, 0)
         counts[name] = index + 1
-        out[name if index == 0 else f"{name}.{index}"] = callback
+        out[name if index == 0 else f"{name}:{index}"] = callback
     return out
 
 
@@ -314,6 +314,9 @@ class EarlyStopping(MonitorCallback):
 
 class ModelCheckpoint(MonitorCallback):
     """Save the model (and its training state) at the end of epochs.
+
+    Weights holding NaN or inf are never written: the epoch is skipped with a
+    `MaskWarning` naming it, and the previous checkpoint stays as it was.
 
     `path` may hold Keras-style fields filled from the epoch (counted from 1) and
     its logs, e.g. `"ckpt/epoch{epoch:02d}-{val_loss:.3f}.safetensors"`. Every save is

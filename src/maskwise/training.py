@@ -589,6 +589,10 @@ class TrainingMixin:
                 it stopped.
             mask_value: the padding value of padded-array inputs, used to find their
                 lengths (give the same value as the model's `Masking`; NaN allowed).
+
+        Raises:
+            NonFiniteError: at the first NaN or infinite loss, gradient or weight; the
+                weights and the optimizer state are left as after the last good batch.
         """
         saved = None if resume_from is None else checkpoint.Checkpoint(resume_from)
         if saved is not None and self.compiled is None:
