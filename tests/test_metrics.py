@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from keras.src.backend.common.masking import set_keras_mask
+from training_helpers import CLASSES, logits_loss, tagger
 
 from maskwise import ConfigError, Masked, MaskError, MaskwiseTypeError, Sequential, metrics
 from maskwise.layers import Dense, Masking
@@ -383,3 +384,53 @@ def test_docstring_examples_run():
     names = {"torch": torch, "Masked": Masked, "lengths_to_mask": lengths_to_mask}
     result = doctest.testmod(metrics, extraglobs=names, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_mean_metrics_over_zero_real_steps_are_zero_like_keras(case):
+    ours, make_keras, kind = CASES[case]
+    none = torch.zeros(B, T, dtype=torch.bool)
+    pred, y, our_pred, our_y = _data(kind, torch.ones(B, T, dtype=torch.bool))
+    theirs = make_keras()
+    keras_pred = pred.clone()
+    set_keras_mask(keras_pred, none)
+    theirs.update_state(y, keras_pred)
+    ours.reset()
+    ours.update(y_pred=Masked(our_pred, none), y_true=our_y)
+    assert float(theirs.result()) == 0.0
+    assert ours.result() == 0.0
+    ours.reset()  # zero weights at every real step: zero real steps too
+    ours.update(y_pred=our_pred, y_true=our_y, sample_weight=torch.zeros(B))
+    assert ours.result() == 0.0
+
+
+@pytest.mark.parametrize("make", [metrics.Precision, metrics.Recall, metrics.F1Score])
+def test_per_class_metrics_over_zero_real_steps_are_zero(make):
+    none = torch.zeros(B, T, dtype=torch.bool)
+    _, _, our_pred, our_y = _data("sparse", none)
+    metric = make()
+    metric.update(y_pred=Masked(our_pred, none), y_true=our_y)
+    name = metric.name
+    assert metric.result() == {**{f"{name}/{c}": 0.0 for c in range(C)}, f"{name}_macro": 0.0}
+    assert make(num_classes=C).result() == metric.result()  # before any update, too
+
+
+def test_a_confusion_matrix_over_zero_real_steps_is_zeros():
+    none = torch.zeros(B, T, dtype=torch.bool)
+    _, _, our_pred, our_y = _data("sparse", none)
+    matrix = metrics.ConfusionMatrix()
+    matrix.update(y_pred=Masked(our_pred, none), y_true=our_y)
+    assert matrix.result() == [[0.0] * C for _ in range(C)]
+
+
+def test_evaluate_on_sequences_all_of_length_zero_logs_zeros_not_nan():
+    model = tagger()
+    names = ["accuracy", "top_k_accuracy", "precision", "recall", "f1_score", "confusion_matrix"]
+    model.compile("adam", logits_loss(), names)
+    model(Masked(torch.ones(1, 1, dtype=torch.long)))  # build the lazy weights
+    empty = [np.zeros(0, np.int64) for _ in range(4)]
+    logs = model.evaluate(empty, empty, batch_size=2)
+    assert logs.pop("confusion_matrix") == [[0.0] * CLASSES for _ in range(CLASSES)]
+    per_class = [f"{name}/{c}" for name in names[2:5] for c in range(CLASSES)]
+    macro = [f"{name}_macro" for name in names[2:5]]
+    assert logs == dict.fromkeys(["loss", "accuracy", "top_k_accuracy", *per_class, *macro], 0.0)

@@ -13,6 +13,7 @@ from .errors import (
     MaskWarning,
     MaskwiseError,
     MaskwiseTypeError,
+    NonFiniteError,
     ShapeError,
 )
 from .masked import Masked, combine_masks, lengths_to_mask
@@ -32,6 +33,7 @@ __all__ = [
     "MaskwiseError",
     "MaskwiseTypeError",
     "Module",
+    "NonFiniteError",
     "Sequential",
     "ShapeError",
     "Trace",

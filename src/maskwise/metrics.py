@@ -16,6 +16,14 @@ y_pred)`, and arguments evidently swapped are an error (see `maskwise.losses`).
 Like Keras, a weighted mean metric divides by the sum of the weights of the real steps
 (`sum(value * weight) / sum(weight)`), which is Keras 3's metric with
 `sample_weight=mask * sample_weight`.
+
+Over zero real steps (every sequence of length 0, or every weight 0) each metric has a
+defined value, never NaN, as in Keras 3 (its `divide_no_nan`): the mean metrics give
+0.0, `Precision`, `Recall` and `F1Score` give 0.0 for every class and for the macro
+average, `ConfusionMatrix` a matrix of zeros; `fit` and `evaluate` log a loss of 0.0.
+A NaN would poison every later comparison (`EarlyStopping`, `ModelCheckpoint`). Before
+any update, the per-class metrics know their classes only from `num_classes`: without
+it they give `{}` (and `ConfusionMatrix` `[]`).
 """
 
 from __future__ import annotations
@@ -334,10 +342,14 @@ class _PerClass(_ConfusionCounts):
         raise NotImplementedError
 
     def result(self) -> dict[str, float]:
-        """`{"<name>/<class>": score, ..., "<name>_macro": mean over classes}`."""
+        """`{"<name>/<class>": score, ..., "<name>_macro": mean over classes}` (zeros
+        before any update if `num_classes` is given, else `{}`)."""
         if self.matrix is None:
-            return {}
-        scores = self.score(self.matrix).tolist()
+            if self.num_classes is None:
+                return {}
+            scores = [0.0] * self.num_classes
+        else:
+            scores = self.score(self.matrix).tolist()
         out = {f"{self.name}/{c}": value for c, value in enumerate(scores)}
         out[f"{self.name}_macro"] = sum(scores) / len(scores)
         return out
