@@ -111,7 +111,7 @@ def torch_model(name: str) -> tuple[Any, Any]:
 
         def loss(batch: Any) -> Any:
             values, mask, labels, _ = batch
-            return loss_fn(model(maskwise.Masked(values, mask)), labels)
+            return loss_fn(labels, model(maskwise.Masked(values, mask)))
 
         return model, loss
 

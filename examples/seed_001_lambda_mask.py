@@ -69,7 +69,7 @@ def main(seed: int = 0) -> dict[str, object]:
     model = stacked_lstm(lambda_mask=lambda inputs, mask: mask[:, N:])
     with torch.no_grad():
         out = model(torch.from_numpy(x))
-        loss = float(mae(out, y))
+        loss = float(mae(y, out))
     pred = out.values.numpy()
     real = ~(x[:, N:] == 0).all(axis=2)  # the seed's own "w mask" selection
     # What compile/evaluate report is the same masked MAE (one batch: the targets are
@@ -88,7 +88,7 @@ def main(seed: int = 0) -> dict[str, object]:
     with torch.no_grad():
         nan_model(torch.from_numpy(x))  # build, then copy the weights of `model`
     nan_model.load_state_dict(model.state_dict())
-    nan_loss = mae(nan_model(torch.from_numpy(x_nan)), y_nan)
+    nan_loss = mae(y_nan, nan_model(torch.from_numpy(x_nan)))
     nan_loss.backward()
     grads_finite = all(
         bool(torch.isfinite(p.grad).all()) for p in nan_model.parameters() if p.grad is not None

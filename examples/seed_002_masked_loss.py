@@ -60,9 +60,9 @@ def main(seed: int = 0) -> dict[str, float]:
     y_other[~real] = 1.0 - y_other[~real]
     y_nan = y.copy()
     y_nan[~real] = np.nan
-    mean_loss = float(loss(out, y))
-    scrambled = float(loss(out, y_other))
-    nan_labels = float(loss(out, y_nan))
+    mean_loss = float(loss(y, out))
+    scrambled = float(loss(y_other, out))
+    nan_labels = float(loss(y_nan, out))
 
     # 2. Default reduction: mean over the real steps.
     per_step = bce_by_hand(p[..., 0], y[..., 0])
@@ -76,8 +76,8 @@ def main(seed: int = 0) -> dict[str, float]:
     weights = np.array([1.0, 0.0, 2.0, 1.0], np.float32)
     weighted = score.mean(axis=1) * weights / (weights != 0).mean()
     keras2_weighted_by_hand = float(weighted.mean())
-    keras2_loss = float(keras2(out, y))
-    keras2_weighted = float(keras2(out, y, sample_weight=weights))
+    keras2_loss = float(keras2(y, out))
+    keras2_weighted = float(keras2(y, out, sample_weight=weights))
 
     # The unmasked mean, what a model that lost its mask would report (seed 001).
     unmasked = float(per_step.mean())

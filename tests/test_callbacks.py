@@ -217,3 +217,59 @@ def test_model_checkpoint_path_fields_must_be_logged(tmp_path) -> None:
     check = callbacks.ModelCheckpoint(tmp_path / "m-{val_acc:.2f}.safetensors")
     with pytest.raises(ConfigError, match=r"uses \{val_acc\}, which is not in the epoch's logs"):
         compiled_model().fit(x, y, verbose=0, callbacks=[check])
+
+
+def saved_weights_of(path) -> dict[str, torch.Tensor]:
+    return weights(maskwise.load(path))
+
+
+@pytest.mark.parametrize("save_best_only", [False, True])
+def test_model_checkpoint_never_writes_non_finite_weights(tmp_path, save_best_only: bool) -> None:
+    x, y = tagging_data(16)
+    model = compiled_model()
+    path = tmp_path / "model.safetensors"
+    good: dict = {}
+
+    def poison(epoch: int, logs: dict) -> None:
+        if epoch == 0:
+            good.update(weights(model))
+        else:
+            with torch.no_grad():
+                model.layers[1].bias[0] = float("nan")
+
+    check = callbacks.ModelCheckpoint(path, monitor="loss", save_best_only=save_best_only)
+    poisoner = callbacks.LambdaCallback(on_epoch_end=poison)
+    with pytest.warns(
+        maskwise.MaskWarning, match=r"did not save epoch 2: the weights \['layers\.1\.bias'\]"
+    ):
+        model.fit(
+            x,
+            y,
+            epochs=2,
+            batch_size=8,
+            verbose=0,
+            callbacks=[check, scripted([1.0, 0.5], "loss"), poisoner],
+        )
+    kept = saved_weights_of(path)
+    assert all(torch.equal(value, good[key]) for key, value in kept.items())
+    assert check.best == (1.0 if save_best_only else None)  # the refused epoch is not the best
+
+
+def test_a_run_that_goes_nan_keeps_the_last_good_checkpoint(tmp_path) -> None:
+    x, y = tagging_data(16)
+    model = compiled_model()
+    path = tmp_path / "model.safetensors"
+    good: dict = {}
+
+    def at_epoch_begin(epoch: int, logs: dict) -> None:
+        if epoch == 1:
+            good.update(weights(model))
+            model.optimizer.param_groups[0]["lr"] = float("inf")
+
+    blow_up = callbacks.LambdaCallback(on_epoch_begin=at_epoch_begin)
+    check = callbacks.ModelCheckpoint(path, monitor="loss")
+    with pytest.raises(maskwise.NonFiniteError, match="epoch 2, batch 1"):
+        model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[check, blow_up])
+    kept = saved_weights_of(path)
+    assert all(torch.equal(value, good[key]) for key, value in kept.items())
+    assert maskwise.load(path).epochs_done == 1

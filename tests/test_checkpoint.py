@@ -200,3 +200,129 @@ def test_layers_after_the_time_axis_is_consumed_reload(tmp_path) -> None:
     model.save(tmp_path / "classifier.safetensors")
     loaded = maskwise.load(tmp_path / "classifier.safetensors")
     torch.testing.assert_close(loaded(x).values, expected, atol=0.0, rtol=0.0)
+
+
+def plateau_callbacks(directory) -> list:
+    """Callbacks that all act within 4 epochs: with min_delta=10 no epoch after the
+    first improves, so the learning rate halves (with a cooldown) and training stops
+    at the 4th epoch, the weights put back to the 1st epoch's."""
+    return [
+        maskwise.callbacks.ModelCheckpoint(directory / "e{epoch}.safetensors", monitor="loss"),
+        maskwise.callbacks.ReduceLROnPlateau(
+            monitor="loss", factor=0.5, patience=1, min_delta=10.0, cooldown=1
+        ),
+        maskwise.callbacks.EarlyStopping(
+            monitor="loss", patience=3, min_delta=10.0, restore_best_weights=True
+        ),
+    ]
+
+
+def test_a_resumed_run_with_callbacks_equals_an_uninterrupted_one(tmp_path) -> None:
+    x, y = tagging_data(40, seed=3)
+    straight = tagger(dropout=0.3)
+    straight.compile("adam", logits_loss(), learning_rate=0.01)
+    resumed = copy.deepcopy(straight)
+    straight_callbacks = plateau_callbacks(tmp_path / "straight")
+    straight.fit(x, y, epochs=4, batch_size=8, seed=3, verbose=0, callbacks=straight_callbacks)
+    assert straight_callbacks[2].stopped_epoch == 3  # the callbacks did act
+    assert straight.optimizer.param_groups[0]["lr"] == 0.01 / 8
+
+    resumed_callbacks = plateau_callbacks(tmp_path / "resumed")
+    history = resumed.fit(
+        x,
+        y,
+        epochs=4,
+        batch_size=8,
+        verbose=0,
+        callbacks=resumed_callbacks,
+        resume_from=tmp_path / "straight" / "e2.safetensors",
+    )
+    assert history.epoch == [2, 3]
+    assert_same_weights(straight, resumed)
+    assert resumed.optimizer.param_groups[0]["lr"] == straight.optimizer.param_groups[0]["lr"]
+    for mine, theirs in zip(resumed_callbacks, straight_callbacks, strict=True):
+        assert mine.get_state() == theirs.get_state()
+    best = resumed_callbacks[2].get_tensors()
+    assert best.keys() == straight_callbacks[2].get_tensors().keys()
+    assert all(torch.equal(v, straight_callbacks[2].get_tensors()[k]) for k, v in best.items())
+
+
+def test_callback_state_is_saved_as_json_and_tensors(tmp_path) -> None:
+    x, y = tagging_data(16)
+    model = tagger()
+    model.compile("adam", logits_loss(), learning_rate=0.01)
+    model.fit(
+        x, y, epochs=2, batch_size=8, seed=0, verbose=0, callbacks=plateau_callbacks(tmp_path)
+    )
+    with safe_open(str(tmp_path / "e2.safetensors"), framework="pt") as f:
+        saved = json.loads(f.metadata()["callbacks"])
+        keys = set(f.keys())
+    assert saved == {
+        "ModelCheckpoint": {"monitor": "loss", "best": None},
+        "ReduceLROnPlateau": {
+            "monitor": "loss",
+            "best": saved["ReduceLROnPlateau"]["best"],
+            "wait": 0,
+            "cooldown_counter": 1,
+        },
+        "EarlyStopping": {
+            "monitor": "loss",
+            "best": saved["ReduceLROnPlateau"]["best"],
+            "wait": 1,
+            "stopped_epoch": 0,
+            "best_epoch": 0,
+        },
+    }
+    assert isinstance(saved["EarlyStopping"]["best"], float)
+    best_weights = {k for k in keys if k.startswith("callback.EarlyStopping.")}
+    assert best_weights == {f"callback.EarlyStopping.{k}" for k in model.state_dict()}
+
+
+def test_a_callback_with_another_monitor_starts_fresh_on_resume(tmp_path) -> None:
+    x, y = tagging_data(16)
+    model = tagger()
+    model.compile("adam", logits_loss(), learning_rate=0.01)
+    model.fit(
+        x, y, epochs=2, batch_size=8, seed=0, verbose=0, callbacks=plateau_callbacks(tmp_path)
+    )
+    other = maskwise.callbacks.EarlyStopping(monitor="accuracy", patience=5)
+    again = tagger()
+    again.compile("adam", logits_loss(), ["accuracy"], learning_rate=0.01)
+    history = again.fit(
+        x,
+        y,
+        epochs=3,
+        batch_size=8,
+        verbose=0,
+        callbacks=[other],
+        resume_from=tmp_path / "e2.safetensors",
+    )
+    # fresh: the saved EarlyStopping watched "loss", so its wait (1) and best are not used
+    assert other.wait == 0 and other.best_epoch == 2
+    assert other.best == history.history["accuracy"][0]
+
+
+def test_two_callbacks_of_one_class_keep_their_own_best_weights(tmp_path) -> None:
+    x, y = tagging_data(16)
+    model = tagger()
+    model.compile("adam", logits_loss(), ["accuracy"], learning_rate=0.01)
+    stops = [
+        maskwise.callbacks.EarlyStopping(monitor=m, patience=5, restore_best_weights=True)
+        for m in ("loss", "accuracy")
+    ]
+    model.fit(x, y, epochs=2, batch_size=8, seed=0, verbose=0, callbacks=stops)
+    path = model.save(tmp_path / "m.safetensors")
+    saved = checkpoint.Checkpoint(path)
+    assert set(saved.metadata["callbacks"]) == {"EarlyStopping", "EarlyStopping:1"}
+    for key, stop in zip(["EarlyStopping", "EarlyStopping:1"], stops, strict=True):
+        tensors = saved.tensors(f"callback.{key}.")
+        assert tensors.keys() == model.state_dict().keys()
+        assert all(torch.equal(v, stop.best_weights[k]) for k, v in tensors.items())
+    again = [
+        maskwise.callbacks.EarlyStopping(monitor=m, patience=5, restore_best_weights=True)
+        for m in ("loss", "accuracy")
+    ]
+    resumed = tagger()
+    resumed.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=again, resume_from=path)
+    assert resumed.epochs_done == 3  # each restored its own weights: both loaded strictly
+    assert all(torch.equal(v, again[1].best_weights[k]) for k, v in weights(resumed).items())

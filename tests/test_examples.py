@@ -84,4 +84,4 @@ def test_seed_003_multi_input():
     for name in ("M_num", "M_version", "M_missing", "concatenate", "gru_1", "gru_3"):
         assert name in table
     # 50 % of the 10 steps are real after the merge; gru_3 returns one vector per sequence.
-    assert "50.0%" in table and "dropped" in table
+    assert "50.0%" in table and "consumed" in table and "dropped" not in table

@@ -1,5 +1,7 @@
 """Masked losses: Keras 3 parity, Keras 2 formula, padding never leaks, errors."""
 
+import doctest
+
 import keras
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from maskwise import (
     losses,
 )
 from maskwise.layers import Dense, Masking
-from maskwise.masked import IGNORE_INDEX
+from maskwise.masked import IGNORE_INDEX, lengths_to_mask
 
 B, T, C, FEAT = 3, 5, 4, 2
 MASKS = {
@@ -111,7 +113,7 @@ def test_mean_matches_keras3(case, mask_name, weighted):
     weight = torch.rand(B, T, generator=torch.Generator().manual_seed(2)) if weighted else None
     expected = _keras_loss(keras_cls, kwargs, pred, y, mask, weight)
     our_weight = None if weight is None else weight.masked_fill(~mask, float("nan"))
-    got = ours_cls(**kwargs)(Masked(our_pred, mask), our_y, sample_weight=our_weight)
+    got = ours_cls(**kwargs)(our_y, Masked(our_pred, mask), sample_weight=our_weight)
     torch.testing.assert_close(got, torch.tensor(expected), atol=1e-5, rtol=1e-6)
 
 
@@ -123,7 +125,7 @@ def test_per_sequence_weight_is_each_step_of_the_sequence():
     expected = _keras_loss(
         keras.losses.SparseCategoricalCrossentropy, {}, pred, y, mask, weight[:, None].expand(B, T)
     )
-    got = losses.SparseCategoricalCrossentropy()(Masked(our_pred, mask), our_y, weight)
+    got = losses.SparseCategoricalCrossentropy()(our_y, Masked(our_pred, mask), weight)
     torch.testing.assert_close(got, torch.tensor(expected), atol=1e-5, rtol=1e-6)
 
 
@@ -153,7 +155,7 @@ def test_probabilities_are_clipped_like_keras():
     ]
     for ours, theirs, pred, target in cases:
         expected = _keras_loss(theirs, {}, pred, target, mask, None)
-        got = ours()(Masked(pred, mask), target)
+        got = ours()(target, Masked(pred, mask))
         torch.testing.assert_close(got, torch.tensor(expected), atol=1e-5, rtol=1e-6)
         assert float(got) == pytest.approx(-np.log(1e-7), rel=1e-4)
 
@@ -199,7 +201,7 @@ def test_keras_evaluate_parity_with_masking_model(loss_name, units, activation):
             verbose=0,
             sample_weight=None if sample_weight is None else sample_weight.numpy(),
         )
-        got = losses.get_loss(loss_name)(out, our_y, sample_weight=sample_weight)
+        got = losses.get_loss(loss_name)(our_y, out, sample_weight=sample_weight)
         torch.testing.assert_close(got, torch.tensor(expected), atol=1e-5, rtol=1e-6)
 
 
@@ -236,7 +238,7 @@ def test_keras2_reduction_matches_the_seed_formula(mask_name, weights):
         None if mask is None else mask.numpy(),
         None if weight is None else weight.double().numpy(),
     )
-    got = losses.MeanSquaredError(reduction="keras2")(Masked(pred, mask), y, weight)
+    got = losses.MeanSquaredError(reduction="keras2")(y, Masked(pred, mask), weight)
     assert float(got) == pytest.approx(expected, rel=1e-5)
 
 
@@ -244,8 +246,8 @@ def test_keras2_weights_batches_by_their_real_fraction():
     # Keras 2 divides by mean(mask) + eps, so it is the mean over real steps, per batch.
     mask = _mask("post")
     _, _, our_pred, our_y = _data("regression", mask)
-    mean = losses.MeanSquaredError()(Masked(our_pred, mask), our_y)
-    keras2 = losses.MeanSquaredError(reduction="keras2")(Masked(our_pred, mask), our_y)
+    mean = losses.MeanSquaredError()(our_y, Masked(our_pred, mask))
+    keras2 = losses.MeanSquaredError(reduction="keras2")(our_y, Masked(our_pred, mask))
     real = mask.float().mean()
     torch.testing.assert_close(keras2, mean * real / (real + 1e-7), atol=1e-6, rtol=1e-6)
 
@@ -307,7 +309,7 @@ def test_loss_equals_its_unpadded_computation(kind, reduction, rows, extra, fill
         y = torch.rand(len(rows), time, feat, generator=g).round()
         padded_y = y.masked_fill(~mask[..., None], fill)
     padded_pred = pred.masked_fill(~mask[..., None], fill)
-    got = LOSS_FOR[kind](reduction)(Masked(padded_pred, mask), padded_y)
+    got = LOSS_FOR[kind](reduction)(padded_y, Masked(padded_pred, mask))
     expected = _reference(
         kind,
         [p[m] for p, m in zip(pred, mask)],
@@ -336,7 +338,7 @@ def test_nan_padding_gives_finite_loss_and_zero_gradient_at_padding(name, reduct
     kind = "regression" if name in ("mse", "mae", "huber") else name
     _, _, pred, y = _data(kind, mask)
     pred = pred.masked_fill(~mask[..., None], float("nan")).requires_grad_()
-    loss = type(ALL_LOSSES[name])(reduction=reduction)(Masked(pred, mask), y)
+    loss = type(ALL_LOSSES[name])(reduction=reduction)(y, Masked(pred, mask))
     loss.backward()
     assert torch.isfinite(loss)
     assert torch.isfinite(pred.grad).all()
@@ -351,7 +353,7 @@ def test_batch_without_real_step_gives_zero(name, reduction):
     kind = "regression" if name in ("mse", "mae", "huber") else name
     _, _, pred, y = _data(kind, mask)
     pred = pred.requires_grad_()
-    loss = type(ALL_LOSSES[name])(reduction=reduction)(Masked(pred, mask), y)
+    loss = type(ALL_LOSSES[name])(reduction=reduction)(y, Masked(pred, mask))
     loss.backward()
     assert loss.item() == 0.0
     assert (pred.grad == 0).all()
@@ -361,7 +363,7 @@ def test_nan_inputs_at_padding_never_reach_the_weights_gradient():
     x = torch.randn(B, T, FEAT).masked_fill(~_mask("pre")[..., None], float("nan"))
     model = Sequential([Masking(float("nan")), Dense(C, activation="softmax")])
     y = torch.randint(0, C, (B, T)).masked_fill(~_mask("pre"), IGNORE_INDEX)
-    loss = losses.SparseCategoricalCrossentropy()(model(x), y)
+    loss = losses.SparseCategoricalCrossentropy()(y, model(x))
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
@@ -370,17 +372,17 @@ def test_nan_inputs_at_padding_never_reach_the_weights_gradient():
 def test_per_sequence_targets_without_time_axis():
     logits = torch.randn(6, C)
     y = torch.randint(0, C, (6,))
-    got = losses.SparseCategoricalCrossentropy(from_logits=True)(logits, y)
+    got = losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
     torch.testing.assert_close(got, F.cross_entropy(logits, y), atol=1e-6, rtol=1e-6)
     pred = torch.randn(6, 1)
     target = torch.randn(6)
     torch.testing.assert_close(
-        losses.MeanSquaredError()(pred, target),
+        losses.MeanSquaredError()(target, pred),
         F.mse_loss(pred[:, 0], target),
         atol=1e-6,
         rtol=1e-6,
     )
-    seq = losses.MeanSquaredError(reduction="sequence_mean")(pred, target)
+    seq = losses.MeanSquaredError(reduction="sequence_mean")(target, pred)
     torch.testing.assert_close(seq, F.mse_loss(pred[:, 0], target), atol=1e-6, rtol=1e-6)
 
 
@@ -388,7 +390,7 @@ def test_unmasked_sequence_output_counts_every_step():
     pred = torch.randn(B, T, FEAT)
     y = torch.randn(B, T, FEAT)
     torch.testing.assert_close(
-        losses.MeanAbsoluteError()(pred, y), F.l1_loss(pred, y), atol=1e-6, rtol=1e-6
+        losses.MeanAbsoluteError()(y, pred), F.l1_loss(pred, y), atol=1e-6, rtol=1e-6
     )
 
 
@@ -396,7 +398,7 @@ def test_masked_output_without_feature_axis():
     mask = _mask("post")
     pred = torch.randn(B, T)
     y = torch.randn(B, T)
-    got = losses.MeanSquaredError()(Masked(pred, mask), y.masked_fill(~mask, float("nan")))
+    got = losses.MeanSquaredError()(y.masked_fill(~mask, float("nan")), Masked(pred, mask))
     torch.testing.assert_close(got, F.mse_loss(pred[mask], y[mask]), atol=1e-6, rtol=1e-6)
 
 
@@ -408,14 +410,14 @@ def test_class_weight_is_a_per_step_sample_weight():
     loss = losses.SparseCategoricalCrossentropy()
     seq_weight = torch.tensor([1.0, 2.0, 0.5])
     expected = loss(
-        Masked(pred, mask), our_y, sample_weight=seq_weight[:, None] * torch.tensor(table)[y]
+        our_y, Masked(pred, mask), sample_weight=seq_weight[:, None] * torch.tensor(table)[y]
     )
     for class_weight in (table, dict(enumerate(table))):
-        got = loss(Masked(pred, mask), our_y, sample_weight=seq_weight, class_weight=class_weight)
+        got = loss(our_y, Masked(pred, mask), sample_weight=seq_weight, class_weight=class_weight)
         torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
-    partial = loss(Masked(pred, mask), our_y, class_weight={1: 2.0})
+    partial = loss(our_y, Masked(pred, mask), class_weight={1: 2.0})
     ones = torch.ones(B, T).masked_fill(y == 1, 2.0)
-    torch.testing.assert_close(partial, loss(Masked(pred, mask), our_y, sample_weight=ones))
+    torch.testing.assert_close(partial, loss(our_y, Masked(pred, mask), sample_weight=ones))
 
 
 def test_class_weight_for_one_hot_and_binary_targets():
@@ -424,15 +426,15 @@ def test_class_weight_for_one_hot_and_binary_targets():
     table = torch.tensor([0.5, 2.0, 1.0, 3.0])
     loss = losses.CategoricalCrossentropy()
     torch.testing.assert_close(
-        loss(Masked(pred, mask), our_y, class_weight=table.tolist()),
-        loss(Masked(pred, mask), our_y, sample_weight=table[y.argmax(-1)]),
+        loss(our_y, Masked(pred, mask), class_weight=table.tolist()),
+        loss(our_y, Masked(pred, mask), sample_weight=table[y.argmax(-1)]),
     )
     probs = torch.rand(B, T, 1)
     labels = torch.randint(0, 2, (B, T)).float()
     bce = losses.BinaryCrossentropy()
     torch.testing.assert_close(
-        bce(Masked(probs, mask), labels, class_weight={0: 1.0, 1: 4.0}),
-        bce(Masked(probs, mask), labels, sample_weight=1 + 3 * labels),
+        bce(labels, Masked(probs, mask), class_weight={0: 1.0, 1: 4.0}),
+        bce(labels, Masked(probs, mask), sample_weight=1 + 3 * labels),
     )
 
 
@@ -440,60 +442,60 @@ def test_class_weight_for_one_hot_and_binary_targets():
 def test_ignore_index_at_real_step_without_mask_explains_the_lost_mask():
     _, _, pred, y = _data("sparse", _mask("post"))
     with pytest.raises(MaskError, match=r"(?s)IGNORE_INDEX = -100.*output mask: None.*Lambda"):
-        losses.SparseCategoricalCrossentropy()(torch.nan_to_num(pred), y)
+        losses.SparseCategoricalCrossentropy()(y, torch.nan_to_num(pred))
 
 
 def test_ignore_index_at_real_step_with_mask_explains_mispadding():
     _, _, pred, y = _data("sparse", _mask("post"))
     with pytest.raises(MaskError, match=r"(?s)3 step\(s\).*padded differently"):
-        losses.SparseCategoricalCrossentropy()(Masked(pred, _mask("gaps")), y)
+        losses.SparseCategoricalCrossentropy()(y, Masked(pred, _mask("gaps")))
 
 
 def test_nan_float_target_at_real_step_is_a_mask_error():
     _, _, pred, y = _data("regression", _mask("post"))
     with pytest.raises(MaskError, match=r"(?s)NaN or inf.*output mask: None.*dropped the mask"):
-        losses.MeanSquaredError()(torch.nan_to_num(pred), y)
+        losses.MeanSquaredError()(y, torch.nan_to_num(pred))
     int_y = torch.full((B, T, 1), IGNORE_INDEX)
     with pytest.raises(MaskError, match=r"IGNORE_INDEX"):
-        losses.BinaryCrossentropy()(torch.rand(B, T, 1), int_y)
+        losses.BinaryCrossentropy()(int_y, torch.rand(B, T, 1))
 
 
 def test_one_hot_targets_to_sparse_loss_get_a_hint():
     _, y, pred, _ = _data("onehot", _mask("post"))
     with pytest.raises(ShapeError, match=r"(?s)look one-hot.*CategoricalCrossentropy"):
-        losses.SparseCategoricalCrossentropy()(Masked(pred, _mask("post")), y)
+        losses.SparseCategoricalCrossentropy()(y, Masked(pred, _mask("post")))
 
 
 def test_class_ids_to_categorical_loss_get_a_hint():
     _, y, pred, _ = _data("sparse", _mask("post"))
     with pytest.raises(ShapeError, match=r"(?s)look like class ids.*SparseCategorical"):
-        losses.CategoricalCrossentropy()(Masked(pred, _mask("post")), y)
+        losses.CategoricalCrossentropy()(y, Masked(pred, _mask("post")))
 
 
 def test_class_count_mismatch():
     pred = torch.rand(B, T, C)
     with pytest.raises(ShapeError, match=r"(?s)different numbers of classes.*4 classes.*3"):
-        losses.CategoricalCrossentropy()(pred, torch.zeros(B, T, 3))
+        losses.CategoricalCrossentropy()(torch.zeros(B, T, 3), pred)
     with pytest.raises(ShapeError, match=r"(?s)outside the 4 classes.*class id 4.*seed 000"):
-        losses.SparseCategoricalCrossentropy()(pred, torch.full((B, T), 4))
+        losses.SparseCategoricalCrossentropy()(torch.full((B, T), 4), pred)
 
 
 def test_target_shape_mismatch():
     with pytest.raises(ShapeError, match=r"(?s)do not line up.*\(3, 5\).*\(3, 4\)"):
-        losses.SparseCategoricalCrossentropy()(torch.rand(B, T, C), torch.zeros(B, 4))
+        losses.SparseCategoricalCrossentropy()(torch.zeros(B, 4), torch.rand(B, T, C))
     with pytest.raises(ShapeError, match=r"(?s)do not line up.*\(3, 5, 2\).*\(3, 5, 3\)"):
-        losses.MeanSquaredError()(torch.rand(B, T, FEAT), torch.zeros(B, T, 3))
+        losses.MeanSquaredError()(torch.zeros(B, T, 3), torch.rand(B, T, FEAT))
     with pytest.raises(ShapeError, match=r"(?s)one score per class.*\(3, 5\)"):
         losses.SparseCategoricalCrossentropy()(
-            Masked(torch.rand(B, T), _mask("post")), torch.zeros(B, T)
+            torch.zeros(B, T), Masked(torch.rand(B, T), _mask("post"))
         )
 
 
 def test_fractional_class_ids():
     with pytest.raises(ShapeError, match=r"whole-number class ids"):
-        losses.SparseCategoricalCrossentropy()(torch.rand(B, C), torch.tensor([0.5, 1, 2]))
+        losses.SparseCategoricalCrossentropy()(torch.tensor([0.5, 1, 2]), torch.rand(B, C))
     got = losses.SparseCategoricalCrossentropy(from_logits=True)(
-        torch.zeros(B, C), torch.tensor([0.0, 1.0, 2.0])
+        torch.tensor([0.0, 1.0, 2.0]), torch.zeros(B, C)
     )
     torch.testing.assert_close(got, torch.tensor(np.log(C), dtype=torch.float32))
 
@@ -501,12 +503,12 @@ def test_fractional_class_ids():
 def test_weight_errors():
     pred, y = torch.rand(B, T, FEAT), torch.rand(B, T, FEAT)
     with pytest.raises(ShapeError, match=r"(?s)one weight per sequence or per step.*\(3,\)"):
-        losses.MeanSquaredError()(pred, y, sample_weight=torch.ones(T))
+        losses.MeanSquaredError()(y, pred, sample_weight=torch.ones(T))
     with pytest.raises(ConfigError, match=r"(?s)class_weight needs class targets.*sample_weight"):
-        losses.MeanSquaredError()(pred, y, class_weight=[1.0, 2.0])
+        losses.MeanSquaredError()(y, pred, class_weight=[1.0, 2.0])
     with pytest.raises(ConfigError, match=r"(?s)one weight per class.*list of 4.*2 weight"):
         losses.SparseCategoricalCrossentropy()(
-            torch.rand(B, T, C), torch.zeros(B, T), class_weight=[1.0, 2.0]
+            torch.zeros(B, T), torch.rand(B, T, C), class_weight=[1.0, 2.0]
         )
 
 
@@ -518,9 +520,9 @@ def test_configuration_errors():
     with pytest.raises(MaskwiseTypeError, match=r"name or a maskwise.losses.Loss"):
         losses.get_loss(F.mse_loss)
     with pytest.raises(MaskwiseTypeError, match=r"Masked.*or a tensor"):
-        losses.MeanSquaredError()([[1.0]], torch.zeros(1, 1))
+        losses.MeanSquaredError()(torch.zeros(1, 1), [[1.0]])
     with pytest.raises(MaskwiseTypeError, match=r"(?s)not a Masked.*y\.values"):
-        losses.MeanSquaredError()(torch.zeros(1, 1), Masked(torch.zeros(1, 1)))
+        losses.MeanSquaredError()(Masked(torch.zeros(1, 1)), Masked(torch.zeros(1, 1)))
 
 
 def test_get_loss_resolves_keras_names():
@@ -543,5 +545,69 @@ def test_get_loss_resolves_keras_names():
 def test_class_weight_needs_one_binary_unit():
     with pytest.raises(ConfigError, match=r"(?s)class_weight needs class targets.*\(3, 5, 2\)"):
         losses.BinaryCrossentropy()(
-            torch.rand(B, T, FEAT), torch.ones(B, T, FEAT), class_weight=[1.0, 2.0]
+            torch.ones(B, T, FEAT), torch.rand(B, T, FEAT), class_weight=[1.0, 2.0]
         )
+
+
+# ------------------------------------------------------------------ Keras's argument order
+@pytest.mark.parametrize("case", list(CASES))
+def test_plain_tensors_in_keras_order_give_keras_numbers(case):
+    # The Keras habit: `loss(y_true, y_pred)` on plain tensors, every step real.
+    ours_cls, keras_cls, kwargs = CASES[case]
+    kind = case if case.startswith(("sparse", "onehot", "binary")) else "regression"
+    pred, y, _, _ = _data(kind, _mask("post"))
+    expected = float(keras_cls(**kwargs)(y, pred))
+    torch.testing.assert_close(
+        ours_cls(**kwargs)(y, pred), torch.tensor(expected), atol=1e-5, rtol=1e-6
+    )
+    by_keyword = ours_cls(**kwargs)(y_pred=pred, y_true=y)
+    torch.testing.assert_close(by_keyword, torch.tensor(expected), atol=1e-5, rtol=1e-6)
+
+
+def test_docstring_examples_run():
+    names = {"torch": torch, "Masked": Masked, "lengths_to_mask": lengths_to_mask}
+    result = doctest.testmod(losses, extraglobs=names, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------------------ class_weight keys
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        (-1, r"key -1 is negative.*does not count from the end"),
+        (4, r"key 4 is not one of the 4 classes"),
+        ("1", r"key '1' is not an integer class id"),
+        (1.5, r"key 1.5 is not an integer class id"),
+        (1.0, r"key 1.0 is not an integer class id"),
+        (True, r"key True is not an integer class id"),
+    ],
+)
+def test_class_weight_keys_must_be_class_ids(key, problem):
+    mask = _mask("post")
+    _, _, pred, y = _data("sparse", mask)
+    with pytest.raises(ConfigError, match=rf"(?s){problem}.*integer keys in 0\.\.3.*{{0: w0"):
+        losses.SparseCategoricalCrossentropy()(y, Masked(pred, mask), class_weight={key: 2.0})
+
+
+def test_class_weight_keys_of_a_binary_output_are_0_and_1():
+    probs, labels = torch.rand(B, T, 1), torch.randint(0, 2, (B, T, 1)).float()
+    with pytest.raises(ConfigError, match=r"(?s)key 2 is not one of the 2 classes.*0\.\.1"):
+        losses.BinaryCrossentropy()(labels, Masked(probs), class_weight={0: 1.0, 2: 3.0})
+
+
+def test_class_weight_numpy_integer_keys_and_list_length():
+    mask = _mask("post")
+    _, y, pred, our_y = _data("sparse", mask)
+    loss = losses.SparseCategoricalCrossentropy()
+    by_numpy_key = loss(our_y, Masked(pred, mask), class_weight={np.int64(3): 2.0})
+    by_weight = loss(our_y, Masked(pred, mask), sample_weight=1.0 + (y == 3).float())
+    torch.testing.assert_close(by_numpy_key, by_weight)
+    with pytest.raises(ConfigError, match=r"(?s)one weight per class.*list of 4.*5 weight"):
+        loss(our_y, Masked(pred, mask), class_weight=[1.0] * 5)
+
+
+def test_integer_predictions_do_not_truncate_float_targets():
+    y_true = torch.tensor([[0.5], [1.5]])
+    y_pred = torch.tensor([[0], [2]])  # integer predictions (e.g. rounded by hand)
+    expected = ((0.5 - 0.0) ** 2 + (1.5 - 2.0) ** 2) / 2
+    assert losses.MeanSquaredError()(y_true, y_pred).item() == pytest.approx(expected)

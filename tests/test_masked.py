@@ -3,7 +3,14 @@ import pytest
 import torch
 import torch.utils._pytree as pytree
 
-from maskwise import Masked, MaskError, ShapeError, combine_masks, lengths_to_mask
+from maskwise import (
+    Masked,
+    MaskError,
+    MaskwiseTypeError,
+    ShapeError,
+    combine_masks,
+    lengths_to_mask,
+)
 from maskwise.masked import compaction_order, gather_steps, reverse_real_steps, scatter_steps
 
 
@@ -68,6 +75,46 @@ def test_lengths_longer_than_time_are_rejected():
         Masked.from_lengths(torch.zeros(2, 3, 1), [3, 4])
     with pytest.raises(MaskError, match="negative"):
         lengths_to_mask([-1, 2])
+
+
+@pytest.mark.parametrize(
+    ("lengths", "match"),
+    [
+        ([2.5, 1], r"(?s)whole numbers.*received: length 2.5 at index 0"),
+        ([3, float("nan")], r"(?s)whole numbers.*received: length nan at index 1"),
+        (torch.tensor([1.0, float("inf")]), r"(?s)whole numbers.*length inf at index 1"),
+        (np.array([0.5]), r"length 0.5 at index 0"),
+    ],
+)
+def test_lengths_that_are_not_whole_numbers_are_named(lengths, match):
+    """A cast would truncate 2.5 to 2 and make NaN a huge negative number, silently."""
+    with pytest.raises(MaskError, match=match):
+        Masked.from_lengths(torch.zeros(len(lengths), 3, 1), lengths)
+
+
+def test_whole_float_lengths_are_accepted_and_other_types_refused():
+    x = Masked.from_lengths(torch.zeros(2, 3, 1), np.array([3.0, 1.0]))
+    assert x.lengths.tolist() == [3, 1]
+    assert lengths_to_mask(np.array([2, 0], dtype=np.uint8), 2).tolist() == [
+        [True, True],
+        [False, False],
+    ]
+    with pytest.raises(MaskwiseTypeError, match=r"(?s)must be integers.*received: list \['a'"):
+        lengths_to_mask(["a", "b"])
+    with pytest.raises(MaskError, match=r"negative.*\n.*received: \[2, -1\]"):
+        Masked.from_lengths(torch.zeros(2, 3, 1), [2, -1])
+    with pytest.raises(MaskError, match="length 4 for sequence 1"):
+        Masked.from_lengths(torch.zeros(2, 3, 1), [2, 4])
+
+
+def test_pad_promotes_mixed_dtypes_so_no_value_is_truncated():
+    ints, floats = torch.tensor([[1], [2]]), torch.tensor([[2.5]])
+    x = Masked.pad([ints, floats])
+    assert x.values.dtype == torch.float32  # torch.promote_types(int64, float32)
+    assert x.values[:, :, 0].tolist() == [[1.0, 2.0], [2.5, 0.0]]
+    assert Masked.pad([np.ones((1, 1), np.float32), np.ones((2, 1))]).dtype == torch.float64
+    assert Masked.pad([ints, ints.int()]).dtype == torch.int64
+    assert Masked.pad([ints, floats], dtype=torch.float16).dtype == torch.float16  # as asked
 
 
 def test_pad_rejects_mismatched_feature_axes():

@@ -1,5 +1,8 @@
 """Masked metrics: Keras 3 parity, exact accumulation, padding never counts, errors."""
 
+import copy
+import doctest
+
 import keras
 import numpy as np
 import pytest
@@ -8,10 +11,11 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from keras.src.backend.common.masking import set_keras_mask
+from training_helpers import CLASSES, logits_loss, tagger
 
 from maskwise import ConfigError, Masked, MaskError, MaskwiseTypeError, Sequential, metrics
 from maskwise.layers import Dense, Masking
-from maskwise.masked import IGNORE_INDEX
+from maskwise.masked import IGNORE_INDEX, lengths_to_mask
 
 B, T, C, FEAT = 3, 5, 4, 2
 MASKS = {
@@ -96,8 +100,8 @@ def test_mean_metrics_match_keras(case, mask_name, weighted):
         set_keras_mask(keras_pred, mask)
         theirs.update_state(y, keras_pred, sample_weight=weight.clone() if weighted else None)
         ours.update(
-            Masked(our_pred, mask),
             our_y,
+            Masked(our_pred, mask),
             sample_weight=weight.masked_fill(~mask, float("nan")) if weighted else None,
         )
     assert ours.result() == pytest.approx(float(theirs.result()), abs=1e-6)
@@ -109,7 +113,7 @@ def test_per_class_metrics_match_keras():
     weight = torch.rand(mask.shape, generator=torch.Generator().manual_seed(5))
     ours = {m.name: m for m in (metrics.Precision(), metrics.Recall(), metrics.F1Score())}
     for m in ours.values():
-        m.update(Masked(our_pred, mask), our_y, sample_weight=weight)
+        m.update(our_y, Masked(our_pred, mask), sample_weight=weight)
     flat_pred, flat_y = pred.reshape(-1, C), F.one_hot(y, C).reshape(-1, C).float()
     flat_weight = (weight * mask).reshape(-1)
     f1 = keras.metrics.F1Score(average=None, threshold=None)
@@ -144,7 +148,7 @@ def test_binary_precision_and_recall_match_keras():
         (metrics.Precision(), keras.metrics.Precision()),
         (metrics.Recall(), keras.metrics.Recall()),
     ]:
-        ours.update(Masked(probs, mask), labels.masked_fill(~mask[..., None], float("nan")))
+        ours.update(labels.masked_fill(~mask[..., None], float("nan")), Masked(probs, mask))
         theirs.update_state(labels, probs, sample_weight=mask.float()[..., None])
         assert ours.result()[f"{ours.name}/1"] == pytest.approx(float(theirs.result()), abs=1e-6)
 
@@ -155,7 +159,7 @@ def test_confusion_matrix_counts_real_steps_only():
     weight = torch.tensor([1.0, 2.0, 0.5])
     cm = metrics.ConfusionMatrix(num_classes=C)
     assert cm.result() == [[0.0] * C for _ in range(C)]
-    cm.update(Masked(our_pred, mask), our_y, sample_weight=weight)
+    cm.update(our_y, Masked(our_pred, mask), sample_weight=weight)
     expected = np.zeros((C, C))
     for i, t in zip(*np.nonzero(mask.numpy())):
         expected[y[i, t], pred[i, t].argmax()] += float(weight[i])
@@ -184,17 +188,17 @@ def test_accuracy_resolves_like_keras_and_matches_evaluate():
     theirs.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     _, expected = theirs.evaluate(x.numpy(), y.numpy(), batch_size=len(mask), verbose=0)
     acc = metrics.get_metric("accuracy")
-    acc.update(out, y.masked_fill(~mask, IGNORE_INDEX))
+    acc.update(y.masked_fill(~mask, IGNORE_INDEX), out)
     assert acc.result() == pytest.approx(expected, abs=1e-6)
     assert isinstance(acc.resolved, metrics.SparseCategoricalAccuracy)
 
     binary = metrics.Accuracy()
     probs = torch.tensor([[[0.7], [0.2], [0.9]]])
-    binary.update(Masked(probs, torch.tensor([[True, True, False]])), torch.tensor([[1, 1, 0]]))
+    binary.update(torch.tensor([[1, 1, 0]]), Masked(probs, torch.tensor([[True, True, False]])))
     assert isinstance(binary.resolved, metrics.BinaryAccuracy)
     assert binary.result() == 0.5
     onehot = metrics.Accuracy()
-    onehot.update(torch.eye(3)[None], torch.eye(3)[None].flip(-1))
+    onehot.update(torch.eye(3)[None].flip(-1), torch.eye(3)[None])
     assert isinstance(onehot.resolved, metrics.CategoricalAccuracy)
     assert onehot.result() == pytest.approx(1 / 3)
 
@@ -219,14 +223,14 @@ def test_two_batches_equal_their_concatenation(make):
     _, _, p2, y2 = _data("sparse", second, seed=2)
     w1, w2 = torch.rand(B), torch.rand(B, 3)
     split, whole = make(), make()
-    split.update(Masked(p1, first), y1, w1)
-    split.update(Masked(p2, second), y2, w2)
+    split.update(y1, Masked(p1, first), w1)
+    split.update(y2, Masked(p2, second), w2)
     pad = T - 3
     whole.update(
+        torch.cat([y1, F.pad(y2, (0, pad), value=IGNORE_INDEX)]),
         Masked(
             torch.cat([p1, F.pad(p2, (0, 0, 0, pad))]), torch.cat([first, F.pad(second, (0, pad))])
         ),
-        torch.cat([y1, F.pad(y2, (0, pad), value=IGNORE_INDEX)]),
         torch.cat([w1[:, None].expand(B, T), F.pad(w2, (0, pad))]),
     )
     _same(split.result(), whole.result())
@@ -241,15 +245,15 @@ def test_regression_metrics_accumulate_exactly(make):
     _, _, p1, y1 = _data(kind, first, seed=3)
     _, _, p2, y2 = _data(kind, second, seed=4)
     split, whole = make(), make()
-    split.update(Masked(p1, first), y1)
-    split.update(Masked(p2, second), y2)
+    split.update(y1, Masked(p1, first))
+    split.update(y2, Masked(p2, second))
     nan = float("nan")
     whole.update(
+        torch.cat([y1, F.pad(y2, (0, 0, 0, 1), value=nan)]),
         Masked(
             torch.cat([p1, F.pad(p2, (0, 0, 0, 1), value=nan)]),
             torch.cat([first, F.pad(second, (0, 1))]),
         ),
-        torch.cat([y1, F.pad(y2, (0, 0, 0, 1), value=nan)]),
     )
     _same(split.result(), whole.result())
 
@@ -277,11 +281,11 @@ def test_padded_batch_equals_real_steps_only(rows, extra, fill, seed):
     ):
         padded, plain = make(), make()
         padded.update(
-            Masked(scores.masked_fill(~mask[..., None], fill), mask),
             y.masked_fill(~mask, IGNORE_INDEX),
+            Masked(scores.masked_fill(~mask[..., None], fill), mask),
         )
         if mask.any():
-            plain.update(scores[mask], y[mask])  # per-sequence form: (steps, C), (steps,)
+            plain.update(y[mask], scores[mask])  # per-sequence form: (steps,), (steps, C)
         if plain.result() in ({}, []):
             continue  # the plain metric never learned the class count
         _same(padded.result(), plain.result())
@@ -289,10 +293,10 @@ def test_padded_batch_equals_real_steps_only(rows, extra, fill, seed):
     target = torch.randn(len(rows), time, FEAT, generator=g)
     pred = torch.randn(len(rows), time, FEAT, generator=g)
     mae.update(
-        Masked(pred.masked_fill(~mask[..., None], fill), mask),
         target.masked_fill(~mask[..., None], fill),
+        Masked(pred.masked_fill(~mask[..., None], fill), mask),
     )
-    plain_mae.update(pred[mask], target[mask])
+    plain_mae.update(target[mask], pred[mask])
     assert mae.result() == pytest.approx(
         (pred - target).abs()[mask].mean().item() if mask.any() else 0.0, abs=1e-6
     )
@@ -305,17 +309,17 @@ def test_empty_results():
     assert metrics.ConfusionMatrix().result() == []
     acc = metrics.SparseCategoricalAccuracy()
     acc.update(
-        Masked(torch.rand(B, T, C), torch.zeros(B, T, dtype=torch.bool)),
         torch.full((B, T), IGNORE_INDEX),
+        Masked(torch.rand(B, T, C), torch.zeros(B, T, dtype=torch.bool)),
     )
     assert acc.result() == 0.0
 
 
 def test_reset_forgets_the_epoch():
     acc = metrics.SparseCategoricalAccuracy()
-    acc.update(torch.eye(2), torch.tensor([0, 1]))
+    acc.update(torch.tensor([0, 1]), torch.eye(2))
     acc.reset()
-    acc.update(torch.eye(2), torch.tensor([1, 0]))
+    acc.update(torch.tensor([1, 0]), torch.eye(2))
     assert acc.result() == 0.0
 
 
@@ -344,7 +348,89 @@ def test_errors():
     with pytest.raises(ConfigError, match=r"num_classes must be an integer >= 2"):
         metrics.ConfusionMatrix(1)
     with pytest.raises(ConfigError, match=r"(?s)built for 3 classes.*predicts 4.*\(3, 5, 4\)"):
-        metrics.Precision(num_classes=3).update(torch.rand(B, T, C), torch.zeros(B, T))
+        metrics.Precision(num_classes=3).update(torch.zeros(B, T), torch.rand(B, T, C))
     _, _, pred, y = _data("sparse", _mask("post"))
     with pytest.raises(MaskError, match=r"(?s)sparse_categorical_accuracy.*IGNORE_INDEX.*Lambda"):
-        metrics.SparseCategoricalAccuracy().update(torch.nan_to_num(pred), y)
+        metrics.SparseCategoricalAccuracy().update(y, torch.nan_to_num(pred))
+
+
+# ------------------------------------------------------------------ Keras's names and order
+@pytest.mark.parametrize("case", list(CASES))
+def test_keras_names_and_order_on_plain_tensors(case):
+    # A Keras user's code, unchanged: update_state(y_true, y_pred), result, reset_state.
+    template, make_keras, kind = CASES[case]
+    ours, theirs = copy.deepcopy(template), make_keras()
+    ours.reset_state()
+    for seed in (1, 2):
+        pred, y, _, _ = _data(kind, _mask("post"), seed)
+        theirs.update_state(y, pred)
+        ours.update_state(y, pred)
+    assert ours.result() == pytest.approx(float(theirs.result()), abs=1e-6)
+    ours.reset_state()
+    theirs.reset_state()
+    pred, y, _, _ = _data(kind, _mask("post"), 3)
+    assert ours(y_pred=pred, y_true=y) == pytest.approx(float(theirs(y, pred)), abs=1e-6)
+
+
+def test_update_state_is_update():
+    assert metrics.Metric.update_state is metrics.Metric.update
+    acc = metrics.SparseCategoricalAccuracy()
+    acc.update(torch.tensor([0, 1]), torch.eye(2))
+    acc.update_state(torch.tensor([0, 0]), torch.eye(2))
+    assert acc.result() == 0.75
+
+
+def test_docstring_examples_run():
+    names = {"torch": torch, "Masked": Masked, "lengths_to_mask": lengths_to_mask}
+    result = doctest.testmod(metrics, extraglobs=names, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_mean_metrics_over_zero_real_steps_are_zero_like_keras(case):
+    ours, make_keras, kind = CASES[case]
+    none = torch.zeros(B, T, dtype=torch.bool)
+    pred, y, our_pred, our_y = _data(kind, torch.ones(B, T, dtype=torch.bool))
+    theirs = make_keras()
+    keras_pred = pred.clone()
+    set_keras_mask(keras_pred, none)
+    theirs.update_state(y, keras_pred)
+    ours.reset()
+    ours.update(y_pred=Masked(our_pred, none), y_true=our_y)
+    assert float(theirs.result()) == 0.0
+    assert ours.result() == 0.0
+    ours.reset()  # zero weights at every real step: zero real steps too
+    ours.update(y_pred=our_pred, y_true=our_y, sample_weight=torch.zeros(B))
+    assert ours.result() == 0.0
+
+
+@pytest.mark.parametrize("make", [metrics.Precision, metrics.Recall, metrics.F1Score])
+def test_per_class_metrics_over_zero_real_steps_are_zero(make):
+    none = torch.zeros(B, T, dtype=torch.bool)
+    _, _, our_pred, our_y = _data("sparse", none)
+    metric = make()
+    metric.update(y_pred=Masked(our_pred, none), y_true=our_y)
+    name = metric.name
+    assert metric.result() == {**{f"{name}/{c}": 0.0 for c in range(C)}, f"{name}_macro": 0.0}
+    assert make(num_classes=C).result() == metric.result()  # before any update, too
+
+
+def test_a_confusion_matrix_over_zero_real_steps_is_zeros():
+    none = torch.zeros(B, T, dtype=torch.bool)
+    _, _, our_pred, our_y = _data("sparse", none)
+    matrix = metrics.ConfusionMatrix()
+    matrix.update(y_pred=Masked(our_pred, none), y_true=our_y)
+    assert matrix.result() == [[0.0] * C for _ in range(C)]
+
+
+def test_evaluate_on_sequences_all_of_length_zero_logs_zeros_not_nan():
+    model = tagger()
+    names = ["accuracy", "top_k_accuracy", "precision", "recall", "f1_score", "confusion_matrix"]
+    model.compile("adam", logits_loss(), names)
+    model(Masked(torch.ones(1, 1, dtype=torch.long)))  # build the lazy weights
+    empty = [np.zeros(0, np.int64) for _ in range(4)]
+    logs = model.evaluate(empty, empty, batch_size=2)
+    assert logs.pop("confusion_matrix") == [[0.0] * CLASSES for _ in range(CLASSES)]
+    per_class = [f"{name}/{c}" for name in names[2:5] for c in range(CLASSES)]
+    macro = [f"{name}_macro" for name in names[2:5]]
+    assert logs == dict.fromkeys(["loss", "accuracy", "top_k_accuracy", *per_class, *macro], 0.0)

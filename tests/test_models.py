@@ -69,7 +69,8 @@ def test_sequential_wraps_per_step_torch_modules():
     out = model(x)
     assert torch.equal(out.mask, x.mask)
     linear = model.layers[0].function
-    torch.testing.assert_close(out.values, torch.relu(linear(x.values)), atol=1e-6, rtol=1e-6)
+    expected = torch.relu(linear(x.values))
+    torch.testing.assert_close(out.values[x.mask], expected[x.mask], atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -312,3 +313,115 @@ def test_docstring_examples_run():
     names = {"layers": layers, "torch": torch, "Masked": Masked, "np": np}
     result = doctest.testmod(maskwise.models, extraglobs=names, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---------------------------------------------------------------------- plain modules
+@pytest.mark.parametrize(
+    ("module", "match"),
+    [
+        (
+            nn.Softmax(),
+            r"(?s)`Softmax` at position 1 with dim=None is not per step: PyTorch then picks "
+            r"the axis from the input's rank.*fix: `nn.Softmax\(dim=-1\)`.*"
+            r"`layers.Activation\('softmax'\)`",
+        ),
+        (
+            nn.Softmax(dim=1),
+            r"(?s)`Softmax` at position 1 with dim=1 is not per step: it normalises along "
+            r"the time axis.*nn.Softmax\(dim=-1\)",
+        ),
+        (nn.LogSoftmax(dim=0), r"(?s)`LogSoftmax`.*dim=0.*the batch axis.*'log_softmax'"),
+        (nn.Softmin(dim=-2), r"(?s)`Softmin`.*dim=-2.*the time axis.*nn.Softmin\(dim=-1\)"),
+        (nn.GLU(dim=1), r"(?s)`GLU`.*dim=1.*halves along the time axis.*nn.GLU\(dim=-1\)"),
+        (
+            nn.LayerNorm([5, 4]),
+            r"(?s)`LayerNorm` at position 1 with normalized_shape=\[5, 4\] is not per step: "
+            r"it normalises over the last 2 axes.*include time.*"
+            r"fix: `nn.LayerNorm\(4\)` or `layers.LayerNormalization\(\)`.*"
+            r"Lambda\(nn.LayerNorm",
+        ),
+        (nn.RMSNorm([5, 4]), r"(?s)`RMSNorm`.*normalized_shape=\[5, 4\].*nn.RMSNorm\(4\)"),
+        (
+            nn.Flatten(),
+            r"(?s)`Flatten`.*start_dim=1.*merges the time axis into the features.*"
+            r"nn.Flatten\(start_dim=2\).*mask='drop'",
+        ),
+        (nn.Unflatten(1, (2, 2)), r"(?s)`Unflatten`.*dim=1.*nn.Unflatten\(-1, sizes\)"),
+        (nn.PReLU(5), r"(?s)`PReLU`.*num_parameters=5.*axis 1 is time.*nn.PReLU\(\)"),
+        (nn.Softmax(dim=-4), r"(?s)dim=-4.*axis -4, which counts from the end"),
+    ],
+)
+def test_plain_modules_that_mix_steps_are_refused_with_argument_reason_and_fix(module, match):
+    with pytest.raises(MaskwiseTypeError, match=match):
+        Sequential([layers.Dense(4), module])
+
+
+@pytest.mark.parametrize(
+    ("module", "match"),
+    [
+        (nn.Dropout1d(0.5), r"Dropout1d drops whole channels of axis 1.*SpatialDropout1D"),
+        (nn.BatchNorm1d(5), r"BatchNorm1d normalises axis 1.*layers.BatchNormalization"),
+        (nn.GroupNorm(1, 5), r"GroupNorm normalises axis 1.*layers.LayerNormalization"),
+        (nn.CosineSimilarity(), r"CosineSimilarity takes two inputs.*Masked\(result"),
+    ],
+)
+def test_plain_modules_known_to_read_several_steps_are_refused_with_a_hint(module, match):
+    with pytest.raises(MaskwiseTypeError, match=r"(?s)cannot take a mask.*" + match):
+        Sequential([layers.Dense(5), module])
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        nn.Softmax(dim=-1),
+        nn.Softmax(dim=2),
+        nn.LogSoftmax(dim=-1),
+        nn.Softmin(dim=-1),
+        nn.GLU(),
+        nn.LayerNorm(4),
+        nn.LayerNorm([4]),
+        nn.RMSNorm(4),
+        nn.Flatten(start_dim=2),
+        nn.Unflatten(-1, (2, 2)),
+        nn.PReLU(),
+        nn.Hardswish(),
+        nn.AlphaDropout(0.2),
+    ],
+)
+def test_plain_modules_with_per_step_arguments_still_wrap_and_keep_real_steps(module):
+    x = padded_batch()
+    model = Sequential([module]).eval()
+    assert isinstance(model.layers[0], layers.Lambda)
+    out = model(x)
+    assert torch.equal(out.mask, x.mask)
+    # each real step's output is the module on that step alone
+    for row, length in enumerate(x.lengths.tolist()):
+        alone = module(x.values[row : row + 1, :length])
+        torch.testing.assert_close(out.values[row, :length], alone[0], atol=1e-6, rtol=1e-6)
+
+
+def test_masking_first_layer_on_ragged_lists_warns_nothing():
+    """Keras's habit: ragged lists (padded with their mask from the lengths) into a
+    `Masking` first layer. The two masks agree, so there is nothing to warn about
+    (pytest turns any warning into an error here)."""
+    rng = np.random.default_rng(0)
+    x = [rng.random((n, 3)).astype("float32") + 0.5 for n in (5, 2, 4, 3)]
+    y = [s.sum(-1, keepdims=True) for s in x]
+    model = Sequential(
+        [layers.Masking(0.0), layers.LSTM(4, return_sequences=True), layers.Dense(1)]
+    )
+    model.compile(loss="mse")
+    model.fit(x, y, epochs=1, batch_size=2, verbose=0, seed=0)
+    assert [len(p) for p in model.predict(x)] == [5, 2, 4, 3]
+
+
+def test_rnn_only_model_trains_through_a_batch_without_real_steps():
+    """Two empty sequences form the first batch (no shuffling): its loss is defined and
+    backpropagates to zero gradients instead of failing in `backward`."""
+    x = [np.zeros((0, 4), "float32")] * 2 + [np.ones((3, 4), "float32")] * 2
+    y = [np.zeros((len(s), 2), "float32") for s in x]
+    model = Sequential([layers.LSTM(2, return_sequences=True)])
+    model.compile(loss="mse")
+    history = model.fit(x, y, epochs=1, batch_size=2, shuffle=False, verbose=0, seed=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert all(torch.isfinite(p).all() for p in model.parameters())

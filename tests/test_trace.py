@@ -4,12 +4,13 @@
 import doctest
 import importlib
 
+import matplotlib.pyplot
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maskwise import Graph, Masked, Module, Sequential, layers, trace
+from maskwise import Graph, Masked, Module, Sequential, Trace, layers, trace
 
 LENGTHS = (5, 2, 3)  # 10 real steps of 3 x 5
 REAL = 10 / 15
@@ -46,7 +47,8 @@ def test_rows_name_each_layer_with_shapes_and_coverage():
     assert rows["per_step"].output_shape == (3, 5, 3)
     assert rows["pool"].input_coverage == (pytest.approx(REAL),)
     assert rows["pool"].output_shape == (3, 3) and rows["pool"].output_coverage is None
-    assert [r.dropped for r in result.rows] == [False, False, False, True, False]
+    assert [r.dropped for r in result.rows] == [False] * 5
+    assert [r.consumed for r in result.rows] == [False, False, False, True, False]
     expected_mask = torch.arange(5) < torch.tensor(LENGTHS).unsqueeze(1)
     assert torch.equal(rows["dropout"].output_mask, expected_mask)
     assert torch.equal(rows["per_step"].input_masks[0], expected_mask)
@@ -76,7 +78,7 @@ def test_printed_table_is_aligned_and_names_every_layer():
     column = lines[0].index("output mask")
     for line, coverage in zip(lines[1:], ["66.7%", "66.7%", "66.7%", "none", "none"]):
         assert line[column:].startswith(coverage)
-    assert lines[4].startswith("pool") and lines[4].endswith("dropped")
+    assert lines[4].startswith("pool") and lines[4].endswith("consumed")
     assert lines[1].split()[:4] == ["masking", "Masking", "(3,", "5,"]
 
 
@@ -112,7 +114,7 @@ def test_graph_rows_show_each_input_of_a_merge():
     assert "66.7%, 73.3%" in str(result)
 
 
-def test_lambda_that_drops_the_mask_is_flagged_and_module_is_looked_into():
+def test_lambda_that_drops_the_mask_on_purpose_consumes_it_and_module_is_looked_into():
     class Model(Module):
         def __init__(self):
             super().__init__()
@@ -123,7 +125,74 @@ def test_lambda_that_drops_the_mask_is_flagged_and_module_is_looked_into():
             return self.last(self.mask(x))
 
     result = trace(Model(), padded_values())
-    assert [(r.name, r.dropped) for r in result.rows] == [("mask", False), ("last", True)]
+    rows = [(r.name, r.consumed, r.dropped) for r in result.rows]
+    assert rows == [("mask", False, False), ("last", True, False)]
+
+
+class LosesTheMask(layers.Layer):
+    """A custom layer whose mask rule forgets the mask: an unintended drop."""
+
+    def call(self, values, mask):
+        return values
+
+    def compute_mask(self, values, mask):
+        return None
+
+
+def consuming_and_dropping_model() -> Sequential:
+    return Sequential(
+        [
+            layers.Masking(0.0, name="masking"),
+            layers.LSTM(3, return_sequences=True, name="tagger"),
+            LosesTheMask(name="loses"),
+            layers.LSTM(2, name="encoder"),
+            layers.Dense(1, name="head"),
+        ]
+    )
+
+
+def test_masks_consumed_on_purpose_are_told_from_dropped_ones():
+    """An RNN without return_sequences and global pooling use the mask up; a layer
+    whose mask rule forgets it drops it. Only the drop is the mistake to show."""
+    masked = Masked.pad([torch.ones(4, 2), torch.ones(2, 2)])
+    model = Sequential(
+        [
+            layers.Masking(0.0, name="masking"),
+            layers.Bidirectional(layers.GRU(2), name="bi"),
+        ]
+    )
+    assert [(r.consumed, r.dropped) for r in trace(model, masked).rows][-1] == (True, False)
+    result = trace(consuming_and_dropping_model(), masked.values)
+    states = {r.name: (r.consumed, r.dropped) for r in result.rows}
+    assert states == {
+        "masking": (False, False),
+        "tagger": (False, False),
+        "loses": (False, True),
+        "encoder": (False, False),  # no mask came in: nothing to consume
+        "head": (False, False),
+    }
+    notes = {line.split()[0]: line.split()[-1] for line in str(result).splitlines()[1:]}
+    assert notes["loses"] == "dropped" and notes["tagger"] == "75.0%"
+    pooled = trace(pooled_model(), padded_values())
+    assert "dropped" not in str(pooled) and str(pooled).splitlines()[4].endswith("consumed")
+
+
+def test_plot_shows_consumed_in_blue_dropped_in_red_and_a_legend():
+    masked = Masked.pad([torch.ones(4, 2), torch.ones(2, 2)]).values
+    rows = trace(consuming_and_dropping_model(), masked).rows
+    rows += trace(pooled_model(), padded_values()).rows
+    figure = Trace(rows, output=None).figure()
+    panels = {
+        ax.get_title(loc="left").split(" ")[0]: [(t.get_text(), t.get_color()) for t in ax.texts]
+        for ax in figure.axes
+    }
+    assert panels["loses"] == [("mask DROPPED", "red")]
+    assert panels["pool"] == [("mask consumed", "#1f5fa8")]
+    assert panels["encoder"] == [("no mask", "gray")]
+    assert panels["tagger"] == []  # a heat map of the mask
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert legend == ["real step", "padded step", "mask consumed on purpose", "mask DROPPED (lost)"]
+    matplotlib.pyplot.close(figure)
 
 
 def test_plot_writes_a_png_with_one_panel_per_layer(tmp_path):

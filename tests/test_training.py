@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -168,7 +170,7 @@ def test_a_hand_written_loop_matches_fit() -> None:
         loader.set_epoch(epoch)
         for batch in loader:
             out = by_hand(batch.x)
-            loss = loss_fn(out, batch.y, batch.sample_weight)
+            loss = loss_fn(batch.y, out, batch.sample_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -336,3 +338,224 @@ def test_fit_and_evaluate_stream_a_parquet_file_like_the_same_data_in_memory(tmp
     )
     with pytest.raises(ConfigError, match="pass validation_data instead"):
         streamed.fit(data, validation_split=0.5, verbose=0)
+
+
+# ---------------------------------------------------------------------- non-finite values
+def regression_data(n: int = 12, seed: int = 0) -> tuple[list, list]:
+    """Ragged `(T_i, 2)` float sequences and per-step targets `(T_i, 1)`."""
+    rng = np.random.default_rng(seed)
+    x = [rng.normal(size=(int(t), 2)).astype(np.float32) for t in rng.integers(2, 6, size=n)]
+    return x, [seq.sum(-1, keepdims=True) for seq in x]
+
+
+def regressor(lr: float = 0.01) -> Sequential:
+    model = Sequential([layers.Dense(4, activation="tanh"), layers.Dense(1)])
+    model.compile("adam", "mse", learning_rate=lr)
+    return model
+
+
+def without_data_checks(model: Sequential) -> dict:
+    """fit's data checks stop NaN inputs before the first step; these tests reach the
+    training loop itself, so they turn the checks off where fit has them."""
+    return {"checks": "off"} if "checks" in inspect.signature(model.fit).parameters else {}
+
+
+def fit_recording(model: Sequential, x, y, **options) -> list[dict]:
+    """fit batch by batch in order (batch size 4), recording the weights after each batch."""
+    after: list[dict] = []
+    record = maskwise.callbacks.LambdaCallback(
+        on_batch_end=lambda b, logs: after.append(weights(model))
+    )
+    options = {"epochs": 1, "batch_size": 4, "shuffle": False, "bucketing": False, **options}
+    model.fit(x, y, verbose=0, seed=0, callbacks=[record, *options.pop("callbacks", [])], **options)
+    return after
+
+
+def test_nan_in_a_real_input_step_stops_fit_with_the_weights_of_the_last_good_batch() -> None:
+    x, y = regression_data()
+    x[5][1, 0] = np.nan  # sequence 5: the second batch of 4
+    model = regressor()
+    after: list[dict] = []
+    with pytest.raises(
+        maskwise.NonFiniteError, match=r"epoch 1, batch 2 \(both counted from 1"
+    ) as error:
+        after = fit_recording(model, x, y, **without_data_checks(model))
+    message = str(error.value)
+    assert "the loss is nan" in message
+    assert "MW005" in message and "learning rate too high" in message and "sqrt" in message
+    assert isinstance(error.value, maskwise.MaskwiseError) and isinstance(error.value, ValueError)
+    good = regressor()
+    good_after = fit_recording(good, x[:4], y[:4])  # the same first batch, nothing else
+    assert len(good_after) == 1 and not after
+    assert_same_weights(model, good)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_nan_sample_weight_stops_fit() -> None:
+    x, y = regression_data()
+    weight = np.ones(len(x))
+    weight[9] = np.nan  # the third batch
+    model = regressor()
+    with pytest.raises(maskwise.NonFiniteError, match=r"epoch 1, batch 3 .*: the loss is nan"):
+        fit_recording(model, x, y, sample_weight=weight, **without_data_checks(model))
+    good = regressor()
+    fit_recording(good, x[:8], y[:8])
+    assert_same_weights(model, good)
+
+
+def test_a_non_finite_gradient_with_a_finite_loss_names_the_weight() -> None:
+    """sqrt has an infinite derivative at 0: the loss is finite, the gradient is not."""
+    x, y = regression_data()
+    x[0][0] = 0.0  # a real step of zeros: Dense's output there is its zero bias
+    model = Sequential([layers.Dense(1), layers.Lambda(lambda t: torch.sqrt(t.abs()))])
+    model.compile("sgd", "mse")
+    with pytest.raises(
+        maskwise.NonFiniteError,
+        match=r"batch 1 .*the gradient of 'layers\.0\.kernel': 2 of 2 values are NaN",
+    ):
+        fit_recording(model, x, y)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert float(model.state_dict()["layers.0.bias"].abs().sum()) == 0.0  # no step taken
+
+
+def test_an_infinite_learning_rate_step_is_undone_weights_and_optimizer_state() -> None:
+    """A learning rate made infinite during training (fit's start refuses one): the
+    weights and Adam's moments are put back as they were after the previous epoch."""
+    x, y = regression_data()
+    model = regressor()
+    snapshots: list = []
+
+    def at_epoch_begin(epoch: int, logs: dict) -> None:
+        if epoch == 1:
+            snapshots.append((weights(model), copy.deepcopy(model.optimizer.state_dict())))
+            model.optimizer.param_groups[0]["lr"] = float("inf")
+
+    boost = maskwise.callbacks.LambdaCallback(on_epoch_begin=at_epoch_begin)
+    with pytest.raises(
+        maskwise.NonFiniteError,
+        match=r"epoch 2, batch 1 .*the optimizer step made the weight .* non-finite .*"
+        r"learning rate inf",
+    ):
+        fit_recording(model, x, y, epochs=2, callbacks=[boost])
+    before, state = snapshots[0]
+    assert all(torch.equal(v, before[k]) for k, v in weights(model).items())
+    now = model.optimizer.state_dict()["state"]
+    assert now.keys() == state["state"].keys()
+    for index, entries in state["state"].items():
+        assert all(torch.equal(now[index][key], value) for key, value in entries.items())
+
+
+def test_an_undone_first_step_leaves_no_optimizer_state() -> None:
+    x, y = regression_data()
+    model = regressor()
+    boost = maskwise.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: model.optimizer.param_groups[0].update(lr=math.inf)
+    )
+    with pytest.raises(maskwise.NonFiniteError, match="epoch 1, batch 1"):
+        fit_recording(model, x, y, callbacks=[boost])
+    assert model.optimizer.state_dict()["state"] == {}
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------- argument edge cases
+@pytest.mark.parametrize("rate", [math.nan, math.inf, -math.inf, -0.01])
+def test_a_learning_rate_must_be_finite_and_not_negative(rate: float) -> None:
+    x, y = tagging_data(8)
+    with pytest.raises(
+        ConfigError, match=r"compile\(learning_rate=...\) must be a finite number >= 0"
+    ):
+        tagger().compile("adam", logits_loss(), learning_rate=rate)
+    model = tagger()
+    model.compile(functools.partial(torch.optim.SGD, lr=rate), logits_loss())
+    if rate < 0:  # PyTorch refuses a negative rate itself, with a ValueError
+        with pytest.raises(ValueError, match="Invalid learning rate"):
+            model.fit(x, y, verbose=0)
+        return
+    with pytest.raises(
+        ConfigError, match=rf"(?s)optimizer SGD must be a finite number >= 0.*received: {rate}"
+    ):
+        model.fit(x, y, verbose=0)
+
+
+def test_a_learning_rate_of_zero_is_allowed_and_freezes_the_weights() -> None:
+    x, y = tagging_data(8)
+    model = tagger()
+    model.compile("adam", logits_loss(), learning_rate=0)
+    model.fit(x, y, epochs=1, verbose=0, seed=0)
+    before = weights(model)
+    model.fit(x, y, epochs=2, verbose=0)
+    assert all(torch.equal(v, before[k]) for k, v in weights(model).items())
+    with pytest.raises(MaskwiseTypeError, match="must be a number"):
+        tagger().compile("adam", logits_loss(), learning_rate="1e-3")
+
+
+UNAVAILABLE = ["gpu0", "cuda:99", "cpu:x"] + ([] if torch.backends.mps.is_available() else ["mps"])
+UNAVAILABLE += [] if torch.cuda.is_available() else ["cuda"]
+
+
+@pytest.mark.parametrize("device", UNAVAILABLE)
+def test_an_unavailable_device_is_a_config_error_in_every_entry_point(device: str) -> None:
+    x, y = tagging_data(8)
+    model = compiled_tagger()
+    message = (
+        rf"(?s)Device '{re.escape(device)}' is not available on this machine.*expected: one of cpu"
+    )
+    with pytest.raises(ConfigError, match=message):
+        model.fit(x, y, verbose=0, device=device)
+    model.fit(x, y, verbose=0)
+    with pytest.raises(ConfigError, match=message):
+        model.evaluate(x, y, device=device)
+    with pytest.raises(ConfigError, match=message):
+        model.predict(x, device=device)
+
+
+def test_validation_split_takes_keras_share_and_refuses_an_empty_side() -> None:
+    x, y = tagging_data(10, seed=2)
+    model = tagger()
+    model.compile(functools.partial(torch.optim.SGD, lr=0.0), logits_loss())
+    history = model.fit(x, y, validation_split=0.25, batch_size=8, verbose=0, seed=0)
+    # Keras trains on the first floor(10 * 0.75) = 7 sequences and validates on 3
+    assert history.history["val_loss"][0] == pytest.approx(
+        hand_loss_and_accuracy(model, x[7:], y[7:])[0], abs=1e-6
+    )
+    with pytest.raises(
+        ConfigError, match=r"validation_split=1e-17 of 10 sequences leaves no validation"
+    ):
+        model.fit(x, y, validation_split=1e-17, verbose=0)
+    with pytest.raises(
+        ConfigError, match=r"validation_split=0.5 of 1 sequences leaves no training"
+    ):
+        model.fit(x[:1], y[:1], validation_split=0.5, verbose=0)
+
+
+def test_data_that_yields_no_batch_is_a_clear_error() -> None:
+    x, y = tagging_data(5)
+    model = compiled_tagger()
+    model.fit(x, y, verbose=0)
+    eaten = make_loader(x, y, batch_size=8, drop_last=True)
+    no_batch = r"(?s)yields no batch.*5 sequences, batch_size=8, drop_last=True.*drop_last=False"
+    with pytest.raises(ConfigError, match=no_batch.replace("yields", "training data yields")):
+        model.fit(eaten, verbose=0)
+    with pytest.raises(ConfigError, match=no_batch.replace("yields", "validation data yields")):
+        model.fit(x, y, validation_data=eaten, verbose=0)
+    with pytest.raises(ConfigError, match=no_batch.replace("yields", "evaluate yields")):
+        model.evaluate(eaten)
+    with pytest.raises(ConfigError, match=no_batch.replace("yields", "predict yields")):
+        model.predict(make_loader(x, batch_size=8, drop_last=True))
+    for call in (
+        lambda: model.fit([], [], verbose=0),
+        lambda: model.evaluate([], []),
+        lambda: model.predict([]),
+    ):
+        with pytest.raises(ShapeError, match="x holds no sequences"):
+            call()
+
+
+def test_a_batch_without_real_steps_is_no_non_finite_step() -> None:
+    """An all-padding batch has a loss of 0 and zero gradients, not 0/0: fit goes on."""
+    x, y = tagging_data(4)
+    empty = [np.zeros(0, np.int64) for _ in range(4)]
+    model = compiled_tagger()
+    after = fit_recording(model, empty + x, empty + y, epochs=2)
+    assert len(after) == 4  # every batch trained, the empty ones included
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -14,6 +14,7 @@ from .errors import (
     MaskWarning,
     MaskwiseError,
     MaskwiseTypeError,
+    NonFiniteError,
     ShapeError,
 )
 from .masked import Masked, combine_masks, lengths_to_mask
@@ -34,6 +35,7 @@ __all__ = [
     "MaskwiseError",
     "MaskwiseTypeError",
     "Module",
+    "NonFiniteError",
     "Sequential",
     "ShapeError",
     "Trace",

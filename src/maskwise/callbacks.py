@@ -10,19 +10,28 @@ The monitoring callbacks (`EarlyStopping`, `ModelCheckpoint`, `ReduceLROnPlateau
 follow Keras 3 (`keras/src/callbacks/`) step for step, with one deliberate difference:
 a monitored value missing from the logs (e.g. `val_loss` without validation data) is a
 `ConfigError`, not a warning and a callback that silently never acts.
+
+The state of these callbacks (their best value, patience counters, `EarlyStopping`'s
+best weights) travels in checkpoints: `get_state()` gives it as JSON, `get_tensors()`
+its tensors, `set_state(state, tensors)` puts it back. `fit(..., resume_from=...)`
+restores it into the callbacks passed to the resumed `fit` (matched by class, order
+and monitored value), so a resumed run equals an uninterrupted one. `fit` runs the
+`ModelCheckpoint`s after the other callbacks of an epoch, so that a checkpoint holds
+their state at the end of that epoch.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import ConfigError, format_error
+from .errors import ConfigError, MaskWarning, format_error
 
 Logs = dict[str, Any]
 
@@ -55,6 +64,44 @@ class Callback:
 
     def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         """After each training batch; `logs` holds `loss` (that batch's) and `size`."""
+
+    def get_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of this callback, as JSON values ({} here: nothing)."""
+        return {}
+
+    def get_tensors(self) -> dict[str, torch.Tensor]:
+        """The tensors a checkpoint keeps of this callback ({} here: none)."""
+        return {}
+
+    def set_state(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Put back what `get_state` and `get_tensors` gave (after `on_train_begin`)."""
+
+
+def has_state(callback: Callback) -> bool:
+    """Whether `callback` keeps a state worth saving in checkpoints."""
+    return type(callback).get_state is not Callback.get_state
+
+
+def keyed(callbacks: Sequence[Callback]) -> dict[str, Callback]:
+    """The callbacks with a state, under stable checkpoint keys: the class name, then
+    `:1`, `:2`, ... for further callbacks of the same class (in the order given)."""
+    out: dict[str, Callback] = {}
+    counts: dict[str, int] = {}
+    for callback in callbacks:
+        if not has_state(callback):
+            continue
+        name = type(callback).__name__
+        index = counts.get(name, 0)
+        counts[name] = index + 1
+        out[name if index == 0 else f"{name}:{index}"] = callback
+    return out
+
+
+def hook_order(callbacks: Sequence[Callback]) -> list[Callback]:
+    """`callbacks` with the `ModelCheckpoint`s last (the others keep their order), so a
+    checkpoint saved at the end of an epoch holds the other callbacks' state after it."""
+    checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
+    return [*(c for c in callbacks if not isinstance(c, ModelCheckpoint)), *checkpoints]
 
 
 def wants_batch_logs(callback: Callback) -> bool:
@@ -164,6 +211,12 @@ class MonitorCallback(Callback):
             )
         return float(logs[self.monitor])
 
+    def get_state(self) -> dict[str, Any]:
+        return {"monitor": self.monitor, "best": self.best}
+
+    def set_state(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.best = state["best"]
+
 
 def get_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A copy of the model's weights and buffers."""
@@ -240,9 +293,30 @@ class EarlyStopping(MonitorCallback):
         if self.restore_best_weights and self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
 
+    def get_state(self) -> dict[str, Any]:
+        return {
+            **super().get_state(),
+            "wait": self.wait,
+            "stopped_epoch": self.stopped_epoch,
+            "best_epoch": self.best_epoch,
+        }
+
+    def get_tensors(self) -> dict[str, torch.Tensor]:
+        return dict(self.best_weights or {})
+
+    def set_state(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        super().set_state(state, tensors)
+        self.wait = int(state["wait"])
+        self.stopped_epoch = int(state["stopped_epoch"])
+        self.best_epoch = int(state["best_epoch"])
+        self.best_weights = dict(tensors) if self.restore_best_weights and tensors else None
+
 
 class ModelCheckpoint(MonitorCallback):
     """Save the model (and its training state) at the end of epochs.
+
+    Weights holding NaN or inf are never written: the epoch is skipped with a
+    `MaskWarning` naming it, and the previous checkpoint stays as it was.
 
     `path` may hold Keras-style fields filled from the epoch (counted from 1) and
     its logs, e.g. `"ckpt/epoch{epoch:02d}-{val_loss:.3f}.safetensors"`. Every save is
@@ -272,6 +346,17 @@ class ModelCheckpoint(MonitorCallback):
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = logs or {}
+        bad = non_finite_weights(self.model)
+        if bad:
+            warnings.warn(
+                f"ModelCheckpoint did not save epoch {epoch + 1}: the weights {bad[:3]} "
+                "hold NaN or inf; the previous checkpoint is kept. Find where training "
+                "went non-finite (fit stops with a NonFiniteError at the first "
+                "non-finite loss or gradient).",
+                MaskWarning,
+                stacklevel=2,
+            )
+            return
         if self.save_best_only:
             current = self.current(logs)
             if not self.is_improvement(current, self.best):
@@ -290,6 +375,15 @@ class ModelCheckpoint(MonitorCallback):
             ) from missing
         path.parent.mkdir(parents=True, exist_ok=True)
         self.model.save(path)
+
+
+def non_finite_weights(model: torch.nn.Module) -> list[str]:
+    """Names of `model`'s floating-point weights and buffers that hold NaN or inf."""
+    return [
+        name
+        for name, value in model.state_dict().items()
+        if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
 
 
 class ReduceLROnPlateau(MonitorCallback):
@@ -362,6 +456,16 @@ class ReduceLROnPlateau(MonitorCallback):
                 if reduced:
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
+
+    def get_state(self) -> dict[str, Any]:
+        """Best value and counters (the learning rate itself is in the optimizer's
+        state, which checkpoints keep)."""
+        return {**super().get_state(), "wait": self.wait, "cooldown_counter": self.cooldown_counter}
+
+    def set_state(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        super().set_state(state, tensors)
+        self.wait = int(state["wait"])
+        self.cooldown_counter = int(state["cooldown_counter"])
 
 
 class LambdaCallback(Callback):

@@ -7,7 +7,10 @@
 - JSON in the file's metadata: the model's config (`layer_spec`, rebuilt by
   `layer_from_config`), the compile config (optimizer class and hyper-parameters, loss,
   metrics), and the trainer state (epochs done, the data loader's seed, the optimizer's
-  parameter groups).
+  parameter groups),
+- the state of the callbacks of the `fit` that saved it (`callbacks` JSON, keyed as
+  `maskwise.callbacks.keyed` does, and `callback.<key>.<name>` tensors such as
+  `EarlyStopping`'s best weights), put back by `restore_callbacks` on resume.
 
 Nothing is unpickled when loading, so a file from someone else cannot run code. A
 `Sequential` (or any `Layer` whose arguments are JSON) is rebuilt from the file alone;
@@ -32,6 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .callbacks import Callback
 from .errors import ConfigError, MaskwiseTypeError, format_error
 from .layers.base import Layer, layer_from_config, layer_spec
 
@@ -88,9 +92,12 @@ def _rng_tensors() -> dict[str, torch.Tensor]:
     return tensors
 
 
-def save(model: nn.Module, path: str | os.PathLike) -> Path:
+def save(
+    model: nn.Module, path: str | os.PathLike, callbacks: dict[str, Callback] | None = None
+) -> Path:
     """Save `model` (weights, config, and its compile and training state) to `path`.
 
+    `callbacks`: callbacks whose state to save, by key (see `maskwise.callbacks.keyed`).
     See the module docstring for the contents. Returns the path written.
     """
     path = Path(path)
@@ -106,6 +113,11 @@ def save(model: nn.Module, path: str | os.PathLike) -> Path:
             tensors.update(opt_tensors)
             metadata["optimizer"] = opt_json
         tensors.update(_rng_tensors())
+    if callbacks:
+        metadata["callbacks"] = {key: c.get_state() for key, c in callbacks.items()}
+        for key, callback in callbacks.items():
+            for name, value in callback.get_tensors().items():
+                tensors[f"callback.{key}.{name}"] = value
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     text = {key: json.dumps(value) for key, value in metadata.items()}
     write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=text))
@@ -224,6 +236,20 @@ def optimizer_state(checkpoint: Checkpoint) -> dict[str, Any] | None:
     for index, entries in saved["extra"].items():
         state.setdefault(int(index), {}).update(entries)
     return {"state": state, "param_groups": saved["param_groups"]}
+
+
+def restore_callbacks(checkpoint: Checkpoint, callbacks: dict[str, Callback]) -> None:
+    """Put the saved callback states back into `callbacks` (keyed as when saved).
+
+    A callback gets its saved state when the checkpoint holds one under its key for the
+    same monitored value; any other starts fresh (e.g. a callback added on resume).
+    """
+    saved = checkpoint.metadata.get("callbacks", {})
+    for key, callback in callbacks.items():
+        state = saved.get(key)
+        if state is None or state.get("monitor") != callback.get_state().get("monitor"):
+            continue
+        callback.set_state(state, checkpoint.tensors(f"callback.{key}."))
 
 
 def restore_rng(checkpoint: Checkpoint) -> None:

@@ -50,6 +50,10 @@ class MaskwiseTypeError(MaskwiseError, TypeError):
     """A value of the wrong type was passed (e.g. a plain module where a rule is needed)."""
 
 
+class NonFiniteError(MaskwiseError, ValueError):
+    """Training met a NaN or infinite loss, gradient or weight; the step was not kept."""
+
+
 class MaskWarning(UserWarning):
     """Something about a mask is probably a mistake (e.g. masking an already-masked input)."""
 

@@ -1,9 +1,9 @@
 """Masked losses: only the steps the model's output marks as real count.
 
-A loss takes the model's output (a `Masked`, or a plain tensor meaning "every step is
-real") and the targets, and returns a scalar tensor:
+A loss takes the targets and the model's output (a `Masked`, or a plain tensor meaning
+"every step is real"), in Keras's order, and returns a scalar tensor:
 
-    loss(y_pred, y_true, sample_weight=None, class_weight=None)
+    loss(y_true, y_pred, sample_weight=None, class_weight=None)
 
 The steps that count are `y_pred.mask`. Padded steps are replaced by safe values with
 `torch.where` *before* the element-wise loss, so NaN or inf in the padding of the
@@ -25,6 +25,22 @@ Reductions (`reduction=`):
 - `"sum"`: the sum over the real steps.
 
 A batch with no real step gives 0 (with zero gradients), never NaN.
+
+Argument order. The order is Keras's, `(y_true, y_pred)`, for losses and metrics alike
+(`metric.update(y_true, y_pred)`). Arguments evidently passed the other way round raise
+an error instead of giving a wrong number (`read_pair`):
+- `y_true` is a `Masked` and `y_pred` is not: the model's output came first (every
+  loss and metric).
+- `y_true` holds floats with a class axis and `y_pred` integers shaped like `y_true`
+  without that axis: scores and class ids swapped (every loss and metric).
+- Cross-entropies and classification metrics, on two plain tensors of one shape:
+  `y_pred` holds only 0s and 1s (labels) while `y_true` holds other values
+  (probabilities or logits). Soft targets against predictions that are exactly 0 or 1
+  everywhere look the same: pass such predictions as `Masked(y_pred)`, which is always
+  taken as the model's output.
+- Not detectable: regression losses and metrics (`MeanSquaredError`, ...) on two plain
+  tensors of one shape. Their value is the same either way (the errors are
+  symmetric); the order matters when the output is a `Masked`, and that is checked.
 """
 
 from __future__ import annotations
@@ -71,13 +87,121 @@ def as_targets(y_true: Any, device: torch.device) -> torch.Tensor:
         raise MaskwiseTypeError(
             format_error(
                 "Targets must be a tensor, not a Masked.",
-                fix="pass `y.values`: the steps that count come from the model output's "
-                "mask, and padded targets hold IGNORE_INDEX (class ids) or NaN.",
+                fix="pass `y.values` as y_true: the steps that count come from the model "
+                "output's mask, and padded targets hold IGNORE_INDEX (class ids) or NaN.",
             )
         )
     if not isinstance(y_true, torch.Tensor):
         y_true = torch.as_tensor(np.asarray(y_true))
     return y_true.to(device)
+
+
+def read_pair(
+    y_true: Any, y_pred: Any, usage: str, labels: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """`(values, mask, targets)` of a loss's or metric's `(y_true, y_pred)` arguments.
+
+    Refuses arguments evidently passed in the other order (see the module docstring):
+    `usage` is the call to show in the fix (`"MeanSquaredError()(y_true, y_pred)"`);
+    `labels` says the targets are classes, which allows the 0/1 check.
+    """
+    if isinstance(y_true, Masked) and not isinstance(y_pred, Masked):
+        raise _order_error(
+            MaskwiseTypeError,
+            usage,
+            "y_true is a Masked, the model's output",
+            f"y_true: Masked, y_pred: {type(y_pred).__name__}",
+        )
+    values, mask = split_output(y_pred)
+    if values.dim() == 0:
+        raise ShapeError(
+            format_error(
+                f"{usage}: y_pred is a scalar; predictions have a batch axis.",
+                expected="(batch, units), (batch, time) or (batch, time, units)",
+                received="a 0-dim tensor",
+                fix="pass the model's output for a batch, e.g. `values[None]` for one row.",
+            )
+        )
+    targets = as_targets(y_true, values.device)
+    if not isinstance(y_pred, Masked):
+        _check_plain_order(targets, values, usage, labels)
+    return values, mask, targets
+
+
+def _check_plain_order(
+    y_true: torch.Tensor, y_pred: torch.Tensor, usage: str, labels: bool
+) -> None:
+    """Raise when two plain tensors are evidently `(y_pred, y_true)`."""
+    received = (
+        f"y_true {y_true.dtype} {tuple(y_true.shape)}, y_pred {y_pred.dtype} {tuple(y_pred.shape)}"
+    )
+    ids_shape = _drop_unit(y_pred.shape) if y_pred.dim() == y_true.dim() else y_pred.shape
+    if (
+        y_true.is_floating_point()
+        and not y_pred.is_floating_point()
+        and y_true.dim() >= 2
+        and y_true.shape[-1] > 1
+        and ids_shape == y_true.shape[:-1]
+    ):
+        raise _order_error(
+            ShapeError,
+            usage,
+            "y_true looks like per-class scores (floats with a class axis) and y_pred "
+            "like class ids (integers without it)",
+            received,
+            extra=" If these are in the right order, the predictions need one score per class.",
+        )
+    if (
+        labels
+        and y_true.is_floating_point()
+        and _drop_unit(y_true.shape) == _drop_unit(y_pred.shape)
+        and _only_zeros_and_ones(y_pred)
+        and _has_non_label(y_true)
+    ):
+        raise _order_error(
+            ShapeError,
+            usage,
+            "y_pred holds only 0s and 1s (like labels) and y_true other values "
+            "(like probabilities or logits)",
+            received,
+            extra=" If y_pred really is the model's output, pass it as Masked(y_pred).",
+        )
+
+
+def _drop_unit(shape: torch.Size) -> torch.Size:
+    """`shape` without a trailing axis of size 1 (`(batch, time, 1)` ~ `(batch, time)`)."""
+    return shape[:-1] if len(shape) and shape[-1] == 1 else shape
+
+
+def _only_zeros_and_ones(values: torch.Tensor) -> bool:
+    """Every entry 0 or 1, padding (NaN, IGNORE_INDEX) aside, and at least one of them."""
+    label = (values == 0) | (values == 1)
+    padding = (values == IGNORE_INDEX) | (values != values)
+    return bool((label | padding).all()) and bool(label.any())
+
+
+def _has_non_label(values: torch.Tensor) -> bool:
+    """Some finite entry other than 0, 1 or IGNORE_INDEX."""
+    other = torch.isfinite(values) & (values != 0) & (values != 1) & (values != IGNORE_INDEX)
+    return bool(other.any())
+
+
+def _order_error(
+    kind: type[MaskwiseTypeError] | type[ShapeError],
+    usage: str,
+    seen: str,
+    received: str,
+    extra: str = "",
+) -> MaskwiseTypeError | ShapeError:
+    return kind(
+        format_error(
+            f"The arguments look swapped: {seen}. maskwise takes Keras's order, "
+            "y_true (the targets) first, then y_pred (the model's output).",
+            expected="(y_true, y_pred)",
+            received=received,
+            fix=f"swap the two arguments: `{usage}`, e.g. `(batch.y, model(batch.x))`." + extra,
+        )
+    )
 
 
 def _real_steps(
@@ -194,8 +318,9 @@ def dense_targets(
 
     A masked output `(batch, time)` or an unmasked `(batch,)` gets a feature axis of 1;
     targets may omit a trailing feature axis of size 1. Returns `(predictions, targets,
-    real)` with padded steps set to 1 and 0 (finite, whatever the padding held), targets
-    cast to the predictions' dtype, and the real-step mask over `predictions.shape[:-1]`.
+    real)` with padded steps set to 1 and 0 (finite, whatever the padding held), both in
+    the floating dtype that holds either exactly (integer predictions never truncate
+    float targets), and the real-step mask over `predictions.shape[:-1]`.
     """
     if (mask is not None and values.dim() == 2) or values.dim() == 1:
         values = values.unsqueeze(-1)
@@ -220,8 +345,10 @@ def dense_targets(
     if padded:
         raise _padding_error(name, padded, mask, what)
     keep = real.unsqueeze(-1)
+    dtype = torch.promote_types(torch.promote_types(values.dtype, y_true.dtype), torch.float32)
+    values = values.to(dtype)
     preds = torch.where(keep, values, torch.ones_like(values))
-    targets = torch.where(keep, y_true.to(values.dtype), torch.zeros_like(values))
+    targets = torch.where(keep, y_true.to(dtype), torch.zeros_like(values))
     return preds, targets, real
 
 
@@ -246,14 +373,14 @@ def step_weights(
 def _class_weight_table(
     class_weight: ClassWeight, num_classes: int, device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor:
+    """One weight per class id `0..num_classes - 1` (1 for a class a dict leaves out)."""
     if isinstance(class_weight, Mapping):
-        size = max([num_classes, *(int(k) + 1 for k in class_weight)])
-        table = torch.ones(size, dtype=dtype)
+        table = torch.ones(num_classes, dtype=dtype)
         for key, weight in class_weight.items():
-            table[int(key)] = float(weight)
+            table[_class_id_key(key, num_classes)] = float(weight)
     else:
         table = torch.as_tensor(np.asarray(class_weight, dtype=np.float64)).to(dtype)
-        if table.dim() != 1 or table.numel() < num_classes:
+        if table.dim() != 1 or table.numel() != num_classes:
             raise ConfigError(
                 format_error(
                     "class_weight needs one weight per class.",
@@ -262,6 +389,30 @@ def _class_weight_table(
                 )
             )
     return table.to(device)
+
+
+def _class_id_key(key: Any, num_classes: int) -> int:
+    """A `class_weight` key checked to be a class id in `0..num_classes - 1`."""
+    if isinstance(key, bool) or not isinstance(key, int | np.integer):
+        problem = f"class_weight key {key!r} is not an integer class id."
+    elif key < 0:
+        problem = (
+            f"class_weight key {key} is negative; class ids start at 0 (a negative key "
+            "does not count from the end)."
+        )
+    elif key >= num_classes:
+        problem = f"class_weight key {key} is not one of the {num_classes} classes."
+    else:
+        return int(key)
+    raise ConfigError(
+        format_error(
+            problem,
+            expected=f"integer keys in 0..{num_classes - 1} "
+            f"(the predictions have {num_classes} classes)",
+            received=f"key {key!r} ({type(key).__name__})",
+            fix="key the weights by class id: {0: w0, 1: w1, ...}.",
+        )
+    )
 
 
 def broadcast_weight(weight: torch.Tensor, step_shape: torch.Size) -> torch.Tensor:
@@ -327,6 +478,8 @@ class Loss:
     """
 
     default_name = "loss"
+    labels = True
+    """The targets are classes (the cross-entropies): lets `read_pair` check the order."""
 
     def __init__(self, reduction: str = "mean", name: str | None = None) -> None:
         if reduction not in REDUCTIONS:
@@ -355,24 +508,29 @@ class Loss:
 
     def __call__(
         self,
-        y_pred: Masked | torch.Tensor,
         y_true: Any,
+        y_pred: Masked | torch.Tensor,
         sample_weight: Any = None,
         class_weight: ClassWeight | None = None,
     ) -> torch.Tensor:
         """The reduced loss over the real steps of `y_pred` (a scalar tensor).
 
+        Keras's argument order: `loss(y_true, y_pred)`; arguments evidently swapped are
+        an error (see the module docstring).
+
         Args:
-            y_pred: the model's output, `Masked` or tensor `(batch, time, units)` /
-                `(batch, units)`.
             y_true: targets; class ids `(batch, time)` / `(batch,)` for sparse losses,
                 else shaped like the predictions.
+            y_pred: the model's output, `Masked` or tensor `(batch, time, units)` /
+                `(batch, units)`.
             sample_weight: `(batch,)` per sequence or `(batch, time)` per step.
-            class_weight: `{class_id: weight}` or a list, one weight per class (class
-                targets only); multiplies the sample weight of each step.
+            class_weight: `{class_id: weight}` (keys: class ids `0..classes - 1`; an
+                absent class weighs 1) or a list of one weight per class (class targets
+                only); multiplies the sample weight of each step.
         """
-        values, mask = split_output(y_pred)
-        loss, real, class_ids = self.per_step(values, as_targets(y_true, values.device), mask)
+        usage = f"{type(self).__name__}()(y_true, y_pred)"
+        values, mask, targets = read_pair(y_true, y_pred, usage, self.labels)
+        loss, real, class_ids = self.per_step(values, targets, mask)
         weight = step_weights(sample_weight, loss.shape, loss.device, loss.dtype)
         if class_weight is not None:
             if class_ids is None:
@@ -405,7 +563,7 @@ class SparseCategoricalCrossentropy(Loss):
 
     Example:
         >>> y = Masked(torch.full((1, 3, 2), 0.5), lengths_to_mask([2], 3))
-        >>> float(SparseCategoricalCrossentropy()(y, torch.tensor([[0, 1, -100]])))
+        >>> float(SparseCategoricalCrossentropy()(torch.tensor([[0, 1, -100]]), y))
         0.6931...
 
     Args:
@@ -470,7 +628,7 @@ class CategoricalCrossentropy(_SmoothedCrossentropy):
 
     Example:
         >>> y = Masked(torch.full((1, 2, 2), 0.5), lengths_to_mask([1], 2))
-        >>> float(CategoricalCrossentropy()(y, torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])))
+        >>> float(CategoricalCrossentropy()(torch.tensor([[[1.0, 0.0], [0.0, 0.0]]]), y))
         0.6931...
 
     Args:
@@ -525,7 +683,7 @@ class BinaryCrossentropy(_SmoothedCrossentropy):
 
     Example:
         >>> y = Masked(torch.full((1, 2, 1), 0.5), lengths_to_mask([1], 2))
-        >>> float(BinaryCrossentropy()(y, torch.tensor([[1.0, float("nan")]])))
+        >>> float(BinaryCrossentropy()(torch.tensor([[1.0, float("nan")]]), y))
         0.6931...
 
     Args:
@@ -555,6 +713,8 @@ class BinaryCrossentropy(_SmoothedCrossentropy):
 class _Regression(Loss):
     """A per-element error, averaged over the last axis (Keras's regression losses)."""
 
+    labels = False
+
     def error(self, preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -570,7 +730,7 @@ class MeanSquaredError(_Regression):
 
     Example:
         >>> y = Masked(torch.zeros(1, 2, 1), lengths_to_mask([1], 2))
-        >>> float(MeanSquaredError()(y, torch.tensor([[[2.0], [float("nan")]]])))
+        >>> float(MeanSquaredError()(torch.tensor([[[2.0], [float("nan")]]]), y))
         4.0
 
     Args:
@@ -591,7 +751,7 @@ class MeanAbsoluteError(_Regression):
 
     Example:
         >>> y = Masked(torch.zeros(1, 2, 1), lengths_to_mask([1], 2))
-        >>> float(MeanAbsoluteError()(y, torch.tensor([[[2.0], [float("nan")]]])))
+        >>> float(MeanAbsoluteError()(torch.tensor([[[2.0], [float("nan")]]]), y))
         2.0
 
     Args:
@@ -613,7 +773,7 @@ class Huber(_Regression):
 
     Example:
         >>> y = Masked(torch.zeros(1, 2, 1), lengths_to_mask([1], 2))
-        >>> float(Huber()(y, torch.tensor([[[3.0], [float("nan")]]])))
+        >>> float(Huber()(torch.tensor([[[3.0], [float("nan")]]]), y))
         2.5
 
     Args:

@@ -12,6 +12,7 @@ lengths, combining masks, and the stable compaction that moves real steps to the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -151,9 +152,7 @@ class Masked:
         """Values with every padded step set to `value` (uses `where`, so NaN padding goes)."""
         if self.mask is None:
             return self
-        keep = self.mask.reshape(self.mask.shape + (1,) * (self.values.dim() - 2))
-        filled = torch.where(keep, self.values, self.values.new_full((), value))
-        return Masked(filled, self.mask)
+        return Masked(fill_padding(self.values, self.mask, value), self.mask)
 
     def unpad(self) -> list[torch.Tensor]:
         """One tensor per sequence holding only its real steps, in order `(length_i, ...)`.
@@ -214,7 +213,9 @@ class Masked:
             value: what the padded steps hold (irrelevant to maskwise, which reads the
                 mask; it matters only to code that ignores it).
             padding: `"post"` (pad after the real steps, default) or `"pre"`.
-            dtype: cast to this dtype (default: the sequences' own).
+            dtype: cast to this dtype (default: the sequences' dtypes promoted together
+                by `torch.promote_types`, as `torch.cat` does: int64 and float32 give
+                float32, float32 and float64 give float64, so no value is truncated).
             max_len: pad to this length instead of the longest sequence's.
         """
         if padding not in ("post", "pre"):
@@ -228,8 +229,8 @@ class Masked:
         if len(sequences) == 0:
             raise ShapeError(format_error("Masked.pad got no sequences.", fix="pass at least one."))
         tensors = [_as_tensor(s) for s in sequences]
-        if dtype is not None:
-            tensors = [t.to(dtype) for t in tensors]
+        if dtype is None:
+            dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
         trailing = {tuple(t.shape[1:]) for t in tensors}
         if any(t.dim() == 0 for t in tensors) or len(trailing) != 1:
             shapes = sorted({tuple(t.shape) for t in tensors})[:4]
@@ -256,7 +257,7 @@ class Masked:
             )
         first = tensors[0]
         values = torch.full(
-            (len(tensors), total, *first.shape[1:]), value, dtype=first.dtype, device=first.device
+            (len(tensors), total, *first.shape[1:]), value, dtype=dtype, device=first.device
         )
         for row, seq in enumerate(tensors):
             n = seq.shape[0]
@@ -321,11 +322,11 @@ def lengths_to_mask(
 ) -> torch.Tensor:
     """Bool mask `(batch, max_len)` with `lengths[i]` real steps in row i.
 
-    Raises a `MaskError` for negative lengths or lengths longer than `max_len`.
+    Lengths are whole numbers: floats are accepted only when they are (`3.0`); a
+    fractional, NaN or infinite length, a negative one, or one longer than `max_len`
+    raises a `MaskError` naming it, and a non-numeric one a `MaskwiseTypeError`.
     """
-    lengths_t = torch.as_tensor(
-        np.asarray(lengths) if not isinstance(lengths, torch.Tensor) else lengths, device=device
-    ).long()
+    lengths_t = _whole_lengths(lengths, device)
     if lengths_t.dim() != 1:
         raise ShapeError(
             format_error(
@@ -359,6 +360,55 @@ def lengths_to_mask(
     raise MaskError(
         format_error("Unknown padding side.", expected="'post' or 'pre'", received=repr(padding))
     )
+
+
+def fill_padding(values: torch.Tensor, mask: torch.Tensor, value: float = 0.0) -> torch.Tensor:
+    """`values (batch, time, ...)` with the steps where `mask` is False set to `value`.
+
+    A `where`, not a multiplication: the padded steps become a constant, whatever they
+    held (NaN, inf), and in the backward pass `where` sends no gradient to them and
+    drops whatever a function's derivative gave there (`sqrt` or `log` at the fill
+    value: inf times a zero gradient is NaN) instead of multiplying it into a weight.
+    """
+    keep = mask.reshape(mask.shape + (1,) * (values.dim() - 2))
+    return torch.where(keep, values, values.new_full((), value))
+
+
+def _whole_lengths(
+    lengths: Sequence[int] | torch.Tensor | np.ndarray, device: torch.device | str | None
+) -> torch.Tensor:
+    """`lengths` as an int64 tensor, refusing values that are not whole numbers (a cast
+    would truncate 2.5 to 2 and turn NaN into a huge negative number, silently)."""
+    try:
+        array = lengths if isinstance(lengths, torch.Tensor) else np.asarray(lengths)
+        tensor = torch.as_tensor(array, device=device)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise MaskwiseTypeError(
+            format_error(
+                "Sequence lengths must be integers.",
+                received=f"{type(lengths).__name__} {str(lengths)[:80]} ({error})",
+                fix="pass one integer per sequence, e.g. `[len(s) for s in sequences]`.",
+            )
+        ) from None
+    if tensor.is_floating_point():
+        whole = torch.isfinite(tensor) & (tensor == tensor.round())
+        if not bool(whole.all()):
+            bad = (~whole).nonzero()[0].tolist()
+            raise MaskError(
+                format_error(
+                    "Sequence lengths must be whole numbers of steps.",
+                    expected="integers >= 0 (floats only when whole, like 3.0)",
+                    received=f"length {tensor[tuple(bad)].item()} at index "
+                    f"{bad[0] if len(bad) == 1 else tuple(bad)}",
+                    fix="count the real steps of each sequence, e.g. "
+                    "`mask.sum(dim=1)` or `[len(s) for s in sequences]`.",
+                )
+            )
+    elif tensor.is_complex():
+        raise MaskwiseTypeError(
+            format_error("Sequence lengths must be integers.", received=f"dtype {tensor.dtype}")
+        )
+    return tensor.long()
 
 
 def combine_masks(masks: Sequence[torch.Tensor | None]) -> torch.Tensor | None:

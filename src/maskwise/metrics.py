@@ -5,7 +5,10 @@ tensor means every step is real), weighted by `sample_weight` when given. It kee
 sums and counts (in float64), never an average of batch averages, so a metric over two
 batches of different sizes equals the metric over their concatenation.
 
-Interface: `reset()`, `update(y_pred, y_true, sample_weight=None)`, `result()`, `name`.
+Interface (Keras's): `reset()`, `update(y_true, y_pred, sample_weight=None)`, `result()`,
+`name`; Keras's names `reset_state` and `update_state` are the same methods, and calling
+a metric updates it and returns `result()`. The argument order is Keras's, `(y_true,
+y_pred)`, and arguments evidently swapped are an error (see `maskwise.losses`).
 `result()` is a float for the mean metrics, a dict `{"<name>/<class>": value, ...,
 "<name>_macro": value}` for `Precision`, `Recall` and `F1Score`, and a nested list
 (rows = true class, columns = predicted class) for `ConfusionMatrix`.
@@ -13,6 +16,14 @@ Interface: `reset()`, `update(y_pred, y_true, sample_weight=None)`, `result()`, 
 Like Keras, a weighted mean metric divides by the sum of the weights of the real steps
 (`sum(value * weight) / sum(weight)`), which is Keras 3's metric with
 `sample_weight=mask * sample_weight`.
+
+Over zero real steps (every sequence of length 0, or every weight 0) each metric has a
+defined value, never NaN, as in Keras 3 (its `divide_no_nan`): the mean metrics give
+0.0, `Precision`, `Recall` and `F1Score` give 0.0 for every class and for the macro
+average, `ConfusionMatrix` a matrix of zeros; `fit` and `evaluate` log a loss of 0.0.
+A NaN would poison every later comparison (`EarlyStopping`, `ModelCheckpoint`). Before
+any update, the per-class metrics know their classes only from `num_classes`: without
+it they give `{}` (and `ConfusionMatrix` `[]`).
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import torch
 
 from . import losses
 from .errors import ConfigError, MaskwiseTypeError, format_error
-from .losses import as_targets, class_targets, dense_targets, split_output
+from .losses import class_targets, dense_targets, read_pair
 from .masked import Masked
 
 
@@ -44,11 +55,17 @@ def _is_binary(values: torch.Tensor, mask: torch.Tensor | None) -> bool:
 class Metric:
     """Base class: `reset`, `update`, `result` and a `name`.
 
+    Subclasses implement `reset`, `result` and `accumulate(values, y_true, mask,
+    sample_weight)`, which `update` calls with the model output's values and mask and the
+    targets as a tensor, once the arguments are checked.
+
     Args:
         name: the metric's name (defaults to the Keras name).
     """
 
     default_name = "metric"
+    labels = True
+    """The targets are classes: lets `read_pair` check the argument order on 0/1 values."""
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name or self.default_name
@@ -61,9 +78,36 @@ class Metric:
         """Forget everything accumulated (call at the start of each epoch)."""
         raise NotImplementedError
 
-    def update(self, y_pred: Masked | torch.Tensor, y_true: Any, sample_weight: Any = None) -> None:
-        """Accumulate one batch: `y_pred` the model's output, `y_true` the targets,
-        `sample_weight` `(batch,)` or `(batch, time)`."""
+    def reset_state(self) -> None:
+        """Keras's name for `reset`."""
+        self.reset()
+
+    @torch.no_grad()
+    def update(self, y_true: Any, y_pred: Masked | torch.Tensor, sample_weight: Any = None) -> None:
+        """Accumulate one batch, in Keras's order: `y_true` the targets, `y_pred` the
+        model's output, `sample_weight` `(batch,)` or `(batch, time)`."""
+        usage = f"{type(self).__name__}().update(y_true, y_pred)"
+        values, mask, targets = read_pair(y_true, y_pred, usage, self.labels)
+        self.accumulate(values, targets, mask, sample_weight)
+
+    update_state = update
+    """Keras's name for `update`."""
+
+    def __call__(
+        self, y_true: Any, y_pred: Masked | torch.Tensor, sample_weight: Any = None
+    ) -> Any:
+        """`update` with one batch, then `result()` (as a Keras metric's call)."""
+        self.update(y_true, y_pred, sample_weight)
+        return self.result()
+
+    def accumulate(
+        self,
+        values: torch.Tensor,
+        y_true: torch.Tensor,
+        mask: torch.Tensor | None,
+        sample_weight: Any,
+    ) -> None:
+        """Add one checked batch: `values` and `mask` from `y_pred`, targets a tensor."""
         raise NotImplementedError
 
     def result(self) -> Any:
@@ -85,10 +129,8 @@ class MeanMetric(Metric):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    @torch.no_grad()
-    def update(self, y_pred, y_true, sample_weight=None):
-        values, mask = split_output(y_pred)
-        value, real = self.per_step(values, as_targets(y_true, values.device), mask)
+    def accumulate(self, values, y_true, mask, sample_weight):
+        value, real = self.per_step(values, y_true, mask)
         weight = _step_weights(real, sample_weight)
         weighted = torch.where(real, value.to(torch.float64) * weight, torch.zeros_like(weight))
         self.total = self.total + weighted.sum()
@@ -105,8 +147,8 @@ class SparseCategoricalAccuracy(MeanMetric):
 
     Example:
         >>> m = SparseCategoricalAccuracy()
-        >>> m.update(Masked(torch.eye(2).expand(1, 2, 2), lengths_to_mask([1], 2)),
-        ...          torch.tensor([[0, -100]]))
+        >>> m.update(torch.tensor([[0, -100]]),
+        ...          Masked(torch.eye(2).expand(1, 2, 2), lengths_to_mask([1], 2)))
         >>> m.result()
         1.0
     """
@@ -205,6 +247,7 @@ class MeanAbsoluteError(MeanMetric):
     """Mean over real steps of each step's mean `|y_pred - y_true|` (Keras's `mae`)."""
 
     default_name = "mean_absolute_error"
+    labels = False
 
     def per_step(self, values, y_true, mask):
         loss, real, _ = losses.MeanAbsoluteError(name=self.name).per_step(values, y_true, mask)
@@ -215,6 +258,7 @@ class MeanSquaredError(MeanMetric):
     """Mean over real steps of each step's mean `(y_pred - y_true) ** 2` (Keras's `mse`)."""
 
     default_name = "mean_squared_error"
+    labels = False
 
     def per_step(self, values, y_true, mask):
         loss, real, _ = losses.MeanSquaredError(name=self.name).per_step(values, y_true, mask)
@@ -238,10 +282,7 @@ class _ConfusionCounts(Metric):
     def reset(self) -> None:
         self.matrix: torch.Tensor | None = None
 
-    @torch.no_grad()
-    def update(self, y_pred, y_true, sample_weight=None):
-        values, mask = split_output(y_pred)
-        y_true = as_targets(y_true, values.device)
+    def accumulate(self, values, y_true, mask, sample_weight):
         if _is_binary(values, mask):
             preds, targets, real = dense_targets(values, y_true, mask, self.name)
             predicted = (preds[..., 0] > self.threshold).long()
@@ -301,10 +342,14 @@ class _PerClass(_ConfusionCounts):
         raise NotImplementedError
 
     def result(self) -> dict[str, float]:
-        """`{"<name>/<class>": score, ..., "<name>_macro": mean over classes}`."""
+        """`{"<name>/<class>": score, ..., "<name>_macro": mean over classes}` (zeros
+        before any update if `num_classes` is given, else `{}`)."""
         if self.matrix is None:
-            return {}
-        scores = self.score(self.matrix).tolist()
+            if self.num_classes is None:
+                return {}
+            scores = [0.0] * self.num_classes
+        else:
+            scores = self.score(self.matrix).tolist()
         out = {f"{self.name}/{c}": value for c, value in enumerate(scores)}
         out[f"{self.name}_macro"] = sum(scores) / len(scores)
         return out

@@ -2,10 +2,15 @@
 masking logic.
 
 A plain `torch.nn.Module` cannot slip a mask away inside a container: the per-step
-modules PyTorch users reach for (activations, `Linear`, `Dropout`, `LayerNorm`,
-`Identity`) are wrapped with the pass-through rule, because they act on each step
-alone; any other plain module is refused with a message that shows how to give it a
-mask rule (`Lambda(module, mask=...)`).
+modules PyTorch users reach for (activations, `Linear`, `Dropout`, `Identity`) are
+wrapped with the pass-through rule, because they act on each step alone. Modules that
+are per step for some arguments only are wrapped when theirs are: `Softmax`,
+`LogSoftmax`, `Softmin` and `GLU` with `dim=-1` (or another axis after time),
+`LayerNorm`/`RMSNorm` over the last axis alone, `Flatten(start_dim=2)`,
+`Unflatten(-1, ...)`, `PReLU()` with one slope; with arguments that read several steps
+(`nn.Softmax()` with `dim=None`, `nn.LayerNorm([time, features])`) they are refused,
+naming the argument, why it mixes steps and the fix. Any other plain module is refused
+with a message that shows how to give it a mask rule (`Lambda(module, mask=...)`).
 """
 
 from __future__ import annotations
@@ -22,48 +27,199 @@ from .layers.core import Lambda
 from .masked import Masked, as_masked
 from .training import TrainingMixin
 
-PER_STEP_MODULES: tuple[type[nn.Module], ...] = (
-    nn.Linear,
-    nn.Dropout,
-    nn.LayerNorm,
+ELEMENTWISE_MODULES: tuple[type[nn.Module], ...] = (
     nn.Identity,
+    nn.Dropout,
+    nn.AlphaDropout,
     nn.ReLU,
+    nn.ReLU6,
     nn.LeakyReLU,
+    nn.RReLU,
     nn.ELU,
+    nn.CELU,
     nn.SELU,
     nn.GELU,
     nn.SiLU,
+    nn.Mish,
     nn.Tanh,
     nn.Sigmoid,
-    nn.Softmax,
-    nn.LogSoftmax,
+    nn.LogSigmoid,
+    nn.Hardtanh,
+    nn.Hardsigmoid,
+    nn.Hardswish,
+    nn.Hardshrink,
+    nn.Softshrink,
+    nn.Tanhshrink,
     nn.Softplus,
     nn.Softsign,
-    nn.Hardtanh,
-    nn.Mish,
+    nn.Threshold,
 )
+"""Plain modules that act on each value alone, whatever their arguments: per step."""
+
+FEATURE_AXIS_MODULES: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Softmax,
+    nn.LogSoftmax,
+    nn.Softmin,
+    nn.GLU,
+    nn.LayerNorm,
+    nn.RMSNorm,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.PReLU,
+)
+"""Plain modules that are per step for some arguments only (an axis, a shape): each is
+checked by `steps_mixed_by`."""
+
+PER_STEP_MODULES = ELEMENTWISE_MODULES + FEATURE_AXIS_MODULES
+
+_LAYOUT = "in (batch, time, features) values"
+
+
+def _axis_text(dim: int) -> str:
+    """What axis `dim` (not a feature axis) is in (batch, time, features) values."""
+    if dim in (0, -3):
+        return "the batch axis"
+    if dim in (1, -2):
+        return "the time axis"
+    return f"axis {dim}, which counts from the end and is the time axis for some input ranks,"
+
+
+def _feature_axis(dim: int | None) -> bool:
+    """Whether `dim` is a feature axis (after batch and time) for every input rank."""
+    return dim is not None and (dim >= 2 or dim == -1)
+
+
+def steps_mixed_by(module: nn.Module) -> tuple[str, str, str] | None:
+    """`(argument, why it mixes steps, fix)` when a module of `FEATURE_AXIS_MODULES`
+    reads more than one step with its arguments (or reads an axis that is the time axis
+    for some input ranks); None when it acts on each step alone."""
+    name = type(module).__name__
+    if isinstance(module, nn.Softmax | nn.LogSoftmax | nn.Softmin | nn.GLU):
+        dim = module.dim
+        if _feature_axis(dim):
+            return None
+        act = "halves" if isinstance(module, nn.GLU) else "normalises"
+        if dim is None:
+            why = (
+                "PyTorch then picks the axis from the input's rank: axis 0 (the batch) for "
+                "3-D values, axis 1 (time) for 4-D ones, so it normalises across sequences "
+                "or steps, padding included"
+            )
+        else:
+            why = f"it {act} along {_axis_text(dim)} {_LAYOUT}, across steps, padding included"
+        fix = f"`nn.{name}(dim=-1)` acts on the features of each step"
+        if isinstance(module, nn.Softmax | nn.LogSoftmax):
+            activation = "softmax" if isinstance(module, nn.Softmax) else "log_softmax"
+            fix += f", as does `layers.Activation({activation!r})`"
+        return f"dim={dim}", why, fix + "."
+    if isinstance(module, nn.LayerNorm | nn.RMSNorm):
+        shape = tuple(module.normalized_shape)
+        if len(shape) <= 1:
+            return None
+        why = (
+            f"it normalises over the last {len(shape)} axes, which {_LAYOUT} include time: "
+            "every step is normalised with the others, padding included"
+        )
+        fix = (
+            f"`nn.{name}({shape[-1]})` or `layers.LayerNormalization()` normalise each step "
+            "over its features; if your values have several feature axes (batch, time, "
+            f"{', '.join(map(str, shape))}), wrap it yourself: `Lambda(nn.{name}(...))`."
+        )
+        return f"normalized_shape={list(shape)}", why, fix
+    if isinstance(module, nn.Flatten):
+        if _feature_axis(module.start_dim):
+            return None
+        why = (
+            f"it merges {_axis_text(module.start_dim)} into the features {_LAYOUT}: "
+            "the output has no time axis left for the mask"
+        )
+        fix = (
+            "`nn.Flatten(start_dim=2)` flattens the feature axes of each step; if the output "
+            "should have no time axis, say so: `Lambda(nn.Flatten(), mask='drop')`."
+        )
+        return f"start_dim={module.start_dim}", why, fix
+    if isinstance(module, nn.Unflatten):
+        if _feature_axis(module.dim):
+            return None
+        why = f"it splits an axis that {_LAYOUT} is (or may be) the batch or time axis"
+        return f"dim={module.dim}", why, "`nn.Unflatten(-1, sizes)` splits the features."
+    if isinstance(module, nn.PReLU) and module.num_parameters > 1:
+        why = (
+            "PReLU gives each index of axis 1 its own slope, and axis 1 is time "
+            f"{_LAYOUT}: a step's output depends on its position, so the same sequence "
+            "padded before or after gives other real outputs"
+        )
+        return f"num_parameters={module.num_parameters}", why, "`nn.PReLU()` (one slope)."
+    return None
+
+
+_CHANNEL_DROPOUT = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.FeatureAlphaDropout)
+_TIME_STATISTICS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.InstanceNorm1d,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+)
+_TWO_INPUTS = (nn.CosineSimilarity, nn.PairwiseDistance, nn.Bilinear)
+
+
+def _refusal_hint(module: nn.Module) -> str:
+    """Why a known plain module that is not per step is refused, and what to use."""
+    name = type(module).__name__
+    if isinstance(module, nn.RNNBase):
+        return f" Use maskwise.layers.{name} instead: it reads the mask."
+    if isinstance(module, _CHANNEL_DROPOUT):
+        return (
+            f" {name} drops whole channels of axis 1, which is time {_LAYOUT}: it would "
+            "zero whole steps. Use layers.SpatialDropout1D(rate) to drop feature channels "
+            "of whole sequences, or nn.Dropout(p)."
+        )
+    if isinstance(module, _TIME_STATISTICS):
+        return (
+            f" {name} normalises axis 1 (time {_LAYOUT}) with statistics across steps, "
+            "padding included. Use layers.BatchNormalization() (statistics over the real "
+            "steps) or layers.LayerNormalization() (each step over its features)."
+        )
+    if isinstance(module, _TWO_INPUTS):
+        return (
+            f" {name} takes two inputs (and its dim may be time); compute it in the "
+            "forward of a maskwise Module on `x.values` and return "
+            "`Masked(result, x.mask)`."
+        )
+    return ""
 
 
 def as_layer(module: nn.Module, position: int | None = None) -> nn.Module:
     """The module itself if it is mask-aware, a per-step `Lambda` if it is a known
-    per-step PyTorch module, else a `MaskwiseTypeError` that shows the fix."""
+    per-step PyTorch module with per-step arguments, else a `MaskwiseTypeError` that
+    names the module, the argument and the fix."""
     if isinstance(module, Layer | Module):
         return module
-    if isinstance(module, PER_STEP_MODULES) and not (
-        isinstance(module, nn.Softmax | nn.LogSoftmax) and module.dim not in (-1, None)
-    ):
-        return Lambda(module, name=type(module).__name__.lower())
+    name = type(module).__name__
     where = "" if position is None else f" at position {position}"
-    hint = ""
-    if isinstance(module, nn.RNNBase):
-        hint = f" Use maskwise.layers.{type(module).__name__} instead: it reads the mask."
+    if isinstance(module, PER_STEP_MODULES):
+        mixing = steps_mixed_by(module)
+        if mixing is None:
+            return Lambda(module, name=name.lower())
+        argument, why, fix = mixing
+        raise MaskwiseTypeError(
+            format_error(
+                f"A plain torch.nn.Module `{name}`{where} with {argument} is not per step: "
+                f"{why}. maskwise wraps a plain module only when it acts on each step alone.",
+                expected="a module that reads the feature axes of each step only",
+                received=repr(module)[:100],
+                fix=fix + " For any other rule: `Lambda(module, mask=lambda inputs, mask: ...)`.",
+            )
+        )
     raise MaskwiseTypeError(
         format_error(
-            f"A plain torch.nn.Module `{type(module).__name__}`{where} cannot take a mask: "
-            "maskwise does not know what it does to the time axis." + hint,
+            f"A plain torch.nn.Module `{name}`{where} cannot take a mask: "
+            "maskwise does not know what it does to the time axis." + _refusal_hint(module),
             expected="a maskwise layer, or a per-step module (Linear, Dropout, activations)",
             received=repr(module)[:100],
-            fix=f"wrap it with its mask rule: `Lambda({type(module).__name__}(...), "
+            fix=f"wrap it with its mask rule: `Lambda({name}(...), "
             "mask=lambda inputs, mask: ...)`, or `mask='drop'` if its output has no time axis.",
         )
     )

@@ -2,9 +2,11 @@
 
 This is seed 000's check ("print every layer's input and output mask") as a tool: run
 the model once and read, layer by layer, which fraction of the steps is real, and
-where a mask stops (`dropped`). Some layers drop a mask on purpose (an RNN without
-`return_sequences`, global pooling, `Lambda(mask="drop")`); the trace shows every drop
-and leaves the judgement to the reader or to `maskwise.doctor`.
+where a mask stops. A mask that stops on purpose is *consumed*: the layer's mask rule
+uses it up (`Layer.consumes_mask`: an RNN without `return_sequences`, global pooling,
+`Lambda(mask="drop")`), and the output has no time axis left to mask. Any other layer
+whose input had a mask and whose output has none has *dropped* it: that is the
+mistake to look for.
 
 Example:
     >>> model = Sequential([layers.Masking(0.0, name="masking"), layers.Dense(2, name="out")])
@@ -41,7 +43,10 @@ class TraceRow:
         input_coverage: per input, the fraction of real steps, or None without a mask.
         output_shape: the shape of the output values.
         output_coverage: the fraction of real output steps, or None without a mask.
-        dropped: an input had a mask and the output has none.
+        consumed: an input had a mask and the layer used it up on purpose (its mask
+            rule consumes it: `Layer.consumes_mask`); the output has none.
+        dropped: an input had a mask and the output has none, although the layer does
+            not consume it: the mask was lost.
         input_masks: the input masks `(batch, time)` (None without a mask), on the CPU.
         output_mask: the output mask `(batch, time)` or None, on the CPU.
     """
@@ -52,6 +57,7 @@ class TraceRow:
     input_coverage: tuple[float | None, ...]
     output_shape: Shape
     output_coverage: float | None
+    consumed: bool
     dropped: bool
     input_masks: tuple[torch.Tensor | None, ...] = field(repr=False)
     output_mask: torch.Tensor | None = field(repr=False)
@@ -85,7 +91,7 @@ class Trace:
                 ", ".join(_coverage_text(c) for c in r.input_coverage),
                 _shape_text(r.output_shape),
                 _coverage_text(r.output_coverage),
-                "dropped" if r.dropped else "",
+                _state(r),
             )
             for r in self.rows
         ]
@@ -99,18 +105,31 @@ class Trace:
         """Draw each layer's output mask as a heat map (rows = sequences, columns = steps;
         light = real, dark = padded) into an image file; returns its path.
 
-        A layer without an output mask gets an empty panel saying "no mask", in red with
-        "mask DROPPED" when its input had one. Needs matplotlib.
+        A layer without an output mask gets an empty panel: "mask consumed" in blue when
+        its mask rule used the mask up on purpose, "mask DROPPED" in red when the mask was
+        lost, "no mask" in gray when its input had none. A legend explains the colours.
+        Needs matplotlib.
         """
+        import matplotlib.pyplot as plt
+
+        figure = self.figure()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        return path
+
+    def figure(self) -> Any:
+        """The matplotlib `Figure` that `plot` saves (one panel per row, and a legend)."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib.colors import ListedColormap
+        from matplotlib.patches import Patch
         from matplotlib.ticker import MaxNLocator
 
-        path = Path(path)
-        colors = ListedColormap(["#3b3b3b", "#8fd694"])  # padded, real
+        colors = ListedColormap([_PADDED, _REAL])
         count = max(len(self.rows), 1)
         fig, axes = plt.subplots(count, 1, figsize=(8, 1.2 + 1.1 * count), squeeze=False)
         for ax, row in zip(axes[:, 0], self.rows, strict=False):
@@ -130,7 +149,7 @@ class Trace:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
                 ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             else:
-                text, color = ("mask DROPPED", "red") if row.dropped else ("no mask", "gray")
+                text, color = _PANELS[_state(row) or "none"]
                 ax.text(
                     0.5,
                     0.5,
@@ -146,11 +165,15 @@ class Trace:
                 ax.set_title(f"{title}: {text}", fontsize=9, loc="left", color=color)
             ax.tick_params(labelsize=7)
         axes[-1, 0].set_xlabel("step", fontsize=8)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+        legend = [
+            Patch(color=_REAL, label="real step"),
+            Patch(color=_PADDED, label="padded step"),
+            Patch(color=_PANELS["consumed"][1], label="mask consumed on purpose"),
+            Patch(color=_PANELS["dropped"][1], label="mask DROPPED (lost)"),
+        ]
+        fig.legend(handles=legend, loc="upper right", ncol=2, fontsize=7, frameon=False)
+        fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / (1.2 + 1.1 * count)))
+        return fig
 
 
 def trace(model: nn.Module, *inputs: Any) -> Trace:
@@ -203,6 +226,7 @@ def _recorder(rows: list[TraceRow]) -> Any:
             return  # not a layer's output: the container reports it
         out = as_masked(out)
         input_masks = tuple(_cpu(x.mask) for x in ins)
+        lost = out.mask is None and any(m is not None for m in input_masks)
         rows.append(
             TraceRow(
                 name=layer.name,
@@ -211,13 +235,30 @@ def _recorder(rows: list[TraceRow]) -> Any:
                 input_coverage=tuple(_coverage(m) for m in input_masks),
                 output_shape=tuple(out.values.shape),
                 output_coverage=_coverage(out.mask),
-                dropped=out.mask is None and any(m is not None for m in input_masks),
+                consumed=lost and layer.consumes_mask,
+                dropped=lost and not layer.consumes_mask,
                 input_masks=input_masks,
                 output_mask=_cpu(out.mask),
             )
         )
 
     return hook
+
+
+_REAL, _PADDED = "#8fd694", "#3b3b3b"
+_PANELS = {
+    "consumed": ("mask consumed", "#1f5fa8"),
+    "dropped": ("mask DROPPED", "red"),
+    "none": ("no mask", "gray"),
+}
+"""The text and colour of a panel without an output mask, by the row's state."""
+
+
+def _state(row: TraceRow) -> str:
+    """The note of a row: "consumed", "dropped", or "" (the mask goes on, or none came)."""
+    if row.consumed:
+        return "consumed"
+    return "dropped" if row.dropped else ""
 
 
 def _cpu(mask: torch.Tensor | None) -> torch.Tensor | None:

@@ -32,7 +32,7 @@ Every piece works from a hand-written PyTorch loop too; this gives the same weig
         loader.set_epoch(epoch)
         for batch in loader:
             out = model(batch.x)
-            loss = loss_fn(out, batch.y, batch.sample_weight)
+            loss = loss_fn(batch.y, out, batch.sample_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from .doctor.guards import Guard
 from .errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
 from .layers.base import Layer
 from .masked import Masked
+from .numerics import NonFiniteGuard
 from .progress import ProgressBar
 
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
@@ -150,7 +152,7 @@ class EpochTotals:
         self.count = self.count + n
         self.steps = self.steps + real_steps(out, x)
         for metric in self.metrics:
-            metric.update(out, y)
+            metric.update(y, out)
 
     def logs(self) -> dict[str, Any]:
         count = float(self.count)
@@ -230,8 +232,72 @@ def argmax(predictions: np.ndarray | Sequence[np.ndarray]) -> Any:
     return [classes(np.asarray(p)) for p in predictions]
 
 
+def check_learning_rate(value: Any, where: str) -> None:
+    """Refuse a learning rate that is not a finite number >= 0 (0 is allowed, as in
+    Keras and PyTorch: the weights then stay put, e.g. to measure a model as is)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MaskwiseTypeError(
+            format_error(
+                f"The learning rate of {where} must be a number.",
+                received=f"{type(value).__name__}: {value!r}",
+                fix="e.g. `learning_rate=1e-3`.",
+            )
+        )
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(
+            format_error(
+                f"The learning rate of {where} must be a finite number >= 0.",
+                expected="e.g. 1e-3 (Adam, RMSprop) or 1e-2 (SGD); 0 freezes the weights",
+                received=repr(value),
+                fix="a NaN or infinite rate makes every weight NaN at the first step, and a "
+                "negative one climbs the loss: pass a small positive rate.",
+            )
+        )
+
+
+def resolve_device(device: torch.device | str) -> torch.device:
+    """`device` as a `torch.device`, after checking that a tensor can live there."""
+    try:
+        resolved = torch.device(device)
+        torch.empty(0, device=resolved)
+    except (RuntimeError, AssertionError, TypeError, ValueError) as error:
+        available = ["cpu"]
+        if torch.cuda.is_available():
+            available += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        if torch.backends.mps.is_available():
+            available.append("mps")
+        raise ConfigError(
+            format_error(
+                f"Device {device!r} is not available on this machine.",
+                expected="one of " + ", ".join(available),
+                received=f"{device!r}: {(str(error) or type(error).__name__).split('. ')[0]}",
+                fix="pass an available device, or leave device=None to use the model's.",
+            )
+        ) from error
+    return resolved
+
+
+def require_batches(loader: Any, what: str) -> None:
+    """Refuse data that yields no batch (e.g. `drop_last=True` with fewer sequences than
+    `batch_size`): `fit` would stop at once, `evaluate` report a loss of 0 on nothing."""
+    if len(loader) > 0:
+        return
+    raise ConfigError(
+        format_error(
+            f"The {what} yields no batch.",
+            received=f"{loader.num_sequences} sequences, batch_size={loader.batch_size}, "
+            f"drop_last={loader.drop_last}",
+            fix="pass more sequences, a smaller batch_size, or drop_last=False.",
+        )
+    )
+
+
 def _resolve_optimizer(optimizer: Any, learning_rate: float | None) -> tuple[Any, Any]:
     """(factory or instance, JSON spec or None)."""
+    if learning_rate is not None:
+        check_learning_rate(learning_rate, "compile(learning_rate=...)")
     if isinstance(optimizer, str):
         key = optimizer.lower()
         if key not in OPTIMIZERS:
@@ -331,6 +397,7 @@ class TrainingMixin:
     history: Any = None
     compiled: Compiled | None = None
     _loader_seed: int | None = None
+    _callbacks: dict[str, callbacks_module.Callback] | None = None
 
     # ------------------------------------------------------------------ compile
     def compile(
@@ -353,7 +420,10 @@ class TrainingMixin:
                 model's lazy weights are built.
             loss: a Keras loss name or a `maskwise.losses.Loss`.
             metrics: Keras metric names (`"accuracy"`, ...) or `maskwise.metrics.Metric`s.
-            learning_rate: the learning rate, with an optimizer name.
+            learning_rate: the learning rate, with an optimizer name: a finite number
+                >= 0 (0 leaves the weights as they are, as in Keras). NaN, inf or a
+                negative rate is a `ConfigError` here; `fit` checks the rate of an
+                optimizer you made the same way before the first step.
         """
         self.compiled = Compiled(optimizer, loss, metrics, learning_rate)
         self.optimizer = None
@@ -384,13 +454,16 @@ class TrainingMixin:
                     )
                 )
             self.optimizer = made
+        for group in self.optimizer.param_groups:
+            check_learning_rate(group["lr"], f"the optimizer {type(self.optimizer).__name__}")
         return self.optimizer
 
     # ------------------------------------------------------------------ plumbing
     def _device(self, device: torch.device | str | None) -> torch.device:
         if device is not None:
-            self.to(device)  # type: ignore[attr-defined]
-            return torch.device(device)
+            resolved = resolve_device(device)
+            self.to(resolved)  # type: ignore[attr-defined]
+            return resolved
         for param in self.parameters():  # type: ignore[attr-defined]
             return param.device
         return torch.device("cpu")
@@ -456,7 +529,7 @@ class TrainingMixin:
                 batch = batch.to(device)
                 _require_targets(batch.y, "evaluate")
                 out = forward(self, batch.x)  # type: ignore[arg-type]
-                loss = compiled.loss(out, batch.y, sample_weight=batch.sample_weight)
+                loss = compiled.loss(batch.y, out, sample_weight=batch.sample_weight)
                 totals.update(out, batch.y, loss, batch.x)
         self.train(was_training)  # type: ignore[attr-defined]
         return totals.logs()
@@ -498,7 +571,9 @@ class TrainingMixin:
                 Loader / SequenceDataset / ParquetSequences; evaluated after every epoch
                 (`val_*` logs).
             validation_split: the fraction of the data, taken from its end before any
-                shuffling, kept for validation (Keras's rule).
+                shuffling, kept for validation (Keras's rule: the first
+                `floor(N * (1 - validation_split))` sequences train; a `ConfigError` if
+                that leaves no training or no validation sequence).
             shuffle: reshuffle the batches every epoch.
             bucketing: batch sequences of similar length together (less padding).
             callbacks: `maskwise.callbacks.Callback`s.
@@ -507,10 +582,14 @@ class TrainingMixin:
             class_weight: `{class_id: weight}`; weighs the loss of class targets.
             seed: seeds PyTorch (weight initialisation, dropout) and the batch order:
                 the same seed gives the same weights.
-            device: train there (`"cpu"`, `"cuda"`); default: where the model is.
+            device: train there (`"cpu"`, `"cuda"`); default: where the model is. A
+                device this machine lacks (or a malformed name) is a `ConfigError`.
             resume_from: a checkpoint (`model.save` / `ModelCheckpoint`): its weights,
-                optimizer state, epoch and random state are restored first, so training
-                continues exactly where it stopped.
+                optimizer state, epoch and random state are restored first, and the
+                saved state of `EarlyStopping`, `ReduceLROnPlateau` and
+                `ModelCheckpoint` goes into the same callbacks passed here (matched by
+                class, order and monitored value), so training continues exactly where
+                it stopped.
             mask_value: the padding value of padded-array inputs, used to find their
                 lengths (give the same value as the model's `Masking`; NaN allowed).
             checks: the doctor's checks before the first step (`maskwise.doctor.guards`):
@@ -521,6 +600,11 @@ class TrainingMixin:
                 padding that changes a real step's output). `"raise"` raises a
                 `DoctorError` naming each mistake's code and fix, and warns on probable
                 ones; `"warn"` warns on both; `"off"` skips the checks.
+
+        Raises:
+            DoctorError: when `checks="raise"` and the checks find a masking mistake.
+            NonFiniteError: at the first NaN or infinite loss, gradient or weight; the
+                weights and the optimizer state are left as after the last good batch.
         """
         saved = None if resume_from is None else checkpoint.Checkpoint(resume_from)
         if saved is not None and self.compiled is None:
@@ -528,10 +612,10 @@ class TrainingMixin:
             if args is not None:
                 self.compile(**args)
         compiled = self._require_compiled("fit")
-        guard = Guard(checks, "fit", mask_value)
-        guard.data(x, y, sample_weight)
+        checker = Guard(checks, "fit", mask_value)
+        checker.data(x, y, sample_weight)
         if validation_data is not None:
-            guard.validation(validation_data)
+            checker.validation(validation_data)
         if seed is not None:
             torch.manual_seed(seed)
         trainer = {} if saved is None else saved.metadata.get("trainer", {})
@@ -553,7 +637,18 @@ class TrainingMixin:
                     )
                 )
             n = _num_rows(x)
-            keep = n - int(n * validation_split)
+            keep = math.floor(n * (1.0 - validation_split))  # Keras's rule
+            if keep in (0, n):
+                raise ConfigError(
+                    format_error(
+                        f"validation_split={validation_split!r} of {n} sequences leaves no "
+                        f"{'training' if keep == 0 else 'validation'} sequence.",
+                        expected=f"{n} * (1 - validation_split) rounded down between 1 and "
+                        f"{n - 1} (the training sequences)",
+                        fix="pass more sequences or another validation_split, or pass "
+                        "validation_data.",
+                    )
+                )
             x, x_val = _split_tail(x, keep)
             y, y_val = _split_tail(y, keep)
             sample_weight, weight_val = _split_tail(sample_weight, keep)
@@ -562,25 +657,31 @@ class TrainingMixin:
             x, y, sample_weight, batch_size, mask_value, shuffle, bucketing, loader_seed
         )
         val_loader = self._validation_loader(validation_data, batch_size, mask_value)
+        require_batches(loader, "training data")
+        if val_loader is not None:
+            require_batches(val_loader, "validation data")
         device = self._device(device)
         initial_epoch = int(trainer.get("epoch", 0))
         loader.set_epoch(initial_epoch)
         first = next(iter(loader)).to(device)
         _require_targets(first.y, "fit")
         self._build(first.x)
-        guard.model(self, first, probe=True)  # type: ignore[arg-type]
+        checker.model(self, first, probe=True)  # type: ignore[arg-type]
         if saved is not None:
             checkpoint.load_weights(self, saved)  # type: ignore[arg-type]
             self.restore_training_state(saved)
             checkpoint.restore_rng(saved)
         optimizer = self._ensure_optimizer()
+        guard = NonFiniteGuard(self, optimizer)  # type: ignore[arg-type]
         self._loader_seed = loader_seed
         self.epochs_done = initial_epoch
 
         history = callbacks_module.History()
-        callback_list = [*(callbacks or []), history]  # last, like Keras: it sees every log
+        # History last, like Keras: it sees every log.
+        callback_list = [*callbacks_module.hook_order(callbacks or []), history]
         for callback in callback_list:
             callback.set_model(self)
+        self._callbacks = callbacks_module.keyed(callback_list)
         batch_logs = [c for c in callback_list if callbacks_module.wants_batch_logs(c)]
         self.history = history
         self.stop_training = False
@@ -588,6 +689,8 @@ class TrainingMixin:
         logs: dict[str, Any] = {}
         for callback in callback_list:
             callback.on_train_begin(logs)
+        if saved is not None:
+            checkpoint.restore_callbacks(saved, self._callbacks)
         for epoch in range(initial_epoch, epochs):
             for callback in callback_list:
                 callback.on_epoch_begin(epoch, logs)
@@ -600,10 +703,13 @@ class TrainingMixin:
             for index, batch in enumerate(loader):
                 batch = batch.to(device)
                 out = forward(self, batch.x)  # type: ignore[arg-type]
-                loss = compiled.loss(out, batch.y, batch.sample_weight, class_weight)
+                loss = compiled.loss(batch.y, out, batch.sample_weight, class_weight)
                 optimizer.zero_grad()
                 loss.backward()
+                guard.check_gradients(loss, epoch, index)
+                guard.snapshot()
                 optimizer.step()
+                guard.check_weights(epoch, index)
                 totals.update(out.detach(), batch.y, loss, batch.x)
                 for callback in batch_logs:
                     callback.on_batch_end(index, {"loss": loss.item(), "size": batch.size})
@@ -645,11 +751,12 @@ class TrainingMixin:
         the sample of `x`).
         """
         compiled = self._require_compiled("evaluate")
-        guard = Guard(checks, "evaluate", mask_value)
-        guard.data(x, y, sample_weight)
+        checker = Guard(checks, "evaluate", mask_value)
+        checker.data(x, y, sample_weight)
         loader = self._loader(x, y, sample_weight, batch_size, mask_value)
+        require_batches(loader, "data given to evaluate")
         device = self._device(device)
-        guard.model(self, device=device)  # type: ignore[arg-type]
+        checker.model(self, device=device)  # type: ignore[arg-type]
         results = self._run_eval(loader, device, compiled)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in results.items() if isinstance(v, float)))
@@ -679,6 +786,7 @@ class TrainingMixin:
         Guard(checks, "predict", mask_value).data(x)
         device = self._device(device)
         loader = self._loader(x, None, None, batch_size, mask_value)
+        require_batches(loader, "data given to predict")
         rows: dict[int, np.ndarray] = {}
         masked = False
         was_training = self.training  # type: ignore[attr-defined]
@@ -706,10 +814,14 @@ class TrainingMixin:
     def save(self, path: str | Path) -> Path:
         """Save the model, and its compile and training state, to one file (atomic).
 
+        The training state includes the state of the last `fit`'s callbacks
+        (`EarlyStopping`, `ReduceLROnPlateau`, `ModelCheckpoint`), restored by a
+        `fit(..., resume_from=path)` given the same callbacks.
+
         See `maskwise.checkpoint`; load with `maskwise.load(path)` or resume training
         with `fit(..., resume_from=path)`.
         """
-        return checkpoint.save(self, path)  # type: ignore[arg-type]
+        return checkpoint.save(self, path, self._callbacks)  # type: ignore[arg-type]
 
     def trainer_state(self) -> tuple[dict[str, Any], torch.optim.Optimizer | None, dict] | None:
         """(compile config, optimizer, trainer JSON) for a checkpoint; None if not compiled."""

@@ -154,7 +154,8 @@ def test_converted_graph_traces_under_keras_names():
     inputs = [features("post", 4), tokens("post", 6), tokens("post", 5)]
     rows = trace(model, *inputs).rows
     assert [r.name for r in rows] == [layer.name for layer in keras_model.layers[3:]]
-    assert [r.dropped for r in rows].count(True) == 1  # the last GRU consumes the mask
+    assert [r.consumed for r in rows].count(True) == 1  # the last GRU consumes the mask
+    assert not any(r.dropped for r in rows)
 
 
 # ---------------------------------------------------------------------- refusals

@@ -3,6 +3,7 @@ Lambda — the layer contract, parity with Keras 3, properties and error message
 
 import doctest
 import importlib
+import warnings
 
 import keras
 import pytest
@@ -129,11 +130,48 @@ def test_masking_gives_no_gradient_to_masked_steps():
 def test_masking_an_already_masked_input_warns_and_redefines_the_mask():
     # seed 003: embedded padding is not zero, so a second Masking unmasks it
     x = Masked(torch.ones(2, 3, 2), torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool))
-    with pytest.warns(MaskWarning, match=r"already has a mask.*remove this Masking"):
+    with pytest.warns(
+        MaskWarning,
+        match=r"already has a mask.*differs: 3 padded step\(s\) \(sequence 0 step 2, "
+        r"sequence 1 step 1, sequence 1 step 2\) do not hold 0.0 and would count as REAL"
+        r".*remove this Masking",
+    ):
         out = Masking(0.0)(x)
     keras_mask = keras_call(keras.layers.Masking(0.0), x).mask
     assert torch.equal(out.mask, keras_mask)
     assert out.mask.all()
+
+
+def test_masking_fed_data_that_carries_its_lengths_warns_only_where_the_masks_differ():
+    """Keras's habit: ragged lists are padded with their mask, then a Masking first
+    layer recomputes it. Where the two agree there is nothing to say."""
+    x = Masked.pad([torch.ones(4, 2), torch.ones(2, 2)])  # zero padding, mask from lengths
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = Masking(0.0)(x)
+    assert torch.equal(out.mask, x.mask)
+    # a real step that holds only the padding value: the one disagreement, named
+    values = x.values.clone()
+    values[0, 1] = 0.0
+    with pytest.warns(
+        MaskWarning,
+        match=r"differs: 1 real step\(s\) \(sequence 0 step 1\) hold only 0.0 and would "
+        r"be IGNORED as padding\. Fix: .*mask_value the real data never takes",
+    ) as record:
+        out = Masking(0.0)(x.with_values(values))
+    assert "count as REAL" not in str(record[0].message)
+    assert out.mask[0].tolist() == [True, False, True, True]
+
+
+def test_lambda_returning_a_tuple_is_a_named_error():
+    x = example_input("post")
+    for inputs in (x, x.with_mask(None)):
+        with pytest.raises(
+            MaskwiseTypeError,
+            match=r"(?s)Lambda layer 'pair' returned a tuple, not one tensor.*"
+            r"received: tuple of Tensor \(3, 5, 4\), Tensor \(3, 5, 4\).*fix: return one",
+        ):
+            Lambda(lambda v: (v, v), name="pair")(inputs)
 
 
 def test_time_distributed_applies_the_layer_to_each_step_alone():
@@ -152,14 +190,14 @@ def test_time_distributed_on_four_axes_matches_keras():
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)
-def test_dropout_in_training_drops_real_steps_only_and_keeps_padding(kind):
+def test_dropout_in_training_drops_real_steps_only_and_zeros_padding(kind):
     x = Masked(torch.ones(3, 5, 400), example_mask(kind))
     x = x.with_values(torch.where(x.mask.unsqueeze(-1), x.values, torch.full_like(x.values, 7.0)))
     out = Dropout(0.25).train()(x)
     real = out.values[x.mask]
     torch.testing.assert_close(real.unique(), torch.tensor([0.0, 1 / 0.75]))
     assert abs(real.eq(0).float().mean().item() - 0.25) < 0.02
-    assert out.values[~x.mask].eq(7.0).all()
+    assert out.values[~x.mask].eq(0.0).all()  # padding is read as zeros, whatever it held
 
 
 def test_spatial_dropout_drops_whole_channels_per_sequence():
@@ -169,7 +207,7 @@ def test_spatial_dropout_drops_whole_channels_per_sequence():
         real = out.values[row, :length]
         assert (real == real[0]).all()  # one draw per channel, shared by every step
         assert 0.35 < real[0].eq(0).float().mean().item() < 0.65
-        assert out.values[row, length:].eq(1.0).all()  # padding untouched
+        assert out.values[row, length:].eq(0.0).all()  # padding is read as zeros
 
 
 # ---------------------------------------------------------------------- properties

@@ -84,6 +84,21 @@ def test_fully_padded_rows_pool_to_zero(name):
     assert torch.isfinite(out.values).all()
 
 
+def test_max_pooling_of_real_steps_that_are_all_minus_inf_is_minus_inf():
+    """-inf is a valid maximum; a finite filler (finfo.min) used to win over it."""
+    x = Masked.pad([torch.full((1, 1), float("-inf")), torch.tensor([[1.0], [2.0]])])
+    assert GlobalMaxPooling1D()(x).values[:, 0].tolist() == [float("-inf"), 2.0]
+    empty = Masked(torch.full((1, 3, 1), float("-inf")), torch.zeros(1, 3, dtype=torch.bool))
+    assert GlobalMaxPooling1D()(empty).values.tolist() == [[0.0]]  # no real step: 0
+
+
+def test_pooling_integer_values():
+    x = Masked.pad([torch.tensor([[-3], [-5]]), torch.tensor([[-7]])])  # padding 0 would win
+    maximum = GlobalMaxPooling1D()(x).values
+    assert maximum.dtype == torch.int64 and maximum[:, 0].tolist() == [-3, -7]
+    assert GlobalAveragePooling1D()(x).values[:, 0].tolist() == [-4.0, -7.0]
+
+
 def test_keras_average_pooling_gives_nan_for_a_fully_padded_row():
     x = Masked(torch.randn(2, 4, 3), torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool))
     theirs = keras_call(keras.layers.GlobalAveragePooling1D(), x)

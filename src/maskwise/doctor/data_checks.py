@@ -589,10 +589,7 @@ def check_padding_label(
 def check_real_values(rows: list[np.ndarray], name: str, paddings: list[Padding]) -> list[Finding]:
     """MW005 on per-step targets or sample weights (one `(time, ...)` array per sequence,
     lined up with `paddings`): NaN or inf at a real step."""
-    bad = [
-        ~np.isfinite(row.reshape(len(row), -1).astype(np.float64)).all(axis=-1) & ~padding.pad
-        for row, padding in zip(rows, paddings, strict=True)
-    ]
+    bad = [~_finite_steps(row) & ~padding.pad for row, padding in zip(rows, paddings, strict=True)]
     hits = [(i, int(np.flatnonzero(b)[0])) for i, b in enumerate(bad) if b.any()]
     if not hits:
         return []
@@ -611,6 +608,12 @@ def check_real_values(rows: list[np.ndarray], name: str, paddings: list[Padding]
     ]
 
 
+def _finite_steps(row: np.ndarray) -> np.ndarray:
+    """Bool `(time,)`: True where every value of the step is finite."""
+    finite = np.isfinite(row.astype(np.float64))
+    return finite.all(axis=tuple(range(1, finite.ndim))) if finite.ndim > 1 else finite
+
+
 def check_sequence_values(values: Any, name: str) -> list[Finding]:
     """MW005 on per-sequence targets or sample weights `(N, ...)`: NaN or inf anywhere."""
     if isinstance(values, list | tuple):
@@ -620,9 +623,9 @@ def check_sequence_values(values: Any, name: str) -> list[Finding]:
         array = np.stack(items)
     else:
         array = as_numpy(values)
-    if array.dtype.kind not in "fc" or array.ndim == 0:
+    if array.dtype.kind not in "fc" or array.ndim == 0 or len(array) == 0:
         return []
-    bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=-1)
+    bad = ~_finite_steps(array)
     if not bad.any():
         return []
     i = int(np.flatnonzero(bad)[0])

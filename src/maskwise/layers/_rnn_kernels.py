@@ -113,6 +113,8 @@ def run_recurrent(
         `return_sequences`.
     """
     batch, time = x.shape[:2]
+    if time == 0:  # no step at all (the fused kernels refuse it)
+        return _no_real_step(x, weights, states, return_sequences, need_states)
     if input_dropout is not None and input_dropout.shape[1] == 1:
         x = x * input_dropout
         input_dropout = None
@@ -128,10 +130,8 @@ def run_recurrent(
     processed = mask.flip(1) if go_backwards else mask
     lengths = processed.sum(dim=1)
     steps = int(lengths.max()) if batch else 0
-    if steps == 0:  # every row is empty: zero outputs, initial states (as Keras)
-        units = weights.weight_hh.shape[1]
-        shape = (batch, time, units) if return_sequences else (batch, units)
-        return x.new_zeros(shape), list(states) if need_states else []
+    if steps == 0:  # every row is empty
+        return _no_real_step(x, weights, states, return_sequences, need_states)
     # Rows go longest first (`rank[i]` is the row at sorted position i), so that the
     # rows still running at any step are a prefix of the block.
     rank = torch.argsort(lengths, descending=True, stable=True)
@@ -169,6 +169,23 @@ def run_recurrent(
         source, keep = source.flip(1), keep.flip(1)
     out = take_steps(outputs, source.clamp(min=0), rows=unrank)
     return out.masked_fill_(~keep.unsqueeze(-1), 0.0), final
+
+
+def _no_real_step(
+    x: torch.Tensor,
+    weights: Weights,
+    states: list[torch.Tensor],
+    return_sequences: bool,
+    need_states: bool,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The result for a batch without any real step: zero outputs and the initial
+    states as final states (Keras's rule). The zeros still hang on the graph of the
+    inputs and weights (with zero gradients), so that a loss on such a batch
+    backpropagates like any other instead of failing in `backward`."""
+    units = weights.weight_hh.shape[1]
+    shape = (x.shape[0], x.shape[1], units) if return_sequences else (x.shape[0], units)
+    anchor = x[:0].sum() + weights.weight_hh[:0].sum()  # 0, from empty slices
+    return x.new_zeros(shape) + anchor, list(states) if need_states else []
 
 
 def take_steps(

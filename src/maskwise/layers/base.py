@@ -9,6 +9,19 @@ A layer does two things, kept side by side as two small methods:
 tensor means "no mask"), builds the layer's weights at the first call from the input
 shape (like Keras, unless the sizes were given), and returns a `Masked`.
 
+Before `call`, `forward` sets every padded step to 0 (`fill_padding`, a `where`): a
+layer's value rule never sees what the padding held (NaN, inf, anything), and no
+function's derivative at a padded step (`sqrt` or `log` at 0 give inf, times a zero
+gradient NaN) can reach a weight, since `where` drops it in the backward pass.
+`Masking`, which creates the mask from what the padding holds, opts out with
+`fills_padding = False`; the layers with a `forward` of their own keep the same rule
+themselves (merges fill their inputs, the recurrent layers read only the real steps).
+
+Layers doing float math set `float_inputs = True`: integer or bool features, and
+floats of another precision (float32 data into a float64 model), are cast to the
+weights' dtype first, as Keras casts inputs to a layer's dtype; the model's precision
+decides, never the data's.
+
 Every layer also records its constructor arguments, so `get_config()` /
 `Layer.from_config()` rebuild it from JSON (used by `save`/`load`) without pickle.
 """
@@ -25,7 +38,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, format_error
-from ..masked import Masked, as_masked
+from ..masked import Masked, as_masked, fill_padding
 
 _name_counters: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count())
 
@@ -56,6 +69,10 @@ class Layer(nn.Module):
     """
 
     registry: ClassVar[dict[str, type[Layer]]] = {}
+    fills_padding: ClassVar[bool] = True
+    """`call` sees the padded steps as zeros, detached from everything before."""
+    float_inputs: ClassVar[bool] = False
+    """`call` gets floats of the weights' dtype (integer or bool features are cast)."""
     built: bool
     name: str
 
@@ -70,6 +87,7 @@ class Layer(nn.Module):
         self.name = name or unique_layer_name(type(self).__name__)
         self.built = False
         self.build_shape: Any = None
+        self.requested_dtype: torch.dtype | None = None
         if not hasattr(self, "_config"):
             self._config: dict[str, Any] = {}
 
@@ -85,10 +103,35 @@ class Layer(nn.Module):
         """The mask rule. Default: the output mask is the input mask."""
         return mask
 
+    @property
+    def consumes_mask(self) -> bool:
+        """Whether the mask rule uses the mask up on purpose: the output has no time axis
+        and no mask (an RNN without `return_sequences`, global pooling). `trace` shows
+        such a layer's missing output mask as *consumed*, any other as *dropped*."""
+        return False
+
     def forward(self, inputs: Any, mask: torch.Tensor | None = None) -> Masked:
         x = as_masked(inputs, mask)
         self.maybe_build(x)
-        return Masked(self.call(x.values, x.mask), self.compute_mask(x.values, x.mask))
+        values = self.prepare_values(x.values, x.mask)
+        return Masked(self.call(values, x.mask), self.compute_mask(values, x.mask))
+
+    def prepare_values(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The values `call` receives: padded steps set to 0 (unless `fills_padding` is
+        False), cast to the weights' dtype when `float_inputs` is True."""
+        if self.fills_padding and mask is not None:
+            values = fill_padding(values, mask)
+        if self.float_inputs:
+            values = values.to(self.compute_dtype(values))
+        return values
+
+    def compute_dtype(self, values: torch.Tensor) -> torch.dtype:
+        """The dtype this layer computes in: its first float weight's (or buffer's);
+        without any, the values' own if they are floats, else the default float dtype."""
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return values.dtype if values.is_floating_point() else torch.get_default_dtype()
 
     # ------------------------------------------------------------------ building
     def maybe_build(self, inputs: Masked | list[Masked]) -> None:
@@ -105,9 +148,22 @@ class Layer(nn.Module):
         self.build_shape = _trailing_dims(shape)
         self.built = True
         move: dict[str, Any] = {"device": reference.device}
-        if reference.is_floating_point():
+        if self.requested_dtype is not None:  # `model.double()` before the first call
+            move["dtype"] = self.requested_dtype
+        elif reference.is_floating_point():
             move["dtype"] = reference.dtype
         self.to(**move)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        """`nn.Module`'s hook under `.to()`, `.double()`, `.half()`: a layer not built
+        yet has no weights to convert, so it remembers the float dtype asked for and
+        builds in it (float32 data then goes into the float64 model asked for). A move
+        to a device alone (`.to("cuda")`) asks for no dtype."""
+        if not self.built:
+            single, double = (fn(torch.empty(0, dtype=d)).dtype for d in _PROBES)
+            if single == double:
+                self.requested_dtype = single
+        return super()._apply(fn, recurse)
 
     def build_from_config_shape(self, trailing: Any) -> None:
         """Build from the input dims (after the batch axis) recorded in a config."""
@@ -133,6 +189,10 @@ class Layer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+_PROBES = (torch.float32, torch.float64)
+"""Two empty tensors show whether a conversion function sets one float dtype."""
 
 
 def _trailing_dims(shape: Any) -> Any:

@@ -32,9 +32,12 @@ class Masking(Layer):
     Value rule: the values at masked steps are set to 0 (as Keras does); real steps are
     unchanged. Mask rule: the output mask is computed from the values, True where any
     feature differs from `mask_value`. A NaN `mask_value` masks the steps whose
-    features are all NaN. An input that already carries a mask gets a `MaskWarning`:
-    its mask is replaced (seed 003: after an `Embedding` the padded steps are no longer
-    zeros, so a second `Masking` unmasks them).
+    features are all NaN. An input that already carries a mask has it replaced, as in
+    Keras; where the two masks disagree, a `MaskWarning` names the steps: padded steps
+    that no longer hold `mask_value` would count as real (seed 003: after an
+    `Embedding`, a second `Masking` unmasks the padding), and real steps holding only
+    `mask_value` would be ignored. Where they agree (padded data fed with its lengths,
+    then `Masking`, the Keras habit) there is nothing to say and no warning.
 
     Example:
         >>> x = torch.tensor([[[1.0, 2.0], [0.0, 0.0], [0.0, 3.0]]])
@@ -46,6 +49,8 @@ class Masking(Layer):
         name: layer name.
     Input `(batch, time, ...)`; output the same shape, mask `(batch, time)`.
     """
+
+    fills_padding = False  # the mask is made from what the padded steps hold
 
     def __init__(self, mask_value: float = 0.0, name: str | None = None) -> None:
         super().__init__(name=name)
@@ -62,23 +67,51 @@ class Masking(Layer):
         return (flat != self.mask_value).any(dim=-1)
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        real = self._real_steps(values)
         if mask is not None:
-            warnings.warn(
-                f"Masking layer {self.name!r} got an input that already has a mask; it "
-                "replaces that mask with one computed from the values. After an "
-                "Embedding or another Masking the padded steps are no longer "
-                f"{self.mask_value}, so they would count as real. Fix: remove this "
-                "Masking (the mask already travels with the values), or drop the old "
-                "mask on purpose with `x.with_mask(None)`.",
-                MaskWarning,
-                stacklevel=3,
-            )
-        keep = self._real_steps(values)
-        keep = keep.reshape(keep.shape + (1,) * (values.dim() - 2))
+            self._warn_if_masks_differ(mask, real)
+        keep = real.reshape(real.shape + (1,) * (values.dim() - 2))
         return torch.where(keep, values, torch.zeros_like(values))
+
+    def _warn_if_masks_differ(self, incoming: torch.Tensor, computed: torch.Tensor) -> None:
+        """A `MaskWarning` naming the steps where the mask computed from the values
+        disagrees with the one the input carries; nothing when they agree."""
+        unmasked = ~incoming & computed  # padded, but not holding the padding value
+        masked = incoming & ~computed  # real, but holding only the padding value
+        if not bool((unmasked | masked).any()):
+            return
+        parts = []
+        if bool(unmasked.any()):
+            parts.append(
+                f"{int(unmasked.sum())} padded step(s) ({_first_steps(unmasked)}) do not "
+                f"hold {self.mask_value} and would count as REAL (after an Embedding or "
+                "another layer the padded steps no longer hold the padding value)"
+            )
+        if bool(masked.any()):
+            parts.append(
+                f"{int(masked.sum())} real step(s) ({_first_steps(masked)}) hold only "
+                f"{self.mask_value} and would be IGNORED as padding"
+            )
+        warnings.warn(
+            f"Masking layer {self.name!r} got an input that already has a mask, and "
+            "replaces it with the mask computed from the values, which differs: "
+            + "; ".join(parts)
+            + ". Fix: remove this Masking (the mask already travels with the values), "
+            "choose a mask_value the real data never takes, or drop the old mask on "
+            "purpose with `x.with_mask(None)`.",
+            MaskWarning,
+            stacklevel=3,
+        )
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         return self._real_steps(values)
+
+
+def _first_steps(where: torch.Tensor, count: int = 3) -> str:
+    """`where (batch, time)`'s first True positions, as `sequence i step t, ...`."""
+    found = torch.nonzero(where)[:count].tolist()
+    text = ", ".join(f"sequence {i} step {t}" for i, t in found)
+    return text + (", ..." if int(where.sum()) > count else "")
 
 
 class Dense(Layer):
@@ -86,7 +119,8 @@ class Dense(Layer):
 
     Value rule: each step is transformed on its own, so padding cannot leak into real
     steps; padded steps are read as zeros (their output is `activation(b)`), so NaN
-    padding cannot reach the gradients. Mask rule: the mask is passed on unchanged.
+    padding cannot reach the gradients. Integer features and floats of another
+    precision are cast to the kernel's dtype. Mask rule: the mask is passed on unchanged.
 
     Example:
         >>> y = Dense(3)(Masked.pad([torch.ones(4, 5), torch.ones(2, 5)]))
@@ -101,6 +135,7 @@ class Dense(Layer):
         name: layer name.
     """
 
+    float_inputs = True
     kernel: nn.Parameter
     bias: nn.Parameter | None
 
@@ -148,8 +183,7 @@ class Dense(Layer):
                     fix="use one Dense per input size; features are the last axis.",
                 )
             )
-        # Padded steps are read as zeros: NaN padding cannot reach the kernel's gradient.
-        out = Masked(values, mask).fill_padding().values @ self.kernel
+        out = values @ self.kernel  # padded steps hold zeros (`Layer.prepare_values`)
         if self.bias is not None:
             out = out + self.bias
         return self.activation(out)
@@ -198,9 +232,8 @@ class TimeDistributed(Layer):
         self.layer.maybe_build(Masked(torch.zeros(1, *input_shape[2:])))
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        batch, time = values.shape[:2]
-        steps = Masked(values, mask).fill_padding().values  # padding read as zeros
-        out = self.layer(Masked(steps.reshape(batch * time, *values.shape[2:])))
+        batch, time = values.shape[:2]  # padded steps hold zeros (`Layer.prepare_values`)
+        out = self.layer(Masked(values.reshape(batch * time, *values.shape[2:])))
         return out.values.reshape(batch, time, *out.values.shape[1:])
 
     def get_config(self) -> dict[str, Any]:
@@ -214,7 +247,7 @@ class Dropout(Layer):
     `1 / (1 - rate)`; the identity in evaluation (`model.eval()`).
 
     Value rule: each feature of each real step is dropped with probability `rate`;
-    padded steps pass through unchanged. Mask rule: the mask passes on unchanged.
+    padded steps are zeros and stay zeros. Mask rule: the mask passes on unchanged.
 
     Example:
         >>> Dropout(0.5).eval()(torch.ones(1, 2, 3)).values.sum().item()
@@ -236,18 +269,14 @@ class Dropout(Layer):
         if not self.training or self.rate == 0.0:
             return values
         keep = torch.rand(self.noise_shape(values), device=values.device) >= self.rate
-        dropped = torch.where(keep, values / (1.0 - self.rate), torch.zeros_like(values))
-        if mask is None:
-            return dropped
-        real = mask.reshape(mask.shape + (1,) * (values.dim() - 2))
-        return torch.where(real, dropped, values)
+        return torch.where(keep, values / (1.0 - self.rate), torch.zeros_like(values))
 
 
 class SpatialDropout1D(Dropout):
     """Dropout of whole feature channels: a dropped feature is zero at every real step
     of that sequence (scaled by `1 / (1 - rate)` otherwise); the identity in evaluation.
 
-    Mask rule: the mask passes on unchanged; padded steps pass through unchanged.
+    Mask rule: the mask passes on unchanged; padded steps are zeros and stay zeros.
 
     Example:
         >>> SpatialDropout1D(0.5).eval()(torch.ones(1, 2, 3)).values.sum().item()
@@ -286,8 +315,10 @@ def _check_rate(layer: str, rate: Any) -> float:
 class Activation(Layer):
     """Apply an activation function to every step: `activation(x)`.
 
-    Value rule: per step (softmax-like activations act on the last axis). Mask rule:
-    the mask passes on unchanged.
+    Value rule: per step (softmax-like activations act on the last axis); padded steps
+    are read as zeros, so `log` or `sqrt`-like functions of the padding reach no
+    gradient; integer features are cast to the default float dtype. Mask rule: the
+    mask passes on unchanged.
 
     Example:
         >>> Activation("relu")(torch.tensor([[[-1.0, 2.0]]])).values.tolist()
@@ -297,6 +328,8 @@ class Activation(Layer):
         activation: a Keras activation name (`"relu"`, `"tanh"`, `"softmax"`, ...).
         name: layer name.
     """
+
+    float_inputs = True
 
     def __init__(self, activation: str, name: str | None = None) -> None:
         super().__init__(name=name)
@@ -309,7 +342,11 @@ class Activation(Layer):
 class Lambda(Layer):
     """Wrap a function or plain `nn.Module` so it can sit between maskwise layers.
 
-    Value rule: `fn(values)`. Mask rule, chosen by `mask`:
+    Value rule: `fn(values)`, with the padded steps of `values` set to 0 (so `fn`
+    never sees what the padding held, and `torch.log` or `torch.sqrt` of the padding
+    reach no gradient); `fn` returns one tensor (a tuple or any other value is a
+    `MaskwiseTypeError`: there would be no rule for which output the mask belongs to).
+    Mask rule, chosen by `mask`:
     - `None` (default): the mask passes on unchanged when the output keeps the input's
       batch and time axes. If `fn` changes the time axis, the first call raises a
       `MaskError` naming the layer: Keras would drop the mask silently here (seed 001),
@@ -353,6 +390,18 @@ class Lambda(Layer):
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         out = self.function(values)
+        if not isinstance(out, torch.Tensor):
+            raise MaskwiseTypeError(
+                format_error(
+                    f"Lambda layer {self.name!r} returned a {type(out).__name__}, not one "
+                    "tensor; a Lambda's output is one tensor that carries the mask on.",
+                    expected="a torch.Tensor (batch, time, ...)",
+                    received=_describe(out),
+                    fix="return one tensor (e.g. `lambda x: fn(x)[0]`, or `torch.cat` "
+                    "the parts), or call the function in the forward of a maskwise Module "
+                    "and wrap each output in a Masked with its own mask.",
+                )
+            )
         if mask is not None and self.mask_rule is None and not _keeps_steps(values, out):
             raise MaskError(
                 format_error(
@@ -367,6 +416,10 @@ class Lambda(Layer):
             )
         return out
 
+    @property
+    def consumes_mask(self) -> bool:
+        return self.mask_rule == "drop"
+
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         if mask is None or self.mask_rule == "drop":
             return None
@@ -375,8 +428,17 @@ class Lambda(Layer):
         return mask
 
 
-def _keeps_steps(values: torch.Tensor, out: Any) -> bool:
-    return isinstance(out, torch.Tensor) and out.dim() >= 2 and out.shape[:2] == values.shape[:2]
+def _keeps_steps(values: torch.Tensor, out: torch.Tensor) -> bool:
+    return out.dim() >= 2 and out.shape[:2] == values.shape[:2]
+
+
+def _describe(value: Any) -> str:
+    """A short description of a value: shapes for tensors, in tuples and lists too."""
+    if isinstance(value, torch.Tensor):
+        return f"Tensor {tuple(value.shape)}"
+    if isinstance(value, list | tuple):
+        return f"{type(value).__name__} of " + ", ".join(_describe(v) for v in value[:4])
+    return type(value).__name__
 
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

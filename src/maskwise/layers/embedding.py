@@ -51,10 +51,7 @@ class Embedding(Layer):
         self.build_shape = []
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        tokens = self._token_ids(values)
-        if mask is not None:
-            keep = mask.reshape(mask.shape + (1,) * (tokens.dim() - 2))
-            tokens = torch.where(keep, tokens, torch.zeros_like(tokens))
+        tokens = self._token_ids(values)  # padded steps hold 0 (`Layer.prepare_values`)
         bad = (tokens < 0) | (tokens >= self.input_dim)
         if bool(bad.any()):
             raise ConfigError(

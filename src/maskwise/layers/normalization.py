@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, format_error
-from ..masked import Masked
 from .base import Layer
 
 
@@ -40,7 +39,8 @@ class LayerNormalization(Layer):
     + beta`, with the mean and (biased) variance of that step alone.
 
     Value rule: per step, so padding cannot reach real steps (padded steps are read as
-    zeros, so NaN padding reaches no gradient). Mask rule: the mask passes on unchanged.
+    zeros, so NaN padding reaches no gradient); integer features are cast to the
+    weights' dtype. Mask rule: the mask passes on unchanged.
 
     Example:
         >>> y = LayerNormalization()(torch.tensor([[[1.0, 3.0]]]))
@@ -55,6 +55,8 @@ class LayerNormalization(Layer):
         name: layer name.
     Input `(batch, time, ..., features)`; output the same shape.
     """
+
+    float_inputs = True
 
     def __init__(
         self,
@@ -77,7 +79,8 @@ class LayerNormalization(Layer):
         self.gamma, self.beta = _affine_weights(features, self.scale, self.center)
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        values = Masked(values, mask).fill_padding().values  # NaN padding stays out
+        if values.numel() == 0:  # no step at all (a time axis of length 0)
+            return _affine(values, self)
         variance, mean = torch.var_mean(values, dim=-1, keepdim=True, correction=0)
         return _affine((values - mean) * torch.rsqrt(variance + self.epsilon), self)
 
@@ -97,7 +100,8 @@ class BatchNormalization(Layer):
 
     Value rule: in training (`model.train()`), the mean and biased variance of each
     feature are taken over every real step of every sequence (padding does not shift
-    them, and may hold anything, NaN included: padded steps are read as zeros), the
+    them, and may hold anything, NaN included: padded steps are read as zeros;
+    integer features are cast to the weights' dtype), the
     output is `(x - mean) / sqrt(var + epsilon) * gamma + beta`, and the moving
     statistics are updated as
     `moving = moving * momentum + batch * (1 - momentum)`. A batch without any real
@@ -119,6 +123,7 @@ class BatchNormalization(Layer):
     Input `(batch, time, ..., features)`; output the same shape.
     """
 
+    float_inputs = True
     moving_mean: torch.Tensor
     moving_variance: torch.Tensor
 
@@ -160,7 +165,6 @@ class BatchNormalization(Layer):
         self.register_buffer("moving_variance", torch.ones(features))
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        values = Masked(values, mask).fill_padding().values  # NaN padding stays out
         if self.training:
             mean, variance = self._moments(values, mask)
         else:
@@ -178,7 +182,7 @@ class BatchNormalization(Layer):
             real = steps.expand(values.shape[:-1]).reshape(-1, 1)
         count = real.sum()
         safe_count = count.clamp(min=1).to(values.dtype)
-        mean = flat.sum(dim=0) / safe_count  # padded steps hold zeros (see `call`)
+        mean = flat.sum(dim=0) / safe_count  # padded steps hold zeros (`prepare_values`)
         centered = torch.where(real, flat - mean, torch.zeros_like(flat))
         variance = centered.square().sum(dim=0) / safe_count
         with torch.no_grad():

@@ -27,13 +27,22 @@ def _real(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return mask.reshape(mask.shape + (1,) * (values.dim() - 2))
 
 
+def _lowest(values: torch.Tensor) -> torch.Tensor:
+    """A 0-dim tensor below or equal to every value: `-inf`, or an integer type's min
+    (a finite float would beat real steps that are all `-inf`)."""
+    if values.is_floating_point():
+        return values.new_full((), float("-inf"))
+    return values.new_full((), torch.iinfo(values.dtype).min)
+
+
 class GlobalAveragePooling1D(Layer):
     """The mean over the real steps of each sequence: `(batch, time, features) ->
     (batch, features)`.
 
     Value rule: padded steps are left out of the sum and of the count (they may hold
-    anything, NaN included); a sequence without any real step gives 0 (Keras gives
-    NaN). Mask rule: the output has no time axis and no mask.
+    anything, NaN included: they are read as zeros); a sequence without any real step,
+    a batch of them included, gives 0 (Keras gives NaN). Integer values give the float
+    mean. Mask rule: the input mask is consumed; the output has no time axis and no mask.
 
     Example:
         >>> x = Masked.pad([torch.tensor([[1.0], [3.0]]), torch.tensor([[5.0]])])
@@ -47,12 +56,16 @@ class GlobalAveragePooling1D(Layer):
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         _check_sequence(self, values)
         real = _real(values, mask)
-        total = torch.where(real, values, torch.zeros_like(values)).sum(dim=1)
+        total = values.sum(dim=1)  # padded steps hold zeros (`Layer.prepare_values`)
         count = real.expand(values.shape[:2] + (1,) * (values.dim() - 2)).sum(dim=1)
-        return total / count.clamp(min=1).to(values.dtype)
+        return total / count.clamp(min=1)  # a float mean, of integers too
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         return None
+
+    @property
+    def consumes_mask(self) -> bool:
+        return True
 
 
 class GlobalMaxPooling1D(Layer):
@@ -60,8 +73,10 @@ class GlobalMaxPooling1D(Layer):
     (batch, features)`.
 
     Value rule: padded steps are never candidates (Keras 3 ignores the mask here and
-    lets padding win); a sequence without any real step gives 0. Mask rule: the output
-    has no time axis and no mask.
+    lets padding win); the maximum of real steps that are all `-inf` is `-inf`, of
+    integers an integer of the same dtype; a sequence without any real step (a batch of
+    them, or a time axis of length 0, included) gives 0. Mask rule: the input mask is
+    consumed; the output has no time axis and no mask.
 
     Example:
         >>> x = Masked.pad([torch.tensor([[-1.0], [-3.0]]), torch.tensor([[-5.0]])])
@@ -74,14 +89,19 @@ class GlobalMaxPooling1D(Layer):
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         _check_sequence(self, values)
+        if values.shape[1] == 0:  # no step at all: every sequence is empty, max 0
+            return values.sum(dim=1, dtype=values.dtype)  # zeros, on the graph
         real = _real(values, mask)
-        lowest = values.new_full((), torch.finfo(values.dtype).min)
-        best = torch.where(real, values, lowest).amax(dim=1)
+        best = torch.where(real, values, _lowest(values)).amax(dim=1)
         any_real = real.any(dim=1)
         return torch.where(any_real, best, torch.zeros_like(best))
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         return None
+
+    @property
+    def consumes_mask(self) -> bool:
+        return True
 
 
 class Cropping1D(Layer):

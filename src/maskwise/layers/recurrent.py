@@ -5,7 +5,10 @@ The Keras rule, exactly: a masked step leaves the state unchanged and outputs th
 previous step's output (zeros before the first real step), or zeros when
 `zero_output_for_mask=True` (which `Bidirectional` sets when it returns sequences).
 Without `return_sequences` the output is the last real step's output. The mask may
-have any shape: trailing or leading padding, holes, or empty rows.
+have any shape: trailing or leading padding, holes, or empty rows; a batch without any
+real step (every row empty, or a time axis of length 0) gives zero outputs and the
+initial states as final states. Integer features, and floats of another precision
+than the weights' (float32 data into a float64 model), are cast to the weights' dtype.
 
 The work is done in `_rnn_kernels.py`: the real steps are compacted to the front and
 run through `torch._VF.lstm` / `gru` / `rnn_tanh` / `rnn_relu` when the cell is one of
@@ -134,6 +137,10 @@ class _Recurrent(Layer):
             return None
         return mask.flip(1) if self.go_backwards else mask
 
+    @property
+    def consumes_mask(self) -> bool:
+        return not self.return_sequences
+
     def forward(  # type: ignore[override]
         self,
         inputs: Any,
@@ -153,7 +160,13 @@ class _Recurrent(Layer):
         initial_state: Any,
         flip_output: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Output values and final states (a list; may be empty unless `return_state`)."""
+        """Output values and final states (a list; may be empty unless `return_state`).
+
+        Integer features and floats of another precision are cast to the weights' dtype
+        (Keras's habit). Padded steps are never read (the real steps are compacted), so
+        they need no filling.
+        """
+        values = values.to(self.weight_ih.dtype)
         if values.dim() != 3 or values.shape[-1] != self.weight_ih.shape[1]:
             raise ShapeError(
                 format_error(
@@ -283,7 +296,8 @@ _SHARED_ARGS = """
         name: layer name.
 
     Call: `layer(x, mask=None, initial_state=None)`, `x` a `Masked` or `(batch, time,
-    features)` tensor."""
+    features)` tensor (cast to the weights' dtype). A batch without any real step gives
+    zero outputs and the initial states."""
 
 
 class LSTM(_Recurrent):
@@ -582,6 +596,10 @@ class Bidirectional(Layer):
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         return mask if self.return_sequences else None
+
+    @property
+    def consumes_mask(self) -> bool:
+        return not self.return_sequences
 
     def forward(  # type: ignore[override]
         self,

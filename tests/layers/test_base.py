@@ -1,0 +1,285 @@
+"""`Layer.forward`'s shared rules: padded steps reach `call` as zeros detached from
+everything before (so `sqrt`/`log` of the padding cannot put NaN into a weight), float
+layers compute in their weights' dtype (integer features, float32 data into a float64
+model), and every layer answers a batch without any real step."""
+
+import copy
+from collections.abc import Callable
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from maskwise import Masked, Sequential, layers
+
+from .contract import example_input
+
+
+def sqrt_abs(values: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt(values.abs())
+
+
+def log_abs(values: torch.Tensor) -> torch.Tensor:
+    return torch.log(values.abs())
+
+
+STACKS: dict[str, Callable[[], Sequential]] = {
+    "dense-sqrt-lstm": lambda: Sequential(
+        [
+            layers.Dense(4),
+            layers.Lambda(sqrt_abs),
+            layers.LSTM(3, return_sequences=True),
+            layers.Dense(2),
+        ]
+    ),
+    "dense-log-gru": lambda: Sequential(
+        [layers.Dense(4), layers.Lambda(log_abs), layers.GRU(3), layers.Dense(1)]
+    ),
+    "norm-softmax-bidirectional-max": lambda: Sequential(
+        [
+            layers.LayerNormalization(),
+            layers.Dense(4),
+            layers.Lambda(sqrt_abs),
+            layers.Activation("softmax"),
+            layers.Bidirectional(layers.SimpleRNN(3, return_sequences=True)),
+            layers.GlobalMaxPooling1D(),
+        ]
+    ),
+    "time-distributed-batchnorm-average": lambda: Sequential(
+        [
+            layers.TimeDistributed(layers.Dense(3)),
+            layers.Lambda(log_abs),
+            layers.BatchNormalization(),
+            layers.GlobalAveragePooling1D(),
+        ]
+    ),
+}
+
+
+def make(stack: str, seed: int = 0) -> Sequential:
+    torch.manual_seed(seed)
+    return STACKS[stack]()
+
+
+def real_outputs(out: Masked) -> torch.Tensor:
+    return out.values if out.mask is None else out.values[out.mask]
+
+
+def loss_and_grads(model: Sequential, x: Masked) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The real outputs and the weights' gradients of their sum of squares."""
+    model.zero_grad()
+    out = real_outputs(model(x))
+    out.square().sum().backward()
+    return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+# ---------------------------------------------------------------------- safe padding
+@pytest.mark.parametrize("function", [sqrt_abs, log_abs], ids=["sqrt", "log"])
+def test_sqrt_or_log_of_zero_padding_trains_finitely_like_the_unpadded_run(function):
+    """Masking -> Dense -> sqrt/log -> LSTM -> Dense: before the shared fill, the
+    padded steps' derivative (inf at 0) times a zero gradient put NaN into the Dense
+    weights after one step."""
+    generator = torch.Generator().manual_seed(0)
+    sequences = [torch.rand(n, 2, generator=generator) + 0.5 for n in (6, 3, 1)]
+    torch.manual_seed(0)
+    padded_model = Sequential(
+        [
+            layers.Masking(0.0),
+            layers.Dense(4),
+            layers.Lambda(function),
+            layers.LSTM(3, return_sequences=True),
+            layers.Dense(1),
+        ]
+    )
+    padded_model(sequences[0].unsqueeze(0))  # build
+    unpadded_model = copy.deepcopy(padded_model)
+    x = Masked.pad(sequences).values  # zero padding, found by Masking
+    steps = sum(len(s) for s in sequences)
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.05) for m in (padded_model, unpadded_model)]
+    for _ in range(5):
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        padded = real_outputs(padded_model(x))
+        padded.square().sum().div(steps).backward()  # the mean over real steps
+        unpadded = [unpadded_model(s.unsqueeze(0)).values[0] for s in sequences]
+        torch.cat(unpadded).square().sum().div(steps).backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        for parameter in padded_model.parameters():
+            assert torch.isfinite(parameter).all()
+    for (name, p), q in zip(padded_model.named_parameters(), unpadded_model.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=name)
+    with torch.no_grad():
+        padded = padded_model(x)
+        for row, sequence in enumerate(sequences):
+            alone = unpadded_model(sequence.unsqueeze(0)).values[0]
+            torch.testing.assert_close(padded.values[row, : len(sequence)], alone)
+
+
+FILLS = {
+    "zeros": lambda shape, g: torch.zeros(shape),
+    "large": lambda shape, g: 1e6 * torch.randn(shape, generator=g),
+    "nan": lambda shape, g: torch.full(shape, float("nan")),
+    "inf": lambda shape, g: torch.full(shape, float("inf")),
+    "-inf": lambda shape, g: torch.full(shape, float("-inf")),
+}
+
+
+@st.composite
+def masks(draw: st.DrawFn) -> torch.Tensor:
+    """A `(batch, time)` mask with at least one real step per row: post- or pre-padding
+    or holes."""
+    batch, time = draw(st.integers(1, 4)), draw(st.integers(1, 6))
+    rows = [
+        draw(st.lists(st.booleans(), min_size=time, max_size=time).filter(any))
+        for _ in range(batch)
+    ]
+    return torch.tensor(rows)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    stack=st.sampled_from(sorted(STACKS)),
+    mask=masks(),
+    fill=st.sampled_from(sorted(FILLS)),
+    seed=st.integers(0, 2**16),
+)
+def test_padding_content_never_changes_real_outputs_or_weight_gradients(stack, mask, fill, seed):
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.rand(*mask.shape, 3, generator=generator) + 0.5
+    clean = Masked(values, mask).fill_padding(0.0)
+    hostile = clean.with_values(
+        torch.where(mask.unsqueeze(-1), values, FILLS[fill](values.shape, generator))
+    )
+    model = make(stack, seed)
+    expected, expected_grads = loss_and_grads(model, clean)
+    out, grads = loss_and_grads(model, hostile)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    for name, grad in grads.items():
+        assert torch.isfinite(grad).all(), name
+        torch.testing.assert_close(grad, expected_grads[name], atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_padded_steps_reach_call_as_detached_zeros():
+    seen = []
+    x = example_input("noncontiguous")
+    values = x.values.clone().requires_grad_()
+    hostile = torch.where(x.mask.unsqueeze(-1), values, torch.full_like(values, float("nan")))
+    layer = layers.Lambda(lambda v: seen.append(v) or torch.log(v.abs()))
+    layer(Masked(hostile, x.mask)).values[x.mask].sum().backward()
+    assert seen[0][~x.mask].eq(0.0).all()
+    assert values.grad[~x.mask].eq(0.0).all()  # log's inf at 0 never flows back
+    assert torch.isfinite(values.grad).all()
+
+
+# ---------------------------------------------------------------------- dtypes
+@pytest.mark.parametrize(
+    "make_layer",
+    [
+        lambda: layers.Dense(2),
+        lambda: layers.LSTM(2, return_sequences=True),
+        lambda: layers.Bidirectional(layers.GRU(2)),
+        lambda: layers.LayerNormalization(),
+        lambda: layers.Activation("softmax"),
+    ],
+    ids=["Dense", "LSTM", "Bidirectional", "LayerNormalization", "Activation"],
+)
+def test_integer_features_are_cast_to_the_weights_dtype(make_layer):
+    ints = Masked.pad([torch.randint(-3, 4, (4, 3)), torch.randint(-3, 4, (2, 3))])
+    layer = make_layer()
+    out = layer(ints)
+    assert out.values.dtype == torch.float32
+    reference = layer(ints.with_values(ints.values.float()))
+    torch.testing.assert_close(real_outputs(out), real_outputs(reference))
+
+
+def test_float32_data_into_a_float64_model_computes_in_float64():
+    x64 = example_input("pre", features=3).to(torch.float64)
+    x32 = x64.to(torch.float32)
+    built = Sequential([layers.Dense(4), layers.LSTM(2, return_sequences=True)])
+    expected = built(x64)  # built by float64 data: float64 weights
+    out = built(x32)
+    assert out.values.dtype == torch.float64
+    torch.testing.assert_close(real_outputs(out), real_outputs(built(x32.to(torch.float64))))
+    assert torch.equal(out.mask, expected.mask)
+
+
+def test_a_model_converted_before_building_builds_in_that_dtype():
+    asked = Sequential([layers.Dense(4), layers.GRU(2)]).double()
+    assert asked(example_input("post")).values.dtype == torch.float64  # float32 data
+    moved = Sequential([layers.Dense(4)]).to("cpu")  # a device alone asks no dtype
+    assert moved(example_input("post").to(torch.float64)).values.dtype == torch.float64
+
+
+# ---------------------------------------------------------------------- no real step
+EMPTY_BATCHES = {
+    "all-rows-empty": lambda: Masked.from_lengths(torch.randn(2, 4, 3), [0, 0]),
+    "time-0": lambda: Masked(torch.zeros(2, 0, 3), torch.zeros(2, 0, dtype=torch.bool)),
+    "time-0-no-mask": lambda: Masked(torch.zeros(2, 0, 3)),
+}
+SEQUENCE_LAYERS = {
+    "Dense": lambda: layers.Dense(2),
+    "LSTM-sequences": lambda: layers.LSTM(2, return_sequences=True),
+    "GRU-sequences-state": lambda: layers.GRU(2, return_sequences=True, return_state=True),
+    "Bidirectional-sequences": lambda: layers.Bidirectional(layers.LSTM(2, return_sequences=True)),
+    "LayerNormalization": lambda: layers.LayerNormalization(),
+}
+CONSUMING_LAYERS = {
+    "LSTM": lambda: layers.LSTM(2),
+    "LSTM-state": lambda: layers.LSTM(2, return_state=True),
+    "SimpleRNN-step-loop": lambda: layers.SimpleRNN(2, activation="softsign"),
+    "Bidirectional": lambda: layers.Bidirectional(layers.GRU(1)),
+    "GlobalAveragePooling1D": lambda: layers.GlobalAveragePooling1D(),
+    "GlobalMaxPooling1D": lambda: layers.GlobalMaxPooling1D(),
+}
+
+
+@pytest.mark.parametrize("batch", sorted(EMPTY_BATCHES))
+@pytest.mark.parametrize("name", sorted(SEQUENCE_LAYERS))
+def test_sequence_layers_on_a_batch_without_real_steps_keep_shape_and_mask(batch, name):
+    x = EMPTY_BATCHES[batch]()
+    out = SEQUENCE_LAYERS[name]()(x)
+    first = out[0] if isinstance(out, tuple) else out
+    assert first.values.shape[:2] == x.values.shape[:2]
+    assert (first.mask is None) == (x.mask is None)
+    if x.mask is not None:
+        assert torch.equal(first.mask, x.mask)
+    assert torch.isfinite(first.values).all()
+
+
+@pytest.mark.parametrize("batch", sorted(EMPTY_BATCHES))
+@pytest.mark.parametrize("name", sorted(CONSUMING_LAYERS))
+def test_consuming_layers_on_a_batch_without_real_steps_give_zeros(batch, name):
+    """Keras's rule for RNNs (the initial state, zeros), and pooling's documented 0."""
+    out = CONSUMING_LAYERS[name]()(EMPTY_BATCHES[batch]())
+    outputs = out if isinstance(out, tuple) else (out,)
+    for item in outputs:
+        values = item.values if isinstance(item, Masked) else item
+        assert values.shape[0] == 2 and values.dim() == 2
+        assert values.eq(0.0).all()
+    assert outputs[0].mask is None
+
+
+@pytest.mark.parametrize("batch", ["all-rows-empty", "time-0"])
+@pytest.mark.parametrize(
+    "make_layer",
+    [
+        lambda: layers.LSTM(2),
+        lambda: layers.GRU(2, return_sequences=True),
+        lambda: layers.Bidirectional(layers.SimpleRNN(2, return_sequences=True)),
+        lambda: layers.GlobalMaxPooling1D(),
+    ],
+    ids=["LSTM", "GRU-sequences", "Bidirectional-sequences", "GlobalMaxPooling1D"],
+)
+def test_a_batch_without_real_steps_backpropagates_zero_gradients(batch, make_layer):
+    """A loss on such a batch (a bucket of empty sequences in `fit`) must not fail in
+    `backward` because the zeros hang on no graph."""
+    x = EMPTY_BATCHES[batch]()
+    values = x.values.clone().requires_grad_()
+    layer = make_layer()
+    out = layer(x.with_values(values))
+    out.values.square().sum().add(out.values.sum()).backward()
+    assert values.grad is not None and values.grad.eq(0.0).all()
+    for parameter in layer.parameters():  # no gradient, or a zero one: no update
+        assert parameter.grad is None or parameter.grad.eq(0.0).all()
