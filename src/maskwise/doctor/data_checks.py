@@ -611,7 +611,8 @@ def check_real_values(rows: list[np.ndarray], name: str, paddings: list[Padding]
 def _finite_steps(row: np.ndarray) -> np.ndarray:
     """Bool `(time,)`: True where every value of the step is finite."""
     finite = np.isfinite(row.astype(np.float64))
-    return finite.all(axis=tuple(range(1, finite.ndim))) if finite.ndim > 1 else finite
+    per_step = int(np.prod(finite.shape[1:], dtype=np.int64))  # 1 for a (time,) row
+    return np.asarray(finite.reshape(finite.shape[0], per_step).all(axis=1))
 
 
 def check_sequence_values(values: Any, name: str) -> list[Finding]:
