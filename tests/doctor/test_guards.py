@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maskwise import (
     ConfigError,
@@ -401,3 +403,29 @@ def test_a_list_is_read_with_its_own_lengths() -> None:
     x[1][-1] = np.nan  # a real step, though at the end
     with pytest.raises(DoctorError, match=r"MW005 error: x: 1 real steps .*sequence 1, step 2"):
         regressor().fit(x, y, verbose=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 12), min_size=1, max_size=10),
+    features=st.integers(1, 5),
+    form=st.sampled_from(["padded", "list", "tensor", "two inputs"]),
+    classes=st.integers(2, 4),
+    seed=st.integers(0, 1000),
+)
+def test_clean_data_passes_every_door_silently(lengths, features, form, classes, seed) -> None:
+    # filterwarnings = error: a warning fails the test like an error.
+    rng = np.random.default_rng(seed)
+    x = padded(lengths, features=features, seed=seed).astype(np.float32)
+    labels = rng.integers(0, classes, size=x.shape[:2])
+    y = np.where(np.arange(x.shape[1]) < np.array(lengths)[:, None], labels, IGNORE_INDEX)
+    inputs: object = x
+    if form == "list":
+        inputs = [seq[:n] for seq, n in zip(x, lengths, strict=True)]
+        y = [row[:n] for row, n in zip(y, lengths, strict=True)]
+    elif form == "tensor":
+        inputs = torch.as_tensor(x)
+    elif form == "two inputs":
+        inputs = (x, padded(lengths, features=2, time=x.shape[1], seed=seed + 1))
+    loader = make_loader(inputs, y, batch_size=4)
+    assert sum(batch.size for batch in loader) == len(lengths)
