@@ -99,6 +99,8 @@ def test_seed000_padding_label_with_a_unit_of_its_own_stops_fit() -> None:
         tagger(3).fit(x, np.stack(ys), verbose=0)
     assert "the model has 3 outputs" in str(caught.value)
     assert "relabel the real classes 1->0, 2->1 and use 2 output units" in str(caught.value)
+    with pytest.raises(DoctorError, match=r"evaluate\(\) stopped(.|\n)*MW004 error"):
+        tagger(3).evaluate(x, np.stack(ys))
     # The repair trains, with the ignore marker or with ragged lists.
     tagger(2).fit(x, relabelled(ys), verbose=0)
     ragged_x = [X.T[y > 0] for X, y in zip(xs, ys, strict=True)]
