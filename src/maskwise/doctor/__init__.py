@@ -36,6 +36,9 @@ from .keras_file import check_keras_file
 
 __all__ = ["CODES", "Finding", "check", "check_keras_file"]
 
+PROBE_ROWS = 4
+"""Sequences the leak probe runs (MW013) when `check` gets a model and data."""
+
 
 def check(
     x: Any = None,
@@ -54,7 +57,10 @@ def check(
             `(batch, time)`, a list of `(time, features)` sequences, or a `Masked`.
         y: per-step targets `(batch, time)` or a list of `(time,)` arrays (optional).
         model: a maskwise model, run on the first 32 sequences of `x` (optional; without
-            `x`, only the layer order of a `Sequential` is checked).
+            `x`, only the layer order of a `Sequential` is checked). When that run shows
+            no error, the leak probe runs the model again on 4 of them (those with
+            padding first) with their padding changed (other values, NaN, more padding,
+            real steps moved): MW013 when a real step's output or a gradient changes.
         mask_value: the value that marks padded steps (as in `Masking(mask_value)`).
         predictions: the model's predictions on `x`: class ids `(batch, time)` or scores
             `(batch, time, classes)`, to check for one-class predictions (MW009).
@@ -89,6 +95,10 @@ def check(
 
         run = run_model(model, layout, paddings, mask_value)
         findings += run.findings
+        if run.batch is not None and not any(f.severity == "error" for f in run.findings):
+            from .leak_probe import probe_leaks  # a lost or doubled mask comes first
+
+            findings += probe_leaks(model, run.batch, rows=PROBE_ROWS)
         n_outputs = run.n_outputs
         if trained and predictions is None:
             predictions = run.predictions

@@ -24,6 +24,7 @@ CODES: dict[str, str] = {
     "MW010": "empty sequences or too much padding",
     "MW011": "targets do not line up with the inputs",
     "MW012": "the model cannot run on the data",
+    "MW013": "padding changes the outputs at real steps",
 }
 
 SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2}

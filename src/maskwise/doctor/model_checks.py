@@ -48,6 +48,7 @@ class ModelRun:
 
     findings: list[Finding] = field(default_factory=list)
     output: Any = None
+    batch: Masked | None = None  # the batch as fed (mask None when the model makes it)
     n_outputs: int | None = None
     predictions: list[np.ndarray] | None = None
 
@@ -57,6 +58,7 @@ def run_model(
 ) -> ModelRun:
     """Run `model` on up to `BATCH` sequences of `layout`; MW006, MW007, MW012."""
     batch, fed_mask = _batch(model, layout, paddings, mask_value)
+    run = ModelRun(batch=batch if isinstance(batch, Masked) else Masked(batch))
     events: list[Event] = []
     handles = [
         module.register_forward_hook(_recorder(_label(name, module), events), with_kwargs=True)
@@ -64,7 +66,6 @@ def run_model(
     ]
     was_training = model.training
     model.eval()
-    run = ModelRun()
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", MaskWarning)
