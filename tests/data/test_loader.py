@@ -116,3 +116,9 @@ def test_loader_argument_errors():
         make_loader(xs, ys[:3])
     with pytest.raises(ConfigError, match="batch_size"):
         make_loader(xs, ys, batch_size=-1)
+
+
+def test_a_list_of_empty_sequences_loads():
+    x = [np.zeros((0, 2), "float32"), np.zeros((0, 2), "float32")]
+    batch = next(iter(make_loader(x, batch_size=2, shuffle=False)))
+    assert batch.x.lengths.tolist() == [0, 0]
