@@ -611,3 +611,15 @@ def test_integer_predictions_do_not_truncate_float_targets():
     y_pred = torch.tensor([[0], [2]])  # integer predictions (e.g. rounded by hand)
     expected = ((0.5 - 0.0) ** 2 + (1.5 - 2.0) ** 2) / 2
     assert losses.MeanSquaredError()(y_true, y_pred).item() == pytest.approx(expected)
+
+
+def test_a_class_axis_of_size_zero_is_a_named_error():
+    for loss in (losses.CategoricalCrossentropy(), losses.SparseCategoricalCrossentropy()):
+        with pytest.raises(ShapeError, match="no class axis"):
+            loss(torch.zeros(0, dtype=torch.long), torch.zeros(0, 0))
+
+
+def test_masked_predictions_beyond_units_are_a_named_error():
+    y_pred = Masked(torch.zeros(2, 3, 1, 1), torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ShapeError, match=r"\(batch, time, units\) per step"):
+        losses.MeanSquaredError()(torch.zeros(2, 3, 1, 1), y_pred)

@@ -122,6 +122,15 @@ def read_pair(
                 fix="pass the model's output for a batch, e.g. `values[None]` for one row.",
             )
         )
+    if mask is not None and values.dim() > 3:
+        raise ShapeError(
+            format_error(
+                f"{usage}: a masked y_pred holds (batch, time, units) per step.",
+                expected="a Masked with values of 2 or 3 dimensions",
+                received=f"values of shape {tuple(values.shape)}",
+                fix="flatten the trailing axes into units, e.g. `values.flatten(2)`.",
+            )
+        )
     targets = as_targets(y_true, values.device)
     if not isinstance(y_pred, Masked):
         _check_plain_order(targets, values, usage, labels)
@@ -237,6 +246,18 @@ def _padding_error(name: str, count: int, mask: torch.Tensor | None, what: str) 
     )
 
 
+def _require_classes(num_classes: int, values: torch.Tensor, name: str) -> None:
+    if num_classes == 0:
+        raise ShapeError(
+            format_error(
+                f"{name}: the predictions have no class axis to score (its size is 0).",
+                expected="predictions (..., classes) with classes >= 1",
+                received=f"predictions of shape {tuple(values.shape)}",
+                fix="end the model with Dense(num_classes).",
+            )
+        )
+
+
 def class_targets(
     values: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor | None, name: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -257,6 +278,7 @@ def class_targets(
             )
         )
     step_shape, num_classes = values.shape[:-1], values.shape[-1]
+    _require_classes(num_classes, values, name)
     if y_true.dim() == values.dim() and y_true.shape[-1] == 1 and num_classes > 1:
         y_true = y_true.squeeze(-1)
     if y_true.shape == values.shape:
@@ -641,6 +663,7 @@ class CategoricalCrossentropy(_SmoothedCrossentropy):
     default_name = "categorical_crossentropy"
 
     def per_step(self, values, y_true, mask):
+        _require_classes(values.shape[-1], values, self.name)
         if values.dim() >= 2 and y_true.shape == values.shape[:-1] and values.shape[-1] > 1:
             raise ShapeError(
                 format_error(
