@@ -16,14 +16,19 @@ instance you construct.
 
 Writes are atomic: the file is written next to the target under a temporary name,
 flushed to disk (`fsync`), then renamed over the target (`os.replace`). A crash while
-saving leaves the previous checkpoint intact.
+saving leaves the previous checkpoint intact, and an interrupted save (an exception,
+Ctrl-C, SIGTERM) leaves no temporary file behind.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,23 +118,67 @@ def save(model: nn.Module, path: str | os.PathLike) -> Path:
 
 
 def write_atomic(path: Path, write: Any) -> None:
-    """Run `write(tmp_path)`, fsync, and rename over `path`; on failure `path` is untouched."""
+    """Run `write(tmp_path)`, fsync, and rename over `path`; on failure `path` is untouched.
+
+    The temporary file is removed whatever stops the write: an exception, Ctrl-C, or
+    SIGTERM (see `_terminate_after_cleanup`).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    tmp: str | None = None
+    with _terminate_after_cleanup():
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            write(tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived during a write (a BaseException: no `except Exception` swallows it)."""
+
+
+@contextmanager
+def _terminate_after_cleanup() -> Iterator[None]:
+    """Turn SIGTERM into `_Terminated` for the duration of a write, then die by it.
+
+    With SIGTERM's default action the process would end at once and leave the
+    temporary file behind. Here it raises inside the write instead, so the `except`
+    above removes the file; then the previous (default) handler is put back and the
+    signal raised again, so the process still ends as SIGTERM intends. A handler the
+    program installed itself is left alone (it runs as Python code, and whatever it
+    raises passes through the same cleanup), and so is any thread but the main one
+    (only it may set handlers).
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+        raise  # not reached unless SIGTERM was blocked meanwhile: the write is abandoned
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 # ---------------------------------------------------------------------- loading
