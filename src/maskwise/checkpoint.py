@@ -22,6 +22,7 @@ Ctrl-C, SIGTERM) leaves no temporary file behind.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -182,8 +183,17 @@ def _terminate_after_cleanup() -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------- loading
+# Layer configs nested deeper than this are refused (a real model nests a few levels).
+MAX_NESTING = 64
+
+
 class Checkpoint:
-    """A checkpoint file opened for reading: `metadata` (parsed JSON) and `tensors(prefix)`."""
+    """A checkpoint file opened for reading: `metadata` (parsed, checked JSON), `shapes`
+    (every tensor's shape, from the file's header) and `tensors(prefix)` (read on demand).
+
+    Opening reads the header only: no tensor is loaded until `tensors` is called, so a
+    file's config can be checked against its shapes before anything is allocated.
+    """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -198,7 +208,10 @@ class Checkpoint:
         try:
             with safe_open(str(self.path), framework="pt") as f:
                 raw = f.metadata() or {}
-                self._tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+                self.shapes = {
+                    key: tuple(f.get_slice(key).get_shape())
+                    for key in f.keys()  # noqa: SIM118
+                }
         except Exception as error:  # safetensors raises its own error types
             raise ConfigError(
                 format_error(
@@ -215,14 +228,141 @@ class Checkpoint:
                     "`model.load_state_dict`.",
                 )
             )
-        self.metadata = {key: json.loads(value) for key, value in raw.items()}
+        self.metadata = {key: self._parse(key, value) for key, value in raw.items()}
+        self._check_metadata()
+        self._tensors: dict[str, torch.Tensor] | None = None
 
     def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        if self._tensors is None:
+            with (
+                reading(self, "reading the tensors"),
+                safe_open(str(self.path), framework="pt") as f,
+            ):
+                self._tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
         return {
             key[len(prefix) :]: value
             for key, value in self._tensors.items()
             if key.startswith(prefix)
         }
+
+    # ------------------------------------------------------------------ checks
+    def invalid(self, problem: str, expected: str, received: Any) -> ConfigError:
+        """A `ConfigError` naming this file and what is wrong in its metadata."""
+        return ConfigError(
+            format_error(
+                f"The checkpoint {self.path} cannot be loaded: {problem}.",
+                expected=expected,
+                received=_short(received),
+                fix="the file is damaged or was not written by `model.save`; save it again.",
+            )
+        )
+
+    def _parse(self, key: str, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, too deep, int limit
+            raise self.invalid(
+                f"its metadata entry {key!r} is not valid JSON",
+                "JSON text",
+                f"{type(error).__name__}: {error}",
+            ) from error
+
+    def _check_metadata(self) -> None:
+        """The parts `load` relies on have the types it expects."""
+        model = self.metadata.get("model")
+        if "model" not in self.metadata:
+            raise self.invalid("its metadata has no 'model' entry", "a JSON object", None)
+        if not isinstance(model, dict):
+            raise self.invalid("its 'model' entry is not a mapping", "a JSON object", model)
+        if not isinstance(model.get("class"), str):
+            raise self.invalid("'model.class' is not a class name", "a string", model.get("class"))
+        if "spec" not in model:
+            raise self.invalid("'model.spec' is missing", "a layer config, or null", None)
+        spec = model["spec"]
+        if spec is not None:
+            self._check_spec(spec, "model.spec", 0)
+        shapes = model.get("build_shapes")
+        if not isinstance(shapes, dict):
+            raise self.invalid("'model.build_shapes' is not a mapping", "a JSON object", shapes)
+        for name, shape in shapes.items():
+            if not _is_shape(shape):
+                raise self.invalid(
+                    f"the saved input shape of layer {name!r} is not a shape",
+                    "a list of non-negative integers (or a list of such lists), or null",
+                    shape,
+                )
+        for section in ("compile", "trainer", "optimizer"):
+            value = self.metadata.get(section, {})
+            if not isinstance(value, dict):
+                raise self.invalid(
+                    f"its {section!r} entry is not a mapping", "a JSON object", value
+                )
+
+    def _check_spec(self, value: Any, where: str, depth: int) -> None:
+        """Every layer config nested in `value` names a known class and holds a mapping."""
+        if depth > MAX_NESTING:
+            raise self.invalid(
+                f"{where} is nested more than {MAX_NESTING} levels deep",
+                f"at most {MAX_NESTING} levels",
+                f"{where} ...",
+            )
+        if isinstance(value, dict) and "__layer__" in value:
+            kind = value["__layer__"]
+            if not isinstance(kind, str) or kind not in Layer.registry:
+                raise self.invalid(
+                    f"{where} names an unknown layer class",
+                    "a maskwise layer class (import the module defining a custom one first)",
+                    kind,
+                )
+            if not isinstance(value.get("config"), dict):
+                raise self.invalid(
+                    f"{where} ({kind}) has no config mapping", "a JSON object", value.get("config")
+                )
+            if not _is_shape(value.get("build_shape")):
+                raise self.invalid(
+                    f"{where} ({kind}) has an invalid build shape",
+                    "a list of non-negative integers (or a list of such lists), or null",
+                    value.get("build_shape"),
+                )
+            value = value["config"]
+        if isinstance(value, dict):
+            for key, item in value.items():
+                self._check_spec(item, f"{where}.{key}", depth + 1)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self._check_spec(item, f"{where}[{index}]", depth + 1)
+
+
+def _is_shape(shape: Any) -> bool:
+    """None, a list of non-negative ints, or a list of such lists (several inputs)."""
+
+    def dims(value: Any) -> bool:
+        return isinstance(value, list) and all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+        )
+
+    if shape is None or dims(shape):
+        return True
+    return isinstance(shape, list) and bool(shape) and all(dims(s) for s in shape)
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+@contextmanager
+def reading(checkpoint: Checkpoint, what: str) -> Iterator[None]:
+    """Turn any error raised while applying the file's contents into a `ConfigError`
+    naming the file: its metadata came from outside, so every failure is the file's."""
+    try:
+        yield
+    except Exception as error:
+        raise checkpoint.invalid(
+            f"{what} failed",
+            "a config that rebuilds the saved model",
+            f"{type(error).__name__}: {error}",
+        ) from error
 
 
 def build_from_shapes(model: nn.Module, build_shapes: dict[str, Any]) -> None:
@@ -234,31 +374,65 @@ def build_from_shapes(model: nn.Module, build_shapes: dict[str, Any]) -> None:
             module.build_from_config_shape(shape)
 
 
-def load_weights(model: nn.Module, checkpoint: Checkpoint) -> None:
-    """Build `model`'s lazy layers and load the checkpoint's weights into it (strict)."""
-    saved_class = checkpoint.metadata["model"]["class"]
-    build_from_shapes(model, checkpoint.metadata["model"]["build_shapes"])
-    weights = checkpoint.tensors("model.")
-    own = model.state_dict()
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
+def _meta_copy(model: nn.Module) -> nn.Module | None:
+    """A copy of `model` whose tensors live on the meta device (no memory), or None when
+    the model cannot be copied (it holds something `deepcopy` refuses)."""
+    memo: dict[int, Any] = {}
+    for tensor in (*model.parameters(), *model.buffers()):
+        meta = torch.empty_like(tensor, device="meta")
+        memo[id(tensor)] = (
+            nn.Parameter(meta, requires_grad=tensor.requires_grad)
+            if isinstance(tensor, nn.Parameter)
+            else meta
+        )
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception:  # e.g. a lock or an open file: check after building, as before
+        return None
+
+
+def check_fits(model: nn.Module, checkpoint: Checkpoint) -> None:
+    """A `ConfigError` unless `model`'s weights have the names and shapes in the file."""
+    saved = {k[len("model.") :]: v for k, v in checkpoint.shapes.items() if k.startswith("model.")}
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(own) - set(saved))
+    unexpected = sorted(set(saved) - set(own))
     mismatched = [
-        f"{k}: saved {tuple(weights[k].shape)}, model {tuple(own[k].shape)}"
-        for k in own
-        if k in weights and own[k].shape != weights[k].shape
+        f"{k}: saved {saved[k]}, model {own[k]}" for k in own if k in saved and own[k] != saved[k]
     ]
     if missing or unexpected or mismatched:
         raise ConfigError(
             format_error(
-                f"The checkpoint's weights do not fit this {type(model).__name__} "
-                f"(saved from a {saved_class}).",
+                f"The checkpoint's weights do not fit this {type(model).__name__} (saved "
+                f"from a {checkpoint.metadata['model']['class']} in {checkpoint.path}).",
                 expected="the same layers with the same sizes as the saved model",
                 received=f"missing {missing[:5]}, unexpected {unexpected[:5]}, "
                 f"shape mismatches {mismatched[:3]}",
                 fix="construct the model with the same arguments as the one saved.",
             )
         )
-    model.load_state_dict(weights)
+
+
+def load_weights(model: nn.Module, checkpoint: Checkpoint) -> None:
+    """Build `model`'s lazy layers and load the checkpoint's weights into it (strict).
+
+    The layers are first built on a copy on the meta device and checked against the
+    file's header, so a config asking for layers far larger than the file's tensors is
+    refused before any memory is allocated for them.
+    """
+    build_shapes = checkpoint.metadata["model"]["build_shapes"]
+    with reading(checkpoint, "building the layers from their saved input shapes"):
+        probe = _meta_copy(model)
+        if probe is not None:
+            with torch.device("meta"):
+                build_from_shapes(probe, build_shapes)
+    if probe is not None:
+        check_fits(probe, checkpoint)
+    with reading(checkpoint, "building the layers from their saved input shapes"):
+        build_from_shapes(model, build_shapes)
+    check_fits(model, checkpoint)
+    with reading(checkpoint, "loading the weights"):
+        model.load_state_dict(checkpoint.tensors("model."))
 
 
 def optimizer_state(checkpoint: Checkpoint) -> dict[str, Any] | None:
@@ -314,14 +488,23 @@ def load(
         if saved["spec"] is None:
             raise ConfigError(
                 format_error(
-                    f"The checkpoint holds a {saved['class']}, which cannot be rebuilt "
+                    f"The checkpoint {checkpoint.path} holds a {saved['class']}, which "
+                    "cannot be rebuilt "
                     "from its saved config (a Module subclass is your code; a Lambda "
                     "holds a Python function).",
                     fix=f"construct it yourself and load into it: "
                     f"`maskwise.load(path, model={saved['class']}(...))`.",
                 )
             )
-        model = layer_from_config(saved["spec"])
+        with (
+            reading(checkpoint, "rebuilding the saved model from its config"),
+            torch.device("meta"),  # sizes first, checked against the file's header
+        ):
+            probe = layer_from_config(saved["spec"])
+            build_from_shapes(probe, saved["build_shapes"])
+        check_fits(probe, checkpoint)
+        with reading(checkpoint, "rebuilding the saved model from its config"):
+            model = layer_from_config(saved["spec"])
     elif not isinstance(model, nn.Module):
         raise MaskwiseTypeError(
             format_error(
@@ -334,5 +517,6 @@ def load(
         model.to(device)
     restore = getattr(model, "restore_training_state", None)
     if restore is not None:
-        restore(checkpoint)
+        with reading(checkpoint, "restoring the compile and training state"):
+            restore(checkpoint)
     return model
