@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -139,6 +140,22 @@ def ask_for_a_huge_dense(metadata: dict[str, Any]) -> None:
     dense.update(units=2048, input_dim=250_000)
 
 
+def peak_memory_growth_kib(script: str, path: Path) -> int:
+    """How much the peak memory of a fresh process grows while `script` loads `path`."""
+    script = (
+        "import resource, sys, maskwise\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"{script}\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT / 'tests'}"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True, text=True, env=env, timeout=120, check=True,
+    )  # fmt: skip
+    return int(result.stdout)
+
+
 def test_a_config_asking_for_huge_layers_fails_before_allocating(tmp_path) -> None:
     path = rewrite(tiny_checkpoint(tmp_path), ask_for_a_huge_dense)
     assert path.stat().st_size < 1000
@@ -148,19 +165,47 @@ def test_a_config_asking_for_huge_layers_fails_before_allocating(tmp_path) -> No
     )
     with pytest.raises(ConfigError, match=pattern):
         maskwise.load(path)
-    # In a fresh process, so that the peak memory is this load's (2 GB without the check).
-    script = (
-        "import resource, sys, maskwise\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "try:\n    maskwise.load(sys.argv[1])\nexcept maskwise.ConfigError:\n    pass\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    load = "try:\n    maskwise.load(sys.argv[1])\nexcept maskwise.ConfigError:\n    pass"
+    assert peak_memory_growth_kib(load, path) < 100_000  # 2 GB without the check
+
+
+class Head(maskwise.Module):
+    """A Module subclass with a lazy layer: built from the shape saved in the file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dense = layers.Dense(2048, name="dense")
+
+    def forward(self, x: Any) -> Any:
+        return self.dense(x)
+
+
+def test_a_huge_saved_input_shape_fails_before_building_your_model(tmp_path) -> None:
+    model = Head()
+    model(torch.ones(1, 2, 3))
+    path = rewrite(
+        model.save(tmp_path / "head.safetensors"),
+        lambda m: m["model"]["build_shapes"].update(dense=[2, 250_000]),
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(path)],
-        capture_output=True, text=True, env=env, timeout=120, check=True,
-    )  # fmt: skip
-    assert int(result.stdout) < 100_000, result.stdout  # KiB: < 100 MB more than at start
+    with pytest.raises(
+        ConfigError, match=r"dense.kernel: saved \(3, 2048\), model \(250000, 2048\)"
+    ):
+        maskwise.load(path, model=Head())
+    load = (
+        "from test_checkpoint_safety import Head\n"
+        "try:\n    maskwise.load(sys.argv[1], model=Head())\nexcept maskwise.ConfigError:\n    pass"
+    )
+    assert peak_memory_growth_kib(load, path) < 100_000
+
+
+def test_a_model_that_cannot_be_copied_still_loads(tmp_path) -> None:
+    model = Head()
+    model(torch.ones(1, 2, 3))
+    path = model.save(tmp_path / "head.safetensors")
+    fresh = Head()
+    fresh.lock = threading.Lock()  # deepcopy refuses it: checked after building instead
+    loaded = maskwise.load(path, model=fresh)
+    torch.testing.assert_close(loaded.dense.kernel, model.dense.kernel, rtol=0, atol=0)
 
 
 def nested(depth: int) -> Any:

@@ -25,10 +25,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+import secrets
 import signal
-import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -122,22 +122,21 @@ def write_atomic(path: Path, write: Any) -> None:
     """Run `write(tmp_path)`, fsync, and rename over `path`; on failure `path` is untouched.
 
     The temporary file is removed whatever stops the write: an exception, Ctrl-C, or
-    SIGTERM (see `_terminate_after_cleanup`).
+    SIGTERM (see `_sigterm_deferred`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp: str | None = None
-    with _terminate_after_cleanup():
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"  # named before it exists
+    with _sigterm_deferred() as terminated:
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            write(tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-            raise
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            write(str(tmp))
+            if not terminated():
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+            if not terminated():
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # no-op once renamed
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
@@ -145,41 +144,33 @@ def write_atomic(path: Path, write: Any) -> None:
         os.close(directory)
 
 
-class _Terminated(BaseException):
-    """SIGTERM arrived during a write (a BaseException: no `except Exception` swallows it)."""
-
-
 @contextmanager
-def _terminate_after_cleanup() -> Iterator[None]:
-    """Turn SIGTERM into `_Terminated` for the duration of a write, then die by it.
+def _sigterm_deferred() -> Iterator[Callable[[], bool]]:
+    """Record SIGTERM during a write instead of ending the process in the middle of it.
 
     With SIGTERM's default action the process would end at once and leave the
-    temporary file behind. Here it raises inside the write instead, so the `except`
-    above removes the file; then the previous (default) handler is put back and the
-    signal raised again, so the process still ends as SIGTERM intends. A handler the
-    program installed itself is left alone (it runs as Python code, and whatever it
-    raises passes through the same cleanup), and so is any thread but the main one
-    (only it may set handlers).
+    temporary file behind. Here a handler only records the signal; the write checks
+    `terminated()`, abandons the file (the previous checkpoint stays), and on the way
+    out the default action is put back and the signal raised again, so the process
+    still ends as SIGTERM intends. A handler the program installed itself is left
+    alone (it runs as Python code: whatever it raises passes through the cleanup), and
+    so is any thread but the main one (only it may set handlers).
     """
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
     ):
-        yield
+        yield lambda: False
         return
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        raise _Terminated
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    received: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
     try:
-        yield
-    except _Terminated:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.raise_signal(signal.SIGTERM)
-        raise  # not reached unless SIGTERM was blocked meanwhile: the write is abandoned
+        yield lambda: bool(received)
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # runs pending handlers first
+        if received:
+            signal.raise_signal(signal.SIGTERM)
+            raise SystemExit(128 + signal.SIGTERM)  # reached only if SIGTERM is blocked
 
 
 # ---------------------------------------------------------------------- loading
