@@ -129,12 +129,23 @@ def require_regular_file(path: Path) -> None:
         target = f" (a link to {os.path.realpath(path)})" if path.is_symlink() else ""
         raise ConfigError(
             format_error(
-                f"{path.name} is not a regular file{target}: a device, FIFO or directory "
-                "could be endless.",
-                expected="a data file on disk",
-                received=stat.filemode(mode),
+                f"{path.name}{target} is not a regular file: the doctor reads files on disk "
+                "only (a device or a FIFO can be endless).",
+                expected="a data file",
+                received=_file_kind(mode),
             )
         )
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISDIR: "a directory",
+        stat.S_ISSOCK: "a socket",
+    }
+    return next((text for test, text in kinds.items() if test(mode)), stat.filemode(mode))
 
 
 def read_npy(

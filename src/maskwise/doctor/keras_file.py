@@ -9,9 +9,9 @@ recurrent layers without `return_sequences` and global average pooling consume i
 other layers pass it on. Models nested as layers (a `Sequential` inside a `Sequential`
 or a functional model) are followed inside.
 
-The archive comes from anywhere: only `config.json` is read, at most
-`MAX_CONFIG_BYTES` of it, and a member that claims a compression ratio above
-`MAX_RATIO` (a zip bomb) is refused before it is decompressed.
+The archive comes from anywhere: only `config.json` is read, and only when it declares
+at most `MAX_CONFIG_BYTES` and a compression ratio of at most `MAX_RATIO` (else it is a
+zip bomb, refused before it is decompressed).
 """
 
 from __future__ import annotations
@@ -72,10 +72,11 @@ def read_config(path: Path) -> Any:
                 info.file_size > RATIO_FLOOR and ratio > MAX_RATIO
             ):
                 raise _too_large(path, f"{info.file_size} bytes ({ratio:.0f}x compressed)")
+            # read(n) decompresses about n bytes at most (read() would decompress the
+            # whole stream, past the declared size); a member that lies about its
+            # size then fails the CRC check (BadZipFile)
             with archive.open(info) as member:
-                data = member.read(MAX_CONFIG_BYTES + 1)
-            if len(data) > MAX_CONFIG_BYTES:  # the archive lied about the size
-                raise _too_large(path, f"more than {MAX_CONFIG_BYTES} bytes")
+                data = member.read(info.file_size)
         return json.loads(data)
     except ConfigError:
         raise
