@@ -6,6 +6,7 @@ file and what was expected; 1 stays "error findings", 0 "none".
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import struct
@@ -182,16 +183,37 @@ def test_a_damaged_file_in_a_real_process(tmp_path) -> None:
     assert result.stderr.startswith("maskwise doctor: data.npz cannot be read")
 
 
+def valid_files(d: Path) -> dict[str, bytes]:
+    """The bytes of a small valid file of each kind the doctor reads."""
+    np.savez(d / "v.npz", x=padded(), y=np.ones((6, 4)))
+    np.save(d / "v.npy", padded())
+    frame = pd.DataFrame({"id": [0, 0, 1], "t": [0, 1, 0], "a": [1.0, 2.0, 3.0]})
+    frame.to_csv(d / "v.csv", index=False)
+    frame.to_parquet(d / "v.parquet")
+    with zipfile.ZipFile(d / "v.keras", "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        layers = [{"class_name": "Masking", "config": {"name": "m"}},
+                  {"class_name": "Lambda", "config": {"name": "f"}}]  # fmt: skip
+        archive.writestr("config.json", json.dumps({"class_name": "Sequential",
+                                                     "config": {"layers": layers}}))  # fmt: skip
+    return {p.suffix: p.read_bytes() for p in d.iterdir() if p.stem == "v"}
+
+
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    data=st.binary(max_size=400) | st.text(alphabet='id,t,ax0123.\n"-nan', max_size=200),
     suffix=st.sampled_from([".npz", ".npy", ".csv", ".parquet", ".keras"]),
+    cut=st.floats(0.0, 1.0),
+    flips=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(0, 255)), max_size=4),
+    noise=st.binary(max_size=64),
 )
-def test_any_bytes_give_a_report_or_one_line(tmp_path, capsys, data, suffix) -> None:
+def test_damaged_files_give_a_report_or_one_line(tmp_path, capsys, suffix, cut, flips, noise):
+    data = bytearray(valid_files(tmp_path)[suffix])
+    for where, value in flips:
+        data[int(where * (len(data) - 1))] = value
+    data = data[: int(cut * len(data))] + noise  # truncated, with bytes of noise appended
     path = tmp_path / f"fuzz{suffix}"
-    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    path.write_bytes(bytes(data))
     status, out, err = doctor(capsys, path)
     assert status in (0, 1, 2)
     if status == 2:

@@ -15,6 +15,7 @@ import fnmatch
 import os
 import re
 import stat
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -96,6 +97,7 @@ def load(
             with open(path, "rb") as stream:
                 array, shape = read_npy(stream, path.name, MAX_SEQUENCES, MAX_VALUES)
             array = _sampled(path.name, array, shape)
+            _require_inputs(path, f"{path.name} {shape}", array)
             return Loaded(array, None, f"x = {path.name} {_describe(shape, len(array))}")
         return _load_long(path, sequence_col, order_col, feature_cols, target_col)
     except MaskwiseError:
@@ -165,7 +167,10 @@ def read_npy(
                 f"{name}: unsupported .npy format version {version}.", expected="1.0 or 2.0"
             )
         )
-    shape, fortran_order, dtype = readers[version](stream)
+    try:
+        shape, fortran_order, dtype = readers[version](stream)
+    except (SyntaxError, tokenize.TokenError) as error:  # numpy parses the header as Python
+        raise ValueError(f"{name}: the .npy header is damaged ({error})") from error
     if dtype.kind not in "biuf":
         raise ConfigError(
             format_error(
@@ -174,8 +179,12 @@ def read_npy(
                 fix="convert it to numbers before saving, e.g. `x.astype(np.float32)`.",
             )
         )
-    per_row = int(np.prod(shape[1:], dtype=object)) if shape else 1
-    n = shape[0] if shape else 1
+    if not shape:
+        raise ConfigError(
+            format_error(f"{name} holds a single value.", expected="an array of sequences")
+        )
+    per_row = int(np.prod(shape[1:], dtype=object))
+    n = shape[0]
     take = min(n, rows, values // max(per_row, 1))
     if fortran_order and take < n:
         take = 0  # column-major rows are not contiguous: all or nothing
@@ -189,14 +198,15 @@ def read_npy(
                 received=f"{len(data)} bytes",
             )
         )
-    sample_shape = (take, *shape[1:]) if shape else ()
-    array = np.frombuffer(data, dtype).reshape(sample_shape, order="F" if fortran_order else "C")
+    array = np.frombuffer(data, dtype).reshape(
+        (take, *shape[1:]), order="F" if fortran_order else "C"
+    )
     return array.copy(), shape
 
 
 def _sampled(name: str, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """`array`, unless it is an empty sample of a non-empty array (rows too large)."""
-    if shape and len(array) == 0 and shape[0] > 0:
+    if len(array) == 0 and shape[0] > 0:
         raise ConfigError(
             format_error(
                 f"{name} {shape} is too large for the doctor to sample.",
@@ -209,7 +219,7 @@ def _sampled(name: str, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray
 
 def _describe(shape: tuple[int, ...], taken: int) -> str:
     """An array's shape, and how many of its sequences the sample holds if not all."""
-    if not shape or taken == shape[0]:
+    if taken == shape[0]:
         return f"{shape}"
     return f"{shape}, the first {taken} sequences checked"
 
@@ -262,7 +272,7 @@ def _select(archive: zipfile.ZipFile, names: list[str], pattern: str, rows: int 
         if budget.values <= 0:
             break
         array, shape = _member(archive, name, budget.values, budget)
-        if shape and len(array) < shape[0]:
+        if len(array) < shape[0]:
             break  # only part of this sequence fits in the sample: leave it out
         arrays.append(array)
     if not arrays:
@@ -295,11 +305,31 @@ def _load_npz(path: Path, x: str | None, y: str | None) -> Loaded:
         default_x, default_y = _default_patterns(names)
         budget = _Budget()
         x_data, x_text, rows = _select(archive, names, x or default_x, None, budget)
+        _require_inputs(path, x_text, x_data)
         y_pattern = y or default_y
         if y_pattern is None:
             return Loaded(x_data, None, f"x = {x_text}")
         y_data, y_text, _ = _select(archive, names, y_pattern, rows, budget)
+        if any(np.ndim(a) == 0 for a in (y_data if isinstance(y_data, list) else [y_data])):
+            raise _bad_shape(path, y_text, "targets: (sequences,) or (sequences, time)")
     return Loaded(x_data, y_data, f"x = {x_text}; y = {y_text}")
+
+
+def _require_inputs(path: Path, text: str, x: np.ndarray | list[np.ndarray]) -> None:
+    """Inputs the checks can read: one `(sequences, time[, features])` array with a
+    sequence, or `(time[, features])` sequences."""
+    if isinstance(x, list):
+        if any(a.ndim not in (1, 2) for a in x):
+            raise _bad_shape(path, text, "sequences shaped (time,) or (time, features)")
+    elif x.ndim not in (2, 3) or len(x) == 0:
+        raise _bad_shape(path, text, "(sequences, time) or (sequences, time, features), not empty")
+
+
+def _bad_shape(path: Path, text: str, expected: str) -> ConfigError:
+    return ConfigError(
+        format_error(f"{path.name}: the data cannot be read as sequences.", expected=expected,
+                     received=text)
+    )  # fmt: skip
 
 
 def _pick(columns: list[str], given: str | None, candidates: tuple[str, ...]) -> str | None:
@@ -358,6 +388,9 @@ def _load_long(
         )
     wanted = list(dict.fromkeys(c for c in (seq, order, target, *feature_cols) if c is not None))
     frame, complete = _sample_sequences(table.chunks(wanted), seq)
+    for column in (*feature_cols, *([target] if target is not None else [])):
+        frame[column] = _numbers(path, frame[column], "--target-col" if column == target
+                                 else "--feature-cols")  # fmt: skip
     if order is not None:
         frame = frame.sort_values([seq, order], kind="stable")
     groups = [g for _, g in frame.groupby(seq, sort=False)]
@@ -425,6 +458,23 @@ class _Table:
         with pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20) as file:
             for batch in file.iter_batches(batch_size=self.rows_per_chunk, columns=columns):
                 yield batch.to_pandas()
+
+
+def _numbers(path: Path, column: Any, option: str) -> Any:
+    """The column as numbers, or a `ConfigError` naming it and the option to change."""
+    import pandas as pd
+
+    try:
+        return pd.to_numeric(column)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(
+            format_error(
+                f"{path.name}: column {column.name!r} holds values that are not numbers.",
+                expected="numbers in the feature and target columns",
+                received=" ".join(str(error).split())[:120],
+                fix=f"name the right columns with {option}.",
+            )
+        ) from error
 
 
 def _sample_sequences(chunks: Iterator[Any], seq: str) -> tuple[Any, bool]:
