@@ -12,7 +12,11 @@
 Nothing is unpickled when loading, so a file from someone else cannot run code. A
 `Sequential` (or any `Layer` whose arguments are JSON) is rebuilt from the file alone;
 a `Module` subclass is your code, so `load(path, model=MyModel(...))` loads into an
-instance you construct.
+instance you construct. Loading trusts nothing in the file: its metadata is checked
+(JSON, types, known layer classes, nesting depth), and the model is first built on
+PyTorch's meta device, where tensors take no memory, so that its weight shapes are
+compared with the file's header before anything is allocated: a small file whose config
+asks for huge layers fails at once. Every problem is a `ConfigError` naming the file.
 
 Writes are atomic: the file is written next to the target under a temporary name,
 flushed to disk (`fsync`), then renamed over the target (`os.replace`). A crash while
