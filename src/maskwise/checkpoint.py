@@ -416,13 +416,18 @@ def load_weights(model: nn.Module, checkpoint: Checkpoint) -> None:
     refused before any memory is allocated for them.
     """
     build_shapes = checkpoint.metadata["model"]["build_shapes"]
-    with reading(checkpoint, "building the layers from their saved input shapes"):
-        probe = _meta_copy(model)
+    modules = dict(model.named_modules())
+    lazy = any(
+        isinstance(modules.get(name), Layer) and not modules[name].built for name in build_shapes
+    )
+    if lazy:  # building allocates: try it on a meta copy first
+        with reading(checkpoint, "building the layers from their saved input shapes"):
+            probe = _meta_copy(model)
+            if probe is not None:
+                with torch.device("meta"):
+                    build_from_shapes(probe, build_shapes)
         if probe is not None:
-            with torch.device("meta"):
-                build_from_shapes(probe, build_shapes)
-    if probe is not None:
-        check_fits(probe, checkpoint)
+            check_fits(probe, checkpoint)
     with reading(checkpoint, "building the layers from their saved input shapes"):
         build_from_shapes(model, build_shapes)
     check_fits(model, checkpoint)
