@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maskwise import cli
+from maskwise import ConfigError, cli
 from maskwise.doctor import files, keras_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,6 +244,22 @@ def test_a_large_npy_is_sampled_from_its_first_rows(tmp_path, capsys, monkeypatc
     assert doctor(capsys, tmp_path / "x.npy")[0] == 0
 
 
+def test_numbered_arrays_are_sampled_whole(tmp_path, monkeypatch) -> None:
+    arrays = {f"X_{i}": np.ones((5, 2)) for i in range(40)}
+    arrays |= {f"y_{i}": np.ones(5) for i in range(40)}
+    np.savez(tmp_path / "seq.npz", **arrays)
+    monkeypatch.setattr(files, "MAX_SEQUENCES", 10)
+    loaded = files.load(tmp_path / "seq.npz")
+    assert len(loaded.x) == len(loaded.y) == 10
+    assert "X_* (40 arrays like (5, 2)), the first 10 checked" in loaded.description
+    monkeypatch.setattr(files, "MAX_VALUES", 35)  # 3 whole sequences of 10 values, not 4
+    loaded = files.load(tmp_path / "seq.npz")
+    assert [x.shape for x in loaded.x] == [(5, 2)] * 3 and len(loaded.y) == 3
+    monkeypatch.setattr(files, "MAX_VALUES", 8)
+    with pytest.raises(ConfigError, match=r"X_0 \(5, 2\) is too large for the doctor to sample"):
+        files.load(tmp_path / "seq.npz")
+
+
 def zeros_member(archive: zipfile.ZipFile, name: str, shape: tuple[int, ...]) -> None:
     """A compressed `.npy` member of zeros, written without holding it in memory."""
     with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
@@ -349,7 +365,7 @@ def refusal_peak(path: Path) -> int:
     """The peak memory of `check_keras_file(path)`, which must refuse the file."""
 
     def refuse() -> None:
-        with pytest.raises(files.ConfigError):
+        with pytest.raises(ConfigError):
             keras_file.check_keras_file(path)
 
     return peak_bytes(refuse)
@@ -372,6 +388,6 @@ def test_a_keras_file_lying_about_its_size_is_read_only_to_the_size_it_claims(tm
     struct.pack_into("<I", data, central + 24, 1_000)  # its uncompressed size: claim 1 KB
     path.write_bytes(bytes(data))
     assert zipfile.ZipFile(path).getinfo("config.json").file_size == 1_000
-    with pytest.raises(files.ConfigError, match=r"(?s)liar.keras: it is not a readable .* CRC"):
+    with pytest.raises(ConfigError, match=r"(?s)liar.keras: it is not a readable .* CRC"):
         keras_file.check_keras_file(path)
     assert refusal_peak(path) < 1_000_000

@@ -230,7 +230,7 @@ class Checkpoint:
     def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
         if self._tensors is None:
             with (
-                reading(self, "reading the tensors"),
+                _reading(self, "reading the tensors"),
                 safe_open(str(self.path), framework="pt") as f,
             ):
                 self._tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
@@ -347,7 +347,7 @@ def _short(value: Any, limit: int = 200) -> str:
 
 
 @contextmanager
-def reading(checkpoint: Checkpoint, what: str) -> Iterator[None]:
+def _reading(checkpoint: Checkpoint, what: str) -> Iterator[None]:
     """Turn any error raised while applying the file's contents into a `ConfigError`
     naming the file: its metadata came from outside, so every failure is the file's."""
     try:
@@ -421,17 +421,17 @@ def load_weights(model: nn.Module, checkpoint: Checkpoint) -> None:
         isinstance(modules.get(name), Layer) and not modules[name].built for name in build_shapes
     )
     if lazy:  # building allocates: try it on a meta copy first
-        with reading(checkpoint, "building the layers from their saved input shapes"):
+        with _reading(checkpoint, "building the layers from their saved input shapes"):
             probe = _meta_copy(model)
             if probe is not None:
                 with torch.device("meta"):
                     build_from_shapes(probe, build_shapes)
         if probe is not None:
             check_fits(probe, checkpoint)
-    with reading(checkpoint, "building the layers from their saved input shapes"):
+    with _reading(checkpoint, "building the layers from their saved input shapes"):
         build_from_shapes(model, build_shapes)
     check_fits(model, checkpoint)
-    with reading(checkpoint, "loading the weights"):
+    with _reading(checkpoint, "loading the weights"):
         model.load_state_dict(checkpoint.tensors("model."))
 
 
@@ -497,13 +497,13 @@ def load(
                 )
             )
         with (
-            reading(checkpoint, "rebuilding the saved model from its config"),
+            _reading(checkpoint, "rebuilding the saved model from its config"),
             torch.device("meta"),  # sizes first, checked against the file's header
         ):
             probe = layer_from_config(saved["spec"])
             build_from_shapes(probe, saved["build_shapes"])
         check_fits(probe, checkpoint)
-        with reading(checkpoint, "rebuilding the saved model from its config"):
+        with _reading(checkpoint, "rebuilding the saved model from its config"):
             model = layer_from_config(saved["spec"])
     elif not isinstance(model, nn.Module):
         raise MaskwiseTypeError(
@@ -517,6 +517,6 @@ def load(
         model.to(device)
     restore = getattr(model, "restore_training_state", None)
     if restore is not None:
-        with reading(checkpoint, "restoring the compile and training state"):
+        with _reading(checkpoint, "restoring the compile and training state"):
             restore(checkpoint)
     return model

@@ -39,7 +39,7 @@ TARGET_COLUMNS = ("y", "label", "labels", "target", "tag", "class")
 
 # The sample the doctor checks, and the bounds on what it reads to get it.
 MAX_SEQUENCES = 10_000
-MAX_VALUES = 10_000_000  # inputs and targets kept (80 MB as float64)
+MAX_VALUES = 10_000_000  # of the inputs kept, and as many of the targets (80 MB as float64)
 CHUNK_VALUES = 1_000_000  # a table is read this many cells at a time
 MAX_COLUMNS = 10_000
 MAX_HEADER_BYTES = 1 << 20  # a CSV header line longer than this is not a header
@@ -185,7 +185,7 @@ def read_npy(
         )
     per_row = int(np.prod(shape[1:], dtype=object))
     n = shape[0]
-    take = min(n, rows, values // max(per_row, 1))
+    take = max(0, min(n, rows, values // max(per_row, 1)))
     if fortran_order and take < n:
         take = 0  # column-major rows are not contiguous: all or nothing
     count = take * per_row
@@ -207,14 +207,18 @@ def read_npy(
 def _sampled(name: str, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """`array`, unless it is an empty sample of a non-empty array (rows too large)."""
     if len(array) == 0 and shape[0] > 0:
-        raise ConfigError(
-            format_error(
-                f"{name} {shape} is too large for the doctor to sample.",
-                expected=f"rows of at most {MAX_VALUES} values, in C order",
-                fix=f"check a slice: `np.save('sample.npy', {name.split('.')[0]}[:1000])`.",
-            )
-        )
+        raise _too_large(name, shape)
     return array
+
+
+def _too_large(name: str, shape: tuple[int, ...]) -> ConfigError:
+    return ConfigError(
+        format_error(
+            f"{name} {shape} is too large for the doctor to sample.",
+            expected=f"sequences of at most {MAX_VALUES} values, in C order",
+            fix=f"check a slice: `np.save('sample.npy', {name.split('.')[0]}[:1000])`.",
+        )
+    )
 
 
 def _describe(shape: tuple[int, ...], taken: int) -> str:
@@ -229,7 +233,8 @@ def _natural(name: str) -> list[Any]:
 
 
 class _Budget:
-    """What is left to read of the sample: sequences (rows) and values."""
+    """What is left to read of the sample of one group of arrays (the inputs, or the
+    targets): sequences (rows) and values."""
 
     def __init__(self) -> None:
         self.rows = MAX_SEQUENCES
@@ -269,14 +274,12 @@ def _select(archive: zipfile.ZipFile, names: list[str], pattern: str, rows: int 
         return array, f"{pattern} {_describe(shape, len(array))}", len(array)
     arrays: list[np.ndarray] = []
     for name in matches[:limit]:
-        if budget.values <= 0:
-            break
         array, shape = _member(archive, name, budget.values, budget)
-        if len(array) < shape[0]:
-            break  # only part of this sequence fits in the sample: leave it out
+        if len(array) < shape[0]:  # only part of this sequence fits in the sample
+            if not arrays:
+                raise _too_large(name, shape)  # the first alone is too large
+            break
         arrays.append(array)
-    if not arrays:
-        _sampled(matches[0], array, shape)
     text = f"{pattern} ({len(matches)} arrays like {arrays[0].shape})"
     if len(arrays) < len(matches):
         text += f", the first {len(arrays)} checked"
@@ -303,13 +306,12 @@ def _load_npz(path: Path, x: str | None, y: str | None) -> Loaded:
         if not names:
             raise ConfigError(format_error(f"{path.name} holds no arrays.", expected=KINDS[".npz"]))
         default_x, default_y = _default_patterns(names)
-        budget = _Budget()
-        x_data, x_text, rows = _select(archive, names, x or default_x, None, budget)
+        x_data, x_text, rows = _select(archive, names, x or default_x, None, _Budget())
         _require_inputs(path, x_text, x_data)
         y_pattern = y or default_y
         if y_pattern is None:
             return Loaded(x_data, None, f"x = {x_text}")
-        y_data, y_text, _ = _select(archive, names, y_pattern, rows, budget)
+        y_data, y_text, _ = _select(archive, names, y_pattern, rows, _Budget())
         if any(np.ndim(a) == 0 for a in (y_data if isinstance(y_data, list) else [y_data])):
             raise _bad_shape(path, y_text, "targets: (sequences,) or (sequences, time)")
     return Loaded(x_data, y_data, f"x = {x_text}; y = {y_text}")
