@@ -191,7 +191,9 @@ def from_dataframe(
 ) -> SequenceDataset:
     """An in-memory `SequenceDataset` from a long-format DataFrame (one row per step).
 
-    Sequences are sorted by id, and each one's rows by `order_col`.
+    Sequences are sorted by id, and each one's rows by `order_col`. A row without a
+    sequence id or a step number (NaN, None), or two rows with the same (id, step), is a
+    `ShapeError` naming the column and the row (its index label).
 
     Example:
         >>> df = pd.DataFrame({"id": [7, 7, 3], "t": [1, 0, 0], "a": [2.0, 1.0, 5.0]})
@@ -234,7 +236,9 @@ class ParquetSequences:
 
     Memory stays bounded by the chunk size and the loader's shuffle `window`, not by the
     file. The rows of each sequence must be stored together (a sequence may span
-    row groups); a sequence id that reappears after another raises a `ShapeError`.
+    row groups); a sequence id that reappears after another raises a `ShapeError`, and
+    so do a missing id or step number and a repeated (id, step), naming the row (its
+    number in the file).
     Iterating yields `(position, features, target)` per sequence, in file order.
 
     Example:
