@@ -1,6 +1,7 @@
 """Masked losses: Keras 3 parity, Keras 2 formula, padding never leaks, errors."""
 
 import doctest
+import math
 
 import keras
 import numpy as np
@@ -587,6 +588,23 @@ def test_class_weight_keys_must_be_class_ids(key, problem):
     _, _, pred, y = _data("sparse", mask)
     with pytest.raises(ConfigError, match=rf"(?s){problem}.*integer keys in 0\.\.3.*{{0: w0"):
         losses.SparseCategoricalCrossentropy()(y, Masked(pred, mask), class_weight={key: 2.0})
+
+
+@pytest.mark.parametrize(
+    ("weights", "problem"),
+    [
+        ({0: math.nan}, r"class 0 is nan; weights are finite and >= 0"),
+        ({1: -2.0}, r"class 1 is -2.0; weights are finite and >= 0"),
+        ({2: math.inf}, r"class 2 is inf"),
+        ({0: "heavy"}, r"class 0 is not a number"),
+        ([1.0, 1.0, math.nan, 1.0], r"class 2 is nan"),
+    ],
+)
+def test_class_weight_values_must_be_finite_and_non_negative(weights, problem):
+    mask = _mask("post")
+    _, _, pred, y = _data("sparse", mask)
+    with pytest.raises(ConfigError, match=rf"(?s){problem}.*finite weight >= 0"):
+        losses.SparseCategoricalCrossentropy()(y, Masked(pred, mask), class_weight=weights)
 
 
 def test_class_weight_keys_of_a_binary_output_are_0_and_1():

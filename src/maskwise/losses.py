@@ -45,6 +45,7 @@ an error instead of giving a wrong number (`read_pair`):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -399,10 +400,12 @@ def _class_weight_table(
     if isinstance(class_weight, Mapping):
         table = torch.ones(num_classes, dtype=dtype)
         for key, weight in class_weight.items():
-            table[_class_id_key(key, num_classes)] = float(weight)
+            table[_class_id_key(key, num_classes)] = _class_weight_value(weight, key)
     else:
-        table = torch.as_tensor(np.asarray(class_weight, dtype=np.float64)).to(dtype)
-        if table.dim() != 1 or table.numel() != num_classes:
+        values = list(class_weight)
+        table = torch.tensor([_class_weight_value(w, i) for i, w in enumerate(values)])
+        table = table.to(dtype)
+        if table.numel() != num_classes:
             raise ConfigError(
                 format_error(
                     "class_weight needs one weight per class.",
@@ -411,6 +414,25 @@ def _class_weight_table(
                 )
             )
     return table.to(device)
+
+
+def _class_weight_value(weight: Any, key: Any) -> float:
+    """A class weight checked to be a finite number >= 0."""
+    number = weight.item() if isinstance(weight, np.generic | torch.Tensor) else weight
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        problem = f"the class_weight of class {key!r} is not a number."
+    elif not math.isfinite(number) or number < 0:
+        problem = f"the class_weight of class {key!r} is {number}; weights are finite and >= 0."
+    else:
+        return float(number)
+    raise ConfigError(
+        format_error(
+            problem,
+            expected="a finite weight >= 0 per class (0 ignores the class)",
+            received=f"{weight!r} ({type(weight).__name__})",
+            fix="e.g. class_weight={0: 1.0, 1: 3.0} to weigh class 1 three times.",
+        )
+    )
 
 
 def _class_id_key(key: Any, num_classes: int) -> int:
