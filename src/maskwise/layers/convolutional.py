@@ -118,6 +118,14 @@ class _Convolution(Layer):
             positive_int(layer, "dilation_rate", dilation_rate),
             check_padding(layer, padding, paddings),
         )
+        if self.window.stride > 1 and self.window.dilation > 1:
+            raise ConfigError(
+                format_error(
+                    f"{layer} takes strides > 1 or dilation_rate > 1, not both (as Keras).",
+                    received=f"strides={strides}, dilation_rate={dilation_rate}",
+                    fix="stride with one layer and dilate with another.",
+                )
+            )
         self.activation = get_activation(activation)
         self.use_bias = use_bias
         self.bias = None
