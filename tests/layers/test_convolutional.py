@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from keras_oracle import assert_parity, build_keras, convert_layer, keras_call
 
 import maskwise.convert.convolutional  # noqa: F401  (registers the converters)
-from maskwise import ConfigError, Masked, ShapeError
+from maskwise import ConfigError, Masked, MaskwiseTypeError, Sequential, ShapeError
 from maskwise.convert.keras_model import from_keras
 from maskwise.layers import (
     AveragePooling1D,
@@ -446,6 +446,17 @@ def test_keras_channels_first_is_refused_by_the_converter():
 
 
 @pytest.mark.parametrize(
+    ("option", "value"),
+    [("kernel_regularizer", "l2"), ("activity_regularizer", "l1"), ("bias_constraint", "non_neg")],
+)
+def test_keras_penalties_are_refused_by_the_converter(option, value):
+    layer = keras.layers.Conv1D(3, 2, **{option: value})
+    layer.build((1, 6, CHANNELS))
+    with pytest.raises(ConfigError, match=rf"does not implement {option}.*\n.*\n.*weight_decay"):
+        convert_layer(layer)
+
+
+@pytest.mark.parametrize(
     ("build", "match"),
     [
         (
@@ -484,3 +495,17 @@ def test_docstring_examples_run():
     names = {**vars(convolutional), "torch": torch, "Masked": Masked}
     result = doctest.testmod(convolutional, extraglobs=names, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(
+    ("module", "twin"),
+    [
+        (torch.nn.Conv1d(4, 3, 2), "Conv1D"),
+        (torch.nn.ConvTranspose1d(4, 3, 2), "Conv1DTranspose"),
+        (torch.nn.MaxPool1d(2), "MaxPooling1D"),
+        (torch.nn.AvgPool1d(2), "AveragePooling1D"),
+    ],
+)
+def test_a_plain_torch_window_module_points_to_the_masked_layer(module, twin):
+    with pytest.raises(MaskwiseTypeError, match=rf"(?s)padded steps would leak.*layers\.{twin} "):
+        Sequential([module])

@@ -22,6 +22,16 @@ def _arguments(k: Any) -> dict[str, Any]:
         raise _refuse(
             k, f"data_format={k.data_format!r}", "use channels_last, (batch, time, channels)."
         )
+    if getattr(k, "lora_enabled", False):
+        raise _refuse(k, "LoRA", "merge the LoRA weights into the kernel first.")
+    for option in sorted(vars(k)):
+        if option.endswith(("_regularizer", "_constraint")) and getattr(k, option) is not None:
+            raise _refuse(
+                k,
+                option,
+                "drop it in the Keras model and add the penalty to the maskwise loss "
+                "(or use the optimizer's weight_decay).",
+            )
     return {
         "kernel_size": int(k.kernel_size[0]),
         "strides": int(k.strides[0]),
@@ -40,8 +50,6 @@ def _built(layer: Layer, channels: int) -> Layer:
 
 @converts("Conv1D")
 def convert_conv1d(k: Any) -> Layer:
-    if getattr(k, "lora_enabled", False):
-        raise _refuse(k, "LoRA", "merge the LoRA weights into the kernel first.")
     groups = int(k.groups)
     layer = convolutional.Conv1D(k.filters, groups=groups, **_arguments(k))
     _built(layer, int(k.kernel.shape[1]) * groups)
