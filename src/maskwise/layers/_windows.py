@@ -81,17 +81,23 @@ def row_starts(mask: torch.Tensor, extents: torch.Tensor) -> torch.Tensor:
     return torch.minimum(first, extents)
 
 
-def shift_rows(values: torch.Tensor, left: torch.Tensor, length: int) -> torch.Tensor:
+def shift_rows(values: torch.Tensor, left: torch.Tensor | int, length: int) -> torch.Tensor:
     """`out[i, u] = values[i, u - left[i]]`, zero (False) outside the row, for `u` in
-    `[0, length)`: each row padded on the left by its own amount (negative = cropped)."""
-    batch, time = values.shape[:2]
-    index = torch.arange(length, device=values.device) - left[:, None]
-    inside = (index >= 0) & (index < time)
+    `[0, length)`: each row padded on the left by its own amount (negative = cropped).
+    One `left` for every row (an int) is a concatenation; per-row amounts, a gather."""
+    batch, time, *rest = values.shape
+    if isinstance(left, int):
+        body = values[:, max(-left, 0) :]
+        front = max(left, 0)
+        back = max(length - front - body.shape[1], 0)
+        zeros = [values.new_zeros((batch, n, *rest)) for n in (front, back)]
+        return torch.cat([zeros[0], body, zeros[1]], dim=1)[:, :length]
     if time == 0:
-        return values.new_zeros((batch, length, *values.shape[2:]))
-    index = index.clamp(0, time - 1).reshape(batch, length, *(1,) * (values.dim() - 2))
-    taken = values.gather(1, index.expand(batch, length, *values.shape[2:]))
-    inside = inside.reshape(index.shape)
+        return values.new_zeros((batch, length, *rest))
+    index = torch.arange(length, device=values.device) - left[:, None]
+    inside = ((index >= 0) & (index < time)).reshape(batch, length, *(1,) * len(rest))
+    index = index.clamp(0, time - 1).reshape(inside.shape)
+    taken = values.gather(1, index.expand(batch, length, *rest))
     return torch.where(inside, taken, torch.zeros((), dtype=values.dtype, device=values.device))
 
 
@@ -120,12 +126,15 @@ class Window:
             return max((n - self.span) // self.stride + 1, 0)
         return -(-n // self.stride)
 
-    def left_pads(self, extents: torch.Tensor) -> torch.Tensor:
-        """The zeros Keras puts before a row of `extents` steps, per row."""
+    def left_pads(self, extents: torch.Tensor) -> torch.Tensor | int:
+        """The zeros Keras puts before a row of `extents` steps: per row for `same`
+        with strides > 1, one int for every row otherwise."""
         if self.padding == "valid":
-            return torch.zeros_like(extents)
+            return 0
         if self.padding == "causal":
-            return torch.full_like(extents, self.span - 1)
+            return self.span - 1
+        if self.stride == 1:
+            return (self.span - 1) // 2
         outputs = -(-extents // self.stride)
         total = ((outputs - 1) * self.stride + self.span - extents).clamp(min=0)
         return total // 2

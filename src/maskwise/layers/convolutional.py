@@ -507,7 +507,7 @@ class Conv1DTranspose(_Convolution):
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         _check_values(self, values, self.input_channels)
-        batch, time = values.shape[:2]
+        time = values.shape[1]
         if time == 0:
             raise ShapeError(
                 format_error(
@@ -523,8 +523,7 @@ class Conv1DTranspose(_Convolution):
             dilation=self.window.dilation,
         ).transpose(1, 2)
         outputs = int(self.output_lengths(torch.tensor(time)))
-        left = torch.full((batch,), -self.crop(), device=values.device)
-        return self._finish(shift_rows(full, left, outputs), mask)
+        return self._finish(shift_rows(full, -self.crop(), outputs), mask)
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         if mask is None:
