@@ -28,6 +28,7 @@ from maskwise.layers import (
     convolutional,
     pooling,
 )
+from maskwise.layers._windows import Window
 
 from .contract import MASK_KINDS, check_layer_contract, example_input, example_mask
 
@@ -282,6 +283,13 @@ def test_average_pooling_leaves_uneven_same_padding_out_of_the_count():
     # Keras 3 on torch counts copies of the edge step there: (4 + 5 + 5 + 5) / 4.
     theirs = keras_call(keras.layers.AveragePooling1D(4, 1, "same"), x)
     assert theirs.values[0, -1, 0].item() == pytest.approx(4.75)
+
+
+def test_same_left_pads_stay_in_the_range_the_layers_loop_over():
+    for size, stride, dilation in itertools.product(range(1, 6), range(1, 5), range(1, 3)):
+        window = Window(size, stride, dilation, "same")
+        pads = window.same_left_pads(torch.arange(30)).tolist()
+        assert set(pads) <= set(window.left_pad_range()), (size, stride, dilation)
 
 
 # ---------------------------------------------------------------------- lengths

@@ -81,24 +81,15 @@ def row_starts(mask: torch.Tensor, extents: torch.Tensor) -> torch.Tensor:
     return torch.minimum(first, extents)
 
 
-def shift_rows(values: torch.Tensor, left: torch.Tensor | int, length: int) -> torch.Tensor:
-    """`out[i, u] = values[i, u - left[i]]`, zero (False) outside the row, for `u` in
-    `[0, length)`: each row padded on the left by its own amount (negative = cropped).
-    One `left` for every row (an int) is a concatenation; per-row amounts, a gather."""
-    batch, time, *rest = values.shape
-    if isinstance(left, int):
-        body = values[:, max(-left, 0) :]
-        front = max(left, 0)
-        back = max(length - front - body.shape[1], 0)
-        zeros = [values.new_zeros((batch, n, *rest)) for n in (front, back)]
-        return torch.cat([zeros[0], body, zeros[1]], dim=1)[:, :length]
-    if time == 0:
-        return values.new_zeros((batch, length, *rest))
-    index = torch.arange(length, device=values.device) - left[:, None]
-    inside = ((index >= 0) & (index < time)).reshape(batch, length, *(1,) * len(rest))
-    index = index.clamp(0, time - 1).reshape(inside.shape)
-    taken = values.gather(1, index.expand(batch, length, *rest))
-    return torch.where(inside, taken, torch.zeros((), dtype=values.dtype, device=values.device))
+def shift_rows(values: torch.Tensor, left: int, length: int) -> torch.Tensor:
+    """`out[:, u] = values[:, u - left]`, zero (False) outside the rows, for `u` in
+    `[0, length)`: the rows padded on the left by `left` steps (negative = cropped)."""
+    batch, _, *rest = values.shape
+    body = values[:, max(-left, 0) :]
+    front = max(left, 0)
+    back = max(length - front - body.shape[1], 0)
+    zeros = [values.new_zeros((batch, n, *rest)) for n in (front, back)]
+    return torch.cat([zeros[0], body, zeros[1]], dim=1)[:, :length]
 
 
 @dataclass(frozen=True)
@@ -126,18 +117,21 @@ class Window:
             return max((n - self.span) // self.stride + 1, 0)
         return -(-n // self.stride)
 
-    def left_pads(self, extents: torch.Tensor) -> torch.Tensor | int:
-        """The zeros Keras puts before a row of `extents` steps: per row for `same`
-        with strides > 1, one int for every row otherwise."""
-        if self.padding == "valid":
-            return 0
-        if self.padding == "causal":
-            return self.span - 1
-        if self.stride == 1:
-            return (self.span - 1) // 2
+    def same_left_pads(self, extents: torch.Tensor) -> torch.Tensor:
+        """The zeros `same` padding puts before a row of `extents` steps, per row."""
         outputs = -(-extents // self.stride)
         total = ((outputs - 1) * self.stride + self.span - extents).clamp(min=0)
         return total // 2
+
+    def left_pad_range(self) -> range:
+        """Every left padding a row can get. For `same`, `total` is `span - strides +
+        r` for a row of `k * strides - r` steps (`0 <= r < strides`), so rows differ
+        only when `strides > 1`."""
+        if self.padding == "valid":
+            return range(1)
+        if self.padding == "causal":
+            return range(self.span - 1, self.span)
+        return range(max(self.span - self.stride, 0) // 2, (self.span - 1) // 2 + 1)
 
     def taps(self, shifted: torch.Tensor) -> torch.Tensor:
         """`(batch, length, ...) -> (batch, outputs, ..., size)`: each output's taps."""
@@ -161,9 +155,17 @@ class Window:
                     fix="use padding='same' or 'causal', a smaller kernel, or longer sequences.",
                 )
             )
-        extents = row_extents(mask, batch, time, values.device)
         length = (outputs - 1) * self.stride + self.span
-        return shift_rows(values, self.left_pads(extents), length)
+        amounts = self.left_pad_range()
+        shifted = shift_rows(values, amounts[-1], length)
+        if len(amounts) == 1:
+            return shifted
+        # `same` with strides: a few left pads, each row takes its own (no host sync)
+        left = self.same_left_pads(row_extents(mask, batch, time, values.device))
+        left = left.reshape(batch, *(1,) * (values.dim() - 1))
+        for amount in amounts[:-1]:
+            shifted = torch.where(left == amount, shift_rows(values, amount, length), shifted)
+        return shifted
 
     def output_mask(self, mask: torch.Tensor | None) -> torch.Tensor | None:
         """`valid`: an output is real iff every step its taps read is real. `same` and
