@@ -64,6 +64,21 @@ def check_channels_last(layer: str, data_format: Any) -> None:
         )
 
 
+def check_3d(layer: str, shape: Any) -> int:
+    """The channels of a `(batch, time, channels)` shape; `layer` names the layer."""
+    if len(shape) != 3:
+        raise ShapeError(
+            format_error(
+                f"{layer} needs 3-D values.",
+                expected="(batch, time, channels)",
+                received=f"shape {tuple(shape)}",
+                fix="add a channel axis (`x.unsqueeze(-1)`) or merge the extra axes "
+                "into the channels.",
+            )
+        )
+    return int(shape[-1])
+
+
 def row_extents(mask: torch.Tensor | None, batch: int, time: int, device: Any) -> torch.Tensor:
     """Per row, its last real step + 1 (0 for a row without real steps); `time` for
     every row without a mask. For trailing padding this is the row's length."""

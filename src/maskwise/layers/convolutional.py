@@ -20,6 +20,7 @@ from ..errors import ConfigError, ShapeError, format_error
 from ..masked import fill_padding
 from ._windows import (
     Window,
+    check_3d,
     check_channels_last,
     check_padding,
     conv1d,
@@ -76,21 +77,6 @@ def _check_values(layer: Layer, values: torch.Tensor, channels: int) -> None:
         )
 
 
-def _check_3d(layer: Layer, input_shape: Any) -> int:
-    """The input channels of a `(batch, time, channels)` shape."""
-    if len(input_shape) != 3:
-        raise ShapeError(
-            format_error(
-                f"{type(layer).__name__} {layer.name!r} needs 3-D values.",
-                expected="(batch, time, channels)",
-                received=f"shape {tuple(input_shape)}",
-                fix="add a channel axis (`x.unsqueeze(-1)`) or merge the extra axes "
-                "into the channels.",
-            )
-        )
-    return int(input_shape[-1])
-
-
 class _Convolution(Layer):
     """What every convolution shares: the arguments, the window, the bias and the
     activation. Subclasses create the kernels in `build` and convolve in `convolve`."""
@@ -130,6 +116,11 @@ class _Convolution(Layer):
         self.use_bias = use_bias
         self.bias = None
 
+    @property
+    def label(self) -> str:
+        """The layer as errors name it: class and name."""
+        return f"{type(self).__name__} {self.name!r}"
+
     def _make_bias(self, size: int) -> None:
         if self.use_bias:
             self.bias = nn.Parameter(torch.zeros(size))
@@ -148,8 +139,7 @@ class _Convolution(Layer):
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         _check_values(self, values, self.input_channels)
-        label = f"{type(self).__name__} {self.name!r}"
-        shifted = self.window.shifted_inputs(label, values, mask)
+        shifted = self.window.shifted_inputs(self.label, values, mask)
         return self._finish(self.convolve(shifted), mask)
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -224,7 +214,7 @@ class Conv1D(_Convolution):
             )
 
     def build(self, input_shape: Any) -> None:
-        self.input_channels = _check_3d(self, input_shape)
+        self.input_channels = check_3d(self.label, input_shape)
         if self.input_channels % self.groups:
             raise ShapeError(
                 format_error(
@@ -302,7 +292,7 @@ class DepthwiseConv1D(_Convolution):
         )
 
     def build(self, input_shape: Any) -> None:
-        self.input_channels = _check_3d(self, input_shape)
+        self.input_channels = check_3d(self.label, input_shape)
         self.kernel = _glorot(self.window.size, self.input_channels, self.depth_multiplier)
         self._make_bias(self.input_channels * self.depth_multiplier)
 
@@ -383,7 +373,7 @@ class SeparableConv1D(_Convolution):
         )
 
     def build(self, input_shape: Any) -> None:
-        self.input_channels = _check_3d(self, input_shape)
+        self.input_channels = check_3d(self.label, input_shape)
         depth = self.input_channels * self.depth_multiplier
         self.depthwise_kernel = _glorot(
             self.window.size, self.input_channels, self.depth_multiplier
@@ -478,7 +468,7 @@ class Conv1DTranspose(_Convolution):
             self.output_padding = extra
 
     def build(self, input_shape: Any) -> None:
-        self.input_channels = _check_3d(self, input_shape)
+        self.input_channels = check_3d(self.label, input_shape)
         self.kernel = _glorot(self.window.size, self.filters, self.input_channels)
         self._make_bias(self.filters)
 

@@ -7,7 +7,7 @@ import torch
 
 from ..errors import ConfigError, ShapeError, format_error
 from ..masked import fill_padding
-from ._windows import Window, check_channels_last, check_padding, positive_int
+from ._windows import Window, check_3d, check_channels_last, check_padding, positive_int
 from .base import Layer
 
 
@@ -142,8 +142,8 @@ class _WindowPooling1D(Layer):
         raise NotImplementedError
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        _check_3d(self, values)
         layer = f"{type(self).__name__} {self.name!r}"
+        check_3d(layer, values.shape)
         shifted = self.window.shifted_inputs(layer, values, mask)
         batch, time = values.shape[:2]
         full_mask = torch.ones(batch, time, dtype=torch.bool, device=values.device)
@@ -182,8 +182,8 @@ class MaxPooling1D(_WindowPooling1D):
     (batch, outputs, features)`.
 
     Value rule: padded steps and the positions `same` padding adds are never
-    candidates (padding never wins the max, whatever it holds; Keras 3 lets it win);
-    integers stay integers.
+    candidates (padding never wins the max, whatever it holds; Keras 3 drops the mask
+    and lets it win); integers stay integers.
     """
         + _POOLING_RULES
         + """
@@ -213,8 +213,8 @@ class AveragePooling1D(_WindowPooling1D):
 
     Value rule: padded steps and the positions `same` padding adds are left out of the
     sum and of the count (`count_include_pad=False`, TensorFlow's rule; Keras 3 on the
-    torch backend counts copies of the edge step where `same` pads unevenly, and
-    counts padding of masked sequences); integers give the float mean.
+    torch backend counts copies of the edge step where `same` pads unevenly, and,
+    dropping the mask, averages the padding in); integers give the float mean.
     """
         + _POOLING_RULES
         + """
@@ -235,19 +235,6 @@ class AveragePooling1D(_WindowPooling1D):
 
     def reduce(self, values: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         return mean_over_real(values, real, dim=-1)
-
-
-def _check_3d(layer: Layer, values: torch.Tensor) -> None:
-    if values.dim() != 3:
-        raise ShapeError(
-            format_error(
-                f"{type(layer).__name__} {layer.name!r} needs 3-D values.",
-                expected="(batch, time, features)",
-                received=f"shape {tuple(values.shape)}",
-                fix="add a feature axis (`x.unsqueeze(-1)`) or merge the extra axes "
-                "into the features.",
-            )
-        )
 
 
 class Cropping1D(Layer):
