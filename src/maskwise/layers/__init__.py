@@ -1,5 +1,6 @@
 """Mask-aware layers, with Keras's names and arguments."""
 
+from .attention import AdditiveAttention, Attention, GroupQueryAttention, MultiHeadAttention
 from .base import Layer
 from .core import (
     Activation,
@@ -21,6 +22,8 @@ __all__ = [
     "LSTM",
     "Activation",
     "Add",
+    "AdditiveAttention",
+    "Attention",
     "Average",
     "BatchNormalization",
     "Bidirectional",
@@ -31,11 +34,13 @@ __all__ = [
     "Embedding",
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
+    "GroupQueryAttention",
     "Lambda",
     "Layer",
     "LayerNormalization",
     "Masking",
     "Maximum",
+    "MultiHeadAttention",
     "Multiply",
     "SimpleRNN",
     "SpatialDropout1D",
