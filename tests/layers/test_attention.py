@@ -22,6 +22,7 @@ from maskwise.layers import (
     GroupQueryAttention,
     MultiHeadAttention,
 )
+from maskwise.layers.attention import _plan
 from maskwise.models import Graph, Module, Sequential
 
 from .contract import (
@@ -357,6 +358,16 @@ def test_rows_with_nothing_to_attend_to_give_zero_and_finite_gradients(name, fil
     for parameter in layer.parameters():
         assert parameter.grad is None or torch.isfinite(parameter.grad).all()
     assert torch.count_nonzero(query.values.grad[1, 2:]) > 0  # real rows with keys learn
+
+
+def test_no_kernel_sees_a_row_without_keys():
+    # PyTorch before 2.5 (and some GPU kernels) give NaN for a fully masked row: such a
+    # row is opened to every key for the kernel, and its result dropped afterwards.
+    query, value = empty_rows_inputs(0.0)
+    plan = _plan(query.mask, value.mask, None, True, 4, 4)
+    assert plan.allowed is not None and plan.allowed.any(-1).all()
+    assert torch.equal(plan.has_key[:, 0, :, 0], torch.tensor([[0, 0, 0, 0], [0, 0, 1, 1]]).bool())
+    assert not plan.allowed[1, 0, 2, :2].any()  # rows with keys keep their mask
 
 
 # ---------------------------------------------------------------------- containers

@@ -5,10 +5,10 @@ the QUERY's mask (padded query steps stay padded; the value's mask is used up in
 the attention). Value rule, shared: a query step attends only to the key/value steps
 that are real in both the value's and the key's mask, and that `attention_mask` and
 `use_causal_mask` allow; the inputs' padded steps are read as zeros, so whatever the
-padding holds (NaN included) changes no real output and gets no gradient. A query row
-with nothing to attend to (a padded query step, or one whose keys are all padded or
-forbidden) gets all-zero attention weights and a zero attended value, never NaN,
-forward and backward.
+padding holds (NaN included) changes no real output and gets no gradient. A real query
+step with nothing to attend to (its keys all padded or forbidden) gets all-zero
+attention weights and a zero attended value, never NaN, forward and backward; the
+attention weights of padded query steps are 0 too (as in Keras).
 
 Called with `[query, value]` or `[query, value, key]` (as Keras's `Attention` is),
 and `MultiHeadAttention` / `GroupQueryAttention` also as `mha(query, value, key)`. A
@@ -39,14 +39,17 @@ class _Plan(NamedTuple):
 
     `allowed`: bool `(batch | 1, 1, query time | 1, key time)`, or None for "every key"
     (or causal only, see `is_causal`); a row with no allowed key is opened to every key
-    so that no kernel divides by zero, and its result is dropped by `rows`.
-    `rows`: bool `(batch | 1, 1, query time, 1)`: the query rows whose result is kept
-    (real query steps with at least one allowed key), or None for all.
+    so that no kernel sees a fully masked row (NaN in some), and its result is then
+    dropped by `has_key`.
+    `has_key`: bool `(batch | 1, 1, query time | 1, 1)`, the rows with an allowed key,
+    or None when every row has one.
+    `query`: bool `(batch, 1, query time, 1)`, the query's mask, or None.
     `is_causal`: the only restriction is the causal one (kernels have a fast path).
     """
 
     allowed: torch.Tensor | None
-    rows: torch.Tensor | None
+    has_key: torch.Tensor | None
+    query: torch.Tensor | None
     is_causal: bool
 
 
@@ -64,30 +67,30 @@ def _plan(
     key_time: int,
 ) -> _Plan:
     """Combine the masks as Keras's `MultiHeadAttention` does (`&` of all of them); the
-    query's mask is kept apart (`rows`), so that a key-padding mask stays a cheap
-    broadcast `(batch, 1, 1, key time)` for `scaled_dot_product_attention`."""
-    rows = None if query_mask is None else query_mask[:, None, :, None]
+    query's mask is kept apart, so that a key-padding mask stays a cheap broadcast
+    `(batch, 1, 1, key time)` for `scaled_dot_product_attention`."""
+    query = None if query_mask is None else query_mask[:, None, :, None]
     allowed = None if key_mask is None else key_mask[:, None, None, :]
     if attention_mask is not None:
         given = attention_mask[:, None]
         allowed = given if allowed is None else allowed & given
     if use_causal_mask:
         if allowed is None:
-            return _Plan(None, rows, True)  # every row may attend its own first step
-        device = allowed.device
-        allowed = allowed & _causal(query_time, key_time, device)
+            return _Plan(None, None, query, True)  # every row may attend its first step
+        allowed = allowed & _causal(query_time, key_time, allowed.device)
     if allowed is None:
-        return _Plan(None, rows, False)
+        return _Plan(None, None, query, False)
     has_key = allowed.any(dim=-1, keepdim=True)
-    rows = has_key if rows is None else rows & has_key
-    return _Plan(allowed | ~has_key, rows, False)
+    return _Plan(allowed | ~has_key, has_key, query, False)
 
 
-def _drop_empty_rows(values: torch.Tensor, plan: _Plan) -> torch.Tensor:
-    """Zero the rows without a real query step or an allowed key (`where`: no gradient)."""
-    if plan.rows is None:
+def _drop_keyless_rows(values: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    """Zero the rows without an allowed key (a `where`: no gradient flows to them).
+    Skipped when every row has a key and asking costs nothing (tensors on the CPU)."""
+    has_key = plan.has_key
+    if has_key is None or (not has_key.is_cuda and bool(has_key.all())):
         return values
-    return torch.where(plan.rows, values, values.new_zeros(()))
+    return torch.where(has_key, values, values.new_zeros(()))
 
 
 def _softmax_attend(
@@ -96,16 +99,19 @@ def _softmax_attend(
     """Masked softmax of `scores (batch, heads, query time, key time)`, then the
     weighted sum of `value (batch, heads, key time, features)`.
 
-    Returns the output, the weights (after masking and softmax) and the weights after
-    dropout (`dropout` is 0 outside training). Forbidden scores are filled with the
-    dtype's lowest finite number, not -inf.
+    Returns the output, the weights (after masking and softmax; 0 on padded query rows
+    and rows without an allowed key) and the weights after dropout (`dropout` is 0
+    outside training). Forbidden scores are filled with the dtype's lowest finite
+    number, not -inf.
     """
     allowed = plan.allowed
     if plan.is_causal:
         allowed = _causal(scores.shape[-2], scores.shape[-1], scores.device)
     if allowed is not None:
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    weights = _drop_empty_rows(torch.softmax(scores, dim=-1), plan)
+    weights = _drop_keyless_rows(torch.softmax(scores, dim=-1), plan)
+    if plan.query is not None:
+        weights = torch.where(plan.query, weights, weights.new_zeros(()))
     dropped = F.dropout(weights, dropout) if dropout > 0.0 else weights
     return dropped @ value, weights, dropped
 
@@ -137,7 +143,7 @@ def _dot_product_attention(
             is_causal=plan.is_causal,
             scale=scale,
         )
-        return _drop_empty_rows(out, plan), None
+        return _drop_keyless_rows(out, plan), None
     scores = (query * scale) @ key.transpose(-2, -1)
     out, weights, _ = _softmax_attend(scores, value, plan, dropout)
     return out, weights
@@ -159,10 +165,9 @@ class _Projection(nn.Module):
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         lead = values.shape[: values.dim() - len(self.in_dims)]
         flat = values.reshape(*lead, math.prod(self.in_dims))
-        out = flat @ self.kernel.reshape(flat.shape[-1], -1)
-        if self.bias is not None:
-            out = out + self.bias.reshape(-1)
-        return out.reshape(*lead, *self.out_dims)
+        kernel = self.kernel.reshape(flat.shape[-1], -1).t()
+        bias = None if self.bias is None else self.bias.reshape(-1)
+        return F.linear(flat, kernel, bias).reshape(*lead, *self.out_dims)
 
 
 def _keras_fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -338,10 +343,11 @@ class MultiHeadAttention(_AttentionLayer):
     step s when s is real in the value's and the key's masks, and `attention_mask` and
     `use_causal_mask` allow it: the masks combine as in Keras, by AND. Built on
     `torch.nn.functional.scaled_dot_product_attention` with a boolean mask. Dropout
-    (training only) drops attention weights. A query row with nothing to attend to
-    (padded, or all its keys padded or forbidden) attends to nothing: its attended
-    value is 0 and its output is `output_dense`'s bias (Keras gives the mean of the
-    values there, or NaN). Padded input steps are read as zeros.
+    (training only) drops attention weights. A real query step with nothing to attend
+    to (its keys all padded or forbidden) attends to nothing: its attended value is 0
+    and its output is `output_dense`'s bias (Keras 3's fast path gives the projected
+    mean of the values there). Padded input steps are read as zeros; the outputs at
+    padded query steps are finite and mean nothing.
 
     Mask rule: the output carries the query's mask (None if the query has none).
 
@@ -374,7 +380,8 @@ class MultiHeadAttention(_AttentionLayer):
             True where a query step may attend to a key step.
         use_causal_mask: query step t attends to key steps <= t only (a decoder).
         return_attention_scores: also return the weights, `(batch, num_heads, query
-            time, key time)` (0 on rows with nothing to attend to; before dropout).
+            time, key time)` (before dropout; 0 on padded query steps and on rows with
+            nothing to attend to).
     Returns a `Masked` `(batch, query time, output features)`, or `(output, scores)`.
     """
 
@@ -451,7 +458,8 @@ class GroupQueryAttention(MultiHeadAttention):
     query, key and value; query head h uses key/value head `h // (num_query_heads //
     num_key_value_heads)` (Keras's `repeat`); the output has the query's features.
     `num_key_value_heads=1` is multi-query attention, `= num_query_heads` multi-head
-    attention. A query row with nothing to attend to gives the output bias, never NaN.
+    attention. A real query step with nothing to attend to gives the output bias,
+    never NaN.
 
     Mask rule: the output carries the query's mask.
 
