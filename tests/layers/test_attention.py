@@ -133,19 +133,12 @@ def test_a_sequence_alone_equals_it_in_a_padded_batch(batch, name, causal):
     layer = LAYERS[name]().eval()
     if causal:  # self-attention: query and value share their positions
         values = queries
-        call = (
-            (lambda q, v: layer(q, v, use_causal_mask=True))
-            if name.startswith(("mha", "gqa"))
-            else (lambda q, v: layer([q, v], use_causal_mask=True))
-        )
-    else:
-        call = lambda q, v: layer([q, v])  # noqa: E731
     q_batch = pad_batch(queries, extra, padding, fill)
     v_batch = q_batch if causal else pad_batch(values, extra, padding, fill)
-    out = call(q_batch, v_batch)
+    out = layer([q_batch, v_batch], use_causal_mask=causal)
     assert torch.equal(out.mask, q_batch.mask)
     for i, (query, value) in enumerate(zip(queries, values, strict=True)):
-        single = call(alone(query), alone(value))
+        single = layer([alone(query), alone(value)], use_causal_mask=causal)
         torch.testing.assert_close(
             out.values[i][out.mask[i]], single.values[0], atol=1e-5, rtol=1e-5
         )
@@ -210,6 +203,10 @@ KERAS_PAIRS = {
     "mha": (
         lambda: keras.layers.MultiHeadAttention(num_heads=2, key_dim=3),
         lambda: MultiHeadAttention(num_heads=2, key_dim=3),
+    ),
+    "mha_2d_output": (
+        lambda: keras.layers.MultiHeadAttention(3, 2, output_shape=(2, 3)),
+        lambda: MultiHeadAttention(3, 2, output_shape=(2, 3)),
     ),
     "mha_shapes": (
         lambda: keras.layers.MultiHeadAttention(2, 3, value_dim=5, output_shape=7, use_bias=False),
@@ -457,9 +454,14 @@ def test_query_and_key_features_must_agree_without_projections():
     assert Attention()([q, v, example_input("post")]).values.shape == (3, 5, 3)
 
 
-def test_inputs_that_are_not_3d_are_explained():
+def test_inputs_that_are_not_3d_are_explained_and_build_nothing():
+    layer = MultiHeadAttention(2, 3)
     with pytest.raises(ShapeError, match=r"the value must be 3-D.*\n.*\(batch, time, features\)"):
-        MultiHeadAttention(2, 3)(example_input("post"), Masked(torch.randn(3, 5, 2, 2)))
+        layer(example_input("post"), Masked(torch.randn(3, 5, 2, 2)))
+    with pytest.raises(ShapeError, match=r"the query must be 3-D.*\n.*\n.*query shape \(3, 5\)"):
+        layer(Masked(torch.randn(3, 5)))
+    assert not layer.built
+    assert layer(example_input("post")).values.shape == (3, 5, 4)
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,7 @@ def _drop_keyless_rows(values: torch.Tensor, plan: _Plan) -> torch.Tensor:
     """Zero the rows without an allowed key (a `where`: no gradient flows to them).
     Skipped when every row has a key and asking costs nothing (tensors on the CPU)."""
     has_key = plan.has_key
-    if has_key is None or (not has_key.is_cuda and bool(has_key.all())):
+    if has_key is None or (has_key.device.type == "cpu" and bool(has_key.all())):
         return values
     return torch.where(has_key, values, values.new_zeros(()))
 
@@ -232,7 +232,8 @@ class _AttentionLayer(Layer):
 
     def _check_inputs(self, inputs: list[Masked]) -> None:
         """3-D inputs, one batch size, value and key on one time axis, and the feature
-        sizes the weights were built for."""
+        sizes the weights were built for (checked before building, so that a wrong
+        first call builds nothing)."""
         kind = type(self).__name__
         for role, x in zip(_ROLES, inputs, strict=True):
             if x.values.dim() != 3:
@@ -266,7 +267,8 @@ class _AttentionLayer(Layer):
                     fix="pad the key and the value to the same number of steps.",
                 )
             )
-        for role, x, size in zip(_ROLES, inputs, self._feature_sizes(), strict=True):
+        sizes = self._feature_sizes() if self.built else (None, None, None)
+        for role, x, size in zip(_ROLES, inputs, sizes, strict=True):
             if size is not None and x.values.shape[-1] != size:
                 raise ShapeError(
                     format_error(
@@ -278,7 +280,7 @@ class _AttentionLayer(Layer):
                 )
 
     def _feature_sizes(self) -> tuple[int | None, int | None, int | None]:
-        """The feature sizes of query, value and key the layer requires (None: any)."""
+        """The feature sizes of query, value and key the built layer requires (None: any)."""
         raise NotImplementedError
 
     def _prepared(self, inputs: list[Masked]) -> list[torch.Tensor]:
@@ -291,30 +293,33 @@ class _AttentionLayer(Layer):
         dtype = done[id(inputs[0])].dtype
         return [done[id(x)].to(dtype) for x in inputs]
 
-    def _plan(self, inputs: list[Masked], attention_mask: Any, use_causal_mask: bool) -> _Plan:
+    def _attention_plan(
+        self, inputs: list[Masked], attention_mask: Any, use_causal_mask: bool
+    ) -> _Plan:
         query, value, key = inputs
         key_mask = combine_masks([value.mask, key.mask])
         batch, query_time = query.values.shape[:2]
         key_time = value.values.shape[1]
-        given = self._attention_mask(attention_mask, batch, query_time, key_time)
+        given = self._attention_mask(attention_mask, (batch, query_time, key_time), query.device)
         return _plan(query.mask, key_mask, given, bool(use_causal_mask), query_time, key_time)
 
     def _attention_mask(
-        self, mask: Any, batch: int, query_time: int, key_time: int
+        self, mask: Any, target: tuple[int, int, int], device: torch.device
     ) -> torch.Tensor | None:
-        """`attention_mask` as a bool `(batch | 1, query time | 1, key time)` tensor."""
+        """`attention_mask` as a bool `(batch | 1, query time | 1, key time)` tensor;
+        `target` is `(batch, query time, key time)`."""
         if mask is None:
             return None
-        target = (batch, query_time, key_time)
         good = (
             isinstance(mask, torch.Tensor)
             and mask.dtype == torch.bool
+            and mask.device == device
             and 2 <= mask.dim() <= 3
             and all(m in (1, t) for m, t in zip(mask.shape[::-1], target[::-1]))
         )
         if not good:
             received = (
-                f"{mask.dtype} tensor of shape {tuple(mask.shape)}"
+                f"{mask.dtype} tensor of shape {tuple(mask.shape)} on {mask.device}"
                 if isinstance(mask, torch.Tensor)
                 else type(mask).__name__
             )
@@ -323,7 +328,7 @@ class _AttentionLayer(Layer):
                     f"{type(self).__name__} layer {self.name!r}: `attention_mask` says which "
                     "query step may attend to which key step.",
                     expected=f"a bool tensor (batch, query time, key time) = {target} "
-                    "(or (query time, key time); axes of size 1 broadcast)",
+                    f"on {device} (or (query time, key time); axes of size 1 broadcast)",
                     received=received,
                     fix="True = may attend; convert 0/1 masks with `.bool()`. The "
                     "inputs' own masks are applied already, no need to repeat them here.",
@@ -433,9 +438,9 @@ class MultiHeadAttention(_AttentionLayer):
         return_attention_scores: bool = False,
     ) -> Masked | tuple[Masked, torch.Tensor]:
         inputs = self._unpack(query, value, key)
-        self.maybe_build(inputs)
         self._check_inputs(inputs)
-        plan = self._plan(inputs, attention_mask, use_causal_mask)
+        self.maybe_build(inputs)
+        plan = self._attention_plan(inputs, attention_mask, use_causal_mask)
         q, v, k = self._prepared(inputs)
         heads_first = (0, 2, 1, 3)  # (batch, time, heads, dim) <-> (batch, heads, time, dim)
         attended, scores = _dot_product_attention(
@@ -593,9 +598,9 @@ class _ScoreAttention(_AttentionLayer):
                 for i, (x, m) in enumerate(zip(items, mask, strict=True))
             ]
         parts = self._unpack(items if len(items) > 1 else items[0], None, None)
-        self.maybe_build(parts)
         self._check_inputs(parts)
-        plan = self._plan(parts, None, use_causal_mask)
+        self.maybe_build(parts)
+        plan = self._attention_plan(parts, None, use_causal_mask)
         query, value, key = self._prepared(parts)
         scores = self.scores(query, key)[:, None]  # one head: (batch, 1, query, key)
         dropout = self.dropout if self.training else 0.0
