@@ -282,6 +282,16 @@ def test_a_key_mask_matches_keras(name):
     assert_parity_at(out.values.detach(), theirs, kept_rows(query, value, key, False))
 
 
+@pytest.mark.parametrize("name", ["mha", "gqa", "attention", "additive"])
+def test_a_query_without_mask_gives_no_mask_as_in_keras(name):
+    query, value = example_input("post", seed=1).with_mask(None), example_input("pre", seed=2)
+    keras_layer, ours = keras_pair(name, query, value)
+    theirs = keras_run(keras_layer, query, value)
+    out = ours_run(ours, query, value)
+    assert out.mask is None and getattr(theirs, "_keras_mask", None) is None
+    assert_parity_at(out.values.detach(), theirs, torch.ones(3, 5, dtype=torch.bool))
+
+
 def test_attention_ands_the_key_mask_where_keras_ignores_it():
     query, value = example_input("post", seed=1), example_input("post", seed=2)
     key = example_input("pre", seed=3)

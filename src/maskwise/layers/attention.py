@@ -13,7 +13,11 @@ attention weights of padded query steps are 0 too (as in Keras).
 Called with `[query, value]` or `[query, value, key]` (as Keras's `Attention` is),
 and `MultiHeadAttention` / `GroupQueryAttention` also as `mha(query, value, key)`. A
 single input means self-attention (query = value = key), so the layers also fit in a
-`Sequential`; Keras has no such form (its `value` is required).
+`Sequential` (Keras has no such form: its `value` is required). A `Sequential` passes
+no call arguments: for causal self-attention, an `attention_mask`, cross-attention or
+the attention scores, call the layer in the `forward` of a `Module`
+(`self.mha(x, x, use_causal_mask=True)`), or give a `Graph` node both inputs
+(`("att", mha, ["x", "context"])`).
 """
 
 from __future__ import annotations
