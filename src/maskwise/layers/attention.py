@@ -168,10 +168,13 @@ class _Projection(nn.Module):
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         lead = values.shape[: values.dim() - len(self.in_dims)]
-        flat = values.reshape(*lead, math.prod(self.in_dims))
-        kernel = self.kernel.reshape(flat.shape[-1], -1).t()
-        bias = None if self.bias is None else self.bias.reshape(-1)
-        return F.linear(flat, kernel, bias).reshape(*lead, *self.out_dims)
+        flat = values.reshape(-1, math.prod(self.in_dims))  # one matrix product
+        kernel = self.kernel.reshape(flat.shape[1], -1)
+        if self.bias is None:
+            out = flat @ kernel
+        else:
+            out = torch.addmm(self.bias.reshape(-1), flat, kernel)
+        return out.view(*lead, *self.out_dims)
 
 
 def _keras_fans(shape: tuple[int, ...]) -> tuple[int, int]:
