@@ -358,8 +358,8 @@ class MultiHeadAttention(_AttentionLayer):
     (training only) drops attention weights. A real query step with nothing to attend
     to (its keys all padded or forbidden) attends to nothing: its attended value is 0
     and its output is `output_dense`'s bias (Keras 3's fast path gives the projected
-    mean of the values there). Padded input steps are read as zeros; the outputs at
-    padded query steps are finite and mean nothing.
+    mean of all the value steps there, padding included). Padded input steps are read
+    as zeros; the outputs at padded query steps are finite and mean nothing.
 
     Mask rule: the output carries the query's mask (None if the query has none).
 
@@ -627,8 +627,8 @@ class Attention(_ScoreAttention):
     sum of the values. A key step counts when it is real in the value's and the key's
     masks (Keras reads only the value's) and, with `use_causal_mask`, is not after the
     query step. Dropout (training only) drops weights. Outputs at padded query steps
-    and at query steps with nothing to attend to are 0 (Keras gives the mean of the
-    values at the latter).
+    and at query steps with nothing to attend to are 0 (Keras gives the mean of all the
+    value steps at the latter, padding included).
 
     Mask rule: the output carries the query's mask.
 
