@@ -1,5 +1,6 @@
 """Mask-aware layers, with Keras's names and arguments."""
 
+from .attention import AdditiveAttention, Attention, GroupQueryAttention, MultiHeadAttention
 from .base import Layer
 from .convolutional import Conv1D, Conv1DTranspose, DepthwiseConv1D, SeparableConv1D
 from .core import (
@@ -28,6 +29,8 @@ __all__ = [
     "LSTM",
     "Activation",
     "Add",
+    "AdditiveAttention",
+    "Attention",
     "Average",
     "AveragePooling1D",
     "BatchNormalization",
@@ -42,12 +45,14 @@ __all__ = [
     "Embedding",
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
+    "GroupQueryAttention",
     "Lambda",
     "Layer",
     "LayerNormalization",
     "Masking",
     "MaxPooling1D",
     "Maximum",
+    "MultiHeadAttention",
     "Multiply",
     "SeparableConv1D",
     "SimpleRNN",
