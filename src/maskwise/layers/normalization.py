@@ -219,8 +219,9 @@ class UnitNormalization(Layer):
     norm is over the real steps. Mask rule: the mask passes on unchanged.
 
     Example:
-        >>> UnitNormalization()(torch.tensor([[[3.0, 4.0]]])).values.tolist()
-        [[[0.6, 0.8]]]
+        >>> y = UnitNormalization()(torch.tensor([[[3.0, 4.0]]]))
+        >>> [round(v, 4) for v in y.values[0, 0].tolist()]
+        [0.6, 0.8]
 
     Args:
         axis: an axis after the batch axis (default -1), or a list of them.
