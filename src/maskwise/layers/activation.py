@@ -41,7 +41,8 @@ class Softmax(Layer):
     the real steps of each sequence only: padded steps get 0, and a sequence without
     any real step gives 0 everywhere (never NaN), which is what Keras's `Softmax`
     gives when the sequence mask is passed as its `mask` argument. Mask rule: the mask
-    passes on unchanged.
+    passes on unchanged. (Keras 3 hands a masked input's `(batch, time)` mask to that
+    argument, which fails on `(batch, time, features)` values.)
 
     Example:
         >>> x = Masked(torch.zeros(1, 3, 1), torch.tensor([[True, True, False]]))

@@ -289,9 +289,9 @@ class Dot(_Merge):
     Mask rule:
     - input 0's time axis kept (its dot axis is not 1): the output's axis 1 is input
       0's time axis and carries input 0's mask (Keras 3 gives no mask);
-    - a time axis contracted (dot axis 1): the sum runs over the steps real in the
-      inputs (padding holds zeros, so it adds nothing, to the norms either), and that
-      time axis is consumed;
+    - a time axis contracted (dot axis 1): the sum runs over the steps real in both
+      inputs (padded steps hold zeros and add nothing, to the sum or to the norms of
+      `normalize`), and that time axis is consumed: no output mask;
     - input 1's time axis kept while input 1 has a mask: a `MaskError`. Its padded
       steps would become output positions holding 0 that no mask can describe (a
       softmax over them would give padding weight): use `Attention` or
