@@ -286,8 +286,9 @@ class Trainer:
     ) -> History:
         """Train for `epochs` epochs (see `Trainable.fit` for the arguments)."""
         resume = None if resume_from is None else Resume(resume_from)
-        if resume is not None and resume.state is not None:
-            self.compile_from(resume.state)
+        saved = None if resume is None else resume.state
+        if saved is not None:
+            self.compile_from(saved)
         self.require_compiled("fit")
         guard = Guard(checks, "fit", mask_value)
         guard.data(x, y, sample_weight)
@@ -295,7 +296,7 @@ class Trainer:
             guard.validation(validation_data)
         if seed is not None:
             torch.manual_seed(seed)
-        loader_seed = self._loader_seed(seed, resume)
+        loader_seed = self._loader_seed(seed, saved)
         x, y, sample_weight, validation_data = split_validation(
             x, y, sample_weight, validation_data, validation_split
         )
@@ -307,25 +308,25 @@ class Trainer:
         if val_loader is not None:
             require_batches(val_loader, "validation data")
         placed = self.place(device)
-        initial_epoch = 0 if resume is None or resume.state is None else resume.state.epoch
+        initial_epoch = 0 if saved is None else saved.epoch
         first = self._first_batch(loader, initial_epoch, placed)
         self.build(first.x)
         guard.model(self.model, first, probe=True)
         if resume is not None:
             self._resume(resume)
         callback_list = self._begin(loader_seed, initial_epoch, class_weight, callbacks)
-        if resume is not None and resume.state is not None:
-            callback_list.restore(resume.state.callbacks, resume.state.callback_tensors)
+        if saved is not None:
+            callback_list.restore(saved.callbacks, saved.callback_tensors)
         return self._run_epochs(
             callback_list, loader, val_loader, placed, range(initial_epoch, epochs), verbose
         )
 
-    def _loader_seed(self, seed: int | None, resume: Resume | None) -> int:
+    def _loader_seed(self, seed: int | None, saved: TrainingState | None) -> int:
         """The seed of the batch order: `seed`, else the resumed run's, else a new one."""
         if seed is not None:
             return seed
-        if resume is not None and resume.state is not None and resume.state.loader_seed is not None:
-            return resume.state.loader_seed
+        if saved is not None and saved.loader_seed is not None:
+            return saved.loader_seed
         return int(torch.randint(2**31 - 1, ()).item())
 
     def _first_batch(self, loader: Loader, epoch: int, device: torch.device) -> Batch:
