@@ -260,3 +260,19 @@ def test_the_model_reads_and_sets_its_trainers_attributes() -> None:
     model.fit(x, y, epochs=3, batch_size=8, verbose=0, seed=0)  # stop_training reset
     assert model.epochs_done == 3
     assert any(not torch.equal(v, before[k]) for k, v in weights(model).items())
+
+
+def test_the_state_follows_the_loader_position_through_the_epochs() -> None:
+    x, y = tagging_data(24)  # 3 batches of 8 per epoch
+    model = tagger()
+    model.compile("adam", logits_loss())
+    seen: list[tuple[int, int, int]] = []
+
+    def record(batch: int, logs: dict) -> None:
+        state = model.trainer.state
+        seen.append((state.epoch, state.batch, state.step))
+
+    callback = maskwise.callbacks.LambdaCallback(on_batch_end=record)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, seed=0, callbacks=[callback])
+    assert seen == [(0, 1, 1), (0, 2, 2), (0, 3, 3), (1, 1, 4), (1, 2, 5), (1, 3, 6)]
+    assert (model.trainer.state.epoch, model.trainer.state.batch) == (2, 0)

@@ -406,6 +406,7 @@ class Trainer:
         for index, batch in enumerate(loader):
             self.state.batch = index
             step_logs = self.model.train_step(batch.to(device))
+            self.state.batch = index + 1
             self.state.step += 1
             if self.callbacks is not None and self.callbacks.has_batch_hooks:
                 logs = {"loss": float(step_logs["loss"]), "size": batch.size}
