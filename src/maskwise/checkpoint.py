@@ -48,7 +48,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .errors import ConfigError, format_error
+from .errors import ConfigError, MaskwiseError, format_error
 from .layers.base import Layer, layer_from_config, layer_spec
 from .training.state import TrainingState
 
@@ -361,6 +361,10 @@ def reading(checkpoint: Checkpoint, what: str) -> Iterator[None]:
     naming the file: its metadata came from outside, so every failure is the file's."""
     try:
         yield
+    except MaskwiseError as error:  # already says what is wrong: add which file
+        raise ConfigError(
+            f"The checkpoint {checkpoint.path} cannot be loaded: {what} failed.\n{error}"
+        ) from error
     except Exception as error:
         raise checkpoint.invalid(
             f"{what} failed",
@@ -463,19 +467,20 @@ def read_state(checkpoint: Checkpoint) -> TrainingState | None:
     config = checkpoint.metadata.get("compile")
     if config is None:
         return None
-    position = checkpoint.metadata.get("trainer", {})
-    saved = checkpoint.metadata.get("callbacks", {})
-    seed = position.get("loader_seed")
-    return TrainingState(
-        epoch=int(position.get("epoch", 0)),
-        step=int(position.get("step", 0)),
-        batch=int(position.get("batch", 0)),
-        loader_seed=None if seed is None else int(seed),
-        compile=config,
-        optimizer=optimizer_state(checkpoint),
-        callbacks=saved,
-        callback_tensors={key: checkpoint.tensors(f"callback.{key}.") for key in saved},
-    )
+    with reading(checkpoint, "reading the training state"):
+        position = checkpoint.metadata.get("trainer", {})
+        saved = checkpoint.metadata.get("callbacks", {})
+        seed = position.get("loader_seed")
+        return TrainingState(
+            epoch=int(position.get("epoch", 0)),
+            step=int(position.get("step", 0)),
+            batch=int(position.get("batch", 0)),
+            loader_seed=None if seed is None else int(seed),
+            compile=config,
+            optimizer=optimizer_state(checkpoint),
+            callbacks=saved,
+            callback_tensors={key: checkpoint.tensors(f"callback.{key}.") for key in saved},
+        )
 
 
 def restore_rng(checkpoint: Checkpoint) -> None:
