@@ -1,13 +1,14 @@
 """Transformer blocks with KerasHub's names and arguments: `PositionEmbedding`,
 `TokenAndPositionEmbedding` and `TransformerEncoder`.
 
-Positions: step t of the padded tensor is position t, as in KerasHub. For sequences
-padded at the end (the usual layout, and KerasHub's) that is the index among the real
-steps, so a sequence's outputs do not depend on how much padding follows it. Before a
-padded step it is not: a pre-padded sequence starts at the position after its padding.
-Such a batch raises a `MaskWarning`, unless `skip_padding=True` asks for the positions
-to count the real steps only (the first real step is position 0 whatever precedes it,
-and holes do not advance the count), which makes every layout padding-invariant.
+Positions count the real steps: a sequence's first real step is position 0 whatever
+padding precedes it, and a hole (a padded step between real ones) does not advance the
+count, so a sequence's outputs never depend on its padding. For sequences padded at the
+end (the usual layout, and KerasHub's) this is KerasHub's rule, step t of the padded
+tensor at position t. `skip_padding=False` applies that rule to every layout: a
+pre-padded sequence then starts at the position after its padding, its outputs depend
+on how much padding it has, and a `MaskWarning` says so (`fit`'s padding check stops at
+such a layer, too).
 
 The encoder is built from maskwise's `MultiHeadAttention`, `Dense`,
 `LayerNormalization` and `Dropout`: the input's mask is the padding mask (KerasHub's
@@ -79,15 +80,17 @@ class PositionEmbedding(Layer):
     """A learned vector per position (KerasHub's `PositionEmbedding`): returns the
     position embeddings of the input's steps, to be added to the input.
 
-    Value rule: step t gets row p of the learned table `(sequence_length, features)`,
-    where p is t (the step's index in the padded tensor, as KerasHub) or, with
-    `skip_padding=True`, the number of real steps before step t. The output has the
-    input's shape and does not depend on the input's values. A real step at a position
-    `>= sequence_length` raises a `ShapeError`; padded steps may lie beyond it (their
-    rows are zeros, never read), so a batch may be padded longer than
-    `sequence_length`. With `skip_padding=False`, a real step after a padded one
-    (pre-padding, holes) raises a `MaskWarning`: that sequence's positions then depend
-    on its padding. Mask rule: the mask passes on unchanged (KerasHub drops it).
+    Value rule: a real step gets row p of the learned table `(sequence_length,
+    features)`, where p is the number of real steps before it (padding-invariant; for
+    padding at the end, p is the step's index t, as KerasHub) or, with
+    `skip_padding=False`, its index t in the padded tensor whatever the mask (KerasHub's
+    rule). The output has the input's shape and does not depend on the input's values;
+    padded steps hold some row or zeros, never read. A real step at a position `>=
+    sequence_length` raises a `ShapeError`; padded steps may lie beyond it, so a batch
+    may be padded longer than `sequence_length`. With `skip_padding=False`, a real step
+    after a padded one (pre-padding, holes) raises a `MaskWarning`: that sequence's
+    positions depend on its padding. Mask rule: the mask passes on unchanged (KerasHub
+    drops it).
 
     Example:
         >>> x = Masked.pad([torch.ones(3, 4), torch.ones(1, 4)])
@@ -98,7 +101,8 @@ class PositionEmbedding(Layer):
     Args:
         sequence_length: the number of positions learned (the longest sequence).
         initializer: `"glorot_uniform"` (KerasHub's default), `"uniform"` or `"zeros"`.
-        skip_padding: positions count the real steps only.
+        skip_padding: positions count the real steps only (the default); False: every
+            step of the padded tensor, as KerasHub.
         name: layer name.
     Not supported: `seq_axis` (time is axis 1), the call arguments `start_index` and
     `positions`.
@@ -112,7 +116,7 @@ class PositionEmbedding(Layer):
         self,
         sequence_length: int,
         initializer: str = "glorot_uniform",
-        skip_padding: bool = False,
+        skip_padding: bool = True,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
@@ -151,7 +155,8 @@ class PositionEmbedding(Layer):
         batch, time, features = values.shape
         if self.skip_padding and mask is not None:
             positions = mask.long().cumsum(dim=1) - 1  # real steps before, at real steps
-            self._check_positions(positions.masked_fill(~mask, -1))
+            if time > self.sequence_length:  # else every position fits
+                self._check_positions(positions.masked_fill(~mask, -1))
             return nn.functional.embedding(positions.clamp(min=0), table)
         if mask is not None:
             self._warn_if_padding_comes_first(mask)
@@ -190,7 +195,8 @@ class PositionEmbedding(Layer):
             f"({_first_steps(after_padding)}); positions "
             "count every step of the padded tensor (as KerasHub), so these sequences' "
             "positions, and outputs, depend on their padding. Fix: "
-            "`skip_padding=True` to count the real steps only, or pad at the end.",
+            "`skip_padding=True` (the default) to count the real steps only, or pad at "
+            "the end.",
             MaskWarning,
             stacklevel=2,
         )
@@ -201,8 +207,8 @@ class TokenAndPositionEmbedding(Layer):
     `embeddings[tokens] + position_embeddings[positions]`.
 
     Value rule: the sum of an `Embedding` of the token ids and a `PositionEmbedding` of
-    the steps (their rules: ids at padded steps are never read; positions are step
-    indices, or real-step counts with `skip_padding=True`, counted with the mask below).
+    the steps (their rules: ids at padded steps are never read; positions count the
+    real steps of the mask below, or are step indices with `skip_padding=False`).
     Mask rule: as `Embedding`'s: with `mask_zero=True` a step is real iff its token is
     not 0, ANDed with an incoming mask; otherwise the incoming mask passes on.
 
@@ -220,7 +226,8 @@ class TokenAndPositionEmbedding(Layer):
         embeddings_initializer: for both tables: `"uniform"` (KerasHub's default),
             `"glorot_uniform"` or `"zeros"`.
         mask_zero: token 0 is padding and is masked.
-        skip_padding: positions count the real steps only (see `PositionEmbedding`).
+        skip_padding: positions count the real steps only (the default; see
+            `PositionEmbedding`); False: KerasHub's step indices.
         name: layer name.
     Not supported: `tie_weights` and the reverse projection, the call arguments
     `start_index` and `positions`.
@@ -235,7 +242,7 @@ class TokenAndPositionEmbedding(Layer):
         embedding_dim: int,
         embeddings_initializer: str = "uniform",
         mask_zero: bool = False,
-        skip_padding: bool = False,
+        skip_padding: bool = True,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
@@ -420,6 +427,7 @@ class TransformerEncoder(Layer):
             hidden, input_dim=self.intermediate_dim, name=named("feedforward_output_dense")
         )
         self.feedforward_dropout = Dropout(self.dropout, name=named("feedforward_dropout"))
+        self.train(self.training)  # a block put in evaluation before building stays there
 
     def forward(  # type: ignore[override]
         self,
