@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 from keras.src import backend as keras_backend
 from keras_oracle import to_keras
 
-from maskwise import ConfigError, Masked, MaskError, MaskWarning, ShapeError, losses, trace
+from maskwise import (
+    ConfigError,
+    DoctorError,
+    Masked,
+    MaskError,
+    MaskWarning,
+    ShapeError,
+    losses,
+    trace,
+)
 from maskwise.layers import (
     Dense,
     PositionEmbedding,
@@ -252,7 +261,8 @@ def test_token_and_position_embedding_matches_keras_hub(kind, skip_padding):
 class KerasHubEncoder:
     """KerasHub's `TransformerEncoder` (keras_hub/src/layers/modeling/
     transformer_encoder.py, `build` and `call`, with `merge_padding_and_attention_mask`)
-    written with Keras 3 layers, as an independent reference."""
+    written with Keras 3 layers, as an independent reference; in inference, so its
+    dropout layers (the identity there) are left out."""
 
     def __init__(self, intermediate_dim, num_heads, activation, epsilon, normalize_first):
         self.intermediate_dim, self.num_heads = intermediate_dim, num_heads
@@ -330,15 +340,18 @@ def keras_hub_pair(normalize_first: bool, activation: str = "relu"):
 
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 @pytest.mark.parametrize("normalize_first", [False, True])
-@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("kind", [*MASK_KINDS, "no mask"])
 def test_transformer_encoder_matches_keras_hub_at_real_steps(kind, normalize_first, activation):
     reference, ours = keras_hub_pair(normalize_first, activation)
-    x = example_input(kind, features=8, seed=3)
+    x = example_input("post" if kind == "no mask" else kind, features=8, seed=3)
+    if kind == "no mask":
+        x = Masked(x.values)
     theirs = reference(to_keras(x))
     out = ours(x)
-    assert torch.equal(out.mask, x.mask)
+    assert (out.mask is None) if x.mask is None else torch.equal(out.mask, x.mask)
     expected = torch.as_tensor(keras.ops.convert_to_numpy(theirs))
-    torch.testing.assert_close(out.values[x.mask], expected[x.mask], atol=1e-4, rtol=1e-4)
+    real = x.full_mask
+    torch.testing.assert_close(out.values[real], expected[real], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("normalize_first", [False, True])
@@ -447,6 +460,20 @@ def test_token_and_position_embedding_and_an_encoder_learn_a_ragged_tagging_task
     baseline = best_accuracy_from_the_token_alone(test_x, test_y)
     assert baseline < 0.85
     assert accuracy > 0.97
+
+
+def test_fit_stops_at_keras_hub_positions_that_depend_on_the_padding():
+    x, y = first_token_task(16, np.random.default_rng(0))
+    model = Sequential(
+        [
+            TokenAndPositionEmbedding(10, 10, 8, mask_zero=True, skip_padding=False, name="emb"),
+            TransformerEncoder(16, 2),
+            Dense(2),
+        ]
+    )
+    model.compile("adam", losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(DoctorError, match=r"MW013.*emb .*TokenAndPositionEmbedding"):
+        model.fit(x, y, epochs=1, verbose=0)
 
 
 # ---------------------------------------------------------------------- errors

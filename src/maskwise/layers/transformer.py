@@ -286,7 +286,7 @@ class TokenAndPositionEmbedding(Layer):
         return self.token_embedding.compute_mask(values, mask)
 
 
-KERAS_HUB_DEFAULTS = {"kernel_initializer": "glorot_uniform", "bias_initializer": "zeros"}
+_KERAS_HUB_DEFAULTS = {"kernel_initializer": "glorot_uniform", "bias_initializer": "zeros"}
 """KerasHub arguments of `TransformerEncoder` accepted only at their default values."""
 
 
@@ -375,11 +375,11 @@ class TransformerEncoder(Layer):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         given = {"kernel_initializer": kernel_initializer, "bias_initializer": bias_initializer}
         for key, value in given.items():
-            if value != KERAS_HUB_DEFAULTS[key]:
+            if value != _KERAS_HUB_DEFAULTS[key]:
                 raise ConfigError(
                     format_error(
                         f"{kind} supports `{key}` at KerasHub's default only.",
-                        expected=f"{key}={KERAS_HUB_DEFAULTS[key]!r}",
+                        expected=f"{key}={_KERAS_HUB_DEFAULTS[key]!r}",
                         received=f"{key}={value!r}",
                         fix="drop the argument, and set the weights with torch.nn.init "
                         "after building the layer if needed.",
