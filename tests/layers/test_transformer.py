@@ -545,6 +545,9 @@ def test_real_steps_beyond_sequence_length_are_explained():
     assert out.values.shape == (2, 7, 4)
     with pytest.raises(ShapeError, match=r"(?s)sequence 1 .* position 4.*counting real"):
         PositionEmbedding(4, skip_padding=True)(holes)
+    longer_second = Masked(torch.randn(2, 7, 4), torch.tensor([[1] * 5 + [0] * 2, [1] * 7]).bool())
+    with pytest.raises(ShapeError, match=r"sequence 0 has a real step at position 4\."):
+        PositionEmbedding(4)(longer_second)  # the first sequence too long, with its own step
     with pytest.raises(ShapeError, match="layer 'embed/position_embedding' learns 3 positions"):
         TokenAndPositionEmbedding(VOCAB, 3, 4, name="embed")(token_input("post"))
 

@@ -169,10 +169,11 @@ class PositionEmbedding(Layer):
 
     def _check_positions(self, positions: torch.Tensor) -> None:
         """`positions (batch, time)`: the real steps' positions, -1 at padded steps."""
-        longest = int(positions.max()) if positions.numel() else -1
-        if longest < self.sequence_length:
+        if positions.numel() == 0 or int(positions.max()) < self.sequence_length:
             return
-        sequence = int((positions.max(dim=1).values >= self.sequence_length).nonzero()[0])
+        furthest = positions.max(dim=1).values
+        sequence = int((furthest >= self.sequence_length).nonzero()[0])
+        longest = int(furthest[sequence])
         raise ShapeError(
             format_error(
                 f"PositionEmbedding layer {self.name!r} learns {self.sequence_length} "
