@@ -277,6 +277,24 @@ def test_malformed_metadata_is_a_config_error_naming_the_file(tmp_path, case) ->
         maskwise.load(path)
 
 
+@pytest.mark.parametrize("case", ["unknown optimizer", "no metrics"])
+def test_resuming_from_a_malformed_compile_config_is_a_config_error(tmp_path, case) -> None:
+    change, _ = MALFORMED[case]
+    path = rewrite(tiny_checkpoint(tmp_path, compiled=True), change)
+    model = Sequential([layers.Dense(2, name="dense")], name="tiny")
+    x, y = torch.ones(4, 5, 3), torch.zeros(4, 5, 2)
+    expected = r"(?s)tiny.safetensors.*compiling as the checkpoint says failed.*cannot be rebuilt"
+    with pytest.raises(ConfigError, match=expected):
+        model.fit(x, y, epochs=1, verbose=0, resume_from=path, mask_value=None)
+
+
+def test_a_saved_optimizer_that_is_not_an_optimizer_is_refused(tmp_path) -> None:
+    change = lambda m: m["compile"]["optimizer"].update({"class": "lr_scheduler"})  # noqa: E731
+    path = rewrite(tiny_checkpoint(tmp_path, compiled=True), change)
+    with pytest.raises(ConfigError, match=r"(?s)tiny.safetensors.*is not an optimizer"):
+        maskwise.load(path)
+
+
 @pytest.mark.parametrize(
     ("text", "error"),
     [('{"class": "Sequential"', "JSONDecodeError"), ("[" * 100_000 + "]" * 100_000, "Recursion")],

@@ -40,6 +40,7 @@ from .reshaping import (
     UpSampling1D,
     ZeroPadding1D,
 )
+from .transformer import PositionEmbedding, TokenAndPositionEmbedding, TransformerEncoder
 
 __all__ = [
     "ELU",
@@ -82,6 +83,7 @@ __all__ = [
     "Multiply",
     "PReLU",
     "Permute",
+    "PositionEmbedding",
     "ReLU",
     "RepeatVector",
     "Reshape",
@@ -91,6 +93,8 @@ __all__ = [
     "SpatialDropout1D",
     "Subtract",
     "TimeDistributed",
+    "TokenAndPositionEmbedding",
+    "TransformerEncoder",
     "UnitNormalization",
     "UpSampling1D",
     "ZeroPadding1D",
