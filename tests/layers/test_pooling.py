@@ -74,6 +74,13 @@ def test_pooling_integer_values():
     assert GlobalAveragePooling1D()(x).values[:, 0].tolist() == [-4.0, -7.0]
 
 
+def test_max_pooling_boolean_values_is_any_over_real_steps():
+    values = torch.tensor([[[False], [True]], [[False], [False]]])
+    x = Masked(values, torch.tensor([[True, False], [True, True]]))
+    maximum = GlobalMaxPooling1D()(x).values
+    assert maximum.dtype == torch.bool and maximum[:, 0].tolist() == [False, False]
+
+
 def test_keras_average_pooling_gives_nan_for_a_fully_padded_row():
     x = Masked(torch.randn(2, 4, 3), torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool))
     theirs = keras_call(keras.layers.GlobalAveragePooling1D(), x)

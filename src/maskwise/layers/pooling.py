@@ -32,10 +32,12 @@ def _real(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 
 def _lowest(values: torch.Tensor) -> torch.Tensor:
-    """A 0-dim tensor below or equal to every value: `-inf`, or an integer type's min
-    (a finite float would beat real steps that are all `-inf`)."""
+    """A 0-dim tensor below or equal to every value: `-inf`, an integer type's min (a
+    finite float would beat real steps that are all `-inf`), or False for booleans."""
     if values.is_floating_point():
         return values.new_full((), float("-inf"))
+    if values.dtype == torch.bool:
+        return values.new_zeros(())
     return values.new_full((), torch.iinfo(values.dtype).min)
 
 
