@@ -641,3 +641,14 @@ def test_masked_predictions_beyond_units_are_a_named_error():
     y_pred = Masked(torch.zeros(2, 3, 1, 1), torch.ones(2, 3, dtype=torch.bool))
     with pytest.raises(ShapeError, match=r"\(batch, time, units\) per step"):
         losses.MeanSquaredError()(torch.zeros(2, 3, 1, 1), y_pred)
+
+
+def test_sparse_targets_of_any_integer_dtype_and_integer_scores():
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    scores = torch.tensor([[2.0, -1.0], [0.5, 1.5]])
+    ids = torch.tensor([0, 1])
+    expected = loss(ids, scores)
+    for dtype in (torch.bool, torch.uint8, torch.int32):
+        torch.testing.assert_close(loss(ids.to(dtype), scores), expected)
+    integer_scores = torch.tensor([[2, -1], [0, 1]])
+    torch.testing.assert_close(loss(ids.float(), integer_scores), loss(ids, integer_scores.float()))

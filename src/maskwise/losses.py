@@ -280,6 +280,8 @@ def class_targets(
         )
     step_shape, num_classes = values.shape[:-1], values.shape[-1]
     _require_classes(num_classes, values, name)
+    if not values.is_floating_point():  # integer scores: computed in float, as in Keras
+        values = values.float()
     if y_true.dim() == values.dim() and y_true.shape[-1] == 1 and num_classes > 1:
         y_true = y_true.squeeze(-1)
     if y_true.shape == values.shape:
@@ -314,6 +316,7 @@ def class_targets(
                 )
             )
         y_true = whole.long()
+    y_true = y_true.long()  # bool and narrow integer ids index like int64 ones
     invalid = real & ((y_true < 0) | (y_true >= num_classes))
     if bool(invalid.any()):
         padded = int((invalid & (y_true == IGNORE_INDEX)).sum())
