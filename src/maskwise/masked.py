@@ -362,6 +362,17 @@ def lengths_to_mask(
     )
 
 
+def per_step(steps: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """`steps (batch, time)` (a mask, or an index per step) viewed as `(batch, time, 1,
+    ...)`, so that it broadcasts against `values (batch, time, ...)`.
+
+    Example:
+        >>> per_step(torch.ones(2, 5, dtype=torch.bool), torch.zeros(2, 5, 3, 4)).shape
+        torch.Size([2, 5, 1, 1])
+    """
+    return steps.reshape(steps.shape + (1,) * (values.dim() - 2))
+
+
 def fill_padding(values: torch.Tensor, mask: torch.Tensor, value: float = 0.0) -> torch.Tensor:
     """`values (batch, time, ...)` with the steps where `mask` is False set to `value`.
 
@@ -370,8 +381,7 @@ def fill_padding(values: torch.Tensor, mask: torch.Tensor, value: float = 0.0) -
     drops whatever a function's derivative gave there (`sqrt` or `log` at the fill
     value: inf times a zero gradient is NaN) instead of multiplying it into a weight.
     """
-    keep = mask.reshape(mask.shape + (1,) * (values.dim() - 2))
-    return torch.where(keep, values, values.new_full((), value))
+    return torch.where(per_step(mask, values), values, values.new_full((), value))
 
 
 def _whole_lengths(
@@ -447,13 +457,12 @@ def compaction_order(mask: torch.Tensor) -> torch.Tensor:
 
 def gather_steps(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """`values (batch, time, ...)` reordered along time by `order (batch, time)`."""
-    index = order.reshape(order.shape + (1,) * (values.dim() - 2)).expand_as(values)
-    return values.gather(1, index)
+    return values.gather(1, per_step(order, values).expand_as(values))
 
 
 def scatter_steps(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """Inverse of `gather_steps`: put step j of `values` back at time `order[:, j]`."""
-    index = order.reshape(order.shape + (1,) * (values.dim() - 2)).expand_as(values)
+    index = per_step(order, values).expand_as(values)
     return torch.empty_like(values).scatter(1, index, values)
 
 
@@ -469,11 +478,7 @@ def reverse_real_steps(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
     flipped = torch.where(positions < lengths, lengths - 1 - positions, positions)
     compact = gather_steps(values, order)
-    return scatter_steps(compact.gather(1, _expand_like(flipped, values)), order)
-
-
-def _expand_like(index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    return index.reshape(index.shape + (1,) * (values.dim() - 2)).expand_as(values)
+    return scatter_steps(gather_steps(compact, flipped), order)
 
 
 def as_masked(

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import MaskwiseTypeError, format_error
-from ..masked import IGNORE_INDEX, Masked, lengths_to_mask
+from ..masked import IGNORE_INDEX, Masked, lengths_to_mask, per_step
 
 
 def to_tensor(array: Any, name: str) -> torch.Tensor:
@@ -67,5 +67,5 @@ def fill_after(
     """
     value = target_fill(values.dtype) if fill is None else fill
     keep = lengths_to_mask(lengths, values.shape[1], device=values.device)
-    keep = keep.reshape(keep.shape + (1,) * (values.dim() - 2))
+    keep = per_step(keep, values)
     return torch.where(keep, values, values.new_full((), value))

@@ -41,7 +41,7 @@ from torch import nn
 
 from ..errors import ConfigError, MaskWarning, format_error
 from ..layers import Embedding, Lambda, Masking
-from ..masked import Masked, as_masked
+from ..masked import Masked, as_masked, per_step
 from ..models import Container, Module
 from ..trace import _traced_layers
 from .findings import Finding
@@ -384,7 +384,7 @@ def _fill_padding(x: Masked, setup: _Setup, index: int, fill: Noise, nan: bool) 
     which cannot hold NaN)."""
     if x.mask is None or (nan and not x.values.is_floating_point()):
         return x
-    keep = x.mask.reshape(x.mask.shape + (1,) * (x.values.dim() - 2))
+    keep = per_step(x.mask, x.values)
     if x.values.is_floating_point():
         other = fill(x.values)
     else:  # token ids: another id of the vocabulary
@@ -467,7 +467,7 @@ def _run(model: nn.Module, setup: _Setup, inputs: tuple[Masked, ...], noise: Noi
             sources.append(output.mask)
         if noise is None or not output.values.is_floating_point():
             return None
-        keep = output.mask.reshape(output.mask.shape + (1,) * (output.values.dim() - 2))
+        keep = per_step(output.mask, output.values)
         return Masked(torch.where(keep, output.values, noise(output.values)), output.mask)
 
     def record(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:

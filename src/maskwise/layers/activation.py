@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ShapeError, format_error
+from ..masked import per_step
 from ._axes import check_axes, resolve_axes
 from .base import Layer
 
@@ -66,7 +67,7 @@ class Softmax(Layer):
         dims = resolve_axes(f"Softmax {self.name!r}", self.axes, values)
         if mask is None or 1 not in dims:
             return _softmax(values, dims)
-        real = mask.reshape(mask.shape + (1,) * (values.dim() - 2))
+        real = per_step(mask, values)
         lowest = torch.finfo(values.dtype).min
         out = _softmax(torch.where(real, values, values.new_full((), lowest)), dims)
         return torch.where(real, out, torch.zeros_like(out))

@@ -21,7 +21,7 @@ from ..errors import (
     ShapeError,
     format_error,
 )
-from ..masked import Masked
+from ..masked import Masked, per_step
 from .base import Layer
 
 MaskRule = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor | None]
@@ -71,7 +71,7 @@ class Masking(Layer):
         real = self._real_steps(values)
         if mask is not None:
             self._warn_if_masks_differ(mask, real)
-        keep = real.reshape(real.shape + (1,) * (values.dim() - 2))
+        keep = per_step(real, values)
         return torch.where(keep, values, torch.zeros_like(values))
 
     def _warn_if_masks_differ(self, incoming: torch.Tensor, computed: torch.Tensor) -> None:
@@ -317,7 +317,7 @@ class _RealStepNoise(Layer):
         out = self.noisy(values)
         if mask is None:
             return out
-        real = mask.reshape(mask.shape + (1,) * (values.dim() - 2))
+        real = per_step(mask, values)
         return torch.where(real, out, torch.zeros_like(out))
 
 

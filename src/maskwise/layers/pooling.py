@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ShapeError, format_error
-from ..masked import fill_padding
+from ..masked import fill_padding, per_step
 from ._windows import Window, check_3d, check_channels_last, check_padding, positive_int
 from .base import Layer
 
@@ -28,7 +28,7 @@ def _real(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     without a mask."""
     if mask is None:
         mask = torch.ones(values.shape[:2], dtype=torch.bool, device=values.device)
-    return mask.reshape(mask.shape + (1,) * (values.dim() - 2))
+    return per_step(mask, values)
 
 
 def _lowest(values: torch.Tensor) -> torch.Tensor:
