@@ -153,3 +153,19 @@ def test_streaming_does_not_hold_the_file_in_memory(tmp_path):
         peak = max(peak, pa.total_allocated_bytes())
     file_bytes = pq.read_table(path).nbytes
     assert peak < file_bytes / 5
+
+
+def test_streamed_shares_are_the_shares_of_the_streamed_batches(tmp_path):
+    xs, ys = _data(37)
+    path = tmp_path / "seq.parquet"
+    _write(_long(xs, ys), path, row_group_size=20)
+    data = ParquetSequences(path, "seq", "step", ["a", "b"], "label", window=16)
+    single = list(make_loader(data, batch_size=6, seed=2))
+    ranks = [list(make_loader(data, batch_size=6, seed=2, rank=r, world_size=2)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(single)
+    for step, batch in enumerate(single):
+        indices = batch.index.tolist()
+        assert [b.index.tolist() for b in (ranks[0][step], ranks[1][step])] == [
+            indices[0::2],
+            indices[1::2],
+        ]

@@ -9,11 +9,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import distributed
 from ..doctor.guards import Guard
 from ..errors import ConfigError, format_error
 from .batch import Batch
 from .datasets import SequenceDataset
-from .sampler import LengthBucketSampler, RandomBatchSampler, _check_batch_size
+from .sampler import (
+    DistributedBatchSampler,
+    LengthBucketSampler,
+    RandomBatchSampler,
+    _check_batch_size,
+    check_rank,
+    share,
+)
 from .tables import ParquetSequences
 
 Data = SequenceDataset | ParquetSequences
@@ -32,6 +40,12 @@ class Loader:
     A `ParquetSequences` source is streamed: sequences are bucketed and shuffled within
     a window of `data.window` sequences, so memory stays flat whatever the file size.
 
+    Data parallel (`world_size > 1`, e.g. under torchrun): `batch_size` is the global
+    batch, and this process gets its share of each one (`DistributedBatchSampler`):
+    every process the same number of batches, together the batches of one process.
+    A process's share of a global batch smaller than the world is an empty batch
+    (`Batch.size == 0`). `len(loader)` counts batches, the same on every process.
+
     Args:
         data: a `SequenceDataset` or a `ParquetSequences`.
         batch_size: sequences per batch.
@@ -39,6 +53,9 @@ class Loader:
         bucketing: batch sequences of similar length together.
         seed: the random seed.
         drop_last: drop a last batch smaller than `batch_size`.
+        rank, world_size: this process's share of the global batches; None (both) reads
+            them from the process group when each epoch starts (`maskwise.distributed`;
+            one process without a group).
     """
 
     def __init__(
@@ -49,6 +66,8 @@ class Loader:
         bucketing: bool = True,
         seed: int = 0,
         drop_last: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
     ) -> None:
         self.data = data
         self.batch_size = _check_batch_size(batch_size)
@@ -57,6 +76,17 @@ class Loader:
         self.seed = seed
         self.drop_last = drop_last
         self.epoch = 0
+        if (rank is None) != (world_size is None):
+            raise ConfigError(
+                format_error(
+                    "rank and world_size go together.",
+                    received=f"rank={rank}, world_size={world_size}",
+                    fix="pass both, or neither to read them from the process group.",
+                )
+            )
+        self.placement = (
+            None if rank is None or world_size is None else check_rank(rank, world_size)
+        )
         if isinstance(data, ParquetSequences) and data.window < batch_size:
             raise ConfigError(
                 format_error(
@@ -84,12 +114,24 @@ class Loader:
         n = self.num_sequences
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def rank_and_world(self) -> tuple[int, int]:
+        """`(rank, world_size)` this loader serves: as given, else the process group's."""
+        if self.placement is not None:
+            return self.placement
+        return distributed.rank(), distributed.world_size()
+
     def __iter__(self) -> Iterator[Batch]:
         epoch = self.epoch
         self.epoch += 1
         if isinstance(self.data, ParquetSequences):
             return self._stream(self.data, epoch)
         return self._in_memory(self.data, epoch)
+
+    def _collate(self, data: SequenceDataset, indices: list[int]) -> Batch:
+        """The batch at `indices`; an empty share is the empty head of a real batch."""
+        if indices:
+            return data.collate(indices)
+        return data.collate([0]).head(0)
 
     def _sampler(
         self, lengths: torch.Tensor, seed: int, epoch: int, drop_last: bool
@@ -105,8 +147,9 @@ class Loader:
         return sampler
 
     def _in_memory(self, data: SequenceDataset, epoch: int) -> Iterator[Batch]:
-        for indices in self._sampler(data.lengths, self.seed, epoch, self.drop_last):
-            yield data.collate(indices)
+        sampler = self._sampler(data.lengths, self.seed, epoch, self.drop_last)
+        for indices in DistributedBatchSampler(sampler, *self.rank_and_world()):
+            yield self._collate(data, indices)
 
     def _stream(self, data: ParquetSequences, epoch: int) -> Iterator[Batch]:
         buffer: list[Item] = []
@@ -134,12 +177,13 @@ class Loader:
         if window:
             seed = int(np.random.SeedSequence([self.seed, window]).generate_state(1)[0])
         rest: list[int] = []
+        rank, world = self.rank_and_world()
         sampler = self._sampler(window_data.lengths, seed, epoch, self.drop_last and final)
         for indices in sampler:
             if not final and len(indices) < self.batch_size:
                 rest = indices
                 continue
-            batch = window_data.collate(indices)
+            batch = self._collate(window_data, share(indices, rank, world))
             yield replace(batch, index=positions[batch.index])
         return [buffer[i] for i in rest]
 
@@ -157,6 +201,8 @@ def make_loader(
     drop_last: bool = False,
     num_features: int | None = None,
     checks: str = "raise",
+    rank: int | None = None,
+    world_size: int | None = None,
 ) -> Loader:
     """A `Loader` of padded batches from the data users have.
 
@@ -189,6 +235,9 @@ def make_loader(
             on a masking mistake (a scrambled or time-major layout, NaN at a real step,
             ...) and warns on a probable one; `"warn"` warns on both; `"off"` skips
             them. A `Loader` given as `x` is returned unchecked.
+        rank, world_size: data parallel: `batch_size` is the global batch and this
+            process gets its share of each (see `Loader`); None reads them from the
+            process group (torchrun) when each epoch starts.
     """
     guard = Guard(checks, "make_loader", mask_value)
     if isinstance(x, Loader | SequenceDataset | ParquetSequences):
@@ -203,11 +252,11 @@ def make_loader(
             )
         if isinstance(x, Loader):
             return x
-        loader = Loader(x, batch_size, shuffle, bucketing, seed, drop_last)
+        loader = Loader(x, batch_size, shuffle, bucketing, seed, drop_last, rank, world_size)
         guard.data(x)
         guard.model()
         return loader
     guard.data(x, y, sample_weight)
     guard.model()
     data = SequenceDataset(x, y, sample_weight, mask_value=mask_value, num_features=num_features)
-    return Loader(data, batch_size, shuffle, bucketing, seed, drop_last)
+    return Loader(data, batch_size, shuffle, bucketing, seed, drop_last, rank, world_size)
