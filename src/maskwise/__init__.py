@@ -5,7 +5,6 @@ Padding is ignored correctly everywhere, and a mask is never lost silently.
 
 from . import callbacks, data, doctor, layers, losses, metrics
 from .callbacks import History
-from .checkpoint import load
 from .convert.keras_model import from_keras
 from .errors import (
     ConfigError,
@@ -20,7 +19,7 @@ from .errors import (
 from .masked import Masked, combine_masks, lengths_to_mask
 from .models import Graph, Module, Sequential
 from .trace import Trace, trace
-from .training import argmax
+from .training import argmax, load
 
 __version__ = "0.1.0"
 

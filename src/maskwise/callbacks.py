@@ -4,7 +4,7 @@ A callback is an object with hooks that `fit` calls: `on_train_begin(logs)`,
 `on_epoch_begin(epoch, logs)`, `on_batch_end(batch, logs)`, `on_epoch_end(epoch, logs)`,
 `on_train_end(logs)`. `fit` sets `callback.model` first. Setting `model.stop_training =
 True` in a hook ends training after the current epoch. `logs` at the end of an epoch
-holds that epoch's `loss`, metrics, and `val_*` entries (see `TrainingMixin.fit`).
+holds that epoch's `loss`, metrics, and `val_*` entries (see `Trainable.fit`).
 
 The monitoring callbacks (`EarlyStopping`, `ModelCheckpoint`, `ReduceLROnPlateau`)
 follow Keras 3 (`keras/src/callbacks/`) step for step, with one deliberate difference:

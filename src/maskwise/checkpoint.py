@@ -2,15 +2,18 @@
 
 `model.save(path)` writes a single `.safetensors` file holding
 - the weights (`model.<name>` tensors),
-- the optimizer state (`optimizer.<param index>.<name>` tensors) and the random number
-  generators' states (`rng.cpu`, `rng.cuda.<device>`) when the model was compiled,
-- JSON in the file's metadata: the model's config (`layer_spec`, rebuilt by
-  `layer_from_config`), the compile config (optimizer class and hyper-parameters, loss,
-  metrics), and the trainer state (epochs done, the data loader's seed, the optimizer's
-  parameter groups),
-- the state of the callbacks of the `fit` that saved it (`callbacks` JSON, keyed as
+- when the model was compiled, its `maskwise.training.TrainingState`: the optimizer
+  state (`optimizer.<param index>.<name>` tensors, and JSON for the rest), the compile
+  config (optimizer class and hyper-parameters, loss, metrics), the counters and the
+  data loader's seed (`trainer` JSON: epoch, step, batch, loader_seed), and the state of
+  the callbacks of the `fit` that saved it (`callbacks` JSON, keyed as
   `maskwise.callbacks.keyed` does, and `callback.<key>.<name>` tensors such as
-  `EarlyStopping`'s best weights), put back by `restore_callbacks` on resume.
+  `EarlyStopping`'s best weights); with it, the random number generators' states
+  (`rng.cpu`, `rng.cuda.<device>`).
+
+`save` writes a `TrainingState` and `read_state` reads it back; this module knows
+nothing of models' training API (`maskwise.load` and `fit(..., resume_from=...)` hand
+the state to the model's `Trainer`).
 
 Nothing is unpickled when loading, so a file from someone else cannot run code. A
 `Sequential` (or any `Layer` whose arguments are JSON) is rebuilt from the file alone;
@@ -35,9 +38,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .callbacks import Callback
-from .errors import ConfigError, MaskwiseTypeError, format_error
+from .errors import ConfigError, format_error
 from .layers.base import Layer, layer_from_config, layer_spec
+from .training.state import TrainingState
 
 FORMAT = "maskwise-checkpoint"
 VERSION = 1
@@ -70,9 +73,8 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """The optimizer's state dict split into tensors and JSON (no pickle needed)."""
-    state = optimizer.state_dict()
+def optimizer_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer's state dict split into tensors and JSON (no pickle needed)."""
     tensors: dict[str, torch.Tensor] = {}
     extra: dict[str, dict[str, Any]] = {}
     for index, entries in state["state"].items():
@@ -92,31 +94,26 @@ def _rng_tensors() -> dict[str, torch.Tensor]:
     return tensors
 
 
-def save(
-    model: nn.Module, path: str | os.PathLike, callbacks: dict[str, Callback] | None = None
-) -> Path:
-    """Save `model` (weights, config, and its compile and training state) to `path`.
-
-    `callbacks`: callbacks whose state to save, by key (see `maskwise.callbacks.keyed`).
-    See the module docstring for the contents. Returns the path written.
+def save(model: nn.Module, path: str | os.PathLike, state: TrainingState | None = None) -> Path:
+    """Save `model`'s weights and config, and `state` (with the random number
+    generators' states) when given, to `path`; see the module docstring for the
+    contents. Returns the path written.
     """
     path = Path(path)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     metadata: dict[str, Any] = {"format": FORMAT, "version": VERSION, "model": model_config(model)}
-    trainer = getattr(model, "trainer_state", lambda: None)()
-    if trainer is not None:
-        compile_config, optimizer, state = trainer
-        metadata["compile"] = compile_config
-        metadata["trainer"] = state
-        if optimizer is not None:
-            opt_tensors, opt_json = optimizer_tensors(optimizer)
+    if state is not None:
+        metadata["compile"] = state.compile
+        metadata["trainer"] = state.position()
+        if state.optimizer is not None:
+            opt_tensors, opt_json = optimizer_tensors(state.optimizer)
             tensors.update(opt_tensors)
             metadata["optimizer"] = opt_json
         tensors.update(_rng_tensors())
-    if callbacks:
-        metadata["callbacks"] = {key: c.get_state() for key, c in callbacks.items()}
-        for key, callback in callbacks.items():
-            for name, value in callback.get_tensors().items():
+        if state.callbacks:
+            metadata["callbacks"] = state.callbacks
+        for key, named in state.callback_tensors.items():
+            for name, value in named.items():
                 tensors[f"callback.{key}.{name}"] = value
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     text = {key: json.dumps(value) for key, value in metadata.items()}
@@ -238,18 +235,24 @@ def optimizer_state(checkpoint: Checkpoint) -> dict[str, Any] | None:
     return {"state": state, "param_groups": saved["param_groups"]}
 
 
-def restore_callbacks(checkpoint: Checkpoint, callbacks: dict[str, Callback]) -> None:
-    """Put the saved callback states back into `callbacks` (keyed as when saved).
-
-    A callback gets its saved state when the checkpoint holds one under its key for the
-    same monitored value; any other starts fresh (e.g. a callback added on resume).
-    """
+def read_state(checkpoint: Checkpoint) -> TrainingState | None:
+    """The `TrainingState` saved in `checkpoint`; None when the model was not compiled."""
+    config = checkpoint.metadata.get("compile")
+    if config is None:
+        return None
+    position = checkpoint.metadata.get("trainer", {})
     saved = checkpoint.metadata.get("callbacks", {})
-    for key, callback in callbacks.items():
-        state = saved.get(key)
-        if state is None or state.get("monitor") != callback.get_state().get("monitor"):
-            continue
-        callback.set_state(state, checkpoint.tensors(f"callback.{key}."))
+    seed = position.get("loader_seed")
+    return TrainingState(
+        epoch=int(position.get("epoch", 0)),
+        step=int(position.get("step", 0)),
+        batch=int(position.get("batch", 0)),
+        loader_seed=None if seed is None else int(seed),
+        compile=config,
+        optimizer=optimizer_state(checkpoint),
+        callbacks=saved,
+        callback_tensors={key: checkpoint.tensors(f"callback.{key}.") for key in saved},
+    )
 
 
 def restore_rng(checkpoint: Checkpoint) -> None:
@@ -263,53 +266,18 @@ def restore_rng(checkpoint: Checkpoint) -> None:
                 torch.cuda.set_rng_state(state, int(key[5:]))
 
 
-def load(
-    path: str | os.PathLike,
-    model: nn.Module | None = None,
-    device: torch.device | str | None = None,
-) -> Any:
-    """Load a model saved with `model.save(path)`, compiled if it was.
-
-    Example:
-        >>> model.save("tagger.safetensors")  # doctest: +SKIP
-        >>> same = maskwise.load("tagger.safetensors")  # doctest: +SKIP
-
-    Args:
-        path: the checkpoint file.
-        model: an instance to load into (needed for `Module` subclasses, which cannot
-            be rebuilt from JSON); None rebuilds a `Sequential` (or any `Layer`) from the
-            saved config.
-        device: move the model there (default: CPU, or where `model` already is).
-
-    Returns:
-        The model, with its weights, and, if it was compiled when saved, its loss,
-        metrics, optimizer (and the optimizer's state) restored, ready for `fit`.
-    """
-    checkpoint = Checkpoint(path)
+def rebuild_model(checkpoint: Checkpoint) -> nn.Module:
+    """A new model built from the checkpoint's config (a `Sequential`, or any `Layer`
+    whose arguments are JSON), its weights not loaded yet."""
     saved = checkpoint.metadata["model"]
-    if model is None:
-        if saved["spec"] is None:
-            raise ConfigError(
-                format_error(
-                    f"The checkpoint holds a {saved['class']}, which cannot be rebuilt "
-                    "from its saved config (a Module subclass is your code; a Lambda "
-                    "holds a Python function).",
-                    fix=f"construct it yourself and load into it: "
-                    f"`maskwise.load(path, model={saved['class']}(...))`.",
-                )
-            )
-        model = layer_from_config(saved["spec"])
-    elif not isinstance(model, nn.Module):
-        raise MaskwiseTypeError(
+    if saved["spec"] is None:
+        raise ConfigError(
             format_error(
-                "load(path, model=...) takes a model instance.",
-                received=type(model).__name__,
+                f"The checkpoint holds a {saved['class']}, which cannot be rebuilt "
+                "from its saved config (a Module subclass is your code; a Lambda "
+                "holds a Python function).",
+                fix=f"construct it yourself and load into it: "
+                f"`maskwise.load(path, model={saved['class']}(...))`.",
             )
         )
-    load_weights(model, checkpoint)
-    if device is not None:
-        model.to(device)
-    restore = getattr(model, "restore_training_state", None)
-    if restore is not None:
-        restore(checkpoint)
-    return model
+    return layer_from_config(saved["spec"])

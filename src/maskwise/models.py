@@ -25,7 +25,7 @@ from .errors import ConfigError, MaskwiseTypeError, format_error
 from .layers.base import Layer
 from .layers.core import Lambda
 from .masked import Masked, as_masked
-from .training import TrainingMixin
+from .training import Trainable
 
 ELEMENTWISE_MODULES: tuple[type[nn.Module], ...] = (
     nn.Identity,
@@ -225,7 +225,7 @@ def as_layer(module: nn.Module, position: int | None = None) -> nn.Module:
     )
 
 
-class Module(TrainingMixin, nn.Module):
+class Module(Trainable):
     """Base for your own models: compose maskwise layers in `forward`, freely.
 
     Use it for several inputs and merges (seed 003). It adds the training API
@@ -242,7 +242,7 @@ class Module(TrainingMixin, nn.Module):
     """
 
 
-class Container(TrainingMixin, Layer):
+class Container(Trainable, Layer):
     """Base of `Sequential` and `Graph`: a layer that only routes its layers' values.
 
     It has no weights of its own; its layers build themselves. It records the input

@@ -1,0 +1,76 @@
+"""`CallbackList`: the one place that calls the callbacks' hooks, in order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from ..callbacks import Callback, History, Logs, hook_order, keyed, wants_batch_logs
+
+
+class CallbackList:
+    """The callbacks of one `fit`, with a `History` last.
+
+    Hooks run in the order given, except that the `ModelCheckpoint`s run after the
+    others (so a checkpoint saved at the end of an epoch holds the other callbacks'
+    state after it) and the `History` after all (it sees every log, as in Keras).
+    `on_batch_end` goes only to the callbacks that act on batches: a batch's logs cost a
+    device synchronisation, so `has_batch_hooks` tells the loop whether to build them.
+
+    Args:
+        callbacks: the callbacks passed to `fit` (None: none).
+        model: the model being trained, given to each callback (`callback.model`).
+    """
+
+    def __init__(self, callbacks: Sequence[Callback] | None, model: nn.Module) -> None:
+        self.history = History()
+        self.callbacks = [*hook_order(callbacks or []), self.history]
+        for callback in self.callbacks:
+            callback.set_model(model)
+        self.stateful = keyed(self.callbacks)
+        self.batch_callbacks = [c for c in self.callbacks if wants_batch_logs(c)]
+
+    @property
+    def has_batch_hooks(self) -> bool:
+        return bool(self.batch_callbacks)
+
+    def on_train_begin(self, logs: Logs) -> None:
+        for callback in self.callbacks:
+            callback.on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_begin(epoch, logs)
+
+    def on_batch_end(self, batch: int, logs: Logs) -> None:
+        for callback in self.batch_callbacks:
+            callback.on_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs: Logs) -> None:
+        for callback in self.callbacks:
+            callback.on_train_end(logs)
+
+    def states(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """(JSON state, tensors) of each stateful callback, by checkpoint key."""
+        return (
+            {key: c.get_state() for key, c in self.stateful.items()},
+            {key: c.get_tensors() for key, c in self.stateful.items()},
+        )
+
+    def restore(self, states: dict[str, dict[str, Any]], tensors: dict[str, Any]) -> None:
+        """Put saved states back (keyed as when saved; call after `on_train_begin`).
+
+        A callback gets its saved state when one is saved under its key for the same
+        monitored value; any other starts fresh (e.g. a callback added on resume).
+        """
+        for key, callback in self.stateful.items():
+            state = states.get(key)
+            if state is None or state.get("monitor") != callback.get_state().get("monitor"):
+                continue
+            callback.set_state(state, tensors.get(key, {}))

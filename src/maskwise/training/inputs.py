@@ -1,0 +1,172 @@
+"""What the doors receive, made ready for the loop: loaders from the data, the
+validation split, the device, the model's call on a batch, and the refusals of data
+that cannot train (no batch, no targets)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Loader, ParquetSequences, SequenceDataset, make_loader
+from ..errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
+from ..masked import Masked
+
+
+def forward(model: nn.Module, x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
+    """Call `model` on a batch's inputs: one `Masked`, or several as separate arguments."""
+    out = model(*x) if isinstance(x, tuple) else model(x)
+    if not isinstance(out, Masked | torch.Tensor):
+        raise MaskwiseTypeError(
+            format_error(
+                f"The model returned a {type(out).__name__}; training needs one output.",
+                expected="a Masked (or a tensor) from forward",
+                fix="return the output the loss should see; keep extra outputs (states) "
+                "for a separate method.",
+            )
+        )
+    return out
+
+
+def resolve_device(device: torch.device | str) -> torch.device:
+    """`device` as a `torch.device`, after checking that a tensor can live there."""
+    try:
+        resolved = torch.device(device)
+        torch.empty(0, device=resolved)
+    except (RuntimeError, AssertionError, TypeError, ValueError) as error:
+        available = ["cpu"]
+        if torch.cuda.is_available():
+            available += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        if torch.backends.mps.is_available():
+            available.append("mps")
+        raise ConfigError(
+            format_error(
+                f"Device {device!r} is not available on this machine.",
+                expected="one of " + ", ".join(available),
+                received=f"{device!r}: {(str(error) or type(error).__name__).split('. ')[0]}",
+                fix="pass an available device, or leave device=None to use the model's.",
+            )
+        ) from error
+    return resolved
+
+
+def require_batches(loader: Any, what: str) -> None:
+    """Refuse data that yields no batch (e.g. `drop_last=True` with fewer sequences than
+    `batch_size`): `fit` would stop at once, `evaluate` report a loss of 0 on nothing."""
+    if len(loader) > 0:
+        return
+    raise ConfigError(
+        format_error(
+            f"The {what} yields no batch.",
+            received=f"{loader.num_sequences} sequences, batch_size={loader.batch_size}, "
+            f"drop_last={loader.drop_last}",
+            fix="pass more sequences, a smaller batch_size, or drop_last=False.",
+        )
+    )
+
+
+def require_targets(y: torch.Tensor | None, what: str) -> None:
+    """Refuse a batch without targets where `what` (`"fit"`, `"evaluate"`) needs them."""
+    if y is None:
+        raise ShapeError(
+            format_error(
+                f"{what}() needs targets, and the data holds none.",
+                expected="y: per-step targets (a list of (T_i,) arrays or a padded array) "
+                "or per-sequence targets (N,)",
+                received="y=None",
+                fix=f"call `model.{what}(x, y, ...)`, or build the data set with its targets.",
+            )
+        )
+
+
+def data_loader(
+    x: Any,
+    y: Any,
+    sample_weight: Any,
+    batch_size: int,
+    mask_value: float | None,
+    shuffle: bool = False,
+    bucketing: bool = True,
+    seed: int = 0,
+) -> Loader:
+    """`make_loader` without its data checks: the door that called checked the data."""
+    return make_loader(
+        x,
+        y,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        bucketing=bucketing,
+        seed=seed,
+        sample_weight=sample_weight,
+        mask_value=mask_value,
+        checks="off",
+    )
+
+
+def validation_loader(data: Any, batch_size: int, mask_value: float | None) -> Loader | None:
+    """The loader of `fit`'s `validation_data` (None without any)."""
+    if data is None:
+        return None
+    if isinstance(data, Loader | SequenceDataset | ParquetSequences):
+        return data_loader(data, None, None, batch_size, mask_value)
+    if isinstance(data, tuple | list) and len(data) in (2, 3):
+        weight = data[2] if len(data) == 3 else None
+        return data_loader(data[0], data[1], weight, batch_size, mask_value)
+    raise ConfigError(
+        format_error(
+            "validation_data must be (x_val, y_val), (x_val, y_val, sample_weight), "
+            "or a Loader / SequenceDataset / ParquetSequences.",
+            received=type(data).__name__,
+        )
+    )
+
+
+def split_validation(
+    x: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float
+) -> tuple[Any, Any, Any, Any]:
+    """`(x, y, sample_weight, validation_data)` with the last `validation_split` of the
+    sequences moved into `validation_data` (Keras's rule: the first
+    `floor(N * (1 - validation_split))` sequences train); unchanged for 0."""
+    if not validation_split:
+        return x, y, sample_weight, validation_data
+    if (
+        not 0.0 < validation_split < 1.0
+        or validation_data is not None
+        or isinstance(x, Loader | SequenceDataset | ParquetSequences)
+    ):
+        raise ConfigError(
+            format_error(
+                "validation_split must be in (0, 1), without validation_data, "
+                "and x must be arrays or lists (it splits off their tail).",
+                received=f"validation_split={validation_split!r}, x: {type(x).__name__}",
+                fix="for a Loader or a data set, pass validation_data instead.",
+            )
+        )
+    n = len(x[0]) if isinstance(x, tuple) else len(x)
+    keep = math.floor(n * (1.0 - validation_split))  # Keras's rule
+    if keep in (0, n):
+        raise ConfigError(
+            format_error(
+                f"validation_split={validation_split!r} of {n} sequences leaves no "
+                f"{'training' if keep == 0 else 'validation'} sequence.",
+                expected=f"{n} * (1 - validation_split) rounded down between 1 and "
+                f"{n - 1} (the training sequences)",
+                fix="pass more sequences or another validation_split, or pass validation_data.",
+            )
+        )
+    x, x_val = _split_tail(x, keep)
+    y, y_val = _split_tail(y, keep)
+    sample_weight, weight_val = _split_tail(sample_weight, keep)
+    return x, y, sample_weight, (x_val, y_val, weight_val)
+
+
+def _split_tail(data: Any, keep: int) -> tuple[Any, Any]:
+    """(first `keep` rows, the rest) of arrays, lists, tensors, or tuples of them."""
+    if data is None:
+        return None, None
+    if isinstance(data, tuple):
+        pairs = [_split_tail(d, keep) for d in data]
+        return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+    return data[:keep], data[keep:]

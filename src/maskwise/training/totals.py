@@ -1,0 +1,81 @@
+"""What an epoch (or an evaluation) adds up: the loss weighted by real steps, and the
+metrics, exactly over every real step seen."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .. import losses as losses_module
+from ..masked import Masked
+
+
+def output_steps(out: Masked | torch.Tensor) -> torch.Tensor:
+    """Number of steps the loss counts in `out`: the real steps of its mask, else one per
+    row of the step shape (`(batch,)` for a per-sequence output)."""
+    values, mask = losses_module.split_output(out)
+    if mask is not None:
+        return mask.sum()
+    count = values.shape[:-1].numel() if values.dim() > 1 else values.numel()
+    return torch.tensor(count, device=values.device)
+
+
+def real_steps(out: Masked | torch.Tensor, x: Masked | tuple[Masked, ...]) -> torch.Tensor:
+    """Real steps of a batch, for the speed figure: the output mask's, else the first
+    input's (every step of an input without a mask counts)."""
+    if isinstance(out, Masked) and out.mask is not None:
+        return out.mask.sum()
+    first = x[0] if isinstance(x, tuple) else x
+    if first.mask is None:
+        return torch.tensor(first.values.shape[:2].numel(), device=first.device)
+    return first.mask.sum()
+
+
+def flatten_results(metrics: Sequence[Any]) -> dict[str, Any]:
+    """`{name: result}` for every metric; dict results are merged in."""
+    logs: dict[str, Any] = {}
+    for metric in metrics:
+        result = metric.result()
+        if isinstance(result, dict):
+            logs.update(result)
+        else:
+            logs[metric.name] = result
+    return logs
+
+
+class EpochTotals:
+    """Exact running loss (weighted by real steps) and metrics over an epoch."""
+
+    def __init__(self, metrics: Sequence[Any]) -> None:
+        self.metrics = metrics
+        for metric in metrics:
+            metric.reset()
+        self.loss_sum: torch.Tensor | float = 0.0
+        self.count: torch.Tensor | float = 0.0
+        self.steps: torch.Tensor | float = 0.0
+
+    def update(
+        self,
+        out: Masked | torch.Tensor,
+        y: torch.Tensor,
+        loss: torch.Tensor,
+        x: Masked | tuple[Masked, ...],
+    ) -> None:
+        n = output_steps(out)
+        self.loss_sum = self.loss_sum + loss.detach().double() * n
+        self.count = self.count + n
+        self.steps = self.steps + real_steps(out, x)
+        for metric in self.metrics:
+            metric.update(y, out)
+
+    def logs(self) -> dict[str, Any]:
+        count = float(self.count)
+        return {
+            "loss": float(self.loss_sum) / count if count else 0.0,
+            **flatten_results(self.metrics),
+        }
+
+    def read(self) -> tuple[float, dict[str, Any]]:
+        return float(self.steps), self.logs()

@@ -1,0 +1,341 @@
+"""`Trainable`: the training API of maskwise models, as thin delegates to a `Trainer`.
+
+`Sequential`, `Graph` and `Module` inherit it. Each model holds its `Trainer`
+(`model.trainer`, made at first use from the class's `trainer_class`); `compile`, `fit`,
+`evaluate`, `predict`, `predict_classes` and `save` hand over to it, with Keras's
+signatures. `train_step`, `test_step` and `predict_step` do too, and a model overrides
+them as in Keras:
+
+    class Penalised(maskwise.Module):
+        ...
+        def train_step(self, batch):
+            trainer = self.trainer
+            out = trainer.forward(batch.x)
+            loss = trainer.compute_loss(batch, out, trainer.class_weight)
+            loss = loss + 1e-3 * sum(p.square().sum() for p in self.parameters())
+            trainer.zero_grad()
+            trainer.backward(loss)
+            trainer.optimizer_step(loss)
+            trainer.update_metrics(batch, out.detach(), loss)
+            return {"loss": loss.detach()}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import checkpoint
+from .. import losses as losses_module
+from .. import metrics as metrics_module
+from ..callbacks import Callback, History
+from ..data import Batch
+from ..errors import MaskwiseTypeError, format_error
+from ..masked import Masked
+from .compiled import Compiled, OptimizerFactory
+from .predictions import argmax
+from .trainer import Logs, Trainer
+
+
+class Trainable(nn.Module):
+    """compile / fit / evaluate / predict / save for maskwise models, handed to the
+    model's `Trainer` (see the module docstring).
+
+    Attributes (the trainer's, read and set through the model): `optimizer` (a
+    `torch.optim.Optimizer`, created at the first `fit` once the model is built),
+    `history` (the last `fit`'s `History`), `stop_training` (set it in a callback to
+    stop after the current epoch), `epochs_done` (epochs trained so far, saved in
+    checkpoints), `compiled` (what `compile` chose: `compiled.loss`,
+    `compiled.metrics`; None before `compile`).
+    """
+
+    trainer_class: ClassVar[type[Trainer]] = Trainer
+    """The `Trainer` (sub)class a model of this class trains with."""
+    _trainer: Trainer | None = None
+
+    @property
+    def trainer(self) -> Trainer:
+        """This model's `Trainer` (made at first use)."""
+        if self._trainer is None:
+            self._trainer = self.trainer_class(self)
+        return self._trainer
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        return self.trainer.optimizer
+
+    @property
+    def compiled(self) -> Compiled | None:
+        return self.trainer.compiled
+
+    @property
+    def history(self) -> History | None:
+        return self.trainer.history
+
+    @property
+    def epochs_done(self) -> int:
+        return self.trainer.state.epoch
+
+    @property
+    def stop_training(self) -> bool:
+        return self.trainer.stop_training
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        self.trainer.stop_training = value
+
+    # ------------------------------------------------------------------ compile
+    def compile(
+        self,
+        optimizer: str | OptimizerFactory | torch.optim.Optimizer = "adam",
+        loss: str | losses_module.Loss | None = None,
+        metrics: Sequence[str | metrics_module.Metric] | None = None,
+        *,
+        learning_rate: float | None = None,
+    ) -> None:
+        """Choose the optimizer, the loss and the metrics.
+
+        Args:
+            optimizer: a name (`"adam"`, `"sgd"`, `"rmsprop"`, `"adamw"`, `"adagrad"`,
+                `"adamax"`, `"nadam"`, `"adadelta"`, with Keras's defaults), a callable
+                taking the parameters and returning a `torch.optim.Optimizer` (e.g.
+                `functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9,
+                nesterov=True)`), or an optimizer already made on this model's
+                parameters. The optimizer is created at the first `fit`, after the
+                model's lazy weights are built.
+            loss: a Keras loss name or a `maskwise.losses.Loss`.
+            metrics: Keras metric names (`"accuracy"`, ...) or `maskwise.metrics.Metric`s.
+            learning_rate: the learning rate, with an optimizer name: a finite number
+                >= 0 (0 leaves the weights as they are, as in Keras). NaN, inf or a
+                negative rate is a `ConfigError` here; `fit` checks the rate of an
+                optimizer you made the same way before the first step.
+        """
+        self.trainer.compile(optimizer, loss, metrics, learning_rate)
+
+    # ------------------------------------------------------------------ steps
+    def train_step(self, batch: Batch) -> Logs:
+        """Train on one batch (`Trainer.train_step`); override it as in Keras."""
+        return self.trainer.train_step(batch)
+
+    def test_step(self, batch: Batch) -> Logs:
+        """Measure one batch (`Trainer.test_step`); override it as in Keras."""
+        return self.trainer.test_step(batch)
+
+    def predict_step(self, batch: Batch) -> Masked:
+        """The output on one batch (`Trainer.predict_step`); override it as in Keras."""
+        return self.trainer.predict_step(batch)
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: Any = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        bucketing: bool = True,
+        callbacks: Sequence[Callback] | None = None,
+        verbose: int = 1,
+        sample_weight: Any = None,
+        class_weight: Any = None,
+        seed: int | None = None,
+        device: torch.device | str | None = None,
+        resume_from: str | Path | None = None,
+        mask_value: float | None = 0.0,
+        checks: str = "raise",
+    ) -> History:
+        """Train for `epochs` epochs; returns a `History` (`history.history[key]` per epoch).
+
+        Args:
+            x: inputs: a padded array `(N, time, ...)`, a list of per-sequence arrays, a
+                tuple of those for several inputs (passed to the model as separate
+                arguments), a `SequenceDataset`, a `ParquetSequences` (streamed: memory
+                stays flat whatever the file size) or a `Loader` (see `make_loader`).
+            y: targets, per step or per sequence (None when `x` holds them).
+            epochs: the index of the last epoch, like Keras: a resumed fit continues from
+                the checkpoint's epoch up to `epochs`.
+            batch_size: sequences per batch.
+            validation_data: `(x_val, y_val)` or `(x_val, y_val, sample_weight)`, or a
+                Loader / SequenceDataset / ParquetSequences; evaluated after every epoch
+                (`val_*` logs).
+            validation_split: the fraction of the data, taken from its end before any
+                shuffling, kept for validation (Keras's rule: the first
+                `floor(N * (1 - validation_split))` sequences train; a `ConfigError` if
+                that leaves no training or no validation sequence).
+            shuffle: reshuffle the batches every epoch.
+            bucketing: batch sequences of similar length together (less padding).
+            callbacks: `maskwise.callbacks.Callback`s.
+            verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
+            sample_weight: per sequence `(N,)` or per step; weighs the loss.
+            class_weight: `{class_id: weight}`; weighs the loss of class targets.
+            seed: seeds PyTorch (weight initialisation, dropout) and the batch order:
+                the same seed gives the same weights.
+            device: train there (`"cpu"`, `"cuda"`); default: where the model is. A
+                device this machine lacks (or a malformed name) is a `ConfigError`.
+            resume_from: a checkpoint (`model.save` / `ModelCheckpoint`): its weights,
+                optimizer state, epoch and random state are restored first, and the
+                saved state of `EarlyStopping`, `ReduceLROnPlateau` and
+                `ModelCheckpoint` goes into the same callbacks passed here (matched by
+                class, order and monitored value), so training continues exactly where
+                it stopped.
+            mask_value: the padding value of padded-array inputs, used to find their
+                lengths (give the same value as the model's `Masking`; NaN allowed).
+            checks: the doctor's checks before the first step (`maskwise.doctor.guards`):
+                on a bounded sample of `x`, `y`, `sample_weight` and `validation_data`
+                (layout, NaN/inf at real steps, targets, several inputs), then on the
+                first batch once the model is built (the padding label against its
+                output units, per-step vs per-sequence targets, and the leak probe:
+                padding that changes a real step's output). `"raise"` raises a
+                `DoctorError` naming each mistake's code and fix, and warns on probable
+                ones; `"warn"` warns on both; `"off"` skips the checks.
+
+        Raises:
+            DoctorError: when `checks="raise"` and the checks find a masking mistake.
+            NonFiniteError: at the first NaN or infinite loss, gradient or weight; the
+                weights and the optimizer state are left as after the last good batch.
+        """
+        return self.trainer.fit(
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=validation_data,
+            validation_split=validation_split,
+            shuffle=shuffle,
+            bucketing=bucketing,
+            callbacks=callbacks,
+            verbose=verbose,
+            sample_weight=sample_weight,
+            class_weight=class_weight,
+            seed=seed,
+            device=device,
+            resume_from=resume_from,
+            mask_value=mask_value,
+            checks=checks,
+        )
+
+    # ------------------------------------------------------------------ evaluate
+    def evaluate(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        batch_size: int = 32,
+        sample_weight: Any = None,
+        device: torch.device | str | None = None,
+        verbose: int = 0,
+        mask_value: float | None = 0.0,
+        checks: str = "raise",
+    ) -> dict[str, Any]:
+        """The loss and the metrics over every real step of the data: `{"loss": ...,
+        "<metric>": ...}`.
+
+        The loss is the mean over real steps (default reduction; weighted by each
+        batch's real steps), exactly as if the whole data set were one batch.
+        Arguments as in `fit` (`checks`: the same checks, run on one batch made from
+        the sample of `x`).
+        """
+        return self.trainer.evaluate(
+            x,
+            y,
+            batch_size=batch_size,
+            sample_weight=sample_weight,
+            device=device,
+            verbose=verbose,
+            mask_value=mask_value,
+            checks=checks,
+        )
+
+    # ------------------------------------------------------------------ predict
+    def predict(
+        self,
+        x: Any,
+        *,
+        batch_size: int = 32,
+        device: torch.device | str | None = None,
+        mask_value: float | None = 0.0,
+        checks: str = "raise",
+    ) -> list[np.ndarray] | np.ndarray:
+        """The model's outputs, in the order of `x`, without padding.
+
+        Returns:
+            when the output has a mask (per-step outputs): a list with one array per
+            sequence holding only the steps its output mask marks as real, `(length_i,
+            units)`. When it has none (per-sequence outputs, e.g. after pooling or an
+            RNN without `return_sequences`): one stacked array `(N, ...)` (or a list of
+            per-sequence arrays if their shapes differ).
+
+        Arguments as in `fit` (`checks`: the data checks on a sample of `x`).
+        """
+        return self.trainer.predict(
+            x, batch_size=batch_size, device=device, mask_value=mask_value, checks=checks
+        )
+
+    def predict_classes(
+        self, x: Any, *, batch_size: int = 32, device: torch.device | str | None = None
+    ) -> Any:
+        """`argmax(model.predict(x))`: class ids per real step (or per sequence)."""
+        return argmax(self.predict(x, batch_size=batch_size, device=device))
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: str | Path) -> Path:
+        """Save the model, and its compile and training state, to one file (atomic).
+
+        The training state includes the state of the last `fit`'s callbacks
+        (`EarlyStopping`, `ReduceLROnPlateau`, `ModelCheckpoint`), restored by a
+        `fit(..., resume_from=path)` given the same callbacks.
+
+        See `maskwise.checkpoint`; load with `maskwise.load(path)` or resume training
+        with `fit(..., resume_from=path)`.
+        """
+        return self.trainer.save(path)
+
+
+def load(
+    path: str | os.PathLike,
+    model: nn.Module | None = None,
+    device: torch.device | str | None = None,
+) -> Any:
+    """Load a model saved with `model.save(path)`, compiled if it was.
+
+    Example:
+        >>> model.save("tagger.safetensors")  # doctest: +SKIP
+        >>> same = maskwise.load("tagger.safetensors")  # doctest: +SKIP
+
+    Args:
+        path: the checkpoint file.
+        model: an instance to load into (needed for `Module` subclasses, which cannot
+            be rebuilt from JSON); None rebuilds a `Sequential` (or any `Layer`) from the
+            saved config.
+        device: move the model there (default: CPU, or where `model` already is).
+
+    Returns:
+        The model, with its weights, and, if it was compiled when saved, its loss,
+        metrics, optimizer (and the optimizer's state) restored, ready for `fit`.
+    """
+    file = checkpoint.Checkpoint(path)
+    if model is None:
+        model = checkpoint.rebuild_model(file)
+    elif not isinstance(model, nn.Module):
+        raise MaskwiseTypeError(
+            format_error(
+                "load(path, model=...) takes a model instance.",
+                received=type(model).__name__,
+            )
+        )
+    checkpoint.load_weights(model, file)
+    if device is not None:
+        model.to(device)
+    state = checkpoint.read_state(file)
+    if state is not None and isinstance(model, Trainable):
+        model.trainer.restore(state)
+    return model

@@ -1,0 +1,470 @@
+"""`Trainer`: the training loop of a maskwise model, composed into it (`model.trainer`).
+
+The model's `compile`, `fit`, `evaluate`, `predict` and `save` hand over to it. It owns
+what training needs besides the weights: what `compile` fixed (`compiled`), the
+optimizer, the `TrainingState` (epoch, step, loader seed, ...), the callbacks of the
+last `fit` and their `History`.
+
+One batch is one call of a step, as in Keras, each one overridable:
+
+- `train_step(batch) -> logs`: `forward`, `compute_loss`, `zero_grad`, `backward`,
+  `optimizer_step` (which holds the non-finite guard) and `update_metrics`, each a
+  method of its own;
+- `test_step(batch) -> logs`: the loss and the metrics, without gradients;
+- `predict_step(batch) -> Masked`: the model's output.
+
+Override them on the model (`def train_step(self, batch)` in your `Module`, calling
+`self.trainer`'s pieces, as a Keras user overrides `Model.train_step`), or subclass
+`Trainer` and set `trainer_class = MyTrainer` on the model class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .. import checkpoint
+from ..callbacks import Callback, History
+from ..data import Batch, Loader
+from ..doctor.guards import Guard
+from ..errors import ConfigError, format_error
+from ..layers.base import Layer
+from ..masked import Masked
+from ..numerics import NonFiniteGuard
+from ..progress import ProgressBar
+from .callback_list import CallbackList
+from .compiled import Compiled, check_learning_rate, compile_args
+from .inputs import (
+    data_loader,
+    forward,
+    require_batches,
+    require_targets,
+    resolve_device,
+    split_validation,
+    validation_loader,
+)
+from .modes import training_mode
+from .predictions import Predictions
+from .state import TrainingState
+from .totals import EpochTotals
+
+if TYPE_CHECKING:
+    from .trainable import Trainable
+
+Logs = dict[str, Any]
+
+
+class Resume:
+    """A checkpoint `fit` resumes from: the file, and the training state it holds."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.file = checkpoint.Checkpoint(path)
+        self.state = checkpoint.read_state(self.file)
+
+
+class Trainer:
+    """The loop that trains, evaluates and predicts with `model` (see the module
+    docstring).
+
+    Attributes:
+        model: the model trained.
+        compiled: what `compile` fixed (None before `compile`).
+        optimizer: the `torch.optim.Optimizer`, made at the first `fit` once the
+            model's lazy weights are built (None before).
+        state: the `TrainingState`.
+        callbacks: the last `fit`'s `CallbackList` (None before `fit`).
+        history: the last `fit`'s `History`.
+        stop_training: set to True (e.g. by a callback, through `model.stop_training`)
+            to stop `fit` after the current epoch.
+        totals: the running loss and metrics of the epoch or evaluation in progress,
+            which `update_metrics` adds to.
+        class_weight: the last `fit`'s `class_weight` (`train_step` weighs the loss
+            with it).
+    """
+
+    def __init__(self, model: Trainable) -> None:
+        self.model = model
+        self.compiled: Compiled | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.state = TrainingState()
+        self.callbacks: CallbackList | None = None
+        self.history: History | None = None
+        self.stop_training = False
+        self.totals: EpochTotals | None = None
+        self.class_weight: Any = None
+        self.guard: NonFiniteGuard | None = None
+
+    # ------------------------------------------------------------------ compile
+    def compile(self, optimizer: Any, loss: Any, metrics: Any, learning_rate: Any) -> None:
+        """Fix the optimizer, the loss and the metrics (see `Trainable.compile`); the
+        optimizer is made again at the next `fit`."""
+        self.compiled = Compiled(optimizer, loss, metrics, learning_rate)
+        self.optimizer = None
+
+    def require_compiled(self, what: str) -> Compiled:
+        """`compiled`, or a `ConfigError` saying that `what` needs `compile` first."""
+        if self.compiled is None:
+            raise ConfigError(
+                format_error(
+                    f"{what}() needs a compiled model: call compile() first.",
+                    fix="e.g. `model.compile(optimizer='adam', "
+                    "loss='sparse_categorical_crossentropy', metrics=['accuracy'])`.",
+                )
+            )
+        return self.compiled
+
+    def ensure_optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer, made on the model's parameters if needed, its rates checked."""
+        if self.optimizer is None:
+            self.optimizer = self.require_compiled("fit").make_optimizer(self.model.parameters())
+        for group in self.optimizer.param_groups:
+            check_learning_rate(group["lr"], f"the optimizer {type(self.optimizer).__name__}")
+        return self.optimizer
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer in use (its rates were checked when `fit` began)."""
+        return self.optimizer if self.optimizer is not None else self.ensure_optimizer()
+
+    # ------------------------------------------------------------------ state
+    def snapshot(self) -> TrainingState | None:
+        """The training state as a checkpoint keeps it (None when not compiled): the
+        counters, the compile config, the optimizer's and the last `fit`'s callbacks'."""
+        if self.compiled is None:
+            return None
+        callbacks, tensors = self.callbacks.states() if self.callbacks else ({}, {})
+        return TrainingState(
+            epoch=self.state.epoch,
+            step=self.state.step,
+            batch=self.state.batch,
+            loader_seed=self.state.loader_seed,
+            compile=self.compiled.config(self.optimizer),
+            optimizer=None if self.optimizer is None else self.optimizer.state_dict(),
+            callbacks=callbacks,
+            callback_tensors=tensors,
+        )
+
+    def compile_from(self, state: TrainingState) -> None:
+        """Compile as `state` says, unless compiled already (or its config is
+        incomplete, e.g. a custom loss: then compile by hand before resuming)."""
+        if self.compiled is not None or state.compile is None:
+            return
+        args = compile_args(state.compile)
+        if args is not None:
+            self.compile(args["optimizer"], args["loss"], args["metrics"], None)
+
+    def restore(self, state: TrainingState) -> None:
+        """Put `state` back: compile (see `compile_from`), then the optimizer's state and
+        the counters. The model must be built (the optimizer is made on its weights).
+        The callbacks' state goes back in `fit`, into the callbacks passed to it."""
+        self.compile_from(state)
+        if self.compiled is None:
+            return
+        if state.optimizer is not None:
+            self.ensure_optimizer().load_state_dict(state.optimizer)
+        self.state.epoch = state.epoch
+        self.state.step = state.step
+        self.state.batch = state.batch
+        self.state.loader_seed = state.loader_seed
+
+    def save(self, path: str | Path) -> Path:
+        """`checkpoint.save` of the model with its training state."""
+        return checkpoint.save(self.model, path, self.snapshot())
+
+    # ------------------------------------------------------------------ the steps
+    def forward(self, x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
+        """The model's output on a batch's inputs."""
+        return forward(self.model, x)
+
+    def compute_loss(
+        self, batch: Batch, out: Masked | torch.Tensor, class_weight: Any = None
+    ) -> torch.Tensor:
+        """The compiled loss of `out` against the batch's targets and sample weights."""
+        return self.require_compiled("fit").loss(batch.y, out, batch.sample_weight, class_weight)
+
+    def zero_grad(self) -> None:
+        """Clear the gradients before a backward pass."""
+        self._optimizer().zero_grad()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Add the gradients of `loss` to the weights' `.grad`."""
+        loss.backward()
+
+    def optimizer_step(self, loss: torch.Tensor) -> None:
+        """One optimizer step, guarded: the loss and the gradients must be finite before
+        it, the weights after it (else `NonFiniteError`, the weights kept as before)."""
+        optimizer = self._optimizer()
+        guard = self.guard
+        if guard is None or guard.optimizer is not optimizer:
+            guard = self.guard = NonFiniteGuard(self.model, optimizer)
+        epoch, index = self.state.epoch, self.state.batch
+        guard.check_gradients(loss, epoch, index)
+        guard.snapshot()
+        optimizer.step()
+        guard.check_weights(epoch, index)
+
+    def update_metrics(self, batch: Batch, out: Masked | torch.Tensor, loss: torch.Tensor) -> None:
+        """Add the batch's loss and metrics to `totals` (the loss needed targets)."""
+        if self.totals is not None and batch.y is not None:
+            self.totals.update(out, batch.y, loss, batch.x)
+
+    def train_step(self, batch: Batch) -> Logs:
+        """Train on one batch; returns `{"loss": the batch's loss}` (a tensor)."""
+        out = self.forward(batch.x)
+        loss = self.compute_loss(batch, out, self.class_weight)
+        self.zero_grad()
+        self.backward(loss)
+        self.optimizer_step(loss)
+        self.update_metrics(batch, out.detach(), loss)
+        return {"loss": loss.detach()}
+
+    def test_step(self, batch: Batch) -> Logs:
+        """Measure one batch (called without gradients, in evaluation mode); returns
+        `{"loss": the batch's loss}`."""
+        require_targets(batch.y, "evaluate")
+        out = self.forward(batch.x)
+        loss = self.compute_loss(batch, out)
+        self.update_metrics(batch, out, loss)
+        return {"loss": loss}
+
+    def predict_step(self, batch: Batch) -> Masked:
+        """The model's output on one batch (called without gradients, in evaluation
+        mode), as a `Masked`."""
+        out = self.forward(batch.x)
+        return out if isinstance(out, Masked) else Masked(out)
+
+    # ------------------------------------------------------------------ plumbing
+    def place(self, device: torch.device | str | None) -> torch.device:
+        """Move the model to `device` (checked) and return it; None: where it is."""
+        if device is not None:
+            resolved = resolve_device(device)
+            self.model.to(resolved)
+            return resolved
+        for param in self.model.parameters():
+            return param.device
+        return torch.device("cpu")
+
+    def build(self, x: Masked | tuple[Masked, ...]) -> None:
+        """Build lazy layers with one forward pass (evaluation mode, no gradients)."""
+        if not any(isinstance(m, Layer) and not m.built for m in self.model.modules()):
+            return
+        with training_mode(self.model, False), torch.no_grad():
+            self.forward(x)
+
+    def run_eval(self, loader: Loader, device: torch.device) -> Logs:
+        """The loss and the metrics over every batch of `loader`."""
+        self.totals = totals = EpochTotals(self.require_compiled("evaluate").metrics)
+        with training_mode(self.model, False), torch.no_grad():
+            for batch in loader:
+                self.model.test_step(batch.to(device))
+        return totals.logs()
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: Any = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        bucketing: bool = True,
+        callbacks: Sequence[Callback] | None = None,
+        verbose: int = 1,
+        sample_weight: Any = None,
+        class_weight: Any = None,
+        seed: int | None = None,
+        device: torch.device | str | None = None,
+        resume_from: str | Path | None = None,
+        mask_value: float | None = 0.0,
+        checks: str = "raise",
+    ) -> History:
+        """Train for `epochs` epochs (see `Trainable.fit` for the arguments)."""
+        resume = None if resume_from is None else Resume(resume_from)
+        saved = None if resume is None else resume.state
+        if saved is not None:
+            self.compile_from(saved)
+        self.require_compiled("fit")
+        guard = Guard(checks, "fit", mask_value)
+        guard.data(x, y, sample_weight)
+        if validation_data is not None:
+            guard.validation(validation_data)
+        if seed is not None:
+            torch.manual_seed(seed)
+        loader_seed = self._loader_seed(seed, saved)
+        x, y, sample_weight, validation_data = split_validation(
+            x, y, sample_weight, validation_data, validation_split
+        )
+        loader = data_loader(
+            x, y, sample_weight, batch_size, mask_value, shuffle, bucketing, loader_seed
+        )
+        val_loader = validation_loader(validation_data, batch_size, mask_value)
+        require_batches(loader, "training data")
+        if val_loader is not None:
+            require_batches(val_loader, "validation data")
+        placed = self.place(device)
+        initial_epoch = 0 if saved is None else saved.epoch
+        first = self._first_batch(loader, initial_epoch, placed)
+        self.build(first.x)
+        guard.model(self.model, first, probe=True)
+        if resume is not None:
+            self._resume(resume)
+        callback_list = self._begin(loader_seed, initial_epoch, class_weight, callbacks)
+        if saved is not None:
+            callback_list.restore(saved.callbacks, saved.callback_tensors)
+        return self._run_epochs(
+            callback_list, loader, val_loader, placed, range(initial_epoch, epochs), verbose
+        )
+
+    def _loader_seed(self, seed: int | None, saved: TrainingState | None) -> int:
+        """The seed of the batch order: `seed`, else the resumed run's, else a new one."""
+        if seed is not None:
+            return seed
+        if saved is not None and saved.loader_seed is not None:
+            return saved.loader_seed
+        return int(torch.randint(2**31 - 1, ()).item())
+
+    def _first_batch(self, loader: Loader, epoch: int, device: torch.device) -> Batch:
+        """The first batch of `epoch`, on `device` (it builds the model and is checked)."""
+        loader.set_epoch(epoch)
+        first = next(iter(loader)).to(device)
+        require_targets(first.y, "fit")
+        return first
+
+    def _resume(self, resume: Resume) -> None:
+        """Load the checkpoint's weights, its training state and its random state."""
+        checkpoint.load_weights(self.model, resume.file)
+        if resume.state is not None:
+            self.restore(resume.state)
+        checkpoint.restore_rng(resume.file)
+
+    def _begin(
+        self,
+        loader_seed: int,
+        initial_epoch: int,
+        class_weight: Any,
+        callbacks: Sequence[Callback] | None,
+    ) -> CallbackList:
+        """Make the optimizer and the callback list (its `on_train_begin` called), and
+        set the counters."""
+        self.ensure_optimizer()
+        self.guard = None
+        self.state.loader_seed = loader_seed
+        self.state.epoch = initial_epoch
+        self.state.batch = 0
+        self.class_weight = class_weight
+        self.callbacks = CallbackList(callbacks, self.model)
+        self.history = self.callbacks.history
+        self.stop_training = False
+        self.callbacks.on_train_begin({})
+        return self.callbacks
+
+    def _run_epochs(
+        self,
+        callbacks: CallbackList,
+        loader: Loader,
+        val_loader: Loader | None,
+        device: torch.device,
+        epochs: range,
+        verbose: int,
+    ) -> History:
+        """The epochs (until one sets `stop_training`), then `on_train_end`; the
+        model's training flag is put back as it was before them."""
+        logs: Logs = {}
+        with training_mode(self.model, True):
+            for epoch in epochs:
+                callbacks.on_epoch_begin(epoch, logs)
+                logs = self.run_epoch(epoch, epochs.stop, loader, val_loader, device, verbose)
+                callbacks.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        callbacks.on_train_end(logs)
+        return callbacks.history
+
+    def run_epoch(
+        self,
+        epoch: int,
+        epochs: int,
+        loader: Loader,
+        val_loader: Loader | None,
+        device: torch.device,
+        verbose: int,
+    ) -> Logs:
+        """One epoch of training steps, then the validation; returns the epoch's logs."""
+        compiled = self.require_compiled("fit")
+        if verbose:
+            print(f"Epoch {epoch + 1}/{epochs}")
+        bar = ProgressBar(len(loader), verbose)
+        self.totals = totals = EpochTotals(compiled.metrics)
+        self.model.train()
+        loader.set_epoch(epoch)
+        for index, batch in enumerate(loader):
+            self.state.batch = index
+            step_logs = self.model.train_step(batch.to(device))
+            self.state.step += 1
+            if self.callbacks is not None and self.callbacks.has_batch_hooks:
+                logs = {"loss": float(step_logs["loss"]), "size": batch.size}
+                self.callbacks.on_batch_end(index, logs)
+            bar.update(index + 1, totals.read)
+        logs = totals.logs()
+        if val_loader is not None:
+            val = self.run_eval(val_loader, device)
+            logs.update({f"val_{key}": value for key, value in val.items()})
+        self.state.epoch = epoch + 1
+        self.state.batch = 0
+        bar.finish(float(totals.steps), logs)
+        return logs
+
+    # ------------------------------------------------------------------ evaluate
+    def evaluate(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        batch_size: int = 32,
+        sample_weight: Any = None,
+        device: torch.device | str | None = None,
+        verbose: int = 0,
+        mask_value: float | None = 0.0,
+        checks: str = "raise",
+    ) -> Logs:
+        """The loss and the metrics over the data (see `Trainable.evaluate`)."""
+        self.require_compiled("evaluate")
+        guard = Guard(checks, "evaluate", mask_value)
+        guard.data(x, y, sample_weight)
+        loader = data_loader(x, y, sample_weight, batch_size, mask_value)
+        require_batches(loader, "data given to evaluate")
+        placed = self.place(device)
+        guard.model(self.model, device=placed)
+        results = self.run_eval(loader, placed)
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in results.items() if isinstance(v, float)))
+        return results
+
+    # ------------------------------------------------------------------ predict
+    def predict(
+        self,
+        x: Any,
+        *,
+        batch_size: int = 32,
+        device: torch.device | str | None = None,
+        mask_value: float | None = 0.0,
+        checks: str = "raise",
+    ) -> list[np.ndarray] | np.ndarray:
+        """The model's outputs without padding, in the order of `x` (see
+        `Trainable.predict`)."""
+        Guard(checks, "predict", mask_value).data(x)
+        placed = self.place(device)
+        loader = data_loader(x, None, None, batch_size, mask_value)
+        require_batches(loader, "data given to predict")
+        predictions = Predictions()
+        with training_mode(self.model, False), torch.no_grad():
+            for batch in loader:
+                out = self.model.predict_step(batch.to(device=placed))
+                predictions.add(batch.index.tolist(), out)
+        return predictions.result()

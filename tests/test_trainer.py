@@ -1,0 +1,262 @@
+"""The training engine's seams: overridable steps, the TrainingState a checkpoint
+writes and reads, the callback order, and the training flag put back."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from training_helpers import assert_same_weights, logits_loss, tagger, tagging_data, weights
+
+import maskwise
+from maskwise import Masked, Sequential, checkpoint
+from maskwise.callbacks import Callback, EarlyStopping, History, ModelCheckpoint
+from maskwise.data import Batch, make_loader
+from maskwise.training import CallbackList, Trainer, TrainingState, training_mode
+
+PENALTY = 0.05
+
+
+def l2(model: torch.nn.Module) -> torch.Tensor:
+    return torch.stack([p.square().sum() for p in model.parameters()]).sum()
+
+
+class PenalisedTagger(Sequential):
+    """Overrides `train_step` on the model, as a Keras user does: the loss plus an L2
+    penalty on the weights."""
+
+    def train_step(self, batch: Batch) -> dict[str, Any]:
+        trainer = self.trainer
+        out = trainer.forward(batch.x)
+        loss = trainer.compute_loss(batch, out, trainer.class_weight) + PENALTY * l2(self)
+        trainer.zero_grad()
+        trainer.backward(loss)
+        trainer.optimizer_step(loss)
+        trainer.update_metrics(batch, out.detach(), loss)
+        return {"loss": loss.detach()}
+
+
+class PenaltyTrainer(Trainer):
+    """The same penalty from a `Trainer` subclass: only `compute_loss` changes."""
+
+    def compute_loss(self, batch: Batch, out: Any, class_weight: Any = None) -> torch.Tensor:
+        return super().compute_loss(batch, out, class_weight) + PENALTY * l2(self.model)
+
+
+class TaggerWithPenaltyTrainer(Sequential):
+    trainer_class = PenaltyTrainer
+
+
+def hand_trained(model: torch.nn.Module, x: list, y: list, penalty: float) -> None:
+    """Two epochs of SGD(0.1) by hand on fit's batches, with `penalty * l2` added."""
+    loss_fn = logits_loss()
+    loader = make_loader(x, y, batch_size=8, seed=0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model(next(iter(loader)).x)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        for batch in loader:
+            loss = loss_fn(batch.y, model(batch.x), batch.sample_weight) + penalty * l2(model)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
+def fitted(model: Sequential, x: list, y: list) -> Sequential:
+    model.compile("sgd", logits_loss(), learning_rate=0.1)
+    model.fit(x, y, epochs=2, batch_size=8, seed=0, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("model_class", [PenalisedTagger, TaggerWithPenaltyTrainer])
+def test_an_overridden_step_trains_with_its_penalty(model_class: type[Sequential]) -> None:
+    x, y = tagging_data(40, seed=3)
+    base = tagger()
+    by_hand = copy.deepcopy(base)
+    plain = copy.deepcopy(base)
+    penalised = model_class(copy.deepcopy(list(base.layers)))
+    hand_trained(by_hand, x, y, PENALTY)
+    fitted(penalised, x, y)
+    fitted(plain, x, y)
+    assert_same_weights(penalised, by_hand, atol=1e-6)
+    # the penalty shrinks the weights: without it, fit ends elsewhere
+    assert float(l2(penalised).detach()) < float(l2(plain).detach()) - 0.1
+
+
+def test_an_overridden_predict_step_changes_predict() -> None:
+    class Probabilities(Sequential):
+        def predict_step(self, batch: Batch) -> Masked:
+            out = super().predict_step(batch)
+            return Masked(torch.softmax(out.values, -1), out.mask)
+
+    x, _ = tagging_data(10, seed=1)
+    base = tagger()
+    base(torch.as_tensor(x[0])[None])  # build
+    probabilities = Probabilities(copy.deepcopy(list(base.layers)))
+    for logits, probs in zip(base.predict(x), probabilities.predict(x), strict=True):
+        expected = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        np.testing.assert_allclose(probs, expected, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------- the state
+def test_the_training_state_round_trips_through_a_checkpoint(tmp_path) -> None:
+    x, y = tagging_data(24, seed=2)  # 3 batches of 8 per epoch
+    model = tagger()
+    model.compile("adam", logits_loss(), ["accuracy"])
+    stop = EarlyStopping(monitor="loss", patience=5, restore_best_weights=True)
+    model.fit(x, y, epochs=2, batch_size=8, seed=7, verbose=0, callbacks=[stop])
+    state = model.trainer.snapshot()
+    assert state is not None
+    assert (state.epoch, state.step, state.batch, state.loader_seed) == (2, 6, 0, 7)
+    assert state.callbacks["EarlyStopping"]["monitor"] == "loss"
+    assert state.callback_tensors["EarlyStopping"].keys() == model.state_dict().keys()
+
+    path = checkpoint.save(model, tmp_path / "state.safetensors", state)
+    read = checkpoint.read_state(checkpoint.Checkpoint(path))
+
+    assert read is not None
+    assert (read.epoch, read.step, read.batch, read.loader_seed) == (2, 6, 0, 7)
+    assert read.compile == state.compile
+    assert read.callbacks == state.callbacks
+    for key, tensors in state.callback_tensors.items():
+        assert read.callback_tensors[key].keys() == tensors.keys()
+        assert all(torch.equal(read.callback_tensors[key][k], v) for k, v in tensors.items())
+    assert state.optimizer is not None and read.optimizer is not None
+    assert read.optimizer["param_groups"] == json.loads(json.dumps(state.optimizer["param_groups"]))
+    for index, entries in state.optimizer["state"].items():
+        for name, value in entries.items():
+            torch.testing.assert_close(read.optimizer["state"][index][name], value)
+
+
+def test_a_model_without_compile_saves_no_training_state(tmp_path) -> None:
+    model = tagger()
+    model(torch.ones(1, 3, dtype=torch.long))
+    assert model.trainer.snapshot() is None
+    path = model.save(tmp_path / "weights.safetensors")
+    assert checkpoint.read_state(checkpoint.Checkpoint(path)) is None
+
+
+def test_load_restores_the_counters_of_the_state(tmp_path) -> None:
+    x, y = tagging_data(24, seed=2)
+    model = tagger()
+    model.compile("adam", logits_loss())
+    model.fit(x, y, epochs=3, batch_size=8, seed=11, verbose=0)
+    loaded = maskwise.load(model.save(tmp_path / "m.safetensors"))
+    assert loaded.trainer.state == TrainingState(epoch=3, step=9, batch=0, loader_seed=11)
+
+
+# ---------------------------------------------------------------------- callbacks
+def test_the_callback_list_runs_model_checkpoints_then_history_last(tmp_path) -> None:
+    calls: list[str] = []
+
+    class Named(Callback):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            calls.append(self.name)
+
+    class Saving(ModelCheckpoint):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            calls.append("checkpoint")
+
+    model = tagger()
+    callbacks = CallbackList([Saving(tmp_path / "c"), Named("a"), Named("b")], model)
+    callbacks.on_epoch_end(0, {"loss": 1.0})
+    assert calls == ["a", "b", "checkpoint"]
+    assert isinstance(callbacks.callbacks[-1], History)
+    assert callbacks.history.history == {"loss": [1.0]}
+    assert all(c.model is model for c in callbacks.callbacks)
+    assert not callbacks.has_batch_hooks
+
+
+# ---------------------------------------------------------------------- the training flag
+class Failing(Sequential):
+    """Raises in each step, to check that the doors put the training flag back."""
+
+    def train_step(self, batch: Batch) -> dict[str, Any]:
+        raise RuntimeError("step failed")
+
+    def test_step(self, batch: Batch) -> dict[str, Any]:
+        raise RuntimeError("step failed")
+
+    def predict_step(self, batch: Batch) -> Masked:
+        raise RuntimeError("step failed")
+
+
+def failing_model() -> Failing:
+    model = Failing(list(tagger().layers))
+    model.compile("adam", logits_loss())
+    return model
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_training_flag_is_put_back_when_a_step_raises(training: bool) -> None:
+    x, y = tagging_data(8)
+    model = failing_model()
+    model.train(training)
+    with pytest.raises(RuntimeError, match="step failed"):
+        model.fit(x, y, verbose=0, seed=0)
+    assert [m.training for m in model.modules()] == [training] * len(list(model.modules()))
+    with pytest.raises(RuntimeError, match="step failed"):
+        model.evaluate(x, y)
+    assert model.training is training
+    with pytest.raises(RuntimeError, match="step failed"):
+        model.predict(x)
+    assert model.training is training
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_doors_put_the_training_flag_back(training: bool) -> None:
+    x, y = tagging_data(16)
+    seen: list[bool] = []
+    model = tagger(dropout=0.5)
+    model.compile("adam", logits_loss())
+    model.train(training)
+    record = maskwise.callbacks.LambdaCallback(
+        on_batch_end=lambda batch, logs: seen.append(model.training)
+    )
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, seed=0, callbacks=[record])
+    assert seen == [True, True]  # fit trains in training mode
+    assert model.training is training
+    model.evaluate(x, y)
+    assert model.training is training
+    model.predict(x)
+    assert model.training is training
+
+
+def test_training_mode_puts_the_flag_back_after_an_exception() -> None:
+    model = tagger(dropout=0.5)
+    model.train()
+    with pytest.raises(ValueError, match="inside"), training_mode(model, False):
+        assert not any(m.training for m in model.modules())
+        raise ValueError("inside")
+    assert all(m.training for m in model.modules())
+
+
+def test_the_model_reads_and_sets_its_trainers_attributes() -> None:
+    x, y = tagging_data(16)
+    model = tagger()
+    assert (model.compiled, model.optimizer, model.history, model.epochs_done) == (
+        None,
+        None,
+        None,
+        0,
+    )
+    model.compile("sgd", logits_loss(), learning_rate=0.1)
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, seed=0)
+    assert model.history is history is model.trainer.history
+    assert model.optimizer is model.trainer.optimizer
+    assert model.epochs_done == 2
+    model.stop_training = True
+    assert model.trainer.stop_training
+    before = weights(model)
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, seed=0)  # stop_training reset
+    assert model.epochs_done == 3
+    assert any(not torch.equal(v, before[k]) for k, v in weights(model).items())
