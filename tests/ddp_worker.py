@@ -9,6 +9,7 @@ problems come from `ddp_cases`, which the test imports too.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import sys
 from pathlib import Path
@@ -70,7 +71,11 @@ def main(out: Path) -> None:
             for key in keys:
                 result[f"{key}_by_rank"] = [g[name][key] for g in gathered]
             torch.save(result, out / f"{name}.pt")
-    torch.distributed.barrier()  # tear down together (gloo can abort otherwise)
+    # Free the DDP wrappers (they hold the group) and tear down together: gloo can
+    # abort at exit otherwise.
+    del results, gathered
+    gc.collect()
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 

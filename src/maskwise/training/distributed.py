@@ -99,8 +99,8 @@ class Update:
                     "with steps_per_update=1.",
                 )
             )
-        self.count = torch.zeros((), dtype=torch.long)
-        self.piece = torch.zeros((), dtype=torch.long)
+        self.count: torch.Tensor | int = 0
+        self.piece: torch.Tensor | int = 0
 
     normalizer = 1.0
     """What `compute_loss` passes as the loss's `normalizer`: 1, the loss as a sum."""
@@ -116,17 +116,19 @@ class Update:
 
     def add(self, out: Masked | torch.Tensor) -> None:
         """Add one piece's count: `Loss.denominator` of its output (one per piece for
-        the `"sum"` reduction, whose logs show each piece's sum)."""
+        the `"sum"` reduction, whose logs show each piece's sum). It stays on the
+        output's device: no wait for the device here."""
         if self.loss.reduction == "sum":
-            self.piece = torch.ones((), dtype=torch.long)
+            self.piece = 1
             return
-        self.piece = self.loss.denominator(out).detach().cpu()
+        self.piece = self.loss.denominator(out).detach()
         self.count = self.count + self.piece
 
     def piece_loss(self, total: torch.Tensor) -> torch.Tensor:
         """The last piece's loss for the logs, from its sum: its own mean (its sum for
         the `"sum"` reduction), as without pieces."""
-        return total.detach() / self.piece.clamp_min(1).to(total.device, total.dtype)
+        piece = torch.as_tensor(self.piece, device=total.device)
+        return total.detach() / piece.clamp_min(1).to(total.dtype)
 
     def finish(self, parameters: Any) -> None:
         """Divide the accumulated gradients by `N / W` (see the module docstring) and
@@ -134,9 +136,9 @@ class Update:
         if self.loss.reduction == "sum":
             scale = torch.tensor(float(self.world_size), dtype=torch.float64)
         else:
-            total = distributed.all_reduce_sum(self.count)
+            total = distributed.all_reduce_sum(torch.as_tensor(self.count))
             scale = self.world_size / total.clamp_min(1).to(torch.float64)
-        self.count = torch.zeros((), dtype=torch.long)
+        self.count = 0
         for param in parameters:
             if param.grad is not None:
                 param.grad.mul_(scale.to(param.grad.device, param.grad.dtype))

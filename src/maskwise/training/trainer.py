@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from .. import checkpoint, distributed
 from ..callbacks import Callback, History
@@ -105,7 +106,7 @@ class Trainer:
         self.totals: EpochTotals | None = None
         self.class_weight: Any = None
         self.guard: NonFiniteGuard | None = None
-        self.parallel: torch.nn.Module | None = None
+        self.parallel: DistributedDataParallel | None = None
         self.plan: Update | None = None
         self.update: Update | None = None
         self.num_batches = 0
@@ -196,8 +197,15 @@ class Trainer:
     def forward(self, x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
         """The model's output on a batch's inputs (through `DistributedDataParallel`
         during a data-parallel `fit`, where gradients flow)."""
-        net = self.parallel if self.parallel is not None and torch.is_grad_enabled() else None
-        return forward(net or self.model, x)
+        parallel = self.parallel
+        if parallel is None or not torch.is_grad_enabled():
+            return forward(self.model, x)
+        update = self.update
+        if update is not None and not update.last(self.state.batch, self.num_batches):
+            # Within an update, gradients add up locally; its last piece all-reduces.
+            with parallel.no_sync():
+                return forward(parallel, x)
+        return forward(parallel, x)
 
     def compute_loss(
         self, batch: Batch, out: Masked | torch.Tensor, class_weight: Any = None
@@ -358,7 +366,7 @@ class Trainer:
         steps_per_update: int = 1,
     ) -> History:
         """Train for `epochs` epochs (see `Trainable.fit` for the arguments)."""
-        distributed.init_process_group(device)
+        distributed.init_process_group(device or self.place(None))
         resume = None if resume_from is None else Resume(resume_from)
         saved = None if resume is None else resume.state
         if saved is not None:
@@ -537,7 +545,7 @@ class Trainer:
         checks: str = "raise",
     ) -> Logs:
         """The loss and the metrics over the data (see `Trainable.evaluate`)."""
-        distributed.init_process_group(device)
+        distributed.init_process_group(device or self.place(None))
         self.require_compiled("evaluate")
         guard = Guard(checks, "evaluate", mask_value)
         guard.data(x, y, sample_weight)
@@ -562,7 +570,7 @@ class Trainer:
     ) -> list[np.ndarray] | np.ndarray:
         """The model's outputs without padding, in the order of `x` (see
         `Trainable.predict`)."""
-        distributed.init_process_group(device)
+        distributed.init_process_group(device or self.place(None))
         Guard(checks, "predict", mask_value).data(x)
         placed = self.place(device)
         loader = data_loader(x, None, None, batch_size, mask_value)
