@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from training_helpers import assert_same_weights, logits_loss, tagger, tagging_data, weights
 
 import maskwise
@@ -260,3 +262,67 @@ def test_the_model_reads_and_sets_its_trainers_attributes() -> None:
     model.fit(x, y, epochs=3, batch_size=8, verbose=0, seed=0)  # stop_training reset
     assert model.epochs_done == 3
     assert any(not torch.equal(v, before[k]) for k, v in weights(model).items())
+
+
+def test_the_state_follows_the_loader_position_through_the_epochs() -> None:
+    x, y = tagging_data(24)  # 3 batches of 8 per epoch
+    model = tagger()
+    model.compile("adam", logits_loss())
+    seen: list[tuple[int, int, int]] = []
+
+    def record(batch: int, logs: dict) -> None:
+        state = model.trainer.state
+        seen.append((state.epoch, state.batch, state.step))
+
+    callback = maskwise.callbacks.LambdaCallback(on_batch_end=record)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, seed=0, callbacks=[callback])
+    assert seen == [(0, 1, 1), (0, 2, 2), (0, 3, 3), (1, 1, 4), (1, 2, 5), (1, 3, 6)]
+    assert (model.trainer.state.epoch, model.trainer.state.batch) == (2, 0)
+
+
+def test_checkpoint_writes_a_state_for_any_module_without_asking_it(tmp_path) -> None:
+    """`checkpoint` takes the state it is given: a plain module with no training API."""
+    layer = torch.nn.Linear(2, 3)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.5, momentum=0.9)
+    layer(torch.ones(4, 2)).sum().backward()
+    opt.step()
+    state = TrainingState(
+        epoch=4,
+        step=40,
+        batch=3,
+        loader_seed=5,
+        compile={"optimizer": None, "loss": None, "metrics": []},
+        optimizer=opt.state_dict(),
+    )
+    path = checkpoint.save(layer, tmp_path / "plain.safetensors", state)
+    read = checkpoint.read_state(checkpoint.Checkpoint(path))
+    assert read is not None
+    assert (read.epoch, read.step, read.batch, read.loader_seed) == (4, 40, 3, 5)
+    assert read.compile == state.compile and read.callbacks == {}
+    assert read.optimizer is not None
+    restored = torch.optim.SGD(torch.nn.Linear(2, 3).parameters(), lr=0.1)
+    restored.load_state_dict(read.optimizer)
+    assert restored.param_groups[0]["lr"] == 0.5
+    now = restored.state_dict()["state"]
+    for index, entries in opt.state_dict()["state"].items():
+        assert torch.equal(now[index]["momentum_buffer"], entries["momentum_buffer"])
+
+
+def test_a_checkpoint_without_step_and_batch_reads_them_as_zero(tmp_path) -> None:
+    """Files written before the step and batch counters existed still resume."""
+    x, y = tagging_data(16)
+    model = tagger()
+    model.compile("adam", logits_loss())
+    model.fit(x, y, epochs=1, batch_size=8, seed=3, verbose=0)
+    path = model.save(tmp_path / "new.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata())
+        tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    metadata["trainer"] = json.dumps({"epoch": 1, "loader_seed": 3})
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata=metadata)
+    read = checkpoint.read_state(checkpoint.Checkpoint(old))
+    assert read is not None
+    assert (read.epoch, read.step, read.batch, read.loader_seed) == (1, 0, 0, 3)
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, resume_from=old)
+    assert history.epoch == [1]

@@ -513,6 +513,7 @@ class Trainer:
             for index, batch in enumerate(loader):
                 self.state.batch = index
                 step_logs = self.model.train_step(batch.to(device))
+                self.state.batch = index + 1
                 if self.plan is None or self.plan.last(index, self.num_batches):
                     self.state.step += 1
                 if self.callbacks is not None and self.callbacks.has_batch_hooks:
