@@ -1,6 +1,7 @@
 """Masked losses: Keras 3 parity, Keras 2 formula, padding never leaks, errors."""
 
 import doctest
+import math
 
 import keras
 import numpy as np
@@ -589,6 +590,23 @@ def test_class_weight_keys_must_be_class_ids(key, problem):
         losses.SparseCategoricalCrossentropy()(y, Masked(pred, mask), class_weight={key: 2.0})
 
 
+@pytest.mark.parametrize(
+    ("weights", "problem"),
+    [
+        ({0: math.nan}, r"class 0 is nan; weights are finite and >= 0"),
+        ({1: -2.0}, r"class 1 is -2.0; weights are finite and >= 0"),
+        ({2: math.inf}, r"class 2 is inf"),
+        ({0: "heavy"}, r"class 0 is not a number"),
+        ([1.0, 1.0, math.nan, 1.0], r"class 2 is nan"),
+    ],
+)
+def test_class_weight_values_must_be_finite_and_non_negative(weights, problem):
+    mask = _mask("post")
+    _, _, pred, y = _data("sparse", mask)
+    with pytest.raises(ConfigError, match=rf"(?s){problem}.*finite weight >= 0"):
+        losses.SparseCategoricalCrossentropy()(y, Masked(pred, mask), class_weight=weights)
+
+
 def test_class_weight_keys_of_a_binary_output_are_0_and_1():
     probs, labels = torch.rand(B, T, 1), torch.randint(0, 2, (B, T, 1)).float()
     with pytest.raises(ConfigError, match=r"(?s)key 2 is not one of the 2 classes.*0\.\.1"):
@@ -708,3 +726,15 @@ def test_bad_normalizer_is_refused(normalizer, reduction, error, message):
         losses.MeanSquaredError(reduction=reduction)(
             torch.zeros(1, 2, 1), out, normalizer=normalizer
         )
+
+
+def test_a_class_axis_of_size_zero_is_a_named_error():
+    for loss in (losses.CategoricalCrossentropy(), losses.SparseCategoricalCrossentropy()):
+        with pytest.raises(ShapeError, match="no class axis"):
+            loss(torch.zeros(0, dtype=torch.long), torch.zeros(0, 0))
+
+
+def test_masked_predictions_beyond_units_are_a_named_error():
+    y_pred = Masked(torch.zeros(2, 3, 1, 1), torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ShapeError, match=r"\(batch, time, units\) per step"):
+        losses.MeanSquaredError()(torch.zeros(2, 3, 1, 1), y_pred)

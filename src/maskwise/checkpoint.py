@@ -18,18 +18,28 @@ the state to the model's `Trainer`).
 Nothing is unpickled when loading, so a file from someone else cannot run code. A
 `Sequential` (or any `Layer` whose arguments are JSON) is rebuilt from the file alone;
 a `Module` subclass is your code, so `load(path, model=MyModel(...))` loads into an
-instance you construct.
+instance you construct. Loading trusts nothing in the file: its metadata is checked
+(JSON, types, known layer classes, nesting depth), and the model is first built on
+PyTorch's meta device, where tensors take no memory, so that its weight shapes are
+compared with the file's header before anything is allocated: a small file whose config
+asks for huge layers fails at once. Every problem is a `ConfigError` naming the file.
 
 Writes are atomic: the file is written next to the target under a temporary name,
 flushed to disk (`fsync`), then renamed over the target (`os.replace`). A crash while
-saving leaves the previous checkpoint intact.
+saving leaves the previous checkpoint intact, and an interrupted save (an exception,
+Ctrl-C, SIGTERM) leaves no temporary file behind.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-import tempfile
+import secrets
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +48,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .errors import ConfigError, format_error
+from .errors import ConfigError, MaskwiseError, format_error
 from .layers.base import Layer, layer_from_config, layer_spec
 from .training.state import TrainingState
 
@@ -122,18 +132,24 @@ def save(model: nn.Module, path: str | os.PathLike, state: TrainingState | None 
 
 
 def write_atomic(path: Path, write: Any) -> None:
-    """Run `write(tmp_path)`, fsync, and rename over `path`; on failure `path` is untouched."""
+    """Run `write(tmp_path)`, fsync, and rename over `path`; on failure `path` is untouched.
+
+    The temporary file is removed whatever stops the write: an exception, Ctrl-C, or
+    SIGTERM (see `_sigterm_deferred`).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"  # named before it exists
+    with _sigterm_deferred() as terminated:
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            write(str(tmp))
+            if not terminated():
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+            if not terminated():
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # no-op once renamed
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
@@ -141,9 +157,47 @@ def write_atomic(path: Path, write: Any) -> None:
         os.close(directory)
 
 
+@contextmanager
+def _sigterm_deferred() -> Iterator[Callable[[], bool]]:
+    """Record SIGTERM during a write instead of ending the process in the middle of it.
+
+    With SIGTERM's default action the process would end at once and leave the
+    temporary file behind. Here a handler only records the signal; the write checks
+    `terminated()`, abandons the file (the previous checkpoint stays), and on the way
+    out the default action is put back and the signal raised again, so the process
+    still ends as SIGTERM intends. A handler the program installed itself is left
+    alone (it runs as Python code: whatever it raises passes through the cleanup), and
+    so is any thread but the main one (only it may set handlers).
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield lambda: False
+        return
+    received: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield lambda: bool(received)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # runs pending handlers first
+        if received:
+            signal.raise_signal(signal.SIGTERM)
+            raise SystemExit(128 + signal.SIGTERM)  # reached only if SIGTERM is blocked
+
+
 # ---------------------------------------------------------------------- loading
+# Layer configs nested deeper than this are refused (a real model nests a few levels).
+MAX_NESTING = 64
+
+
 class Checkpoint:
-    """A checkpoint file opened for reading: `metadata` (parsed JSON) and `tensors(prefix)`."""
+    """A checkpoint file opened for reading: `metadata` (parsed, checked JSON), `shapes`
+    (every tensor's shape, from the file's header) and `tensors(prefix)` (read on demand).
+
+    Opening reads the header only: no tensor is loaded until `tensors` is called, so a
+    file's config can be checked against its shapes before anything is allocated.
+    """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -158,7 +212,10 @@ class Checkpoint:
         try:
             with safe_open(str(self.path), framework="pt") as f:
                 raw = f.metadata() or {}
-                self._tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+                self.shapes = {
+                    key: tuple(f.get_slice(key).get_shape())
+                    for key in f.keys()  # noqa: SIM118
+                }
         except Exception as error:  # safetensors raises its own error types
             raise ConfigError(
                 format_error(
@@ -175,14 +232,145 @@ class Checkpoint:
                     "`model.load_state_dict`.",
                 )
             )
-        self.metadata = {key: json.loads(value) for key, value in raw.items()}
+        self.metadata = {key: self._parse(key, value) for key, value in raw.items()}
+        self._check_metadata()
+        self._tensors: dict[str, torch.Tensor] | None = None
 
     def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        if self._tensors is None:
+            with (
+                reading(self, "reading the tensors"),
+                safe_open(str(self.path), framework="pt") as f,
+            ):
+                self._tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
         return {
             key[len(prefix) :]: value
             for key, value in self._tensors.items()
             if key.startswith(prefix)
         }
+
+    # ------------------------------------------------------------------ checks
+    def invalid(self, problem: str, expected: str, received: Any) -> ConfigError:
+        """A `ConfigError` naming this file and what is wrong in its metadata."""
+        return ConfigError(
+            format_error(
+                f"The checkpoint {self.path} cannot be loaded: {problem}.",
+                expected=expected,
+                received=_short(received),
+                fix="the file is damaged or was not written by `model.save`; save it again.",
+            )
+        )
+
+    def _parse(self, key: str, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, too deep, int limit
+            raise self.invalid(
+                f"its metadata entry {key!r} is not valid JSON",
+                "JSON text",
+                f"{type(error).__name__}: {error}",
+            ) from error
+
+    def _check_metadata(self) -> None:
+        """The parts `load` relies on have the types it expects."""
+        model = self.metadata.get("model")
+        if "model" not in self.metadata:
+            raise self.invalid("its metadata has no 'model' entry", "a JSON object", None)
+        if not isinstance(model, dict):
+            raise self.invalid("its 'model' entry is not a mapping", "a JSON object", model)
+        if not isinstance(model.get("class"), str):
+            raise self.invalid("'model.class' is not a class name", "a string", model.get("class"))
+        if "spec" not in model:
+            raise self.invalid("'model.spec' is missing", "a layer config, or null", None)
+        spec = model["spec"]
+        if spec is not None:
+            self._check_spec(spec, "model.spec", 0)
+        shapes = model.get("build_shapes")
+        if not isinstance(shapes, dict):
+            raise self.invalid("'model.build_shapes' is not a mapping", "a JSON object", shapes)
+        for name, shape in shapes.items():
+            if not _is_shape(shape):
+                raise self.invalid(
+                    f"the saved input shape of layer {name!r} is not a shape",
+                    "a list of non-negative integers (or a list of such lists), or null",
+                    shape,
+                )
+        for section in ("compile", "trainer", "optimizer"):
+            value = self.metadata.get(section, {})
+            if not isinstance(value, dict):
+                raise self.invalid(
+                    f"its {section!r} entry is not a mapping", "a JSON object", value
+                )
+
+    def _check_spec(self, value: Any, where: str, depth: int) -> None:
+        """Every layer config nested in `value` names a known class and holds a mapping."""
+        if depth > MAX_NESTING:
+            raise self.invalid(
+                f"{where} is nested more than {MAX_NESTING} levels deep",
+                f"at most {MAX_NESTING} levels",
+                f"{where} ...",
+            )
+        if isinstance(value, dict) and "__layer__" in value:
+            kind = value["__layer__"]
+            if not isinstance(kind, str) or kind not in Layer.registry:
+                raise self.invalid(
+                    f"{where} names an unknown layer class",
+                    "a maskwise layer class (import the module defining a custom one first)",
+                    kind,
+                )
+            if not isinstance(value.get("config"), dict):
+                raise self.invalid(
+                    f"{where} ({kind}) has no config mapping", "a JSON object", value.get("config")
+                )
+            if not _is_shape(value.get("build_shape")):
+                raise self.invalid(
+                    f"{where} ({kind}) has an invalid build shape",
+                    "a list of non-negative integers (or a list of such lists), or null",
+                    value.get("build_shape"),
+                )
+            value = value["config"]
+        if isinstance(value, dict):
+            for key, item in value.items():
+                self._check_spec(item, f"{where}.{key}", depth + 1)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self._check_spec(item, f"{where}[{index}]", depth + 1)
+
+
+def _is_shape(shape: Any) -> bool:
+    """None, a list of non-negative ints, or a list of such lists (several inputs)."""
+
+    def dims(value: Any) -> bool:
+        return isinstance(value, list) and all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+        )
+
+    if shape is None or dims(shape):
+        return True
+    return isinstance(shape, list) and bool(shape) and all(dims(s) for s in shape)
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+@contextmanager
+def reading(checkpoint: Checkpoint, what: str) -> Iterator[None]:
+    """Turn any error raised while applying the file's contents into a `ConfigError`
+    naming the file: its metadata came from outside, so every failure is the file's."""
+    try:
+        yield
+    except MaskwiseError as error:  # already says what is wrong: add which file
+        raise ConfigError(
+            f"The checkpoint {checkpoint.path} cannot be loaded: {what} failed.\n{error}"
+        ) from error
+    except Exception as error:
+        raise checkpoint.invalid(
+            f"{what} failed",
+            "a config that rebuilds the saved model",
+            f"{type(error).__name__}: {error}",
+        ) from error
 
 
 def build_from_shapes(model: nn.Module, build_shapes: dict[str, Any]) -> None:
@@ -194,31 +382,70 @@ def build_from_shapes(model: nn.Module, build_shapes: dict[str, Any]) -> None:
             module.build_from_config_shape(shape)
 
 
-def load_weights(model: nn.Module, checkpoint: Checkpoint) -> None:
-    """Build `model`'s lazy layers and load the checkpoint's weights into it (strict)."""
-    saved_class = checkpoint.metadata["model"]["class"]
-    build_from_shapes(model, checkpoint.metadata["model"]["build_shapes"])
-    weights = checkpoint.tensors("model.")
-    own = model.state_dict()
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
+def _meta_copy(model: nn.Module) -> nn.Module | None:
+    """A copy of `model` whose tensors live on the meta device (no memory), or None when
+    the model cannot be copied (it holds something `deepcopy` refuses)."""
+    memo: dict[int, Any] = {}
+    for tensor in (*model.parameters(), *model.buffers()):
+        meta = torch.empty_like(tensor, device="meta")
+        memo[id(tensor)] = (
+            nn.Parameter(meta, requires_grad=tensor.requires_grad)
+            if isinstance(tensor, nn.Parameter)
+            else meta
+        )
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception:  # e.g. a lock or an open file: check after building, as before
+        return None
+
+
+def check_fits(model: nn.Module, checkpoint: Checkpoint) -> None:
+    """A `ConfigError` unless `model`'s weights have the names and shapes in the file."""
+    saved = {k[len("model.") :]: v for k, v in checkpoint.shapes.items() if k.startswith("model.")}
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(own) - set(saved))
+    unexpected = sorted(set(saved) - set(own))
     mismatched = [
-        f"{k}: saved {tuple(weights[k].shape)}, model {tuple(own[k].shape)}"
-        for k in own
-        if k in weights and own[k].shape != weights[k].shape
+        f"{k}: saved {saved[k]}, model {own[k]}" for k in own if k in saved and own[k] != saved[k]
     ]
     if missing or unexpected or mismatched:
         raise ConfigError(
             format_error(
-                f"The checkpoint's weights do not fit this {type(model).__name__} "
-                f"(saved from a {saved_class}).",
+                f"The checkpoint's weights do not fit this {type(model).__name__} (saved "
+                f"from a {checkpoint.metadata['model']['class']} in {checkpoint.path}).",
                 expected="the same layers with the same sizes as the saved model",
                 received=f"missing {missing[:5]}, unexpected {unexpected[:5]}, "
                 f"shape mismatches {mismatched[:3]}",
                 fix="construct the model with the same arguments as the one saved.",
             )
         )
-    model.load_state_dict(weights)
+
+
+def load_weights(model: nn.Module, checkpoint: Checkpoint) -> None:
+    """Build `model`'s lazy layers and load the checkpoint's weights into it (strict).
+
+    The layers are first built on a copy on the meta device and checked against the
+    file's header, so a config asking for layers far larger than the file's tensors is
+    refused before any memory is allocated for them.
+    """
+    build_shapes = checkpoint.metadata["model"]["build_shapes"]
+    modules = dict(model.named_modules())
+    lazy = any(
+        isinstance(modules.get(name), Layer) and not modules[name].built for name in build_shapes
+    )
+    if lazy:  # building allocates: try it on a meta copy first
+        with reading(checkpoint, "building the layers from their saved input shapes"):
+            probe = _meta_copy(model)
+            if probe is not None:
+                with torch.device("meta"):
+                    build_from_shapes(probe, build_shapes)
+        if probe is not None:
+            check_fits(probe, checkpoint)
+    with reading(checkpoint, "building the layers from their saved input shapes"):
+        build_from_shapes(model, build_shapes)
+    check_fits(model, checkpoint)
+    with reading(checkpoint, "loading the weights"):
+        model.load_state_dict(checkpoint.tensors("model."))
 
 
 def optimizer_state(checkpoint: Checkpoint) -> dict[str, Any] | None:
@@ -240,19 +467,20 @@ def read_state(checkpoint: Checkpoint) -> TrainingState | None:
     config = checkpoint.metadata.get("compile")
     if config is None:
         return None
-    position = checkpoint.metadata.get("trainer", {})
-    saved = checkpoint.metadata.get("callbacks", {})
-    seed = position.get("loader_seed")
-    return TrainingState(
-        epoch=int(position.get("epoch", 0)),
-        step=int(position.get("step", 0)),
-        batch=int(position.get("batch", 0)),
-        loader_seed=None if seed is None else int(seed),
-        compile=config,
-        optimizer=optimizer_state(checkpoint),
-        callbacks=saved,
-        callback_tensors={key: checkpoint.tensors(f"callback.{key}.") for key in saved},
-    )
+    with reading(checkpoint, "reading the training state"):
+        position = checkpoint.metadata.get("trainer", {})
+        saved = checkpoint.metadata.get("callbacks", {})
+        seed = position.get("loader_seed")
+        return TrainingState(
+            epoch=int(position.get("epoch", 0)),
+            step=int(position.get("step", 0)),
+            batch=int(position.get("batch", 0)),
+            loader_seed=None if seed is None else int(seed),
+            compile=config,
+            optimizer=optimizer_state(checkpoint),
+            callbacks=saved,
+            callback_tensors={key: checkpoint.tensors(f"callback.{key}.") for key in saved},
+        )
 
 
 def restore_rng(checkpoint: Checkpoint) -> None:
@@ -268,16 +496,28 @@ def restore_rng(checkpoint: Checkpoint) -> None:
 
 def rebuild_model(checkpoint: Checkpoint) -> nn.Module:
     """A new model built from the checkpoint's config (a `Sequential`, or any `Layer`
-    whose arguments are JSON), its weights not loaded yet."""
+    whose arguments are JSON), its weights not loaded yet.
+
+    The config is first built on the meta device and its weight shapes checked against
+    the file's header, so a config asking for more than the file holds is a
+    `ConfigError` before anything is allocated."""
     saved = checkpoint.metadata["model"]
     if saved["spec"] is None:
         raise ConfigError(
             format_error(
-                f"The checkpoint holds a {saved['class']}, which cannot be rebuilt "
-                "from its saved config (a Module subclass is your code; a Lambda "
+                f"The checkpoint {checkpoint.path} holds a {saved['class']}, which cannot "
+                "be rebuilt from its saved config (a Module subclass is your code; a Lambda "
                 "holds a Python function).",
                 fix=f"construct it yourself and load into it: "
                 f"`maskwise.load(path, model={saved['class']}(...))`.",
             )
         )
-    return layer_from_config(saved["spec"])
+    with (
+        reading(checkpoint, "rebuilding the saved model from its config"),
+        torch.device("meta"),  # sizes first, checked against the file's header
+    ):
+        probe = layer_from_config(saved["spec"])
+        build_from_shapes(probe, saved["build_shapes"])
+    check_fits(probe, checkpoint)
+    with reading(checkpoint, "rebuilding the saved model from its config"):
+        return layer_from_config(saved["spec"])

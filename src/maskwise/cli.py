@@ -1,7 +1,9 @@
 """The `maskwise` command line: `maskwise doctor FILE`, and the other subcommands.
 
 Each subcommand lives in its own module, which defines `add_arguments(parser)` and
-`run(args) -> int` (the exit status). `COMMANDS` lists them; a new one is one line:
+`run(args) -> int` (the exit status). A maskwise error or an `OSError` raised by a
+subcommand is printed on one line to stderr, with exit status 2. `COMMANDS` lists
+the subcommands; a new one is one line:
 `register_command("demo", "maskwise.demo.command", "run the demo")`.
 """
 
@@ -53,8 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except (MaskwiseError, OSError) as error:
-        print(f"maskwise {args.command}: {error}", file=sys.stderr)
+        print(f"maskwise {args.command}: {one_line(error)}", file=sys.stderr)
         return 2
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line: the problem, then expected/received/fix."""
+    first, *rest = str(error).splitlines() or [type(error).__name__]
+    return " ".join(
+        [first.strip(), "; ".join(line.strip() for line in rest if line.strip())]
+    ).strip()
 
 
 if __name__ == "__main__":

@@ -143,6 +143,15 @@ def read_pair(
                 fix="pass the model's output for a batch, e.g. `values[None]` for one row.",
             )
         )
+    if mask is not None and values.dim() > 3:
+        raise ShapeError(
+            format_error(
+                f"{usage}: a masked y_pred holds (batch, time, units) per step.",
+                expected="a Masked with values of 2 or 3 dimensions",
+                received=f"values of shape {tuple(values.shape)}",
+                fix="flatten the trailing axes into units, e.g. `values.flatten(2)`.",
+            )
+        )
     targets = as_targets(y_true, values.device)
     if not isinstance(y_pred, Masked):
         _check_plain_order(targets, values, usage, labels)
@@ -275,6 +284,18 @@ def _padding_error(name: str, count: int, mask: torch.Tensor | None, what: str) 
     )
 
 
+def _require_classes(num_classes: int, values: torch.Tensor, name: str) -> None:
+    if num_classes == 0:
+        raise ShapeError(
+            format_error(
+                f"{name}: the predictions have no class axis to score (its size is 0).",
+                expected="predictions (..., classes) with classes >= 1",
+                received=f"predictions of shape {tuple(values.shape)}",
+                fix="end the model with Dense(num_classes).",
+            )
+        )
+
+
 def class_targets(
     values: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor | None, name: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -295,6 +316,7 @@ def class_targets(
             )
         )
     step_shape, num_classes = values.shape[:-1], values.shape[-1]
+    _require_classes(num_classes, values, name)
     if y_true.dim() == values.dim() and y_true.shape[-1] == 1 and num_classes > 1:
         y_true = y_true.squeeze(-1)
     if y_true.shape == values.shape:
@@ -415,10 +437,12 @@ def _class_weight_table(
     if isinstance(class_weight, Mapping):
         table = torch.ones(num_classes, dtype=dtype)
         for key, weight in class_weight.items():
-            table[_class_id_key(key, num_classes)] = float(weight)
+            table[_class_id_key(key, num_classes)] = _class_weight_value(weight, key)
     else:
-        table = torch.as_tensor(np.asarray(class_weight, dtype=np.float64)).to(dtype)
-        if table.dim() != 1 or table.numel() != num_classes:
+        values = list(class_weight)
+        table = torch.tensor([_class_weight_value(w, i) for i, w in enumerate(values)])
+        table = table.to(dtype)
+        if table.numel() != num_classes:
             raise ConfigError(
                 format_error(
                     "class_weight needs one weight per class.",
@@ -427,6 +451,25 @@ def _class_weight_table(
                 )
             )
     return table.to(device)
+
+
+def _class_weight_value(weight: Any, key: Any) -> float:
+    """A class weight checked to be a finite number >= 0."""
+    number = weight.item() if isinstance(weight, np.generic | torch.Tensor) else weight
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        problem = f"the class_weight of class {key!r} is not a number."
+    elif not math.isfinite(number) or number < 0:
+        problem = f"the class_weight of class {key!r} is {number}; weights are finite and >= 0."
+    else:
+        return float(number)
+    raise ConfigError(
+        format_error(
+            problem,
+            expected="a finite weight >= 0 per class (0 ignores the class)",
+            received=f"{weight!r} ({type(weight).__name__})",
+            fix="e.g. class_weight={0: 1.0, 1: 3.0} to weigh class 1 three times.",
+        )
+    )
 
 
 def _class_id_key(key: Any, num_classes: int) -> int:
@@ -754,6 +797,7 @@ class CategoricalCrossentropy(_SmoothedCrossentropy):
     default_name = "categorical_crossentropy"
 
     def per_step(self, values, y_true, mask):
+        _require_classes(values.shape[-1], values, self.name)
         if values.dim() >= 2 and y_true.shape == values.shape[:-1] and values.shape[-1] > 1:
             raise ShapeError(
                 format_error(

@@ -163,6 +163,12 @@ _TIME_STATISTICS = (
     nn.LocalResponseNorm,
 )
 _TWO_INPUTS = (nn.CosineSimilarity, nn.PairwiseDistance, nn.Bilinear)
+_WINDOWS: dict[type[nn.Module], str] = {
+    nn.Conv1d: "Conv1D",
+    nn.ConvTranspose1d: "Conv1DTranspose",
+    nn.MaxPool1d: "MaxPooling1D",
+    nn.AvgPool1d: "AveragePooling1D",
+}
 
 
 def _refusal_hint(module: nn.Module) -> str:
@@ -181,6 +187,14 @@ def _refusal_hint(module: nn.Module) -> str:
             f" {name} normalises axis 1 (time {_LAYOUT}) with statistics across steps, "
             "padding included. Use layers.BatchNormalization() (statistics over the real "
             "steps) or layers.LayerNormalization() (each step over its features)."
+        )
+    twin = _WINDOWS.get(type(module))
+    if twin is not None:
+        return (
+            f" {name} slides a window along axis 2, and its padded steps would leak into "
+            f"the real ones near them. Use layers.{twin} (Keras's arguments, values "
+            "(batch, time, channels)): padded steps are read as zeros and the output mask "
+            "follows the window."
         )
     if isinstance(module, _TWO_INPUTS):
         return (

@@ -216,6 +216,8 @@ def _recorder(rows: list[TraceRow]) -> Any:
     def hook(layer: Layer, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         inputs = args[0] if args else kwargs["inputs"]
         mask = args[1] if len(args) > 1 else kwargs.get("mask")
+        if isinstance(mask, Masked):  # inputs one by one: `mha(query, value, key)`
+            inputs, mask = [x for x in args if isinstance(x, Masked)], None
         if isinstance(inputs, list | tuple):
             masks = mask if isinstance(mask, list | tuple) else [None] * len(inputs)
             ins = [as_masked(x, m) for x, m in zip(inputs, masks, strict=True)]

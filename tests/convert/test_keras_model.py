@@ -160,9 +160,12 @@ def test_converted_graph_traces_under_keras_names():
 
 # ---------------------------------------------------------------------- refusals
 def test_unsupported_layer_is_named():
-    keras_model = keras.Sequential([keras.Input((None, 5)), L.Dense(3), L.Conv1D(2, 3)])
-    conv = keras_model.layers[-1].name
-    with pytest.raises(ConfigError, match=rf"layer '{conv}'.*no equivalent of Keras's `Conv1D`"):
+    keras_model = keras.Sequential(
+        [keras.Input((None, 5)), L.Dense(3), L.AdaptiveAveragePooling1D(2)]
+    )
+    pool = keras_model.layers[-1].name
+    match = rf"layer '{pool}'.*no equivalent of Keras's `AdaptiveAveragePooling1D`"
+    with pytest.raises(ConfigError, match=match):
         from_keras(keras_model)
 
 

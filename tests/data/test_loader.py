@@ -147,3 +147,9 @@ def test_rank_and_world_size_go_together():
         make_loader(x, y, rank=1)
     with pytest.raises(ConfigError, match=r"(?s)rank must be in.*rank=3, world_size=2"):
         make_loader(x, y, rank=3, world_size=2)
+
+
+def test_a_list_of_empty_sequences_loads():
+    x = [np.zeros((0, 2), "float32"), np.zeros((0, 2), "float32")]
+    batch = next(iter(make_loader(x, batch_size=2, shuffle=False)))
+    assert batch.x.lengths.tolist() == [0, 0]

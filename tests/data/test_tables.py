@@ -169,3 +169,55 @@ def test_streamed_shares_are_the_shares_of_the_streamed_batches(tmp_path):
             indices[0::2],
             indices[1::2],
         ]
+
+
+def _steps_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"seq": [0.0, 0.0, 1.0, 1.0], "step": [0.0, 1.0, 0.0, 1.0], "a": [1.0, 2.0, 3.0, 4.0]},
+        index=[10, 11, 12, 13],
+    )
+
+
+@pytest.mark.parametrize(("column", "what"), [("seq", "sequence id"), ("step", "step number")])
+def test_dataframe_rows_without_an_id_or_a_step(column, what):
+    df = _steps_frame()
+    df.loc[12, column] = np.nan
+    pattern = (
+        rf"(?s)Column '{column}' has no {what} at row 12 .*fix: .*dropna\(subset=\['{column}'\]\)"
+    )
+    with pytest.raises(ShapeError, match=pattern):
+        from_dataframe(df, "seq", "step", ["a"])
+    strings = _steps_frame().astype({"seq": str})
+    strings.loc[11, "seq"] = None
+    with pytest.raises(ShapeError, match="Column 'seq' has no sequence id at row 11"):
+        from_dataframe(strings, "seq", "step", ["a"])
+
+
+def test_dataframe_duplicate_steps():
+    df = _steps_frame()
+    df.loc[13, "step"] = 0.0
+    pattern = (
+        r"(?s)Sequence 1.0 has two rows with step 0.0 in column 'step' \(the second at row "
+        r"13\).*fix: drop the duplicates"
+    )
+    with pytest.raises(ShapeError, match=pattern):
+        from_dataframe(df, "seq", "step", ["a"])
+
+
+def test_parquet_rows_without_an_id_or_a_step_and_duplicate_steps(tmp_path):
+    for column, what in (("seq", "sequence id"), ("step", "step number")):
+        df = _steps_frame()
+        df.loc[13, column] = np.nan
+        path = tmp_path / f"{column}.parquet"
+        _write(df, path, row_group_size=2)
+        data = ParquetSequences(path, "seq", "step", ["a"], rows_per_read=2)
+        with pytest.raises(ShapeError, match=f"Column '{column}' has no {what} at row 3 "):
+            list(data)
+    with pytest.raises(ShapeError, match="Column 'seq' has no sequence id at row 3 "):
+        ParquetSequences(tmp_path / "seq.parquet", "seq", "step", ["a"]).lengths  # noqa: B018
+    df = _steps_frame()
+    df.loc[13, "step"] = 0.0
+    _write(df, tmp_path / "twice.parquet", row_group_size=3)
+    data = ParquetSequences(tmp_path / "twice.parquet", "seq", "step", ["a"], rows_per_read=3)
+    with pytest.raises(ShapeError, match=r"Sequence 1.0 has two rows with step 0.0 .*row 3\)"):
+        list(data)

@@ -270,3 +270,10 @@ def test_several_inputs_and_sample_weights() -> None:
     (finding,) = doctor.check(a, sample_weight=weights)
     assert (finding.code, finding.sequence, finding.step) == ("MW005", 1, 2)
     assert finding.message.startswith("sample_weight: 1 real steps hold NaN")
+
+
+def test_targets_whose_real_steps_hold_no_class_give_no_padding_label_finding():
+    x = np.zeros((2, 3, 1), "float32")
+    x[:, :2] = 1.0  # two real steps, one padded step per sequence
+    y = np.array([[np.nan, np.nan, 0.0], [np.inf, np.nan, 0.0]])  # no finite real label
+    assert not [f for f in doctor.check(x, y) if f.code == "MW004"]

@@ -71,3 +71,71 @@ def test_not_a_keras_archive(tmp_path: Path) -> None:
     path.write_text("not a zip")
     with pytest.raises(ConfigError, match=r"not a readable \.keras archive"):
         check_keras_file(path)
+
+
+DROPPERS = {
+    "Conv1D": lambda: keras.layers.Conv1D(4, 3, padding="same", name="dropper"),
+    "MaxPooling1D": lambda: keras.layers.MaxPooling1D(2, name="dropper"),
+    "AveragePooling1D": lambda: keras.layers.AveragePooling1D(2, name="dropper"),
+    "Reshape": lambda: keras.layers.Reshape((6, 4), name="dropper"),
+    "Flatten": lambda: keras.layers.Flatten(name="dropper"),
+}
+
+
+@pytest.mark.parametrize("kind", DROPPERS)
+def test_layers_that_do_not_support_masking_drop_it(tmp_path: Path, kind: str) -> None:
+    model = keras.Sequential(
+        [keras.Input((12, 2)), keras.layers.Masking(0.0), DROPPERS[kind](), keras.layers.Dense(1)]
+    )
+    (finding,) = check_keras_file(save(model, tmp_path))
+    assert finding.code == "MW006" and finding.severity == "error"
+    assert f"{kind} layer 'dropper' receives a mask but does not support masking" in finding.message
+    fix = "GlobalAveragePooling1D" if kind in ("Reshape", "Flatten") else "mask-aware layers"
+    assert fix in finding.fix
+
+
+def test_a_dropper_without_a_mask_before_it_is_clean(tmp_path: Path) -> None:
+    model = keras.Sequential(
+        [keras.Input((12, 2)), keras.layers.Conv1D(4, 3), keras.layers.Flatten(),
+         keras.layers.Dense(1)]
+    )  # fmt: skip
+    assert check_keras_file(save(model, tmp_path)) == []
+
+
+def inner(*layers: keras.layers.Layer) -> keras.Sequential:
+    return keras.Sequential(list(layers), name="inner")
+
+
+def test_a_sequential_inside_a_sequential_is_walked(tmp_path: Path) -> None:
+    nested = inner(keras.layers.Dense(3), keras.layers.Conv1D(2, 3, name="conv"))
+    model = keras.Sequential(
+        [keras.Input((6, 2)), keras.layers.Masking(0.0), nested, keras.layers.Dense(1)]
+    )
+    (finding,) = check_keras_file(save(model, tmp_path))
+    assert finding.code == "MW006"
+    assert "Conv1D layer 'conv' inside 'inner' receives a mask" in finding.message
+
+
+def test_a_sequential_inside_a_functional_model_is_walked(tmp_path: Path) -> None:
+    tokens = keras.Input((6,), dtype="int32")
+    embedded = keras.layers.Embedding(10, 4, mask_zero=True)(tokens)
+    nested = inner(keras.layers.Dense(3), keras.layers.Lambda(lambda x: x * 2, name="double"))
+    outputs = keras.layers.Dense(2)(nested(embedded))
+    (finding,) = check_keras_file(save(keras.Model(tokens, outputs), tmp_path))
+    assert "Lambda layer 'double' inside 'inner' receives a mask" in finding.message
+
+
+def test_the_mask_flows_through_a_nested_model_that_keeps_it(tmp_path: Path) -> None:
+    keeps = inner(keras.layers.Dense(3), keras.layers.Dropout(0.1))
+    model = keras.Sequential(
+        [keras.Input((6, 2)), keras.layers.Masking(0.0), keeps,
+         keras.layers.Flatten(name="flat"), keras.layers.Dense(1)]
+    )  # fmt: skip
+    (finding,) = check_keras_file(save(model, tmp_path))
+    assert "Flatten layer 'flat' receives a mask" in finding.message
+    consumed = inner(keras.layers.LSTM(3))  # consumes the mask: nothing to lose after it
+    model = keras.Sequential(
+        [keras.Input((6, 2)), keras.layers.Masking(0.0), consumed,
+         keras.layers.Reshape((3, 1)), keras.layers.Dense(1)]
+    )  # fmt: skip
+    assert check_keras_file(save(model, tmp_path, "b.keras")) == []

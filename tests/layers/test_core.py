@@ -12,7 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from keras_oracle import assert_parity, build_keras, convert_layer, keras_call
 
-from maskwise import ConfigError, Masked, MaskError, MaskWarning, MaskwiseTypeError, ShapeError
+from maskwise import (
+    ConfigError,
+    Masked,
+    MaskError,
+    MaskWarning,
+    MaskwiseTypeError,
+    Sequential,
+    ShapeError,
+)
 from maskwise.layers import (
     Activation,
     Dense,
@@ -284,3 +292,9 @@ def test_docstring_examples_run(module):
     names = {**vars(mod), "torch": torch, "Masked": Masked}
     result = doctest.testmod(mod, extraglobs=names, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_wrapped_module_given_other_features_is_a_named_error():
+    model = Sequential([torch.nn.Linear(2, 2)])
+    with pytest.raises(ShapeError, match=r"(?s)Lambda layer 'linear'.*\(3, 4, 5\).*in_features"):
+        model(torch.zeros(3, 4, 5))

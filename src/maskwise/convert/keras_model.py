@@ -3,8 +3,9 @@
 A Keras `Sequential` becomes a maskwise `Sequential`; a functional model (several
 inputs, merges, several outputs) becomes a `Graph` with one node per layer, named
 after it. Each layer goes through the converter registry (`convert/core.py`,
-`convert/recurrent.py`), so the weights come along; a layer maskwise cannot convert
-raises a `ConfigError` naming it. Nested Keras models are converted recursively.
+`convert/convolutional.py`, `convert/recurrent.py`), so the weights come along; a layer
+maskwise cannot convert raises a `ConfigError` naming it. Nested Keras models are
+converted recursively.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from ..errors import ConfigError, MaskwiseTypeError, format_error
 from ..layers.base import Layer
 from ..models import Graph, Sequential
-from . import core, recurrent  # noqa: F401  (importing them registers their converters)
+from . import convolutional, core, recurrent  # noqa: F401  (importing registers converters)
 from .registry import convert_layer, converts
 
 

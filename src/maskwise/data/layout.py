@@ -21,7 +21,7 @@ def padded_steps(values: torch.Tensor, mask_value: float) -> torch.Tensor:
 
     The rule of a `Masking(mask_value)` layer (NaN matches NaN).
     """
-    flat = values.reshape(values.shape[0], values.shape[1], -1)
+    flat = values.flatten(2) if values.dim() > 2 else values.unsqueeze(-1)
     if math.isnan(mask_value):
         return torch.isnan(flat).all(dim=-1)
     return (flat == mask_value).all(dim=-1)
@@ -34,7 +34,7 @@ def trailing_lengths(values: torch.Tensor, mask_value: float | None) -> torch.Te
     is real, so every length is `time`.
     """
     batch, time = values.shape[:2]
-    if mask_value is None:
+    if mask_value is None or time == 0:
         return torch.full((batch,), time, dtype=torch.long)
     real = ~padded_steps(values, mask_value)
     steps = torch.arange(1, time + 1, device=values.device).expand(batch, time)
@@ -127,7 +127,7 @@ def _check_padding_axis(
     arrays: Sequence[torch.Tensor], mask_value: float | None, name: str
 ) -> None:
     """Equal-shape arrays: find padding along the wrong axis, or padding inside a list."""
-    if mask_value is None:
+    if mask_value is None or arrays[0].shape[0] == 0:  # no steps: no padding to place
         return
     stacked = torch.stack(list(arrays))
     rows_padded = bool((trailing_lengths(stacked, mask_value) < stacked.shape[1]).any())

@@ -39,21 +39,66 @@ def _check_columns(available: Sequence[str], wanted: list[str], source: str) -> 
 
 def _chunk(
     columns: dict[str, np.ndarray],
+    rows: np.ndarray,
     sequence_col: str,
     order_col: str,
     feature_cols: Columns,
     target_col: str | None,
 ) -> Chunk:
-    """The arrays of one chunk of rows: ids, order, features `(rows, F)` or `(rows,)`."""
+    """The arrays of one chunk of rows: ids, order, features `(rows, F)` or `(rows,)`,
+    and `row`, each row's label in messages (its DataFrame index or its row in the file)."""
     names = _feature_list(feature_cols)
     features = np.stack([columns[c] for c in names], axis=1)
     chunk = {
         "id": columns[sequence_col],
         "order": columns[order_col],
         "x": features[:, 0] if isinstance(feature_cols, str) else features,
+        "row": rows,
     }
+    _require_present(chunk, "id", sequence_col)
+    _require_present(chunk, "order", order_col)
     if target_col is not None:
         chunk["y"] = columns[target_col]
+    return chunk
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (for messages and set lookups)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _missing(values: np.ndarray) -> np.ndarray:
+    """bool `(rows,)`: True where a key column holds no value (NaN, None, NaT)."""
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    if values.dtype.kind in "mM":
+        return np.isnat(values)
+    if values.dtype.kind == "O":
+        return np.array([v is None or v != v for v in values.tolist()], dtype=bool)
+    return np.zeros(len(values), dtype=bool)
+
+
+def _require_present(chunk: Chunk, key: str, column: str) -> None:
+    """A `ShapeError` naming the first row whose sequence id or step number is missing."""
+    missing = np.flatnonzero(_missing(chunk[key]))
+    if len(missing):
+        row = _plain(chunk["row"][missing[0]])
+        what = "sequence id" if key == "id" else "step number"
+        raise ShapeError(
+            format_error(
+                f"Column {column!r} has no {what} at row {row!r} (NaN or None), so the "
+                "row belongs to no sequence or has no place in its sequence.",
+                expected=f"a {what} on every row",
+                received=f"{len(missing)} rows without one, the first at row {row!r}",
+                fix=f"fill or drop those rows first, e.g. `df.dropna(subset=[{column!r}])`.",
+            )
+        )
+
+
+def _present_ids(ids: np.ndarray, rows: np.ndarray, column: str) -> Chunk:
+    """A chunk of sequence ids alone (to count lengths), checked for missing ids."""
+    chunk = {"id": ids, "row": rows}
+    _require_present(chunk, "id", column)
     return chunk
 
 
@@ -72,7 +117,7 @@ def _grouped(chunks: Iterator[Chunk]) -> Iterator[list[Chunk]]:
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
         ends = np.r_[starts[1:], len(ids)]
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            sid = ids[start].item() if isinstance(ids[start], np.generic) else ids[start]
+            sid = _plain(ids[start])
             piece = {key: value[start:end] for key, value in chunk.items()}
             if pending and sid == pending_id:
                 pending.append(piece)
@@ -95,12 +140,30 @@ def _grouped(chunks: Iterator[Chunk]) -> Iterator[list[Chunk]]:
         yield pending
 
 
-def _sequence(pieces: list[Chunk], per_step: bool) -> tuple[Any, np.ndarray, Any]:
-    """(id, features `(T, ...)` in step order, target or None) of one sequence."""
+def _sequence(pieces: list[Chunk], per_step: bool, order_col: str) -> tuple[Any, np.ndarray, Any]:
+    """(id, features `(T, ...)` in step order, target or None) of one sequence.
+
+    Raises a `ShapeError` when two of its rows have the same step number.
+    """
     joined = {key: np.concatenate([p[key] for p in pieces]) for key in pieces[0]}
     order = np.argsort(joined["order"], kind="stable")
     x = joined["x"][order]
-    sid = joined["id"][0]
+    sid = _plain(joined["id"][0])
+    steps = joined["order"][order]
+    repeated = np.flatnonzero(steps[1:] == steps[:-1])
+    if len(repeated):
+        step = _plain(steps[repeated[0]])
+        row = _plain(joined["row"][order][repeated[0] + 1])
+        raise ShapeError(
+            format_error(
+                f"Sequence {sid!r} has two rows with step {step!r} in column {order_col!r} "
+                f"(the second at row {row!r}): the order of its steps is ambiguous.",
+                expected="one row per (sequence, step)",
+                received=f"a repeated step {step!r}",
+                fix="drop the duplicates (`df.drop_duplicates([sequence_col, order_col])`) "
+                "or number the steps 0, 1, 2, ... within each sequence.",
+            )
+        )
     if "y" not in joined:
         return sid, x, None
     y = joined["y"][order]
@@ -128,7 +191,9 @@ def from_dataframe(
 ) -> SequenceDataset:
     """An in-memory `SequenceDataset` from a long-format DataFrame (one row per step).
 
-    Sequences are sorted by id, and each one's rows by `order_col`.
+    Sequences are sorted by id, and each one's rows by `order_col`. A row without a
+    sequence id or a step number (NaN, None), or two rows with the same (id, step), is a
+    `ShapeError` naming the column and the row (its index label).
 
     Example:
         >>> df = pd.DataFrame({"id": [7, 7, 3], "t": [1, 0, 0], "a": [2.0, 1.0, 5.0]})
@@ -151,8 +216,11 @@ def from_dataframe(
     _check_columns(list(df.columns), wanted, "The DataFrame")
     frame = df.sort_values([sequence_col, order_col], kind="stable")
     columns = {c: frame[c].to_numpy() for c in dict.fromkeys(wanted)}
-    chunk = _chunk(columns, sequence_col, order_col, feature_cols, target_col)
-    ids, xs, ys = zip(*(_sequence(p, per_step) for p in _grouped(iter([chunk]))), strict=True)
+    rows = frame.index.to_numpy()
+    chunk = _chunk(columns, rows, sequence_col, order_col, feature_cols, target_col)
+    ids, xs, ys = zip(
+        *(_sequence(p, per_step, order_col) for p in _grouped(iter([chunk]))), strict=True
+    )
     dataset = SequenceDataset(
         list(xs),
         None if target_col is None else list(ys),
@@ -168,7 +236,9 @@ class ParquetSequences:
 
     Memory stays bounded by the chunk size and the loader's shuffle `window`, not by the
     file. The rows of each sequence must be stored together (a sequence may span
-    row groups); a sequence id that reappears after another raises a `ShapeError`.
+    row groups); a sequence id that reappears after another raises a `ShapeError`, and
+    so do a missing id or step number and a repeated (id, step), naming the row (its
+    number in the file).
     Iterating yields `(position, features, target)` per sequence, in file order.
 
     Example:
@@ -213,29 +283,38 @@ class ParquetSequences:
         self._columns = list(dict.fromkeys(wanted))
         self._lengths: torch.Tensor | None = None
 
-    def _chunks(self, columns: list[str]) -> Iterator[dict[str, np.ndarray]]:
+    def _chunks(self, columns: list[str]) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """The file's rows, `rows_per_read` at a time: (columns, the rows' numbers)."""
         import pyarrow.parquet as pq
 
+        start = 0
         # pre_buffer=False: with it pyarrow keeps every row group it has read cached
         # until the file is closed, so memory would grow with the file.
         with pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20) as file:
             for batch in file.iter_batches(batch_size=self.rows_per_read, columns=columns):
-                yield {c: batch.column(c).to_numpy(zero_copy_only=False) for c in columns}
+                yield (
+                    {c: batch.column(c).to_numpy(zero_copy_only=False) for c in columns},
+                    np.arange(start, start + batch.num_rows),
+                )
+                start += batch.num_rows
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray, Any]]:
         chunks = (
-            _chunk(c, self.sequence_col, self.order_col, self.feature_cols, self.target_col)
-            for c in self._chunks(self._columns)
+            _chunk(c, rows, self.sequence_col, self.order_col, self.feature_cols, self.target_col)
+            for c, rows in self._chunks(self._columns)
         )
         for position, pieces in enumerate(_grouped(chunks)):
-            _, x, y = _sequence(pieces, self.per_step)
+            _, x, y = _sequence(pieces, self.per_step, self.order_col)
             yield position, x, y
 
     @property
     def lengths(self) -> torch.Tensor:
         """int64 `(N,)`: every sequence's length (one pass over the id column, cached)."""
         if self._lengths is None:
-            chunks = ({"id": c[self.sequence_col]} for c in self._chunks([self.sequence_col]))
+            chunks = (
+                _present_ids(c[self.sequence_col], rows, self.sequence_col)
+                for c, rows in self._chunks([self.sequence_col])
+            )
             counts = [sum(len(p["id"]) for p in pieces) for pieces in _grouped(chunks)]
             self._lengths = torch.tensor(counts, dtype=torch.long)
         return self._lengths

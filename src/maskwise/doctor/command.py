@@ -2,6 +2,9 @@
 
 Prints every finding (code, severity, message, fix; codes are explained in
 docs/doctor.md) and exits with status 1 when one of them is an error, 0 otherwise.
+A file that cannot be read (missing, not a regular file, damaged, of another kind, too
+large to sample) is a `ConfigError` naming it: `maskwise` prints it on one line and
+exits with status 2.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import MaskwiseError
 from . import check
 from .files import load
 from .findings import Finding
@@ -37,6 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    try:
+        return _doctor(path, args)
+    except MaskwiseError as error:
+        if path.name in str(error):
+            raise
+        raise type(error)(f"{path.name}: {error}") from error
+
+
+def _doctor(path: Path, args: argparse.Namespace) -> int:
     if path.suffix.lower() == ".keras":
         findings = check_keras_file(path)
         print(f"maskwise doctor: model {path.name}")

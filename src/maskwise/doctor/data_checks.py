@@ -678,7 +678,7 @@ def _padding_label(
                 step=where[1],
             )
         ]
-    if label < 0:
+    if label < 0 or not classes:  # no real class to compare the padding label with
         return []
     if n_outputs is not None and n_outputs > 1 and label < n_outputs:
         return [

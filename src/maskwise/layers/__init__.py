@@ -1,6 +1,8 @@
 """Mask-aware layers, with Keras's names and arguments."""
 
+from .attention import AdditiveAttention, Attention, GroupQueryAttention, MultiHeadAttention
 from .base import Layer
+from .convolutional import Conv1D, Conv1DTranspose, DepthwiseConv1D, SeparableConv1D
 from .core import (
     Activation,
     Dense,
@@ -13,7 +15,13 @@ from .core import (
 from .embedding import Embedding
 from .merge import Add, Average, Concatenate, Maximum, Multiply, Subtract
 from .normalization import BatchNormalization, LayerNormalization
-from .pooling import Cropping1D, GlobalAveragePooling1D, GlobalMaxPooling1D
+from .pooling import (
+    AveragePooling1D,
+    Cropping1D,
+    GlobalAveragePooling1D,
+    GlobalMaxPooling1D,
+    MaxPooling1D,
+)
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = [
@@ -21,22 +29,32 @@ __all__ = [
     "LSTM",
     "Activation",
     "Add",
+    "AdditiveAttention",
+    "Attention",
     "Average",
+    "AveragePooling1D",
     "BatchNormalization",
     "Bidirectional",
     "Concatenate",
+    "Conv1D",
+    "Conv1DTranspose",
     "Cropping1D",
     "Dense",
+    "DepthwiseConv1D",
     "Dropout",
     "Embedding",
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
+    "GroupQueryAttention",
     "Lambda",
     "Layer",
     "LayerNormalization",
     "Masking",
+    "MaxPooling1D",
     "Maximum",
+    "MultiHeadAttention",
     "Multiply",
+    "SeparableConv1D",
     "SimpleRNN",
     "SpatialDropout1D",
     "Subtract",

@@ -389,7 +389,20 @@ class Lambda(Layer):
         self.mask_rule = mask
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        out = self.function(values)
+        try:
+            out = self.function(values)
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as error:  # e.g. a wrapped nn.Linear built for other features
+            raise ShapeError(
+                format_error(
+                    f"Lambda layer {self.name!r}: its function failed on values of shape "
+                    f"{tuple(values.shape)} (batch, time, ...).",
+                    received=str(error).splitlines()[0],
+                    fix="check the function's expected input (features are the last axis), "
+                    "e.g. `nn.Linear(in_features=...)` against the data's feature count.",
+                )
+            ) from error
         if not isinstance(out, torch.Tensor):
             raise MaskwiseTypeError(
                 format_error(

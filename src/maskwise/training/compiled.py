@@ -189,9 +189,22 @@ def compile_args(config: dict[str, Any]) -> dict[str, Any] | None:
     spec, loss = config.get("optimizer"), config.get("loss")
     if spec is None or loss is None:
         return None
-    cls = getattr(torch.optim, spec["class"])
-    return {
-        "optimizer": functools.partial(cls, **spec["options"]),
-        "loss": losses_module.LOSSES[loss["class"]](**loss["config"]),
-        "metrics": [_metric_from_config(m) for m in config["metrics"]],
-    }
+    try:
+        cls = getattr(torch.optim, spec["class"])
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+            raise TypeError(f"torch.optim.{spec['class']} is not an optimizer")
+        return {
+            "optimizer": functools.partial(cls, **spec["options"]),
+            "loss": losses_module.LOSSES[loss["class"]](**loss["config"]),
+            "metrics": [_metric_from_config(m) for m in config["metrics"]],
+        }
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ConfigError(
+            format_error(
+                "The saved compile config cannot be rebuilt.",
+                expected="an optimizer class of torch.optim with its options, a maskwise "
+                "loss and metrics, as `model.save` writes them",
+                received=f"{type(error).__name__}: {error}",
+                fix="compile the model yourself before loading or resuming, or save it again.",
+            )
+        ) from error

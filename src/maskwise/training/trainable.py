@@ -358,5 +358,6 @@ def load(
         model.to(device)
     state = checkpoint.read_state(file)
     if state is not None and isinstance(model, Trainable):
-        model.trainer.restore(state)
+        with checkpoint.reading(file, "restoring the compile and training state"):
+            model.trainer.restore(state)
     return model

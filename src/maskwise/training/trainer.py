@@ -369,8 +369,9 @@ class Trainer:
         distributed.init_process_group(device or self.place(None))
         resume = None if resume_from is None else Resume(resume_from)
         saved = None if resume is None else resume.state
-        if saved is not None:
-            self.compile_from(saved)
+        if resume is not None and saved is not None:
+            with checkpoint.reading(resume.file, "compiling as the checkpoint says"):
+                self.compile_from(saved)
         plan = Update(self.require_compiled("fit").loss, steps_per_update)
         guard = Guard(checks, "fit", mask_value)
         guard.data(x, y, sample_weight)
@@ -444,7 +445,8 @@ class Trainer:
         """Load the checkpoint's weights, its training state and its random state."""
         checkpoint.load_weights(self.model, resume.file)
         if resume.state is not None:
-            self.restore(resume.state)
+            with checkpoint.reading(resume.file, "restoring the compile and training state"):
+                self.restore(resume.state)
         checkpoint.restore_rng(resume.file)
 
     def _begin(
