@@ -156,3 +156,32 @@ def hand_accumulation(mode: str) -> dict[str, torch.Tensor]:
                 loss.backward()
             opt.step()
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def write_parquet(path: Any, n: int = 40) -> None:
+    """The ragged tagging data of `ragged_data(n)` as a long-format Parquet file, in
+    row groups of 25 rows (so sequences cross row-group boundaries)."""
+    import pandas as pd
+
+    x, y = ragged_data(n)
+    rows = [
+        {"seq": s, "step": t, "token": int(x[s][t]), "tag": int(y[s][t])}
+        for s in range(n)
+        for t in range(len(x[s]))
+    ]
+    pd.DataFrame(rows).to_parquet(path, row_group_size=25, index=False)
+
+
+def fit_parquet(path: Any) -> dict[str, Any]:
+    """One epoch of `fit` on the streamed file (sharded by row group under DDP)."""
+    from maskwise.data import ParquetSequences
+
+    model = recurrent_tagger()
+    model.compile("adam", losses.SparseCategoricalCrossentropy(from_logits=True))
+    data = ParquetSequences(path, "seq", "step", "token", "tag", window=16)
+    history = model.fit(data, batch_size=BATCH, seed=SEED, verbose=0)
+    return {
+        "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "history": history.history,
+        "seen": model.seen,
+    }

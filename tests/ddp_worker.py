@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from ddp_cases import fit_problem, hand_loop, ragged_data, recurrent_tagger
+from ddp_cases import (
+    fit_parquet,
+    fit_problem,
+    hand_loop,
+    ragged_data,
+    recurrent_tagger,
+    write_parquet,
+)
 
 from maskwise import ConfigError, distributed
 from maskwise.callbacks import ModelCheckpoint
@@ -46,6 +54,11 @@ def cases(out: Path) -> dict[str, dict[str, Any]]:
     results["resume"] = fit_problem(resume_from=out / "epoch1-rank0.safetensors")
     results["resume"]["printed"] = printed.getvalue()
     results["resume"]["first_epoch"] = first["weights"]
+    parquet = out / "tags.parquet"
+    if rank == 0:
+        write_parquet(parquet)
+    torch.distributed.barrier()
+    results["parquet"] = fit_parquet(parquet)
     x, y = ragged_data(1)
     try:
         fit_problem_on(x, y)
@@ -63,7 +76,7 @@ def fit_problem_on(x: list, y: list) -> None:
 def main(out: Path) -> None:
     results = cases(out)
     # What each rank saw, printed and predicted, gathered on every rank.
-    keys = ("seen", "printed", "predict")
+    keys = ("seen", "printed", "predict", "weights")
     mine = {name: {k: r.get(k) for k in keys} for name, r in results.items()}
     gathered = distributed.all_gather_objects(mine)
     if distributed.rank() == 0:
@@ -81,3 +94,8 @@ def main(out: Path) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
+    # Skip the interpreter's teardown, where gloo's threads can abort the process
+    # ("terminate called without an active exception") after all the work is done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

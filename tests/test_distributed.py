@@ -126,6 +126,18 @@ def test_resume_under_ddp_is_exact_and_rank_0_alone_writes_and_prints(two_ranks)
     assert printed[1] == ""
 
 
+def test_fit_on_a_parquet_file_trains_each_rank_on_its_row_groups(two_ranks):
+    from maskwise.data import ParquetSequences
+
+    result = torch.load(two_ranks / "parquet.pt", weights_only=False)
+    data = ParquetSequences(two_ranks / "tags.parquet", "seq", "step", "token", "tag")
+    for rank, seen in enumerate(result["seen_by_rank"]):
+        assert sorted(seen[0]) == data.shard_positions(rank, 2).tolist()
+    ours, theirs = result["weights_by_rank"]
+    assert _max_difference(ours, theirs) == 0.0  # DDP keeps the ranks' weights equal
+    assert np.isfinite(result["history"]["loss"]).all()
+
+
 def test_fit_with_fewer_sequences_than_ranks_is_refused(two_ranks):
     error = torch.load(two_ranks / "too_few.pt")["error"]
     assert "fewer sequences than the 2 processes" in error

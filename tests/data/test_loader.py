@@ -149,6 +149,13 @@ def test_rank_and_world_size_go_together():
         make_loader(x, y, rank=3, world_size=2)
 
 
+def test_the_global_batch_holds_at_least_one_sequence_per_process():
+    x, y = _ragged(8)
+    loader = make_loader(x, y, batch_size=2, rank=0, world_size=3)
+    with pytest.raises(ConfigError, match=r"(?s)batch_size 2 is smaller than the 3 processes"):
+        list(loader)
+
+
 def test_a_list_of_empty_sequences_loads():
     x = [np.zeros((0, 2), "float32"), np.zeros((0, 2), "float32")]
     batch = next(iter(make_loader(x, batch_size=2, shuffle=False)))

@@ -111,14 +111,26 @@ class Loader:
         self.epoch = epoch
 
     def __len__(self) -> int:
+        world = self.rank_and_world()[1]
+        if isinstance(self.data, ParquetSequences) and self._sharded(world):
+            return max(self._shard_batches(self.data, r, world) for r in range(world))
         n = self.num_sequences
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def rank_and_world(self) -> tuple[int, int]:
         """`(rank, world_size)` this loader serves: as given, else the process group's."""
-        if self.placement is not None:
-            return self.placement
-        return distributed.rank(), distributed.world_size()
+        rank, world = self.placement or (distributed.rank(), distributed.world_size())
+        if self.batch_size < world:
+            raise ConfigError(
+                format_error(
+                    f"batch_size {self.batch_size} is smaller than the {world} processes: "
+                    "some would never get a sequence.",
+                    expected=f"batch_size >= {world} (the global batch, split across them)",
+                    received=f"batch_size={self.batch_size}",
+                    fix="raise batch_size; it counts the sequences of all processes.",
+                )
+            )
+        return rank, world
 
     def __iter__(self) -> Iterator[Batch]:
         epoch = self.epoch
@@ -134,56 +146,111 @@ class Loader:
         return data.collate([0]).head(0)
 
     def _sampler(
-        self, lengths: torch.Tensor, seed: int, epoch: int, drop_last: bool
+        self, lengths: torch.Tensor, seed: int, epoch: int, drop_last: bool, batch_size: int
     ) -> LengthBucketSampler | RandomBatchSampler:
         sampler: LengthBucketSampler | RandomBatchSampler
         if self.bucketing:
-            sampler = LengthBucketSampler(lengths, self.batch_size, self.shuffle, seed, drop_last)
+            sampler = LengthBucketSampler(lengths, batch_size, self.shuffle, seed, drop_last)
         else:
-            sampler = RandomBatchSampler(
-                len(lengths), self.batch_size, self.shuffle, seed, drop_last
-            )
+            sampler = RandomBatchSampler(len(lengths), batch_size, self.shuffle, seed, drop_last)
         sampler.set_epoch(epoch)
         return sampler
 
     def _in_memory(self, data: SequenceDataset, epoch: int) -> Iterator[Batch]:
-        sampler = self._sampler(data.lengths, self.seed, epoch, self.drop_last)
+        sampler = self._sampler(data.lengths, self.seed, epoch, self.drop_last, self.batch_size)
         for indices in DistributedBatchSampler(sampler, *self.rank_and_world()):
             yield self._collate(data, indices)
 
+    # ------------------------------------------------------------------ streaming
+    def _sharded(self, world: int) -> bool:
+        """Whether each process streams its own row groups (`ParquetSequences.shard`)."""
+        return world > 1 and isinstance(self.data, ParquetSequences) and self.data.shard
+
+    def _shard_batches(self, data: ParquetSequences, rank: int, world: int) -> int:
+        """The batches process `rank` makes of its own sequences (sharded streaming)."""
+        n = len(data.shard_positions(rank, world))
+        size = len(share(range(self.batch_size), rank, world))
+        return n // size if self.drop_last else -(-n // size)
+
     def _stream(self, data: ParquetSequences, epoch: int) -> Iterator[Batch]:
+        """Stream the file in windows. One process, or `shard=False`: the global batches
+        (each process takes its share of each). Sharded: this process's sequences in
+        batches of its share of `batch_size`, then empty batches up to the count of the
+        process with the most, so that every process makes the same number of steps."""
+        rank, world = self.rank_and_world()
+        sharded = self._sharded(world)
+        made, last = 0, None
+        for last in self._windows(data, epoch, rank, world, sharded):
+            made += 1
+            yield last
+        if sharded and last is not None:
+            for _ in range(len(self) - made):
+                yield last.head(0)
+
+    def _windows(
+        self, data: ParquetSequences, epoch: int, rank: int, world: int, sharded: bool
+    ) -> Iterator[Batch]:
+        """The batches of the stream, a window of sequences at a time."""
+        split: tuple[int, int] | None = (rank, world)
+        items, size, key = iter(data), self.batch_size, []
+        if sharded:
+            if not len(data.shard_positions(rank, world)):
+                raise ConfigError(
+                    format_error(
+                        f"Process {rank} of {world} gets no row group of {data.path}: the "
+                        "file has fewer row groups than processes.",
+                        fix="write the file with smaller row groups (`row_group_size=`), "
+                        "or pass ParquetSequences(..., shard=False).",
+                    )
+                )
+            split, size, key = None, len(share(range(self.batch_size), rank, world)), [rank]
+            items = data.iter_shard(rank, world)
         buffer: list[Item] = []
         window = 0
-        for item in data:
+        for item in items:
             buffer.append(item)
             if len(buffer) >= data.window:
-                buffer = yield from self._flush(data, buffer, epoch, window, final=False)
+                seed = self._window_seed(key, window)
+                buffer = yield from self._flush(data, buffer, epoch, seed, False, size, split)
                 window += 1
-        if buffer:
-            yield from self._flush(data, buffer, epoch, window, final=True)
+        seed = self._window_seed(key, window)
+        yield from self._flush(data, buffer, epoch, seed, True, size, split)
+
+    def _window_seed(self, key: list[int], window: int) -> int:
+        """The shuffle seed of a window (`key`: the rank when sharded). Window 0 of one
+        process uses the seed itself: a window holding the whole file gives the batches
+        of the same data in memory."""
+        if not window and not key:
+            return self.seed
+        return int(np.random.SeedSequence([self.seed, *key, window]).generate_state(1)[0])
 
     def _flush(
-        self, data: ParquetSequences, buffer: list[Item], epoch: int, window: int, final: bool
+        self,
+        data: ParquetSequences,
+        buffer: list[Item],
+        epoch: int,
+        seed: int,
+        final: bool,
+        size: int,
+        split: tuple[int, int] | None,
     ) -> Generator[Batch, None, list[Item]]:
-        """Batch a window of sequences; a partial batch is kept for the next window."""
+        """Batch a window of sequences in batches of `size` (each process's share of
+        them when `split` is `(rank, world_size)`); a partial batch is kept for the
+        next window."""
+        if not buffer:
+            return []
         positions = torch.tensor([item[0] for item in buffer], dtype=torch.long)
         targets = None if data.target_col is None else [item[2] for item in buffer]
         window_data = SequenceDataset(
             [item[1] for item in buffer], targets, mask_value=None, num_features=data.num_features
         )
-        # Window 0 uses the seed itself: a window holding the whole file gives the
-        # batches of the same data in memory.
-        seed = self.seed
-        if window:
-            seed = int(np.random.SeedSequence([self.seed, window]).generate_state(1)[0])
         rest: list[int] = []
-        rank, world = self.rank_and_world()
-        sampler = self._sampler(window_data.lengths, seed, epoch, self.drop_last and final)
+        sampler = self._sampler(window_data.lengths, seed, epoch, self.drop_last and final, size)
         for indices in sampler:
-            if not final and len(indices) < self.batch_size:
+            if not final and len(indices) < size:
                 rest = indices
                 continue
-            batch = self._collate(window_data, share(indices, rank, world))
+            batch = self._collate(window_data, indices if split is None else share(indices, *split))
             yield replace(batch, index=positions[batch.index])
         return [buffer[i] for i in rest]
 
