@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from maskwise import ConfigError, Sequential, distributed, layers, losses
+from maskwise import ConfigError, Sequential, distributed, layers, losses, metrics
 from maskwise.masked import Masked, lengths_to_mask
+from maskwise.training.distributed import _reduce_metric
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -217,3 +218,18 @@ def test_backend_follows_the_device():
     assert distributed.default_backend("cpu") == "gloo"
     assert distributed.default_backend(torch.device("cuda", 0)) == "nccl"
     assert distributed.default_backend(None) == "gloo"
+
+
+def test_a_metric_without_running_sums_cannot_be_reduced_across_processes():
+    class Median(metrics.Metric):
+        def reset(self):
+            self.values = []
+
+        def accumulate(self, values, y_true, mask, sample_weight):
+            self.values.append(values)
+
+        def result(self):
+            return 0.0
+
+    with pytest.raises(ConfigError, match=r"(?s)'metric' \(Median\) keeps no running sums"):
+        _reduce_metric(Median())

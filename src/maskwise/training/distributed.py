@@ -176,11 +176,15 @@ def _reduce_metric(metric: Any) -> None:
                 "them after `predict`.",
             )
         )
-    local = {name: _cpu(getattr(metric, name)) for name in names}
+    states = distributed.all_gather_objects({name: _cpu(getattr(metric, name)) for name in names})
     for name in names:
-        parts = [state[name] for state in distributed.all_gather_objects(local)]
-        present = [p for p in parts if p is not None]
-        setattr(metric, name, sum(present[1:], present[0]) if present else None)
+        # A process without a batch has 0.0 sums, or no matrix (None).
+        present = [state[name] for state in states if state[name] is not None]
+        total = sum(present[1:], present[0]) if present else None
+        mine = getattr(metric, name)
+        if isinstance(total, torch.Tensor) and isinstance(mine, torch.Tensor):
+            total = total.to(mine.device)  # where the next update adds to it
+        setattr(metric, name, total)
 
 
 def _cpu(value: Any) -> Any:

@@ -88,8 +88,10 @@ class Trainer:
             with it).
         parallel: during a data-parallel `fit`, the model in `DistributedDataParallel`
             (`forward` calls it where gradients flow); None otherwise.
-        update: during `fit`'s training batches, the `Update` that gathers the pieces
-            of one optimizer update (data parallel, `steps_per_update`); None otherwise.
+        plan: during `fit`, its `Update` (how many batches make an optimizer update,
+            on how many processes); None otherwise.
+        update: `plan` while `fit` runs training batches (None during validation and
+            outside `fit`): `compute_loss`, `zero_grad` and `optimizer_step` follow it.
         num_batches: the batches of the epoch in progress.
         spare: a batch of this process's data, run with a zero loss when its share of a
             global batch is empty (see `train_step`).
@@ -188,7 +190,8 @@ class Trainer:
         """`checkpoint.save` of the model with its training state (atomic). Under data
         parallel only rank 0 writes (every process holds the same weights and state);
         the others return the path without writing, and nothing waits for them, so
-        `if rank() == 0: model.save(path)` works too."""
+        `if rank() == 0: model.save(path)` works too (call
+        `torch.distributed.barrier()` before the others read the file)."""
         if distributed.rank() != 0:
             return Path(path)
         return checkpoint.save(self.model, path, self.snapshot())
