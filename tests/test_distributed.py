@@ -170,6 +170,25 @@ def test_an_update_steps_every_k_batches_and_at_the_end_of_an_epoch():
     assert model.trainer.state.step == 6  # 5 batches per epoch: updates after 2, 4, 5
 
 
+def test_an_overridden_step_that_bypasses_compute_loss_cannot_accumulate():
+    class OwnLoss(Sequential):
+        def train_step(self, batch):
+            trainer = self.trainer
+            out = trainer.forward(batch.x)
+            loss = trainer.require_compiled("fit").loss(batch.y, out)  # its own mean
+            trainer.zero_grad()
+            trainer.backward(loss)
+            trainer.optimizer_step(loss)
+            return {"loss": loss.detach()}
+
+    x, y = ddp_cases.ragged_data(8)
+    model = OwnLoss([layers.Embedding(20, 4, mask_zero=True), layers.Dense(3)])
+    model.compile("sgd", losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=4, verbose=0)  # one batch per update: its own mean is right
+    with pytest.raises(ConfigError, match=r"(?s)without Trainer.compute_loss.*compute_loss"):
+        model.fit(x, y, batch_size=4, steps_per_update=2, verbose=0)
+
+
 @pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
 def test_steps_per_update_must_be_a_positive_integer(value):
     x, y = ddp_cases.ragged_data(4)

@@ -101,6 +101,7 @@ class Update:
             )
         self.count: torch.Tensor | int = 0
         self.piece: torch.Tensor | int = 0
+        self.pieces = 0  # pieces counted (`add`) or run without data (`idle`)
 
     normalizer = 1.0
     """What `compute_loss` passes as the loss's `normalizer`: 1, the loss as a sum."""
@@ -118,11 +119,16 @@ class Update:
         """Add one piece's count: `Loss.denominator` of its output (one per piece for
         the `"sum"` reduction, whose logs show each piece's sum). It stays on the
         output's device: no wait for the device here."""
+        self.pieces += 1
         if self.loss.reduction == "sum":
             self.piece = 1
             return
         self.piece = self.loss.denominator(out).detach()
         self.count = self.count + self.piece
+
+    def idle(self) -> None:
+        """Note a piece without data (an empty share, run with a zero loss)."""
+        self.pieces += 1
 
     def piece_loss(self, total: torch.Tensor) -> torch.Tensor:
         """The last piece's loss for the logs, from its sum: its own mean (its sum for
@@ -132,7 +138,24 @@ class Update:
 
     def finish(self, parameters: Any) -> None:
         """Divide the accumulated gradients by `N / W` (see the module docstring) and
-        start counting the next update. A collective: every process calls it."""
+        start counting the next update. A collective: every process calls it.
+
+        An update none of whose pieces went through `Trainer.compute_loss` (a
+        `train_step` override computing its own loss) is a `ConfigError`: its loss is
+        a mean that this division would scale wrong."""
+        if not self.pieces:
+            raise ConfigError(
+                format_error(
+                    "train_step computed its loss without Trainer.compute_loss, so the "
+                    "loss of the whole update cannot be normalised.",
+                    received=f"{self.world_size} process(es), steps_per_update="
+                    f"{self.steps_per_update}, no piece counted",
+                    fix="compute the loss with `self.trainer.compute_loss(batch, out)` in "
+                    "an overridden train_step (it sums the pieces and counts their real "
+                    "steps), or train in one process with steps_per_update=1.",
+                )
+            )
+        self.pieces = 0
         if self.loss.reduction == "sum":
             scale = torch.tensor(float(self.world_size), dtype=torch.float64)
         else:

@@ -295,6 +295,8 @@ class Trainer:
                     fix="skip batches with `batch.size == 0`, or call it from fit.",
                 )
             )
+        if self.update is not None:
+            self.update.idle()
         out = self.forward(spare.x)
         loss = self.require_compiled("fit").loss(spare.y, out, spare.sample_weight, None, 1.0) * 0
         self.zero_grad()
