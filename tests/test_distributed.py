@@ -27,15 +27,20 @@ import ddp_cases
 WORKER = Path(__file__).parent / "ddp_worker.py"
 
 
-@pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory) -> Path:
-    """Run the worker on 2 processes (gloo, CPU) once; its results' folder."""
-    out = tmp_path_factory.mktemp("ddp")
+def _torchrun(script: Path, out: Path) -> None:
+    """Run `script out` on 2 processes (gloo, CPU) with this Python."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc-per-node", "2", str(WORKER), str(out)]
+    command += ["--nproc-per-node", "2", str(script), str(out)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> Path:
+    """Run the worker on 2 processes once; its results' folder."""
+    out = tmp_path_factory.mktemp("ddp")
+    _torchrun(WORKER, out)
     return out
 
 
@@ -72,6 +77,15 @@ def test_hand_loop_with_global_normalizer_gives_one_process_weights(two_ranks):
     assert steps[0] != steps[1]  # ragged: the ranks hold different numbers of real steps
     assert _max_difference(result["weights"], one["weights"]) < 1e-5
     _assert_each_rank_had_its_share(result)
+
+
+def test_accelerate_loop_with_global_normalizer_gives_one_process_weights(tmp_path):
+    pytest.importorskip("accelerate")
+    _torchrun(Path(__file__).parent / "ddp_accelerate_worker.py", tmp_path / "result.pt")
+    result = torch.load(tmp_path / "result.pt")
+    assert result["world_size"] == 2
+    one = ddp_cases.hand_loop(lambda model: model, normalize=True)
+    assert _max_difference(result["weights"], one["weights"]) < 1e-5
 
 
 def test_hand_loop_with_per_rank_means_differs_from_one_process(two_ranks):
