@@ -23,6 +23,7 @@ from .pooling import (
     MaxPooling1D,
 )
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from .transformer import PositionEmbedding, TokenAndPositionEmbedding, TransformerEncoder
 
 __all__ = [
     "GRU",
@@ -54,9 +55,12 @@ __all__ = [
     "Maximum",
     "MultiHeadAttention",
     "Multiply",
+    "PositionEmbedding",
     "SeparableConv1D",
     "SimpleRNN",
     "SpatialDropout1D",
     "Subtract",
     "TimeDistributed",
+    "TokenAndPositionEmbedding",
+    "TransformerEncoder",
 ]
