@@ -18,7 +18,8 @@ import torch
 
 from maskwise import ConfigError, Sequential, distributed, layers, losses, metrics
 from maskwise.masked import Masked, lengths_to_mask
-from maskwise.training.distributed import _reduce_metric
+from maskwise.training import trainer as trainer_module
+from maskwise.training.distributed import Update, _reduce_metric
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -167,6 +168,28 @@ def test_fit_steps_per_update_equals_one_batch_of_k_times_the_size():
     # The micro-batches alone (an update each) give other weights: the test can fail.
     small = ddp_cases.fit_problem(batch_size=3, ordered=True)
     assert _max_difference(small["weights"], big["weights"]) > 1e-3
+
+
+class PerMicroBatchMeans(Update):
+    """The classic mistake: each micro-batch's loss its own mean, the update the mean of
+    those (gradients divided by the number of micro-batches)."""
+
+    normalizer = None  # the loss of each micro-batch: its own mean
+
+    def finish(self, parameters):
+        pieces, self.pieces = self.pieces, 0
+        for param in parameters:
+            if param.grad is not None:
+                param.grad.div_(pieces)
+
+
+def test_fit_accumulation_with_per_micro_batch_means_would_fail(monkeypatch):
+    # The same fit as above with the update's count replaced by per-micro-batch means:
+    # the weights move away from the big batch's, so the test above can fail.
+    big = ddp_cases.fit_problem(batch_size=6, ordered=True)
+    monkeypatch.setattr(trainer_module, "Update", PerMicroBatchMeans)
+    naive = ddp_cases.fit_problem(batch_size=3, steps_per_update=2, ordered=True)
+    assert _max_difference(naive["weights"], big["weights"]) > 1e-3
 
 
 def test_hand_accumulation_needs_the_count_of_the_whole_update():
