@@ -36,15 +36,15 @@ numbers of real steps, and the mean of per-piece means is not the mean over the 
   `n`; the denominator stays a count of steps, not a sum of weights);
 - `"sequence_mean"`: the sum of this piece's per-sequence means divided by `n`, the
   number of sequences with a real step in the whole batch;
-- `"sum"`: the sum divided by `n`;
+- `"sum"`: the sum divided by `n` (it has no count: `n = 1` is the piece's sum);
 - `"keras2"`: refused, its per-batch fractions have no global form.
 Then the sum of the pieces' losses is the loss of the whole batch. Under
 `DistributedDataParallel`, which *averages* the gradients of W processes, pass
 `n = N / W` where N is the count over every process (`maskwise.distributed
 .global_real_steps`): the averaged gradient is then `(1/W) sum_r grad(S_r W / N) =
-grad(sum_r S_r / N)`, the gradient of one process on the whole batch. With gradient
-accumulation (k micro-batches, gradients summed), N counts all k micro-batches.
-`Loss.denominator(y_pred)` gives one piece's share of N.
+grad(sum_r S_r / N)`, the gradient of one process on the whole batch (for `"sum"`,
+`n = 1 / W`). With gradient accumulation (k micro-batches, gradients summed), N counts
+all k micro-batches. `Loss.denominator(y_pred)` gives one piece's share of N.
 
 Argument order. The order is Keras's, `(y_true, y_pred)`, for losses and metrics alike
 (`metric.update(y_true, y_pred)`). Arguments evidently passed the other way round raise
