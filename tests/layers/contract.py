@@ -211,3 +211,31 @@ def check_padding_length_invariance(
     torch.testing.assert_close(
         long.values[:, :time][short.mask], short.values[short.mask], atol=1e-5, rtol=1e-5
     )
+
+
+def check_alone_equals_in_batch(
+    layer: torch.nn.Module, sequences: list[torch.Tensor], fill: str, training: bool = False
+) -> None:
+    """Each sequence run alone (no padding, an all-real mask) gives the real outputs it
+    gives in a batch padded to the longest sequence, whatever the padding holds.
+
+    Real output positions are compared in order (a layer may move or repeat steps);
+    an output without a mask (the time axis consumed) is compared whole.
+    """
+    batch = refill_padding(Masked.pad(sequences), fill)
+    assert isinstance(batch, Masked)
+    together = run(layer, batch, training)
+    for i, sequence in enumerate(sequences):
+        real = torch.ones(1, sequence.shape[0], dtype=torch.bool)
+        alone = run(layer, Masked(sequence.unsqueeze(0), real), training)
+        if alone.mask is None:
+            assert together.mask is None
+            torch.testing.assert_close(together.values[i], alone.values[0], atol=1e-5, rtol=1e-5)
+            continue
+        assert together.mask is not None
+        torch.testing.assert_close(
+            together.values[i][together.mask[i]],
+            alone.values[0][alone.mask[0]],
+            atol=1e-5,
+            rtol=1e-5,
+        )

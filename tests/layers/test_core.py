@@ -286,7 +286,9 @@ def test_keras_dropout_with_noise_shape_is_refused():
 
 
 # ---------------------------------------------------------------------- docstrings
-@pytest.mark.parametrize("module", ["core", "embedding", "normalization", "pooling", "merge"])
+@pytest.mark.parametrize(
+    "module", ["core", "embedding", "normalization", "pooling", "merge", "reshaping", "activation"]
+)
 def test_docstring_examples_run(module):
     mod = importlib.import_module(f"maskwise.layers.{module}")
     names = {**vars(mod), "torch": torch, "Masked": Masked}

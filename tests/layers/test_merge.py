@@ -1,4 +1,5 @@
-"""Merge layers: a step masked in any input is masked in the output (seed 003).
+"""Merge layers: a step masked in any input is masked in the output (seed 003); `Dot`
+has its own rule (tested last).
 
 Keras 3 merges masks with OR instead (a step real in any input is real), so its
 values are compared everywhere and its masks where both inputs share one mask; the
@@ -16,15 +17,18 @@ from maskwise.layers import (
     Add,
     Average,
     Concatenate,
+    Dot,
     Embedding,
     Masking,
     Maximum,
+    Minimum,
     Multiply,
     Subtract,
 )
 
 from .contract import (
     MASK_KINDS,
+    append_padding,
     check_layer_contract,
     check_padding_length_invariance,
     example_input,
@@ -38,6 +42,7 @@ MERGES = {
     "multiply": (Multiply, 4),
     "average": (Average, 4),
     "maximum": (Maximum, 4),
+    "minimum": (Minimum, 4),
 }
 KERAS = {
     "concatenate": keras.layers.Concatenate,
@@ -46,6 +51,7 @@ KERAS = {
     "multiply": keras.layers.Multiply,
     "average": keras.layers.Average,
     "maximum": keras.layers.Maximum,
+    "minimum": keras.layers.Minimum,
 }
 
 
@@ -163,3 +169,113 @@ def test_different_feature_sizes_are_explained():
 def test_bad_calls_are_explained(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# ---------------------------------------------------------------------- Dot
+def _keys(features: int = 4, seed: int = 3) -> torch.Tensor:
+    return torch.randn(3, 6, features, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("normalize", [False, True])
+def test_dot_over_features_keeps_input_0s_time_axis_and_mask(kind, normalize):
+    x = [example_input(kind, seed=1), Masked(_keys())]
+    out = check_layer_contract(
+        lambda: Dot(axes=(2, 2), normalize=normalize),
+        x,
+        expected_shape=(3, 5, 6),
+        expected_mask=example_mask(kind),
+    )
+    a, b = x[0].values, x[1].values
+    if normalize:
+        a = a / a.norm(dim=-1, keepdim=True)
+        b = b / b.norm(dim=-1, keepdim=True)
+    expected = torch.einsum("btf,bsf->bts", a, b)
+    torch.testing.assert_close(out.values[out.mask], expected[out.mask])
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("normalize", [False, True])
+def test_dot_over_time_sums_the_steps_real_in_both_inputs(kind, normalize):
+    x = [example_input(kind, seed=1), example_input("post", features=3, seed=2)]
+    out = check_layer_contract(
+        lambda: Dot(axes=1, normalize=normalize),
+        x,
+        expected_shape=(3, 4, 3),
+        expected_mask=None,
+    )
+    a = x[0].values * x[0].mask[..., None]
+    b = x[1].values * x[1].mask[..., None]
+    if normalize:  # norms over each input's real steps
+        a = a / a.norm(dim=1, keepdim=True).clamp(min=1e-7)
+        b = b / b.norm(dim=1, keepdim=True).clamp(min=1e-7)
+    both = (x[0].mask & x[1].mask)[..., None]
+    expected = torch.stack(
+        [sum(a[i, t, :, None] * b[i, t, None, :] * both[i, t] for t in range(5)) for i in range(3)]
+    )
+    torch.testing.assert_close(out.values, expected)
+    assert Dot(axes=1).consumes_mask and not Dot(axes=-1).consumes_mask
+
+
+@pytest.mark.parametrize(
+    "axes, normalize, shapes",
+    [
+        ((2, 2), False, [(3, 5, 4), (3, 6, 4)]),
+        (-1, True, [(3, 5, 4), (3, 6, 4)]),
+        (1, False, [(3, 5, 4), (3, 5, 2)]),
+        ((1, 2), False, [(3, 4, 5), (3, 6, 4)]),
+        (1, True, [(3, 4), (3, 4)]),
+    ],
+    ids=["features", "cosine", "time", "mixed", "vectors"],
+)
+def test_dot_matches_keras_without_masks(axes, normalize, shapes):
+    generator = torch.Generator().manual_seed(0)
+    x = [torch.randn(shape, generator=generator) for shape in shapes]
+    keras_layer = keras.layers.Dot(axes=axes, normalize=normalize)
+    assert_parity(keras_layer, convert_layer(keras_layer), x)
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_dot_matches_keras_at_real_steps_and_keeps_the_mask_keras_drops(kind):
+    x = [example_input(kind, seed=1), _keys()]
+    keras_layer = keras.layers.Dot(axes=-1)
+    ours = assert_parity(keras_layer, convert_layer(keras_layer), x, check_mask=False)
+    assert keras_call(keras_layer, x).mask is None
+    assert torch.equal(ours.mask, example_mask(kind))
+
+
+@settings(max_examples=25, deadline=None)
+@given(steps=st.integers(1, 6), fill=st.sampled_from(["zeros", "random", "nan"]))
+def test_dot_real_outputs_do_not_depend_on_padding_length_or_content(steps, fill):
+    over_time = [example_input("noncontiguous", seed=1), example_input("post", seed=2)]
+    check_padding_length_invariance(Dot(axes=1, normalize=True), over_time, steps, fill)
+    queries, keys = example_input("pre", seed=1), _keys()
+    short = Dot(axes=-1)([queries, keys])
+    long = Dot(axes=-1)([append_padding(queries, steps, fill), keys])
+    assert torch.equal(long.mask[:, :5], short.mask) and not long.mask[:, 5:].any()
+    torch.testing.assert_close(long.values[:, :5][short.mask], short.values[short.mask])
+
+
+def test_dot_keeping_a_masked_time_axis_of_input_1_is_refused():
+    x = [example_input("post", seed=1), example_input("pre", seed=2)]
+    with pytest.raises(
+        MaskError,
+        match=r"(?s)Dot layer 'scores' keeps the time axis of input 1, which has a mask.*"
+        r"axes \(2, 2\) with input 1 masked.*use Attention or MultiHeadAttention",
+    ):
+        Dot(axes=-1, name="scores")(x)
+
+
+@pytest.mark.parametrize("axes", [0, (1, 2, 3), "1", (0, 1), (True, 1)])
+def test_dot_bad_axes_are_explained(axes):
+    with pytest.raises(ConfigError, match=r"(?s)Dot axes must be one axis.*not 0"):
+        Dot(axes=axes)
+
+
+def test_dot_axes_of_different_sizes_are_explained():
+    with pytest.raises(
+        ShapeError,
+        match=r"(?s)cannot take the dot product of inputs \(3, 5, 4\) and "
+        r"\(3, 6, 3\) along axes \(2, 2\).*axis 2 of size 4, axis 2 of size 3",
+    ):
+        Dot(axes=-1)([example_input("post"), _keys(features=3)])

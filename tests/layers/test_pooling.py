@@ -1,22 +1,21 @@
-"""GlobalAveragePooling1D, GlobalMaxPooling1D (over real steps only) and Cropping1D
-(crops values and mask): contract, Keras parity, fully padded rows, errors."""
+"""GlobalAveragePooling1D, GlobalMaxPooling1D (over real steps only): contract, Keras
+parity, fully padded rows, errors."""
 
 import keras
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from keras_oracle import assert_parity, assert_same_values, convert_layer, keras_call
+from keras_oracle import assert_parity, convert_layer, keras_call
 
 from maskwise import ConfigError, Masked, ShapeError
-from maskwise.layers import Cropping1D, GlobalAveragePooling1D, GlobalMaxPooling1D
+from maskwise.layers import GlobalAveragePooling1D, GlobalMaxPooling1D
 
 from .contract import (
     MASK_KINDS,
     check_layer_contract,
     check_padding_length_invariance,
     example_input,
-    example_mask,
 )
 
 POOLS = {"average": GlobalAveragePooling1D, "max": GlobalMaxPooling1D}
@@ -27,18 +26,6 @@ POOLS = {"average": GlobalAveragePooling1D, "max": GlobalMaxPooling1D}
 def test_pooling_keeps_the_contract(name, kind):
     check_layer_contract(
         POOLS[name], example_input(kind), expected_shape=(3, 4), expected_mask=None
-    )
-
-
-@pytest.mark.parametrize("kind", MASK_KINDS)
-@pytest.mark.parametrize("cropping", [(1, 1), (0, 2), (2, 0), 1])
-def test_cropping_keeps_the_contract(cropping, kind):
-    start, end = (cropping, cropping) if isinstance(cropping, int) else cropping
-    check_layer_contract(
-        lambda: Cropping1D(cropping),
-        example_input(kind),
-        expected_shape=(3, 5 - start - end, 4),
-        expected_mask=example_mask(kind)[:, start : 5 - end],
     )
 
 
@@ -61,18 +48,6 @@ def test_max_pooling_matches_keras_on_each_sequence_real_steps(kind):
         torch.testing.assert_close(ours.values[row], theirs.values[0], atol=1e-6, rtol=1e-6)
     assert_parity(keras_layer, ours_layer := convert_layer(keras_layer), x.with_mask(None))
     assert ours_layer(x).mask is None
-
-
-@pytest.mark.parametrize("kind", MASK_KINDS)
-def test_cropping_matches_keras_values_and_crops_the_mask(kind):
-    # Keras 3 drops the mask here (with a warning); maskwise crops it.
-    keras_layer = keras.layers.Cropping1D((1, 2))
-    x = example_input(kind)
-    theirs = keras_call(keras_layer, x)
-    assert theirs.mask is None
-    ours = convert_layer(keras_layer)(x)
-    assert_same_values(ours, theirs)
-    assert torch.equal(ours.mask, example_mask(kind)[:, 1:3])
 
 
 @pytest.mark.parametrize("name", sorted(POOLS))
@@ -99,6 +74,13 @@ def test_pooling_integer_values():
     assert GlobalAveragePooling1D()(x).values[:, 0].tolist() == [-4.0, -7.0]
 
 
+def test_max_pooling_boolean_values_is_any_over_real_steps():
+    values = torch.tensor([[[False], [True]], [[False], [False]]])
+    x = Masked(values, torch.tensor([[True, False], [True, True]]))
+    maximum = GlobalMaxPooling1D()(x).values
+    assert maximum.dtype == torch.bool and maximum[:, 0].tolist() == [False, False]
+
+
 def test_keras_average_pooling_gives_nan_for_a_fully_padded_row():
     x = Masked(torch.randn(2, 4, 3), torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool))
     theirs = keras_call(keras.layers.GlobalAveragePooling1D(), x)
@@ -113,7 +95,7 @@ def test_pooling_without_mask_uses_every_step():
 
 @settings(max_examples=25, deadline=None)
 @given(
-    layer=st.sampled_from([GlobalAveragePooling1D, GlobalMaxPooling1D, lambda: Cropping1D((1, 0))]),
+    layer=st.sampled_from([GlobalAveragePooling1D, GlobalMaxPooling1D]),
     steps=st.integers(1, 6),
     fill=st.sampled_from(["zeros", "random", "nan"]),
 )
@@ -123,17 +105,6 @@ def test_real_outputs_do_not_depend_on_padding_length_or_content(layer, steps, f
 
 
 # ---------------------------------------------------------------------- errors
-@pytest.mark.parametrize("cropping", [(1, 2, 3), (-1, 0), "1", (1.5, 0)])
-def test_bad_cropping_is_explained(cropping):
-    with pytest.raises(ConfigError, match="two non-negative integers"):
-        Cropping1D(cropping)
-
-
-def test_cropping_every_step_is_explained():
-    with pytest.raises(ShapeError, match=r"would remove every step.*\n.*\(3, 2\)"):
-        Cropping1D((3, 2))(example_input("post"))
-
-
 @pytest.mark.parametrize("name", sorted(POOLS))
 def test_pooling_needs_a_feature_axis(name):
     with pytest.raises(ShapeError, match=r"feature axis.*\n.*\n.*\(2, 5\).*\n.*unsqueeze"):

@@ -1,5 +1,5 @@
-"""Converters for Keras's non-recurrent layers (core, embedding, normalization,
-pooling, cropping, merges). Importing this module registers them.
+"""Converters for Keras's non-recurrent layers (core, activations, noise, embedding,
+normalization, pooling, reshaping, merges). Importing this module registers them.
 
 Each converter reads the Keras layer's config and weights and returns the built
 maskwise layer with the same name and a copy of the weights. Keras options that
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, format_error
-from ..layers import core, embedding, merge, normalization, pooling
+from ..layers import activation, core, embedding, merge, normalization, pooling, reshaping
 from ..layers.base import Layer
 from .registry import convert_layer, converts, to_tensor
 
@@ -97,6 +97,61 @@ def convert_activation(k: Any) -> Layer:
     return core.Activation(_activation_name(k), name=k.name)
 
 
+@converts("GaussianNoise")
+def convert_gaussian_noise(k: Any) -> Layer:
+    return core.GaussianNoise(float(k.stddev), name=k.name)
+
+
+@converts("GaussianDropout")
+def convert_gaussian_dropout(k: Any) -> Layer:
+    return core.GaussianDropout(float(k.rate), name=k.name)
+
+
+@converts("AlphaDropout")
+def convert_alpha_dropout(k: Any) -> Layer:
+    if k.noise_shape is not None:
+        raise _refuse(k, "AlphaDropout's noise_shape", "drop the noise_shape argument.")
+    return core.AlphaDropout(float(k.rate), name=k.name)
+
+
+@converts("Softmax")
+def convert_softmax(k: Any) -> Layer:
+    axis = int(k.axis) if isinstance(k.axis, int) else [int(a) for a in k.axis]
+    return activation.Softmax(axis, name=k.name)
+
+
+@converts("ReLU")
+def convert_relu(k: Any) -> Layer:
+    return activation.ReLU(
+        max_value=None if k.max_value is None else float(k.max_value),
+        negative_slope=float(k.negative_slope),
+        threshold=float(k.threshold),
+        name=k.name,
+    )
+
+
+@converts("LeakyReLU")
+def convert_leaky_relu(k: Any) -> Layer:
+    return activation.LeakyReLU(float(k.negative_slope), name=k.name)
+
+
+@converts("ELU")
+def convert_elu(k: Any) -> Layer:
+    return activation.ELU(float(k.alpha), name=k.name)
+
+
+@converts("PReLU")
+def convert_prelu(k: Any) -> Layer:
+    if k.alpha_regularizer is not None or k.alpha_constraint is not None:
+        raise _refuse(
+            k, "PReLU's alpha_regularizer and alpha_constraint", "drop them from the model."
+        )
+    layer = activation.PReLU(shared_axes=k.shared_axes, name=k.name)
+    layer.build_from_config_shape([int(n) for n in k.alpha.shape])
+    _copy(layer.alpha, k.alpha)
+    return layer
+
+
 def _feature_axis(k: Any) -> int:
     axis = k.axis[0] if isinstance(k.axis, list | tuple) and len(k.axis) == 1 else k.axis
     ndim = getattr(k.input_spec, "ndim", None)
@@ -139,6 +194,25 @@ def convert_batch_normalization(k: Any) -> Layer:
     return layer
 
 
+@converts("UnitNormalization")
+def convert_unit_normalization(k: Any) -> Layer:
+    axis = int(k.axis) if isinstance(k.axis, int) else [int(a) for a in k.axis]
+    return normalization.UnitNormalization(axis, name=k.name)
+
+
+@converts("GroupNormalization")
+def convert_group_normalization(k: Any) -> Layer:
+    layer = normalization.GroupNormalization(
+        groups=int(k.groups),
+        axis=_feature_axis(k),
+        epsilon=float(k.epsilon),
+        center=k.center,
+        scale=k.scale,
+        name=k.name,
+    )
+    return _build_normalization(layer, k)
+
+
 def _build_normalization(layer: Layer, k: Any) -> Layer:
     weights = [w for w in (k.gamma, k.beta, getattr(k, "moving_mean", None)) if w is not None]
     if not weights:
@@ -172,7 +246,38 @@ def convert_global_max_pooling(k: Any) -> Layer:
 
 @converts("Cropping1D")
 def convert_cropping(k: Any) -> Layer:
-    return pooling.Cropping1D([int(n) for n in k.cropping], name=k.name)
+    return reshaping.Cropping1D([int(n) for n in k.cropping], name=k.name)
+
+
+@converts("UpSampling1D")
+def convert_up_sampling(k: Any) -> Layer:
+    return reshaping.UpSampling1D(int(k.size), name=k.name)
+
+
+@converts("ZeroPadding1D")
+def convert_zero_padding(k: Any) -> Layer:
+    padding = [int(n) for n in k.padding]
+    return reshaping.ZeroPadding1D(padding, data_format=k.data_format, name=k.name)
+
+
+@converts("RepeatVector")
+def convert_repeat_vector(k: Any) -> Layer:
+    return reshaping.RepeatVector(int(k.n), name=k.name)
+
+
+@converts("Reshape")
+def convert_reshape(k: Any) -> Layer:
+    return reshaping.Reshape([int(n) for n in k.target_shape], name=k.name)
+
+
+@converts("Permute")
+def convert_permute(k: Any) -> Layer:
+    return reshaping.Permute([int(n) for n in k.dims], name=k.name)
+
+
+@converts("Flatten")
+def convert_flatten(k: Any) -> Layer:
+    return reshaping.Flatten(data_format=k.data_format, name=k.name)
 
 
 @converts("Concatenate")
@@ -186,12 +291,19 @@ _MERGES = {
     "Multiply": merge.Multiply,
     "Average": merge.Average,
     "Maximum": merge.Maximum,
+    "Minimum": merge.Minimum,
 }
 
 
 @converts(*_MERGES)
 def convert_elementwise_merge(k: Any) -> Layer:
     return _MERGES[type(k).__name__](name=k.name)
+
+
+@converts("Dot")
+def convert_dot(k: Any) -> Layer:
+    axes = int(k.axes) if isinstance(k.axes, int) else [int(a) for a in k.axes]
+    return merge.Dot(axes, normalize=bool(k.normalize), name=k.name)
 
 
 @converts("Lambda")

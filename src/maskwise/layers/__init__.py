@@ -1,36 +1,55 @@
 """Mask-aware layers, with Keras's names and arguments."""
 
+from .activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from .attention import AdditiveAttention, Attention, GroupQueryAttention, MultiHeadAttention
 from .base import Layer
 from .convolutional import Conv1D, Conv1DTranspose, DepthwiseConv1D, SeparableConv1D
 from .core import (
     Activation,
+    AlphaDropout,
     Dense,
     Dropout,
+    GaussianDropout,
+    GaussianNoise,
     Lambda,
     Masking,
     SpatialDropout1D,
     TimeDistributed,
 )
 from .embedding import Embedding
-from .merge import Add, Average, Concatenate, Maximum, Multiply, Subtract
-from .normalization import BatchNormalization, LayerNormalization
+from .merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
+from .normalization import (
+    BatchNormalization,
+    GroupNormalization,
+    LayerNormalization,
+    UnitNormalization,
+)
 from .pooling import (
     AveragePooling1D,
-    Cropping1D,
     GlobalAveragePooling1D,
     GlobalMaxPooling1D,
     MaxPooling1D,
 )
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from .reshaping import (
+    Cropping1D,
+    Flatten,
+    Permute,
+    RepeatVector,
+    Reshape,
+    UpSampling1D,
+    ZeroPadding1D,
+)
 from .transformer import PositionEmbedding, TokenAndPositionEmbedding, TransformerEncoder
 
 __all__ = [
+    "ELU",
     "GRU",
     "LSTM",
     "Activation",
     "Add",
     "AdditiveAttention",
+    "AlphaDropout",
     "Attention",
     "Average",
     "AveragePooling1D",
@@ -42,25 +61,41 @@ __all__ = [
     "Cropping1D",
     "Dense",
     "DepthwiseConv1D",
+    "Dot",
     "Dropout",
     "Embedding",
+    "Flatten",
+    "GaussianDropout",
+    "GaussianNoise",
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
+    "GroupNormalization",
     "GroupQueryAttention",
     "Lambda",
     "Layer",
     "LayerNormalization",
+    "LeakyReLU",
     "Masking",
     "MaxPooling1D",
     "Maximum",
+    "Minimum",
     "MultiHeadAttention",
     "Multiply",
+    "PReLU",
+    "Permute",
     "PositionEmbedding",
+    "ReLU",
+    "RepeatVector",
+    "Reshape",
     "SeparableConv1D",
     "SimpleRNN",
+    "Softmax",
     "SpatialDropout1D",
     "Subtract",
     "TimeDistributed",
     "TokenAndPositionEmbedding",
     "TransformerEncoder",
+    "UnitNormalization",
+    "UpSampling1D",
+    "ZeroPadding1D",
 ]

@@ -1,6 +1,7 @@
 """Core layers: a mask is created (`Masking`), passed on by per-step
-transforms (`Dense`, `TimeDistributed`, `Dropout`, `SpatialDropout1D`, `Activation`),
-or transformed by a rule you state (`Lambda`)."""
+transforms (`Dense`, `TimeDistributed`, `Activation`, and the noise layers `Dropout`,
+`SpatialDropout1D`, `GaussianNoise`, `GaussianDropout`, `AlphaDropout`), or transformed
+by a rule you state (`Lambda`)."""
 
 from __future__ import annotations
 
@@ -300,6 +301,131 @@ class SpatialDropout1D(Dropout):
         return (values.shape[0], 1, values.shape[2])
 
 
+class _RealStepNoise(Layer):
+    """Noise drawn for every value in training and kept at the real steps only, so
+    padded steps stay zeros; the identity in evaluation."""
+
+    def noisy(self, values: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def is_identity(self) -> bool:
+        raise NotImplementedError
+
+    def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if not self.training or self.is_identity():
+            return values
+        out = self.noisy(values)
+        if mask is None:
+            return out
+        real = mask.reshape(mask.shape + (1,) * (values.dim() - 2))
+        return torch.where(real, out, torch.zeros_like(out))
+
+
+class GaussianNoise(_RealStepNoise):
+    """Add zero-centred Gaussian noise of standard deviation `stddev` in training; the
+    identity in evaluation.
+
+    Value rule: `x + N(0, stddev)` at every feature of every real step; padded steps
+    stay zeros (Keras adds noise to the padding too). Mask rule: the mask passes on.
+
+    Example:
+        >>> GaussianNoise(1.0).eval()(torch.ones(1, 2, 3)).values.sum().item()
+        6.0
+
+    Args:
+        stddev: the noise's standard deviation, >= 0.
+        name: layer name.
+    """
+
+    float_inputs = True
+
+    def __init__(self, stddev: float, name: str | None = None) -> None:
+        super().__init__(name=name)
+        if isinstance(stddev, bool) or not isinstance(stddev, int | float) or not stddev >= 0:
+            raise ConfigError(
+                format_error(
+                    "GaussianNoise stddev must be a non-negative number.",
+                    received=repr(stddev),
+                )
+            )
+        self.stddev = float(stddev)
+
+    def is_identity(self) -> bool:
+        return self.stddev == 0.0
+
+    def noisy(self, values: torch.Tensor) -> torch.Tensor:
+        return values + self.stddev * torch.randn_like(values)
+
+
+class GaussianDropout(_RealStepNoise):
+    """Multiply by Gaussian noise of mean 1 and standard deviation
+    `sqrt(rate / (1 - rate))` in training; the identity in evaluation.
+
+    Value rule: `x * N(1, sqrt(rate / (1 - rate)))` at every feature of every real
+    step; padded steps stay zeros. Mask rule: the mask passes on unchanged.
+
+    Example:
+        >>> GaussianDropout(0.5).eval()(torch.ones(1, 2, 3)).values.sum().item()
+        6.0
+
+    Args:
+        rate: the equivalent drop probability, in `[0, 1)`.
+        name: layer name.
+    """
+
+    float_inputs = True
+
+    def __init__(self, rate: float, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.rate = _check_rate("GaussianDropout", rate)
+
+    def is_identity(self) -> bool:
+        return self.rate == 0.0
+
+    def noisy(self, values: torch.Tensor) -> torch.Tensor:
+        stddev = math.sqrt(self.rate / (1.0 - self.rate))
+        return values * (1.0 + stddev * torch.randn_like(values))
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+class AlphaDropout(_RealStepNoise):
+    """Dropout that keeps the mean and variance of SELU activations: in training each
+    feature of each real step is set to SELU's negative saturation value with
+    probability `rate`, then `a * x + b` restores the mean and variance (Keras's
+    formula); the identity in evaluation.
+
+    Value rule: as Keras at real steps; padded steps stay zeros (the affine map would
+    move them to `b`). Mask rule: the mask passes on unchanged.
+
+    Example:
+        >>> AlphaDropout(0.5).eval()(torch.ones(1, 2, 3)).values.sum().item()
+        6.0
+
+    Args:
+        rate: drop probability in `[0, 1)`.
+        name: layer name.
+    """
+
+    float_inputs = True
+
+    def __init__(self, rate: float, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.rate = _check_rate("AlphaDropout", rate)
+
+    def is_identity(self) -> bool:
+        return self.rate == 0.0
+
+    def noisy(self, values: torch.Tensor) -> torch.Tensor:
+        alpha_p = -_SELU_ALPHA * _SELU_SCALE
+        keep = torch.rand_like(values) >= self.rate
+        a = ((1.0 - self.rate) * (1.0 + self.rate * alpha_p**2)) ** -0.5
+        b = -a * alpha_p * self.rate
+        return a * torch.where(keep, values, values.new_full((), alpha_p)) + b
+
+
 def _check_rate(layer: str, rate: Any) -> float:
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate < 1.0:
         raise ConfigError(
@@ -377,16 +503,8 @@ class Lambda(Layer):
             raise ConfigError(
                 format_error("Lambda needs a callable.", received=type(function).__name__)
             )
-        if isinstance(mask, str) and mask != "drop":
-            raise ConfigError(
-                format_error(
-                    "Unknown Lambda mask rule.",
-                    expected="None, 'drop', or a callable (inputs, mask) -> mask",
-                    received=repr(mask),
-                )
-            )
         self.function = function
-        self.mask_rule = mask
+        self.mask_rule = check_mask_rule("Lambda", mask)
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         try:
@@ -439,6 +557,20 @@ class Lambda(Layer):
         if callable(self.mask_rule):
             return self.mask_rule(values, mask)
         return mask
+
+
+def check_mask_rule(layer: str, mask: Any) -> MaskRule | str | None:
+    """A mask rule a user states (`Lambda`, the reshaping layers): None, `"drop"`, or a
+    callable `(inputs, mask) -> mask`; anything else is a `ConfigError`."""
+    if mask is None or mask == "drop" or (callable(mask) and not isinstance(mask, str)):
+        return mask  # type: ignore[no-any-return]
+    raise ConfigError(
+        format_error(
+            f"Unknown {layer} mask rule.",
+            expected="None, 'drop', or a callable (inputs, mask) -> mask",
+            received=repr(mask),
+        )
+    )
 
 
 def _keeps_steps(values: torch.Tensor, out: torch.Tensor) -> bool:

@@ -1,4 +1,4 @@
-"""Merge layers: combine several masked inputs step by step.
+"""Merge layers: combine several masked inputs step by step (`Dot`: its own rule).
 
 Mask rule of every merge: a step is real only where it is real in every input
 (`combine_masks`; inputs without a mask count as all real). Value rule: the inputs'
@@ -17,6 +17,7 @@ import torch
 from ..errors import ConfigError, MaskError, MaskwiseTypeError, ShapeError, format_error
 from ..masked import Masked, as_masked, combine_masks
 from .base import Layer
+from .normalization import l2_normalize
 
 
 class _Merge(Layer):
@@ -31,10 +32,14 @@ class _Merge(Layer):
         self.maybe_build(xs)
         values = [x.fill_padding().values for x in xs]  # NaN padding reaches no gradient
         self._check_shapes(values)
-        return Masked(self.merge(values), combine_masks([x.mask for x in xs]))
+        return Masked(self.merge(values), self.merge_mask([x.mask for x in xs]))
 
     def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
+
+    def merge_mask(self, masks: list[torch.Tensor | None]) -> torch.Tensor | None:
+        """The mask rule: a step is real where it is real in every input."""
+        return combine_masks(masks)
 
     def _as_inputs(self, inputs: Any, mask: list[torch.Tensor | None] | None) -> list[Masked]:
         kind = type(self).__name__
@@ -253,3 +258,131 @@ class Maximum(_Merge):
 
     def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(values).amax(dim=0)
+
+
+class Minimum(_Merge):
+    """The element-wise minimum of the inputs.
+
+    Value rule: `min(x1, x2, ...)`. Mask rule: a step masked in any input is masked.
+
+    Example:
+        >>> a = Masked.pad([torch.ones(2, 3), torch.ones(1, 3)])
+        >>> Minimum()([a, a.with_values(-a.values)]).values[0, 0].tolist()
+        [-1.0, -1.0, -1.0]
+
+    Args:
+        name: layer name.
+    Inputs of one shape `(batch, time, ...)`.
+    """
+
+    def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(values).amin(dim=0)
+
+
+class Dot(_Merge):
+    """The dot product of two inputs along one axis of each, per sample (Keras's
+    `batch_dot`): `(batch, *A, k)` and `(batch, k, *B)`, the `k` axes wherever they
+    are, give `(batch, *A, *B)` (`(batch, 1)` when nothing is left).
+
+    Value rule: as Keras; with `normalize=True` both inputs are first scaled to unit
+    L2 norm along their dot axis (cosine similarity). Padded steps are read as zeros.
+    Mask rule:
+    - input 0's time axis kept (its dot axis is not 1): the output's axis 1 is input
+      0's time axis and carries input 0's mask (Keras 3 gives no mask);
+    - a time axis contracted (dot axis 1): the sum runs over the steps real in both
+      inputs (padded steps hold zeros and add nothing, to the sum or to the norms of
+      `normalize`), and that time axis is consumed: no output mask;
+    - input 1's time axis kept while input 1 has a mask: a `MaskError`. Its padded
+      steps would become output positions holding 0 that no mask can describe (a
+      softmax over them would give padding weight): use `Attention` or
+      `MultiHeadAttention`, which mask the padded keys.
+
+    Example:
+        >>> q = Masked.pad([torch.ones(3, 4), torch.ones(2, 4)])
+        >>> k = torch.ones(2, 5, 4)
+        >>> y = Dot(axes=(2, 2))([q, k])
+        >>> y.values.shape, y.lengths.tolist()
+        (torch.Size([2, 3, 5]), [3, 2])
+
+    Args:
+        axes: the dot axis of both inputs (an int), or one per input (a pair); not 0.
+        normalize: L2-normalize both inputs along their dot axis first.
+        name: layer name.
+    """
+
+    min_inputs = 2
+    max_inputs = 2
+
+    def __init__(
+        self,
+        axes: int | tuple[int, int] | list[int],
+        normalize: bool = False,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        pair = [axes, axes] if isinstance(axes, int) else axes
+        if (
+            not isinstance(pair, list | tuple)
+            or len(pair) != 2
+            or any(isinstance(a, bool) or not isinstance(a, int) or a == 0 for a in pair)
+        ):
+            raise ConfigError(
+                format_error(
+                    "Dot axes must be one axis, or one per input, after the batch axis.",
+                    expected="an int like -1 or 2, or a pair like (2, 2); not 0 (batch)",
+                    received=repr(axes),
+                )
+            )
+        self.axes = axes
+        self.normalize = bool(normalize)
+        self.pair = (int(pair[0]), int(pair[1]))
+        self._resolved: tuple[int, int] = self.pair
+
+    @property
+    def consumes_mask(self) -> bool:
+        return self.pair[0] == 1
+
+    def _check_shapes(self, values: list[torch.Tensor]) -> None:
+        a, b = values
+        self._resolved = (self.pair[0] % a.dim(), self.pair[1] % b.dim())
+        first, second = self._resolved
+        if a.shape[0] != b.shape[0] or 0 in self._resolved or a.shape[first] != b.shape[second]:
+            raise ShapeError(
+                format_error(
+                    f"Dot layer {self.name!r} cannot take the dot product of inputs "
+                    f"{tuple(a.shape)} and {tuple(b.shape)} along axes {self._resolved}.",
+                    expected="one batch size, and dot axes (not the batch axis) of one size",
+                    received=f"axis {first} of size {a.shape[first]}, axis {second} of "
+                    f"size {b.shape[second]}",
+                )
+            )
+
+    def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
+        first, second = self._resolved
+        a, b = values
+        if self.normalize:
+            a = l2_normalize(a, (first,), epsilon=1e-7)
+            b = l2_normalize(b, (second,), epsilon=1e-7)
+        left = a.movedim(first, -1)
+        right = b.movedim(second, 1)
+        batch, size = left.shape[0], left.shape[-1]
+        out = left.reshape(batch, -1, size) @ right.reshape(batch, size, -1)
+        out = out.reshape(batch, *left.shape[1:-1], *right.shape[2:])
+        return out.unsqueeze(-1) if out.dim() == 1 else out
+
+    def merge_mask(self, masks: list[torch.Tensor | None]) -> torch.Tensor | None:
+        first, second = self._resolved
+        if masks[1] is not None and second != 1:
+            raise MaskError(
+                format_error(
+                    f"Dot layer {self.name!r} keeps the time axis of input 1, which has a "
+                    "mask: its padded steps would become output positions no mask can "
+                    "describe, and a softmax over them would give the padding weight.",
+                    expected="input 1 without a mask, or its time axis as its dot axis "
+                    "(axes=(..., 1))",
+                    received=f"axes {self._resolved} with input 1 masked",
+                    fix="use Attention or MultiHeadAttention (they mask the padded keys), "
+                    "or pool input 1 first (GlobalAveragePooling1D).",
+                )
+            )
+        return None if first == 1 else masks[0]

@@ -1,5 +1,6 @@
-"""Normalization layers: `LayerNormalization` (per step) and `BatchNormalization`
-(statistics over the real steps of the batch only)."""
+"""Normalization layers: per step (`LayerNormalization`, `UnitNormalization`), over
+the real steps of the batch (`BatchNormalization`) or of each sequence
+(`GroupNormalization`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, format_error
+from ..errors import ConfigError, ShapeError, format_error
+from ._axes import check_axes, resolve_axes
 from .base import Layer
 
 
@@ -23,6 +25,27 @@ def _check_last_axis(layer: str, axis: Any) -> int:
             )
         )
     return -1
+
+
+def _real_positions(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The mask expanded to `values.shape[:-1]` (every position of a real step, over the
+    axes between time and features too); all True without a mask."""
+    if mask is None:
+        return torch.ones(values.shape[:-1], dtype=torch.bool, device=values.device)
+    return mask.reshape(mask.shape + (1,) * (values.dim() - 3)).expand(values.shape[:-1])
+
+
+def moments_over_real(
+    values: torch.Tensor, real: torch.Tensor, dims: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and biased variance along `dims` (kept, of size 1) over the positions
+    where `real` (broadcastable to `values`) is True; 0 and 0 where there is none.
+    Padded positions must hold zeros (`Layer.prepare_values`)."""
+    count = torch.broadcast_to(real, values.shape).sum(dim=dims, keepdim=True)
+    safe_count = count.clamp(min=1).to(values.dtype)
+    mean = values.sum(dim=dims, keepdim=True) / safe_count
+    centered = torch.where(real, values - mean, torch.zeros_like(values))
+    return mean, centered.square().sum(dim=dims, keepdim=True) / safe_count
 
 
 def _affine_weights(
@@ -86,7 +109,8 @@ class LayerNormalization(Layer):
 
 
 def _affine(
-    normalized: torch.Tensor, layer: LayerNormalization | BatchNormalization
+    normalized: torch.Tensor,
+    layer: LayerNormalization | BatchNormalization | GroupNormalization,
 ) -> torch.Tensor:
     if layer.gamma is not None:
         normalized = normalized * layer.gamma
@@ -175,20 +199,136 @@ class BatchNormalization(Layer):
         self, values: torch.Tensor, mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         flat = values.reshape(-1, values.shape[-1])
-        if mask is None:
-            real = torch.ones(flat.shape[0], 1, dtype=torch.bool, device=values.device)
-        else:
-            steps = mask.reshape(mask.shape + (1,) * (values.dim() - 3))
-            real = steps.expand(values.shape[:-1]).reshape(-1, 1)
-        count = real.sum()
-        safe_count = count.clamp(min=1).to(values.dtype)
-        mean = flat.sum(dim=0) / safe_count  # padded steps hold zeros (`prepare_values`)
-        centered = torch.where(real, flat - mean, torch.zeros_like(flat))
-        variance = centered.square().sum(dim=0) / safe_count
+        real = _real_positions(values, mask).reshape(-1, 1)
+        mean, variance = moments_over_real(flat, real, (0,))
+        mean, variance = mean.squeeze(0), variance.squeeze(0)
         with torch.no_grad():
-            update = count > 0
+            update = real.any()
             new_mean = self.moving_mean * self.momentum + mean * (1.0 - self.momentum)
             new_var = self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
             self.moving_mean.copy_(torch.where(update, new_mean, self.moving_mean))
             self.moving_variance.copy_(torch.where(update, new_var, self.moving_variance))
         return mean, variance
+
+
+class UnitNormalization(Layer):
+    """Scale to unit L2 norm over `axis`: `x / max(sqrt(sum(x ** 2)), 1e-12)`.
+
+    Value rule: as Keras. Over feature axes, each step on its own; over the time axis
+    (`axis=1`), the padded steps are read as zeros and so add nothing to the norm: the
+    norm is over the real steps. Mask rule: the mask passes on unchanged.
+
+    Example:
+        >>> y = UnitNormalization()(torch.tensor([[[3.0, 4.0]]]))
+        >>> [round(v, 4) for v in y.values[0, 0].tolist()]
+        [0.6, 0.8]
+
+    Args:
+        axis: an axis after the batch axis (default -1), or a list of them.
+        name: layer name.
+    """
+
+    float_inputs = True
+
+    def __init__(
+        self, axis: int | list[int] | tuple[int, ...] = -1, name: str | None = None
+    ) -> None:
+        super().__init__(name=name)
+        axes = check_axes("UnitNormalization", axis)
+        self.axis = axis
+        self.axes = axes
+
+    def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        dims = resolve_axes(f"UnitNormalization {self.name!r}", self.axes, values)
+        return l2_normalize(values, dims, epsilon=1e-12)
+
+
+def l2_normalize(values: torch.Tensor, dims: tuple[int, ...], epsilon: float) -> torch.Tensor:
+    """Keras's `ops.normalize` (order 2): `x / max(norm(x), epsilon)` along `dims`."""
+    square_sum = values.square().sum(dim=dims, keepdim=True)
+    return values * torch.rsqrt(square_sum.clamp(min=epsilon**2))
+
+
+class GroupNormalization(Layer):
+    """Normalize each sequence's channels in `groups` groups, with the mean and biased
+    variance of each group over the REAL steps of that sequence.
+
+    Value rule: the channels (last axis) are split into `groups` groups of equal size;
+    for each sequence and group, the statistics are taken over its real steps and the
+    group's channels, then `(x - mean) / sqrt(var + epsilon) * gamma + beta`. Padded
+    steps (read as zeros, NaN included) do not shift the statistics, so a sequence
+    gives the same real outputs alone or padded in a batch; Keras 3 ignores the mask
+    and counts the padding. A sequence without a real step is normalized with mean 0
+    and variance 0. Mask rule: the mask passes on unchanged.
+
+    Example:
+        >>> x = Masked.pad([torch.tensor([[1.0, 3.0], [3.0, 1.0]]), torch.ones(1, 2)])
+        >>> GroupNormalization(groups=1)(x).values[0, 0].tolist()
+        [-0.999..., 0.999...]
+
+    Args:
+        groups: the number of groups; it divides the channels; -1 means one group per
+            channel (instance normalization).
+        axis: the channel axis; only -1 (the last axis) is supported.
+        epsilon: added to the variance.
+        center: learn an offset `beta` (zeros at start).
+        scale: learn a scale `gamma` (ones at start).
+        name: layer name.
+    Input `(batch, time, ..., channels)`; output the same shape.
+    """
+
+    float_inputs = True
+
+    def __init__(
+        self,
+        groups: int = 32,
+        axis: int = -1,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < -1 or groups == 0:
+            raise ConfigError(
+                format_error(
+                    "GroupNormalization groups must be a positive integer, or -1.",
+                    expected="an int >= 1, or -1 for one group per channel",
+                    received=repr(groups),
+                )
+            )
+        self.groups = groups
+        self.axis = _check_last_axis("GroupNormalization", axis)
+        self.epsilon = float(epsilon)
+        self.center = center
+        self.scale = scale
+        self.gamma: nn.Parameter | None = None
+        self.beta: nn.Parameter | None = None
+
+    def _group_count(self, channels: int) -> int:
+        groups = channels if self.groups == -1 else self.groups
+        if channels % groups != 0:
+            raise ShapeError(
+                format_error(
+                    f"GroupNormalization {self.name!r}: {groups} groups do not divide "
+                    f"{channels} channels.",
+                    expected="a number of groups that divides the channels (last axis)",
+                    received=f"groups={self.groups}, channels={channels}",
+                    fix="choose groups among the divisors of the channel count.",
+                )
+            )
+        return groups
+
+    def build(self, input_shape: Any) -> None:
+        channels = int(input_shape[-1])
+        self._group_count(channels)
+        self.gamma, self.beta = _affine_weights(channels, self.scale, self.center)
+
+    def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        channels = values.shape[-1]
+        groups = self._group_count(channels)
+        grouped = values.reshape(values.shape[0], -1, groups, channels // groups)
+        real = _real_positions(values, mask).reshape(values.shape[0], -1, 1, 1)
+        mean, variance = moments_over_real(grouped, real, (1, 3))
+        normalized = (grouped - mean) * torch.rsqrt(variance + self.epsilon)
+        return _affine(normalized.reshape(values.shape), self)

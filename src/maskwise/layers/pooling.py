@@ -1,11 +1,11 @@
 """Pooling over the real steps (global, and in windows: `MaxPooling1D`,
-`AveragePooling1D`), and `Cropping1D`."""
+`AveragePooling1D`)."""
 
 from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError, ShapeError, format_error
+from ..errors import ShapeError, format_error
 from ..masked import fill_padding
 from ._windows import Window, check_3d, check_channels_last, check_padding, positive_int
 from .base import Layer
@@ -32,10 +32,12 @@ def _real(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 
 def _lowest(values: torch.Tensor) -> torch.Tensor:
-    """A 0-dim tensor below or equal to every value: `-inf`, or an integer type's min
-    (a finite float would beat real steps that are all `-inf`)."""
+    """A 0-dim tensor below or equal to every value: `-inf`, an integer type's min (a
+    finite float would beat real steps that are all `-inf`), or False for booleans."""
     if values.is_floating_point():
         return values.new_full((), float("-inf"))
+    if values.dtype == torch.bool:
+        return values.new_zeros(())
     return values.new_full((), torch.iinfo(values.dtype).min)
 
 
@@ -235,55 +237,3 @@ class AveragePooling1D(_WindowPooling1D):
 
     def reduce(self, values: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         return mean_over_real(values, real, dim=-1)
-
-
-class Cropping1D(Layer):
-    """Remove `cropping[0]` steps at the start and `cropping[1]` at the end.
-
-    Value rule: `x[:, a:time - b]`. Mask rule: the mask is cropped the same way (Keras 3
-    drops it with a warning).
-
-    Example:
-        >>> x = Masked.pad([torch.ones(5, 1), torch.ones(3, 1)])
-        >>> Cropping1D((1, 1))(x).mask.tolist()
-        [[True, True, True], [True, True, False]]
-
-    Args:
-        cropping: `(a, b)` steps to remove at the start and the end, or one int for both.
-        name: layer name.
-    Input `(batch, time, ...)`; output `(batch, time - a - b, ...)`.
-    """
-
-    def __init__(
-        self, cropping: int | tuple[int, int] | list[int] = (1, 1), name: str | None = None
-    ) -> None:
-        super().__init__(name=name)
-        pair = (cropping, cropping) if isinstance(cropping, int) else tuple(cropping)
-        if len(pair) != 2 or any(
-            isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in pair
-        ):
-            raise ConfigError(
-                format_error(
-                    "Cropping1D cropping must be two non-negative integers (start, end).",
-                    received=repr(cropping),
-                )
-            )
-        self.cropping = pair
-
-    def _crop(self, tensor: torch.Tensor) -> torch.Tensor:
-        start, end = self.cropping
-        return tensor[:, start : tensor.shape[1] - end]
-
-    def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        if sum(self.cropping) >= values.shape[1]:
-            raise ShapeError(
-                format_error(
-                    f"Cropping1D {self.name!r} would remove every step.",
-                    expected=f"cropping {self.cropping} summing to less than the time axis",
-                    received=f"values {tuple(values.shape)} with time {values.shape[1]}",
-                )
-            )
-        return self._crop(values)
-
-    def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
-        return None if mask is None else self._crop(mask)
