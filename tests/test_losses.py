@@ -631,6 +631,103 @@ def test_integer_predictions_do_not_truncate_float_targets():
     assert losses.MeanSquaredError()(y_true, y_pred).item() == pytest.approx(expected)
 
 
+# ---------------------------------------------------------------------- normalizer
+def _pieces_case():
+    """Logits, mask, class ids and sequence weights of a ragged batch of 4 sequences
+    (lengths 5, 1, 2, 4); the pieces `[0:1]` and `[1:4]` hold 5 and 7 real steps."""
+    torch.manual_seed(0)
+    lengths = [5, 1, 2, 4]
+    values = torch.randn(4, 5, 3, requires_grad=True)
+    mask = lengths_to_mask(lengths, 5)
+    y = torch.randint(0, 3, (4, 5))
+    y[~mask] = IGNORE_INDEX
+    weight = torch.tensor([1.0, 3.0, 0.5, 2.0])
+    return values, mask, y, weight
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sequence_mean", "sum"])
+def test_pieces_with_the_whole_batch_normalizer_add_up_to_the_whole_batch(reduction):
+    values, mask, y, weight = _pieces_case()
+    loss_fn = losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
+    class_weight = {0: 1.0, 1: 2.0, 2: 0.5}
+    whole = loss_fn(y, Masked(values, mask), weight, class_weight)
+    pieces = [slice(0, 1), slice(1, 4)]  # 5 real steps, then 7
+    outs = [Masked(values[p], mask[p]) for p in pieces]
+    total = 1.0 if reduction == "sum" else sum(loss_fn.denominator(out) for out in outs)
+    added = sum(
+        loss_fn(y[p], out, weight[p], class_weight, normalizer=total)
+        for p, out in zip(pieces, outs, strict=True)
+    )
+    torch.testing.assert_close(added, whole, rtol=1e-6, atol=1e-7)
+    if reduction != "sum":  # the mean of the pieces' own means is another number
+        with torch.no_grad():
+            own = [loss_fn(y[p], out, weight[p], class_weight) for p, out in zip(pieces, outs)]
+        assert abs(float(sum(own)) / 2 - float(whole.detach())) > 1e-2
+
+
+def test_ddp_gradient_averaging_with_normalizer_n_over_w_gives_the_whole_batch_gradient():
+    # DDP averages the W processes' gradients: with normalizer = N / W (N: the real
+    # steps of the whole batch) the average is the gradient of the whole batch's mean.
+    values, mask, y, weight = _pieces_case()
+    loss_fn = losses.SparseCategoricalCrossentropy(from_logits=True)
+    (whole_grad,) = torch.autograd.grad(loss_fn(y, Masked(values, mask), weight), values)
+    pieces, world = [slice(0, 1), slice(1, 4)], 2
+    total = sum(int(mask[p].sum()) for p in pieces)
+    averaged = torch.zeros_like(values)
+    naive = torch.zeros_like(values)
+    for p in pieces:
+        rows = Masked(values[p], mask[p])
+        (grad,) = torch.autograd.grad(
+            loss_fn(y[p], rows, weight[p], normalizer=total / world), values
+        )
+        averaged += grad / world
+        (grad,) = torch.autograd.grad(loss_fn(y[p], rows, weight[p]), values)
+        naive += grad / world
+    torch.testing.assert_close(averaged, whole_grad, rtol=1e-6, atol=1e-8)
+    assert float((naive - whole_grad).abs().max()) > 1e-3
+
+
+def test_normalizer_replaces_the_count_and_zero_gives_zero():
+    values = torch.zeros(1, 3, 1)
+    out = Masked(values, lengths_to_mask([2], 3))
+    y = torch.tensor([[[2.0], [4.0], [float("nan")]]])
+    mse = losses.MeanSquaredError()
+    assert float(mse(y, out)) == pytest.approx(10.0)  # (4 + 16) / 2
+    assert float(mse(y, out, normalizer=5)) == pytest.approx(4.0)  # (4 + 16) / 5
+    assert float(mse(y, out, normalizer=torch.tensor(10))) == pytest.approx(2.0)
+    empty = Masked(values, lengths_to_mask([0], 3))
+    assert float(mse(y, empty, normalizer=0)) == 0.0
+
+
+def test_denominator_counts_what_each_reduction_divides_by():
+    out = Masked(torch.zeros(3, 4, 2), lengths_to_mask([4, 0, 2], 4))
+    assert int(losses.SparseCategoricalCrossentropy().denominator(out)) == 6
+    seq = losses.SparseCategoricalCrossentropy(reduction="sequence_mean")
+    assert int(seq.denominator(out)) == 2  # the empty sequence does not count
+    assert int(losses.MeanSquaredError().denominator(torch.zeros(3, 1))) == 3  # per sequence
+    with pytest.raises(ConfigError, match="'sum' reduction divides by no count"):
+        losses.MeanSquaredError(reduction="sum").denominator(out)
+
+
+@pytest.mark.parametrize(
+    ("normalizer", "reduction", "error", "message"),
+    [
+        (4.0, "keras2", ConfigError, "'keras2' reduction cannot take a normalizer"),
+        (-1.0, "mean", ConfigError, "finite number >= 0.*received: -1.0"),
+        (float("nan"), "mean", ConfigError, "finite number >= 0.*received: nan"),
+        ("4", "mean", ConfigError, "finite number >= 0.*received: '4'"),
+        (True, "mean", ConfigError, "finite number >= 0.*received: True"),
+        (torch.ones(2), "mean", ShapeError, "one number.*shape \\(2,\\)"),
+    ],
+)
+def test_bad_normalizer_is_refused(normalizer, reduction, error, message):
+    out = Masked(torch.zeros(1, 2, 1), lengths_to_mask([2], 2))
+    with pytest.raises(error, match="(?s)" + message):
+        losses.MeanSquaredError(reduction=reduction)(
+            torch.zeros(1, 2, 1), out, normalizer=normalizer
+        )
+
+
 def test_a_class_axis_of_size_zero_is_a_named_error():
     for loss in (losses.CategoricalCrossentropy(), losses.SparseCategoricalCrossentropy()):
         with pytest.raises(ShapeError, match="no class axis"):

@@ -26,6 +26,26 @@ Reductions (`reduction=`):
 
 A batch with no real step gives 0 (with zero gradients), never NaN.
 
+Global normalisation (`normalizer=`). A batch split across processes (data parallel)
+or into micro-batches (gradient accumulation) must be divided by the real steps of the
+*whole* batch, not each piece by its own: with ragged data the pieces hold different
+numbers of real steps, and the mean of per-piece means is not the mean over the batch.
+`loss(y_true, y_pred, normalizer=n)` replaces the reduction's own denominator by `n`:
+- `"mean"`: the sum of the weighted per-step losses over *this* piece's real steps,
+  divided by `n` (sample and class weights multiply the per-step losses as without
+  `n`; the denominator stays a count of steps, not a sum of weights);
+- `"sequence_mean"`: the sum of this piece's per-sequence means divided by `n`, the
+  number of sequences with a real step in the whole batch;
+- `"sum"`: the sum divided by `n` (it has no count: `n = 1` is the piece's sum);
+- `"keras2"`: refused, its per-batch fractions have no global form.
+Then the sum of the pieces' losses is the loss of the whole batch. Under
+`DistributedDataParallel`, which *averages* the gradients of W processes, pass
+`n = N / W` where N is the count over every process (`maskwise.distributed
+.global_real_steps`): the averaged gradient is then `(1/W) sum_r grad(S_r W / N) =
+grad(sum_r S_r / N)`, the gradient of one process on the whole batch (for `"sum"`,
+`n = 1 / W`). With gradient accumulation (k micro-batches, gradients summed), N counts
+all k micro-batches. `Loss.denominator(y_pred)` gives one piece's share of N.
+
 Argument order. The order is Keras's, `(y_true, y_pred)`, for losses and metrics alike
 (`metric.update(y_true, y_pred)`). Arguments evidently passed the other way round raise
 an error instead of giving a wrong number (`read_pair`):
@@ -212,6 +232,23 @@ def _order_error(
             fix=f"swap the two arguments: `{usage}`, e.g. `(batch.y, model(batch.x))`." + extra,
         )
     )
+
+
+def _step_mask(y_pred: Masked | torch.Tensor) -> torch.Tensor:
+    """The steps a loss counts in the output `y_pred`, as a boolean tensor of its step
+    shape: its mask, else every row (`(batch, time)` or `(batch,)`)."""
+    values, mask = split_output(y_pred)
+    if mask is not None:
+        return mask
+    step_shape = values.shape[:-1] if values.dim() > 1 else values.shape
+    return _real_steps(step_shape, None, values.device)
+
+
+def counted_steps(y_pred: Masked | torch.Tensor) -> torch.Tensor:
+    """How many steps a loss counts in the output `y_pred` (an int64 scalar): the real
+    steps of its mask, else one per row of its step shape (`(batch,)` for a
+    per-sequence output). The denominator of the `"mean"` reduction."""
+    return _step_mask(y_pred).sum()
 
 
 def _real_steps(
@@ -473,22 +510,29 @@ def _reduce(
     weight: torch.Tensor | None,
     masked: bool,
     reduction: str,
+    normalizer: float | torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Reduce per-step losses `loss` (step shape) over the real steps."""
+    """Reduce per-step losses `loss` (step shape) over the real steps; `normalizer`
+    replaces the denominator (see the module docstring)."""
     if reduction == "keras2":
         return _reduce_keras2(loss, real, weight, masked)
     if weight is not None:
         loss = loss * broadcast_weight(weight, loss.shape)
     loss = torch.where(real, loss, torch.zeros_like(loss))
-    if reduction == "sum":
-        return loss.sum()
     if reduction == "mean":
-        return loss.sum() / real.sum().clamp_min(1).to(loss.dtype)
-    # sequence_mean
-    rows = loss.reshape(loss.shape[0], -1).sum(1)
-    counts = real.reshape(real.shape[0], -1).sum(1)
-    means = rows / counts.clamp_min(1).to(loss.dtype)
-    return means.sum() / (counts > 0).sum().clamp_min(1).to(loss.dtype)
+        total, count = loss.sum(), real.sum()
+    elif reduction == "sum":
+        total, count = loss.sum(), torch.ones((), device=loss.device)
+    else:  # sequence_mean
+        rows = loss.reshape(loss.shape[0], -1).sum(1)
+        counts = real.reshape(real.shape[0], -1).sum(1)
+        total, count = (rows / counts.clamp_min(1).to(loss.dtype)).sum(), (counts > 0).sum()
+    if normalizer is not None:
+        count = torch.as_tensor(normalizer, device=loss.device)
+        # A whole batch without a real step has a sum of 0 on every piece: 0, not NaN.
+        count = torch.where(count > 0, count, torch.ones_like(count))
+        return total / count.to(loss.dtype)
+    return total / count.clamp_min(1).to(loss.dtype)
 
 
 def _reduce_keras2(
@@ -559,6 +603,7 @@ class Loss:
         y_pred: Masked | torch.Tensor,
         sample_weight: Any = None,
         class_weight: ClassWeight | None = None,
+        normalizer: float | torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The reduced loss over the real steps of `y_pred` (a scalar tensor).
 
@@ -574,7 +619,11 @@ class Loss:
             class_weight: `{class_id: weight}` (keys: class ids `0..classes - 1`; an
                 absent class weighs 1) or a list of one weight per class (class targets
                 only); multiplies the sample weight of each step.
+            normalizer: the denominator of the whole batch when `y_pred` is one piece
+                of it (data parallel, gradient accumulation): see the module docstring.
+                None divides by this batch's own count.
         """
+        self._check_normalizer(normalizer)
         usage = f"{type(self).__name__}()(y_true, y_pred)"
         values, mask, targets = read_pair(y_true, y_pred, usage, self.labels)
         loss, real, class_ids = self.per_step(values, targets, mask)
@@ -593,7 +642,70 @@ class Loss:
             table = _class_weight_table(class_weight, _num_classes(values), loss.device, loss.dtype)
             by_class = table[class_ids]
             weight = by_class if weight is None else broadcast_weight(weight, loss.shape) * by_class
-        return _reduce(loss, real, weight, mask is not None, self.reduction)
+        return _reduce(loss, real, weight, mask is not None, self.reduction, normalizer)
+
+    def denominator(self, y_pred: Masked | torch.Tensor) -> torch.Tensor:
+        """This batch's share of the `normalizer` of a whole batch (an int64 scalar).
+
+        `"mean"`: the steps the loss counts (`counted_steps`); `"sequence_mean"`: the
+        sequences with at least one real step. Summed over the pieces of a batch (and
+        all-reduced across processes), it is the `normalizer` of each piece. The
+        `"sum"` and `"keras2"` reductions have no count: a `ConfigError`.
+        """
+        if self.reduction not in ("mean", "sequence_mean"):
+            raise ConfigError(
+                format_error(
+                    f"{self.name}: the {self.reduction!r} reduction divides by no count.",
+                    expected="reduction 'mean' or 'sequence_mean'",
+                    received=f"reduction={self.reduction!r}",
+                    fix="for 'sum', pass normalizer=1 / world_size() under data parallel "
+                    "(DDP averages the gradients); 'keras2' cannot be split.",
+                )
+            )
+        real = _step_mask(y_pred)
+        if self.reduction == "sequence_mean":
+            return (real.reshape(real.shape[0], -1).sum(1) > 0).sum()
+        return real.sum()
+
+    def _check_normalizer(self, normalizer: float | torch.Tensor | None) -> None:
+        """Refuse a normalizer with the keras2 reduction, or one that is not a count."""
+        if normalizer is None:
+            return
+        if self.reduction == "keras2":
+            raise ConfigError(
+                format_error(
+                    f"{self.name}: the 'keras2' reduction cannot take a normalizer.",
+                    expected="reduction 'mean', 'sequence_mean' or 'sum'",
+                    received="reduction='keras2' with normalizer=...",
+                    fix="Keras 2 weights each batch by its own fraction of real steps, "
+                    "which has no form over a batch split across processes or "
+                    "micro-batches: use reduction='mean'.",
+                )
+            )
+        if isinstance(normalizer, torch.Tensor):
+            if normalizer.numel() != 1:
+                raise ShapeError(
+                    format_error(
+                        f"{self.name}: normalizer must be one number.",
+                        expected="a scalar tensor or a number (the whole batch's count)",
+                        received=f"a tensor of shape {tuple(normalizer.shape)}",
+                    )
+                )
+            return
+        if (
+            isinstance(normalizer, bool)
+            or not isinstance(normalizer, int | float | np.number)
+            or not math.isfinite(normalizer)
+            or normalizer < 0
+        ):
+            raise ConfigError(
+                format_error(
+                    f"{self.name}: normalizer must be a finite number >= 0.",
+                    expected="the count of real steps of the whole batch, e.g. "
+                    "`global_real_steps(y_pred) / world_size()`",
+                    received=repr(normalizer),
+                )
+            )
 
 
 def _num_classes(values: torch.Tensor) -> int:

@@ -118,6 +118,44 @@ def test_loader_argument_errors():
         make_loader(xs, ys, batch_size=-1)
 
 
+def test_each_rank_gets_its_share_of_the_global_batches():
+    x, y = _ragged(23)
+    single = [b.index.tolist() for b in make_loader(x, y, batch_size=8, seed=4)]
+    ranks = [list(make_loader(x, y, batch_size=8, seed=4, rank=r, world_size=3)) for r in range(3)]
+    assert [len(batches) for batches in ranks] == [len(single)] * 3
+    for step, indices in enumerate(single):
+        shares = [ranks[r][step].index.tolist() for r in range(3)]
+        assert sorted(i for share in shares for i in share) == sorted(indices)
+        for r in range(3):  # each share is padded to its own longest sequence
+            batch = ranks[r][step]
+            assert batch.x.values.shape[1] == max(len(x[i]) for i in shares[r])
+
+
+def test_an_empty_share_is_an_empty_batch_with_the_data_layout():
+    x, y = _ragged(5)
+    batches = list(make_loader(x, y, batch_size=4, shuffle=False, rank=1, world_size=2))
+    assert [b.size for b in batches] == [2, 0]  # the last global batch holds 1 sequence
+    empty, full = batches[1], batches[0]
+    assert empty.x.values.shape[0] == empty.x.mask.shape[0] == empty.y.shape[0] == 0
+    assert empty.x.values.shape[2:] == full.x.values.shape[2:]
+    assert empty.x.values.dtype == full.x.values.dtype and empty.y.dtype == full.y.dtype
+
+
+def test_rank_and_world_size_go_together():
+    x, y = _ragged(4)
+    with pytest.raises(ConfigError, match=r"(?s)rank and world_size go together.*rank=1"):
+        make_loader(x, y, rank=1)
+    with pytest.raises(ConfigError, match=r"(?s)rank must be in.*rank=3, world_size=2"):
+        make_loader(x, y, rank=3, world_size=2)
+
+
+def test_the_global_batch_holds_at_least_one_sequence_per_process():
+    x, y = _ragged(8)
+    loader = make_loader(x, y, batch_size=2, rank=0, world_size=3)
+    with pytest.raises(ConfigError, match=r"(?s)batch_size 2 is smaller than the 3 processes"):
+        list(loader)
+
+
 def test_a_list_of_empty_sequences_loads():
     x = [np.zeros((0, 2), "float32"), np.zeros((0, 2), "float32")]
     batch = next(iter(make_loader(x, batch_size=2, shuffle=False)))

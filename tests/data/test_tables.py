@@ -155,6 +155,22 @@ def test_streaming_does_not_hold_the_file_in_memory(tmp_path):
     assert peak < file_bytes / 5
 
 
+def test_unsharded_streamed_shares_are_the_shares_of_the_streamed_batches(tmp_path):
+    xs, ys = _data(37)
+    path = tmp_path / "seq.parquet"
+    _write(_long(xs, ys), path, row_group_size=20)
+    data = ParquetSequences(path, "seq", "step", ["a", "b"], "label", window=16, shard=False)
+    single = list(make_loader(data, batch_size=6, seed=2))
+    ranks = [list(make_loader(data, batch_size=6, seed=2, rank=r, world_size=2)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(single)
+    for step, batch in enumerate(single):
+        indices = batch.index.tolist()
+        assert [b.index.tolist() for b in (ranks[0][step], ranks[1][step])] == [
+            indices[0::2],
+            indices[1::2],
+        ]
+
+
 def _steps_frame() -> pd.DataFrame:
     return pd.DataFrame(
         {"seq": [0.0, 0.0, 1.0, 1.0], "step": [0.0, 1.0, 0.0, 1.0], "a": [1.0, 2.0, 3.0, 4.0]},
@@ -205,3 +221,65 @@ def test_parquet_rows_without_an_id_or_a_step_and_duplicate_steps(tmp_path):
     data = ParquetSequences(tmp_path / "twice.parquet", "seq", "step", ["a"], rows_per_read=3)
     with pytest.raises(ShapeError, match=r"Sequence 1.0 has two rows with step 0.0 .*row 3\)"):
         list(data)
+
+
+def _row_groups_read(monkeypatch) -> list[int]:
+    """Record the row groups every `iter_batches` call reads (None: all of them)."""
+    read: list[int] = []
+    original = pq.ParquetFile.iter_batches
+
+    def recording(self, *args, row_groups=None, **kwargs):
+        read.extend(range(self.num_row_groups) if row_groups is None else row_groups)
+        return original(self, *args, row_groups=row_groups, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", recording)
+    return read
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_sharded_streaming_reads_only_its_row_groups(tmp_path, monkeypatch, drop_last):
+    xs, ys = _data(53, seed=1)  # lengths 1..8: sequences cross the row-group boundaries
+    path = tmp_path / "seq.parquet"
+    _write(_long(xs, ys), path, row_group_size=23)
+    data = ParquetSequences(path, "seq", "step", ["a", "b"], "label", window=8)
+    n_groups = pq.ParquetFile(path).num_row_groups
+    assert n_groups >= 8
+    seen = []
+    for rank in range(3):
+        loader = make_loader(
+            data, batch_size=7, seed=1, rank=rank, world_size=3, drop_last=drop_last
+        )
+        assert len(data.lengths) == 53  # the one pass over the id column, before recording
+        read = _row_groups_read(monkeypatch)
+        batches = list(loader)
+        monkeypatch.undo()
+        # Its own row groups, and the next one where its last sequence ends.
+        own = {g for g in range(n_groups) if g % 3 == rank}
+        assert set(read) <= own | {g + 1 for g in own}
+        assert len(batches) == len(loader)  # the same count on every rank
+        assert all(b.size <= len(range(rank, 7, 3)) for b in batches)
+        mine = data.shard_positions(rank, 3).tolist()
+        indices = [i for b in batches for i in b.index.tolist()]
+        assert set(indices) <= set(mine)
+        if not drop_last:
+            assert sorted(indices) == mine
+        for b in batches:  # each row's values are its own sequence's
+            for row, i in enumerate(b.index.tolist()):
+                t = len(xs[i])
+                torch.testing.assert_close(
+                    b.x.values[row, :t], torch.from_numpy(xs[i]), rtol=0, atol=0
+                )
+        seen.append(indices)
+    assert len({len(make_loader(data, batch_size=7, rank=r, world_size=3)) for r in range(3)}) == 1
+    if not drop_last:  # together, every sequence once
+        assert sorted(i for indices in seen for i in indices) == list(range(53))
+
+
+def test_sharded_streaming_needs_a_row_group_per_process(tmp_path):
+    xs, ys = _data(6)
+    path = tmp_path / "seq.parquet"
+    _write(_long(xs, ys), path, row_group_size=1000)  # one row group
+    data = ParquetSequences(path, "seq", "step", ["a", "b"], "label")
+    loader = make_loader(data, batch_size=4, rank=1, world_size=2)
+    with pytest.raises(ConfigError, match=r"(?s)Process 1 of 2 gets no row group.*shard=False"):
+        list(loader)

@@ -9,11 +9,12 @@ from .batch import Batch
 from .datasets import SequenceDataset
 from .loader import Loader, make_loader
 from .padding import fill_after, pad_targets, target_fill
-from .sampler import LengthBucketSampler, RandomBatchSampler
+from .sampler import DistributedBatchSampler, LengthBucketSampler, RandomBatchSampler
 from .tables import ParquetSequences, from_dataframe
 
 __all__ = [
     "Batch",
+    "DistributedBatchSampler",
     "LengthBucketSampler",
     "Loader",
     "ParquetSequences",

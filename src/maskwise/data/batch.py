@@ -38,6 +38,18 @@ class Batch:
         x = tuple(move(m) for m in self.x) if isinstance(self.x, tuple) else move(self.x)
         return Batch(x, move(self.y), move(self.sample_weight), move(self.index))
 
+    def head(self, rows: int) -> Batch:
+        """The batch of its first `rows` sequences (`head(0)`: an empty batch with the
+        same inputs, dtypes and feature axes, a process's share of a small last batch)."""
+
+        def rows_of(m: Masked) -> Masked:
+            return Masked(m.values[:rows], None if m.mask is None else m.mask[:rows])
+
+        x = tuple(rows_of(m) for m in self.x) if isinstance(self.x, tuple) else rows_of(self.x)
+        y = None if self.y is None else self.y[:rows]
+        weight = None if self.sample_weight is None else self.sample_weight[:rows]
+        return Batch(x, y, weight, self.index[:rows])
+
     @property
     def size(self) -> int:
         """Number of sequences in the batch."""

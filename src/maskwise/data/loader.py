@@ -9,11 +9,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import distributed
 from ..doctor.guards import Guard
 from ..errors import ConfigError, format_error
 from .batch import Batch
 from .datasets import SequenceDataset
-from .sampler import LengthBucketSampler, RandomBatchSampler, _check_batch_size
+from .sampler import (
+    DistributedBatchSampler,
+    LengthBucketSampler,
+    RandomBatchSampler,
+    _check_batch_size,
+    check_rank,
+    share,
+)
 from .tables import ParquetSequences
 
 Data = SequenceDataset | ParquetSequences
@@ -32,6 +40,12 @@ class Loader:
     A `ParquetSequences` source is streamed: sequences are bucketed and shuffled within
     a window of `data.window` sequences, so memory stays flat whatever the file size.
 
+    Data parallel (`world_size > 1`, e.g. under torchrun): `batch_size` is the global
+    batch, and this process gets its share of each one (`DistributedBatchSampler`):
+    every process the same number of batches, together the batches of one process.
+    A process's share of a global batch smaller than the world is an empty batch
+    (`Batch.size == 0`). `len(loader)` counts batches, the same on every process.
+
     Args:
         data: a `SequenceDataset` or a `ParquetSequences`.
         batch_size: sequences per batch.
@@ -39,6 +53,9 @@ class Loader:
         bucketing: batch sequences of similar length together.
         seed: the random seed.
         drop_last: drop a last batch smaller than `batch_size`.
+        rank, world_size: this process's share of the global batches; None (both) reads
+            them from the process group when each epoch starts (`maskwise.distributed`;
+            one process without a group).
     """
 
     def __init__(
@@ -49,6 +66,8 @@ class Loader:
         bucketing: bool = True,
         seed: int = 0,
         drop_last: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
     ) -> None:
         self.data = data
         self.batch_size = _check_batch_size(batch_size)
@@ -57,6 +76,17 @@ class Loader:
         self.seed = seed
         self.drop_last = drop_last
         self.epoch = 0
+        if (rank is None) != (world_size is None):
+            raise ConfigError(
+                format_error(
+                    "rank and world_size go together.",
+                    received=f"rank={rank}, world_size={world_size}",
+                    fix="pass both, or neither to read them from the process group.",
+                )
+            )
+        self.placement = (
+            None if rank is None or world_size is None else check_rank(rank, world_size)
+        )
         if isinstance(data, ParquetSequences) and data.window < batch_size:
             raise ConfigError(
                 format_error(
@@ -81,8 +111,26 @@ class Loader:
         self.epoch = epoch
 
     def __len__(self) -> int:
+        world = self.rank_and_world()[1]
+        if isinstance(self.data, ParquetSequences) and self._sharded(world):
+            return max(self._shard_batches(self.data, r, world) for r in range(world))
         n = self.num_sequences
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def rank_and_world(self) -> tuple[int, int]:
+        """`(rank, world_size)` this loader serves: as given, else the process group's."""
+        rank, world = self.placement or (distributed.rank(), distributed.world_size())
+        if self.batch_size < world:
+            raise ConfigError(
+                format_error(
+                    f"batch_size {self.batch_size} is smaller than the {world} processes: "
+                    "some would never get a sequence.",
+                    expected=f"batch_size >= {world} (the global batch, split across them)",
+                    received=f"batch_size={self.batch_size}",
+                    fix="raise batch_size; it counts the sequences of all processes.",
+                )
+            )
+        return rank, world
 
     def __iter__(self) -> Iterator[Batch]:
         epoch = self.epoch
@@ -91,55 +139,118 @@ class Loader:
             return self._stream(self.data, epoch)
         return self._in_memory(self.data, epoch)
 
+    def _collate(self, data: SequenceDataset, indices: list[int]) -> Batch:
+        """The batch at `indices`; an empty share is the empty head of a real batch."""
+        if indices:
+            return data.collate(indices)
+        return data.collate([0]).head(0)
+
     def _sampler(
-        self, lengths: torch.Tensor, seed: int, epoch: int, drop_last: bool
+        self, lengths: torch.Tensor, seed: int, epoch: int, drop_last: bool, batch_size: int
     ) -> LengthBucketSampler | RandomBatchSampler:
         sampler: LengthBucketSampler | RandomBatchSampler
         if self.bucketing:
-            sampler = LengthBucketSampler(lengths, self.batch_size, self.shuffle, seed, drop_last)
+            sampler = LengthBucketSampler(lengths, batch_size, self.shuffle, seed, drop_last)
         else:
-            sampler = RandomBatchSampler(
-                len(lengths), self.batch_size, self.shuffle, seed, drop_last
-            )
+            sampler = RandomBatchSampler(len(lengths), batch_size, self.shuffle, seed, drop_last)
         sampler.set_epoch(epoch)
         return sampler
 
     def _in_memory(self, data: SequenceDataset, epoch: int) -> Iterator[Batch]:
-        for indices in self._sampler(data.lengths, self.seed, epoch, self.drop_last):
-            yield data.collate(indices)
+        sampler = self._sampler(data.lengths, self.seed, epoch, self.drop_last, self.batch_size)
+        for indices in DistributedBatchSampler(sampler, *self.rank_and_world()):
+            yield self._collate(data, indices)
+
+    # ------------------------------------------------------------------ streaming
+    def _sharded(self, world: int) -> bool:
+        """Whether each process streams its own row groups (`ParquetSequences.shard`)."""
+        return world > 1 and isinstance(self.data, ParquetSequences) and self.data.shard
+
+    def _shard_batches(self, data: ParquetSequences, rank: int, world: int) -> int:
+        """The batches process `rank` makes of its own sequences (sharded streaming)."""
+        n = len(data.shard_positions(rank, world))
+        size = len(share(range(self.batch_size), rank, world))
+        return n // size if self.drop_last else -(-n // size)
 
     def _stream(self, data: ParquetSequences, epoch: int) -> Iterator[Batch]:
+        """Stream the file in windows. One process, or `shard=False`: the global batches
+        (each process takes its share of each). Sharded: this process's sequences in
+        batches of its share of `batch_size`, then empty batches up to the count of the
+        process with the most, so that every process makes the same number of steps."""
+        rank, world = self.rank_and_world()
+        sharded = self._sharded(world)
+        made, last = 0, None
+        for last in self._windows(data, epoch, rank, world, sharded):
+            made += 1
+            yield last
+        if sharded and last is not None:
+            for _ in range(len(self) - made):
+                yield last.head(0)
+
+    def _windows(
+        self, data: ParquetSequences, epoch: int, rank: int, world: int, sharded: bool
+    ) -> Iterator[Batch]:
+        """The batches of the stream, a window of sequences at a time."""
+        split: tuple[int, int] | None = (rank, world)
+        items, size, key = iter(data), self.batch_size, []
+        if sharded:
+            if not len(data.shard_positions(rank, world)):
+                raise ConfigError(
+                    format_error(
+                        f"Process {rank} of {world} gets no row group of {data.path}: the "
+                        "file has fewer row groups than processes.",
+                        fix="write the file with smaller row groups (`row_group_size=`), "
+                        "or pass ParquetSequences(..., shard=False).",
+                    )
+                )
+            split, size, key = None, len(share(range(self.batch_size), rank, world)), [rank]
+            items = data.iter_shard(rank, world)
         buffer: list[Item] = []
         window = 0
-        for item in data:
+        for item in items:
             buffer.append(item)
             if len(buffer) >= data.window:
-                buffer = yield from self._flush(data, buffer, epoch, window, final=False)
+                seed = self._window_seed(key, window)
+                buffer = yield from self._flush(data, buffer, epoch, seed, False, size, split)
                 window += 1
-        if buffer:
-            yield from self._flush(data, buffer, epoch, window, final=True)
+        seed = self._window_seed(key, window)
+        yield from self._flush(data, buffer, epoch, seed, True, size, split)
+
+    def _window_seed(self, key: list[int], window: int) -> int:
+        """The shuffle seed of a window (`key`: the rank when sharded). Window 0 of one
+        process uses the seed itself: a window holding the whole file gives the batches
+        of the same data in memory."""
+        if not window and not key:
+            return self.seed
+        return int(np.random.SeedSequence([self.seed, *key, window]).generate_state(1)[0])
 
     def _flush(
-        self, data: ParquetSequences, buffer: list[Item], epoch: int, window: int, final: bool
+        self,
+        data: ParquetSequences,
+        buffer: list[Item],
+        epoch: int,
+        seed: int,
+        final: bool,
+        size: int,
+        split: tuple[int, int] | None,
     ) -> Generator[Batch, None, list[Item]]:
-        """Batch a window of sequences; a partial batch is kept for the next window."""
+        """Batch a window of sequences in batches of `size` (each process's share of
+        them when `split` is `(rank, world_size)`); a partial batch is kept for the
+        next window."""
+        if not buffer:
+            return []
         positions = torch.tensor([item[0] for item in buffer], dtype=torch.long)
         targets = None if data.target_col is None else [item[2] for item in buffer]
         window_data = SequenceDataset(
             [item[1] for item in buffer], targets, mask_value=None, num_features=data.num_features
         )
-        # Window 0 uses the seed itself: a window holding the whole file gives the
-        # batches of the same data in memory.
-        seed = self.seed
-        if window:
-            seed = int(np.random.SeedSequence([self.seed, window]).generate_state(1)[0])
         rest: list[int] = []
-        sampler = self._sampler(window_data.lengths, seed, epoch, self.drop_last and final)
+        sampler = self._sampler(window_data.lengths, seed, epoch, self.drop_last and final, size)
         for indices in sampler:
-            if not final and len(indices) < self.batch_size:
+            if not final and len(indices) < size:
                 rest = indices
                 continue
-            batch = window_data.collate(indices)
+            batch = self._collate(window_data, indices if split is None else share(indices, *split))
             yield replace(batch, index=positions[batch.index])
         return [buffer[i] for i in rest]
 
@@ -157,6 +268,8 @@ def make_loader(
     drop_last: bool = False,
     num_features: int | None = None,
     checks: str = "raise",
+    rank: int | None = None,
+    world_size: int | None = None,
 ) -> Loader:
     """A `Loader` of padded batches from the data users have.
 
@@ -189,6 +302,9 @@ def make_loader(
             on a masking mistake (a scrambled or time-major layout, NaN at a real step,
             ...) and warns on a probable one; `"warn"` warns on both; `"off"` skips
             them. A `Loader` given as `x` is returned unchecked.
+        rank, world_size: data parallel: `batch_size` is the global batch and this
+            process gets its share of each (see `Loader`); None reads them from the
+            process group (torchrun) when each epoch starts.
     """
     guard = Guard(checks, "make_loader", mask_value)
     if isinstance(x, Loader | SequenceDataset | ParquetSequences):
@@ -203,11 +319,11 @@ def make_loader(
             )
         if isinstance(x, Loader):
             return x
-        loader = Loader(x, batch_size, shuffle, bucketing, seed, drop_last)
+        loader = Loader(x, batch_size, shuffle, bucketing, seed, drop_last, rank, world_size)
         guard.data(x)
         guard.model()
         return loader
     guard.data(x, y, sample_weight)
     guard.model()
     data = SequenceDataset(x, y, sample_weight, mask_value=mask_value, num_features=num_features)
-    return Loader(data, batch_size, shuffle, bucketing, seed, drop_last)
+    return Loader(data, batch_size, shuffle, bucketing, seed, drop_last, rank, world_size)

@@ -1,6 +1,7 @@
-"""Batch samplers: `LengthBucketSampler` (similar lengths together) and `RandomBatchSampler`.
+"""Batch samplers: `LengthBucketSampler` (similar lengths together), `RandomBatchSampler`,
+and `DistributedBatchSampler` (one process's share of either).
 
-Both yield lists of indices, are reproducible from `seed`, and reshuffle
+All yield lists of indices, are reproducible from `seed`, and reshuffle
 deterministically per epoch (`set_epoch`).
 """
 
@@ -123,3 +124,67 @@ class RandomBatchSampler(_Sampler):
     def _batches(self, rng: np.random.Generator) -> list[np.ndarray]:
         order = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
         return _cut(order, self.batch_size)
+
+
+def share(indices: Sequence[int], rank: int, world_size: int) -> list[int]:
+    """Process `rank`'s share of a global batch: every `world_size`-th index from `rank`.
+
+    Shares differ in size by at most one; taking every W-th sequence of a batch sorted
+    by length gives every process sequences of about the same lengths (the same work
+    per step). A batch of fewer sequences than processes leaves some shares empty.
+    """
+    return list(indices[rank::world_size])
+
+
+def check_rank(rank: int, world_size: int) -> tuple[int, int]:
+    """`(rank, world_size)` checked: `0 <= rank < world_size`."""
+    for name, value in (("rank", rank), ("world_size", world_size)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(format_error(f"{name} must be an integer.", received=repr(value)))
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ConfigError(
+            format_error(
+                "rank must be in 0..world_size - 1.",
+                received=f"rank={rank}, world_size={world_size}",
+                fix="leave both None to read them from the process group (torchrun).",
+            )
+        )
+    return rank, world_size
+
+
+class DistributedBatchSampler:
+    """One process's share of every batch of a batch sampler (data parallel).
+
+    The wrapped sampler's `batch_size` is the *global* batch (Keras's meaning): each
+    of its batches is split across the `world_size` processes (`share`), so every
+    process gets the same number of batches, in an order fixed by the sampler's seed
+    and epoch, and together the processes see exactly the batches one process would.
+    The share of a global batch holding fewer sequences than processes may be empty.
+
+    Example:
+        >>> inner = LengthBucketSampler([5, 1, 4, 2], batch_size=2, shuffle=False)
+        >>> list(DistributedBatchSampler(inner, rank=1, world_size=2))
+        [[3], [0]]
+
+    Args:
+        sampler: a `LengthBucketSampler` or `RandomBatchSampler` of global batches.
+        rank: this process's rank.
+        world_size: the number of processes.
+    """
+
+    def __init__(
+        self, sampler: LengthBucketSampler | RandomBatchSampler, rank: int, world_size: int
+    ) -> None:
+        self.sampler = sampler
+        self.rank, self.world_size = check_rank(rank, world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the shuffle of `epoch` (every process must pass the same one)."""
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for indices in self.sampler:
+            yield share(indices, self.rank, self.world_size)

@@ -241,6 +241,10 @@ class ParquetSequences:
     number in the file).
     Iterating yields `(position, features, target)` per sequence, in file order.
 
+    Data parallel: each process reads only its row groups (`shard`): a sequence belongs
+    to the row group holding its first row, and row group `g` to process
+    `g % world_size`. The loader batches each process's sequences apart (see `Loader`).
+
     Example:
         >>> data = ParquetSequences("train.parquet", "id", "t", ["a", "b"], "label")
         >>> loader = make_loader(data, batch_size=32)  # buckets within `window` sequences
@@ -252,6 +256,10 @@ class ParquetSequences:
         window: how many sequences the loader buckets and shuffles together (memory
             holds about this many sequences).
         rows_per_read: rows read from the file at a time.
+        shard: under data parallel, read only this process's row groups (True), or
+            read the whole file and take this process's share of every batch (False:
+            the batches of one process, exactly, at the cost of reading the file once
+            per process).
     """
 
     def __init__(
@@ -265,6 +273,7 @@ class ParquetSequences:
         *,
         window: int = 4096,
         rows_per_read: int = 65536,
+        shard: bool = True,
     ) -> None:
         import pyarrow.parquet as pq
 
@@ -276,6 +285,7 @@ class ParquetSequences:
         self.per_step = per_step
         self.window = window
         self.rows_per_read = rows_per_read
+        self.shard = shard
         self.num_features = None if isinstance(feature_cols, str) else len(feature_cols)
         names = _feature_list(feature_cols)
         wanted = [sequence_col, order_col, *names, *([target_col] if target_col else [])]
@@ -283,29 +293,82 @@ class ParquetSequences:
         self._columns = list(dict.fromkeys(wanted))
         self._lengths: torch.Tensor | None = None
 
-    def _chunks(self, columns: list[str]) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-        """The file's rows, `rows_per_read` at a time: (columns, the rows' numbers)."""
+    def _chunks(
+        self, columns: list[str], rows: tuple[int, int] | None = None
+    ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """The file's rows, `rows_per_read` at a time: (columns, the rows' numbers).
+        `rows`: only the rows `[lo, hi)`, reading only the row groups that hold them."""
         import pyarrow.parquet as pq
 
-        start = 0
         # pre_buffer=False: with it pyarrow keeps every row group it has read cached
         # until the file is closed, so memory would grow with the file.
         with pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20) as file:
-            for batch in file.iter_batches(batch_size=self.rows_per_read, columns=columns):
-                yield (
-                    {c: batch.column(c).to_numpy(zero_copy_only=False) for c in columns},
-                    np.arange(start, start + batch.num_rows),
-                )
+            groups, start, (lo, hi) = None, 0, rows or (0, file.metadata.num_rows)
+            if rows is not None:
+                starts = self._group_starts(file)
+                first = int(np.searchsorted(starts, lo, side="right")) - 1
+                last = int(np.searchsorted(starts, hi, side="left"))
+                groups, start = list(range(first, last)), int(starts[first])
+            batches = file.iter_batches(
+                batch_size=self.rows_per_read, columns=columns, row_groups=groups
+            )
+            for batch in batches:
+                keep = slice(max(lo - start, 0), max(min(hi - start, batch.num_rows), 0))
+                if keep.stop > keep.start:
+                    yield (
+                        {c: batch.column(c).to_numpy(zero_copy_only=False)[keep] for c in columns},
+                        np.arange(start + keep.start, start + keep.stop),
+                    )
                 start += batch.num_rows
 
+    @staticmethod
+    def _group_starts(file: Any) -> np.ndarray:
+        """int64 `(groups + 1,)`: the first row of each row group, then the row count."""
+        sizes = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
+        return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+
     def __iter__(self) -> Iterator[tuple[int, np.ndarray, Any]]:
-        chunks = (
-            _chunk(c, rows, self.sequence_col, self.order_col, self.feature_cols, self.target_col)
-            for c, rows in self._chunks(self._columns)
+        return self._sequences(self._columns_chunks(None), 0)
+
+    def _columns_chunks(self, rows: tuple[int, int] | None) -> Iterator[Chunk]:
+        return (
+            _chunk(c, r, self.sequence_col, self.order_col, self.feature_cols, self.target_col)
+            for c, r in self._chunks(self._columns, rows)
         )
-        for position, pieces in enumerate(_grouped(chunks)):
+
+    def _sequences(
+        self, chunks: Iterator[Chunk], first: int
+    ) -> Iterator[tuple[int, np.ndarray, Any]]:
+        for position, pieces in enumerate(_grouped(chunks), start=first):
             _, x, y = _sequence(pieces, self.per_step, self.order_col)
             yield position, x, y
+
+    def shard_positions(self, rank: int, world_size: int) -> np.ndarray:
+        """int64: the positions of the sequences process `rank` reads (`shard`): those
+        whose first row lies in a row group `g` with `g % world_size == rank`."""
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(self.path) as file:
+            starts = self._group_starts(file)
+        lengths = self.lengths.numpy()
+        first_rows = np.cumsum(lengths) - lengths
+        groups = np.searchsorted(starts, first_rows, side="right") - 1
+        return np.flatnonzero(groups % world_size == rank)
+
+    def iter_shard(self, rank: int, world_size: int) -> Iterator[tuple[int, np.ndarray, Any]]:
+        """`(position, features, target)` of process `rank`'s sequences, in file
+        order, reading only the row groups that hold them."""
+        positions = self.shard_positions(rank, world_size)
+        if not len(positions):
+            return
+        lengths = self.lengths.numpy()
+        ends = np.cumsum(lengths)
+        # Runs of consecutive positions: each is one range of rows read in one go.
+        breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+        for run in np.split(positions, breaks):
+            first, last = int(run[0]), int(run[-1])
+            rows = (int(ends[first] - lengths[first]), int(ends[last]))
+            yield from self._sequences(self._columns_chunks(rows), first)
 
     @property
     def lengths(self) -> torch.Tensor:

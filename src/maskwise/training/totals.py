@@ -13,13 +13,8 @@ from ..masked import Masked
 
 
 def output_steps(out: Masked | torch.Tensor) -> torch.Tensor:
-    """Number of steps the loss counts in `out`: the real steps of its mask, else one per
-    row of the step shape (`(batch,)` for a per-sequence output)."""
-    values, mask = losses_module.split_output(out)
-    if mask is not None:
-        return mask.sum()
-    count = values.shape[:-1].numel() if values.dim() > 1 else values.numel()
-    return torch.tensor(count, device=values.device)
+    """Number of steps the loss counts in `out` (`maskwise.losses.counted_steps`)."""
+    return losses_module.counted_steps(out)
 
 
 def real_steps(out: Masked | torch.Tensor, x: Masked | tuple[Masked, ...]) -> torch.Tensor:

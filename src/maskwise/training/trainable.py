@@ -152,6 +152,7 @@ class Trainable(nn.Module):
         resume_from: str | Path | None = None,
         mask_value: float | None = 0.0,
         checks: str = "raise",
+        steps_per_update: int = 1,
     ) -> History:
         """Train for `epochs` epochs; returns a `History` (`history.history[key]` per epoch).
 
@@ -163,7 +164,8 @@ class Trainable(nn.Module):
             y: targets, per step or per sequence (None when `x` holds them).
             epochs: the index of the last epoch, like Keras: a resumed fit continues from
                 the checkpoint's epoch up to `epochs`.
-            batch_size: sequences per batch.
+            batch_size: sequences per batch. Under `torchrun`, the global batch: each
+                of the processes trains on its share of every batch (see below).
             validation_data: `(x_val, y_val)` or `(x_val, y_val, sample_weight)`, or a
                 Loader / SequenceDataset / ParquetSequences; evaluated after every epoch
                 (`val_*` logs).
@@ -197,6 +199,20 @@ class Trainable(nn.Module):
                 padding that changes a real step's output). `"raise"` raises a
                 `DoctorError` naming each mistake's code and fix, and warns on probable
                 ones; `"warn"` warns on both; `"off"` skips the checks.
+            steps_per_update: gradient accumulation: the optimizer steps once every
+                `steps_per_update` batches (and at the end of an epoch), on the
+                gradient of those batches taken as one: k batches give the update of
+                one batch of k times the size (the loss is normalised by the real steps
+                of all k, not batch by batch).
+
+        Data parallel: run the script with `torchrun --nproc-per-node N`; `fit` joins
+        the process group (gloo on CPU, nccl on CUDA) unless the script has, wraps the
+        model in `DistributedDataParallel`, gives each process its share of every
+        global batch, normalises the loss by the real steps of the global batch, and
+        sums the logged loss and metrics over the processes, so N processes give the
+        weights and logs of one (`maskwise.training.distributed`). Every process must
+        call `fit` with the same arguments; a checkpoint is written by rank 0 only, the
+        progress bar shows on rank 0 only (with its share's running figures).
 
         Raises:
             DoctorError: when `checks="raise"` and the checks find a masking mistake.
@@ -221,6 +237,7 @@ class Trainable(nn.Module):
             resume_from=resume_from,
             mask_value=mask_value,
             checks=checks,
+            steps_per_update=steps_per_update,
         )
 
     # ------------------------------------------------------------------ evaluate
@@ -242,7 +259,9 @@ class Trainable(nn.Module):
         The loss is the mean over real steps (default reduction; weighted by each
         batch's real steps), exactly as if the whole data set were one batch.
         Arguments as in `fit` (`checks`: the same checks, run on one batch made from
-        the sample of `x`).
+        the sample of `x`). Under `torchrun`, each process measures its share of the
+        batches and the sums are added up across processes: every process gets the
+        figures of the whole data.
         """
         return self.trainer.evaluate(
             x,
@@ -274,7 +293,9 @@ class Trainable(nn.Module):
             RNN without `return_sequences`): one stacked array `(N, ...)` (or a list of
             per-sequence arrays if their shapes differ).
 
-        Arguments as in `fit` (`checks`: the data checks on a sample of `x`).
+        Arguments as in `fit` (`checks`: the data checks on a sample of `x`). Under
+        `torchrun`, each process predicts its share of the batches and every process
+        gets all the outputs, each sequence once, in the order of `x`.
         """
         return self.trainer.predict(
             x, batch_size=batch_size, device=device, mask_value=mask_value, checks=checks

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
-from .. import checkpoint
+from .. import checkpoint, distributed
 from ..callbacks import Callback, History
 from ..data import Batch, Loader
 from ..doctor.guards import Guard
@@ -38,6 +39,7 @@ from ..numerics import NonFiniteGuard
 from ..progress import ProgressBar
 from .callback_list import CallbackList
 from .compiled import Compiled, check_learning_rate, compile_args
+from .distributed import Update, gather_predictions, reduce_totals, wrap
 from .inputs import (
     data_loader,
     forward,
@@ -84,6 +86,15 @@ class Trainer:
             which `update_metrics` adds to.
         class_weight: the last `fit`'s `class_weight` (`train_step` weighs the loss
             with it).
+        parallel: during a data-parallel `fit`, the model in `DistributedDataParallel`
+            (`forward` calls it where gradients flow); None otherwise.
+        plan: during `fit`, its `Update` (how many batches make an optimizer update,
+            on how many processes); None otherwise.
+        update: `plan` while `fit` runs training batches (None during validation and
+            outside `fit`): `compute_loss`, `zero_grad` and `optimizer_step` follow it.
+        num_batches: the batches of the epoch in progress.
+        spare: a batch of this process's data, run with a zero loss when its share of a
+            global batch is empty (see `train_step`).
     """
 
     def __init__(self, model: Trainable) -> None:
@@ -97,6 +108,11 @@ class Trainer:
         self.totals: EpochTotals | None = None
         self.class_weight: Any = None
         self.guard: NonFiniteGuard | None = None
+        self.parallel: DistributedDataParallel | None = None
+        self.plan: Update | None = None
+        self.update: Update | None = None
+        self.num_batches = 0
+        self.spare: Batch | None = None
 
     # ------------------------------------------------------------------ compile
     def compile(self, optimizer: Any, loss: Any, metrics: Any, learning_rate: Any) -> None:
@@ -171,23 +187,55 @@ class Trainer:
         self.state.loader_seed = state.loader_seed
 
     def save(self, path: str | Path) -> Path:
-        """`checkpoint.save` of the model with its training state."""
+        """`checkpoint.save` of the model with its training state (atomic). Under data
+        parallel only rank 0 writes (every process holds the same weights and state);
+        the others return the path without writing, and nothing waits for them, so
+        `if rank() == 0: model.save(path)` works too (call
+        `torch.distributed.barrier()` before the others read the file)."""
+        if distributed.rank() != 0:
+            return Path(path)
         return checkpoint.save(self.model, path, self.snapshot())
 
     # ------------------------------------------------------------------ the steps
     def forward(self, x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
-        """The model's output on a batch's inputs."""
-        return forward(self.model, x)
+        """The model's output on a batch's inputs (through `DistributedDataParallel`
+        during a data-parallel `fit`, where gradients flow)."""
+        parallel = self.parallel
+        if parallel is None or not torch.is_grad_enabled():
+            return forward(self.model, x)
+        update = self.update
+        if update is not None and not update.last(self.state.batch, self.num_batches):
+            # Within an update, gradients add up locally; its last piece all-reduces.
+            with parallel.no_sync():
+                return forward(parallel, x)
+        return forward(parallel, x)
 
     def compute_loss(
         self, batch: Batch, out: Masked | torch.Tensor, class_weight: Any = None
     ) -> torch.Tensor:
-        """The compiled loss of `out` against the batch's targets and sample weights."""
-        return self.require_compiled("fit").loss(batch.y, out, batch.sample_weight, class_weight)
+        """The compiled loss of `out` against the batch's targets and sample weights:
+        the batch's own mean; while `fit` trains in pieces (data parallel or
+        `steps_per_update`), the piece's sum, which `optimizer_step` normalises by the
+        count of the whole update (`maskwise.training.distributed.Update`)."""
+        loss = self.require_compiled("fit").loss
+        update = self.update
+        if update is None or update.plain:
+            return loss(batch.y, out, batch.sample_weight, class_weight)
+        update.add(out)
+        return loss(batch.y, out, batch.sample_weight, class_weight, update.normalizer)
+
+    def batch_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """The batch's loss for the logs from what `compute_loss` returned: the batch's
+        own mean (a piece's sum divided by its count), detached."""
+        if self.update is None or self.update.plain:
+            return loss.detach()
+        return self.update.piece_loss(loss)
 
     def zero_grad(self) -> None:
-        """Clear the gradients before a backward pass."""
-        self._optimizer().zero_grad()
+        """Clear the gradients before a backward pass (when several batches make an
+        update, `steps_per_update`, only before its first)."""
+        if self.update is None or self.update.first(self.state.batch):
+            self._optimizer().zero_grad()
 
     def backward(self, loss: torch.Tensor) -> None:
         """Add the gradients of `loss` to the weights' `.grad`."""
@@ -195,7 +243,15 @@ class Trainer:
 
     def optimizer_step(self, loss: torch.Tensor) -> None:
         """One optimizer step, guarded: the loss and the gradients must be finite before
-        it, the weights after it (else `NonFiniteError`, the weights kept as before)."""
+        it, the weights after it (else `NonFiniteError`, the weights kept as before).
+
+        When `fit` trains in pieces, only the last piece of an update steps, after the
+        gradients are divided by the update's global count (`Update.finish`)."""
+        update = self.update
+        if update is not None and not update.plain:
+            if not update.last(self.state.batch, self.num_batches):
+                return
+            update.finish(self.model.parameters())
         optimizer = self._optimizer()
         guard = self.guard
         if guard is None or guard.optimizer is not optimizer:
@@ -207,18 +263,45 @@ class Trainer:
         guard.check_weights(epoch, index)
 
     def update_metrics(self, batch: Batch, out: Masked | torch.Tensor, loss: torch.Tensor) -> None:
-        """Add the batch's loss and metrics to `totals` (the loss needed targets)."""
+        """Add the batch's loss (`batch_loss`) and metrics to `totals` (the loss needed
+        targets)."""
         if self.totals is not None and batch.y is not None:
-            self.totals.update(out, batch.y, loss, batch.x)
+            self.totals.update(out, batch.y, self.batch_loss(loss), batch.x)
 
     def train_step(self, batch: Batch) -> Logs:
-        """Train on one batch; returns `{"loss": the batch's loss}` (a tensor)."""
+        """Train on one batch; returns `{"loss": the batch's loss}` (a tensor).
+
+        Under data parallel, this process's share of a global batch holding fewer
+        sequences than processes is empty (`batch.size == 0`): the step then runs
+        `spare` with a zero loss, so that the gradients' all-reduce meets every process.
+        """
+        if batch.size == 0:
+            return self._idle_step()
         out = self.forward(batch.x)
         loss = self.compute_loss(batch, out, self.class_weight)
         self.zero_grad()
         self.backward(loss)
         self.optimizer_step(loss)
         self.update_metrics(batch, out.detach(), loss)
+        return {"loss": self.batch_loss(loss)}
+
+    def _idle_step(self) -> Logs:
+        """A step without data: a zero loss on `spare` (see `train_step`)."""
+        spare = self.spare
+        if spare is None:
+            raise ConfigError(
+                format_error(
+                    "train_step got an empty batch outside a data-parallel fit.",
+                    fix="skip batches with `batch.size == 0`, or call it from fit.",
+                )
+            )
+        if self.update is not None:
+            self.update.idle()
+        out = self.forward(spare.x)
+        loss = self.require_compiled("fit").loss(spare.y, out, spare.sample_weight, None, 1.0) * 0
+        self.zero_grad()
+        self.backward(loss)
+        self.optimizer_step(loss)
         return {"loss": loss.detach()}
 
     def test_step(self, batch: Batch) -> Logs:
@@ -259,7 +342,9 @@ class Trainer:
         self.totals = totals = EpochTotals(self.require_compiled("evaluate").metrics)
         with training_mode(self.model, False), torch.no_grad():
             for batch in loader:
-                self.model.test_step(batch.to(device))
+                if batch.size:  # under data parallel, a share may be empty
+                    self.model.test_step(batch.to(device))
+        reduce_totals(totals)
         return totals.logs()
 
     # ------------------------------------------------------------------ fit
@@ -283,14 +368,16 @@ class Trainer:
         resume_from: str | Path | None = None,
         mask_value: float | None = 0.0,
         checks: str = "raise",
+        steps_per_update: int = 1,
     ) -> History:
         """Train for `epochs` epochs (see `Trainable.fit` for the arguments)."""
+        distributed.init_process_group(device or self.place(None))
         resume = None if resume_from is None else Resume(resume_from)
         saved = None if resume is None else resume.state
         if resume is not None and saved is not None:
             with checkpoint.reading(resume.file, "compiling as the checkpoint says"):
                 self.compile_from(saved)
-        self.require_compiled("fit")
+        plan = Update(self.require_compiled("fit").loss, steps_per_update)
         guard = Guard(checks, "fit", mask_value)
         guard.data(x, y, sample_weight)
         if validation_data is not None:
@@ -312,15 +399,25 @@ class Trainer:
         initial_epoch = 0 if saved is None else saved.epoch
         first = self._first_batch(loader, initial_epoch, placed)
         self.build(first.x)
-        guard.model(self.model, first, probe=True)
+        guard.model(self.model, first, probe=True)  # on the model itself, not its wrapper
         if resume is not None:
             self._resume(resume)
         callback_list = self._begin(loader_seed, initial_epoch, class_weight, callbacks)
         if saved is not None:
             callback_list.restore(saved.callbacks, saved.callback_tensors)
-        return self._run_epochs(
-            callback_list, loader, val_loader, placed, range(initial_epoch, epochs), verbose
-        )
+        self.plan, self.spare = plan, first
+        self.parallel = wrap(self.model, placed)
+        try:
+            return self._run_epochs(
+                callback_list,
+                loader,
+                val_loader,
+                placed,
+                range(initial_epoch, epochs),
+                verbose if distributed.rank() == 0 else 0,
+            )
+        finally:
+            self.parallel = self.plan = self.spare = None
 
     def _loader_seed(self, seed: int | None, saved: TrainingState | None) -> int:
         """The seed of the batch order: `seed`, else the resumed run's, else a new one."""
@@ -328,12 +425,24 @@ class Trainer:
             return seed
         if saved is not None and saved.loader_seed is not None:
             return saved.loader_seed
-        return int(torch.randint(2**31 - 1, ()).item())
+        # Under data parallel every process must draw the same batches: rank 0's seed.
+        return int(distributed.all_gather_objects(int(torch.randint(2**31 - 1, ())))[0])
 
     def _first_batch(self, loader: Loader, epoch: int, device: torch.device) -> Batch:
-        """The first batch of `epoch`, on `device` (it builds the model and is checked)."""
+        """The first non-empty batch of `epoch`, on `device` (it builds the model and is
+        checked). Under data parallel, a process needs a sequence of its own."""
+        world = distributed.world_size()
+        if loader.num_sequences < world:
+            raise ConfigError(
+                format_error(
+                    f"The training data holds fewer sequences than the {world} processes.",
+                    expected=f"at least {world} sequences (one per process)",
+                    received=f"{loader.num_sequences} sequence(s)",
+                    fix="train on more data, or on fewer processes.",
+                )
+            )
         loader.set_epoch(epoch)
-        first = next(iter(loader)).to(device)
+        first = next(batch for batch in loader if batch.size).to(device)
         require_targets(first.y, "fit")
         return first
 
@@ -405,15 +514,22 @@ class Trainer:
         self.totals = totals = EpochTotals(compiled.metrics)
         self.model.train()
         loader.set_epoch(epoch)
-        for index, batch in enumerate(loader):
-            self.state.batch = index
-            step_logs = self.model.train_step(batch.to(device))
-            self.state.batch = index + 1
-            self.state.step += 1
-            if self.callbacks is not None and self.callbacks.has_batch_hooks:
-                logs = {"loss": float(step_logs["loss"]), "size": batch.size}
-                self.callbacks.on_batch_end(index, logs)
-            bar.update(index + 1, totals.read)
+        self.num_batches = len(loader)
+        self.update = self.plan
+        try:
+            for index, batch in enumerate(loader):
+                self.state.batch = index
+                step_logs = self.model.train_step(batch.to(device))
+                self.state.batch = index + 1
+                if self.plan is None or self.plan.last(index, self.num_batches):
+                    self.state.step += 1
+                if self.callbacks is not None and self.callbacks.has_batch_hooks:
+                    logs = {"loss": float(step_logs["loss"]), "size": batch.size}
+                    self.callbacks.on_batch_end(index, logs)
+                bar.update(index + 1, totals.read)  # this process's share so far
+        finally:
+            self.update = None
+        reduce_totals(totals)
         logs = totals.logs()
         if val_loader is not None:
             val = self.run_eval(val_loader, device)
@@ -437,6 +553,7 @@ class Trainer:
         checks: str = "raise",
     ) -> Logs:
         """The loss and the metrics over the data (see `Trainable.evaluate`)."""
+        distributed.init_process_group(device or self.place(None))
         self.require_compiled("evaluate")
         guard = Guard(checks, "evaluate", mask_value)
         guard.data(x, y, sample_weight)
@@ -445,7 +562,7 @@ class Trainer:
         placed = self.place(device)
         guard.model(self.model, device=placed)
         results = self.run_eval(loader, placed)
-        if verbose:
+        if verbose and distributed.rank() == 0:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in results.items() if isinstance(v, float)))
         return results
 
@@ -461,6 +578,7 @@ class Trainer:
     ) -> list[np.ndarray] | np.ndarray:
         """The model's outputs without padding, in the order of `x` (see
         `Trainable.predict`)."""
+        distributed.init_process_group(device or self.place(None))
         Guard(checks, "predict", mask_value).data(x)
         placed = self.place(device)
         loader = data_loader(x, None, None, batch_size, mask_value)
@@ -468,6 +586,8 @@ class Trainer:
         predictions = Predictions()
         with training_mode(self.model, False), torch.no_grad():
             for batch in loader:
-                out = self.model.predict_step(batch.to(device=placed))
-                predictions.add(batch.index.tolist(), out)
+                if batch.size:  # under data parallel, a share may be empty
+                    out = self.model.predict_step(batch.to(device=placed))
+                    predictions.add(batch.index.tolist(), out)
+        gather_predictions(predictions)
         return predictions.result()
