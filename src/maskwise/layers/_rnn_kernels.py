@@ -126,7 +126,41 @@ def run_recurrent(
         if not return_sequences:
             return outputs[:, -1], final
         return (outputs.flip(1) if flip_output else outputs), final
+    return _run_masked(
+        cell,
+        weights,
+        x,
+        mask,
+        states,
+        go_backwards=go_backwards,
+        return_sequences=return_sequences,
+        zero_output_for_mask=zero_output_for_mask,
+        flip_output=flip_output,
+        need_states=need_states,
+        input_dropout=input_dropout,
+        recurrent_dropout=recurrent_dropout,
+    )
 
+
+@torch.compiler.disable
+def _run_masked(
+    cell: Cell,
+    weights: Weights,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    states: list[torch.Tensor],
+    *,
+    go_backwards: bool,
+    return_sequences: bool,
+    zero_output_for_mask: bool,
+    flip_output: bool,
+    need_states: bool,
+    input_dropout: torch.Tensor | None,
+    recurrent_dropout: torch.Tensor | None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`run_recurrent` under a mask: the compaction, the kernel calls and the scatter
+    back, always run eagerly (see "Under `torch.compile`" in the module docstring)."""
+    batch, time = x.shape[:2]
     processed = mask.flip(1) if go_backwards else mask
     lengths = processed.sum(dim=1)
     steps = int(lengths.max()) if batch else 0
@@ -403,6 +437,7 @@ def _recurrent_matmul(
     return torch.einsum("bgh,goh->bgo", h.unsqueeze(1) * dropout, stacked).flatten(1)
 
 
+@torch.compiler.disable
 def _step_loop(
     cell: Cell,
     weights: Weights,
