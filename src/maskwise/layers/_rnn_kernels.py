@@ -24,6 +24,26 @@ How it works (for a mask of any shape):
 Parameters are kept in PyTorch's layout, `weight_ih (gates*units, in)`, `weight_hh
 (gates*units, units)`, gates in PyTorch's order (LSTM i, f, g, o; GRU r, z, n), so the
 fused kernels take them as they are.
+
+Under `torch.compile`: the masked path takes its shapes from the mask's values
+(`int(lengths.max())` sets the block's width, `plan_segments(lengths.tolist())` the
+kernel calls and their rows), which dynamo cannot trace into one graph for all batches;
+the step loop is a Python loop over time, which dynamo would unroll into a graph per
+sequence length. Both (`_run_masked`, from the length read to the scatter back, and
+`_step_loop`) are wrapped in `torch.compiler.disable`: dynamo breaks the graph there,
+runs them as they run eagerly, and compiles what is around them (the casts, initial
+states and dropout masks, `Bidirectional`'s merge, the other layers). Autograd records
+the eager part as always, so the backward is exact, and eager speed is unchanged (the
+wrapper costs well under a microsecond a call). A `torch.library.custom_op` would keep
+one graph, but its autograd formula could only run the forward again inside the
+backward (the fused kernels' backward needs what their forward saved, which an op's
+outputs cannot carry): a second forward pass of every recurrent layer in each training
+step. The boundary returns tensors of the input's shapes (`(batch, time, units)`,
+`(batch, units)`), so no shape in the compiled code depends on the data: with
+`torch.compile(..., dynamic=True)` ragged batches reuse one compilation. The costs:
+`fullgraph=True` fails on a recurrent layer given a mask, and a container that calls it
+in a loop (`Sequential`, `Graph`) is compiled layer by layer (dynamo cannot resume a
+graph inside a loop). Without a mask, the fused path compiles into the graph.
 """
 
 from __future__ import annotations
@@ -112,7 +132,7 @@ def run_recurrent(
         (processing order, flipped if `flip_output`) or `(batch, units)` without
         `return_sequences`.
     """
-    batch, time = x.shape[:2]
+    time = x.shape[1]
     if time == 0:  # no step at all (the fused kernels refuse it)
         return _no_real_step(x, weights, states, return_sequences, need_states)
     if input_dropout is not None and input_dropout.shape[1] == 1:
