@@ -15,7 +15,7 @@ from torch._inductor import config as inductor_config
 
 from maskwise import Masked
 from maskwise import layers as L
-from maskwise.errors import ConfigError
+from maskwise.errors import ConfigError, MaskWarning
 from maskwise.models import Graph, Module, Sequential
 
 pytestmark = [
@@ -127,13 +127,20 @@ def test_core_layers_compile_to_one_graph() -> None:
     assert torch.equal(outputs[1], MASK[:, 1:])
 
 
-def test_embedding_compiles_and_still_checks_ids() -> None:
+def test_embedding_compiles() -> None:
     model = Sequential([L.Embedding(12, 4, mask_zero=True), L.Dense(3)])
     outputs = assert_compiles_like_eager(model, Masked(tokens(12)))
     assert torch.equal(outputs[1], MASK)
-    compiled = torch.compile(model)
+
+
+def test_checks_still_raise_and_warn_when_compiled() -> None:
+    embedding = torch.compile(L.Embedding(12, 4))
     with pytest.raises(ConfigError, match="outside its vocabulary"):
-        compiled(torch.tensor([[3, 12]]))
+        embedding(torch.tensor([[3, 12]]))
+    masking = torch.compile(L.Masking(0.0))
+    disagreeing = Masked(torch.tensor([[[1.0], [0.0], [2.0]]]), torch.tensor([[1, 1, 0]]).bool())
+    with pytest.warns(MaskWarning, match="1 padded step.*would count as REAL"):
+        masking(disagreeing)
 
 
 def test_merges_compile_to_one_graph() -> None:
