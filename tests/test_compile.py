@@ -49,10 +49,11 @@ def _fresh_compiler() -> Iterator[None]:
 
 
 def ragged(features: int, mask: torch.Tensor = MASK, seed: int = 1) -> Masked:
-    """Random real steps under `mask`, NaN at the padded ones."""
+    """Random real steps under `mask`, NaN at the padded ones; their gradient is checked."""
     generator = torch.Generator().manual_seed(seed)
     values = torch.randn(*mask.shape, features, generator=generator)
-    return Masked(values.masked_fill(~mask.unsqueeze(-1), float("nan")), mask)
+    values = values.masked_fill(~mask.unsqueeze(-1), float("nan"))
+    return Masked(values.requires_grad_(), mask)
 
 
 def tokens(vocabulary: int, mask: torch.Tensor = MASK) -> torch.Tensor:
@@ -64,11 +65,11 @@ def tokens(vocabulary: int, mask: torch.Tensor = MASK) -> torch.Tensor:
 
 def run(model: Callable[..., Any], inputs: list[Any]) -> tuple[list[Any], list[Any]]:
     """Outputs (every leaf of the result: values, masks, states) and the gradients of a
-    fixed weighted sum of the float outputs, for the inputs' float values and the
-    model's parameters (fresh leaves per run)."""
-    leaves = [x.values.clone().requires_grad_() for x in inputs if _float(x)]
+    fixed weighted sum of the float outputs, for the model's parameters and the input
+    values that require one (fresh leaves per run)."""
+    leaves = [x.values.detach().clone().requires_grad_() for x in inputs if _graded(x)]
     fresh = iter(leaves)
-    inputs = [Masked(next(fresh), x.mask) if _float(x) else x for x in inputs]
+    inputs = [Masked(next(fresh), x.mask) if _graded(x) else x for x in inputs]
     torch.manual_seed(5)  # the same dropout draws in both runs
     outputs = [t for t in pytree.tree_leaves(model(*inputs)) if t is not None]
     loss = sum(
@@ -81,8 +82,8 @@ def run(model: Callable[..., Any], inputs: list[Any]) -> tuple[list[Any], list[A
     return outputs, list(gradients)
 
 
-def _float(x: Any) -> bool:
-    return isinstance(x, Masked) and x.values.is_floating_point()
+def _graded(x: Any) -> bool:
+    return isinstance(x, Masked) and x.values.requires_grad
 
 
 def _module(model: Any) -> torch.nn.Module:
@@ -222,7 +223,7 @@ class Recurrent(Module):
 
 def test_recurrent_layers_compile() -> None:
     model = Recurrent().train()
-    unmasked = Masked(torch.randn(3, 4, 3))
+    unmasked = Masked(torch.randn(3, 4, 3))  # data needing no gradient, as in training
     outputs = assert_compiles_like_eager(model, ragged(3), unmasked)
     assert torch.equal(outputs[1], MASK)  # the LSTM's output mask
 

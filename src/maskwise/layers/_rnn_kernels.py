@@ -27,23 +27,26 @@ fused kernels take them as they are.
 
 Under `torch.compile`: the masked path takes its shapes from the mask's values
 (`int(lengths.max())` sets the block's width, `plan_segments(lengths.tolist())` the
-kernel calls and their rows), which dynamo cannot trace into one graph for all batches;
-the step loop is a Python loop over time, which dynamo would unroll into a graph per
-sequence length. Both (`_run_masked`, from the length read to the scatter back, and
-`_step_loop`) are wrapped in `torch.compiler.disable`: dynamo breaks the graph there,
-runs them as they run eagerly, and compiles what is around them (the casts, initial
-states and dropout masks, `Bidirectional`'s merge, the other layers). Autograd records
-the eager part as always, so the backward is exact, and eager speed is unchanged (the
-wrapper costs well under a microsecond a call). A `torch.library.custom_op` would keep
-one graph, but its autograd formula could only run the forward again inside the
-backward (the fused kernels' backward needs what their forward saved, which an op's
-outputs cannot carry): a second forward pass of every recurrent layer in each training
-step. The boundary returns tensors of the input's shapes (`(batch, time, units)`,
-`(batch, units)`), so no shape in the compiled code depends on the data: with
-`torch.compile(..., dynamic=True)` ragged batches reuse one compilation. The costs:
-`fullgraph=True` fails on a recurrent layer given a mask, and a container that calls it
-in a loop (`Sequential`, `Graph`) is compiled layer by layer (dynamo cannot resume a
-graph inside a loop). Without a mask, the fused path compiles into the graph.
+kernel calls and their rows), which dynamo cannot trace into one graph for all batches.
+The kernel runs gain nothing from compiling either: the fused kernels are opaque calls
+(and inductor's CPU lowering of the fused LSTM fails on inputs that need no gradient,
+in PyTorch 2.13), and dynamo would unroll the step loop into a graph per sequence
+length. So `_run_masked` (from the length read to the scatter back) and `_run_block`
+(every kernel run, with or without a mask) are wrapped in `torch.compiler.disable`:
+dynamo breaks the graph there, runs them as they run eagerly, and compiles what is
+around them (the casts, initial states and dropout masks, `Bidirectional`'s merge, the
+other layers). Autograd records the eager part as always, so the backward is exact,
+and eager speed is unchanged (the wrapper costs well under a microsecond a call). A
+`torch.library.custom_op` would keep one graph, but its autograd formula could only
+run the forward again inside the backward (the fused kernels' backward needs what
+their forward saved, which an op's outputs cannot carry): a second forward pass of
+every recurrent layer in each training step. The boundary returns tensors of the
+input's shapes (`(batch, time, units)`, `(batch, units)`), so no shape in the compiled
+code depends on the data: with `torch.compile(..., dynamic=True)` ragged batches reuse
+one compilation (dynamo compiles once more when a batch or time size that equalled a
+feature size stops doing so: its "duck sizing"). The costs: `fullgraph=True` fails on
+the recurrent layers, and a container that calls one in a loop (`Sequential`,
+`Graph`) is compiled layer by layer (dynamo cannot resume a graph inside a loop).
 """
 
 from __future__ import annotations
@@ -265,6 +268,7 @@ def take_steps(
     return taken.view(index.shape[1], index.shape[0], units).transpose(0, 1)
 
 
+@torch.compiler.disable
 def _run_block(
     cell: Cell,
     weights: Weights,
@@ -457,7 +461,6 @@ def _recurrent_matmul(
     return torch.einsum("bgh,goh->bgo", h.unsqueeze(1) * dropout, stacked).flatten(1)
 
 
-@torch.compiler.disable
 def _step_loop(
     cell: Cell,
     weights: Weights,

@@ -15,8 +15,8 @@ run through `torch._VF.lstm` / `gru` / `rnn_tanh` / `rnn_relu` when the cell is 
 PyTorch's (LSTM and GRU with `tanh`/`sigmoid`, SimpleRNN with `tanh`/`relu`), else
 through a per-step loop (other activations, GRU `reset_after=False`, and
 `recurrent_dropout` in training). Under `torch.compile` these layers compile forward
-and backward; given a mask, the compaction and kernel calls run eagerly behind a
-compile boundary (`_rnn_kernels.py` says why), so the graph breaks there.
+and backward; the compaction and the kernel runs stay eager behind a compile boundary
+(`_rnn_kernels.py` says why), so the graph breaks there.
 """
 
 from __future__ import annotations
