@@ -24,6 +24,29 @@ How it works (for a mask of any shape):
 Parameters are kept in PyTorch's layout, `weight_ih (gates*units, in)`, `weight_hh
 (gates*units, units)`, gates in PyTorch's order (LSTM i, f, g, o; GRU r, z, n), so the
 fused kernels take them as they are.
+
+Under `torch.compile`: the masked path takes its shapes from the mask's values
+(`int(lengths.max())` sets the block's width, `plan_segments(lengths.tolist())` the
+kernel calls and their rows), which dynamo cannot trace into one graph for all batches.
+The kernel runs gain nothing from compiling either: the fused kernels are opaque calls
+(and inductor's CPU lowering of the fused LSTM fails on inputs that need no gradient,
+in PyTorch 2.13), and dynamo would unroll the step loop into a graph per sequence
+length. So `_run_masked` (from the length read to the scatter back) and `_run_block`
+(every kernel run, with or without a mask) are wrapped in `torch.compiler.disable`:
+dynamo breaks the graph there, runs them as they run eagerly, and compiles what is
+around them (the casts, initial states and dropout masks, `Bidirectional`'s merge, the
+other layers). Autograd records the eager part as always, so the backward is exact,
+and eager speed is unchanged (the wrapper costs well under a microsecond a call). A
+`torch.library.custom_op` would keep one graph, but its autograd formula could only
+run the forward again inside the backward (the fused kernels' backward needs what
+their forward saved, which an op's outputs cannot carry): a second forward pass of
+every recurrent layer in each training step. The boundary returns tensors of the
+input's shapes (`(batch, time, units)`, `(batch, units)`), so no shape in the compiled
+code depends on the data: with `torch.compile(..., dynamic=True)` ragged batches reuse
+one compilation (dynamo compiles once more when a batch or time size that equalled a
+feature size stops doing so: its "duck sizing"). The costs: `fullgraph=True` fails on
+the recurrent layers, and a container that calls one in a loop (`Sequential`,
+`Graph`) is compiled layer by layer (dynamo cannot resume a graph inside a loop).
 """
 
 from __future__ import annotations
@@ -112,7 +135,7 @@ def run_recurrent(
         (processing order, flipped if `flip_output`) or `(batch, units)` without
         `return_sequences`.
     """
-    batch, time = x.shape[:2]
+    time = x.shape[1]
     if time == 0:  # no step at all (the fused kernels refuse it)
         return _no_real_step(x, weights, states, return_sequences, need_states)
     if input_dropout is not None and input_dropout.shape[1] == 1:
@@ -126,7 +149,41 @@ def run_recurrent(
         if not return_sequences:
             return outputs[:, -1], final
         return (outputs.flip(1) if flip_output else outputs), final
+    return _run_masked(
+        cell,
+        weights,
+        x,
+        mask,
+        states,
+        go_backwards=go_backwards,
+        return_sequences=return_sequences,
+        zero_output_for_mask=zero_output_for_mask,
+        flip_output=flip_output,
+        need_states=need_states,
+        input_dropout=input_dropout,
+        recurrent_dropout=recurrent_dropout,
+    )
 
+
+@torch.compiler.disable
+def _run_masked(
+    cell: Cell,
+    weights: Weights,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    states: list[torch.Tensor],
+    *,
+    go_backwards: bool,
+    return_sequences: bool,
+    zero_output_for_mask: bool,
+    flip_output: bool,
+    need_states: bool,
+    input_dropout: torch.Tensor | None,
+    recurrent_dropout: torch.Tensor | None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`run_recurrent` under a mask: the compaction, the kernel calls and the scatter
+    back, always run eagerly (see "Under `torch.compile`" in the module docstring)."""
+    batch, time = x.shape[:2]
     processed = mask.flip(1) if go_backwards else mask
     lengths = processed.sum(dim=1)
     steps = int(lengths.max()) if batch else 0
@@ -211,6 +268,7 @@ def take_steps(
     return taken.view(index.shape[1], index.shape[0], units).transpose(0, 1)
 
 
+@torch.compiler.disable
 def _run_block(
     cell: Cell,
     weights: Weights,

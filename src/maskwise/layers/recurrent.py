@@ -14,7 +14,9 @@ The work is done in `_rnn_kernels.py`: the real steps are compacted to the front
 run through `torch._VF.lstm` / `gru` / `rnn_tanh` / `rnn_relu` when the cell is one of
 PyTorch's (LSTM and GRU with `tanh`/`sigmoid`, SimpleRNN with `tanh`/`relu`), else
 through a per-step loop (other activations, GRU `reset_after=False`, and
-`recurrent_dropout` in training).
+`recurrent_dropout` in training). Under `torch.compile` these layers compile forward
+and backward; the compaction and the kernel runs stay eager behind a compile boundary
+(`_rnn_kernels.py` says why), so the graph breaks there.
 """
 
 from __future__ import annotations
