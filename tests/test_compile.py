@@ -258,3 +258,38 @@ def test_masked_passes_through_dynamo_as_a_pytree() -> None:
     assert isinstance(y, Masked)
     assert y.mask is x.mask
     torch.testing.assert_close(y.values, 2 * x.values, equal_nan=True)
+
+
+def test_attention_and_transformer_layers_compile() -> None:
+    class Encoder(Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = L.TokenAndPositionEmbedding(30, 8, 8, mask_zero=True)
+            self.block = L.TransformerEncoder(intermediate_dim=12, num_heads=2)
+            self.attend = L.MultiHeadAttention(2, 4)
+            self.additive = L.AdditiveAttention()
+
+        def forward(self, ids: torch.Tensor) -> Masked:
+            x = self.block(self.embed(ids))
+            return self.additive([self.attend(x, x), x])
+
+    assert_compiles_like_eager(Encoder().eval(), tokens(30))
+
+
+def test_convolution_reshaping_and_small_layers_compile() -> None:
+    model = Sequential(
+        [
+            L.Conv1D(6, 3, padding="same", activation="relu"),
+            L.SeparableConv1D(5, 2, padding="same"),
+            L.MaxPooling1D(2, padding="same"),
+            L.UpSampling1D(2),
+            L.ZeroPadding1D(1),
+            L.AveragePooling1D(2, strides=1, padding="same"),
+            L.LeakyReLU(),
+            L.GroupNormalization(groups=1),
+            L.UnitNormalization(),
+            L.GaussianNoise(0.1),
+            L.Softmax(),
+        ]
+    )
+    assert_compiles_like_eager(model, ragged(4))
