@@ -587,7 +587,7 @@ def plot_curves(results: list[Result], path: Path) -> None:
     from matplotlib.figure import Figure  # no pyplot: no global backend, no GUI
 
     datasets = list(dict.fromkeys(r.dataset for r in results))
-    fig = Figure(figsize=(10, 3.5 * len(datasets)))
+    fig = Figure(figsize=(12, 4.5 * len(datasets)))
     axes = fig.subplots(len(datasets), 2, squeeze=False)
     for row, dataset in zip(axes, datasets, strict=True):
         for r in results:
@@ -601,7 +601,7 @@ def plot_curves(results: list[Result], path: Path) -> None:
                 ax.plot(range(1, len(values) + 1), values, marker=".", label=label)
                 ax.set_title(f"{dataset}: training {key}")
                 ax.set_xlabel("epoch")
-                ax.legend()
+                ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
