@@ -218,9 +218,7 @@ class Run:
     history: dict[str, list[float]]
 
 
-def train_and_evaluate(
-    task: Task, architecture: Architecture, masked: bool, seed: int, settings: Settings
-) -> Run:
+def train_and_evaluate(task: Task, architecture: Architecture, masked: bool, seed: int) -> Run:
     """Train the masked or the unmasked `architecture` of `task` from `seed`; test it."""
     lengths = [len(s) for s in task.train_inputs[0]]
     longest = max(lengths + [len(s) for s in task.test_inputs[0]])
@@ -291,7 +289,7 @@ def run_architecture(
     for variant in ("masked", "unmasked"):
         runs = []
         for seed in seeds:
-            runs.append(train_and_evaluate(task, architecture, variant == "masked", seed, settings))
+            runs.append(train_and_evaluate(task, architecture, variant == "masked", seed))
             echo(
                 f"  {architecture.name}, {variant:8s} seed {seed}: test accuracy "
                 f"{runs[-1].accuracy:.4f}, {runs[-1].seconds:.1f} s"
@@ -463,8 +461,9 @@ def conv_tagger(vocab: int, features: dict[str, int], tags: int, units: int, mas
     `... -> Dropout -> Conv1D(units, 3, padding="same", relu) ->
     Bidirectional(LSTM(units, return_sequences=True)) -> Dropout -> Dense(tags, softmax)`.
 
-    Masked, the convolution reads the padding as zeros, so a sentence's first and last
-    tokens see what they see alone; unmasked, they read the padding's embedding.
+    Masked, the convolution reads the padding as zeros, so the window at a sentence's
+    last token sees what it sees with the sentence alone; unmasked, it reads the
+    padding's embedding.
     """
     inputs, nodes = _embedded(vocab, features, masked)
     conv = layers.Conv1D(units, 3, padding="same", activation="relu", name="conv")
