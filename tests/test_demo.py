@@ -21,13 +21,24 @@ def smoke(tmp_path_factory):
     return out, results, "\n".join(lines)
 
 
+MODELS = [
+    ("Japanese Vowels", "BiLSTM"),
+    ("Turkish Web Treebank", "BiGRU"),
+    ("Turkish Web Treebank", "Conv1D + BiLSTM"),
+    ("Turkish Web Treebank", "Transformer"),
+]
+TRACES = [
+    "japanese_vowels_bilstm",
+    "turkish_treebank_bigru",
+    "turkish_treebank_conv_bilstm",
+    "turkish_treebank_transformer",
+]
+
+
 def test_demo_results(smoke):
     _, results, text = smoke
-    assert [(r.dataset, r.variant) for r in results] == [
-        ("Japanese Vowels", "masked"),
-        ("Japanese Vowels", "unmasked"),
-        ("Turkish Web Treebank", "masked"),
-        ("Turkish Web Treebank", "unmasked"),
+    assert [(r.dataset, r.model, r.variant) for r in results] == [
+        (dataset, model, variant) for dataset, model in MODELS for variant in ("masked", "unmasked")
     ]
     for r in results:
         assert 0.0 <= r.accuracy <= 1.0 and r.accuracies == [r.accuracy]
@@ -38,6 +49,10 @@ def test_demo_results(smoke):
         # accuracy on the real steps is what evaluate() reports with its masked metric.
         assert masked.changed_by_padding == 0.0
         assert masked.accuracy == pytest.approx(masked.evaluate_accuracy, abs=1e-9)
+    # Each unmasked tagger reads the padding: a sentence batched with longer ones is
+    # tagged differently from the same sentence alone.
+    for unmasked in results[3::2]:
+        assert unmasked.changed_by_padding > 0.0, unmasked.model
     # The doctor catches the file's (features, time) layout and 0 as padding tag.
     assert "MW001" in text and "MW004" in text
     assert "test accuracy" in text and "changed by padding" in text
@@ -45,32 +60,70 @@ def test_demo_results(smoke):
 
 def test_demo_files(smoke):
     out, results, _ = smoke
-    for name in (
-        "training_curves.png",
-        "japanese_vowels_trace.png",
-        "turkish_treebank_trace.png",
-        "results.json",
-    ):
+    for name in ("training_curves.png", "results.json", *[f"{t}_trace.png" for t in TRACES]):
         assert (out / name).stat().st_size > 0
     saved = json.loads((out / "results.json").read_text())
-    assert len(saved["results"]) == 4 and saved["settings"]["limit"] == demo.QUICK.limit
+    assert len(saved["results"]) == 8 and saved["settings"]["limit"] == demo.QUICK.limit
     assert saved["results"][0]["accuracy"] == results[0].accuracy
 
 
 def test_saved_models_reload(smoke):
     out, results, _ = smoke
     limit = demo.QUICK.limit
-    # The tagger (a Graph, per-step outputs) loads back and scores the same.
+    # The taggers (Graphs, per-step outputs; recurrent, convolution, Transformer) load
+    # back and score the same.
     _, _, test = load_turkish_treebank()
     inputs = [test.x[:limit]] + [test.features[name][:limit] for name in FEATURES]
-    tagger = maskwise.load(out / "turkish_treebank_masked.safetensors")
-    predicted = np.concatenate(demo.predict_classes(tagger, inputs, True, True, None))
-    assert (predicted == np.concatenate(test.y[:limit])).mean() == results[2].accuracy
-    # So does the classifier (a Sequential whose Dense reads one vector per sequence).
-    _, vowels = load_japanese_vowels()
-    classifier = maskwise.load(out / "japanese_vowels_masked.safetensors")
-    predicted = demo.predict_classes(classifier, [vowels.x[:limit]], True, False, None)
+    for slug, result in zip(TRACES[1:], results[2::2], strict=True):
+        tagger = maskwise.load(out / f"{slug}_masked.safetensors")
+        predicted = np.concatenate(demo.predict_classes(tagger, inputs, True, True, None))
+        assert (predicted == np.concatenate(test.y[:limit])).mean() == result.accuracy, slug
+    # So does the classifier (a Sequential whose Dense reads one vector per sequence),
+    # on the utterances standardized with the training frames' statistics.
+    train, vowels = load_japanese_vowels()
+    classifier = maskwise.load(out / "japanese_vowels_bilstm_masked.safetensors")
+    x = demo.standardize(vowels.x[:limit], train.x[:limit])
+    predicted = demo.predict_classes(classifier, [x], True, False, None)
     assert (np.array(predicted) == vowels.y[:limit]).mean() == results[0].accuracy
+
+
+@pytest.mark.parametrize("build", [demo.tagger, demo.conv_tagger])
+def test_unmasked_tagger_is_the_same_architecture(build):
+    # The unmasked variant differs only in reading id 0 as data and in its extra
+    # output class, the padding "tag"; the masked one masks id 0 from the embeddings on.
+    args = (50, {"prefix": 20, "suffix": 20, "shape": 8}, 4, 6)
+    check_same_architecture(build(*args, True), build(*args, False))
+
+
+def test_unmasked_transformer_tagger_is_the_same_architecture():
+    args = (50, {"prefix": 20, "suffix": 20, "shape": 8}, 4, 12)
+    check_same_architecture(
+        demo.transformer_tagger(*args, True), demo.transformer_tagger(*args, False)
+    )
+
+
+def check_same_architecture(masked, unmasked):
+    ids = [torch.tensor([[3, 4, 0], [5, 0, 0]])] * 4
+    masked_out, unmasked_out = masked(*ids), unmasked(*ids)
+    assert masked_out.lengths.tolist() == [2, 1]
+    assert unmasked_out.mask is None
+    assert (masked_out.values.shape[-1], unmasked_out.values.shape[-1]) == (4, 5)
+    # The same weights but the output layer's (the last two: its kernel and bias).
+    masked_shapes = [tuple(p.shape) for p in masked.parameters()]
+    unmasked_shapes = [tuple(p.shape) for p in unmasked.parameters()]
+    assert masked_shapes[:-2] == unmasked_shapes[:-2]
+    assert [s[-1] for s in masked_shapes[-2:]] == [4, 4]
+    assert [s[-1] for s in unmasked_shapes[-2:]] == [5, 5]
+
+
+def test_standardize_uses_the_training_frames():
+    train = [np.array([[1.0, 10.0], [3.0, 30.0]]), np.array([[2.0, 20.0]])]
+    test = [np.array([[2.0, 20.0], [4.0, 40.0]])]
+    std = np.sqrt(2 / 3)
+    np.testing.assert_allclose(demo.standardize(test, train)[0], [[0, 0], [2 / std, 2 / std]])
+    scaled = np.concatenate(demo.standardize(train, train))
+    np.testing.assert_allclose(scaled.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(scaled.std(0), 1)
 
 
 def test_predict_classes_padding():
@@ -92,12 +145,13 @@ def test_predict_classes_padding():
 
 
 def test_summary_table_lines_up():
-    result = demo.Result("D", "t", "masked", 0.5, 0.01, 0.0125, 1.0, 1234.5)
+    result = demo.Result("D", "t", "BiGRU", "masked", 0.5, 0.01, 0.0125, 1.0, 1234.5)
     table = demo.summary_table([result]).splitlines()
     assert table[0].startswith("data set") and set(table[1]) <= {"-", " "}
     assert table[2].split() == [
         "D",
         "t",
+        "BiGRU",
         "masked",
         "0.5000",
         "±",
@@ -116,8 +170,9 @@ def test_demo_on_own_conllu_file(tmp_path):
     out = tmp_path / "out"
     assert demo.main(["--quick", "--data", str(path), "--out", str(out)]) == 0
     saved = json.loads((out / "results.json").read_text())["results"]
-    assert [(r["dataset"], r["variant"]) for r in saved] == [
-        ("mine.conllu", "masked"),
-        ("mine.conllu", "unmasked"),
+    assert [(r["dataset"], r["model"], r["variant"]) for r in saved] == [
+        ("mine.conllu", model, variant)
+        for _, model in MODELS[1:]
+        for variant in ("masked", "unmasked")
     ]
-    assert saved[0]["changed_by_padding"] == 0.0
+    assert [r["changed_by_padding"] for r in saved[0::2]] == [0.0] * 3

@@ -3,14 +3,16 @@
 On the two real data sets shipped with maskwise:
 
 - Japanese Vowels, sequence classification (who speaks? 9 speakers, 7 to 29 frames of
-  12 features): `Bidirectional(LSTM) -> Dense(9, softmax)`.
+  12 features, standardized): `Bidirectional(LSTM) -> Dropout -> Dense(9, softmax)`.
 - Turkish Web Treebank, per-step tagging (14 part-of-speech tags, 2 to 34 tokens): word
   ids and three sub-word feature ids (first and last three letters, word shape), each
-  through `Embedding(mask_zero=True)`, `Concatenate`,
-  `Bidirectional(GRU, return_sequences=True) -> Dense(14, softmax)`.
+  through `Embedding(mask_zero=True)`, `Concatenate`, then three taggers:
+  `Bidirectional(GRU, return_sequences=True)`; `Conv1D(padding="same") ->
+  Bidirectional(LSTM, return_sequences=True)`; and, the word ids through a
+  `TokenAndPositionEmbedding`, a `TransformerEncoder`; each `-> Dense(14, softmax)`.
 
 For each data set it first runs the doctor on the data as a user might load it wrongly
-and as maskwise loads it; then trains the masked model and the same model WITHOUT a mask
+and as maskwise loads it; then trains each masked model and the same model WITHOUT a mask
 (the data padded to the longest sequence and read as data, as Keras does when the mask
 is missing); evaluates both on the official test split counting the real steps only,
 and counts how many predictions change when a sequence runs without padding (a masked
@@ -44,15 +46,21 @@ Echo = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Settings:
-    """What the demo trains; the defaults take about two minutes in all on one core.
+    """What the demo trains; the defaults take about three minutes in all on one core.
 
     Args:
         seed, seeds: each model is trained from seeds `seed, seed + 1, ...` (`seeds` of
             them), which fix the weights and the batch order: the run is reproducible.
-        vowels_epochs, treebank_epochs: training epochs per data set.
-        units: recurrent units per direction.
-        batch_size: sequences per batch (bucketed by length).
-        learning_rate: Adam's learning rate.
+        vowels_epochs, vowels_units, vowels_batch_size, vowels_learning_rate: the
+            Japanese Vowels classifier's training epochs, LSTM units per direction,
+            sequences per batch and Adam's learning rate.
+        treebank_epochs, conv_epochs, transformer_epochs: training epochs of the
+            treebank's BiGRU, convolution + BiLSTM and Transformer taggers.
+        units: the BiGRU tagger's units per direction.
+        conv_units: the convolution + BiLSTM tagger's filters and units per direction.
+        batch_size: the taggers' sequences per batch (bucketed by length).
+        learning_rate, transformer_learning_rate: Adam's learning rate for the
+            recurrent taggers and for the Transformer tagger.
         limit: use only the first `limit` sequences of each split (smoke runs).
         threads: `torch.set_num_threads`; 1 is fastest for these small recurrent
             models (with 2 threads, the cores spin-wait on each other, and a busy
@@ -61,22 +69,59 @@ class Settings:
 
     seed: int = 0
     seeds: int = 3
-    vowels_epochs: int = 30
-    treebank_epochs: int = 6
-    units: int = 64
+    vowels_epochs: int = 40
+    vowels_units: int = 128
+    vowels_batch_size: int = 16
+    vowels_learning_rate: float = 0.001
+    treebank_epochs: int = 7
+    conv_epochs: int = 6
+    transformer_epochs: int = 6
+    units: int = 100
+    conv_units: int = 64
     batch_size: int = 32
     learning_rate: float = 0.005
+    transformer_learning_rate: float = 0.004
     limit: int | None = None
     threads: int = 1
 
 
-QUICK = Settings(seeds=1, vowels_epochs=1, treebank_epochs=1, units=8, limit=40)
+QUICK = Settings(
+    seeds=1,
+    vowels_epochs=1,
+    vowels_units=8,
+    treebank_epochs=1,
+    conv_epochs=1,
+    transformer_epochs=1,
+    units=8,
+    conv_units=8,
+    limit=40,
+)
 """Tiny settings for a smoke run (a few seconds)."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One model of a task: its name in the table, its builder, how it trains.
+
+    Args:
+        name: shown in the table's "model" column.
+        slug: names its files in the output folder.
+        build: `build(masked)` makes the model; `masked=False` gives the same
+            architecture reading the padding as data.
+        epochs, batch_size, learning_rate: its training run, with Adam.
+    """
+
+    name: str
+    slug: str
+    build: Callable[[bool], Any]
+    epochs: int
+    batch_size: int
+    learning_rate: float
 
 
 @dataclass
 class Task:
-    """A data set, a task, and a model builder; `inputs` hold one list per model input."""
+    """A data set, a task, and its models; `inputs` hold one list per model input."""
 
     dataset: str
     task: str
@@ -86,8 +131,7 @@ class Task:
     test_inputs: list[list[np.ndarray]]
     test_y: Any
     per_step: bool
-    epochs: int
-    build: Callable[[bool], Any]  # masked -> model
+    architectures: list[Architecture]
     num_classes: int
 
 
@@ -111,6 +155,7 @@ class Result:
 
     dataset: str
     task: str
+    model: str  # the architecture's name
     variant: str  # "masked" or "unmasked"
     accuracy: float
     accuracy_std: float
@@ -173,12 +218,12 @@ class Run:
     history: dict[str, list[float]]
 
 
-def train_and_evaluate(task: Task, masked: bool, seed: int, settings: Settings) -> Run:
-    """Train the masked or the unmasked model of `task` from `seed`; test it."""
+def train_and_evaluate(task: Task, architecture: Architecture, masked: bool, seed: int) -> Run:
+    """Train the masked or the unmasked `architecture` of `task` from `seed`; test it."""
     lengths = [len(s) for s in task.train_inputs[0]]
     longest = max(lengths + [len(s) for s in task.test_inputs[0]])
     torch.manual_seed(seed)
-    model = task.build(masked)
+    model = architecture.build(masked)
     if masked:  # ragged lists: each batch is padded to its own longest, with its mask
         x, y, fit_args = _inputs(task.train_inputs), task.train_y, {}
     else:  # padded to the longest sequence, no mask: the padding is data
@@ -192,14 +237,14 @@ def train_and_evaluate(task: Task, masked: bool, seed: int, settings: Settings) 
         "adam",
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        learning_rate=settings.learning_rate,
+        learning_rate=architecture.learning_rate,
     )
     start = time.perf_counter()
     history = model.fit(
         x,
         y,
-        epochs=task.epochs,
-        batch_size=settings.batch_size,
+        epochs=architecture.epochs,
+        batch_size=architecture.batch_size,
         seed=seed,
         verbose=0,
         **fit_args,
@@ -224,18 +269,30 @@ def train_and_evaluate(task: Task, masked: bool, seed: int, settings: Settings) 
 
 
 def run_task(task: Task, settings: Settings, out: Path, echo: Echo) -> list[Result]:
-    """Train and test the masked and the unmasked model of `task` from each seed; save
-    the first seed's models (and the masked one's mask trace)."""
-    real_steps = sum(len(s) for s in task.train_inputs[0]) * task.epochs
+    """Train and test the masked and the unmasked model of each architecture of `task`
+    from each seed; save the first seed's models (and the masked one's mask trace)."""
+    return [
+        result
+        for architecture in task.architectures
+        for result in run_architecture(task, architecture, settings, out, echo)
+    ]
+
+
+def run_architecture(
+    task: Task, architecture: Architecture, settings: Settings, out: Path, echo: Echo
+) -> list[Result]:
+    """Train and test the masked and the unmasked `architecture` from each seed."""
+    real_steps = sum(len(s) for s in task.train_inputs[0]) * architecture.epochs
     seeds = [settings.seed + i for i in range(settings.seeds)]
+    slug = f"{task.slug}_{architecture.slug}"
     results = []
     for variant in ("masked", "unmasked"):
         runs = []
         for seed in seeds:
-            runs.append(train_and_evaluate(task, variant == "masked", seed, settings))
+            runs.append(train_and_evaluate(task, architecture, variant == "masked", seed))
             echo(
-                f"  {variant:8s} seed {seed}: test accuracy {runs[-1].accuracy:.4f}, "
-                f"{runs[-1].seconds:.1f} s"
+                f"  {architecture.name}, {variant:8s} seed {seed}: test accuracy "
+                f"{runs[-1].accuracy:.4f}, {runs[-1].seconds:.1f} s"
             )
         accuracies = [r.accuracy for r in runs]
         evaluated = [r.evaluate_accuracy for r in runs if r.evaluate_accuracy is not None]
@@ -243,6 +300,7 @@ def run_task(task: Task, settings: Settings, out: Path, echo: Echo) -> list[Resu
             Result(
                 task.dataset,
                 task.task,
+                architecture.name,
                 variant,
                 accuracy=float(np.mean(accuracies)),
                 accuracy_std=float(np.std(accuracies)),
@@ -255,12 +313,12 @@ def run_task(task: Task, settings: Settings, out: Path, echo: Echo) -> list[Resu
             )
         )
         model = runs[0].model
-        model.save(out / f"{task.slug}_{variant}.safetensors")
+        model.save(out / f"{slug}_{variant}.safetensors")
         if variant == "masked":
             sample = [Masked.pad(seqs[:8]) for seqs in task.test_inputs]
             model.eval()
             with torch.no_grad():
-                trace(model, *sample).plot(out / f"{task.slug}_trace.png")
+                trace(model, *sample).plot(out / f"{slug}_trace.png")
     return results
 
 
@@ -276,11 +334,21 @@ def _limit(items: Any, settings: Settings) -> Any:
 
 
 # ---------------------------------------------------------------------- Japanese Vowels
+def standardize(sequences: list[np.ndarray], train: list[np.ndarray]) -> list[np.ndarray]:
+    """Each feature shifted and scaled to mean 0 and standard deviation 1 over the
+    frames of the `train` sequences (the LPC coefficients' scales differ)."""
+    frames = np.concatenate(train)
+    mean, std = frames.mean(0), frames.std(0)
+    return [((s - mean) / std).astype(s.dtype) for s in sequences]
+
+
 def vowels_model(units: int) -> Sequential:
-    """`Bidirectional(LSTM(units)) -> Dense(9, softmax)`: one speaker per utterance."""
+    """`Bidirectional(LSTM(units)) -> Dropout -> Dense(9, softmax)`: one speaker per
+    utterance."""
     return Sequential(
         [
             layers.Bidirectional(layers.LSTM(units), name="bilstm"),
+            layers.Dropout(0.3, name="dropout"),
             layers.Dense(9, "softmax", name="speaker"),
         ]
     )
@@ -307,18 +375,69 @@ def vowels_task(settings: Settings, echo: Echo) -> Task:
         "Japanese Vowels",
         "classify sequences",
         "japanese_vowels",
-        [x_train],
+        [standardize(x_train, x_train)],
         y_train,
-        [x_test],
+        [standardize(x_test, x_train)],
         y_test,
         per_step=False,
-        epochs=settings.vowels_epochs,
-        build=lambda masked: vowels_model(settings.units),
+        architectures=[
+            Architecture(
+                "BiLSTM",
+                "bilstm",
+                lambda masked: vowels_model(settings.vowels_units),
+                settings.vowels_epochs,
+                settings.vowels_batch_size,
+                settings.vowels_learning_rate,
+            )
+        ],
         num_classes=9,
     )
 
 
 # ---------------------------------------------------------------------- Turkish treebank
+Node = tuple[str, Any, list[str]]
+
+
+def _node(layer: Any, *inputs: str) -> Node:
+    """A `Graph` node named after its layer."""
+    return (layer.name, layer, list(inputs))
+
+
+def _embedded(
+    vocab: int, features: dict[str, int], masked: bool, positions: int | None = None
+) -> tuple[list[str], list[Node]]:
+    """The taggers' inputs: word ids and sub-word feature ids, each through an
+    `Embedding` (`mask_zero=masked`), concatenated, then `Dropout`; the word ids through a
+    `TokenAndPositionEmbedding` of `positions` positions if given. Returns the input
+    names and the nodes, the last one named "input_dropout"."""
+    sizes = {"words": (vocab, 64)} | {
+        name: (n, 8 if name == "shape" else 64) for name, n in features.items()
+    }
+    embeddings = [
+        _node(
+            layers.TokenAndPositionEmbedding(
+                n, positions, dim, mask_zero=masked, name=f"{name}_vectors"
+            )
+            if positions is not None and name == "words"
+            else layers.Embedding(n, dim, mask_zero=masked, name=f"{name}_vectors"),
+            name,
+        )
+        for name, (n, dim) in sizes.items()
+    ]
+    return list(sizes), [
+        *embeddings,
+        _node(layers.Concatenate(name="concatenate"), *[name for name, _, _ in embeddings]),
+        _node(layers.Dropout(0.4, name="input_dropout"), "concatenate"),
+    ]
+
+
+def _tagger(inputs: list[str], nodes: list[Node], tags: int, masked: bool) -> Graph:
+    """`nodes`, then `Dense(tags, softmax)` on the last one; with `masked=False` one more
+    output class: the padding "tag" the unmasked model must then learn."""
+    head = layers.Dense(tags if masked else tags + 1, "softmax", name="tags")
+    return Graph(inputs=inputs, nodes=[*nodes, _node(head, nodes[-1][0])], outputs="tags")
+
+
 def tagger(vocab: int, features: dict[str, int], tags: int, units: int, masked: bool) -> Graph:
     """Word ids and sub-word feature ids, each embedded, concatenated, a BiGRU, a tag per
     token: `Embedding(mask_zero=True)` x (1 + features) -> Concatenate -> Dropout ->
@@ -327,31 +446,69 @@ def tagger(vocab: int, features: dict[str, int], tags: int, units: int, masked: 
     With `masked=False` the embeddings do not mask id 0, so the padding is read as data,
     and the model has one more output class: the padding "tag" it must then learn.
     """
-    sizes = {"words": (vocab, 64)} | {
-        name: (n, 8 if name == "shape" else 32) for name, n in features.items()
-    }
-    embeddings = [
-        _node(layers.Embedding(n, dim, mask_zero=masked, name=f"{name}_vectors"), name)
-        for name, (n, dim) in sizes.items()
-    ]
+    inputs, nodes = _embedded(vocab, features, masked)
     rnn = layers.Bidirectional(layers.GRU(units, return_sequences=True), name="bigru")
-    return Graph(
-        inputs=list(sizes),
-        nodes=[
-            *embeddings,
-            _node(layers.Concatenate(name="concatenate"), *[name for name, _, _ in embeddings]),
-            _node(layers.Dropout(0.2, name="input_dropout"), "concatenate"),
-            _node(rnn, "input_dropout"),
-            _node(layers.Dropout(0.25, name="dropout"), "bigru"),
-            _node(layers.Dense(tags if masked else tags + 1, "softmax", name="tags"), "dropout"),
-        ],
-        outputs="tags",
+    return _tagger(
+        inputs,
+        [*nodes, _node(rnn, "input_dropout"), _node(layers.Dropout(0.4, name="dropout"), "bigru")],
+        tags,
+        masked,
     )
 
 
-def _node(layer: Any, *inputs: str) -> tuple[str, Any, list[str]]:
-    """A `Graph` node named after its layer."""
-    return (layer.name, layer, list(inputs))
+def conv_tagger(vocab: int, features: dict[str, int], tags: int, units: int, masked: bool) -> Graph:
+    """The same inputs, a convolution over each token's neighbours, then a BiLSTM:
+    `... -> Dropout -> Conv1D(units, 3, padding="same", relu) ->
+    Bidirectional(LSTM(units, return_sequences=True)) -> Dropout -> Dense(tags, softmax)`.
+
+    Masked, the convolution reads the padding as zeros, so the window at a sentence's
+    last token sees what it sees with the sentence alone; unmasked, it reads the
+    padding's embedding.
+    """
+    inputs, nodes = _embedded(vocab, features, masked)
+    conv = layers.Conv1D(units, 3, padding="same", activation="relu", name="conv")
+    rnn = layers.Bidirectional(layers.LSTM(units, return_sequences=True), name="bilstm")
+    return _tagger(
+        inputs,
+        [
+            *nodes,
+            _node(conv, "input_dropout"),
+            _node(rnn, "conv"),
+            _node(layers.Dropout(0.4, name="dropout"), "bilstm"),
+        ],
+        tags,
+        masked,
+    )
+
+
+def transformer_tagger(
+    vocab: int,
+    features: dict[str, int],
+    tags: int,
+    positions: int,
+    masked: bool,
+    blocks: int = 1,
+    width: int = 64,
+    intermediate_dim: int = 128,
+) -> Graph:
+    """The same inputs, the word ids through a `TokenAndPositionEmbedding` of
+    `positions` positions (the longest sentence), then Transformer blocks: `... ->
+    Dropout -> Dense(width) -> TransformerEncoder(intermediate_dim, 4 heads) x blocks ->
+    Dense(tags, softmax)`.
+
+    Masked, a token attends to the real tokens of its sentence only; unmasked, to the
+    padding as well, and the padding tokens get positions too.
+    """
+    inputs, nodes = _embedded(vocab, features, masked, positions)
+    nodes.append(_node(layers.Dense(width, name="projection"), "input_dropout"))
+    previous = "projection"
+    for block in range(blocks):
+        encoder = layers.TransformerEncoder(
+            intermediate_dim, 4, dropout=0.1, name=f"encoder_{block}"
+        )
+        nodes.append(_node(encoder, previous))
+        previous = encoder.name
+    return _tagger(inputs, nodes, tags, masked)
 
 
 def treebank_task(settings: Settings, echo: Echo, path: Path | None = None) -> Task:
@@ -383,6 +540,7 @@ def treebank_task(settings: Settings, echo: Echo, path: Path | None = None) -> T
     )
     _doctor(echo, "as maskwise loads them (ragged lists)", check(words, tags))
     features = {name: len(train.feature_vocabs[name]) for name in FEATURES}
+    vocab, classes = len(train.vocab), len(train.tags)
     return Task(
         dataset,
         "tag tokens (UPOS)",
@@ -392,11 +550,33 @@ def treebank_task(settings: Settings, echo: Echo, path: Path | None = None) -> T
         test_inputs,
         test_tags,
         per_step=True,
-        epochs=settings.treebank_epochs,
-        build=lambda masked: tagger(
-            len(train.vocab), features, len(train.tags), settings.units, masked
-        ),
-        num_classes=len(train.tags),
+        architectures=[
+            Architecture(
+                "BiGRU",
+                "bigru",
+                lambda masked: tagger(vocab, features, classes, settings.units, masked),
+                settings.treebank_epochs,
+                settings.batch_size,
+                settings.learning_rate,
+            ),
+            Architecture(
+                "Conv1D + BiLSTM",
+                "conv_bilstm",
+                lambda masked: conv_tagger(vocab, features, classes, settings.conv_units, masked),
+                settings.conv_epochs,
+                settings.batch_size,
+                settings.learning_rate,
+            ),
+            Architecture(
+                "Transformer",
+                "transformer",
+                lambda masked: transformer_tagger(vocab, features, classes, longest, masked),
+                settings.transformer_epochs,
+                settings.batch_size,
+                settings.transformer_learning_rate,
+            ),
+        ],
+        num_classes=classes,
     )
 
 
@@ -406,7 +586,7 @@ def plot_curves(results: list[Result], path: Path) -> None:
     from matplotlib.figure import Figure  # no pyplot: no global backend, no GUI
 
     datasets = list(dict.fromkeys(r.dataset for r in results))
-    fig = Figure(figsize=(10, 3.5 * len(datasets)))
+    fig = Figure(figsize=(12, 4.5 * len(datasets)))
     axes = fig.subplots(len(datasets), 2, squeeze=False)
     for row, dataset in zip(axes, datasets, strict=True):
         for r in results:
@@ -414,13 +594,13 @@ def plot_curves(results: list[Result], path: Path) -> None:
                 continue
             for ax, key in zip(row, ("loss", "accuracy"), strict=True):
                 values = r.history.get(key, [])
-                label = r.variant
+                label = f"{r.model}, {r.variant}"
                 if r.variant == "unmasked" and r.task.startswith("tag"):
                     label += " (padding tag counted)"
                 ax.plot(range(1, len(values) + 1), values, marker=".", label=label)
                 ax.set_title(f"{dataset}: training {key}")
                 ax.set_xlabel("epoch")
-                ax.legend()
+                ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -431,6 +611,7 @@ def summary_table(results: list[Result]) -> str:
         "data set",
         "task",
         "model",
+        "variant",
         "test accuracy",
         "changed by padding",
         "train s",
@@ -440,6 +621,7 @@ def summary_table(results: list[Result]) -> str:
         (
             r.dataset,
             r.task,
+            r.model,
             r.variant,
             f"{r.accuracy:.4f} ± {r.accuracy_std:.4f}",
             f"{r.changed_by_padding:.2%}",
