@@ -293,3 +293,28 @@ def test_convolution_reshaping_and_small_layers_compile() -> None:
         ]
     )
     assert_compiles_like_eager(model, ragged(4))
+
+
+def test_fit_with_jit_compile_gives_eager_weights() -> None:
+    from training_helpers import assert_same_weights, logits_loss, tagger, tagging_data
+
+    x, y = tagging_data(24, seed=3)
+    models = []
+    for jit_compile in (False, True):
+        torch.manual_seed(0)
+        model = tagger()
+        model.compile("adam", logits_loss())
+        counters.clear()
+        model.fit(x, y, epochs=2, batch_size=8, seed=0, verbose=0, jit_compile=jit_compile)
+        assert (counters["stats"]["unique_graphs"] > 0) == jit_compile  # compiled, or not
+        models.append(model)
+    assert_same_weights(*models, atol=1e-5)
+
+
+def test_jit_compile_takes_a_bool() -> None:
+    from training_helpers import logits_loss, tagger, tagging_data
+
+    model = tagger()
+    model.compile("adam", logits_loss())
+    with pytest.raises(ConfigError, match=r"jit_compile=...\) takes True or False"):
+        model.fit(*tagging_data(4), verbose=0, jit_compile="auto")

@@ -5,17 +5,17 @@ that cannot train (no batch, no targets)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..data import Loader, ParquetSequences, SequenceDataset, make_loader
 from ..errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
 from ..masked import Masked
 
 
-def forward(model: nn.Module, x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
+def forward(model: Callable[..., Any], x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
     """Call `model` on a batch's inputs: one `Masked`, or several as separate arguments."""
     out = model(*x) if isinstance(x, tuple) else model(x)
     if not isinstance(out, Masked | torch.Tensor):

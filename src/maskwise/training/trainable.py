@@ -153,6 +153,7 @@ class Trainable(nn.Module):
         mask_value: float | None = 0.0,
         checks: str = "raise",
         steps_per_update: int = 1,
+        jit_compile: bool = False,
     ) -> History:
         """Train for `epochs` epochs; returns a `History` (`history.history[key]` per epoch).
 
@@ -204,6 +205,10 @@ class Trainable(nn.Module):
                 gradient of those batches taken as one: k batches give the update of
                 one batch of k times the size (the loss is normalised by the real steps
                 of all k, not batch by batch).
+            jit_compile: run the model's forward and backward through
+                `torch.compile(model, dynamic=True)` (Keras's name): one compilation
+                serves every batch size and length; the recurrent kernels stay eager
+                (see the README's `torch.compile` section). Not under data parallel.
 
         Data parallel: run the script with `torchrun --nproc-per-node N`; `fit` joins
         the process group (gloo on CPU, nccl on CUDA) unless the script has, wraps the
@@ -238,6 +243,7 @@ class Trainable(nn.Module):
             mask_value=mask_value,
             checks=checks,
             steps_per_update=steps_per_update,
+            jit_compile=jit_compile,
         )
 
     # ------------------------------------------------------------------ evaluate

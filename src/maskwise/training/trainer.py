@@ -20,7 +20,7 @@ Override them on the model (`def train_step(self, batch)` in your `Module`, call
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +58,25 @@ if TYPE_CHECKING:
     from .trainable import Trainable
 
 Logs = dict[str, Any]
+
+
+def check_jit_compile(jit_compile: Any) -> None:
+    """`fit(jit_compile=...)`: a bool; compiling under data parallel is not supported."""
+    if not isinstance(jit_compile, bool):
+        raise ConfigError(
+            format_error(
+                "fit(jit_compile=...) takes True or False.",
+                received=repr(jit_compile),
+            )
+        )
+    if jit_compile and distributed.is_distributed():
+        raise ConfigError(
+            format_error(
+                "fit(jit_compile=True) is not supported under data parallel (torchrun).",
+                fix="train with jit_compile=False there; each process still runs the fused "
+                "recurrent kernels.",
+            )
+        )
 
 
 class Resume:
@@ -109,6 +128,7 @@ class Trainer:
         self.class_weight: Any = None
         self.guard: NonFiniteGuard | None = None
         self.parallel: DistributedDataParallel | None = None
+        self.jitted: Callable[..., Any] | None = None  # the torch.compile of the model
         self.plan: Update | None = None
         self.update: Update | None = None
         self.num_batches = 0
@@ -202,7 +222,7 @@ class Trainer:
         during a data-parallel `fit`, where gradients flow)."""
         parallel = self.parallel
         if parallel is None or not torch.is_grad_enabled():
-            return forward(self.model, x)
+            return forward(self.model if self.jitted is None else self.jitted, x)
         update = self.update
         if update is not None and not update.last(self.state.batch, self.num_batches):
             # Within an update, gradients add up locally; its last piece all-reduces.
@@ -369,9 +389,11 @@ class Trainer:
         mask_value: float | None = 0.0,
         checks: str = "raise",
         steps_per_update: int = 1,
+        jit_compile: bool = False,
     ) -> History:
         """Train for `epochs` epochs (see `Trainable.fit` for the arguments)."""
         distributed.init_process_group(device or self.place(None))
+        check_jit_compile(jit_compile)
         resume = None if resume_from is None else Resume(resume_from)
         saved = None if resume is None else resume.state
         if resume is not None and saved is not None:
@@ -407,6 +429,8 @@ class Trainer:
             callback_list.restore(saved.callbacks, saved.callback_tensors)
         self.plan, self.spare = plan, first
         self.parallel = wrap(self.model, placed)
+        if jit_compile:  # ragged batches: one graph for every batch size and length
+            self.jitted = torch.compile(self.model, dynamic=True)
         try:
             return self._run_epochs(
                 callback_list,
@@ -417,7 +441,7 @@ class Trainer:
                 verbose if distributed.rank() == 0 else 0,
             )
         finally:
-            self.parallel = self.plan = self.spare = None
+            self.parallel = self.plan = self.spare = self.jitted = None
 
     def _loader_seed(self, seed: int | None, saved: TrainingState | None) -> int:
         """The seed of the batch order: `seed`, else the resumed run's, else a new one."""
