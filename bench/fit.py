@@ -18,6 +18,8 @@ disturbed by other processes on a shared machine):
   Target: >= 0.85 of the limit.
 - fit: `model.fit` with bucketing (the default), everything included: the loader,
   the per-call checks, the non-finite guard, the metrics. Target: >= 0.75 of the limit.
+  Each timed call is one epoch, so it also pays `fit`'s once-per-call checks; the
+  ratio without them (an epoch of a longer `fit`) is printed too.
 
 It also prints `fit` without bucketing (random batches; the speed-up of bucketing) and
 what `fit`'s checks cost, each as a fraction of one bucketed epoch (the epoch measured
@@ -206,6 +208,7 @@ def main() -> None:
         "steps_per_second": speeds,
         "layer_over_limit": best["layer"] / best["limit"],
         "fit_over_limit": best["fit"] / best["limit"],
+        "fit_epoch_over_limit": real / epoch_seconds / best["limit"],
         "bucketing_speedup": best["fit"] / best["fit_unbucketed"],
         "guard_seconds": guards,
         "probe_seconds": probe,
@@ -218,6 +221,7 @@ def main() -> None:
     )
     print(f"layer / limit: {results['layer_over_limit']:.2f} (target >= 0.85)")
     print(f"fit / limit:   {results['fit_over_limit']:.2f} (target >= 0.75)")
+    print(f"fit / limit, the per-call checks below left out: {results['fit_epoch_over_limit']:.2f}")
     print(f"fit speed-up from bucketing: {results['bucketing_speedup']:.2f}x")
     print(
         f"fit's checks, per fit call, against one {epoch_seconds:.2f} s epoch: guards "
