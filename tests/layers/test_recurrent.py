@@ -279,6 +279,35 @@ def test_final_states_of_a_ragged_batch_match_reference(
         torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_off_the_cpu_padded_steps_keep_the_cell_state_under_large_weights(
+    dtype: torch.dtype,
+) -> None:
+    """The feature that holds the LSTM's cell state through padded steps saturates its
+    gates exactly even when biases and recurrent weights are large (row sums of
+    absolute weights in the hundreds), and passes no gradient from padded steps."""
+    torch.manual_seed(0)
+    lengths = torch.tensor([3, 0, 12, 7])
+    x = Masked.from_lengths(torch.randn(4, 12, 3, dtype=dtype), lengths)
+    layer = LSTM(16, return_state=True, input_dim=3).to(dtype)
+    with torch.no_grad():
+        layer.weight_hh.mul_(20.0)
+        assert layer.bias is not None
+        layer.bias.fill_(100.0)
+    initial = [torch.randn(4, 16, dtype=dtype) for _ in range(2)]
+    with running(OFF_CPU):
+        got = layer(x, initial_state=initial)
+        sum(t.values.sum() if isinstance(t, Masked) else t.sum() for t in got).backward()
+    grads = [p.grad.clone() for p in layer.parameters()]
+    layer.zero_grad()
+    expected = reference_rnn(layer, x.values, x.mask, initial)
+    sum(t.sum() for t in [expected[0], *expected[1]]).backward()
+    for a, b in zip(outputs_of(got), [expected[0], *expected[1]], strict=True):
+        torch.testing.assert_close(a, b.detach(), atol=ATOL, rtol=1e-5)
+    for a, b in zip(grads, [p.grad for p in layer.parameters()], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5)
+
+
 ROW_SIZES = sorted({2**k for k in range(12)} | {3 * 2**k for k in range(12)})
 """The row counts a kernel call may run: 1, 2, 3, 4, 6, 8, 12, 16, 24, ..."""
 
