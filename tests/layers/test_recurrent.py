@@ -279,6 +279,18 @@ def test_final_states_of_a_ragged_batch_match_reference(
         torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
 
 
+@pytest.mark.parametrize("plan", ["by cost", OFF_CPU])
+def test_an_empty_batch_runs_no_kernel(plan: str) -> None:
+    """No row at all: zero-row outputs and states, without a kernel call (which cuDNN
+    would refuse)."""
+    layer = LSTM(4, return_sequences=True, return_state=True, input_dim=3)
+    x = Masked(torch.randn(0, 5, 3), torch.zeros(0, 5, dtype=torch.bool))
+    with running(plan), mock.patch.object(_rnn_kernels, "_fused_call") as call:
+        out, h, c = layer(x)
+    call.assert_not_called()
+    assert out.values.shape == (0, 5, 4) and h.shape == c.shape == (0, 4)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_off_the_cpu_padded_steps_keep_the_cell_state_under_large_weights(
     dtype: torch.dtype,

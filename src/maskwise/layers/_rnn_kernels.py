@@ -198,6 +198,8 @@ def _run_masked(
     from their lengths; elsewhere one call runs over the whole time axis, the rows in
     their own order, and nothing is read back to the host (see "Off the CPU")."""
     batch, time = x.shape[:2]
+    if batch == 0:  # known from the shape alone; cuDNN refuses an empty batch
+        return _no_real_step(x, weights, states, return_sequences, need_states)
     processed = mask.flip(1) if go_backwards else mask
     lengths = processed.sum(dim=1)
     order = compaction_order(processed)
@@ -211,7 +213,7 @@ def _run_masked(
             cell, weights, compact, lengths, states, need_states, input_dropout, recurrent_dropout
         )
     else:
-        steps = int(lengths.max()) if batch else 0
+        steps = int(lengths.max())
         if steps == 0:  # every row is empty
             return _no_real_step(x, weights, states, return_sequences, need_states)
         # Rows go longest first (`rank[i]` is the row at sorted position i), so that the
