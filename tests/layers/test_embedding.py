@@ -3,6 +3,7 @@
 import keras
 import pytest
 import torch
+from host_reads import counting_host_reads, off_the_cpu
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from keras_oracle import assert_parity, build_keras, convert_layer
@@ -113,3 +114,27 @@ def test_bad_sizes_are_explained(args, match):
 def test_fractional_ids_are_refused():
     with pytest.raises(MaskwiseTypeError, match="integer token ids"):
         Embedding(10, 2)(torch.tensor([[1.5, 2.0]]))
+
+
+@pytest.mark.parametrize(
+    ("ids", "error", "match"),
+    [
+        (torch.tensor([[1, 2, 10]]), ConfigError, r"outside its vocabulary.*\n.*\[0, 10\)"),
+        (torch.tensor([[1.5, 2.0]]), MaskwiseTypeError, "integer token ids"),
+    ],
+)
+def test_off_the_cpu_ids_are_checked_on_the_device_without_host_reads(ids, error, match):
+    """Off the CPU the checks read nothing back: a device-side assertion carries the
+    message (it raises at once on CPU, where it is run here)."""
+    layer = Embedding(10, 2, name="words")
+    good = torch.tensor([[1, 2, 9]], dtype=ids.dtype)
+    with off_the_cpu():
+        with counting_host_reads() as reads:
+            out = layer(good)
+        assert not reads
+        with pytest.raises(RuntimeError, match=match) as raised:
+            layer(ids)
+    assert not isinstance(raised.value, error)  # the device's assertion, not the host's
+    with pytest.raises(error, match=match):
+        layer(ids)
+    torch.testing.assert_close(out.values[0], layer.embeddings[[1, 2, 9]], atol=0.0, rtol=0.0)

@@ -21,7 +21,7 @@ import maskwise.layers
 from maskwise import Masked
 from maskwise.convert.registry import CONVERTERS, convert_layer
 from maskwise.errors import ConfigError, MaskwiseTypeError, ShapeError
-from maskwise.layers import _rnn_kernels, recurrent
+from maskwise.layers import _host, _rnn_kernels, recurrent
 from maskwise.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _Recurrent
 
 from .contract import (
@@ -185,22 +185,31 @@ CALL_COSTS = {
 """Kernel-call costs that make `plan_segments` cut where it measures best, at every
 row's length, or nowhere: each plan must give the same outputs."""
 
+OFF_CPU = "off the CPU"
+PLANS = [*sorted(CALL_COSTS), OFF_CPU]
+"""The CPU's plans, and the path of devices where host reads are not cheap: one call
+over the whole time axis, nothing read back (run on CPU by patching the policy)."""
+
+
+def running(plan: str) -> Any:
+    """A context running the masked path with `plan` (one of `PLANS`) on CPU."""
+    if plan == OFF_CPU:
+        return mock.patch.object(_host, "host_reads_are_cheap", lambda device: False)
+    return mock.patch.dict(_rnn_kernels.SEGMENT_CALL_COSTS, {"cpu": CALL_COSTS[plan]})
+
 
 @settings(max_examples=60, deadline=None)
 @given(
     spec=specs(),
-    plan=st.sampled_from(sorted(CALL_COSTS)),
+    plan=st.sampled_from(PLANS),
     grad=st.booleans(),
 )
 def test_fast_path_matches_reference(spec: dict[str, Any], plan: str, grad: bool) -> None:
-    """Every segment plan, with and without autograd recording."""
+    """Every segment plan and the path off the CPU, with and without autograd recording."""
     layer = build_layers(spec, maskwise.layers)
     x, initial = spec_inputs(spec, layer)
     layer.eval()
-    with (
-        mock.patch.dict(_rnn_kernels.SEGMENT_CALL_COSTS, {"cpu": CALL_COSTS[plan]}),
-        torch.set_grad_enabled(grad),
-    ):
+    with running(plan), torch.set_grad_enabled(grad):
         got = outputs_of(layer(Masked(x, spec["mask"]), initial_state=initial))
     if isinstance(layer, Bidirectional):
         outputs, states = reference_bidirectional(layer, x, spec["mask"], initial)
@@ -221,10 +230,14 @@ def plan_cost(plan: list[_rnn_kernels.Segment], call_cost: float) -> float:
 
 def test_kernel_calls_per_device_type() -> None:
     """On CPU a batch of one long and many short rows runs in several calls, the later
-    ones on fewer rows; a device type with no measured costs (CUDA here) in one."""
-    lengths = torch.tensor([200] + [5] * 31)
-    x = Masked.from_lengths(torch.randn(32, 200, 3), lengths)
-    layer = LSTM(4, return_sequences=True)
+    ones on fewer rows, or in one call cut to the grid step after the longest row when
+    calls cost too much; off the CPU, in one call over the whole time axis (no length is
+    read on the host), with or without the LSTM's final states."""
+    lengths = torch.tensor([5] * 31 + [200])
+    x = Masked.from_lengths(torch.randn(32, 230, 3), lengths)
+    layer = LSTM(4, return_sequences=True, input_dim=3)
+    with_states = LSTM(4, return_sequences=True, return_state=True, input_dim=3)
+    with_states.load_state_dict(layer.state_dict())
     calls: list[tuple[int, ...]] = []
     real_call = _rnn_kernels._fused_call
 
@@ -233,32 +246,78 @@ def test_kernel_calls_per_device_type() -> None:
         return real_call(cell, weights, block, hx)
 
     with mock.patch.object(_rnn_kernels, "_fused_call", spy):
-        expected = layer(x).values
-        assert len(calls) > 1 and calls[0][0] == 32 and calls[-1][0] == 1
+        expected = outputs_of(with_states(x))
         calls.clear()
-        with mock.patch.dict(_rnn_kernels.SEGMENT_CALL_COSTS, {}, clear=True):
-            got = layer(x).values
-        assert calls == [(32, _rnn_kernels.grid_steps(200))]
-    torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-5)
+        torch.testing.assert_close(layer(x).values, expected[0], atol=ATOL, rtol=1e-5)
+        assert len(calls) > 1 and calls[0][0] == 32 and calls[-1][0] == 1
+        for plan, model in (("one call", layer), (OFF_CPU, layer), (OFF_CPU, with_states)):
+            calls.clear()
+            with running(plan):
+                got = outputs_of(model(x))
+            assert calls == [(32, 230 if plan == OFF_CPU else _rnn_kernels.grid_steps(200))]
+            for a, b in zip(got, expected, strict=False):
+                torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
 
 
 @pytest.mark.parametrize("layer_class", [LSTM, GRU])
-@pytest.mark.parametrize("call_cost", [0.0, 80.0])
+@pytest.mark.parametrize("plan", ["a call per length", "by cost", OFF_CPU])
 def test_final_states_of_a_ragged_batch_match_reference(
-    layer_class: type[_Recurrent], call_cost: float
+    layer_class: type[_Recurrent], plan: str
 ) -> None:
     """Eleven rows of distinct lengths (one empty), so the calls run rounded-up row
-    counts and, for the LSTM's cell state, end at every length."""
+    counts and, for the LSTM's cell state, end at every length; off the CPU, one call
+    whose padded steps keep each row's cell state."""
     torch.manual_seed(0)
     lengths = torch.tensor([3, 17, 0, 9, 40, 1, 26, 5, 33, 12, 21])
     x = Masked.from_lengths(torch.randn(11, 40, 3), lengths)
     layer = layer_class(4, return_sequences=True, return_state=True)
     initial = [torch.randn(11, 4) for _ in range(2 if layer_class is LSTM else 1)]
-    with mock.patch.dict(_rnn_kernels.SEGMENT_CALL_COSTS, {"cpu": call_cost}):
+    with running(plan):
         got = outputs_of(layer(x, initial_state=initial))
     output, states = reference_rnn(layer, x.values, x.mask, initial)
     for a, b in zip(got, [output, *states], strict=True):
         torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize("plan", ["by cost", OFF_CPU])
+def test_an_empty_batch_runs_no_kernel(plan: str) -> None:
+    """No row at all: zero-row outputs and states, without a kernel call (which cuDNN
+    would refuse)."""
+    layer = LSTM(4, return_sequences=True, return_state=True, input_dim=3)
+    x = Masked(torch.randn(0, 5, 3), torch.zeros(0, 5, dtype=torch.bool))
+    with running(plan), mock.patch.object(_rnn_kernels, "_fused_call") as call:
+        out, h, c = layer(x)
+    call.assert_not_called()
+    assert out.values.shape == (0, 5, 4) and h.shape == c.shape == (0, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_off_the_cpu_padded_steps_keep_the_cell_state_under_large_weights(
+    dtype: torch.dtype,
+) -> None:
+    """The feature that holds the LSTM's cell state through padded steps saturates its
+    gates exactly even when biases and recurrent weights are large (row sums of
+    absolute weights in the hundreds), and passes no gradient from padded steps."""
+    torch.manual_seed(0)
+    lengths = torch.tensor([3, 0, 12, 7])
+    x = Masked.from_lengths(torch.randn(4, 12, 3, dtype=dtype), lengths)
+    layer = LSTM(16, return_state=True, input_dim=3).to(dtype)
+    with torch.no_grad():
+        layer.weight_hh.mul_(20.0)
+        assert layer.bias is not None
+        layer.bias.fill_(100.0)
+    initial = [torch.randn(4, 16, dtype=dtype) for _ in range(2)]
+    with running(OFF_CPU):
+        got = layer(x, initial_state=initial)
+        sum(t.values.sum() if isinstance(t, Masked) else t.sum() for t in got).backward()
+    grads = [p.grad.clone() for p in layer.parameters()]
+    layer.zero_grad()
+    expected = reference_rnn(layer, x.values, x.mask, initial)
+    sum(t.sum() for t in [expected[0], *expected[1]]).backward()
+    for a, b in zip(outputs_of(got), [expected[0], *expected[1]], strict=True):
+        torch.testing.assert_close(a, b.detach(), atol=ATOL, rtol=1e-5)
+    for a, b in zip(grads, [p.grad for p in layer.parameters()], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5)
 
 
 ROW_SIZES = sorted({2**k for k in range(12)} | {3 * 2**k for k in range(12)})
@@ -331,8 +390,9 @@ def test_segment_plan_covers_the_real_steps_at_least_cost(
         assert plan_cost(plan, call_cost) == pytest.approx(best)
 
 
+@pytest.mark.parametrize("plan", ["by cost", OFF_CPU])
 @pytest.mark.parametrize("kind", KINDS)
-def test_fast_path_grid_matches_reference(kind: str) -> None:
+def test_fast_path_grid_matches_reference(kind: str, plan: str) -> None:
     """Every mask shape (an empty row included), both directions, both output forms."""
     x = example_input("noncontiguous", features=3)
     for mask in (*(example_input(k).mask for k in MASK_KINDS), torch.zeros(3, 5, dtype=bool)):
@@ -349,14 +409,15 @@ def test_fast_path_grid_matches_reference(kind: str) -> None:
                     "bidirectional": None,
                 }
                 layer = build_layers(spec, maskwise.layers).eval()
-                got = outputs_of(layer(Masked(x.values, mask)))
+                with running(plan):
+                    got = outputs_of(layer(Masked(x.values, mask)))
                 output, states = reference_rnn(layer, x.values, mask)
                 for a, b in zip(got, [output, *states], strict=True):
                     torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
 
 
-@pytest.mark.parametrize("plan", ["by cost", "a call per length"])
-@pytest.mark.parametrize("layer_class", [LSTM, GRU])
+@pytest.mark.parametrize("plan", ["by cost", "a call per length", OFF_CPU])
+@pytest.mark.parametrize("layer_class", [LSTM, GRU, SimpleRNN])
 def test_gradcheck_fast_path(layer_class: type[_Recurrent], plan: str) -> None:
     """Gradients through one kernel call and through a chain of calls."""
     torch.manual_seed(0)
@@ -380,7 +441,7 @@ def test_gradcheck_fast_path(layer_class: type[_Recurrent], plan: str) -> None:
         )
         return (out[0].values, *out[1:])
 
-    with mock.patch.dict(_rnn_kernels.SEGMENT_CALL_COSTS, {"cpu": CALL_COSTS[plan]}):
+    with running(plan):
         assert torch.autograd.gradcheck(f, (x, *params, *states), atol=1e-6)
 
 
@@ -420,12 +481,16 @@ def test_layer_contract_last_output(kind: str) -> None:
     )
 
 
+@pytest.mark.parametrize("plan", ["by cost", OFF_CPU])
 @pytest.mark.parametrize("fill", ["zeros", "random", "nan"])
 @pytest.mark.parametrize("name", ["lstm", "bidirectional", "gru_reset_before_dropout"])
-def test_padding_length_invariance(name: str, fill: str) -> None:
+def test_padding_length_invariance(name: str, fill: str, plan: str) -> None:
     layer = FACTORIES[name]()
     for training in (False, True):
-        check_padding_length_invariance(layer, example_input("noncontiguous"), 4, fill, training)
+        with running(plan):
+            check_padding_length_invariance(
+                layer, example_input("noncontiguous"), 4, fill, training
+            )
 
 
 def test_unmasked_input_equals_masked_all_real() -> None:

@@ -21,11 +21,21 @@ How it works (for a mask of any shape):
    step"), zeros before the first real step, or zeros at every masked step with
    `zero_output_for_mask`.
 
+Off the CPU (wherever `_host.host_reads_are_cheap` says no), steps 2 and 3 read
+nothing back to the host, since each read would stall the host until the device has
+caught up: no sort, no plan, no grid; the compacted batch, rows in their own order and
+as wide as the input, runs in one call (a GPU kernel's time per step hardly depends on
+how many rows it runs, so a plan would only add calls). The final hidden state is
+gathered from the outputs at each row's last real step; the LSTM's cell state, which
+no output carries, is kept through the padded steps by one more input feature that
+saturates the input and forget gates there (`_cell_keeping_weights`), so the call's
+final cell state is each row's.
+
 Parameters are kept in PyTorch's layout, `weight_ih (gates*units, in)`, `weight_hh
 (gates*units, units)`, gates in PyTorch's order (LSTM i, f, g, o; GRU r, z, n), so the
 fused kernels take them as they are.
 
-Under `torch.compile`: the masked path takes its shapes from the mask's values
+Under `torch.compile`: on CPU the masked path takes its shapes from the mask's values
 (`int(lengths.max())` sets the block's width, `plan_segments(lengths.tolist())` the
 kernel calls and their rows), which dynamo cannot trace into one graph for all batches.
 The kernel runs gain nothing from compiling either: the fused kernels are opaque calls
@@ -53,13 +63,14 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
 from torch.nn import functional as F
 
 from ..masked import compaction_order
+from . import _host
 from .core import get_activation
 
 Kind = Literal["lstm", "gru", "gru_reset_before", "simple"]
@@ -182,38 +193,51 @@ def _run_masked(
     recurrent_dropout: torch.Tensor | None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """`run_recurrent` under a mask: the compaction, the kernel calls and the scatter
-    back, always run eagerly (see "Under `torch.compile`" in the module docstring)."""
+    back, always run eagerly (see "Under `torch.compile`" in the module docstring).
+    Where host reads are cheap (CPU) the rows are sorted and the kernel calls planned
+    from their lengths; elsewhere one call runs over the whole time axis, the rows in
+    their own order, and nothing is read back to the host (see "Off the CPU")."""
     batch, time = x.shape[:2]
+    if batch == 0:  # known from the shape alone; cuDNN refuses an empty batch
+        return _no_real_step(x, weights, states, return_sequences, need_states)
     processed = mask.flip(1) if go_backwards else mask
     lengths = processed.sum(dim=1)
-    steps = int(lengths.max()) if batch else 0
-    if steps == 0:  # every row is empty
-        return _no_real_step(x, weights, states, return_sequences, need_states)
-    # Rows go longest first (`rank[i]` is the row at sorted position i), so that the
-    # rows still running at any step are a prefix of the block.
-    rank = torch.argsort(lengths, descending=True, stable=True)
-    unrank = torch.empty_like(rank).scatter_(0, rank, torch.arange(batch, device=x.device))
     order = compaction_order(processed)
     if go_backwards:
         order = (time - 1) - order
-    sorted_lengths = lengths.index_select(0, rank)
-    # The block is `width` steps wide, so its kernel calls can stop on the step grid.
-    width = grid_steps(steps)
-    index = order.index_select(0, rank)[:, : min(width, time)]
-    compact = take_steps(x, F.pad(index, (0, width - index.shape[1])), rows=rank)
-    real = torch.arange(width, device=x.device).unsqueeze(0) < sorted_lengths.unsqueeze(1)
-    compact = compact.masked_fill_(~real.unsqueeze(-1), 0.0)  # a fresh gather: in place
-    outputs, final = _run_block(
-        cell,
-        weights,
-        compact,
-        sorted_lengths,
-        [s.index_select(0, rank) for s in states],
-        need_states,
-        None if input_dropout is None else input_dropout.index_select(0, rank),
-        None if recurrent_dropout is None else recurrent_dropout.index_select(0, rank),
-    )
-    final = [s.index_select(0, unrank) for s in final]
+    unrank: torch.Tensor | None = None  # the block's row of each batch row, if sorted
+    if not _host.host_reads_are_cheap(x.device):
+        real = torch.arange(time, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
+        compact = take_steps(x, order).masked_fill_(~real.unsqueeze(-1), 0.0)
+        outputs, final = _run_block(
+            cell, weights, compact, lengths, states, need_states, input_dropout, recurrent_dropout
+        )
+    else:
+        steps = int(lengths.max())
+        if steps == 0:  # every row is empty
+            return _no_real_step(x, weights, states, return_sequences, need_states)
+        # Rows go longest first (`rank[i]` is the row at sorted position i), so that the
+        # rows still running at any step are a prefix of the block.
+        rank = torch.argsort(lengths, descending=True, stable=True)
+        unrank = torch.empty_like(rank).scatter_(0, rank, torch.arange(batch, device=x.device))
+        sorted_lengths = lengths.index_select(0, rank)
+        # The block is `width` steps wide, so its kernel calls can stop on the step grid.
+        width = grid_steps(steps)
+        index = order.index_select(0, rank)[:, : min(width, time)]
+        compact = take_steps(x, F.pad(index, (0, width - index.shape[1])), rows=rank)
+        real = torch.arange(width, device=x.device).unsqueeze(0) < sorted_lengths.unsqueeze(1)
+        compact = compact.masked_fill_(~real.unsqueeze(-1), 0.0)  # a fresh gather: in place
+        outputs, final = _run_block(
+            cell,
+            weights,
+            compact,
+            sorted_lengths,
+            [s.index_select(0, rank) for s in states],
+            need_states,
+            None if input_dropout is None else input_dropout.index_select(0, rank),
+            None if recurrent_dropout is None else recurrent_dropout.index_select(0, rank),
+        )
+        final = [s.index_select(0, unrank) for s in final]
 
     # Output at processing position p: the output of the last real step at or before p.
     source = processed.cumsum(dim=1) - 1
@@ -279,18 +303,21 @@ def _run_block(
     input_dropout: torch.Tensor | None,
     recurrent_dropout: torch.Tensor | None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Run over a dense block whose row i is real for its first `lengths[i]` steps,
-    `lengths` non-increasing (all steps when `lengths` is None). Returns outputs
-    `(batch, steps, units)` (only the real ones are meaningful) and the final states at
-    each row's last real step (an empty list unless `need_states`)."""
+    """Run over a dense block whose row i is real for its first `lengths[i]` steps (all
+    steps when `lengths` is None) and zero after them; where host reads are cheap,
+    `lengths` is non-increasing. Returns outputs `(batch, steps, units)` (only the real
+    ones are meaningful) and the final states at each row's last real step (an empty
+    list unless `need_states`)."""
     if not cell.fused or input_dropout is not None or recurrent_dropout is not None:
         outputs, final = _step_loop(
             cell, weights, x, lengths, states, input_dropout, recurrent_dropout
         )
     elif lengths is None:
         outputs, final = _fused_call(cell, weights, x, states)
-    else:
+    elif _host.host_reads_are_cheap(x.device):
         return _fused_segments(cell, weights, x, lengths, states, need_states)
+    else:
+        return _fused_whole(cell, weights, x, lengths, states, need_states)
     return outputs, final if need_states else []
 
 
@@ -310,9 +337,8 @@ SEGMENT_CALL_COSTS: dict[str, float] = {"cpu": 80.0}
 """What one more kernel call costs, in row-steps (one row through one step), per device
 type. Measured on CPU (LSTM 128 units, batch 1 to 32, 5 to 200 steps, training and
 inference alike): a call of n rows over T steps takes about `80 + T * (2 + n)` times
-the time of one row-step. Other device types, unmeasured (no GPU was lent to this
-project), run the whole block in one call: a GPU kernel's time per step hardly depends
-on how many rows it runs, so splitting would only add calls."""
+the time of one row-step. Other device types take the path without a plan (see "Off
+the CPU" above); a device type missing here is planned as one call."""
 SEGMENT_STEP_COST = 2.0
 """What a step costs on top of its rows, in row-steps (reading the recurrent weights)."""
 
@@ -419,6 +445,52 @@ def _fused_segments(
         return outputs, [torch.cat(parts) for parts in by_row]
     last = take_steps(outputs, (lengths - 1).clamp(min=0).unsqueeze(1))[:, 0]
     return outputs, [torch.where((lengths > 0).unsqueeze(1), last, states[0])]
+
+
+def _fused_whole(
+    cell: Cell,
+    weights: Weights,
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    states: list[torch.Tensor],
+    need_states: bool,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`_run_block` through one fused call over every step, reading nothing back to
+    the host. The final hidden state is the output at each row's last real step (the
+    initial state for an empty row). The LSTM's cell state is no output, so for it the
+    call runs with `_cell_keeping_weights`, which make every padded step keep the cell
+    state: the call's final cell state is then each row's, whatever its length."""
+    keep_cell = need_states and cell.kind == "lstm"
+    if keep_cell:
+        padded = torch.arange(x.shape[1], device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)
+        x = torch.cat([x, padded.unsqueeze(-1).to(x.dtype)], dim=-1)
+        weights = _cell_keeping_weights(weights, x.device.type)
+    outputs, final = _fused_call(cell, weights, x, states)
+    if not need_states:
+        return outputs, []
+    last = take_steps(outputs, (lengths - 1).clamp(min=0).unsqueeze(1))[:, 0]
+    hidden = torch.where((lengths > 0).unsqueeze(1), last, states[0])
+    return outputs, [hidden, final[1]] if keep_cell else [hidden]
+
+
+def _cell_keeping_weights(weights: Weights, device_type: str) -> Weights:
+    """An LSTM's weights with one more input feature, "this step is padding", whose
+    weight drives the input gate to exactly 0 and the forget gate to exactly 1, so that
+    a padded step leaves the cell state as it was (`c = 1 * c + 0 * g`) and passes no
+    gradient to any weight. The weight, 2**20 (a quarter of float16's largest value,
+    16376, when the kernel computes in float16), rounds those sigmoids to exactly 0 and
+    1 in any precision as long as a gate's biases plus its row of absolute recurrent
+    weights stay 1000 below it: the recurrent input (`|h| <= 1`) is all a padded step
+    adds, its other features being 0. At real steps the feature is 0 and adds nothing."""
+    dtype = weights.weight_ih.dtype
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+    big = min(2.0**20, torch.finfo(dtype).max / 4)
+    units = weights.weight_hh.shape[1]
+    column = weights.weight_ih.new_zeros(4 * units, 1)
+    column[:units] = -big  # input gate i
+    column[units : 2 * units] = big  # forget gate f
+    return replace(weights, weight_ih=torch.cat([weights.weight_ih, column], dim=1))
 
 
 def _flat_weights(weights: Weights) -> tuple[list[torch.Tensor], bool]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from ..errors import ConfigError, MaskwiseTypeError, format_error
+from . import _host
 from .base import Layer
 
 
@@ -14,7 +17,9 @@ class Embedding(Layer):
 
     Value rule: step t gets row `tokens[:, t]` of the table. Token ids at padded
     steps (where an incoming mask is False) are never read, so any value is allowed
-    there; a real id outside `[0, input_dim)` raises a `ConfigError`. Mask rule: with
+    there; a real id outside `[0, input_dim)` raises a `ConfigError` (off the CPU, where
+    the check reads nothing back to the host, a device-side assertion with the same
+    message fails instead, at the host's next read). Mask rule: with
     `mask_zero=True` a step is real iff its token is not 0, combined (AND) with an
     incoming mask; otherwise the incoming mask passes on (Keras drops it).
 
@@ -53,31 +58,50 @@ class Embedding(Layer):
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         tokens = self._token_ids(values)  # padded steps hold 0 (`Layer.prepare_values`)
         bad = (tokens < 0) | (tokens >= self.input_dim)
-        if bool(bad.any()):
-            raise ConfigError(
-                format_error(
-                    f"Embedding {self.name!r} got a token id outside its vocabulary.",
-                    expected=f"ids in [0, {self.input_dim}) (input_dim={self.input_dim})",
-                    received=f"id {int(tokens[bad][0])} at position "
-                    f"{tuple(torch.nonzero(bad)[0].tolist())}",
-                    fix="set input_dim to the vocabulary size (largest id + 1); pad with 0 "
-                    "(and mask_zero=True), not with -1 or IGNORE_INDEX.",
-                )
-            )
+        self._refuse_any(
+            bad,
+            ConfigError,
+            f"Embedding {self.name!r} got a token id outside its vocabulary.",
+            expected=f"ids in [0, {self.input_dim}) (input_dim={self.input_dim})",
+            received=lambda: (
+                f"id {int(tokens[bad][0])} at position {tuple(torch.nonzero(bad)[0].tolist())}"
+            ),
+            fix="set input_dim to the vocabulary size (largest id + 1); pad with 0 "
+            "(and mask_zero=True), not with -1 or IGNORE_INDEX.",
+        )
         return nn.functional.embedding(tokens, self.embeddings)
 
     def _token_ids(self, values: torch.Tensor) -> torch.Tensor:
-        if not values.is_floating_point():
-            return values.long()
-        if bool((values != values.round()).any()):
-            raise MaskwiseTypeError(
-                format_error(
-                    f"Embedding {self.name!r} needs integer token ids.",
-                    received=f"{values.dtype} values that are not whole numbers",
-                    fix="pass the token ids as an integer tensor, e.g. `tokens.long()`.",
-                )
+        if values.is_floating_point():
+            self._refuse_any(
+                values != values.round(),
+                MaskwiseTypeError,
+                f"Embedding {self.name!r} needs integer token ids.",
+                received=lambda: f"{values.dtype} values that are not whole numbers",
+                fix="pass the token ids as an integer tensor, e.g. `tokens.long()`.",
             )
         return values.long()
+
+    @staticmethod
+    def _refuse_any(
+        bad: torch.Tensor,
+        error: type[Exception],
+        problem: str,
+        *,
+        received: Callable[[], str],
+        fix: str,
+        expected: str | None = None,
+    ) -> None:
+        """Raise `error` if any of `bad` is True. On CPU the check reads `bad` at once
+        and the message says what was received. Elsewhere reading it would stall the
+        host until the device catches up, so the device checks it instead
+        (`torch._assert_async`, with the message less what was received): a failure
+        then surfaces as a device-side assertion error at the host's next read."""
+        if _host.host_reads_are_cheap(bad.device):
+            if bool(bad.any()):
+                raise error(format_error(problem, expected=expected, received=received(), fix=fix))
+        else:
+            torch._assert_async(~bad.any(), format_error(problem, expected=expected, fix=fix))
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         if not self.mask_zero:
