@@ -749,3 +749,10 @@ def test_sparse_targets_of_any_integer_dtype_and_integer_scores():
         torch.testing.assert_close(loss(ids.to(dtype), scores), expected)
     integer_scores = torch.tensor([[2, -1], [0, 1]])
     torch.testing.assert_close(loss(ids.float(), integer_scores), loss(ids, integer_scores.float()))
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_binary_targets_outside_0_1_are_a_named_error(from_logits):
+    loss = losses.BinaryCrossentropy(from_logits=from_logits)
+    with pytest.raises(ShapeError, match=r"(?s)1 real step\(s\) have targets outside \[0, 1\]"):
+        loss(torch.tensor([[-1.0], [1.0]]), torch.tensor([[0.3], [0.6]]))

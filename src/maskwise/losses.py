@@ -375,12 +375,18 @@ def class_targets(
 
 
 def dense_targets(
-    values: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor | None, name: str
+    values: torch.Tensor,
+    y_true: torch.Tensor,
+    mask: torch.Tensor | None,
+    name: str,
+    probabilities: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Validate targets shaped like the predictions `(..., features)`.
 
     A masked output `(batch, time)` or an unmasked `(batch,)` gets a feature axis of 1;
-    targets may omit a trailing feature axis of size 1. Returns `(predictions, targets,
+    targets may omit a trailing feature axis of size 1; `probabilities` requires real
+    targets in [0, 1] (read in the same host read as the padding check). Returns
+    `(predictions, targets,
     real)` with padded steps set to 1 and 0 (finite, whatever the padding held), both in
     the floating dtype that holds either exactly (integer predictions never truncate
     float targets), and the real-step mask over `predictions.shape[:-1]`.
@@ -404,9 +410,22 @@ def dense_targets(
         padding, what = ~torch.isfinite(y_true), "NaN or inf"
     else:
         padding, what = y_true == IGNORE_INDEX, f"IGNORE_INDEX = {IGNORE_INDEX}"
-    padded = int((real & padding.any(-1)).sum())
+    outside = (y_true < 0) | (y_true > 1) if probabilities else torch.zeros_like(padding)
+    padded, out_of_range = torch.stack(
+        [(real & padding.any(-1)).sum(), (real & outside.any(-1)).sum()]
+    ).tolist()
     if padded:
         raise _padding_error(name, padded, mask, what)
+    if out_of_range:
+        raise ShapeError(
+            format_error(
+                f"{name}: {out_of_range} real step(s) have targets outside [0, 1].",
+                expected="probabilities or 0/1 labels at the real steps",
+                received=f"targets from {float(y_true.min())} to {float(y_true.max())}",
+                fix="pad binary targets with NaN (`make_loader` does this) rather than a "
+                "label such as -1, and pass 0/1 labels.",
+            )
+        )
     keep = real.unsqueeze(-1)
     dtype = torch.promote_types(torch.promote_types(values.dtype, y_true.dtype), torch.float32)
     values = values.to(dtype)
@@ -856,7 +875,7 @@ class BinaryCrossentropy(_SmoothedCrossentropy):
     default_name = "binary_crossentropy"
 
     def per_step(self, values, y_true, mask):
-        preds, targets, real = dense_targets(values, y_true, mask, self.name)
+        preds, targets, real = dense_targets(values, y_true, mask, self.name, probabilities=True)
         # Class ids (0 or 1) for class_weight, only with one output unit.
         class_ids = targets[..., 0].round().long().clamp(0, 1) if targets.shape[-1] == 1 else None
         if self.label_smoothing:
