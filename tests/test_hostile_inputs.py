@@ -6,6 +6,7 @@ random bytes for the `maskwise doctor` command. Whatever it draws, the library m
 either give a correct answer (finite losses, outputs at true lengths) or raise a
 `MaskwiseError` (warnings may only be `MaskWarning`s). A bare `IndexError` or
 `RuntimeError` from inside PyTorch, a NaN loss or a silently wrong shape fails the test.
+Set `HOSTILE_EXAMPLES` (default 60 per test) for a longer hunt, e.g. 400.
 """
 
 from __future__ import annotations
