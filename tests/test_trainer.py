@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from training_helpers import assert_same_weights, logits_loss, tagger, tagging_data, weights
 
 import maskwise
-from maskwise import Masked, Sequential, checkpoint
+from maskwise import ConfigError, Masked, Sequential, checkpoint
 from maskwise.callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from maskwise.data import Batch, make_loader
 from maskwise.training import CallbackList, Trainer, TrainingState, training_mode
@@ -326,3 +326,38 @@ def test_a_checkpoint_without_step_and_batch_reads_them_as_zero(tmp_path) -> Non
     assert (read.epoch, read.step, read.batch, read.loader_seed) == (1, 0, 0, 3)
     history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, resume_from=old)
     assert history.epoch == [1]
+
+
+def test_bf16_precision_runs_the_forward_in_bfloat16_and_trains_like_float32() -> None:
+    from maskwise import layers
+
+    x, y = tagging_data(32, seed=4)
+    seen: list[bool] = []  # autocast to bfloat16 on, at each Dense call
+    trained = []
+    for precision in (None, "bf16"):
+        torch.manual_seed(0)
+        model = Sequential(
+            [layers.Embedding(20, 8, mask_zero=True), layers.LSTM(8, return_sequences=True),
+             layers.Dense(3)]
+        )  # fmt: skip
+        model.compile("adam", logits_loss(), metrics=["accuracy"])
+        model(torch.ones(1, 2, dtype=torch.long))
+        model.layers[2].register_forward_hook(
+            lambda m, a, out: seen.append(
+                torch.is_autocast_enabled("cpu")
+                and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            )
+        )
+        history = model.fit(x, y, epochs=3, batch_size=8, seed=0, verbose=0, precision=precision)
+        trained.append(history.history["loss"][-1])
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert True in seen and False in seen  # each run in its own precision
+    assert trained[1] == pytest.approx(trained[0], rel=0.05)  # bf16 trains as float32 does
+
+
+@pytest.mark.parametrize(("precision", "message"), [("fp16", "grad scaler"), ("fp64", "'bf16'")])
+def test_unsupported_precisions_are_refused(precision, message) -> None:
+    model = tagger()
+    model.compile("adam", logits_loss())
+    with pytest.raises(ConfigError, match=rf"(?s)Unsupported fit\(precision.*{message}"):
+        model.fit(*tagging_data(4), verbose=0, precision=precision)

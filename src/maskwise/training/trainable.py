@@ -154,6 +154,7 @@ class Trainable(nn.Module):
         checks: str = "raise",
         steps_per_update: int = 1,
         jit_compile: bool = False,
+        precision: str | None = None,
     ) -> History:
         """Train for `epochs` epochs; returns a `History` (`history.history[key]` per epoch).
 
@@ -209,6 +210,8 @@ class Trainable(nn.Module):
                 `torch.compile(model, dynamic=True)` (Keras's name): one compilation
                 serves every batch size and length; the recurrent kernels stay eager
                 (see the README's `torch.compile` section). Not under data parallel.
+            precision: `"bf16"`: the forward and backward run in bfloat16 autocast (weights,
+                optimizer, losses and metrics stay float32); None: float32.
 
         Data parallel: run the script with `torchrun --nproc-per-node N`; `fit` joins
         the process group (gloo on CPU, nccl on CUDA) unless the script has, wraps the
@@ -244,6 +247,7 @@ class Trainable(nn.Module):
             checks=checks,
             steps_per_update=steps_per_update,
             jit_compile=jit_compile,
+            precision=precision,
         )
 
     # ------------------------------------------------------------------ evaluate

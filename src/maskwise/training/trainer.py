@@ -79,6 +79,23 @@ def check_jit_compile(jit_compile: Any) -> None:
         )
 
 
+def check_precision(precision: Any) -> None:
+    """`fit(precision=...)`: None (float32) or "bf16"."""
+    if precision in (None, "bf16"):
+        return
+    fix = "use precision='bf16' (autocast to bfloat16; no grad scaler needed) or None."
+    if precision == "fp16":
+        fix = "float16 training needs a grad scaler, not supported yet: " + fix
+    raise ConfigError(
+        format_error(
+            "Unsupported fit(precision=...).",
+            expected="None or 'bf16'",
+            received=repr(precision),
+            fix=fix,
+        )
+    )
+
+
 class Resume:
     """A checkpoint `fit` resumes from: the file, and the training state it holds."""
 
@@ -129,6 +146,7 @@ class Trainer:
         self.guard: NonFiniteGuard | None = None
         self.parallel: DistributedDataParallel | None = None
         self.jitted: Callable[..., Any] | None = None  # the torch.compile of the model
+        self.precision: str | None = None  # "bf16" during such a fit
         self.plan: Update | None = None
         self.update: Update | None = None
         self.num_batches = 0
@@ -219,7 +237,19 @@ class Trainer:
     # ------------------------------------------------------------------ the steps
     def forward(self, x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
         """The model's output on a batch's inputs (through `DistributedDataParallel`
-        during a data-parallel `fit`, where gradients flow)."""
+        during a data-parallel `fit`, where gradients flow); under `fit(precision=
+        "bf16")` computed in bfloat16 autocast and returned in float32, so losses and
+        metrics keep full precision."""
+        if self.precision is None:
+            return self._forward(x)
+        device = next(self.model.parameters()).device.type
+        with torch.autocast(device_type=device, dtype=torch.bfloat16):
+            out = self._forward(x)
+        if isinstance(out, Masked):
+            return Masked(out.values.float(), out.mask)
+        return out.float()
+
+    def _forward(self, x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
         parallel = self.parallel
         if parallel is None or not torch.is_grad_enabled():
             return forward(self.model if self.jitted is None else self.jitted, x)
@@ -390,10 +420,12 @@ class Trainer:
         checks: str = "raise",
         steps_per_update: int = 1,
         jit_compile: bool = False,
+        precision: str | None = None,
     ) -> History:
         """Train for `epochs` epochs (see `Trainable.fit` for the arguments)."""
         distributed.init_process_group(device or self.place(None))
         check_jit_compile(jit_compile)
+        check_precision(precision)
         resume = None if resume_from is None else Resume(resume_from)
         saved = None if resume is None else resume.state
         if resume is not None and saved is not None:
@@ -431,6 +463,7 @@ class Trainer:
         self.parallel = wrap(self.model, placed)
         if jit_compile:  # ragged batches: one graph for every batch size and length
             self.jitted = torch.compile(self.model, dynamic=True)
+        self.precision = precision
         try:
             return self._run_epochs(
                 callback_list,
@@ -441,7 +474,7 @@ class Trainer:
                 verbose if distributed.rank() == 0 else 0,
             )
         finally:
-            self.parallel = self.plan = self.spare = self.jitted = None
+            self.parallel = self.plan = self.spare = self.jitted = self.precision = None
 
     def _loader_seed(self, seed: int | None, saved: TrainingState | None) -> int:
         """The seed of the batch order: `seed`, else the resumed run's, else a new one."""
