@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import ConfigError, MaskwiseTypeError, format_error
 from ..layers.base import Layer
 from ..models import Graph, Sequential
-from . import convolutional, core, recurrent  # noqa: F401  (importing registers converters)
+from . import attention, convolutional, core, recurrent  # noqa: F401  (importing registers converters)
 from .registry import convert_layer, converts
 
 
@@ -108,8 +108,17 @@ def _input_name(tensor: Any) -> str:
     return str(tensor._keras_history.operation.name)
 
 
+_QUERY_VALUE_KEY = ("MultiHeadAttention", "GroupedQueryAttention")
+"""Keras layers called as `layer(query, value, key=None)`: their node gets the inputs
+in that order."""
+_ATTENTION = (*_QUERY_VALUE_KEY, "Attention", "AdditiveAttention")
+"""Keras layers whose key defaults to the value and value to the query: an input equal
+to the one before it is left out (a Graph node names each input once)."""
+
+
 def _call_inputs(layer: Any, node: Any) -> list[Any]:
-    """The tensors a layer was called on: one, or a list of them (merges).
+    """The tensors a layer was called on: one, a list of them (merges, `Attention`),
+    or `query, value(, key)` passed one by one (`MultiHeadAttention`).
 
     Refuses the calls a Graph node cannot express: a shared layer, several outputs,
     tensors passed in other arguments (`initial_state=`, a hand-made `mask=`). The
@@ -119,6 +128,19 @@ def _call_inputs(layer: Any, node: Any) -> list[Any]:
     args = node.arguments.args
     first = args[0] if args else None
     inputs = list(first) if isinstance(first, list | tuple) else [first]
+    options = dict(node.arguments.kwargs)
+    if type(layer).__name__ in _QUERY_VALUE_KEY:
+        options.update(zip(("query", "value", "key"), args))
+        inputs = [options.pop(r) for r in ("query", "value", "key") if options.get(r) is not None]
+        args = (inputs,)
+    if type(layer).__name__ in _ATTENTION:
+        while len(inputs) > 1 and inputs[-1] is inputs[-2]:
+            inputs.pop()
+    stated = sorted(
+        k
+        for k, v in options.items()
+        if k not in ("mask", "training") and v is not None and v is not False
+    )
     own_masks = [getattr(t, "_keras_mask", None) for t in inputs]
     extra = [
         t
@@ -130,6 +152,8 @@ def _call_inputs(layer: Any, node: Any) -> list[Any]:
         problem = f"the layer is called {len(layer._inbound_nodes)} times (shared weights)"
     elif len(node.output_tensors) != 1:
         problem = f"it returns {len(node.output_tensors)} tensors (e.g. return_state=True)"
+    elif stated:
+        problem = f"it is called with {', '.join(f'{k}=' for k in stated)}"
     elif extra or len(args) != 1:
         problem = "it gets tensors in other arguments than its input (initial_state=, mask=)"
     if problem is not None:

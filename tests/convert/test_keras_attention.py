@@ -1,0 +1,98 @@
+"""from_keras on Keras's attention layers: outputs equal Keras's at real steps, the
+query's mask comes out, and unsupported calls or options are refused by name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from maskwise import from_keras
+from maskwise.errors import ConfigError
+
+keras = pytest.importorskip("keras")
+
+TOKENS = np.array([[3, 5, 2, 7, 1], [4, 6, 0, 0, 0], [8, 0, 0, 0, 0]], dtype="int32")
+LENGTHS = [5, 2, 1]
+
+
+def _embedded(name: str) -> tuple[object, object]:
+    tokens = keras.Input((None,), dtype="int32", name=name)
+    return tokens, keras.layers.Embedding(10, 8, mask_zero=True)(tokens)
+
+
+def _check(keras_model: object, inputs: list[np.ndarray]) -> None:
+    """maskwise's outputs equal Keras's at the real steps, and carry the first
+    input's lengths."""
+    expected = np.asarray(keras_model.predict(inputs, verbose=0))
+    model = from_keras(keras_model)
+    got = model(*[torch.as_tensor(x) for x in inputs])
+    assert got.lengths.tolist() == LENGTHS
+    for row, length in enumerate(LENGTHS):
+        np.testing.assert_allclose(
+            got.values[row, :length].detach().numpy(), expected[row, :length], atol=1e-5
+        )
+
+
+def test_self_attention_after_a_masking_embedding() -> None:
+    tokens, x = _embedded("tokens")
+    y = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, x)
+    _check(keras.Model(tokens, keras.layers.Dense(3)(y)), [TOKENS])
+
+
+def test_cross_attention_by_keyword_with_a_key() -> None:
+    tokens, x = _embedded("tokens")
+    context, c = _embedded("context")
+    k = keras.layers.Dense(6)(c)
+    y = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, value_dim=3)(
+        query=x, value=c, key=k
+    )
+    other = np.array([[1, 2, 0, 0], [5, 0, 0, 0], [2, 3, 4, 0]], dtype="int32")
+    _check(keras.Model([tokens, context], y), [TOKENS, other])
+
+
+def test_group_query_attention() -> None:
+    tokens, x = _embedded("tokens")
+    y = keras.layers.GroupQueryAttention(head_dim=4, num_query_heads=4, num_key_value_heads=2)(
+        x, x
+    )
+    _check(keras.Model(tokens, y), [TOKENS])
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: keras.layers.Attention(),
+        lambda: keras.layers.Attention(use_scale=True, score_mode="concat"),
+        lambda: keras.layers.AdditiveAttention(),
+    ],
+    ids=["dot", "concat", "additive"],
+)
+def test_list_called_attention(layer: object) -> None:
+    tokens, x = _embedded("tokens")
+    keras_layer = layer()
+    y = keras_layer([x, x])
+    model = keras.Model(tokens, y)
+    for weight in keras_layer.weights:  # away from the initial values, so a missed copy shows
+        weight.assign(np.full(weight.shape, 0.7, dtype="float32"))
+    _check(model, [TOKENS])
+
+
+def test_attention_axes_is_refused() -> None:
+    tokens, x = _embedded("tokens")
+    y = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, attention_axes=(1,))(x, x)
+    from_keras(keras.Model(tokens, y))  # the time axis: the default, accepted
+    q = keras.Input((None, 3, 8))
+    z = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, attention_axes=(2,))(q, q)
+    with pytest.raises(ConfigError, match="attention_axes"):
+        from_keras(keras.Model(q, z))
+
+
+def test_causal_mask_at_call_is_refused() -> None:
+    tokens, x = _embedded("tokens")
+    y = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, x, use_causal_mask=True)
+    with pytest.raises(ConfigError, match="use_causal_mask="):
+        from_keras(keras.Model(tokens, y))
+    z = keras.layers.Attention()([x, x], use_causal_mask=True)
+    with pytest.raises(ConfigError, match="use_causal_mask="):
+        from_keras(keras.Model(tokens, z))
