@@ -53,9 +53,7 @@ def test_cross_attention_by_keyword_with_a_key() -> None:
 
 def test_group_query_attention() -> None:
     tokens, x = _embedded("tokens")
-    y = keras.layers.GroupQueryAttention(head_dim=4, num_query_heads=4, num_key_value_heads=2)(
-        x, x
-    )
+    y = keras.layers.GroupQueryAttention(head_dim=4, num_query_heads=4, num_key_value_heads=2)(x, x)
     _check(keras.Model(tokens, y), [TOKENS])
 
 
