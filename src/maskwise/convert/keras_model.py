@@ -152,15 +152,18 @@ def _call_inputs(layer: Any, node: Any) -> list[Any]:
         problem = f"the layer is called {len(layer._inbound_nodes)} times (shared weights)"
     elif len(node.output_tensors) != 1:
         problem = f"it returns {len(node.output_tensors)} tensors (e.g. return_state=True)"
-    elif stated:
-        problem = f"it is called with {', '.join(f'{k}=' for k in stated)}"
     elif extra or len(args) != 1:
         problem = "it gets tensors in other arguments than its input (initial_state=, mask=)"
+    elif stated:
+        problem = (
+            f"it is called with {', '.join(f'{k}=' for k in stated)}, which a node cannot pass"
+        )
     if problem is not None:
         raise ConfigError(
             format_error(
                 f"from_keras cannot convert the call of layer {layer.name!r}: {problem}.",
-                expected="a layer called once, on one tensor or a list of them (merges)",
+                expected="a layer called once, on one tensor or a list of them (merges), "
+                "or on query, value(, key) (attention), with no other call arguments",
                 fix="build that part in a maskwise Module, where a layer's call is plain Python.",
             )
         )
