@@ -94,3 +94,21 @@ def test_causal_mask_at_call_is_refused() -> None:
     z = keras.layers.Attention()([x, x], use_causal_mask=True)
     with pytest.raises(ConfigError, match="use_causal_mask="):
         from_keras(keras.Model(tokens, z))
+
+
+def test_cross_attention_positional_value_and_key() -> None:
+    tokens, x = _embedded("tokens")
+    context, c = _embedded("context")
+    y = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, c, keras.layers.Dense(8)(c))
+    other = np.array([[1, 0, 0], [5, 6, 7], [2, 3, 0]], dtype="int32")
+    _check(keras.Model([tokens, context], y), [TOKENS, other])
+
+
+def test_attention_mask_tensor_is_refused() -> None:
+    tokens, x = _embedded("tokens")
+    allowed = keras.Input((None, None), dtype="bool", name="allowed")
+    y = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(
+        x, x, attention_mask=allowed
+    )
+    with pytest.raises(ConfigError, match=r"layer 'mha'.*tensors in other arguments"):
+        from_keras(keras.Model([tokens, allowed], y))
