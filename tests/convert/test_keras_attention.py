@@ -112,3 +112,22 @@ def test_attention_mask_tensor_is_refused() -> None:
     )
     with pytest.raises(ConfigError, match=r"layer 'mha'.*tensors in other arguments"):
         from_keras(keras.Model([tokens, allowed], y))
+
+
+@pytest.mark.parametrize(
+    ("layer", "option"),
+    [
+        (
+            lambda: keras.layers.MultiHeadAttention(2, 4, kernel_regularizer="l2"),
+            "kernel_regularizer",
+        ),
+        (lambda: keras.layers.MultiHeadAttention(2, 4, use_gate=True), "use_gate"),
+        (lambda: keras.layers.GroupQueryAttention(4, 2, 1, use_gate=True), "use_gate"),
+    ],
+    ids=["regularizer", "mha-gate", "gqa-gate"],
+)
+def test_unsupported_options_are_refused(layer: object, option: str) -> None:
+    tokens, x = _embedded("tokens")
+    keras_model = keras.Model(tokens, layer()(x, x))
+    with pytest.raises(ConfigError, match=rf"maskwise does not implement {option}"):
+        from_keras(keras_model)
