@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maskwise import Masked, Sequential, layers
+from maskwise import Masked, MaskError, MaskwiseTypeError, Sequential, layers
 
 from .contract import example_input
 
@@ -283,3 +283,35 @@ def test_a_batch_without_real_steps_backpropagates_zero_gradients(batch, make_la
     assert values.grad is not None and values.grad.eq(0.0).all()
     for parameter in layer.parameters():  # no gradient, or a zero one: no update
         assert parameter.grad is None or parameter.grad.eq(0.0).all()
+
+
+class _Pair(layers.Layer):
+    """A layer called with a list of two inputs that records what `call` receives."""
+
+    takes_list = True
+
+    def call(self, values, mask):
+        self.seen = (values, mask)
+        return values[0] * values[1]
+
+    def compute_mask(self, values, mask):
+        return mask[1]
+
+
+def test_a_layer_taking_a_list_gets_each_inputs_padding_as_zeros_and_a_list_of_masks():
+    nan_padded = Masked(torch.tensor([[[1.0], [float("nan")]]]), torch.tensor([[True, False]]))
+    plain = torch.tensor([[[3.0], [4.0]]])
+    pair = _Pair()
+    out = pair([nan_padded, plain])
+    values, masks = pair.seen
+    assert values[0].tolist() == [[[1.0], [0.0]]]
+    assert masks[0].tolist() == [[True, False]] and masks[1] is None
+    assert out.values.tolist() == [[[3.0], [0.0]]] and out.mask is None
+
+
+def test_a_layer_taking_a_list_explains_a_single_input_and_a_wrong_mask_list():
+    x = torch.ones(1, 2, 1)
+    with pytest.raises(MaskwiseTypeError, match=r"_Pair layer .* takes a list of inputs"):
+        _Pair()(x)
+    with pytest.raises(MaskError, match="one mask per input"):
+        _Pair()([x, x], mask=[None])

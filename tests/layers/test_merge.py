@@ -19,6 +19,7 @@ from maskwise.layers import (
     Concatenate,
     Dot,
     Embedding,
+    Layer,
     Masking,
     Maximum,
     Minimum,
@@ -169,6 +170,27 @@ def test_different_feature_sizes_are_explained():
 def test_bad_calls_are_explained(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize(
+    "layer_class", [Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract]
+)
+def test_merges_keep_the_layer_contract_without_a_forward_of_their_own(layer_class):
+    below_layer = layer_class.__mro__[: layer_class.__mro__.index(Layer)]
+    assert all("forward" not in vars(cls) for cls in below_layer)
+    assert layer_class.takes_list
+
+
+def test_merge_call_and_compute_mask_take_lists_of_values_and_masks():
+    a, b = torch.full((2, 3, 1), 2.0), torch.full((2, 3, 1), 5.0)
+    first = torch.tensor([[True, True, False], [True, False, False]])
+    second = torch.tensor([[True, False, False], [True, True, True]])
+    layer = Subtract()
+    assert torch.equal(layer.call([a, b], [first, second]), torch.full((2, 3, 1), -3.0))
+    assert layer.compute_mask([a, b], [first, second]).tolist() == [
+        [True, False, False],
+        [True, False, False],
+    ]
 
 
 # ---------------------------------------------------------------------- Dot

@@ -15,7 +15,11 @@ function's derivative at a padded step (`sqrt` or `log` at 0 give inf, times a z
 gradient NaN) can reach a weight, since `where` drops it in the backward pass.
 `Masking`, which creates the mask from what the padding holds, opts out with
 `fills_padding = False`; the layers with a `forward` of their own keep the same rule
-themselves (merges fill their inputs, the recurrent layers read only the real steps).
+themselves (the recurrent layers read only the real steps).
+
+A layer that `takes_list` (the merges) is called with a list of inputs: `forward`
+fills the padding of each, and `call` and `compute_mask` get one list of values and
+one list of masks.
 
 Layers doing float math set `float_inputs = True`: integer or bool features, and
 floats of another precision (float32 data into a float64 model), are cast to the
@@ -37,7 +41,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..errors import ConfigError, format_error
+from ..errors import ConfigError, MaskError, MaskwiseTypeError, format_error
 from ..masked import Masked, as_masked, fill_padding
 
 _name_counters: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count())
@@ -73,6 +77,9 @@ class Layer(nn.Module):
     """`call` sees the padded steps as zeros, detached from everything before."""
     float_inputs: ClassVar[bool] = False
     """`call` gets floats of the weights' dtype (integer or bool features are cast)."""
+    takes_list: ClassVar[bool] = False
+    """The layer is called with a list of inputs (the merges): `call` and `compute_mask`
+    get a list of values and a list of masks, one per input."""
     built: bool
     name: str
 
@@ -110,11 +117,43 @@ class Layer(nn.Module):
         such a layer's missing output mask as *consumed*, any other as *dropped*."""
         return False
 
-    def forward(self, inputs: Any, mask: torch.Tensor | None = None) -> Masked:
+    def forward(self, inputs: Any, mask: Any = None) -> Masked:
+        """`inputs`: one input and `mask` None or its mask; for a layer that
+        `takes_list`, a list of inputs and `mask` None or one mask per input."""
+        if self.takes_list:
+            xs = self.input_list(inputs, mask)
+            self.maybe_build(xs)
+            values_list = [self.prepare_values(x.values, x.mask) for x in xs]
+            masks = [x.mask for x in xs]
+            lists: Any = self  # its `call` and `compute_mask` take lists (typed so there)
+            return Masked(lists.call(values_list, masks), lists.compute_mask(values_list, masks))
         x = as_masked(inputs, mask)
         self.maybe_build(x)
         values = self.prepare_values(x.values, x.mask)
         return Masked(self.call(values, x.mask), self.compute_mask(values, x.mask))
+
+    def input_list(self, inputs: Any, mask: Any) -> list[Masked]:
+        """The inputs of a layer that `takes_list`, each a `Masked` with its mask."""
+        kind = type(self).__name__
+        if not isinstance(inputs, list | tuple):
+            raise MaskwiseTypeError(
+                format_error(
+                    f"{kind} layer {self.name!r} takes a list of inputs.",
+                    received=type(inputs).__name__,
+                    fix=f"call it as `{kind}()([x1, x2])`.",
+                )
+            )
+        if mask is None:
+            return [as_masked(x) for x in inputs]
+        if not isinstance(mask, list | tuple) or len(mask) != len(inputs):
+            raise MaskError(
+                format_error(
+                    f"{kind} layer {self.name!r}: `mask` must hold one mask per input.",
+                    expected=f"a list of {len(inputs)} masks (or None entries)",
+                    received=repr(mask)[:80],
+                )
+            )
+        return [as_masked(x, m) for x, m in zip(inputs, mask, strict=True)]
 
     def prepare_values(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The values `call` receives: padded steps set to 0 (unless `fills_padding` is

@@ -14,45 +14,42 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError, MaskError, MaskwiseTypeError, ShapeError, format_error
-from ..masked import Masked, as_masked, combine_masks
+from ..errors import ConfigError, MaskError, ShapeError, format_error
+from ..masked import Masked, combine_masks
 from .base import Layer
 from .normalization import l2_normalize
 
 
 class _Merge(Layer):
-    """Base of the merge layers: `forward(inputs: list, mask=None) -> Masked`."""
+    """Base of the merge layers: called with a list of inputs (`takes_list`); `forward`
+    fills the padding of each (NaN padding reaches no gradient), `call` checks the
+    shapes and applies `merge`, `compute_mask` applies the mask rule."""
 
+    takes_list = True
     min_inputs = 1
     max_inputs: int | None = None
 
-    def forward(self, inputs: Any, mask: Any = None) -> Masked:
-        """`inputs`: a list of `Masked` (or tensors); `mask`: None or one mask per input."""
-        xs = self._as_inputs(inputs, mask)
-        self.maybe_build(xs)
-        values = [x.fill_padding().values for x in xs]  # NaN padding reaches no gradient
+    def call(  # type: ignore[override]
+        self, values: list[torch.Tensor], mask: list[torch.Tensor | None]
+    ) -> torch.Tensor:
         self._check_shapes(values)
-        return Masked(self.merge(values), self.merge_mask([x.mask for x in xs]))
+        return self.merge(values)
 
     def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
-    def merge_mask(self, masks: list[torch.Tensor | None]) -> torch.Tensor | None:
+    def compute_mask(  # type: ignore[override]
+        self, values: list[torch.Tensor], mask: list[torch.Tensor | None]
+    ) -> torch.Tensor | None:
         """The mask rule: a step is real where it is real in every input."""
-        return combine_masks(masks)
+        return combine_masks(mask)
 
-    def _as_inputs(self, inputs: Any, mask: list[torch.Tensor | None] | None) -> list[Masked]:
-        kind = type(self).__name__
-        if not isinstance(inputs, list | tuple):
-            raise MaskwiseTypeError(
-                format_error(
-                    f"{kind} layer {self.name!r} takes a list of inputs.",
-                    received=type(inputs).__name__,
-                    fix=f"call it as `{kind}()([x1, x2])`.",
-                )
-            )
-        count = len(inputs)
-        if count < self.min_inputs or (self.max_inputs is not None and count > self.max_inputs):
+    def input_list(self, inputs: Any, mask: Any) -> list[Masked]:
+        """The base's list of inputs, refusing a wrong number of them."""
+        count = len(inputs) if isinstance(inputs, list | tuple) else None
+        if count is not None and (
+            count < self.min_inputs or (self.max_inputs is not None and count > self.max_inputs)
+        ):
             wanted = (
                 f"exactly {self.max_inputs}"
                 if self.max_inputs == self.min_inputs
@@ -60,22 +57,12 @@ class _Merge(Layer):
             )
             raise ConfigError(
                 format_error(
-                    f"{kind} layer {self.name!r} got the wrong number of inputs.",
+                    f"{type(self).__name__} layer {self.name!r} got the wrong number of inputs.",
                     expected=f"{wanted} inputs",
                     received=f"{count}",
                 )
             )
-        if mask is None:
-            return [as_masked(x) for x in inputs]
-        if not isinstance(mask, list | tuple) or len(mask) != count:
-            raise MaskError(
-                format_error(
-                    f"{kind} layer {self.name!r}: `mask` must hold one mask per input.",
-                    expected=f"a list of {count} masks (or None entries)",
-                    received=repr(mask)[:80],
-                )
-            )
-        return [as_masked(x, m) for x, m in zip(inputs, mask, strict=True)]
+        return super().input_list(inputs, mask)
 
     def _check_shapes(self, values: list[torch.Tensor]) -> None:
         first = values[0]
@@ -370,9 +357,11 @@ class Dot(_Merge):
         out = out.reshape(batch, *left.shape[1:-1], *right.shape[2:])
         return out.unsqueeze(-1) if out.dim() == 1 else out
 
-    def merge_mask(self, masks: list[torch.Tensor | None]) -> torch.Tensor | None:
+    def compute_mask(  # type: ignore[override]
+        self, values: list[torch.Tensor], mask: list[torch.Tensor | None]
+    ) -> torch.Tensor | None:
         first, second = self._resolved
-        if masks[1] is not None and second != 1:
+        if mask[1] is not None and second != 1:
             raise MaskError(
                 format_error(
                     f"Dot layer {self.name!r} keeps the time axis of input 1, which has a "
@@ -385,4 +374,4 @@ class Dot(_Merge):
                     "or pool input 1 first (GlobalAveragePooling1D).",
                 )
             )
-        return None if first == 1 else masks[0]
+        return None if first == 1 else mask[0]
