@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maskwise import Masked
 from maskwise.layers.base import Layer, layer_from_config, layer_spec
@@ -239,3 +241,32 @@ def check_alone_equals_in_batch(
             atol=1e-5,
             rtol=1e-5,
         )
+
+
+def padding_property_tests(
+    layers: dict[str, Callable[[], torch.nn.Module]], min_length: int = 1
+) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The two hypothesis tests of a layer family, over `layers` (name -> a new layer):
+    extra padding of any length and content changes no real output (every mask kind),
+    and a sequence alone equals itself in a batch. Assign them to `test_*` names."""
+    fills = st.sampled_from(["zeros", "random", "nan"])
+
+    @settings(max_examples=25, deadline=None)
+    @given(name=st.sampled_from(sorted(layers)), steps=st.integers(1, 6), fill=fills)
+    def padding_changes_nothing(name: str, steps: int, fill: str) -> None:
+        for kind in MASK_KINDS:
+            check_padding_length_invariance(layers[name](), example_input(kind), steps, fill)
+
+    @settings(max_examples=25, deadline=None)
+    @given(
+        name=st.sampled_from(sorted(layers)),
+        lengths=st.lists(st.integers(min_length, 7), min_size=1, max_size=4),
+        fill=fills,
+        seed=st.integers(0, 1000),
+    )
+    def alone_equals_in_batch(name: str, lengths: list[int], fill: str, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        sequences = [torch.randn(n, 4, generator=generator) for n in lengths]
+        check_alone_equals_in_batch(layers[name](), sequences, fill)
+
+    return padding_changes_nothing, alone_equals_in_batch

@@ -4,8 +4,6 @@ ReLU, LeakyReLU, PReLU, ELU: contract, Keras parity, padding invariance, errors.
 import keras
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from keras_oracle import assert_parity, build_keras, convert_layer, keras_call
 
 from maskwise import ConfigError, Masked, ShapeError
@@ -13,11 +11,10 @@ from maskwise.layers import ELU, LeakyReLU, PReLU, ReLU, Softmax
 
 from .contract import (
     MASK_KINDS,
-    check_alone_equals_in_batch,
     check_layer_contract,
-    check_padding_length_invariance,
     example_input,
     example_mask,
+    padding_property_tests,
 )
 
 LAYERS = {
@@ -122,28 +119,10 @@ def test_keras_softmax_fails_on_a_masked_sequence_where_maskwise_passes_the_mask
 
 
 # ---------------------------------------------------------------------- padding invariance
-@settings(max_examples=25, deadline=None)
-@given(
-    name=st.sampled_from(sorted(LAYERS)),
-    steps=st.integers(1, 6),
-    fill=st.sampled_from(["zeros", "random", "nan"]),
-)
-def test_real_outputs_do_not_depend_on_padding_length_or_content(name, steps, fill):
-    for kind in MASK_KINDS:
-        check_padding_length_invariance(LAYERS[name](), example_input(kind), steps, fill)
-
-
-@settings(max_examples=25, deadline=None)
-@given(
-    name=st.sampled_from(sorted(LAYERS)),
-    lengths=st.lists(st.integers(1, 7), min_size=1, max_size=4),
-    fill=st.sampled_from(["zeros", "random", "nan"]),
-    seed=st.integers(0, 1000),
-)
-def test_a_sequence_alone_equals_itself_in_a_batch(name, lengths, fill, seed):
-    generator = torch.Generator().manual_seed(seed)
-    sequences = [torch.randn(n, 4, generator=generator) for n in lengths]
-    check_alone_equals_in_batch(LAYERS[name](), sequences, fill)
+(
+    test_real_outputs_do_not_depend_on_padding_length_or_content,
+    test_a_sequence_alone_equals_itself_in_a_batch,
+) = padding_property_tests(LAYERS)
 
 
 # ---------------------------------------------------------------------- errors

@@ -5,8 +5,6 @@ identity in evaluation, the same noise distribution in training), errors."""
 import keras
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from keras_oracle import assert_parity, convert_layer, keras_call
 
 from maskwise import ConfigError, Masked
@@ -14,10 +12,9 @@ from maskwise.layers import AlphaDropout, GaussianDropout, GaussianNoise
 
 from .contract import (
     MASK_KINDS,
-    check_alone_equals_in_batch,
     check_layer_contract,
-    check_padding_length_invariance,
     example_input,
+    padding_property_tests,
     run,
 )
 
@@ -71,26 +68,10 @@ def test_training_noise_has_keras_distribution(name):
         torch.testing.assert_close(ours.flatten().mode().values, theirs.flatten().mode().values)
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    name=st.sampled_from(sorted(LAYERS)),
-    steps=st.integers(1, 6),
-    fill=st.sampled_from(["zeros", "random", "nan"]),
-)
-def test_real_outputs_do_not_depend_on_padding_length_or_content(name, steps, fill):
-    for kind in MASK_KINDS:
-        check_padding_length_invariance(LAYERS[name](), example_input(kind), steps, fill)
-
-
-@settings(max_examples=25, deadline=None)
-@given(
-    name=st.sampled_from(sorted(LAYERS)),
-    lengths=st.lists(st.integers(1, 7), min_size=1, max_size=4),
-    fill=st.sampled_from(["zeros", "random", "nan"]),
-)
-def test_a_sequence_alone_equals_itself_in_a_batch(name, lengths, fill):
-    sequences = [torch.randn(n, 4) for n in lengths]
-    check_alone_equals_in_batch(LAYERS[name](), sequences, fill)
+(
+    test_real_outputs_do_not_depend_on_padding_length_or_content,
+    test_a_sequence_alone_equals_itself_in_a_batch,
+) = padding_property_tests(LAYERS)
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,6 @@ Contract, Keras parity, padding invariance, errors."""
 import keras
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from keras_oracle import assert_parity, assert_same_values, build_keras, convert_layer, keras_call
 
 from maskwise import ConfigError, Masked, MaskError, ShapeError
@@ -24,11 +22,10 @@ from maskwise.layers import (
 
 from .contract import (
     MASK_KINDS,
-    check_alone_equals_in_batch,
     check_layer_contract,
-    check_padding_length_invariance,
     example_input,
     example_mask,
+    padding_property_tests,
 )
 
 
@@ -190,28 +187,10 @@ LAYERS = {
 }
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    name=st.sampled_from(sorted(LAYERS)),
-    steps=st.integers(1, 6),
-    fill=st.sampled_from(["zeros", "random", "nan"]),
-)
-def test_real_outputs_do_not_depend_on_padding_length_or_content(name, steps, fill):
-    for kind in MASK_KINDS:
-        check_padding_length_invariance(LAYERS[name](), example_input(kind), steps, fill)
-
-
-@settings(max_examples=25, deadline=None)
-@given(
-    name=st.sampled_from(sorted(LAYERS)),
-    lengths=st.lists(st.integers(2, 7), min_size=1, max_size=4),
-    fill=st.sampled_from(["zeros", "random", "nan"]),
-    seed=st.integers(0, 1000),
-)
-def test_a_sequence_alone_equals_itself_in_a_batch(name, lengths, fill, seed):
-    generator = torch.Generator().manual_seed(seed)
-    sequences = [torch.randn(n, 4, generator=generator) for n in lengths]
-    check_alone_equals_in_batch(LAYERS[name](), sequences, fill)
+(
+    test_real_outputs_do_not_depend_on_padding_length_or_content,
+    test_a_sequence_alone_equals_itself_in_a_batch,
+) = padding_property_tests(LAYERS, min_length=2)
 
 
 # ---------------------------------------------------------------------- refusals
