@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from .layers.base import Layer
-from .masked import Masked, as_masked
 from .models import Container
 
 Shape = tuple[int, ...]
@@ -214,19 +213,9 @@ def _traced_layers(module: nn.Module) -> list[Layer]:
 
 def _recorder(rows: list[TraceRow]) -> Any:
     def hook(layer: Layer, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
-        inputs = args[0] if args else kwargs["inputs"]
-        mask = args[1] if len(args) > 1 else kwargs.get("mask")
-        if isinstance(mask, Masked):  # inputs one by one: `mha(query, value, key)`
-            inputs, mask = [x for x in args if isinstance(x, Masked)], None
-        if isinstance(inputs, list | tuple):
-            masks = mask if isinstance(mask, list | tuple) else [None] * len(inputs)
-            ins = [as_masked(x, m) for x, m in zip(inputs, masks, strict=True)]
-        else:
-            ins = [as_masked(inputs, mask)]
-        out = output[0] if isinstance(output, tuple) else output
-        if not isinstance(out, Masked | torch.Tensor):
-            return  # not a layer's output: the container reports it
-        out = as_masked(out)
+        inputs, _ = layer.read_inputs(*args, **kwargs)  # as the layer read them
+        ins = inputs if isinstance(inputs, list) else [inputs]
+        out = output[0] if isinstance(output, tuple) else output  # extras come after it
         input_masks = tuple(_cpu(x.mask) for x in ins)
         lost = out.mask is None and any(m is not None for m in input_masks)
         rows.append(

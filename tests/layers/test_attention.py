@@ -403,7 +403,8 @@ def test_a_graph_node_and_a_module_call_it_as_keras_does():
 
     rows = trace(Decoder(), x, y).rows
     assert [r.type for r in rows] == ["MultiHeadAttention"]
-    assert rows[0].input_shapes == ((3, 5, 8), (3, 5, 8))
+    assert rows[0].input_shapes == ((3, 5, 8),) * 3  # query, value, and the value as key
+    assert all(torch.equal(mask, y.mask) for mask in rows[0].input_masks[1:])
     assert torch.equal(rows[0].output_mask, x.mask) and not rows[0].dropped
 
 

@@ -617,5 +617,6 @@ def test_wrong_input_shape() -> None:
 
 
 def test_docstring_examples() -> None:
-    result = doctest.testmod(recurrent, optionflags=doctest.ELLIPSIS)
+    names = {"Masked": Masked, "torch": torch}
+    result = doctest.testmod(recurrent, extraglobs=names, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 4 and result.failed == 0

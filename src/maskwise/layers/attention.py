@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError, MaskError, MaskwiseTypeError, ShapeError, format_error
 from ..masked import Masked, as_masked, combine_masks
-from .base import Layer
+from .base import CallOutput, Layer
 from .core import _check_rate
 
 _ROLES = ("query", "value", "key")
@@ -199,9 +199,11 @@ def _positive_int(layer: str, argument: str, value: Any) -> int:
 
 class _AttentionLayer(Layer):
     """What the attention layers share: reading the query, value and key inputs,
-    checking their shapes, and the masks that decide who attends to what."""
+    checking their shapes, the masks that decide who attends to what, and the mask
+    rule. `call` and `compute_mask` get the values and masks of `[query, value, key]`."""
 
     float_inputs = True
+    takes_list = True
 
     def _unpack(self, query: Any, value: Any, key: Any) -> list[Masked]:
         """`[query, value, key]` as `Masked`, from `(query, value, key)` or a list in
@@ -237,7 +239,7 @@ class _AttentionLayer(Layer):
             )
         return as_masked(x)
 
-    def _check_inputs(self, inputs: list[Masked]) -> None:
+    def check_inputs(self, inputs: list[Masked]) -> None:  # type: ignore[override]
         """3-D inputs, one batch size, value and key on one time axis, and the feature
         sizes the weights were built for (checked before building, so that a wrong
         first call builds nothing)."""
@@ -290,25 +292,26 @@ class _AttentionLayer(Layer):
         """The feature sizes of query, value and key the built layer requires (None: any)."""
         raise NotImplementedError
 
-    def _prepared(self, inputs: list[Masked]) -> list[torch.Tensor]:
-        """Each input's values with padding read as zeros, in the query's compute dtype;
-        an input passed twice (self-attention) is prepared once."""
-        done: dict[int, torch.Tensor] = {}
-        for x in inputs:
-            if id(x) not in done:
-                done[id(x)] = self.prepare_values(x.values, x.mask)
-        dtype = done[id(inputs[0])].dtype
-        return [done[id(x)].to(dtype) for x in inputs]
+    def compute_mask(  # type: ignore[override]
+        self, values: list[torch.Tensor], mask: list[torch.Tensor | None]
+    ) -> torch.Tensor | None:
+        """The query's mask."""
+        return mask[0]
 
     def _attention_plan(
-        self, inputs: list[Masked], attention_mask: Any, use_causal_mask: bool
+        self,
+        values: list[torch.Tensor],
+        masks: list[torch.Tensor | None],
+        attention_mask: Any,
+        use_causal_mask: bool,
     ) -> _Plan:
-        query, value, key = inputs
-        key_mask = combine_masks([value.mask, key.mask])
-        batch, query_time = query.values.shape[:2]
-        key_time = value.values.shape[1]
+        query, value, _ = values
+        query_mask, value_mask, key_mask = masks
+        batch, query_time = query.shape[:2]
+        key_time = value.shape[1]
         given = self._attention_mask(attention_mask, (batch, query_time, key_time), query.device)
-        return _plan(query.mask, key_mask, given, bool(use_causal_mask), query_time, key_time)
+        keys = combine_masks([value_mask, key_mask])
+        return _plan(query_mask, keys, given, bool(use_causal_mask), query_time, key_time)
 
     def _attention_mask(
         self, mask: Any, target: tuple[int, int, int], device: torch.device
@@ -435,20 +438,25 @@ class MultiHeadAttention(_AttentionLayer):
             self.key_dense.in_dims[0],
         )
 
-    def forward(  # type: ignore[override]
+    def read_inputs(  # type: ignore[override]
+        self, query: Any, value: Any = None, key: Any = None, **options: Any
+    ) -> tuple[list[Masked], dict[str, Any]]:
+        """`mha(query, value=None, key=None, **options)` or `mha([query, value(, key)],
+        **options)`."""
+        return self._unpack(query, value, key), options
+
+    def call(  # type: ignore[override]
         self,
-        query: Any,
-        value: Any = None,
-        key: Any = None,
+        values: list[torch.Tensor],
+        mask: list[torch.Tensor | None],
+        *,
         attention_mask: torch.Tensor | None = None,
         use_causal_mask: bool = False,
         return_attention_scores: bool = False,
-    ) -> Masked | tuple[Masked, torch.Tensor]:
-        inputs = self._unpack(query, value, key)
-        self._check_inputs(inputs)
-        self.maybe_build(inputs)
-        plan = self._attention_plan(inputs, attention_mask, use_causal_mask)
-        q, v, k = self._prepared(inputs)
+    ) -> CallOutput:
+        """The output values, and with `return_attention_scores` the scores after them."""
+        plan = self._attention_plan(values, mask, attention_mask, use_causal_mask)
+        q, v, k = values
         heads_first = (0, 2, 1, 3)  # (batch, time, heads, dim) <-> (batch, heads, time, dim)
         attended, scores = _dot_product_attention(
             self.query_dense(q).permute(heads_first),
@@ -458,7 +466,7 @@ class MultiHeadAttention(_AttentionLayer):
             self.dropout if self.training else 0.0,
             return_attention_scores,
         )
-        output = Masked(self.output_dense(attended.permute(heads_first)), inputs[0].mask)
+        output = self.output_dense(attended.permute(heads_first))
         return output if scores is None else (output, scores)
 
 
@@ -565,8 +573,8 @@ class _ScoreAttention(_AttentionLayer):
     def _query_features(self) -> int | None:
         return None
 
-    def _check_inputs(self, inputs: list[Masked]) -> None:
-        super()._check_inputs(inputs)
+    def check_inputs(self, inputs: list[Masked]) -> None:  # type: ignore[override]
+        super().check_inputs(inputs)
         query, _, key = (x.values for x in inputs)
         if query.shape[-1] != key.shape[-1]:
             raise ShapeError(
@@ -580,42 +588,32 @@ class _ScoreAttention(_AttentionLayer):
                 )
             )
 
-    def forward(  # type: ignore[override]
-        self,
-        inputs: Any,
-        mask: Sequence[torch.Tensor | None] | None = None,
-        return_attention_scores: bool = False,
-        use_causal_mask: bool = False,
-    ) -> Masked | tuple[Masked, torch.Tensor]:
+    def read_inputs(
+        self, inputs: Any, mask: Any = None, **options: Any
+    ) -> tuple[list[Masked], dict[str, Any]]:
         """`inputs`: `[query, value]`, `[query, value, key]`, or one input for
         self-attention; `mask`: None or one mask per input (replacing their own)."""
         items = list(inputs) if isinstance(inputs, list | tuple) else [inputs]
         if mask is not None:
-            if not isinstance(mask, list | tuple) or len(mask) != len(items):
-                raise MaskError(
-                    format_error(
-                        f"{type(self).__name__} layer {self.name!r}: `mask` must hold one "
-                        "mask per input.",
-                        expected=f"a list of {len(items)} masks (or None entries)",
-                        received=repr(mask)[:80],
-                    )
-                )
-            items = [
-                as_masked(self._as_input(f"input {i}", x), m)
-                for i, (x, m) in enumerate(zip(items, mask, strict=True))
-            ]
-        parts = self._unpack(items if len(items) > 1 else items[0], None, None)
-        self._check_inputs(parts)
-        self.maybe_build(parts)
-        plan = self._attention_plan(parts, None, use_causal_mask)
-        query, value, key = self._prepared(parts)
+            items = [self._as_input(f"input {i}", x) for i, x in enumerate(items)]
+            items = self.input_list(items, mask)
+        return self._unpack(items if len(items) > 1 else items[0], None, None), options
+
+    def call(  # type: ignore[override]
+        self,
+        values: list[torch.Tensor],
+        mask: list[torch.Tensor | None],
+        *,
+        return_attention_scores: bool = False,
+        use_causal_mask: bool = False,
+    ) -> CallOutput:
+        """The output values, and with `return_attention_scores` the scores after them."""
+        plan = self._attention_plan(values, mask, None, use_causal_mask)
+        query, value, key = (v.to(values[0].dtype) for v in values)
         scores = self.scores(query, key)[:, None]  # one head: (batch, 1, query, key)
         dropout = self.dropout if self.training else 0.0
         out, _, dropped = _softmax_attend(scores, value[:, None], plan, dropout)
-        output = Masked(out[:, 0], parts[0].mask)
-        if return_attention_scores:
-            return output, dropped[:, 0]
-        return output
+        return (out[:, 0], dropped[:, 0]) if return_attention_scores else out[:, 0]
 
 
 class Attention(_ScoreAttention):

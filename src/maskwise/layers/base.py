@@ -1,25 +1,38 @@
-"""`Layer`: the base of every mask-aware layer.
+"""`Layer`: the base of every mask-aware layer, and the contract every layer keeps.
 
 A layer does two things, kept side by side as two small methods:
-- `call(values, mask)` computes the output values;
+- `call(values, mask, **options)` computes the output values;
 - `compute_mask(values, mask)` states the mask rule: pass it on (the default),
-  consume it, transform it, or create one.
+  consume it, transform it, or create one. It depends on the inputs only, never on
+  the call options.
 
-`forward` ties them together: it accepts a `Masked`, a tensor or an array (a plain
-tensor means "no mask"), builds the layer's weights at the first call from the input
-shape (like Keras, unless the sizes were given), and returns a `Masked`.
+`forward` ties them together, and no layer but a container overrides it:
+1. `read_inputs` sorts the call's arguments into the inputs, each a `Masked` (a
+   tensor or an array means "no mask"), and the call options (`initial_state=`,
+   `return_attention_scores=`, ...): its signature is the layer's call signature,
+   `layer(x, mask=None, **options)` by default. The options a layer takes are the
+   keyword arguments of its `call` (`call_options`, read from the signature as Keras
+   reads `call`'s); any other is refused.
+2. `check_inputs` refuses inputs the layer cannot take, before building, so that a
+   wrong first call builds nothing.
+3. The layer builds its weights at the first call from the input shape (like Keras,
+   unless the sizes were given).
+4. Every padded step is set to 0 (`fill_padding`, a `where`): a layer's value rule
+   never sees what the padding held (NaN, inf, anything), and no function's
+   derivative at a padded step (`sqrt` or `log` at 0 give inf, times a zero gradient
+   NaN) can reach a weight, since `where` drops it in the backward pass. `Masking`,
+   which creates the mask from what the padding holds, opts out with
+   `fills_padding = False`, and so do the recurrent layers, which never read a
+   padded step.
+5. `call` and `compute_mask` run, and the output values get the output mask. `call`
+   returns the output values, or a tuple `(values, *extras)`: `values` a tensor, or a
+   tuple of tensors for several outputs under one mask (`Bidirectional` without a
+   `merge_mode`), and the extras (final states, attention scores) are returned after
+   the `Masked` outputs as they are: `Masked`, or `(Masked, ..., *extras)`.
 
-Before `call`, `forward` sets every padded step to 0 (`fill_padding`, a `where`): a
-layer's value rule never sees what the padding held (NaN, inf, anything), and no
-function's derivative at a padded step (`sqrt` or `log` at 0 give inf, times a zero
-gradient NaN) can reach a weight, since `where` drops it in the backward pass.
-`Masking`, which creates the mask from what the padding holds, opts out with
-`fills_padding = False`; the layers with a `forward` of their own keep the same rule
-themselves (the recurrent layers read only the real steps).
-
-A layer that `takes_list` (the merges) is called with a list of inputs: `forward`
-fills the padding of each, and `call` and `compute_mask` get one list of values and
-one list of masks.
+A layer that `takes_list` (the merges, attention) is called with a list of inputs:
+`call` and `compute_mask` get one list of values and one list of masks (an input
+given twice, as in self-attention, is filled once).
 
 Layers doing float math set `float_inputs = True`: integer or bool features, and
 floats of another precision (float32 data into a float64 model), are cast to the
@@ -44,6 +57,9 @@ from torch import nn
 from ..errors import ConfigError, MaskError, MaskwiseTypeError, format_error
 from ..masked import Masked, as_masked, fill_padding
 
+CallOutput = torch.Tensor | tuple[Any, ...]
+"""What `call` returns: the output values, or `(values, *extras)`."""
+
 _name_counters: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count())
 
 
@@ -64,8 +80,10 @@ class Layer(nn.Module):
     """Base class: a module that maps a `Masked` to a `Masked`.
 
     Subclasses implement `build(input_shape)` (create weights from the input's shape,
-    if they have any), `call(values, mask)` and, when the mask changes,
+    if they have any), `call(values, mask, **options)` and, when the mask changes,
     `compute_mask(values, mask)`. The default mask rule passes the mask on unchanged.
+    A layer whose call reads its inputs another way (attention's query, value and key)
+    overrides `read_inputs`; none overrides `forward` (see the module's docstring).
 
     Args:
         name: a name shown by `trace`, in errors and in saved configs; defaults to the
@@ -78,14 +96,18 @@ class Layer(nn.Module):
     float_inputs: ClassVar[bool] = False
     """`call` gets floats of the weights' dtype (integer or bool features are cast)."""
     takes_list: ClassVar[bool] = False
-    """The layer is called with a list of inputs (the merges): `call` and `compute_mask`
-    get a list of values and a list of masks, one per input."""
+    """The layer is called with a list of inputs (the merges, attention): `call` and
+    `compute_mask` get a list of values and a list of masks, one per input."""
+    call_options: ClassVar[tuple[str, ...]] = ()
+    """The call options the layer takes: the keyword arguments of its `call` after
+    `values` and `mask` (`initial_state`, `return_attention_scores`, ...)."""
     built: bool
     name: str
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         Layer.registry[cls.__name__] = cls
+        cls.call_options = _options_of(cls.call)
         if "__init__" in cls.__dict__:
             cls.__init__ = _recording_init(cls.__init__)  # type: ignore[method-assign]
 
@@ -102,8 +124,12 @@ class Layer(nn.Module):
     def build(self, input_shape: Any) -> None:
         """Create the weights for inputs of `input_shape` (a `torch.Size`). Default: none."""
 
-    def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """The value rule: output values from input values (and the mask, if needed)."""
+    def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> CallOutput:
+        """The value rule: output values from input values (and the mask, if needed).
+
+        A layer with call options takes them as keyword-only arguments with defaults
+        (`call(self, values, mask, *, initial_state=None)`), and may return a tuple
+        `(values, *extras)` (see the module's docstring)."""
         raise NotImplementedError(f"{type(self).__name__} must implement call(values, mask)")
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -117,20 +143,64 @@ class Layer(nn.Module):
         such a layer's missing output mask as *consumed*, any other as *dropped*."""
         return False
 
-    def forward(self, inputs: Any, mask: Any = None) -> Masked:
-        """`inputs`: one input and `mask` None or its mask; for a layer that
-        `takes_list`, a list of inputs and `mask` None or one mask per input."""
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Read the inputs, check them, build, fill the padding, then `call` and
+        `compute_mask`: returns a `Masked`, or the `Masked` outputs and the extras."""
+        inputs, options = self.read_inputs(*args, **kwargs)
+        if options:
+            self._check_options(options)
+        self.check_inputs(inputs)
+        self.maybe_build(inputs)
+        if isinstance(inputs, Masked):
+            values: Any = self.prepare_values(inputs.values, inputs.mask)
+            mask: Any = inputs.mask
+        else:
+            filled: dict[int, torch.Tensor] = {}
+            for x in inputs:  # an input given twice (self-attention) is filled once
+                if id(x) not in filled:
+                    filled[id(x)] = self.prepare_values(x.values, x.mask)
+            values, mask = [filled[id(x)] for x in inputs], [x.mask for x in inputs]
+        return _outputs(self.call(values, mask, **options), self.compute_mask(values, mask))
+
+    def read_inputs(
+        self, inputs: Any, mask: Any = None, **options: Any
+    ) -> tuple[Masked | list[Masked], dict[str, Any]]:
+        """Sort a call's arguments into the inputs, each a `Masked` with its mask, and
+        the call options; its signature is the layer's call signature.
+
+        Default: `layer(x, mask=None, **options)`, `x` a `Masked`, a tensor or an array,
+        and `mask` replacing its mask; for a layer that `takes_list`, `x` a list of
+        inputs and `mask` None or one mask per input. `trace` reads a call's inputs here.
+        """
         if self.takes_list:
-            xs = self.input_list(inputs, mask)
-            self.maybe_build(xs)
-            values_list = [self.prepare_values(x.values, x.mask) for x in xs]
-            masks = [x.mask for x in xs]
-            lists: Any = self  # its `call` and `compute_mask` take lists (typed so there)
-            return Masked(lists.call(values_list, masks), lists.compute_mask(values_list, masks))
-        x = as_masked(inputs, mask)
-        self.maybe_build(x)
-        values = self.prepare_values(x.values, x.mask)
-        return Masked(self.call(values, x.mask), self.compute_mask(values, x.mask))
+            return self.input_list(inputs, mask), options
+        return as_masked(inputs, mask), options
+
+    def check_inputs(self, inputs: Masked | list[Masked]) -> None:
+        """Refuse inputs the layer cannot take (with a `ShapeError` saying why), before
+        it builds, so that a wrong first call builds nothing. Default: any."""
+
+    def _check_options(self, options: dict[str, Any]) -> None:
+        unknown = [name for name in options if name not in self.call_options]
+        if not unknown:
+            return
+        kind = type(self).__name__
+        fix = "check the spelling of the argument"
+        if "training" in unknown:
+            fix = (
+                "maskwise layers follow their module's mode: call `model.train()` or `model.eval()`"
+            )
+        raise MaskwiseTypeError(
+            format_error(
+                f"{kind} layer {self.name!r} got call arguments it does not take: "
+                + ", ".join(f"`{name}`" for name in unknown)
+                + ".",
+                expected="keyword arguments among "
+                + (", ".join(f"`{name}`" for name in self.call_options) or "none"),
+                received=", ".join(f"{name}={options[name]!r}"[:60] for name in unknown),
+                fix=fix + ".",
+            )
+        )
 
     def input_list(self, inputs: Any, mask: Any) -> list[Masked]:
         """The inputs of a layer that `takes_list`, each a `Masked` with its mask."""
@@ -232,6 +302,24 @@ class Layer(nn.Module):
 
 _PROBES = (torch.float32, torch.float64)
 """Two empty tensors show whether a conversion function sets one float dtype."""
+
+
+def _options_of(call: Any) -> tuple[str, ...]:
+    """The keyword arguments of a `call(self, values, mask, ...)`: its call options."""
+    parameters = list(inspect.signature(call).parameters.values())[3:]
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in parameters if p.kind in keyword)
+
+
+def _outputs(result: CallOutput, mask: torch.Tensor | None) -> Any:
+    """What a layer returns for what its `call` returned (see the module's docstring):
+    a `Masked`, or the `Masked` outputs followed by the extras."""
+    if not isinstance(result, tuple):
+        return Masked(result, mask)
+    values, *extras = result
+    several = values if isinstance(values, tuple) else (values,)
+    outputs = [Masked(v, mask) for v in several]
+    return outputs[0] if len(outputs) == 1 and not extras else (*outputs, *extras)
 
 
 def _trailing_dims(shape: Any) -> Any:

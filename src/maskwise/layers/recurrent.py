@@ -28,18 +28,17 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
-from ..masked import Masked, as_masked
 from ._rnn_kernels import Cell, Kind, Weights, run_recurrent
-from .base import Layer
+from .base import CallOutput, Layer
 from .core import get_activation
 
-Output = Masked | tuple[Any, ...]
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
 class _Recurrent(Layer):
     """Shared machinery of `LSTM`, `GRU` and `SimpleRNN` (see their docstrings)."""
 
+    fills_padding = False  # the real steps are compacted: a padded step is never read
     kind: Kind
     weight_ih: nn.Parameter
     weight_hh: nn.Parameter
@@ -125,8 +124,12 @@ class _Recurrent(Layer):
         return Weights(self.weight_ih, self.weight_hh, self.bias, self.recurrent_bias)
 
     # ------------------------------------------------------------------ contract
-    def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.run(values, mask, None)[0]
+    def call(
+        self, values: torch.Tensor, mask: torch.Tensor | None, *, initial_state: Any = None
+    ) -> CallOutput:
+        """The output values, and with `return_state` the final states after them."""
+        output, states = self.run(values, mask, initial_state)
+        return (output, *states) if self.return_state else output
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         """The input mask with `return_sequences`, else None.
@@ -142,18 +145,6 @@ class _Recurrent(Layer):
     @property
     def consumes_mask(self) -> bool:
         return not self.return_sequences
-
-    def forward(  # type: ignore[override]
-        self,
-        inputs: Any,
-        mask: torch.Tensor | None = None,
-        initial_state: Any = None,
-    ) -> Output:
-        x = as_masked(inputs, mask)
-        self.maybe_build(x)
-        output, states = self.run(x.values, x.mask, initial_state)
-        result = Masked(output, self.compute_mask(x.values, x.mask))
-        return (result, *states) if self.return_state else result
 
     def run(
         self,
@@ -526,6 +517,8 @@ class Bidirectional(Layer):
     *backward_states)`.
     """
 
+    fills_padding = False  # as its layers: a padded step is never read
+
     def __init__(
         self,
         layer: Layer,
@@ -591,10 +584,20 @@ class Bidirectional(Layer):
         for direction in (self.forward_layer, self.backward_layer):
             direction.build_from_config_shape(list(input_shape[1:]))
 
-    def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        output = self.forward(Masked(values, mask))
-        first = output[0] if isinstance(output, tuple) else output
-        return first.values
+    def call(
+        self, values: torch.Tensor, mask: torch.Tensor | None, *, initial_state: Any = None
+    ) -> CallOutput:
+        """The merged outputs (the pair of them without `merge_mode`), and with
+        `return_state` the forward layer's final states, then the backward layer's."""
+        forward_state, backward_state = self._split_states(initial_state)
+        y, forward_states = self.forward_layer.run(values, mask, forward_state)
+        y_rev, backward_states = self.backward_layer.run(
+            values, mask, backward_state, flip_output=self.return_sequences
+        )
+        outputs = (y, y_rev) if self.merge_mode is None else _merge(self.merge_mode, y, y_rev)
+        if self.return_state:
+            return (outputs, *forward_states, *backward_states)
+        return (outputs,) if self.merge_mode is None else outputs
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         return mask if self.return_sequences else None
@@ -603,39 +606,21 @@ class Bidirectional(Layer):
     def consumes_mask(self) -> bool:
         return not self.return_sequences
 
-    def forward(  # type: ignore[override]
-        self,
-        inputs: Any,
-        mask: torch.Tensor | None = None,
-        initial_state: Any = None,
-    ) -> Output:
-        x = as_masked(inputs, mask)
-        self.maybe_build(x)
-        forward_state, backward_state = None, None
-        if initial_state is not None:
-            count = self.forward_layer.cell.n_states + self.backward_layer.cell.n_states
-            if len(initial_state) != count:
-                raise ShapeError(
-                    format_error(
-                        f"Bidirectional layer {self.name!r} got a wrong number of initial states.",
-                        expected=f"{count} tensors: the forward states, then the backward ones",
-                        received=f"{len(initial_state)}",
-                    )
+    def _split_states(self, initial_state: Any) -> tuple[Any, Any]:
+        """`initial_state` cut into the forward layer's states and the backward one's."""
+        if initial_state is None:
+            return None, None
+        count = self.forward_layer.cell.n_states + self.backward_layer.cell.n_states
+        if len(initial_state) != count:
+            raise ShapeError(
+                format_error(
+                    f"Bidirectional layer {self.name!r} got a wrong number of initial states.",
+                    expected=f"{count} tensors: the forward states, then the backward ones",
+                    received=f"{len(initial_state)}",
                 )
-            half = self.forward_layer.cell.n_states
-            forward_state, backward_state = initial_state[:half], initial_state[half:]
-        y, forward_states = self.forward_layer.run(x.values, x.mask, forward_state)
-        y_rev, backward_states = self.backward_layer.run(
-            x.values, x.mask, backward_state, flip_output=self.return_sequences
-        )
-        out_mask = self.compute_mask(x.values, x.mask)
-        if self.merge_mode is None:
-            outputs: tuple[Masked, ...] = (Masked(y, out_mask), Masked(y_rev, out_mask))
-        else:
-            outputs = (Masked(_merge(self.merge_mode, y, y_rev), out_mask),)
-        if self.return_state:
-            return (*outputs, *forward_states, *backward_states)
-        return outputs if self.merge_mode is None else outputs[0]
+            )
+        half = self.forward_layer.cell.n_states
+        return initial_state[:half], initial_state[half:]
 
 
 def _copy_of(layer: _Recurrent, name: str, **overrides: Any) -> _Recurrent:

@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, MaskWarning, ShapeError, format_error
-from ..masked import Masked, as_masked
+from ..masked import Masked
 from .attention import MultiHeadAttention, _positive_int
-from .base import Layer
+from .base import CallOutput, Layer
 from .core import Dense, Dropout, _check_rate, _first_steps, get_activation
 from .embedding import Embedding
 from .normalization import LayerNormalization
@@ -130,14 +130,9 @@ class PositionEmbedding(Layer):
         self.position_embeddings = nn.Parameter(torch.empty(self.sequence_length, features))
         _initialize(self.position_embeddings, self.initializer)
 
-    def forward(self, inputs: Any, mask: torch.Tensor | None = None) -> Masked:
-        x = as_masked(inputs, mask)
-        self._check_input(x.values)
-        return super().forward(x)
-
-    def _check_input(self, values: torch.Tensor) -> None:
-        """3-D values, with the features the table was built for (checked before
-        building, so that a wrong first call builds nothing)."""
+    def check_inputs(self, inputs: Masked) -> None:  # type: ignore[override]
+        """3-D values, with the features the table was built for."""
+        values = inputs.values
         features = self.position_embeddings.shape[1] if self.built else None
         if values.dim() != 3 or features not in (None, values.shape[-1]):
             raise ShapeError(
@@ -430,27 +425,21 @@ class TransformerEncoder(Layer):
         self.feedforward_dropout = Dropout(self.dropout, name=named("feedforward_dropout"))
         self.train(self.training)  # a block put in evaluation before building stays there
 
-    def forward(  # type: ignore[override]
+    def call(
         self,
-        inputs: Any,
-        mask: torch.Tensor | None = None,
+        values: torch.Tensor,
+        mask: torch.Tensor | None,
+        *,
         attention_mask: torch.Tensor | None = None,
         return_attention_scores: bool = False,
-    ) -> Masked | tuple[Masked, torch.Tensor]:
-        x = as_masked(inputs, mask)
-        self._check_input(x.values)
-        self.maybe_build(x)
-        values = self.prepare_values(x.values, x.mask)
-        encoded, scores = self._encode(values, x.mask, attention_mask, return_attention_scores)
-        output = Masked(encoded, self.compute_mask(values, x.mask))
-        return output if scores is None else (output, scores)
+    ) -> CallOutput:
+        """The encoded values, and with `return_attention_scores` the scores after them."""
+        encoded, scores = self._encode(values, mask, attention_mask, return_attention_scores)
+        return encoded if scores is None else (encoded, scores)
 
-    def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self._encode(values, mask, None, False)[0]
-
-    def _check_input(self, values: torch.Tensor) -> None:
-        """3-D values, with the features the block was built for (checked before
-        building, so that a wrong first call builds nothing)."""
+    def check_inputs(self, inputs: Masked) -> None:  # type: ignore[override]
+        """3-D values, with the features the block was built for."""
+        values = inputs.values
         hidden = self.feedforward_output_dense.units if self.built else None
         if values.dim() != 3 or hidden not in (None, values.shape[-1]):
             raise ShapeError(
