@@ -129,6 +129,39 @@ def test_lambda_that_drops_the_mask_on_purpose_consumes_it_and_module_is_looked_
     assert rows == [("mask", False, False), ("last", True, False)]
 
 
+def test_rows_of_layers_called_with_options_show_their_inputs_and_first_output():
+    """Bidirectional with initial and final states, MultiHeadAttention on a context
+    given by keyword with its scores: each row shows the inputs as the layer read them
+    (query, value, and the value again as the key) and the `Masked` output before the
+    extras."""
+
+    class Tagger(Module):
+        def __init__(self):
+            super().__init__()
+            lstm = layers.LSTM(3, return_sequences=True, return_state=True)
+            self.bi = layers.Bidirectional(lstm, merge_mode=None, name="bi")
+            self.att = layers.MultiHeadAttention(2, 2, name="att")
+
+        def forward(self, x, context):
+            states = [torch.zeros(3, 3)] * 4
+            ahead, _, *_ = self.bi(x, initial_state=states)
+            out, scores = self.att(ahead, value=context, return_attention_scores=True)
+            return out.with_values(out.values + scores.sum())
+
+    x = Masked.pad([torch.ones(n, 4) for n in LENGTHS])
+    context = Masked.pad([torch.ones(n, 2) for n in (1, 4, 2)])  # 7 of 12 steps real
+    result = trace(Tagger(), x, context)
+    bi, att = result.rows
+    assert (bi.name, bi.input_shapes, bi.output_shape) == ("bi", ((3, 5, 4),), (3, 5, 3))
+    assert bi.input_coverage == (pytest.approx(REAL),) and not bi.dropped
+    assert bi.output_coverage == pytest.approx(REAL)
+    assert att.input_shapes == ((3, 5, 3), (3, 4, 2), (3, 4, 2))
+    assert att.input_coverage == (pytest.approx(REAL), pytest.approx(7 / 12), pytest.approx(7 / 12))
+    assert torch.equal(att.input_masks[1], context.mask)
+    assert torch.equal(att.output_mask, x.mask) and not att.dropped
+    assert isinstance(result.output, Masked) and torch.equal(result.output.mask, x.mask)
+
+
 class LosesTheMask(layers.Layer):
     """A custom layer whose mask rule forgets the mask: an unintended drop."""
 

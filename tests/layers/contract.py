@@ -5,6 +5,9 @@ output shape and output mask; that the content of padded steps (random values, a
 NaN for layers documented as NaN-safe) cannot change the real outputs, in evaluation
 and in training mode; that no gradient reaches padded input steps; that a state-dict
 round trip into a fresh layer and a JSON config round trip give the same outputs.
+With call options (`initial_state=`, `return_attention_scores=True`), every output
+is checked: each `Masked` one (`Bidirectional`'s pair) and the extras after them
+(final states, attention scores), which padding must not change either.
 `check_padding_length_invariance` is the same idea for extra padded steps at the end.
 """
 
@@ -20,6 +23,7 @@ from hypothesis import strategies as st
 
 from maskwise import Masked
 from maskwise.layers.base import Layer, layer_from_config, layer_spec
+from maskwise.masked import per_step
 
 Inputs = Masked | list[Masked]
 MASK_KINDS = ("post", "pre", "noncontiguous")
@@ -57,15 +61,28 @@ def refill_padding(x: Inputs, fill: str, seed: int = 1) -> Inputs:
         other = torch.full_like(x.values, float("nan"))
     else:
         other = 100 * torch.randn(x.values.shape, generator=generator).to(x.values.dtype)
-    keep = x.mask.reshape(x.mask.shape + (1,) * (x.values.dim() - 2))
+    keep = per_step(x.mask, x.values)
     return x.with_values(torch.where(keep, x.values, other))
 
 
-def run(layer: torch.nn.Module, x: Inputs, training: bool = False, seed: int = 7) -> Masked:
-    """Call `layer` in the given mode, with the random state fixed (dropout draws)."""
+def outputs(
+    layer: torch.nn.Module,
+    x: Inputs,
+    training: bool = False,
+    seed: int = 7,
+    options: dict[str, Any] | None = None,
+) -> list[Any]:
+    """Every output of `layer(x, **options)` called in the given mode, with the random
+    state fixed (dropout draws): the `Masked` outputs, then the extras."""
     layer.train(training)
     torch.manual_seed(seed)
-    return layer(x)
+    out = layer(x, **(options or {}))
+    return list(out) if isinstance(out, tuple) else [out]
+
+
+def run(layer: torch.nn.Module, x: Inputs, training: bool = False, seed: int = 7) -> Masked:
+    """The (first) `Masked` output of `layer(x)` in the given mode (see `outputs`)."""
+    return outputs(layer, x, training, seed)[0]
 
 
 def assert_same_real(a: Masked, b: Masked, atol: float = 1e-6) -> None:
@@ -78,26 +95,48 @@ def assert_same_real(a: Masked, b: Masked, atol: float = 1e-6) -> None:
     torch.testing.assert_close(a.values[a.mask], b.values[b.mask], atol=atol, rtol=1e-6)
 
 
+def assert_same_outputs(a: list[Any], b: list[Any]) -> None:
+    """`assert_same_real` for each `Masked` output, equal extras (states, scores)."""
+    assert len(a) == len(b)
+    for first, second in zip(a, b, strict=True):
+        if isinstance(first, Masked):
+            assert_same_real(first, second)
+        else:
+            torch.testing.assert_close(first, second, atol=1e-6, rtol=1e-6)
+
+
 def _inputs_list(x: Inputs) -> list[Masked]:
     return x if isinstance(x, list) else [x]
 
 
 def check_gradients(
-    layer: torch.nn.Module, x: Inputs, fill: str = "random", training: bool = False
+    layer: torch.nn.Module,
+    x: Inputs,
+    fill: str = "random",
+    training: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> None:
-    """Backpropagate a random weighting of the real outputs: padded input steps get
-    exactly zero gradient, real ones some; with NaN padding the gradients of real
-    input steps and of every weight are finite."""
+    """Backpropagate a random weighting of the real outputs (and of the extras): padded
+    input steps get exactly zero gradient, real ones some; with NaN padding the
+    gradients of real input steps and of every weight are finite."""
     items = _inputs_list(refill_padding(x, fill))
     if not items[0].values.is_floating_point():
         return
     leaves = [item.values.clone().requires_grad_() for item in items]
     rebuilt = [Masked(v, item.mask) for v, item in zip(leaves, items, strict=True)]
     layer.zero_grad()
-    out = run(layer, rebuilt if isinstance(x, list) else rebuilt[0], training)
-    weights = torch.randn(out.values.shape, generator=torch.Generator().manual_seed(3))
-    keep = out.full_mask.reshape(out.full_mask.shape + (1,) * (out.values.dim() - 2))
-    torch.where(keep, out.values * weights, torch.zeros_like(out.values)).sum().backward()
+    results = outputs(layer, rebuilt if isinstance(x, list) else rebuilt[0], training, 7, options)
+    generator = torch.Generator().manual_seed(3)
+    total = torch.zeros(())
+    for out in results:
+        values = out.values if isinstance(out, Masked) else out
+        weights = torch.randn(values.shape, generator=generator)
+        if isinstance(out, Masked):
+            keep = per_step(out.full_mask, values)
+            total = total + torch.where(keep, values * weights, torch.zeros_like(values)).sum()
+        else:
+            total = total + (values * weights).sum()
+    total.backward()
     for leaf, item in zip(leaves, items, strict=True):
         grad = leaf.grad
         assert grad is not None
@@ -121,24 +160,28 @@ def check_layer_contract(
     nan_safe: bool = True,
     json_config: bool = True,
     reads_values: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> Masked:
-    """Check the layer contract; returns the layer's output (evaluation mode) on `x`.
+    """Check the layer contract; returns the layer's (first) output (evaluation mode)
+    on `x`.
 
     Args:
         make_layer: builds a fresh layer (called several times).
         x: a `Masked`, or a list of them for merge layers.
         expected_shape: the output values' shape (default: the input's).
         expected_mask: `"same"` (the input's mask; for lists, the AND of the masks),
-            None, or a bool tensor.
+            None, or a bool tensor: the mask of every `Masked` output.
         nan_safe: the layer promises that NaN in padded steps reaches neither real
             outputs nor gradients (of inputs' real steps and of weights).
         json_config: check the `layer_spec` / `layer_from_config` round trip.
         reads_values: False for a layer whose outputs do not depend on the input values
             (`PositionEmbedding`): no gradient can reach the inputs, so the gradient
             checks are skipped.
+        options: call options passed at every call (`layer(x, **options)`).
     """
     layer = make_layer()
-    out = run(layer, x)
+    results = outputs(layer, x, options=options)
+    out = results[0]
     first = _inputs_list(x)[0]
     if expected_shape is None:
         expected_shape = tuple(first.values.shape)
@@ -149,33 +192,37 @@ def check_layer_contract(
         expected_mask = None
         for mask in masks:
             expected_mask = mask if expected_mask is None else expected_mask & mask
-    if expected_mask is None:
-        assert out.mask is None
-    else:
-        assert out.mask is not None and torch.equal(out.mask, expected_mask)
+    for output in results:
+        if not isinstance(output, Masked):
+            continue
+        if expected_mask is None:
+            assert output.mask is None
+        else:
+            assert output.mask is not None and torch.equal(output.mask, expected_mask)
 
     fills = ("random", "nan") if nan_safe else ("random",)
     for training in (False, True):
-        reference = run(layer, x, training)
+        reference = outputs(layer, x, training, options=options)
         for fill in fills:
-            assert_same_real(run(layer, refill_padding(x, fill), training), reference)
+            refilled = outputs(layer, refill_padding(x, fill), training, options=options)
+            assert_same_outputs(refilled, reference)
 
     for training in (False, True):
         for fill in fills if reads_values else ():
-            check_gradients(layer, x, fill, training)
+            check_gradients(layer, x, fill, training, options)
 
-    reference = run(layer, x)
+    reference = outputs(layer, x, options=options)
     fresh = make_layer()
-    run(fresh, x)
+    outputs(fresh, x, options=options)
     fresh.load_state_dict(layer.state_dict())
-    assert_same_real(run(fresh, x), reference)
+    assert_same_outputs(outputs(fresh, x, options=options), reference)
 
     if json_config:
         spec = json.loads(json.dumps(layer_spec(layer)))
         rebuilt = layer_from_config(spec)
         assert type(rebuilt) is type(layer) and rebuilt.get_config() == layer.get_config()
         rebuilt.load_state_dict(layer.state_dict())
-        assert_same_real(run(rebuilt, x), reference)
+        assert_same_outputs(outputs(rebuilt, x, options=options), reference)
     return out
 
 

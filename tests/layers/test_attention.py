@@ -85,6 +85,31 @@ def test_one_input_is_self_attention_and_keeps_the_contract(name, kind):
     assert torch.equal(out.mask, example_mask(kind))
 
 
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_causal_attention_with_scores_keeps_the_contract(name, kind):
+    """The scores come after the output, and padding changes them nowhere."""
+    x = [example_input(kind, seed=1), example_input("pre", seed=2)]
+    options = {"use_causal_mask": True, "return_attention_scores": True}
+    check_layer_contract(
+        LAYERS[name],
+        x,
+        expected_shape=out_shape(name),
+        expected_mask=example_mask(kind),
+        options=options,
+    )
+    out, scores = LAYERS[name]()(x, **options)
+    heads = {"mha": 2, "mha_dropout": 2, "mha_no_bias": 1, "gqa": 4}
+    shape = (3, heads[name], 5, 5) if name in heads else (3, 5, 5)
+    assert isinstance(out, Masked) and scores.shape == shape
+
+
+def test_an_attention_mask_keeps_the_contract():
+    x = example_input("noncontiguous", seed=1)
+    allowed = torch.rand(3, 5, 5, generator=torch.Generator().manual_seed(4)) > 0.3
+    check_layer_contract(LAYERS["mha"], x, options={"attention_mask": allowed})
+
+
 def test_inputs_without_masks_give_no_mask_and_plain_attention():
     q, v = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
     out = Attention()([q, v])

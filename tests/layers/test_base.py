@@ -1,9 +1,11 @@
 """`Layer.forward`'s shared rules: padded steps reach `call` as zeros detached from
 everything before (so `sqrt`/`log` of the padding cannot put NaN into a weight), float
 layers compute in their weights' dtype (integer features, float32 data into a float64
-model), and every layer answers a batch without any real step."""
+model), every layer answers a batch without any real step, and the contract itself:
+call options, extra outputs, and no layer but a container with a `forward` of its own."""
 
 import copy
+import doctest
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maskwise import Masked, MaskError, MaskwiseTypeError, Sequential, layers
+from maskwise.layers import base
+from maskwise.layers.base import Layer
+from maskwise.models import Container
 
 from .contract import example_input
 
@@ -315,3 +320,73 @@ def test_a_layer_taking_a_list_explains_a_single_input_and_a_wrong_mask_list():
         _Pair()(x)
     with pytest.raises(MaskError, match="one mask per input"):
         _Pair()([x, x], mask=[None])
+
+
+class _Scaled(Layer):
+    """Call options and extra outputs: `values * factor`, the pair `(out, -out)` with
+    `pair`, and the sum of the values `call` got with `return_total`."""
+
+    def call(self, values, mask, *, factor=1.0, return_total=False, pair=False):
+        out = values * factor
+        main = (out, -out) if pair else out
+        return (main, values.sum()) if return_total else (main,)
+
+
+def test_call_options_are_the_keyword_arguments_of_call():
+    assert _Scaled.call_options == ("factor", "return_total", "pair")
+    assert layers.Dense.call_options == ()
+    assert layers.LSTM.call_options == layers.Bidirectional.call_options == ("initial_state",)
+    assert layers.MultiHeadAttention.call_options == (
+        "attention_mask",
+        "use_causal_mask",
+        "return_attention_scores",
+    )
+    assert layers.Attention.call_options == ("return_attention_scores", "use_causal_mask")
+
+
+def test_call_returns_values_or_values_then_extras_and_each_value_gets_the_mask():
+    x = Masked(torch.tensor([[[1.0], [2.0], [float("nan")]]]), torch.tensor([[True, True, False]]))
+    layer = _Scaled()
+    alone = layer(x)
+    assert isinstance(alone, Masked) and alone.values.tolist() == [[[1.0], [2.0], [0.0]]]
+    assert torch.equal(alone.mask, x.mask)
+    assert layer(x.values, x.mask).values.tolist() == alone.values.tolist()  # mask by position
+    out, total = layer(x, factor=3.0, return_total=True)
+    assert out.values.tolist() == [[[3.0], [6.0], [0.0]]] and total.item() == 3.0
+    first, second = layer(x, pair=True)
+    assert second.values.tolist() == [[[-1.0], [-2.0], [0.0]]]
+    assert torch.equal(first.mask, x.mask) and torch.equal(second.mask, x.mask)
+    *pair, total = layer(x, pair=True, return_total=True)
+    assert [type(p) for p in pair] == [Masked, Masked] and total.item() == 3.0
+
+
+def test_an_option_a_layer_does_not_take_is_refused_with_the_ones_it_takes():
+    x = torch.ones(2, 3, 4)
+    with pytest.raises(
+        MaskwiseTypeError,
+        match=r"LSTM layer 'enc' got call arguments it does not take: `initial_states`"
+        r"(.|\n)*expected: keyword arguments among `initial_state`",
+    ):
+        layers.LSTM(3, name="enc")(x, initial_states=[torch.zeros(2, 3)] * 2)
+    with pytest.raises(MaskwiseTypeError, match=r"`model.train\(\)` or `model.eval\(\)`"):
+        layers.Dense(2)(x, training=True)
+    with pytest.raises(MaskwiseTypeError, match="among none"):
+        layers.Dense(2)(x, return_state=True)
+
+
+def test_no_layer_but_the_containers_overrides_forward():
+    """Every library layer keeps the contract: `call` and `compute_mask` under the
+    base's `forward`, so `trace` and the padding rules see each of them the same way."""
+    library = [
+        cls
+        for cls in Layer.registry.values()
+        if cls.__module__.startswith("maskwise.") and not issubclass(cls, Container)
+    ]
+    assert set(layers.__all__) - {"Layer"} <= {cls.__name__ for cls in library}
+    assert [cls.__name__ for cls in library if cls.forward is not Layer.forward] == []
+
+
+def test_docstring_example_runs():
+    names = {"Masked": Masked, "torch": torch}
+    result = doctest.testmod(base, extraglobs=names, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

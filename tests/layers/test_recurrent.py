@@ -481,6 +481,41 @@ def test_layer_contract_last_output(kind: str) -> None:
     )
 
 
+STATEFUL = {  # name -> (a fresh layer, its states, its output shape)
+    "lstm_sequences": (lambda: LSTM(4, return_sequences=True, return_state=True), 2, (3, 5, 4)),
+    "gru_last": (lambda: GRU(4, return_state=True, dropout=0.3), 1, (3, 4)),
+    "bidirectional_pair": (
+        lambda: Bidirectional(
+            SimpleRNN(4, return_sequences=True, return_state=True), merge_mode=None
+        ),
+        2,
+        (3, 5, 4),
+    ),
+    "bidirectional_last": (lambda: Bidirectional(LSTM(4, return_state=True)), 4, (3, 8)),
+}
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("name", sorted(STATEFUL))
+def test_layer_contract_with_initial_and_final_states(name: str, kind: str) -> None:
+    """`initial_state` in, the final states out after the outputs: padding changes
+    neither, and no gradient reaches it through the states."""
+    make, count, shape = STATEFUL[name]
+    generator = torch.Generator().manual_seed(5)
+    states = [torch.randn(3, 4, generator=generator) for _ in range(count)]
+    x = example_input(kind)
+    options = {"initial_state": states}
+    expected_mask = x.mask if len(shape) == 3 else None
+    check_layer_contract(
+        make, x, expected_shape=shape, expected_mask=expected_mask, options=options
+    )
+    result = make()(x, **options)
+    masked = 2 if name == "bidirectional_pair" else 1
+    assert len(result) == masked + count
+    assert all(isinstance(item, Masked) for item in result[:masked])
+    assert all(item.shape == (3, 4) for item in result[masked:])
+
+
 @pytest.mark.parametrize("plan", ["by cost", OFF_CPU])
 @pytest.mark.parametrize("fill", ["zeros", "random", "nan"])
 @pytest.mark.parametrize("name", ["lstm", "bidirectional", "gru_reset_before_dropout"])

@@ -24,11 +24,12 @@ A layer does two things, kept side by side as two small methods:
    which creates the mask from what the padding holds, opts out with
    `fills_padding = False`, and so do the recurrent layers, which never read a
    padded step.
-5. `call` and `compute_mask` run, and the output values get the output mask. `call`
-   returns the output values, or a tuple `(values, *extras)`: `values` a tensor, or a
-   tuple of tensors for several outputs under one mask (`Bidirectional` without a
-   `merge_mode`), and the extras (final states, attention scores) are returned after
-   the `Masked` outputs as they are: `Masked`, or `(Masked, ..., *extras)`.
+5. `call` and `compute_mask` run. `call` returns the output values (a tensor), or a
+   tuple `(values, *extras)`: `values` a tensor, or a tuple of tensors for several
+   outputs under one mask (`Bidirectional` without `merge_mode`), and extras without
+   a mask (final states, attention scores). The layer returns `Masked(values, mask)`,
+   or the `Masked` outputs followed by the extras: `(Masked, h, c)`, `(Masked,
+   Masked)`, `(Masked, scores)`.
 
 A layer that `takes_list` (the merges, attention) is called with a list of inputs:
 `call` and `compute_mask` get one list of values and one list of masks (an input
@@ -84,6 +85,16 @@ class Layer(nn.Module):
     `compute_mask(values, mask)`. The default mask rule passes the mask on unchanged.
     A layer whose call reads its inputs another way (attention's query, value and key)
     overrides `read_inputs`; none overrides `forward` (see the module's docstring).
+
+    Example (a call option and an extra output):
+        >>> class Scale(Layer):
+        ...     def call(self, values, mask, *, factor=2.0, return_total=False):
+        ...         out = values * factor
+        ...         return (out, out.sum()) if return_total else out
+        >>> x = Masked.pad([torch.ones(2, 1), torch.ones(1, 1)])
+        >>> y, total = Scale()(x, factor=3.0, return_total=True)
+        >>> y.values.tolist(), y.lengths.tolist(), total.item()
+        ([[[3.0], [3.0]], [[3.0], [0.0]]], [2, 1], 9.0)
 
     Args:
         name: a name shown by `trace`, in errors and in saved configs; defaults to the
