@@ -368,7 +368,7 @@ def test_an_option_a_layer_does_not_take_is_refused_with_the_ones_it_takes():
         r"(.|\n)*expected: keyword arguments among `initial_state`",
     ):
         layers.LSTM(3, name="enc")(x, initial_states=[torch.zeros(2, 3)] * 2)
-    with pytest.raises(MaskwiseTypeError, match=r"`model.train\(\)` or `model.eval\(\)`"):
+    with pytest.raises(MaskwiseTypeError, match=r"`model.train\(\)`, `model.eval\(\)`"):
         layers.Dense(2)(x, training=True)
     with pytest.raises(MaskwiseTypeError, match="among none"):
         layers.Dense(2)(x, return_state=True)

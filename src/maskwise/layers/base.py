@@ -192,24 +192,22 @@ class Layer(nn.Module):
         it builds, so that a wrong first call builds nothing. Default: any."""
 
     def _check_options(self, options: dict[str, Any]) -> None:
+        """Refuse the call options that `call` does not take, naming those it does."""
         unknown = [name for name in options if name not in self.call_options]
         if not unknown:
             return
         kind = type(self).__name__
-        fix = "check the spelling of the argument"
+        fix = f"pass only options that {kind} takes, spelt as above."
         if "training" in unknown:
-            fix = (
-                "maskwise layers follow their module's mode: call `model.train()` or `model.eval()`"
-            )
+            fix = "maskwise layers follow their module's mode: `model.train()`, `model.eval()`."
         raise MaskwiseTypeError(
             format_error(
                 f"{kind} layer {self.name!r} got call arguments it does not take: "
-                + ", ".join(f"`{name}`" for name in unknown)
-                + ".",
+                f"{', '.join(f'`{name}`' for name in unknown)}.",
                 expected="keyword arguments among "
                 + (", ".join(f"`{name}`" for name in self.call_options) or "none"),
                 received=", ".join(f"{name}={options[name]!r}"[:60] for name in unknown),
-                fix=fix + ".",
+                fix=fix,
             )
         )
 
