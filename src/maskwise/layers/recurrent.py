@@ -595,9 +595,8 @@ class Bidirectional(Layer):
             values, mask, backward_state, flip_output=self.return_sequences
         )
         outputs = (y, y_rev) if self.merge_mode is None else _merge(self.merge_mode, y, y_rev)
-        if self.return_state:
-            return (outputs, *forward_states, *backward_states)
-        return (outputs,) if self.merge_mode is None else outputs
+        states = [*forward_states, *backward_states] if self.return_state else []
+        return (outputs, *states)
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         return mask if self.return_sequences else None
