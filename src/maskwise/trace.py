@@ -38,9 +38,12 @@ class TraceRow:
     Attributes:
         name: the layer's name.
         type: the layer's class name.
-        input_shapes: the shape of each input's values (one entry, or one per merged input).
+        input_shapes: the shape of each input's values, as the layer read them
+            (`Layer.read_inputs`): one entry, one per merged input, or the query, value
+            and key of an attention layer.
         input_coverage: per input, the fraction of real steps, or None without a mask.
-        output_shape: the shape of the output values.
+        output_shape: the shape of the output values (of the first `Masked` output; the
+            final states or attention scores a layer may return after it are not shown).
         output_coverage: the fraction of real output steps, or None without a mask.
         consumed: an input had a mask and the layer used it up on purpose (its mask
             rule consumes it: `Layer.consumes_mask`); the output has none.
