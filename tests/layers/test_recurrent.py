@@ -22,7 +22,7 @@ from maskwise import Masked
 from maskwise.convert.registry import CONVERTERS, convert_layer
 from maskwise.errors import ConfigError, MaskwiseTypeError, ShapeError
 from maskwise.layers import _host, _rnn_kernels, recurrent
-from maskwise.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _Recurrent
+from maskwise.layers.recurrent import GRU, LSTM, RNN, Bidirectional, SimpleRNN
 
 from .contract import (
     MASK_KINDS,
@@ -107,10 +107,8 @@ def spec_inputs(spec: dict[str, Any], layer: Any) -> tuple[torch.Tensor, list[to
     x = torch.randn(spec["shape"], generator=generator)
     if not spec["initial_state"]:
         return x, None
-    directions = (
-        [layer] if isinstance(layer, _Recurrent) else [layer.forward_layer, layer.backward_layer]
-    )
-    n_states = sum(d.cell.n_states for d in directions)
+    directions = [layer] if isinstance(layer, RNN) else [layer.forward_layer, layer.backward_layer]
+    n_states = sum(len(d.state_size) for d in directions)
     batch = spec["shape"][0]
     return x, [torch.randn(batch, 4, generator=generator) for _ in range(n_states)]
 
@@ -261,9 +259,7 @@ def test_kernel_calls_per_device_type() -> None:
 
 @pytest.mark.parametrize("layer_class", [LSTM, GRU])
 @pytest.mark.parametrize("plan", ["a call per length", "by cost", OFF_CPU])
-def test_final_states_of_a_ragged_batch_match_reference(
-    layer_class: type[_Recurrent], plan: str
-) -> None:
+def test_final_states_of_a_ragged_batch_match_reference(layer_class: type[RNN], plan: str) -> None:
     """Eleven rows of distinct lengths (one empty), so the calls run rounded-up row
     counts and, for the LSTM's cell state, end at every length; off the CPU, one call
     whose padded steps keep each row's cell state."""
@@ -303,9 +299,9 @@ def test_off_the_cpu_padded_steps_keep_the_cell_state_under_large_weights(
     x = Masked.from_lengths(torch.randn(4, 12, 3, dtype=dtype), lengths)
     layer = LSTM(16, return_state=True, input_dim=3).to(dtype)
     with torch.no_grad():
-        layer.weight_hh.mul_(20.0)
-        assert layer.bias is not None
-        layer.bias.fill_(100.0)
+        layer.cell.weight_hh.mul_(20.0)
+        assert layer.cell.bias is not None
+        layer.cell.bias.fill_(100.0)
     initial = [torch.randn(4, 16, dtype=dtype) for _ in range(2)]
     with running(OFF_CPU):
         got = layer(x, initial_state=initial)
@@ -418,7 +414,7 @@ def test_fast_path_grid_matches_reference(kind: str, plan: str) -> None:
 
 @pytest.mark.parametrize("plan", ["by cost", "a call per length", OFF_CPU])
 @pytest.mark.parametrize("layer_class", [LSTM, GRU, SimpleRNN])
-def test_gradcheck_fast_path(layer_class: type[_Recurrent], plan: str) -> None:
+def test_gradcheck_fast_path(layer_class: type[RNN], plan: str) -> None:
     """Gradients through one kernel call and through a chain of calls."""
     torch.manual_seed(0)
     layer = layer_class(3, return_sequences=True, return_state=True, input_dim=2).double()
@@ -426,10 +422,7 @@ def test_gradcheck_fast_path(layer_class: type[_Recurrent], plan: str) -> None:
         [[1, 0, 1, 1, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [0, 0, 0, 0, 1]], dtype=torch.bool
     )
     x = torch.randn(4, 5, 2, dtype=torch.float64, requires_grad=True)
-    states = [
-        torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
-        for _ in range(layer.cell.n_states)
-    ]
+    states = [torch.randn(4, 3, dtype=torch.float64, requires_grad=True) for _ in layer.state_size]
     names = [name for name, _ in layer.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
 
@@ -506,7 +499,7 @@ def test_unmasked_input_equals_masked_all_real() -> None:
 def test_input_dropout_mask_is_fixed_across_time() -> None:
     layer = SimpleRNN(8, activation="linear", return_sequences=True, dropout=0.5, input_dim=16)
     with torch.no_grad():
-        layer.weight_hh.zero_()
+        layer.cell.weight_hh.zero_()
     x = torch.randn(4, 1, 16).expand(4, 6, 16)  # the same input at every step
     layer.train()
     out = layer(x).values
@@ -530,13 +523,14 @@ def test_keras_default_initialisers() -> None:
     layer = LSTM(5, input_dim=3, kernel_initializer="glorot_uniform", use_cudnn="auto")
     expected_bias = torch.zeros(20)
     expected_bias[5:10] = 1.0  # unit_forget_bias
-    assert layer.bias is not None and torch.equal(layer.bias.detach(), expected_bias)
-    gram = layer.weight_hh.detach().T @ layer.weight_hh.detach()
+    cell = layer.cell
+    assert cell.bias is not None and torch.equal(cell.bias.detach(), expected_bias)
+    gram = cell.weight_hh.detach().T @ cell.weight_hh.detach()
     torch.testing.assert_close(gram, torch.eye(5), atol=1e-5, rtol=0)  # orthogonal
-    assert layer.weight_ih.abs().max() <= math.sqrt(6.0 / (3 + 20))  # glorot_uniform
-    gru = GRU(5, input_dim=3)
+    assert cell.weight_ih.abs().max() <= math.sqrt(6.0 / (3 + 20))  # glorot_uniform
+    gru = GRU(5, input_dim=3).cell
     assert gru.recurrent_bias is not None and not gru.recurrent_bias.any()
-    assert GRU(5, reset_after=False, input_dim=3).recurrent_bias is None
+    assert GRU(5, reset_after=False, input_dim=3).cell.recurrent_bias is None
 
 
 # ---------------------------------------------------------------------- converters
@@ -547,7 +541,6 @@ def test_converters_are_registered() -> None:
 @pytest.mark.parametrize(
     ("option", "value", "match"),
     [
-        ("stateful", True, "stateful=True"),
         ("unroll", True, "unroll=True"),
         ("kernel_regularizer", "l2", "does not implement kernel_regularizer"),
         ("activity_regularizer", "l1", "does not implement activity_regularizer"),
@@ -564,7 +557,6 @@ def test_converter_refuses_unsupported_keras_options(option: str, value: Any, ma
 @pytest.mark.parametrize(
     ("make", "error", "match"),
     [
-        (lambda: LSTM(4, stateful=True), ConfigError, r"\(stateful=True\) is not supported"),
         (lambda: GRU(4, unroll=True), ConfigError, r"\(unroll=True\) is not supported"),
         (lambda: LSTM(0), ConfigError, "units must be a positive integer"),
         (
@@ -602,7 +594,7 @@ def test_constructor_errors(make: Any, error: type[Exception], match: str) -> No
 
 def test_wrong_initial_state_shape() -> None:
     x = torch.randn(2, 3, 4)
-    with pytest.raises(ShapeError, match=r"2 tensor\(s\) \[h, c\], each \(batch, units\)"):
+    with pytest.raises(ShapeError, match=r"2 tensor\(s\) \(batch, size\): \[\(2, 5\), \(2, 5\)\]"):
         LSTM(5)(x, initial_state=[torch.zeros(2, 5)])
     with pytest.raises(ShapeError, match=r"received: 1 state\(s\) shaped \[\(2, 4\)\]"):
         GRU(5)(x, initial_state=torch.zeros(2, 4))
