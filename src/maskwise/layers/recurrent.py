@@ -29,7 +29,7 @@ be fed in consecutive chunks; `reset_states()` starts new streams.
 from __future__ import annotations
 
 import copy
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -343,10 +343,12 @@ class _CellLayer(RNN):
     when the weights were the layer's own (`weight_ih`, not `cell.weight_ih`)."""
 
     cell: _BuiltinCell
+    renamed_weights: ClassVar[dict[str, str]] = {
+        name: f"cell.{name}" for name in ("weight_ih", "weight_hh", "bias", "recurrent_bias")
+    }
 
     def __init__(self, cell: _BuiltinCell, input_dim: int | None, **rnn_args: Any) -> None:
         super().__init__(cell, **rnn_args)
-        self._register_load_state_dict_pre_hook(_move_weights_into_cell)
         if input_dim is not None:
             self.build_from_config_shape([input_dim])
 
@@ -356,12 +358,6 @@ class _CellLayer(RNN):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, cell={self.cell.extra_repr()}"
-
-
-def _move_weights_into_cell(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-    for key in ("weight_ih", "weight_hh", "bias", "recurrent_bias"):
-        if prefix + key in state_dict:
-            state_dict[f"{prefix}cell.{key}"] = state_dict.pop(prefix + key)
 
 
 class LSTM(_CellLayer):
