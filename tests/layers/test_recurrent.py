@@ -925,3 +925,10 @@ def test_bidirectional_copies_a_user_cell() -> None:
     torch.testing.assert_close(forward.values, alone.values, atol=ATOL, rtol=1e-5)
     assert bi.forward_layer.cell is not cell and bi.backward_layer.cell is not cell
     assert backward.values.shape == (3, 5, 4)
+
+
+def test_bidirectional_copies_a_stack_holding_a_user_cell() -> None:
+    stack = maskwise.layers.StackedRNNCells([maskwise.layers.GRUCell(3), MinimalCell(3, 2)])
+    bi = Bidirectional(RNN(stack, return_sequences=True))
+    assert bi(example_input("pre", features=3)).values.shape == (3, 5, 4)
+    assert bi.forward_layer.cell.cells[1] is not stack.cells[1]

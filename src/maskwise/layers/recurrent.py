@@ -716,15 +716,17 @@ class Bidirectional(Layer):
 
 def _copy_of(layer: RNN, name: str, **overrides: Any) -> RNN:
     """A fresh layer with `layer`'s config (new weights, as Keras), built if `layer`
-    is; a user cell, which has no config, is deep-copied with its weights."""
-    if not isinstance(layer.cell, Layer):
+    is; a layer holding a user cell, which has no config, is deep-copied with its
+    weights."""
+    try:
+        config = layer.get_config()
+    except ConfigError:  # a user cell (an nn.Module, not a maskwise layer)
         twin = copy.deepcopy(layer)
         twin.name = name
         for key, value in overrides.items():
             setattr(twin, key, value)
         return twin
-    config = {**layer.get_config(), "name": name, **overrides}
-    twin = cast(RNN, type(layer).from_config(config))
+    twin = cast(RNN, type(layer).from_config({**config, "name": name, **overrides}))
     twin.build_from_config_shape(layer.build_shape)  # built if `layer` is
     return twin
 
