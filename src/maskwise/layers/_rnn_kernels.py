@@ -498,7 +498,7 @@ def _fused_call(
     hidden = [h.unsqueeze(0) for h in hx]
     train = torch.is_grad_enabled()
     state: Any = tuple(hidden) if len(hidden) > 1 else hidden[0]
-    kernel = cast(Callable[..., Any], cell.fused_kernel)
+    kernel = cast("Callable[..., Any]", cell.fused_kernel)
     result = kernel(x, state, flat, has_biases, 1, 0.0, train, False, True)
     return result[0], [s.squeeze(0) for s in result[1:]]
 

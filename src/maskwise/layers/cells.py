@@ -50,6 +50,15 @@ class Weights:
     recurrent_bias: torch.Tensor | None
 
 
+KERNELS: dict[str, Callable[..., Any]] = {
+    "lstm": torch._VF.lstm,
+    "gru": torch._VF.gru,
+    "tanh": torch._VF.rnn_tanh,
+    "relu": torch._VF.rnn_relu,
+}
+"""PyTorch's fused recurrent kernels (looked up once: `torch._VF` lookups are slow)."""
+
+
 KERAS_DEFAULTS: dict[str, Any] = {
     "kernel_initializer": "glorot_uniform",
     "recurrent_initializer": "orthogonal",
@@ -317,7 +326,7 @@ class LSTMCell(_BuiltinCell):
     @property
     def fused_kernel(self) -> Callable[..., Any] | None:
         if (self.activation, self.recurrent_activation) == ("tanh", "sigmoid"):
-            return torch._VF.lstm  # type: ignore[no-any-return]
+            return KERNELS["lstm"]
         return None
 
     def _initial_bias(self) -> torch.Tensor:
@@ -395,7 +404,7 @@ class GRUCell(_BuiltinCell):
             "tanh",
             "sigmoid",
         ):
-            return torch._VF.gru  # type: ignore[no-any-return]
+            return KERNELS["gru"]
         return None
 
     def build(self, input_shape: Any) -> None:
@@ -464,8 +473,7 @@ class SimpleRNNCell(_BuiltinCell):
 
     @property
     def fused_kernel(self) -> Callable[..., Any] | None:
-        kernels = {"tanh": torch._VF.rnn_tanh, "relu": torch._VF.rnn_relu}
-        return kernels.get(self.activation)
+        return KERNELS.get(self.activation) if self.activation in ("tanh", "relu") else None
 
     def step(
         self, projected: torch.Tensor, states: States, recurrent_dropout: torch.Tensor | None
@@ -621,11 +629,11 @@ def initial_states(cell: Any, batch_size: int, like: torch.Tensor | None = None)
     """A cell's initial states: its `get_initial_state(batch_size)` if it has one, else
     zeros `(batch_size, size)` per state (float, on `like`'s device and dtype)."""
     own = getattr(cell, "get_initial_state", None)
-    if own is not None:
-        given = own(batch_size)
-        states = [given] if isinstance(given, torch.Tensor) else list(given)
-    else:
-        states = [torch.zeros(batch_size, size) for size in state_sizes(cell)]
+    if own is None:
+        zeros = torch.zeros if like is None else like.new_zeros
+        return [zeros(batch_size, size) for size in state_sizes(cell)]
+    given = own(batch_size)
+    states = [given] if isinstance(given, torch.Tensor) else list(given)
     if like is not None:
         states = [s.to(device=like.device, dtype=like.dtype) for s in states]
     return states
