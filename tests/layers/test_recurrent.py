@@ -560,6 +560,16 @@ def test_converter_refuses_unsupported_keras_options(option: str, value: Any, ma
     ("make", "error", "match"),
     [
         (lambda: GRU(4, unroll=True), ConfigError, r"\(unroll=True\) is not supported"),
+        (
+            lambda: RNN(maskwise.layers.LSTMCell(4), unroll=True),
+            ConfigError,
+            r"RNN\(unroll=True\) is not supported",
+        ),
+        (
+            lambda: RNN(torch.nn.Linear(3, 4)),
+            MaskwiseTypeError,
+            r"(?s)RNN `cell` must be a recurrent cell.*expected: an nn.Module with `state_size`",
+        ),
         (lambda: LSTM(0), ConfigError, "units must be a positive integer"),
         (
             lambda: LSTM(4, kernel_regularizer="l2"),
