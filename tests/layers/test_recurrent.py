@@ -698,7 +698,8 @@ def test_rnn_of_cells_matches_keras(
     expected = theirs(x.clone(), **kwargs)
     ours = convert_layer(theirs)
     assert isinstance(ours, RNN) and ours.state_size == sizes
-    got = ours(Masked(x, mask), initial_state=flat if initial else None)
+    keras_style = nested_states(names, flat)  # read flat, as maskwise returns them
+    got = ours(Masked(x, mask), initial_state=keras_style if initial else None)
     expected_list = keras.tree.flatten(expected) if return_state else [expected]
     got_list = outputs_of(got)
     assert len(got_list) == len(expected_list)

@@ -103,7 +103,8 @@ class RNN(Layer):
 
     Call: `layer(x, mask=None, initial_state=None)`, `x` a `Masked` or `(batch, time,
     features)` tensor (cast to the weights' dtype); `initial_state` one `(batch, size)`
-    tensor per state (a stack's cell by cell), overriding a stateful layer's states.
+    tensor per state (a stack's cell by cell, flat or nested per cell as in Keras),
+    overriding a stateful layer's states.
     """
 
     def __init__(
@@ -290,8 +291,9 @@ class RNN(Layer):
     def _given_states(
         self, given: Any, batch: int | None, like: torch.Tensor | None = None
     ) -> list[torch.Tensor]:
-        """`given` checked against `state_size` (and `batch`, if known)."""
-        tensors = [given] if isinstance(given, torch.Tensor) else list(given)
+        """`given` checked against `state_size` (and `batch`, if known); Keras's nested
+        lists for a stack (`[[h1, c1], h2]`) are read flat."""
+        tensors = _flat(given)
         shapes = [
             tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__ for s in tensors
         ]
@@ -316,6 +318,12 @@ class RNN(Layer):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, cell={type(self.cell).__name__}"
+
+
+def _flat(given: Any) -> list[Any]:
+    if isinstance(given, list | tuple):
+        return [item for part in given for item in _flat(part)]
+    return [given]
 
 
 _SHARED_ARGS = """
