@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 from training_helpers import assert_same_weights, logits_loss, tagger, tagging_data, weights
 
 import maskwise
@@ -188,6 +189,26 @@ def test_a_two_input_graph_trains_saves_and_loads(tmp_path) -> None:
     for ours, theirs in zip(graph.predict((x, x)), loaded.predict((x, x)), strict=True):
         np.testing.assert_array_equal(ours, theirs)
     assert loaded.evaluate((x, x), y) == pytest.approx(graph.evaluate((x, x), y), abs=1e-7)
+
+
+def test_recurrent_weights_saved_under_their_old_names_load(tmp_path) -> None:
+    # LSTM, GRU and SimpleRNN weights were the layer's own (`weight_ih`) before they
+    # became their cell's (`cell.weight_ih`): files and state dicts from then still load.
+    model = Sequential([layers.Bidirectional(layers.LSTM(4, return_sequences=True)), layers.GRU(3)])
+    x = Masked.pad([torch.randn(5, 3), torch.randn(2, 3)])
+    expected = model(x).values
+    path = model.save(tmp_path / "new.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+        old = {key.replace(".cell.", "."): f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    assert "model.layers.1.weight_ih" in old
+    save_file(old, str(tmp_path / "old.safetensors"), metadata=metadata)
+    loaded = maskwise.load(tmp_path / "old.safetensors")
+    torch.testing.assert_close(loaded(x).values, expected, atol=0.0, rtol=0.0)
+    fresh = Sequential([layers.Bidirectional(layers.LSTM(4, return_sequences=True)), layers.GRU(3)])
+    fresh(x)
+    fresh.load_state_dict({k[len("model.") :]: v for k, v in old.items() if k.startswith("model.")})
+    torch.testing.assert_close(fresh(x).values, expected, atol=0.0, rtol=0.0)
 
 
 def test_layers_after_the_time_axis_is_consumed_reload(tmp_path) -> None:

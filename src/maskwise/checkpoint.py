@@ -49,7 +49,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .errors import ConfigError, MaskwiseError, format_error
-from .layers.base import Layer, layer_from_config, layer_spec
+from .layers.base import Layer, current_weight_names, layer_from_config, layer_spec
 from .training.state import TrainingState
 
 FORMAT = "maskwise-checkpoint"
@@ -402,6 +402,7 @@ def _meta_copy(model: nn.Module) -> nn.Module | None:
 def check_fits(model: nn.Module, checkpoint: Checkpoint) -> None:
     """A `ConfigError` unless `model`'s weights have the names and shapes in the file."""
     saved = {k[len("model.") :]: v for k, v in checkpoint.shapes.items() if k.startswith("model.")}
+    saved = {new: saved[old] for old, new in current_weight_names(model, saved).items()}
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = sorted(set(own) - set(saved))
     unexpected = sorted(set(saved) - set(own))
@@ -445,7 +446,9 @@ def load_weights(model: nn.Module, checkpoint: Checkpoint) -> None:
         build_from_shapes(model, build_shapes)
     check_fits(model, checkpoint)
     with reading(checkpoint, "loading the weights"):
-        model.load_state_dict(checkpoint.tensors("model."))
+        tensors = checkpoint.tensors("model.")
+        names = current_weight_names(model, tensors)
+        model.load_state_dict({names[name]: value for name, value in tensors.items()})
 
 
 def optimizer_state(checkpoint: Checkpoint) -> dict[str, Any] | None:

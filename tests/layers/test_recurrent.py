@@ -1,5 +1,6 @@
 """Recurrent layers: parity with Keras 3, the fast path against a per-step reference,
-gradients, padding invariance, converters and errors."""
+gradients, padding invariance, converters and errors; `RNN` over built-in cells, stacks
+and user cells; stateful streaming."""
 
 from __future__ import annotations
 
@@ -22,13 +23,14 @@ from maskwise import Masked
 from maskwise.convert.registry import CONVERTERS, convert_layer
 from maskwise.errors import ConfigError, MaskwiseTypeError, ShapeError
 from maskwise.layers import _host, _rnn_kernels, recurrent
-from maskwise.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _Recurrent
+from maskwise.layers.recurrent import GRU, LSTM, RNN, Bidirectional, SimpleRNN
 
 from .contract import (
     MASK_KINDS,
     check_layer_contract,
     check_padding_length_invariance,
     example_input,
+    padding_property_tests,
 )
 from .rnn_reference import reference_bidirectional, reference_rnn
 
@@ -107,10 +109,8 @@ def spec_inputs(spec: dict[str, Any], layer: Any) -> tuple[torch.Tensor, list[to
     x = torch.randn(spec["shape"], generator=generator)
     if not spec["initial_state"]:
         return x, None
-    directions = (
-        [layer] if isinstance(layer, _Recurrent) else [layer.forward_layer, layer.backward_layer]
-    )
-    n_states = sum(d.cell.n_states for d in directions)
+    directions = [layer] if isinstance(layer, RNN) else [layer.forward_layer, layer.backward_layer]
+    n_states = sum(len(d.state_size) for d in directions)
     batch = spec["shape"][0]
     return x, [torch.randn(batch, 4, generator=generator) for _ in range(n_states)]
 
@@ -261,9 +261,7 @@ def test_kernel_calls_per_device_type() -> None:
 
 @pytest.mark.parametrize("layer_class", [LSTM, GRU])
 @pytest.mark.parametrize("plan", ["a call per length", "by cost", OFF_CPU])
-def test_final_states_of_a_ragged_batch_match_reference(
-    layer_class: type[_Recurrent], plan: str
-) -> None:
+def test_final_states_of_a_ragged_batch_match_reference(layer_class: type[RNN], plan: str) -> None:
     """Eleven rows of distinct lengths (one empty), so the calls run rounded-up row
     counts and, for the LSTM's cell state, end at every length; off the CPU, one call
     whose padded steps keep each row's cell state."""
@@ -303,9 +301,9 @@ def test_off_the_cpu_padded_steps_keep_the_cell_state_under_large_weights(
     x = Masked.from_lengths(torch.randn(4, 12, 3, dtype=dtype), lengths)
     layer = LSTM(16, return_state=True, input_dim=3).to(dtype)
     with torch.no_grad():
-        layer.weight_hh.mul_(20.0)
-        assert layer.bias is not None
-        layer.bias.fill_(100.0)
+        layer.cell.weight_hh.mul_(20.0)
+        assert layer.cell.bias is not None
+        layer.cell.bias.fill_(100.0)
     initial = [torch.randn(4, 16, dtype=dtype) for _ in range(2)]
     with running(OFF_CPU):
         got = layer(x, initial_state=initial)
@@ -418,7 +416,7 @@ def test_fast_path_grid_matches_reference(kind: str, plan: str) -> None:
 
 @pytest.mark.parametrize("plan", ["by cost", "a call per length", OFF_CPU])
 @pytest.mark.parametrize("layer_class", [LSTM, GRU, SimpleRNN])
-def test_gradcheck_fast_path(layer_class: type[_Recurrent], plan: str) -> None:
+def test_gradcheck_fast_path(layer_class: type[RNN], plan: str) -> None:
     """Gradients through one kernel call and through a chain of calls."""
     torch.manual_seed(0)
     layer = layer_class(3, return_sequences=True, return_state=True, input_dim=2).double()
@@ -426,10 +424,7 @@ def test_gradcheck_fast_path(layer_class: type[_Recurrent], plan: str) -> None:
         [[1, 0, 1, 1, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [0, 0, 0, 0, 1]], dtype=torch.bool
     )
     x = torch.randn(4, 5, 2, dtype=torch.float64, requires_grad=True)
-    states = [
-        torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
-        for _ in range(layer.cell.n_states)
-    ]
+    states = [torch.randn(4, 3, dtype=torch.float64, requires_grad=True) for _ in layer.state_size]
     names = [name for name, _ in layer.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
 
@@ -541,7 +536,7 @@ def test_unmasked_input_equals_masked_all_real() -> None:
 def test_input_dropout_mask_is_fixed_across_time() -> None:
     layer = SimpleRNN(8, activation="linear", return_sequences=True, dropout=0.5, input_dim=16)
     with torch.no_grad():
-        layer.weight_hh.zero_()
+        layer.cell.weight_hh.zero_()
     x = torch.randn(4, 1, 16).expand(4, 6, 16)  # the same input at every step
     layer.train()
     out = layer(x).values
@@ -565,13 +560,14 @@ def test_keras_default_initialisers() -> None:
     layer = LSTM(5, input_dim=3, kernel_initializer="glorot_uniform", use_cudnn="auto")
     expected_bias = torch.zeros(20)
     expected_bias[5:10] = 1.0  # unit_forget_bias
-    assert layer.bias is not None and torch.equal(layer.bias.detach(), expected_bias)
-    gram = layer.weight_hh.detach().T @ layer.weight_hh.detach()
+    cell = layer.cell
+    assert cell.bias is not None and torch.equal(cell.bias.detach(), expected_bias)
+    gram = cell.weight_hh.detach().T @ cell.weight_hh.detach()
     torch.testing.assert_close(gram, torch.eye(5), atol=1e-5, rtol=0)  # orthogonal
-    assert layer.weight_ih.abs().max() <= math.sqrt(6.0 / (3 + 20))  # glorot_uniform
-    gru = GRU(5, input_dim=3)
+    assert cell.weight_ih.abs().max() <= math.sqrt(6.0 / (3 + 20))  # glorot_uniform
+    gru = GRU(5, input_dim=3).cell
     assert gru.recurrent_bias is not None and not gru.recurrent_bias.any()
-    assert GRU(5, reset_after=False, input_dim=3).recurrent_bias is None
+    assert GRU(5, reset_after=False, input_dim=3).cell.recurrent_bias is None
 
 
 # ---------------------------------------------------------------------- converters
@@ -582,7 +578,6 @@ def test_converters_are_registered() -> None:
 @pytest.mark.parametrize(
     ("option", "value", "match"),
     [
-        ("stateful", True, "stateful=True"),
         ("unroll", True, "unroll=True"),
         ("kernel_regularizer", "l2", "does not implement kernel_regularizer"),
         ("activity_regularizer", "l1", "does not implement activity_regularizer"),
@@ -599,8 +594,17 @@ def test_converter_refuses_unsupported_keras_options(option: str, value: Any, ma
 @pytest.mark.parametrize(
     ("make", "error", "match"),
     [
-        (lambda: LSTM(4, stateful=True), ConfigError, r"\(stateful=True\) is not supported"),
         (lambda: GRU(4, unroll=True), ConfigError, r"\(unroll=True\) is not supported"),
+        (
+            lambda: RNN(maskwise.layers.LSTMCell(4), unroll=True),
+            ConfigError,
+            r"RNN\(unroll=True\) is not supported",
+        ),
+        (
+            lambda: RNN(torch.nn.Linear(3, 4)),
+            MaskwiseTypeError,
+            r"(?s)RNN `cell` must be a recurrent cell.*expected: an nn.Module with `state_size`",
+        ),
         (lambda: LSTM(0), ConfigError, "units must be a positive integer"),
         (
             lambda: LSTM(4, kernel_regularizer="l2"),
@@ -637,7 +641,7 @@ def test_constructor_errors(make: Any, error: type[Exception], match: str) -> No
 
 def test_wrong_initial_state_shape() -> None:
     x = torch.randn(2, 3, 4)
-    with pytest.raises(ShapeError, match=r"2 tensor\(s\) \[h, c\], each \(batch, units\)"):
+    with pytest.raises(ShapeError, match=r"2 tensor\(s\) \(batch, size\): \[\(2, 5\), \(2, 5\)\]"):
         LSTM(5)(x, initial_state=[torch.zeros(2, 5)])
     with pytest.raises(ShapeError, match=r"received: 1 state\(s\) shaped \[\(2, 4\)\]"):
         GRU(5)(x, initial_state=torch.zeros(2, 4))
@@ -655,3 +659,323 @@ def test_docstring_examples() -> None:
     names = {"Masked": Masked, "torch": torch}
     result = doctest.testmod(recurrent, extraglobs=names, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 4 and result.failed == 0
+
+
+# ---------------------------------------------------------------------- RNN(cell)
+KERAS_CELL_MAKERS: dict[str, Any] = {
+    "lstm": lambda m: m.LSTMCell(4),
+    "gru": lambda m: m.GRUCell(3),
+    "gru_reset_before": lambda m: m.GRUCell(3, reset_after=False, activation="relu"),
+    "simple": lambda m: m.SimpleRNNCell(2, activation="softsign"),
+}
+
+
+def keras_cell(names: list[str]) -> Any:
+    """A Keras cell, or a `StackedRNNCells` of several."""
+    made = [KERAS_CELL_MAKERS[name](keras.layers) for name in names]
+    return made[0] if len(made) == 1 else keras.layers.StackedRNNCells(made)
+
+
+def nested_states(names: list[str], flat: list[torch.Tensor]) -> list[Any]:
+    """Flat states grouped as Keras's stacks want them (an LSTM cell's as a pair)."""
+    if len(names) == 1:
+        return flat
+    grouped, start = [], 0
+    for name in names:
+        count = 2 if name == "lstm" else 1
+        grouped.append(flat[start : start + count] if count == 2 else flat[start])
+        start += count
+    return grouped
+
+
+STATE_SIZES = {"lstm": [4, 4], "gru": [3], "gru_reset_before": [3], "simple": [2]}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    names=st.lists(st.sampled_from(sorted(KERAS_CELL_MAKERS)), min_size=1, max_size=3),
+    return_sequences=st.booleans(),
+    return_state=st.booleans(),
+    go_backwards=st.booleans(),
+    zero_output_for_mask=st.booleans(),
+    initial=st.booleans(),
+    rows=st.lists(st.lists(st.booleans(), min_size=5, max_size=5), min_size=1, max_size=3),
+    seed=st.integers(0, 2**16),
+)
+def test_rnn_of_cells_matches_keras(
+    names: list[str],
+    return_sequences: bool,
+    return_state: bool,
+    go_backwards: bool,
+    zero_output_for_mask: bool,
+    initial: bool,
+    rows: list[list[bool]],
+    seed: int,
+) -> None:
+    """`RNN(cell)` and `RNN(StackedRNNCells(cells))`, converted from Keras with its
+    weights, give Keras's outputs and (flat) final states under any mask."""
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.tensor(rows)
+    x = torch.randn(len(rows), 5, 3, generator=generator)
+    sizes = [size for name in names for size in STATE_SIZES[name]]
+    flat = [torch.randn(len(rows), size, generator=generator) for size in sizes]
+    theirs = keras.layers.RNN(
+        keras_cell(names),
+        return_sequences=return_sequences,
+        return_state=return_state,
+        go_backwards=go_backwards,
+        zero_output_for_mask=zero_output_for_mask,
+    )
+    kwargs: dict[str, Any] = {"mask": mask.clone()}
+    if initial:
+        kwargs["initial_state"] = nested_states(names, [s.clone() for s in flat])
+    theirs(x.clone(), **kwargs)
+    randomize_weights(theirs, seed)
+    expected = theirs(x.clone(), **kwargs)
+    ours = convert_layer(theirs)
+    assert isinstance(ours, RNN) and ours.state_size == sizes
+    keras_style = nested_states(names, flat)  # read flat, as maskwise returns them
+    got = ours(Masked(x, mask), initial_state=keras_style if initial else None)
+    expected_list = keras.tree.flatten(expected) if return_state else [expected]
+    got_list = outputs_of(got)
+    assert len(got_list) == len(expected_list)
+    for a, b in zip(got_list, expected_list, strict=True):
+        torch.testing.assert_close(a, torch.as_tensor(b), atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize("plan", ["by cost", "a call per length", OFF_CPU])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_a_stack_runs_each_cell_on_its_fast_path(plan: str, go_backwards: bool) -> None:
+    """A stack of fused cells runs one fused kernel call per cell and equals the plain
+    per-step reference that steps the cells together."""
+    torch.manual_seed(0)
+    stack = maskwise.layers.StackedRNNCells(
+        [maskwise.layers.LSTMCell(4), maskwise.layers.GRUCell(3)]
+    )
+    layer = RNN(stack, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    x = example_input("noncontiguous", features=3)
+    initial = [torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 3)]
+    calls: list[Any] = []
+    real_call = _rnn_kernels._fused_call
+
+    def spy(cell: Any, weights: Any, block: torch.Tensor, hx: Any) -> Any:
+        calls.append(type(cell).__name__)
+        return real_call(cell, weights, block, hx)
+
+    with running(plan), mock.patch.object(_rnn_kernels, "_fused_call", spy):
+        got = outputs_of(layer(x, initial_state=initial))
+    assert set(calls) == {"LSTMCell", "GRUCell"}
+    output, states = reference_rnn(layer, x.values, x.mask, initial)
+    for a, b in zip(got, [output, *states], strict=True):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------- user cells
+class MinimalCell(torch.nn.Module):
+    """Keras's documentation example of a user cell, in PyTorch: `h' = x W + h U`, with
+    an output (`h' * 2`) that is not the state."""
+
+    def __init__(self, features: int, units: int) -> None:
+        super().__init__()
+        self.state_size = units
+        self.output_size = units
+        self.kernel = torch.nn.Parameter(torch.randn(features, units))
+        self.recurrent_kernel = torch.nn.Parameter(torch.randn(units, units) / 4)
+
+    def forward(self, inputs: torch.Tensor, states: list[torch.Tensor]) -> Any:
+        h = inputs @ self.kernel + states[0] @ self.recurrent_kernel
+        return 2 * h, [h]
+
+
+class KerasMinimalCell(keras.layers.Layer):
+    def __init__(self, units: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+
+    def build(self, input_shape: Any) -> None:
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units))
+        self.recurrent_kernel = self.add_weight(shape=(self.units, self.units))
+
+    def call(self, inputs: Any, states: Any) -> Any:
+        h = inputs @ self.kernel + states[0] @ self.recurrent_kernel
+        return 2 * h, [h]
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_a_user_cell_matches_keras(
+    kind: str, go_backwards: bool, zero_output_for_mask: bool
+) -> None:
+    """The same user cell in Keras and in PyTorch: Keras's masking of outputs and
+    states at padded steps, whatever the mask, including empty rows."""
+    torch.manual_seed(0)
+    x = example_input(kind, features=3)
+    mask = torch.cat([x.mask, torch.zeros(1, 5, dtype=torch.bool)])  # one empty row too
+    values = torch.cat([x.values, torch.randn(1, 5, 3)])
+    args = {
+        "return_sequences": True,
+        "return_state": True,
+        "go_backwards": go_backwards,
+        "zero_output_for_mask": zero_output_for_mask,
+    }
+    cell = MinimalCell(3, 4)
+    theirs = keras.layers.RNN(KerasMinimalCell(4), **args)
+    theirs(values.clone(), mask=mask.clone())
+    theirs.cell.kernel.assign(cell.kernel.detach().numpy())
+    theirs.cell.recurrent_kernel.assign(cell.recurrent_kernel.detach().numpy())
+    expected = theirs(values.clone(), mask=mask.clone())
+    got = outputs_of(RNN(cell, **args)(Masked(values, mask)))
+    for a, b in zip(got, keras.tree.flatten(expected), strict=True):
+        torch.testing.assert_close(a, torch.as_tensor(b), atol=ATOL, rtol=1e-5)
+
+
+def test_a_user_cell_in_a_stack_reads_the_cell_before() -> None:
+    torch.manual_seed(0)
+    lstm, user = maskwise.layers.LSTMCell(4), MinimalCell(4, 2)
+    stacked = RNN([lstm, user], return_sequences=True)
+    x = example_input("pre", features=3)
+    first = RNN(lstm, return_sequences=True)(x)
+    expected = RNN(user, return_sequences=True)(first)
+    got = stacked(x)
+    torch.testing.assert_close(got.values, expected.values, atol=ATOL, rtol=1e-5)
+    assert torch.equal(got.mask, x.mask)
+
+
+# ---------------------------------------------------------------------- stateful
+def chunks_of(x: Masked, sizes: list[int]) -> list[Masked]:
+    """Consecutive time chunks of `x`, each with its part of the mask."""
+    values = x.values.split(sizes, dim=1)
+    masks = x.full_mask.split(sizes, dim=1)
+    return [Masked(v, m) for v, m in zip(values, masks, strict=True)]
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_stateful_layers_match_keras_over_consecutive_batches(bidirectional: bool) -> None:
+    """A stateful Keras LSTM and its conversion, fed the same three masked batches, a
+    state reset, and one more: the same outputs and states after every batch."""
+    torch.manual_seed(0)
+    keras_lstm = keras.layers.LSTM(4, return_sequences=True, stateful=True)
+    theirs = keras.layers.Bidirectional(keras_lstm) if bidirectional else keras_lstm
+    batches = [example_input(kind, features=3, seed=i) for i, kind in enumerate(MASK_KINDS)]
+    theirs(batches[0].values.clone(), mask=batches[0].mask.clone())
+    randomize_weights(theirs)
+    theirs.reset_state()
+    ours = convert_layer(theirs)
+    for x in [*batches, "reset", batches[0]]:
+        if x == "reset":
+            theirs.reset_state()
+            ours.reset_states()
+            continue
+        assert isinstance(x, Masked)
+        expected = theirs(x.values.clone(), mask=x.mask.clone())
+        got = ours(x)
+        assert isinstance(got, Masked)
+        torch.testing.assert_close(got.values, torch.as_tensor(expected), atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layer_class", [LSTM, GRU, SimpleRNN])
+def test_streaming_in_chunks_equals_one_pass(layer_class: type[RNN]) -> None:
+    """A stateful layer fed a masked batch in chunks gives, at every real step, what one
+    pass over the whole batch gives; each row carries its own state through chunks where
+    it has no real step (a row that ended, or one that starts late)."""
+    torch.manual_seed(0)
+    mask = torch.tensor(
+        [[1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0, 1, 1]]
+    ).bool()
+    x = Masked(torch.randn(3, 8, 3), mask)
+    whole = layer_class(4, return_sequences=True, return_state=True, input_dim=3)
+    stream = layer_class(4, return_sequences=True, return_state=True, stateful=True, input_dim=3)
+    stream.load_state_dict(whole.state_dict())
+    expected, *expected_states = whole(x)
+    pieces = [stream(chunk) for chunk in chunks_of(x, [3, 3, 2])]
+    got = torch.cat([piece[0].values for piece in pieces], dim=1)
+    torch.testing.assert_close(got[mask], expected.values[mask], atol=ATOL, rtol=1e-5)
+    for a, b in zip(pieces[-1][1:], expected_states, strict=True):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
+    stream.reset_states()
+    again = stream(chunks_of(x, [3, 5])[0])[0]
+    torch.testing.assert_close(again.values, pieces[0][0].values, atol=0.0, rtol=0.0)
+
+
+def test_stateful_states_are_set_and_detached() -> None:
+    layer = GRU(4, stateful=True, input_dim=3)
+    h = torch.randn(2, 4)
+    layer.reset_states([h])
+    x = Masked(torch.randn(2, 3, 3), torch.tensor([[1, 1, 1], [0, 0, 0]]).bool())
+    from_states = layer(x).values
+    plain = GRU(4, return_state=True, input_dim=3)
+    plain.load_state_dict(layer.state_dict())
+    expected, final = plain(x, initial_state=[h])
+    torch.testing.assert_close(from_states, expected.values, atol=ATOL, rtol=1e-5)
+    assert layer.states is not None and not layer.states[0].requires_grad
+    torch.testing.assert_close(layer.states[0], final.detach())
+    torch.testing.assert_close(layer.states[0][1], h[1])  # an empty row keeps its state
+
+
+def test_stateful_refuses_another_batch_size_until_reset() -> None:
+    layer = LSTM(4, stateful=True)
+    layer(torch.randn(3, 2, 5))
+    with pytest.raises(
+        ConfigError, match=r"(?s)another size than the previous one.*expected: 3 rows.*reset_states"
+    ):
+        layer(torch.randn(2, 2, 5))
+    layer.reset_states()
+    assert layer(torch.randn(2, 2, 5)).values.shape == (2, 4)
+    with pytest.raises(ShapeError, match=r"expected: 2 tensor\(s\) \(batch, size\)"):
+        layer.reset_states([torch.zeros(2, 4)])
+
+
+# ---------------------------------------------------------------------- RNN contract
+RNN_LAYERS: dict[str, Any] = {
+    "rnn_lstm_cell": lambda: RNN(maskwise.layers.LSTMCell(4), return_sequences=True),
+    "rnn_stack": lambda: RNN(
+        [maskwise.layers.GRUCell(3), maskwise.layers.SimpleRNNCell(4, activation="softsign")],
+        return_sequences=True,
+    ),
+    "rnn_user_cell": lambda: RNN(MinimalCell(4, 4), return_sequences=True),
+    "rnn_stack_last_output": lambda: RNN(
+        maskwise.layers.StackedRNNCells([maskwise.layers.LSTMCell(3), MinimalCell(3, 4)])
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("name", sorted(RNN_LAYERS))
+def test_rnn_layer_contract(name: str, kind: str) -> None:
+    x = example_input(kind)
+    last = name.endswith("last_output")
+    check_layer_contract(
+        RNN_LAYERS[name],
+        x,
+        expected_shape=(3, 4) if last else (3, 5, 4),
+        expected_mask=None if last else "same",
+        json_config="user" not in name and "last_output" not in name,  # a user cell has none
+    )
+
+
+(
+    test_rnn_real_outputs_do_not_depend_on_padding_length_or_content,
+    test_rnn_a_sequence_alone_equals_itself_in_a_batch,
+) = padding_property_tests(RNN_LAYERS)
+
+
+def test_bidirectional_copies_a_user_cell() -> None:
+    """A user cell has no config, so the forward direction is a deep copy of it (its
+    weights included); each direction then has its own."""
+    cell = MinimalCell(3, 4)
+    bi = Bidirectional(RNN(cell, return_sequences=True), merge_mode=None)
+    x = example_input("post", features=3)
+    forward, backward = bi(x)
+    alone = RNN(cell, return_sequences=True, zero_output_for_mask=True)(x)
+    torch.testing.assert_close(forward.values, alone.values, atol=ATOL, rtol=1e-5)
+    assert bi.forward_layer.cell is not cell and bi.backward_layer.cell is not cell
+    assert backward.values.shape == (3, 5, 4)
+
+
+def test_bidirectional_copies_a_stack_holding_a_user_cell() -> None:
+    stack = maskwise.layers.StackedRNNCells([maskwise.layers.GRUCell(3), MinimalCell(3, 2)])
+    bi = Bidirectional(RNN(stack, return_sequences=True))
+    assert bi(example_input("pre", features=3)).values.shape == (3, 5, 4)
+    assert bi.forward_layer.cell.cells[1] is not stack.cells[1]

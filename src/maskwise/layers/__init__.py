@@ -3,6 +3,7 @@
 from .activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from .attention import AdditiveAttention, Attention, GroupQueryAttention, MultiHeadAttention
 from .base import Layer
+from .cells import GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from .convolutional import Conv1D, Conv1DTranspose, DepthwiseConv1D, SeparableConv1D
 from .core import (
     Activation,
@@ -30,7 +31,7 @@ from .pooling import (
     GlobalMaxPooling1D,
     MaxPooling1D,
 )
-from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from .recurrent import GRU, LSTM, RNN, Bidirectional, SimpleRNN
 from .reshaping import (
     Cropping1D,
     Flatten,
@@ -46,6 +47,7 @@ __all__ = [
     "ELU",
     "GRU",
     "LSTM",
+    "RNN",
     "Activation",
     "Add",
     "AdditiveAttention",
@@ -65,12 +67,14 @@ __all__ = [
     "Dropout",
     "Embedding",
     "Flatten",
+    "GRUCell",
     "GaussianDropout",
     "GaussianNoise",
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
     "GroupNormalization",
     "GroupQueryAttention",
+    "LSTMCell",
     "Lambda",
     "Layer",
     "LayerNormalization",
@@ -89,8 +93,10 @@ __all__ = [
     "Reshape",
     "SeparableConv1D",
     "SimpleRNN",
+    "SimpleRNNCell",
     "Softmax",
     "SpatialDropout1D",
+    "StackedRNNCells",
     "Subtract",
     "TimeDistributed",
     "TokenAndPositionEmbedding",

@@ -6,8 +6,9 @@ How it works (for a mask of any shape):
 2. Compact each row's real steps to the front (`compaction_order`), zero the rest,
    keep only the first `grid_steps(max(lengths))` steps, and sort the rows longest
    first.
-3. Run the cell over that dense block: PyTorch's fused kernels (`torch._VF.lstm`,
-   `gru`, `rnn_tanh`, `rnn_relu`) when the cell is one of theirs, else a per-step loop.
+3. Run the cell over that dense block: PyTorch's fused kernel when the cell has one
+   (`cell.fused_kernel`: `torch._VF.lstm`, `gru`, `rnn_tanh`, `rnn_relu`), else a
+   per-step loop of the cell's own math (`cell.project`, `cell.step`).
    The trailing zeros after a row's real steps cannot change its real outputs, so no
    packing is needed; but running them costs time, so the fused run is split along
    time into a few calls (`plan_segments`), each over only the rows still real at its
@@ -31,9 +32,9 @@ no output carries, is kept through the padded steps by one more input feature th
 saturates the input and forget gates there (`_cell_keeping_weights`), so the call's
 final cell state is each row's.
 
-Parameters are kept in PyTorch's layout, `weight_ih (gates*units, in)`, `weight_hh
-(gates*units, units)`, gates in PyTorch's order (LSTM i, f, g, o; GRU r, z, n), so the
-fused kernels take them as they are.
+The built-in cells (`cells.py`) keep their parameters in PyTorch's layout, `weight_ih
+(gates*units, in)`, `weight_hh (gates*units, units)`, gates in PyTorch's order (LSTM i,
+f, g, o; GRU r, z, n), so the fused kernels take them as they are.
 
 Under `torch.compile`: on CPU the masked path takes its shapes from the mask's values
 (`int(lengths.max())` sets the block's width, `plan_segments(lengths.tolist())` the
@@ -63,60 +64,51 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Protocol, cast
 
 import torch
 from torch.nn import functional as F
 
 from ..masked import compaction_order
 from . import _host
-from .core import get_activation
-
-Kind = Literal["lstm", "gru", "gru_reset_before", "simple"]
-GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "simple": 1}
+from .cells import Weights
 
 
-@dataclass(frozen=True)
-class Cell:
-    """What to run: the cell family and its activations (Keras names)."""
-
-    kind: Kind
-    activation: str
-    recurrent_activation: str = "sigmoid"
+class StepCell(Protocol):
+    """A cell as the engine runs it: a built-in cell (`cells.py`) or a `UserCell`."""
 
     @property
-    def gates(self) -> int:
-        return GATES[self.kind]
+    def fused_kernel(self) -> Callable[..., Any] | None:
+        """PyTorch's fused kernel computing exactly this cell, or None."""
 
     @property
-    def n_states(self) -> int:
-        return 2 if self.kind == "lstm" else 1
+    def output_size(self) -> int: ...
+
+    def parameters(self) -> Iterator[torch.Tensor]: ...
+
+    def project(self, x: torch.Tensor, input_dropout: Any) -> torch.Tensor:
+        """What every step reads, from `x (batch, time, features)`, at once."""
+
+    def step(
+        self, projected: torch.Tensor, states: list[torch.Tensor], recurrent_dropout: Any
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One step: `(output, new_states)`."""
+
+
+class FusedCell(StepCell, Protocol):
+    """A cell with a fused kernel (`fused_kernel` is not None)."""
 
     @property
-    def fused(self) -> bool:
-        """Whether PyTorch has a fused kernel computing exactly this cell."""
-        if self.kind in ("lstm", "gru"):
-            return self.activation == "tanh" and self.recurrent_activation == "sigmoid"
-        if self.kind == "simple":
-            return self.activation in ("tanh", "relu")
-        return False
+    def has_cell_state(self) -> bool:
+        """A final state that no output carries (the LSTM's cell state)."""
 
-
-@dataclass(frozen=True)
-class Weights:
-    """`weight_ih (G*u, in)`, `weight_hh (G*u, u)`, the input-side bias `(G*u,)` and,
-    for GRU with `reset_after`, the recurrent-side bias `(G*u,)`."""
-
-    weight_ih: torch.Tensor
-    weight_hh: torch.Tensor
-    bias: torch.Tensor | None
-    recurrent_bias: torch.Tensor | None
+    def weights(self) -> Weights: ...
 
 
 def run_recurrent(
-    cell: Cell,
-    weights: Weights,
+    cell: StepCell,
     x: torch.Tensor,
     mask: torch.Tensor | None,
     states: list[torch.Tensor],
@@ -132,6 +124,7 @@ def run_recurrent(
     """Keras's `backend.rnn` + cell, computed on the real steps only.
 
     Args:
+        cell: what one step computes.
         x: `(batch, time, features)`.
         mask: `(batch, time)` bool or None.
         states: initial states, each `(batch, units)`.
@@ -148,21 +141,20 @@ def run_recurrent(
     """
     time = x.shape[1]
     if time == 0:  # no step at all (the fused kernels refuse it)
-        return _no_real_step(x, weights, states, return_sequences, need_states)
+        return _no_real_step(x, cell, states, return_sequences, need_states)
     if input_dropout is not None and input_dropout.shape[1] == 1:
         x = x * input_dropout
         input_dropout = None
     if mask is None:
         seq = x.flip(1) if go_backwards else x
         outputs, final = _run_block(
-            cell, weights, seq, None, states, need_states, input_dropout, recurrent_dropout
+            cell, seq, None, states, need_states, input_dropout, recurrent_dropout
         )
         if not return_sequences:
             return outputs[:, -1], final
         return (outputs.flip(1) if flip_output else outputs), final
     return _run_masked(
         cell,
-        weights,
         x,
         mask,
         states,
@@ -178,8 +170,7 @@ def run_recurrent(
 
 @torch.compiler.disable
 def _run_masked(
-    cell: Cell,
-    weights: Weights,
+    cell: StepCell,
     x: torch.Tensor,
     mask: torch.Tensor,
     states: list[torch.Tensor],
@@ -199,7 +190,7 @@ def _run_masked(
     their own order, and nothing is read back to the host (see "Off the CPU")."""
     batch, time = x.shape[:2]
     if batch == 0:  # known from the shape alone; cuDNN refuses an empty batch
-        return _no_real_step(x, weights, states, return_sequences, need_states)
+        return _no_real_step(x, cell, states, return_sequences, need_states)
     processed = mask.flip(1) if go_backwards else mask
     lengths = processed.sum(dim=1)
     order = compaction_order(processed)
@@ -210,12 +201,12 @@ def _run_masked(
         real = torch.arange(time, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
         compact = take_steps(x, order).masked_fill_(~real.unsqueeze(-1), 0.0)
         outputs, final = _run_block(
-            cell, weights, compact, lengths, states, need_states, input_dropout, recurrent_dropout
+            cell, compact, lengths, states, need_states, input_dropout, recurrent_dropout
         )
     else:
         steps = int(lengths.max())
         if steps == 0:  # every row is empty
-            return _no_real_step(x, weights, states, return_sequences, need_states)
+            return _no_real_step(x, cell, states, return_sequences, need_states)
         # Rows go longest first (`rank[i]` is the row at sorted position i), so that the
         # rows still running at any step are a prefix of the block.
         rank = torch.argsort(lengths, descending=True, stable=True)
@@ -229,7 +220,6 @@ def _run_masked(
         compact = compact.masked_fill_(~real.unsqueeze(-1), 0.0)  # a fresh gather: in place
         outputs, final = _run_block(
             cell,
-            weights,
             compact,
             sorted_lengths,
             [s.index_select(0, rank) for s in states],
@@ -254,7 +244,7 @@ def _run_masked(
 
 def _no_real_step(
     x: torch.Tensor,
-    weights: Weights,
+    cell: StepCell,
     states: list[torch.Tensor],
     return_sequences: bool,
     need_states: bool,
@@ -263,9 +253,9 @@ def _no_real_step(
     states as final states (Keras's rule). The zeros still hang on the graph of the
     inputs and weights (with zero gradients), so that a loss on such a batch
     backpropagates like any other instead of failing in `backward`."""
-    units = weights.weight_hh.shape[1]
+    units = cell.output_size
     shape = (x.shape[0], x.shape[1], units) if return_sequences else (x.shape[0], units)
-    anchor = x[:0].sum() + weights.weight_hh[:0].sum()  # 0, from empty slices
+    anchor = sum((p.flatten()[:0].sum() for p in cell.parameters()), x[:0].sum())  # 0
     return x.new_zeros(shape) + anchor, list(states) if need_states else []
 
 
@@ -294,8 +284,7 @@ def take_steps(
 
 @torch.compiler.disable
 def _run_block(
-    cell: Cell,
-    weights: Weights,
+    cell: StepCell,
     x: torch.Tensor,
     lengths: torch.Tensor | None,
     states: list[torch.Tensor],
@@ -308,16 +297,16 @@ def _run_block(
     `lengths` is non-increasing. Returns outputs `(batch, steps, units)` (only the real
     ones are meaningful) and the final states at each row's last real step (an empty
     list unless `need_states`)."""
-    if not cell.fused or input_dropout is not None or recurrent_dropout is not None:
-        outputs, final = _step_loop(
-            cell, weights, x, lengths, states, input_dropout, recurrent_dropout
-        )
-    elif lengths is None:
-        outputs, final = _fused_call(cell, weights, x, states)
+    if cell.fused_kernel is None or input_dropout is not None or recurrent_dropout is not None:
+        outputs, final = _step_loop(cell, x, lengths, states, input_dropout, recurrent_dropout)
+        return outputs, final if need_states else []
+    fused = cast(FusedCell, cell)
+    if lengths is None:
+        outputs, final = _fused_call(fused, fused.weights(), x, states)
     elif _host.host_reads_are_cheap(x.device):
-        return _fused_segments(cell, weights, x, lengths, states, need_states)
+        return _fused_segments(fused, x, lengths, states, need_states)
     else:
-        return _fused_whole(cell, weights, x, lengths, states, need_states)
+        return _fused_whole(fused, x, lengths, states, need_states)
     return outputs, final if need_states else []
 
 
@@ -410,8 +399,7 @@ def plan_segments(
 
 
 def _fused_segments(
-    cell: Cell,
-    weights: Weights,
+    cell: FusedCell,
     x: torch.Tensor,
     lengths: torch.Tensor,
     states: list[torch.Tensor],
@@ -421,11 +409,11 @@ def _fused_segments(
     call starts from the previous call's final states: the rows it keeps were real
     through every step of the previous call."""
     batch = x.shape[0]
-    exact_states = need_states and cell.kind == "lstm"  # its cell state is no output
+    exact_states = need_states and cell.has_cell_state  # a state no output carries
     call_cost = SEGMENT_CALL_COSTS.get(x.device.type, math.inf)
     plan = plan_segments(lengths.tolist(), call_cost, cut_at_every_length=exact_states)
     pieces, ended = [], []
-    current = states
+    current, weights = states, cell.weights()
     for segment, following in zip(plan, [*plan[1:], None], strict=True):
         block = x[: segment.rows, segment.start : segment.stop]
         outputs, current = _fused_call(cell, weights, block, [s[: segment.rows] for s in current])
@@ -448,8 +436,7 @@ def _fused_segments(
 
 
 def _fused_whole(
-    cell: Cell,
-    weights: Weights,
+    cell: FusedCell,
     x: torch.Tensor,
     lengths: torch.Tensor,
     states: list[torch.Tensor],
@@ -460,7 +447,8 @@ def _fused_whole(
     initial state for an empty row). The LSTM's cell state is no output, so for it the
     call runs with `_cell_keeping_weights`, which make every padded step keep the cell
     state: the call's final cell state is then each row's, whatever its length."""
-    keep_cell = need_states and cell.kind == "lstm"
+    keep_cell = need_states and cell.has_cell_state
+    weights = cell.weights()
     if keep_cell:
         padded = torch.arange(x.shape[1], device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)
         x = torch.cat([x, padded.unsqueeze(-1).to(x.dtype)], dim=-1)
@@ -503,94 +491,35 @@ def _flat_weights(weights: Weights) -> tuple[list[torch.Tensor], bool]:
 
 
 def _fused_call(
-    cell: Cell, weights: Weights, x: torch.Tensor, hx: list[torch.Tensor]
+    cell: FusedCell, weights: Weights, x: torch.Tensor, hx: list[torch.Tensor]
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """PyTorch's fused kernel over every step of `x (batch, steps, features)`."""
+    """The cell's fused kernel over every step of `x (batch, steps, features)`."""
     flat, has_biases = _flat_weights(weights)
     hidden = [h.unsqueeze(0) for h in hx]
     train = torch.is_grad_enabled()
-    kernels: dict[str, Any] = {
-        "lstm": torch._VF.lstm,
-        "gru": torch._VF.gru,
-        "tanh": torch._VF.rnn_tanh,
-        "relu": torch._VF.rnn_relu,
-    }
-    fn = kernels[cell.activation if cell.kind == "simple" else cell.kind]
-    state: Any = tuple(hidden) if cell.kind == "lstm" else hidden[0]
-    result = fn(x, state, flat, has_biases, 1, 0.0, train, False, True)
+    state: Any = tuple(hidden) if len(hidden) > 1 else hidden[0]
+    kernel = cast("Callable[..., Any]", cell.fused_kernel)
+    result = kernel(x, state, flat, has_biases, 1, 0.0, train, False, True)
     return result[0], [s.squeeze(0) for s in result[1:]]
 
 
-def _recurrent_matmul(
-    h: torch.Tensor, weight: torch.Tensor, dropout: torch.Tensor | None
-) -> torch.Tensor:
-    """`h (batch, units) @ weight.T` for a gate-stacked weight `(g*out, units)`; with a
-    per-gate dropout mask `(batch, g, units)` each gate sees its own dropped copy of h."""
-    if dropout is None:
-        return F.linear(h, weight)
-    gates = dropout.shape[1]
-    stacked = weight.reshape(gates, -1, weight.shape[1])
-    return torch.einsum("bgh,goh->bgo", h.unsqueeze(1) * dropout, stacked).flatten(1)
-
-
 def _step_loop(
-    cell: Cell,
-    weights: Weights,
+    cell: StepCell,
     x: torch.Tensor,
     lengths: torch.Tensor | None,
     states: list[torch.Tensor],
     input_dropout: torch.Tensor | None,
     recurrent_dropout: torch.Tensor | None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The per-step path: any activation, GRU `reset_after=False`, recurrent dropout."""
-    act = get_activation(cell.activation)
-    rec_act = get_activation(cell.recurrent_activation)
-    w_hh = weights.weight_hh
-    units = w_hh.shape[1]
-    if input_dropout is None:
-        projected = F.linear(x, weights.weight_ih, weights.bias)
-    else:  # one dropout mask per gate (Keras's implementation 1)
-        gates = input_dropout.shape[1]
-        stacked = weights.weight_ih.reshape(gates, -1, weights.weight_ih.shape[1])
-        dropped = x.unsqueeze(2) * input_dropout.unsqueeze(1)
-        projected = torch.einsum("btgf,gof->btgo", dropped, stacked).flatten(2)
-        if weights.bias is not None:
-            projected = projected + weights.bias
-    h, c = states[0], states[-1]
+    """The per-step path, the cell's own math: any cell, any activation, recurrent
+    dropout. Each row's states stop changing after its last real step."""
+    projected = cell.project(x, input_dropout)
     outputs = []
     for t in range(x.shape[1]):
-        gx = projected[:, t]
-        if cell.kind == "lstm":
-            i, f, g, o = (gx + _recurrent_matmul(h, w_hh, recurrent_dropout)).chunk(4, dim=1)
-            new_c = rec_act(f) * c + rec_act(i) * act(g)
-            new_h = rec_act(o) * act(new_c)
-        elif cell.kind == "simple":
-            new_h = act(gx + _recurrent_matmul(h, w_hh, recurrent_dropout))
-            new_c = new_h
-        else:
-            x_r, x_z, x_n = gx.chunk(3, dim=1)
-            rz_drop = None if recurrent_dropout is None else recurrent_dropout[:, :2]
-            n_drop = None if recurrent_dropout is None else recurrent_dropout[:, 2:]
-            if cell.kind == "gru":
-                gh = _recurrent_matmul(h, w_hh, recurrent_dropout)
-                if weights.recurrent_bias is not None:
-                    gh = gh + weights.recurrent_bias
-                h_r, h_z, h_n = gh.chunk(3, dim=1)
-                r = rec_act(x_r + h_r)
-                n = act(x_n + r * h_n)
-            else:
-                h_r, h_z = _recurrent_matmul(h, w_hh[: 2 * units], rz_drop).chunk(2, dim=1)
-                r = rec_act(x_r + h_r)
-                h_n_in = h if n_drop is None else h * n_drop[:, 0]
-                n = act(x_n + F.linear(r * h_n_in, w_hh[2 * units :]))
-            z = rec_act(x_z + h_z)
-            new_h = z * h + (1 - z) * n
-            new_c = new_h
+        output, new_states = cell.step(projected[:, t], states, recurrent_dropout)
         if lengths is not None:  # carry the states past each row's last real step
             live = (lengths > t).unsqueeze(1)
-            new_h = torch.where(live, new_h, h)
-            new_c = torch.where(live, new_c, c)
-        h, c = new_h, new_c
-        outputs.append(h)
-    final = [h, c] if cell.kind == "lstm" else [h]
-    return torch.stack(outputs, dim=1), final
+            new_states = [torch.where(live, new, old) for new, old in zip(new_states, states)]
+        states = new_states
+        outputs.append(output)
+    return torch.stack(outputs, dim=1), states

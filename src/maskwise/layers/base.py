@@ -112,6 +112,9 @@ class Layer(nn.Module):
     call_options: ClassVar[tuple[str, ...]] = ()
     """The call options the layer takes: the keyword arguments of its `call` after
     `values` and `mask` (`initial_state`, `return_attention_scores`, ...)."""
+    renamed_weights: ClassVar[dict[str, str]] = {}
+    """Old weight names -> current ones (relative to the layer), for a layer whose
+    weights moved: state dicts and checkpoints saved under the old names still load."""
     built: bool
     name: str
 
@@ -130,6 +133,8 @@ class Layer(nn.Module):
         self.requested_dtype: torch.dtype | None = None
         if not hasattr(self, "_config"):
             self._config: dict[str, Any] = {}
+        if self.renamed_weights:
+            self._register_load_state_dict_pre_hook(_rename_weights, with_module=True)
 
     # ------------------------------------------------------------------ contract
     def build(self, input_shape: Any) -> None:
@@ -307,6 +312,24 @@ class Layer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+def _rename_weights(module: Layer, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
+    """A load pre-hook: the layer's weights saved under old names get their new ones."""
+    for old, new in module.renamed_weights.items():
+        if prefix + old in state_dict:
+            state_dict[prefix + new] = state_dict.pop(prefix + old)
+
+
+def current_weight_names(model: nn.Module, names: Any) -> dict[str, str]:
+    """Each of the weight `names` of a state dict of `model` -> its current name (see
+    `Layer.renamed_weights`)."""
+    renames = {}
+    for prefix, module in model.named_modules():
+        for old, new in getattr(module, "renamed_weights", {}).items():
+            start = f"{prefix}." if prefix else ""
+            renames[start + old] = start + new
+    return {name: renames.get(name, name) for name in names}
 
 
 _PROBES = (torch.float32, torch.float64)

@@ -1,5 +1,6 @@
-"""Recurrent layers: `LSTM`, `GRU`, `SimpleRNN` and `Bidirectional`, with Keras 3's
-masking semantics and PyTorch's fused kernels on the real steps.
+"""Recurrent layers: `RNN` (any cell, or a stack of cells), `LSTM`, `GRU`, `SimpleRNN`
+and `Bidirectional`, with Keras 3's masking semantics and PyTorch's fused kernels on
+the real steps.
 
 The Keras rule, exactly: a masked step leaves the state unchanged and outputs the
 previous step's output (zeros before the first real step), or zeros when
@@ -10,118 +11,154 @@ real step (every row empty, or a time axis of length 0) gives zero outputs and t
 initial states as final states. Integer features, and floats of another precision
 than the weights' (float32 data into a float64 model), are cast to the weights' dtype.
 
-The work is done in `_rnn_kernels.py`: the real steps are compacted to the front and
-run through `torch._VF.lstm` / `gru` / `rnn_tanh` / `rnn_relu` when the cell is one of
+`LSTM`, `GRU` and `SimpleRNN` are `RNN` with their cell (`cells.py`), as in Keras. The
+work is done in `_rnn_kernels.py`: the real steps are compacted to the front and run
+through `torch._VF.lstm` / `gru` / `rnn_tanh` / `rnn_relu` when the cell is one of
 PyTorch's (LSTM and GRU with `tanh`/`sigmoid`, SimpleRNN with `tanh`/`relu`), else
-through a per-step loop (other activations, GRU `reset_after=False`, and
-`recurrent_dropout` in training). Under `torch.compile` these layers compile forward
-and backward; the compaction and the kernel runs stay eager behind a compile boundary
-(`_rnn_kernels.py` says why), so the graph breaks there.
+through a per-step loop of the cell's math (other activations, GRU
+`reset_after=False`, `recurrent_dropout` in training, user cells). Under
+`torch.compile` these layers compile forward and backward; the compaction and the
+kernel runs stay eager behind a compile boundary (`_rnn_kernels.py` says why), so the
+graph breaks there.
+
+Streaming (`stateful=True`): each batch starts from the final states of the previous
+one, row by row (each row's state after its last real step), so a long sequence can
+be fed in consecutive chunks; `reset_states()` starts new streams.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, cast
+import copy
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
-from ._rnn_kernels import Cell, Kind, Weights, run_recurrent
+from ._rnn_kernels import StepCell, run_recurrent
 from .base import CallOutput, Layer
-from .core import get_activation
+from .cells import (
+    GRUCell,
+    LSTMCell,
+    SimpleRNNCell,
+    StackedRNNCells,
+    UserCell,
+    _BuiltinCell,
+    check_cell,
+    check_keras_defaults,
+    initial_states,
+    output_size,
+    state_sizes,
+)
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
-class _Recurrent(Layer):
-    """Shared machinery of `LSTM`, `GRU` and `SimpleRNN` (see their docstrings)."""
+class RNN(Layer):
+    """Runs a cell over the real steps of each sequence.
+
+    Value rule (Keras's `RNN`): the cell reads the real steps in order (last to first
+    with `go_backwards`); a masked step leaves every state unchanged and outputs the
+    previous output (zeros before the first real step, or at every masked step with
+    `zero_output_for_mask`). Without `return_sequences` the output is the last real
+    step's. Mask rule: the input mask with `return_sequences` (reversed with
+    `go_backwards`, like the outputs), else None.
+
+    Example:
+        >>> rnn = RNN(LSTMCell(8), return_sequences=True)
+        >>> y = rnn(Masked.pad([torch.ones(4, 3), torch.ones(2, 3)]))
+        >>> y.values.shape, y.lengths.tolist()
+        (torch.Size([2, 4, 8]), [4, 2])
+
+    Streaming inference, a long sequence fed in chunks (`stateful=True`):
+        >>> stream = RNN(GRUCell(4), return_sequences=True, stateful=True)
+        >>> chunks = torch.randn(2, 6, 3).split(3, dim=1)
+        >>> streamed = torch.cat([stream(chunk).values for chunk in chunks], dim=1)
+        >>> stream.reset_states()
+        >>> torch.allclose(streamed, stream(torch.cat(chunks, dim=1)).values, atol=1e-6)
+        True
+
+    Args:
+        cell: a built-in cell (`LSTMCell`, `GRUCell`, `SimpleRNNCell`), a
+            `StackedRNNCells`, a list of cells (stacked), or a user cell: an
+            `nn.Module` with `state_size` and `forward(inputs, states) -> (output,
+            new_states)` (see `maskwise.layers.cells`). Built-in cells run on PyTorch's
+            fused kernels where one computes them; user cells run step by step.
+        return_sequences: return `(batch, time, output_size)` instead of the last real
+            output `(batch, output_size)`.
+        return_state: return `(output, *final_states)`, each `(batch, size)`, the
+            states after each row's last real step; a stack's states come cell by cell.
+        go_backwards: read the sequence from its end; as in Keras, the returned sequence
+            is in that (reversed) order; unlike Keras, the output mask is reversed too,
+            so it marks the steps that hold real outputs.
+        stateful: start each batch from the previous batch's final states (row i from
+            row i's), detached from its graph (gradients stop at the batch boundary, as
+            in Keras); the batch size must stay the same until `reset_states()`. A row
+            without any real step keeps its states, so a finished stream can be padded.
+        unroll: not supported (ConfigError); the fused kernels are faster anyway.
+        zero_output_for_mask: zeros instead of the carried output at masked steps.
+        name: layer name.
+
+    Call: `layer(x, mask=None, initial_state=None)`, `x` a `Masked` or `(batch, time,
+    features)` tensor (cast to the weights' dtype); `initial_state` one `(batch, size)`
+    tensor per state (a stack's cell by cell, flat or nested per cell as in Keras),
+    overriding a stateful layer's states.
+    """
 
     fills_padding = False  # the real steps are compacted: a padded step is never read
-    kind: Kind
-    weight_ih: nn.Parameter
-    weight_hh: nn.Parameter
-    bias: nn.Parameter | None
-    recurrent_bias: nn.Parameter | None
 
     def __init__(
         self,
-        units: int,
-        activation: str = "tanh",
-        recurrent_activation: str = "sigmoid",
-        use_bias: bool = True,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
+        cell: Any,
         return_sequences: bool = False,
         return_state: bool = False,
         go_backwards: bool = False,
-        zero_output_for_mask: bool = False,
         stateful: bool = False,
         unroll: bool = False,
-        input_dim: int | None = None,
+        zero_output_for_mask: bool = False,
         name: str | None = None,
-        **keras_defaults: Any,
     ) -> None:
         super().__init__(name=name)
         kind = type(self).__name__
-        _check_keras_defaults(kind, keras_defaults)
-        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
+        if isinstance(cell, list | tuple):
+            cell = StackedRNNCells(list(cell))
+        check_cell(cell, f"{kind} `cell`")
+        if unroll:
             raise ConfigError(
-                format_error(f"{kind} units must be a positive integer.", received=repr(units))
+                format_error(
+                    f"{kind}(unroll=True) is not supported by maskwise.",
+                    expected="unroll=False",
+                    received="unroll=True",
+                    fix="drop `unroll`; the fused kernels are faster anyway.",
+                )
             )
-        for option, value in (("stateful", stateful), ("unroll", unroll)):
-            if value:
-                raise ConfigError(
-                    format_error(
-                        f"{kind}({option}=True) is not supported by maskwise.",
-                        expected=f"{option}=False",
-                        received=f"{option}=True",
-                        fix="pass the previous batch's final states as `initial_state`"
-                        if option == "stateful"
-                        else "drop `unroll`; the fused kernels are faster anyway.",
-                    )
-                )
-        for option, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if not 0.0 <= rate < 1.0:
-                raise ConfigError(
-                    format_error(f"{kind} {option} must be a rate in [0, 1).", received=repr(rate))
-                )
-        get_activation(activation)
-        get_activation(recurrent_activation)
-        self.units = units
-        self.cell = Cell(self.kind, activation, recurrent_activation)
-        self.use_bias = use_bias
-        self.dropout = dropout
-        self.recurrent_dropout = recurrent_dropout
+        self.cell = cell
         self.return_sequences = return_sequences
         self.return_state = return_state
         self.go_backwards = go_backwards
+        self.stateful = stateful
         self.zero_output_for_mask = zero_output_for_mask
-        self.bias = None
-        self.recurrent_bias = None
-        if input_dim is not None:
-            self.build_from_config_shape([input_dim])
+        self.states: list[torch.Tensor] | None = None
+        """A stateful layer's states for the next batch (None: start from zeros)."""
+
+    @property
+    def state_size(self) -> list[int]:
+        """The size of each state tensor, flat (a stack's cell by cell)."""
+        return state_sizes(self.cell)
+
+    @property
+    def output_size(self) -> int:
+        return output_size(self.cell)
+
+    @property
+    def _cells(self) -> list[nn.Module]:
+        """The cells run one after another (one, unless stacked)."""
+        return list(self.cell.cells) if isinstance(self.cell, StackedRNNCells) else [self.cell]
 
     # ------------------------------------------------------------------ weights
     def build(self, input_shape: Any) -> None:
-        fan_in = int(input_shape[-1])
-        rows = self.cell.gates * self.units
-        # Keras's initialisers, transposed: glorot_uniform kernel, orthogonal recurrent
-        # kernel, zero biases.
-        limit = math.sqrt(6.0 / (fan_in + rows))
-        self.weight_ih = nn.Parameter(torch.empty(rows, fan_in).uniform_(-limit, limit))
-        self.weight_hh = nn.Parameter(nn.init.orthogonal_(torch.empty(rows, self.units)))
-        if self.use_bias:
-            self.bias = nn.Parameter(self._initial_bias())
-            if self.kind == "gru":
-                self.recurrent_bias = nn.Parameter(torch.zeros(rows))
-
-    def _initial_bias(self) -> torch.Tensor:
-        return torch.zeros(self.cell.gates * self.units)
-
-    def _weights(self) -> Weights:
-        return Weights(self.weight_ih, self.weight_hh, self.bias, self.recurrent_bias)
+        if isinstance(self.cell, Layer):
+            self.cell.build_from_config_shape([int(input_shape[-1])])
 
     # ------------------------------------------------------------------ contract
     def call(
@@ -157,114 +194,128 @@ class _Recurrent(Layer):
 
         Integer features and floats of another precision are cast to the weights' dtype
         (Keras's habit). Padded steps are never read (the real steps are compacted), so
-        they need no filling.
+        they need no filling. The cells of a stack run one after another, each over the
+        whole sequence (the same as stepping them together, since a masked step
+        carries every cell's states), so that each keeps its fused kernel.
         """
-        values = values.to(self.weight_ih.dtype)
-        if values.dim() != 3 or values.shape[-1] != self.weight_ih.shape[1]:
+        values = values.to(self.compute_dtype(values))
+        features = None if self.build_shape is None else self.build_shape[-1]
+        if values.dim() != 3 or (features is not None and values.shape[-1] != features):
             raise ShapeError(
                 format_error(
                     f"{type(self).__name__} layer {self.name!r} got inputs of the wrong shape.",
-                    expected=f"(batch, time, {self.weight_ih.shape[1]})",
+                    expected=f"(batch, time, {features if features is not None else 'features'})",
                     received=f"shape {tuple(values.shape)}",
                     fix="recurrent layers read (batch, time, features); check the layout "
                     "(e.g. transpose a (features, time) array).",
                 )
             )
         states = self._initial_states(values, initial_state)
-        input_drop, recurrent_drop = self._dropout_masks(values)
-        return run_recurrent(
-            self.cell,
-            self._weights(),
-            values,
-            mask,
-            states,
-            go_backwards=self.go_backwards,
-            return_sequences=self.return_sequences,
-            zero_output_for_mask=self.zero_output_for_mask,
-            flip_output=flip_output,
-            need_states=self.return_state,
-            input_dropout=input_drop,
-            recurrent_dropout=recurrent_drop,
+        need_states = self.return_state or self.stateful
+        cells = self._cells
+        per_cell = (
+            self.cell.split_states(states) if isinstance(self.cell, StackedRNNCells) else [states]
         )
+        x, go_backwards, final = values, self.go_backwards, []
+        for k, (cell, own) in enumerate(zip(cells, per_cell, strict=True)):
+            last = k == len(cells) - 1
+            if isinstance(cell, _BuiltinCell):
+                step_cell: StepCell = cell
+                input_drop, recurrent_drop = cell.dropout_masks(x, self.training)
+            else:
+                step_cell, input_drop, recurrent_drop = UserCell(cell), None, None
+            x, cell_final = run_recurrent(
+                step_cell,
+                x,
+                mask,
+                own,
+                go_backwards=go_backwards,
+                return_sequences=self.return_sequences or not last,
+                zero_output_for_mask=self.zero_output_for_mask,
+                flip_output=flip_output and last,
+                need_states=need_states,
+                input_dropout=input_drop,
+                recurrent_dropout=recurrent_drop,
+            )
+            final.extend(cell_final)
+            if go_backwards and mask is not None:  # the outputs came in reversed order
+                mask = mask.flip(1)
+            go_backwards = False
+        if self.stateful:
+            self.states = [s.detach() for s in final]
+        return x, final if self.return_state else []
+
+    # ------------------------------------------------------------------ states
+    def get_initial_state(self, batch_size: int) -> list[torch.Tensor]:
+        """Zeros `(batch_size, size)` per state (or the cell's own
+        `get_initial_state`), Keras's default initial states."""
+        return initial_states(self.cell, batch_size)
+
+    def reset_states(self, states: Any = None) -> None:
+        """Start new streams (a stateful layer): the next batch starts from `states`
+        (one `(batch, size)` tensor per state, as `initial_state`), or from the initial
+        states when None, whatever its batch size."""
+        self.states = None if states is None else list(self._given_states(states, None))
+
+    reset_state = reset_states  # Keras 3's name; `reset_states` is its alias
 
     def _initial_states(self, values: torch.Tensor, initial_state: Any) -> list[torch.Tensor]:
         batch = values.shape[0]
-        count = self.cell.n_states
-        if initial_state is None:
-            return [values.new_zeros(batch, self.units) for _ in range(count)]
-        given = [initial_state] if isinstance(initial_state, torch.Tensor) else initial_state
+        if initial_state is not None:
+            return self._given_states(initial_state, batch, values)
+        if not self.stateful or self.states is None:
+            return initial_states(self.cell, batch, like=values)
+        carried = self.states[0].shape[0]
+        if carried != batch:
+            raise ConfigError(
+                format_error(
+                    f"Stateful {type(self).__name__} layer {self.name!r} got a batch of "
+                    f"another size than the previous one.",
+                    expected=f"{carried} rows: row i continues the stream of row i",
+                    received=f"{batch} rows",
+                    fix="keep the batch size fixed over a stream (pad a short last batch "
+                    "with fully masked rows, which keep their states), or call "
+                    "reset_states() to start new streams.",
+                )
+            )
+        return [s.to(device=values.device, dtype=values.dtype) for s in self.states]
+
+    def _given_states(
+        self, given: Any, batch: int | None, like: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """`given` checked against `state_size` (and `batch`, if known); Keras's nested
+        lists for a stack (`[[h1, c1], h2]`) are read flat."""
+        tensors = _flat(given)
         shapes = [
-            tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__ for s in given
+            tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__ for s in tensors
         ]
-        if len(given) != count or any(s != (batch, self.units) for s in shapes):
-            names = "[h, c]" if count == 2 else "[h]"
+        if batch is None:  # `reset_states(states)`: the states set the batch size
+            batch = (
+                int(tensors[0].shape[0]) if tensors and isinstance(tensors[0], torch.Tensor) else 0
+            )
+        expected = [(batch, size) for size in self.state_size]
+        if shapes != expected:
             raise ShapeError(
                 format_error(
-                    f"{type(self).__name__} layer {self.name!r} got a wrong initial_state.",
-                    expected=f"{count} tensor(s) {names}, each (batch, units) = "
-                    f"{(batch, self.units)}",
-                    received=f"{len(given)} state(s) shaped {shapes}",
-                    fix="pass one (batch, units) tensor per state, e.g. the states "
+                    f"{type(self).__name__} layer {self.name!r} got wrong states.",
+                    expected=f"{len(expected)} tensor(s) (batch, size): {expected}",
+                    received=f"{len(tensors)} state(s) shaped {shapes}",
+                    fix="pass one (batch, size) tensor per state, e.g. the states "
                     "returned by a layer with return_state=True.",
                 )
             )
-        return [s.to(values.dtype) for s in given]
-
-    def _dropout_masks(
-        self, values: torch.Tensor
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Keras's dropout: one mask per sequence, fixed across time; with
-        `recurrent_dropout`, LSTM and GRU draw one mask per gate (Keras's implementation 1)."""
-        if not self.training:
-            return None, None
-        copies = self.cell.gates if self.recurrent_dropout > 0 and self.kind != "simple" else 1
-        batch, features = values.shape[0], values.shape[-1]
-
-        def draw(rate: float, width: int) -> torch.Tensor | None:
-            if rate == 0:
-                return None
-            ones = values.new_ones(batch, copies, width)
-            return nn.functional.dropout(ones, rate, training=True)
-
-        return draw(self.dropout, features), draw(self.recurrent_dropout, self.units)
+        if like is None:
+            return [s.detach() for s in tensors]
+        return [s.to(like.dtype) for s in tensors]
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, units={self.units}, cell={self.cell}"
+        return f"name={self.name!r}, cell={type(self.cell).__name__}"
 
 
-KERAS_DEFAULTS: dict[str, Any] = {
-    "kernel_initializer": "glorot_uniform",
-    "recurrent_initializer": "orthogonal",
-    "bias_initializer": "zeros",
-    "kernel_regularizer": None,
-    "recurrent_regularizer": None,
-    "bias_regularizer": None,
-    "activity_regularizer": None,
-    "kernel_constraint": None,
-    "recurrent_constraint": None,
-    "bias_constraint": None,
-    "seed": None,
-    "use_cudnn": "auto",
-}
-"""Keras arguments accepted (so that Keras code runs unchanged) only at these values."""
-
-
-def _check_keras_defaults(kind: str, given: dict[str, Any]) -> None:
-    for key, value in given.items():
-        if key in KERAS_DEFAULTS and KERAS_DEFAULTS[key] == value:
-            continue
-        raise ConfigError(
-            format_error(
-                f"{kind} does not support the Keras argument {key}={value!r}.",
-                expected=f"{key}={KERAS_DEFAULTS[key]!r} (Keras's default) or nothing"
-                if key in KERAS_DEFAULTS
-                else f"one of {kind}'s documented arguments",
-                received=f"{key}={value!r}",
-                fix="drop it: maskwise uses Keras's default initialisers; put weight "
-                "penalties in the loss (or the optimizer's weight_decay), and set or "
-                "constrain weights with torch.nn.init / torch.no_grad() after building.",
-            )
-        )
+def _flat(given: Any) -> list[Any]:
+    if isinstance(given, list | tuple):
+        return [item for part in given for item in _flat(part)]
+    return [given]
 
 
 _SHARED_ARGS = """
@@ -274,15 +325,8 @@ _SHARED_ARGS = """
         dropout: rate dropped from the inputs, one mask per sequence for all steps.
         recurrent_dropout: rate dropped from the state in the recurrent product
             (forces the per-step path).
-        return_sequences: return `(batch, time, units)` instead of the last real output
-            `(batch, units)`.
-        return_state: return `(output, *final_states)`, states as `(batch, units)`
-            tensors; the final state is the one after the last real step.
-        go_backwards: read the sequence from its end; as in Keras, the returned sequence
-            is in that (reversed) order; unlike Keras, the output mask is reversed too,
-            so it marks the steps that hold real outputs.
-        zero_output_for_mask: zeros instead of the carried output at masked steps.
-        stateful, unroll: not supported (ConfigError).
+        return_sequences, return_state, go_backwards, stateful, zero_output_for_mask,
+            unroll: as in `RNN`.
         **keras_defaults: Keras's initializer/regularizer/constraint/seed/use_cudnn
             arguments, accepted at their default values only (ConfigError otherwise).
         input_dim: input features; inferred at the first call when None.
@@ -293,9 +337,33 @@ _SHARED_ARGS = """
     zero outputs and the initial states."""
 
 
-class LSTM(_Recurrent):
+class _CellLayer(RNN):
+    """What `LSTM`, `GRU` and `SimpleRNN` share: their cell's arguments on the layer,
+    an `input_dim` to build at construction, and the loading of state dicts saved
+    when the weights were the layer's own (`weight_ih`, not `cell.weight_ih`)."""
+
+    cell: _BuiltinCell
+    renamed_weights: ClassVar[dict[str, str]] = {
+        name: f"cell.{name}" for name in ("weight_ih", "weight_hh", "bias", "recurrent_bias")
+    }
+
+    def __init__(self, cell: _BuiltinCell, input_dim: int | None, **rnn_args: Any) -> None:
+        super().__init__(cell, **rnn_args)
+        if input_dim is not None:
+            self.build_from_config_shape([input_dim])
+
+    @property
+    def units(self) -> int:
+        return self.cell.units
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, cell={self.cell.extra_repr()}"
+
+
+class LSTM(_CellLayer):
     __doc__ = (
-        """Long short-term memory over the real steps of each sequence.
+        """Long short-term memory over the real steps of each sequence:
+    `RNN(LSTMCell(units, ...))`.
 
     Value rule: masked steps carry the state; the output there is the previous output
     (zeros before the first real step). Mask rule: the input mask with
@@ -307,17 +375,13 @@ class LSTM(_Recurrent):
         >>> y.values.shape, y.lengths.tolist()
         (torch.Size([2, 4, 8]), [4, 2])
 
-    Weights (PyTorch layout, gates i, f, g, o): `weight_ih (4*units, in)`,
-    `weight_hh (4*units, units)`, `bias (4*units,)` = Keras's `kernel.T`,
-    `recurrent_kernel.T`, `bias`.
+    Weights: the cell's (`layer.cell.weight_ih`, ...; see `LSTMCell`).
 
     Args:
         recurrent_activation: Keras name of the gates' activation (`"sigmoid"`).
         unit_forget_bias: initialise the forget gate's bias to 1 (Keras's default)."""
         + _SHARED_ARGS
     )
-
-    kind = "lstm"
 
     def __init__(
         self,
@@ -338,35 +402,34 @@ class LSTM(_Recurrent):
         name: str | None = None,
         **keras_defaults: Any,
     ) -> None:
-        self.unit_forget_bias = unit_forget_bias
-        super().__init__(
+        cell = LSTMCell(
             units,
-            activation,
-            recurrent_activation,
-            use_bias,
-            dropout,
-            recurrent_dropout,
-            return_sequences,
-            return_state,
-            go_backwards,
-            zero_output_for_mask,
-            stateful,
-            unroll,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            unit_forget_bias=unit_forget_bias,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            name=f"{name}_cell" if name else None,
+            **_cell_defaults(type(self).__name__, keras_defaults),
+        )
+        super().__init__(
+            cell,
             input_dim,
-            name,
-            **keras_defaults,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            zero_output_for_mask=zero_output_for_mask,
+            name=name,
         )
 
-    def _initial_bias(self) -> torch.Tensor:
-        bias = torch.zeros(4 * self.units)
-        if self.unit_forget_bias:
-            bias[self.units : 2 * self.units] = 1.0
-        return bias
 
-
-class GRU(_Recurrent):
+class GRU(_CellLayer):
     __doc__ = (
-        """Gated recurrent unit over the real steps of each sequence.
+        """Gated recurrent unit over the real steps of each sequence:
+    `RNN(GRUCell(units, ...))`.
 
     Value rule: masked steps carry the state; the output there is the previous output
     (zeros before the first real step). Mask rule: the input mask with
@@ -379,9 +442,7 @@ class GRU(_Recurrent):
         >>> y.values.shape, y.mask is None
         (torch.Size([2, 8]), True)
 
-    Weights (PyTorch layout, gates r, z, n; Keras orders them z, r, h):
-    `weight_ih (3*units, in)`, `weight_hh (3*units, units)`, `bias (3*units,)` and,
-    with `reset_after`, `recurrent_bias (3*units,)`.
+    Weights: the cell's (`layer.cell.weight_ih`, ...; see `GRUCell`).
 
     Args:
         recurrent_activation: Keras name of the gates' activation (`"sigmoid"`).
@@ -409,30 +470,34 @@ class GRU(_Recurrent):
         name: str | None = None,
         **keras_defaults: Any,
     ) -> None:
-        self.reset_after = reset_after
-        self.kind = "gru" if reset_after else "gru_reset_before"
-        super().__init__(
+        cell = GRUCell(
             units,
-            activation,
-            recurrent_activation,
-            use_bias,
-            dropout,
-            recurrent_dropout,
-            return_sequences,
-            return_state,
-            go_backwards,
-            zero_output_for_mask,
-            stateful,
-            unroll,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            reset_after=reset_after,
+            name=f"{name}_cell" if name else None,
+            **_cell_defaults(type(self).__name__, keras_defaults),
+        )
+        super().__init__(
+            cell,
             input_dim,
-            name,
-            **keras_defaults,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            zero_output_for_mask=zero_output_for_mask,
+            name=name,
         )
 
 
-class SimpleRNN(_Recurrent):
+class SimpleRNN(_CellLayer):
     __doc__ = (
-        """Fully connected recurrence `h = activation(x W + h U + b)` over the real steps.
+        """Fully connected recurrence `h = activation(x W + h U + b)` over the real steps:
+    `RNN(SimpleRNNCell(units, ...))`.
 
     Value rule: masked steps carry the state; the output there is the previous output
     (zeros before the first real step). Mask rule: the input mask with
@@ -444,14 +509,11 @@ class SimpleRNN(_Recurrent):
         >>> y.values.shape
         torch.Size([2, 8])
 
-    Weights (PyTorch layout): `weight_ih (units, in)`, `weight_hh (units, units)`,
-    `bias (units,)`.
+    Weights: the cell's (`layer.cell.weight_ih`, ...; see `SimpleRNNCell`).
 
     Args:"""
         + _SHARED_ARGS
     )
-
-    kind = "simple"
 
     def __init__(
         self,
@@ -470,23 +532,32 @@ class SimpleRNN(_Recurrent):
         name: str | None = None,
         **keras_defaults: Any,
     ) -> None:
-        super().__init__(
+        cell = SimpleRNNCell(
             units,
-            activation,
-            "sigmoid",
-            use_bias,
-            dropout,
-            recurrent_dropout,
-            return_sequences,
-            return_state,
-            go_backwards,
-            zero_output_for_mask,
-            stateful,
-            unroll,
-            input_dim,
-            name,
-            **keras_defaults,
+            activation=activation,
+            use_bias=use_bias,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            name=f"{name}_cell" if name else None,
+            **_cell_defaults(type(self).__name__, keras_defaults),
         )
+        super().__init__(
+            cell,
+            input_dim,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            zero_output_for_mask=zero_output_for_mask,
+            name=name,
+        )
+
+
+def _cell_defaults(kind: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The Keras arguments for the cell: all but `use_cudnn` (a layer argument)."""
+    check_keras_defaults(kind, given)
+    return {key: value for key, value in given.items() if key != "use_cudnn"}
 
 
 class Bidirectional(Layer):
@@ -504,8 +575,10 @@ class Bidirectional(Layer):
         torch.Size([2, 4, 16])
 
     Args:
-        layer: an `LSTM`, `GRU` or `SimpleRNN`; the forward direction is a fresh copy
-            of it (like Keras, its weights are not reused).
+        layer: an `RNN` (`LSTM`, `GRU`, `SimpleRNN`, or any cell); the forward
+            direction is a fresh copy of it (like Keras, its weights are not reused; a
+            user cell without a config is deep-copied). With `stateful=True` each
+            direction carries its own states from batch to batch.
         merge_mode: `"concat"` (units*2 features), `"sum"`, `"mul"`, `"ave"`, or None
             for the pair `(forward, backward)` of `Masked` outputs.
         backward_layer: the backward layer (its `go_backwards` must differ from
@@ -528,11 +601,11 @@ class Bidirectional(Layer):
     ) -> None:
         super().__init__(name=name)
         for role, given in (("layer", layer), ("backward_layer", backward_layer)):
-            if given is not None and not isinstance(given, _Recurrent):
+            if given is not None and not isinstance(given, RNN):
                 raise MaskwiseTypeError(
                     format_error(
                         f"Bidirectional `{role}` must be a maskwise recurrent layer.",
-                        expected="LSTM, GRU or SimpleRNN",
+                        expected="RNN, LSTM, GRU or SimpleRNN",
                         received=type(given).__name__,
                     )
                 )
@@ -544,14 +617,14 @@ class Bidirectional(Layer):
                     received=repr(merge_mode),
                 )
             )
-        source = cast(_Recurrent, layer)
+        source = cast(RNN, layer)
         self.merge_mode = merge_mode
         self.forward_layer = _copy_of(source, f"forward_{source.name.removeprefix('forward_')}")
         if backward_layer is None:
             backward_layer = _copy_of(
                 source, f"backward_{source.name.removeprefix('backward_')}", go_backwards=True
             )
-        self.backward_layer = cast(_Recurrent, backward_layer)
+        self.backward_layer = cast(RNN, backward_layer)
         self._check_directions()
         self.return_sequences = source.return_sequences
         self.return_state = source.return_state
@@ -579,6 +652,18 @@ class Bidirectional(Layer):
                         f"{getattr(backward, attribute)}",
                     )
                 )
+
+    def reset_states(self, states: Any = None) -> None:
+        """Start new streams in both directions (stateful layers): `states` lists the
+        forward states then the backward ones, or None for the initial states."""
+        half = len(self.forward_layer.state_size)
+        for direction, part in (
+            (self.forward_layer, None if states is None else states[:half]),
+            (self.backward_layer, None if states is None else states[half:]),
+        ):
+            direction.reset_states(part)
+
+    reset_state = reset_states
 
     def build(self, input_shape: Any) -> None:
         for direction in (self.forward_layer, self.backward_layer):
@@ -609,7 +694,7 @@ class Bidirectional(Layer):
         """`initial_state` cut into the forward layer's states and the backward one's."""
         if initial_state is None:
             return None, None
-        count = self.forward_layer.cell.n_states + self.backward_layer.cell.n_states
+        count = len(self.forward_layer.state_size) + len(self.backward_layer.state_size)
         if len(initial_state) != count:
             raise ShapeError(
                 format_error(
@@ -618,13 +703,25 @@ class Bidirectional(Layer):
                     received=f"{len(initial_state)}",
                 )
             )
-        half = self.forward_layer.cell.n_states
+        half = len(self.forward_layer.state_size)
         return initial_state[:half], initial_state[half:]
 
 
-def _copy_of(layer: _Recurrent, name: str, **overrides: Any) -> _Recurrent:
-    config = {**layer.get_config(), "name": name, **overrides}
-    return type(layer)(**config)
+def _copy_of(layer: RNN, name: str, **overrides: Any) -> RNN:
+    """A fresh layer with `layer`'s config (new weights, as Keras), built if `layer`
+    is; a layer holding a user cell, which has no config, is deep-copied with its
+    weights."""
+    try:
+        config = layer.get_config()
+    except ConfigError:  # a user cell (an nn.Module, not a maskwise layer)
+        twin = copy.deepcopy(layer)
+        twin.name = name
+        for key, value in overrides.items():
+            setattr(twin, key, value)
+        return twin
+    twin = cast(RNN, type(layer).from_config({**config, "name": name, **overrides}))
+    twin.build_from_config_shape(layer.build_shape)  # built if `layer` is
+    return twin
 
 
 def _merge(mode: str, y: torch.Tensor, y_rev: torch.Tensor) -> torch.Tensor:
