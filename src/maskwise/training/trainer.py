@@ -33,6 +33,7 @@ from ..callbacks import Callback, History
 from ..data import Batch, Loader
 from ..doctor.guards import Guard
 from ..errors import ConfigError, format_error
+from ..layers import _host
 from ..layers.base import Layer
 from ..masked import Masked
 from ..numerics import NonFiniteGuard
@@ -51,6 +52,7 @@ from .inputs import (
 )
 from .modes import training_mode
 from .predictions import Predictions
+from .prefetch import prefetch
 from .state import TrainingState
 from .totals import EpochTotals
 
@@ -391,9 +393,10 @@ class Trainer:
         """The loss and the metrics over every batch of `loader`."""
         self.totals = totals = EpochTotals(self.require_compiled("evaluate").metrics)
         with training_mode(self.model, False), torch.no_grad():
-            for batch in loader:
+            for index, batch in enumerate(prefetch(loader, device)):
                 if batch.size:  # under data parallel, a share may be empty
-                    self.model.test_step(batch.to(device))
+                    with _host.exact_checks(index == 0):
+                        self.model.test_step(batch)
         reduce_totals(totals)
         return totals.logs()
 
@@ -574,9 +577,10 @@ class Trainer:
         self.num_batches = len(loader)
         self.update = self.plan
         try:
-            for index, batch in enumerate(loader):
+            for index, batch in enumerate(prefetch(loader, device)):
                 self.state.batch = index
-                step_logs = self.model.train_step(batch.to(device))
+                with _host.exact_checks(index == 0):  # later batches: checked on the device
+                    step_logs = self.model.train_step(batch)
                 self.state.batch = index + 1
                 if self.plan is None or self.plan.last(index, self.num_batches):
                     self.state.step += 1
@@ -642,9 +646,8 @@ class Trainer:
         require_batches(loader, "data given to predict")
         predictions = Predictions()
         with training_mode(self.model, False), torch.no_grad():
-            for batch in loader:
+            for batch in prefetch(loader, placed):
                 if batch.size:  # under data parallel, a share may be empty
-                    out = self.model.predict_step(batch.to(device=placed))
-                    predictions.add(batch.index.tolist(), out)
+                    predictions.add(batch.index.tolist(), self.model.predict_step(batch))
         gather_predictions(predictions)
         return predictions.result()
