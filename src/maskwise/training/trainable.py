@@ -23,7 +23,7 @@ them as in Keras:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -69,6 +69,16 @@ class Trainable(nn.Module):
     @property
     def optimizer(self) -> torch.optim.Optimizer | None:
         return self.trainer.optimizer
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
+        """`model.to(device)`, `.double()`, `.cuda()`, ...: the weights move (as in
+        `nn.Module`), and the optimizer's state follows them (`Trainer.follow_weights`),
+        so training goes on where the weights are."""
+        before = list(self.parameters())
+        super()._apply(fn, recurse)
+        if self._trainer is not None:
+            self._trainer.follow_weights(dict(zip(map(id, before), self.parameters(), strict=True)))
+        return self
 
     @property
     def compiled(self) -> Compiled | None:

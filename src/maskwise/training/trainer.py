@@ -181,6 +181,23 @@ class Trainer:
             check_learning_rate(group["lr"], f"the optimizer {type(self.optimizer).__name__}")
         return self.optimizer
 
+    def follow_weights(self, moved: dict[int, torch.Tensor]) -> None:
+        """After the model's weights moved or changed dtype (`model.to(...)`; `moved`:
+        each weight before the move, by `id`, to the weight after it, a new tensor
+        where `nn.Module` could not move it in place): the optimizer then steps the
+        weights after the move, its state tensors where they are, by the optimizer's
+        own rule (its `load_state_dict`: moment buffers take the weight's device and
+        dtype, Adam's `step` count stays a float32 CPU scalar unless the optimizer is
+        `fused` or `capturable`). The non-finite guard's copies are made anew."""
+        self.guard = None
+        optimizer = self.optimizer
+        if optimizer is None:
+            return
+        state = optimizer.state_dict()  # the state by position, read before the swap
+        for group in optimizer.param_groups:
+            group["params"] = [moved.get(id(p), p) for p in group["params"]]
+        optimizer.load_state_dict(state)
+
     def _optimizer(self) -> torch.optim.Optimizer:
         """The optimizer in use (its rates were checked when `fit` began)."""
         return self.optimizer if self.optimizer is not None else self.ensure_optimizer()
