@@ -221,7 +221,10 @@ class Trainable(nn.Module):
                 serves every batch size and length; the recurrent kernels stay eager
                 (see the README's `torch.compile` section). Not under data parallel.
             precision: `"bf16"`: the forward and backward run in bfloat16 autocast (weights,
-                optimizer, losses and metrics stay float32); None: float32.
+                optimizer, losses and metrics stay float32); `"fp16"` (on a GPU): the
+                same in float16, with a `torch.amp.GradScaler` that scales the loss,
+                skips the steps whose gradients overflow and lowers its scale (its
+                state is checkpointed); None: float32.
 
         Data parallel: run the script with `torchrun --nproc-per-node N`; `fit` joins
         the process group (gloo on CPU, nccl on CUDA) unless the script has, wraps the

@@ -81,19 +81,36 @@ def check_jit_compile(jit_compile: Any) -> None:
         )
 
 
-def check_precision(precision: Any) -> None:
-    """`fit(precision=...)`: None (float32) or "bf16"."""
-    if precision in (None, "bf16"):
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+"""The dtype `fit(precision=...)` runs the forward pass in (autocast)."""
+
+
+def float16_runs_on(device: torch.device) -> bool:
+    """Whether float16 autocast trains on `device`: not on CPU, where PyTorch's LSTM
+    kernel does not run in float16 and float16 is slower than float32 anyway."""
+    return device.type != "cpu"
+
+
+def check_precision(precision: Any, device: torch.device) -> None:
+    """`fit(precision=...)` on `device`: None (float32), "bf16", or "fp16" off the CPU."""
+    if precision == "fp16" and not float16_runs_on(device):
+        raise ConfigError(
+            format_error(
+                "fit(precision='fp16') needs a GPU: on CPU, PyTorch's LSTM kernel does not "
+                "run in float16, and float16 is slower there than float32.",
+                received=f"device {device}",
+                fix="on CPU use precision='bf16' (or None); train with 'fp16' on a GPU.",
+            )
+        )
+    if precision in (None, *AUTOCAST):
         return
-    fix = "use precision='bf16' (autocast to bfloat16; no grad scaler needed) or None."
-    if precision == "fp16":
-        fix = "float16 training needs a grad scaler, not supported yet: " + fix
     raise ConfigError(
         format_error(
             "Unsupported fit(precision=...).",
-            expected="None or 'bf16'",
+            expected="None (float32), 'bf16' or 'fp16'",
             received=repr(precision),
-            fix=fix,
+            fix="use precision='bf16' (autocast to bfloat16) or 'fp16' (autocast to "
+            "float16 with a grad scaler), or None.",
         )
     )
 
@@ -148,7 +165,9 @@ class Trainer:
         self.guard: NonFiniteGuard | None = None
         self.parallel: DistributedDataParallel | None = None
         self.jitted: Callable[..., Any] | None = None  # the torch.compile of the model
-        self.precision: str | None = None  # "bf16" during such a fit
+        self.precision: str | None = None  # "bf16" or "fp16" during such a fit
+        self.scaler: torch.amp.GradScaler | None = None  # of the last fp16 fit
+        self.scaling = False  # during an fp16 fit: `scaler` scales the loss
         self.plan: Update | None = None
         self.update: Update | None = None
         self.num_batches = 0
@@ -198,6 +217,16 @@ class Trainer:
             group["params"] = [moved.get(id(p), p) for p in group["params"]]
         optimizer.load_state_dict(state)
 
+    def make_scaler(self, device: torch.device) -> torch.amp.GradScaler:
+        """The grad scaler of `fit(precision="fp16")`: the last fp16 fit's, else a new
+        one on `device`'s kind, set to a resumed run's state (`TrainingState.grad_scaler`)
+        when there is one."""
+        if self.scaler is None:
+            self.scaler = torch.amp.GradScaler(device.type)
+            if self.state.grad_scaler is not None:
+                self.scaler.load_state_dict(self.state.grad_scaler)
+        return self.scaler
+
     def _optimizer(self) -> torch.optim.Optimizer:
         """The optimizer in use (its rates were checked when `fit` began)."""
         return self.optimizer if self.optimizer is not None else self.ensure_optimizer()
@@ -216,6 +245,7 @@ class Trainer:
             loader_seed=self.state.loader_seed,
             compile=self.compiled.config(self.optimizer),
             optimizer=None if self.optimizer is None else self.optimizer.state_dict(),
+            grad_scaler=self.state.grad_scaler if self.scaler is None else self.scaler.state_dict(),
             callbacks=callbacks,
             callback_tensors=tensors,
         )
@@ -242,6 +272,8 @@ class Trainer:
         self.state.step = state.step
         self.state.batch = state.batch
         self.state.loader_seed = state.loader_seed
+        self.state.grad_scaler = state.grad_scaler
+        self.scaler = None  # made again from this state by the next fp16 fit
 
     def save(self, path: str | Path) -> Path:
         """`checkpoint.save` of the model with its training state (atomic). Under data
@@ -257,12 +289,12 @@ class Trainer:
     def forward(self, x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
         """The model's output on a batch's inputs (through `DistributedDataParallel`
         during a data-parallel `fit`, where gradients flow); under `fit(precision=
-        "bf16")` computed in bfloat16 autocast and returned in float32, so losses and
-        metrics keep full precision."""
+        "bf16" | "fp16")` computed in bfloat16 or float16 autocast and returned in
+        float32, so losses and metrics keep full precision."""
         if self.precision is None:
             return self._forward(x)
         device = next(self.model.parameters()).device.type
-        with torch.autocast(device_type=device, dtype=torch.bfloat16):
+        with torch.autocast(device_type=device, dtype=AUTOCAST[self.precision]):
             out = self._forward(x)
         if isinstance(out, Masked):
             return Masked(out.values.float(), out.mask)
@@ -307,7 +339,11 @@ class Trainer:
             self._optimizer().zero_grad()
 
     def backward(self, loss: torch.Tensor) -> None:
-        """Add the gradients of `loss` to the weights' `.grad`."""
+        """Add the gradients of `loss` to the weights' `.grad` (under `fit(precision=
+        "fp16")`, of the loss times the grad scaler's scale, so that small float16
+        gradients do not flush to zero; `optimizer_step` divides it out)."""
+        if self.scaling and self.scaler is not None:
+            loss = self.scaler.scale(loss)
         loss.backward()
 
     def optimizer_step(self, loss: torch.Tensor) -> None:
@@ -315,7 +351,13 @@ class Trainer:
         it, the weights after it (else `NonFiniteError`, the weights kept as before).
 
         When `fit` trains in pieces, only the last piece of an update steps, after the
-        gradients are divided by the update's global count (`Update.finish`)."""
+        gradients are divided by the update's global count (`Update.finish`).
+
+        Under `fit(precision="fp16")` the grad scaler first divides the gradients by
+        its scale (`unscale_`), so the guard and the optimizer see true gradients. Then
+        non-finite gradients under a finite loss are a float16 overflow of the scaled
+        backward pass, not an error: the scaler skips that step and lowers its scale
+        (`GradScaler.step`, `update`). A non-finite loss still stops `fit`."""
         update = self.update
         if update is not None and not update.plain:
             if not update.last(self.state.batch, self.num_batches):
@@ -326,9 +368,17 @@ class Trainer:
         if guard is None or guard.optimizer is not optimizer:
             guard = self.guard = NonFiniteGuard(self.model, optimizer)
         epoch, index = self.state.epoch, self.state.batch
-        guard.check_gradients(loss, epoch, index)
-        guard.snapshot()
-        optimizer.step()
+        scaler = self.scaler if self.scaling else None
+        if scaler is None:
+            guard.check_gradients(loss, epoch, index)
+            guard.snapshot()
+            optimizer.step()
+        else:
+            scaler.unscale_(optimizer)
+            guard.check_loss(loss, epoch, index)
+            guard.snapshot()
+            scaler.step(optimizer)
+            scaler.update()
         guard.check_weights(epoch, index)
 
     def update_metrics(self, batch: Batch, out: Masked | torch.Tensor, loss: torch.Tensor) -> None:
@@ -445,7 +495,7 @@ class Trainer:
         """Train for `epochs` epochs (see `Trainable.fit` for the arguments)."""
         distributed.init_process_group(device or self.place(None))
         check_jit_compile(jit_compile)
-        check_precision(precision)
+        check_precision(precision, self.place(None) if device is None else resolve_device(device))
         resume = None if resume_from is None else Resume(resume_from)
         saved = None if resume is None else resume.state
         if resume is not None and saved is not None:
@@ -484,6 +534,9 @@ class Trainer:
         if jit_compile:  # ragged batches: one graph for every batch size and length
             self.jitted = torch.compile(self.model, dynamic=True)
         self.precision = precision
+        self.scaling = precision == "fp16"
+        if self.scaling:
+            self.make_scaler(placed)
         try:
             return self._run_epochs(
                 callback_list,
@@ -495,6 +548,7 @@ class Trainer:
             )
         finally:
             self.parallel = self.plan = self.spare = self.jitted = self.precision = None
+            self.scaling = False
 
     def _loader_seed(self, seed: int | None, saved: TrainingState | None) -> int:
         """The seed of the batch order: `seed`, else the resumed run's, else a new one."""
