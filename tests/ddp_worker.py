@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch._dynamo.utils import counters
 from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -41,6 +42,9 @@ def cases(out: Path) -> dict[str, dict[str, Any]]:
     results["hand_global"] = hand_loop(DistributedDataParallel, normalize=True)
     results["hand_naive"] = hand_loop(DistributedDataParallel, normalize=False)
     results["fit_accumulate"] = fit_problem(batch_size=3, steps_per_update=2, ordered=True)
+    counters.clear()
+    results["fit_jit"] = fit_problem(steps_per_update=2, jit_compile=True)
+    results["fit_jit"]["graphs"] = counters["stats"]["unique_graphs"]
     # One epoch with a checkpoint (every rank asks for its own file: only rank 0
     # writes) and the progress lines; then the second epoch resumed from it.
     printed = io.StringIO()

@@ -63,20 +63,12 @@ Logs = dict[str, Any]
 
 
 def check_jit_compile(jit_compile: Any) -> None:
-    """`fit(jit_compile=...)`: a bool; compiling under data parallel is not supported."""
+    """`fit(jit_compile=...)`: a bool."""
     if not isinstance(jit_compile, bool):
         raise ConfigError(
             format_error(
                 "fit(jit_compile=...) takes True or False.",
                 received=repr(jit_compile),
-            )
-        )
-    if jit_compile and distributed.is_distributed():
-        raise ConfigError(
-            format_error(
-                "fit(jit_compile=True) is not supported under data parallel (torchrun).",
-                fix="train with jit_compile=False there; each process still runs the fused "
-                "recurrent kernels.",
             )
         )
 
@@ -164,7 +156,9 @@ class Trainer:
         self.class_weight: Any = None
         self.guard: NonFiniteGuard | None = None
         self.parallel: DistributedDataParallel | None = None
-        self.jitted: Callable[..., Any] | None = None  # the torch.compile of the model
+        # During `fit(jit_compile=True)`: the torch.compile of the model (under data
+        # parallel, of `parallel`: its training steps; evaluation runs eagerly there).
+        self.jitted: Callable[..., Any] | None = None
         self.precision: str | None = None  # "bf16" or "fp16" during such a fit
         self.scaler: torch.amp.GradScaler | None = None  # of the last fp16 fit
         self.scaling = False  # during an fp16 fit: `scaler` scales the loss
@@ -301,15 +295,18 @@ class Trainer:
         return out.float()
 
     def _forward(self, x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
-        parallel = self.parallel
-        if parallel is None or not torch.is_grad_enabled():
-            return forward(self.model if self.jitted is None else self.jitted, x)
+        parallel, jitted = self.parallel, self.jitted
+        if parallel is None:
+            return forward(self.model if jitted is None else jitted, x)
+        if not torch.is_grad_enabled():  # each process on its own, eagerly
+            return forward(self.model, x)
+        model = parallel if jitted is None else jitted
         update = self.update
         if update is not None and not update.last(self.state.batch, self.num_batches):
             # Within an update, gradients add up locally; its last piece all-reduces.
             with parallel.no_sync():
-                return forward(parallel, x)
-        return forward(parallel, x)
+                return forward(model, x)
+        return forward(model, x)
 
     def compute_loss(
         self, batch: Batch, out: Masked | torch.Tensor, class_weight: Any = None
@@ -532,7 +529,8 @@ class Trainer:
         self.plan, self.spare = plan, first
         self.parallel = wrap(self.model, placed)
         if jit_compile:  # ragged batches: one graph for every batch size and length
-            self.jitted = torch.compile(self.model, dynamic=True)
+            model = self.model if self.parallel is None else self.parallel
+            self.jitted = torch.compile(model, dynamic=True)
         self.precision = precision
         self.scaling = precision == "fp16"
         if self.scaling:
