@@ -195,6 +195,10 @@ class Trainable(nn.Module):
                 the same seed gives the same weights.
             device: train there (`"cpu"`, `"cuda"`); default: where the model is. A
                 device this machine lacks (or a malformed name) is a `ConfigError`.
+                On a GPU the batches are pinned and copied a batch ahead without
+                blocking (`maskwise.training.transfer`), and token ids and targets are
+                checked exactly on each epoch's first batch, on the device after it
+                (`maskwise.losses`: a bad one then stops the process).
             resume_from: a checkpoint (`model.save` / `ModelCheckpoint`): its weights,
                 optimizer state, epoch and random state are restored first, and the
                 saved state of `EarlyStopping`, `ReduceLROnPlateau` and

@@ -52,9 +52,9 @@ from .inputs import (
 )
 from .modes import training_mode
 from .predictions import Predictions
-from .prefetch import prefetch
 from .state import TrainingState
 from .totals import EpochTotals
+from .transfer import prefetch
 
 if TYPE_CHECKING:
     from .trainable import Trainable

@@ -14,8 +14,7 @@ from maskwise import Sequential
 from maskwise.data import Batch, make_loader
 from maskwise.layers import LSTM, Dense, Masking
 from maskwise.masked import Masked
-from maskwise.training import prefetch as prefetch_module
-from maskwise.training.prefetch import prefetch
+from maskwise.training import prefetch, transfer
 
 CUDA = torch.device("cuda")
 
@@ -115,13 +114,13 @@ def test_fit_evaluate_and_predict_copy_each_batch_before_the_step_before_it(
     model = Sequential([Masking(0.0), LSTM(4, return_sequences=True), Dense(2)])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     events: list[str] = []
-    real_move = prefetch_module.to_device
+    real_move = transfer.to_device
 
     def to_device(batch: Batch, device: torch.device) -> Batch:
         events.append("copy")
         return real_move(batch, device)
 
-    monkeypatch.setattr(prefetch_module, "to_device", to_device)
+    monkeypatch.setattr(transfer, "to_device", to_device)
     for name in ("train_step", "test_step", "predict_step"):
         real = getattr(model.trainer, name)
 

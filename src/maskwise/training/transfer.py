@@ -1,4 +1,5 @@
-"""`prefetch`: a loader's batches on the training device, each copy issued a batch ahead.
+"""Batches to the training device: `prefetch` (each copy issued a batch ahead) and
+`to_device` (one batch).
 
 Copying a batch from ordinary (pageable) host memory to a GPU blocks the host until
 the copy is done; from page-locked ("pinned") memory with `non_blocking=True` it is
@@ -26,7 +27,7 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
     return batch.to(device)
 
 
-def prefetch(batches: Iterable[Batch], device: torch.device) -> Iterator[Batch]:
+def prefetch(batches: Iterable[Batch], device: torch.device | str) -> Iterator[Batch]:
     """The batches of `batches` on `device`, in order; the copy of each next batch is
     issued before the current one is handed over (see the module docstring).
 
@@ -34,9 +35,10 @@ def prefetch(batches: Iterable[Batch], device: torch.device) -> Iterator[Batch]:
         >>> import numpy as np
         >>> from maskwise.data import make_loader
         >>> loader = make_loader([np.array([1, 2]), np.array([3])], [0, 1], batch_size=1)
-        >>> [batch.size for batch in prefetch(loader, torch.device("cpu"))]
+        >>> [batch.size for batch in prefetch(loader, "cpu")]
         [1, 1]
     """
+    device = torch.device(device)
     upcoming = iter(batches)
     ahead = next(upcoming, None)
     if ahead is None:
