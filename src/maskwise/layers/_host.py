@@ -19,13 +19,14 @@ message less what was received.
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 
-_EXACT = contextvars.ContextVar("maskwise_exact_checks", default=False)
+_exact = False
+"""Inside `exact_checks()`. A plain module global: `torch.compile` guards on its value
+(a graph for each), where reading a `ContextVar` would break the graph at every check."""
 
 
 def host_reads_are_cheap(device: torch.device) -> bool:
@@ -37,17 +38,19 @@ def host_reads_are_cheap(device: torch.device) -> bool:
 def exact_checks(enabled: bool = True) -> Iterator[None]:
     """Within this context (when `enabled`), input checks read values on every device
     and raise their exact errors, at the cost of a host read each."""
-    token = _EXACT.set(_EXACT.get() or enabled)
+    global _exact
+    before = _exact
+    _exact = before or enabled
     try:
         yield
     finally:
-        _EXACT.reset(token)
+        _exact = before
 
 
 def checks_read_host(device: torch.device) -> bool:
     """Whether input checks on `device` read values on the host (see the module
     docstring): where that is cheap, or inside `exact_checks()`."""
-    return _EXACT.get() or host_reads_are_cheap(device)
+    return host_reads_are_cheap(device) or _exact
 
 
 def assert_none(bad: torch.Tensor, message: str) -> None:
