@@ -161,7 +161,6 @@ class Trainer:
         self.jitted: Callable[..., Any] | None = None
         self.precision: str | None = None  # "bf16" or "fp16" during such a fit
         self.scaler: torch.amp.GradScaler | None = None  # of the last fp16 fit
-        self.scaling = False  # during an fp16 fit: `scaler` scales the loss
         self.plan: Update | None = None
         self.update: Update | None = None
         self.num_batches = 0
@@ -220,6 +219,10 @@ class Trainer:
             if self.state.grad_scaler is not None:
                 self.scaler.load_state_dict(self.state.grad_scaler)
         return self.scaler
+
+    def _scaling(self) -> torch.amp.GradScaler | None:
+        """The grad scaler while a `fit(precision="fp16")` runs; None otherwise."""
+        return self.scaler if self.precision == "fp16" else None
 
     def _optimizer(self) -> torch.optim.Optimizer:
         """The optimizer in use (its rates were checked when `fit` began)."""
@@ -339,9 +342,8 @@ class Trainer:
         """Add the gradients of `loss` to the weights' `.grad` (under `fit(precision=
         "fp16")`, of the loss times the grad scaler's scale, so that small float16
         gradients do not flush to zero; `optimizer_step` divides it out)."""
-        if self.scaling and self.scaler is not None:
-            loss = self.scaler.scale(loss)
-        loss.backward()
+        scaler = self._scaling()
+        (loss if scaler is None else scaler.scale(loss)).backward()
 
     def optimizer_step(self, loss: torch.Tensor) -> None:
         """One optimizer step, guarded: the loss and the gradients must be finite before
@@ -365,7 +367,7 @@ class Trainer:
         if guard is None or guard.optimizer is not optimizer:
             guard = self.guard = NonFiniteGuard(self.model, optimizer)
         epoch, index = self.state.epoch, self.state.batch
-        scaler = self.scaler if self.scaling else None
+        scaler = self._scaling()
         if scaler is None:
             guard.check_gradients(loss, epoch, index)
             guard.snapshot()
@@ -532,8 +534,7 @@ class Trainer:
             model = self.model if self.parallel is None else self.parallel
             self.jitted = torch.compile(model, dynamic=True)
         self.precision = precision
-        self.scaling = precision == "fp16"
-        if self.scaling:
+        if precision == "fp16":
             self.make_scaler(placed)
         try:
             return self._run_epochs(
@@ -546,7 +547,6 @@ class Trainer:
             )
         finally:
             self.parallel = self.plan = self.spare = self.jitted = self.precision = None
-            self.scaling = False
 
     def _loader_seed(self, seed: int | None, saved: TrainingState | None) -> int:
         """The seed of the batch order: `seed`, else the resumed run's, else a new one."""
