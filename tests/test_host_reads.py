@@ -151,3 +151,45 @@ def test_metric_updates_off_the_cpu_read_nothing_on_the_host(
     with off_the_cpu(), counting_host_reads() as reads:
         metric.update(labels, scores, sample_weight=torch.rand(3))
     assert sum(reads.values()) == 0, reads
+
+
+MASK = torch.tensor([[True, True, False], [True, False, False]])
+NAN = float("nan")
+IDS = torch.tensor([[0, 2, -100], [1, -100, -100]])
+FLOATS = torch.tensor([[0.0, 1.0, NAN], [1.0, NAN, NAN]])
+TARGET_CASES: dict[str, tuple[losses.Loss, int, torch.Tensor, torch.Tensor, str]] = {
+    # name: (loss, output units, good targets, bad targets, message)
+    "class id out of range": (
+        losses.SparseCategoricalCrossentropy(), 3, IDS,
+        torch.tensor([[0, 3, -100], [1, -100, -100]]), "outside the 3 classes",
+    ),
+    "padding at a real step": (
+        losses.SparseCategoricalCrossentropy(), 3, IDS,
+        torch.tensor([[0, -100, -100], [1, -100, -100]]), r"padding \(IGNORE_INDEX\)",
+    ),
+    "fractional class id": (
+        losses.SparseCategoricalCrossentropy(), 3, FLOATS,
+        torch.tensor([[0.0, 1.5, NAN], [1.0, NAN, NAN]]), "whole-number class ids",
+    ),
+    "NaN regression target": (
+        losses.MeanSquaredError(), 1, FLOATS,
+        torch.tensor([[0.5, NAN, NAN], [1.0, NAN, NAN]]), r"padding \(NaN or inf\)\.",
+    ),
+    "binary target outside [0, 1]": (
+        losses.BinaryCrossentropy(), 1, FLOATS,
+        torch.tensor([[0.0, -1.0, NAN], [1.0, NAN, NAN]]), r"or outside \[0, 1\]",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(TARGET_CASES))
+def test_losses_off_the_cpu_check_targets_on_the_device(case: str) -> None:
+    """Good targets: no host read; bad ones: the device-side assertion (which raises at
+    once on CPU) with the loss's message."""
+    loss, units, good, bad, message = TARGET_CASES[case]
+    y_pred = Masked(torch.rand(2, 3, units), MASK)
+    with off_the_cpu(), counting_host_reads() as reads:
+        loss(good, y_pred)
+    assert sum(reads.values()) == 0, reads
+    with off_the_cpu(), pytest.raises(RuntimeError, match=message):
+        loss(bad, y_pred)
