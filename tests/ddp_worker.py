@@ -9,14 +9,17 @@ problems come from `ddp_cases`, which the test imports too.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import io
 import os
 import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
+from torch._dynamo.utils import counters
 from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -41,6 +44,13 @@ def cases(out: Path) -> dict[str, dict[str, Any]]:
     results["hand_global"] = hand_loop(DistributedDataParallel, normalize=True)
     results["hand_naive"] = hand_loop(DistributedDataParallel, normalize=False)
     results["fit_accumulate"] = fit_problem(batch_size=3, steps_per_update=2, ordered=True)
+    # The compiled DDP training step, through dynamo and AOTAutograd with DDP's graph
+    # splitting, but without inductor's C++ code generation: minutes on a busy 2-core
+    # machine with a cold cache (inductor's values are tested on one process).
+    counters.clear()
+    with mock.patch.object(torch, "compile", functools.partial(torch.compile, backend="aot_eager")):
+        results["fit_jit"] = fit_problem(steps_per_update=2, jit_compile=True)
+    results["fit_jit"]["graphs"] = counters["stats"]["unique_graphs"]
     # One epoch with a checkpoint (every rank asks for its own file: only rank 0
     # writes) and the progress lines; then the second epoch resumed from it.
     printed = io.StringIO()

@@ -119,6 +119,16 @@ def test_fit_on_two_ranks_gives_the_weights_logs_evaluation_and_predictions_of_o
             np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
 
 
+def test_fit_jit_compile_on_two_ranks_gives_the_weights_of_one_eager_process(two_ranks):
+    """The compiled DDP training step, with accumulation (DDP's `no_sync`) too."""
+    result = torch.load(two_ranks / "fit_jit.pt", weights_only=False)
+    one = ddp_cases.fit_problem(steps_per_update=2)
+    assert result["graphs"] > 0
+    assert _max_difference(result["weights"], one["weights"]) < 1e-5
+    for key in one["history"]:
+        assert result["history"][key] == pytest.approx(one["history"][key], rel=1e-5), key
+
+
 def test_accumulated_micro_batches_on_two_ranks_equal_one_big_batch(two_ranks):
     # Global micro-batches of 3 (shares of 2 and 1), 2 per update, against one
     # process on batches of 6.

@@ -355,9 +355,12 @@ def test_bf16_precision_runs_the_forward_in_bfloat16_and_trains_like_float32() -
     assert trained[1] == pytest.approx(trained[0], rel=0.05)  # bf16 trains as float32 does
 
 
-@pytest.mark.parametrize(("precision", "message"), [("fp16", "grad scaler"), ("fp64", "'bf16'")])
+@pytest.mark.parametrize(
+    ("precision", "message"),
+    [("fp16", r"fit\(precision='fp16'\) needs a GPU.*device cpu"), ("fp64", "Unsupported.*'fp16'")],
+)
 def test_unsupported_precisions_are_refused(precision, message) -> None:
     model = tagger()
     model.compile("adam", logits_loss())
-    with pytest.raises(ConfigError, match=rf"(?s)Unsupported fit\(precision.*{message}"):
+    with pytest.raises(ConfigError, match=rf"(?s){message}"):
         model.fit(*tagging_data(4), verbose=0, precision=precision)

@@ -4,12 +4,12 @@
 - the weights (`model.<name>` tensors),
 - when the model was compiled, its `maskwise.training.TrainingState`: the optimizer
   state (`optimizer.<param index>.<name>` tensors, and JSON for the rest), the compile
-  config (optimizer class and hyper-parameters, loss, metrics), the counters and the
-  data loader's seed (`trainer` JSON: epoch, step, batch, loader_seed), and the state of
-  the callbacks of the `fit` that saved it (`callbacks` JSON, keyed as
-  `maskwise.callbacks.keyed` does, and `callback.<key>.<name>` tensors such as
-  `EarlyStopping`'s best weights); with it, the random number generators' states
-  (`rng.cpu`, `rng.cuda.<device>`).
+  config (optimizer class and hyper-parameters, loss, metrics), the counters, the
+  data loader's seed and the fp16 grad scaler's state (`trainer` JSON: epoch, step,
+  batch, loader_seed, grad_scaler), and the state of the callbacks of the `fit` that
+  saved it (`callbacks` JSON, keyed as `maskwise.callbacks.keyed` does, and
+  `callback.<key>.<name>` tensors such as `EarlyStopping`'s best weights); with it,
+  the random number generators' states (`rng.cpu`, `rng.cuda.<device>`).
 
 `save` writes a `TrainingState` and `read_state` reads it back; this module knows
 nothing of models' training API (`maskwise.load` and `fit(..., resume_from=...)` hand
@@ -483,7 +483,29 @@ def read_state(checkpoint: Checkpoint) -> TrainingState | None:
             optimizer=optimizer_state(checkpoint),
             callbacks=saved,
             callback_tensors={key: checkpoint.tensors(f"callback.{key}.") for key in saved},
+            grad_scaler=_scaler_state(checkpoint, position.get("grad_scaler")),
         )
+
+
+SCALER_KEYS = ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker")
+"""The entries of `torch.amp.GradScaler.state_dict()`."""
+
+
+def _scaler_state(checkpoint: Checkpoint, value: Any) -> dict[str, float] | None:
+    """The grad scaler's state in the `trainer` JSON (numbers under `SCALER_KEYS`)."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or set(value) != set(SCALER_KEYS)
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value.values())
+    ):
+        raise checkpoint.invalid(
+            "its 'trainer.grad_scaler' entry is not a grad scaler's state",
+            f"null, or a number under each of {', '.join(SCALER_KEYS)}",
+            value,
+        )
+    return value
 
 
 def restore_rng(checkpoint: Checkpoint) -> None:

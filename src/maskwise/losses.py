@@ -12,6 +12,13 @@ multiplication turns `0 * NaN` into NaN). A target holding padding (`IGNORE_INDE
 class ids, NaN for float targets) at a step the output marks as real is an error: the
 output lost its mask (seed 001's `Lambda`) or the targets were padded differently.
 
+Where the targets are checked. On CPU every call checks the targets (class ids in
+range, no padding at real steps) and raises the error naming what it found. On an
+accelerator, where reading a value back stalls the host, the check runs on the device
+(`torch._assert_async`) and a bad target stops the process at the host's next read
+(on CUDA a device-side assertion, after which the process must restart); `fit` and
+`evaluate` check the first batch of each epoch with the exact error everywhere.
+
 Reductions (`reduction=`):
 - `"mean"` (default): sum of the weighted per-step losses over the real steps, divided
   by the number of real steps (not by the sum of the weights). This is Keras 3's value
@@ -74,6 +81,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError, MaskError, MaskwiseTypeError, ShapeError, format_error
+from .layers import _host
 from .masked import IGNORE_INDEX, Masked
 
 EPSILON = 1e-7
@@ -342,9 +350,13 @@ def class_targets(
             )
         )
     real = _real_steps(step_shape, mask, values.device)
+    exact = _host.checks_read_host(values.device)
     if y_true.is_floating_point():
         whole = torch.where(real, y_true, torch.zeros_like(y_true))
-        if bool((whole != whole.round()).any()):
+        fractional = whole != whole.round()
+        if not exact:
+            _host.assert_none(fractional, f"{name} takes whole-number class ids.")
+        elif bool(fractional.any()):
             raise ShapeError(
                 format_error(
                     f"{name} takes whole-number class ids.",
@@ -355,7 +367,13 @@ def class_targets(
         y_true = whole.long()
     y_true = y_true.long()  # bool and narrow integer ids index like int64 ones
     invalid = real & ((y_true < 0) | (y_true >= num_classes))
-    if bool(invalid.any()):
+    if not exact:
+        _host.assert_none(
+            invalid,
+            f"{name}: a target at a real step is padding (IGNORE_INDEX) or a class id "
+            f"outside the {num_classes} classes the model predicts.",
+        )
+    elif bool(invalid.any()):
         padded = int((invalid & (y_true == IGNORE_INDEX)).sum())
         if padded:
             raise _padding_error(name, padded, mask, f"IGNORE_INDEX = {IGNORE_INDEX}")
@@ -411,9 +429,16 @@ def dense_targets(
     else:
         padding, what = y_true == IGNORE_INDEX, f"IGNORE_INDEX = {IGNORE_INDEX}"
     outside = (y_true < 0) | (y_true > 1) if probabilities else torch.zeros_like(padding)
-    padded, out_of_range = torch.stack(
-        [(real & padding.any(-1)).sum(), (real & outside.any(-1)).sum()]
-    ).tolist()
+    bad = torch.stack([(real & padding.any(-1)).sum(), (real & outside.any(-1)).sum()])
+    if not _host.checks_read_host(values.device):
+        _host.assert_none(
+            bad > 0,
+            f"{name}: a target at a real step is padding ({what})"
+            + (" or outside [0, 1]." if probabilities else "."),
+        )
+        padded = out_of_range = 0
+    else:
+        padded, out_of_range = bad.tolist()
     if padded:
         raise _padding_error(name, padded, mask, what)
     if out_of_range:

@@ -140,9 +140,15 @@ class Masked:
         return Masked(self.values, mask)
 
     def to(self, *args: Any, **kwargs: Any) -> Masked:
-        """Like `Tensor.to`: values move and cast; the mask only moves (it stays bool)."""
+        """Like `Tensor.to`: values move and cast; the mask only moves (it stays bool),
+        asynchronously too with `non_blocking=True`."""
         values = self.values.to(*args, **kwargs)
-        mask = None if self.mask is None else self.mask.to(device=values.device)
+        non_blocking = bool(kwargs.get("non_blocking", False))
+        mask = (
+            None
+            if self.mask is None
+            else self.mask.to(device=values.device, non_blocking=non_blocking)
+        )
         return Masked(values, mask)
 
     def detach(self) -> Masked:

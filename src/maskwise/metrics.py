@@ -301,12 +301,12 @@ class _ConfusionCounts(Metric):
                     fix="pass the model's number of output classes as num_classes.",
                 )
             )
+        # A scatter-add into a zeroed matrix, where `bincount` would read the largest
+        # pair back to the host to size its output (a stall off the CPU).
         pairs = (true * classes + predicted).reshape(-1)
-        counts = torch.bincount(
-            pairs,
-            weights=_step_weights(real, sample_weight).reshape(-1),
-            minlength=classes * classes,
-        ).reshape(classes, classes)
+        weights = _step_weights(real, sample_weight).reshape(-1)
+        counts = weights.new_zeros(classes * classes).scatter_add_(0, pairs, weights)
+        counts = counts.reshape(classes, classes)
         self.matrix = counts if self.matrix is None else self.matrix + counts
 
 

@@ -34,6 +34,8 @@ CAUSES = (
     "zero or negative values in the model or a custom loss (add an epsilon or clamp)."
 )
 
+NOT_TAKEN = "The step was not taken: the weights are those from before this batch."
+
 
 def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
     """Whether every value of `tensors` is finite, in one cheap pass and one sync.
@@ -95,11 +97,15 @@ class NonFiniteGuard:
         grads = [(name, p.grad) for name, p in self.named if p.grad is not None]
         if _all_finite([loss, *(grad for _, grad in grads)]):
             return
-        kept = "The step was not taken: the weights are those from before this batch."
-        if not bool(torch.isfinite(loss).all()):
-            raise self._stop(epoch, batch, f"the loss is {float(loss.detach())}", kept)
+        self.check_loss(loss, epoch, batch)
         name, grad = next((n, g) for n, g in grads if not bool(torch.isfinite(g).all()))
-        raise self._stop(epoch, batch, f"the gradient of {name!r}: {_count_bad(grad)}", kept)
+        raise self._stop(epoch, batch, f"the gradient of {name!r}: {_count_bad(grad)}", NOT_TAKEN)
+
+    def check_loss(self, loss: torch.Tensor, epoch: int, batch: int) -> None:
+        """Raise `NonFiniteError` if the loss holds NaN or inf (before `optimizer.step()`;
+        alone under a grad scaler, which skips the steps whose gradients overflow)."""
+        if not bool(torch.isfinite(loss).all()):
+            raise self._stop(epoch, batch, f"the loss is {float(loss.detach())}", NOT_TAKEN)
 
     @torch.no_grad()
     def snapshot(self) -> None:

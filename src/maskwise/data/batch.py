@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,13 +31,36 @@ class Batch:
     index: torch.Tensor
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        """The batch on `device` (values, masks, targets and weights; dtypes kept)."""
+        """The batch on `device`: values, masks, targets and weights (dtypes kept).
+
+        `index` stays on the host, where it is read (to put predictions in data order).
+        With `non_blocking=True` from pinned memory (`pin_memory`), the copies to a GPU
+        are queued without the host waiting for them.
+        """
 
         def move(t: Any) -> Any:
             return None if t is None else t.to(device, non_blocking=non_blocking)
 
+        return self._map(move)
+
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked host memory (needs CUDA), from which copies to the
+        GPU run asynchronously (`to(..., non_blocking=True)`); `index` stays as it is."""
+
+        def pin(t: Any) -> Any:
+            if t is None:
+                return None
+            if isinstance(t, Masked):
+                mask = None if t.mask is None else t.mask.pin_memory()
+                return Masked(t.values.pin_memory(), mask)
+            return t.pin_memory()
+
+        return self._map(pin)
+
+    def _map(self, move: Callable[[Any], Any]) -> Batch:
+        """The batch with `move` applied to each input, the targets and the weights."""
         x = tuple(move(m) for m in self.x) if isinstance(self.x, tuple) else move(self.x)
-        return Batch(x, move(self.y), move(self.sample_weight), move(self.index))
+        return Batch(x, move(self.y), move(self.sample_weight), self.index)
 
     def head(self, rows: int) -> Batch:
         """The batch of its first `rows` sequences (`head(0)`: an empty batch with the

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
@@ -499,8 +500,44 @@ def _fused_call(
     train = torch.is_grad_enabled()
     state: Any = tuple(hidden) if len(hidden) > 1 else hidden[0]
     kernel = cast("Callable[..., Any]", cell.fused_kernel)
-    result = kernel(x, state, flat, has_biases, 1, 0.0, train, False, True)
+    result = _quiet_kernel(kernel, x.device)(x, state, flat, has_biases, 1, 0.0, train, False, True)
     return result[0], [s.squeeze(0) for s in result[1:]]
+
+
+CUDNN_COPIES_WEIGHTS = "RNN module weights are not part of single contiguous chunk of memory"
+"""The start of cuDNN's warning at each call whose weights are not views of one buffer."""
+
+
+def _quiet_kernel(fn: Any, device: torch.device) -> Any:
+    """`fn`, without cuDNN's warning that the weights are not one buffer (off the CPU).
+
+    cuDNN wants the weights in one buffer of its layout (`nn.LSTM.flatten_parameters`);
+    these are separate tensors (PyTorch's layout, Keras's single bias, the LSTM's extra
+    cell-keeping column made per call), so each call copies them into such a buffer, a
+    copy the size of the weights, small next to the run over the batch, and warns. The
+    warning is about that copy, expected here, and would stop any program that turns
+    warnings into errors (as the test suite does)."""
+    if _host.host_reads_are_cheap(device):
+        return fn
+
+    def call(*args: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=CUDNN_COPIES_WEIGHTS)
+            return fn(*args)
+
+    return call
+
+
+def _recurrent_matmul(
+    h: torch.Tensor, weight: torch.Tensor, dropout: torch.Tensor | None
+) -> torch.Tensor:
+    """`h (batch, units) @ weight.T` for a gate-stacked weight `(g*out, units)`; with a
+    per-gate dropout mask `(batch, g, units)` each gate sees its own dropped copy of h."""
+    if dropout is None:
+        return F.linear(h, weight)
+    gates = dropout.shape[1]
+    stacked = weight.reshape(gates, -1, weight.shape[1])
+    return torch.einsum("bgh,goh->bgo", h.unsqueeze(1) * dropout, stacked).flatten(1)
 
 
 def _step_loop(

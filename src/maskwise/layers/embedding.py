@@ -95,13 +95,15 @@ class Embedding(Layer):
         """Raise `error` if any of `bad` is True. On CPU the check reads `bad` at once
         and the message says what was received. Elsewhere reading it would stall the
         host until the device catches up, so the device checks it instead
-        (`torch._assert_async`, with the message less what was received): a failure
-        then surfaces as a device-side assertion error at the host's next read."""
-        if _host.host_reads_are_cheap(bad.device):
+        (`_host.assert_none`, with the message less what was received): a failure
+        then surfaces as a device-side assertion error at the host's next read. Inside
+        `_host.exact_checks()` (the first batch of each epoch of `fit`) it reads `bad`
+        on every device."""
+        if _host.checks_read_host(bad.device):
             if bool(bad.any()):
                 raise error(format_error(problem, expected=expected, received=received(), fix=fix))
         else:
-            torch._assert_async(~bad.any(), format_error(problem, expected=expected, fix=fix))
+            _host.assert_none(bad, format_error(problem, expected=expected, fix=fix))
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         if not self.mask_zero:

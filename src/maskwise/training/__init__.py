@@ -30,7 +30,9 @@ flag and puts it back; `EpochTotals` (`totals.py`) adds up the loss and the metr
 `inputs.py` turns what the doors receive into loaders; `predictions.py` gathers
 `predict`'s output; `distributed.py` makes `fit`, `evaluate` and `predict` data
 parallel under torchrun and accumulates gradients (`fit(..., steps_per_update=k)`),
-with the loss normalised by the real steps of the whole update.
+with the loss normalised by the real steps of the whole update; `prefetch`
+(`transfer.py`) hands the loops their batches on the device, each copy issued a batch
+ahead (pinned and without blocking the host on CUDA).
 
 Every piece works from a hand-written PyTorch loop too; this gives the same weights as
 `model.fit(x, y, epochs=2, batch_size=8, seed=0)` with `compile("adam", loss)`:
@@ -42,7 +44,7 @@ Every piece works from a hand-written PyTorch loop too; this gives the same weig
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     for epoch in range(2):
         loader.set_epoch(epoch)
-        for batch in loader:
+        for batch in prefetch(loader, "cpu"):  # the batches on the model's device
             out = model(batch.x)
             loss = loss_fn(batch.y, out, batch.sample_weight)
             opt.zero_grad()
@@ -59,6 +61,7 @@ from .state import TrainingState
 from .totals import EpochTotals, flatten_results, output_steps, real_steps
 from .trainable import Trainable, load
 from .trainer import Trainer
+from .transfer import prefetch
 
 __all__ = [
     "OPTIMIZERS",
@@ -77,6 +80,7 @@ __all__ = [
     "forward",
     "load",
     "output_steps",
+    "prefetch",
     "real_steps",
     "require_batches",
     "require_targets",

@@ -40,10 +40,14 @@ class Predictions:
         self.masked = False
 
     def add(self, index: Sequence[int], out: Masked) -> None:
-        """Keep the real steps of each row of `out`, under its position in the data."""
+        """Keep the real steps of each row of `out`, under its position in the data.
+
+        `out` comes to the host whole (two copies: its values and its mask) and is cut
+        into rows there: cutting it on a GPU would read each row's length back and copy
+        each row, stalls of the host per sequence."""
         self.masked = self.masked or out.mask is not None
-        for i, row in zip(index, out.unpad(), strict=True):
-            self.rows[i] = row.cpu().numpy()
+        for i, row in zip(index, out.to("cpu").unpad(), strict=True):
+            self.rows[i] = row.numpy()
 
     def result(self) -> list[np.ndarray] | np.ndarray:
         """One array per sequence, in order; stacked when the output has no mask and

@@ -32,6 +32,8 @@ class TrainingState:
         callbacks: each stateful callback's `get_state()`, under its checkpoint key
             (`maskwise.callbacks.keyed`).
         callback_tensors: each stateful callback's `get_tensors()`, under the same keys.
+        grad_scaler: the loss scaler's `state_dict()` (scale, growth tracker, ...)
+            after a `fit(precision="fp16")`; None before one.
     """
 
     epoch: int = 0
@@ -42,12 +44,15 @@ class TrainingState:
     optimizer: dict[str, Any] | None = None
     callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
     callback_tensors: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    grad_scaler: dict[str, float] | None = None
 
     def position(self) -> dict[str, Any]:
-        """The counters and the loader's seed, as the JSON a checkpoint stores."""
+        """The counters, the loader's seed and the grad scaler's state, as the JSON a
+        checkpoint stores."""
         return {
             "epoch": self.epoch,
             "step": self.step,
             "batch": self.batch,
             "loader_seed": self.loader_seed,
+            "grad_scaler": self.grad_scaler,
         }

@@ -23,7 +23,7 @@ them as in Keras:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -69,6 +69,16 @@ class Trainable(nn.Module):
     @property
     def optimizer(self) -> torch.optim.Optimizer | None:
         return self.trainer.optimizer
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
+        """`model.to(device)`, `.double()`, `.cuda()`, ...: the weights move (as in
+        `nn.Module`), and the optimizer's state follows them (`Trainer.follow_weights`),
+        so training goes on where the weights are."""
+        before = list(self.parameters())
+        super()._apply(fn, recurse)
+        if self._trainer is not None:
+            self._trainer.follow_weights(dict(zip(map(id, before), self.parameters(), strict=True)))
+        return self
 
     @property
     def compiled(self) -> Compiled | None:
@@ -185,6 +195,10 @@ class Trainable(nn.Module):
                 the same seed gives the same weights.
             device: train there (`"cpu"`, `"cuda"`); default: where the model is. A
                 device this machine lacks (or a malformed name) is a `ConfigError`.
+                On a GPU the batches are pinned and copied a batch ahead without
+                blocking (`maskwise.training.transfer`), and token ids and targets are
+                checked exactly on each epoch's first batch, on the device after it
+                (`maskwise.losses`: a bad one then stops the process).
             resume_from: a checkpoint (`model.save` / `ModelCheckpoint`): its weights,
                 optimizer state, epoch and random state are restored first, and the
                 saved state of `EarlyStopping`, `ReduceLROnPlateau` and
@@ -209,9 +223,14 @@ class Trainable(nn.Module):
             jit_compile: run the model's forward and backward through
                 `torch.compile(model, dynamic=True)` (Keras's name): one compilation
                 serves every batch size and length; the recurrent kernels stay eager
-                (see the README's `torch.compile` section). Not under data parallel.
+                (see the README's `torch.compile` section). Under data parallel the
+                `DistributedDataParallel` model's training steps compile (its gradient
+                all-reduce stays DDP's), and validation runs eagerly.
             precision: `"bf16"`: the forward and backward run in bfloat16 autocast (weights,
-                optimizer, losses and metrics stay float32); None: float32.
+                optimizer, losses and metrics stay float32); `"fp16"` (on a GPU): the
+                same in float16, with a `torch.amp.GradScaler` that scales the loss,
+                skips the steps whose gradients overflow and lowers its scale (its
+                state is checkpointed); None: float32.
 
         Data parallel: run the script with `torchrun --nproc-per-node N`; `fit` joins
         the process group (gloo on CPU, nccl on CUDA) unless the script has, wraps the

@@ -33,6 +33,7 @@ from ..callbacks import Callback, History
 from ..data import Batch, Loader
 from ..doctor.guards import Guard
 from ..errors import ConfigError, format_error
+from ..layers import _host
 from ..layers.base import Layer
 from ..masked import Masked
 from ..numerics import NonFiniteGuard
@@ -53,6 +54,7 @@ from .modes import training_mode
 from .predictions import Predictions
 from .state import TrainingState
 from .totals import EpochTotals
+from .transfer import prefetch
 
 if TYPE_CHECKING:
     from .trainable import Trainable
@@ -61,7 +63,7 @@ Logs = dict[str, Any]
 
 
 def check_jit_compile(jit_compile: Any) -> None:
-    """`fit(jit_compile=...)`: a bool; compiling under data parallel is not supported."""
+    """`fit(jit_compile=...)`: a bool."""
     if not isinstance(jit_compile, bool):
         raise ConfigError(
             format_error(
@@ -69,29 +71,38 @@ def check_jit_compile(jit_compile: Any) -> None:
                 received=repr(jit_compile),
             )
         )
-    if jit_compile and distributed.is_distributed():
+
+
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+"""The dtype `fit(precision=...)` runs the forward pass in (autocast)."""
+
+
+def float16_runs_on(device: torch.device) -> bool:
+    """Whether float16 autocast trains on `device`: not on CPU, where PyTorch's LSTM
+    kernel does not run in float16 and float16 is slower than float32 anyway."""
+    return device.type != "cpu"
+
+
+def check_precision(precision: Any, device: torch.device) -> None:
+    """`fit(precision=...)` on `device`: None (float32), "bf16", or "fp16" off the CPU."""
+    if precision == "fp16" and not float16_runs_on(device):
         raise ConfigError(
             format_error(
-                "fit(jit_compile=True) is not supported under data parallel (torchrun).",
-                fix="train with jit_compile=False there; each process still runs the fused "
-                "recurrent kernels.",
+                "fit(precision='fp16') needs a GPU: on CPU, PyTorch's LSTM kernel does not "
+                "run in float16, and float16 is slower there than float32.",
+                received=f"device {device}",
+                fix="on CPU use precision='bf16' (or None); train with 'fp16' on a GPU.",
             )
         )
-
-
-def check_precision(precision: Any) -> None:
-    """`fit(precision=...)`: None (float32) or "bf16"."""
-    if precision in (None, "bf16"):
+    if precision in (None, *AUTOCAST):
         return
-    fix = "use precision='bf16' (autocast to bfloat16; no grad scaler needed) or None."
-    if precision == "fp16":
-        fix = "float16 training needs a grad scaler, not supported yet: " + fix
     raise ConfigError(
         format_error(
             "Unsupported fit(precision=...).",
-            expected="None or 'bf16'",
+            expected="None (float32), 'bf16' or 'fp16'",
             received=repr(precision),
-            fix=fix,
+            fix="use precision='bf16' (autocast to bfloat16) or 'fp16' (autocast to "
+            "float16 with a grad scaler), or None.",
         )
     )
 
@@ -145,8 +156,11 @@ class Trainer:
         self.class_weight: Any = None
         self.guard: NonFiniteGuard | None = None
         self.parallel: DistributedDataParallel | None = None
-        self.jitted: Callable[..., Any] | None = None  # the torch.compile of the model
-        self.precision: str | None = None  # "bf16" during such a fit
+        # During `fit(jit_compile=True)`: the torch.compile of the model (under data
+        # parallel, of `parallel`: its training steps; evaluation runs eagerly there).
+        self.jitted: Callable[..., Any] | None = None
+        self.precision: str | None = None  # "bf16" or "fp16" during such a fit
+        self.scaler: torch.amp.GradScaler | None = None  # of the last fp16 fit
         self.plan: Update | None = None
         self.update: Update | None = None
         self.num_batches = 0
@@ -179,6 +193,37 @@ class Trainer:
             check_learning_rate(group["lr"], f"the optimizer {type(self.optimizer).__name__}")
         return self.optimizer
 
+    def follow_weights(self, moved: dict[int, torch.Tensor]) -> None:
+        """After the model's weights moved or changed dtype (`model.to(...)`; `moved`:
+        each weight before the move, by `id`, to the weight after it, a new tensor
+        where `nn.Module` could not move it in place): the optimizer then steps the
+        weights after the move, its state tensors where they are, by the optimizer's
+        own rule (its `load_state_dict`: moment buffers take the weight's device and
+        dtype, Adam's `step` count stays a float32 CPU scalar unless the optimizer is
+        `fused` or `capturable`). The non-finite guard's copies are made anew."""
+        self.guard = None
+        optimizer = self.optimizer
+        if optimizer is None:
+            return
+        state = optimizer.state_dict()  # the state by position, read before the swap
+        for group in optimizer.param_groups:
+            group["params"] = [moved.get(id(p), p) for p in group["params"]]
+        optimizer.load_state_dict(state)
+
+    def make_scaler(self, device: torch.device) -> torch.amp.GradScaler:
+        """The grad scaler of `fit(precision="fp16")`: the last fp16 fit's, else a new
+        one on `device`'s kind, set to a resumed run's state (`TrainingState.grad_scaler`)
+        when there is one."""
+        if self.scaler is None:
+            self.scaler = torch.amp.GradScaler(device.type)
+            if self.state.grad_scaler is not None:
+                self.scaler.load_state_dict(self.state.grad_scaler)
+        return self.scaler
+
+    def _scaling(self) -> torch.amp.GradScaler | None:
+        """The grad scaler while a `fit(precision="fp16")` runs; None otherwise."""
+        return self.scaler if self.precision == "fp16" else None
+
     def _optimizer(self) -> torch.optim.Optimizer:
         """The optimizer in use (its rates were checked when `fit` began)."""
         return self.optimizer if self.optimizer is not None else self.ensure_optimizer()
@@ -197,6 +242,7 @@ class Trainer:
             loader_seed=self.state.loader_seed,
             compile=self.compiled.config(self.optimizer),
             optimizer=None if self.optimizer is None else self.optimizer.state_dict(),
+            grad_scaler=self.state.grad_scaler if self.scaler is None else self.scaler.state_dict(),
             callbacks=callbacks,
             callback_tensors=tensors,
         )
@@ -223,6 +269,8 @@ class Trainer:
         self.state.step = state.step
         self.state.batch = state.batch
         self.state.loader_seed = state.loader_seed
+        self.state.grad_scaler = state.grad_scaler
+        self.scaler = None  # made again from this state by the next fp16 fit
 
     def save(self, path: str | Path) -> Path:
         """`checkpoint.save` of the model with its training state (atomic). Under data
@@ -238,27 +286,30 @@ class Trainer:
     def forward(self, x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
         """The model's output on a batch's inputs (through `DistributedDataParallel`
         during a data-parallel `fit`, where gradients flow); under `fit(precision=
-        "bf16")` computed in bfloat16 autocast and returned in float32, so losses and
-        metrics keep full precision."""
+        "bf16" | "fp16")` computed in bfloat16 or float16 autocast and returned in
+        float32, so losses and metrics keep full precision."""
         if self.precision is None:
             return self._forward(x)
         device = next(self.model.parameters()).device.type
-        with torch.autocast(device_type=device, dtype=torch.bfloat16):
+        with torch.autocast(device_type=device, dtype=AUTOCAST[self.precision]):
             out = self._forward(x)
         if isinstance(out, Masked):
             return Masked(out.values.float(), out.mask)
         return out.float()
 
     def _forward(self, x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
-        parallel = self.parallel
-        if parallel is None or not torch.is_grad_enabled():
-            return forward(self.model if self.jitted is None else self.jitted, x)
+        parallel, jitted = self.parallel, self.jitted
+        if parallel is None:
+            return forward(self.model if jitted is None else jitted, x)
+        if not torch.is_grad_enabled():  # each process on its own, eagerly
+            return forward(self.model, x)
+        model = parallel if jitted is None else jitted
         update = self.update
         if update is not None and not update.last(self.state.batch, self.num_batches):
             # Within an update, gradients add up locally; its last piece all-reduces.
             with parallel.no_sync():
-                return forward(parallel, x)
-        return forward(parallel, x)
+                return forward(model, x)
+        return forward(model, x)
 
     def compute_loss(
         self, batch: Batch, out: Masked | torch.Tensor, class_weight: Any = None
@@ -288,15 +339,24 @@ class Trainer:
             self._optimizer().zero_grad()
 
     def backward(self, loss: torch.Tensor) -> None:
-        """Add the gradients of `loss` to the weights' `.grad`."""
-        loss.backward()
+        """Add the gradients of `loss` to the weights' `.grad` (under `fit(precision=
+        "fp16")`, of the loss times the grad scaler's scale, so that small float16
+        gradients do not flush to zero; `optimizer_step` divides it out)."""
+        scaler = self._scaling()
+        (loss if scaler is None else scaler.scale(loss)).backward()
 
     def optimizer_step(self, loss: torch.Tensor) -> None:
         """One optimizer step, guarded: the loss and the gradients must be finite before
         it, the weights after it (else `NonFiniteError`, the weights kept as before).
 
         When `fit` trains in pieces, only the last piece of an update steps, after the
-        gradients are divided by the update's global count (`Update.finish`)."""
+        gradients are divided by the update's global count (`Update.finish`).
+
+        Under `fit(precision="fp16")` the grad scaler first divides the gradients by
+        its scale (`unscale_`), so the guard and the optimizer see true gradients. Then
+        non-finite gradients under a finite loss are a float16 overflow of the scaled
+        backward pass, not an error: the scaler skips that step and lowers its scale
+        (`GradScaler.step`, `update`). A non-finite loss still stops `fit`."""
         update = self.update
         if update is not None and not update.plain:
             if not update.last(self.state.batch, self.num_batches):
@@ -307,9 +367,17 @@ class Trainer:
         if guard is None or guard.optimizer is not optimizer:
             guard = self.guard = NonFiniteGuard(self.model, optimizer)
         epoch, index = self.state.epoch, self.state.batch
-        guard.check_gradients(loss, epoch, index)
-        guard.snapshot()
-        optimizer.step()
+        scaler = self._scaling()
+        if scaler is None:
+            guard.check_gradients(loss, epoch, index)
+            guard.snapshot()
+            optimizer.step()
+        else:
+            scaler.unscale_(optimizer)
+            guard.check_loss(loss, epoch, index)
+            guard.snapshot()
+            scaler.step(optimizer)
+            scaler.update()
         guard.check_weights(epoch, index)
 
     def update_metrics(self, batch: Batch, out: Masked | torch.Tensor, loss: torch.Tensor) -> None:
@@ -391,9 +459,10 @@ class Trainer:
         """The loss and the metrics over every batch of `loader`."""
         self.totals = totals = EpochTotals(self.require_compiled("evaluate").metrics)
         with training_mode(self.model, False), torch.no_grad():
-            for batch in loader:
+            for index, batch in enumerate(prefetch(loader, device)):
                 if batch.size:  # under data parallel, a share may be empty
-                    self.model.test_step(batch.to(device))
+                    with _host.exact_checks(index == 0):
+                        self.model.test_step(batch)
         reduce_totals(totals)
         return totals.logs()
 
@@ -425,7 +494,7 @@ class Trainer:
         """Train for `epochs` epochs (see `Trainable.fit` for the arguments)."""
         distributed.init_process_group(device or self.place(None))
         check_jit_compile(jit_compile)
-        check_precision(precision)
+        check_precision(precision, self.place(None) if device is None else resolve_device(device))
         resume = None if resume_from is None else Resume(resume_from)
         saved = None if resume is None else resume.state
         if resume is not None and saved is not None:
@@ -462,8 +531,11 @@ class Trainer:
         self.plan, self.spare = plan, first
         self.parallel = wrap(self.model, placed)
         if jit_compile:  # ragged batches: one graph for every batch size and length
-            self.jitted = torch.compile(self.model, dynamic=True)
+            model = self.model if self.parallel is None else self.parallel
+            self.jitted = torch.compile(model, dynamic=True)
         self.precision = precision
+        if precision == "fp16":
+            self.make_scaler(placed)
         try:
             return self._run_epochs(
                 callback_list,
@@ -574,9 +646,10 @@ class Trainer:
         self.num_batches = len(loader)
         self.update = self.plan
         try:
-            for index, batch in enumerate(loader):
+            for index, batch in enumerate(prefetch(loader, device)):
                 self.state.batch = index
-                step_logs = self.model.train_step(batch.to(device))
+                with _host.exact_checks(index == 0):  # later batches: checked on the device
+                    step_logs = self.model.train_step(batch)
                 self.state.batch = index + 1
                 if self.plan is None or self.plan.last(index, self.num_batches):
                     self.state.step += 1
@@ -642,9 +715,8 @@ class Trainer:
         require_batches(loader, "data given to predict")
         predictions = Predictions()
         with training_mode(self.model, False), torch.no_grad():
-            for batch in loader:
+            for batch in prefetch(loader, placed):
                 if batch.size:  # under data parallel, a share may be empty
-                    out = self.model.predict_step(batch.to(device=placed))
-                    predictions.add(batch.index.tolist(), out)
+                    predictions.add(batch.index.tolist(), self.model.predict_step(batch))
         gather_predictions(predictions)
         return predictions.result()

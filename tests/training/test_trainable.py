@@ -1,0 +1,64 @@
+"""A model's optimizer state follows its weights when the model moves (`model.to`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from maskwise import Sequential
+from maskwise.layers import LSTM, Dense, Masking
+
+
+def trained(optimizer: str) -> Sequential:
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(n, 3)).astype(np.float32) for n in (2, 4, 3)]
+    y = [rng.integers(0, 2, size=n) for n in (2, 4, 3)]
+    model = Sequential([Masking(0.0), LSTM(4, return_sequences=True), Dense(2)])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=3, verbose=0)
+    return model
+
+
+def state_tensors(model: Sequential) -> dict[str, torch.Tensor]:
+    assert model.optimizer is not None
+    return {
+        f"{index}.{key}": value
+        for index, state in enumerate(model.optimizer.state.values())
+        for key, value in state.items()
+        if isinstance(value, torch.Tensor)
+    }
+
+
+def test_a_dtype_move_casts_the_optimizer_state_with_the_weights() -> None:
+    model = trained("adam")
+    before = {k: v.clone() for k, v in state_tensors(model).items()}
+    model.to(torch.float64)
+    after = state_tensors(model)
+    assert after.keys() == before.keys() and any(k.endswith("exp_avg") for k in after)
+    for key, value in after.items():
+        if key.endswith(".step"):  # Adam's count stays a float32 CPU scalar
+            assert value.dtype == torch.float32
+        else:
+            assert value.dtype == torch.float64, key
+        torch.testing.assert_close(value.double(), before[key].double())
+    assert model.optimizer is not None
+    for p in model.parameters():  # a step in float64 runs on the moved state
+        p.grad = torch.ones_like(p)
+    model.optimizer.step()
+    assert all(v.dtype == torch.float64 for k, v in state_tensors(model).items() if "exp" in k)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
+def test_a_device_move_takes_the_optimizer_state_along(optimizer: str) -> None:
+    """To the `meta` device, standing in for a GPU: every moment buffer goes where its
+    weight goes; nothing is left behind on the CPU but Adam's step count. (`nn.Module`
+    makes new weights for this move: the optimizer steps those.)"""
+    model = trained(optimizer)
+    model.to("meta")
+    for key, value in state_tensors(model).items():
+        expected = "cpu" if key.endswith(".step") else "meta"
+        assert value.device.type == expected, key
+    assert model.optimizer is not None and model.trainer.guard is None
+    stepped = [p for group in model.optimizer.param_groups for p in group["params"]]
+    assert [id(p) for p in stepped] == [id(p) for p in model.parameters()]
