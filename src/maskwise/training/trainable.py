@@ -38,6 +38,7 @@ from ..callbacks import Callback, History
 from ..data import Batch
 from ..errors import MaskwiseTypeError, format_error
 from ..masked import Masked
+from ..optimizers import Optimizer
 from .compiled import Compiled, OptimizerFactory
 from .predictions import argmax
 from .trainer import Logs, Trainer
@@ -93,7 +94,7 @@ class Trainable(nn.Module):
     # ------------------------------------------------------------------ compile
     def compile(
         self,
-        optimizer: str | OptimizerFactory | torch.optim.Optimizer = "adam",
+        optimizer: str | OptimizerFactory | torch.optim.Optimizer | Optimizer = "adam",
         loss: str | losses_module.Loss | None = None,
         metrics: Sequence[str | metrics_module.Metric] | None = None,
         *,
@@ -103,7 +104,10 @@ class Trainable(nn.Module):
 
         Args:
             optimizer: a name (`"adam"`, `"sgd"`, `"rmsprop"`, `"adamw"`, `"adagrad"`,
-                `"adamax"`, `"nadam"`, `"adadelta"`, with Keras's defaults), a callable
+                `"adamax"`, `"nadam"`, `"adadelta"`, with Keras's defaults and PyTorch's
+                update rules), a `maskwise.optimizers` optimizer (Keras's classes and
+                update rules, e.g. `maskwise.optimizers.Adam(learning_rate=1e-3,
+                clipnorm=1.0)`, built on the weights at the first `fit`), a callable
                 taking the parameters and returning a `torch.optim.Optimizer` (e.g.
                 `functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9,
                 nesterov=True)`), or an optimizer already made on this model's

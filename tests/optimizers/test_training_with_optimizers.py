@@ -1,0 +1,38 @@
+"""A `maskwise.optimizers` optimizer through compile, fit, save, load and resume."""
+
+from __future__ import annotations
+
+import copy
+
+import maskwise
+from maskwise import optimizers
+from maskwise.optimizers import schedules
+from tests.training_helpers import assert_same_weights, logits_loss, tagger, tagging_data
+
+
+def make_optimizer() -> optimizers.AdamW:
+    return optimizers.AdamW(schedules.ExponentialDecay(0.01, 3, 0.5), clipnorm=1.0)
+
+
+def test_fit_builds_the_optimizer_and_a_checkpoint_restores_it(tmp_path):
+    x, y = tagging_data(24)
+    halves = tagger()
+    straight, fresh = copy.deepcopy(halves), copy.deepcopy(halves)
+    opt = make_optimizer()
+    halves.compile(optimizer=opt, loss=logits_loss())
+    halves.fit(x, y, epochs=1, batch_size=8, seed=0, verbose=0)
+    assert halves.optimizer is opt and opt.built
+    assert opt.iterations == 3  # one update per batch
+    assert opt.param_groups[0]["lr"] == 0.01 * 0.5 ** (2 / 3)  # the rate of the last step
+    path = halves.save(tmp_path / "m.safetensors")
+
+    restored = maskwise.load(path).optimizer
+    assert isinstance(restored, optimizers.AdamW)
+    assert restored.get_config() == opt.get_config()
+    assert restored.iterations == 3
+
+    straight.compile(optimizer=make_optimizer(), loss=logits_loss())
+    straight.fit(x, y, epochs=2, batch_size=8, seed=0, verbose=0)
+    fresh.fit(x, y, epochs=2, batch_size=8, verbose=0, resume_from=path)
+    assert fresh.optimizer.iterations == 6
+    assert_same_weights(straight, fresh, atol=1e-6)
