@@ -39,6 +39,7 @@ from ..data import Batch
 from ..errors import MaskwiseTypeError, format_error
 from ..masked import Masked
 from ..optimizers import Optimizer
+from . import on_batch
 from .compiled import Compiled, OptimizerFactory
 from .predictions import argmax
 from .trainer import Logs, Trainer
@@ -159,6 +160,7 @@ class Trainable(nn.Module):
         steps_per_update: int = 1,
         jit_compile: bool = False,
         precision: str | None = None,
+        initial_epoch: int | None = None,
     ) -> History:
         """Train for `epochs` epochs; returns a `History` (`history.history[key]` per epoch).
 
@@ -216,6 +218,10 @@ class Trainable(nn.Module):
                 (see the README's `torch.compile` section). Not under data parallel.
             precision: `"bf16"`: the forward and backward run in bfloat16 autocast (weights,
                 optimizer, losses and metrics stay float32); None: float32.
+            initial_epoch: the index of the first epoch to run, as in Keras (`epochs=10,
+                initial_epoch=5` runs epochs 6 to 10, seeding each epoch's batch order as
+                a run from 0 would); None: 0, or the checkpoint's epoch with
+                `resume_from`.
 
         Data parallel: run the script with `torchrun --nproc-per-node N`; `fit` joins
         the process group (gloo on CPU, nccl on CUDA) unless the script has, wraps the
@@ -252,6 +258,7 @@ class Trainable(nn.Module):
             steps_per_update=steps_per_update,
             jit_compile=jit_compile,
             precision=precision,
+            initial_epoch=initial_epoch,
         )
 
     # ------------------------------------------------------------------ evaluate
@@ -266,9 +273,11 @@ class Trainable(nn.Module):
         verbose: int = 0,
         mask_value: float | None = 0.0,
         checks: str = "raise",
-    ) -> dict[str, Any]:
+        return_dict: bool = True,
+    ) -> Any:
         """The loss and the metrics over every real step of the data: `{"loss": ...,
-        "<metric>": ...}`.
+        "<metric>": ...}`; with `return_dict=False`, Keras's list `[loss, metric, ...]`
+        (the loss alone without metrics). Keras's default is False, maskwise's True.
 
         The loss is the mean over real steps (default reduction; weighted by each
         batch's real steps), exactly as if the whole data set were one batch.
@@ -277,7 +286,7 @@ class Trainable(nn.Module):
         batches and the sums are added up across processes: every process gets the
         figures of the whole data.
         """
-        return self.trainer.evaluate(
+        logs = self.trainer.evaluate(
             x,
             y,
             batch_size=batch_size,
@@ -287,6 +296,7 @@ class Trainable(nn.Module):
             mask_value=mask_value,
             checks=checks,
         )
+        return on_batch.results(logs, return_dict)
 
     # ------------------------------------------------------------------ predict
     def predict(
@@ -297,6 +307,7 @@ class Trainable(nn.Module):
         device: torch.device | str | None = None,
         mask_value: float | None = 0.0,
         checks: str = "raise",
+        verbose: int = 0,
     ) -> list[np.ndarray] | np.ndarray:
         """The model's outputs, in the order of `x`, without padding.
 
@@ -307,13 +318,47 @@ class Trainable(nn.Module):
             RNN without `return_sequences`): one stacked array `(N, ...)` (or a list of
             per-sequence arrays if their shapes differ).
 
-        Arguments as in `fit` (`checks`: the data checks on a sample of `x`). Under
-        `torchrun`, each process predicts its share of the batches and every process
-        gets all the outputs, each sequence once, in the order of `x`.
+        Arguments as in `fit` (`checks`: the data checks on a sample of `x`; `verbose`:
+        0 silent, 1 a progress bar, 2 one line at the end). Under `torchrun`, each
+        process predicts its share of the batches and every process gets all the
+        outputs, each sequence once, in the order of `x`.
         """
         return self.trainer.predict(
-            x, batch_size=batch_size, device=device, mask_value=mask_value, checks=checks
+            x,
+            batch_size=batch_size,
+            device=device,
+            mask_value=mask_value,
+            checks=checks,
+            verbose=verbose,
         )
+
+    # ------------------------------------------------------------------ one batch
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        class_weight: Any = None,
+        return_dict: bool = False,
+    ) -> Any:
+        """One optimizer update on `x`, `y` taken as one batch (Keras's method).
+
+        Returns the batch's loss (over its real steps, before the update), or `[loss,
+        metric, ...]` when compiled with metrics, or the dict with `return_dict=True`.
+        The data is taken as `fit` takes it; see `maskwise.training.on_batch`.
+        """
+        return on_batch.train_on_batch(self.trainer, x, y, sample_weight, class_weight, return_dict)
+
+    def test_on_batch(
+        self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False
+    ) -> Any:
+        """The loss (and metrics) of `x`, `y` taken as one batch, as `train_on_batch`
+        returns them, without training."""
+        return on_batch.test_on_batch(self.trainer, x, y, sample_weight, return_dict)
+
+    def predict_on_batch(self, x: Any) -> list[np.ndarray] | np.ndarray:
+        """`predict(x)` with `x` taken as one batch, without the data checks."""
+        return self.predict(x, batch_size=on_batch.ONE_BATCH, checks="off")
 
     def predict_classes(
         self, x: Any, *, batch_size: int = 32, device: torch.device | str | None = None

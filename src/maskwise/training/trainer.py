@@ -52,7 +52,7 @@ from .inputs import (
 from .modes import training_mode
 from .predictions import Predictions
 from .state import TrainingState
-from .totals import EpochTotals
+from .totals import EpochTotals, real_steps
 
 if TYPE_CHECKING:
     from .trainable import Trainable
@@ -92,6 +92,27 @@ def check_precision(precision: Any) -> None:
             expected="None or 'bf16'",
             received=repr(precision),
             fix=fix,
+        )
+    )
+
+
+def check_initial_epoch(initial_epoch: Any, epochs: Any) -> None:
+    """`fit(initial_epoch=...)`: None or an epoch index in `[0, epochs]`."""
+    if initial_epoch is None:
+        return
+    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int):
+        received = f"{type(initial_epoch).__name__}: {initial_epoch!r}"
+    elif 0 <= initial_epoch <= epochs:
+        return
+    else:
+        received = f"initial_epoch={initial_epoch}, epochs={epochs}"
+    raise ConfigError(
+        format_error(
+            "fit(initial_epoch=...) is the index of the first epoch to run.",
+            expected=f"an integer from 0 to epochs ({epochs}); epochs is the index of the "
+            "last epoch, as in Keras",
+            received=received,
+            fix="e.g. `fit(x, y, epochs=10, initial_epoch=5)` runs epochs 6 to 10.",
         )
     )
 
@@ -421,11 +442,13 @@ class Trainer:
         steps_per_update: int = 1,
         jit_compile: bool = False,
         precision: str | None = None,
+        initial_epoch: int | None = None,
     ) -> History:
         """Train for `epochs` epochs (see `Trainable.fit` for the arguments)."""
         distributed.init_process_group(device or self.place(None))
         check_jit_compile(jit_compile)
         check_precision(precision)
+        check_initial_epoch(initial_epoch, epochs)
         resume = None if resume_from is None else Resume(resume_from)
         saved = None if resume is None else resume.state
         if resume is not None and saved is not None:
@@ -450,7 +473,8 @@ class Trainer:
         if val_loader is not None:
             require_batches(val_loader, "validation data")
         placed = self.place(device)
-        initial_epoch = 0 if saved is None else saved.epoch
+        if initial_epoch is None:
+            initial_epoch = 0 if saved is None else saved.epoch
         first = self._first_batch(loader, initial_epoch, placed)
         self.build(first.x)
         guard.model(self.model, first, probe=True)  # on the model itself, not its wrapper
@@ -632,6 +656,7 @@ class Trainer:
         device: torch.device | str | None = None,
         mask_value: float | None = 0.0,
         checks: str = "raise",
+        verbose: int = 0,
     ) -> list[np.ndarray] | np.ndarray:
         """The model's outputs without padding, in the order of `x` (see
         `Trainable.predict`)."""
@@ -641,10 +666,16 @@ class Trainer:
         loader = data_loader(x, None, None, batch_size, mask_value)
         require_batches(loader, "data given to predict")
         predictions = Predictions()
+        bar = ProgressBar(len(loader), verbose if distributed.rank() == 0 else 0)
+        steps = torch.zeros((), device=placed)  # real steps predicted, for the speed
         with training_mode(self.model, False), torch.no_grad():
-            for batch in loader:
+            for index, batch in enumerate(loader):
                 if batch.size:  # under data parallel, a share may be empty
-                    out = self.model.predict_step(batch.to(device=placed))
+                    batch = batch.to(device=placed)
+                    out = self.model.predict_step(batch)
                     predictions.add(batch.index.tolist(), out)
+                    steps.add_(real_steps(out, batch.x))
+                bar.update(index + 1, lambda: (float(steps), {}))
+        bar.finish(float(steps), {})
         gather_predictions(predictions)
         return predictions.result()
