@@ -434,3 +434,65 @@ def test_evaluate_on_sequences_all_of_length_zero_logs_zeros_not_nan():
     per_class = [f"{name}/{c}" for name in names[2:5] for c in range(CLASSES)]
     macro = [f"{name}_macro" for name in names[2:5]]
     assert logs == dict.fromkeys(["loss", "accuracy", "top_k_accuracy", *per_class, *macro], 0.0)
+
+
+# ---------------------------------------------------------------------- AUC
+def auc_batch(seed: int, units: int = 1) -> tuple[Masked, torch.Tensor, torch.Tensor]:
+    """Probabilities `(4, 6, units)` (a few exactly on thresholds, 0 and 1), 0/1
+    targets, per-sequence weights; the padded steps hold garbage."""
+    gen = torch.Generator().manual_seed(seed)
+    probs = torch.rand(4, 6, units, generator=gen)
+    probs[0, 0], probs[0, 1], probs[1, 0] = 0.0, 1.0, 100 / 199
+    targets = (torch.rand(4, 6, units, generator=gen) < 0.4).float()
+    mask = lengths_to_mask(torch.tensor([6, 3, 1, 5]), 6)
+    probs[~mask] = 0.99
+    targets[~mask] = 0.0
+    weight = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    return Masked(probs, mask), targets, weight
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"curve": "PR"},
+        {"num_thresholds": 7, "summation_method": "minoring"},
+        {"curve": "PR", "summation_method": "majoring"},
+    ],
+)
+@pytest.mark.parametrize("units", [1, 2])
+def test_auc_matches_keras_on_the_real_steps(options, units):
+    ours, theirs = metrics.AUC(**options), keras.metrics.AUC(**options)
+    for seed in (0, 1):  # accumulated over two batches
+        out, targets, weight = auc_batch(seed, units)
+        ours.update(targets, out, weight)
+        real = out.mask
+        step_weight = weight[:, None].expand(4, 6)[real]
+        theirs.update_state(targets[real], out.values[real], step_weight)
+    assert ours.result() == pytest.approx(float(theirs.result()), abs=1e-6)
+
+
+def test_auc_ignores_padding_and_reads_logits():
+    out, targets, weight = auc_batch(2)
+    plain = metrics.AUC()
+    plain.update(targets, out, weight)
+    logits = Masked(torch.logit(out.values.clamp(1e-6, 1 - 1e-6)), out.mask)
+    logits.values[~out.mask] = -50.0  # other padding
+    from_logits = metrics.AUC(from_logits=True)
+    from_logits.update(targets, logits, weight)
+    assert from_logits.result() == pytest.approx(plain.result(), abs=1e-9)
+    assert metrics.get_metric("auc").name == "auc"
+    assert metrics.AUC().result() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_thresholds": 1}, "num_thresholds must be an integer > 1"),
+        ({"curve": "PRGAIN"}, r"(?s)Unsupported AUC curve.*'ROC', 'PR'"),
+        ({"summation_method": "sum"}, r"(?s)Unsupported AUC summation_method.*'minoring'"),
+    ],
+)
+def test_auc_refusals(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        metrics.AUC(**kwargs)

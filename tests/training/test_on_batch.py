@@ -131,3 +131,25 @@ def test_load_model_round_trip(tmp_path):
     loaded = maskwise.models.load_model(model.save(tmp_path / "m.safetensors"))
     assert_same_weights(model, loaded)
     assert isinstance(loaded.optimizer, optimizers.RMSprop)
+
+
+def test_compiled_auc_is_keras_auc_over_the_real_steps():
+    """`compile(metrics=["auc"])` gives `keras.metrics.AUC` weighted by the mask (Keras's
+    compiled "auc" itself counts the padded steps too)."""
+    theirs = keras.Sequential(
+        [
+            keras.Input((5, 3)),
+            keras.layers.Masking(0.0),
+            keras.layers.Dense(1, "sigmoid"),
+        ]
+    )
+    randomize_weights(theirs)
+    ours = from_keras(theirs)
+    ours.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["auc"])
+    x, _ = padded_regression()
+    y = (np.random.default_rng(3).random((4, 5, 1)) < 0.5).astype("float32")
+    real = (np.abs(x).sum(-1) > 0).astype("float32")
+    auc = keras.metrics.AUC()
+    auc.update_state(y, keras.ops.convert_to_numpy(theirs(x)), real)
+    got = ours.test_on_batch(x, y, return_dict=True)
+    assert got["auc"] == pytest.approx(float(auc.result()), abs=1e-6)
