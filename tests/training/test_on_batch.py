@@ -5,6 +5,7 @@ masked model, and each refusal's message."""
 from __future__ import annotations
 
 import copy
+import doctest
 
 import keras
 import numpy as np
@@ -14,6 +15,7 @@ from keras_oracle import randomize_weights
 
 import maskwise
 from maskwise import ConfigError, ShapeError, from_keras, optimizers
+from maskwise.training import epochs
 from tests.training_helpers import assert_same_weights, logits_loss, tagger, tagging_data
 
 LENGTHS = [5, 3, 1, 4]
@@ -153,3 +155,50 @@ def test_compiled_auc_is_keras_auc_over_the_real_steps():
     auc.update_state(y, keras.ops.convert_to_numpy(theirs(x)), real)
     got = ours.test_on_batch(x, y, return_dict=True)
     assert got["auc"] == pytest.approx(float(auc.result()), abs=1e-6)
+
+
+class BatchCounter(maskwise.callbacks.Callback):
+    """Counts the batches of each epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: list[int] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.counts.append(0)
+
+    def on_batch_end(self, batch, logs=None):
+        self.counts[-1] += 1
+
+
+def test_steps_per_epoch_walks_the_passes_as_keras():
+    x, y = tagging_data(40)  # 5 batches of 8
+    one_pass = tagger()
+    windows = copy.deepcopy(one_pass)
+    for model in (one_pass, windows):
+        model.compile(optimizer=optimizers.SGD(0.1, momentum=0.9), loss=logits_loss())
+    one_pass.fit(x, y, epochs=1, batch_size=8, seed=0, verbose=0)
+    counter = BatchCounter()
+    windows.fit(
+        x, y, epochs=2, steps_per_epoch=3, batch_size=8, seed=0, verbose=0, callbacks=[counter]
+    )
+    assert counter.counts == [3, 2]  # Keras: the second epoch runs out of data
+    assert_same_weights(one_pass, windows, atol=1e-6)  # the same 5 batches, in order
+    windows.fit(
+        x,
+        y,
+        epochs=4,
+        initial_epoch=2,
+        steps_per_epoch=3,
+        batch_size=8,
+        seed=0,
+        verbose=0,
+        callbacks=[counter],
+    )
+    assert counter.counts == [3, 2, 3, 2]
+    with pytest.raises(ConfigError, match=r"(?s)steps_per_epoch.*received: steps_per_epoch=0"):
+        windows.fit(x, y, steps_per_epoch=0, verbose=0)
+
+
+def test_the_epochs_module_docstring_runs():
+    assert doctest.testmod(epochs).failed == 0

@@ -161,6 +161,7 @@ class Trainable(nn.Module):
         jit_compile: bool = False,
         precision: str | None = None,
         initial_epoch: int | None = None,
+        steps_per_epoch: int | None = None,
     ) -> History:
         """Train for `epochs` epochs; returns a `History` (`history.history[key]` per epoch).
 
@@ -222,6 +223,10 @@ class Trainable(nn.Module):
                 initial_epoch=5` runs epochs 6 to 10, seeding each epoch's batch order as
                 a run from 0 would); None: 0, or the checkpoint's epoch with
                 `resume_from`.
+            steps_per_epoch: batches per epoch, as in Keras: each epoch runs the next
+                `steps_per_epoch` batches of the current pass over the data; the one
+                that reaches the end of the data stops there and the next starts a new
+                pass (`maskwise.training.epochs`). None: one pass per epoch.
 
         Data parallel: run the script with `torchrun --nproc-per-node N`; `fit` joins
         the process group (gloo on CPU, nccl on CUDA) unless the script has, wraps the
@@ -259,6 +264,7 @@ class Trainable(nn.Module):
             jit_compile=jit_compile,
             precision=precision,
             initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
         )
 
     # ------------------------------------------------------------------ evaluate

@@ -20,6 +20,7 @@ Override them on the model (`def train_step(self, batch)` in your `Module`, call
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ from ..progress import ProgressBar
 from .callback_list import CallbackList
 from .compiled import Compiled, check_learning_rate, compile_args
 from .distributed import Update, gather_predictions, reduce_totals, wrap
+from .epochs import check_epochs, epoch_window
 from .inputs import (
     data_loader,
     forward,
@@ -92,27 +94,6 @@ def check_precision(precision: Any) -> None:
             expected="None or 'bf16'",
             received=repr(precision),
             fix=fix,
-        )
-    )
-
-
-def check_initial_epoch(initial_epoch: Any, epochs: Any) -> None:
-    """`fit(initial_epoch=...)`: None or an epoch index in `[0, epochs]`."""
-    if initial_epoch is None:
-        return
-    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int):
-        received = f"{type(initial_epoch).__name__}: {initial_epoch!r}"
-    elif 0 <= initial_epoch <= epochs:
-        return
-    else:
-        received = f"initial_epoch={initial_epoch}, epochs={epochs}"
-    raise ConfigError(
-        format_error(
-            "fit(initial_epoch=...) is the index of the first epoch to run.",
-            expected=f"an integer from 0 to epochs ({epochs}); epochs is the index of the "
-            "last epoch, as in Keras",
-            received=received,
-            fix="e.g. `fit(x, y, epochs=10, initial_epoch=5)` runs epochs 6 to 10.",
         )
     )
 
@@ -171,6 +152,7 @@ class Trainer:
         self.plan: Update | None = None
         self.update: Update | None = None
         self.num_batches = 0
+        self.steps_per_epoch: int | None = None
         self.spare: Batch | None = None
 
     # ------------------------------------------------------------------ compile
@@ -443,12 +425,13 @@ class Trainer:
         jit_compile: bool = False,
         precision: str | None = None,
         initial_epoch: int | None = None,
+        steps_per_epoch: int | None = None,
     ) -> History:
         """Train for `epochs` epochs (see `Trainable.fit` for the arguments)."""
         distributed.init_process_group(device or self.place(None))
         check_jit_compile(jit_compile)
         check_precision(precision)
-        check_initial_epoch(initial_epoch, epochs)
+        check_epochs(initial_epoch, epochs, steps_per_epoch)
         resume = None if resume_from is None else Resume(resume_from)
         saved = None if resume is None else resume.state
         if resume is not None and saved is not None:
@@ -488,6 +471,7 @@ class Trainer:
         if jit_compile:  # ragged batches: one graph for every batch size and length
             self.jitted = torch.compile(self.model, dynamic=True)
         self.precision = precision
+        self.steps_per_epoch = steps_per_epoch
         try:
             return self._run_epochs(
                 callback_list,
@@ -499,6 +483,7 @@ class Trainer:
             )
         finally:
             self.parallel = self.plan = self.spare = self.jitted = self.precision = None
+            self.steps_per_epoch = None
 
     def _loader_seed(self, seed: int | None, saved: TrainingState | None) -> int:
         """The seed of the batch order: `seed`, else the resumed run's, else a new one."""
@@ -591,14 +576,16 @@ class Trainer:
         compiled = self.require_compiled("fit")
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}")
-        bar = ProgressBar(len(loader), verbose)
+        window = epoch_window(epoch, len(loader), self.steps_per_epoch)
+        bar = ProgressBar(window.batches, verbose)
         self.totals = totals = EpochTotals(compiled.metrics)
         self.model.train()
-        loader.set_epoch(epoch)
-        self.num_batches = len(loader)
+        loader.set_epoch(window.seed)
+        self.num_batches = window.batches
         self.update = self.plan
+        batches = itertools.islice(loader, window.start, window.start + window.batches)
         try:
-            for index, batch in enumerate(loader):
+            for index, batch in enumerate(batches):
                 self.state.batch = index
                 step_logs = self.model.train_step(batch.to(device))
                 self.state.batch = index + 1
