@@ -240,10 +240,15 @@ class Checkpoint:
                     for key in f.keys()  # noqa: SIM118
                 }
         except Exception as error:  # safetensors raises its own error types
+            keras = self.path.suffix.lower() in KERAS_SUFFIXES
             raise ConfigError(
                 format_error(
                     "This file is not a readable safetensors checkpoint.",
                     received=f"{self.path}: {error}",
+                    fix="a Keras model file: convert it with "
+                    "`maskwise.from_keras(keras.models.load_model(path))`."
+                    if keras
+                    else None,
                 )
             ) from error
         if raw.get("format") != json.dumps(FORMAT):

@@ -60,8 +60,11 @@ def test_train_and_test_on_batch_match_keras():
     keras_loss, keras_mae = theirs.train_on_batch(x, y)
     loss, mae = ours.train_on_batch(x, y)  # [loss, metric], Keras's order
     assert (loss, mae) == pytest.approx((float(keras_loss), float(keras_mae)), rel=1e-5)
-    theirs.train_on_batch(x, y)
-    ours.train_on_batch(x, y)
+    x2, y2 = padded_regression(seed=1)
+    keras_second = theirs.train_on_batch(x2, y2, return_dict=True)
+    second = ours.train_on_batch(x2, y2, return_dict=True)  # this batch's figures alone
+    assert second["loss"] == pytest.approx(float(keras_second["loss"]), rel=1e-5)
+    assert second["mae"] == pytest.approx(float(keras_second["mae"]), rel=1e-5)
     for ours_w, keras_w in zip(ours.parameters(), theirs.trainable_weights, strict=True):
         expected = keras.ops.convert_to_numpy(keras_w)
         np.testing.assert_allclose(ours_w.detach().numpy(), expected, rtol=1e-5, atol=1e-6)
@@ -202,3 +205,10 @@ def test_steps_per_epoch_walks_the_passes_as_keras():
 
 def test_the_epochs_module_docstring_runs():
     assert doctest.testmod(epochs).failed == 0
+
+
+def test_load_model_of_a_keras_file_says_how_to_convert_it(tmp_path):
+    path = tmp_path / "m.keras"
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(path)
+    with pytest.raises(ConfigError, match=r"(?s)not a readable safetensors.*from_keras\(keras"):
+        maskwise.models.load_model(path)

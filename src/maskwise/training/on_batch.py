@@ -3,9 +3,8 @@
 The data given is one batch, whatever its size (padded array, ragged list, several
 inputs, as `fit` takes them); it goes through the model's own `train_step` /
 `test_step`, so an overridden step serves here too. The figures returned are this
-batch's: the loss over its real steps and its metrics. (Keras 3 keeps adding the
-batches of successive calls into its metrics until `reset_metrics()`; here each call
-stands alone, as a batch of `fit` would be measured on its own.)
+batch's alone, as Keras 3 gives them (the metrics are reset at each call): the loss
+over its real steps and its metrics.
 """
 
 from __future__ import annotations
