@@ -496,3 +496,28 @@ def test_auc_ignores_padding_and_reads_logits():
 def test_auc_refusals(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         metrics.AUC(**kwargs)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.lists(st.lists(st.booleans(), min_size=1, max_size=6), min_size=1, max_size=4),
+    extra=st.integers(0, 2),
+    fill=st.sampled_from([0.0, 1.0, float("nan"), 1e30]),
+    seed=st.integers(0, 2**16),
+)
+def test_auc_of_a_padded_batch_is_the_auc_of_its_real_steps(rows, extra, fill, seed):
+    time = max(len(r) for r in rows) + extra
+    mask = torch.zeros(len(rows), time, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        mask[i, : len(r)] = torch.tensor(r)
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.rand(len(rows), time, 1, generator=g)
+    targets = (torch.rand(len(rows), time, 1, generator=g) < 0.5).float()
+    for curve in ("ROC", "PR"):
+        padded, plain = metrics.AUC(curve=curve), metrics.AUC(curve=curve)
+        padded.update(
+            targets.masked_fill(~mask[..., None], float("nan")),
+            Masked(probs.masked_fill(~mask[..., None], fill), mask),
+        )
+        plain.update(targets[mask], probs[mask])
+        assert padded.result() == pytest.approx(plain.result(), abs=1e-12)

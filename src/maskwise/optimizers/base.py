@@ -189,19 +189,18 @@ class Optimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
     def _clip(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
-        clipnorm, clipvalue, global_clipnorm = (
-            self.clips["clipnorm"],
-            self.clips["clipvalue"],
-            self.clips["global_clipnorm"],
-        )
-        if clipnorm:
-            return [g * clipnorm / torch.clamp(g.norm(), min=clipnorm) for g in grads]
-        if global_clipnorm:
+        """Keras's clipping: each gradient to `clipnorm`, all together to
+        `global_clipnorm`, or each element to `clipvalue` (at most one is set)."""
+        clips = self.clips
+        if clips["clipnorm"]:
+            limit = clips["clipnorm"]
+            return [g * limit / g.norm().clamp(min=limit) for g in grads]
+        if clips["global_clipnorm"]:
+            limit = clips["global_clipnorm"]
             norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
-            scale = global_clipnorm * torch.minimum(1.0 / norm, torch.tensor(1.0 / global_clipnorm))
-            return [g * scale for g in grads]
-        if clipvalue:
-            return [g.clamp(-clipvalue, clipvalue) for g in grads]
+            return [g * (limit / norm.clamp(min=limit)) for g in grads]
+        if clips["clipvalue"]:
+            return [g.clamp(-clips["clipvalue"], clips["clipvalue"]) for g in grads]
         return grads
 
     @torch.no_grad()

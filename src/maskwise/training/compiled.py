@@ -32,7 +32,8 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
 }
 """Optimizer names with Keras's default hyper-parameters (learning rate, epsilon, rho).
 
-The update rules are PyTorch's (Keras's Adam folds epsilon in slightly differently)."""
+The update rules are PyTorch's (Keras's Adam folds epsilon in slightly differently);
+`maskwise.optimizers` has Keras's classes with Keras's update rules."""
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 
@@ -71,7 +72,11 @@ def _metric_from_config(config: Any) -> Any:
 
 def _keras_spec(optimizer: optimizers_module.Optimizer) -> dict[str, Any]:
     """The JSON spec of a `maskwise.optimizers` optimizer (its Keras config)."""
-    return {"class": type(optimizer).__name__, "keras": True, "options": optimizer.get_config()}
+    return {
+        "module": "maskwise.optimizers",
+        "class": type(optimizer).__name__,
+        "options": optimizer.get_config(),
+    }
 
 
 def _resolve_optimizer(optimizer: Any, learning_rate: float | None) -> tuple[Any, Any]:
@@ -185,7 +190,7 @@ def compile_args(config: dict[str, Any]) -> dict[str, Any] | None:
     if spec is None or loss is None:
         return None
     try:
-        if spec.get("keras"):
+        if spec.get("module") == "maskwise.optimizers":
             optimizer: Any = OPTIMIZER_CLASSES[spec["class"]].from_config(spec["options"])
         else:
             optimizer = _torch_factory(spec)
