@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 import maskwise
-from maskwise import optimizers
+from maskwise import ConfigError, optimizers
 from maskwise.optimizers import schedules
 from tests.training_helpers import assert_same_weights, logits_loss, tagger, tagging_data
 
@@ -36,3 +38,17 @@ def test_fit_builds_the_optimizer_and_a_checkpoint_restores_it(tmp_path):
     fresh.fit(x, y, epochs=2, batch_size=8, verbose=0, resume_from=path)
     assert fresh.optimizer.iterations == 6
     assert_same_weights(straight, fresh, atol=1e-6)
+
+
+def test_one_optimizer_trains_one_model():
+    x, y = tagging_data(8)
+    opt = optimizers.SGD(0.1)
+    first, second = tagger(), tagger()
+    first.compile(optimizer=opt, loss=logits_loss())
+    first.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    first.compile(optimizer=opt, loss=logits_loss())  # compiled again: still its weights
+    first.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert opt.iterations == 2
+    second.compile(optimizer=opt, loss=logits_loss())
+    with pytest.raises(ConfigError, match=r"(?s)already built on another model's weights.*new"):
+        second.fit(x, y, epochs=1, batch_size=8, verbose=0)

@@ -79,6 +79,26 @@ def _keras_spec(optimizer: optimizers_module.Optimizer) -> dict[str, Any]:
     }
 
 
+def _built_on(
+    optimizer: optimizers_module.Optimizer, parameters: list[torch.nn.Parameter]
+) -> optimizers_module.Optimizer:
+    """`optimizer` built on `parameters`, or already built on them (compiled again);
+    built on other weights, it would train those, so it is refused."""
+    if not optimizer.built:
+        return optimizer.build(parameters)
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    if held != {id(p) for p in parameters}:
+        name = type(optimizer).__name__
+        raise ConfigError(
+            format_error(
+                f"This {name} is already built on another model's weights.",
+                fix=f"give each model its own optimizer: `compile(optimizer="
+                f"maskwise.optimizers.{name}(...))` with a new instance.",
+            )
+        )
+    return optimizer
+
+
 def _resolve_optimizer(optimizer: Any, learning_rate: float | None) -> tuple[Any, Any]:
     """(factory or instance, JSON spec or None)."""
     if learning_rate is not None:
@@ -147,8 +167,8 @@ class Compiled:
         """The optimizer over `parameters` (the one given to `compile` if it was made
         already), its learning rates checked."""
         made = self.optimizer
-        if isinstance(made, optimizers_module.Optimizer) and not made.built:
-            return made.build(parameters)
+        if isinstance(made, optimizers_module.Optimizer):
+            return _built_on(made, list(parameters))
         if not isinstance(made, torch.optim.Optimizer):
             made = made(parameters)
         if not isinstance(made, torch.optim.Optimizer):

@@ -380,8 +380,10 @@ class Trainable(nn.Module):
         (`EarlyStopping`, `ReduceLROnPlateau`, `ModelCheckpoint`), restored by a
         `fit(..., resume_from=path)` given the same callbacks.
 
-        See `maskwise.checkpoint`; load with `maskwise.load(path)` or resume training
-        with `fit(..., resume_from=path)`.
+        See `maskwise.checkpoint`; load with `maskwise.load(path)` (or Keras's name,
+        `maskwise.models.load_model(path)`) or resume training with `fit(...,
+        resume_from=path)`. The file is safetensors, not Keras's format: a `.keras`,
+        `.h5` or `.hdf5` name is a `ConfigError` naming the `.safetensors` name to use.
         """
         return self.trainer.save(path)
 
