@@ -521,3 +521,47 @@ def test_auc_of_a_padded_batch_is_the_auc_of_its_real_steps(rows, extra, fill, s
         )
         plain.update(targets[mask], probs[mask])
         assert padded.result() == pytest.approx(plain.result(), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("name", "binary"),
+    [
+        ("sparse_categorical_crossentropy", False),
+        ("categorical_crossentropy", False),
+        ("binary_crossentropy", True),
+    ],
+)
+def test_crossentropy_metrics_match_keras_over_the_real_steps(name, binary):
+    g = torch.Generator().manual_seed(5)
+    units = 1 if binary else 3
+    probs = torch.rand(3, 4, units, generator=g) * 0.98 + 0.01
+    if not binary:
+        probs = probs / probs.sum(-1, keepdim=True)
+    ids = torch.randint(0, 3, (3, 4), generator=g)
+    targets = {
+        "sparse_categorical_crossentropy": ids,
+        "categorical_crossentropy": F.one_hot(ids, 3).float(),
+        "binary_crossentropy": (ids[..., None] == 0).float(),
+    }[name]
+    mask = lengths_to_mask(torch.tensor([4, 2, 1]), 4)
+    weight = torch.tensor([1.0, 3.0, 0.5])
+    ours = metrics.get_metric(name)
+    ours.update(targets, Masked(probs, mask), weight)
+    theirs = keras.metrics.get(name)
+    theirs.update_state(targets[mask], probs[mask], weight[:, None].expand(3, 4)[mask])
+    assert ours.name == name
+    assert ours.result() == pytest.approx(float(theirs.result()), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "keras_name"),
+    [
+        ("AUC", "auc"),
+        ("SparseCategoricalAccuracy", "sparse_categorical_accuracy"),
+        ("BinaryCrossentropy", "binary_crossentropy"),
+    ],
+)
+def test_class_names_give_the_metric_with_its_keras_name(name, keras_name):
+    metric = metrics.get_metric(name)
+    assert type(metric).__name__ == name
+    assert metric.name == keras_name  # Keras's default name (Keras adds _1, _2 to repeats)

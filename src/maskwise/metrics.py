@@ -265,6 +265,51 @@ class MeanSquaredError(MeanMetric):
         return loss, real
 
 
+class _CrossentropyMean(MeanMetric):
+    """The weighted mean over real steps of a cross-entropy loss's per-step value
+    (Keras's cross-entropy metrics).
+
+    Args:
+        from_logits: the predictions are logits.
+        name: the metric's name.
+    """
+
+    loss_class: type[losses.Loss]
+
+    def __init__(self, from_logits: bool = False, name: str | None = None) -> None:
+        self.from_logits = from_logits
+        super().__init__(name)
+
+    def per_step(self, values, y_true, mask):
+        loss = self.loss_class(from_logits=self.from_logits, name=self.name)  # type: ignore[call-arg]
+        value, real, _ = loss.per_step(values, y_true, mask)
+        return value, real
+
+
+class SparseCategoricalCrossentropy(_CrossentropyMean):
+    """Mean over real steps of the cross-entropy of class-id targets (Keras's metric)."""
+
+    default_name = "sparse_categorical_crossentropy"
+    loss_class = losses.SparseCategoricalCrossentropy
+
+
+class CategoricalCrossentropy(_CrossentropyMean):
+    """Mean over real steps of the cross-entropy of one-hot targets (Keras's metric)."""
+
+    default_name = "categorical_crossentropy"
+    labels = False
+    loss_class = losses.CategoricalCrossentropy
+
+
+class BinaryCrossentropy(_CrossentropyMean):
+    """Mean over real steps of the binary cross-entropy, averaged over the output units
+    of a step first (Keras's metric)."""
+
+    default_name = "binary_crossentropy"
+    labels = False
+    loss_class = losses.BinaryCrossentropy
+
+
 class _ConfusionCounts(Metric):
     """Accumulates the weighted confusion matrix `self.matrix` (true x predicted)."""
 
@@ -553,8 +598,29 @@ METRICS: dict[str, type[Metric]] = {
     "f1_score": F1Score,
     "confusion_matrix": ConfusionMatrix,
     "auc": AUC,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
 }
-"""Keras metric names (and maskwise's) that `get_metric` resolves."""
+METRICS.update(
+    {
+        cls.__name__: cls
+        for cls in (
+            AUC,
+            BinaryAccuracy,
+            CategoricalAccuracy,
+            SparseCategoricalAccuracy,
+            MeanAbsoluteError,
+            MeanSquaredError,
+            SparseCategoricalCrossentropy,
+            CategoricalCrossentropy,
+            BinaryCrossentropy,
+        )
+    }
+)
+"""Keras metric names (and maskwise's) that `get_metric` resolves, and the class names
+of the metrics that compute what Keras's class of that name computes (`"AUC"`: the
+metric with its default name, as Keras's `metrics=["AUC"]`)."""
 
 
 def get_metric(identifier: str | Metric) -> Metric:
@@ -572,7 +638,8 @@ def get_metric(identifier: str | Metric) -> Metric:
                     fix="or pass a maskwise.metrics.Metric object.",
                 )
             )
-        return METRICS[identifier](name=identifier)
+        cls = METRICS[identifier]
+        return cls(name=None if identifier == cls.__name__ else identifier)
     raise MaskwiseTypeError(
         format_error(
             "A metric must be a name or a maskwise.metrics.Metric.",
