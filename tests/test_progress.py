@@ -7,7 +7,8 @@ import io
 
 import pytest
 
-from maskwise.progress import ProgressBar
+from maskwise import ConfigError
+from maskwise.progress import ProgressBar, resolve_verbose
 
 LOGS = {"loss": 0.123456, "accuracy": 0.5, "val_loss": 0.25, "val_accuracy": 0.75}
 
@@ -55,3 +56,10 @@ def test_a_log_file_gets_one_plain_line_per_epoch(monkeypatch):
 
 def test_verbose_0_writes_nothing():
     assert run(Terminal(), verbose=0) == ""
+
+
+def test_verbose_auto_is_1_and_others_are_refused():
+    assert resolve_verbose("auto") == 1
+    for bad in (3, -1, True, "yes"):
+        with pytest.raises(ConfigError, match=r"(?s)Unsupported verbose.*'auto' \(1\)"):
+            resolve_verbose(bad)

@@ -19,9 +19,27 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
+from .errors import ConfigError, format_error
+
 BAR_WIDTH = 30
 """Characters of the bar at most (fewer on a narrow terminal, none below `MIN_BAR`)."""
 MIN_BAR = 5
+
+
+def resolve_verbose(verbose: int | str) -> int:
+    """`verbose` as 0, 1 or 2 (`"auto"`, Keras's default, is 1); anything else is a
+    `ConfigError`."""
+    if verbose == "auto":
+        return 1
+    if verbose in (0, 1, 2) and not isinstance(verbose, bool):
+        return int(verbose)
+    raise ConfigError(
+        format_error(
+            "Unsupported verbose.",
+            expected="0 (silent), 1 (a progress line), 2 (one line per epoch) or 'auto' (1)",
+            received=repr(verbose),
+        )
+    )
 
 
 def format_logs(logs: Mapping[str, Any]) -> str:
@@ -49,7 +67,8 @@ class ProgressBar:
 
     Args:
         total: number of batches in the epoch.
-        verbose: 0 silent, 1 a live line on a terminal (else as 2), 2 one line at the end.
+        verbose: 0 silent, 1 a live line on a terminal (else as 2), 2 one line at the
+            end, `"auto"` 1 (see `resolve_verbose`).
         stream: where to write (default: `sys.stdout` at the time of writing).
         interval: minimum seconds between two redraws of the live line.
     """
@@ -57,12 +76,12 @@ class ProgressBar:
     def __init__(
         self,
         total: int,
-        verbose: int = 1,
+        verbose: int | str = 1,
         stream: TextIO | None = None,
         interval: float = 0.1,
     ) -> None:
         self.total = total
-        self.verbose = verbose
+        self.verbose = resolve_verbose(verbose)
         self.stream = stream
         self.interval = interval
         self.start = time.perf_counter()

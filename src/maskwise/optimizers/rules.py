@@ -18,6 +18,16 @@ from .schedules import LearningRateSchedule
 Rate = float | LearningRateSchedule
 
 
+def _bias_corrected_rate(
+    lr: float, beta_1: float, beta_2: float, t: int, dtype: torch.dtype
+) -> float:
+    """`lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)` in the weights' precision, as Keras
+    computes it (in float32, `1 - beta_2**t` differs from its float64 value in the 5th
+    digit), on the CPU: no device transfer per weight."""
+    rate, step, b1, b2 = (torch.tensor(v, dtype=dtype) for v in (lr, t, beta_1, beta_2))
+    return float(rate * (1 - b2.pow(step)).sqrt() / (1 - b1.pow(step)))
+
+
 class Adam(Optimizer):
     """Adam, as `keras.optimizers.Adam`.
 
@@ -61,11 +71,7 @@ class Adam(Optimizer):
             if group["amsgrad"]:
                 state["v_hat"] = torch.zeros_like(param)
         beta_1, beta_2 = group["beta_1"], group["beta_2"]
-        # The bias correction in the weights' precision, as Keras computes it: in
-        # float32, `1 - beta_2**t` differs from its float64 value in the 5th digit.
-        t, rate = (torch.tensor(v, dtype=param.dtype) for v in (group["iterations"] + 1, lr))
-        power_1, power_2 = (torch.tensor(b, dtype=param.dtype).pow(t) for b in (beta_1, beta_2))
-        alpha = (rate * (1 - power_2).sqrt() / (1 - power_1)).to(param.device)
+        alpha = _bias_corrected_rate(lr, beta_1, beta_2, group["iterations"] + 1, param.dtype)
         m, v = state["m"], state["v"]
         m.mul_(beta_1).add_(grad, alpha=1 - beta_1)
         v.mul_(beta_2).add_(grad.square(), alpha=1 - beta_2)

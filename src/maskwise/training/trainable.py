@@ -149,7 +149,7 @@ class Trainable(nn.Module):
         shuffle: bool = True,
         bucketing: bool = True,
         callbacks: Sequence[Callback] | None = None,
-        verbose: int = 1,
+        verbose: int | str = 1,
         sample_weight: Any = None,
         class_weight: Any = None,
         seed: int | None = None,
@@ -185,7 +185,10 @@ class Trainable(nn.Module):
             shuffle: reshuffle the batches every epoch.
             bucketing: batch sequences of similar length together (less padding).
             callbacks: `maskwise.callbacks.Callback`s.
-            verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
+            verbose: 0 silent, 1 a progress line (redrawn on a terminal, fitted to its
+                width; one plain line per epoch in a log file), 2 one line per epoch,
+                `"auto"` 1 (Keras's default). The line counts batches (`12/50`) and real
+                time steps per second (`real steps/s`, padding excluded).
             sample_weight: per sequence `(N,)` or per step; weighs the loss.
             class_weight: `{class_id: weight}`; weighs the loss of class targets.
             seed: seeds PyTorch (weight initialisation, dropout) and the batch order:
@@ -276,7 +279,7 @@ class Trainable(nn.Module):
         batch_size: int = 32,
         sample_weight: Any = None,
         device: torch.device | str | None = None,
-        verbose: int = 0,
+        verbose: int | str = 0,
         mask_value: float | None = 0.0,
         checks: str = "raise",
         return_dict: bool = True,
@@ -313,7 +316,7 @@ class Trainable(nn.Module):
         device: torch.device | str | None = None,
         mask_value: float | None = 0.0,
         checks: str = "raise",
-        verbose: int = 0,
+        verbose: int | str = 0,
     ) -> list[np.ndarray] | np.ndarray:
         """The model's outputs, in the order of `x`, without padding.
 
@@ -325,7 +328,7 @@ class Trainable(nn.Module):
             per-sequence arrays if their shapes differ).
 
         Arguments as in `fit` (`checks`: the data checks on a sample of `x`; `verbose`:
-        0 silent, 1 a progress bar, 2 one line at the end). Under `torchrun`, each
+        as `fit`'s, over the batches of `x`). Under `torchrun`, each
         process predicts its share of the batches and every process gets all the
         outputs, each sequence once, in the order of `x`.
         """

@@ -37,7 +37,7 @@ from ..errors import ConfigError, format_error
 from ..layers.base import Layer
 from ..masked import Masked
 from ..numerics import NonFiniteGuard
-from ..progress import ProgressBar
+from ..progress import ProgressBar, resolve_verbose
 from .callback_list import CallbackList
 from .compiled import Compiled, check_learning_rate, compile_args
 from .distributed import Update, gather_predictions, reduce_totals, wrap
@@ -413,7 +413,7 @@ class Trainer:
         shuffle: bool = True,
         bucketing: bool = True,
         callbacks: Sequence[Callback] | None = None,
-        verbose: int = 1,
+        verbose: int | str = 1,
         sample_weight: Any = None,
         class_weight: Any = None,
         seed: int | None = None,
@@ -432,6 +432,7 @@ class Trainer:
         check_jit_compile(jit_compile)
         check_precision(precision)
         check_epochs(initial_epoch, epochs, steps_per_epoch)
+        verbose = resolve_verbose(verbose)
         resume = None if resume_from is None else Resume(resume_from)
         saved = None if resume is None else resume.state
         if resume is not None and saved is not None:
@@ -548,7 +549,7 @@ class Trainer:
         val_loader: Loader | None,
         device: torch.device,
         epochs: range,
-        verbose: int,
+        verbose: int | str,
     ) -> History:
         """The epochs (until one sets `stop_training`), then `on_train_end`; the
         model's training flag is put back as it was before them."""
@@ -570,7 +571,7 @@ class Trainer:
         loader: Loader,
         val_loader: Loader | None,
         device: torch.device,
-        verbose: int,
+        verbose: int | str,
     ) -> Logs:
         """One epoch of training steps, then the validation; returns the epoch's logs."""
         compiled = self.require_compiled("fit")
@@ -616,13 +617,14 @@ class Trainer:
         batch_size: int = 32,
         sample_weight: Any = None,
         device: torch.device | str | None = None,
-        verbose: int = 0,
+        verbose: int | str = 0,
         mask_value: float | None = 0.0,
         checks: str = "raise",
     ) -> Logs:
         """The loss and the metrics over the data (see `Trainable.evaluate`)."""
         distributed.init_process_group(device or self.place(None))
         self.require_compiled("evaluate")
+        verbose = resolve_verbose(verbose)
         guard = Guard(checks, "evaluate", mask_value)
         guard.data(x, y, sample_weight)
         loader = data_loader(x, y, sample_weight, batch_size, mask_value)
@@ -643,7 +645,7 @@ class Trainer:
         device: torch.device | str | None = None,
         mask_value: float | None = 0.0,
         checks: str = "raise",
-        verbose: int = 0,
+        verbose: int | str = 0,
     ) -> list[np.ndarray] | np.ndarray:
         """The model's outputs without padding, in the order of `x` (see
         `Trainable.predict`)."""
