@@ -52,3 +52,21 @@ def test_one_optimizer_trains_one_model():
     second.compile(optimizer=opt, loss=logits_loss())
     with pytest.raises(ConfigError, match=r"(?s)already built on another model's weights.*new"):
         second.fit(x, y, epochs=1, batch_size=8, verbose=0)
+
+
+class Halving(schedules.LearningRateSchedule):
+    """A schedule of the user's own, without `get_config`."""
+
+    def __call__(self, step: int) -> float:
+        return 0.1 / 2**step
+
+
+def test_a_schedule_of_your_own_trains_and_saves_the_weights(tmp_path):
+    x, y = tagging_data(8)
+    model = tagger()
+    model.compile(optimizer=optimizers.SGD(Halving()), loss=logits_loss())
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert model.optimizer.param_groups[0]["lr"] == 0.05  # the rate of the 2nd step
+    loaded = maskwise.load(model.save(tmp_path / "m.safetensors"))
+    assert_same_weights(model, loaded)
+    assert loaded.compiled is None  # compile it by hand, as with a loss of your own

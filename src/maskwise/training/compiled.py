@@ -19,6 +19,7 @@ from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..errors import ConfigError, MaskwiseTypeError, format_error
 from ..optimizers import OPTIMIZER_CLASSES, check_learning_rate
+from ..optimizers.schedules import SCHEDULES, LearningRateSchedule
 
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "adam": (torch.optim.Adam, {"lr": 1e-3, "eps": 1e-7}),
@@ -70,8 +71,13 @@ def _metric_from_config(config: Any) -> Any:
     return classes[config["class"]](**config["config"])
 
 
-def _keras_spec(optimizer: optimizers_module.Optimizer) -> dict[str, Any]:
-    """The JSON spec of a `maskwise.optimizers` optimizer (its Keras config)."""
+def _keras_spec(optimizer: optimizers_module.Optimizer) -> dict[str, Any] | None:
+    """The JSON spec of a `maskwise.optimizers` optimizer (its Keras config); None with
+    a schedule of your own (compile by hand before loading or resuming, as with a loss
+    of your own)."""
+    rate = optimizer.learning_rate
+    if isinstance(rate, LearningRateSchedule) and type(rate) not in SCHEDULES.values():
+        return None
     return {
         "module": "maskwise.optimizers",
         "class": type(optimizer).__name__,
