@@ -434,3 +434,134 @@ def test_evaluate_on_sequences_all_of_length_zero_logs_zeros_not_nan():
     per_class = [f"{name}/{c}" for name in names[2:5] for c in range(CLASSES)]
     macro = [f"{name}_macro" for name in names[2:5]]
     assert logs == dict.fromkeys(["loss", "accuracy", "top_k_accuracy", *per_class, *macro], 0.0)
+
+
+# ---------------------------------------------------------------------- AUC
+def auc_batch(seed: int, units: int = 1) -> tuple[Masked, torch.Tensor, torch.Tensor]:
+    """Probabilities `(4, 6, units)` (a few exactly on thresholds, 0 and 1), 0/1
+    targets, per-sequence weights; the padded steps hold garbage."""
+    gen = torch.Generator().manual_seed(seed)
+    probs = torch.rand(4, 6, units, generator=gen)
+    probs[0, 0], probs[0, 1], probs[1, 0] = 0.0, 1.0, 100 / 199
+    targets = (torch.rand(4, 6, units, generator=gen) < 0.4).float()
+    mask = lengths_to_mask(torch.tensor([6, 3, 1, 5]), 6)
+    probs[~mask] = 0.99
+    targets[~mask] = 0.0
+    weight = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    return Masked(probs, mask), targets, weight
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"curve": "PR"},
+        {"num_thresholds": 7, "summation_method": "minoring"},
+        {"curve": "PR", "summation_method": "majoring"},
+    ],
+)
+@pytest.mark.parametrize("units", [1, 2])
+def test_auc_matches_keras_on_the_real_steps(options, units):
+    ours, theirs = metrics.AUC(**options), keras.metrics.AUC(**options)
+    for seed in (0, 1):  # accumulated over two batches
+        out, targets, weight = auc_batch(seed, units)
+        ours.update(targets, out, weight)
+        real = out.mask
+        step_weight = weight[:, None].expand(4, 6)[real]
+        theirs.update_state(targets[real], out.values[real], step_weight)
+    assert ours.result() == pytest.approx(float(theirs.result()), abs=1e-6)
+
+
+def test_auc_ignores_padding_and_reads_logits():
+    out, targets, weight = auc_batch(2)
+    plain = metrics.AUC()
+    plain.update(targets, out, weight)
+    logits = Masked(torch.logit(out.values.clamp(1e-6, 1 - 1e-6)), out.mask)
+    logits.values[~out.mask] = -50.0  # other padding
+    from_logits = metrics.AUC(from_logits=True)
+    from_logits.update(targets, logits, weight)
+    assert from_logits.result() == pytest.approx(plain.result(), abs=1e-9)
+    assert metrics.get_metric("auc").name == "auc"
+    assert metrics.AUC().result() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_thresholds": 1}, "num_thresholds must be an integer > 1"),
+        ({"curve": "PRGAIN"}, r"(?s)Unsupported AUC curve.*'ROC', 'PR'"),
+        ({"summation_method": "sum"}, r"(?s)Unsupported AUC summation_method.*'minoring'"),
+    ],
+)
+def test_auc_refusals(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        metrics.AUC(**kwargs)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.lists(st.lists(st.booleans(), min_size=1, max_size=6), min_size=1, max_size=4),
+    extra=st.integers(0, 2),
+    fill=st.sampled_from([0.0, 1.0, float("nan"), 1e30]),
+    seed=st.integers(0, 2**16),
+)
+def test_auc_of_a_padded_batch_is_the_auc_of_its_real_steps(rows, extra, fill, seed):
+    time = max(len(r) for r in rows) + extra
+    mask = torch.zeros(len(rows), time, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        mask[i, : len(r)] = torch.tensor(r)
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.rand(len(rows), time, 1, generator=g)
+    targets = (torch.rand(len(rows), time, 1, generator=g) < 0.5).float()
+    for curve in ("ROC", "PR"):
+        padded, plain = metrics.AUC(curve=curve), metrics.AUC(curve=curve)
+        padded.update(
+            targets.masked_fill(~mask[..., None], float("nan")),
+            Masked(probs.masked_fill(~mask[..., None], fill), mask),
+        )
+        plain.update(targets[mask], probs[mask])
+        assert padded.result() == pytest.approx(plain.result(), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("name", "binary"),
+    [
+        ("sparse_categorical_crossentropy", False),
+        ("categorical_crossentropy", False),
+        ("binary_crossentropy", True),
+    ],
+)
+def test_crossentropy_metrics_match_keras_over_the_real_steps(name, binary):
+    g = torch.Generator().manual_seed(5)
+    units = 1 if binary else 3
+    probs = torch.rand(3, 4, units, generator=g) * 0.98 + 0.01
+    if not binary:
+        probs = probs / probs.sum(-1, keepdim=True)
+    ids = torch.randint(0, 3, (3, 4), generator=g)
+    targets = {
+        "sparse_categorical_crossentropy": ids,
+        "categorical_crossentropy": F.one_hot(ids, 3).float(),
+        "binary_crossentropy": (ids[..., None] == 0).float(),
+    }[name]
+    mask = lengths_to_mask(torch.tensor([4, 2, 1]), 4)
+    weight = torch.tensor([1.0, 3.0, 0.5])
+    ours = metrics.get_metric(name)
+    ours.update(targets, Masked(probs, mask), weight)
+    theirs = keras.metrics.get(name)
+    theirs.update_state(targets[mask], probs[mask], weight[:, None].expand(3, 4)[mask])
+    assert ours.name == name
+    assert ours.result() == pytest.approx(float(theirs.result()), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "keras_name"),
+    [
+        ("AUC", "auc"),
+        ("SparseCategoricalAccuracy", "sparse_categorical_accuracy"),
+        ("BinaryCrossentropy", "binary_crossentropy"),
+    ],
+)
+def test_class_names_give_the_metric_with_its_keras_name(name, keras_name):
+    metric = metrics.get_metric(name)
+    assert type(metric).__name__ == name
+    assert metric.name == keras_name  # Keras's default name (Keras adds _1, _2 to repeats)

@@ -3,7 +3,7 @@
 Padding is ignored correctly everywhere, and a mask is never lost silently.
 """
 
-from . import callbacks, data, doctor, layers, losses, metrics
+from . import callbacks, data, doctor, layers, losses, metrics, optimizers
 from .callbacks import History
 from .convert.keras_model import from_keras
 from .errors import (
@@ -50,5 +50,6 @@ __all__ = [
     "load",
     "losses",
     "metrics",
+    "optimizers",
     "trace",
 ]

@@ -104,12 +104,35 @@ def _rng_tensors() -> dict[str, torch.Tensor]:
     return tensors
 
 
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+"""Suffixes of Keras's formats, which a maskwise checkpoint is not."""
+
+
+def check_suffix(path: Path) -> None:
+    """Refuse a Keras file name: Keras (and the doctor) would read the file as their
+    format and fail."""
+    if path.suffix.lower() not in KERAS_SUFFIXES:
+        return
+    raise ConfigError(
+        format_error(
+            f"maskwise does not write Keras's {path.suffix} format.",
+            expected="a .safetensors name: maskwise writes one safetensors file holding the "
+            "weights, the model's config and the training state",
+            received=str(path),
+            fix=f"save to {path.with_suffix('.safetensors').name!r} and load it with "
+            "`maskwise.models.load_model`; `maskwise.from_keras` converts a Keras model.",
+        )
+    )
+
+
 def save(model: nn.Module, path: str | os.PathLike, state: TrainingState | None = None) -> Path:
     """Save `model`'s weights and config, and `state` (with the random number
     generators' states) when given, to `path`; see the module docstring for the
-    contents. Returns the path written.
+    contents. Returns the path written. A Keras file name (`.keras`, `.h5`, `.hdf5`)
+    is a `ConfigError` (see `check_suffix`).
     """
     path = Path(path)
+    check_suffix(path)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     metadata: dict[str, Any] = {"format": FORMAT, "version": VERSION, "model": model_config(model)}
     if state is not None:
@@ -217,10 +240,15 @@ class Checkpoint:
                     for key in f.keys()  # noqa: SIM118
                 }
         except Exception as error:  # safetensors raises its own error types
+            keras = self.path.suffix.lower() in KERAS_SUFFIXES
             raise ConfigError(
                 format_error(
                     "This file is not a readable safetensors checkpoint.",
                     received=f"{self.path}: {error}",
+                    fix="a Keras model file: convert it with "
+                    "`maskwise.from_keras(keras.models.load_model(path))`."
+                    if keras
+                    else None,
                 )
             ) from error
         if raw.get("format") != json.dumps(FORMAT):

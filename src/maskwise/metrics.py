@@ -265,6 +265,51 @@ class MeanSquaredError(MeanMetric):
         return loss, real
 
 
+class _CrossentropyMean(MeanMetric):
+    """The weighted mean over real steps of a cross-entropy loss's per-step value
+    (Keras's cross-entropy metrics).
+
+    Args:
+        from_logits: the predictions are logits.
+        name: the metric's name.
+    """
+
+    loss_class: type[losses.Loss]
+
+    def __init__(self, from_logits: bool = False, name: str | None = None) -> None:
+        self.from_logits = from_logits
+        super().__init__(name)
+
+    def per_step(self, values, y_true, mask):
+        loss = self.loss_class(from_logits=self.from_logits, name=self.name)  # type: ignore[call-arg]
+        value, real, _ = loss.per_step(values, y_true, mask)
+        return value, real
+
+
+class SparseCategoricalCrossentropy(_CrossentropyMean):
+    """Mean over real steps of the cross-entropy of class-id targets (Keras's metric)."""
+
+    default_name = "sparse_categorical_crossentropy"
+    loss_class = losses.SparseCategoricalCrossentropy
+
+
+class CategoricalCrossentropy(_CrossentropyMean):
+    """Mean over real steps of the cross-entropy of one-hot targets (Keras's metric)."""
+
+    default_name = "categorical_crossentropy"
+    labels = False
+    loss_class = losses.CategoricalCrossentropy
+
+
+class BinaryCrossentropy(_CrossentropyMean):
+    """Mean over real steps of the binary cross-entropy, averaged over the output units
+    of a step first (Keras's metric)."""
+
+    default_name = "binary_crossentropy"
+    labels = False
+    loss_class = losses.BinaryCrossentropy
+
+
 class _ConfusionCounts(Metric):
     """Accumulates the weighted confusion matrix `self.matrix` (true x predicted)."""
 
@@ -406,6 +451,136 @@ class F1Score(_PerClass):
         return _ratio(2 * precision * recall, precision + recall)
 
 
+class AUC(Metric):
+    """Area under the ROC or precision-recall curve over real steps, Keras's
+    approximation (`keras.metrics.AUC`): the predictions (probabilities, or logits
+    with `from_logits`), clipped to [0, 1], are counted against `num_thresholds`
+    evenly spaced thresholds (from just below 0 to just above 1; a prediction above a
+    threshold is a positive there), with each step's weight (0 at padding, else its
+    `sample_weight`), and the curve through those points is integrated.
+
+    Every output unit counts as one more binary prediction (Keras's
+    `multi_label=False`); targets are 0/1 like the predictions (any nonzero is 1).
+    With no positive or no negative weight the result is 0.0, as Keras's.
+
+    Example:
+        >>> m = AUC()
+        >>> m.update(torch.tensor([[0.0, 1.0, 1.0]]),
+        ...          Masked(torch.tensor([[0.1, 0.9, 0.2]]), lengths_to_mask([2], 3)))
+        >>> m.result()  # the 3rd step is padding
+        1.0
+
+    Args:
+        num_thresholds: how many thresholds (> 1): more gives a finer curve.
+        curve: `"ROC"` (true against false positive rate) or `"PR"` (precision against
+            recall, with Keras's interpolation between thresholds).
+        summation_method: `"interpolation"` (trapezoids), `"minoring"` or `"majoring"`
+            (the lower or upper rectangles).
+        name: the metric's name.
+        from_logits: the predictions are logits (a sigmoid is applied first).
+    """
+
+    default_name = "auc"
+    CURVES = ("ROC", "PR")
+    SUMMATIONS = ("interpolation", "minoring", "majoring")
+
+    def __init__(
+        self,
+        num_thresholds: int = 200,
+        curve: str = "ROC",
+        summation_method: str = "interpolation",
+        name: str | None = None,
+        from_logits: bool = False,
+    ) -> None:
+        if (
+            isinstance(num_thresholds, bool)
+            or not isinstance(num_thresholds, int)
+            or (num_thresholds <= 1)
+        ):
+            raise ConfigError(
+                format_error(
+                    "AUC num_thresholds must be an integer > 1.", received=repr(num_thresholds)
+                )
+            )
+        for what, value, allowed in (
+            ("curve", curve, self.CURVES),
+            ("summation_method", summation_method, self.SUMMATIONS),
+        ):
+            if not isinstance(value, str) or value.upper() not in [a.upper() for a in allowed]:
+                raise ConfigError(
+                    format_error(
+                        f"Unsupported AUC {what}.",
+                        expected="one of " + ", ".join(repr(a) for a in allowed),
+                        received=repr(value),
+                    )
+                )
+        self.num_thresholds = num_thresholds
+        self.curve = curve.upper()
+        self.summation_method = summation_method.lower()
+        self.from_logits = from_logits
+        super().__init__(name)
+
+    def reset(self) -> None:
+        # Weights of positive and negative targets per bucket: bucket i holds the
+        # predictions above threshold i but not above threshold i + 1.
+        self.positives = torch.zeros(self.num_thresholds, dtype=torch.float64)
+        self.negatives = torch.zeros(self.num_thresholds, dtype=torch.float64)
+
+    def accumulate(self, values, y_true, mask, sample_weight):
+        preds, targets, real = dense_targets(values, y_true, mask, self.name)
+        if self.from_logits:
+            preds = torch.sigmoid(preds)
+        weight = _step_weights(real, sample_weight).unsqueeze(-1).expand(preds.shape)
+        # Keras's bucketing, in the predictions' precision: ceil(p * (n - 1)) - 1.
+        scaled = preds.clamp(0.0, 1.0) * (self.num_thresholds - 1)
+        bucket = (torch.ceil(scaled) - 1).clamp(min=0).long().reshape(-1)
+        truth = (targets != 0).to(torch.float64).reshape(-1)
+        weight = weight.reshape(-1)
+        self.positives = (
+            self.positives
+            + torch.bincount(bucket, weights=truth * weight, minlength=self.num_thresholds).cpu()
+        )
+        self.negatives = (
+            self.negatives
+            + torch.bincount(
+                bucket, weights=(1.0 - truth) * weight, minlength=self.num_thresholds
+            ).cpu()
+        )
+
+    def result(self) -> float:
+        """The area (0.0 before any update)."""
+        tp = self.positives.flip(0).cumsum(0).flip(0)
+        fp = self.negatives.flip(0).cumsum(0).flip(0)
+        fn, tn = tp[0] - tp, fp[0] - fp
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            return float(_interpolated_pr_auc(tp, fp, fn))
+        recall = _ratio(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = _ratio(fp, fp + tn), recall
+        else:
+            x, y = recall, _ratio(tp, tp + fp)
+        if self.summation_method == "interpolation":
+            heights = (y[:-1] + y[1:]) / 2
+        elif self.summation_method == "minoring":
+            heights = torch.minimum(y[:-1], y[1:])
+        else:
+            heights = torch.maximum(y[:-1], y[1:])
+        return float(((x[:-1] - x[1:]) * heights).sum())
+
+
+def _interpolated_pr_auc(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
+    """Keras's precision-recall area, precision interpolated between thresholds as
+    Davis & Goadrich (2006) do (`keras.metrics.AUC.interpolate_pr_auc`)."""
+    dtp = tp[:-1] - tp[1:]
+    p = tp + fp
+    dp = p[:-1] - p[1:]
+    slope = _ratio(dtp, dp.clamp(min=0))
+    intercept = tp[1:] - slope * p[1:]
+    both = (p[:-1] > 0) & (p[1:] > 0)
+    ratio = torch.where(both, _ratio(p[:-1], p[1:].clamp(min=0)), torch.ones_like(p[1:]))
+    return _ratio(slope * (dtp + intercept * ratio.log()), (tp[1:] + fn[1:]).clamp(min=0)).sum()
+
+
 METRICS: dict[str, type[Metric]] = {
     "accuracy": Accuracy,
     "acc": Accuracy,
@@ -422,8 +597,30 @@ METRICS: dict[str, type[Metric]] = {
     "recall": Recall,
     "f1_score": F1Score,
     "confusion_matrix": ConfusionMatrix,
+    "auc": AUC,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
 }
-"""Keras metric names (and maskwise's) that `get_metric` resolves."""
+METRICS.update(
+    {
+        cls.__name__: cls
+        for cls in (
+            AUC,
+            BinaryAccuracy,
+            CategoricalAccuracy,
+            SparseCategoricalAccuracy,
+            MeanAbsoluteError,
+            MeanSquaredError,
+            SparseCategoricalCrossentropy,
+            CategoricalCrossentropy,
+            BinaryCrossentropy,
+        )
+    }
+)
+"""Keras metric names (and maskwise's) that `get_metric` resolves, and the class names
+of the metrics that compute what Keras's class of that name computes (`"AUC"`: the
+metric with its default name, as Keras's `metrics=["AUC"]`)."""
 
 
 def get_metric(identifier: str | Metric) -> Metric:
@@ -441,7 +638,8 @@ def get_metric(identifier: str | Metric) -> Metric:
                     fix="or pass a maskwise.metrics.Metric object.",
                 )
             )
-        return METRICS[identifier](name=identifier)
+        cls = METRICS[identifier]
+        return cls(name=None if identifier == cls.__name__ else identifier)
     raise MaskwiseTypeError(
         format_error(
             "A metric must be a name or a maskwise.metrics.Metric.",

@@ -15,6 +15,7 @@ with a message that shows how to give it a mask rule (`Lambda(module, mask=...)`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -25,7 +26,7 @@ from .errors import ConfigError, MaskwiseTypeError, format_error
 from .layers.base import Layer
 from .layers.core import Lambda
 from .masked import Masked, as_masked
-from .training import Trainable
+from .training import Trainable, load
 
 ELEMENTWISE_MODULES: tuple[type[nn.Module], ...] = (
     nn.Identity,
@@ -520,3 +521,11 @@ def _validate_graph(inputs: list[str], nodes: list[Node], outputs: list[str]) ->
         ready.update(names[i] for i in runnable)
         pending = [i for i in pending if i not in runnable]
     return order
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str | None = None) -> nn.Module:
+    """Keras's `load_model`: the model saved with `model.save(path)` (a `Sequential` or
+    any `Layer` rebuilt from the file's config), compiled if it was; the same as
+    `maskwise.load(path, device=device)`, which also loads into a `Module` you
+    construct."""
+    return load(path, device=device)

@@ -28,7 +28,9 @@ thin delegates to it; `TrainingState` (`state.py`) is what checkpoints write and
 calls the callbacks' hooks in order; `training_mode` (`modes.py`) switches the training
 flag and puts it back; `EpochTotals` (`totals.py`) adds up the loss and the metrics;
 `inputs.py` turns what the doors receive into loaders; `predictions.py` gathers
-`predict`'s output; `distributed.py` makes `fit`, `evaluate` and `predict` data
+`predict`'s output; `on_batch.py` runs `train_on_batch`, `test_on_batch` and
+`predict_on_batch`; `epochs.py` says which batches an epoch runs (`initial_epoch`,
+`steps_per_epoch`); `distributed.py` makes `fit`, `evaluate` and `predict` data
 parallel under torchrun and accumulates gradients (`fit(..., steps_per_update=k)`),
 with the loss normalised by the real steps of the whole update; `prefetch`
 (`transfer.py`) hands the loops their batches on the device, each copy issued a batch

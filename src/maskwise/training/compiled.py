@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,7 +16,10 @@ import torch
 
 from .. import losses as losses_module
 from .. import metrics as metrics_module
+from .. import optimizers as optimizers_module
 from ..errors import ConfigError, MaskwiseTypeError, format_error
+from ..optimizers import OPTIMIZER_CLASSES, check_learning_rate
+from ..optimizers.schedules import SCHEDULES, LearningRateSchedule
 
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "adam": (torch.optim.Adam, {"lr": 1e-3, "eps": 1e-7}),
@@ -31,7 +33,8 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
 }
 """Optimizer names with Keras's default hyper-parameters (learning rate, epsilon, rho).
 
-The update rules are PyTorch's (Keras's Adam folds epsilon in slightly differently)."""
+The update rules are PyTorch's (Keras's Adam folds epsilon in slightly differently);
+`maskwise.optimizers` has Keras's classes with Keras's update rules."""
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 
@@ -68,29 +71,38 @@ def _metric_from_config(config: Any) -> Any:
     return classes[config["class"]](**config["config"])
 
 
-def check_learning_rate(value: Any, where: str) -> None:
-    """Refuse a learning rate that is not a finite number >= 0 (0 is allowed, as in
-    Keras and PyTorch: the weights then stay put, e.g. to measure a model as is)."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise MaskwiseTypeError(
-            format_error(
-                f"The learning rate of {where} must be a number.",
-                received=f"{type(value).__name__}: {value!r}",
-                fix="e.g. `learning_rate=1e-3`.",
-            )
-        )
-    if not math.isfinite(value) or value < 0:
+def _keras_spec(optimizer: optimizers_module.Optimizer) -> dict[str, Any] | None:
+    """The JSON spec of a `maskwise.optimizers` optimizer (its Keras config); None with
+    a schedule of your own (compile by hand before loading or resuming, as with a loss
+    of your own)."""
+    rate = optimizer.learning_rate
+    if isinstance(rate, LearningRateSchedule) and type(rate) not in SCHEDULES.values():
+        return None
+    return {
+        "module": "maskwise.optimizers",
+        "class": type(optimizer).__name__,
+        "options": optimizer.get_config(),
+    }
+
+
+def _built_on(
+    optimizer: optimizers_module.Optimizer, parameters: list[torch.nn.Parameter]
+) -> optimizers_module.Optimizer:
+    """`optimizer` built on `parameters`, or already built on them (compiled again);
+    built on other weights, it would train those, so it is refused."""
+    if not optimizer.built:
+        return optimizer.build(parameters)
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    if held != {id(p) for p in parameters}:
+        name = type(optimizer).__name__
         raise ConfigError(
             format_error(
-                f"The learning rate of {where} must be a finite number >= 0.",
-                expected="e.g. 1e-3 (Adam, RMSprop) or 1e-2 (SGD); 0 freezes the weights",
-                received=repr(value),
-                fix="a NaN or infinite rate makes every weight NaN at the first step, and a "
-                "negative one climbs the loss: pass a small positive rate.",
+                f"This {name} is already built on another model's weights.",
+                fix=f"give each model its own optimizer: `compile(optimizer="
+                f"maskwise.optimizers.{name}(...))` with a new instance.",
             )
         )
+    return optimizer
 
 
 def _resolve_optimizer(optimizer: Any, learning_rate: float | None) -> tuple[Any, Any]:
@@ -121,6 +133,8 @@ def _resolve_optimizer(optimizer: Any, learning_rate: float | None) -> tuple[Any
                 "`functools.partial(torch.optim.SGD, lr=0.1)`.",
             )
         )
+    if isinstance(optimizer, optimizers_module.Optimizer):
+        return optimizer, _keras_spec(optimizer)
     if isinstance(optimizer, torch.optim.Optimizer) or callable(optimizer):
         return optimizer, None
     raise MaskwiseTypeError(
@@ -159,6 +173,8 @@ class Compiled:
         """The optimizer over `parameters` (the one given to `compile` if it was made
         already), its learning rates checked."""
         made = self.optimizer
+        if isinstance(made, optimizers_module.Optimizer):
+            return _built_on(made, list(parameters))
         if not isinstance(made, torch.optim.Optimizer):
             made = made(parameters)
         if not isinstance(made, torch.optim.Optimizer):
@@ -175,7 +191,9 @@ class Compiled:
         """The JSON a checkpoint keeps: the optimizer's class and hyper-parameters (of
         `optimizer` when it is a `torch.optim` class), the loss and the metrics."""
         spec = self.optimizer_spec
-        if optimizer is not None and hasattr(torch.optim, type(optimizer).__name__):
+        if isinstance(optimizer, optimizers_module.Optimizer):
+            spec = _keras_spec(optimizer)
+        elif optimizer is not None and hasattr(torch.optim, type(optimizer).__name__):
             cls = type(optimizer)
             spec = {"class": cls.__name__, "options": _json_options(optimizer.defaults, cls)}
         loss = None
@@ -184,17 +202,26 @@ class Compiled:
         return {"optimizer": spec, "loss": loss, "metrics": self.metric_configs}
 
 
+def _torch_factory(spec: dict[str, Any]) -> OptimizerFactory:
+    """The factory of a saved `torch.optim` optimizer spec."""
+    cls = getattr(torch.optim, spec["class"])
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise TypeError(f"torch.optim.{spec['class']} is not an optimizer")
+    return functools.partial(cls, **spec["options"])
+
+
 def compile_args(config: dict[str, Any]) -> dict[str, Any] | None:
     """`compile` keyword arguments from a saved compile config (None if incomplete)."""
     spec, loss = config.get("optimizer"), config.get("loss")
     if spec is None or loss is None:
         return None
     try:
-        cls = getattr(torch.optim, spec["class"])
-        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-            raise TypeError(f"torch.optim.{spec['class']} is not an optimizer")
+        if spec.get("module") == "maskwise.optimizers":
+            optimizer: Any = OPTIMIZER_CLASSES[spec["class"]].from_config(spec["options"])
+        else:
+            optimizer = _torch_factory(spec)
         return {
-            "optimizer": functools.partial(cls, **spec["options"]),
+            "optimizer": optimizer,
             "loss": losses_module.LOSSES[loss["class"]](**loss["config"]),
             "metrics": [_metric_from_config(m) for m in config["metrics"]],
         }
@@ -202,8 +229,8 @@ def compile_args(config: dict[str, Any]) -> dict[str, Any] | None:
         raise ConfigError(
             format_error(
                 "The saved compile config cannot be rebuilt.",
-                expected="an optimizer class of torch.optim with its options, a maskwise "
-                "loss and metrics, as `model.save` writes them",
+                expected="an optimizer class of torch.optim or maskwise.optimizers with its "
+                "options, a maskwise loss and metrics, as `model.save` writes them",
                 received=f"{type(error).__name__}: {error}",
                 fix="compile the model yourself before loading or resuming, or save it again.",
             )

@@ -38,6 +38,8 @@ from ..callbacks import Callback, History
 from ..data import Batch
 from ..errors import MaskwiseTypeError, format_error
 from ..masked import Masked
+from ..optimizers import Optimizer
+from . import on_batch
 from .compiled import Compiled, OptimizerFactory
 from .predictions import argmax
 from .trainer import Logs, Trainer
@@ -103,7 +105,7 @@ class Trainable(nn.Module):
     # ------------------------------------------------------------------ compile
     def compile(
         self,
-        optimizer: str | OptimizerFactory | torch.optim.Optimizer = "adam",
+        optimizer: str | OptimizerFactory | torch.optim.Optimizer | Optimizer = "adam",
         loss: str | losses_module.Loss | None = None,
         metrics: Sequence[str | metrics_module.Metric] | None = None,
         *,
@@ -113,7 +115,10 @@ class Trainable(nn.Module):
 
         Args:
             optimizer: a name (`"adam"`, `"sgd"`, `"rmsprop"`, `"adamw"`, `"adagrad"`,
-                `"adamax"`, `"nadam"`, `"adadelta"`, with Keras's defaults), a callable
+                `"adamax"`, `"nadam"`, `"adadelta"`, with Keras's defaults and PyTorch's
+                update rules), a `maskwise.optimizers` optimizer (Keras's classes and
+                update rules, e.g. `maskwise.optimizers.Adam(learning_rate=1e-3,
+                clipnorm=1.0)`, built on the weights at the first `fit`), a callable
                 taking the parameters and returning a `torch.optim.Optimizer` (e.g.
                 `functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9,
                 nesterov=True)`), or an optimizer already made on this model's
@@ -154,7 +159,7 @@ class Trainable(nn.Module):
         shuffle: bool = True,
         bucketing: bool = True,
         callbacks: Sequence[Callback] | None = None,
-        verbose: int = 1,
+        verbose: int | str = 1,
         sample_weight: Any = None,
         class_weight: Any = None,
         seed: int | None = None,
@@ -165,6 +170,8 @@ class Trainable(nn.Module):
         steps_per_update: int = 1,
         jit_compile: bool = False,
         precision: str | None = None,
+        initial_epoch: int | None = None,
+        steps_per_epoch: int | None = None,
     ) -> History:
         """Train for `epochs` epochs; returns a `History` (`history.history[key]` per epoch).
 
@@ -188,7 +195,10 @@ class Trainable(nn.Module):
             shuffle: reshuffle the batches every epoch.
             bucketing: batch sequences of similar length together (less padding).
             callbacks: `maskwise.callbacks.Callback`s.
-            verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
+            verbose: 0 silent, 1 a progress line (redrawn on a terminal, fitted to its
+                width; one plain line per epoch in a log file), 2 one line per epoch,
+                `"auto"` 1 (Keras's default). The line counts batches (`12/50`) and real
+                time steps per second (`real steps/s`, padding excluded).
             sample_weight: per sequence `(N,)` or per step; weighs the loss.
             class_weight: `{class_id: weight}`; weighs the loss of class targets.
             seed: seeds PyTorch (weight initialisation, dropout) and the batch order:
@@ -231,6 +241,14 @@ class Trainable(nn.Module):
                 same in float16, with a `torch.amp.GradScaler` that scales the loss,
                 skips the steps whose gradients overflow and lowers its scale (its
                 state is checkpointed); None: float32.
+            initial_epoch: the index of the first epoch to run, as in Keras (`epochs=10,
+                initial_epoch=5` runs epochs 6 to 10, seeding each epoch's batch order as
+                a run from 0 would); None: 0, or the checkpoint's epoch with
+                `resume_from`.
+            steps_per_epoch: batches per epoch, as in Keras: each epoch runs the next
+                `steps_per_epoch` batches of the current pass over the data; the one
+                that reaches the end of the data stops there and the next starts a new
+                pass (`maskwise.training.epochs`). None: one pass per epoch.
 
         Data parallel: run the script with `torchrun --nproc-per-node N`; `fit` joins
         the process group (gloo on CPU, nccl on CUDA) unless the script has, wraps the
@@ -267,6 +285,8 @@ class Trainable(nn.Module):
             steps_per_update=steps_per_update,
             jit_compile=jit_compile,
             precision=precision,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
         )
 
     # ------------------------------------------------------------------ evaluate
@@ -278,12 +298,14 @@ class Trainable(nn.Module):
         batch_size: int = 32,
         sample_weight: Any = None,
         device: torch.device | str | None = None,
-        verbose: int = 0,
+        verbose: int | str = 0,
         mask_value: float | None = 0.0,
         checks: str = "raise",
-    ) -> dict[str, Any]:
+        return_dict: bool = True,
+    ) -> Any:
         """The loss and the metrics over every real step of the data: `{"loss": ...,
-        "<metric>": ...}`.
+        "<metric>": ...}`; with `return_dict=False`, Keras's list `[loss, metric, ...]`
+        (the loss alone without metrics). Keras's default is False, maskwise's True.
 
         The loss is the mean over real steps (default reduction; weighted by each
         batch's real steps), exactly as if the whole data set were one batch.
@@ -292,7 +314,7 @@ class Trainable(nn.Module):
         batches and the sums are added up across processes: every process gets the
         figures of the whole data.
         """
-        return self.trainer.evaluate(
+        logs = self.trainer.evaluate(
             x,
             y,
             batch_size=batch_size,
@@ -302,6 +324,7 @@ class Trainable(nn.Module):
             mask_value=mask_value,
             checks=checks,
         )
+        return on_batch.results(logs, return_dict)
 
     # ------------------------------------------------------------------ predict
     def predict(
@@ -312,6 +335,7 @@ class Trainable(nn.Module):
         device: torch.device | str | None = None,
         mask_value: float | None = 0.0,
         checks: str = "raise",
+        verbose: int | str = 0,
     ) -> list[np.ndarray] | np.ndarray:
         """The model's outputs, in the order of `x`, without padding.
 
@@ -322,13 +346,47 @@ class Trainable(nn.Module):
             RNN without `return_sequences`): one stacked array `(N, ...)` (or a list of
             per-sequence arrays if their shapes differ).
 
-        Arguments as in `fit` (`checks`: the data checks on a sample of `x`). Under
-        `torchrun`, each process predicts its share of the batches and every process
-        gets all the outputs, each sequence once, in the order of `x`.
+        Arguments as in `fit` (`checks`: the data checks on a sample of `x`; `verbose`:
+        as `fit`'s, over the batches of `x`). Under `torchrun`, each
+        process predicts its share of the batches and every process gets all the
+        outputs, each sequence once, in the order of `x`.
         """
         return self.trainer.predict(
-            x, batch_size=batch_size, device=device, mask_value=mask_value, checks=checks
+            x,
+            batch_size=batch_size,
+            device=device,
+            mask_value=mask_value,
+            checks=checks,
+            verbose=verbose,
         )
+
+    # ------------------------------------------------------------------ one batch
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        class_weight: Any = None,
+        return_dict: bool = False,
+    ) -> Any:
+        """One optimizer update on `x`, `y` taken as one batch (Keras's method).
+
+        Returns the batch's loss (over its real steps, before the update), or `[loss,
+        metric, ...]` when compiled with metrics, or the dict with `return_dict=True`.
+        The data is taken as `fit` takes it; see `maskwise.training.on_batch`.
+        """
+        return on_batch.train_on_batch(self.trainer, x, y, sample_weight, class_weight, return_dict)
+
+    def test_on_batch(
+        self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False
+    ) -> Any:
+        """The loss (and metrics) of `x`, `y` taken as one batch, as `train_on_batch`
+        returns them, without training."""
+        return on_batch.test_on_batch(self.trainer, x, y, sample_weight, return_dict)
+
+    def predict_on_batch(self, x: Any) -> list[np.ndarray] | np.ndarray:
+        """`predict(x)` with `x` taken as one batch, without the data checks."""
+        return self.predict(x, batch_size=on_batch.ONE_BATCH, checks="off")
 
     def predict_classes(
         self, x: Any, *, batch_size: int = 32, device: torch.device | str | None = None
@@ -344,8 +402,10 @@ class Trainable(nn.Module):
         (`EarlyStopping`, `ReduceLROnPlateau`, `ModelCheckpoint`), restored by a
         `fit(..., resume_from=path)` given the same callbacks.
 
-        See `maskwise.checkpoint`; load with `maskwise.load(path)` or resume training
-        with `fit(..., resume_from=path)`.
+        See `maskwise.checkpoint`; load with `maskwise.load(path)` (or Keras's name,
+        `maskwise.models.load_model(path)`) or resume training with `fit(...,
+        resume_from=path)`. The file is safetensors, not Keras's format: a `.keras`,
+        `.h5` or `.hdf5` name is a `ConfigError` naming the `.safetensors` name to use.
         """
         return self.trainer.save(path)
 

@@ -20,6 +20,7 @@ Override them on the model (`def train_step(self, batch)` in your `Module`, call
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,10 +38,11 @@ from ..layers import _host
 from ..layers.base import Layer
 from ..masked import Masked
 from ..numerics import NonFiniteGuard
-from ..progress import ProgressBar
+from ..progress import ProgressBar, resolve_verbose
 from .callback_list import CallbackList
 from .compiled import Compiled, check_learning_rate, compile_args
 from .distributed import Update, gather_predictions, reduce_totals, wrap
+from .epochs import check_epochs, epoch_window
 from .inputs import (
     data_loader,
     forward,
@@ -53,7 +55,7 @@ from .inputs import (
 from .modes import training_mode
 from .predictions import Predictions
 from .state import TrainingState
-from .totals import EpochTotals
+from .totals import EpochTotals, real_steps
 from .transfer import prefetch
 
 if TYPE_CHECKING:
@@ -164,6 +166,7 @@ class Trainer:
         self.plan: Update | None = None
         self.update: Update | None = None
         self.num_batches = 0
+        self.steps_per_epoch: int | None = None
         self.spare: Batch | None = None
 
     # ------------------------------------------------------------------ compile
@@ -479,7 +482,7 @@ class Trainer:
         shuffle: bool = True,
         bucketing: bool = True,
         callbacks: Sequence[Callback] | None = None,
-        verbose: int = 1,
+        verbose: int | str = 1,
         sample_weight: Any = None,
         class_weight: Any = None,
         seed: int | None = None,
@@ -490,11 +493,15 @@ class Trainer:
         steps_per_update: int = 1,
         jit_compile: bool = False,
         precision: str | None = None,
+        initial_epoch: int | None = None,
+        steps_per_epoch: int | None = None,
     ) -> History:
         """Train for `epochs` epochs (see `Trainable.fit` for the arguments)."""
         distributed.init_process_group(device or self.place(None))
         check_jit_compile(jit_compile)
         check_precision(precision, self.place(None) if device is None else resolve_device(device))
+        check_epochs(initial_epoch, epochs, steps_per_epoch)
+        verbose = resolve_verbose(verbose)
         resume = None if resume_from is None else Resume(resume_from)
         saved = None if resume is None else resume.state
         if resume is not None and saved is not None:
@@ -519,7 +526,8 @@ class Trainer:
         if val_loader is not None:
             require_batches(val_loader, "validation data")
         placed = self.place(device)
-        initial_epoch = 0 if saved is None else saved.epoch
+        if initial_epoch is None:
+            initial_epoch = 0 if saved is None else saved.epoch
         first = self._first_batch(loader, initial_epoch, placed)
         self.build(first.x)
         guard.model(self.model, first, probe=True)  # on the model itself, not its wrapper
@@ -536,6 +544,7 @@ class Trainer:
         self.precision = precision
         if precision == "fp16":
             self.make_scaler(placed)
+        self.steps_per_epoch = steps_per_epoch
         try:
             return self._run_epochs(
                 callback_list,
@@ -547,6 +556,7 @@ class Trainer:
             )
         finally:
             self.parallel = self.plan = self.spare = self.jitted = self.precision = None
+            self.steps_per_epoch = None
 
     def _loader_seed(self, seed: int | None, saved: TrainingState | None) -> int:
         """The seed of the batch order: `seed`, else the resumed run's, else a new one."""
@@ -611,7 +621,7 @@ class Trainer:
         val_loader: Loader | None,
         device: torch.device,
         epochs: range,
-        verbose: int,
+        verbose: int | str,
     ) -> History:
         """The epochs (until one sets `stop_training`), then `on_train_end`; the
         model's training flag is put back as it was before them."""
@@ -633,20 +643,22 @@ class Trainer:
         loader: Loader,
         val_loader: Loader | None,
         device: torch.device,
-        verbose: int,
+        verbose: int | str,
     ) -> Logs:
         """One epoch of training steps, then the validation; returns the epoch's logs."""
         compiled = self.require_compiled("fit")
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}")
-        bar = ProgressBar(len(loader), verbose)
+        window = epoch_window(epoch, len(loader), self.steps_per_epoch)
+        bar = ProgressBar(window.batches, verbose)
         self.totals = totals = EpochTotals(compiled.metrics)
         self.model.train()
-        loader.set_epoch(epoch)
-        self.num_batches = len(loader)
+        loader.set_epoch(window.seed)
+        self.num_batches = window.batches
         self.update = self.plan
+        batches = itertools.islice(loader, window.start, window.start + window.batches)
         try:
-            for index, batch in enumerate(prefetch(loader, device)):
+            for index, batch in enumerate(prefetch(batches, device)):
                 self.state.batch = index
                 with _host.exact_checks(index == 0):  # later batches: checked on the device
                     step_logs = self.model.train_step(batch)
@@ -678,13 +690,14 @@ class Trainer:
         batch_size: int = 32,
         sample_weight: Any = None,
         device: torch.device | str | None = None,
-        verbose: int = 0,
+        verbose: int | str = 0,
         mask_value: float | None = 0.0,
         checks: str = "raise",
     ) -> Logs:
         """The loss and the metrics over the data (see `Trainable.evaluate`)."""
         distributed.init_process_group(device or self.place(None))
         self.require_compiled("evaluate")
+        verbose = resolve_verbose(verbose)
         guard = Guard(checks, "evaluate", mask_value)
         guard.data(x, y, sample_weight)
         loader = data_loader(x, y, sample_weight, batch_size, mask_value)
@@ -705,6 +718,7 @@ class Trainer:
         device: torch.device | str | None = None,
         mask_value: float | None = 0.0,
         checks: str = "raise",
+        verbose: int | str = 0,
     ) -> list[np.ndarray] | np.ndarray:
         """The model's outputs without padding, in the order of `x` (see
         `Trainable.predict`)."""
@@ -714,9 +728,15 @@ class Trainer:
         loader = data_loader(x, None, None, batch_size, mask_value)
         require_batches(loader, "data given to predict")
         predictions = Predictions()
+        bar = ProgressBar(len(loader), verbose if distributed.rank() == 0 else 0)
+        steps = torch.zeros((), device=placed)  # real steps predicted, for the speed
         with training_mode(self.model, False), torch.no_grad():
-            for batch in prefetch(loader, placed):
+            for index, batch in enumerate(prefetch(loader, placed)):
                 if batch.size:  # under data parallel, a share may be empty
-                    predictions.add(batch.index.tolist(), self.model.predict_step(batch))
+                    out = self.model.predict_step(batch)
+                    predictions.add(batch.index.tolist(), out)
+                    steps.add_(real_steps(out, batch.x))
+                bar.update(index + 1, lambda: (float(steps), {}))
+        bar.finish(float(steps), {})
         gather_predictions(predictions)
         return predictions.result()

@@ -1,0 +1,227 @@
+"""`Optimizer`: Keras 3's optimizer semantics as a `torch.optim.Optimizer`.
+
+Made as in Keras, without parameters (`Adam(learning_rate=1e-3)`); `compile` takes it
+and the first `fit` builds it on the model's weights once they exist (`build(params)`,
+Keras's name), so it never sees an empty parameter list. Once built it is an ordinary
+PyTorch optimizer (`step`, `zero_grad`, `state_dict`, `param_groups`).
+
+One update does what Keras's `apply` does, in Keras's order: clip the gradients
+(`clipnorm` per weight, `global_clipnorm` over all of them, or `clipvalue`), decay the
+weights (`weight_decay`: `w -= w * weight_decay * learning_rate`, decoupled from the
+gradient), then the subclass's rule (`update`) with the learning rate of this step (a
+`LearningRateSchedule` is evaluated at the step count, 0 at the first update), and
+count the step (`iterations`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError, MaskwiseTypeError, format_error
+from .schedules import SCHEDULES, LearningRateSchedule
+
+
+def check_learning_rate(value: Any, where: str) -> None:
+    """Refuse a learning rate that is not a finite number >= 0 (0 is allowed, as in
+    Keras and PyTorch: the weights then stay put, e.g. to measure a model as is)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MaskwiseTypeError(
+            format_error(
+                f"The learning rate of {where} must be a number.",
+                received=f"{type(value).__name__}: {value!r}",
+                fix="e.g. `learning_rate=1e-3`.",
+            )
+        )
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(
+            format_error(
+                f"The learning rate of {where} must be a finite number >= 0.",
+                expected="e.g. 1e-3 (Adam, RMSprop) or 1e-2 (SGD); 0 freezes the weights",
+                received=repr(value),
+                fix="a NaN or infinite rate makes every weight NaN at the first step, and a "
+                "negative one climbs the loss: pass a small positive rate.",
+            )
+        )
+
+
+class Optimizer(torch.optim.Optimizer):
+    """Base class of the Keras-rule optimizers (see the module docstring).
+
+    Subclasses pass their hyper-parameters to `__init__` and implement
+    `update(param, grad, state, group, lr)`, which changes `param` in place.
+
+    Args:
+        learning_rate: a number >= 0 or a `maskwise.optimizers.schedules` schedule.
+        weight_decay: decoupled weight decay (None: none).
+        clipnorm: clip each weight's gradient to this L2 norm.
+        clipvalue: clip each gradient element to `[-clipvalue, clipvalue]`.
+        global_clipnorm: clip all gradients together to this global L2 norm.
+        **hyper: the subclass's hyper-parameters (in `param_groups`).
+    """
+
+    def __init__(
+        self,
+        learning_rate: float | LearningRateSchedule,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        **hyper: Any,
+    ) -> None:
+        name = type(self).__name__
+        if isinstance(learning_rate, LearningRateSchedule):
+            self.schedule: LearningRateSchedule | None = learning_rate
+            rate = learning_rate(0)
+        elif isinstance(learning_rate, int | float) and not isinstance(learning_rate, bool):
+            self.schedule, rate = None, learning_rate
+        else:
+            raise MaskwiseTypeError(
+                format_error(
+                    f"{name} takes Keras's arguments: a learning rate, not the parameters.",
+                    expected="a number or a maskwise.optimizers.schedules schedule",
+                    received=type(learning_rate).__name__,
+                    fix=f"`model.compile(optimizer=maskwise.optimizers.{name}(learning_rate="
+                    f"1e-3), ...)`; fit builds it on the weights (or call "
+                    f"`{name}(...).build(model.parameters())`).",
+                )
+            )
+        check_learning_rate(rate, f"{name}(learning_rate=...)")
+        clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+        if sum(value is not None for value in clips.values()) > 1:
+            raise ConfigError(
+                format_error(
+                    f"{name}: only one of clipnorm, clipvalue and global_clipnorm can be set.",
+                    received=", ".join(f"{k}={v}" for k, v in clips.items() if v is not None),
+                    fix="keep one of them.",
+                )
+            )
+        self.learning_rate = learning_rate
+        self.clips = clips
+        self.hyper = {"weight_decay": weight_decay, **hyper}
+        self.built = False
+        # torch wraps a class's `step` with hooks read from the instance: give an
+        # unbuilt one empty hooks, so that its `step` reaches `_require_built`.
+        self._optimizer_step_pre_hooks: OrderedDict = OrderedDict()
+        self._optimizer_step_post_hooks: OrderedDict = OrderedDict()
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if v is not None)
+        return f"{type(self).__name__}({options})"
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict[str, Any]:
+        """The constructor's arguments (JSON; a schedule as `{"class_name", "config"}`)."""
+        rate: Any = self.learning_rate
+        if isinstance(rate, LearningRateSchedule):
+            rate = {"class_name": type(rate).__name__, "config": rate.get_config()}
+        return {"learning_rate": rate, **self.hyper, **self.clips}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        """An unbuilt optimizer from `get_config()`'s output."""
+        config = dict(config)
+        rate = config.pop("learning_rate")
+        if isinstance(rate, dict):
+            rate = SCHEDULES[rate["class_name"]].from_config(rate["config"])
+        return cls(rate, **config)
+
+    # ------------------------------------------------------------------ build
+    def build(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]]) -> Optimizer:
+        """Attach the weights (a model's `parameters()`, or param groups); returns self."""
+        if self.built:
+            raise ConfigError(
+                format_error(
+                    f"This {type(self).__name__} is already built on a model's weights.",
+                    fix="make a new optimizer for another model (as in Keras, one "
+                    "optimizer instance trains one set of weights).",
+                )
+            )
+        rate = self.schedule(0) if self.schedule is not None else self.learning_rate
+        defaults = {"lr": rate, "iterations": 0, **self.hyper}
+        torch.optim.Optimizer.__init__(self, params, defaults)
+        self.built = True
+        return self
+
+    def _require_built(self, what: str) -> None:
+        if not self.built:
+            raise ConfigError(
+                format_error(
+                    f"{type(self).__name__}.{what}() needs the optimizer built on weights.",
+                    fix="compile the model with it and call fit (which builds it), or "
+                    "call `optimizer.build(model.parameters())` once the model is built.",
+                )
+            )
+
+    @property
+    def iterations(self) -> int:
+        """Updates done so far (Keras's `optimizer.iterations`)."""
+        return int(self.param_groups[0]["iterations"]) if self.built else 0
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self._require_built("zero_grad")
+        super().zero_grad(set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        self._require_built("state_dict")
+        return super().state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._require_built("load_state_dict")
+        super().load_state_dict(state_dict)
+
+    # ------------------------------------------------------------------ step
+    def update(
+        self,
+        param: torch.Tensor,
+        grad: torch.Tensor,
+        state: dict[str, Any],
+        group: dict[str, Any],
+        lr: float,
+    ) -> None:
+        """Change `param` in place by the optimizer's rule (`state` is its own)."""
+        raise NotImplementedError
+
+    def _clip(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Keras's clipping: each gradient to `clipnorm`, all together to
+        `global_clipnorm`, or each element to `clipvalue` (at most one is set)."""
+        clips = self.clips
+        if clips["clipnorm"]:
+            limit = clips["clipnorm"]
+            return [g * limit / g.norm().clamp(min=limit) for g in grads]
+        if clips["global_clipnorm"]:
+            limit = clips["global_clipnorm"]
+            norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+            return [g * (limit / norm.clamp(min=limit)) for g in grads]
+        if clips["clipvalue"]:
+            return [g.clamp(-clips["clipvalue"], clips["clipvalue"]) for g in grads]
+        return grads
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One update of every weight that has a gradient (see the module docstring)."""
+        self._require_built("step")
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        pairs = [(p, group) for group in self.param_groups for p in group["params"]]
+        pairs = [(p, group) for p, group in pairs if p.grad is not None]
+        grads = self._clip([p.grad for p, _ in pairs]) if pairs else []
+        for group in self.param_groups:
+            if self.schedule is not None:
+                group["lr"] = self.schedule(group["iterations"])
+        for (param, group), grad in zip(pairs, grads, strict=True):
+            lr = group["lr"]
+            if group["weight_decay"]:
+                param.mul_(1 - group["weight_decay"] * lr)
+            self.update(param, grad, self.state[param], group, lr)
+        for group in self.param_groups:
+            group["iterations"] += 1
+        return loss

@@ -1,0 +1,235 @@
+"""The update rules of Keras 3's optimizers, with Keras's names, arguments and defaults.
+
+Each rule is Keras's `update_step`, written once per weight; `Optimizer` (base.py) does
+the clipping, the weight decay and the schedule around it. Epsilon sits where Keras
+puts it, which is not where PyTorch does: Adam divides by `sqrt(v) + epsilon` with the
+bias correction folded into the rate (`lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)`),
+RMSprop and Adagrad by `sqrt(v + epsilon)`, so the same weights and gradients give the
+same weights as Keras, step after step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Optimizer
+from .schedules import LearningRateSchedule
+
+Rate = float | LearningRateSchedule
+
+
+def _bias_corrected_rate(
+    lr: float, beta_1: float, beta_2: float, t: int, dtype: torch.dtype
+) -> float:
+    """`lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)` in the weights' precision, as Keras
+    computes it (in float32, `1 - beta_2**t` differs from its float64 value in the 5th
+    digit), on the CPU: no device transfer per weight."""
+    rate, step, b1, b2 = (torch.tensor(v, dtype=dtype) for v in (lr, t, beta_1, beta_2))
+    return float(rate * (1 - b2.pow(step)).sqrt() / (1 - b1.pow(step)))
+
+
+class Adam(Optimizer):
+    """Adam, as `keras.optimizers.Adam`.
+
+    `m = beta_1 * m + (1 - beta_1) * g`, `v = beta_2 * v + (1 - beta_2) * g**2` (with `amsgrad`, `v`
+    is the running maximum), `w -= m * lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) /
+    (sqrt(v) + epsilon)` at update `t` (1 at the first).
+
+    Example:
+        >>> model.compile(optimizer=Adam(learning_rate=1e-3, clipnorm=1.0),
+        ...               loss="sparse_categorical_crossentropy")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        learning_rate: Rate = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+    ) -> None:
+        super().__init__(
+            learning_rate,
+            weight_decay,
+            clipnorm,
+            clipvalue,
+            global_clipnorm,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            amsgrad=amsgrad,
+        )
+
+    def update(self, param, grad, state, group, lr):
+        if not state:
+            state["m"] = torch.zeros_like(param)
+            state["v"] = torch.zeros_like(param)
+            if group["amsgrad"]:
+                state["v_hat"] = torch.zeros_like(param)
+        beta_1, beta_2 = group["beta_1"], group["beta_2"]
+        alpha = _bias_corrected_rate(lr, beta_1, beta_2, group["iterations"] + 1, param.dtype)
+        m, v = state["m"], state["v"]
+        m.mul_(beta_1).add_(grad, alpha=1 - beta_1)
+        v.mul_(beta_2).add_(grad.square(), alpha=1 - beta_2)
+        if group["amsgrad"]:
+            torch.maximum(state["v_hat"], v, out=state["v_hat"])
+            v = state["v_hat"]
+        param.sub_(m * alpha / (v.sqrt() + group["epsilon"]))
+
+
+class AdamW(Adam):
+    """`Adam` with decoupled weight decay (`keras.optimizers.AdamW`, default 0.004):
+    before each update `w -= w * weight_decay * lr`."""
+
+    def __init__(
+        self,
+        learning_rate: Rate = 0.001,
+        weight_decay: float = 0.004,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+    ) -> None:
+        super().__init__(
+            learning_rate,
+            beta_1,
+            beta_2,
+            epsilon,
+            amsgrad,
+            weight_decay,
+            clipnorm,
+            clipvalue,
+            global_clipnorm,
+        )
+
+
+class SGD(Optimizer):
+    """Gradient descent with optional momentum, as `keras.optimizers.SGD`.
+
+    Without momentum `w -= lr * g`; with it `m = momentum * m - lr * g`, then `w += m`,
+    or with `nesterov` `w += momentum * m - lr * g`.
+    """
+
+    def __init__(
+        self,
+        learning_rate: Rate = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+    ) -> None:
+        super().__init__(
+            learning_rate,
+            weight_decay,
+            clipnorm,
+            clipvalue,
+            global_clipnorm,
+            momentum=momentum,
+            nesterov=nesterov,
+        )
+
+    def update(self, param, grad, state, group, lr):
+        momentum = group["momentum"]
+        if not momentum:
+            param.sub_(grad * lr)
+            return
+        if not state:
+            state["m"] = torch.zeros_like(param)
+        m = state["m"]
+        m.mul_(momentum).sub_(grad * lr)
+        param.add_(m * momentum - grad * lr if group["nesterov"] else m)
+
+
+class RMSprop(Optimizer):
+    """RMSprop, as `keras.optimizers.RMSprop`.
+
+    `v = rho * v + (1 - rho) * g**2`; the step is `lr * g / sqrt(v + epsilon)` (with
+    `centered`, `v - a**2 + epsilon` where `a` is the running mean gradient); with
+    `momentum`, `m = momentum * m + step` and `w -= m`, else `w -= step`.
+    """
+
+    def __init__(
+        self,
+        learning_rate: Rate = 0.001,
+        rho: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-7,
+        centered: bool = False,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+    ) -> None:
+        super().__init__(
+            learning_rate,
+            weight_decay,
+            clipnorm,
+            clipvalue,
+            global_clipnorm,
+            rho=rho,
+            momentum=momentum,
+            epsilon=epsilon,
+            centered=centered,
+        )
+
+    def update(self, param, grad, state, group, lr):
+        rho, momentum = group["rho"], group["momentum"]
+        if not state:
+            state["v"] = torch.zeros_like(param)
+            if momentum:
+                state["m"] = torch.zeros_like(param)
+            if group["centered"]:
+                state["a"] = torch.zeros_like(param)
+        v = state["v"]
+        v.mul_(rho).add_(grad.square(), alpha=1 - rho)
+        denominator = v + group["epsilon"]
+        if group["centered"]:
+            a = state["a"]
+            a.mul_(rho).add_(grad, alpha=1 - rho)
+            denominator = v - a.square() + group["epsilon"]
+        increment = lr * grad / denominator.sqrt()
+        if momentum:
+            state["m"].mul_(momentum).add_(increment)
+            increment = state["m"]
+        param.sub_(increment)
+
+
+class Adagrad(Optimizer):
+    """Adagrad, as `keras.optimizers.Adagrad`: `acc += g**2`, `w -= lr * g / sqrt(acc +
+    epsilon)`, the accumulator starting at `initial_accumulator_value`."""
+
+    def __init__(
+        self,
+        learning_rate: Rate = 0.001,
+        initial_accumulator_value: float = 0.1,
+        epsilon: float = 1e-7,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+    ) -> None:
+        super().__init__(
+            learning_rate,
+            weight_decay,
+            clipnorm,
+            clipvalue,
+            global_clipnorm,
+            initial_accumulator_value=initial_accumulator_value,
+            epsilon=epsilon,
+        )
+
+    def update(self, param, grad, state, group, lr):
+        if not state:
+            state["acc"] = torch.full_like(param, group["initial_accumulator_value"])
+        acc = state["acc"]
+        acc.add_(grad.square())
+        param.sub_(lr * grad / (acc + group["epsilon"]).sqrt())

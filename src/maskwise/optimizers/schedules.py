@@ -1,0 +1,207 @@
+"""Learning-rate schedules with Keras's names, arguments and formulas.
+
+A schedule maps the optimizer's step count (0 at the first update) to a learning rate;
+pass it as `learning_rate` to a `maskwise.optimizers` optimizer, which evaluates it
+before every update, as Keras does:
+
+    >>> from maskwise.optimizers import SGD, schedules
+    >>> decay = schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    >>> round(decay(10), 6)
+    0.05
+    >>> optimizer = SGD(learning_rate=decay)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import ConfigError, format_error
+
+
+def _positive(value: Any, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(
+            format_error(
+                f"{what} must be a number > 0.", received=repr(value), fix=f"e.g. {what}=1000."
+            )
+        )
+
+
+class LearningRateSchedule:
+    """Base class: `__call__(step) -> learning rate` and `get_config()`."""
+
+    def __call__(self, step: int) -> float:
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor's arguments, as Keras's `get_config`."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> LearningRateSchedule:
+        return cls(**config)
+
+
+class ExponentialDecay(LearningRateSchedule):
+    """`initial_learning_rate * decay_rate ** (step / decay_steps)`; with `staircase`,
+    the exponent is floored (the rate drops every `decay_steps` steps)."""
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: int,
+        decay_rate: float,
+        staircase: bool = False,
+        name: str = "ExponentialDecay",
+    ) -> None:
+        _positive(decay_steps, "ExponentialDecay decay_steps")
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = decay_steps
+        self.decay_rate = decay_rate
+        self.staircase = staircase
+        self.name = name
+
+    def __call__(self, step: int) -> float:
+        p = step / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate * self.decay_rate**p
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+            "name": self.name,
+        }
+
+
+class PiecewiseConstantDecay(LearningRateSchedule):
+    """`values[0]` while `step <= boundaries[0]`, `values[i]` while `boundaries[i-1] <
+    step <= boundaries[i]`, `values[-1]` after the last boundary.
+
+    Args:
+        boundaries: increasing step counts.
+        values: one more rate than boundaries.
+    """
+
+    def __init__(
+        self,
+        boundaries: Sequence[int],
+        values: Sequence[float],
+        name: str = "PiecewiseConstant",
+    ) -> None:
+        if len(values) != len(boundaries) + 1:
+            raise ConfigError(
+                format_error(
+                    "PiecewiseConstantDecay needs one more value than boundaries.",
+                    expected=f"{len(boundaries) + 1} values for {len(boundaries)} boundaries",
+                    received=f"{len(values)} values",
+                    fix="give the rate before the first boundary, between each pair, and "
+                    "after the last.",
+                )
+            )
+        self.boundaries = list(boundaries)
+        self.values = list(values)
+        self.name = name
+
+    def __call__(self, step: int) -> float:
+        for boundary, value in zip(self.boundaries, self.values, strict=False):
+            if step <= boundary:
+                return value
+        return self.values[-1]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"boundaries": self.boundaries, "values": self.values, "name": self.name}
+
+
+class CosineDecay(LearningRateSchedule):
+    """Cosine decay from the initial rate (or, after a linear warm-up of
+    `warmup_steps` steps to `warmup_target`, from that target) to `alpha` times it over
+    `decay_steps` steps, then constant: `rate * ((1 - alpha) * 0.5 * (1 + cos(pi *
+    min(step, decay_steps) / decay_steps)) + alpha)`."""
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: int,
+        alpha: float = 0.0,
+        name: str = "CosineDecay",
+        warmup_target: float | None = None,
+        warmup_steps: int = 0,
+    ) -> None:
+        _positive(decay_steps, "CosineDecay decay_steps")
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = decay_steps
+        self.alpha = alpha
+        self.name = name
+        self.warmup_target = warmup_target
+        self.warmup_steps = warmup_steps
+
+    def _decay(self, step: float, start: float) -> float:
+        cosine = 0.5 * (1.0 + math.cos(math.pi * step / self.decay_steps))
+        return start * ((1 - self.alpha) * cosine + self.alpha)
+
+    def __call__(self, step: int) -> float:
+        if self.warmup_target is None:
+            return self._decay(min(step, self.decay_steps), self.initial_learning_rate)
+        step = min(step, self.decay_steps + self.warmup_steps)
+        if step < self.warmup_steps:
+            delta = self.warmup_target - self.initial_learning_rate
+            return delta * step / self.warmup_steps + self.initial_learning_rate
+        return self._decay(step - self.warmup_steps, self.warmup_target)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "alpha": self.alpha,
+            "name": self.name,
+            "warmup_target": self.warmup_target,
+            "warmup_steps": self.warmup_steps,
+        }
+
+
+class InverseTimeDecay(LearningRateSchedule):
+    """`initial_learning_rate / (1 + decay_rate * step / decay_steps)`; with
+    `staircase`, `step / decay_steps` is floored."""
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: int,
+        decay_rate: float,
+        staircase: bool = False,
+        name: str = "InverseTimeDecay",
+    ) -> None:
+        _positive(decay_steps, "InverseTimeDecay decay_steps")
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = decay_steps
+        self.decay_rate = decay_rate
+        self.staircase = staircase
+        self.name = name
+
+    def __call__(self, step: int) -> float:
+        p = step / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate / (1 + self.decay_rate * p)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+            "name": self.name,
+        }
+
+
+SCHEDULES: dict[str, type[LearningRateSchedule]] = {
+    cls.__name__: cls
+    for cls in (ExponentialDecay, PiecewiseConstantDecay, CosineDecay, InverseTimeDecay)
+}
+"""The schedules by class name (how an optimizer's config names its schedule)."""

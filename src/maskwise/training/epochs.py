@@ -1,0 +1,67 @@
+"""Which batches an epoch of `fit` runs: `initial_epoch` and `steps_per_epoch`, as Keras.
+
+Without `steps_per_epoch`, epoch `e` is one pass over the data, its batch order seeded
+by `e`. With it, an epoch runs the next `steps_per_epoch` batches of the current pass;
+the epoch that reaches the end of the data stops there (shorter), and the next one
+starts a new pass. This is Keras's `EpochIterator`, and it is a function of the epoch
+index alone, so `initial_epoch` and a resumed `fit` land on the batches a run from
+epoch 0 would reach. Example: 5 batches, `steps_per_epoch=3`:
+
+    >>> [tuple(epoch_window(e, 5, 3)) for e in range(3)]  # (seed, start, batches)
+    [(0, 0, 3), (0, 3, 2), (1, 0, 3)]
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ..errors import ConfigError, format_error
+
+
+class Window(NamedTuple):
+    """The batches of one epoch: `batches` batches from `start` of the pass seeded `seed`."""
+
+    seed: int
+    start: int
+    batches: int
+
+
+def epoch_window(epoch: int, num_batches: int, steps_per_epoch: int | None) -> Window:
+    """The batches epoch `epoch` runs (see the module docstring)."""
+    if steps_per_epoch is None:
+        return Window(epoch, 0, num_batches)
+    per_pass = -(-num_batches // steps_per_epoch)  # epochs that make one pass
+    start = (epoch % per_pass) * steps_per_epoch
+    return Window(epoch // per_pass, start, min(steps_per_epoch, num_batches - start))
+
+
+def _refuse(what: str, expected: str, received: str, fix: str) -> ConfigError:
+    return ConfigError(format_error(what, expected=expected, received=received, fix=fix))
+
+
+def check_epochs(initial_epoch: Any, epochs: Any, steps_per_epoch: Any) -> None:
+    """`fit(initial_epoch=..., steps_per_epoch=...)`: None, or an epoch index in `[0,
+    epochs]`; None, or a number of batches >= 1."""
+    if initial_epoch is not None and not (
+        isinstance(initial_epoch, int)
+        and not isinstance(initial_epoch, bool)
+        and 0 <= initial_epoch <= epochs
+    ):
+        raise _refuse(
+            "fit(initial_epoch=...) is the index of the first epoch to run.",
+            f"an integer from 0 to epochs ({epochs}); epochs is the index of the last "
+            "epoch, as in Keras",
+            f"initial_epoch={initial_epoch!r}, epochs={epochs!r}",
+            "e.g. `fit(x, y, epochs=10, initial_epoch=5)` runs epochs 6 to 10.",
+        )
+    if steps_per_epoch is not None and not (
+        isinstance(steps_per_epoch, int)
+        and not isinstance(steps_per_epoch, bool)
+        and steps_per_epoch >= 1
+    ):
+        raise _refuse(
+            "fit(steps_per_epoch=...) is the number of batches an epoch runs.",
+            "an integer >= 1, or None for one pass over the data per epoch",
+            f"steps_per_epoch={steps_per_epoch!r}",
+            "e.g. `fit(x, y, epochs=10, steps_per_epoch=100)`.",
+        )
