@@ -26,6 +26,9 @@ floats of another precision (float32 data into a float64 model), are cast to the
 weights' dtype first, as Keras casts inputs to a layer's dtype; the model's precision
 decides, never the data's.
 
+Called on symbolic tensors (`maskwise.Input`), a layer records the call in a
+functional model instead (`maskwise/functional.py`).
+
 Every layer also records its constructor arguments, so `get_config()` /
 `Layer.from_config()` rebuild it from JSON (used by `save`/`load`) without pickle.
 """
@@ -42,6 +45,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, MaskError, MaskwiseTypeError, format_error
+from ..functional import has_symbols, record_call
 from ..masked import Masked, as_masked, fill_padding
 
 _name_counters: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count())
@@ -97,6 +101,13 @@ class Layer(nn.Module):
         self.requested_dtype: torch.dtype | None = None
         if not hasattr(self, "_config"):
             self._config: dict[str, Any] = {}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """`forward`, or, on symbolic tensors (`maskwise.Input`), the recording of
+        this call in a functional model (`maskwise.functional`)."""
+        if has_symbols(args, kwargs):
+            return record_call(self, args, kwargs)
+        return super().__call__(*args, **kwargs)
 
     # ------------------------------------------------------------------ contract
     def build(self, input_shape: Any) -> None:
