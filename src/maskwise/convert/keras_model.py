@@ -13,6 +13,7 @@ weights come along; a layer or call argument maskwise cannot convert raises a
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +40,8 @@ def from_keras(keras_model: Any) -> Sequential | Model:
 
     Args:
         keras_model: a `keras.Sequential` or a functional `keras.Model`, built (it has
-            an `Input`, or was called once), made of layers maskwise supports.
+            an `Input`, or was called once), made of layers maskwise supports; or the
+            path of a `.keras` file holding one.
     Returns:
         a maskwise `Sequential` for a Keras `Sequential`, else a `Model` with the Keras
         model's inputs (same names, shapes and dtypes), layers (same names) and outputs.
@@ -48,6 +50,8 @@ def from_keras(keras_model: Any) -> Sequential | Model:
     """
     import keras
 
+    if isinstance(keras_model, str | os.PathLike):
+        keras_model = _load_keras_file(keras_model)
     kind = type(keras_model).__name__
     if not isinstance(keras_model, keras.Model) or kind not in ("Sequential", "Functional"):
         raise MaskwiseTypeError(
@@ -73,6 +77,27 @@ def from_keras(keras_model: Any) -> Sequential | Model:
     else:
         model = _convert_functional(keras_model)
     return model.eval()
+
+
+def _load_keras_file(path: str | os.PathLike) -> Any:
+    """The model in a `.keras` file, loaded by Keras (safe mode: no code from the file)."""
+    import keras
+
+    try:
+        return keras.saving.load_model(path)
+    except ValueError as error:
+        if "Lambda" not in str(error) and "safe_mode" not in str(error):
+            raise
+        raise ConfigError(
+            format_error(
+                f"from_keras cannot convert {os.fspath(path)!r}: it holds a Lambda layer, "
+                "whose Python function Keras loads only with safe_mode=False (that runs "
+                "code stored in the file).",
+                fix="if you trust the file: `from_keras(keras.saving.load_model(path, "
+                "safe_mode=False))` (with KERAS_BACKEND=torch, the function is reused); "
+                "else rebuild that layer in maskwise with `Lambda(fn, mask=...)`.",
+            )
+        ) from error
 
 
 def _convert_functional(keras_model: Any) -> Model:
