@@ -179,9 +179,9 @@ def summary_lines(model: Container, line_length: int = 80) -> list[str]:
         f"Total params: {total:,} ({_size(total)})",
         f"Trainable params: {trainable:,} ({_size(trainable)})",
         f"Non-trainable params: {frozen:,} ({_size(frozen)})",
-        "Mask: creates / passes / transforms / consumes (the layer's mask rule).",
     ]
-    return lines
+    legend = "Mask: what the layer's mask rule does (creates / passes / transforms / consumes)."
+    return lines + textwrap.wrap(legend, line_length)
 
 
 def print_summary(
