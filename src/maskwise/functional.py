@@ -176,9 +176,7 @@ def _example(dims: Shape, dtype: torch.dtype, unknown: int) -> torch.Tensor:
     """Batch-1 values for the example runs: token 0 (in range of every embedding),
     True, or 1.0 (a real step for `Masking(0.0)`)."""
     size = (1, *(unknown if d is None else d for d in dims))
-    if dtype == torch.bool:
-        return torch.ones(size, dtype=dtype)
-    if dtype.is_floating_point or dtype.is_complex:
+    if dtype == torch.bool or dtype.is_floating_point or dtype.is_complex:
         return torch.ones(size, dtype=dtype)
     return torch.zeros(size, dtype=dtype)
 

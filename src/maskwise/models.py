@@ -468,7 +468,7 @@ class Model(Container):
         self.input_names = names
         self.nodes: list[FunctionalNode] = topological_nodes(self.outputs, self.inputs)
         unique = {id(node.layer): node.layer for node in self.nodes}
-        self.layers = nn.ModuleList(as_layer(layer) for layer in unique.values())
+        self.layers = nn.ModuleList(unique.values())
         self.built = True
 
     def forward(self, *inputs: Any, mask: Any = None) -> Any:  # type: ignore[override]
@@ -483,17 +483,10 @@ class Model(Container):
                     )
                 )
             values = [as_masked(values[0], mask)]
-        container = type(self).__name__
-        return run_nodes(
-            self.nodes,
-            self.inputs,
-            values,
-            self.output_structure,
-            lambda layer, out: self._checked(layer, out, container),
-        )
+        return run_nodes(self.nodes, self.inputs, values, self.output_structure, self.checked)
 
-    @staticmethod
-    def _checked(layer: nn.Module, output: Any, container: str) -> Any:
+    def checked(self, layer: nn.Module, output: Any) -> Any:
+        """A layer's output as the model passes it on (any tensors, for a `Model`)."""
         return output
 
     def _given_inputs(self, inputs: tuple[Any, ...]) -> list[Any]:
@@ -624,9 +617,9 @@ class Graph(Model):
     def _given_inputs(self, inputs: tuple[Any, ...]) -> list[Any]:
         return [as_masked(x) for x in super()._given_inputs(inputs)]
 
-    @staticmethod
-    def _checked(layer: nn.Module, output: Any, container: str) -> Any:
-        return _checked_output(layer, output, container)
+    def checked(self, layer: nn.Module, output: Any) -> Any:
+        """A node's output: a `Masked`, else a `MaskwiseTypeError` naming the layer."""
+        return _checked_output(layer, output, "Graph")
 
     def get_config(self) -> dict[str, Any]:
         """The constructor's arguments (the named nodes), as every layer's."""

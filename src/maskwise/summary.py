@@ -80,8 +80,9 @@ def count_weights(module: nn.Module) -> tuple[int, int]:
 
 
 def _shape_text(shapes: Sequence[tuple[int | None, ...] | None]) -> str:
+    """`(None, 5)` for one output, `[(None, 5), (None, 3)]` for several."""
     texts = ["?" if s is None else "(" + ", ".join(str(d) for d in s) + ")" for s in shapes]
-    if len(set(texts)) == 1 and len(texts) > 0 and len(shapes) == 1:
+    if len(texts) == 1:
         return texts[0]
     return "[" + ", ".join(texts) + "]" if texts else "?"
 
