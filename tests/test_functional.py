@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import maskwise
 import maskwise.functional
+import maskwise.models
 from maskwise import (
     ConfigError,
     Input,
@@ -255,3 +256,7 @@ def test_docstring_examples_run():
     names = {"layers": layers, "torch": torch, "Input": Input, "Model": Model}
     result = doctest.testmod(maskwise.functional, extraglobs=names)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_keras_import_paths():
+    assert maskwise.models.Model is Model and layers.Input is Input is maskwise.Input
