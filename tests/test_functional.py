@@ -260,3 +260,22 @@ def test_docstring_examples_run():
 
 def test_keras_import_paths():
     assert maskwise.models.Model is Model and layers.Input is Input is maskwise.Input
+
+
+def test_sequential_wraps_plain_modules_on_symbolic_inputs():
+    x_in = Input(shape=(None, 4))
+    block = Sequential([torch.nn.Linear(4, 2), torch.nn.ReLU()])
+    model = Model(x_in, block(x_in))
+    assert model(padded()).lengths.tolist() == [3, 2, 1]
+
+
+def test_fit_with_several_inputs():
+    ids, extra = Input(shape=(None,), dtype="int64", name="ids"), Input(shape=(None, 3), name="x")
+    joined = layers.Concatenate()([layers.Embedding(10, 4, mask_zero=True)(ids), extra])
+    model = Model([ids, extra], layers.Dense(2, activation="softmax")(layers.GRU(3)(joined)))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", learning_rate=0.05)
+    x = (tokens(), padded(3).values)
+    y = torch.tensor([0, 1, 1])
+    before = model.evaluate(x, y)["loss"]
+    model.fit(x, y, epochs=10, verbose=0, seed=0)
+    assert model.evaluate(x, y)["loss"] < before
