@@ -153,7 +153,7 @@ def summary_lines(model: Container, line_length: int = 80) -> list[str]:
     fractions = [0.36, 0.28, 0.14, 0.22]
     if connected:
         headers.append("Connected to")
-        fractions = [0.27, 0.2, 0.11, 0.13, 0.29]
+        fractions = [0.2625, 0.225, 0.1125, 0.1375, 0.2625]
     widths = [max(int(f * line_length), 6) for f in fractions]
     widths[-1] = line_length - sum(widths[:-1])
 
@@ -181,7 +181,7 @@ def summary_lines(model: Container, line_length: int = 80) -> list[str]:
         f"Trainable params: {trainable:,} ({_size(trainable)})",
         f"Non-trainable params: {frozen:,} ({_size(frozen)})",
     ]
-    legend = "Mask: what the layer's mask rule does (creates / passes / transforms / consumes)."
+    legend = "Mask: what each layer's mask rule does: creates, passes, transforms or consumes."
     return lines + textwrap.wrap(legend, line_length)
 
 
