@@ -246,17 +246,17 @@ def record_call(layer: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any])
         )
         for i, (first, second) in enumerate(zip(*leaves, strict=True))
     ]
-    node.outputs = rebuild(runs[0], iter(symbols))
+    node.outputs = _rebuild(runs[0], iter(symbols))
     return node.outputs
 
 
-def rebuild(output: Any, leaves: Iterator[Any]) -> Any:
+def _rebuild(output: Any, leaves: Iterator[Any]) -> Any:
     """`output`'s structure with its tensors replaced by the next `leaves`."""
     if isinstance(output, Masked | torch.Tensor | SymbolicTensor):
         return next(leaves)
     if isinstance(output, list | tuple):
-        return type(output)(rebuild(x, leaves) for x in output)
-    return {k: rebuild(v, leaves) for k, v in output.items()}
+        return type(output)(_rebuild(x, leaves) for x in output)
+    return {k: _rebuild(v, leaves) for k, v in output.items()}
 
 
 def _example_call(
