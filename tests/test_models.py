@@ -11,7 +11,16 @@ from torch import nn
 
 import maskwise
 import maskwise.models
-from maskwise import ConfigError, Graph, Masked, MaskwiseTypeError, Module, Sequential, layers
+from maskwise import (
+    ConfigError,
+    Graph,
+    Input,
+    Masked,
+    MaskwiseTypeError,
+    Module,
+    Sequential,
+    layers,
+)
 from maskwise.layers.base import Layer, layer_from_config, layer_spec
 
 
@@ -310,7 +319,7 @@ def test_subclassed_seed003_model_ignores_padding(holes):
 
 
 def test_docstring_examples_run():
-    names = {"layers": layers, "torch": torch, "Masked": Masked, "np": np}
+    names = {"layers": layers, "torch": torch, "Masked": Masked, "np": np, "Input": Input}
     result = doctest.testmod(maskwise.models, extraglobs=names, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
 

@@ -3,7 +3,7 @@
 Padding is ignored correctly everywhere, and a mask is never lost silently.
 """
 
-from . import callbacks, data, doctor, layers, losses, metrics, optimizers
+from . import callbacks, data, doctor, layers, losses, metrics, models, optimizers
 from .callbacks import History
 from .convert.keras_model import from_keras
 from .errors import (
@@ -16,8 +16,9 @@ from .errors import (
     NonFiniteError,
     ShapeError,
 )
+from .functional import Input, SymbolicTensor
 from .masked import Masked, combine_masks, lengths_to_mask
-from .models import Graph, Module, Sequential
+from .models import Graph, Model, Module, Sequential
 from .trace import Trace, trace
 from .training import argmax, load
 
@@ -28,15 +29,18 @@ __all__ = [
     "DoctorError",
     "Graph",
     "History",
+    "Input",
     "MaskError",
     "MaskWarning",
     "Masked",
     "MaskwiseError",
     "MaskwiseTypeError",
+    "Model",
     "Module",
     "NonFiniteError",
     "Sequential",
     "ShapeError",
+    "SymbolicTensor",
     "Trace",
     "__version__",
     "argmax",
@@ -50,6 +54,7 @@ __all__ = [
     "load",
     "losses",
     "metrics",
+    "models",
     "optimizers",
     "trace",
 ]

@@ -1,5 +1,5 @@
-"""Containers: `Sequential`, `Graph` and `Module`. They route `Masked` values; no
-masking logic.
+"""Containers: `Sequential`, the functional `Model` (and `Graph`, a `Model` written as
+named nodes) and `Module`. They route `Masked` values; no masking logic.
 
 A plain `torch.nn.Module` cannot slip a mask away inside a container: the per-step
 modules PyTorch users reach for (activations, `Linear`, `Dropout`, `Identity`) are
@@ -16,16 +16,27 @@ with a message that shows how to give it a mask rule (`Lambda(module, mask=...)`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
 
+import numpy as np
 import torch
 from torch import nn
 
 from .errors import ConfigError, MaskwiseTypeError, format_error
-from .layers.base import Layer
+from .functional import Node as FunctionalNode
+from .functional import (
+    SymbolicTensor,
+    graph_config,
+    graph_from_config,
+    run_nodes,
+    symbols_in,
+    topological_nodes,
+)
+from .layers.base import Layer, layer_from_config, layer_spec
 from .layers.core import Lambda
 from .masked import Masked, as_masked
+from .summary import count_weights, print_summary
 from .training import Trainable, load
 
 ELEMENTWISE_MODULES: tuple[type[nn.Module], ...] = (
@@ -262,7 +273,11 @@ class Container(Trainable, Layer):
 
     It has no weights of its own; its layers build themselves. It records the input
     dims (after the batch axis) of its first call as `build_shape`, as every layer does.
+    It has Keras's model methods: `summary`, `count_params`, `get_weights`,
+    `set_weights`, `get_layer` and `layers`.
     """
+
+    layers: nn.ModuleList
 
     def record_input_shape(self, trailing: Any) -> None:
         if not self.built:
@@ -272,6 +287,89 @@ class Container(Trainable, Layer):
     def build_from_config_shape(self, trailing: Any) -> None:
         self.build_shape = trailing
         self.built = trailing is not None
+
+    # ------------------------------------------------------------------ Keras's model methods
+    def summary(
+        self,
+        line_length: int | None = None,
+        print_fn: Callable[..., Any] | None = None,
+    ) -> None:
+        """Print the table of layers: name (type), output shape, parameters, what the
+        layer does to the mask (creates / passes / transforms / consumes), and for a
+        `Model` the tensors each layer reads; totals at the end (`maskwise.summary`).
+
+        Args:
+            line_length: the table's width (default 80 columns).
+            print_fn: called with each line instead of `print` (e.g. a logger's).
+        """
+        print_summary(self, line_length, print_fn)
+
+    def count_params(self) -> int:
+        """The number of weights (parameters, and float state such as moving
+        statistics), as Keras counts them."""
+        return sum(count_weights(self))
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every weight as a numpy array, layer by layer in `layers` order (Keras's
+        order); maskwise's layout (Dense's kernel `(in, units)` as Keras, recurrent
+        kernels `(gates*units, in)` as PyTorch: Keras's transposed)."""
+        return [t.detach().cpu().numpy().copy() for t in self.state_dict().values()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Set the weights from arrays in `get_weights`'s order and shapes."""
+        state = self.state_dict()
+        if len(weights) != len(state):
+            raise ConfigError(
+                format_error(
+                    f"{type(self).__name__} {self.name!r} holds {len(state)} weights.",
+                    expected=f"{len(state)} arrays, in get_weights() order",
+                    received=f"{len(weights)} arrays",
+                    fix="pass what get_weights() returns from a model of the same layers.",
+                )
+            )
+        loaded = {}
+        for (key, current), given in zip(state.items(), weights, strict=True):
+            tensor = torch.as_tensor(np.asarray(given))
+            if tuple(tensor.shape) != tuple(current.shape):
+                raise ConfigError(
+                    format_error(
+                        f"{type(self).__name__} {self.name!r}: weight {key!r} has another shape.",
+                        expected=f"shape {tuple(current.shape)}",
+                        received=f"shape {tuple(tensor.shape)}",
+                    )
+                )
+            loaded[key] = tensor.to(dtype=current.dtype, device=current.device)
+        self.load_state_dict(loaded)
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> nn.Module:
+        """The layer called `name`, or at position `index` of `layers`."""
+        if (name is None) == (index is None):
+            raise ConfigError(
+                format_error(
+                    "get_layer takes a name or an index.",
+                    received=f"name={name!r}, index={index!r}",
+                )
+            )
+        layers_ = list(self.layers)
+        if index is not None:
+            if not -len(layers_) <= index < len(layers_):
+                raise ConfigError(
+                    format_error(
+                        f"{type(self).__name__} {self.name!r} has {len(layers_)} layers.",
+                        expected=f"an index in [0, {len(layers_)})",
+                        received=str(index),
+                    )
+                )
+            return layers_[index]
+        for layer in layers_:
+            if getattr(layer, "name", None) == name:
+                return layer
+        raise ConfigError(
+            format_error(
+                f"{type(self).__name__} {self.name!r} has no layer {name!r}.",
+                expected=f"one of {[getattr(m, 'name', '?') for m in layers_]}",
+            )
+        )
 
 
 class Sequential(Container):
@@ -325,9 +423,142 @@ def _checked_output(layer: nn.Module, output: Any, container: str) -> Masked:
 Node = tuple[str, nn.Module, list[str]]
 
 
-class Graph(Container):
-    """A graph of layers with several inputs and outputs (what `from_keras` builds for
-    a Keras functional model).
+class Model(Container):
+    """A functional model (Keras's `keras.Model(inputs, outputs)`): the layers called
+    from `Input`s to the `outputs`, run in that order on real values.
+
+    Build it by calling layers on symbolic tensors (`maskwise.Input`, see
+    `maskwise.functional`): several inputs and outputs (lists or dicts), a layer
+    called twice (shared weights), layers with several outputs (`return_state=True`),
+    tensors in other arguments (`initial_state=`, attention's `value=`, `mask=`), and
+    models used as layers. Each mask travels with its values from layer to layer, so
+    the model holds no masking logic.
+
+    Example:
+        >>> tokens = Input(shape=(None,), dtype="int64")
+        >>> x = layers.Embedding(20, 8, mask_zero=True)(tokens)
+        >>> out = layers.Dense(3)(layers.LSTM(4, return_sequences=True)(x))
+        >>> model = Model(tokens, out)
+        >>> model(torch.tensor([[3, 4, 0]])).mask.tolist()
+        [[True, True, False]]
+
+    Args:
+        inputs: an `Input`, or a list or dict of them (the model is then called with
+            values in that order, or a dict keyed by the inputs' names).
+        outputs: a symbolic tensor, or a list, tuple or dict of them: the model
+            returns its values in that structure.
+        name: model name.
+    Call: `model(x)`, `model(x1, x2)`, `model([x1, x2])` or `model({"name": x})`; each
+    a tensor, array or `Masked`; `mask=` with one input replaces its mask.
+    """
+
+    def __init__(self, inputs: Any, outputs: Any, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.input_structure = _symbolic("inputs", inputs)
+        self.output_structure = _symbolic("outputs", outputs)
+        self.inputs: list[SymbolicTensor] = symbols_in(inputs)
+        self.outputs: list[SymbolicTensor] = symbols_in(outputs)
+        names = list(inputs) if isinstance(inputs, dict) else [x.name for x in self.inputs]
+        if len(set(names)) != len(names):
+            raise ConfigError(
+                format_error(
+                    f"Model inputs repeat a name: {names}.",
+                    fix="give each Input its own name (Input(..., name=...)).",
+                )
+            )
+        self.input_names = names
+        self.nodes: list[FunctionalNode] = topological_nodes(self.outputs, self.inputs)
+        unique = {id(node.layer): node.layer for node in self.nodes}
+        self.layers = nn.ModuleList(unique.values())
+        self.built = True
+
+    def forward(self, *inputs: Any, mask: Any = None) -> Any:  # type: ignore[override]
+        values = self._given_inputs(inputs)
+        if mask is not None:
+            if len(values) != 1:
+                raise ConfigError(
+                    format_error(
+                        f"{type(self).__name__} {self.name!r}: `mask=` is for a model with "
+                        "one input.",
+                        fix="pass each input as a Masked with its own mask.",
+                    )
+                )
+            values = [as_masked(values[0], mask)]
+        return run_nodes(self.nodes, self.inputs, values, self.output_structure, self.checked)
+
+    def checked(self, layer: nn.Module, output: Any) -> Any:
+        """A layer's output as the model passes it on (any tensors, for a `Model`)."""
+        return output
+
+    def _given_inputs(self, inputs: tuple[Any, ...]) -> list[Any]:
+        """The values for `self.inputs`, in order, from how the model was called."""
+        kind, expected = type(self).__name__, len(self.input_names)
+        if len(inputs) == 1 and isinstance(inputs[0], dict):
+            missing = sorted(set(self.input_names) - set(inputs[0]))
+            if missing:
+                raise ConfigError(
+                    format_error(
+                        f"{kind} {self.name!r} is missing inputs {missing}.",
+                        expected=f"a dict with keys {self.input_names}",
+                        received=f"keys {sorted(inputs[0])}",
+                    )
+                )
+            inputs = tuple(inputs[0][n] for n in self.input_names)
+        if len(inputs) == 1 and isinstance(inputs[0], list | tuple) and expected > 1:
+            inputs = tuple(inputs[0])
+        if len(inputs) != expected:
+            raise ConfigError(
+                format_error(
+                    f"{kind} {self.name!r} takes {expected} input(s): {self.input_names}.",
+                    expected=f"{expected} values (or one list or dict of them)",
+                    received=f"{len(inputs)} values",
+                )
+            )
+        return [torch.as_tensor(x) if isinstance(x, np.ndarray) else x for x in inputs]
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict[str, Any]:
+        """The graph as JSON: the layers' configs, the calls, the inputs and outputs."""
+        layers_ = [cast(Layer, x) for x in self.layers]
+        graph = graph_config(self.input_structure, self.nodes, self.output_structure, layers_)
+        return {
+            "name": self.name,
+            "layers": [layer_spec(x) for x in layers_],
+            **graph,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        layers_ = [layer_from_config(spec) for spec in config["layers"]]
+        inputs, outputs = graph_from_config(config, layers_)
+        return Model(inputs, outputs, name=config["name"])
+
+
+def _symbolic(what: str, struct: Any) -> Any:
+    """`struct` if it is a symbolic tensor or a list, tuple or dict of them."""
+    leaves: list[Any] = []
+    if isinstance(struct, dict):
+        leaves = list(struct.values())
+    elif isinstance(struct, list | tuple):
+        leaves = list(struct)
+    else:
+        leaves = [struct]
+    if leaves and all(isinstance(x, SymbolicTensor) for x in leaves):
+        return struct
+    raise ConfigError(
+        format_error(
+            f"Model {what} must be symbolic tensors: maskwise.Input(...) and the results "
+            "of layers called on them.",
+            expected="a symbolic tensor, or a list, tuple or dict of them",
+            received=repr(struct)[:100],
+            fix="x = maskwise.Input(shape=(None, 5)); y = layers.Dense(2)(x); "
+            "model = maskwise.Model(x, y)",
+        )
+    )
+
+
+class Graph(Model):
+    """A functional model written as named nodes (what `Model` builds from calls).
 
     Each node `(name, layer, input_names)` calls `layer` on the `Masked` values named
     (one value, or a list of them for a merge) and names its output `name`. Calling
@@ -350,7 +581,7 @@ class Graph(Container):
     Args:
         inputs: the names of the inputs, in the order the graph is called with.
         nodes: `(name, layer, input_names)` triples, in any order; a layer may appear
-            in one node only (call a shared layer in a `Module` instead).
+            in one node only (a `Model` calls a layer twice with shared weights).
         outputs: an output name (the graph returns a `Masked`) or a list of names (it
             returns a tuple of `Masked`, in that order).
         name: model name.
@@ -364,55 +595,40 @@ class Graph(Container):
         outputs: str | Sequence[str],
         name: str | None = None,
     ) -> None:
-        super().__init__(name=name)
-        self.input_names = _names("inputs", inputs)
-        self.output_names = _names("outputs", [outputs] if isinstance(outputs, str) else outputs)
-        self.single_output = isinstance(outputs, str)
+        input_names = _names("inputs", inputs)
+        output_names = _names("outputs", [outputs] if isinstance(outputs, str) else outputs)
         parsed = [_parse_node(i, node) for i, node in enumerate(nodes)]
-        self.node_names = [n for n, _, _ in parsed]
-        self.node_inputs = [ins for _, _, ins in parsed]
+        order = _validate_graph(input_names, parsed, output_names)
+        tensors = {n: SymbolicTensor(None, None, None, n) for n in input_names}
+        for i in order:
+            node_name, layer, node_inputs = parsed[i]
+            args = [tensors[n] for n in node_inputs]
+            node = FunctionalNode(layer, (args[0] if len(args) == 1 else args,), {}, inputs=args)
+            node.outputs = tensors[node_name] = SymbolicTensor(None, None, None, node_name, node)
+        result = (
+            tensors[outputs]
+            if isinstance(outputs, str)
+            else tuple(tensors[n] for n in output_names)
+        )
+        super().__init__([tensors[n] for n in input_names], result, name=name)
         self.layers = nn.ModuleList(layer for _, layer, _ in parsed)
-        self.order = _validate_graph(self.input_names, parsed, self.output_names)
+        self.node_names = [n for n, _, _ in parsed]
         self._config["nodes"] = [list(node) for node in parsed]
 
-    def forward(self, *inputs: Any) -> Masked | tuple[Masked, ...]:  # type: ignore[override]
-        given = self._named_inputs(inputs)
-        self.record_input_shape([list(given[n].values.shape[1:]) for n in self.input_names])
-        values = dict(given)
-        for i in self.order:
-            args = [values[n] for n in self.node_inputs[i]]
-            layer = self.layers[i]
-            values[self.node_names[i]] = _checked_output(
-                layer, layer(args[0] if len(args) == 1 else args), "Graph"
-            )
-        if self.single_output:
-            return values[self.output_names[0]]
-        return tuple(values[n] for n in self.output_names)
+    def _given_inputs(self, inputs: tuple[Any, ...]) -> list[Any]:
+        return [as_masked(x) for x in super()._given_inputs(inputs)]
 
-    def _named_inputs(self, inputs: tuple[Any, ...]) -> dict[str, Masked]:
-        expected = len(self.input_names)
-        if len(inputs) == 1 and isinstance(inputs[0], dict):
-            missing = sorted(set(self.input_names) - set(inputs[0]))
-            if missing:
-                raise ConfigError(
-                    format_error(
-                        f"Graph {self.name!r} is missing inputs {missing}.",
-                        expected=f"a dict with keys {self.input_names}",
-                        received=f"keys {sorted(inputs[0])}",
-                    )
-                )
-            return {n: as_masked(inputs[0][n]) for n in self.input_names}
-        if len(inputs) == 1 and isinstance(inputs[0], list | tuple) and expected > 1:
-            inputs = tuple(inputs[0])
-        if len(inputs) != expected:
-            raise ConfigError(
-                format_error(
-                    f"Graph {self.name!r} takes {expected} input(s): {self.input_names}.",
-                    expected=f"{expected} values (or one list or dict of them)",
-                    received=f"{len(inputs)} values",
-                )
-            )
-        return {n: as_masked(x) for n, x in zip(self.input_names, inputs, strict=True)}
+    def checked(self, layer: nn.Module, output: Any) -> Any:
+        """A node's output: a `Masked`, else a `MaskwiseTypeError` naming the layer."""
+        return _checked_output(layer, output, "Graph")
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor's arguments (the named nodes), as every layer's."""
+        return super(Model, self).get_config()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        return super(Model, cls).from_config(config)
 
 
 def _names(what: str, names: Any) -> list[str]:
@@ -468,7 +684,8 @@ def _validate_graph(inputs: list[str], nodes: list[Node], outputs: list[str]) ->
             format_error(
                 f"Graph nodes {shared} share one layer object.",
                 expected="one layer per node",
-                fix="call a shared layer from the forward of a maskwise Module.",
+                fix="build the model with maskwise.Model, where a layer called twice shares "
+                "its weights.",
             )
         )
     known = set(inputs) | set(names)

@@ -182,7 +182,7 @@ def trace(model: nn.Module, *inputs: Any) -> Trace:
     """Run `model(*inputs)` once (eval mode, no gradients) and record every maskwise layer
     call: its shapes and mask coverage in and out.
 
-    Containers (`Sequential`, `Graph`, your `Module`s) are looked into, not recorded;
+    Containers (`Sequential`, `Model`, your `Module`s) are looked into, not recorded;
     layers inside a layer (the `Dense` in a `TimeDistributed`) are part of their
     wrapper's row. The model's training mode is restored afterwards.
 

@@ -1,5 +1,6 @@
 """from_keras on Keras's attention layers: outputs equal Keras's at real steps, the
-query's mask comes out, and unsupported calls or options are refused by name."""
+query's mask comes out, call options (`use_causal_mask=`, `attention_mask=`) carry
+over, and unsupported options are refused by name."""
 
 from __future__ import annotations
 
@@ -86,14 +87,12 @@ def test_attention_axes_is_refused() -> None:
         from_keras(keras.Model(q, z))
 
 
-def test_causal_mask_at_call_is_refused() -> None:
+def test_causal_mask_at_call() -> None:
     tokens, x = _embedded("tokens")
     y = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, x, use_causal_mask=True)
-    with pytest.raises(ConfigError, match="use_causal_mask="):
-        from_keras(keras.Model(tokens, y))
+    _check(keras.Model(tokens, y), [TOKENS])
     z = keras.layers.Attention()([x, x], use_causal_mask=True)
-    with pytest.raises(ConfigError, match="use_causal_mask="):
-        from_keras(keras.Model(tokens, z))
+    _check(keras.Model(tokens, z), [TOKENS])
 
 
 def test_cross_attention_positional_value_and_key() -> None:
@@ -104,14 +103,14 @@ def test_cross_attention_positional_value_and_key() -> None:
     _check(keras.Model([tokens, context], y), [TOKENS, other])
 
 
-def test_attention_mask_tensor_is_refused() -> None:
+def test_attention_mask_tensor() -> None:
     tokens, x = _embedded("tokens")
     allowed = keras.Input((None, None), dtype="bool", name="allowed")
     y = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(
         x, x, attention_mask=allowed
     )
-    with pytest.raises(ConfigError, match=r"layer 'mha'.*tensors in other arguments"):
-        from_keras(keras.Model([tokens, allowed], y))
+    pattern = np.tril(np.ones((3, 5, 5), dtype=bool))  # causal, given as a tensor
+    _check(keras.Model([tokens, allowed], y), [TOKENS, pattern])
 
 
 @pytest.mark.parametrize(

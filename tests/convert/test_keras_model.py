@@ -1,5 +1,7 @@
 """`from_keras`: Keras 3 Sequential and functional models become maskwise `Sequential`
-and `Graph` models with the same weights, values and masks (Keras 3 as the oracle)."""
+and `Model`s with the same weights, values and masks (Keras 3 as the oracle): several
+inputs and outputs, shared layers, nested models, `return_state`/`initial_state`,
+`mask=` given at a call, `Lambda`."""
 
 import doctest
 import importlib
@@ -12,9 +14,9 @@ from layers.contract import MASK_KINDS, example_mask
 
 from maskwise import (
     ConfigError,
-    Graph,
     Masked,
     MaskwiseTypeError,
+    Model,
     Sequential,
     from_keras,
     layers,
@@ -118,7 +120,7 @@ def seed003_keras(last_sequences: bool) -> keras.Model:
 def test_seed003_three_input_gru_classifier(kind, last_sequences):
     keras_model = seed003_keras(last_sequences)
     model = convert(keras_model)
-    assert isinstance(model, Graph)
+    assert isinstance(model, Model)
     assert model.input_names == ["numeric", "colour", "shape"]
     inputs = [features(kind, 4), tokens(kind, 6, seed=1), tokens(kind, 5, seed=2)]
     ours = model(*inputs)
@@ -137,11 +139,11 @@ def test_functional_model_with_several_outputs_and_a_nested_sequential():
     pooled = L.GlobalAveragePooling1D()(summed)
     keras_model = keras.Model(x_in, [summed, pooled])
     model = convert(keras_model)
-    assert isinstance(model.layers[model.node_names.index(block.name)], Sequential)
+    assert isinstance(model.get_layer(block.name), Sequential)
     x = features("noncontiguous")
     ours = model(x)
     theirs = keras_model(x)
-    assert isinstance(ours, tuple) and len(ours) == 2
+    assert isinstance(ours, list) and len(ours) == 2
     assert_same_values(ours[0], Masked(theirs[0]))
     assert torch.equal(ours[0].mask, example_mask("noncontiguous"))
     torch.testing.assert_close(ours[1].values, theirs[1], atol=1e-5, rtol=1e-5)
@@ -178,21 +180,119 @@ def test_keras_ops_call_in_a_functional_model_is_refused():
         from_keras(keras_model)
 
 
-def test_shared_layer_is_refused():
-    a = keras.Input((None, 3))
-    b = keras.Input((None, 3))
+def test_shared_layer_stays_shared():
+    a = keras.Input((None, 3), name="a")
+    b = keras.Input((None, 3), name="b")
     dense = L.Dense(2, name="shared")
     keras_model = keras.Model([a, b], L.Concatenate()([dense(a), dense(b)]))
-    with pytest.raises(ConfigError, match=r"layer 'shared'.*called 2 times \(shared weights\)"):
+    model = convert(keras_model)
+    assert [m.name for m in model.layers].count("shared") == 1
+    inputs = [features("post", 3), features("pre", 3, seed=1)]
+    assert_same(model(*inputs), keras_call(keras_model, inputs))
+
+
+def test_return_state_feeds_initial_state():
+    """An encoder's final states start a decoder (the Keras seq2seq guide's wiring).
+
+    Keras 3 runs a recurrent layer given `initial_state=` over every step, masked or
+    not (it passes the mask on but does not use it); maskwise carries the state over
+    masked steps. With padding at the end, the real steps agree."""
+    source = keras.Input((None, 5), name="source")
+    target = keras.Input((None, 3), name="target")
+    _, h, c = L.LSTM(4, return_state=True, name="encoder")(L.Masking(0.0)(source))
+    decoded = L.LSTM(4, return_sequences=True, name="decoder")(
+        L.Masking(0.0)(target), initial_state=[h, c]
+    )
+    keras_model = keras.Model([source, target], L.Dense(2)(decoded))
+    model = convert(keras_model)
+    inputs = [features("noncontiguous"), features("post", 3, seed=1)]
+    assert_same(model(*inputs), keras_call(keras_model, inputs))
+
+
+def test_bidirectional_without_merge_and_with_states():
+    x_in = keras.Input((None, 5))
+    forward, backward, *states = L.Bidirectional(
+        L.GRU(3, return_sequences=True, return_state=True), merge_mode=None
+    )(L.Masking(0.0)(x_in))
+    keras_model = keras.Model(x_in, [L.Add()([forward, backward]), L.Add()(states)])
+    model = convert(keras_model)
+    x = features("pre")
+    ours, theirs = model(x), keras_model(x)
+    assert_same_values(ours[0], Masked(theirs[0]))
+    assert torch.equal(ours[0].mask, example_mask("pre"))
+    torch.testing.assert_close(ours[1].values, theirs[1], atol=1e-5, rtol=1e-5)
+
+
+def test_mask_given_at_a_call():
+    x_in = keras.Input((None, 5), name="x")
+    real = keras.Input((None,), dtype="bool", name="real")
+    y = L.LSTM(4, return_sequences=True, name="lstm")(x_in, mask=real)
+    keras_model = keras.Model([x_in, real], L.Dense(2)(y))
+    model = convert(keras_model)
+    x, mask = features("noncontiguous"), example_mask("noncontiguous")
+    ours = model(x, mask)
+    theirs = keras_call(keras_model, [x, mask])
+    assert_same_values(ours, Masked(theirs.values, mask))
+    assert torch.equal(ours.mask, mask)
+
+
+def test_nested_functional_model_with_dict_inputs_and_outputs():
+    inner_in = keras.Input((None, 5), name="inner_in")
+    inner = keras.Model(inner_in, L.Dense(3)(L.Masking(0.0)(inner_in)), name="inner")
+    x_in = keras.Input((None, 5), name="x")
+    h = inner(x_in)
+    keras_model = keras.Model(
+        {"x": x_in}, {"steps": h, "pooled": L.GlobalAveragePooling1D()(h)}, name="outer"
+    )
+    model = convert(keras_model)
+    assert isinstance(model.get_layer("inner"), Model)
+    x = features("post")
+    ours, theirs = model({"x": x}), keras_model({"x": x})
+    assert set(ours) == {"steps", "pooled"}
+    assert_same_values(ours["steps"], Masked(theirs["steps"], example_mask("post")))
+    torch.testing.assert_close(ours["pooled"].values, theirs["pooled"], atol=1e-5, rtol=1e-5)
+
+
+def test_lambda_reuses_the_keras_function_and_its_mask_rule():
+    x_in = keras.Input((None, 5))
+    h = L.Masking(0.0)(x_in)
+    scaled = L.Lambda(  # Keras drops the mask at a Lambda without `mask=`; maskwise keeps it
+        lambda t, factor: t * factor, arguments={"factor": 3.0}, mask=lambda inputs, mask: mask
+    )(h)
+    cropped = L.Lambda(lambda t: t[:, 1:], mask=lambda inputs, mask: mask[:, 1:])(scaled)
+    keras_model = keras.Model(x_in, L.Dense(4)(cropped))
+    model = convert(keras_model)
+    x = features("noncontiguous")
+    ours = model(x)
+    assert_same(ours, keras_call(keras_model, x))
+    assert torch.equal(ours.mask, example_mask("noncontiguous")[:, 1:])
+
+
+def test_lambda_from_a_keras_file_is_refused_with_the_fix(tmp_path):
+    x_in = keras.Input((None, 5))
+    keras_model = keras.Model(x_in, L.Lambda(lambda t: t * 2.0)(x_in))
+    path = tmp_path / "lambda.keras"
+    keras_model.save(path)
+    with pytest.raises(ConfigError, match=r"(?s)holds a Lambda layer.*safe_mode=False"):
+        from_keras(path)
+    model = from_keras(keras.saving.load_model(path, safe_mode=False))
+    torch.testing.assert_close(model(torch.ones(1, 2, 5)).values, torch.full((1, 2, 5), 2.0))
+
+
+def test_lambda_taking_a_mask_is_refused():
+    x_in = keras.Input((None, 5))
+    keras_model = keras.Model(x_in, L.Lambda(lambda t, mask=None: t, name="lam")(x_in))
+    with pytest.raises(ConfigError, match=r"layer 'lam'.*a function taking `mask`"):
         from_keras(keras_model)
 
 
-def test_extra_tensor_arguments_are_refused():
-    x = keras.Input((None, 3))
-    state = keras.Input((4,))
-    keras_model = keras.Model([x, state], L.GRU(4, name="gru")(x, initial_state=state))
-    with pytest.raises(ConfigError, match=r"layer 'gru'.*tensors in other arguments"):
-        from_keras(keras_model)
+def test_call_argument_maskwise_does_not_take_is_refused():
+    x_in = keras.Input((None, 4))
+    keras_model = keras.Model(x_in, L.LayerNormalization(name="norm")(x_in, training=True))
+    from_keras(keras_model)  # `training=` is the model's mode: dropped
+    y = L.MultiHeadAttention(2, 4, name="mha")(x_in, x_in, return_attention_scores=True)
+    ours = from_keras(keras.Model(x_in, y[1]))
+    assert ours(torch.ones(1, 3, 4)).shape == (1, 2, 3, 3)
 
 
 def test_unbuilt_and_subclassed_models_are_refused():

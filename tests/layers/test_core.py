@@ -275,8 +275,15 @@ def test_spatial_dropout_needs_three_axes():
         SpatialDropout1D(0.5).train()(torch.zeros(2, 5, 3, 2))
 
 
-def test_keras_lambda_cannot_be_converted():
-    with pytest.raises(ConfigError, match=r"Python code.*\n.*Lambda\(fn, mask="):
+def test_keras_lambda_reuses_its_function_on_the_torch_backend(monkeypatch):
+    ours = convert_layer(keras.layers.Lambda(lambda v: v * 2.0, name="double"))
+    x = Masked(torch.ones(1, 3, 2), torch.tensor([[True, True, False]]))
+    out = ours(x)
+    assert isinstance(ours, Lambda) and ours.name == "double"
+    torch.testing.assert_close(out.values, torch.tensor([[[2.0, 2.0], [2.0, 2.0], [0.0, 0.0]]]))
+    assert torch.equal(out.mask, x.mask)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(ConfigError, match=r"(?s)computes on jax tensors.*KERAS_BACKEND=torch"):
         convert_layer(keras.layers.Lambda(lambda v: v))
 
 

@@ -8,6 +8,7 @@ maskwise does not implement are refused with a `ConfigError`, never ignored.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -308,12 +309,33 @@ def convert_dot(k: Any) -> Layer:
 
 @converts("Lambda")
 def convert_lambda(k: Any) -> Layer:
-    raise ConfigError(
-        format_error(
-            f"from_keras cannot convert Lambda layer {k.name!r}: a Keras Lambda holds "
-            "Python code, which maskwise cannot translate (and Keras drops the mask there "
-            "silently unless `mask=` is given).",
-            fix="rebuild that part in maskwise with `Lambda(fn, mask=lambda inputs, mask: "
-            "...)` (torch code for `fn`), or `mask='drop'` if its output has no time axis.",
+    """A Keras `Lambda` reuses its Python function, which computes on torch tensors when
+    Keras runs on the torch backend. Its mask rule: Keras's `mask=` callable if given
+    (same signature); else maskwise `Lambda`'s default (the mask passes on, and a
+    function that changes the time axis raises), where Keras drops the mask."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "torch":
+        raise ConfigError(
+            format_error(
+                f"from_keras cannot convert Lambda layer {k.name!r}: its function computes "
+                f"on {backend} tensors (Keras runs on the {backend} backend).",
+                expected="Keras on the torch backend (KERAS_BACKEND=torch)",
+                received=f"backend {backend!r}",
+                fix="load the model with KERAS_BACKEND=torch (the Python function then runs "
+                "on torch tensors; a .keras file needs keras.saving.load_model(path, "
+                "safe_mode=False) to hold it), or rebuild that part in maskwise with "
+                "`Lambda(fn, mask=lambda inputs, mask: ...)`.",
+            )
         )
-    )
+    if k.mask is not None and not callable(k.mask):
+        raise _refuse(k, "a constant mask= tensor", "give `mask=` as a function (inputs, mask).")
+    if k._fn_expects_mask_arg or k._fn_expects_training_arg:
+        raise _refuse(
+            k,
+            "a function taking `mask` or `training`",
+            "take the values alone, or rebuild that part in maskwise.",
+        )
+    function = functools.partial(k.function, **k.arguments) if k.arguments else k.function
+    return core.Lambda(function, mask=k.mask, name=k.name)

@@ -533,13 +533,17 @@ def _input_index(args: tuple, inputs: tuple[Masked, ...]) -> int | None:
 
 def _real(out: Masked, sources: list[torch.Tensor]) -> torch.Tensor:
     """The values at the real steps, row by row: by the output's own mask, else by the
-    mask of the padding when the output keeps the batch and time axes, else all."""
+    mask of the padding when the output keeps the batch and time axes (and has
+    features), else all."""
     mask = out.mask if out.mask is not None else _aligned(out.values, sources)
     return out.values if mask is None else out.values[mask]
 
 
 def _aligned(values: torch.Tensor, sources: list[torch.Tensor]) -> torch.Tensor | None:
-    if values.dim() < 2:
+    """The mask of the padding for unmasked `(batch, time, features...)` values. Not for
+    2-D values: a recurrent state `(batch, units)` has no time axis, even when its
+    units happen to equal the number of steps."""
+    if values.dim() < 3:
         return None
     return next((m for m in sources if m.shape == values.shape[:2]), None)
 

@@ -1,5 +1,6 @@
 """Mask-aware layers, with Keras's names and arguments."""
 
+from ..functional import Input
 from .activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from .attention import AdditiveAttention, Attention, GroupQueryAttention, MultiHeadAttention
 from .base import Layer
@@ -74,6 +75,7 @@ __all__ = [
     "GlobalMaxPooling1D",
     "GroupNormalization",
     "GroupQueryAttention",
+    "Input",
     "LSTMCell",
     "Lambda",
     "Layer",

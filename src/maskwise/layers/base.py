@@ -40,6 +40,9 @@ floats of another precision (float32 data into a float64 model), are cast to the
 weights' dtype first, as Keras casts inputs to a layer's dtype; the model's precision
 decides, never the data's.
 
+Called on symbolic tensors (`maskwise.Input`), a layer records the call in a
+functional model instead (`maskwise/functional.py`).
+
 Every layer also records its constructor arguments, so `get_config()` /
 `Layer.from_config()` rebuild it from JSON (used by `save`/`load`) without pickle.
 """
@@ -56,6 +59,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, MaskError, MaskwiseTypeError, format_error
+from ..functional import has_symbols, record_call
 from ..masked import Masked, as_masked, fill_padding
 
 CallOutput = torch.Tensor | tuple[Any, ...]
@@ -135,6 +139,13 @@ class Layer(nn.Module):
             self._config: dict[str, Any] = {}
         if self.renamed_weights:
             self._register_load_state_dict_pre_hook(_rename_weights, with_module=True)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """`forward`, or, on symbolic tensors (`maskwise.Input`), the recording of
+        this call in a functional model (`maskwise.functional`)."""
+        if has_symbols(args, kwargs):
+            return record_call(self, args, kwargs)
+        return super().__call__(*args, **kwargs)
 
     # ------------------------------------------------------------------ contract
     def build(self, input_shape: Any) -> None:

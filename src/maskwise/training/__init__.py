@@ -22,7 +22,7 @@ the end-of-epoch figures. Metrics ignore `sample_weight`/`class_weight` (Keras's
 
 The pieces: `Trainer` (`trainer.py`) owns the loop, one per model (`model.trainer`),
 with overridable `train_step`, `test_step` and `predict_step`; `Trainable`
-(`trainable.py`) gives `Sequential`, `Graph` and `Module` their Keras-named methods as
+(`trainable.py`) gives `Sequential`, `Model` and `Module` their Keras-named methods as
 thin delegates to it; `TrainingState` (`state.py`) is what checkpoints write and read;
 `Compiled` (`compiled.py`) what `compile` fixed; `CallbackList` (`callback_list.py`)
 calls the callbacks' hooks in order; `training_mode` (`modes.py`) switches the training

@@ -1,6 +1,6 @@
 """`Trainable`: the training API of maskwise models, as thin delegates to a `Trainer`.
 
-`Sequential`, `Graph` and `Module` inherit it. Each model holds its `Trainer`
+`Sequential`, `Model` (and `Graph`) and `Module` inherit it. Each model holds its `Trainer`
 (`model.trainer`, made at first use from the class's `trainer_class`); `compile`, `fit`,
 `evaluate`, `predict`, `predict_classes` and `save` hand over to it, with Keras's
 signatures. `train_step`, `test_step` and `predict_step` do too, and a model overrides
