@@ -10,7 +10,7 @@ import pytest
 import torch
 from host_reads import off_the_cpu
 
-from maskwise.layers import GRU, _rnn_kernels
+from maskwise.layers import GRU, _rnn_kernels, cells
 from maskwise.masked import Masked
 
 
@@ -19,13 +19,13 @@ def test_off_the_cpu_the_fused_kernels_do_not_warn_about_their_weight_copy(
 ) -> None:
     """cuDNN warns at every call whose weights are not one buffer (here: always); the
     recurrent layers silence that warning, and only it, off the CPU."""
-    real_gru = torch._VF.gru
+    real_gru = cells.KERNELS["gru"]
 
     def cudnn_like_gru(*args: Any) -> Any:
         warnings.warn(_rnn_kernels.CUDNN_COPIES_WEIGHTS + ". This means ...", stacklevel=1)
         return real_gru(*args)
 
-    monkeypatch.setattr(torch._VF, "gru", cudnn_like_gru)
+    monkeypatch.setitem(cells.KERNELS, "gru", cudnn_like_gru)
     layer = GRU(3, input_dim=2)
     x = Masked.from_lengths(torch.randn(2, 4, 2), torch.tensor([4, 2]))
     with off_the_cpu():

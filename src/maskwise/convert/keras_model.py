@@ -157,6 +157,14 @@ _DROPPED = ("training",)
 """Keras call arguments maskwise layers do not take: the mode is the model's."""
 
 
+def _call_parameters(layer: nn.Module) -> set[str]:
+    """The names a layer's call takes: a maskwise layer's inputs and call options, or
+    a module's `forward` parameters."""
+    if isinstance(layer, Layer):
+        return set(inspect.signature(layer.read_inputs).parameters) | set(layer.call_options)
+    return set(inspect.signature(layer.forward).parameters)
+
+
 def _call_arguments(
     keras_layer: Any, node: Any, layer: nn.Module, symbol: Callable[[Any], Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -174,7 +182,7 @@ def _call_arguments(
     }
     if "mask" in kwargs and _own_masks(kwargs["mask"], args):
         del kwargs["mask"]
-    accepted = inspect.signature(layer.forward).parameters
+    accepted = _call_parameters(layer)
     unknown = sorted(k for k in kwargs if k not in accepted)
     if unknown:
         raise ConfigError(
