@@ -76,6 +76,19 @@ import torch.nn.functional as F
 from .errors import ConfigError, MaskError, MaskwiseTypeError, ShapeError, format_error
 from .masked import IGNORE_INDEX, Masked
 
+__all__ = [
+    "IGNORE_INDEX",
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "Huber",
+    "Loss",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "SparseCategoricalCrossentropy",
+    "counted_steps",
+    "get_loss",
+]
+
 EPSILON = 1e-7
 """Keras's `backend.epsilon()`: probabilities are clipped to `[EPSILON, 1 - EPSILON]`."""
 

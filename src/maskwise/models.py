@@ -27,6 +27,12 @@ from .layers.core import Lambda
 from .masked import Masked, as_masked
 from .training import Trainable
 
+__all__ = [
+    "Graph",
+    "Module",
+    "Sequential",
+]
+
 ELEMENTWISE_MODULES: tuple[type[nn.Module], ...] = (
     nn.Identity,
     nn.Dropout,

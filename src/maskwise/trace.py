@@ -29,6 +29,12 @@ from .layers.base import Layer
 from .masked import Masked, as_masked
 from .models import Container
 
+__all__ = [
+    "Trace",
+    "TraceRow",
+    "trace",
+]
+
 Shape = tuple[int, ...]
 
 
