@@ -209,7 +209,7 @@ class Trainable(nn.Module):
             jit_compile: run the model's forward and backward through
                 `torch.compile(model, dynamic=True)` (Keras's name): one compilation
                 serves every batch size and length; the recurrent kernels stay eager
-                (see the README's `torch.compile` section). Not under data parallel.
+                (see the `torch.compile` page of the docs). Not under data parallel.
             precision: `"bf16"`: the forward and backward run in bfloat16 autocast (weights,
                 optimizer, losses and metrics stay float32); None: float32.
 
