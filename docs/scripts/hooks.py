@@ -80,7 +80,9 @@ def on_config(config: Any) -> Any:
     """List the API pages under "API reference" in the navigation."""
     for item in config["nav"]:
         if isinstance(item, dict) and "API reference" in item:
-            item["API reference"] = ["api/index.md"] + [{name: _page(name)} for name in API_MODULES]
+            item["API reference"] = [{"Overview": "api/index.md"}] + [
+                {name: _page(name)} for name in API_MODULES
+            ]
     return config
 
 
