@@ -17,8 +17,8 @@ $(STAMP): requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench examples
-	$(VENV)/bin/ruff format --check src tests bench examples
+	$(VENV)/bin/ruff check src tests bench examples docs/scripts
+	$(VENV)/bin/ruff format --check src tests bench examples docs/scripts
 	$(VENV)/bin/mypy src
 
 test: lint

@@ -13,9 +13,10 @@ import importlib
 import inspect
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mkdocs.structure.files import File, Files
+if TYPE_CHECKING:
+    from mkdocs.structure.files import Files
 
 HERE = Path(__file__).resolve().parent
 
@@ -88,6 +89,8 @@ def on_config(config: Any) -> Any:
 
 def on_files(files: Files, config: Any) -> Files:
     """Add the generated API pages and trace pictures to the site."""
+    from mkdocs.structure.files import File
+
     for path, text in api_pages().items():
         files.append(File.generated(config, path, content=text))
     sys.path.insert(0, str(HERE))
