@@ -10,6 +10,7 @@ tested.
 import importlib.util
 import inspect
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,13 @@ def test_site_builds_strict(tmp_path):
         assert (site / "img" / picture).stat().st_size > 1_000, picture
     layers = (site / "api/layers/index.html").read_text()
     assert 'id="maskwise.layers.LSTM"' in layers and "Mask rule" in layers
+
+
+def test_readme_links_into_the_docs_resolve():
+    links = re.findall(r"\]\((docs/[^)#]+)", (ROOT / "README.md").read_text())
+    assert len(links) >= 10
+    for link in links:
+        assert (ROOT / link).is_file(), f"README links to {link}, which does not exist"
 
 
 @pytest.mark.parametrize("module_name", API_MODULES)
