@@ -1,5 +1,6 @@
 # Set-up is two commands: `make demo` (the main job) and `make test` (lint + tests).
-# Both create .venv and install what they need by themselves.
+# Both create .venv and install what they need by themselves, as does `make docs`
+# (the documentation site, into site/).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.installed
 export KERAS_BACKEND := torch
 export PYTHONHASHSEED := 0
 
-.PHONY: test demo lint bench clean
+.PHONY: test demo lint bench docs clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +17,8 @@ $(STAMP): requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench examples
-	$(VENV)/bin/ruff format --check src tests bench examples
+	$(VENV)/bin/ruff check src tests bench examples docs/scripts
+	$(VENV)/bin/ruff format --check src tests bench examples docs/scripts
 	$(VENV)/bin/mypy src
 
 test: lint
@@ -26,8 +27,11 @@ test: lint
 demo: $(STAMP)
 	$(PY) -m maskwise.demo
 
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict --site-dir site
+
 bench: $(STAMP)
 	$(PY) bench/rnn.py --quick
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo_output site .pytest_cache .ruff_cache

@@ -28,6 +28,18 @@ from .errors import ConfigError, format_error
 from .losses import counted_steps
 from .masked import Masked
 
+__all__ = [
+    "all_gather_objects",
+    "all_reduce_sum",
+    "default_backend",
+    "global_real_steps",
+    "init_process_group",
+    "is_distributed",
+    "launched",
+    "rank",
+    "world_size",
+]
+
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 """The environment torchrun sets for every process."""
 

@@ -9,6 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+__all__ = [
+    "ConfigError",
+    "DoctorError",
+    "MaskError",
+    "MaskWarning",
+    "MaskwiseError",
+    "MaskwiseTypeError",
+    "NonFiniteError",
+    "ShapeError",
+    "format_error",
+]
+
 if TYPE_CHECKING:
     from .doctor.findings import Finding
 

@@ -84,6 +84,19 @@ from .errors import ConfigError, MaskError, MaskwiseTypeError, ShapeError, forma
 from .layers import _host
 from .masked import IGNORE_INDEX, Masked
 
+__all__ = [
+    "IGNORE_INDEX",
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "Huber",
+    "Loss",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "SparseCategoricalCrossentropy",
+    "counted_steps",
+    "get_loss",
+]
+
 EPSILON = 1e-7
 """Keras's `backend.epsilon()`: probabilities are clipped to `[EPSILON, 1 - EPSILON]`."""
 

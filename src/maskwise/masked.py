@@ -22,6 +22,14 @@ import torch.utils._pytree as pytree
 
 from .errors import MaskError, MaskwiseTypeError, ShapeError, format_error
 
+__all__ = [
+    "IGNORE_INDEX",
+    "Masked",
+    "combine_masks",
+    "fill_padding",
+    "lengths_to_mask",
+]
+
 Padding = Literal["post", "pre"]
 
 IGNORE_INDEX = -100

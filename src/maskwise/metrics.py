@@ -37,6 +37,23 @@ from .errors import ConfigError, MaskwiseTypeError, format_error
 from .losses import class_targets, dense_targets, read_pair
 from .masked import Masked
 
+__all__ = [
+    "Accuracy",
+    "BinaryAccuracy",
+    "CategoricalAccuracy",
+    "ConfusionMatrix",
+    "F1Score",
+    "MeanAbsoluteError",
+    "MeanMetric",
+    "MeanSquaredError",
+    "Metric",
+    "Precision",
+    "Recall",
+    "SparseCategoricalAccuracy",
+    "TopKAccuracy",
+    "get_metric",
+]
+
 
 def _step_weights(real: torch.Tensor, sample_weight: Any) -> torch.Tensor:
     """float64 weight per step: 0 at padded steps, the sample weight (or 1) at real ones."""

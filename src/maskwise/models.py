@@ -39,6 +39,12 @@ from .masked import Masked, as_masked
 from .summary import count_weights, print_summary
 from .training import Trainable, load
 
+__all__ = [
+    "Graph",
+    "Module",
+    "Sequential",
+]
+
 ELEMENTWISE_MODULES: tuple[type[nn.Module], ...] = (
     nn.Identity,
     nn.Dropout,

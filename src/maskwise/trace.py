@@ -28,6 +28,12 @@ from torch import nn
 from .layers.base import Layer
 from .models import Container
 
+__all__ = [
+    "Trace",
+    "TraceRow",
+    "trace",
+]
+
 Shape = tuple[int, ...]
 
 

@@ -4,8 +4,9 @@ Mask rule of every merge: a step is real only where it is real in every input
 (`combine_masks`; inputs without a mask count as all real). Value rule: the inputs'
 padded steps are read as zeros, so NaN padding in one input cannot reach the
 gradients of another input's real steps. Keras 3 uses the opposite
-rule (a step real in ANY input is real, and one input without a mask drops the mask),
-which lets the padding of one input into the output; Keras 2's `Concatenate` used ours.
+rule (a step real in ANY input is real; an input without a mask counts as all real in
+`Concatenate` and drops the mask in the element-wise merges), which lets the padding of
+one input into the output; Keras 2's `Concatenate` used ours.
 """
 
 from __future__ import annotations

@@ -233,7 +233,7 @@ class Trainable(nn.Module):
             jit_compile: run the model's forward and backward through
                 `torch.compile(model, dynamic=True)` (Keras's name): one compilation
                 serves every batch size and length; the recurrent kernels stay eager
-                (see the README's `torch.compile` section). Under data parallel the
+                (see the `torch.compile` page of the docs). Under data parallel the
                 `DistributedDataParallel` model's training steps compile (its gradient
                 all-reduce stays DDP's), and validation runs eagerly.
             precision: `"bf16"`: the forward and backward run in bfloat16 autocast (weights,
