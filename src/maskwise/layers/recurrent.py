@@ -325,8 +325,8 @@ _SHARED_ARGS = """
         dropout: rate dropped from the inputs, one mask per sequence for all steps.
         recurrent_dropout: rate dropped from the state in the recurrent product
             (forces the per-step path).
-        return_sequences, return_state, go_backwards, stateful, zero_output_for_mask,
-            unroll: as in `RNN`.
+        other arguments: `return_sequences`, `return_state`, `go_backwards`,
+            `stateful`, `zero_output_for_mask`, `unroll`, as in `RNN`.
         **keras_defaults: Keras's initializer/regularizer/constraint/seed/use_cudnn
             arguments, accepted at their default values only (ConfigError otherwise).
         input_dim: input features; inferred at the first call when None.
