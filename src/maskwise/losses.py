@@ -7,10 +7,10 @@ A loss takes the targets and the model's output (a `Masked`, or a plain tensor m
 
 The steps that count are `y_pred.mask`. Padded steps are replaced by safe values with
 `torch.where` *before* the element-wise loss, so NaN or inf in the padding of the
-predictions or targets never reaches the loss or its gradient (seed 001: masking by
-multiplication turns `0 * NaN` into NaN). A target holding padding (`IGNORE_INDEX` for
+predictions or targets never reaches the loss or its gradient (masking by
+multiplication would turn `0 * NaN` into NaN). A target holding padding (`IGNORE_INDEX` for
 class ids, NaN for float targets) at a step the output marks as real is an error: the
-output lost its mask (seed 001's `Lambda`) or the targets were padded differently.
+output lost its mask (e.g. a `Lambda` without `mask=`) or the targets were padded differently.
 
 Where the targets are checked. On CPU every call checks the targets (class ids in
 range, no padding at real steps) and raises the error naming what it found. On an
@@ -23,7 +23,7 @@ Reductions (`reduction=`):
 - `"mean"` (default): sum of the weighted per-step losses over the real steps, divided
   by the number of real steps (not by the sum of the weights). This is Keras 3's value
   for a masked model (`sum_over_batch_size` with a mask, `keras/src/losses/loss.py`).
-- `"keras2"`: Keras 2's `weighted_masked_objective` (seed 002): `score *= mask;
+- `"keras2"`: Keras 2's `weighted_masked_objective`: `score *= mask;
   score /= mean(mask) + 1e-7`, then `score *= weights; score /= mean(weights != 0)`,
   then the mean. It weights batches by their fraction of real steps.
 - `"sequence_mean"`: each sequence's mean over its real steps, then the mean over the
@@ -284,7 +284,7 @@ def _padding_error(name: str, count: int, mask: torch.Tensor | None, what: str) 
     if mask is None:
         fix = (
             "the model's output carries no mask, so every step counts. A layer dropped "
-            "the mask (e.g. a Lambda without `mask=`, seed 001) or the input was never "
+            "the mask (e.g. a Lambda without `mask=`) or the input was never "
             "masked: give the model a mask (Masking, Embedding(mask_zero=True), "
             "Masked.from_lengths) and check each layer's output mask."
         )
@@ -397,7 +397,7 @@ def class_targets(
                 expected=f"class ids in 0..{num_classes - 1}",
                 received=f"class id {bad}",
                 fix="give the last Dense one unit per class; padding needs no class "
-                "(seed 000: relabel classes from 0 and let the mask skip the padding).",
+                "(relabel classes from 0 and let the mask skip the padding).",
             )
         )
     scores = torch.where(real.unsqueeze(-1), values, torch.ones_like(values))
@@ -595,7 +595,7 @@ def _reduce(
 def _reduce_keras2(
     loss: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None, masked: bool
 ) -> torch.Tensor:
-    """Keras 2's `weighted_masked_objective` (seed 002), step for step."""
+    """Keras 2's `weighted_masked_objective`, step for step."""
     score = loss
     if masked:
         mask = real.to(loss.dtype)
@@ -964,7 +964,7 @@ class MeanSquaredError(_Regression):
 class MeanAbsoluteError(_Regression):
     """Mean over the last axis of `|y_pred - y_true|`, at real steps.
 
-    Mask rule: only real steps count (seed 001: the masked MAE is over real steps).
+    Mask rule: only real steps count (the masked MAE is over real steps).
 
     Example:
         >>> y = Masked(torch.zeros(1, 2, 1), lengths_to_mask([1], 2))

@@ -34,7 +34,7 @@ Padding = Literal["post", "pre"]
 
 IGNORE_INDEX = -100
 """The target value at padded steps of integer (class) targets. No class id can equal
-it (class ids are >= 0), so padding can never be learned as a class (seed 000). It is
+it (class ids are >= 0), so padding can never be learned as a class. It is
 PyTorch's own `ignore_index` default."""
 
 

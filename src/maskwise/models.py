@@ -260,7 +260,7 @@ def as_layer(module: nn.Module, position: int | None = None) -> nn.Module:
 class Module(Trainable):
     """Base for your own models: compose maskwise layers in `forward`, freely.
 
-    Use it for several inputs and merges (seed 003). It adds the training API
+    Use it for several inputs and merges. It adds the training API
     (`compile`, `fit`, `evaluate`, `predict`, `save`) to a plain `nn.Module`.
 
     Example:

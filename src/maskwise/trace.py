@@ -1,6 +1,6 @@
 """`trace(model, *inputs)`: every layer's shapes and masks, in and out, for one batch.
 
-This is seed 000's check ("print every layer's input and output mask") as a tool: run
+This is the check "print every layer's input and output mask" as a tool: run
 the model once and read, layer by layer, which fraction of the steps is real, and
 where a mask stops. A mask that stops on purpose is *consumed*: the layer's mask rule
 uses it up (`Layer.consumes_mask`: an RNN without `return_sequences`, global pooling,

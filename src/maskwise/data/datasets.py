@@ -5,7 +5,7 @@ Input forms (each becomes one model input):
   longest sequence, and `Batch.x` is a `Masked` with `mask=None`. The model's own
   `Masking` layer (or `Embedding(mask_zero=True)`) creates the mask, exactly as in
   Keras; giving the batch a mask as well would make that layer warn about double
-  masking (seed 003). Lengths are inferred from the trailing steps whose features all
+  masking. Lengths are inferred from the trailing steps whose features all
   equal `mask_value` (post-padding; `mask_value=None`: every step is real) and used
   only to bucket, to trim, and to pad the targets: per-step targets at those padded
   steps are replaced by `IGNORE_INDEX` (integers) or NaN (floats), so even a model that

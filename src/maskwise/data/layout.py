@@ -1,6 +1,6 @@
 """Layout checks: every per-sequence array is `(time, features)` (or `(time,)` for tokens).
 
-A `(features, time)` array is the most common silent mistake with ragged data (seed 000:
+A `(features, time)` array is the most common silent mistake with ragged data (e.g.
 a `(5, 20)` array of 5 features x 20 steps read as 5 steps of 20 features). These
 checks find it from the shapes, or from where the padding sits, and name the fix.
 """
@@ -52,7 +52,7 @@ def check_sequences(
     Raises a `ShapeError` that names the fix when the arrays look transposed: their
     first axis equals `num_features` but the second does not; or their first axis is
     constant while the second varies; or they all have one shape and the padding
-    (trailing `mask_value` columns) runs along axis 1 instead of axis 0 (seed 000).
+    (trailing `mask_value` columns) runs along axis 1 instead of axis 0.
     """
     dims = {a.dim() for a in arrays}
     if dims == {1}:

@@ -1,7 +1,7 @@
 """Padding of targets and weights, and the dtype rules of the data pipeline.
 
 Integer (class) targets are padded with `IGNORE_INDEX` (-100): no class id can equal it,
-so padding can never be learned as a class (seed 000). Float targets are padded with
+so padding can never be learned as a class. Float targets are padded with
 NaN, so a loss that read a padded step would turn NaN instead of silently learning it.
 """
 

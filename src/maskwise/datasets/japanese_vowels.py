@@ -5,7 +5,7 @@ coefficients; the label is the speaker (9 classes). Shipped with maskwise (CC BY
 see `data/japanese_vowels/ATTRIBUTION.md`).
 
 The `.ts` file stores each utterance dimension-major (12 rows of features x time): read
-as it is, an utterance is a `(12, time)` array, the layout mistake of seed 000. The loader
+as it is, an utterance is a `(12, time)` array, features on the time axis. The loader
 transposes it to maskwise's `(time, features)`.
 """
 

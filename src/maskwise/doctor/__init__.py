@@ -8,7 +8,7 @@ in `docs/doctor.md` with the user mistake it comes from. From a shell:
 Example:
     >>> import numpy as np
     >>> X = np.ones((5, 20)); X[:, 16:] = 0      # 5 features x 20 steps, post-padded
-    >>> [f.code for f in check(X.reshape(1, 20, 5))]  # the wrong reshape of seed 000
+    >>> [f.code for f in check(X.reshape(1, 20, 5))]  # features end up on the time axis
     ['MW001']
     >>> check(X.T[None])
     []

@@ -504,7 +504,7 @@ def check_nonfinite(layout: Layout, paddings: list[Padding]) -> list[Finding]:
                 "info",
                 f"{layout.name}: the padding holds {in_padding} NaN/inf values. maskwise never "
                 "lets padding reach a real result (it selects with `torch.where`), but "
-                "frameworks that multiply the loss by the mask get 0 * NaN = NaN (seed 001).",
+                "frameworks that multiply the loss by the mask get 0 * NaN = NaN.",
                 "pad with 0 (or your mask value) if the data also goes to other frameworks.",
             )
         )
@@ -687,7 +687,7 @@ def _padding_label(
                 "error",
                 f"y: the padding label {label} is treated as a class: the model has "
                 f"{n_outputs} outputs, one of them for {label}, although real steps only use "
-                f"classes {classes}. The model learns to predict 'padding' (seed 000).",
+                f"classes {classes}. The model learns to predict 'padding'.",
                 fix,
             )
         ]
@@ -698,7 +698,7 @@ def _padding_label(
                 "warning",
                 f"y: real steps use classes {classes} and padded steps label {label}; a model "
                 f"with {max(classes) + 1} outputs would make {label} a class of its own and "
-                "learn to predict 'padding' (seed 000).",
+                "learn to predict 'padding'.",
                 fix,
             )
         ]

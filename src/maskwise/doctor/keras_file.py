@@ -3,7 +3,7 @@
 Reads the archive's `config.json` only (no Keras needed, no `Lambda` code deserialised)
 and follows which layers' outputs carry a mask, with Keras 3's rules: `Masking` and
 `Embedding(mask_zero=True)` create one, a `Lambda` without `mask=` drops it (silently
-for the loss, seed 001), so do the layers that do not support masking (convolutions,
+for the loss), so do the layers that do not support masking (convolutions,
 pooling, `Reshape`, `Flatten`, ...: Keras only warns once, at the first call),
 recurrent layers without `return_sequences` and global average pooling consume it,
 other layers pass it on. Models nested as layers (a `Sequential` inside a `Sequential`
@@ -192,7 +192,7 @@ def _output_masked(
                     "error",
                     f"Keras model: Masking layer {name!r}{scope} is applied to {source}. "
                     "Embedded or masked steps are no longer equal to mask_value, so this "
-                    "Masking redefines the mask and the padded steps count as real (seed 003).",
+                    "Masking redefines the mask and the padded steps count as real.",
                     "remove this Masking; use `Embedding(..., mask_zero=True)` to mask "
                     "padded tokens.",
                 )
@@ -210,7 +210,7 @@ def _output_masked(
                     "error",
                     f"Keras model: Lambda layer {name!r}{scope} receives a mask but has no "
                     "`mask=` argument, so Keras drops the mask there: the layers after it and "
-                    "the loss count the padded steps (seed 001).",
+                    "the loss count the padded steps.",
                     "pass the mask rule: `Lambda(fn, mask=lambda inputs, mask: mask)` "
                     "(or `mask[:, N:]` when fn crops `x[:, N:]`).",
                 )

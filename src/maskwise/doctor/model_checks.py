@@ -217,7 +217,7 @@ def _lost_mask(events: list[Event], out_shape: tuple[int, ...]) -> Finding:
         "MW006",
         "error",
         f"the model's output {out_shape} has a time axis but no mask, although its input "
-        f"had one.{where} The loss would count the padded steps (seed 001).",
+        f"had one.{where} The loss would count the padded steps.",
         fix,
     )
 
@@ -240,7 +240,7 @@ def _double_masking(events: list[Event]) -> list[Finding]:
                         "error",
                         f"Masking layer {event.name} is applied to {source}. Embedded or "
                         "masked steps are no longer equal to the mask value, so this Masking "
-                        "redefines the mask and the padded steps count as real (seed 003).",
+                        "redefines the mask and the padded steps count as real.",
                         "remove this Masking: the mask already travels with the values "
                         "(use `Embedding(..., mask_zero=True)` to mask padded tokens).",
                     )
@@ -295,7 +295,7 @@ def check_predictions(
             "MW009",
             "error",
             f"the model predicts class {top} at {counts.max()} of {len(values)} real steps "
-            f"({share:.0%}){detail} (seed 000's 'zero predictions').",
+            f"({share:.0%}){detail}: the 'every prediction is the same class' symptom.",
             "fix the data first (MW001 layout, MW004 padding label): when real steps look "
             "alike the model predicts one class; evaluate on real steps only (maskwise "
             "metrics read the mask).",

@@ -35,7 +35,7 @@ class Masking(Layer):
     feature differs from `mask_value`. A NaN `mask_value` masks the steps whose
     features are all NaN. An input that already carries a mask has it replaced, as in
     Keras; where the two masks disagree, a `MaskWarning` names the steps: padded steps
-    that no longer hold `mask_value` would count as real (seed 003: after an
+    that no longer hold `mask_value` would count as real (after an
     `Embedding`, a second `Masking` unmasks the padding), and real steps holding only
     `mask_value` would be ignored. Where they agree (padded data fed with its lengths,
     then `Masking`, the Keras habit) there is nothing to say and no warning.
@@ -475,7 +475,7 @@ class Lambda(Layer):
     Mask rule, chosen by `mask`:
     - `None` (default): the mask passes on unchanged when the output keeps the input's
       batch and time axes. If `fn` changes the time axis, the first call raises a
-      `MaskError` naming the layer: Keras would drop the mask silently here (seed 001),
+      `MaskError` naming the layer: Keras would drop the mask silently here,
       and the loss would then count the padding.
     - a callable `mask(inputs, mask) -> new_mask` (Keras's signature), e.g.
       `Lambda(lambda x: x[:, 5:], mask=lambda inputs, mask: mask[:, 5:])`.
