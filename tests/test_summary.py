@@ -1,14 +1,11 @@
 """`summary()` and Keras's other model methods on containers: `count_params`,
 `get_weights`/`set_weights`, `get_layer`; the mask column from each layer's contract."""
 
-import doctest
-
 import keras
 import numpy as np
 import pytest
 import torch
 
-import maskwise.summary
 from maskwise import ConfigError, Input, Model, Sequential, layers
 from maskwise.summary import mask_effect
 
@@ -137,9 +134,3 @@ def test_get_layer_by_name_or_index():
         model.get_layer(index=5)
     with pytest.raises(ConfigError, match=r"takes a name or an index"):
         model.get_layer()
-
-
-def test_docstring_examples_run():
-    names = {"layers": layers, "torch": torch, "Sequential": Sequential}
-    result = doctest.testmod(maskwise.summary, extraglobs=names)
-    assert result.failed == 0

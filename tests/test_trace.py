@@ -1,9 +1,6 @@
 """`trace`: one row per layer call with shapes and mask coverage in and out (seed 000's
 "print every layer's input and output mask"), a printed table, and a mask plot."""
 
-import doctest
-import importlib
-
 import matplotlib.pyplot
 import pytest
 import torch
@@ -234,10 +231,3 @@ def test_plot_writes_a_png_with_one_panel_per_layer(tmp_path):
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 10_000
-
-
-def test_docstring_example_runs():
-    names = {"layers": layers, "torch": torch, "Masked": Masked, "Sequential": Sequential}
-    module = importlib.import_module("maskwise.trace")  # `maskwise.trace` is the function
-    result = doctest.testmod(module, extraglobs=names)
-    assert result.attempted > 0 and result.failed == 0

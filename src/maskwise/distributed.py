@@ -45,27 +45,52 @@ LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def launched() -> bool:
-    """Whether this process was started by torchrun (its environment is set)."""
+    """Whether this process was started by torchrun (its environment is set).
+
+    Example:
+        >>> launched()  # run with python, not torchrun
+        False
+    """
     return all(name in os.environ for name in LAUNCH_VARIABLES)
 
 
 def is_distributed() -> bool:
-    """Whether a process group of more than one process is initialised."""
+    """Whether a process group of more than one process is initialised.
+
+    Example:
+        >>> is_distributed()  # no process group: one process
+        False
+    """
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def world_size() -> int:
-    """The number of processes (1 without a process group)."""
+    """The number of processes (1 without a process group).
+
+    Example:
+        >>> world_size()  # without torchrun
+        1
+    """
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def rank() -> int:
-    """This process's rank, 0 to `world_size() - 1` (0 without a process group)."""
+    """This process's rank, 0 to `world_size() - 1` (0 without a process group).
+
+    Example:
+        >>> rank()  # without torchrun
+        0
+    """
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def default_backend(device: torch.device | str | None = None) -> str:
-    """`"nccl"` for a CUDA device, else `"gloo"` (CPU)."""
+    """`"nccl"` for a CUDA device, else `"gloo"` (CPU).
+
+    Example:
+        >>> default_backend("cuda:0"), default_backend("cpu"), default_backend()
+        ('nccl', 'gloo', 'gloo')
+    """
     return "nccl" if torch.device(device or "cpu").type == "cuda" else "gloo"
 
 
@@ -75,6 +100,10 @@ def init_process_group(device: torch.device | str | None = None) -> bool:
     Outside torchrun (no `RANK`/`WORLD_SIZE` in the environment) it does nothing and
     returns False. Under torchrun with a CUDA `device`, the process uses the GPU of its
     `LOCAL_RANK` and nccl; otherwise gloo.
+
+    Example:
+        >>> init_process_group()  # run with python: nothing to join
+        False
     """
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size() > 1
@@ -110,6 +139,12 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
     Floats are summed in float64 and integers in int64, so sums of metric totals and
     counts are exact; the result keeps the input's device and widened dtype.
+
+    Example:
+        >>> all_reduce_sum(torch.tensor([1, 2], dtype=torch.int32))  # one process: itself
+        tensor([1, 2])
+        >>> all_reduce_sum(torch.tensor([0.5])).dtype
+        torch.float64
     """
     wide = tensor.detach().to(torch.float64 if tensor.is_floating_point() else torch.int64)
     if not is_distributed():
@@ -129,9 +164,13 @@ def global_real_steps(mask_or_count: Masked | torch.Tensor | int) -> torch.Tenso
     divided by `world_size()` under DDP, as the loss's `normalizer=`.
 
     Example:
-        >>> out = model(batch.x)
-        >>> n = global_real_steps(out)
-        >>> loss = loss_fn(batch.y, out, normalizer=n / world_size())
+        >>> out = Masked(torch.zeros(2, 3, 1), lengths_to_mask([3, 1], 3))
+        >>> n = global_real_steps(out)  # without torchrun: this process's 4 real steps
+        >>> n
+        tensor(4)
+        >>> loss_fn = mw.losses.MeanSquaredError()
+        >>> float(loss_fn(torch.ones(2, 3, 1), out, normalizer=n / world_size()))  # 4 / 4
+        1.0
     """
     count: torch.Tensor | None = None
     if isinstance(mask_or_count, Masked):
@@ -157,7 +196,12 @@ def global_real_steps(mask_or_count: Masked | torch.Tensor | int) -> torch.Tenso
 
 
 def all_gather_objects(obj: Any) -> list[Any]:
-    """Every process's `obj` (picklable), in rank order; `[obj]` without a group."""
+    """Every process's `obj` (picklable), in rank order; `[obj]` without a group.
+
+    Example:
+        >>> all_gather_objects({"rank": rank(), "lines": 3})
+        [{'rank': 0, 'lines': 3}]
+    """
     if not is_distributed():
         return [obj]
     gathered: list[Any] = [None] * dist.get_world_size()

@@ -339,6 +339,13 @@ def lengths_to_mask(
     Lengths are whole numbers: floats are accepted only when they are (`3.0`); a
     fractional, NaN or infinite length, a negative one, or one longer than `max_len`
     raises a `MaskError` naming it, and a non-numeric one a `MaskwiseTypeError`.
+
+    Example:
+        >>> lengths_to_mask([3, 1], 4)
+        tensor([[ True,  True,  True, False],
+                [ True, False, False, False]])
+        >>> lengths_to_mask([3, 1], 4, padding="pre")[1].tolist()
+        [False, False, False, True]
     """
     lengths_t = _whole_lengths(lengths, device)
     if lengths_t.dim() != 1:
@@ -394,6 +401,11 @@ def fill_padding(values: torch.Tensor, mask: torch.Tensor, value: float = 0.0) -
     held (NaN, inf), and in the backward pass `where` sends no gradient to them and
     drops whatever a function's derivative gave there (`sqrt` or `log` at the fill
     value: inf times a zero gradient is NaN) instead of multiplying it into a weight.
+
+    Example:
+        >>> values = torch.tensor([[[1.0], [2.0], [float("nan")]]])
+        >>> fill_padding(values, lengths_to_mask([2], 3), value=-1.0)[..., 0]
+        tensor([[ 1.,  2., -1.]])
     """
     return torch.where(per_step(mask, values), values, values.new_full((), value))
 
@@ -440,6 +452,12 @@ def combine_masks(masks: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
 
     This is the merge rule (Keras's `Concatenate`, `Add`, ...): a step masked in any
     input is masked in the output.
+
+    Example:
+        >>> a = torch.tensor([[True, True, False]])
+        >>> b = torch.tensor([[False, True, True]])
+        >>> combine_masks([a, b, None])
+        tensor([[False,  True, False]])
     """
     present = [m for m in masks if m is not None]
     if not present:

@@ -3,9 +3,6 @@ and `Model`s with the same weights, values and masks (Keras 3 as the oracle): se
 inputs and outputs, shared layers, nested models, `return_state`/`initial_state`,
 `mask=` given at a call, `Lambda`."""
 
-import doctest
-import importlib
-
 import keras
 import pytest
 import torch
@@ -19,7 +16,6 @@ from maskwise import (
     Model,
     Sequential,
     from_keras,
-    layers,
     trace,
 )
 
@@ -307,10 +303,3 @@ def test_unbuilt_and_subclassed_models_are_refused():
         from_keras(Custom())
     with pytest.raises(MaskwiseTypeError, match="received: Dense"):
         from_keras(L.Dense(2))
-
-
-def test_docstring_example_runs():
-    module = importlib.import_module("maskwise.convert.keras_model")
-    names = {"keras": keras, "torch": torch, "layers": layers}
-    result = doctest.testmod(module, extraglobs=names)
-    assert result.attempted > 0 and result.failed == 0

@@ -2,9 +2,6 @@
 AdditiveAttention — the layer contract, padding invariance, parity with Keras 3 at the
 real steps, rows with nothing to attend to, containers, and error messages."""
 
-import doctest
-import importlib
-
 import keras
 import numpy as np
 import pytest
@@ -548,11 +545,3 @@ def test_inputs_in_a_form_attention_cannot_read_are_explained():
         MultiHeadAttention(2, 3)(x, [x.values])
     with pytest.raises(MaskError, match="one mask per input"):
         Attention()([x, x], mask=[x.mask])
-
-
-@pytest.mark.parametrize("module", ["attention"])
-def test_docstring_examples_run(module):
-    mod = importlib.import_module(f"maskwise.layers.{module}")
-    names = {**vars(mod), "torch": torch, "Masked": Masked}
-    result = doctest.testmod(mod, extraglobs=names, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 4 and result.failed == 0

@@ -5,7 +5,6 @@ model), every layer answers a batch without any real step, and the contract itse
 call options, extra outputs, and no layer but a container with a `forward` of its own."""
 
 import copy
-import doctest
 from collections.abc import Callable
 
 import pytest
@@ -14,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maskwise import Masked, MaskError, MaskwiseTypeError, Sequential, layers
-from maskwise.layers import base
 from maskwise.layers.base import Layer
 from maskwise.models import Container
 
@@ -388,9 +386,3 @@ def test_no_layer_but_the_containers_overrides_forward():
     library = [cls for cls in library if cls.__name__ not in cells]
     assert set(layers.__all__) - {"Layer", "Input"} - cells <= {cls.__name__ for cls in library}
     assert [cls.__name__ for cls in library if cls.forward is not Layer.forward] == []
-
-
-def test_docstring_example_runs():
-    names = {"Masked": Masked, "torch": torch}
-    result = doctest.testmod(base, extraglobs=names, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 from typing import Any
 
 import keras
@@ -13,7 +12,7 @@ from keras_oracle import randomize_weights
 import maskwise.convert.recurrent  # noqa: F401  (registers the converters)
 from maskwise.convert.registry import convert_layer
 from maskwise.errors import ConfigError, MaskwiseTypeError
-from maskwise.layers import GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells, cells
+from maskwise.layers import GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 
 KERAS_CELLS = {
     "lstm": lambda: keras.layers.LSTMCell(4),
@@ -104,8 +103,3 @@ def test_dropout_acts_in_training_only() -> None:
 def test_constructor_errors(make: Any, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         make()
-
-
-def test_docstring_examples() -> None:
-    result = doctest.testmod(cells, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 5 and result.failed == 0

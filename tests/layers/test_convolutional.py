@@ -3,7 +3,6 @@ AveragePooling1D: the contract, the mask rule against a step-by-step statement o
 each row of a padded batch against its unpadded run (maskwise and Keras), Keras parity
 without a mask and where Keras's windows do not touch the padding, errors."""
 
-import doctest
 import itertools
 import math
 
@@ -498,12 +497,6 @@ def test_values_must_be_3d_with_the_built_channels(name):
         layer(torch.zeros(2, 5, 3))
         with pytest.raises(ShapeError, match=r"built for 3 input channels.*\n.*\(batch, time, 3\)"):
             layer(torch.zeros(2, 5, 4))
-
-
-def test_docstring_examples_run():
-    names = {**vars(convolutional), "torch": torch, "Masked": Masked}
-    result = doctest.testmod(convolutional, extraglobs=names, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,6 @@
 """Core layers: Masking, Dense, TimeDistributed, Dropout, SpatialDropout1D, Activation,
 Lambda — the layer contract, parity with Keras 3, properties and error messages."""
 
-import doctest
-import importlib
 import warnings
 
 import keras
@@ -290,17 +288,6 @@ def test_keras_lambda_reuses_its_function_on_the_torch_backend(monkeypatch):
 def test_keras_dropout_with_noise_shape_is_refused():
     with pytest.raises(ConfigError, match="noise_shape"):
         convert_layer(keras.layers.Dropout(0.5, noise_shape=(None, 1, 3)))
-
-
-# ---------------------------------------------------------------------- docstrings
-@pytest.mark.parametrize(
-    "module", ["core", "embedding", "normalization", "pooling", "merge", "reshaping", "activation"]
-)
-def test_docstring_examples_run(module):
-    mod = importlib.import_module(f"maskwise.layers.{module}")
-    names = {**vars(mod), "torch": torch, "Masked": Masked}
-    result = doctest.testmod(mod, extraglobs=names, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_a_wrapped_module_given_other_features_is_a_named_error():

@@ -4,7 +4,6 @@ and user cells; stateful streaming."""
 
 from __future__ import annotations
 
-import doctest
 import math
 from typing import Any
 from unittest import mock
@@ -22,7 +21,7 @@ import maskwise.layers
 from maskwise import Masked
 from maskwise.convert.registry import CONVERTERS, convert_layer
 from maskwise.errors import ConfigError, MaskwiseTypeError, ShapeError
-from maskwise.layers import _host, _rnn_kernels, recurrent
+from maskwise.layers import _host, _rnn_kernels
 from maskwise.layers.recurrent import GRU, LSTM, RNN, Bidirectional, SimpleRNN
 
 from .contract import (
@@ -653,12 +652,6 @@ def test_wrong_input_shape() -> None:
     layer = LSTM(5, input_dim=4)
     with pytest.raises(ShapeError, match=r"expected: \(batch, time, 4\)"):
         layer(torch.randn(2, 3, 7))
-
-
-def test_docstring_examples() -> None:
-    names = {"Masked": Masked, "torch": torch}
-    result = doctest.testmod(recurrent, extraglobs=names, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 4 and result.failed == 0
 
 
 # ---------------------------------------------------------------------- RNN(cell)

@@ -3,8 +3,6 @@ the layer contract, padding invariance, parity with KerasHub's forward (rebuilt 
 Keras 3 layers, since `keras_hub` is not a dependency), errors, and a model that learns."""
 
 import contextlib
-import doctest
-import importlib
 
 import keras
 import numpy as np
@@ -559,10 +557,3 @@ def test_bad_attention_masks_and_token_ids_are_explained():
         encoder(x, attention_mask=torch.ones(3, 5, 5))
     with pytest.raises(ConfigError, match="token_embedding' got a token id outside its vocabulary"):
         TokenAndPositionEmbedding(4, 5, 4)(token_input("post"))
-
-
-def test_docstring_examples_run():
-    module = importlib.import_module("maskwise.layers.transformer")
-    names = {**vars(module), "torch": torch, "Masked": Masked}
-    result = doctest.testmod(module, extraglobs=names, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 6 and result.failed == 0

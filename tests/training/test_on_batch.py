@@ -5,7 +5,6 @@ masked model, and each refusal's message."""
 from __future__ import annotations
 
 import copy
-import doctest
 
 import keras
 import numpy as np
@@ -15,7 +14,6 @@ from keras_oracle import randomize_weights
 
 import maskwise
 from maskwise import ConfigError, ShapeError, from_keras, optimizers
-from maskwise.training import epochs
 from tests.training_helpers import assert_same_weights, logits_loss, tagger, tagging_data
 
 LENGTHS = [5, 3, 1, 4]
@@ -201,10 +199,6 @@ def test_steps_per_epoch_walks_the_passes_as_keras():
     assert counter.counts == [3, 2, 3, 2]
     with pytest.raises(ConfigError, match=r"(?s)steps_per_epoch.*received: steps_per_epoch=0"):
         windows.fit(x, y, steps_per_epoch=0, verbose=0)
-
-
-def test_the_epochs_module_docstring_runs():
-    assert doctest.testmod(epochs).failed == 0
 
 
 def test_load_model_of_a_keras_file_says_how_to_convert_it(tmp_path):
