@@ -268,7 +268,14 @@ def _step_mask(y_pred: Masked | torch.Tensor) -> torch.Tensor:
 def counted_steps(y_pred: Masked | torch.Tensor) -> torch.Tensor:
     """How many steps a loss counts in the output `y_pred` (an int64 scalar): the real
     steps of its mask, else one per row of its step shape (`(batch,)` for a
-    per-sequence output). The denominator of the `"mean"` reduction."""
+    per-sequence output). The denominator of the `"mean"` reduction.
+
+    Example:
+        >>> counted_steps(Masked(torch.zeros(2, 3, 1), lengths_to_mask([3, 1], 3)))
+        tensor(4)
+        >>> counted_steps(torch.zeros(2, 5))  # (batch, units): one step per sequence
+        tensor(2)
+    """
     return _step_mask(y_pred).sum()
 
 
@@ -618,6 +625,16 @@ class Loss:
     the loss at each step (step shape: `(batch, time)` or `(batch,)`), the real-step
     mask, and the class id of each step's target (or None when the targets are not
     classes, which makes `class_weight` an error).
+
+    Example:
+        >>> class CubedError(Loss):
+        ...     labels = False  # the targets are values, not classes
+        ...     def per_step(self, values, y_true, mask):
+        ...         preds, targets, real = dense_targets(values, y_true, mask, self.name)
+        ...         return (preds - targets).abs().pow(3).mean(-1), real, None
+        >>> y_pred = Masked(torch.zeros(1, 2, 1), lengths_to_mask([1], 2))
+        >>> float(CubedError()(torch.tensor([[[2.0], [float("nan")]]]), y_pred))  # |0 - 2|^3
+        8.0
 
     Args:
         reduction: `"mean"` (default, Keras 3), `"keras2"`, `"sequence_mean"` or `"sum"`
@@ -1033,7 +1050,16 @@ LOSSES.update({cls.__name__: cls for cls in set(LOSSES.values())})
 
 def get_loss(identifier: str | Loss) -> Loss:
     """A `Loss` from a Keras name (`"mse"`, `"sparse_categorical_crossentropy"`, ...) or
-    a `Loss` object (returned as is)."""
+    a `Loss` object (returned as is).
+
+    Example:
+        >>> get_loss("mse")
+        MeanSquaredError(reduction='mean', name='mean_squared_error')
+        >>> loss = get_loss("sparse_categorical_crossentropy")
+        >>> y_pred = Masked(torch.full((1, 2, 2), 0.5), lengths_to_mask([1], 2))
+        >>> float(loss(torch.tensor([[1, -100]]), y_pred))  # -log(0.5) at the real step
+        0.6931...
+    """
     if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, str):

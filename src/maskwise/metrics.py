@@ -76,6 +76,21 @@ class Metric:
     sample_weight)`, which `update` calls with the model output's values and mask and the
     targets as a tensor, once the arguments are checked.
 
+    Example:
+        >>> class RealSteps(Metric):  # counts the real steps seen
+        ...     default_name = "real_steps"
+        ...     def reset(self):
+        ...         self.steps = 0
+        ...     def accumulate(self, values, y_true, mask, sample_weight):
+        ...         self.steps += int(mask.sum())
+        ...     def result(self):
+        ...         return self.steps
+        >>> m = RealSteps()
+        >>> m.update(torch.zeros(2, 3), Masked(torch.zeros(2, 3, 1), lengths_to_mask([3, 1], 3)))
+        >>> m.update(torch.zeros(1, 3), Masked(torch.zeros(1, 3, 1), lengths_to_mask([2], 3)))
+        >>> m.result(), m.name
+        (6, 'real_steps')
+
     Args:
         name: the metric's name (defaults to the Keras name).
     """
@@ -135,6 +150,17 @@ class MeanMetric(Metric):
     """A weighted mean over real steps of a per-step value.
 
     Subclasses implement `per_step(values, y_true, mask) -> (value, real)` (step shape).
+
+    Example:
+        >>> class MeanPrediction(MeanMetric):
+        ...     labels = False  # the targets are not class ids
+        ...     def per_step(self, values, y_true, mask):
+        ...         return values.mean(-1), mask
+        >>> m = MeanPrediction()
+        >>> y_pred = Masked(torch.tensor([[[1.0], [3.0], [100.0]]]), lengths_to_mask([2], 3))
+        >>> m.update(torch.zeros(1, 3, 1), y_pred)
+        >>> m.result()  # (1 + 3) / 2: the padded 100 is never read
+        2.0
     """
 
     def reset(self) -> None:
@@ -178,7 +204,16 @@ class SparseCategoricalAccuracy(MeanMetric):
 
 
 class CategoricalAccuracy(MeanMetric):
-    """Fraction of real steps whose highest score is the one-hot target's class."""
+    """Fraction of real steps whose highest score is the one-hot target's class.
+
+    Example:
+        >>> m = CategoricalAccuracy()
+        >>> scores = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]])
+        >>> m.update(torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]]),
+        ...          Masked(scores, lengths_to_mask([2], 3)))
+        >>> m.result()  # step 0 right, step 1 wrong, step 2 padding
+        0.5
+    """
 
     default_name = "categorical_accuracy"
 
@@ -191,6 +226,13 @@ class BinaryAccuracy(MeanMetric):
     """Fraction of outputs where `(y_pred > threshold)` equals the 0/1 target, at real steps.
 
     Averaged over the output units of a step first (Keras's `binary_accuracy`).
+
+    Example:
+        >>> m = BinaryAccuracy()
+        >>> y_pred = Masked(torch.tensor([[[0.9], [0.3], [0.7]]]), lengths_to_mask([2], 3))
+        >>> m.update(torch.tensor([[1.0, 1.0, float("nan")]]), y_pred)
+        >>> m.result()  # 0.9 > 0.5 says 1 (right), 0.3 says 0 (wrong); step 2 is padding
+        0.5
 
     Args:
         threshold: the decision threshold on the predictions.
@@ -212,6 +254,13 @@ class TopKAccuracy(MeanMetric):
     """Fraction of real steps whose target class id is among the `k` highest scores.
 
     Like Keras's `sparse_top_k_categorical_accuracy`, a tie with the k-th score counts.
+
+    Example:
+        >>> m = TopKAccuracy(k=2)
+        >>> scores = torch.tensor([[[0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]])
+        >>> m.update(torch.tensor([[1, 2, -100]]), Masked(scores, lengths_to_mask([2], 3)))
+        >>> m.result()  # class 1 is in step 0's top 2, class 2 not in step 1's
+        0.5
 
     Args:
         k: how many of the highest scores count.
@@ -241,6 +290,13 @@ class Accuracy(MeanMetric):
     One output unit: `BinaryAccuracy` (threshold 0.5); targets with one axis less than
     the predictions (class ids): `SparseCategoricalAccuracy`; targets shaped like the
     predictions: `CategoricalAccuracy`.
+
+    Example:
+        >>> m = Accuracy()  # class ids, one axis less than the scores: sparse categorical
+        >>> scores = torch.tensor([[[0.2, 0.8], [0.7, 0.3], [0.5, 0.5]]])
+        >>> m.update(torch.tensor([[1, 1, -100]]), Masked(scores, lengths_to_mask([2], 3)))
+        >>> m.result()
+        0.5
     """
 
     default_name = "accuracy"
@@ -261,7 +317,15 @@ class Accuracy(MeanMetric):
 
 
 class MeanAbsoluteError(MeanMetric):
-    """Mean over real steps of each step's mean `|y_pred - y_true|` (Keras's `mae`)."""
+    """Mean over real steps of each step's mean `|y_pred - y_true|` (Keras's `mae`).
+
+    Example:
+        >>> m = MeanAbsoluteError()
+        >>> y_pred = Masked(torch.tensor([[[1.0, 3.0], [5.0, 5.0]]]), lengths_to_mask([1], 2))
+        >>> m.update(torch.zeros(1, 2, 2), y_pred)
+        >>> m.result()  # (|1| + |3|) / 2 at the one real step
+        2.0
+    """
 
     default_name = "mean_absolute_error"
     labels = False
@@ -272,7 +336,16 @@ class MeanAbsoluteError(MeanMetric):
 
 
 class MeanSquaredError(MeanMetric):
-    """Mean over real steps of each step's mean `(y_pred - y_true) ** 2` (Keras's `mse`)."""
+    """Mean over real steps of each step's mean `(y_pred - y_true) ** 2` (Keras's `mse`).
+
+    Example:
+        >>> m = MeanSquaredError()
+        >>> y_true = torch.zeros(1, 2, 1)
+        >>> m.update(y_true, Masked(torch.tensor([[[2.0], [9.0]]]), lengths_to_mask([1], 2)))
+        >>> m.update(y_true, Masked(torch.tensor([[[0.0], [1.0]]]), lengths_to_mask([2], 2)))
+        >>> m.result()  # (4 + 0 + 1) / 3 real steps, over both batches
+        1.666...
+    """
 
     default_name = "mean_squared_error"
     labels = False
@@ -380,6 +453,13 @@ class ConfusionMatrix(_ConfusionCounts):
     `result()` is a nested list `num_classes x num_classes` of floats: row = true class,
     column = predicted class.
 
+    Example:
+        >>> m = ConfusionMatrix()
+        >>> scores = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]]])
+        >>> m.update(torch.tensor([[0, 1, 0, -100]]), Masked(scores, lengths_to_mask([3], 4)))
+        >>> m.result()  # row: true class, column: predicted class; step 3 is padding
+        [[1.0, 1.0], [0.0, 1.0]]
+
     Args:
         num_classes: number of classes; inferred from the predictions when None (and
             checked against them when given).
@@ -436,6 +516,13 @@ class Precision(_PerClass):
 
     Result: `{"precision/0": ..., "precision/1": ..., "precision_macro": ...}`; a class
     never predicted has precision 0. Arguments as `ConfusionMatrix`.
+
+    Example:
+        >>> m = Precision()
+        >>> scores = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]]])
+        >>> m.update(torch.tensor([[0, 1, 0, -100]]), Masked(scores, lengths_to_mask([3], 4)))
+        >>> m.result()  # class 1 is predicted twice, right once; step 3 is padding
+        {'precision/0': 1.0, 'precision/1': 0.5, 'precision_macro': 0.75}
     """
 
     default_name = "precision"
@@ -449,6 +536,13 @@ class Recall(_PerClass):
 
     Result: `{"recall/0": ..., "recall_macro": ...}`; a class never present has recall 0.
     Arguments as `ConfusionMatrix`.
+
+    Example:
+        >>> m = Recall()
+        >>> scores = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]]])
+        >>> m.update(torch.tensor([[0, 1, 0, -100]]), Masked(scores, lengths_to_mask([3], 4)))
+        >>> m.result()  # class 0 is at steps 0 and 2, found at step 0; step 3 is padding
+        {'recall/0': 0.5, 'recall/1': 1.0, 'recall_macro': 0.75}
     """
 
     default_name = "recall"
@@ -459,7 +553,15 @@ class Recall(_PerClass):
 
 class F1Score(_PerClass):
     """Per-class F1 (harmonic mean of precision and recall) over real steps, and the macro
-    average (Keras's `F1Score(average="macro")`). Arguments as `ConfusionMatrix`."""
+    average (Keras's `F1Score(average="macro")`). Arguments as `ConfusionMatrix`.
+
+    Example:
+        >>> m = F1Score()
+        >>> scores = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]]])
+        >>> m.update(torch.tensor([[0, 1, 0, -100]]), Masked(scores, lengths_to_mask([3], 4)))
+        >>> m.result()  # class 0: precision 1, recall 1/2; class 1: 1/2 and 1; 2pr/(p+r)
+        {'f1_score/0': 0.666..., 'f1_score/1': 0.666..., 'f1_score_macro': 0.666...}
+    """
 
     default_name = "f1_score"
 
@@ -642,7 +744,14 @@ metric with its default name, as Keras's `metrics=["AUC"]`)."""
 
 def get_metric(identifier: str | Metric) -> Metric:
     """A fresh `Metric` named `identifier` from a Keras name (`"accuracy"`, `"acc"`,
-    `"mae"`, ...), or a `Metric` object (returned as is)."""
+    `"mae"`, ...), or a `Metric` object (returned as is).
+
+    Example:
+        >>> get_metric("acc")  # named as given, the key of its value in the logs
+        Accuracy(name='acc')
+        >>> get_metric("mae").result()  # fresh: nothing seen yet
+        0.0
+    """
     if isinstance(identifier, Metric):
         return identifier
     if isinstance(identifier, str):
