@@ -119,6 +119,14 @@ class History(Callback):
         history: `{"loss": [...], "accuracy": [...], "val_loss": [...], ...}`, one entry
             per epoch.
         epoch: the epoch numbers trained (from 0; a resumed fit starts later).
+
+    Example:
+        >>> model = Sequential([layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> x = y = np.ones((4, 3, 1), dtype="float32")
+        >>> history = model.fit(x, y, epochs=2, verbose=0)
+        >>> history.epoch, list(history.history), len(history.history["loss"])
+        ([0, 1], ['loss'], 2)
     """
 
     def __init__(self) -> None:
@@ -137,6 +145,19 @@ _MAXIMIZE = ("acc", "precision", "recall", "f1", "auc")
 
 class MonitorCallback(Callback):
     """Shared by the callbacks that watch a logged value (Keras's `MonitorCallback`).
+
+    Example:
+        >>> class PrintBest(MonitorCallback):
+        ...     def on_epoch_end(self, epoch, logs):
+        ...         current = self.current(logs)
+        ...         if self.is_improvement(current, self.best):
+        ...             self.best = current
+        ...             print(f"epoch {epoch + 1}: best {self.monitor} so far, {current}")
+        >>> best = PrintBest(monitor="val_accuracy")  # "auto": an accuracy should go up
+        >>> for epoch, accuracy in enumerate([0.5, 0.75, 0.7]):
+        ...     best.on_epoch_end(epoch, {"val_accuracy": accuracy})
+        epoch 1: best val_accuracy so far, 0.5
+        epoch 2: best val_accuracy so far, 0.75
 
     Args:
         monitor: the key in the epoch logs, e.g. `"val_loss"`, `"val_accuracy"`.
@@ -323,6 +344,17 @@ class ModelCheckpoint(MonitorCallback):
     atomic (see `maskwise.checkpoint`), and the file can be given to
     `fit(resume_from=...)`.
 
+    Example:
+        >>> import os, tempfile
+        >>> model = Sequential([layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> x = y = np.ones((4, 3, 1), dtype="float32")
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     save = ModelCheckpoint(folder + "/epoch{epoch:02d}.safetensors", monitor="loss")
+        ...     _ = model.fit(x, y, epochs=2, verbose=0, callbacks=[save])
+        ...     print(sorted(os.listdir(folder)))
+        ['epoch01.safetensors', 'epoch02.safetensors']
+
     Args:
         path: where to save (a file path, possibly with `{epoch}` and log fields).
         monitor: the value `save_best_only` compares.
@@ -392,6 +424,22 @@ class ReduceLROnPlateau(MonitorCallback):
     Keras semantics: after `patience` epochs without an improvement larger than
     `min_delta`, every parameter group's `lr` becomes `max(lr * factor, min_lr)`; then
     `cooldown` epochs pass before counting again. Adds `learning_rate` to the logs.
+
+    Example:
+        >>> reduce = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2)
+        >>> # model.fit(x, y, validation_data=(xv, yv), callbacks=[reduce]); by hand:
+        >>> from types import SimpleNamespace
+        >>> weight = torch.nn.Parameter(torch.zeros(1))
+        >>> reduce.set_model(SimpleNamespace(optimizer=torch.optim.SGD([weight], lr=0.1)))
+        >>> for epoch, val_loss in enumerate([0.9, 0.8, 0.8, 0.8, 0.8]):
+        ...     logs = {"val_loss": val_loss}
+        ...     reduce.on_epoch_end(epoch, logs)
+        ...     print(epoch + 1, logs["learning_rate"])  # the rate the epoch trained with
+        1 0.1
+        2 0.1
+        3 0.1
+        4 0.1
+        5 0.05
 
     Args:
         monitor: see `MonitorCallback`.
