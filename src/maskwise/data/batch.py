@@ -15,6 +15,15 @@ from ..masked import Masked
 class Batch:
     """One padded batch of sequences.
 
+    Example:
+        >>> loader = mw.data.make_loader([np.ones((3, 2)), np.ones((1, 2))], [[1, 0, 1], [2]],
+        ...                              batch_size=2, shuffle=False)
+        >>> batch = next(iter(loader))  # sequences of similar length together, shortest first
+        >>> batch.size, batch.index.tolist(), batch.x.lengths.tolist()
+        (2, [1, 0], [1, 3])
+        >>> batch.y.tolist()  # per-step class ids, IGNORE_INDEX at the padded steps
+        [[2, -100, -100], [1, 0, 1]]
+
     Args:
         x: a `Masked` `(batch, time, ...)`, or a tuple of them for several inputs.
         y: targets, or None. Per-step targets are `(batch, time, ...)` with

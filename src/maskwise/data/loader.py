@@ -46,6 +46,12 @@ class Loader:
     A process's share of a global batch smaller than the world is an empty batch
     (`Batch.size == 0`). `len(loader)` counts batches, the same on every process.
 
+    Example:
+        >>> x = [np.ones((3, 2)), np.ones((1, 2)), np.ones((2, 2))]  # lengths 3, 1, 2
+        >>> loader = Loader(SequenceDataset(x, y=[0, 1, 1]), batch_size=2, shuffle=False)
+        >>> len(loader), [batch.x.lengths.tolist() for batch in loader]
+        (2, [[1, 2], [3]])
+
     Args:
         data: a `SequenceDataset` or a `ParquetSequences`.
         batch_size: sequences per batch.

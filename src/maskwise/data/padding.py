@@ -43,7 +43,12 @@ def to_tensor(array: Any, name: str) -> torch.Tensor:
 
 
 def target_fill(dtype: torch.dtype) -> float:
-    """The padding value of targets of `dtype`: `IGNORE_INDEX` for integers, else NaN."""
+    """The padding value of targets of `dtype`: `IGNORE_INDEX` for integers, else NaN.
+
+    Example:
+        >>> target_fill(torch.int64), target_fill(torch.float32)
+        (-100, nan)
+    """
     return float("nan") if dtype.is_floating_point else IGNORE_INDEX
 
 
@@ -53,6 +58,14 @@ def pad_targets(
     """Per-step targets `(length_i, ...)` padded to `(batch, max_len, ...)`.
 
     `fill` defaults to `target_fill` of their dtype (IGNORE_INDEX or NaN).
+
+    Example:
+        >>> pad_targets([torch.tensor([1, 2, 0]), torch.tensor([3])], max_len=3)
+        tensor([[   1,    2,    0],
+                [   3, -100, -100]])
+        >>> pad_targets([torch.tensor([0.5]), torch.tensor([1.5, 2.5])], max_len=2)
+        tensor([[0.5000,    nan],
+                [1.5000, 2.5000]])
     """
     value = target_fill(targets[0].dtype) if fill is None else fill
     return Masked.pad(targets, value=value, max_len=max_len).values
@@ -64,6 +77,13 @@ def fill_after(
     """`values (batch, time, ...)` with every step at or after `lengths[i]` set to `fill`.
 
     `fill` defaults to `target_fill` of their dtype (IGNORE_INDEX or NaN).
+
+    Example:
+        >>> fill_after(torch.tensor([[1, 2, 3], [4, 5, 6]]), torch.tensor([3, 1]))
+        tensor([[   1,    2,    3],
+                [   4, -100, -100]])
+        >>> fill_after(torch.ones(1, 3, 2), torch.tensor([2]), fill=0.0)[..., 0]
+        tensor([[1., 1., 0.]])
     """
     value = target_fill(values.dtype) if fill is None else fill
     keep = lengths_to_mask(lengths, values.shape[1], device=values.device)

@@ -108,6 +108,14 @@ class LengthBucketSampler(_Sampler):
 class RandomBatchSampler(_Sampler):
     """Batches in random order (`shuffle=True`) or in data order, whatever the lengths.
 
+    Example:
+        >>> list(RandomBatchSampler(5, batch_size=2, shuffle=False))
+        [[0, 1], [2, 3], [4]]
+        >>> list(RandomBatchSampler(5, batch_size=2, shuffle=False, drop_last=True))
+        [[0, 1], [2, 3]]
+        >>> sorted(sum(RandomBatchSampler(5, batch_size=2), []))  # shuffled: each once
+        [0, 1, 2, 3, 4]
+
     Args:
         n: number of sequences.
         batch_size: sequences per batch.

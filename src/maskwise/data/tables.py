@@ -196,6 +196,7 @@ def from_dataframe(
     `ShapeError` naming the column and the row (its index label).
 
     Example:
+        >>> import pandas as pd
         >>> df = pd.DataFrame({"id": [7, 7, 3], "t": [1, 0, 0], "a": [2.0, 1.0, 5.0]})
         >>> ds = from_dataframe(df, "id", "t", ["a"])
         >>> ds.collate([0, 1]).x.values[..., 0].tolist()
@@ -246,8 +247,17 @@ class ParquetSequences:
     `g % world_size`. The loader batches each process's sequences apart (see `Loader`).
 
     Example:
-        >>> data = ParquetSequences("train.parquet", "id", "t", ["a", "b"], "label")
-        >>> loader = make_loader(data, batch_size=32)  # buckets within `window` sequences
+        >>> import os, tempfile
+        >>> import pandas as pd
+        >>> rows = pd.DataFrame({"id": [7, 7, 3], "t": [0, 1, 0], "a": [1.0, 2.0, 5.0],
+        ...                      "label": [0, 1, 1]})
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     rows.to_parquet(os.path.join(folder, "train.parquet"))
+        ...     data = ParquetSequences(os.path.join(folder, "train.parquet"), "id", "t", ["a"],
+        ...                             "label")
+        ...     batch = next(iter(mw.data.make_loader(data, batch_size=2, shuffle=False)))
+        >>> batch.x.values[..., 0].tolist(), batch.y.tolist()  # shortest first (bucketing)
+        ([[5.0, 0.0], [1.0, 2.0]], [[1, -100], [0, 1]])
 
     Args:
         path: the Parquet file.
