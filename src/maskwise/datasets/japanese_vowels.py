@@ -28,6 +28,13 @@ class SequenceSplit:
     Args:
         x: one float32 array `(time_i, features)` per sequence.
         y: int64 `(num_sequences,)` class ids, 0-based.
+
+    Example:
+        >>> train, test = load_japanese_vowels()
+        >>> train.x[0].shape, int(train.y[0])  # (time, features), the speaker's class id
+        ((20, 12), 0)
+        >>> len(mw.data.make_loader(train.x, train.y, batch_size=32))  # 270 sequences
+        9
     """
 
     x: list[np.ndarray]
@@ -35,10 +42,18 @@ class SequenceSplit:
 
 
 def read_ts(text: str) -> tuple[list[np.ndarray], list[str]]:
-    """Parse a multivariate `.ts` file (UEA/UCR archive format) as it is stored.
+    r"""Parse a multivariate `.ts` file (UEA/UCR archive format) as it is stored.
 
     Returns one float32 array `(dimensions, time_i)` per series (dimension-major, as in
     the file) and the label strings. Header lines (`#`, `@`) are skipped.
+
+    Example:
+        >>> series, labels = read_ts("@problemName demo\n@data\n1,2,3:4,5,6:a\n7,8:9,10:b\n")
+        >>> series[0]  # 2 dimensions x 3 steps, as stored: transpose to (time, features)
+        array([[1., 2., 3.],
+               [4., 5., 6.]], dtype=float32)
+        >>> [s.shape for s in series], labels
+        ([(2, 3), (2, 2)], ['a', 'b'])
     """
     series, labels = [], []
     in_data = False

@@ -29,7 +29,12 @@ OOV_ID = 1
 
 
 def word_shape(word: str) -> str:
-    """Letter classes with repeats collapsed, at most 4: `"Ankara" -> "Aa"`, `"1.5" -> "9.9"`."""
+    """Letter classes with repeats collapsed, at most 4: `"Ankara" -> "Aa"`, `"1.5" -> "9.9"`.
+
+    Example:
+        >>> word_shape("Ankara"), word_shape("1.5"), word_shape("iPhone15")
+        ('Aa', '9.9', 'aAa9')
+    """
     shape: list[str] = []
     for char in word:
         kind = "A" if char.isupper() else "a" if char.isalpha() else "9" if char.isdigit() else char
@@ -49,7 +54,13 @@ _COLUMNS = {"upos": 3, "xpos": 4}
 
 @dataclass(frozen=True)
 class TaggedSentence:
-    """One sentence: word forms and their tags, as read from a CoNLL-U file."""
+    """One sentence: word forms and their tags, as read from a CoNLL-U file.
+
+    Example:
+        >>> sentence = TaggedSentence(forms=["Ali", "geldi"], tags=["PROPN", "VERB"])
+        >>> list(zip(sentence.forms, sentence.tags))
+        [('Ali', 'PROPN'), ('geldi', 'VERB')]
+    """
 
     forms: list[str]
     tags: list[str]
@@ -68,6 +79,14 @@ class TaggingSplit:
         vocab: word for each word id (`vocab[0] = "<pad>"`, `vocab[1] = "<oov>"`).
         feature_vocabs: for each feature, the value of each id (same first two entries).
         tags: tag name for each tag id.
+
+    Example:
+        >>> sentences = [TaggedSentence(["Ali", "geldi"], ["PROPN", "VERB"])]
+        >>> (train,) = tagging_splits([sentences], min_count=1)
+        >>> train.words, train.x[0].tolist(), train.y[0].tolist(), train.tags
+        ([['Ali', 'geldi']], [2, 3], [0, 1], ['PROPN', 'VERB'])
+        >>> train.feature_vocabs["shape"], train.features["shape"][0].tolist()
+        (['<pad>', '<oov>', 'Aa', 'a'], [2, 3])
     """
 
     words: list[list[str]]
@@ -80,10 +99,19 @@ class TaggingSplit:
 
 
 def read_conllu(text: str, tagset: Literal["upos", "xpos"] = "upos") -> list[TaggedSentence]:
-    """Sentences of a CoNLL-U text: word forms (column 2) and tags (column 4 or 5).
+    r"""Sentences of a CoNLL-U text: word forms (column 2) and tags (column 4 or 5).
 
     Comment lines (`#`), multi-word token ranges (`1-2`) and empty nodes (`1.1`) are
     skipped; a blank line ends a sentence.
+
+    Example:
+        >>> text = ("# text = Ali geldi\n"
+        ...         "1\tAli\tAli\tPROPN\tNoun\t_\t2\tnsubj\t_\t_\n"
+        ...         "2\tgeldi\tgel\tVERB\tVerb\t_\t0\troot\t_\t_\n")
+        >>> read_conllu(text)
+        [TaggedSentence(forms=['Ali', 'geldi'], tags=['PROPN', 'VERB'])]
+        >>> read_conllu(text, tagset="xpos")[0].tags
+        ['Noun', 'Verb']
     """
     if tagset not in _COLUMNS:
         raise ConfigError(
@@ -131,6 +159,16 @@ def tagging_splits(
     Words (lower-cased) and feature values seen fewer than `min_count` times in the
     training split map to the OOV id 1, so the model also learns an OOV embedding. Tag
     ids cover the tags of every split, sorted by name.
+
+    Example:
+        >>> train = [TaggedSentence(["Ali", "geldi"], ["PROPN", "VERB"]),
+        ...          TaggedSentence(["Ali", "gitti"], ["PROPN", "VERB"])]
+        >>> test = [TaggedSentence(["Ayşe", "geldi", "."], ["PROPN", "VERB", "PUNCT"])]
+        >>> train_split, test_split = tagging_splits([train, test])
+        >>> train_split.vocab, train_split.x[0].tolist()  # only "ali" is seen twice
+        (['<pad>', '<oov>', 'ali'], [2, 1])
+        >>> test_split.x[0].tolist(), test_split.tags, test_split.y[0].tolist()
+        ([1, 1, 1], ['PROPN', 'PUNCT', 'VERB'], [0, 2, 1])
     """
     train_words = [w for s in splits[0] for w in s.forms]
     vocab = _vocabulary([w.lower() for w in train_words], min_count)
@@ -183,9 +221,21 @@ def load_turkish_treebank(
 def load_conllu(
     path: str | os.PathLike[str], tagset: Literal["upos", "xpos"] = "upos", min_count: int = 2
 ) -> tuple[TaggingSplit, TaggingSplit, TaggingSplit]:
-    """Your own CoNLL-U file (plain or `.gz`) as `(train, dev, test)`, split like
+    r"""Your own CoNLL-U file (plain or `.gz`) as `(train, dev, test)`, split like
     `load_turkish_treebank`: sentence i to dev when `i % 10 == 8`, to test when
-    `i % 10 == 9`, to train otherwise."""
+    `i % 10 == 9`, to train otherwise.
+
+    Example:
+        >>> import os, tempfile
+        >>> sentence = "1\tAli\tAli\tPROPN\t_\t_\t0\troot\t_\t_\n\n"
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = os.path.join(folder, "mine.conllu")
+        ...     with open(path, "w", encoding="utf-8") as file:
+        ...         _ = file.write(sentence * 20)
+        ...     train, dev, test = load_conllu(path)
+        >>> len(train.x), len(dev.x), len(test.x)  # sentences 8, 18 to dev; 9, 19 to test
+        (16, 2, 2)
+    """
     return _split_tenths(Path(path).read_bytes(), tagset, min_count)
 
 
