@@ -63,6 +63,14 @@ def check(
 ) -> list[Finding]:
     """Look for masking mistakes in data and a model; errors first.
 
+    Example:
+        >>> x = np.zeros((2, 3, 1)); x[0, :2] = 1; x[1, :1] = 1  # 2 and 1 real steps
+        >>> y = np.array([[1, 2, 0], [2, 0, 0]])  # classes 1 and 2, padding labelled 0
+        >>> [(f.code, f.severity) for f in check(x, y, n_outputs=3)]
+        [('MW004', 'error')]
+        >>> check(x, np.array([[1, 2, -100], [2, -100, -100]]), n_outputs=3)
+        []
+
     Args:
         x: inputs: a padded array `(batch, time, features)` (numpy or torch), token ids
             `(batch, time)`, a list of `(time, features)` sequences, or a `Masked`; several
@@ -127,6 +135,14 @@ class DataReport:
         layouts: each input as sequences, repaired when its layout was found wrong.
         paddings: per input, the padded steps of each sequence.
         targets: per-step targets lined up with the first input, or None.
+
+    Example:
+        >>> x = np.zeros((2, 3, 1)); x[0, :2] = 1; x[1, :1] = 1  # 2 and 1 real steps
+        >>> report = check_data(x, np.array([[1, 2, -100], [2, -100, -100]]))
+        >>> report.findings, [p.pad.tolist() for p in report.paddings[0]]
+        ([], [[False, False, True], [False, True, True]])
+        >>> [t.tolist() for t in report.targets]
+        [[1, 2, -100], [2, -100, -100]]
     """
 
     findings: list[Finding] = field(default_factory=list)
@@ -161,6 +177,14 @@ def check_data(
         lengths_given: a list's sequences are as long as given, every step real (as
             `make_loader` reads them), rather than padded with `mask_value` at the ends;
             the layout is still checked from the values (MW001).
+
+    Example:
+        >>> X = np.ones((5, 20)); X[:, 16:] = 0  # 5 features x 20 steps, post-padded
+        >>> report = check_data(X.reshape(1, 20, 5))  # features end up on the time axis
+        >>> [f.code for f in report.findings]
+        ['MW001']
+        >>> report.layout.sequences[0].shape, int(report.paddings[0][0].pad.sum())  # repaired
+        ((20, 5), 4)
     """
     if isinstance(x, Masked):  # the mask is known: check the real steps
         mask = x.full_mask.cpu().numpy()

@@ -45,6 +45,12 @@ class Finding:
         fix: what to change.
         sequence: index of the first sequence concerned, when there is one.
         step: index of the first time step concerned, when there is one.
+
+    Example:
+        >>> finding = Finding("MW005", "info", "x: the padding holds 2 NaN values.", "pad with 0.")
+        >>> print(finding)
+        MW005 info: x: the padding holds 2 NaN values.
+          fix: pad with 0.
     """
 
     code: str

@@ -50,7 +50,20 @@ NOT_A_MODEL = (AttributeError, TypeError, KeyError, IndexError, RecursionError)
 
 
 def check_keras_file(path: str | Path) -> list[Finding]:
-    """Findings for the model saved in a `.keras` file."""
+    """Findings for the model saved in a `.keras` file.
+
+    Example:
+        >>> import os, tempfile
+        >>> import keras
+        >>> model = keras.Sequential([keras.Input((None,)),
+        ...                           keras.layers.Embedding(10, 4, mask_zero=True),
+        ...                           keras.layers.Masking(), keras.layers.Dense(2)])
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     model.save(os.path.join(folder, "tagger.keras"))
+        ...     findings = check_keras_file(os.path.join(folder, "tagger.keras"))
+        >>> [(f.code, f.severity) for f in findings]  # Masking after an Embedding
+        [('MW007', 'error')]
+    """
     path = Path(path)
     require_regular_file(path)
     config = read_config(path)
