@@ -41,6 +41,15 @@ Shape = tuple[int, ...]
 class TraceRow:
     """One layer call.
 
+    Example:
+        >>> model = Sequential([layers.Masking(0.0, name="masking"), layers.LSTM(2, name="lstm")])
+        >>> row = trace(model, Masked.pad([torch.ones(3, 4), torch.ones(1, 4)]).values).rows[0]
+        >>> row.name, row.input_coverage, round(row.output_coverage, 3)  # 4 of 6 steps real
+        ('masking', (None,), 0.667)
+        >>> row.output_mask
+        tensor([[ True,  True,  True],
+                [ True, False, False]])
+
     Attributes:
         name: the layer's name.
         type: the layer's class name.
@@ -76,6 +85,14 @@ class Trace:
     """The rows of one traced call (in call order) and the model's output.
 
     `str(trace)` is an aligned table; `trace.plot(path)` draws every layer's output mask.
+
+    Example:
+        >>> model = Sequential([layers.Masking(0.0, name="masking"), layers.LSTM(2, name="lstm")])
+        >>> result = trace(model, Masked.pad([torch.ones(3, 4), torch.ones(1, 4)]).values)
+        >>> [(row.name, row.consumed, row.dropped) for row in result.rows]
+        [('masking', False, False), ('lstm', True, False)]
+        >>> result.output.values.shape  # the model's own output, one vector per sequence
+        torch.Size([2, 2])
     """
 
     rows: list[TraceRow]
@@ -191,6 +208,14 @@ def trace(model: nn.Module, *inputs: Any) -> Trace:
     Containers (`Sequential`, `Model`, your `Module`s) are looked into, not recorded;
     layers inside a layer (the `Dense` in a `TimeDistributed`) are part of their
     wrapper's row. The model's training mode is restored afterwards.
+
+    Example:
+        >>> model = Sequential([layers.Masking(0.0, name="masking"), layers.LSTM(2, name="lstm")])
+        >>> x = Masked.pad([torch.ones(3, 4), torch.ones(1, 4)]).values  # zero-padded
+        >>> print(trace(model, x))  # the LSTM uses the mask up: its output has no time axis
+        layer    type     input shape  input mask  output shape  output mask  note
+        masking  Masking  (2, 3, 4)    none        (2, 3, 4)     66.7%
+        lstm     LSTM     (2, 3, 4)    66.7%       (2, 2)        none         consumed
 
     Args:
         model: a maskwise model or layer.
