@@ -50,6 +50,15 @@ class SymbolicTensor:
     It is what `Input` and a layer called on symbolic tensors return; pass it to
     more layers, then to `Model(inputs, outputs)`. It holds no data: PyTorch
     functions refuse it (wrap them in `layers.Lambda`).
+
+    Example:
+        >>> features = Input(shape=(None, 5), name="features")
+        >>> layers.Masking(0.0, name="masking")(features)
+        <SymbolicTensor 'masking' shape=(None, None, 5) dtype=float32, masked>
+        >>> torch.relu(features)
+        Traceback (most recent call last):
+        ...
+        maskwise.errors.MaskwiseTypeError: The PyTorch function `relu` got a symbolic tensor ...
     """
 
     def __init__(
@@ -113,6 +122,15 @@ def Input(
     batch_shape: Sequence[int | None] | None = None,
 ) -> SymbolicTensor:
     """A model input (Keras's `keras.Input`): what `Model(inputs, outputs)` is called on.
+
+    Example:
+        >>> features = Input(shape=(None, 5), name="features")  # (batch, time, 5)
+        >>> features
+        <SymbolicTensor 'features' shape=(None, None, 5) dtype=float32>
+        >>> model = Model(features, layers.Dense(2)(layers.Masking(0.0)(features)))
+        >>> x = torch.zeros(2, 4, 5); x[0, :3] = 1; x[1, :1] = 1  # 3 and 1 real steps
+        >>> model(x).mask.tolist()
+        [[True, True, True, False], [True, False, False, False]]
 
     Args:
         shape: the dims after the batch axis, None where any size goes (the time
