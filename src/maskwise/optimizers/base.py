@@ -28,7 +28,16 @@ from .schedules import SCHEDULES, LearningRateSchedule
 
 def check_learning_rate(value: Any, where: str) -> None:
     """Refuse a learning rate that is not a finite number >= 0 (0 is allowed, as in
-    Keras and PyTorch: the weights then stay put, e.g. to measure a model as is)."""
+    Keras and PyTorch: the weights then stay put, e.g. to measure a model as is).
+
+    Example:
+        >>> check_learning_rate(0.0, "SGD")  # allowed: returns None
+        >>> check_learning_rate(float("nan"), "SGD")
+        Traceback (most recent call last):
+        ...
+        maskwise.errors.ConfigError: The learning rate of SGD must be a finite number >= 0.
+        ...
+    """
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -56,6 +65,18 @@ class Optimizer(torch.optim.Optimizer):
 
     Subclasses pass their hyper-parameters to `__init__` and implement
     `update(param, grad, state, group, lr)`, which changes `param` in place.
+
+    Example:
+        >>> class SignSGD(Optimizer):
+        ...     def __init__(self, learning_rate=0.01, **options):
+        ...         super().__init__(learning_rate, **options)
+        ...     def update(self, param, grad, state, group, lr):
+        ...         param.sub_(lr * grad.sign())
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+        >>> sign_sgd = SignSGD(learning_rate=0.1).build([w])
+        >>> w.grad = torch.tensor([5.0, -0.5]); sign_sgd.step()
+        >>> w.detach()
+        tensor([0.9000, 1.1000])
 
     Args:
         learning_rate: a number >= 0 or a `maskwise.optimizers.schedules` schedule.

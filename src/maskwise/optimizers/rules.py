@@ -36,8 +36,13 @@ class Adam(Optimizer):
     (sqrt(v) + epsilon)` at update `t` (1 at the first).
 
     Example:
-        >>> model.compile(optimizer=Adam(learning_rate=1e-3, clipnorm=1.0),
-        ...               loss="sparse_categorical_crossentropy")  # doctest: +SKIP
+        >>> model = Sequential([layers.Dense(1)])
+        >>> model.compile(optimizer=Adam(learning_rate=1e-3, clipnorm=1.0), loss="mse")
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))  # by hand, on one weight:
+        >>> adam = Adam(learning_rate=0.1).build([w])
+        >>> w.grad = torch.tensor([3.0]); adam.step()
+        >>> w.detach()  # the first step is lr * sign(g), whatever the size of g
+        tensor([0.9000])
     """
 
     def __init__(
@@ -83,7 +88,15 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """`Adam` with decoupled weight decay (`keras.optimizers.AdamW`, default 0.004):
-    before each update `w -= w * weight_decay * lr`."""
+    before each update `w -= w * weight_decay * lr`.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> adamw = AdamW(learning_rate=0.1, weight_decay=0.5).build([w])
+        >>> w.grad = torch.tensor([3.0]); adamw.step()
+        >>> w.detach()  # decay: 1 - 1 * 0.5 * 0.1 = 0.95; Adam's first step: 0.95 - 0.1
+        tensor([0.8500])
+    """
 
     def __init__(
         self,
@@ -115,6 +128,15 @@ class SGD(Optimizer):
 
     Without momentum `w -= lr * g`; with it `m = momentum * m - lr * g`, then `w += m`,
     or with `nesterov` `w += momentum * m - lr * g`.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> sgd = SGD(learning_rate=0.1, momentum=0.9).build([w])
+        >>> for _ in range(2):
+        ...     w.grad = torch.tensor([1.0])
+        ...     sgd.step()
+        >>> w.detach()  # m = -0.1, w = 0.9; then m = 0.9 * -0.1 - 0.1 = -0.19, w = 0.71
+        tensor([0.7100])
     """
 
     def __init__(
@@ -155,6 +177,13 @@ class RMSprop(Optimizer):
     `v = rho * v + (1 - rho) * g**2`; the step is `lr * g / sqrt(v + epsilon)` (with
     `centered`, `v - a**2 + epsilon` where `a` is the running mean gradient); with
     `momentum`, `m = momentum * m + step` and `w -= m`, else `w -= step`.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> rmsprop = RMSprop(learning_rate=0.01, rho=0.75).build([w])
+        >>> w.grad = torch.tensor([2.0]); rmsprop.step()
+        >>> w.detach()  # v = 0.25 * 2**2 = 1, step = 0.01 * 2 / sqrt(1)
+        tensor([0.9800])
     """
 
     def __init__(
@@ -205,7 +234,15 @@ class RMSprop(Optimizer):
 
 class Adagrad(Optimizer):
     """Adagrad, as `keras.optimizers.Adagrad`: `acc += g**2`, `w -= lr * g / sqrt(acc +
-    epsilon)`, the accumulator starting at `initial_accumulator_value`."""
+    epsilon)`, the accumulator starting at `initial_accumulator_value`.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> adagrad = Adagrad(learning_rate=0.1, initial_accumulator_value=3.0).build([w])
+        >>> w.grad = torch.tensor([1.0]); adagrad.step()
+        >>> w.detach()  # acc = 3 + 1**2 = 4, w = 1 - 0.1 * 1 / sqrt(4)
+        tensor([0.9500])
+    """
 
     def __init__(
         self,
