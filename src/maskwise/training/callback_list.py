@@ -19,6 +19,20 @@ class CallbackList:
     `on_batch_end` goes only to the callbacks that act on batches: a batch's logs cost a
     device synchronisation, so `has_batch_hooks` tells the loop whether to build them.
 
+    Example:
+        >>> class Shout(mw.callbacks.Callback):
+        ...     def on_epoch_end(self, epoch, logs):
+        ...         print("epoch", epoch, sorted(logs))
+        >>> model = Sequential([layers.Dense(1)])
+        >>> save = mw.callbacks.ModelCheckpoint("model.safetensors")
+        >>> [type(c).__name__ for c in CallbackList([save, Shout()], model).callbacks]
+        ['Shout', 'ModelCheckpoint', 'History']
+        >>> callbacks = CallbackList([Shout()], model)
+        >>> callbacks.on_epoch_end(0, {"loss": 0.5})
+        epoch 0 ['loss']
+        >>> callbacks.history.history
+        {'loss': [0.5]}
+
     Args:
         callbacks: the callbacks passed to `fit` (None: none).
         model: the model being trained, given to each callback (`callback.model`).

@@ -147,7 +147,18 @@ def _resolve_optimizer(optimizer: Any, learning_rate: float | None) -> tuple[Any
 
 
 class Compiled:
-    """What `compile` fixed: the loss, the metrics, and how to make the optimizer."""
+    """What `compile` fixed: the loss, the metrics, and how to make the optimizer.
+
+    Example:
+        >>> compiled = Compiled("sgd", loss="mse", metrics=["mae"], learning_rate=0.1)
+        >>> compiled.loss
+        MeanSquaredError(reduction='mean', name='mean_squared_error')
+        >>> compiled.metrics
+        [MeanAbsoluteError(name='mae')]
+        >>> optimizer = compiled.make_optimizer([torch.nn.Parameter(torch.zeros(1))])
+        >>> type(optimizer).__name__, optimizer.defaults["lr"]
+        ('SGD', 0.1)
+    """
 
     def __init__(self, optimizer: Any, loss: Any, metrics: Any, learning_rate: Any) -> None:
         self.optimizer, self.optimizer_spec = _resolve_optimizer(optimizer, learning_rate)
@@ -211,7 +222,18 @@ def _torch_factory(spec: dict[str, Any]) -> OptimizerFactory:
 
 
 def compile_args(config: dict[str, Any]) -> dict[str, Any] | None:
-    """`compile` keyword arguments from a saved compile config (None if incomplete)."""
+    """`compile` keyword arguments from a saved compile config (None if incomplete).
+
+    Example:
+        >>> config = Compiled("sgd", "mse", ["mae"], learning_rate=0.1).config(None)
+        >>> config["optimizer"], config["metrics"]  # JSON, as a checkpoint keeps it
+        ({'class': 'SGD', 'options': {'lr': 0.1}}, ['mae'])
+        >>> args = compile_args(config)
+        >>> args["optimizer"], args["loss"]
+        (functools.partial(<class 'torch.optim.sgd.SGD'>, lr=0.1), MeanSquaredError(...))
+        >>> compile_args({"optimizer": None, "loss": None, "metrics": []}) is None
+        True
+    """
     spec, loss = config.get("optimizer"), config.get("loss")
     if spec is None or loss is None:
         return None

@@ -16,7 +16,17 @@ from ..masked import Masked
 
 
 def forward(model: Callable[..., Any], x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
-    """Call `model` on a batch's inputs: one `Masked`, or several as separate arguments."""
+    """Call `model` on a batch's inputs: one `Masked`, or several as separate arguments.
+
+    Example:
+        >>> a, b = Input(shape=(None, 1), name="a"), Input(shape=(None, 2), name="b")
+        >>> model = Model([a, b], layers.Concatenate()([a, b]))
+        >>> xa = Masked(torch.ones(1, 2, 1), lengths_to_mask([1], 2))
+        >>> xb = Masked(torch.zeros(1, 2, 2), lengths_to_mask([2], 2))
+        >>> out = forward(model, (xa, xb))  # model(xa, xb)
+        >>> out.values.shape, out.mask.tolist()  # a step masked in any input is masked
+        (torch.Size([1, 2, 3]), [[True, False]])
+    """
     out = model(*x) if isinstance(x, tuple) else model(x)
     if not isinstance(out, Masked | torch.Tensor):
         raise MaskwiseTypeError(
@@ -31,7 +41,17 @@ def forward(model: Callable[..., Any], x: Masked | tuple[Masked, ...]) -> Masked
 
 
 def resolve_device(device: torch.device | str) -> torch.device:
-    """`device` as a `torch.device`, after checking that a tensor can live there."""
+    """`device` as a `torch.device`, after checking that a tensor can live there.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+        >>> resolve_device("gpu")
+        Traceback (most recent call last):
+        ...
+        maskwise.errors.ConfigError: Device 'gpu' is not available on this machine.
+        ...
+    """
     try:
         resolved = torch.device(device)
         torch.empty(0, device=resolved)
@@ -54,7 +74,17 @@ def resolve_device(device: torch.device | str) -> torch.device:
 
 def require_batches(loader: Any, what: str) -> None:
     """Refuse data that yields no batch (e.g. `drop_last=True` with fewer sequences than
-    `batch_size`): `fit` would stop at once, `evaluate` report a loss of 0 on nothing."""
+    `batch_size`): `fit` would stop at once, `evaluate` report a loss of 0 on nothing.
+
+    Example:
+        >>> loader = make_loader([np.ones((2, 1))], [0], batch_size=2, drop_last=True)
+        >>> require_batches(loader, "training data")
+        Traceback (most recent call last):
+        ...
+        maskwise.errors.ConfigError: The training data yields no batch.
+          received: 1 sequences, batch_size=2, drop_last=True
+          fix: pass more sequences, a smaller batch_size, or drop_last=False.
+    """
     if len(loader) > 0:
         return
     raise ConfigError(
@@ -68,7 +98,16 @@ def require_batches(loader: Any, what: str) -> None:
 
 
 def require_targets(y: torch.Tensor | None, what: str) -> None:
-    """Refuse a batch without targets where `what` (`"fit"`, `"evaluate"`) needs them."""
+    """Refuse a batch without targets where `what` (`"fit"`, `"evaluate"`) needs them.
+
+    Example:
+        >>> require_targets(torch.tensor([1, 0]), "fit")  # targets: nothing to say
+        >>> require_targets(None, "evaluate")
+        Traceback (most recent call last):
+        ...
+        maskwise.errors.ShapeError: evaluate() needs targets, and the data holds none.
+        ...
+    """
     if y is None:
         raise ShapeError(
             format_error(

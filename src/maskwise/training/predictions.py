@@ -33,7 +33,15 @@ def argmax(predictions: np.ndarray | Sequence[np.ndarray]) -> Any:
 
 
 class Predictions:
-    """Collects `predict`'s batches (in any order) and gives them back in the data's."""
+    """Collects `predict`'s batches (in any order) and gives them back in the data's.
+
+    Example:
+        >>> gathered = Predictions()
+        >>> gathered.add([1], Masked(torch.tensor([[[5.0], [6.0]]]), lengths_to_mask([1], 2)))
+        >>> gathered.add([0], Masked(torch.tensor([[[1.0], [2.0]]]), lengths_to_mask([2], 2)))
+        >>> gathered.result()  # in data order, each without its padding
+        [array([[1.], [2.]], dtype=float32), array([[5.]], dtype=float32)]
+    """
 
     def __init__(self) -> None:
         self.rows: dict[int, np.ndarray] = {}

@@ -18,6 +18,14 @@ import torch
 class TrainingState:
     """Where training stands.
 
+    Example:
+        >>> model = Sequential([layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> x = y = np.ones((4, 3, 1), dtype="float32")
+        >>> _ = model.fit(x, y, epochs=2, batch_size=2, verbose=0, seed=0)
+        >>> model.trainer.state.position()  # 2 epochs done, 4 optimizer steps
+        {'epoch': 2, 'step': 4, 'batch': 0, 'loader_seed': 0, 'grad_scaler': None}
+
     Attributes:
         epoch: epochs completed (during an epoch: the index of the current one, from 0);
             a resumed `fit` starts at this epoch.

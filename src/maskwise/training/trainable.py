@@ -55,6 +55,17 @@ class Trainable(nn.Module):
     stop after the current epoch), `epochs_done` (epochs trained so far, saved in
     checkpoints), `compiled` (what `compile` chose: `compiled.loss`,
     `compiled.metrics`; None before `compile`).
+
+    Example:
+        >>> model = Sequential([layers.Masking(0.0), layers.Dense(1)])
+        >>> isinstance(model, Trainable)
+        True
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> x = [np.ones((3, 1)), np.ones((1, 1))]  # two sequences, 3 and 1 steps
+        >>> y = [np.zeros((3, 1)), np.zeros((1, 1))]
+        >>> _ = model.fit(x, y, epochs=1, verbose=0, seed=0)
+        >>> [p.shape for p in model.predict(x, verbose=0)], model.epochs_done
+        ([(3, 1), (1, 1)], 1)
     """
 
     trainer_class: ClassVar[type[Trainer]] = Trainer

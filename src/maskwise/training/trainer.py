@@ -121,6 +121,21 @@ class Trainer:
     """The loop that trains, evaluates and predicts with `model` (see the module
     docstring).
 
+    Example:
+        >>> class CountingTrainer(Trainer):
+        ...     steps = 0
+        ...     def train_step(self, batch):
+        ...         self.steps += 1
+        ...         return super().train_step(batch)
+        >>> class Tagger(mw.Sequential):
+        ...     trainer_class = CountingTrainer
+        >>> model = Tagger([layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> x = y = np.ones((4, 3, 1), dtype="float32")
+        >>> _ = model.fit(x, y, epochs=2, batch_size=2, verbose=0)
+        >>> model.trainer.steps, model.trainer.state.epoch  # 2 epochs of 2 batches
+        (4, 2)
+
     Attributes:
         model: the model trained.
         compiled: what `compile` fixed (None before `compile`).
