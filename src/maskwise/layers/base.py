@@ -90,7 +90,9 @@ class Layer(nn.Module):
     A layer whose call reads its inputs another way (attention's query, value and key)
     overrides `read_inputs`; none overrides `forward` (see the module's docstring).
 
-    Example (a call option and an extra output):
+    Example:
+        A layer with a call option and an extra output:
+
         >>> class Scale(Layer):
         ...     def call(self, values, mask, *, factor=2.0, return_total=False):
         ...         out = values * factor
