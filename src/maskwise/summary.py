@@ -14,9 +14,22 @@ A nested model shows the strongest effect of its layers (consumes, creates,
 transforms, passes).
 
 Example:
-    >>> model = Sequential([layers.Embedding(20, 8, mask_zero=True), layers.LSTM(4)])
+    >>> model = Sequential([layers.Embedding(20, 8, mask_zero=True, name="embedding"),
+    ...                     layers.LSTM(4, name="lstm")], name="tagger")
     >>> _ = model(torch.tensor([[3, 4, 0]]))
-    >>> model.summary()  # doctest: +SKIP
+    >>> model.summary()  # LSTM: 4 gates x (8 inputs + 4 states + 1 bias) x 4 units
+    Model: "tagger"
+    ________________________________________________________________________________
+    Layer (type)                Output Shape          Param #    Mask
+    ================================================================================
+    embedding (Embedding)       (None, None, 8)       160        creates
+    ________________________________________________________________________________
+    lstm (LSTM)                 (None, 4)             208        consumes
+    ================================================================================
+    Total params: 368 (1.44 KB)
+    Trainable params: 368 (1.44 KB)
+    Non-trainable params: 0 (0.00 B)
+    Mask: what each layer's mask rule does: creates, passes, transforms or consumes.
 """
 
 from __future__ import annotations

@@ -429,8 +429,16 @@ def load(
     """Load a model saved with `model.save(path)`, compiled if it was.
 
     Example:
-        >>> model.save("tagger.safetensors")  # doctest: +SKIP
-        >>> same = maskwise.load("tagger.safetensors")  # doctest: +SKIP
+        >>> import os, tempfile
+        >>> model = Sequential([layers.Masking(0.0), layers.Dense(2)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> x = torch.ones(1, 3, 4)
+        >>> _ = model(x)  # build the weights
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     _ = model.save(os.path.join(folder, "tagger.safetensors"))  # returns the path
+        ...     same = mw.load(os.path.join(folder, "tagger.safetensors"))
+        >>> torch.equal(same(x).values, model(x).values), same.compiled.loss.name
+        (True, 'mean_squared_error')
 
     Args:
         path: the checkpoint file.
