@@ -57,7 +57,9 @@ class Softmax(Layer):
 
     float_inputs = True
 
-    def __init__(self, axis: int | Sequence[int] = -1, name: str | None = None) -> None:
+    def __init__(
+        self, axis: int | Sequence[int] = -1, name: str | None = None, **keras_args: Any
+    ) -> None:
         super().__init__(name=name)
         axes = check_axes("Softmax", axis)
         self.axis = axis
@@ -105,6 +107,7 @@ class ReLU(Layer):
         negative_slope: float = 0.0,
         threshold: float = 0.0,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         if max_value is not None:
@@ -138,7 +141,9 @@ class LeakyReLU(Layer):
 
     float_inputs = True
 
-    def __init__(self, negative_slope: float = 0.3, name: str | None = None) -> None:
+    def __init__(
+        self, negative_slope: float = 0.3, name: str | None = None, **keras_args: Any
+    ) -> None:
         super().__init__(name=name)
         self.negative_slope = _non_negative("LeakyReLU", "negative_slope", negative_slope)
 
@@ -162,7 +167,7 @@ class ELU(Layer):
 
     float_inputs = True
 
-    def __init__(self, alpha: float = 1.0, name: str | None = None) -> None:
+    def __init__(self, alpha: float = 1.0, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         if isinstance(alpha, bool) or not isinstance(alpha, int | float):
             raise ConfigError(format_error("ELU alpha must be a number.", received=repr(alpha)))
@@ -199,6 +204,7 @@ class PReLU(Layer):
         alpha_initializer: str | float = "zeros",
         shared_axes: int | Sequence[int] | None = None,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         starts = {"zeros": 0.0, "ones": 1.0}

@@ -406,6 +406,7 @@ class MultiHeadAttention(_AttentionLayer):
         use_bias: bool = True,
         output_shape: int | Sequence[int] | None = None,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         kind = type(self).__name__
@@ -504,6 +505,7 @@ class GroupQueryAttention(MultiHeadAttention):
         dropout: float = 0.0,
         use_bias: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         kind = type(self).__name__
         _positive_int(kind, "head_dim", head_dim)
@@ -550,7 +552,9 @@ class _ScoreAttention(_AttentionLayer):
     """Keras's `Attention` and `AdditiveAttention`: no projections; scores from a score
     function, a masked softmax over the keys, a weighted sum of the values."""
 
-    def __init__(self, use_scale: bool, dropout: float, name: str | None) -> None:
+    def __init__(
+        self, use_scale: bool, dropout: float, name: str | None, **keras_args: Any
+    ) -> None:
         super().__init__(name=name)
         self.use_scale = bool(use_scale)
         self.dropout = _check_rate(type(self).__name__, dropout)
@@ -659,6 +663,7 @@ class Attention(_ScoreAttention):
         score_mode: str = "dot",
         dropout: float = 0.0,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(use_scale, dropout, name)
         if score_mode not in ("dot", "concat"):
@@ -713,7 +718,11 @@ class AdditiveAttention(_ScoreAttention):
     scale: nn.Parameter | None
 
     def __init__(
-        self, use_scale: bool = True, dropout: float = 0.0, name: str | None = None
+        self,
+        use_scale: bool = True,
+        dropout: float = 0.0,
+        name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(use_scale, dropout, name)
         self.scale = None

@@ -190,6 +190,7 @@ class Conv1D(_Convolution):
         activation: str | None = None,
         use_bias: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         self._setup(
@@ -275,6 +276,7 @@ class DepthwiseConv1D(_Convolution):
         activation: str | None = None,
         use_bias: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         self._setup(
@@ -355,6 +357,7 @@ class SeparableConv1D(_Convolution):
         activation: str | None = None,
         use_bias: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         self._setup(
@@ -442,6 +445,7 @@ class Conv1DTranspose(_Convolution):
         activation: str | None = None,
         use_bias: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         self._setup(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,7 +38,12 @@ class Embedding(Layer):
     """
 
     def __init__(
-        self, input_dim: int, output_dim: int, mask_zero: bool = False, name: str | None = None
+        self,
+        input_dim: int,
+        output_dim: int,
+        mask_zero: bool = False,
+        name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):

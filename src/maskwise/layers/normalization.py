@@ -88,6 +88,7 @@ class LayerNormalization(Layer):
         center: bool = True,
         scale: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         self.axis = _check_last_axis("LayerNormalization", axis)
@@ -159,6 +160,7 @@ class BatchNormalization(Layer):
         center: bool = True,
         scale: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         self.axis = _check_last_axis("BatchNormalization", axis)
@@ -231,7 +233,10 @@ class UnitNormalization(Layer):
     float_inputs = True
 
     def __init__(
-        self, axis: int | list[int] | tuple[int, ...] = -1, name: str | None = None
+        self,
+        axis: int | list[int] | tuple[int, ...] = -1,
+        name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         axes = check_axes("UnitNormalization", axis)
@@ -287,6 +292,7 @@ class GroupNormalization(Layer):
         center: bool = True,
         scale: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         if isinstance(groups, bool) or not isinstance(groups, int) or groups < -1 or groups == 0:

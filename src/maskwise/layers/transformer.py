@@ -118,6 +118,7 @@ class PositionEmbedding(Layer):
         initializer: str = "glorot_uniform",
         skip_padding: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         kind = type(self).__name__
@@ -245,6 +246,7 @@ class TokenAndPositionEmbedding(Layer):
         mask_zero: bool = False,
         skip_padding: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         kind = type(self).__name__
@@ -354,6 +356,7 @@ class TransformerEncoder(Layer):
         bias_initializer: str = "zeros",
         normalize_first: bool = False,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         kind = type(self).__name__
