@@ -170,7 +170,7 @@ def _dtype_name(layer_class: type, dtype: Any) -> str:
 
 # ---------------------------------------------------------------------- weights
 def make_weight(
-    layer: Any, attr: str, shape: Sequence[int], default: Any, rule: str, transpose: bool
+    layer: Any, attr: str, shape: Sequence[int], default: Any, rule: str, transpose: bool = False
 ) -> nn.Parameter:
     """See `Layer.add_weight`."""
     given = layer.__dict__.get("_weight_rules", {}).get(rule)
@@ -179,7 +179,6 @@ def make_weight(
         initializer = given.initializer
     values = cast(Any, initializer)(tuple(int(d) for d in shape), torch.get_default_dtype())
     param = nn.Parameter(values.T.contiguous() if transpose else values)
-    param.requires_grad_(layer.trainable)
     setattr(layer, attr, param)
     layer.__dict__.setdefault("_weight_layout", {})[attr] = (rule, transpose)
     return param
