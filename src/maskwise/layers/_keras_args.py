@@ -87,15 +87,20 @@ def split_keras_args(
         for name, p in parameters.items()
     )
     args = KerasArgs()
+    fixed = layer_class.keras_defaults_only  # type: ignore[attr-defined]
     for key in [k for k in kwargs if k not in parameters]:
-        if key in COMMON_ARGS or key in weight_args:
+        if key in fixed:
+            _check_default(layer_class, key, kwargs.pop(key), fixed[key])
+        elif key in COMMON_ARGS or key in weight_args:
             args.given[key] = kwargs.pop(key)
         elif not open_ended:
             raise ConfigError(
                 format_error(
                     f"{layer_class.__name__} does not take the argument {key}=.",
                     expected="one of "
-                    + ", ".join(sorted(_declared(parameters) | set(COMMON_ARGS) | weight_args)),
+                    + ", ".join(
+                        sorted(_declared(parameters) | set(COMMON_ARGS) | weight_args | set(fixed))
+                    ),
                     received=f"{key}={kwargs[key]!r}"[:100],
                     fix="drop it or correct its name; the README's table of Keras arguments "
                     "says which maskwise supports.",
@@ -141,6 +146,20 @@ def apply_keras_args(layer: Any, args: KerasArgs) -> None:
     if penalty is not None:
         layer.activity_regularizer = penalty
         layer.register_forward_hook(_record_activity_penalty)
+
+
+def _check_default(layer_class: type, key: str, value: Any, default: Any) -> None:
+    if value == default:
+        return
+    raise ConfigError(
+        format_error(
+            f"{layer_class.__name__} does not support the Keras argument {key}={value!r}.",
+            expected=f"{key}={default!r} (Keras's default) or nothing",
+            received=f"{key}={value!r}",
+            fix="drop it; the README's table of Keras arguments says why maskwise does not "
+            "support it.",
+        )
+    )
 
 
 def _declared(parameters: Mapping[str, inspect.Parameter]) -> set[str]:

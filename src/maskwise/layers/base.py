@@ -93,6 +93,9 @@ class Layer(nn.Module):
     weight_names: ClassVar[tuple[str, ...]] = ()
     """The weights whose `<name>_initializer`, `<name>_regularizer` and
     `<name>_constraint` the constructor takes (`add_weight(..., rule=name)`)."""
+    keras_defaults_only: ClassVar[dict[str, Any]] = {}
+    """Keras arguments accepted, so that Keras code runs unchanged, at these (Keras's
+    default) values only; any other value is a `ConfigError`."""
     activity_regularizer: Any = None
     """The penalty on the outputs given as `activity_regularizer=` (see `losses`)."""
     keras_input_shape: list[int | None] | None = None

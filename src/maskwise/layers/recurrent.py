@@ -21,8 +21,7 @@ and backward; the compaction and the kernel runs stay eager behind a compile bou
 
 from __future__ import annotations
 
-import math
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -41,6 +40,8 @@ class _Recurrent(Layer):
     """Shared machinery of `LSTM`, `GRU` and `SimpleRNN` (see their docstrings)."""
 
     kind: Kind
+    weight_names = ("kernel", "recurrent", "bias")
+    keras_defaults_only: ClassVar[dict[str, Any]] = {"seed": None, "use_cudnn": "auto"}
     weight_ih: nn.Parameter
     weight_hh: nn.Parameter
     bias: nn.Parameter | None
@@ -62,11 +63,10 @@ class _Recurrent(Layer):
         unroll: bool = False,
         input_dim: int | None = None,
         name: str | None = None,
-        **keras_defaults: Any,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         kind = type(self).__name__
-        _check_keras_defaults(kind, keras_defaults)
         if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
             raise ConfigError(
                 format_error(f"{kind} units must be a positive integer.", received=repr(units))
@@ -106,20 +106,22 @@ class _Recurrent(Layer):
 
     # ------------------------------------------------------------------ weights
     def build(self, input_shape: Any) -> None:
+        """Keras's weights `kernel (in, gates*units)`, `recurrent_kernel (units,
+        gates*units)` and biases, stored transposed (PyTorch's layout): the `kernel_*`,
+        `recurrent_*` and `bias_*` arguments see Keras's layout (GRU's gates in
+        PyTorch's order r, z, n)."""
         fan_in = int(input_shape[-1])
         rows = self.cell.gates * self.units
-        # Keras's initialisers, transposed: glorot_uniform kernel, orthogonal recurrent
-        # kernel, zero biases.
-        limit = math.sqrt(6.0 / (fan_in + rows))
-        self.weight_ih = nn.Parameter(torch.empty(rows, fan_in).uniform_(-limit, limit))
-        self.weight_hh = nn.Parameter(nn.init.orthogonal_(torch.empty(rows, self.units)))
+        self.add_weight(
+            "weight_ih", (fan_in, rows), "glorot_uniform", rule="kernel", transpose=True
+        )
+        self.add_weight(
+            "weight_hh", (self.units, rows), "orthogonal", rule="recurrent", transpose=True
+        )
         if self.use_bias:
-            self.bias = nn.Parameter(self._initial_bias())
+            self.add_weight("bias", (rows,), "zeros")
             if self.kind == "gru":
-                self.recurrent_bias = nn.Parameter(torch.zeros(rows))
-
-    def _initial_bias(self) -> torch.Tensor:
-        return torch.zeros(self.cell.gates * self.units)
+                self.add_weight("recurrent_bias", (rows,), "zeros", rule="bias")
 
     def _weights(self) -> Weights:
         return Weights(self.weight_ih, self.weight_hh, self.bias, self.recurrent_bias)
@@ -241,41 +243,6 @@ class _Recurrent(Layer):
         return f"name={self.name!r}, units={self.units}, cell={self.cell}"
 
 
-KERAS_DEFAULTS: dict[str, Any] = {
-    "kernel_initializer": "glorot_uniform",
-    "recurrent_initializer": "orthogonal",
-    "bias_initializer": "zeros",
-    "kernel_regularizer": None,
-    "recurrent_regularizer": None,
-    "bias_regularizer": None,
-    "activity_regularizer": None,
-    "kernel_constraint": None,
-    "recurrent_constraint": None,
-    "bias_constraint": None,
-    "seed": None,
-    "use_cudnn": "auto",
-}
-"""Keras arguments accepted (so that Keras code runs unchanged) only at these values."""
-
-
-def _check_keras_defaults(kind: str, given: dict[str, Any]) -> None:
-    for key, value in given.items():
-        if key in KERAS_DEFAULTS and KERAS_DEFAULTS[key] == value:
-            continue
-        raise ConfigError(
-            format_error(
-                f"{kind} does not support the Keras argument {key}={value!r}.",
-                expected=f"{key}={KERAS_DEFAULTS[key]!r} (Keras's default) or nothing"
-                if key in KERAS_DEFAULTS
-                else f"one of {kind}'s documented arguments",
-                received=f"{key}={value!r}",
-                fix="drop it: maskwise uses Keras's default initialisers; put weight "
-                "penalties in the loss (or the optimizer's weight_decay), and set or "
-                "constrain weights with torch.nn.init / torch.no_grad() after building.",
-            )
-        )
-
-
 _SHARED_ARGS = """
         units: output features (the state size).
         activation: Keras name of the activation (`"tanh"`).
@@ -292,10 +259,13 @@ _SHARED_ARGS = """
             so it marks the steps that hold real outputs.
         zero_output_for_mask: zeros instead of the carried output at masked steps.
         stateful, unroll: not supported (ConfigError).
-        **keras_defaults: Keras's initializer/regularizer/constraint/seed/use_cudnn
-            arguments, accepted at their default values only (ConfigError otherwise).
         input_dim: input features; inferred at the first call when None.
         name: layer name.
+        **keras_args: `kernel_*`, `recurrent_*` and `bias_*` (`_initializer`, Keras's
+            defaults `"glorot_uniform"`, `"orthogonal"`, `"zeros"`; `_regularizer`;
+            `_constraint`; each in Keras's layout), the arguments of every layer
+            (`maskwise.layers.Layer`), and Keras's `seed` and `use_cudnn` at their
+            defaults only (ConfigError otherwise).
 
     Call: `layer(x, mask=None, initial_state=None)`, `x` a `Masked` or `(batch, time,
     features)` tensor (cast to the weights' dtype). A batch without any real step gives
@@ -345,7 +315,7 @@ class LSTM(_Recurrent):
         unroll: bool = False,
         input_dim: int | None = None,
         name: str | None = None,
-        **keras_defaults: Any,
+        **keras_args: Any,
     ) -> None:
         self.unit_forget_bias = unit_forget_bias
         super().__init__(
@@ -363,14 +333,15 @@ class LSTM(_Recurrent):
             unroll,
             input_dim,
             name,
-            **keras_defaults,
         )
 
-    def _initial_bias(self) -> torch.Tensor:
-        bias = torch.zeros(4 * self.units)
-        if self.unit_forget_bias:
-            bias[self.units : 2 * self.units] = 1.0
-        return bias
+    def build(self, input_shape: Any) -> None:
+        """As Keras: with `unit_forget_bias`, the forget gate's bias starts at 1 (the
+        other gates' from `bias_initializer`)."""
+        super().build(input_shape)
+        if self.bias is not None and self.unit_forget_bias:
+            with torch.no_grad():
+                self.bias[self.units : 2 * self.units] = 1.0
 
 
 class GRU(_Recurrent):
@@ -416,7 +387,7 @@ class GRU(_Recurrent):
         unroll: bool = False,
         input_dim: int | None = None,
         name: str | None = None,
-        **keras_defaults: Any,
+        **keras_args: Any,
     ) -> None:
         self.reset_after = reset_after
         self.kind = "gru" if reset_after else "gru_reset_before"
@@ -435,7 +406,6 @@ class GRU(_Recurrent):
             unroll,
             input_dim,
             name,
-            **keras_defaults,
         )
 
 
@@ -477,7 +447,7 @@ class SimpleRNN(_Recurrent):
         unroll: bool = False,
         input_dim: int | None = None,
         name: str | None = None,
-        **keras_defaults: Any,
+        **keras_args: Any,
     ) -> None:
         super().__init__(
             units,
@@ -494,7 +464,6 @@ class SimpleRNN(_Recurrent):
             unroll,
             input_dim,
             name,
-            **keras_defaults,
         )
 
 
@@ -532,6 +501,7 @@ class Bidirectional(Layer):
         merge_mode: str | None = "concat",
         backward_layer: Layer | None = None,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         for role, given in (("layer", layer), ("backward_layer", backward_layer)):
