@@ -3,7 +3,17 @@
 Padding is ignored correctly everywhere, and a mask is never lost silently.
 """
 
-from . import callbacks, data, doctor, layers, losses, metrics
+from . import (
+    callbacks,
+    constraints,
+    data,
+    doctor,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    regularizers,
+)
 from .callbacks import History
 from .convert.keras_model import from_keras
 from .errors import (
@@ -42,13 +52,16 @@ __all__ = [
     "argmax",
     "callbacks",
     "combine_masks",
+    "constraints",
     "data",
     "doctor",
     "from_keras",
+    "initializers",
     "layers",
     "lengths_to_mask",
     "load",
     "losses",
     "metrics",
+    "regularizers",
     "trace",
 ]

@@ -321,6 +321,8 @@ def _require_matrix(init: Initializer, shape: Shape, *, exactly: bool) -> None:
 NAMES: dict[str, Callable[[], KerasObject]] = {
     "zeros": Zeros,
     "ones": Ones,
+    "zero": Zeros,
+    "one": Ones,
     "constant": Constant,
     "identity": Identity,
     "random_normal": RandomNormal,

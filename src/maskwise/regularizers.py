@@ -91,9 +91,12 @@ def _factor(regularizer: Regularizer, arg: str, value: Any, default: float) -> f
 NAMES: dict[str, Callable[[], KerasObject]] = {
     "l1": L1,
     "l2": L2,
+    "l1l2": L1L2,
     "l1_l2": lambda: L1L2(l1=0.01, l2=0.01),
 }
-"""Keras's names of the regularizers, with Keras's default factors."""
+"""Keras's names of the regularizers, with Keras's default factors: `"l1l2"` is
+Keras 3's (`L1L2()`, both factors 0), `"l1_l2"` Keras 2's (both 0.01; Keras 3's
+docstring shows it, its lookup refuses it)."""
 
 
 def get(identifier: Any) -> Regularizer | Callable[[torch.Tensor], torch.Tensor] | None:
