@@ -1,8 +1,8 @@
 """The Keras arguments every layer takes besides its own, and the weights they rule.
 
 Every layer accepts, as in Keras:
-- `input_shape` (the dims after the batch axis), `input_dim` (the features; same as
-  `input_shape=(input_dim,)`), `input_length` (the time axis, put before them),
+- `input_shape` (the dims after the batch axis), `input_dim` (the features of each
+  step: `input_shape=(None, input_dim)`), `input_length` (the time axis),
   `batch_input_shape` (with the batch axis first), `batch_size`: when the input shape
   is known the layer builds its weights at construction (None dims build as 1);
 - `dtype`: the float dtype of the weights (`"float32"`, `"float64"`, `torch.float16`,
@@ -61,19 +61,18 @@ class KerasArgs:
     rules: dict[str, WeightRule] = field(default_factory=dict)
 
     def shape(self) -> list[int | None] | None:
-        """The input dims after the batch axis, if the arguments say them."""
+        """The input dims after the batch axis, if the arguments say them:
+        `batch_input_shape[1:]`, else `input_shape`, else `(input_length, input_dim)`,
+        else `(input_length,)` (token ids)."""
         given = self.given
+        length = given.get("input_length")
         if given.get("batch_input_shape") is not None:
-            dims: list[int | None] | None = list(given["batch_input_shape"])[1:]
-        elif given.get("input_dim") is not None:
-            dims = [given["input_dim"]]
-        elif given.get("input_shape") is not None:
-            dims = list(given["input_shape"])
-        else:
-            dims = [] if given.get("input_length") is not None else None
-        if dims is not None and given.get("input_length") is not None:
-            dims = [given["input_length"], *dims]
-        return dims
+            return list(given["batch_input_shape"])[1:]
+        if given.get("input_shape") is not None:
+            return list(given["input_shape"])
+        if given.get("input_dim") is not None:
+            return [length, given["input_dim"]]
+        return None if length is None else [length]
 
 
 def split_keras_args(
