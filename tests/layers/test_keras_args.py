@@ -9,6 +9,8 @@ import keras
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import maskwise as mw
 from maskwise import ConfigError, Masked, constraints, initializers, layers, regularizers
@@ -75,6 +77,12 @@ def test_trainable_false_freezes_weights_built_now_or_later():
     assert not any(p.requires_grad for p in eager.parameters())
     eager.trainable = True
     assert all(p.requires_grad for p in eager.parameters())
+
+
+def test_a_frozen_container_freezes_the_layers_it_builds_later():
+    model = mw.Sequential([layers.Dense(3), layers.LSTM(2)], trainable=False)
+    model(X)
+    assert not any(p.requires_grad for p in model.parameters())
 
 
 # ---------------------------------------------------------------------- initializers
@@ -176,6 +184,25 @@ def test_activity_penalty_counts_real_steps_only_divided_by_the_batch():
     # outputs: sums of features: [3, -0.5, (2)] and [0, (4), (2)]; padded steps excluded
     [penalty] = dense.losses
     assert penalty.item() == pytest.approx((3 + 0.5 + 0) / 2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 4), min_size=1, max_size=3),
+    extra=st.integers(0, 3),
+    fill=st.sampled_from([0.0, 7.0, float("nan")]),
+)
+def test_activity_penalty_is_independent_of_the_padding(lengths, extra, fill):
+    torch.manual_seed(0)
+    steps = [torch.randn(n, 2) for n in lengths]
+    dense = layers.Dense(2, input_dim=2, activity_regularizer=regularizers.L1L2(0.1, 0.2))
+    padded = Masked.pad(steps, value=fill, max_len=max(lengths) + extra)
+    dense(padded)
+    [penalty] = dense.losses
+    outputs = [dense(s[None]).values[0] for s in steps]  # each sequence alone, unpadded
+    real = torch.cat(outputs) if outputs else torch.zeros(0, 2)
+    expected = (0.1 * real.abs().sum() + 0.2 * real.square().sum()) / len(lengths)
+    torch.testing.assert_close(penalty, expected)
 
 
 def test_activity_penalty_without_padding_matches_keras():

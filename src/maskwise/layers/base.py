@@ -277,7 +277,9 @@ class Layer(nn.Module):
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
-        self.__dict__["_trainable"] = value
+        for module in self.modules():  # layers inside, built or not, follow
+            if isinstance(module, Layer):
+                module.__dict__["_trainable"] = value
         for param in self.parameters():
             param.requires_grad_(value)
 
