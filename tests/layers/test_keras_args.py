@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import maskwise as mw
 from maskwise import ConfigError, Masked, constraints, initializers, layers, regularizers
+from maskwise.layers._keras_args import one_pass
 from maskwise.layers.base import layer_from_config, layer_spec
 
 X = torch.tensor(
@@ -203,6 +204,19 @@ def test_activity_penalty_is_independent_of_the_padding(lengths, extra, fill):
     real = torch.cat(outputs) if outputs else torch.zeros(0, 2)
     expected = (0.1 * real.abs().sum() + 0.2 * real.square().sum()) / len(lengths)
     torch.testing.assert_close(penalty, expected)
+
+
+def test_activity_penalties_add_up_in_one_pass_and_are_replaced_outside():
+    dense = layers.Dense(1, input_dim=2, activity_regularizer=regularizers.L1(1.0))
+    for _ in range(3):
+        dense(X)
+    assert len(dense.losses) == 1  # repeated calls keep only the last: nothing piles up
+    expected = dense(X).values.abs().sum() / 2 + dense(X[:1]).values.abs().sum()
+    with one_pass(dense):  # a batch of fit or evaluate: a shared layer counts twice
+        dense(X)
+        dense(X[:1])
+    assert len(dense.losses) == 2
+    assert sum(dense.losses).item() == pytest.approx(expected.item())
 
 
 def test_activity_penalty_without_padding_matches_keras():

@@ -21,7 +21,8 @@ arguments as `**keras_args` (so type checkers accept them); they never reach its
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -217,7 +218,7 @@ def _ruled_weights(layer: Any, what: str) -> list[tuple[Any, nn.Parameter, bool]
 
 def collect_losses(module: nn.Module) -> list[torch.Tensor]:
     """Keras's `losses`: every weight penalty of `module`'s layers (computed now), then
-    the activity penalties of their calls since `clear_activity_penalties`."""
+    the activity penalties of their last calls (of the calls in the last `one_pass`)."""
     found = []
     for layer in module.modules():
         for penalty, param, transpose in _ruled_weights(layer, "regularizer"):
@@ -226,11 +227,24 @@ def collect_losses(module: nn.Module) -> list[torch.Tensor]:
     return found
 
 
-def clear_activity_penalties(module: nn.Module) -> None:
-    """Forget the activity penalties recorded by earlier calls (`fit` and `evaluate` do
-    it before each batch)."""
+class _Pass:
+    adding = False
+    """Inside `one_pass`: the calls' activity penalties add up."""
+
+
+@contextmanager
+def one_pass(module: nn.Module) -> Iterator[None]:
+    """One forward pass of `module`, as `fit` and `evaluate` run each batch: the
+    penalties recorded before are forgotten, and those of the calls inside add up (a
+    shared layer called twice counts twice, as in Keras). Outside such a pass each call
+    of a layer replaces what it recorded, so repeated calls keep only the last."""
     for layer in module.modules():
         layer.__dict__.pop("_activity_penalties", None)
+    previous, _Pass.adding = _Pass.adding, True
+    try:
+        yield
+    finally:
+        _Pass.adding = previous
 
 
 @torch.no_grad()
@@ -249,6 +263,8 @@ def _record_activity_penalty(layer: Any, inputs: Any, output: Any) -> None:
     only (padded steps count as zeros; Keras counts their outputs), divided by the batch
     size as in Keras."""
     outputs = output if isinstance(output, tuple) else (output,)
+    if not _Pass.adding:
+        layer.__dict__.pop("_activity_penalties", None)
     penalties = layer.__dict__.setdefault("_activity_penalties", [])
     for out in outputs:
         if isinstance(out, Masked):

@@ -287,8 +287,9 @@ class Layer(nn.Module):
     def losses(self) -> list[torch.Tensor]:
         """Keras's `losses`: the weight penalties (`*_regularizer`) of this layer and
         the layers inside it, computed from the weights now, then the activity penalties
-        (`activity_regularizer`) of their calls since the last training or evaluation
-        batch. `fit` and `evaluate` add their sum to the loss."""
+        (`activity_regularizer`) of each layer's last call (in `fit` and `evaluate`: of
+        every call in the batch's forward pass). `fit` and `evaluate` add their sum to
+        the loss."""
         return collect_losses(self)
 
 

@@ -36,7 +36,7 @@ from ..callbacks import Callback, History
 from ..data import Batch, Loader
 from ..doctor.guards import Guard
 from ..errors import ConfigError, format_error
-from ..layers._keras_args import apply_constraints, clear_activity_penalties, collect_losses
+from ..layers._keras_args import apply_constraints, collect_losses, one_pass
 from ..layers.base import Layer
 from ..masked import Masked
 from ..numerics import NonFiniteGuard
@@ -244,11 +244,11 @@ class Trainer:
         during a data-parallel `fit`, where gradients flow); under `fit(precision=
         "bf16")` computed in bfloat16 autocast and returned in float32, so losses and
         metrics keep full precision."""
-        clear_activity_penalties(self.model)
         if self.precision is None:
-            return self._forward(x)
+            with one_pass(self.model):
+                return self._forward(x)
         device = next(self.model.parameters()).device.type
-        with torch.autocast(device_type=device, dtype=torch.bfloat16):
+        with torch.autocast(device_type=device, dtype=torch.bfloat16), one_pass(self.model):
             out = self._forward(x)
         if isinstance(out, Masked):
             return Masked(out.values.float(), out.mask)
