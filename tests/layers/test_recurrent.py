@@ -549,8 +549,6 @@ def test_converters_are_registered() -> None:
     [
         ("stateful", True, "stateful=True"),
         ("unroll", True, "unroll=True"),
-        ("kernel_regularizer", "l2", "does not implement kernel_regularizer"),
-        ("activity_regularizer", "l1", "does not implement activity_regularizer"),
     ],
 )
 def test_converter_refuses_unsupported_keras_options(option: str, value: Any, match: str) -> None:

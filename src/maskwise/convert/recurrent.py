@@ -14,18 +14,8 @@ import torch
 
 from ..layers import recurrent
 from ..layers.base import Layer
-from .core import _activation_name, _refuse
+from .core import _activation_name, _refuse, keras_rules
 from .registry import convert_layer, converts, to_tensor
-
-PENALTIES = (
-    "kernel_regularizer",
-    "recurrent_regularizer",
-    "bias_regularizer",
-    "activity_regularizer",
-    "kernel_constraint",
-    "recurrent_constraint",
-    "bias_constraint",
-)
 
 
 def _common(k: Any) -> dict[str, Any]:
@@ -33,14 +23,6 @@ def _common(k: Any) -> dict[str, Any]:
     for option in ("stateful", "unroll"):
         if getattr(k, option):
             raise _refuse(k, f"{option}=True", f"use {option}=False in the Keras model.")
-    for option in PENALTIES:
-        if getattr(k.cell, option, None) is not None or getattr(k, option, None) is not None:
-            raise _refuse(
-                k,
-                f"{option}",
-                "drop it in the Keras model and add the penalty to the maskwise loss "
-                "(or use the optimizer's weight_decay).",
-            )
     return {
         "units": int(k.cell.units),
         "activation": _activation_name(k),
@@ -53,6 +35,7 @@ def _common(k: Any) -> dict[str, Any]:
         "zero_output_for_mask": bool(k.zero_output_for_mask),
         "input_dim": int(k.cell.kernel.shape[0]),
         "name": k.name,
+        **keras_rules(k, recurrent.LSTM.weight_names),  # the same for GRU and SimpleRNN
     }
 
 
