@@ -47,8 +47,24 @@ def _total(losses) -> float:
             FEATURES,
         ),
         (lambda: keras.layers.GRU(3, bias_regularizer="l1", recurrent_regularizer="l2"), FEATURES),
+        (lambda: keras.layers.PReLU(alpha_initializer="ones", alpha_regularizer="l1"), FEATURES),
+        (
+            lambda: keras.layers.LayerNormalization(gamma_regularizer="l2", beta_regularizer="l1"),
+            FEATURES,
+        ),
+        (lambda: keras.layers.BatchNormalization(gamma_regularizer="l1"), FEATURES),
     ],
-    ids=["Dense", "Embedding", "Conv1D", "DepthwiseConv1D", "LSTM", "GRU"],
+    ids=[
+        "Dense",
+        "Embedding",
+        "Conv1D",
+        "DepthwiseConv1D",
+        "LSTM",
+        "GRU",
+        "PReLU",
+        "LayerNormalization",
+        "BatchNormalization",
+    ],
 )
 def test_weight_penalties_survive_the_conversion(make, inputs):
     keras_layer = build_keras(make(), inputs)

@@ -101,6 +101,13 @@ def test_weight_initializers_by_name_and_object():
     assert torch.equal(norm.beta, torch.ones(2))
 
 
+def test_prelu_takes_any_initializer_or_a_number():
+    assert torch.equal(layers.PReLU(0.25, input_shape=(None, 2)).alpha, torch.full((1, 2), 0.25))
+    prelu = layers.PReLU(initializers.Constant(-1.0), shared_axes=[1], alpha_constraint="non_neg")
+    prelu(X)
+    assert torch.equal(prelu.alpha, -torch.ones(1, 2))
+
+
 def test_convolution_initializers_use_keras_s_kernel_layout():
     conv = layers.Conv1D(4, 3, kernel_initializer="he_uniform", input_shape=(None, 2))
     assert conv.kernel.shape == (3, 2, 4)

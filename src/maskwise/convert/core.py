@@ -182,11 +182,11 @@ def convert_elu(k: Any) -> Layer:
 
 @converts("PReLU")
 def convert_prelu(k: Any) -> Layer:
-    if k.alpha_regularizer is not None or k.alpha_constraint is not None:
-        raise _refuse(
-            k, "PReLU's alpha_regularizer and alpha_constraint", "drop them from the model."
-        )
-    layer = activation.PReLU(shared_axes=k.shared_axes, name=k.name)
+    layer = activation.PReLU(
+        shared_axes=k.shared_axes,
+        name=k.name,
+        **keras_rules(k, activation.PReLU.weight_names),
+    )
     layer.build_from_config_shape([int(n) for n in k.alpha.shape])
     _copy(layer.alpha, k.alpha)
     return layer
@@ -212,6 +212,7 @@ def convert_layer_normalization(k: Any) -> Layer:
         center=k.center,
         scale=k.scale,
         name=k.name,
+        **keras_rules(k, normalization.LayerNormalization.weight_names),  # gamma and beta
     )
     return _build_normalization(layer, k)
 
@@ -227,6 +228,7 @@ def convert_batch_normalization(k: Any) -> Layer:
         center=k.center,
         scale=k.scale,
         name=k.name,
+        **keras_rules(k, normalization.LayerNormalization.weight_names),  # gamma and beta
     )
     _build_normalization(layer, k)
     _copy(layer.moving_mean, k.moving_mean)
@@ -249,6 +251,7 @@ def convert_group_normalization(k: Any) -> Layer:
         center=k.center,
         scale=k.scale,
         name=k.name,
+        **keras_rules(k, normalization.LayerNormalization.weight_names),  # gamma and beta
     )
     return _build_normalization(layer, k)
 
