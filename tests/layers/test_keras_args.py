@@ -378,3 +378,27 @@ def test_a_model_with_penalties_round_trips_through_save(tmp_path):
 def test_refusals_name_the_layer_and_the_fix(make, match):
     with pytest.raises(ConfigError, match=match):
         make()
+
+
+class _KerasStyle(layers.Layer):
+    """A custom layer written the Keras way: `**kwargs` passed on to the base class."""
+
+    weight_names = ("kernel",)
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.add_weight("kernel", (input_shape[-1], self.units), "glorot_uniform")
+
+    def call(self, values, mask):
+        return values @ self.kernel
+
+
+def test_a_custom_layer_passing_kwargs_on_takes_the_keras_arguments():
+    layer = _KerasStyle(3, input_shape=(None, 2), kernel_initializer="ones", name="mine")
+    assert layer.name == "mine"
+    assert torch.equal(layer.kernel, torch.ones(2, 3))
+    with pytest.raises(ConfigError, match=r"_KerasStyle does not take the argument foo=.\n.*units"):
+        _KerasStyle(3, foo=1)

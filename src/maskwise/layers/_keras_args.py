@@ -80,7 +80,9 @@ def split_keras_args(
     layer_class: type, parameters: Mapping[str, inspect.Parameter], kwargs: dict[str, Any]
 ) -> KerasArgs:
     """Take out of `kwargs` the Keras arguments the layer's signature does not declare
-    (checked and resolved); an argument nobody knows is a `ConfigError`."""
+    (checked and resolved); any other undeclared argument is a `ConfigError`, unless the
+    signature takes `**kwargs` (a subclass passing them on to `Layer.__init__`, which
+    refuses them with `refuse_unknown`)."""
     weight_args = {f"{w}_{rule}" for w in layer_class.weight_names for rule in RULES}  # type: ignore[attr-defined]
     open_ended = any(
         p.kind is inspect.Parameter.VAR_KEYWORD and name != "keras_args"
@@ -94,18 +96,7 @@ def split_keras_args(
         elif key in COMMON_ARGS or key in weight_args:
             args.given[key] = kwargs.pop(key)
         elif not open_ended:
-            raise ConfigError(
-                format_error(
-                    f"{layer_class.__name__} does not take the argument {key}=.",
-                    expected="one of "
-                    + ", ".join(
-                        sorted(_declared(parameters) | set(COMMON_ARGS) | weight_args | set(fixed))
-                    ),
-                    received=f"{key}={kwargs[key]!r}"[:100],
-                    fix="drop it or correct its name; the README's table of Keras arguments "
-                    "says which maskwise supports.",
-                )
-            )
+            refuse_unknown(layer_class, parameters, {key: kwargs[key]})
     for weight in layer_class.weight_names:  # type: ignore[attr-defined]
         args.rules[weight] = WeightRule(
             initializers.get(args.given.get(f"{weight}_initializer")),
@@ -123,6 +114,25 @@ def split_keras_args(
             )
         )
     return args
+
+
+def refuse_unknown(
+    layer_class: Any, parameters: Mapping[str, inspect.Parameter], unknown: dict[str, Any]
+) -> None:
+    """A `ConfigError` naming the layer and the first of `unknown`, listing the arguments
+    the layer takes (its own, those of every layer, its weights' rules)."""
+    key, value = next(iter(unknown.items()))
+    weight_args = {f"{w}_{rule}" for w in layer_class.weight_names for rule in RULES}
+    allowed = _declared(parameters) | set(COMMON_ARGS) | weight_args
+    raise ConfigError(
+        format_error(
+            f"{layer_class.__name__} does not take the argument {key}=.",
+            expected="one of " + ", ".join(sorted(allowed | set(layer_class.keras_defaults_only))),
+            received=f"{key}={value!r}"[:100],
+            fix="drop it or correct its name; the README's table of Keras arguments says "
+            "which maskwise supports.",
+        )
+    )
 
 
 def apply_keras_args(layer: Any, args: KerasArgs) -> None:

@@ -47,7 +47,13 @@ from torch import nn
 from .._keras_objects import JSON_KEY, KerasObject, from_json, to_json
 from ..errors import ConfigError, MaskError, MaskwiseTypeError, format_error
 from ..masked import Masked, as_masked, fill_padding
-from ._keras_args import apply_keras_args, collect_losses, make_weight, split_keras_args
+from ._keras_args import (
+    apply_keras_args,
+    collect_losses,
+    make_weight,
+    refuse_unknown,
+    split_keras_args,
+)
 
 _name_counters: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count())
 
@@ -111,6 +117,9 @@ class Layer(nn.Module):
             cls.__init__ = _recording_init(cls.__init__)  # type: ignore[method-assign]
 
     def __init__(self, name: str | None = None, **keras_args: Any) -> None:
+        if keras_args:  # what a subclass's `**kwargs` passed on, the Keras ones taken out
+            signature = inspect.signature(type(self).__init__)
+            refuse_unknown(type(self), signature.parameters, keras_args)
         super().__init__()
         self.name = name or unique_layer_name(type(self).__name__)
         self.built = False
