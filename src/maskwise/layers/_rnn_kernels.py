@@ -528,18 +528,6 @@ def _quiet_kernel(fn: Any, device: torch.device) -> Any:
     return call
 
 
-def _recurrent_matmul(
-    h: torch.Tensor, weight: torch.Tensor, dropout: torch.Tensor | None
-) -> torch.Tensor:
-    """`h (batch, units) @ weight.T` for a gate-stacked weight `(g*out, units)`; with a
-    per-gate dropout mask `(batch, g, units)` each gate sees its own dropped copy of h."""
-    if dropout is None:
-        return F.linear(h, weight)
-    gates = dropout.shape[1]
-    stacked = weight.reshape(gates, -1, weight.shape[1])
-    return torch.einsum("bgh,goh->bgo", h.unsqueeze(1) * dropout, stacked).flatten(1)
-
-
 def _step_loop(
     cell: StepCell,
     x: torch.Tensor,
