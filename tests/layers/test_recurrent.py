@@ -605,9 +605,9 @@ def test_converter_refuses_unsupported_keras_options(option: str, value: Any, ma
         ),
         (lambda: LSTM(0), ConfigError, "units must be a positive integer"),
         (
-            lambda: LSTM(4, seed=3),
+            lambda: LSTM(4, use_cudnn="yes"),
             ConfigError,
-            r"the Keras argument seed=3.\n  expected: seed=None",
+            r"LSTM use_cudnn must be 'auto', True or False.\n  received: 'yes'",
         ),
         (lambda: GRU(4, time_major=True), ConfigError, "GRU does not take the argument time_ma"),
         (lambda: SimpleRNN(4, dropout=1.0), ConfigError, r"dropout must be a rate in \[0, 1\)"),

@@ -89,11 +89,8 @@ def split_keras_args(
         for name, p in parameters.items()
     )
     args = KerasArgs()
-    fixed = layer_class.keras_defaults_only  # type: ignore[attr-defined]
     for key in [k for k in kwargs if k not in parameters]:
-        if key in fixed:
-            _check_default(layer_class, key, kwargs.pop(key), fixed[key])
-        elif key in COMMON_ARGS or key in weight_args:
+        if key in COMMON_ARGS or key in weight_args:
             args.given[key] = kwargs.pop(key)
         elif not open_ended:
             refuse_unknown(layer_class, parameters, {key: kwargs[key]})
@@ -127,10 +124,10 @@ def refuse_unknown(
     raise ConfigError(
         format_error(
             f"{layer_class.__name__} does not take the argument {key}=.",
-            expected="one of " + ", ".join(sorted(allowed | set(layer_class.keras_defaults_only))),
+            expected="one of " + ", ".join(sorted(allowed)),
             received=f"{key}={value!r}"[:100],
-            fix="drop it or correct its name; the README's table of Keras arguments says "
-            "which maskwise supports.",
+            fix="drop it or correct its name; the table of Keras arguments in the guide "
+            "'Coming from Keras' says which maskwise supports.",
         )
     )
 
@@ -156,20 +153,6 @@ def apply_keras_args(layer: Any, args: KerasArgs) -> None:
     if penalty is not None:
         layer.activity_regularizer = penalty
         layer.register_forward_hook(_record_activity_penalty)
-
-
-def _check_default(layer_class: type, key: str, value: Any, default: Any) -> None:
-    if value == default:
-        return
-    raise ConfigError(
-        format_error(
-            f"{layer_class.__name__} does not support the Keras argument {key}={value!r}.",
-            expected=f"{key}={default!r} (Keras's default) or nothing",
-            received=f"{key}={value!r}",
-            fix="drop it; the README's table of Keras arguments says why maskwise does not "
-            "support it.",
-        )
-    )
 
 
 def _declared(parameters: Mapping[str, inspect.Parameter]) -> set[str]:
@@ -198,31 +181,106 @@ def _dtype_name(layer_class: type, dtype: Any) -> str:
 
 
 # ---------------------------------------------------------------------- weights
-def make_weight(
-    layer: Any, attr: str, shape: Sequence[int], default: Any, rule: str, transpose: bool = False
-) -> nn.Parameter:
-    """See `Layer.add_weight`."""
+@dataclass(frozen=True)
+class Layout:
+    """How the parameters `attrs` of a layer hold one weight in Keras's layout, which
+    the weight's rules see: Keras's tensor is the parameter (or the parameters stacked
+    on a new first axis: GRU's bias `(2, 3*units)`), each transposed if `transpose`
+    (PyTorch's `(out, in)`), with the gates of its last axis stored in `gates` order
+    (stored gate j is Keras's gate `gates[j]`: GRU's r, z, n are Keras's z, r, h)."""
+
+    rule: str
+    attrs: tuple[str, ...]
+    transpose: bool = False
+    gates: tuple[int, ...] | None = None
+
+    def to_keras(self, layer: Any) -> torch.Tensor:
+        """The weight in Keras's layout (differentiable: penalties train it)."""
+        parts = [getattr(layer, attr) for attr in self.attrs]
+        parts = [p.T if self.transpose else p for p in parts]
+        values = parts[0] if len(parts) == 1 else torch.stack(parts)
+        if self.gates is None:
+            return values
+        return _gates_in(values, [self.gates.index(k) for k in range(len(self.gates))])
+
+    def from_keras(self, values: torch.Tensor) -> list[torch.Tensor]:
+        """The stored parameters for a weight in Keras's layout, one per attr."""
+        if self.gates is not None:
+            values = _gates_in(values, list(self.gates))
+        parts = list(values.unbind(0)) if len(self.attrs) > 1 else [values]
+        return [(p.T if self.transpose else p).contiguous() for p in parts]
+
+
+def _gates_in(values: torch.Tensor, order: Sequence[int]) -> torch.Tensor:
+    """The last axis cut into `len(order)` gates, put in `order`."""
+    chunks = values.chunk(len(order), dim=-1)
+    return torch.cat([chunks[k] for k in order], dim=-1)
+
+
+def rule_initializer(layer: Any, rule: str, default: Any) -> Any:
+    """The initializer of the weight `rule`: the constructor's `<rule>_initializer`,
+    else `default` (the layer's Keras default)."""
     given = layer.__dict__.get("_weight_rules", {}).get(rule)
-    initializer = initializers.get(default)
     if given is not None and given.initializer is not None:
-        initializer = given.initializer
-    values = cast(Any, initializer)(tuple(int(d) for d in shape), torch.get_default_dtype())
-    param = nn.Parameter(values.T.contiguous() if transpose else values)
-    setattr(layer, attr, param)
-    layer.__dict__.setdefault("_weight_layout", {})[attr] = (rule, transpose)
-    return param
+        return given.initializer
+    return initializers.get(default)
 
 
-def _ruled_weights(layer: Any, what: str) -> list[tuple[Any, nn.Parameter, bool]]:
-    """`(rule's regularizer or constraint, weight, transposed)` for each weight of
-    `layer` whose rule sets `what`."""
+def make_weight(
+    layer: Any,
+    attrs: str | tuple[str, ...],
+    shape: Sequence[int],
+    default: Any,
+    rule: str,
+    transpose: bool = False,
+    gates: tuple[int, ...] | None = None,
+    initializer: Any = None,
+) -> list[nn.Parameter]:
+    """See `Layer.add_weight`."""
+    layout = Layout(rule, (attrs,) if isinstance(attrs, str) else attrs, transpose, gates)
+    draw = initializer or rule_initializer(layer, rule, default)
+    values = cast(Any, draw)(tuple(int(d) for d in shape), torch.get_default_dtype())
+    params = [nn.Parameter(part) for part in layout.from_keras(values)]
+    for attr, param in zip(layout.attrs, params, strict=True):
+        setattr(layer, attr, param)
+    layer.__dict__.setdefault("_weight_layout", {})[layout.attrs] = layout
+    return params
+
+
+@torch.no_grad()
+def load_keras_weight(layer: Any, rule: str, values: torch.Tensor) -> None:
+    """Copy a weight given in Keras's layout (`kernel (in, units)`, ...) into the
+    built parameters of `layer` that hold the weight `rule`, in their layout."""
+    for layout in layer.__dict__.get("_weight_layout", {}).values():
+        if layout.rule == rule:
+            params = [getattr(layer, attr) for attr in layout.attrs]
+            for param, part in zip(params, layout.from_keras(values), strict=True):
+                param.copy_(part)
+
+
+def given_rules(layer: Any) -> dict[str, Any]:
+    """The `<weight>_initializer`, `_regularizer` and `_constraint` arguments `layer`'s
+    constructor got (resolved), for the layer that makes those weights (an `LSTM`'s
+    cell)."""
+    rules: dict[str, WeightRule] = layer.__dict__.get("_weight_rules", {})
+    return {
+        f"{weight}_{what}": getattr(rule, what)
+        for weight, rule in rules.items()
+        for what in RULES
+        if getattr(rule, what) is not None
+    }
+
+
+def _ruled_weights(layer: Any, what: str) -> list[tuple[Any, Layout]]:
+    """`(rule's regularizer or constraint, layout)` for each built weight of `layer`
+    whose rule sets `what`."""
     rules: dict[str, WeightRule] = layer.__dict__.get("_weight_rules", {})
     found = []
-    for attr, (rule, transpose) in layer.__dict__.get("_weight_layout", {}).items():
-        fn = getattr(rules.get(rule), what, None)
-        param = getattr(layer, attr, None)
-        if fn is not None and isinstance(param, nn.Parameter):
-            found.append((fn, param, transpose))
+    for layout in layer.__dict__.get("_weight_layout", {}).values():
+        fn = getattr(rules.get(layout.rule), what, None)
+        built = all(isinstance(getattr(layer, a, None), nn.Parameter) for a in layout.attrs)
+        if fn is not None and built:
+            found.append((fn, layout))
     return found
 
 
@@ -231,8 +289,8 @@ def collect_losses(module: nn.Module) -> list[torch.Tensor]:
     the activity penalties of their last calls (of the calls in the last `one_pass`)."""
     found = []
     for layer in module.modules():
-        for penalty, param, transpose in _ruled_weights(layer, "regularizer"):
-            found.append(penalty(param.T if transpose else param))
+        for penalty, layout in _ruled_weights(layer, "regularizer"):
+            found.append(penalty(layout.to_keras(layer)))
         found.extend(layer.__dict__.get("_activity_penalties", []))
     return found
 
@@ -262,10 +320,12 @@ def apply_constraints(module: nn.Module) -> None:
     """Replace each constrained trainable weight by its projection (Keras does it after
     each optimizer step), in Keras's layout."""
     for layer in module.modules():
-        for constraint, param, transpose in _ruled_weights(layer, "constraint"):
-            if param.requires_grad:
-                projected = constraint(param.T if transpose else param)
-                param.copy_(projected.T if transpose else projected)
+        for constraint, layout in _ruled_weights(layer, "constraint"):
+            params = [getattr(layer, attr) for attr in layout.attrs]
+            if all(param.requires_grad for param in params):
+                projected = layout.from_keras(constraint(layout.to_keras(layer)))
+                for param, values in zip(params, projected, strict=True):
+                    param.copy_(values)
 
 
 def _record_activity_penalty(layer: Any, inputs: Any, output: Any) -> None:

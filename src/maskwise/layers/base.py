@@ -55,7 +55,7 @@ import inspect
 import itertools
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -70,6 +70,7 @@ from ._keras_args import (
     collect_losses,
     make_weight,
     refuse_unknown,
+    rule_initializer,
     split_keras_args,
 )
 
@@ -138,9 +139,6 @@ class Layer(nn.Module):
     weight_names: ClassVar[tuple[str, ...]] = ()
     """The weights whose `<name>_initializer`, `<name>_regularizer` and
     `<name>_constraint` the constructor takes (`add_weight(..., rule=name)`)."""
-    keras_defaults_only: ClassVar[dict[str, Any]] = {}
-    """Keras arguments accepted, so that Keras code runs unchanged, at these (Keras's
-    default) values only; any other value is a `ConfigError`."""
     activity_regularizer: Any = None
     """The penalty on the outputs given as `activity_regularizer=` (see `losses`)."""
     keras_input_shape: list[int | None] | None = None
@@ -359,19 +357,38 @@ class Layer(nn.Module):
     # ------------------------------------------------------------------ Keras arguments
     def add_weight(
         self,
-        attr: str,
+        attr: str | tuple[str, ...],
         shape: Sequence[int],
         initializer: Any,
         *,
         rule: str | None = None,
         transpose: bool = False,
-    ) -> nn.Parameter:
+        gates: tuple[int, ...] | None = None,
+        wrap: Callable[[Any], Any] | None = None,
+    ) -> list[nn.Parameter]:
         """Create the weight `self.<attr>` of `shape` (Keras's layout), drawn by the
         `<rule>_initializer` the constructor got, else by `initializer` (the layer's
         Keras default); `<rule>_regularizer` and `<rule>_constraint` then apply to it.
-        `rule` defaults to `attr`. With `transpose`, the weight is stored transposed
-        (PyTorch's layout) and the rules still see Keras's."""
-        return make_weight(self, attr, shape, initializer, rule or attr, transpose)
+        `rule` defaults to `attr`.
+
+        The weight may be stored in another layout, which the rules never see (they
+        see Keras's): `transpose` stores it transposed (PyTorch's `(out, in)`), `gates`
+        reorders the gates of its last axis (see `Layout`), and several attrs split
+        its first axis into parameters of their own (GRU's bias `(2, 3*units)`).
+        `wrap(initializer)` replaces the chosen initializer (LSTM's
+        `unit_forget_bias` sets the forget gate's slice to ones around it)."""
+        names = (attr,) if isinstance(attr, str) else attr
+        chosen = rule_initializer(self, rule or names[0], initializer)
+        return make_weight(
+            self,
+            names,
+            shape,
+            initializer,
+            rule or names[0],
+            transpose,
+            gates,
+            None if wrap is None else wrap(chosen),
+        )
 
     @property
     def trainable(self) -> bool:
