@@ -35,6 +35,7 @@ from .functional import (
 )
 from .layers.base import Layer, layer_from_config, layer_spec
 from .layers.core import Lambda
+from .layers.recurrent import RNN
 from .masked import Masked, as_masked
 from .summary import count_weights, print_summary
 from .training import Trainable, load
@@ -420,7 +421,8 @@ class Sequential(Container):
         """Keras's `model.build(input_shape)`: create every layer's weights now, from
         the shape of the inputs `(batch, time, features...)`, so that an optimizer made
         next gets them all and `load_state_dict` finds them. The layers are run once on
-        zeros, in evaluation mode and without gradients; an unknown (None) batch counts
+        zeros, in evaluation mode and without gradients (stateful layers forget that
+        run's states); an unknown (None) batch counts
         one sequence, an unknown time axis the first of 1, 16 or 256 steps the layers
         accept (a convolution without padding needs several)."""
         dims = list(input_shape)
@@ -439,6 +441,9 @@ class Sequential(Container):
             finally:
                 self.train(was_training)
             self.build_shape = dims[1:]
+            for layer in self.modules():  # a stateful layer starts from its initial states
+                if isinstance(layer, RNN) and layer.stateful:
+                    layer.reset_states()
             return
         raise cast(ShapeError, failure)
 

@@ -47,6 +47,27 @@ def _total(losses) -> float:
             FEATURES,
         ),
         (lambda: keras.layers.GRU(3, bias_regularizer="l1", recurrent_regularizer="l2"), FEATURES),
+        (
+            lambda: keras.layers.SimpleRNN(3, kernel_regularizer="l1", bias_regularizer="l2"),
+            FEATURES,
+        ),
+        (
+            lambda: keras.layers.RNN(
+                keras.layers.StackedRNNCells(
+                    [
+                        keras.layers.LSTMCell(3, recurrent_regularizer="l2"),
+                        keras.layers.GRUCell(2, kernel_regularizer="l1", bias_regularizer="l2"),
+                    ]
+                )
+            ),
+            FEATURES,
+        ),
+        (
+            lambda: keras.layers.Bidirectional(
+                keras.layers.LSTM(3, kernel_regularizer="l2", recurrent_regularizer="l1")
+            ),
+            FEATURES,
+        ),
         (lambda: keras.layers.PReLU(alpha_initializer="ones", alpha_regularizer="l1"), FEATURES),
         (
             lambda: keras.layers.LayerNormalization(gamma_regularizer="l2", beta_regularizer="l1"),
@@ -61,6 +82,9 @@ def _total(losses) -> float:
         "DepthwiseConv1D",
         "LSTM",
         "GRU",
+        "SimpleRNN",
+        "StackedRNNCells",
+        "Bidirectional",
         "PReLU",
         "LayerNormalization",
         "BatchNormalization",
@@ -111,3 +135,21 @@ def test_a_regularizer_maskwise_lacks_is_refused_by_name():
         r"  fix: use one of maskwise.regularizers's classes \(l1, l1_l2, l1l2, l2\)",
     ):
         convert_layer(keras_layer)
+
+
+def test_recurrent_constraints_seed_and_use_cudnn_are_carried():
+    keras_layer = keras.layers.Bidirectional(
+        keras.layers.GRU(
+            3,
+            kernel_constraint=keras.constraints.MaxNorm(1.5),
+            bias_constraint="non_neg",
+            seed=4,
+            use_cudnn=False,
+        )
+    )
+    ours = convert_layer(build_keras(keras_layer, FEATURES))
+    for direction in (ours.forward_layer, ours.backward_layer):
+        rules = direction.cell._weight_rules
+        assert rules["kernel"].constraint == constraints.MaxNorm(1.5)
+        assert rules["bias"].constraint == constraints.NonNeg()
+        assert (direction.cell.seed, direction.use_cudnn) == (4, False)
