@@ -5,6 +5,9 @@ refusal of unknown arguments, and saving layers that hold them."""
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -358,3 +361,86 @@ def test_a_custom_layer_passing_kwargs_on_takes_the_keras_arguments():
     assert torch.equal(layer.kernel, torch.ones(2, 3))
     with pytest.raises(ConfigError, match=r"_KerasStyle does not take the argument foo=.\n.*units"):
         _KerasStyle(3, foo=1)
+
+
+def _required_arguments() -> dict[str, dict]:
+    """The arguments without defaults of each public layer, container and cell."""
+    return {
+        "Activation": {"activation": "relu"},
+        "AlphaDropout": {"rate": 0.1},
+        "Bidirectional": {"layer": layers.LSTM(2)},
+        "Conv1D": {"filters": 2, "kernel_size": 2},
+        "Conv1DTranspose": {"filters": 2, "kernel_size": 2},
+        "Dense": {"units": 2},
+        "DepthwiseConv1D": {"kernel_size": 2},
+        "Dot": {"axes": 1},
+        "Dropout": {"rate": 0.1},
+        "Embedding": {"input_dim": 5, "output_dim": 2},
+        "GRU": {"units": 2},
+        "GRUCell": {"units": 2},
+        "GaussianDropout": {"rate": 0.1},
+        "GaussianNoise": {"stddev": 0.1},
+        "GroupQueryAttention": {"head_dim": 2, "num_query_heads": 2, "num_key_value_heads": 1},
+        "LSTM": {"units": 2},
+        "LSTMCell": {"units": 2},
+        "Lambda": {"function": torch.relu},
+        "MultiHeadAttention": {"num_heads": 2, "key_dim": 2},
+        "Permute": {"dims": (2, 1)},
+        "PositionEmbedding": {"sequence_length": 4},
+        "RNN": {"cell": layers.GRUCell(2)},
+        "RepeatVector": {"n": 2},
+        "Reshape": {"target_shape": (2, 2)},
+        "SeparableConv1D": {"filters": 2, "kernel_size": 2},
+        "SimpleRNN": {"units": 2},
+        "SimpleRNNCell": {"units": 2},
+        "SpatialDropout1D": {"rate": 0.1},
+        "StackedRNNCells": {"cells": [layers.LSTMCell(2)]},
+        "TimeDistributed": {"layer": layers.Dense(2)},
+        "TokenAndPositionEmbedding": {
+            "vocabulary_size": 5,
+            "sequence_length": 4,
+            "embedding_dim": 2,
+        },
+        "TransformerEncoder": {"intermediate_dim": 4, "num_heads": 2},
+        "Sequential": {"layers": []},
+    }
+
+
+PUBLIC_LAYERS = sorted(
+    [
+        name
+        for name in layers.__all__
+        if isinstance(getattr(layers, name), type)
+        and issubclass(getattr(layers, name), layers.Layer)
+    ]
+    + ["Sequential"]
+)
+
+
+@pytest.mark.parametrize("name", PUBLIC_LAYERS)
+def test_every_layer_refuses_an_unknown_argument_listing_those_it_takes(name):
+    kind = getattr(layers, name, None) or getattr(mw, name)
+    required = _required_arguments().get(name, {})
+    own = [
+        p
+        for p in inspect.signature(kind.__init__).parameters
+        if p not in ("self", "kwargs", "keras_args")
+    ]
+    rules = [f"{weight}_initializer" for weight in kind.weight_names]
+    with pytest.raises(ConfigError) as refusal:
+        kind(**required, lorem_ipsum=1)
+    message = str(refusal.value)
+    assert message.startswith(f"{name} does not take the argument lorem_ipsum=.\n")
+    supported = re.search(r"expected: one of (.*)\n", message)
+    assert supported is not None
+    listed = supported.group(1).split(", ")
+    assert {*own, *rules, "input_shape", "dtype", "trainable", "name"} <= set(listed)
+    assert "  received: lorem_ipsum=1\n" in message
+
+
+def test_a_functional_model_refuses_an_unknown_argument():
+    inputs = mw.Input((None, 3))
+    with pytest.raises(
+        ConfigError, match=r"Model does not take the argument lorem=.\n  expected: .*, outputs,"
+    ):
+        mw.Model(inputs, layers.Dense(2)(inputs), lorem=1)
