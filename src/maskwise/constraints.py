@@ -22,6 +22,15 @@ import torch
 
 from ._keras_objects import KerasObject, lookup
 
+__all__ = [
+    "Constraint",
+    "MaxNorm",
+    "MinMaxNorm",
+    "NonNeg",
+    "UnitNorm",
+    "get",
+]
+
 EPSILON = 1e-7
 """Keras's `backend.epsilon()`, added to the norms before dividing."""
 

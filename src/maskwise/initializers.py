@@ -29,6 +29,26 @@ from .errors import ConfigError, format_error
 
 Shape = Sequence[int]
 
+__all__ = [
+    "Constant",
+    "GlorotNormal",
+    "GlorotUniform",
+    "HeNormal",
+    "HeUniform",
+    "Identity",
+    "Initializer",
+    "LecunNormal",
+    "LecunUniform",
+    "Ones",
+    "Orthogonal",
+    "RandomNormal",
+    "RandomUniform",
+    "TruncatedNormal",
+    "VarianceScaling",
+    "Zeros",
+    "get",
+]
+
 
 class Initializer(KerasObject):
     """Base class: `initializer(shape, dtype=None)` returns a new tensor of `shape`."""

@@ -25,6 +25,14 @@ import torch
 from ._keras_objects import KerasObject, lookup
 from .errors import ConfigError, format_error
 
+__all__ = [
+    "L1",
+    "L1L2",
+    "L2",
+    "Regularizer",
+    "get",
+]
+
 
 class Regularizer(KerasObject):
     """Base class: `regularizer(weights)` returns a scalar penalty."""

@@ -245,13 +245,16 @@ _CELL_ARGS = """
             (forces the per-step path).
         seed: an int seeds the dropout masks (they repeat from run to run, as Keras's
             `seed`); None draws them from PyTorch's global generator.
-        kernel_initializer, recurrent_initializer, bias_initializer: Keras's
-            initializers (defaults `"glorot_uniform"`, `"orthogonal"`, `"zeros"`),
-            drawn in Keras's layout and gate order (`kernel (in, gates*units)`).
-        kernel_regularizer, recurrent_regularizer, bias_regularizer: penalties that
-            `fit` and `evaluate` add to the loss (`maskwise.regularizers`).
-        kernel_constraint, recurrent_constraint, bias_constraint: projections applied
-            after each optimizer step (`maskwise.constraints`); they see Keras's layout.
+        kernel_initializer: the initializer of Keras's `kernel (in, gates*units)`
+            (`"glorot_uniform"`); `recurrent_initializer` (`"orthogonal"`) and
+            `bias_initializer` (`"zeros"`) those of the recurrent kernel `(units,
+            gates*units)` and the bias. Each draws in Keras's layout and gate order.
+        kernel_regularizer: its penalty, which `fit` and `evaluate` add to the loss
+            (`maskwise.regularizers`); likewise `recurrent_regularizer` and
+            `bias_regularizer`.
+        kernel_constraint: its projection after each optimizer step
+            (`maskwise.constraints`), in Keras's layout; likewise
+            `recurrent_constraint` and `bias_constraint`.
         name: layer name.
 
     Call: `cell(inputs, states, training=None)`, `inputs (batch, features)`, `states` a

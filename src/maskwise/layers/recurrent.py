@@ -346,9 +346,9 @@ _SHARED_ARGS = """
         other arguments: `return_sequences`, `return_state`, `go_backwards`,
             `stateful`, `zero_output_for_mask`, `unroll`, as in `RNN`.
         seed: an int seeds the dropout masks (see the cell).
-        kernel_initializer, recurrent_initializer, bias_initializer,
-            kernel_regularizer, ..., bias_constraint: the cell's weights' rules, as
-            in Keras (see `LSTMCell`).
+        kernel_initializer: like `recurrent_initializer`, `bias_initializer` and
+            the `*_regularizer` and `*_constraint` arguments of the three weights,
+            given to the cell, which owns the weights (see `LSTMCell`).
         activity_regularizer: a penalty on the layer's outputs (real steps only).
         name: layer name.
 
