@@ -12,12 +12,12 @@ import keras
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import maskwise as mw
 from maskwise import ConfigError, Masked, constraints, initializers, layers, regularizers
-from maskwise.layers._keras_args import one_pass
+from maskwise.layers._keras_args import Layout, one_pass
 from maskwise.layers.base import layer_from_config, layer_spec
 
 X = torch.tensor(
@@ -444,3 +444,30 @@ def test_a_functional_model_refuses_an_unknown_argument():
         ConfigError, match=r"Model does not take the argument lorem=.\n  expected: .*, outputs,"
     ):
         mw.Model(inputs, layers.Dense(2)(inputs), lorem=1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    gates=st.permutations(range(3)),
+    transpose=st.booleans(),
+    split=st.booleans(),
+    rows=st.integers(1, 3),
+)
+def test_a_layout_stores_and_gives_back_keras_s_weight(gates, transpose, split, rows):
+    # Keras's weight -> the stored parameters -> Keras's weight again, exactly; the
+    # stored parameters are Keras's gates reordered (and transposed) by hand
+    assume(not (split and transpose))  # split parts are vectors (GRU's biases)
+    shape = (2, 3 * rows) if split else (rows, 3 * rows)
+    values = torch.arange(float(np.prod(shape))).reshape(shape)
+    attrs = ("first", "second") if split else ("only",)
+    layout = Layout("kernel", attrs, transpose, tuple(gates))
+    stored = layout.from_keras(values)
+    chunks = values.chunk(3, dim=-1)
+    by_hand = torch.cat([chunks[k] for k in gates], dim=-1)
+    parts = list(by_hand.unbind(0)) if split else [by_hand]
+    for mine, expected in zip(stored, parts, strict=True):
+        assert torch.equal(mine, expected.T if transpose else expected)
+    holder = torch.nn.Module()
+    for attr, param in zip(attrs, stored, strict=True):
+        setattr(holder, attr, torch.nn.Parameter(param))
+    assert torch.equal(layout.to_keras(holder), values)

@@ -1117,3 +1117,14 @@ def test_simple_rnn_applies_its_activity_regularizer() -> None:
     out = layer(FIT_X).values
     [penalty] = layer.losses
     assert penalty.item() == pytest.approx(0.5 * out.abs().sum().item() / len(FIT_X))
+
+
+def test_use_cudnn_and_seed_are_kept_and_use_cudnn_changes_nothing() -> None:
+    from maskwise.layers.base import layer_from_config, layer_spec
+
+    auto = GRU(3, input_dim=2, seed=5)
+    off = layer_from_config(layer_spec(GRU(3, input_dim=2, seed=5, use_cudnn=False)))
+    assert (off.use_cudnn, off.cell.seed) == (False, 5)
+    off.load_state_dict(auto.state_dict())
+    x = torch.randn(2, 4, 2)
+    torch.testing.assert_close(off(x).values, auto(x).values)

@@ -13,6 +13,11 @@ Every layer accepts, as in Keras:
   `embeddings`, ...): `<weight>_initializer`, `<weight>_regularizer`,
   `<weight>_constraint` (see `maskwise.initializers`, `regularizers`, `constraints`).
 
+A layer makes each weight with `add_weight` in Keras's shape; the weight may be stored
+in another layout (a recurrent cell's are transposed, gates in PyTorch's order), which
+its `Layout` records, so that the initializer draws, and the regularizer and the
+constraint see, Keras's tensor.
+
 Any other argument the layer's signature does not declare is a `ConfigError` that
 names the layer and lists the arguments it supports. A layer's signature shows these
 arguments as `**keras_args` (so type checkers accept them); they never reach its body.

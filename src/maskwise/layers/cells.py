@@ -11,7 +11,10 @@ PyTorch's layout (`weight_ih (gates*units, in)`, `weight_hh (gates*units, units)
 gates in PyTorch's order: LSTM i, f, g, o; GRU r, z, n), and their per-step math, and
 say whether one of PyTorch's fused kernels (`torch._VF.lstm`, `gru`, `rnn_tanh`,
 `rnn_relu`) computes exactly the same recurrence (`fused_kernel`). `RNN` runs them
-over the real steps through that kernel when there is one, else step by step.
+over the real steps through that kernel when there is one, else step by step. They
+take Keras's weight arguments: the initializers draw Keras's `kernel (in,
+gates*units)`, `recurrent_kernel (units, gates*units)` and `bias` in Keras's gate order
+(GRU z, r, h), and the regularizers and constraints see them so (`add_weight`'s layout).
 
 Any `nn.Module` with a `state_size` (an int or a list of ints) and a
 `forward(inputs, states) -> (output, new_states)` is a cell too (a "user cell"); it

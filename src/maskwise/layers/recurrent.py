@@ -346,6 +346,8 @@ _SHARED_ARGS = """
         other arguments: `return_sequences`, `return_state`, `go_backwards`,
             `stateful`, `zero_output_for_mask`, `unroll`, as in `RNN`.
         seed: an int seeds the dropout masks (see the cell).
+        input_shape: `(time, features)`, time None if it varies (or `input_dim`, the
+            features): the weights are built at construction, else at the first call.
         kernel_initializer: like `recurrent_initializer`, `bias_initializer` and
             the `*_regularizer` and `*_constraint` arguments of the three weights,
             given to the cell, which owns the weights (see `LSTMCell`).
@@ -360,9 +362,8 @@ _SHARED_ARGS = """
 class _CellLayer(RNN):
     """What `LSTM`, `GRU` and `SimpleRNN` share: their cell's arguments on the layer
     (its weights' rules go to the cell, which owns the weights), LSTM's and GRU's
-    `use_cudnn`, and the
-    loading of state dicts saved when the weights were the layer's own (`weight_ih`,
-    not `cell.weight_ih`)."""
+    `use_cudnn`, and the loading of state dicts saved when the weights were the
+    layer's own (`weight_ih`, not `cell.weight_ih`)."""
 
     cell: _BuiltinCell
     weight_names = _BuiltinCell.weight_names
