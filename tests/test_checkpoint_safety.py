@@ -255,7 +255,7 @@ MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "huge units": (set_in_dense("units", 10**12), r"model \(3, 1000000000000\)"),
     "an unknown argument": (
         set_in_dense("kernel", 1),
-        r"TypeError: .*unexpected keyword argument 'kernel'",
+        r"config failed.\nDense does not take the argument kernel=.\n  expected: one of",
     ),
     "compile is a list": (lambda m: m.update(compile=[]), "'compile' entry is not a mapping"),
     "unknown optimizer": (

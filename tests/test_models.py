@@ -426,3 +426,62 @@ def test_rnn_only_model_trains_through_a_batch_without_real_steps():
     history = model.fit(x, y, epochs=1, batch_size=2, shuffle=False, verbose=0, seed=0)
     assert np.isfinite(history.history["loss"]).all()
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------- eager build
+def _stack(**first: object) -> Sequential:
+    return Sequential(
+        [
+            layers.Masking(0.0, **first),
+            layers.Conv1D(3, 3),  # valid padding: needs 3 steps at least
+            layers.LSTM(4, return_sequences=True),
+            layers.GRU(2),
+            layers.Dense(2),
+        ]
+    )
+
+
+def _keras_parameter_count() -> int:
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((None, 5)),
+            keras.layers.Masking(0.0),
+            keras.layers.Conv1D(3, 3),
+            keras.layers.LSTM(4, return_sequences=True),
+            keras.layers.GRU(2),
+            keras.layers.Dense(2),
+        ]
+    )
+    return int(model.count_params())
+
+
+def test_a_first_layer_with_input_shape_builds_every_layer_at_construction():
+    model = _stack(input_shape=(None, 5))
+    assert all(m.built for m in model.modules() if isinstance(m, Layer))
+    optimizer = torch.optim.Adam(model.parameters())  # before the first call
+    count = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
+    assert count == _keras_parameter_count()
+    assert model.build_shape == [None, 5]
+
+
+def test_build_then_load_state_dict_into_a_fresh_model():
+    source = _stack(input_shape=(None, 5))
+    fresh = _stack()
+    assert not any(p.numel() for p in fresh.parameters())
+    fresh.build((None, None, 5))
+    fresh.load_state_dict(source.state_dict())
+    x = Masked.pad([torch.randn(6, 5), torch.randn(4, 5)])
+    torch.testing.assert_close(fresh(x).values, source(x).values)
+
+
+def test_add_to_a_built_sequential_builds_the_new_layer():
+    model = Sequential([layers.Dense(3, input_dim=2)])
+    model.add(layers.Dense(4))
+    assert model.layers[1].kernel.shape == (3, 4)
+
+
+def test_build_with_a_time_axis_too_short_for_a_layer_says_so():
+    with pytest.raises(maskwise.ShapeError, match="a time axis of at least 3 steps"):
+        _stack().build((None, 2, 5))

@@ -3,7 +3,19 @@
 Padding is ignored correctly everywhere, and a mask is never lost silently.
 """
 
-from . import callbacks, data, doctor, layers, losses, metrics, models, optimizers
+from . import (
+    callbacks,
+    constraints,
+    data,
+    doctor,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    regularizers,
+)
 from .callbacks import History
 from .convert.keras_model import from_keras
 from .errors import (
@@ -46,9 +58,11 @@ __all__ = [
     "argmax",
     "callbacks",
     "combine_masks",
+    "constraints",
     "data",
     "doctor",
     "from_keras",
+    "initializers",
     "layers",
     "lengths_to_mask",
     "load",
@@ -56,5 +70,6 @@ __all__ = [
     "metrics",
     "models",
     "optimizers",
+    "regularizers",
     "trace",
 ]

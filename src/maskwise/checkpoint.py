@@ -320,7 +320,7 @@ class Checkpoint:
             if not _is_shape(shape):
                 raise self.invalid(
                     f"the saved input shape of layer {name!r} is not a shape",
-                    "a list of non-negative integers (or a list of such lists), or null",
+                    "a list of non-negative integers or nulls (or a list of such lists), or null",
                     shape,
                 )
         for section in ("compile", "trainer", "optimizer"):
@@ -353,7 +353,7 @@ class Checkpoint:
             if not _is_shape(value.get("build_shape")):
                 raise self.invalid(
                     f"{where} ({kind}) has an invalid build shape",
-                    "a list of non-negative integers (or a list of such lists), or null",
+                    "a list of non-negative integers or nulls (or a list of such lists), or null",
                     value.get("build_shape"),
                 )
             value = value["config"]
@@ -366,11 +366,12 @@ class Checkpoint:
 
 
 def _is_shape(shape: Any) -> bool:
-    """None, a list of non-negative ints, or a list of such lists (several inputs)."""
+    """None, a list of non-negative ints (or None for a dim given as unknown, Keras's
+    `input_shape=(None, 5)`), or a list of such lists (several inputs)."""
 
     def dims(value: Any) -> bool:
         return isinstance(value, list) and all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+            d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 0) for d in value
         )
 
     if shape is None or dims(shape):

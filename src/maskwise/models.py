@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError, MaskwiseTypeError, format_error
+from .errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
 from .functional import Node as FunctionalNode
 from .functional import (
     SymbolicTensor,
@@ -35,6 +35,7 @@ from .functional import (
 )
 from .layers.base import Layer, layer_from_config, layer_spec
 from .layers.core import Lambda
+from .layers.recurrent import RNN
 from .masked import Masked, as_masked
 from .summary import count_weights, print_summary
 from .training import Trainable, load
@@ -382,6 +383,9 @@ class Sequential(Container):
     """A stack of layers, each fed the previous one's `Masked` output.
 
     Calling it on a padded tensor (no mask), an array, or a `Masked` returns a `Masked`.
+    When the input shape is known, every layer's weights exist at construction (as in
+    Keras): the first layer got `input_shape=` (or `input_dim=`, `batch_input_shape=`),
+    or call `model.build((None, None, features))`.
 
     Example:
         >>> model = Sequential([layers.Masking(0.0), layers.Dense(2)])
@@ -397,11 +401,51 @@ class Sequential(Container):
         super().__init__(name=name)
         self.layers = nn.ModuleList(as_layer(m, i) for i, m in enumerate(layers))
         self._config["layers"] = list(self.layers)
+        self._build_if_shape_known()
 
     def add(self, layer: nn.Module) -> None:
-        """Append a layer (Keras's `Sequential.add`)."""
+        """Append a layer (Keras's `Sequential.add`); built at once when the model's
+        input shape is known."""
         self.layers.append(as_layer(layer, len(self.layers)))
         self._config["layers"] = list(self.layers)
+        self._build_if_shape_known()
+
+    def _build_if_shape_known(self) -> None:
+        known = self.build_shape
+        if known is None and len(self.layers):
+            known = getattr(self.layers[0], "keras_input_shape", None)
+        if known is not None:
+            self.build([None, *known])
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        """Keras's `model.build(input_shape)`: create every layer's weights now, from
+        the shape of the inputs `(batch, time, features...)`, so that an optimizer made
+        next gets them all and `load_state_dict` finds them. The layers are run once on
+        zeros, in evaluation mode and without gradients (stateful layers forget that
+        run's states); an unknown (None) batch counts
+        one sequence, an unknown time axis the first of 1, 16 or 256 steps the layers
+        accept (a convolution without padding needs several)."""
+        dims = list(input_shape)
+        failure: ShapeError | None = None
+        for steps in (1, 16, 256):
+            shape = [1 if dims[0] is None else dims[0]]
+            shape += [steps if d is None else d for d in dims[1:]]
+            was_training = self.training
+            self.eval()
+            try:
+                with torch.no_grad():
+                    self(torch.zeros(shape))
+            except ShapeError as error:
+                failure = error
+                continue
+            finally:
+                self.train(was_training)
+            self.build_shape = dims[1:]
+            for layer in self.modules():  # a stateful layer starts from its initial states
+                if isinstance(layer, RNN) and layer.stateful:
+                    layer.reset_states()
+            return
+        raise cast(ShapeError, failure)
 
     def forward(self, inputs: Any, mask: torch.Tensor | None = None) -> Masked:
         x = as_masked(inputs, mask)

@@ -116,14 +116,10 @@ def test_attention_mask_tensor() -> None:
 @pytest.mark.parametrize(
     ("layer", "option"),
     [
-        (
-            lambda: keras.layers.MultiHeadAttention(2, 4, kernel_regularizer="l2"),
-            "kernel_regularizer",
-        ),
         (lambda: keras.layers.MultiHeadAttention(2, 4, use_gate=True), "use_gate"),
         (lambda: keras.layers.GroupQueryAttention(4, 2, 1, use_gate=True), "use_gate"),
     ],
-    ids=["regularizer", "mha-gate", "gqa-gate"],
+    ids=["mha-gate", "gqa-gate"],
 )
 def test_unsupported_options_are_refused(layer: object, option: str) -> None:
     tokens, x = _embedded("tokens")

@@ -454,17 +454,6 @@ def test_keras_channels_first_is_refused_by_the_converter():
 
 
 @pytest.mark.parametrize(
-    ("option", "value"),
-    [("kernel_regularizer", "l2"), ("activity_regularizer", "l1"), ("bias_constraint", "non_neg")],
-)
-def test_keras_penalties_are_refused_by_the_converter(option, value):
-    layer = keras.layers.Conv1D(3, 2, **{option: value})
-    layer.build((1, 6, CHANNELS))
-    with pytest.raises(ConfigError, match=rf"does not implement {option}.*\n.*\n.*weight_decay"):
-        convert_layer(layer)
-
-
-@pytest.mark.parametrize(
     ("build", "match"),
     [
         (

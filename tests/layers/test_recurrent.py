@@ -578,8 +578,6 @@ def test_converters_are_registered() -> None:
     ("option", "value", "match"),
     [
         ("unroll", True, "unroll=True"),
-        ("kernel_regularizer", "l2", "does not implement kernel_regularizer"),
-        ("activity_regularizer", "l1", "does not implement activity_regularizer"),
     ],
 )
 def test_converter_refuses_unsupported_keras_options(option: str, value: Any, match: str) -> None:
@@ -606,11 +604,11 @@ def test_converter_refuses_unsupported_keras_options(option: str, value: Any, ma
         ),
         (lambda: LSTM(0), ConfigError, "units must be a positive integer"),
         (
-            lambda: LSTM(4, kernel_regularizer="l2"),
+            lambda: LSTM(4, use_cudnn="yes"),
             ConfigError,
-            r"the Keras argument kernel_regularizer='l2'.\n  expected: kernel_regularizer=None",
+            r"LSTM use_cudnn must be 'auto', True or False.\n  received: 'yes'",
         ),
-        (lambda: GRU(4, time_major=True), ConfigError, "documented arguments"),
+        (lambda: GRU(4, time_major=True), ConfigError, "GRU does not take the argument time_ma"),
         (lambda: SimpleRNN(4, dropout=1.0), ConfigError, r"dropout must be a rate in \[0, 1\)"),
         (lambda: LSTM(4, activation="swoosh"), ConfigError, "Unknown activation"),
         (lambda: Bidirectional(LSTM(4), merge_mode="max"), ConfigError, "merge_mode"),
@@ -972,3 +970,154 @@ def test_bidirectional_copies_a_stack_holding_a_user_cell() -> None:
     bi = Bidirectional(RNN(stack, return_sequences=True))
     assert bi(example_input("pre", features=3)).values.shape == (3, 5, 4)
     assert bi.forward_layer.cell.cells[1] is not stack.cells[1]
+
+
+# ---------------------------------------------------------------------- Keras's layer arguments
+FIT_X = torch.randn(4, 3, 2, generator=torch.Generator().manual_seed(0))
+FIT_Y = torch.randn(4, 1, generator=torch.Generator().manual_seed(1))
+
+
+def _ruled_pair(kind: str) -> tuple[Any, Any]:
+    """The same recurrent model in maskwise and in Keras: the same initial weights (a
+    deterministic initializer), penalties on every weight and on the outputs, and
+    constraints that tell Keras's gates apart."""
+    from maskwise import constraints, regularizers
+
+    from .test_cells import ramp, wave
+
+    rules = {
+        "kernel_initializer": wave,
+        "recurrent_initializer": wave,
+        "bias_initializer": wave,
+        "kernel_constraint": ramp,
+        "recurrent_constraint": ramp,
+    }
+    # Keras 3's SimpleRNN takes activity_regularizer and drops it (maskwise applies it)
+    activity = kind != "SimpleRNN"
+    ours_rules = {
+        "kernel_regularizer": regularizers.L2(0.1),
+        "recurrent_regularizer": regularizers.L1(0.05),
+        "bias_regularizer": regularizers.L1L2(0.02, 0.03),
+        "activity_regularizer": regularizers.L2(0.04) if activity else None,
+        "bias_constraint": constraints.MaxNorm(0.3, axis=0),
+    }
+    theirs_rules = {
+        "kernel_regularizer": keras.regularizers.L2(0.1),
+        "recurrent_regularizer": keras.regularizers.L1(0.05),
+        "bias_regularizer": keras.regularizers.L1L2(0.02, 0.03),
+        "activity_regularizer": keras.regularizers.L2(0.04) if activity else None,
+        "bias_constraint": keras.constraints.MaxNorm(0.3, axis=0),
+    }
+    ours = maskwise.Sequential(
+        [
+            getattr(maskwise.layers, kind)(3, input_shape=(None, 2), **rules, **ours_rules),
+            maskwise.layers.Dense(1, kernel_initializer=wave),
+        ]
+    )
+    theirs = keras.Sequential(
+        [
+            keras.Input((None, 2)),
+            getattr(keras.layers, kind)(3, **rules, **theirs_rules),
+            keras.layers.Dense(1, kernel_initializer=wave),
+        ]
+    )
+    ours.compile("sgd", "mse", learning_rate=0.5)
+    theirs.compile(keras.optimizers.SGD(0.5), "mse")
+    return ours, theirs
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
+def test_penalties_and_constraints_train_as_in_keras(kind: str) -> None:
+    ours, theirs = _ruled_pair(kind)
+    assert ours.count_params() == theirs.count_params()
+    loss = ours.evaluate(FIT_X, FIT_Y, batch_size=2)["loss"]
+    keras_loss = theirs.evaluate(FIT_X.numpy(), FIT_Y.numpy(), batch_size=2, verbose=0)
+    plain = torch.mean((ours(FIT_X).values - FIT_Y) ** 2).item()
+    assert loss > plain + 0.1  # the penalties are in
+    assert loss == pytest.approx(keras_loss, rel=1e-5)
+    history = ours.fit(FIT_X, FIT_Y, epochs=2, batch_size=2, shuffle=False, verbose=0).history
+    keras_history = theirs.fit(
+        FIT_X.numpy(), FIT_Y.numpy(), epochs=2, batch_size=2, shuffle=False, verbose=0
+    ).history
+    assert history["loss"] == pytest.approx(keras_history["loss"], rel=1e-4)
+    # the weights after the steps (each projected by its constraint) are Keras's
+    twin = getattr(keras.layers, kind)(3)  # without the rules, which cannot convert
+    twin.build((None, None, 2))
+    twin.set_weights(theirs.layers[0].get_weights())
+    trained = convert_layer(twin)
+    for mine, keras_weight in zip(ours.layers[0].parameters(), trained.parameters(), strict=True):
+        torch.testing.assert_close(mine, keras_weight, rtol=1e-4, atol=1e-5)
+
+
+def test_eager_build_from_input_shape() -> None:
+    model = maskwise.Sequential([LSTM(8, input_shape=(None, 5)), maskwise.layers.Dense(2)])
+    keras_model = keras.Sequential(
+        [keras.Input((None, 5)), keras.layers.LSTM(8), keras.layers.Dense(2)]
+    )
+    assert model.count_params() == keras_model.count_params() == 4 * 8 * (5 + 8 + 1) + 18
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)  # before the first call
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.randn(3, 4, 5), torch.randn(3, 2)
+    torch.mean((model(x).values - y) ** 2).backward()
+    optimizer.step()
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    fresh = maskwise.Sequential([LSTM(8, input_shape=(None, 5)), maskwise.layers.Dense(2)])
+    fresh.load_state_dict(model.state_dict())
+    torch.testing.assert_close(fresh(x).values, model(x).values)
+
+
+def test_eager_build_of_bidirectional_and_stacked_cells() -> None:
+    bi = Bidirectional(GRU(4), input_shape=(None, 3))
+    stacked = RNN([maskwise.layers.LSTMCell(4), maskwise.layers.GRUCell(2)], input_dim=3)
+    assert bi.built and stacked.built
+    keras_bi = keras.layers.Bidirectional(keras.layers.GRU(4))
+    keras_bi.build((None, None, 3))
+    assert sum(p.numel() for p in bi.parameters()) == keras_bi.count_params()
+    assert [tuple(p.shape) for p in stacked.parameters()] == [
+        (16, 3),
+        (16, 4),
+        (16,),
+        (6, 4),
+        (6, 2),
+        (6,),
+        (6,),
+    ]
+
+
+def test_a_stateful_layer_built_eagerly_starts_from_zeros() -> None:
+    model = maskwise.Sequential([GRU(3, stateful=True, input_shape=(None, 2))])
+    x = torch.randn(4, 5, 2)
+    first = model(x).values  # a batch of 4, after a build on a batch of 1
+    model.layers[0].reset_states()
+    torch.testing.assert_close(model(x).values, first)
+
+
+def test_a_cell_s_activity_regularizer_is_refused() -> None:
+    cell = maskwise.layers.LSTMCell(3, activity_regularizer="l2")
+    with pytest.raises(
+        ConfigError,
+        match=r"RNN: the cell 'lstm_cell.*' has an activity_regularizer.*\n.*\n.*\n"
+        r"  fix: pass activity_regularizer to the RNN layer instead",
+    ):
+        RNN(cell)
+
+
+def test_simple_rnn_applies_its_activity_regularizer() -> None:
+    # Keras 3's SimpleRNN takes the argument and drops it; maskwise applies it, as on LSTM
+    from maskwise import regularizers
+
+    layer = SimpleRNN(2, input_dim=2, activity_regularizer=regularizers.L1(0.5))
+    out = layer(FIT_X).values
+    [penalty] = layer.losses
+    assert penalty.item() == pytest.approx(0.5 * out.abs().sum().item() / len(FIT_X))
+
+
+def test_use_cudnn_and_seed_are_kept_and_use_cudnn_changes_nothing() -> None:
+    from maskwise.layers.base import layer_from_config, layer_spec
+
+    auto = GRU(3, input_dim=2, seed=5)
+    off = layer_from_config(layer_spec(GRU(3, input_dim=2, seed=5, use_cudnn=False)))
+    assert (off.use_cudnn, off.cell.seed) == (False, 5)
+    off.load_state_dict(auto.state_dict())
+    x = torch.randn(2, 4, 2)
+    torch.testing.assert_close(off(x).values, auto(x).values)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..layers import attention
 from ..layers.base import Layer
-from .core import _copy, _refuse
+from .core import _copy, _refuse, keras_rules
 from .registry import converts
 
 
@@ -31,11 +31,6 @@ def _check_projections(k: Any) -> None:
     for option in ("use_gate", "sliding_window"):
         if getattr(k, f"_{option}", getattr(k, option, None)):
             raise _refuse(k, option, f"drop `{option}` in the Keras model.")
-    for option in sorted(vars(k)):
-        if option.endswith(("_regularizer", "_constraint")) and getattr(k, option) is not None:
-            raise _refuse(
-                k, option.lstrip("_"), "drop it in the Keras model and add the penalty to the loss."
-            )
 
 
 def _copy_projections(layer: attention.MultiHeadAttention, k: Any) -> Layer:
@@ -66,6 +61,7 @@ def convert_multi_head_attention(k: Any) -> Layer:
         use_bias=k._use_bias,
         output_shape=list(output_shape) if isinstance(output_shape, tuple) else output_shape,
         name=k.name,
+        **keras_rules(k, attention.MultiHeadAttention.weight_names),
     )
     return _copy_projections(layer, k)
 
@@ -80,6 +76,7 @@ def convert_group_query_attention(k: Any) -> Layer:
         dropout=float(k.dropout),
         use_bias=k.use_bias,
         name=k.name,
+        **keras_rules(k, attention.MultiHeadAttention.weight_names),
     )
     return _copy_projections(layer, k)
 

@@ -12,26 +12,19 @@ from typing import Any
 
 from ..layers import convolutional, pooling
 from ..layers.base import Layer
-from .core import _activation_name, _copy, _refuse
+from .core import _activation_name, _copy, _refuse, keras_rules
 from .registry import converts
 
 
-def _arguments(k: Any) -> dict[str, Any]:
-    """The arguments every Keras convolution shares, checked."""
+def _arguments(k: Any, ours: type[Layer]) -> dict[str, Any]:
+    """The arguments every Keras convolution shares, checked, with the rules of the
+    weights of `ours`, the maskwise class (`keras_rules`)."""
     if k.data_format != "channels_last":
         raise _refuse(
             k, f"data_format={k.data_format!r}", "use channels_last, (batch, time, channels)."
         )
     if getattr(k, "lora_enabled", False):
         raise _refuse(k, "LoRA", "merge the LoRA weights into the kernel first.")
-    for option in sorted(vars(k)):
-        if option.endswith(("_regularizer", "_constraint")) and getattr(k, option) is not None:
-            raise _refuse(
-                k,
-                option,
-                "drop it in the Keras model and add the penalty to the maskwise loss "
-                "(or use the optimizer's weight_decay).",
-            )
     return {
         "kernel_size": int(k.kernel_size[0]),
         "strides": int(k.strides[0]),
@@ -40,6 +33,7 @@ def _arguments(k: Any) -> dict[str, Any]:
         "activation": _activation_name(k),
         "use_bias": k.use_bias,
         "name": k.name,
+        **keras_rules(k, ours.weight_names),
     }
 
 
@@ -51,7 +45,7 @@ def _built(layer: Layer, channels: int) -> Layer:
 @converts("Conv1D")
 def convert_conv1d(k: Any) -> Layer:
     groups = int(k.groups)
-    layer = convolutional.Conv1D(k.filters, groups=groups, **_arguments(k))
+    layer = convolutional.Conv1D(k.filters, groups=groups, **_arguments(k, convolutional.Conv1D))
     _built(layer, int(k.kernel.shape[1]) * groups)
     _copy(layer.kernel, k.kernel)
     if k.use_bias:
@@ -61,7 +55,9 @@ def convert_conv1d(k: Any) -> Layer:
 
 @converts("DepthwiseConv1D")
 def convert_depthwise_conv1d(k: Any) -> Layer:
-    layer = convolutional.DepthwiseConv1D(depth_multiplier=k.depth_multiplier, **_arguments(k))
+    layer = convolutional.DepthwiseConv1D(
+        depth_multiplier=k.depth_multiplier, **_arguments(k, convolutional.DepthwiseConv1D)
+    )
     _built(layer, int(k.kernel.shape[1]))
     _copy(layer.kernel, k.kernel)
     if k.use_bias:
@@ -72,7 +68,9 @@ def convert_depthwise_conv1d(k: Any) -> Layer:
 @converts("SeparableConv1D")
 def convert_separable_conv1d(k: Any) -> Layer:
     layer = convolutional.SeparableConv1D(
-        k.filters, depth_multiplier=k.depth_multiplier, **_arguments(k)
+        k.filters,
+        depth_multiplier=k.depth_multiplier,
+        **_arguments(k, convolutional.SeparableConv1D),
     )
     _built(layer, int(k.depthwise_kernel.shape[1]))
     _copy(layer.depthwise_kernel, k.depthwise_kernel)
@@ -85,7 +83,9 @@ def convert_separable_conv1d(k: Any) -> Layer:
 @converts("Conv1DTranspose")
 def convert_conv1d_transpose(k: Any) -> Layer:
     extra = None if k.output_padding is None else int(k.output_padding[0])
-    layer = convolutional.Conv1DTranspose(k.filters, output_padding=extra, **_arguments(k))
+    layer = convolutional.Conv1DTranspose(
+        k.filters, output_padding=extra, **_arguments(k, convolutional.Conv1DTranspose)
+    )
     _built(layer, int(k.kernel.shape[2]))
     _copy(layer.kernel, k.kernel)
     if k.use_bias:

@@ -9,10 +9,12 @@ maskwise does not implement are refused with a `ConfigError`, never ignored.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from .. import constraints, regularizers
 from ..errors import ConfigError, format_error
 from ..layers import activation, core, embedding, merge, normalization, pooling, reshaping
 from ..layers.base import Layer
@@ -37,6 +39,37 @@ def _copy(parameter: torch.Tensor | None, keras_weight: Any) -> None:
         parameter.copy_(to_tensor(keras_weight).reshape(parameter.shape))
 
 
+def keras_rules(k: Any, weight_names: Sequence[str]) -> dict[str, Any]:
+    """The Keras layer's weight regularizers and constraints, its activity regularizer
+    and its `trainable` flag, as maskwise arguments (`{"kernel_regularizer": L2(...),
+    ..., "trainable": False}`), for the weights maskwise's layer names (its
+    `weight_names`): a converted model trains with the same penalties and projections.
+    Initializers need no converting: the weights are copied."""
+    options = [f"{w}_{rule}" for w in weight_names for rule in ("regularizer", "constraint")]
+    found: dict[str, Any] = {}
+    for option in [*options, "activity_regularizer"]:
+        value = getattr(k, option, getattr(k, f"_{option}", None))
+        if value is not None:
+            found[option] = _rule(k, option, value)
+    if not k.trainable:
+        found["trainable"] = False
+    return found
+
+
+def _rule(k: Any, option: str, value: Any) -> Any:
+    module = regularizers if option.endswith("_regularizer") else constraints
+    name = type(value).__name__
+    try:
+        return module.get({"class_name": name, "config": value.get_config()})
+    except (ConfigError, AttributeError, TypeError):
+        raise _refuse(
+            k,
+            f"{option}={name}",
+            f"use one of {module.__name__}'s classes ({', '.join(sorted(module.NAMES))}) in "
+            "the Keras model.",
+        ) from None
+
+
 def _activation_name(keras_layer: Any) -> str:
     name = keras_layer.get_config()["activation"]
     if not isinstance(name, str):
@@ -57,6 +90,7 @@ def convert_dense(k: Any) -> Layer:
         use_bias=k.use_bias,
         input_dim=int(kernel.shape[0]),
         name=k.name,
+        **keras_rules(k, core.Dense.weight_names),
     )
     _copy(layer.kernel, kernel)
     if k.use_bias:
@@ -71,7 +105,13 @@ def convert_masking(k: Any) -> Layer:
 
 @converts("Embedding")
 def convert_embedding(k: Any) -> Layer:
-    layer = embedding.Embedding(k.input_dim, k.output_dim, mask_zero=k.mask_zero, name=k.name)
+    layer = embedding.Embedding(
+        k.input_dim,
+        k.output_dim,
+        mask_zero=k.mask_zero,
+        name=k.name,
+        **keras_rules(k, embedding.Embedding.weight_names),
+    )
     _copy(layer.embeddings, k.embeddings)
     return layer
 
@@ -143,11 +183,11 @@ def convert_elu(k: Any) -> Layer:
 
 @converts("PReLU")
 def convert_prelu(k: Any) -> Layer:
-    if k.alpha_regularizer is not None or k.alpha_constraint is not None:
-        raise _refuse(
-            k, "PReLU's alpha_regularizer and alpha_constraint", "drop them from the model."
-        )
-    layer = activation.PReLU(shared_axes=k.shared_axes, name=k.name)
+    layer = activation.PReLU(
+        shared_axes=k.shared_axes,
+        name=k.name,
+        **keras_rules(k, activation.PReLU.weight_names),
+    )
     layer.build_from_config_shape([int(n) for n in k.alpha.shape])
     _copy(layer.alpha, k.alpha)
     return layer
@@ -173,6 +213,7 @@ def convert_layer_normalization(k: Any) -> Layer:
         center=k.center,
         scale=k.scale,
         name=k.name,
+        **keras_rules(k, normalization.LayerNormalization.weight_names),  # gamma and beta
     )
     return _build_normalization(layer, k)
 
@@ -188,6 +229,7 @@ def convert_batch_normalization(k: Any) -> Layer:
         center=k.center,
         scale=k.scale,
         name=k.name,
+        **keras_rules(k, normalization.LayerNormalization.weight_names),  # gamma and beta
     )
     _build_normalization(layer, k)
     _copy(layer.moving_mean, k.moving_mean)
@@ -210,6 +252,7 @@ def convert_group_normalization(k: Any) -> Layer:
         center=k.center,
         scale=k.scale,
         name=k.name,
+        **keras_rules(k, normalization.LayerNormalization.weight_names),  # gamma and beta
     )
     return _build_normalization(layer, k)
 

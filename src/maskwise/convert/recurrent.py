@@ -3,42 +3,22 @@
 `StackedRNNCells`). Importing this module registers them. A stateful layer keeps the
 states Keras holds, so the converted layer continues its streams.
 
-maskwise keeps recurrent weights in PyTorch's layout, so a converter transposes
-Keras's `kernel (in, gates*units)` and `recurrent_kernel (units, gates*units)` once,
-here; for GRU it also reorders the gates from Keras's (z, r, h) to PyTorch's (r, z, n).
+maskwise keeps recurrent weights in PyTorch's layout: Keras's `kernel (in,
+gates*units)` and `recurrent_kernel (units, gates*units)` are stored transposed, GRU's
+gates reordered from Keras's (z, r, h) to PyTorch's (r, z, n); the cell's weight
+layouts say how, so a converter hands it Keras's tensors. The weights' regularizers and
+constraints, the activity regularizer and `trainable` come along (`keras_rules`).
 """
 
 from __future__ import annotations
 
 from typing import Any, cast
 
-import torch
-
 from ..layers import cells, recurrent
+from ..layers._keras_args import load_keras_weight
 from ..layers.base import Layer
-from .core import _activation_name, _refuse
+from .core import _activation_name, _refuse, keras_rules
 from .registry import convert_layer, converts, to_tensor
-
-PENALTIES = (
-    "kernel_regularizer",
-    "recurrent_regularizer",
-    "bias_regularizer",
-    "activity_regularizer",
-    "kernel_constraint",
-    "recurrent_constraint",
-    "bias_constraint",
-)
-
-
-def _check_penalties(k: Any, cell: Any) -> None:
-    for option in PENALTIES:
-        if getattr(cell, option, None) is not None or getattr(k, option, None) is not None:
-            raise _refuse(
-                k,
-                f"{option}",
-                "drop it in the Keras model and add the penalty to the maskwise loss "
-                "(or use the optimizer's weight_decay).",
-            )
 
 
 def _rnn_args(k: Any) -> dict[str, Any]:
@@ -58,13 +38,13 @@ def _rnn_args(k: Any) -> dict[str, Any]:
 def _cell_args(kc: Any, owner: Any) -> dict[str, Any]:
     """The constructor arguments of a maskwise cell, from a Keras cell (`owner`, the
     layer named in errors)."""
-    _check_penalties(owner, kc)
     args: dict[str, Any] = {
         "units": int(kc.units),
         "activation": _activation_name(kc),
         "use_bias": bool(kc.use_bias),
         "dropout": float(kc.dropout),
         "recurrent_dropout": float(kc.recurrent_dropout),
+        "seed": kc.seed,
     }
     kind = type(kc).__name__
     if kind in ("LSTMCell", "GRUCell"):
@@ -81,30 +61,14 @@ def _cell_args(kc: Any, owner: Any) -> dict[str, Any]:
     return args
 
 
-GATE_ORDERS = {"LSTMCell": [0, 1, 2, 3], "GRUCell": [1, 0, 2], "SimpleRNNCell": [0]}
-"""Keras's gates in PyTorch's order: LSTM i, f, c, o in both; GRU z, r, h -> r, z, n."""
-
-
 def _load(cell: cells._BuiltinCell, kc: Any) -> None:
-    """Build `cell` for the Keras cell's inputs and copy its weights, transposed."""
-    order = GATE_ORDERS[type(kc).__name__]
+    """Build `cell` for the Keras cell's inputs and copy its weights (the cell stores
+    them in its own layout: see `_keras_args.Layout`)."""
     cell.build_from_config_shape([int(kc.kernel.shape[0])])
-    with torch.no_grad():
-        cell.weight_ih.copy_(_reorder(kc.kernel, order).T)
-        cell.weight_hh.copy_(_reorder(kc.recurrent_kernel, order).T)
-        if cell.bias is None:
-            return
-        bias = to_tensor(kc.bias)
-        if cell.recurrent_bias is not None:  # GRU reset_after: (2, 3*units)
-            cell.recurrent_bias.copy_(_reorder(bias[1], order))
-            bias = bias[0]
-        cell.bias.copy_(_reorder(bias, order))
-
-
-def _reorder(weight: Any, order: list[int]) -> torch.Tensor:
-    """Split the last axis into gates and put them in `order`."""
-    chunks = to_tensor(weight).chunk(len(order), dim=-1)
-    return torch.cat([chunks[i] for i in order], dim=-1)
+    weights = {"kernel": kc.kernel, "recurrent": kc.recurrent_kernel, "bias": kc.bias}
+    for rule, weight in weights.items():
+        if weight is not None:
+            load_keras_weight(cell, rule, to_tensor(weight))
 
 
 def _carry_states(layer: recurrent.RNN, k: Any) -> None:
@@ -118,7 +82,8 @@ def _carry_states(layer: recurrent.RNN, k: Any) -> None:
 
 @converts("LSTMCell", "GRUCell", "SimpleRNNCell")
 def convert_cell(kc: Any) -> Layer:
-    cell = getattr(cells, type(kc).__name__)(name=kc.name, **_cell_args(kc, kc))
+    kind = getattr(cells, type(kc).__name__)
+    cell = kind(name=kc.name, **_cell_args(kc, kc), **keras_rules(kc, kind.weight_names))
     _load(cell, kc)
     return cell
 
@@ -130,7 +95,7 @@ def convert_stacked_cells(k: Any) -> Layer:
 
 @converts("RNN")
 def convert_rnn(k: Any) -> Layer:
-    layer = recurrent.RNN(convert_layer(k.cell), **_rnn_args(k))
+    layer = recurrent.RNN(convert_layer(k.cell), **_rnn_args(k), **keras_rules(k, ()))
     _carry_states(layer, k)
     return layer
 
@@ -138,7 +103,12 @@ def convert_rnn(k: Any) -> Layer:
 @converts("LSTM", "GRU", "SimpleRNN")
 def convert_cell_layer(k: Any) -> Layer:
     layer_class = getattr(recurrent, type(k).__name__)
-    layer = layer_class(**_cell_args(k.cell, k), **_rnn_args(k))
+    layer = layer_class(
+        **_cell_args(k.cell, k),
+        **_rnn_args(k),
+        **({"use_cudnn": k.use_cudnn} if hasattr(k, "use_cudnn") else {}),
+        **keras_rules(k, layer_class.weight_names),
+    )
     _load(layer.cell, k.cell)
     layer.build_from_config_shape([int(k.cell.kernel.shape[0])])
     _carry_states(layer, k)
@@ -150,7 +120,11 @@ def convert_bidirectional(k: Any) -> Layer:
     forward = cast(recurrent.RNN, convert_layer(k.forward_layer))
     backward = cast(recurrent.RNN, convert_layer(k.backward_layer))
     layer = recurrent.Bidirectional(
-        forward, merge_mode=k.merge_mode, backward_layer=backward, name=k.name
+        forward,
+        merge_mode=k.merge_mode,
+        backward_layer=backward,
+        name=k.name,
+        **keras_rules(k, ()),
     )
     layer.forward_layer.load_state_dict(forward.state_dict())
     layer.forward_layer.states = forward.states

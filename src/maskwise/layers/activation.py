@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import initializers
 from ..errors import ConfigError, ShapeError, format_error
 from ..masked import per_step
 from ._axes import check_axes, resolve_axes
@@ -57,7 +58,9 @@ class Softmax(Layer):
 
     float_inputs = True
 
-    def __init__(self, axis: int | Sequence[int] = -1, name: str | None = None) -> None:
+    def __init__(
+        self, axis: int | Sequence[int] = -1, name: str | None = None, **keras_args: Any
+    ) -> None:
         super().__init__(name=name)
         axes = check_axes("Softmax", axis)
         self.axis = axis
@@ -105,6 +108,7 @@ class ReLU(Layer):
         negative_slope: float = 0.0,
         threshold: float = 0.0,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         if max_value is not None:
@@ -138,7 +142,9 @@ class LeakyReLU(Layer):
 
     float_inputs = True
 
-    def __init__(self, negative_slope: float = 0.3, name: str | None = None) -> None:
+    def __init__(
+        self, negative_slope: float = 0.3, name: str | None = None, **keras_args: Any
+    ) -> None:
         super().__init__(name=name)
         self.negative_slope = _non_negative("LeakyReLU", "negative_slope", negative_slope)
 
@@ -162,7 +168,7 @@ class ELU(Layer):
 
     float_inputs = True
 
-    def __init__(self, alpha: float = 1.0, name: str | None = None) -> None:
+    def __init__(self, alpha: float = 1.0, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         if isinstance(alpha, bool) or not isinstance(alpha, int | float):
             raise ConfigError(format_error("ELU alpha must be a number.", received=repr(alpha)))
@@ -186,34 +192,31 @@ class PReLU(Layer):
         [[[0.0, 3.0]]]
 
     Args:
-        alpha_initializer: `"zeros"` (Keras's default), `"ones"`, or a number.
+        alpha_initializer: a Keras initializer (`"zeros"`, Keras's default; see
+            `maskwise.initializers`) or a number, the slopes' first value.
         shared_axes: axes (counted from 1, after the batch axis) sharing one slope.
         name: layer name.
+        **keras_args: `alpha_regularizer`, `alpha_constraint`, and the arguments of
+            every layer (`maskwise.layers.Layer`).
     """
 
     float_inputs = True
+    weight_names = ("alpha",)
     alpha: nn.Parameter
 
     def __init__(
         self,
-        alpha_initializer: str | float = "zeros",
+        alpha_initializer: Any = "zeros",
         shared_axes: int | Sequence[int] | None = None,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
-        starts = {"zeros": 0.0, "ones": 1.0}
-        if isinstance(alpha_initializer, str) and alpha_initializer.lower() in starts:
-            self.initial_alpha = starts[alpha_initializer.lower()]
-        elif isinstance(alpha_initializer, int | float) and not isinstance(alpha_initializer, bool):
-            self.initial_alpha = float(alpha_initializer)
+        self.initial_alpha: Any
+        if isinstance(alpha_initializer, int | float) and not isinstance(alpha_initializer, bool):
+            self.initial_alpha = initializers.Constant(alpha_initializer)
         else:
-            raise ConfigError(
-                format_error(
-                    "PReLU alpha_initializer must be 'zeros', 'ones' or a number.",
-                    received=repr(alpha_initializer),
-                    fix="set the slopes after building: `layer.alpha.data.fill_(0.25)`.",
-                )
-            )
+            self.initial_alpha = initializers.get(alpha_initializer)
         shared = [shared_axes] if isinstance(shared_axes, int) else list(shared_axes or [])
         if any(isinstance(a, bool) or not isinstance(a, int) or a < 1 for a in shared):
             raise ConfigError(
@@ -240,7 +243,7 @@ class PReLU(Layer):
                     )
                 )
             shape[axis - 1] = 1
-        self.alpha = nn.Parameter(torch.full(shape, self.initial_alpha))
+        self.add_weight("alpha", shape, self.initial_alpha)
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         expected = self.alpha.shape

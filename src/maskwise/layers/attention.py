@@ -31,7 +31,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError, MaskError, MaskwiseTypeError, ShapeError, format_error
+from ..initializers import GlorotUniform
 from ..masked import Masked, as_masked, combine_masks
+from ._keras_args import make_weight
 from .base import CallOutput, Layer
 from .core import _check_rate
 
@@ -156,15 +158,22 @@ def _dot_product_attention(
 class _Projection(nn.Module):
     """Keras's `EinsumDense` as used by the attention layers: a linear map from the
     trailing `in_dims` of the values to `out_dims`, with the kernel `(*in_dims,
-    *out_dims)` and bias `out_dims` laid out as Keras's (so Keras weights copy in)."""
+    *out_dims)` and bias `out_dims` laid out as Keras's (so Keras weights copy in).
+    `rules`: the attention layer's `kernel` and `bias` rules (`kernel_initializer`, ...)."""
 
-    def __init__(self, in_dims: Sequence[int], out_dims: Sequence[int], use_bias: bool) -> None:
+    kernel: nn.Parameter
+    bias: nn.Parameter | None
+
+    def __init__(
+        self, in_dims: Sequence[int], out_dims: Sequence[int], use_bias: bool, rules: Any
+    ) -> None:
         super().__init__()
         self.in_dims, self.out_dims = tuple(in_dims), tuple(out_dims)
-        shape = self.in_dims + self.out_dims
-        limit = math.sqrt(6.0 / sum(_keras_fans(shape)))  # glorot_uniform
-        self.kernel = nn.Parameter(torch.empty(shape).uniform_(-limit, limit))
-        self.bias = nn.Parameter(torch.zeros(self.out_dims)) if use_bias else None
+        self.__dict__["_weight_rules"] = rules
+        make_weight(self, "kernel", self.in_dims + self.out_dims, "glorot_uniform", "kernel")
+        self.bias = None
+        if use_bias:
+            make_weight(self, "bias", self.out_dims, "zeros", "bias")
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         lead = values.shape[: values.dim() - len(self.in_dims)]
@@ -175,14 +184,6 @@ class _Projection(nn.Module):
         else:
             out = torch.addmm(self.bias.reshape(-1), flat, kernel)
         return out.view(*lead, *self.out_dims)
-
-
-def _keras_fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """Keras's `compute_fans`: the last two axes, times the product of the others."""
-    if len(shape) == 1:
-        return shape[0], shape[0]
-    receptive = math.prod(shape[:-2])
-    return shape[-2] * receptive, shape[-1] * receptive
 
 
 def _positive_int(layer: str, argument: str, value: Any) -> int:
@@ -382,9 +383,11 @@ class MultiHeadAttention(_AttentionLayer):
         output_shape: the output features, an int or a tuple (the output is then
             `(batch, query time, *output_shape)`); default: the query's features.
         name: layer name.
+        **keras_args: `kernel_*` and `bias_*` (`_initializer`, Keras's defaults
+            `"glorot_uniform"` and `"zeros"`; `_regularizer`; `_constraint`) for the four
+            projections, and the arguments of every layer (`maskwise.layers.Layer`).
     Not supported: `attention_axes` (attention runs over the time axis of 3-D inputs),
-    `sliding_window`, `use_gate`, `flash_attention`, initializers, regularizers,
-    constraints and `seed`.
+    `sliding_window`, `use_gate`, `flash_attention` and `seed`.
 
     Call: `mha(query, value, key=None, attention_mask=None, use_causal_mask=False,
     return_attention_scores=False)`, or `mha([query, value(, key)], ...)`:
@@ -400,6 +403,8 @@ class MultiHeadAttention(_AttentionLayer):
     Returns a `Masked` `(batch, query time, output features)`, or `(output, scores)`.
     """
 
+    weight_names = ("kernel", "bias")
+
     def __init__(
         self,
         num_heads: int,
@@ -409,6 +414,7 @@ class MultiHeadAttention(_AttentionLayer):
         use_bias: bool = True,
         output_shape: int | Sequence[int] | None = None,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         kind = type(self).__name__
@@ -424,12 +430,13 @@ class MultiHeadAttention(_AttentionLayer):
 
     def build(self, input_shape: Any) -> None:
         query_dim, value_dim, key_dim = (int(shape[-1]) for shape in input_shape)
-        heads, kv_heads, bias = self.num_heads, self.key_value_heads, self.use_bias
-        self.query_dense = _Projection((query_dim,), (heads, self.key_dim), bias)
-        self.key_dense = _Projection((key_dim,), (kv_heads, self.key_dim), bias)
-        self.value_dense = _Projection((value_dim,), (kv_heads, self.value_dim), bias)
+        heads, kv_heads = self.num_heads, self.key_value_heads
+        args = (self.use_bias, self.__dict__.get("_weight_rules", {}))
+        self.query_dense = _Projection((query_dim,), (heads, self.key_dim), *args)
+        self.key_dense = _Projection((key_dim,), (kv_heads, self.key_dim), *args)
+        self.value_dense = _Projection((value_dim,), (kv_heads, self.value_dim), *args)
         outputs = self.output_dims or (query_dim,)
-        self.output_dense = _Projection((heads, self.value_dim), outputs, bias)
+        self.output_dense = _Projection((heads, self.value_dim), outputs, *args)
 
     def _feature_sizes(self) -> tuple[int | None, int | None, int | None]:
         return (
@@ -512,6 +519,7 @@ class GroupQueryAttention(MultiHeadAttention):
         dropout: float = 0.0,
         use_bias: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         kind = type(self).__name__
         _positive_int(kind, "head_dim", head_dim)
@@ -558,7 +566,9 @@ class _ScoreAttention(_AttentionLayer):
     """Keras's `Attention` and `AdditiveAttention`: no projections; scores from a score
     function, a masked softmax over the keys, a weighted sum of the values."""
 
-    def __init__(self, use_scale: bool, dropout: float, name: str | None) -> None:
+    def __init__(
+        self, use_scale: bool, dropout: float, name: str | None, **keras_args: Any
+    ) -> None:
         super().__init__(name=name)
         self.use_scale = bool(use_scale)
         self.dropout = _check_rate(type(self).__name__, dropout)
@@ -657,6 +667,7 @@ class Attention(_ScoreAttention):
         score_mode: str = "dot",
         dropout: float = 0.0,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(use_scale, dropout, name)
         if score_mode not in ("dot", "concat"):
@@ -711,7 +722,11 @@ class AdditiveAttention(_ScoreAttention):
     scale: nn.Parameter | None
 
     def __init__(
-        self, use_scale: bool = True, dropout: float = 0.0, name: str | None = None
+        self,
+        use_scale: bool = True,
+        dropout: float = 0.0,
+        name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(use_scale, dropout, name)
         self.scale = None
@@ -719,8 +734,7 @@ class AdditiveAttention(_ScoreAttention):
     def build(self, input_shape: Any) -> None:
         if self.use_scale:
             dim = int(input_shape[0][-1])
-            limit = math.sqrt(6.0 / sum(_keras_fans((dim,))))
-            self.scale = nn.Parameter(torch.empty(dim).uniform_(-limit, limit))
+            self.scale = nn.Parameter(GlorotUniform()((dim,)))
 
     def _query_features(self) -> int | None:
         return None if self.scale is None else self.scale.shape[0]

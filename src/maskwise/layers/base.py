@@ -45,6 +45,8 @@ functional model instead (`maskwise/functional.py`).
 
 Every layer also records its constructor arguments, so `get_config()` /
 `Layer.from_config()` rebuild it from JSON (used by `save`/`load`) without pickle.
+Every layer takes Keras's common arguments too (`input_shape`, `dtype`, `trainable`,
+the initializer, regularizer and constraint of each weight, ...: `_keras_args.py`).
 """
 
 from __future__ import annotations
@@ -53,14 +55,24 @@ import inspect
 import itertools
 import re
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from .._keras_objects import JSON_KEY, KerasObject, from_json, to_json
 from ..errors import ConfigError, MaskError, MaskwiseTypeError, format_error
 from ..functional import has_symbols, record_call
 from ..masked import Masked, as_masked, fill_padding
+from ._keras_args import (
+    apply_keras_args,
+    collect_losses,
+    make_weight,
+    refuse_unknown,
+    rule_initializer,
+    split_keras_args,
+)
 
 CallOutput = torch.Tensor | tuple[Any, ...]
 """What `call` returns: the output values, or `(values, *extras)`."""
@@ -105,6 +117,11 @@ class Layer(nn.Module):
     Args:
         name: a name shown by `trace`, in errors and in saved configs; defaults to the
             snake-cased class name with a counter (`dense`, `dense_1`, ...).
+        **keras_args: Keras's arguments of every layer (`input_shape`, `input_dim`,
+            `batch_input_shape`, `input_length`, `dtype`, `trainable`,
+            `activity_regularizer`) and, for each weight of `weight_names`, its
+            `<weight>_initializer`, `<weight>_regularizer` and `<weight>_constraint`
+            (see `maskwise.layers._keras_args`); any other is a `ConfigError`.
     """
 
     registry: ClassVar[dict[str, type[Layer]]] = {}
@@ -121,6 +138,14 @@ class Layer(nn.Module):
     renamed_weights: ClassVar[dict[str, str]] = {}
     """Old weight names -> current ones (relative to the layer), for a layer whose
     weights moved: state dicts and checkpoints saved under the old names still load."""
+    weight_names: ClassVar[tuple[str, ...]] = ()
+    """The weights whose `<name>_initializer`, `<name>_regularizer` and
+    `<name>_constraint` the constructor takes (`add_weight(..., rule=name)`)."""
+    activity_regularizer: Any = None
+    """The penalty on the outputs given as `activity_regularizer=` (see `losses`)."""
+    keras_input_shape: list[int | None] | None = None
+    """The input dims after the batch axis given as `input_shape=` (or `input_dim=`,
+    `batch_input_shape=`): a `Sequential` starting with this layer builds from them."""
     built: bool
     name: str
 
@@ -131,7 +156,10 @@ class Layer(nn.Module):
         if "__init__" in cls.__dict__:
             cls.__init__ = _recording_init(cls.__init__)  # type: ignore[method-assign]
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, **keras_args: Any) -> None:
+        if keras_args:  # what a subclass's `**kwargs` passed on, the Keras ones taken out
+            signature = inspect.signature(type(self).__init__)
+            refuse_unknown(type(self), signature.parameters, keras_args)
         super().__init__()
         self.name = name or unique_layer_name(type(self).__name__)
         self.built = False
@@ -283,6 +311,7 @@ class Layer(nn.Module):
         self.build(shape)
         self.build_shape = _trailing_dims(shape)
         self.built = True
+        self.trainable = self.trainable  # freeze the new weights of a frozen layer
         move: dict[str, Any] = {"device": reference.device}
         if self.requested_dtype is not None:  # `model.double()` before the first call
             move["dtype"] = self.requested_dtype
@@ -306,12 +335,13 @@ class Layer(nn.Module):
         if trailing is None or self.built:
             return
         if trailing and isinstance(trailing[0], list):
-            shape: Any = [torch.Size((1, *dims)) for dims in trailing]
+            shape: Any = [_batch_of_one(dims) for dims in trailing]
         else:
-            shape = torch.Size((1, *trailing))
+            shape = _batch_of_one(trailing)
         self.build(shape)
         self.build_shape = trailing
         self.built = True
+        self.trainable = self.trainable
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
@@ -325,6 +355,65 @@ class Layer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+    # ------------------------------------------------------------------ Keras arguments
+    def add_weight(
+        self,
+        attr: str | tuple[str, ...],
+        shape: Sequence[int],
+        initializer: Any,
+        *,
+        rule: str | None = None,
+        transpose: bool = False,
+        gates: tuple[int, ...] | None = None,
+        wrap: Callable[[Any], Any] | None = None,
+    ) -> list[nn.Parameter]:
+        """Create the weight `self.<attr>` of `shape` (Keras's layout), drawn by the
+        `<rule>_initializer` the constructor got, else by `initializer` (the layer's
+        Keras default); `<rule>_regularizer` and `<rule>_constraint` then apply to it.
+        `rule` defaults to `attr`.
+
+        The weight may be stored in another layout, which the rules never see (they
+        see Keras's): `transpose` stores it transposed (PyTorch's `(out, in)`), `gates`
+        reorders the gates of its last axis (see `Layout`), and several attrs split
+        its first axis into parameters of their own (GRU's bias `(2, 3*units)`).
+        `wrap(initializer)` replaces the chosen initializer (LSTM's
+        `unit_forget_bias` sets the forget gate's slice to ones around it)."""
+        names = (attr,) if isinstance(attr, str) else attr
+        chosen = rule_initializer(self, rule or names[0], initializer)
+        return make_weight(
+            self,
+            names,
+            shape,
+            initializer,
+            rule or names[0],
+            transpose,
+            gates,
+            None if wrap is None else wrap(chosen),
+        )
+
+    @property
+    def trainable(self) -> bool:
+        """Keras's `trainable`: False freezes every weight of the layer (and of the
+        layers inside it), now and when it builds."""
+        return bool(self.__dict__.get("_trainable", True))
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        for module in self.modules():  # layers inside, built or not, follow
+            if isinstance(module, Layer):
+                module.__dict__["_trainable"] = value
+        for param in self.parameters():
+            param.requires_grad_(value)
+
+    @property
+    def losses(self) -> list[torch.Tensor]:
+        """Keras's `losses`: the weight penalties (`*_regularizer`) of this layer and
+        the layers inside it, computed from the weights now, then the activity penalties
+        (`activity_regularizer`) of each layer's last call (in `fit` and `evaluate`: of
+        every call in the batch's forward pass). `fit` and `evaluate` add their sum to
+        the loss."""
+        return collect_losses(self)
 
 
 def _rename_weights(module: Layer, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
@@ -367,6 +456,12 @@ def _outputs(result: CallOutput, mask: torch.Tensor | None) -> Any:
     return outputs[0] if len(outputs) == 1 and not extras else (*outputs, *extras)
 
 
+def _batch_of_one(dims: Sequence[int | None]) -> torch.Size:
+    """The shape of one input with these dims after the batch axis; an unknown dim
+    (None, Keras's variable time axis) counts 1."""
+    return torch.Size((1, *(1 if d is None else d for d in dims)))
+
+
 def _trailing_dims(shape: Any) -> Any:
     """The input dims after the batch axis: enough to rebuild the weights.
 
@@ -385,6 +480,8 @@ def _recording_init(init: Any) -> Any:
     def __init__(self: Layer, *args: Any, **kwargs: Any) -> None:
         outermost = not hasattr(self, "_config")
         if outermost:
+            keras = split_keras_args(type(self), signature.parameters, kwargs)
+            object.__setattr__(self, "_weight_rules", keras.rules)  # for `build` in `init`
             bound = signature.bind(self, *args, **kwargs)
             bound.apply_defaults()
             config = dict(bound.arguments)
@@ -392,15 +489,21 @@ def _recording_init(init: Any) -> Any:
             for key, param in signature.parameters.items():
                 if param.kind is inspect.Parameter.VAR_KEYWORD and key in config:
                     config.update(config.pop(key))
-            object.__setattr__(self, "_config", config)
+            object.__setattr__(self, "_config", {**config, **keras.given})
         init(self, *args, **kwargs)
-        if outermost and "name" in self._config:
-            self._config["name"] = self.name
+        if outermost:
+            apply_keras_args(self, keras)
+            if "name" in self._config:
+                self._config["name"] = self.name
 
     __init__.__wrapped__ = init  # type: ignore[attr-defined]
     __init__.__signature__ = signature  # type: ignore[attr-defined]
     __init__.__doc__ = init.__doc__
     return __init__
+
+
+Layer.__init__ = _recording_init(Layer.__init__)  # type: ignore[method-assign]
+"""Layers without an `__init__` of their own (`Add`, ...) take the Keras arguments too."""
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
@@ -411,6 +514,8 @@ def _to_config_value(layer: Layer, key: str, value: Any) -> Any:
         return value
     if isinstance(value, Layer):
         return layer_spec(value)
+    if isinstance(value, KerasObject):
+        return to_json(value)
     if isinstance(value, list | tuple):
         return [_to_config_value(layer, key, v) for v in value]
     if isinstance(value, dict):
@@ -430,6 +535,8 @@ def _to_config_value(layer: Layer, key: str, value: Any) -> Any:
 def _from_config_value(value: Any) -> Any:
     if isinstance(value, dict) and "__layer__" in value:
         return layer_from_config(value)
+    if isinstance(value, dict) and JSON_KEY in value:
+        return from_json(value)
     if isinstance(value, list):
         return [_from_config_value(v) for v in value]
     if isinstance(value, dict):

@@ -11,7 +11,10 @@ PyTorch's layout (`weight_ih (gates*units, in)`, `weight_hh (gates*units, units)
 gates in PyTorch's order: LSTM i, f, g, o; GRU r, z, n), and their per-step math, and
 say whether one of PyTorch's fused kernels (`torch._VF.lstm`, `gru`, `rnn_tanh`,
 `rnn_relu`) computes exactly the same recurrence (`fused_kernel`). `RNN` runs them
-over the real steps through that kernel when there is one, else step by step.
+over the real steps through that kernel when there is one, else step by step. They
+take Keras's weight arguments: the initializers draw Keras's `kernel (in,
+gates*units)`, `recurrent_kernel (units, gates*units)` and `bias` in Keras's gate order
+(GRU z, r, h), and the regularizers and constraints see them so (`add_weight`'s layout).
 
 Any `nn.Module` with a `state_size` (an int or a list of ints) and a
 `forward(inputs, states) -> (output, new_states)` is a cell too (a "user cell"); it
@@ -22,10 +25,9 @@ one's output.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -59,47 +61,14 @@ KERNELS: dict[str, Callable[..., Any]] = {
 """PyTorch's fused recurrent kernels (looked up once: `torch._VF` lookups are slow)."""
 
 
-KERAS_DEFAULTS: dict[str, Any] = {
-    "kernel_initializer": "glorot_uniform",
-    "recurrent_initializer": "orthogonal",
-    "bias_initializer": "zeros",
-    "kernel_regularizer": None,
-    "recurrent_regularizer": None,
-    "bias_regularizer": None,
-    "activity_regularizer": None,
-    "kernel_constraint": None,
-    "recurrent_constraint": None,
-    "bias_constraint": None,
-    "seed": None,
-    "use_cudnn": "auto",
-}
-"""Keras arguments accepted (so that Keras code runs unchanged) only at these values."""
-
-
-def check_keras_defaults(kind: str, given: dict[str, Any]) -> None:
-    """A `ConfigError` for a Keras argument maskwise takes only at its default value."""
-    for key, value in given.items():
-        if key in KERAS_DEFAULTS and KERAS_DEFAULTS[key] == value:
-            continue
-        raise ConfigError(
-            format_error(
-                f"{kind} does not support the Keras argument {key}={value!r}.",
-                expected=f"{key}={KERAS_DEFAULTS[key]!r} (Keras's default) or nothing"
-                if key in KERAS_DEFAULTS
-                else f"one of {kind}'s documented arguments",
-                received=f"{key}={value!r}",
-                fix="drop it: maskwise uses Keras's default initialisers; put weight "
-                "penalties in the loss (or the optimizer's weight_decay), and set or "
-                "constrain weights with torch.nn.init / torch.no_grad() after building.",
-            )
-        )
-
-
 class _BuiltinCell(Layer):
     """What `LSTMCell`, `GRUCell` and `SimpleRNNCell` share: the arguments, the weights,
     the input projection, dropout, and the Keras cell call."""
 
     gates: ClassVar[int]
+    keras_gates: ClassVar[tuple[int, ...]]
+    """Keras's gates in PyTorch's order: stored gate j is Keras's gate `keras_gates[j]`."""
+    weight_names = ("kernel", "recurrent", "bias")
     has_cell_state: ClassVar[bool] = False
     """A state that no output carries (the LSTM's cell state `c`)."""
     weight_ih: nn.Parameter
@@ -115,12 +84,11 @@ class _BuiltinCell(Layer):
         use_bias: bool,
         dropout: float,
         recurrent_dropout: float,
+        seed: int | None,
         name: str | None,
-        keras_defaults: dict[str, Any],
     ) -> None:
         super().__init__(name=name)
         kind = type(self).__name__
-        check_keras_defaults(kind, keras_defaults)
         if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
             raise ConfigError(
                 format_error(f"{kind} units must be a positive integer.", received=repr(units))
@@ -130,6 +98,10 @@ class _BuiltinCell(Layer):
                 raise ConfigError(
                     format_error(f"{kind} {option} must be a rate in [0, 1).", received=repr(rate))
                 )
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise ConfigError(
+                format_error(f"{kind} seed must be an integer or None.", received=repr(seed))
+            )
         self.act = get_activation(activation)
         self.rec_act = get_activation(recurrent_activation)
         self.units = units
@@ -138,6 +110,8 @@ class _BuiltinCell(Layer):
         self.use_bias = use_bias
         self.dropout = dropout
         self.recurrent_dropout = recurrent_dropout
+        self.seed = seed
+        self._generator: torch.Generator | None = None
         self.bias = None
         self.recurrent_bias = None
 
@@ -157,18 +131,21 @@ class _BuiltinCell(Layer):
 
     # ------------------------------------------------------------------ weights
     def build(self, input_shape: Any) -> None:
-        fan_in = int(input_shape[-1])
-        rows = self.gates * self.units
-        # Keras's initialisers, transposed: glorot_uniform kernel, orthogonal recurrent
-        # kernel, zero biases.
-        limit = math.sqrt(6.0 / (fan_in + rows))
-        self.weight_ih = nn.Parameter(torch.empty(rows, fan_in).uniform_(-limit, limit))
-        self.weight_hh = nn.Parameter(nn.init.orthogonal_(torch.empty(rows, self.units)))
+        """Keras's weights, `kernel (in, G*u)`, `recurrent_kernel (u, G*u)` and `bias
+        (G*u,)`, drawn by their initializers (Keras's defaults: glorot_uniform,
+        orthogonal, zeros) in Keras's layout and gate order, stored transposed with
+        PyTorch's gate order; their rules see them as Keras's."""
+        fan_in, rows = int(input_shape[-1]), self.gates * self.units
+        layout: dict[str, Any] = {"transpose": True, "gates": self.keras_gates}
+        self.add_weight("weight_ih", (fan_in, rows), "glorot_uniform", rule="kernel", **layout)
+        self.add_weight("weight_hh", (self.units, rows), "orthogonal", rule="recurrent", **layout)
         if self.use_bias:
-            self.bias = nn.Parameter(self._initial_bias())
+            self.add_bias()
 
-    def _initial_bias(self) -> torch.Tensor:
-        return torch.zeros(self.gates * self.units)
+    def add_bias(self) -> None:
+        """Keras's `bias (G*u,)`."""
+        rows = self.gates * self.units
+        self.add_weight("bias", (rows,), "zeros", gates=self.keras_gates)
 
     def weights(self) -> Weights:
         return Weights(self.weight_ih, self.weight_hh, self.bias, self.recurrent_bias)
@@ -196,9 +173,19 @@ class _BuiltinCell(Layer):
             if rate == 0:
                 return None
             ones = values.new_ones(batch, copies, width)
-            return F.dropout(ones, rate, training=True)
+            if self.seed is None:
+                return F.dropout(ones, rate, training=True)
+            kept = torch.rand(ones.shape, generator=self._seeded(ones.device), device=ones.device)
+            return ones.masked_fill(kept < rate, 0.0) / (1 - rate)
 
         return draw(self.dropout, features), draw(self.recurrent_dropout, self.units)
+
+    def _seeded(self, device: torch.device) -> torch.Generator:
+        """The generator of a seeded cell's dropout (Keras's `seed`): seeded once, on
+        the device the masks are drawn on, so the masks repeat from run to run."""
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device).manual_seed(cast(int, self.seed))
+        return self._generator
 
     # ------------------------------------------------------------------ the math
     def project(self, x: torch.Tensor, input_dropout: torch.Tensor | None) -> torch.Tensor:
@@ -259,8 +246,18 @@ _CELL_ARGS = """
         dropout: rate dropped from the inputs, one mask per sequence for all steps.
         recurrent_dropout: rate dropped from the state in the recurrent product
             (forces the per-step path).
-        **keras_defaults: Keras's initializer/regularizer/constraint/seed arguments,
-            accepted at their default values only (ConfigError otherwise).
+        seed: an int seeds the dropout masks (they repeat from run to run, as Keras's
+            `seed`); None draws them from PyTorch's global generator.
+        kernel_initializer: the initializer of Keras's `kernel (in, gates*units)`
+            (`"glorot_uniform"`); `recurrent_initializer` (`"orthogonal"`) and
+            `bias_initializer` (`"zeros"`) those of the recurrent kernel `(units,
+            gates*units)` and the bias. Each draws in Keras's layout and gate order.
+        kernel_regularizer: its penalty, which `fit` and `evaluate` add to the loss
+            (`maskwise.regularizers`); likewise `recurrent_regularizer` and
+            `bias_regularizer`.
+        kernel_constraint: its projection after each optimizer step
+            (`maskwise.constraints`), in Keras's layout; likewise
+            `recurrent_constraint` and `bias_constraint`.
         name: layer name.
 
     Call: `cell(inputs, states, training=None)`, `inputs (batch, features)`, `states` a
@@ -293,6 +290,7 @@ class LSTMCell(_BuiltinCell):
     )
 
     gates = 4
+    keras_gates = (0, 1, 2, 3)
     has_cell_state = True
 
     def __init__(
@@ -304,8 +302,8 @@ class LSTMCell(_BuiltinCell):
         unit_forget_bias: bool = True,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
+        seed: int | None = None,
         name: str | None = None,
-        **keras_defaults: Any,
     ) -> None:
         super().__init__(
             units,
@@ -314,8 +312,8 @@ class LSTMCell(_BuiltinCell):
             use_bias,
             dropout,
             recurrent_dropout,
+            seed,
             name,
-            keras_defaults,
         )
         self.unit_forget_bias = unit_forget_bias
 
@@ -329,11 +327,23 @@ class LSTMCell(_BuiltinCell):
             return KERNELS["lstm"]
         return None
 
-    def _initial_bias(self) -> torch.Tensor:
-        bias = torch.zeros(4 * self.units)
-        if self.unit_forget_bias:
-            bias[self.units : 2 * self.units] = 1.0
-        return bias
+    def add_bias(self) -> None:
+        """Keras's bias; with `unit_forget_bias`, Keras's initializer: the forget
+        gate's slice is ones, the others come from `bias_initializer`."""
+        units = self.units
+        if not self.unit_forget_bias:
+            return super().add_bias()
+
+        def forget_bias_one(initializer: Any) -> Callable[..., torch.Tensor]:
+            def draw(shape: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+                ones = torch.ones(units, dtype=dtype)
+                return torch.cat(
+                    [initializer((units,), dtype), ones, initializer((2 * units,), dtype)]
+                )
+
+            return draw
+
+        self.add_weight("bias", (4 * units,), "zeros", gates=self.keras_gates, wrap=forget_bias_one)
 
     def step(
         self, projected: torch.Tensor, states: States, recurrent_dropout: torch.Tensor | None
@@ -373,6 +383,7 @@ class GRUCell(_BuiltinCell):
     )
 
     gates = 3
+    keras_gates = (1, 0, 2)
 
     def __init__(
         self,
@@ -383,8 +394,8 @@ class GRUCell(_BuiltinCell):
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         reset_after: bool = True,
+        seed: int | None = None,
         name: str | None = None,
-        **keras_defaults: Any,
     ) -> None:
         super().__init__(
             units,
@@ -393,8 +404,8 @@ class GRUCell(_BuiltinCell):
             use_bias,
             dropout,
             recurrent_dropout,
+            seed,
             name,
-            keras_defaults,
         )
         self.reset_after = reset_after
 
@@ -407,10 +418,13 @@ class GRUCell(_BuiltinCell):
             return KERNELS["gru"]
         return None
 
-    def build(self, input_shape: Any) -> None:
-        super().build(input_shape)
-        if self.use_bias and self.reset_after:
-            self.recurrent_bias = nn.Parameter(torch.zeros(3 * self.units))
+    def add_bias(self) -> None:
+        """Keras's bias: with `reset_after`, `(2, 3*units)`, the input side's then the
+        recurrent side's, stored as `bias` and `recurrent_bias`."""
+        if not self.reset_after:
+            return super().add_bias()
+        attrs = ("bias", "recurrent_bias")
+        self.add_weight(attrs, (2, 3 * self.units), "zeros", rule="bias", gates=self.keras_gates)
 
     def step(
         self, projected: torch.Tensor, states: States, recurrent_dropout: torch.Tensor | None
@@ -456,6 +470,7 @@ class SimpleRNNCell(_BuiltinCell):
     )
 
     gates = 1
+    keras_gates = (0,)
 
     def __init__(
         self,
@@ -464,11 +479,11 @@ class SimpleRNNCell(_BuiltinCell):
         use_bias: bool = True,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
+        seed: int | None = None,
         name: str | None = None,
-        **keras_defaults: Any,
     ) -> None:
         super().__init__(
-            units, activation, "sigmoid", use_bias, dropout, recurrent_dropout, name, keras_defaults
+            units, activation, "sigmoid", use_bias, dropout, recurrent_dropout, seed, name
         )
 
     @property

@@ -9,7 +9,6 @@ pads the row alone, so a row's real outputs are those of the row run unpadded.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -54,14 +53,6 @@ _WINDOW_RULES = """
     the padded steps they cover as zeros; with `strides=1`, leading padding again gives
     the unpadded row's outputs, in place.
 """
-
-
-def _glorot(*shape: int) -> nn.Parameter:
-    """Keras's default `glorot_uniform` for a kernel of `shape` (fans as Keras counts
-    them: the receptive field times the last two axes)."""
-    field = math.prod(shape[:-2])
-    limit = math.sqrt(6.0 / (field * (shape[-2] + shape[-1])))
-    return nn.Parameter(torch.empty(shape).uniform_(-limit, limit))
 
 
 def _check_values(layer: Layer, values: torch.Tensor, channels: int) -> None:
@@ -123,7 +114,7 @@ class _Convolution(Layer):
 
     def _make_bias(self, size: int) -> None:
         if self.use_bias:
-            self.bias = nn.Parameter(torch.zeros(size))
+            self.add_weight("bias", (size,), "zeros")
 
     def _finish(self, out: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Bias, activation, and zeros at the padded output steps."""
@@ -173,9 +164,13 @@ class Conv1D(_Convolution):
         activation: name of the activation or None.
         use_bias: add a bias vector.
         name: layer name.
+        **keras_args: `kernel_*`, `bias_*` (`_initializer`, `_regularizer`, `_constraint`;
+            Keras's defaults `"glorot_uniform"` kernels, `"zeros"` bias) and the
+            arguments of every layer (`maskwise.layers.Layer`).
     """
     )
 
+    weight_names = ("kernel", "bias")
     kernel: nn.Parameter
 
     def __init__(
@@ -190,6 +185,7 @@ class Conv1D(_Convolution):
         activation: str | None = None,
         use_bias: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         self._setup(
@@ -226,7 +222,7 @@ class Conv1D(_Convolution):
                 )
             )
         per_group = self.input_channels // self.groups
-        self.kernel = _glorot(self.window.size, per_group, self.filters)
+        self.add_weight("kernel", (self.window.size, per_group, self.filters), "glorot_uniform")
         self._make_bias(self.filters)
 
     def convolve(self, shifted: torch.Tensor) -> torch.Tensor:
@@ -259,9 +255,13 @@ class DepthwiseConv1D(_Convolution):
         activation: name of the activation or None.
         use_bias: add a bias vector.
         name: layer name.
+        **keras_args: `depthwise_*`, `bias_*` (`_initializer`, `_regularizer`, `_constraint`;
+            Keras's defaults `"glorot_uniform"` kernels, `"zeros"` bias) and the
+            arguments of every layer (`maskwise.layers.Layer`).
     """
     )
 
+    weight_names = ("depthwise", "bias")
     kernel: nn.Parameter
 
     def __init__(
@@ -275,6 +275,7 @@ class DepthwiseConv1D(_Convolution):
         activation: str | None = None,
         use_bias: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         self._setup(
@@ -293,7 +294,8 @@ class DepthwiseConv1D(_Convolution):
 
     def build(self, input_shape: Any) -> None:
         self.input_channels = check_3d(self.label, input_shape)
-        self.kernel = _glorot(self.window.size, self.input_channels, self.depth_multiplier)
+        shape = (self.window.size, self.input_channels, self.depth_multiplier)
+        self.add_weight("kernel", shape, "glorot_uniform", rule="depthwise")
         self._make_bias(self.input_channels * self.depth_multiplier)
 
     def convolve(self, shifted: torch.Tensor) -> torch.Tensor:
@@ -337,9 +339,13 @@ class SeparableConv1D(_Convolution):
         activation: name of the activation or None.
         use_bias: add a bias vector.
         name: layer name.
+        **keras_args: `depthwise_*`, `pointwise_*`, `bias_*` (`_initializer`,
+            `_regularizer`, `_constraint`; Keras's defaults `"glorot_uniform"` kernels,
+            `"zeros"` bias) and the arguments of every layer (`maskwise.layers.Layer`).
     """
     )
 
+    weight_names = ("depthwise", "pointwise", "bias")
     depthwise_kernel: nn.Parameter
     pointwise_kernel: nn.Parameter
 
@@ -355,6 +361,7 @@ class SeparableConv1D(_Convolution):
         activation: str | None = None,
         use_bias: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         self._setup(
@@ -375,10 +382,11 @@ class SeparableConv1D(_Convolution):
     def build(self, input_shape: Any) -> None:
         self.input_channels = check_3d(self.label, input_shape)
         depth = self.input_channels * self.depth_multiplier
-        self.depthwise_kernel = _glorot(
-            self.window.size, self.input_channels, self.depth_multiplier
+        shape = (self.window.size, self.input_channels, self.depth_multiplier)
+        self.add_weight("depthwise_kernel", shape, "glorot_uniform", rule="depthwise")
+        self.add_weight(
+            "pointwise_kernel", (1, depth, self.filters), "glorot_uniform", rule="pointwise"
         )
-        self.pointwise_kernel = _glorot(1, depth, self.filters)
         self._make_bias(self.filters)
 
     def convolve(self, shifted: torch.Tensor) -> torch.Tensor:
@@ -426,8 +434,12 @@ class Conv1DTranspose(_Convolution):
         activation: name of the activation or None.
         use_bias: add a bias vector.
         name: layer name.
+        **keras_args: `kernel_*`, `bias_*` (`_initializer`, `_regularizer`, `_constraint`;
+            Keras's defaults `"glorot_uniform"` kernels, `"zeros"` bias) and the
+            arguments of every layer (`maskwise.layers.Layer`).
     """
 
+    weight_names = ("kernel", "bias")
     kernel: nn.Parameter
 
     def __init__(
@@ -442,6 +454,7 @@ class Conv1DTranspose(_Convolution):
         activation: str | None = None,
         use_bias: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         self._setup(
@@ -469,7 +482,8 @@ class Conv1DTranspose(_Convolution):
 
     def build(self, input_shape: Any) -> None:
         self.input_channels = check_3d(self.label, input_shape)
-        self.kernel = _glorot(self.window.size, self.filters, self.input_channels)
+        shape = (self.window.size, self.filters, self.input_channels)
+        self.add_weight("kernel", shape, "glorot_uniform")
         self._make_bias(self.filters)
 
     def output_lengths(self, n: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,7 @@ class Masking(Layer):
 
     fills_padding = False  # the mask is made from what the padded steps hold
 
-    def __init__(self, mask_value: float = 0.0, name: str | None = None) -> None:
+    def __init__(self, mask_value: float = 0.0, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         if not isinstance(mask_value, int | float) or isinstance(mask_value, bool):
             raise ConfigError(
@@ -132,11 +132,16 @@ class Dense(Layer):
         units: output features.
         activation: name of the activation (`"relu"`, `"softmax"`, ...) or None.
         use_bias: add a bias vector.
-        input_dim: input features; inferred at the first call when None.
         name: layer name.
+        **keras_args: `kernel_initializer` (`"glorot_uniform"`), `bias_initializer`
+            (`"zeros"`), `kernel_regularizer`, `bias_regularizer`, `kernel_constraint`,
+            `bias_constraint`, and the arguments every layer takes (`input_dim`,
+            `input_shape`: build now; `dtype`, `trainable`, `activity_regularizer`).
+    Weights: `kernel (in, units)`, `bias (units,)`, Keras's layout.
     """
 
     float_inputs = True
+    weight_names = ("kernel", "bias")
     kernel: nn.Parameter
     bias: nn.Parameter | None
 
@@ -145,8 +150,8 @@ class Dense(Layer):
         units: int,
         activation: str | None = None,
         use_bias: bool = True,
-        input_dim: int | None = None,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
@@ -157,21 +162,12 @@ class Dense(Layer):
         self.activation = get_activation(activation)
         self.use_bias = use_bias
         self.bias = None
-        if input_dim is not None:
-            self.maybe_build_from_dim(input_dim)
-
-    def maybe_build_from_dim(self, input_dim: int) -> None:
-        self.build(torch.Size((1, 1, input_dim)))
-        self.build_shape = [input_dim]
-        self.built = True
 
     def build(self, input_shape: Any) -> None:
         fan_in = int(input_shape[-1])
-        # Keras's default initialisers: glorot_uniform kernel, zero bias.
-        limit = math.sqrt(6.0 / (fan_in + self.units))
-        self.kernel = nn.Parameter(torch.empty(fan_in, self.units).uniform_(-limit, limit))
+        self.add_weight("kernel", (fan_in, self.units), "glorot_uniform")
         if self.use_bias:
-            self.bias = nn.Parameter(torch.zeros(self.units))
+            self.add_weight("bias", (self.units,), "zeros")
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if values.shape[-1] != self.kernel.shape[0]:
@@ -209,7 +205,7 @@ class TimeDistributed(Layer):
     Input `(batch, time, features, ...)` (at least 3 axes).
     """
 
-    def __init__(self, layer: Layer, name: str | None = None) -> None:
+    def __init__(self, layer: Layer, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         if not isinstance(layer, Layer):
             raise MaskwiseTypeError(
@@ -259,7 +255,7 @@ class Dropout(Layer):
         name: layer name.
     """
 
-    def __init__(self, rate: float, name: str | None = None) -> None:
+    def __init__(self, rate: float, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         self.rate = _check_rate(type(self).__name__, rate)
 
@@ -339,7 +335,7 @@ class GaussianNoise(_RealStepNoise):
 
     float_inputs = True
 
-    def __init__(self, stddev: float, name: str | None = None) -> None:
+    def __init__(self, stddev: float, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         if isinstance(stddev, bool) or not isinstance(stddev, int | float) or not stddev >= 0:
             raise ConfigError(
@@ -375,7 +371,7 @@ class GaussianDropout(_RealStepNoise):
 
     float_inputs = True
 
-    def __init__(self, rate: float, name: str | None = None) -> None:
+    def __init__(self, rate: float, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         self.rate = _check_rate("GaussianDropout", rate)
 
@@ -411,7 +407,7 @@ class AlphaDropout(_RealStepNoise):
 
     float_inputs = True
 
-    def __init__(self, rate: float, name: str | None = None) -> None:
+    def __init__(self, rate: float, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         self.rate = _check_rate("AlphaDropout", rate)
 
@@ -457,7 +453,7 @@ class Activation(Layer):
 
     float_inputs = True
 
-    def __init__(self, activation: str, name: str | None = None) -> None:
+    def __init__(self, activation: str, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         self.activation = get_activation(activation)
 
@@ -497,6 +493,7 @@ class Lambda(Layer):
         function: Callable[[torch.Tensor], torch.Tensor],
         mask: MaskRule | str | None = None,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         if not callable(function):

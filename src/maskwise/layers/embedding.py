@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,11 +34,23 @@ class Embedding(Layer):
         output_dim: size of each vector.
         mask_zero: token 0 is padding and is masked.
         name: layer name.
+        **keras_args: `embeddings_initializer` (Keras's default `"uniform"`, in
+            `[-0.05, 0.05]`), `embeddings_regularizer`, `embeddings_constraint`, and the
+            arguments of every layer (`maskwise.layers.Layer`; `input_length` is
+            accepted and builds nothing: the table does not depend on it).
     Input: integer ids `(batch, time)`; output `(batch, time, output_dim)`.
     """
 
+    weight_names = ("embeddings",)
+    embeddings: nn.Parameter
+
     def __init__(
-        self, input_dim: int, output_dim: int, mask_zero: bool = False, name: str | None = None
+        self,
+        input_dim: int,
+        output_dim: int,
+        mask_zero: bool = False,
+        name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):
@@ -50,8 +63,7 @@ class Embedding(Layer):
         self.input_dim = input_dim
         self.output_dim = output_dim
         self.mask_zero = mask_zero
-        # Keras's default initialiser: uniform in [-0.05, 0.05].
-        self.embeddings = nn.Parameter(torch.empty(input_dim, output_dim).uniform_(-0.05, 0.05))
+        self.add_weight("embeddings", (input_dim, output_dim), "uniform")
         self.built = True
         self.build_shape = []
 

@@ -116,7 +116,7 @@ class Concatenate(_Merge):
     Inputs `(batch, time, ...)`, equal except on `axis`.
     """
 
-    def __init__(self, axis: int = -1, name: str | None = None) -> None:
+    def __init__(self, axis: int = -1, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         if isinstance(axis, bool) or not isinstance(axis, int) or axis in (0, 1):
             raise ConfigError(
@@ -306,6 +306,7 @@ class Dot(_Merge):
         axes: int | tuple[int, int] | list[int],
         normalize: bool = False,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         pair = [axes, axes] if isinstance(axes, int) else axes

@@ -48,13 +48,12 @@ def moments_over_real(
     return mean, centered.square().sum(dim=dims, keepdim=True) / safe_count
 
 
-def _affine_weights(
-    features: int, scale: bool, center: bool
-) -> tuple[nn.Parameter | None, nn.Parameter | None]:
+def _add_affine_weights(layer: Any, features: int) -> None:
     """Keras's `gamma` (ones, if `scale`) and `beta` (zeros, if `center`)."""
-    gamma = nn.Parameter(torch.ones(features)) if scale else None
-    beta = nn.Parameter(torch.zeros(features)) if center else None
-    return gamma, beta
+    if layer.scale:
+        layer.add_weight("gamma", (features,), "ones")
+    if layer.center:
+        layer.add_weight("beta", (features,), "zeros")
 
 
 class LayerNormalization(Layer):
@@ -76,10 +75,14 @@ class LayerNormalization(Layer):
         center: learn an offset `beta` (zeros at start).
         scale: learn a scale `gamma` (ones at start).
         name: layer name.
+        **keras_args: `gamma_*` and `beta_*` (`_initializer`, Keras's defaults
+            `"ones"` and `"zeros"`; `_regularizer`; `_constraint`), and the arguments
+            of every layer (`maskwise.layers.Layer`).
     Input `(batch, time, ..., features)`; output the same shape.
     """
 
     float_inputs = True
+    weight_names = ("gamma", "beta")
 
     def __init__(
         self,
@@ -88,6 +91,7 @@ class LayerNormalization(Layer):
         center: bool = True,
         scale: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         self.axis = _check_last_axis("LayerNormalization", axis)
@@ -99,7 +103,7 @@ class LayerNormalization(Layer):
 
     def build(self, input_shape: Any) -> None:
         features = int(input_shape[-1])
-        self.gamma, self.beta = _affine_weights(features, self.scale, self.center)
+        _add_affine_weights(self, features)
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if values.numel() == 0:  # no step at all (a time axis of length 0)
@@ -144,10 +148,14 @@ class BatchNormalization(Layer):
         center: learn an offset `beta` (zeros at start).
         scale: learn a scale `gamma` (ones at start).
         name: layer name.
+        **keras_args: `gamma_*` and `beta_*` (`_initializer`, Keras's defaults
+            `"ones"` and `"zeros"`; `_regularizer`; `_constraint`), and the arguments
+            of every layer (`maskwise.layers.Layer`).
     Input `(batch, time, ..., features)`; output the same shape.
     """
 
     float_inputs = True
+    weight_names = ("gamma", "beta")
     moving_mean: torch.Tensor
     moving_variance: torch.Tensor
 
@@ -159,6 +167,7 @@ class BatchNormalization(Layer):
         center: bool = True,
         scale: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         self.axis = _check_last_axis("BatchNormalization", axis)
@@ -184,7 +193,7 @@ class BatchNormalization(Layer):
 
     def build(self, input_shape: Any) -> None:
         features = int(input_shape[-1])
-        self.gamma, self.beta = _affine_weights(features, self.scale, self.center)
+        _add_affine_weights(self, features)
         self.register_buffer("moving_mean", torch.zeros(features))
         self.register_buffer("moving_variance", torch.ones(features))
 
@@ -231,7 +240,10 @@ class UnitNormalization(Layer):
     float_inputs = True
 
     def __init__(
-        self, axis: int | list[int] | tuple[int, ...] = -1, name: str | None = None
+        self,
+        axis: int | list[int] | tuple[int, ...] = -1,
+        name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         axes = check_axes("UnitNormalization", axis)
@@ -274,10 +286,14 @@ class GroupNormalization(Layer):
         center: learn an offset `beta` (zeros at start).
         scale: learn a scale `gamma` (ones at start).
         name: layer name.
+        **keras_args: `gamma_*` and `beta_*` (`_initializer`, Keras's defaults
+            `"ones"` and `"zeros"`; `_regularizer`; `_constraint`), and the arguments
+            of every layer (`maskwise.layers.Layer`).
     Input `(batch, time, ..., channels)`; output the same shape.
     """
 
     float_inputs = True
+    weight_names = ("gamma", "beta")
 
     def __init__(
         self,
@@ -287,6 +303,7 @@ class GroupNormalization(Layer):
         center: bool = True,
         scale: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         if isinstance(groups, bool) or not isinstance(groups, int) or groups < -1 or groups == 0:
@@ -322,7 +339,7 @@ class GroupNormalization(Layer):
     def build(self, input_shape: Any) -> None:
         channels = int(input_shape[-1])
         self._group_count(channels)
-        self.gamma, self.beta = _affine_weights(channels, self.scale, self.center)
+        _add_affine_weights(self, channels)
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         channels = values.shape[-1]

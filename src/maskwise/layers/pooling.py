@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..errors import ShapeError, format_error
@@ -130,6 +132,7 @@ class _WindowPooling1D(Layer):
         padding: str = "valid",
         data_format: str | None = None,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         layer = type(self).__name__

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
+from ._keras_args import given_rules
 from ._rnn_kernels import StepCell, run_recurrent
 from .base import CallOutput, Layer
 from .cells import (
@@ -45,7 +46,6 @@ from .cells import (
     UserCell,
     _BuiltinCell,
     check_cell,
-    check_keras_defaults,
     initial_states,
     output_size,
     state_sizes,
@@ -123,6 +123,7 @@ class RNN(Layer):
         if isinstance(cell, list | tuple):
             cell = StackedRNNCells(list(cell))
         check_cell(cell, f"{kind} `cell`")
+        _refuse_cell_activity_penalty(kind, cell)
         if unroll:
             raise ConfigError(
                 format_error(
@@ -312,6 +313,23 @@ class RNN(Layer):
         return f"name={self.name!r}, cell={type(self.cell).__name__}"
 
 
+def _refuse_cell_activity_penalty(kind: str, cell: nn.Module) -> None:
+    """A `ConfigError` for a cell with an `activity_regularizer`: `RNN` runs its cells'
+    math, never their call, so the penalty would silently never count."""
+    for module in cell.modules():
+        if isinstance(module, Layer) and module.activity_regularizer is not None:
+            raise ConfigError(
+                format_error(
+                    f"{kind}: the cell {module.name!r} has an activity_regularizer, which "
+                    "maskwise does not apply inside a recurrent layer.",
+                    expected="a cell without activity_regularizer",
+                    received=f"activity_regularizer={module.activity_regularizer!r}",
+                    fix=f"pass activity_regularizer to the {kind} layer instead (a penalty "
+                    "on its outputs).",
+                )
+            )
+
+
 def _flat(given: Any) -> list[Any]:
     if isinstance(given, list | tuple):
         return [item for part in given for item in _flat(part)]
@@ -327,9 +345,13 @@ _SHARED_ARGS = """
             (forces the per-step path).
         other arguments: `return_sequences`, `return_state`, `go_backwards`,
             `stateful`, `zero_output_for_mask`, `unroll`, as in `RNN`.
-        **keras_defaults: Keras's initializer/regularizer/constraint/seed/use_cudnn
-            arguments, accepted at their default values only (ConfigError otherwise).
-        input_dim: input features; inferred at the first call when None.
+        seed: an int seeds the dropout masks (see the cell).
+        input_shape: `(time, features)`, time None if it varies (or `input_dim`, the
+            features): the weights are built at construction, else at the first call.
+        kernel_initializer: like `recurrent_initializer`, `bias_initializer` and
+            the `*_regularizer` and `*_constraint` arguments of the three weights,
+            given to the cell, which owns the weights (see `LSTMCell`).
+        activity_regularizer: a penalty on the layer's outputs (real steps only).
         name: layer name.
 
     Call: `layer(x, mask=None, initial_state=None)`, `x` a `Masked` or `(batch, time,
@@ -338,19 +360,31 @@ _SHARED_ARGS = """
 
 
 class _CellLayer(RNN):
-    """What `LSTM`, `GRU` and `SimpleRNN` share: their cell's arguments on the layer,
-    an `input_dim` to build at construction, and the loading of state dicts saved
-    when the weights were the layer's own (`weight_ih`, not `cell.weight_ih`)."""
+    """What `LSTM`, `GRU` and `SimpleRNN` share: their cell's arguments on the layer
+    (its weights' rules go to the cell, which owns the weights), LSTM's and GRU's
+    `use_cudnn`, and the loading of state dicts saved when the weights were the
+    layer's own (`weight_ih`, not `cell.weight_ih`)."""
 
     cell: _BuiltinCell
+    weight_names = _BuiltinCell.weight_names
     renamed_weights: ClassVar[dict[str, str]] = {
         name: f"cell.{name}" for name in ("weight_ih", "weight_hh", "bias", "recurrent_bias")
     }
 
-    def __init__(self, cell: _BuiltinCell, input_dim: int | None, **rnn_args: Any) -> None:
+    def __init__(
+        self, cell: _BuiltinCell, use_cudnn: bool | str | None = None, **rnn_args: Any
+    ) -> None:
         super().__init__(cell, **rnn_args)
-        if input_dim is not None:
-            self.build_from_config_shape([input_dim])
+        if use_cudnn is None:  # SimpleRNN: Keras's has no `use_cudnn`
+            return
+        if use_cudnn not in ("auto", True, False):
+            raise ConfigError(
+                format_error(
+                    f"{type(self).__name__} use_cudnn must be 'auto', True or False.",
+                    received=repr(use_cudnn),
+                )
+            )
+        self.use_cudnn = use_cudnn
 
     @property
     def units(self) -> int:
@@ -379,7 +413,10 @@ class LSTM(_CellLayer):
 
     Args:
         recurrent_activation: Keras name of the gates' activation (`"sigmoid"`).
-        unit_forget_bias: initialise the forget gate's bias to 1 (Keras's default)."""
+        unit_forget_bias: initialise the forget gate's bias to 1 (Keras's default).
+        use_cudnn: Keras's choice of its cuDNN kernel (`"auto"`, True or False),
+            accepted for Keras code; the results do not depend on it (maskwise picks
+            PyTorch's fused kernel, cuDNN's on a GPU, whenever it computes the cell)."""
         + _SHARED_ARGS
     )
 
@@ -398,9 +435,9 @@ class LSTM(_CellLayer):
         zero_output_for_mask: bool = False,
         stateful: bool = False,
         unroll: bool = False,
-        input_dim: int | None = None,
+        seed: int | None = None,
+        use_cudnn: bool | str = "auto",
         name: str | None = None,
-        **keras_defaults: Any,
     ) -> None:
         cell = LSTMCell(
             units,
@@ -410,12 +447,13 @@ class LSTM(_CellLayer):
             unit_forget_bias=unit_forget_bias,
             dropout=dropout,
             recurrent_dropout=recurrent_dropout,
+            seed=seed,
             name=f"{name}_cell" if name else None,
-            **_cell_defaults(type(self).__name__, keras_defaults),
+            **given_rules(self),
         )
         super().__init__(
             cell,
-            input_dim,
+            use_cudnn,
             return_sequences=return_sequences,
             return_state=return_state,
             go_backwards=go_backwards,
@@ -447,7 +485,10 @@ class GRU(_CellLayer):
     Args:
         recurrent_activation: Keras name of the gates' activation (`"sigmoid"`).
         reset_after: apply the reset gate after the recurrent product (Keras 3's
-            default, PyTorch's GRU) or before it."""
+            default, PyTorch's GRU) or before it.
+        use_cudnn: Keras's choice of its cuDNN kernel (`"auto"`, True or False),
+            accepted for Keras code; the results do not depend on it (maskwise picks
+            PyTorch's fused kernel, cuDNN's on a GPU, whenever it computes the cell)."""
         + _SHARED_ARGS
     )
 
@@ -466,9 +507,9 @@ class GRU(_CellLayer):
         reset_after: bool = True,
         stateful: bool = False,
         unroll: bool = False,
-        input_dim: int | None = None,
+        seed: int | None = None,
+        use_cudnn: bool | str = "auto",
         name: str | None = None,
-        **keras_defaults: Any,
     ) -> None:
         cell = GRUCell(
             units,
@@ -478,12 +519,13 @@ class GRU(_CellLayer):
             dropout=dropout,
             recurrent_dropout=recurrent_dropout,
             reset_after=reset_after,
+            seed=seed,
             name=f"{name}_cell" if name else None,
-            **_cell_defaults(type(self).__name__, keras_defaults),
+            **given_rules(self),
         )
         super().__init__(
             cell,
-            input_dim,
+            use_cudnn,
             return_sequences=return_sequences,
             return_state=return_state,
             go_backwards=go_backwards,
@@ -528,9 +570,8 @@ class SimpleRNN(_CellLayer):
         zero_output_for_mask: bool = False,
         stateful: bool = False,
         unroll: bool = False,
-        input_dim: int | None = None,
+        seed: int | None = None,
         name: str | None = None,
-        **keras_defaults: Any,
     ) -> None:
         cell = SimpleRNNCell(
             units,
@@ -538,12 +579,12 @@ class SimpleRNN(_CellLayer):
             use_bias=use_bias,
             dropout=dropout,
             recurrent_dropout=recurrent_dropout,
+            seed=seed,
             name=f"{name}_cell" if name else None,
-            **_cell_defaults(type(self).__name__, keras_defaults),
+            **given_rules(self),
         )
         super().__init__(
             cell,
-            input_dim,
             return_sequences=return_sequences,
             return_state=return_state,
             go_backwards=go_backwards,
@@ -552,12 +593,6 @@ class SimpleRNN(_CellLayer):
             zero_output_for_mask=zero_output_for_mask,
             name=name,
         )
-
-
-def _cell_defaults(kind: str, given: dict[str, Any]) -> dict[str, Any]:
-    """The Keras arguments for the cell: all but `use_cudnn` (a layer argument)."""
-    check_keras_defaults(kind, given)
-    return {key: value for key, value in given.items() if key != "use_cudnn"}
 
 
 class Bidirectional(Layer):

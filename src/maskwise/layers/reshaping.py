@@ -63,7 +63,10 @@ class Cropping1D(Layer):
     """
 
     def __init__(
-        self, cropping: int | tuple[int, int] | list[int] = (1, 1), name: str | None = None
+        self,
+        cropping: int | tuple[int, int] | list[int] = (1, 1),
+        name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         self.cropping = _pair("Cropping1D", "cropping", cropping)
@@ -105,7 +108,7 @@ class UpSampling1D(Layer):
     Input `(batch, time, features)`; output `(batch, time * size, features)`.
     """
 
-    def __init__(self, size: int = 2, name: str | None = None) -> None:
+    def __init__(self, size: int = 2, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         self.size = positive_int("UpSampling1D", "size", size)
 
@@ -142,6 +145,7 @@ class ZeroPadding1D(Layer):
         padding: int | tuple[int, int] | list[int] = 1,
         data_format: str | None = None,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         self.padding = _pair("ZeroPadding1D", "padding", padding)
@@ -177,7 +181,7 @@ class RepeatVector(Layer):
     Input `(batch, features)`, e.g. an RNN's last state or a global pooling's output.
     """
 
-    def __init__(self, n: int, name: str | None = None) -> None:
+    def __init__(self, n: int, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         self.n = positive_int("RepeatVector", "n", n)
 
@@ -203,7 +207,7 @@ class _FeatureReshape(Layer):
     """A reshape that passes the mask while the time axis stays axis 1 with its steps
     (`keeps_time`), and otherwise refuses a masked input unless a mask rule is given."""
 
-    def __init__(self, mask: MaskRule | str | None, name: str | None) -> None:
+    def __init__(self, mask: MaskRule | str | None, name: str | None, **keras_args: Any) -> None:
         super().__init__(name=name)
         self.mask_rule = check_mask_rule(type(self).__name__, mask)
 
@@ -275,6 +279,7 @@ class Reshape(_FeatureReshape):
         target_shape: Sequence[int],
         mask: MaskRule | str | None = None,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(mask=mask, name=name)
         shape = tuple(target_shape) if isinstance(target_shape, Sequence) else None
@@ -344,6 +349,7 @@ class Permute(_FeatureReshape):
         dims: Sequence[int],
         mask: MaskRule | str | None = None,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(mask=mask, name=name)
         order = tuple(dims) if isinstance(dims, Sequence) and not isinstance(dims, str) else ()
@@ -407,6 +413,7 @@ class Flatten(_FeatureReshape):
         data_format: str | None = None,
         mask: MaskRule | str | None = None,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(mask=mask, name=name)
         check_channels_last("Flatten", data_format)

@@ -18,13 +18,13 @@ carries the input's mask.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
+from .. import initializers
 from ..errors import ConfigError, MaskWarning, ShapeError, format_error
 from ..masked import Masked
 from .attention import MultiHeadAttention, _positive_int
@@ -32,36 +32,6 @@ from .base import CallOutput, Layer
 from .core import Dense, Dropout, _check_rate, _first_steps, get_activation
 from .embedding import Embedding
 from .normalization import LayerNormalization
-
-INITIALIZERS = ("glorot_uniform", "uniform", "zeros")
-"""Keras initializer names the embedding tables accept (`"uniform"`: Keras's
-`RandomUniform(-0.05, 0.05)`)."""
-
-
-def _initialize(table: torch.Tensor, initializer: str) -> None:
-    """Fill a `(rows, features)` table in place as Keras's initializer of that name."""
-    with torch.no_grad():
-        if initializer == "glorot_uniform":
-            limit = math.sqrt(6.0 / sum(table.shape))
-            table.uniform_(-limit, limit)
-        elif initializer == "uniform":
-            table.uniform_(-0.05, 0.05)
-        else:
-            table.zero_()
-
-
-def _check_initializer(layer: str, argument: str, initializer: Any) -> str:
-    if initializer not in INITIALIZERS:
-        raise ConfigError(
-            format_error(
-                f"{layer} `{argument}` names a Keras initializer it does not know.",
-                expected=f"one of {list(INITIALIZERS)}",
-                received=f"{argument}={initializer!r}",
-                fix="pick one of these, or set the weights with torch.nn.init after "
-                "building the layer.",
-            )
-        )
-    return str(initializer)
 
 
 def _check_bool(layer: str, argument: str, value: Any) -> bool:
@@ -100,7 +70,8 @@ class PositionEmbedding(Layer):
 
     Args:
         sequence_length: the number of positions learned (the longest sequence).
-        initializer: `"glorot_uniform"` (KerasHub's default), `"uniform"` or `"zeros"`.
+        initializer: the table's initializer, a Keras name or object (KerasHub's
+            default `"glorot_uniform"`; see `maskwise.initializers`).
         skip_padding: positions count the real steps only (the default); False: every
             step of the padded tensor, as KerasHub.
         name: layer name.
@@ -115,20 +86,21 @@ class PositionEmbedding(Layer):
     def __init__(
         self,
         sequence_length: int,
-        initializer: str = "glorot_uniform",
+        initializer: Any = "glorot_uniform",
         skip_padding: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         kind = type(self).__name__
         self.sequence_length = _positive_int(kind, "sequence_length", sequence_length)
-        self.initializer = _check_initializer(kind, "initializer", initializer)
+        initializers.get(initializer)  # an unknown name fails here
+        self.initializer = initializer
         self.skip_padding = _check_bool(kind, "skip_padding", skip_padding)
 
     def build(self, input_shape: Any) -> None:
         features = int(input_shape[-1])
-        self.position_embeddings = nn.Parameter(torch.empty(self.sequence_length, features))
-        _initialize(self.position_embeddings, self.initializer)
+        self.add_weight("position_embeddings", (self.sequence_length, features), self.initializer)
 
     def check_inputs(self, inputs: Masked) -> None:  # type: ignore[override]
         """3-D values, with the features the table was built for."""
@@ -219,8 +191,8 @@ class TokenAndPositionEmbedding(Layer):
         vocabulary_size: ids must lie in `[0, vocabulary_size)`.
         sequence_length: the number of positions learned.
         embedding_dim: size of each vector.
-        embeddings_initializer: for both tables: `"uniform"` (KerasHub's default),
-            `"glorot_uniform"` or `"zeros"`.
+        embeddings_initializer: for both tables, a Keras name or object (KerasHub's
+            default `"uniform"`; see `maskwise.initializers`).
         mask_zero: token 0 is padding and is masked.
         skip_padding: positions count the real steps only (the default; see
             `PositionEmbedding`); False: KerasHub's step indices.
@@ -236,27 +208,27 @@ class TokenAndPositionEmbedding(Layer):
         vocabulary_size: int,
         sequence_length: int,
         embedding_dim: int,
-        embeddings_initializer: str = "uniform",
+        embeddings_initializer: Any = "uniform",
         mask_zero: bool = False,
         skip_padding: bool = True,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         kind = type(self).__name__
         self.vocabulary_size = _positive_int(kind, "vocabulary_size", vocabulary_size)
         self.sequence_length = _positive_int(kind, "sequence_length", sequence_length)
         self.embedding_dim = _positive_int(kind, "embedding_dim", embedding_dim)
-        initializer = _check_initializer(kind, "embeddings_initializer", embeddings_initializer)
         self.token_embedding = Embedding(
             vocabulary_size,
             embedding_dim,
             mask_zero=_check_bool(kind, "mask_zero", mask_zero),
             name=f"{self.name}/token_embedding",
+            embeddings_initializer=embeddings_initializer,
         )
-        _initialize(self.token_embedding.embeddings, initializer)
         self.position_embedding = PositionEmbedding(
             sequence_length,
-            initializer=initializer,
+            initializer=embeddings_initializer,
             skip_padding=skip_padding,
             name=f"{self.name}/position_embedding",
         )
@@ -282,7 +254,6 @@ class TokenAndPositionEmbedding(Layer):
         return self.token_embedding.compute_mask(values, mask)
 
 
-_KERAS_HUB_DEFAULTS = {"kernel_initializer": "glorot_uniform", "bias_initializer": "zeros"}
 """KerasHub arguments of `TransformerEncoder` accepted only at their default values."""
 
 
@@ -318,8 +289,9 @@ class TransformerEncoder(Layer):
         activation: Keras name of the feed-forward activation (`"relu"`).
         layer_norm_epsilon: added to the variance in the layer norms.
         normalize_first: normalize each block's input (pre-norm) instead of its output.
-        kernel_initializer, bias_initializer: accepted at KerasHub's defaults only
-            (`"glorot_uniform"`, `"zeros"`).
+        kernel_initializer, bias_initializer: the initializers of the attention's and
+            the feed-forward network's kernels and biases (KerasHub's defaults
+            `"glorot_uniform"`, `"zeros"`; see `maskwise.initializers`).
         name: layer name.
 
     Call: `encoder(x, mask=None, attention_mask=None, return_attention_scores=False)`:
@@ -345,10 +317,11 @@ class TransformerEncoder(Layer):
         dropout: float = 0.0,
         activation: str = "relu",
         layer_norm_epsilon: float = 1e-5,
-        kernel_initializer: str = "glorot_uniform",
-        bias_initializer: str = "zeros",
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
         normalize_first: bool = False,
         name: str | None = None,
+        **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         kind = type(self).__name__
@@ -369,18 +342,10 @@ class TransformerEncoder(Layer):
                 )
             )
         self.layer_norm_epsilon = float(layer_norm_epsilon)
-        given = {"kernel_initializer": kernel_initializer, "bias_initializer": bias_initializer}
-        for key, value in given.items():
-            if value != _KERAS_HUB_DEFAULTS[key]:
-                raise ConfigError(
-                    format_error(
-                        f"{kind} supports `{key}` at KerasHub's default only.",
-                        expected=f"{key}={_KERAS_HUB_DEFAULTS[key]!r}",
-                        received=f"{key}={value!r}",
-                        fix="drop the argument, and set the weights with torch.nn.init "
-                        "after building the layer if needed.",
-                    )
-                )
+        self.weight_initializers: dict[str, Any] = {
+            "kernel_initializer": initializers.get(kernel_initializer),
+            "bias_initializer": initializers.get(bias_initializer),
+        }
         self.normalize_first = _check_bool(kind, "normalize_first", normalize_first)
 
     def build(self, input_shape: Any) -> None:
@@ -401,7 +366,11 @@ class TransformerEncoder(Layer):
             return f"{self.name}/{part}"
 
         self.self_attention_layer = MultiHeadAttention(
-            self.num_heads, key_dim, dropout=self.dropout, name=named("self_attention_layer")
+            self.num_heads,
+            key_dim,
+            dropout=self.dropout,
+            name=named("self_attention_layer"),
+            **self.weight_initializers,
         )
         self.self_attention_layer.build_from_config_shape([[hidden]] * 3)
         self.self_attention_layer_norm = LayerNormalization(
@@ -418,9 +387,13 @@ class TransformerEncoder(Layer):
             activation=self.activation,
             input_dim=hidden,
             name=named("feedforward_intermediate_dense"),
+            **self.weight_initializers,
         )
         self.feedforward_output_dense = Dense(
-            hidden, input_dim=self.intermediate_dim, name=named("feedforward_output_dense")
+            hidden,
+            input_dim=self.intermediate_dim,
+            name=named("feedforward_output_dense"),
+            **self.weight_initializers,
         )
         self.feedforward_dropout = Dropout(self.dropout, name=named("feedforward_dropout"))
         self.train(self.training)  # a block put in evaluation before building stays there

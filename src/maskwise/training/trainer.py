@@ -11,6 +11,9 @@ One batch is one call of a step, as in Keras, each one overridable:
   `optimizer_step` (which holds the non-finite guard) and `update_metrics`, each a
   method of its own;
 - `test_step(batch) -> logs`: the loss and the metrics, without gradients;
+  the loss of both includes the layers' penalties (`*_regularizer`, Keras's
+  `model.losses`), and the weights' constraints (`*_constraint`) apply after each
+  optimizer step;
 - `predict_step(batch) -> Masked`: the model's output.
 
 Override them on the model (`def train_step(self, batch)` in your `Module`, calling
@@ -35,6 +38,7 @@ from ..data import Batch, Loader
 from ..doctor.guards import Guard
 from ..errors import ConfigError, format_error
 from ..layers import _host
+from ..layers._keras_args import apply_constraints, collect_losses, one_pass
 from ..layers.base import Layer
 from ..masked import Masked
 from ..numerics import NonFiniteGuard
@@ -307,9 +311,13 @@ class Trainer:
         "bf16" | "fp16")` computed in bfloat16 or float16 autocast and returned in
         float32, so losses and metrics keep full precision."""
         if self.precision is None:
-            return self._forward(x)
+            with one_pass(self.model):
+                return self._forward(x)
         device = next(self.model.parameters()).device.type
-        with torch.autocast(device_type=device, dtype=AUTOCAST[self.precision]):
+        with (
+            torch.autocast(device_type=device, dtype=AUTOCAST[self.precision]),
+            one_pass(self.model),
+        ):
             out = self._forward(x)
         if isinstance(out, Masked):
             return Masked(out.values.float(), out.mask)
@@ -335,13 +343,25 @@ class Trainer:
         """The compiled loss of `out` against the batch's targets and sample weights:
         the batch's own mean; while `fit` trains in pieces (data parallel or
         `steps_per_update`), the piece's sum, which `optimizer_step` normalises by the
-        count of the whole update (`maskwise.training.distributed.Update`)."""
+        count of the whole update (`maskwise.training.distributed.Update`).
+
+        The layers' penalties (`Layer.losses`) are added, once per batch as in Keras;
+        to a piece's sum, times the piece's count, so that the update's normalised
+        gradient holds each penalty once."""
         loss = self.require_compiled("fit").loss
+        penalty = self.penalty()
         update = self.update
         if update is None or update.plain:
-            return loss(batch.y, out, batch.sample_weight, class_weight)
+            value = loss(batch.y, out, batch.sample_weight, class_weight)
+            return value if penalty is None else value + penalty
         update.add(out)
-        return loss(batch.y, out, batch.sample_weight, class_weight, update.normalizer)
+        value = loss(batch.y, out, batch.sample_weight, class_weight, update.normalizer)
+        return value if penalty is None else value + penalty * update.piece
+
+    def penalty(self) -> torch.Tensor | None:
+        """The sum of the model's layers' penalties (`Layer.losses`), None without any."""
+        losses = collect_losses(self.model)
+        return sum(losses[1:], losses[0]) if losses else None
 
     def batch_loss(self, loss: torch.Tensor) -> torch.Tensor:
         """The batch's loss for the logs from what `compute_loss` returned: the batch's
@@ -396,6 +416,7 @@ class Trainer:
             guard.snapshot()
             scaler.step(optimizer)
             scaler.update()
+        apply_constraints(self.model)
         guard.check_weights(epoch, index)
 
     def update_metrics(self, batch: Batch, out: Masked | torch.Tensor, loss: torch.Tensor) -> None:
