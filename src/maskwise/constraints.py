@@ -38,7 +38,15 @@ Axis = int | list[int] | tuple[int, ...]
 
 
 class Constraint(KerasObject):
-    """Base class: `constraint(weights)` returns the projected weights."""
+    """Base class: `constraint(weights)` returns the projected weights.
+
+    Example:
+        >>> class Clip(Constraint):
+        ...     def __call__(self, w):
+        ...         return w.clamp(-1, 1)
+        >>> Clip()(torch.tensor([-3.0, 0.5, 2.0])).tolist()
+        [-1.0, 0.5, 1.0]
+    """
 
     kind = "constraints"
 
@@ -47,7 +55,12 @@ class Constraint(KerasObject):
 
 
 class NonNeg(Constraint):
-    """Negative weights become 0."""
+    """Negative weights become 0.
+
+    Example:
+        >>> NonNeg()(torch.tensor([-1.0, 0.0, 2.0])).tolist()
+        [0.0, 0.0, 2.0]
+    """
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
         return w.clamp_min(0)
@@ -68,7 +81,13 @@ class _NormConstraint(Constraint):
 
 
 class UnitNorm(_NormConstraint):
-    """Norm 1 along `axis`: `w / (epsilon + norms)`."""
+    """Norm 1 along `axis`: `w / (epsilon + norms)`.
+
+    Example:
+        >>> w = UnitNorm(axis=0)(torch.tensor([[3.0, 0.0], [4.0, 2.0]]))
+        >>> [round(n, 4) for n in w.norm(dim=0).tolist()]  # each column scaled to norm 1
+        [1.0, 1.0]
+    """
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
         return w / (EPSILON + self.norms(w))
@@ -76,7 +95,13 @@ class UnitNorm(_NormConstraint):
 
 class MaxNorm(_NormConstraint):
     """Norm at most `max_value` along `axis`: `w * clip(norms, 0, max_value) /
-    (epsilon + norms)`."""
+    (epsilon + norms)`.
+
+    Example:
+        >>> w = MaxNorm(1.0, axis=0)(torch.tensor([[3.0, 0.3], [4.0, 0.4]]))
+        >>> [round(n, 4) for n in w.norm(dim=0).tolist()]  # norm 5 -> 1; norm 0.5 kept
+        [1.0, 0.5]
+    """
 
     def __init__(self, max_value: float = 2.0, axis: Axis = 0) -> None:
         super().__init__(axis)
@@ -92,7 +117,14 @@ class MaxNorm(_NormConstraint):
 
 class MinMaxNorm(_NormConstraint):
     """Norm moved into `[min_value, max_value]` along `axis` at `rate`: `w * desired /
-    (epsilon + norms)`, `desired = rate * clip(norms, min, max) + (1 - rate) * norms`."""
+    (epsilon + norms)`, `desired = rate * clip(norms, min, max) + (1 - rate) * norms`.
+
+    Example:
+        >>> project = MinMaxNorm(min_value=1.0, max_value=2.0, axis=0)
+        >>> w = project(torch.tensor([[0.3, 6.0], [0.4, 8.0]]))
+        >>> [round(n, 4) for n in w.norm(dim=0).tolist()]  # norm 0.5 -> 1, norm 10 -> 2
+        [1.0, 2.0]
+    """
 
     def __init__(
         self, min_value: float = 0.0, max_value: float = 1.0, rate: float = 1.0, axis: Axis = 0
@@ -124,5 +156,10 @@ NAMES: dict[str, Callable[[], KerasObject]] = {
 
 
 def get(identifier: Any) -> Constraint | Callable[[torch.Tensor], torch.Tensor] | None:
-    """The constraint a layer argument names (see the module's docstring)."""
+    """The constraint a layer argument names (see the module's docstring).
+
+    Example:
+        >>> type(get("max_norm")).__name__, get("max_norm").max_value
+        ('MaxNorm', 2.0)
+    """
     return lookup("constraints", identifier, Constraint, NAMES)  # type: ignore[no-any-return]
