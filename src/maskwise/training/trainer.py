@@ -349,17 +349,19 @@ class Trainer:
         (loss if scaler is None else scaler.scale(loss)).backward()
 
     def optimizer_step(self, loss: torch.Tensor) -> None:
-        """One optimizer step, guarded: the loss and the gradients must be finite before
-        it, the weights after it (else `NonFiniteError`, the weights kept as before).
+        """One optimizer step, guarded: after it, the loss, the gradients and the new
+        weights must be finite (one check, one host read), else the step is undone and
+        `NonFiniteError` raised (`numerics.NonFiniteGuard`).
 
         When `fit` trains in pieces, only the last piece of an update steps, after the
         gradients are divided by the update's global count (`Update.finish`).
 
         Under `fit(precision="fp16")` the grad scaler first divides the gradients by
-        its scale (`unscale_`), so the guard and the optimizer see true gradients. Then
-        non-finite gradients under a finite loss are a float16 overflow of the scaled
-        backward pass, not an error: the scaler skips that step and lowers its scale
-        (`GradScaler.step`, `update`). A non-finite loss still stops `fit`."""
+        its scale (`unscale_`), so the optimizer sees true gradients. Then non-finite
+        gradients under a finite loss are a float16 overflow of the scaled backward
+        pass, not an error: the scaler skips that step and lowers its scale
+        (`GradScaler.step`, `update`), and the guard checks the loss and the weights
+        only. A non-finite loss still stops `fit`, before the scale is updated."""
         update = self.update
         if update is not None and not update.plain:
             if not update.last(self.state.batch, self.num_batches):
@@ -369,19 +371,16 @@ class Trainer:
         guard = self.guard
         if guard is None or guard.optimizer is not optimizer:
             guard = self.guard = NonFiniteGuard(self.model, optimizer)
-        epoch, index = self.state.epoch, self.state.batch
         scaler = self._scaling()
+        guard.snapshot()
         if scaler is None:
-            guard.check_gradients(loss, epoch, index)
-            guard.snapshot()
             optimizer.step()
         else:
             scaler.unscale_(optimizer)
-            guard.check_loss(loss, epoch, index)
-            guard.snapshot()
             scaler.step(optimizer)
+        guard.check(loss, self.state.epoch, self.state.batch, gradients=scaler is None)
+        if scaler is not None:
             scaler.update()
-        guard.check_weights(epoch, index)
 
     def update_metrics(self, batch: Batch, out: Masked | torch.Tensor, loss: torch.Tensor) -> None:
         """Add the batch's loss (`batch_loss`) and metrics to `totals` (the loss needed
