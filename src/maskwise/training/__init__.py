@@ -24,8 +24,9 @@ The pieces: `Trainer` (`trainer.py`) owns the loop, one per model (`model.traine
 with overridable `train_step`, `test_step` and `predict_step`; `Trainable`
 (`trainable.py`) gives `Sequential`, `Model` and `Module` their Keras-named methods as
 thin delegates to it; `TrainingState` (`state.py`) is what checkpoints write and read;
-`Compiled` (`compiled.py`) what `compile` fixed; `CallbackList` (`callback_list.py`)
-calls the callbacks' hooks in order; `training_mode` (`modes.py`) switches the training
+`Compiled` (`compiled.py`) what `compile` fixed, one loss, loss weight and metrics per
+output of the model (`outputs.py`: several outputs train as in Keras); `CallbackList`
+(`callback_list.py`) calls the callbacks' hooks in order; `training_mode` (`modes.py`) switches the training
 flag and puts it back; `EpochTotals` (`totals.py`) adds up the loss and the metrics;
 `inputs.py` turns what the doors receive into loaders; `predictions.py` gathers
 `predict`'s output; `on_batch.py` runs `train_on_batch`, `test_on_batch` and

@@ -57,7 +57,7 @@ def train_on_batch(
     require_targets(batch.y, "train_on_batch")
     trainer.ensure_optimizer()
     trainer.class_weight = class_weight
-    trainer.totals = totals = EpochTotals(compiled.metrics)
+    trainer.totals = totals = EpochTotals(compiled.heads)
     trainer.state.batch = 0
     with training_mode(trainer.model, True):
         trainer.model.train_step(batch)
@@ -70,7 +70,7 @@ def test_on_batch(trainer: Trainer, x: Any, y: Any, sample_weight: Any, return_d
     compiled = trainer.require_compiled("test_on_batch")
     batch = one_batch(trainer, x, y, sample_weight, "test_on_batch")
     require_targets(batch.y, "test_on_batch")
-    trainer.totals = totals = EpochTotals(compiled.metrics)
+    trainer.totals = totals = EpochTotals(compiled.heads)
     with training_mode(trainer.model, False), torch.no_grad():
         trainer.model.test_step(batch)
     return results(totals.logs(), return_dict)

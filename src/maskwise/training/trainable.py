@@ -32,8 +32,6 @@ import torch
 from torch import nn
 
 from .. import checkpoint
-from .. import losses as losses_module
-from .. import metrics as metrics_module
 from ..callbacks import Callback, History
 from ..data import Batch
 from ..errors import MaskwiseTypeError, format_error
@@ -106,10 +104,11 @@ class Trainable(nn.Module):
     def compile(
         self,
         optimizer: str | OptimizerFactory | torch.optim.Optimizer | Optimizer = "adam",
-        loss: str | losses_module.Loss | None = None,
-        metrics: Sequence[str | metrics_module.Metric] | None = None,
+        loss: Any = None,
+        metrics: Any = None,
         *,
         learning_rate: float | None = None,
+        loss_weights: Sequence[float] | dict[str, float] | None = None,
     ) -> None:
         """Choose the optimizer, the loss and the metrics.
 
@@ -124,14 +123,20 @@ class Trainable(nn.Module):
                 nesterov=True)`), or an optimizer already made on this model's
                 parameters. The optimizer is created at the first `fit`, after the
                 model's lazy weights are built.
-            loss: a Keras loss name or a `maskwise.losses.Loss`.
-            metrics: Keras metric names (`"accuracy"`, ...) or `maskwise.metrics.Metric`s.
+            loss: a Keras loss name or a `maskwise.losses.Loss`; for a model with
+                several outputs, one for all, or a list (one per output, None: not
+                trained) or a dict keyed by output name (`maskwise.training.outputs`).
+            metrics: Keras metric names (`"accuracy"`, ...) or `maskwise.metrics.Metric`s;
+                for several outputs, a list with one entry per output (a metric, a list
+                of them, or None) or a dict keyed by output name.
             learning_rate: the learning rate, with an optimizer name: a finite number
                 >= 0 (0 leaves the weights as they are, as in Keras). NaN, inf or a
                 negative rate is a `ConfigError` here; `fit` checks the rate of an
                 optimizer you made the same way before the first step.
+            loss_weights: for several outputs, each loss's weight in the loss trained
+                (a list in output order, or a dict keyed by output name; 1 by default).
         """
-        self.trainer.compile(optimizer, loss, metrics, learning_rate)
+        self.trainer.compile(optimizer, loss, metrics, learning_rate, loss_weights)
 
     # ------------------------------------------------------------------ steps
     def train_step(self, batch: Batch) -> Logs:
