@@ -106,6 +106,9 @@ def test_two_outputs_evaluate_and_train_as_in_keras(frontend: str) -> None:
         "cls_sparse_categorical_crossentropy",
     }
     assert_same_logs(ours.evaluate(x, [tags, classes], batch_size=8), before)
+    listed = theirs.evaluate(x, [tags, classes], verbose=0)  # Keras's order
+    got = ours.evaluate(x, [tags, classes], batch_size=8, return_dict=False)
+    np.testing.assert_allclose(got, listed, atol=ATOL)
     fit = {"batch_size": 8, "epochs": 2, "shuffle": False, "verbose": 0}
     theirs.fit(x, [tags, classes], **fit)
     ours.fit(x, [tags, classes], **fit)
@@ -173,6 +176,20 @@ def test_predict_returns_each_output_in_the_models_structure() -> None:
         for got, want, n in zip(tag_scores, tag_expected, LENGTHS, strict=True):
             np.testing.assert_allclose(got, want[:n], atol=ATOL)
         np.testing.assert_allclose(class_scores, class_expected, atol=ATOL)
+
+
+def test_train_and_test_on_batch_take_list_targets_as_keras() -> None:
+    x, tags, classes = data("masking")
+    theirs = keras_model("masking")
+    ours = from_keras(theirs)
+    keras_sgd, our_sgd = sgd()
+    theirs.compile(keras_sgd, loss=["sparse_categorical_crossentropy"] * 2, metrics=[[], ["acc"]])
+    ours.compile(our_sgd, loss=["sparse_categorical_crossentropy"] * 2, metrics=[[], ["acc"]])
+    expected = theirs.train_on_batch(x, [tags, classes], return_dict=True)
+    assert_same_logs(ours.train_on_batch(x, [tags, classes], return_dict=True), expected)
+    assert_same_weights(ours, theirs)
+    expected = theirs.test_on_batch(x, [tags, classes], return_dict=True)
+    assert_same_logs(ours.test_on_batch(x, [tags, classes], return_dict=True), expected)
 
 
 def test_validation_split_and_a_checkpoint_keep_the_outputs(tmp_path: Path) -> None:

@@ -49,7 +49,8 @@ class EpochTotals:
     With several outputs (`heads`, see `maskwise.training.outputs`): `loss` weighs each
     batch's total loss by the real steps of its trained outputs together; when several
     outputs have a loss, each one's own (`<output>_loss`) is its exact mean over its
-    own real steps; metrics are per output (`<output>_<metric>`).
+    own real steps; metrics are per output (`<output>_<metric>`, in the order of their
+    names, as Keras lists them).
     """
 
     def __init__(self, heads: Sequence[Head]) -> None:
@@ -106,10 +107,12 @@ class EpochTotals:
         for slot, i in enumerate(self.tracked):
             steps = float(self.output_counts[slot])
             logs[f"{self.names[i]}_loss"] = float(self.output_sums[slot]) / steps if steps else 0.0
-        several = len(self.heads) > 1
+        if len(self.heads) == 1:
+            return {**logs, **flatten_results(self.metrics)}
+        metrics: dict[str, Any] = {}
         for head in self.heads:
-            logs.update(flatten_results(head.metrics, f"{head.name}_" if several else ""))
-        return logs
+            metrics.update(flatten_results(head.metrics, f"{head.name}_"))
+        return {**logs, **dict(sorted(metrics.items()))}  # Keras's order
 
     def read(self) -> tuple[float, dict[str, Any]]:
         return float(self.steps), self.logs()

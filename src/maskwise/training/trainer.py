@@ -412,6 +412,7 @@ class Trainer:
         and metrics to `totals` (the loss needed targets)."""
         if self.totals is not None and batch.y is not None:
             self.totals.update(out, batch.y, self.batch_loss(loss), batch.x, self.output_losses)
+        self.output_losses = None  # used once: a step without compute_loss leaves none
 
     def train_step(self, batch: Batch) -> Logs:
         """Train on one batch; returns `{"loss": the batch's loss}` (a tensor).
