@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -185,7 +184,9 @@ class Trainable(nn.Module):
                 tuple of those for several inputs (passed to the model as separate
                 arguments), a `SequenceDataset`, a `ParquetSequences` (streamed: memory
                 stays flat whatever the file size) or a `Loader` (see `make_loader`).
-            y: targets, per step or per sequence (None when `x` holds them).
+            y: targets, per step or per sequence (None when `x` holds them); for a
+                model with several outputs, a list of them in output order or a dict
+                keyed by output name (`maskwise.training.outputs`).
             epochs: the index of the last epoch, like Keras: a resumed fit continues from
                 the checkpoint's epoch up to `epochs`.
             batch_size: sequences per batch. Under `torchrun`, the global batch: each
@@ -311,6 +312,8 @@ class Trainable(nn.Module):
         """The loss and the metrics over every real step of the data: `{"loss": ...,
         "<metric>": ...}`; with `return_dict=False`, Keras's list `[loss, metric, ...]`
         (the loss alone without metrics). Keras's default is False, maskwise's True.
+        With several outputs, Keras's names: `loss` (the weighted sum),
+        `<output>_loss` and `<output>_<metric>`.
 
         The loss is the mean over real steps (default reduction; weighted by each
         batch's real steps), exactly as if the whole data set were one batch.
@@ -341,15 +344,17 @@ class Trainable(nn.Module):
         mask_value: float | None = 0.0,
         checks: str = "raise",
         verbose: int | str = 0,
-    ) -> list[np.ndarray] | np.ndarray:
+    ) -> Any:
         """The model's outputs, in the order of `x`, without padding.
 
         Returns:
-            when the output has a mask (per-step outputs): a list with one array per
+            When the output has a mask (per-step outputs): a list with one array per
             sequence holding only the steps its output mask marks as real, `(length_i,
             units)`. When it has none (per-sequence outputs, e.g. after pooling or an
             RNN without `return_sequences`): one stacked array `(N, ...)` (or a list of
-            per-sequence arrays if their shapes differ).
+            per-sequence arrays if their shapes differ). For a model with several
+            outputs: a list (or a dict, as the model returns them) of each output's
+            results, each as above.
 
         Arguments as in `fit` (`checks`: the data checks on a sample of `x`; `verbose`:
         as `fit`'s, over the batches of `x`). Under `torchrun`, each
@@ -389,7 +394,7 @@ class Trainable(nn.Module):
         returns them, without training."""
         return on_batch.test_on_batch(self.trainer, x, y, sample_weight, return_dict)
 
-    def predict_on_batch(self, x: Any) -> list[np.ndarray] | np.ndarray:
+    def predict_on_batch(self, x: Any) -> Any:
         """`predict(x)` with `x` taken as one batch, without the data checks."""
         return self.predict(x, batch_size=on_batch.ONE_BATCH, checks="off")
 

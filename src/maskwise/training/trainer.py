@@ -308,10 +308,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ the steps
     def forward(self, x: Masked | tuple[Masked, ...]) -> Any:
-        """The model's output on a batch's inputs (a `Masked` or a tensor, or a list or
-        dict of them for several outputs) (through `DistributedDataParallel`
-        during a data-parallel `fit`, where gradients flow); under `fit(precision=
-        "bf16" | "fp16")` computed in bfloat16 or float16 autocast and returned in
+        """The model's output on a batch's inputs: a `Masked` or a tensor, or a list or
+        dict of them for several outputs. It goes through `DistributedDataParallel`
+        during a data-parallel `fit`, where gradients flow; under `fit(precision=
+        "bf16" | "fp16")` it is computed in bfloat16 or float16 autocast and returned in
         float32, so losses and metrics keep full precision."""
         if self.precision is None:
             return self._forward(x)
@@ -445,9 +445,8 @@ class Trainer:
             self.update.idle()
         out = self.forward(spare.x)
         compiled = self.require_compiled("fit")
-        loss = (
-            compiled.total(compiled.output_losses(spare.y, out, spare.sample_weight, None, 1.0)) * 0
-        )
+        parts = compiled.output_losses(spare.y, out, spare.sample_weight, None, 1.0)
+        loss = compiled.total(parts) * 0
         self.zero_grad()
         self.backward(loss)
         self.optimizer_step(loss)
