@@ -11,6 +11,8 @@ import keras
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from keras_oracle import randomize_weights
 
 import maskwise as mw
@@ -115,6 +117,25 @@ def test_two_outputs_evaluate_and_train_as_in_keras(frontend: str) -> None:
     assert_same_weights(ours, theirs)
     after = theirs.evaluate(x, [tags, classes], return_dict=True, verbose=0)
     assert_same_logs(ours.evaluate(x, [tags, classes], batch_size=8), after)
+
+
+MODEL = from_keras(keras_model("embedding"))
+MODEL.compile("sgd", loss="sparse_categorical_crossentropy", metrics=[["acc"], ["acc"]])
+
+
+@settings(max_examples=15, deadline=None)
+@given(extra=st.integers(1, 6), tag_fill=st.integers(0, 2))
+def test_each_outputs_figures_do_not_depend_on_padding_length_or_target_fill(
+    extra: int, tag_fill: int
+) -> None:
+    """More padded steps (any tag there) change no loss or metric of either output."""
+    x, tags, classes = data("embedding")
+    expected = MODEL.evaluate(x, [tags, classes])
+    padded_x = np.pad(x, ((0, 0), (0, extra)))
+    padded_tags = np.pad(tags, ((0, 0), (0, extra)), constant_values=tag_fill)
+    real = np.arange(5 + extra)[None, :] < np.array(LENGTHS)[:, None]
+    padded_tags = np.where(real, padded_tags, tag_fill)
+    assert_same_logs(MODEL.evaluate(padded_x, [padded_tags, classes]), expected)
 
 
 def test_dict_outputs_take_dict_losses_weights_metrics_and_targets() -> None:
