@@ -3,15 +3,15 @@
 Mask rule of every merge: a step is real only where it is real in every input
 (`combine_masks`; inputs without a mask count as all real). Value rule: the inputs'
 padded steps are read as zeros, so NaN padding in one input cannot reach the
-gradients of another input's real steps.
+gradients of another input's real steps. Keras 3 uses the opposite
+rule (a step real in ANY input is real; an input without a mask counts as all real in
+`Concatenate` and drops the mask in the element-wise merges), which lets the padding of
+one input into the output; Keras 2's `Concatenate` used ours.
 
 Inputs without a time axis, `(batch, features)` without a mask (e.g. the final states
 of a `return_state=True` recurrent layer), merge as in Keras: row by row, with no mask
 on the output. Mixing them with sequences is a `ShapeError` (pool the sequences, or
-repeat the vectors along time first). Keras 3 uses the opposite
-rule (a step real in ANY input is real; an input without a mask counts as all real in
-`Concatenate` and drops the mask in the element-wise merges), which lets the padding of
-one input into the output; Keras 2's `Concatenate` used ours.
+repeat the vectors along time first).
 """
 
 from __future__ import annotations
@@ -146,6 +146,8 @@ class Concatenate(_Merge):
         >>> y = Concatenate()([a, b])
         >>> y.values.shape, y.lengths.tolist()
         (torch.Size([2, 3, 6]), [3, 1])
+        >>> Concatenate()([torch.ones(2, 3), torch.ones(2, 4)])  # no time axis
+        Masked(values=(2, 7) torch.float32, mask=None)
 
     Args:
         axis: a feature axis (default -1, the last); not the batch or time axis.
