@@ -386,7 +386,8 @@ class Trainer:
         gradients under a finite loss are a float16 overflow of the scaled backward
         pass, not an error: the scaler skips that step and lowers its scale
         (`GradScaler.step`, `update`), and the guard checks the loss and the weights
-        only. A non-finite loss still stops `fit`, before the scale is updated."""
+        only. A non-finite loss still stops `fit` (the scaler has lowered its scale
+        for that step, as for an overflow)."""
         update = self.update
         if update is not None and not update.plain:
             if not update.last(self.state.batch, self.num_batches):
@@ -403,9 +404,11 @@ class Trainer:
         else:
             scaler.unscale_(optimizer)
             scaler.step(optimizer)
-        guard.check(loss, self.state.epoch, self.state.batch, gradients=scaler is None)
-        if scaler is not None:
-            scaler.update()
+        try:
+            guard.check(loss, self.state.epoch, self.state.batch, gradients=scaler is None)
+        finally:  # even after a refused step, so that the scaler can step again
+            if scaler is not None:
+                scaler.update()
 
     def update_metrics(self, batch: Batch, out: Any, loss: torch.Tensor) -> None:
         """Add the batch's loss (`batch_loss`), its outputs' losses (`output_losses`)
