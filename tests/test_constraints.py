@@ -3,8 +3,6 @@ constraint called on the same tensor."""
 
 from __future__ import annotations
 
-import doctest
-
 import keras
 import numpy as np
 import pytest
@@ -62,9 +60,3 @@ def test_configs_round_trip_as_keras_writes_them():
 def test_unknown_name_is_refused():
     with pytest.raises(ConfigError, match=r"Unknown constraint 'maxnorm'.\n.*'max_norm'"):
         constraints.get("maxnorm")
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(constraints, extraglobs={"torch": torch})
-    assert result.attempted
-    assert result.failed == 0

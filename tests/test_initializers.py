@@ -4,7 +4,6 @@ values cannot match), and exact values where an initializer is deterministic."""
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import keras
@@ -158,9 +157,3 @@ def test_keras_config_of_the_same_initializer_has_the_same_arguments():
 def test_refusals_say_what_is_expected(make, match):
     with pytest.raises(ConfigError, match=match):
         make()
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(initializers, extraglobs={"torch": torch})
-    assert result.attempted
-    assert result.failed == 0

@@ -3,8 +3,6 @@ same tensor."""
 
 from __future__ import annotations
 
-import doctest
-
 import keras
 import numpy as np
 import pytest
@@ -71,9 +69,3 @@ def test_configs_round_trip_as_keras_writes_them():
 def test_refusals(make, match):
     with pytest.raises(ConfigError, match=match):
         make()
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(regularizers, extraglobs={"torch": torch})
-    assert result.attempted
-    assert result.failed == 0

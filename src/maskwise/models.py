@@ -522,6 +522,15 @@ class Model(Container):
         self.layers = nn.ModuleList(unique.values())
         self.built = True
 
+    @property
+    def output_names(self) -> list[str]:
+        """Keras's `model.output_names`: the keys of a dict of outputs, else each
+        output's name (its layer's); `compile` gives each output's loss and metrics by
+        them, and the logs use them (`<output>_loss`)."""
+        if isinstance(self.output_structure, dict):
+            return list(self.output_structure)
+        return [tensor.name for tensor in self.outputs]
+
     def forward(self, *inputs: Any, mask: Any = None) -> Any:  # type: ignore[override]
         values = self._given_inputs(inputs)
         if mask is not None:

@@ -2,19 +2,18 @@
 
 A NaN or an infinity that reaches the weights never leaves them: every later step is
 NaN too, and a checkpoint written afterwards is worthless. `NonFiniteGuard` watches
-each training step:
+each training step: it copies the weights and the optimizer state just before
+`optimizer.step()`, and after the step checks the loss, every gradient and every
+weight together. If one holds NaN or inf (a bad batch; finite gradients times a huge
+learning rate can still overflow the weights), the weights and the optimizer state
+are put back as they were before the step, and `fit` ends with a `NonFiniteError`
+naming the epoch and the batch (both counted from 1, as the progress bar shows), what
+was not finite (the loss, a gradient, or a weight after the step), and the likely
+causes.
 
-- before `optimizer.step()`, the loss and every gradient must be finite; otherwise the
-  step is not taken, so the weights and the optimizer state stay those of the last
-  good batch;
-- after the step, every weight must be finite (finite gradients times a huge learning
-  rate can still overflow); otherwise the weights and the optimizer state are put
-  back as they were before the step, from a copy taken just before it.
-
-Either way `fit` ends with a `NonFiniteError` naming the epoch and the batch (both
-counted from 1, as the progress bar shows), what was not finite, and the likely causes.
-The cost is one device synchronisation before and one after each step, and one copy
-of the weights and the optimizer state per step (into buffers reused across steps).
+The cost is one device synchronisation per step (a single read of one finiteness flag;
+only a failed check reads more, to name the culprit) and one copy of the weights and
+the optimizer state per step (into buffers reused across steps).
 """
 
 from __future__ import annotations
@@ -34,7 +33,9 @@ CAUSES = (
     "zero or negative values in the model or a custom loss (add an epsilon or clamp)."
 )
 
-NOT_TAKEN = "The step was not taken: the weights are those from before this batch."
+NOT_KEPT = (
+    "The step was not kept: the weights and the optimizer state are those from before this batch."
+)
 
 
 def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
@@ -62,15 +63,23 @@ def _count_bad(tensor: torch.Tensor) -> str:
     return f"{int(bad.sum())} of {tensor.numel()} values are {' and '.join(kinds)}"
 
 
+def _first_bad(named: Sequence[tuple[str, torch.Tensor]]) -> tuple[str, torch.Tensor] | None:
+    """The first `(name, tensor)` of `named` holding NaN or inf, or None."""
+    return next(((n, t) for n, t in named if not bool(torch.isfinite(t).all())), None)
+
+
 class NonFiniteGuard:
     """Checks one training step of `model` with `optimizer` (see the module docstring).
 
-    Use, around each step:
+    Use, around each step (after `backward()`):
 
-        guard.check_gradients(loss, epoch, batch)   # after backward()
         guard.snapshot()
         optimizer.step()
-        guard.check_weights(epoch, batch)
+        guard.check(loss, epoch, batch)
+
+    Under a grad scaler, `check(..., gradients=False)` between `scaler.step` and
+    `scaler.update`: non-finite gradients under a finite loss are a float16 overflow,
+    which the scaler handles by skipping the step.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -80,6 +89,7 @@ class NonFiniteGuard:
         self._sources: list[torch.Tensor] = []  # the weights, then the state's tensors
         self._buffers: list[torch.Tensor] = []  # their copies, reused from step to step
         self._layout: list[tuple[torch.Tensor, str, Any]] = []  # (param, key, value or None)
+        self._groups: list[dict[str, Any]] = []  # the groups' settings (lr, iterations)
 
     def _stop(self, epoch: int, batch: int, what: str, fix: str) -> NonFiniteError:
         return NonFiniteError(
@@ -91,26 +101,14 @@ class NonFiniteGuard:
             )
         )
 
-    def check_gradients(self, loss: torch.Tensor, epoch: int, batch: int) -> None:
-        """Raise `NonFiniteError` if the loss or a gradient holds NaN or inf
-        (call after `backward()`, before `optimizer.step()`)."""
-        grads = [(name, p.grad) for name, p in self.named if p.grad is not None]
-        if _all_finite([loss, *(grad for _, grad in grads)]):
-            return
-        self.check_loss(loss, epoch, batch)
-        name, grad = next((n, g) for n, g in grads if not bool(torch.isfinite(g).all()))
-        raise self._stop(epoch, batch, f"the gradient of {name!r}: {_count_bad(grad)}", NOT_TAKEN)
-
-    def check_loss(self, loss: torch.Tensor, epoch: int, batch: int) -> None:
-        """Raise `NonFiniteError` if the loss holds NaN or inf (before `optimizer.step()`;
-        alone under a grad scaler, which skips the steps whose gradients overflow)."""
-        if not bool(torch.isfinite(loss).all()):
-            raise self._stop(epoch, batch, f"the loss is {float(loss.detach())}", NOT_TAKEN)
-
     @torch.no_grad()
     def snapshot(self) -> None:
         """Copy the weights and the optimizer state (call just before `optimizer.step()`)."""
         state = self.optimizer.state
+        self._groups = [
+            {key: value for key, value in group.items() if key != "params"}
+            for group in self.optimizer.param_groups
+        ]
         self._layout = [
             (param, key, None if isinstance(value, torch.Tensor) else value)
             for param in self.params
@@ -129,14 +127,46 @@ class NonFiniteGuard:
             self._buffers = [t.detach().clone() for t in sources]
 
     @torch.no_grad()
-    def check_weights(self, epoch: int, batch: int) -> None:
-        """After `optimizer.step()`: if a weight is not finite, restore the weights and
-        the optimizer state from the snapshot and raise `NonFiniteError`."""
-        if _all_finite(self.params):
+    def check(self, loss: torch.Tensor, epoch: int, batch: int, *, gradients: bool = True) -> None:
+        """After `optimizer.step()`: if the loss, a gradient (unless `gradients` is
+        False) or a weight holds NaN or inf, restore the weights and the optimizer state
+        from the snapshot and raise `NonFiniteError` saying which."""
+        grads = [(n, p.grad) for n, p in self.named if p.grad is not None] if gradients else []
+        if _all_finite([loss, *(grad for _, grad in grads), *self.params]):
             return
-        name, bad = next((n, p) for n, p in self.named if not bool(torch.isfinite(p).all()))
-        what = f"the optimizer step made the weight {name!r} non-finite ({_count_bad(bad)})"
+        error = self._diagnose(loss, grads, epoch, batch)
+        self._restore()
+        raise error
+
+    def _diagnose(
+        self,
+        loss: torch.Tensor,
+        grads: Sequence[tuple[str, torch.Tensor]],
+        epoch: int,
+        batch: int,
+    ) -> NonFiniteError:
+        """The error naming the first non-finite thing: the loss, a gradient, a weight."""
+        if not bool(torch.isfinite(loss).all()):
+            return self._stop(epoch, batch, f"the loss is {float(loss.detach())}", NOT_KEPT)
+        bad_grad = _first_bad(grads)
+        if bad_grad is not None:
+            name, grad = bad_grad
+            return self._stop(
+                epoch, batch, f"the gradient of {name!r}: {_count_bad(grad)}", NOT_KEPT
+            )
+        name, weight = next((n, p) for n, p in self.named if not bool(torch.isfinite(p).all()))
         rates = sorted({float(group["lr"]) for group in self.optimizer.param_groups})
+        return self._stop(
+            epoch,
+            batch,
+            f"the optimizer step made the weight {name!r} non-finite ({_count_bad(weight)}), "
+            f"with learning rate {', '.join(map(str, rates))}",
+            "The weights and the optimizer state are put back as they were before this step.",
+        )
+
+    def _restore(self) -> None:
+        """Put back the weights, the optimizer state and its groups' settings as the
+        snapshot holds them (a state made by the step itself is dropped)."""
         torch._foreach_copy_(self.params, self._buffers[: len(self.params)])
         state = self.optimizer.state
         for stale in [p for p in self.params if p in state]:
@@ -144,9 +174,5 @@ class NonFiniteGuard:
         saved = iter(self._buffers[len(self.params) :])
         for param, key, value in self._layout:
             state[param][key] = next(saved).clone() if value is None else value
-        raise self._stop(
-            epoch,
-            batch,
-            f"{what}, with learning rate {', '.join(map(str, rates))}",
-            "The weights and the optimizer state are put back as they were before this step.",
-        )
+        for group, settings in zip(self.optimizer.param_groups, self._groups, strict=True):
+            group.update(settings)

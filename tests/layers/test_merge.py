@@ -10,9 +10,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from keras_oracle import assert_parity, assert_same_values, convert_layer, keras_call
+from keras_oracle import (
+    assert_parity,
+    assert_same_values,
+    convert_layer,
+    keras_call,
+    randomize_weights,
+)
 
-from maskwise import ConfigError, Masked, MaskError, MaskwiseTypeError, ShapeError
+from maskwise import ConfigError, Masked, MaskError, MaskwiseTypeError, ShapeError, from_keras
 from maskwise.layers import (
     Add,
     Average,
@@ -163,7 +169,11 @@ def test_different_feature_sizes_are_explained():
         (lambda: Subtract()([example_input("post")] * 3), ConfigError, "exactly 2 inputs"),
         (lambda: Add()([]), ConfigError, "at least 1 inputs"),
         (lambda: Add()([example_input("post")] * 2, mask=[None]), MaskError, "one mask per input"),
-        (lambda: Concatenate(axis=1), ConfigError, r"feature axes only.*\n.*\n.*axis=1"),
+        (
+            lambda: Concatenate(axis=1)([example_input("post")] * 2),
+            ConfigError,
+            r"feature axes only.*\n.*\n.*axis=1",
+        ),
         (lambda: Concatenate(axis=0), ConfigError, "feature axes only"),
     ],
 )
@@ -191,6 +201,70 @@ def test_merge_call_and_compute_mask_take_lists_of_values_and_masks():
         [True, False, False],
         [True, False, False],
     ]
+
+
+# ---------------------------------------------------------------------- no time axis
+def _vectors(*features: int) -> list[torch.Tensor]:
+    """`(3, f)` inputs without a time axis (e.g. a recurrent layer's final states)."""
+    generator = torch.Generator().manual_seed(4)
+    return [torch.randn(3, f, generator=generator) for f in features]
+
+
+@pytest.mark.parametrize(
+    ("keras_layer", "layer", "features"),
+    [
+        (lambda: keras.layers.Concatenate(), lambda: Concatenate(), (4, 2, 3)),
+        (lambda: keras.layers.Concatenate(axis=1), lambda: Concatenate(axis=1), (4, 2)),
+        *[
+            (KERAS[name], MERGES[name][0], (4, 4))
+            for name in sorted(MERGES)
+            if name != "concatenate"
+        ],
+        (lambda: keras.layers.Add(), lambda: Add(), (4, 4, 4)),
+        (lambda: keras.layers.Dot(axes=1), lambda: Dot(axes=1), (4, 4)),
+        (lambda: keras.layers.Dot(axes=-1, normalize=True), lambda: Dot(-1, True), (4, 4)),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else None,
+)
+def test_merges_of_inputs_without_a_time_axis_match_keras_without_a_mask(
+    keras_layer, layer, features
+):
+    """`(batch, features)` inputs merge row by row, as in Keras, with no output mask."""
+    ours = assert_parity(keras_layer(), convert_layer(keras_layer()), _vectors(*features))
+    assert ours.mask is None
+    assert layer()(_vectors(*features)).values.shape == ours.values.shape
+
+
+def test_a_vector_and_a_sequence_are_not_paired():
+    vector, sequence = _vectors(4)[0], example_input("post")
+    with pytest.raises(
+        ShapeError,
+        match=r"(?s)input 0 without a time axis and input 1 with one.*\(3, 4\).*\(3, 5, 4\)"
+        r".*RepeatVector",
+    ):
+        Add(name="mix")([vector, sequence])
+    with pytest.raises(ShapeError, match=r"does not have the \(batch,\) axes of input 0"):
+        Concatenate()([torch.zeros(3, 4), torch.zeros(2, 4)])
+    with pytest.raises(ShapeError, match=r"feature axes must agree.*\n.*\(3, 4\)"):
+        Multiply()(_vectors(4, 2))
+
+
+def test_the_final_states_of_a_bidirectional_lstm_concatenate_as_in_keras():
+    """A functional model joining the forward and backward final states of a
+    `Bidirectional(LSTM(return_state=True))` over masked sequences."""
+    inputs = keras.Input((None, 4))
+    masked = keras.layers.Masking(0.0)(inputs)
+    _, h_forward, _, h_backward, _ = keras.layers.Bidirectional(
+        keras.layers.LSTM(3, return_state=True)
+    )(masked)
+    joined = keras.layers.Concatenate()([h_forward, h_backward])
+    keras_model = keras.Model(inputs, keras.layers.Dense(2)(joined))
+    randomize_weights(keras_model)
+    ours = from_keras(keras_model)
+    x = example_input("post", seed=1).fill_padding(0.0).values
+    out = ours(x)
+    assert out.mask is None and out.values.shape == (3, 2)
+    torch.testing.assert_close(out.values, keras_model(x).detach(), atol=1e-5, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------- Dot

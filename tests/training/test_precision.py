@@ -82,10 +82,16 @@ def test_an_overflowing_backward_skips_the_step_and_lowers_the_scale() -> None:
 
 
 def test_a_non_finite_loss_still_stops_fp16_training() -> None:
+    """The weights stay as they were, and the scaler, updated, trains the next fit."""
     model = rnn_tagger()
-    model.layers[2].register_forward_hook(lambda m, a, out: out.with_values(out.values / 0))
+    before = weights(model)
+    hook = model.layers[2].register_forward_hook(lambda m, a, out: out.with_values(out.values / 0))
     with pytest.raises(NonFiniteError, match="the loss is nan"):
         fit(model, precision="fp16")
+    assert all(torch.equal(before[k], v) for k, v in weights(model).items())
+    hook.remove()
+    fit(model, precision="fp16")
+    assert not all(torch.equal(before[k], v) for k, v in weights(model).items())
 
 
 def test_the_grad_scaler_state_is_checkpointed_and_resumed(tmp_path: Path) -> None:

@@ -28,14 +28,15 @@ class Batch:
         x: a `Masked` `(batch, time, ...)`, or a tuple of them for several inputs.
         y: targets, or None. Per-step targets are `(batch, time, ...)` with
             `IGNORE_INDEX` (integer targets) or NaN (float targets) at padded steps;
-            per-sequence targets are `(batch, ...)`.
+            per-sequence targets are `(batch, ...)`. A model with several outputs has
+            a dict of them, keyed by output name.
         sample_weight: float32 `(batch,)` per sequence, or `(batch, time)` per step
             (0 at padded steps), or None.
         index: int64 `(batch,)`, each row's position in the data set.
     """
 
     x: Masked | tuple[Masked, ...]
-    y: torch.Tensor | None
+    y: torch.Tensor | dict[str, torch.Tensor] | None
     sample_weight: torch.Tensor | None
     index: torch.Tensor
 
@@ -69,7 +70,8 @@ class Batch:
     def _map(self, move: Callable[[Any], Any]) -> Batch:
         """The batch with `move` applied to each input, the targets and the weights."""
         x = tuple(move(m) for m in self.x) if isinstance(self.x, tuple) else move(self.x)
-        return Batch(x, move(self.y), move(self.sample_weight), self.index)
+        y = {k: move(v) for k, v in self.y.items()} if isinstance(self.y, dict) else move(self.y)
+        return Batch(x, y, move(self.sample_weight), self.index)
 
     def head(self, rows: int) -> Batch:
         """The batch of its first `rows` sequences (`head(0)`: an empty batch with the
@@ -79,7 +81,11 @@ class Batch:
             return Masked(m.values[:rows], None if m.mask is None else m.mask[:rows])
 
         x = tuple(rows_of(m) for m in self.x) if isinstance(self.x, tuple) else rows_of(self.x)
-        y = None if self.y is None else self.y[:rows]
+        y = self.y
+        if isinstance(y, dict):
+            y = {name: targets[:rows] for name, targets in y.items()}
+        elif y is not None:
+            y = y[:rows]
         weight = None if self.sample_weight is None else self.sample_weight[:rows]
         return Batch(x, y, weight, self.index[:rows])
 

@@ -21,7 +21,9 @@ Input forms (each becomes one model input):
 
 Targets `y`: per step, as a list of `(T_i, ...)` arrays or a padded array `(N, T, ...)`
 whose axis 1 matches a padded input's time axis; or per sequence, `(N,)` / `(N, K)` or
-a list of scalars. Integers stay as given (class ids need no "0 is padding" slot).
+a list of scalars; for a model with several outputs, a dict of them keyed by output name
+(`Batch.y` is then a dict too). Integers stay as given (class ids need no "0 is padding"
+slot).
 """
 
 from __future__ import annotations
@@ -218,6 +220,17 @@ def _warn_if_time_last(values: torch.Tensor, mask_value: float | None, name: str
         )
 
 
+def _targets(
+    y: Any, lengths: torch.Tensor, inputs: tuple[_PaddedInput | _RaggedInput, ...]
+) -> _Column | dict[str, _Column]:
+    """The targets: one column, or one per output name for a dict (several outputs)."""
+    if isinstance(y, dict):
+        return {
+            name: _Column(v, f"y[{name!r}]", lengths, inputs, None, False) for name, v in y.items()
+        }
+    return _Column(y, "y", lengths, inputs, None, False)
+
+
 def split_inputs(x: Any) -> tuple[bool, list[Any]]:
     """(several inputs?, the raw inputs)."""
     if isinstance(x, tuple):
@@ -259,7 +272,8 @@ class SequenceDataset:
 
     Args:
         x: the inputs (padded array, list of per-sequence arrays, or a tuple of them).
-        y: targets, per step or per sequence, or None.
+        y: targets, per step or per sequence, or a dict of them by output name (a
+            model with several outputs), or None.
         sample_weight: per sequence `(N,)`, or per step like `y` (padded with 0), or None.
         mask_value: the padding value of padded arrays (None: no padding to infer); also
             used to check the layout of ragged lists.
@@ -294,7 +308,7 @@ class SequenceDataset:
         if sizes == {0}:
             raise ShapeError(format_error("x holds no sequences.", fix="pass at least one."))
         self.lengths = torch.stack([inp.lengths for inp in self.inputs]).amax(dim=0)
-        self.y = None if y is None else _Column(y, "y", self.lengths, self.inputs, None, False)
+        self.y = None if y is None else _targets(y, self.lengths, self.inputs)
         self.sample_weight = (
             None
             if sample_weight is None
@@ -310,7 +324,11 @@ class SequenceDataset:
         lengths = self.lengths[index]
         time = max(int(lengths.max()), 1)
         xs = tuple(inp.batch(index, time) for inp in self.inputs)
-        y = None if self.y is None else self.y.batch(index, time, lengths)
+        y: Any = None
+        if isinstance(self.y, dict):
+            y = {name: column.batch(index, time, lengths) for name, column in self.y.items()}
+        elif self.y is not None:
+            y = self.y.batch(index, time, lengths)
         weight = None
         if self.sample_weight is not None:
             weight = self.sample_weight.batch(index, time, lengths)

@@ -124,8 +124,10 @@ def take_sample(x: Any, y: Any = None, sample_weight: Any = None) -> Sample | No
     if not all(_readable(raw) for raw in inputs):
         return None  # a form the doctor does not read (e.g. an image per step)
     times = {raw.shape[1] for raw in inputs if isinstance(raw, np.ndarray) and raw.ndim >= 2}
-    columns = [
-        _take(values, index) if values is not None and len(values) == n else None
+    columns = [  # the targets of several outputs (a dict) are checked by their losses
+        _take(values, index)
+        if values is not None and not isinstance(values, dict) and len(values) == n
+        else None
         for values in (y, sample_weight)
     ]
     per_step = _kinds(columns, times)
@@ -173,7 +175,8 @@ def _from_batch(batch: Any, total: int) -> Sample:
     first = inputs[0]
     time = first.values.shape[1]
     columns = []
-    for values in (batch.y, batch.sample_weight):
+    y: Any = None if isinstance(batch.y, dict) else batch.y  # several outputs: see take_sample
+    for values in (y, batch.sample_weight):
         stepwise = values is not None and values.dim() >= 2 and values.shape[1] == time
         if stepwise and first.mask is not None:
             lengths = first.full_mask.sum(1).tolist()

@@ -7,6 +7,11 @@ gradients of another input's real steps. Keras 3 uses the opposite
 rule (a step real in ANY input is real; an input without a mask counts as all real in
 `Concatenate` and drops the mask in the element-wise merges), which lets the padding of
 one input into the output; Keras 2's `Concatenate` used ours.
+
+Inputs without a time axis, `(batch, features)` without a mask (e.g. the final states
+of a `return_state=True` recurrent layer), merge as in Keras: row by row, with no mask
+on the output. Mixing them with sequences is a `ShapeError` (pool the sequences, or
+repeat the vectors along time first).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ class _Merge(Layer):
     def call(  # type: ignore[override]
         self, values: list[torch.Tensor], mask: list[torch.Tensor | None]
     ) -> torch.Tensor:
-        self._check_shapes(values)
+        self._check_shapes(values, mask)
         return self.merge(values)
 
     def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
@@ -65,26 +70,33 @@ class _Merge(Layer):
             )
         return super().input_list(inputs, mask)
 
-    def _check_shapes(self, values: list[torch.Tensor]) -> None:
+    def _check_shapes(self, values: list[torch.Tensor], mask: list[torch.Tensor | None]) -> None:
+        paired = _paired_axes(self, values, mask)
+        axes = "(batch, time)" if paired == 2 else "(batch,)"
         first = values[0]
         for i, v in enumerate(values[1:], start=1):
-            if v.shape[:2] != first.shape[:2]:
+            if v.shape[:paired] != first.shape[:paired]:
                 raise ShapeError(
                     format_error(
                         f"{type(self).__name__} layer {self.name!r}: input {i} does not "
-                        "have the (batch, time) axes of input 0, so their steps cannot be "
-                        "paired.",
-                        expected=f"(batch, time) = {tuple(first.shape[:2])} for every input",
+                        f"have the {axes} axes of input 0, so their "
+                        f"{'steps' if paired == 2 else 'rows'} cannot be paired.",
+                        expected=f"{axes} = {tuple(first.shape[:paired])} for every input",
                         received=f"input 0 {tuple(first.shape)}, input {i} {tuple(v.shape)}",
                         fix="pad every input to the same number of steps (e.g. "
                         "`Masked.pad(seqs, max_len=T)`), so step t means the same moment "
-                        "in each.",
+                        "in each."
+                        if paired == 2
+                        else "give every input the same batch.",
                     )
                 )
-            self._check_features(0, first, i, v)
+            self._check_features(0, first, i, v, paired)
 
-    def _check_features(self, i: int, a: torch.Tensor, j: int, b: torch.Tensor) -> None:
-        if a.shape[2:] != b.shape[2:]:
+    def _check_features(
+        self, i: int, a: torch.Tensor, j: int, b: torch.Tensor, paired: int
+    ) -> None:
+        """Refuse feature axes (those after the `paired` leading axes) that differ."""
+        if a.shape[paired:] != b.shape[paired:]:
             raise ShapeError(
                 format_error(
                     f"{type(self).__name__} layer {self.name!r} combines inputs element "
@@ -95,6 +107,31 @@ class _Merge(Layer):
                     "Concatenate.",
                 )
             )
+
+
+def _paired_axes(layer: Layer, values: list[torch.Tensor], mask: list[torch.Tensor | None]) -> int:
+    """The leading axes whose entries pair up across the inputs: 2, `(batch, time)`, for
+    sequences; 1, `(batch,)`, when no input has a time axis (each is `(batch,
+    features)` without a mask). A mix is a `ShapeError`."""
+    timeless = [v.dim() == 2 and m is None for v, m in zip(values, mask, strict=True)]
+    if all(timeless):
+        return 1
+    if not any(timeless):
+        return 2
+    vector, sequence = timeless.index(True), timeless.index(False)
+    raise ShapeError(
+        format_error(
+            f"{type(layer).__name__} layer {layer.name!r} got input {vector} without a time "
+            f"axis and input {sequence} with one, so its rows and the other's steps cannot "
+            "be paired.",
+            expected="every input (batch, time, ...), or every input (batch, features) "
+            "without a mask",
+            received=f"input {vector} {tuple(values[vector].shape)}, input {sequence} "
+            f"{tuple(values[sequence].shape)}",
+            fix="pool the sequence first (GlobalAveragePooling1D, or an LSTM without "
+            "return_sequences), or repeat the vector along time (RepeatVector).",
+        )
+    )
 
 
 class Concatenate(_Merge):
@@ -109,32 +146,44 @@ class Concatenate(_Merge):
         >>> y = Concatenate()([a, b])
         >>> y.values.shape, y.lengths.tolist()
         (torch.Size([2, 3, 6]), [3, 1])
+        >>> Concatenate()([torch.ones(2, 3), torch.ones(2, 4)])  # no time axis
+        Masked(values=(2, 7) torch.float32, mask=None)
 
     Args:
         axis: a feature axis (default -1, the last); not the batch or time axis.
         name: layer name.
-    Inputs `(batch, time, ...)`, equal except on `axis`.
+    Inputs `(batch, time, ...)`, or all `(batch, features)` without a mask, equal except
+    on `axis`.
     """
 
     def __init__(self, axis: int = -1, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
-        if isinstance(axis, bool) or not isinstance(axis, int) or axis in (0, 1):
-            raise ConfigError(
-                format_error(
-                    "Concatenate joins feature axes only.",
-                    expected="axis=-1 or another axis after (batch, time)",
-                    received=f"axis={axis!r}",
-                    fix="to join along time, pad the sequences together instead.",
-                )
-            )
+        if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
+            raise self._not_a_feature_axis(axis)
         self.axis = axis
 
-    def _check_features(self, i: int, a: torch.Tensor, j: int, b: torch.Tensor) -> None:
+    def _not_a_feature_axis(self, axis: Any) -> ConfigError:
+        return ConfigError(
+            format_error(
+                "Concatenate joins feature axes only.",
+                expected="axis=-1 or another axis after (batch, time); axis=1 for "
+                "inputs without a time axis, (batch, features)",
+                received=f"axis={axis!r}",
+                fix="to join along time, pad the sequences together instead.",
+            )
+        )
+
+    def _check_shapes(self, values: list[torch.Tensor], mask: list[torch.Tensor | None]) -> None:
+        if self.axis % values[0].dim() < _paired_axes(self, values, mask):
+            raise self._not_a_feature_axis(self.axis)
+        super()._check_shapes(values, mask)
+
+    def _check_features(
+        self, i: int, a: torch.Tensor, j: int, b: torch.Tensor, paired: int
+    ) -> None:
         axis = self.axis % a.dim()
-        if (
-            a.dim() != b.dim()
-            or axis < 2
-            or (a.shape[2:axis] + a.shape[axis + 1 :] != b.shape[2:axis] + b.shape[axis + 1 :])
+        if a.dim() != b.dim() or (
+            a.shape[paired:axis] + a.shape[axis + 1 :] != b.shape[paired:axis] + b.shape[axis + 1 :]
         ):
             raise ShapeError(
                 format_error(
@@ -162,7 +211,7 @@ class Add(_Merge):
 
     Args:
         name: layer name.
-    Inputs of one shape `(batch, time, ...)`.
+    Inputs of one shape `(batch, time, ...)`, or `(batch, features)` without a mask.
     """
 
     def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
@@ -181,7 +230,7 @@ class Subtract(_Merge):
 
     Args:
         name: layer name.
-    Inputs of one shape `(batch, time, ...)`.
+    Inputs of one shape `(batch, time, ...)`, or `(batch, features)` without a mask.
     """
 
     min_inputs = 2
@@ -203,7 +252,7 @@ class Multiply(_Merge):
 
     Args:
         name: layer name.
-    Inputs of one shape `(batch, time, ...)`.
+    Inputs of one shape `(batch, time, ...)`, or `(batch, features)` without a mask.
     """
 
     def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
@@ -222,7 +271,7 @@ class Average(_Merge):
 
     Args:
         name: layer name.
-    Inputs of one shape `(batch, time, ...)`.
+    Inputs of one shape `(batch, time, ...)`, or `(batch, features)` without a mask.
     """
 
     def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
@@ -241,7 +290,7 @@ class Maximum(_Merge):
 
     Args:
         name: layer name.
-    Inputs of one shape `(batch, time, ...)`.
+    Inputs of one shape `(batch, time, ...)`, or `(batch, features)` without a mask.
     """
 
     def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
@@ -260,7 +309,7 @@ class Minimum(_Merge):
 
     Args:
         name: layer name.
-    Inputs of one shape `(batch, time, ...)`.
+    Inputs of one shape `(batch, time, ...)`, or `(batch, features)` without a mask.
     """
 
     def merge(self, values: list[torch.Tensor]) -> torch.Tensor:
@@ -331,7 +380,7 @@ class Dot(_Merge):
     def consumes_mask(self) -> bool:
         return self.pair[0] == 1
 
-    def _check_shapes(self, values: list[torch.Tensor]) -> None:
+    def _check_shapes(self, values: list[torch.Tensor], mask: list[torch.Tensor | None]) -> None:
         a, b = values
         self._resolved = (self.pair[0] % a.dim(), self.pair[1] % b.dim())
         first, second = self._resolved

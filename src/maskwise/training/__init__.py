@@ -24,17 +24,18 @@ The pieces: `Trainer` (`trainer.py`) owns the loop, one per model (`model.traine
 with overridable `train_step`, `test_step` and `predict_step`; `Trainable`
 (`trainable.py`) gives `Sequential`, `Model` and `Module` their Keras-named methods as
 thin delegates to it; `TrainingState` (`state.py`) is what checkpoints write and read;
-`Compiled` (`compiled.py`) what `compile` fixed; `CallbackList` (`callback_list.py`)
-calls the callbacks' hooks in order; `training_mode` (`modes.py`) switches the training
-flag and puts it back; `EpochTotals` (`totals.py`) adds up the loss and the metrics;
-`inputs.py` turns what the doors receive into loaders; `predictions.py` gathers
-`predict`'s output; `on_batch.py` runs `train_on_batch`, `test_on_batch` and
-`predict_on_batch`; `epochs.py` says which batches an epoch runs (`initial_epoch`,
-`steps_per_epoch`); `distributed.py` makes `fit`, `evaluate` and `predict` data
-parallel under torchrun and accumulates gradients (`fit(..., steps_per_update=k)`),
-with the loss normalised by the real steps of the whole update; `prefetch`
-(`transfer.py`) hands the loops their batches on the device, each copy issued a batch
-ahead (pinned and without blocking the host on CUDA).
+`Compiled` (`compiled.py`) what `compile` fixed, one loss, loss weight and metrics per
+output of the model (`outputs.py`: several outputs train as in Keras); `CallbackList`
+(`callback_list.py`) calls the callbacks' hooks in order; `training_mode` (`modes.py`)
+switches the training flag and puts it back; `EpochTotals` (`totals.py`) adds up the
+loss and the metrics; `inputs.py` turns what the doors receive into loaders;
+`predictions.py` gathers `predict`'s output; `on_batch.py` runs `train_on_batch`,
+`test_on_batch` and `predict_on_batch`; `epochs.py` says which batches an epoch runs
+(`initial_epoch`, `steps_per_epoch`); `distributed.py` makes `fit`, `evaluate` and
+`predict` data parallel under torchrun and accumulates gradients (`fit(...,
+steps_per_update=k)`), with the loss normalised by the real steps of the whole update;
+`prefetch` (`transfer.py`) hands the loops their batches on the device, each copy issued
+a batch ahead (pinned and without blocking the host on CUDA).
 
 Every piece works from a hand-written PyTorch loop too; this gives the same weights as
 `model.fit(x, y, epochs=2, batch_size=8, seed=0)` with `compile("adam", loss)`:

@@ -1,4 +1,4 @@
-"""What `compile` fixed: how to make the optimizer, the loss and the metrics.
+"""What `compile` fixed: how to make the optimizer, each output's loss and metrics.
 
 `Compiled` resolves `compile`'s arguments (optimizer names with Keras's defaults,
 losses and metrics by name) and gives them back as the JSON config checkpoints keep;
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from .. import optimizers as optimizers_module
 from ..errors import ConfigError, MaskwiseTypeError, format_error
 from ..optimizers import OPTIMIZER_CLASSES, check_learning_rate
 from ..optimizers.schedules import SCHEDULES, LearningRateSchedule
+from .outputs import OUTPUT, make_heads, split_outputs, split_targets
 
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "adam": (torch.optim.Adam, {"lr": 1e-3, "eps": 1e-7}),
@@ -147,7 +148,9 @@ def _resolve_optimizer(optimizer: Any, learning_rate: float | None) -> tuple[Any
 
 
 class Compiled:
-    """What `compile` fixed: the loss, the metrics, and how to make the optimizer.
+    """What `compile` fixed: each output's loss, loss weight and metrics (`heads`, one
+    per output of `names`; see `maskwise.training.outputs`), and how to make the
+    optimizer.
 
     Example:
         >>> compiled = Compiled("sgd", loss="mse", metrics=["mae"], learning_rate=0.1)
@@ -158,27 +161,68 @@ class Compiled:
         >>> optimizer = compiled.make_optimizer([torch.nn.Parameter(torch.zeros(1))])
         >>> type(optimizer).__name__, optimizer.defaults["lr"]
         ('SGD', 0.1)
+        >>> two = Compiled("sgd", loss=["mse", None], metrics=None, learning_rate=None,
+        ...                names=["volume", "label"])
+        >>> [(head.name, head.loss is not None) for head in two.heads]
+        [('volume', True), ('label', False)]
     """
 
-    def __init__(self, optimizer: Any, loss: Any, metrics: Any, learning_rate: Any) -> None:
+    def __init__(
+        self,
+        optimizer: Any,
+        loss: Any,
+        metrics: Any,
+        learning_rate: Any,
+        loss_weights: Any = None,
+        names: Sequence[str] = (OUTPUT,),
+    ) -> None:
         self.optimizer, self.optimizer_spec = _resolve_optimizer(optimizer, learning_rate)
-        if loss is None:
-            raise ConfigError(
-                format_error(
-                    "compile needs a loss.",
-                    fix="e.g. `loss='sparse_categorical_crossentropy'` for class ids per "
-                    "step, `loss='mse'` for regression.",
+        self.names = list(names)
+        self.heads = make_heads(self.names, loss, loss_weights, metrics)
+
+    @property
+    def loss(self) -> losses_module.Loss | None:
+        """The loss of a model with one output (None for several outputs)."""
+        return self.heads[0].loss if len(self.heads) == 1 else None
+
+    @property
+    def metrics(self) -> list[metrics_module.Metric]:
+        """Every output's metrics, in output order."""
+        return [metric for head in self.heads for metric in head.metrics]
+
+    def output_losses(
+        self,
+        y: Any,
+        out: Any,
+        sample_weight: torch.Tensor | None,
+        class_weight: Any = None,
+        normalizer: float | torch.Tensor | None = None,
+    ) -> list[torch.Tensor | None]:
+        """Each output's loss against its targets, over its own real steps (None for an
+        output compiled without a loss)."""
+        parts: list[torch.Tensor | None] = []
+        outputs, targets = split_outputs(out, self.names), split_targets(y, self.names)
+        for head, output, target in zip(self.heads, outputs, targets, strict=True):
+            if head.loss is None:
+                parts.append(None)
+                continue
+            if target is None:
+                raise ConfigError(
+                    format_error(
+                        f"The targets hold none for the output {head.name!r}, which "
+                        "compile gave a loss.",
+                        expected=f"targets for each of {self.names} with a loss",
+                        received=f"targets for {sorted(y) if isinstance(y, dict) else y!r}",
+                        fix=f"pass {head.name!r}'s targets, or compile it with loss None.",
+                    )
                 )
-            )
-        self.loss = losses_module.get_loss(loss)
-        if metrics is None:
-            metrics = []
-        elif isinstance(metrics, str | metrics_module.Metric):
-            metrics = [metrics]
-        self.metrics = [metrics_module.get_metric(m) for m in metrics]
-        self.metric_configs = [
-            _metric_config(m, i) for m, i in zip(self.metrics, metrics, strict=True)
-        ]
+            parts.append(head.loss(target, output, sample_weight, class_weight, normalizer))
+        return parts
+
+    def total(self, parts: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        """The loss trained: the outputs' losses `parts`, weighted and summed."""
+        pairs = zip(self.heads, parts, strict=True)
+        return functools.reduce(torch.add, [h.weight * p for h, p in pairs if p is not None])
 
     def make_optimizer(self, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         """The optimizer over `parameters` (the one given to `compile` if it was made
@@ -200,17 +244,36 @@ class Compiled:
 
     def config(self, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
         """The JSON a checkpoint keeps: the optimizer's class and hyper-parameters (of
-        `optimizer` when it is a `torch.optim` class), the loss and the metrics."""
+        `optimizer` when it is a `torch.optim` class), the loss and the metrics (for
+        several outputs, a list of each, and the loss weights; the loss None when one
+        is a loss of your own)."""
         spec = self.optimizer_spec
         if isinstance(optimizer, optimizers_module.Optimizer):
             spec = _keras_spec(optimizer)
         elif optimizer is not None and hasattr(torch.optim, type(optimizer).__name__):
             cls = type(optimizer)
             spec = {"class": cls.__name__, "options": _json_options(optimizer.defaults, cls)}
-        loss = None
-        if type(self.loss).__name__ in losses_module.LOSSES:
-            loss = {"class": type(self.loss).__name__, "config": self.loss.get_config()}
-        return {"optimizer": spec, "loss": loss, "metrics": self.metric_configs}
+        losses = [_loss_config(head.loss) for head in self.heads]
+        metrics = [
+            [_metric_config(m, i) for m, i in zip(h.metrics, h.metric_specs, strict=True)]
+            for h in self.heads
+        ]
+        custom = any(c is None and h.loss is not None for c, h in zip(losses, self.heads))
+        if len(self.heads) == 1:
+            return {"optimizer": spec, "loss": losses[0], "metrics": metrics[0]}
+        return {
+            "optimizer": spec,
+            "loss": None if custom else losses,
+            "loss_weights": [head.weight for head in self.heads],
+            "metrics": metrics,
+        }
+
+
+def _loss_config(loss: losses_module.Loss | None) -> dict[str, Any] | None:
+    """A built-in loss's class and config (None for none, or a loss of your own)."""
+    if loss is None or type(loss).__name__ not in losses_module.LOSSES:
+        return None
+    return {"class": type(loss).__name__, "config": loss.get_config()}
 
 
 def _torch_factory(spec: dict[str, Any]) -> OptimizerFactory:
@@ -242,10 +305,18 @@ def compile_args(config: dict[str, Any]) -> dict[str, Any] | None:
             optimizer: Any = OPTIMIZER_CLASSES[spec["class"]].from_config(spec["options"])
         else:
             optimizer = _torch_factory(spec)
+        if isinstance(loss, list):  # several outputs
+            return {
+                "optimizer": optimizer,
+                "loss": [None if c is None else _loss_from_config(c) for c in loss],
+                "metrics": [[_metric_from_config(m) for m in ms] for ms in config["metrics"]],
+                "loss_weights": config["loss_weights"],
+            }
         return {
             "optimizer": optimizer,
-            "loss": losses_module.LOSSES[loss["class"]](**loss["config"]),
+            "loss": _loss_from_config(loss),
             "metrics": [_metric_from_config(m) for m in config["metrics"]],
+            "loss_weights": None,
         }
     except (KeyError, TypeError, AttributeError) as error:
         raise ConfigError(
@@ -257,3 +328,7 @@ def compile_args(config: dict[str, Any]) -> dict[str, Any] | None:
                 fix="compile the model yourself before loading or resuming, or save it again.",
             )
         ) from error
+
+
+def _loss_from_config(config: dict[str, Any]) -> losses_module.Loss:
+    return losses_module.LOSSES[config["class"]](**config["config"])

@@ -78,19 +78,20 @@ class Update:
     (times the world size); `zero_grad` clears the gradients at its first piece only.
 
     Args:
-        loss: the compiled loss.
+        loss: the compiled loss (None for a model with several outputs, which trains
+            with plain updates only).
         steps_per_update: batches per optimizer update.
     """
 
-    def __init__(self, loss: Loss, steps_per_update: int) -> None:
-        self.loss = loss
+    def __init__(self, loss: Loss | None, steps_per_update: int) -> None:
         self.steps_per_update = check_steps_per_update(steps_per_update)
         self.world_size = distributed.world_size()
         self.plain = self.steps_per_update == 1 and self.world_size == 1
-        if not self.plain and loss.reduction == "keras2":
+        self.loss = loss
+        if not self.plain and self._loss().reduction == "keras2":
             raise ConfigError(
                 format_error(
-                    f"{loss.name}: the 'keras2' reduction weighs each batch by its own "
+                    f"{self._loss().name}: the 'keras2' reduction weighs each batch by its own "
                     "fraction of real steps, so it cannot be split across processes or "
                     "accumulated over batches.",
                     received=f"reduction='keras2', {self.world_size} process(es), "
@@ -102,6 +103,22 @@ class Update:
         self.count: torch.Tensor | int = 0
         self.piece: torch.Tensor | int = 0
         self.pieces = 0  # pieces counted (`add`) or run without data (`idle`)
+
+    def _loss(self) -> Loss:
+        """The loss whose count normalises the update; a model with several outputs
+        (`loss` None) has one per output, each with its own count: a `ConfigError`."""
+        if self.loss is None:
+            raise ConfigError(
+                format_error(
+                    "A model with several outputs trains in one process, one batch per "
+                    "update: its outputs' losses count different real steps, which one "
+                    "normaliser of the update cannot divide.",
+                    received=f"{self.world_size} process(es), steps_per_update="
+                    f"{self.steps_per_update}",
+                    fix="train with steps_per_update=1 in one process.",
+                )
+            )
+        return self.loss
 
     normalizer = 1.0
     """What `compute_loss` passes as the loss's `normalizer`: 1, the loss as a sum."""
@@ -120,10 +137,10 @@ class Update:
         the `"sum"` reduction, whose logs show each piece's sum). It stays on the
         output's device: no wait for the device here."""
         self.pieces += 1
-        if self.loss.reduction == "sum":
+        if self._loss().reduction == "sum":
             self.piece = 1
             return
-        self.piece = self.loss.denominator(out).detach()
+        self.piece = self._loss().denominator(out).detach()
         self.count = self.count + self.piece
 
     def idle(self) -> None:
@@ -156,7 +173,7 @@ class Update:
                 )
             )
         self.pieces = 0
-        if self.loss.reduction == "sum":
+        if self._loss().reduction == "sum":
             scale = torch.tensor(float(self.world_size), dtype=torch.float64)
         else:
             total = distributed.all_reduce_sum(torch.as_tensor(self.count))
@@ -176,11 +193,13 @@ def reduce_totals(totals: EpochTotals) -> None:
     """
     if not distributed.is_distributed():
         return
-    sums = torch.stack(
-        [torch.as_tensor(v, dtype=torch.float64) for v in (totals.loss_sum, totals.count)]
-    )
-    sums = distributed.all_reduce_sum(sums.cpu())
+    values = (totals.loss_sum, totals.count, *totals.output_sums, *totals.output_counts)
+    sums = torch.stack([torch.as_tensor(v, dtype=torch.float64).cpu() for v in values])
+    sums = distributed.all_reduce_sum(sums)
+    tracked = len(totals.output_sums)
     totals.loss_sum, totals.count = sums[0], sums[1]
+    totals.output_sums = list(sums[2 : 2 + tracked])
+    totals.output_counts = list(sums[2 + tracked :])
     totals.steps = distributed.all_reduce_sum(torch.as_tensor(totals.steps).cpu())
     for metric in totals.metrics:
         _reduce_metric(metric)

@@ -15,8 +15,10 @@ from ..errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
 from ..masked import Masked
 
 
-def forward(model: Callable[..., Any], x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
+def forward(model: Callable[..., Any], x: Masked | tuple[Masked, ...]) -> Any:
     """Call `model` on a batch's inputs: one `Masked`, or several as separate arguments.
+    The output: a `Masked` or a tensor, or a list, tuple or dict of them (several
+    outputs, see `maskwise.training.outputs`).
 
     Example:
         >>> a, b = Input(shape=(None, 1), name="a"), Input(shape=(None, 2), name="b")
@@ -28,13 +30,17 @@ def forward(model: Callable[..., Any], x: Masked | tuple[Masked, ...]) -> Masked
         (torch.Size([1, 2, 3]), [[True, False]])
     """
     out = model(*x) if isinstance(x, tuple) else model(x)
-    if not isinstance(out, Masked | torch.Tensor):
+    parts = list(out.values()) if isinstance(out, dict) else out
+    parts = parts if isinstance(parts, list | tuple) and parts else [parts]
+    if not all(isinstance(part, Masked | torch.Tensor) for part in parts):
         raise MaskwiseTypeError(
             format_error(
-                f"The model returned a {type(out).__name__}; training needs one output.",
-                expected="a Masked (or a tensor) from forward",
-                fix="return the output the loss should see; keep extra outputs (states) "
-                "for a separate method.",
+                f"The model returned a {type(out).__name__}, which training cannot read.",
+                expected="a Masked (or a tensor) from forward, or a list or dict of them "
+                "(one per output)",
+                received=repr(out)[:80],
+                fix="return the outputs the losses should see; keep other values for a "
+                "separate method.",
             )
         )
     return out
@@ -97,7 +103,7 @@ def require_batches(loader: Any, what: str) -> None:
     )
 
 
-def require_targets(y: torch.Tensor | None, what: str) -> None:
+def require_targets(y: torch.Tensor | dict[str, torch.Tensor] | None, what: str) -> None:
     """Refuse a batch without targets where `what` (`"fit"`, `"evaluate"`) needs them.
 
     Example:
@@ -202,10 +208,14 @@ def split_validation(
 
 
 def _split_tail(data: Any, keep: int) -> tuple[Any, Any]:
-    """(first `keep` rows, the rest) of arrays, lists, tensors, or tuples of them."""
+    """(first `keep` rows, the rest) of arrays, lists, tensors, or tuples or dicts of
+    them."""
     if data is None:
         return None, None
     if isinstance(data, tuple):
         pairs = [_split_tail(d, keep) for d in data]
         return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+    if isinstance(data, dict):  # the targets of several outputs
+        split = {key: _split_tail(d, keep) for key, d in data.items()}
+        return {k: p[0] for k, p in split.items()}, {k: p[1] for k, p in split.items()}
     return data[:keep], data[keep:]

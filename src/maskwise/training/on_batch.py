@@ -16,6 +16,7 @@ import torch
 from ..data import Batch
 from .inputs import data_loader, require_batches, require_targets
 from .modes import training_mode
+from .outputs import check_class_weight, targets_by_name
 from .totals import EpochTotals
 
 if TYPE_CHECKING:
@@ -53,11 +54,13 @@ def train_on_batch(
 ) -> Any:
     """One optimizer update on the batch (see the module docstring)."""
     compiled = trainer.require_compiled("train_on_batch")
+    check_class_weight(class_weight, compiled.names)
+    y = targets_by_name(y, compiled.names, "train_on_batch")
     batch = one_batch(trainer, x, y, sample_weight, "train_on_batch")
     require_targets(batch.y, "train_on_batch")
     trainer.ensure_optimizer()
     trainer.class_weight = class_weight
-    trainer.totals = totals = EpochTotals(compiled.metrics)
+    trainer.totals = totals = EpochTotals(compiled.heads)
     trainer.state.batch = 0
     with training_mode(trainer.model, True):
         trainer.model.train_step(batch)
@@ -68,9 +71,10 @@ def train_on_batch(
 def test_on_batch(trainer: Trainer, x: Any, y: Any, sample_weight: Any, return_dict: bool) -> Any:
     """The loss and the metrics of the batch, without gradients, in evaluation mode."""
     compiled = trainer.require_compiled("test_on_batch")
+    y = targets_by_name(y, compiled.names, "test_on_batch")
     batch = one_batch(trainer, x, y, sample_weight, "test_on_batch")
     require_targets(batch.y, "test_on_batch")
-    trainer.totals = totals = EpochTotals(compiled.metrics)
+    trainer.totals = totals = EpochTotals(compiled.heads)
     with training_mode(trainer.model, False), torch.no_grad():
         trainer.model.test_step(batch)
     return results(totals.logs(), return_dict)

@@ -27,13 +27,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
 from .. import checkpoint
-from .. import losses as losses_module
-from .. import metrics as metrics_module
 from ..callbacks import Callback, History
 from ..data import Batch
 from ..errors import MaskwiseTypeError, format_error
@@ -117,10 +114,11 @@ class Trainable(nn.Module):
     def compile(
         self,
         optimizer: str | OptimizerFactory | torch.optim.Optimizer | Optimizer = "adam",
-        loss: str | losses_module.Loss | None = None,
-        metrics: Sequence[str | metrics_module.Metric] | None = None,
+        loss: Any = None,
+        metrics: Any = None,
         *,
         learning_rate: float | None = None,
+        loss_weights: Sequence[float] | dict[str, float] | None = None,
     ) -> None:
         """Choose the optimizer, the loss and the metrics.
 
@@ -135,14 +133,20 @@ class Trainable(nn.Module):
                 nesterov=True)`), or an optimizer already made on this model's
                 parameters. The optimizer is created at the first `fit`, after the
                 model's lazy weights are built.
-            loss: a Keras loss name or a `maskwise.losses.Loss`.
-            metrics: Keras metric names (`"accuracy"`, ...) or `maskwise.metrics.Metric`s.
+            loss: a Keras loss name or a `maskwise.losses.Loss`; for a model with
+                several outputs, one for all, or a list (one per output, None: not
+                trained) or a dict keyed by output name (`maskwise.training.outputs`).
+            metrics: Keras metric names (`"accuracy"`, ...) or `maskwise.metrics.Metric`s;
+                for several outputs, a list with one entry per output (a metric, a list
+                of them, or None) or a dict keyed by output name.
             learning_rate: the learning rate, with an optimizer name: a finite number
                 >= 0 (0 leaves the weights as they are, as in Keras). NaN, inf or a
                 negative rate is a `ConfigError` here; `fit` checks the rate of an
                 optimizer you made the same way before the first step.
+            loss_weights: for several outputs, each loss's weight in the loss trained
+                (a list in output order, or a dict keyed by output name; 1 by default).
         """
-        self.trainer.compile(optimizer, loss, metrics, learning_rate)
+        self.trainer.compile(optimizer, loss, metrics, learning_rate, loss_weights)
 
     # ------------------------------------------------------------------ steps
     def train_step(self, batch: Batch) -> Logs:
@@ -191,7 +195,9 @@ class Trainable(nn.Module):
                 tuple of those for several inputs (passed to the model as separate
                 arguments), a `SequenceDataset`, a `ParquetSequences` (streamed: memory
                 stays flat whatever the file size) or a `Loader` (see `make_loader`).
-            y: targets, per step or per sequence (None when `x` holds them).
+            y: targets, per step or per sequence (None when `x` holds them); for a
+                model with several outputs, a list of them in output order or a dict
+                keyed by output name (`maskwise.training.outputs`).
             epochs: the index of the last epoch, like Keras: a resumed fit continues from
                 the checkpoint's epoch up to `epochs`.
             batch_size: sequences per batch. Under `torchrun`, the global batch: each
@@ -317,6 +323,8 @@ class Trainable(nn.Module):
         """The loss and the metrics over every real step of the data: `{"loss": ...,
         "<metric>": ...}`; with `return_dict=False`, Keras's list `[loss, metric, ...]`
         (the loss alone without metrics). Keras's default is False, maskwise's True.
+        With several outputs, Keras's names: `loss` (the weighted sum),
+        `<output>_loss` and `<output>_<metric>`.
 
         The loss is the mean over real steps (default reduction; weighted by each
         batch's real steps), exactly as if the whole data set were one batch.
@@ -347,15 +355,17 @@ class Trainable(nn.Module):
         mask_value: float | None = 0.0,
         checks: str = "raise",
         verbose: int | str = 0,
-    ) -> list[np.ndarray] | np.ndarray:
+    ) -> Any:
         """The model's outputs, in the order of `x`, without padding.
 
         Returns:
-            when the output has a mask (per-step outputs): a list with one array per
+            When the output has a mask (per-step outputs): a list with one array per
             sequence holding only the steps its output mask marks as real, `(length_i,
             units)`. When it has none (per-sequence outputs, e.g. after pooling or an
             RNN without `return_sequences`): one stacked array `(N, ...)` (or a list of
-            per-sequence arrays if their shapes differ).
+            per-sequence arrays if their shapes differ). For a model with several
+            outputs: a list (or a dict, as the model returns them) of each output's
+            results, each as above.
 
         Arguments as in `fit` (`checks`: the data checks on a sample of `x`; `verbose`:
         as `fit`'s, over the batches of `x`). Under `torchrun`, each
@@ -395,7 +405,7 @@ class Trainable(nn.Module):
         returns them, without training."""
         return on_batch.test_on_batch(self.trainer, x, y, sample_weight, return_dict)
 
-    def predict_on_batch(self, x: Any) -> list[np.ndarray] | np.ndarray:
+    def predict_on_batch(self, x: Any) -> Any:
         """`predict(x)` with `x` taken as one batch, without the data checks."""
         return self.predict(x, batch_size=on_batch.ONE_BATCH, checks="off")
 

@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -40,7 +39,7 @@ from ..errors import ConfigError, format_error
 from ..layers import _host
 from ..layers._keras_args import apply_constraints, collect_losses, one_pass
 from ..layers.base import Layer
-from ..masked import Masked
+from ..masked import Masked, as_masked
 from ..numerics import NonFiniteGuard
 from ..progress import ProgressBar, resolve_verbose
 from .callback_list import CallbackList
@@ -57,6 +56,15 @@ from .inputs import (
     validation_loader,
 )
 from .modes import training_mode
+from .outputs import (
+    check_class_weight,
+    map_outputs,
+    output_names,
+    pack,
+    split_outputs,
+    targets_by_name,
+    validation_targets,
+)
 from .predictions import Predictions
 from .state import TrainingState
 from .totals import EpochTotals, real_steps
@@ -154,6 +162,8 @@ class Trainer:
             which `update_metrics` adds to.
         class_weight: the last `fit`'s `class_weight` (`train_step` weighs the loss
             with it).
+        output_losses: each output's loss in the last `compute_loss` (detached; None
+            for an output without a loss), which `update_metrics` adds to `totals`.
         parallel: during a data-parallel `fit`, the model in `DistributedDataParallel`
             (`forward` calls it where gradients flow); None otherwise.
         plan: during `fit`, its `Update` (how many batches make an optimizer update,
@@ -175,6 +185,7 @@ class Trainer:
         self.stop_training = False
         self.totals: EpochTotals | None = None
         self.class_weight: Any = None
+        self.output_losses: list[torch.Tensor | None] | None = None
         self.guard: NonFiniteGuard | None = None
         self.parallel: DistributedDataParallel | None = None
         # During `fit(jit_compile=True)`: the torch.compile of the model (under data
@@ -189,10 +200,18 @@ class Trainer:
         self.spare: Batch | None = None
 
     # ------------------------------------------------------------------ compile
-    def compile(self, optimizer: Any, loss: Any, metrics: Any, learning_rate: Any) -> None:
-        """Fix the optimizer, the loss and the metrics (see `Trainable.compile`); the
-        optimizer is made again at the next `fit`."""
-        self.compiled = Compiled(optimizer, loss, metrics, learning_rate)
+    def compile(
+        self,
+        optimizer: Any,
+        loss: Any,
+        metrics: Any,
+        learning_rate: Any,
+        loss_weights: Any = None,
+    ) -> None:
+        """Fix the optimizer, the loss and the metrics of each of the model's outputs
+        (see `Trainable.compile`); the optimizer is made again at the next `fit`."""
+        names = output_names(self.model)
+        self.compiled = Compiled(optimizer, loss, metrics, learning_rate, loss_weights, names)
         self.optimizer = None
 
     def require_compiled(self, what: str) -> Compiled:
@@ -276,7 +295,9 @@ class Trainer:
             return
         args = compile_args(state.compile)
         if args is not None:
-            self.compile(args["optimizer"], args["loss"], args["metrics"], None)
+            self.compile(
+                args["optimizer"], args["loss"], args["metrics"], None, args["loss_weights"]
+            )
 
     def restore(self, state: TrainingState) -> None:
         """Put `state` back: compile (see `compile_from`), then the optimizer's state and
@@ -305,10 +326,11 @@ class Trainer:
         return checkpoint.save(self.model, path, self.snapshot())
 
     # ------------------------------------------------------------------ the steps
-    def forward(self, x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
-        """The model's output on a batch's inputs (through `DistributedDataParallel`
-        during a data-parallel `fit`, where gradients flow); under `fit(precision=
-        "bf16" | "fp16")` computed in bfloat16 or float16 autocast and returned in
+    def forward(self, x: Masked | tuple[Masked, ...]) -> Any:
+        """The model's output on a batch's inputs: a `Masked` or a tensor, or a list or
+        dict of them for several outputs. It goes through `DistributedDataParallel`
+        during a data-parallel `fit`, where gradients flow; under `fit(precision=
+        "bf16" | "fp16")` it is computed in bfloat16 or float16 autocast and returned in
         float32, so losses and metrics keep full precision."""
         if self.precision is None:
             with one_pass(self.model):
@@ -319,11 +341,11 @@ class Trainer:
             one_pass(self.model),
         ):
             out = self._forward(x)
-        if isinstance(out, Masked):
-            return Masked(out.values.float(), out.mask)
-        return out.float()
+        return map_outputs(
+            out, lambda o: Masked(o.values.float(), o.mask) if isinstance(o, Masked) else o.float()
+        )
 
-    def _forward(self, x: Masked | tuple[Masked, ...]) -> Masked | torch.Tensor:
+    def _forward(self, x: Masked | tuple[Masked, ...]) -> Any:
         parallel, jitted = self.parallel, self.jitted
         if parallel is None:
             return forward(self.model if jitted is None else jitted, x)
@@ -337,26 +359,29 @@ class Trainer:
                 return forward(model, x)
         return forward(model, x)
 
-    def compute_loss(
-        self, batch: Batch, out: Masked | torch.Tensor, class_weight: Any = None
-    ) -> torch.Tensor:
+    def compute_loss(self, batch: Batch, out: Any, class_weight: Any = None) -> torch.Tensor:
         """The compiled loss of `out` against the batch's targets and sample weights:
         the batch's own mean; while `fit` trains in pieces (data parallel or
         `steps_per_update`), the piece's sum, which `optimizer_step` normalises by the
-        count of the whole update (`maskwise.training.distributed.Update`).
+        count of the whole update (`maskwise.training.distributed.Update`). With
+        several outputs, the weighted sum of each output's loss (kept, detached, in
+        `output_losses` for the logs).
 
         The layers' penalties (`Layer.losses`) are added, once per batch as in Keras;
         to a piece's sum, times the piece's count, so that the update's normalised
         gradient holds each penalty once."""
-        loss = self.require_compiled("fit").loss
+        compiled = self.require_compiled("fit")
         penalty = self.penalty()
         update = self.update
-        if update is None or update.plain:
-            value = loss(batch.y, out, batch.sample_weight, class_weight)
-            return value if penalty is None else value + penalty
-        update.add(out)
-        value = loss(batch.y, out, batch.sample_weight, class_weight, update.normalizer)
-        return value if penalty is None else value + penalty * update.piece
+        normalizer = None
+        if update is not None and not update.plain:
+            update.add(out)
+            normalizer = update.normalizer
+            penalty = None if penalty is None else penalty * update.piece
+        parts = compiled.output_losses(batch.y, out, batch.sample_weight, class_weight, normalizer)
+        self.output_losses = [None if part is None else part.detach() for part in parts]
+        total = compiled.total(parts)
+        return total if penalty is None else total + penalty
 
     def penalty(self) -> torch.Tensor | None:
         """The sum of the model's layers' penalties (`Layer.losses`), None without any."""
@@ -384,17 +409,20 @@ class Trainer:
         (loss if scaler is None else scaler.scale(loss)).backward()
 
     def optimizer_step(self, loss: torch.Tensor) -> None:
-        """One optimizer step, guarded: the loss and the gradients must be finite before
-        it, the weights after it (else `NonFiniteError`, the weights kept as before).
+        """One optimizer step, guarded: after it, the loss, the gradients and the new
+        weights must be finite (one check, one host read), else the step is undone and
+        `NonFiniteError` raised (`numerics.NonFiniteGuard`).
 
         When `fit` trains in pieces, only the last piece of an update steps, after the
         gradients are divided by the update's global count (`Update.finish`).
 
         Under `fit(precision="fp16")` the grad scaler first divides the gradients by
-        its scale (`unscale_`), so the guard and the optimizer see true gradients. Then
-        non-finite gradients under a finite loss are a float16 overflow of the scaled
-        backward pass, not an error: the scaler skips that step and lowers its scale
-        (`GradScaler.step`, `update`). A non-finite loss still stops `fit`."""
+        its scale (`unscale_`), so the optimizer sees true gradients. Then non-finite
+        gradients under a finite loss are a float16 overflow of the scaled backward
+        pass, not an error: the scaler skips that step and lowers its scale
+        (`GradScaler.step`, `update`), and the guard checks the loss and the weights
+        only. A non-finite loss still stops `fit` (the scaler has lowered its scale
+        for that step, as for an overflow)."""
         update = self.update
         if update is not None and not update.plain:
             if not update.last(self.state.batch, self.num_batches):
@@ -404,26 +432,26 @@ class Trainer:
         guard = self.guard
         if guard is None or guard.optimizer is not optimizer:
             guard = self.guard = NonFiniteGuard(self.model, optimizer)
-        epoch, index = self.state.epoch, self.state.batch
         scaler = self._scaling()
+        guard.snapshot()
         if scaler is None:
-            guard.check_gradients(loss, epoch, index)
-            guard.snapshot()
             optimizer.step()
         else:
             scaler.unscale_(optimizer)
-            guard.check_loss(loss, epoch, index)
-            guard.snapshot()
             scaler.step(optimizer)
-            scaler.update()
         apply_constraints(self.model)
-        guard.check_weights(epoch, index)
+        try:
+            guard.check(loss, self.state.epoch, self.state.batch, gradients=scaler is None)
+        finally:  # even after a refused step, so that the scaler can step again
+            if scaler is not None:
+                scaler.update()
 
-    def update_metrics(self, batch: Batch, out: Masked | torch.Tensor, loss: torch.Tensor) -> None:
-        """Add the batch's loss (`batch_loss`) and metrics to `totals` (the loss needed
-        targets)."""
+    def update_metrics(self, batch: Batch, out: Any, loss: torch.Tensor) -> None:
+        """Add the batch's loss (`batch_loss`), its outputs' losses (`output_losses`)
+        and metrics to `totals` (the loss needed targets)."""
         if self.totals is not None and batch.y is not None:
-            self.totals.update(out, batch.y, self.batch_loss(loss), batch.x)
+            self.totals.update(out, batch.y, self.batch_loss(loss), batch.x, self.output_losses)
+        self.output_losses = None  # used once: a step without compute_loss leaves none
 
     def train_step(self, batch: Batch) -> Logs:
         """Train on one batch; returns `{"loss": the batch's loss}` (a tensor).
@@ -439,7 +467,7 @@ class Trainer:
         self.zero_grad()
         self.backward(loss)
         self.optimizer_step(loss)
-        self.update_metrics(batch, out.detach(), loss)
+        self.update_metrics(batch, map_outputs(out, lambda o: o.detach()), loss)
         return {"loss": self.batch_loss(loss)}
 
     def _idle_step(self) -> Logs:
@@ -455,7 +483,9 @@ class Trainer:
         if self.update is not None:
             self.update.idle()
         out = self.forward(spare.x)
-        loss = self.require_compiled("fit").loss(spare.y, out, spare.sample_weight, None, 1.0) * 0
+        compiled = self.require_compiled("fit")
+        parts = compiled.output_losses(spare.y, out, spare.sample_weight, None, 1.0)
+        loss = compiled.total(parts) * 0
         self.zero_grad()
         self.backward(loss)
         self.optimizer_step(loss)
@@ -470,11 +500,10 @@ class Trainer:
         self.update_metrics(batch, out, loss)
         return {"loss": loss}
 
-    def predict_step(self, batch: Batch) -> Masked:
+    def predict_step(self, batch: Batch) -> Any:
         """The model's output on one batch (called without gradients, in evaluation
-        mode), as a `Masked`."""
-        out = self.forward(batch.x)
-        return out if isinstance(out, Masked) else Masked(out)
+        mode), as a `Masked` (a list or dict of them for several outputs)."""
+        return map_outputs(self.forward(batch.x), as_masked)
 
     # ------------------------------------------------------------------ plumbing
     def place(self, device: torch.device | str | None) -> torch.device:
@@ -496,7 +525,7 @@ class Trainer:
 
     def run_eval(self, loader: Loader, device: torch.device) -> Logs:
         """The loss and the metrics over every batch of `loader`."""
-        self.totals = totals = EpochTotals(self.require_compiled("evaluate").metrics)
+        self.totals = totals = EpochTotals(self.require_compiled("evaluate").heads)
         with training_mode(self.model, False), torch.no_grad():
             for index, batch in enumerate(prefetch(loader, device)):
                 if batch.size:  # under data parallel, a share may be empty
@@ -543,7 +572,11 @@ class Trainer:
         if resume is not None and saved is not None:
             with checkpoint.reading(resume.file, "compiling as the checkpoint says"):
                 self.compile_from(saved)
-        plan = Update(self.require_compiled("fit").loss, steps_per_update)
+        compiled = self.require_compiled("fit")
+        plan = Update(compiled.loss, steps_per_update)
+        check_class_weight(class_weight, compiled.names)
+        y = targets_by_name(y, compiled.names, "fit")
+        validation_data = validation_targets(validation_data, compiled.names)
         guard = Guard(checks, "fit", mask_value)
         guard.data(x, y, sample_weight)
         if validation_data is not None:
@@ -687,7 +720,7 @@ class Trainer:
             print(f"Epoch {epoch + 1}/{epochs}")
         window = epoch_window(epoch, len(loader), self.steps_per_epoch)
         bar = ProgressBar(window.batches, verbose)
-        self.totals = totals = EpochTotals(compiled.metrics)
+        self.totals = totals = EpochTotals(compiled.heads)
         self.model.train()
         loader.set_epoch(window.seed)
         self.num_batches = window.batches
@@ -732,7 +765,7 @@ class Trainer:
     ) -> Logs:
         """The loss and the metrics over the data (see `Trainable.evaluate`)."""
         distributed.init_process_group(device or self.place(None))
-        self.require_compiled("evaluate")
+        y = targets_by_name(y, self.require_compiled("evaluate").names, "evaluate")
         verbose = resolve_verbose(verbose)
         guard = Guard(checks, "evaluate", mask_value)
         guard.data(x, y, sample_weight)
@@ -755,24 +788,29 @@ class Trainer:
         mask_value: float | None = 0.0,
         checks: str = "raise",
         verbose: int | str = 0,
-    ) -> list[np.ndarray] | np.ndarray:
-        """The model's outputs without padding, in the order of `x` (see
-        `Trainable.predict`)."""
+    ) -> Any:
+        """The model's outputs without padding, in the order of `x` (a list or dict of
+        them for several outputs; see `Trainable.predict`)."""
         distributed.init_process_group(device or self.place(None))
         Guard(checks, "predict", mask_value).data(x)
         placed = self.place(device)
         loader = data_loader(x, None, None, batch_size, mask_value)
         require_batches(loader, "data given to predict")
-        predictions = Predictions()
+        names = output_names(self.model)
+        predictions = [Predictions() for _ in names]
         bar = ProgressBar(len(loader), verbose if distributed.rank() == 0 else 0)
         steps = torch.zeros((), device=placed)  # real steps predicted, for the speed
+        out: Any = None
         with training_mode(self.model, False), torch.no_grad():
             for index, batch in enumerate(prefetch(loader, placed)):
                 if batch.size:  # under data parallel, a share may be empty
                     out = self.model.predict_step(batch)
-                    predictions.add(batch.index.tolist(), out)
-                    steps.add_(real_steps(out, batch.x))
+                    outputs = split_outputs(out, names)
+                    for collected, output in zip(predictions, outputs, strict=True):
+                        collected.add(batch.index.tolist(), as_masked(output))
+                    steps.add_(real_steps(outputs[0], batch.x))
                 bar.update(index + 1, lambda: (float(steps), {}))
         bar.finish(float(steps), {})
-        gather_predictions(predictions)
-        return predictions.result()
+        for collected in predictions:
+            gather_predictions(collected)
+        return pack(out, [collected.result() for collected in predictions], names)
