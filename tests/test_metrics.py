@@ -69,6 +69,11 @@ CASES = {
         lambda: keras.metrics.SparseTopKCategoricalAccuracy(2),
         "sparse",
     ),
+    "top2_onehot": (
+        metrics.TopKAccuracy(2),
+        lambda: keras.metrics.TopKCategoricalAccuracy(2),
+        "onehot",
+    ),
     "categorical_acc": (
         metrics.CategoricalAccuracy(),
         lambda: keras.metrics.CategoricalAccuracy(),
@@ -328,6 +333,7 @@ def test_get_metric_resolves_keras_names():
         ("mae", metrics.MeanAbsoluteError),
         ("mse", metrics.MeanSquaredError),
         ("sparse_top_k_categorical_accuracy", metrics.TopKAccuracy),
+        ("top_k_categorical_accuracy", metrics.TopKAccuracy),
         ("sparse_categorical_accuracy", metrics.SparseCategoricalAccuracy),
     ]:
         metric = metrics.get_metric(name)

@@ -355,8 +355,9 @@ def class_targets(
                 f"{name} takes class ids, but the targets look one-hot encoded.",
                 expected=f"targets of shape {tuple(step_shape)} holding class ids",
                 received=f"targets of shape {tuple(y_true.shape)}",
-                fix="use CategoricalCrossentropy for one-hot targets, "
-                "or pass `y.argmax(-1)` as class ids.",
+                fix="use the categorical loss or metric for one-hot targets "
+                "(CategoricalCrossentropy, CategoricalAccuracy), or pass `y.argmax(-1)` "
+                "as class ids.",
             )
         )
     if y_true.shape != step_shape:

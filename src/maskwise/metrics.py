@@ -251,15 +251,22 @@ class BinaryAccuracy(MeanMetric):
 
 
 class TopKAccuracy(MeanMetric):
-    """Fraction of real steps whose target class id is among the `k` highest scores.
+    """Fraction of real steps whose target class is among the `k` highest scores.
 
-    Like Keras's `sparse_top_k_categorical_accuracy`, a tie with the k-th score counts.
+    The targets are class ids (Keras's `sparse_top_k_categorical_accuracy`) or one-hot
+    rows shaped like the scores (Keras's `top_k_categorical_accuracy`: the class is the
+    row's argmax). As in Keras, a tie with the k-th score counts.
 
     Example:
         >>> m = TopKAccuracy(k=2)
         >>> scores = torch.tensor([[[0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]])
         >>> m.update(torch.tensor([[1, 2, -100]]), Masked(scores, lengths_to_mask([2], 3)))
         >>> m.result()  # class 1 is in step 0's top 2, class 2 not in step 1's
+        0.5
+        >>> m.reset()
+        >>> one_hot = torch.eye(3)[torch.tensor([[1, 2, 0]])]
+        >>> m.update(one_hot, Masked(scores, lengths_to_mask([2], 3)))
+        >>> m.result()  # the same classes, one-hot
         0.5
 
     Args:
@@ -278,7 +285,11 @@ class TopKAccuracy(MeanMetric):
         super().__init__(name)
 
     def per_step(self, values, y_true, mask):
-        scores, ids, real = class_targets(values, y_true, mask, self.name)
+        if y_true.shape == values.shape and values.shape[-1] > 1:  # one-hot rows
+            scores, one_hot, real = dense_targets(values, y_true, mask, self.name)
+            ids = one_hot.argmax(-1)
+        else:
+            scores, ids, real = class_targets(values, y_true, mask, self.name)
         kth = scores.topk(min(self.k, scores.shape[-1]), dim=-1).values[..., -1]
         target_score = scores.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
         return (target_score >= kth).to(scores.dtype), real
@@ -708,6 +719,7 @@ METRICS: dict[str, type[Metric]] = {
     "binary_accuracy": BinaryAccuracy,
     "top_k_accuracy": TopKAccuracy,
     "sparse_top_k_categorical_accuracy": TopKAccuracy,
+    "top_k_categorical_accuracy": TopKAccuracy,
     "mae": MeanAbsoluteError,
     "mean_absolute_error": MeanAbsoluteError,
     "mse": MeanSquaredError,
