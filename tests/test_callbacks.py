@@ -201,6 +201,21 @@ def test_a_missing_monitored_value_is_a_clear_error() -> None:
         compiled_model().fit(x, y, verbose=0, callbacks=[callbacks.EarlyStopping()])
 
 
+def test_keras_callbacks_and_a_single_callback_are_clear_errors() -> None:
+    x, y = tagging_data(8)
+    model = compiled_model()
+    with pytest.raises(
+        maskwise.MaskwiseTypeError,
+        match=r"callbacks\[1\] is not a maskwise callback.\n.*\n  received: keras\..*"
+        r"EarlyStopping\n  fix: use `maskwise.callbacks.EarlyStopping`",
+    ):
+        model.fit(x, y, verbose=0, callbacks=[callbacks.History(), keras.callbacks.EarlyStopping()])
+    with pytest.raises(maskwise.MaskwiseTypeError, match=r"subclass `maskwise\.callbacks"):
+        model.fit(x, y, verbose=0, callbacks=[print])
+    with pytest.raises(maskwise.MaskwiseTypeError, match=r"`callbacks=\[EarlyStopping\(...\)\]`"):
+        model.fit(x, y, verbose=0, callbacks=callbacks.EarlyStopping(monitor="loss"))
+
+
 def test_monitor_direction_errors() -> None:
     with pytest.raises(ConfigError, match="cannot tell whether 'speed' should go up or down"):
         callbacks.EarlyStopping(monitor="speed")
