@@ -233,11 +233,21 @@ def _make_input(
     if isinstance(raw, _ARRAY) and not (isinstance(raw, np.ndarray) and raw.dtype == object):
         return _PaddedInput(to_tensor(raw, name), mask_value, name)
     if not isinstance(raw, Sequence | np.ndarray):
+        if isinstance(raw, torch.utils.data.DataLoader | torch.utils.data.Dataset):
+            fix = (
+                "a torch DataLoader's padded batches carry no mask: pass the arrays "
+                "themselves (`fit(X, y)`), or make the loader with "
+                "`maskwise.data.make_loader(x, y, batch_size=...)`, which pads each batch "
+                "and keeps its mask."
+            )
+        else:
+            fix = "convert it to a numpy array or torch tensor, or a list of them."
         raise ShapeError(
             format_error(
                 f"{name}: unsupported input type.",
                 expected="a padded array (N, time, ...) or a list of (time_i, ...) arrays",
                 received=type(raw).__name__,
+                fix=fix,
             )
         )
     if len(raw) == 0:
