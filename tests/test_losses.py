@@ -785,3 +785,5 @@ def test_a_model_without_softmax_and_a_keras_loss_name_stops_at_the_first_batch(
     model.compile("adam", loss="sparse_categorical_crossentropy")
     with pytest.raises(ShapeError, match="must be probabilities"):
         model.fit(x, torch.zeros(4, 3, dtype=torch.long), verbose=0)
+    keras_loss = keras.losses.SparseCategoricalCrossentropy()  # clips: finite and wrong
+    assert np.isfinite(float(keras_loss(np.zeros((4, 3)), np.full((4, 3, 2), -1.0))))
