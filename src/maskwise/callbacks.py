@@ -250,18 +250,22 @@ class MonitorCallback(Callback):
     def current(self, logs: Logs | None) -> float:
         logs = logs or {}
         if self.monitor not in logs:
-            hint = (
-                " Pass validation_data (or validation_split) to fit."
-                if (self.monitor.startswith("val_"))
-                else ""
+            per_class = sorted(
+                k for k in logs if k.startswith((f"{self.monitor}/", f"{self.monitor}_"))
             )
+            hint, fix = "", "monitor a logged value, e.g. 'loss' or 'val_' + a compiled metric."
+            if per_class:  # Precision, Recall, F1Score log one value per class
+                hint = f" The metric logs one value per class and their average: {per_class}."
+                fix = f"monitor one of them, e.g. {per_class[-1]!r} (the macro average)."
+            elif self.monitor.startswith("val_") and not any(k.startswith("val_") for k in logs):
+                hint = " Pass validation_data (or validation_split) to fit."
             raise ConfigError(
                 format_error(
                     f"{type(self).__name__} monitors {self.monitor!r}, which is not in the "
                     "epoch's logs." + hint,
                     expected=f"one of {sorted(logs)}",
                     received=repr(self.monitor),
-                    fix="monitor a logged value, e.g. 'loss' or 'val_' + a compiled metric.",
+                    fix=fix,
                 )
             )
         return float(logs[self.monitor])
