@@ -93,6 +93,23 @@ def test_sequential_refuses_plain_modules_with_the_fix(module, match):
         Sequential([layers.Dense(4), module])
 
 
+def test_sequential_names_the_fix_for_a_keras_input_or_layer_in_its_list():
+    with pytest.raises(
+        maskwise.MaskwiseTypeError,
+        match=r"(?s)Sequential got a symbolic tensor at position 0 \(`Input\(...\)` as in "
+        r"Keras\).*fix: drop it: a Sequential reads the input shape at its first call",
+    ):
+        Sequential([maskwise.Input(shape=(None, 3)), layers.LSTM(4)])
+    keras = pytest.importorskip("keras")
+    with pytest.raises(
+        maskwise.MaskwiseTypeError,
+        match=r"(?s)a Keras layer at position 1.*fix: use `maskwise\.layers\.LSTM`",
+    ):
+        Sequential([layers.Masking(0.0), keras.layers.LSTM(4)])
+    with pytest.raises(maskwise.MaskwiseTypeError, match=r"`str` at position 0 is not a layer"):
+        Sequential(["dense"])
+
+
 def test_sequential_add_appends_and_wraps():
     model = Sequential([layers.Masking(0.0)])
     model.add(layers.Dense(2))

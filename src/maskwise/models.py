@@ -189,6 +189,39 @@ _WINDOWS: dict[type[nn.Module], str] = {
 }
 
 
+def _is_keras(item: Any) -> bool:
+    """A Keras object (with the torch backend, Keras layers are torch modules too)."""
+    return type(item).__module__.split(".")[0] == "keras"
+
+
+def _not_a_module(item: Any, where: str) -> str:
+    """The message for a layer list item that is no module: Keras's `Input` first in a
+    `Sequential`, a Keras layer, anything else."""
+    kind = type(item)
+    if isinstance(item, SymbolicTensor):
+        problem = f"Sequential got a symbolic tensor{where} (`Input(...)` as in Keras)."
+        fix = (
+            "drop it: a Sequential reads the input shape at its first call, where the "
+            "weights are built (call the model on one batch before making an optimizer "
+            "on its parameters); or build `Model(inputs, outputs)` from the Input."
+        )
+    elif _is_keras(item):
+        problem = f"a Keras layer{where}: maskwise runs its own layers."
+        fix = (
+            f"use `maskwise.layers.{kind.__name__}` with the same arguments, or convert a "
+            "built Keras model with `maskwise.from_keras(keras_model)`."
+        )
+    else:
+        problem = f"`{kind.__name__}`{where} is not a layer."
+        fix = "pass maskwise layers or torch.nn modules."
+    return format_error(
+        problem,
+        expected="a maskwise layer, or a per-step torch.nn module",
+        received=f"{kind.__module__}.{kind.__qualname__}",
+        fix=fix,
+    )
+
+
 def _refusal_hint(module: nn.Module) -> str:
     """Why a known plain module that is not per step is refused, and what to use."""
     name = type(module).__name__
@@ -231,6 +264,8 @@ def as_layer(module: nn.Module, position: int | None = None) -> nn.Module:
         return module
     name = type(module).__name__
     where = "" if position is None else f" at position {position}"
+    if not isinstance(module, nn.Module) or _is_keras(module):
+        raise MaskwiseTypeError(_not_a_module(module, where))
     if isinstance(module, PER_STEP_MODULES):
         mixing = steps_mixed_by(module)
         if mixing is None:
