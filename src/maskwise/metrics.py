@@ -69,6 +69,13 @@ def _is_binary(values: torch.Tensor, mask: torch.Tensor | None) -> bool:
     return values.shape[-1] == 1 or values.dim() == 1 or (mask is not None and values.dim() == 2)
 
 
+def _hit(right: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """1.0 where a step's prediction is right, 0.0 where not or where its scores hold
+    NaN: `argmax` reads NaN as the highest score, which would make a diverged model's
+    NaN output count as class 0 (right wherever the target is 0)."""
+    return (right & ~scores.isnan().any(-1)).to(scores.dtype)
+
+
 class Metric:
     """Base class: `reset`, `update`, `result` and a `name`.
 
@@ -200,7 +207,7 @@ class SparseCategoricalAccuracy(MeanMetric):
 
     def per_step(self, values, y_true, mask):
         scores, ids, real = class_targets(values, y_true, mask, self.name)
-        return (scores.argmax(-1) == ids).to(values.dtype), real
+        return _hit(scores.argmax(-1) == ids, scores), real
 
 
 class CategoricalAccuracy(MeanMetric):
@@ -219,7 +226,7 @@ class CategoricalAccuracy(MeanMetric):
 
     def per_step(self, values, y_true, mask):
         preds, targets, real = dense_targets(values, y_true, mask, self.name)
-        return (preds.argmax(-1) == targets.argmax(-1)).to(preds.dtype), real
+        return _hit(preds.argmax(-1) == targets.argmax(-1), preds), real
 
 
 class BinaryAccuracy(MeanMetric):
@@ -247,7 +254,8 @@ class BinaryAccuracy(MeanMetric):
 
     def per_step(self, values, y_true, mask):
         preds, targets, real = dense_targets(values, y_true, mask, self.name)
-        return ((preds > self.threshold).to(preds.dtype) == targets).to(preds.dtype).mean(-1), real
+        right = ((preds > self.threshold).to(preds.dtype) == targets) & ~preds.isnan()
+        return right.to(preds.dtype).mean(-1), real
 
 
 class TopKAccuracy(MeanMetric):
@@ -292,7 +300,7 @@ class TopKAccuracy(MeanMetric):
             scores, ids, real = class_targets(values, y_true, mask, self.name)
         kth = scores.topk(min(self.k, scores.shape[-1]), dim=-1).values[..., -1]
         target_score = scores.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-        return (target_score >= kth).to(scores.dtype), real
+        return _hit(target_score >= kth, scores), real
 
 
 class Accuracy(MeanMetric):
