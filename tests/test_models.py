@@ -110,6 +110,26 @@ def test_sequential_names_the_fix_for_a_keras_input_or_layer_in_its_list():
         Sequential(["dense"])
 
 
+def test_load_state_dict_into_an_unbuilt_model_names_the_fix():
+    def tagger() -> Sequential:
+        return Sequential([layers.LSTM(3, return_sequences=True), layers.Dense(2)])
+
+    x = Masked.from_lengths(torch.randn(2, 4, 3), [4, 2])
+    trained = tagger()
+    expected = trained(x).values
+    fresh = tagger()
+    with pytest.raises(
+        ConfigError,
+        match=r"(?s)cannot load these weights yet: its layers make their weights at their "
+        r"first call.*received: 5 weights of layers not built yet \(first: 'layers.0.cell.bias'"
+        r"\).*fix: call the model on one batch first",
+    ):
+        fresh.load_state_dict(trained.state_dict())
+    fresh(x)  # the fix: built, then loaded
+    fresh.load_state_dict(trained.state_dict())
+    torch.testing.assert_close(fresh(x).values, expected)
+
+
 def test_sequential_add_appends_and_wraps():
     model = Sequential([layers.Masking(0.0)])
     model.add(layers.Dense(2))

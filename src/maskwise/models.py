@@ -16,7 +16,7 @@ with a message that shows how to give it a mask rule (`Lambda(module, mask=...)`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -328,6 +328,29 @@ class Container(Trainable, Layer):
     def build_from_config_shape(self, trailing: Any) -> None:
         self.build_shape = trailing
         self.built = trailing is not None
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """`nn.Module.load_state_dict`, with a `ConfigError` naming the fix when the
+        weights belong to layers not built yet (they make their weights at the first
+        call), instead of PyTorch's "Unexpected key(s)"."""
+        unknown = sorted(set(state_dict) - set(self.state_dict()))
+        unbuilt = any(not m.built for m in self.modules() if isinstance(m, Layer))
+        if strict and unknown and unbuilt:
+            raise ConfigError(
+                format_error(
+                    f"{type(self).__name__} {self.name!r} cannot load these weights yet: "
+                    "its layers make their weights at their first call.",
+                    expected="a model called once on data, or loaded with maskwise.load",
+                    received=f"{len(unknown)} weights of layers not built yet (first: "
+                    f"{unknown[0]!r})",
+                    fix="call the model on one batch first (`model(x)`), then "
+                    "load_state_dict; or save with `model.save(path)` and load with "
+                    "`maskwise.load(path)`, which builds the layers.",
+                )
+            )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ------------------------------------------------------------------ Keras's model methods
     def summary(
