@@ -139,5 +139,7 @@ def test_a_torch_data_loader_is_refused_with_the_maskwise_loader_named() -> None
         r"  fix: a torch DataLoader's padded batches carry no mask.*make_loader",
     ):
         SequenceDataset(loader)
-    with pytest.raises(ShapeError, match=r"received: dict\n  fix: convert it"):
-        SequenceDataset({"x": x})
+    with pytest.raises(ShapeError, match=r"received: dict\n  fix: several inputs go as a tuple"):
+        SequenceDataset({"tokens": x, "numbers": x})
+    with pytest.raises(ShapeError, match=r"received: int\n  fix: convert it"):
+        SequenceDataset(3)

@@ -27,7 +27,7 @@ a list of scalars. Integers stay as given (class ids need no "0 is padding" slot
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -239,6 +239,11 @@ def _make_input(
                 "themselves (`fit(X, y)`), or make the loader with "
                 "`maskwise.data.make_loader(x, y, batch_size=...)`, which pads each batch "
                 "and keeps its mask."
+            )
+        elif isinstance(raw, Mapping):
+            fix = (
+                "several inputs go as a tuple `(x1, x2, ...)`, in the order of the model's "
+                "inputs (a dict keyed by input names is not read here)."
             )
         else:
             fix = "convert it to a numpy array or torch tensor, or a list of them."
