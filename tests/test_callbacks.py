@@ -201,6 +201,42 @@ def test_a_missing_monitored_value_is_a_clear_error() -> None:
         compiled_model().fit(x, y, verbose=0, callbacks=[callbacks.EarlyStopping()])
 
 
+def test_a_per_class_metric_monitored_by_its_keras_name_names_its_logged_values() -> None:
+    monitor = callbacks.EarlyStopping(monitor="val_precision")
+    logs = {
+        "loss": 1.0,
+        "val_loss": 1.0,
+        "val_precision/0": 0.5,
+        "val_precision/1": 0.7,
+        "val_precision_macro": 0.6,
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"(?s)not in the epoch's logs. The metric logs one value per class and their "
+        r"average: \['val_precision/0', 'val_precision/1', 'val_precision_macro'\].*"
+        r"\n  fix: monitor one of them, e.g. 'val_precision_macro'",
+    ) as caught:
+        monitor.current(logs)
+    assert "validation_data" not in str(caught.value)  # validation data was given
+    with pytest.raises(ConfigError, match=r"'val_acc', .*logs.\n.*\n.*\n  fix: monitor a logged"):
+        callbacks.EarlyStopping(monitor="val_acc").current(logs)
+
+
+def test_keras_callbacks_and_a_single_callback_are_clear_errors() -> None:
+    x, y = tagging_data(8)
+    model = compiled_model()
+    with pytest.raises(
+        maskwise.MaskwiseTypeError,
+        match=r"callbacks\[1\] is not a maskwise callback.\n.*\n  received: keras\..*"
+        r"EarlyStopping\n  fix: use `maskwise.callbacks.EarlyStopping`",
+    ):
+        model.fit(x, y, verbose=0, callbacks=[callbacks.History(), keras.callbacks.EarlyStopping()])
+    with pytest.raises(maskwise.MaskwiseTypeError, match=r"subclass `maskwise\.callbacks"):
+        model.fit(x, y, verbose=0, callbacks=[print])
+    with pytest.raises(maskwise.MaskwiseTypeError, match=r"`callbacks=\[EarlyStopping\(...\)\]`"):
+        model.fit(x, y, verbose=0, callbacks=callbacks.EarlyStopping(monitor="loss"))
+
+
 def test_monitor_direction_errors() -> None:
     with pytest.raises(ConfigError, match="cannot tell whether 'speed' should go up or down"):
         callbacks.EarlyStopping(monitor="speed")

@@ -87,7 +87,9 @@ def ragged_data(bad_label_at: int | None = None) -> tuple[list[np.ndarray], list
 def tagger() -> Sequential:
     model = MODELS["embedding_bigru_dense"]()
     model.compile(
-        optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["acc", "f1_score"]
+        optimizer="sgd",
+        loss=losses.SparseCategoricalCrossentropy(from_logits=True),  # Dense(3): logits
+        metrics=["acc", "f1_score"],
     )
     return model
 

@@ -749,3 +749,41 @@ def test_binary_targets_outside_0_1_are_a_named_error(from_logits):
     loss = losses.BinaryCrossentropy(from_logits=from_logits)
     with pytest.raises(ShapeError, match=r"(?s)1 real step\(s\) have targets outside \[0, 1\]"):
         loss(torch.tensor([[-1.0], [1.0]]), torch.tensor([[0.3], [0.6]]))
+
+
+@pytest.mark.parametrize(
+    ("loss", "y_true", "units"),
+    [
+        (losses.SparseCategoricalCrossentropy(), torch.zeros(B, T, dtype=torch.long), C),
+        (losses.CategoricalCrossentropy(), F.one_hot(torch.zeros(B, T).long(), C).float(), C),
+        (losses.BinaryCrossentropy(), torch.ones(B, T, 1), 1),
+    ],
+)
+def test_logits_read_as_probabilities_are_an_error_naming_from_logits(loss, y_true, units):
+    """A model without a softmax and a loss left at from_logits=False: Keras clips the
+    logits into a finite, wrong loss; here it is an error with the two fixes."""
+    mask = _mask("post")
+    logits = torch.full((B, T, units), 0.5)
+    logits[0, 0] = -3.0  # one real step outside [0, 1]
+    with pytest.raises(
+        ShapeError,
+        match=r"with from_logits=False the predictions must be probabilities, but 1 real "
+        r"step\(s\) hold values outside \[0, 1\].\n.*\n  received: predictions from -3 to 1\n"
+        r"  fix: .*activation='softmax'.*`from_logits=True`",
+    ):
+        loss(y_true, Masked(logits, mask))
+    probs = torch.sigmoid(logits) if units == 1 else logits.softmax(-1)
+    probs = torch.where(mask[..., None], probs, torch.full_like(probs, -7.0))
+    assert torch.isfinite(loss(y_true, Masked(probs, mask)))  # padding is never read
+    config = loss.get_config() | {"from_logits": True}
+    assert torch.isfinite(type(loss)(**config)(y_true, Masked(logits, mask)))
+
+
+def test_a_model_without_softmax_and_a_keras_loss_name_stops_at_the_first_batch():
+    x = torch.randn(4, 3, FEAT)
+    model = Sequential([Dense(2)])  # no softmax
+    model.compile("adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ShapeError, match="must be probabilities"):
+        model.fit(x, torch.zeros(4, 3, dtype=torch.long), verbose=0)
+    keras_loss = keras.losses.SparseCategoricalCrossentropy()  # clips: finite and wrong
+    assert np.isfinite(float(keras_loss(np.zeros((4, 3)), np.full((4, 3, 2), -1.0))))

@@ -32,6 +32,21 @@ def test_unpad_returns_real_steps_only_for_any_mask():
     assert [r.squeeze(-1).tolist() for r in rows] == [[0.0, 2.0, 4.0], [7.0, 8.0]]
 
 
+def test_torch_functions_and_modules_given_a_masked_name_the_way_to_keep_the_mask():
+    x = Masked.from_lengths(torch.randn(2, 3, 4), [3, 1])
+    linear = torch.nn.Linear(4, 2)
+    for call, name in [
+        (lambda: linear(x), "linear"),
+        (lambda: torch.relu(x), "relu"),
+        (lambda: torch.cat([x, x], -1), "cat"),
+    ]:
+        with pytest.raises(MaskwiseTypeError, match=rf"`{name}` got a maskwise Masked") as e:
+            call()
+        assert "`layers.Lambda(module)(x)`" in str(e.value)
+    kept = x.with_values(torch.relu(x.values))  # the fix the message names
+    assert torch.equal(kept.mask, x.mask)
+
+
 def test_lengths_and_from_lengths_agree():
     x = Masked.from_lengths(torch.zeros(3, 4, 2), [4, 0, 2])
     assert x.lengths.tolist() == [4, 0, 2]

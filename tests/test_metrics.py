@@ -69,6 +69,11 @@ CASES = {
         lambda: keras.metrics.SparseTopKCategoricalAccuracy(2),
         "sparse",
     ),
+    "top2_onehot": (
+        metrics.TopKAccuracy(2),
+        lambda: keras.metrics.TopKCategoricalAccuracy(2),
+        "onehot",
+    ),
     "categorical_acc": (
         metrics.CategoricalAccuracy(),
         lambda: keras.metrics.CategoricalAccuracy(),
@@ -328,6 +333,7 @@ def test_get_metric_resolves_keras_names():
         ("mae", metrics.MeanAbsoluteError),
         ("mse", metrics.MeanSquaredError),
         ("sparse_top_k_categorical_accuracy", metrics.TopKAccuracy),
+        ("top_k_categorical_accuracy", metrics.TopKAccuracy),
         ("sparse_categorical_accuracy", metrics.SparseCategoricalAccuracy),
     ]:
         metric = metrics.get_metric(name)
@@ -558,3 +564,21 @@ def test_class_names_give_the_metric_with_its_keras_name(name, keras_name):
     metric = metrics.get_metric(name)
     assert type(metric).__name__ == name
     assert metric.name == keras_name  # Keras's default name (Keras adds _1, _2 to repeats)
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("metric", "y_true", "scores"),
+    [  # step 0: NaN scores (argmax reads NaN as highest: class 0, the target); step 1 right
+        (metrics.SparseCategoricalAccuracy(), [[0, 1]], [[[NAN, 0.0], [0.0, 1.0]]]),
+        (metrics.CategoricalAccuracy(), [[[1.0, 0.0], [0.0, 1.0]]], [[[NAN, 0.0], [0.0, 1.0]]]),
+        (metrics.TopKAccuracy(1), [[0, 1]], [[[NAN, 0.0], [0.0, 1.0]]]),
+        (metrics.BinaryAccuracy(), [[0.0, 1.0]], [[[NAN], [0.9]]]),
+        (metrics.Accuracy(), [[0, 1]], [[[NAN, 0.0], [0.0, 1.0]]]),
+    ],
+)
+def test_a_real_step_with_nan_scores_counts_as_wrong(metric, y_true, scores):
+    y_pred = Masked(torch.tensor(scores), torch.tensor([[True, True]]))
+    assert metric(torch.tensor(y_true), y_pred) == pytest.approx(0.5)

@@ -93,6 +93,43 @@ def test_sequential_refuses_plain_modules_with_the_fix(module, match):
         Sequential([layers.Dense(4), module])
 
 
+def test_sequential_names_the_fix_for_a_keras_input_or_layer_in_its_list():
+    with pytest.raises(
+        maskwise.MaskwiseTypeError,
+        match=r"(?s)Sequential got a symbolic tensor at position 0 \(`Input\(...\)` as in "
+        r"Keras\).*fix: drop it: a Sequential reads the input shape at its first call",
+    ):
+        Sequential([maskwise.Input(shape=(None, 3)), layers.LSTM(4)])
+    keras = pytest.importorskip("keras")
+    with pytest.raises(
+        maskwise.MaskwiseTypeError,
+        match=r"(?s)a Keras layer at position 1.*fix: use `maskwise\.layers\.LSTM`",
+    ):
+        Sequential([layers.Masking(0.0), keras.layers.LSTM(4)])
+    with pytest.raises(maskwise.MaskwiseTypeError, match=r"`str` at position 0 is not a layer"):
+        Sequential(["dense"])
+
+
+def test_load_state_dict_into_an_unbuilt_model_names_the_fix():
+    def tagger() -> Sequential:
+        return Sequential([layers.LSTM(3, return_sequences=True), layers.Dense(2)])
+
+    x = Masked.from_lengths(torch.randn(2, 4, 3), [4, 2])
+    trained = tagger()
+    expected = trained(x).values
+    fresh = tagger()
+    with pytest.raises(
+        ConfigError,
+        match=r"(?s)cannot load these weights yet: its layers make their weights at their "
+        r"first call.*received: 5 weights of layers not built yet \(first: 'layers.0.cell.bias'"
+        r"\).*fix: call the model on one batch first",
+    ):
+        fresh.load_state_dict(trained.state_dict())
+    fresh(x)  # the fix: built, then loaded
+    fresh.load_state_dict(trained.state_dict())
+    torch.testing.assert_close(fresh(x).values, expected)
+
+
 def test_sequential_add_appends_and_wraps():
     model = Sequential([layers.Masking(0.0)])
     model.add(layers.Dense(2))

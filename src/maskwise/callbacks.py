@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ConfigError, MaskWarning, format_error
+from .errors import ConfigError, MaskWarning, MaskwiseTypeError, format_error
 
 Logs = dict[str, Any]
 
@@ -99,9 +99,43 @@ def keyed(callbacks: Sequence[Callback]) -> dict[str, Callback]:
 
 def hook_order(callbacks: Sequence[Callback]) -> list[Callback]:
     """`callbacks` with the `ModelCheckpoint`s last (the others keep their order), so a
-    checkpoint saved at the end of an epoch holds the other callbacks' state after it."""
+    checkpoint saved at the end of an epoch holds the other callbacks' state after it.
+
+    A single callback, or anything that is not a maskwise `Callback` (a Keras callback,
+    a function), is a `MaskwiseTypeError` naming the maskwise callback to use."""
+    if isinstance(callbacks, Callback):
+        raise MaskwiseTypeError(
+            format_error(
+                "callbacks must be a list of callbacks.",
+                received=f"one {type(callbacks).__name__}",
+                fix=f"pass `callbacks=[{type(callbacks).__name__}(...)]`.",
+            )
+        )
+    for position, callback in enumerate(callbacks):
+        if not isinstance(callback, Callback):
+            raise MaskwiseTypeError(_foreign_callback(position, callback))
     checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
     return [*(c for c in callbacks if not isinstance(c, ModelCheckpoint)), *checkpoints]
+
+
+def _foreign_callback(position: int, callback: Any) -> str:
+    """The message for `callbacks[position]` that is not a maskwise `Callback`."""
+    kind = type(callback)
+    name = kind.__name__
+    ours = globals().get(name)
+    if isinstance(ours, type) and issubclass(ours, Callback):
+        fix = f"use `maskwise.callbacks.{name}` (Keras's arguments), made for maskwise's fit."
+    else:
+        fix = (
+            "subclass `maskwise.callbacks.Callback` (hooks on_epoch_end(epoch, logs), ...), "
+            "or wrap a function in `maskwise.callbacks.LambdaCallback(on_epoch_end=...)`."
+        )
+    return format_error(
+        f"callbacks[{position}] is not a maskwise callback.",
+        expected="maskwise.callbacks.Callback objects",
+        received=f"{kind.__module__}.{kind.__qualname__}",
+        fix=fix,
+    )
 
 
 def wants_batch_logs(callback: Callback) -> bool:
@@ -216,18 +250,22 @@ class MonitorCallback(Callback):
     def current(self, logs: Logs | None) -> float:
         logs = logs or {}
         if self.monitor not in logs:
-            hint = (
-                " Pass validation_data (or validation_split) to fit."
-                if (self.monitor.startswith("val_"))
-                else ""
+            per_class = sorted(
+                k for k in logs if k.startswith((f"{self.monitor}/", f"{self.monitor}_"))
             )
+            hint, fix = "", "monitor a logged value, e.g. 'loss' or 'val_' + a compiled metric."
+            if per_class:  # Precision, Recall, F1Score log one value per class
+                hint = f" The metric logs one value per class and their average: {per_class}."
+                fix = f"monitor one of them, e.g. {per_class[-1]!r} (the macro average)."
+            elif self.monitor.startswith("val_") and not any(k.startswith("val_") for k in logs):
+                hint = " Pass validation_data (or validation_split) to fit."
             raise ConfigError(
                 format_error(
                     f"{type(self).__name__} monitors {self.monitor!r}, which is not in the "
                     "epoch's logs." + hint,
                     expected=f"one of {sorted(logs)}",
                     received=repr(self.monitor),
-                    fix="monitor a logged value, e.g. 'loss' or 'val_' + a compiled metric.",
+                    fix=fix,
                 )
             )
         return float(logs[self.monitor])

@@ -312,6 +312,36 @@ def _padding_error(name: str, count: int, mask: torch.Tensor | None, what: str) 
     )
 
 
+PROBABILITY_SLACK = 1e-4
+"""How far outside [0, 1] a prediction may round before it is not a probability."""
+
+
+def require_probabilities(preds: torch.Tensor, name: str) -> None:
+    """A `ShapeError` when predictions read as probabilities (`from_logits=False`) hold
+    values outside [0, 1]: the model ends without a softmax or sigmoid, and Keras's
+    clipping would turn its logits into a finite, wrong loss. `preds` holds 1 at padded
+    steps (as `class_targets` and `dense_targets` return them); NaN is not flagged here."""
+    outside = (preds < -PROBABILITY_SLACK) | (preds > 1.0 + PROBABILITY_SLACK)
+    if not _host.checks_read_host(preds.device):
+        _host.assert_none(outside, f"{name}: predictions outside [0, 1] with from_logits=False.")
+        return
+    count = int(outside.any(-1).sum())
+    if count:
+        raise ShapeError(
+            format_error(
+                f"{name}: with from_logits=False the predictions must be probabilities, but "
+                f"{count} real step(s) hold values outside [0, 1].",
+                expected="probabilities at the real steps: a softmax (or sigmoid) at the end "
+                "of the model",
+                received=f"predictions from {float(preds.detach().min()):.4g} to "
+                f"{float(preds.detach().max()):.4g}",
+                fix="end the model with `Dense(units, activation='softmax')` ('sigmoid' for "
+                "binary), or pass `from_logits=True` to the loss (or metric), e.g. "
+                "`SparseCategoricalCrossentropy(from_logits=True)`.",
+            )
+        )
+
+
 def _require_classes(num_classes: int, values: torch.Tensor, name: str) -> None:
     if num_classes == 0:
         raise ShapeError(
@@ -355,8 +385,9 @@ def class_targets(
                 f"{name} takes class ids, but the targets look one-hot encoded.",
                 expected=f"targets of shape {tuple(step_shape)} holding class ids",
                 received=f"targets of shape {tuple(y_true.shape)}",
-                fix="use CategoricalCrossentropy for one-hot targets, "
-                "or pass `y.argmax(-1)` as class ids.",
+                fix="use the categorical loss or metric for one-hot targets "
+                "(CategoricalCrossentropy, CategoricalAccuracy), or pass `y.argmax(-1)` "
+                "as class ids.",
             )
         )
     if y_true.shape != step_shape:
@@ -818,14 +849,15 @@ class SparseCategoricalCrossentropy(Loss):
 
     def per_step(self, values, y_true, mask):
         scores, ids, real = class_targets(values, y_true, mask, self.name)
-        log_prob = _log_probs(scores, self.from_logits)
+        log_prob = _log_probs(scores, self.from_logits, self.name)
         return -log_prob.gather(-1, ids.unsqueeze(-1)).squeeze(-1), real, ids
 
 
-def _log_probs(scores: torch.Tensor, from_logits: bool) -> torch.Tensor:
+def _log_probs(scores: torch.Tensor, from_logits: bool, name: str) -> torch.Tensor:
     """Log-probabilities on the last axis, computed as Keras does."""
     if from_logits:
         return F.log_softmax(scores, dim=-1)
+    require_probabilities(scores, name)
     probs = scores / scores.sum(dim=-1, keepdim=True)
     return probs.clamp(EPSILON, 1.0 - EPSILON).log()
 
@@ -904,7 +936,7 @@ class CategoricalCrossentropy(_SmoothedCrossentropy):
             targets = targets * (1.0 - self.label_smoothing) + (
                 self.label_smoothing / targets.shape[-1]
             )
-        loss = -(targets * _log_probs(preds, self.from_logits)).sum(-1)
+        loss = -(targets * _log_probs(preds, self.from_logits, self.name)).sum(-1)
         return loss, real, targets.argmax(-1)
 
 
@@ -938,6 +970,7 @@ class BinaryCrossentropy(_SmoothedCrossentropy):
         if self.from_logits:
             loss = F.binary_cross_entropy_with_logits(preds, targets, reduction="none")
         else:
+            require_probabilities(preds, self.name)
             loss = F.binary_cross_entropy(
                 preds.clamp(EPSILON, 1.0 - EPSILON), targets, reduction="none"
             )

@@ -98,6 +98,27 @@ class Masked:
             mask_text = f"real={self.coverage:.0%} of {self.mask.numel()} steps"
         return f"Masked(values={tuple(self.values.shape)} {self.values.dtype}, {mask_text})"
 
+    @classmethod
+    def __torch_function__(
+        cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
+        """A PyTorch function or module given a `Masked` (a `torch.nn.Linear` in your
+        own `forward`, `torch.relu(x)`): a `MaskwiseTypeError` naming the function and
+        the ways to keep the mask, instead of PyTorch's "must be Tensor, not Masked"."""
+        name = getattr(func, "__name__", repr(func))
+        raise MaskwiseTypeError(
+            format_error(
+                f"torch's `{name}` got a maskwise Masked (values + mask), not a tensor.",
+                expected="a torch.Tensor: PyTorch functions and modules do not read masks",
+                received="Masked(values, mask)",
+                fix="for a per-step function keep the mask with the values: "
+                f"`x.with_values({name}(x.values, ...))`; for a per-step module call "
+                "`layers.Lambda(module)(x)` (in mw.Sequential it is wrapped for you); for a "
+                "function that mixes steps (sum, mean, cat over time) use the maskwise "
+                "layer (GlobalAveragePooling1D, Concatenate, ...), which reads the mask.",
+            )
+        )
+
     # ------------------------------------------------------------------ properties
     @property
     def shape(self) -> torch.Size:

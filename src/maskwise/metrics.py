@@ -69,6 +69,13 @@ def _is_binary(values: torch.Tensor, mask: torch.Tensor | None) -> bool:
     return values.shape[-1] == 1 or values.dim() == 1 or (mask is not None and values.dim() == 2)
 
 
+def _hit(right: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """1.0 where a step's prediction is right, 0.0 where not or where its scores hold
+    NaN: `argmax` reads NaN as the highest score, which would make a diverged model's
+    NaN output count as class 0 (right wherever the target is 0)."""
+    return (right & ~scores.isnan().any(-1)).to(scores.dtype)
+
+
 class Metric:
     """Base class: `reset`, `update`, `result` and a `name`.
 
@@ -200,7 +207,7 @@ class SparseCategoricalAccuracy(MeanMetric):
 
     def per_step(self, values, y_true, mask):
         scores, ids, real = class_targets(values, y_true, mask, self.name)
-        return (scores.argmax(-1) == ids).to(values.dtype), real
+        return _hit(scores.argmax(-1) == ids, scores), real
 
 
 class CategoricalAccuracy(MeanMetric):
@@ -219,7 +226,7 @@ class CategoricalAccuracy(MeanMetric):
 
     def per_step(self, values, y_true, mask):
         preds, targets, real = dense_targets(values, y_true, mask, self.name)
-        return (preds.argmax(-1) == targets.argmax(-1)).to(preds.dtype), real
+        return _hit(preds.argmax(-1) == targets.argmax(-1), preds), real
 
 
 class BinaryAccuracy(MeanMetric):
@@ -247,19 +254,27 @@ class BinaryAccuracy(MeanMetric):
 
     def per_step(self, values, y_true, mask):
         preds, targets, real = dense_targets(values, y_true, mask, self.name)
-        return ((preds > self.threshold).to(preds.dtype) == targets).to(preds.dtype).mean(-1), real
+        right = ((preds > self.threshold).to(preds.dtype) == targets) & ~preds.isnan()
+        return right.to(preds.dtype).mean(-1), real
 
 
 class TopKAccuracy(MeanMetric):
-    """Fraction of real steps whose target class id is among the `k` highest scores.
+    """Fraction of real steps whose target class is among the `k` highest scores.
 
-    Like Keras's `sparse_top_k_categorical_accuracy`, a tie with the k-th score counts.
+    The targets are class ids (Keras's `sparse_top_k_categorical_accuracy`) or one-hot
+    rows shaped like the scores (Keras's `top_k_categorical_accuracy`: the class is the
+    row's argmax). As in Keras, a tie with the k-th score counts.
 
     Example:
         >>> m = TopKAccuracy(k=2)
         >>> scores = torch.tensor([[[0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]])
         >>> m.update(torch.tensor([[1, 2, -100]]), Masked(scores, lengths_to_mask([2], 3)))
         >>> m.result()  # class 1 is in step 0's top 2, class 2 not in step 1's
+        0.5
+        >>> m.reset()
+        >>> one_hot = torch.eye(3)[torch.tensor([[1, 2, 0]])]
+        >>> m.update(one_hot, Masked(scores, lengths_to_mask([2], 3)))
+        >>> m.result()  # the same classes, one-hot
         0.5
 
     Args:
@@ -278,10 +293,14 @@ class TopKAccuracy(MeanMetric):
         super().__init__(name)
 
     def per_step(self, values, y_true, mask):
-        scores, ids, real = class_targets(values, y_true, mask, self.name)
+        if y_true.shape == values.shape and values.shape[-1] > 1:  # one-hot rows
+            scores, one_hot, real = dense_targets(values, y_true, mask, self.name)
+            ids = one_hot.argmax(-1)
+        else:
+            scores, ids, real = class_targets(values, y_true, mask, self.name)
         kth = scores.topk(min(self.k, scores.shape[-1]), dim=-1).values[..., -1]
         target_score = scores.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-        return (target_score >= kth).to(scores.dtype), real
+        return _hit(target_score >= kth, scores), real
 
 
 class Accuracy(MeanMetric):
@@ -708,6 +727,7 @@ METRICS: dict[str, type[Metric]] = {
     "binary_accuracy": BinaryAccuracy,
     "top_k_accuracy": TopKAccuracy,
     "sparse_top_k_categorical_accuracy": TopKAccuracy,
+    "top_k_categorical_accuracy": TopKAccuracy,
     "mae": MeanAbsoluteError,
     "mean_absolute_error": MeanAbsoluteError,
     "mse": MeanSquaredError,

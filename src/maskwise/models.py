@@ -16,7 +16,7 @@ with a message that shows how to give it a mask rule (`Lambda(module, mask=...)`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -190,6 +190,39 @@ _WINDOWS: dict[type[nn.Module], str] = {
 }
 
 
+def _is_keras(item: Any) -> bool:
+    """A Keras object (with the torch backend, Keras layers are torch modules too)."""
+    return type(item).__module__.split(".")[0] == "keras"
+
+
+def _not_a_module(item: Any, where: str) -> str:
+    """The message for a layer list item that is no module: Keras's `Input` first in a
+    `Sequential`, a Keras layer, anything else."""
+    kind = type(item)
+    if isinstance(item, SymbolicTensor):
+        problem = f"Sequential got a symbolic tensor{where} (`Input(...)` as in Keras)."
+        fix = (
+            "drop it: a Sequential reads the input shape at its first call, where the "
+            "weights are built (call the model on one batch before making an optimizer "
+            "on its parameters); or build `Model(inputs, outputs)` from the Input."
+        )
+    elif _is_keras(item):
+        problem = f"a Keras layer{where}: maskwise runs its own layers."
+        fix = (
+            f"use `maskwise.layers.{kind.__name__}` with the same arguments, or convert a "
+            "built Keras model with `maskwise.from_keras(keras_model)`."
+        )
+    else:
+        problem = f"`{kind.__name__}`{where} is not a layer."
+        fix = "pass maskwise layers or torch.nn modules."
+    return format_error(
+        problem,
+        expected="a maskwise layer, or a per-step torch.nn module",
+        received=f"{kind.__module__}.{kind.__qualname__}",
+        fix=fix,
+    )
+
+
 def _refusal_hint(module: nn.Module) -> str:
     """Why a known plain module that is not per step is refused, and what to use."""
     name = type(module).__name__
@@ -232,6 +265,8 @@ def as_layer(module: nn.Module, position: int | None = None) -> nn.Module:
         return module
     name = type(module).__name__
     where = "" if position is None else f" at position {position}"
+    if not isinstance(module, nn.Module) or _is_keras(module):
+        raise MaskwiseTypeError(_not_a_module(module, where))
     if isinstance(module, PER_STEP_MODULES):
         mixing = steps_mixed_by(module)
         if mixing is None:
@@ -294,6 +329,29 @@ class Container(Trainable, Layer):
     def build_from_config_shape(self, trailing: Any) -> None:
         self.build_shape = trailing
         self.built = trailing is not None
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """`nn.Module.load_state_dict`, with a `ConfigError` naming the fix when the
+        weights belong to layers not built yet (they make their weights at the first
+        call), instead of PyTorch's "Unexpected key(s)"."""
+        unknown = sorted(set(state_dict) - set(self.state_dict()))
+        unbuilt = any(not m.built for m in self.modules() if isinstance(m, Layer))
+        if strict and unknown and unbuilt:
+            raise ConfigError(
+                format_error(
+                    f"{type(self).__name__} {self.name!r} cannot load these weights yet: "
+                    "its layers make their weights at their first call.",
+                    expected="a model called once on data, or loaded with maskwise.load",
+                    received=f"{len(unknown)} weights of layers not built yet (first: "
+                    f"{unknown[0]!r})",
+                    fix="call the model on one batch first (`model(x)`), then "
+                    "load_state_dict; or save with `model.save(path)` and load with "
+                    "`maskwise.load(path)`, which builds the layers.",
+                )
+            )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ------------------------------------------------------------------ Keras's model methods
     def summary(

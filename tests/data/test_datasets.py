@@ -128,3 +128,18 @@ def test_padded_array_with_time_last_warns():
     x[1, :, :4] = 1.0
     with pytest.warns(MaskWarning, match=r"looks like \(batch, features, time\)"):
         SequenceDataset(x)
+
+
+def test_a_torch_data_loader_is_refused_with_the_maskwise_loader_named() -> None:
+    x, y = torch.zeros(4, 3, 2), torch.zeros(4, 3)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=2)
+    with pytest.raises(
+        ShapeError,
+        match=r"x: unsupported input type.*\n.*\n  received: DataLoader\n"
+        r"  fix: a torch DataLoader's padded batches carry no mask.*make_loader",
+    ):
+        SequenceDataset(loader)
+    with pytest.raises(ShapeError, match=r"received: dict\n  fix: several inputs go as a tuple"):
+        SequenceDataset({"tokens": x, "numbers": x})
+    with pytest.raises(ShapeError, match=r"received: int\n  fix: convert it"):
+        SequenceDataset(3)

@@ -199,6 +199,10 @@ def test_targets_that_do_not_line_up() -> None:
     assert finding.code == "MW011" and "sequence 0 has 5 steps but 4 values" in finding.message
     (finding,) = doctor.check(x, np.zeros((3, 5)))
     assert "y does not line up with x: 3 rows for 2 sequences" in finding.message
+    assert finding.fix.startswith("give one target per step")
+    (finding,) = doctor.check(x, sample_weight=np.ones((2, 4)))
+    assert finding.message.startswith("sample_weight does not line up with x: sequence 0")
+    assert finding.fix.startswith("give one weight per step")
 
 
 def test_tensors_and_token_ids_are_read() -> None:

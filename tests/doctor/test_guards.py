@@ -222,6 +222,33 @@ def test_per_step_targets_for_a_per_sequence_output_stop_fit() -> None:
     regressor(return_sequences=False).fit(x, y[:, 0], verbose=0)
 
 
+# ---------------------------------------------------------------- MW017: Masking value
+def test_nan_padding_with_a_zero_masking_stops_fit_and_evaluate() -> None:
+    x = padded(LENGTHS, value=np.nan).astype(np.float32)  # the model masks zeros only
+    y = np.nan_to_num(x[..., :1])
+    message = (
+        r"MW017 error: x: 16 padded steps hold nan \(first: sequence 1, step 3\), but the "
+        r"model's masking\w* \(layers.0\) masks only steps equal to 0.0: .*NaN makes every "
+        r"output NaN.\n  fix: .*`Masking\(mask_value=np.nan\)`.*np.nan_to_num\(x, nan=0.0\)"
+    )
+    with pytest.raises(DoctorError, match=message):
+        regressor(mask_value=0.0).fit(x, y, verbose=0)
+    model = regressor(mask_value=np.nan)  # the padding's own value: trains, finite
+    assert np.isfinite(model.fit(x, y, verbose=0).history["loss"][0])
+    with pytest.raises(DoctorError, match="MW017"):
+        regressor(mask_value=0.0).evaluate(x, y)
+
+
+def test_zero_padding_with_another_masking_value_stops_fit() -> None:
+    x = padded(LENGTHS).astype(np.float32)
+    with pytest.raises(
+        DoctorError,
+        match=r"MW017 .* masks only steps equal to -1.0: .* count "
+        r"as data.\n  fix: .*`Masking\(mask_value=0.0\)`",
+    ):
+        regressor(mask_value=-1.0).fit(x, x[..., :1], verbose=0)
+
+
 # ---------------------------------------------------------------- MW005: non-finite values
 def test_nan_at_a_real_step_of_inputs_targets_or_weights_stops_fit() -> None:
     x = ragged(LENGTHS)

@@ -153,3 +153,16 @@ def test_model_mode_is_restored() -> None:
     model.train()
     doctor.check(padded([4, 2]), model=model)
     assert model.training
+
+
+# ---------------------------------------------------------------- MW017 with a model
+def test_nan_padding_that_the_masking_layer_does_not_mask() -> None:
+    x = padded([3, 1, 2], value=np.nan)
+    model = Sequential([layers.Masking(0.0), layers.LSTM(2, return_sequences=True)])
+    findings = [f for f in doctor.check(x, model=model) if f.code == "MW017"]
+    assert [(f.severity, f.sequence, f.step) for f in findings] == [("error", 1, 1)]
+    assert "3 padded steps hold nan" in findings[0].message
+    assert "`Masking(mask_value=np.nan)`" in findings[0].fix
+    nan_model = Sequential([layers.Masking(np.nan), layers.LSTM(2, return_sequences=True)])
+    assert "MW017" not in codes(doctor.check(x, model=nan_model))
+    assert "MW017" not in codes(doctor.check(np.nan_to_num(x), model=model))

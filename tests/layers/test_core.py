@@ -294,3 +294,14 @@ def test_a_wrapped_module_given_other_features_is_a_named_error():
     model = Sequential([torch.nn.Linear(2, 2)])
     with pytest.raises(ShapeError, match=r"(?s)Lambda layer 'linear'.*\(3, 4, 5\).*in_features"):
         model(torch.zeros(3, 4, 5))
+
+
+@pytest.mark.parametrize("activation", ["linear", "softmax", "log_softmax", "hard_sigmoid"])
+def test_a_model_with_any_activation_survives_torch_save_and_load(tmp_path, activation):
+    """`torch.save(model)` pickles every layer: an activation must be a named function."""
+    model = Sequential([Dense(3, activation=activation), Activation(activation)])
+    x = Masked.from_lengths(torch.randn(2, 4, 2), [4, 1])
+    expected = model(x).values
+    torch.save(model, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)
+    torch.testing.assert_close(loaded(x).values, expected)

@@ -14,7 +14,7 @@ def trained(optimizer: str) -> Sequential:
     rng = np.random.default_rng(0)
     x = [rng.normal(size=(n, 3)).astype(np.float32) for n in (2, 4, 3)]
     y = [rng.integers(0, 2, size=n) for n in (2, 4, 3)]
-    model = Sequential([Masking(0.0), LSTM(4, return_sequences=True), Dense(2)])
+    model = Sequential([Masking(0.0), LSTM(4, return_sequences=True), Dense(2, "softmax")])
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
     model.fit(x, y, batch_size=3, verbose=0)
     return model

@@ -111,7 +111,7 @@ def test_fit_evaluate_and_predict_copy_each_batch_before_the_step_before_it(
 ) -> None:
     """Through the loops: batch i + 1 is sent to the device before step i runs."""
     x, y = ragged(4)
-    model = Sequential([Masking(0.0), LSTM(4, return_sequences=True), Dense(2)])
+    model = Sequential([Masking(0.0), LSTM(4, return_sequences=True), Dense(2, "softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     events: list[str] = []
     real_move = transfer.to_device

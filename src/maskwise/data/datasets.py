@@ -29,7 +29,7 @@ slot).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -246,11 +246,26 @@ def _make_input(
     if isinstance(raw, _ARRAY) and not (isinstance(raw, np.ndarray) and raw.dtype == object):
         return _PaddedInput(to_tensor(raw, name), mask_value, name)
     if not isinstance(raw, Sequence | np.ndarray):
+        if isinstance(raw, torch.utils.data.DataLoader | torch.utils.data.Dataset):
+            fix = (
+                "a torch DataLoader's padded batches carry no mask: pass the arrays "
+                "themselves (`fit(X, y)`), or make the loader with "
+                "`maskwise.data.make_loader(x, y, batch_size=...)`, which pads each batch "
+                "and keeps its mask."
+            )
+        elif isinstance(raw, Mapping):
+            fix = (
+                "several inputs go as a tuple `(x1, x2, ...)`, in the order of the model's "
+                "inputs (a dict keyed by input names is not read here)."
+            )
+        else:
+            fix = "convert it to a numpy array or torch tensor, or a list of them."
         raise ShapeError(
             format_error(
                 f"{name}: unsupported input type.",
                 expected="a padded array (N, time, ...) or a list of (time_i, ...) arrays",
                 received=type(raw).__name__,
+                fix=fix,
             )
         )
     if len(raw) == 0:

@@ -105,10 +105,10 @@ def check(
     report = check_data(x, y, sample_weight, mask_value, name=name)
     findings += report.findings
     if model is not None and len(report.layouts) == 1:
-        from .model_checks import run_model
+        from .model_checks import check_masking_value, run_model
 
         run = run_model(model, report.layout, report.paddings[0], mask_value)
-        findings += run.findings
+        findings += run.findings + check_masking_value(model, report.layout, report.paddings[0])
         if run.batch is not None and not any(f.severity == "error" for f in run.findings):
             from .leak_probe import probe_leaks  # a lost or doubled mask comes first
 

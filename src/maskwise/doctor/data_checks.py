@@ -549,8 +549,9 @@ def _misaligned(layout: Layout, received: str, name: str, sequence: int | None =
         "error",
         f"{name} does not line up with {layout.name}: {received} (each sequence of "
         f"{layout.name} seen as (time, features) = {shape}).",
-        "give one target per step, shaped (batch, time) like the inputs' first two axes; if "
-        f"{layout.name} is features x time, transpose it.",
+        f"give one {'weight' if name == 'sample_weight' else 'target'} per step, shaped "
+        f"(batch, time) like the inputs' first two axes; if {layout.name} is features x "
+        "time, transpose it.",
         sequence=sequence,
     )
 

@@ -28,6 +28,7 @@ CODES: dict[str, str] = {
     "MW014": "a time-major array: (time, batch, features)",
     "MW015": "the inputs of one sample have different real steps",
     "MW016": "per-sequence targets for a per-step output, or the reverse",
+    "MW017": "the padding is not the value the model's Masking masks",
 }
 
 SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2}

@@ -36,7 +36,7 @@ from ..masked import Masked
 from . import PROBE_ROWS, DataReport, check_data
 from .data_checks import as_numpy, check_padding_label
 from .findings import Finding, sort_findings
-from .model_checks import check_target_kind
+from .model_checks import check_masking_value, check_target_kind
 
 CHECKS = ("raise", "warn", "off")
 SAMPLE = 256
@@ -246,7 +246,8 @@ class Guard:
     ) -> None:
         """Once the model is built: the padding label against its output units (MW004;
         without a model, against the real classes only), the targets' kind against its
-        output on one batch (MW016) and, with `probe`, the leak probe on `PROBE_ROWS`
+        output on one batch (MW016), padded arrays against the model's `Masking` value
+        (MW017) and, with `probe`, the leak probe on `PROBE_ROWS`
         sequences of that batch (MW013); raise or warn. `batch`: the door's first batch
         (default: one made from the data's sample, moved to `device`)."""
         if self.checks == "off":
@@ -269,6 +270,8 @@ class Guard:
 
                     findings += probe_leaks(model, batch.x, rows=PROBE_ROWS)
         for report in self.reports:
+            if model is not None and len(report.layouts) == 1:
+                findings += check_masking_value(model, report.layout, report.paddings[0])
             if report.targets is not None:
                 findings += check_padding_label(
                     report.targets, report.paddings[0], n_outputs, loader_fills=True

@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import MaskError, MaskWarning
 from ..layers import Embedding, Lambda, Masking
 from ..masked import Masked
-from .data_checks import Layout, Padding, as_numpy
+from .data_checks import Layout, Padding, as_numpy, equals_mask_value
 from .findings import Finding
 
 BATCH = 32
@@ -340,3 +340,61 @@ def check_target_kind(output: Any, y: torch.Tensor | None, time: int) -> list[Fi
         "give y shaped (N, time) or a list of (time_i,) arrays."
     )
     return [Finding("MW016", "error", message, fix)]
+
+
+def check_masking_value(model: nn.Module, layout: Layout, paddings: list[Padding]) -> list[Finding]:
+    """MW017: a padded array whose padding is not the value of the model's `Masking`.
+
+    The data checks find the padded steps from the door's `mask_value` (and read steps
+    of NaN or inf as padding too), but the model masks what its first `Masking` layer
+    finds: padding of another value reaches the model as real steps, where NaN makes
+    every output NaN and zeros are read as data.
+
+    Example:
+        >>> x = np.ones((2, 3, 1)); x[0, 2:] = np.nan  # NaN padding
+        >>> layout = Layout("x", list(x), padded_array=True)
+        >>> pad = np.array([False, False, True])
+        >>> paddings = [Padding(pad, "post"), Padding(np.zeros(3, bool), None)]
+        >>> [f.code for f in check_masking_value(Masking(0.0), layout, paddings)]
+        ['MW017']
+        >>> check_masking_value(Masking(float("nan")), layout, paddings)
+        []
+    """
+    qualified, masking = next(
+        ((name, m) for name, m in model.named_modules() if isinstance(m, Masking)), ("", None)
+    )
+    if masking is None or not layout.padded_array or layout.tokens:
+        return []
+    value = float(masking.mask_value)
+    unmasked = [
+        (i, int(t))
+        for i, (seq, padding) in enumerate(zip(layout.sequences, paddings, strict=True))
+        for t in np.flatnonzero(padding.pad & ~equals_mask_value(seq, value).all(axis=-1))
+    ]
+    if not unmasked:
+        return []
+    i, t = unmasked[0]
+    found = float(layout.sequences[i][t].ravel()[0])
+    effect = "NaN makes every output NaN" if not np.isfinite(found) else "they count as data"
+    refill = f" (`np.nan_to_num(x, nan={value})`)" if np.isnan(found) else ""
+    return [
+        Finding(
+            "MW017",
+            "error",
+            f"{layout.name}: {len(unmasked)} padded steps hold {found} (first: sequence {i}, "
+            f"step {t}), but the model's {_label(qualified, masking)} masks only steps "
+            f"equal to {value}: it reads this padding as real steps, and {effect}.",
+            f"make the two agree: `Masking(mask_value={_literal(found)})` in the model (and "
+            f"`mask_value={_literal(found)}` in fit, evaluate and predict), or pad with "
+            f"{value}{refill}.",
+            sequence=i,
+            step=t,
+        )
+    ]
+
+
+def _literal(value: float) -> str:
+    """`value` as Python source: `np.nan` for NaN, `float('inf')`, else its repr."""
+    if np.isnan(value):
+        return "np.nan"
+    return repr(value) if np.isfinite(value) else f"float({str(value)!r})"

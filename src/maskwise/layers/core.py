@@ -583,13 +583,31 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
+# Named functions, not lambdas: a layer holding one can be pickled (`torch.save(model)`,
+# `copy.deepcopy`, multiprocessing).
+def _linear(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _softmax(x: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(x, dim=-1)
+
+
+def _log_softmax(x: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(x, dim=-1)
+
+
+def _hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(x / 6.0 + 0.5, 0.0, 1.0)
+
+
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "linear": lambda x: x,
+    "linear": _linear,
     "relu": torch.relu,
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,
-    "softmax": lambda x: torch.softmax(x, dim=-1),
-    "log_softmax": lambda x: torch.log_softmax(x, dim=-1),
+    "softmax": _softmax,
+    "log_softmax": _log_softmax,
     "gelu": nn.functional.gelu,
     "elu": nn.functional.elu,
     "selu": nn.functional.selu,
@@ -597,7 +615,7 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "softsign": nn.functional.softsign,
     "swish": nn.functional.silu,
     "silu": nn.functional.silu,
-    "hard_sigmoid": lambda x: torch.clamp(x / 6.0 + 0.5, 0.0, 1.0),
+    "hard_sigmoid": _hard_sigmoid,
     "exponential": torch.exp,
 }
 
