@@ -223,7 +223,7 @@ def test_per_step_targets_for_a_per_sequence_output_stop_fit() -> None:
 
 
 # ---------------------------------------------------------------- MW017: Masking value
-def test_nan_padding_with_a_zero_masking_stops_fit_and_evaluate() -> None:
+def test_nan_padding_with_a_zero_masking_stops_fit_evaluate_and_predict() -> None:
     x = padded(LENGTHS, value=np.nan).astype(np.float32)  # the model masks zeros only
     y = np.nan_to_num(x[..., :1])
     message = (
@@ -237,6 +237,9 @@ def test_nan_padding_with_a_zero_masking_stops_fit_and_evaluate() -> None:
     assert np.isfinite(model.fit(x, y, verbose=0).history["loss"][0])
     with pytest.raises(DoctorError, match="MW017"):
         regressor(mask_value=0.0).evaluate(x, y)
+    with pytest.raises(DoctorError, match=r"(?s)predict\(\) stopped .*MW017"):
+        regressor(mask_value=0.0).predict(x)
+    assert all(np.isfinite(p).all() for p in model.predict(x))
 
 
 def test_zero_padding_with_another_masking_value_stops_fit() -> None:

@@ -792,8 +792,10 @@ class Trainer:
         """The model's outputs without padding, in the order of `x` (a list or dict of
         them for several outputs; see `Trainable.predict`)."""
         distributed.init_process_group(device or self.place(None))
-        Guard(checks, "predict", mask_value).data(x)
+        guard = Guard(checks, "predict", mask_value)
+        guard.data(x)
         placed = self.place(device)
+        guard.model(self.model, device=placed)
         loader = data_loader(x, None, None, batch_size, mask_value)
         require_batches(loader, "data given to predict")
         names = output_names(self.model)
