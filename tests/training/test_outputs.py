@@ -45,7 +45,9 @@ def keras_model(frontend: str, as_dict: bool = False) -> Any:
     else:
         inputs = keras.Input((None, 3))
         x = keras.layers.Masking(0.0)(inputs)
-    tags = keras.layers.Dense(3, name="tags")(keras.layers.LSTM(5, return_sequences=True)(x))
+    tags = keras.layers.Dense(3, activation="softmax", name="tags")(
+        keras.layers.LSTM(5, return_sequences=True)(x)
+    )
     cls = keras.layers.Dense(2, activation="softmax", name="cls")(keras.layers.LSTM(4)(x))
     model = keras.Model(inputs, {"a": tags, "b": cls} if as_dict else [tags, cls])
     randomize_weights(model)
@@ -83,7 +85,7 @@ def test_two_outputs_evaluate_and_train_as_in_keras(frontend: str) -> None:
     theirs.compile(
         keras_sgd,
         loss=[
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            keras.losses.SparseCategoricalCrossentropy(),
             "sparse_categorical_crossentropy",
         ],
         loss_weights=[0.3, 2.0],
@@ -92,7 +94,7 @@ def test_two_outputs_evaluate_and_train_as_in_keras(frontend: str) -> None:
     ours.compile(
         our_sgd,
         loss=[
-            mw.losses.SparseCategoricalCrossentropy(from_logits=True),
+            mw.losses.SparseCategoricalCrossentropy(),
             "sparse_categorical_crossentropy",
         ],
         loss_weights=[0.3, 2.0],
