@@ -35,7 +35,7 @@ from .. import checkpoint, distributed
 from ..callbacks import Callback, History
 from ..data import Batch, Loader
 from ..doctor.guards import Guard
-from ..errors import ConfigError, format_error
+from ..errors import ConfigError, NonFiniteError, format_error
 from ..layers import _host
 from ..layers._keras_args import apply_constraints, collect_losses, one_pass
 from ..layers.base import Layer
@@ -315,15 +315,17 @@ class Trainer:
         self.state.grad_scaler = state.grad_scaler
         self.scaler = None  # made again from this state by the next fp16 fit
 
-    def save(self, path: str | Path) -> Path:
-        """`checkpoint.save` of the model with its training state (atomic). Under data
-        parallel only rank 0 writes (every process holds the same weights and state);
-        the others return the path without writing, and nothing waits for them, so
-        `if rank() == 0: model.save(path)` works too (call
-        `torch.distributed.barrier()` before the others read the file)."""
+    def save(self, path: str | Path, weights_only: bool = False) -> Path:
+        """`checkpoint.save` of the model with its training state (atomic; without it
+        when `weights_only`). Under data parallel only rank 0 writes (every process
+        holds the same weights and state); the others return the path without writing,
+        and nothing waits for them, so `if rank() == 0: model.save(path)` works too
+        (call `torch.distributed.barrier()` before the others read the file)."""
+        if weights_only:
+            checkpoint.check_suffix(Path(path), weights_only=True)
         if distributed.rank() != 0:
             return Path(path)
-        return checkpoint.save(self.model, path, self.snapshot())
+        return checkpoint.save(self.model, path, None if weights_only else self.snapshot())
 
     # ------------------------------------------------------------------ the steps
     def forward(self, x: Masked | tuple[Masked, ...]) -> Any:
@@ -698,7 +700,12 @@ class Trainer:
         with training_mode(self.model, True):
             for epoch in epochs:
                 callbacks.on_epoch_begin(epoch, logs)
-                logs = self.run_epoch(epoch, epochs.stop, loader, val_loader, device, verbose)
+                try:
+                    logs = self.run_epoch(epoch, epochs.stop, loader, val_loader, device, verbose)
+                except NonFiniteError as error:  # the step was not kept (NonFiniteGuard)
+                    if not callbacks.stop_on_non_finite(self.state.batch, error):
+                        raise
+                    break
                 callbacks.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
