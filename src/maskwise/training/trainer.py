@@ -49,10 +49,12 @@ from .epochs import check_epochs, epoch_window
 from .inputs import (
     data_loader,
     forward,
+    inputs_by_name,
     require_batches,
     require_targets,
     resolve_device,
     split_validation,
+    validation_inputs,
     validation_loader,
 )
 from .modes import training_mode
@@ -577,8 +579,9 @@ class Trainer:
         compiled = self.require_compiled("fit")
         plan = Update(compiled.loss, steps_per_update)
         check_class_weight(class_weight, compiled.names)
-        y = targets_by_name(y, compiled.names, "fit")
+        x, y = inputs_by_name(x, self.model, "fit"), targets_by_name(y, compiled.names, "fit")
         validation_data = validation_targets(validation_data, compiled.names)
+        validation_data = validation_inputs(validation_data, self.model)
         guard = Guard(checks, "fit", mask_value)
         guard.data(x, y, sample_weight)
         if validation_data is not None:
@@ -773,6 +776,7 @@ class Trainer:
         """The loss and the metrics over the data (see `Trainable.evaluate`)."""
         distributed.init_process_group(device or self.place(None))
         y = targets_by_name(y, self.require_compiled("evaluate").names, "evaluate")
+        x = inputs_by_name(x, self.model, "evaluate")
         verbose = resolve_verbose(verbose)
         guard = Guard(checks, "evaluate", mask_value)
         guard.data(x, y, sample_weight)
@@ -799,6 +803,7 @@ class Trainer:
         """The model's outputs without padding, in the order of `x` (a list or dict of
         them for several outputs; see `Trainable.predict`)."""
         distributed.init_process_group(device or self.place(None))
+        x = inputs_by_name(x, self.model, "predict")
         guard = Guard(checks, "predict", mask_value)
         guard.data(x)
         placed = self.place(device)
