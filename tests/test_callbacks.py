@@ -432,3 +432,12 @@ def test_model_checkpoint_can_save_the_weights_only(tmp_path) -> None:
     keras_name = callbacks.ModelCheckpoint(tmp_path / "m.weights.h5", save_weights_only=True)
     with pytest.raises(ConfigError, match=r"(?s)Keras's .h5 format.*m.weights.safetensors"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[keras_name])
+
+
+def test_learning_rate_scheduler_refuses_an_optimizer_on_a_schedule() -> None:
+    decay = maskwise.optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    model = maskwise.Sequential([maskwise.layers.Dense(1)])
+    model.compile(maskwise.optimizers.SGD(decay), "mse")
+    x, y = torch.randn(4, 3).numpy(), torch.randn(4, 1).numpy()
+    with pytest.raises(ConfigError, match=r"(?s)follows a schedule.*ExponentialDecay"):
+        model.fit(x, y, verbose=0, callbacks=[callbacks.LearningRateScheduler(halving)])

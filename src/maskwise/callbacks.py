@@ -719,7 +719,17 @@ class LearningRateScheduler(Callback):
         self.verbose = verbose
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
-        groups = self.model.optimizer.param_groups
+        optimizer = self.model.optimizer
+        if getattr(optimizer, "schedule", None) is not None:
+            raise ConfigError(
+                format_error(
+                    "LearningRateScheduler cannot set the learning rate of an optimizer "
+                    "whose rate follows a schedule (it sets the rate at every step).",
+                    received=f"{type(optimizer).__name__}(learning_rate={optimizer.schedule!r})",
+                    fix="give the optimizer a number as learning_rate, or drop the callback.",
+                )
+            )
+        groups = optimizer.param_groups
         rate = self.schedule(epoch, float(groups[0]["lr"]))
         number = float(rate) if isinstance(rate, int | float | np.number) else math.nan
         if isinstance(rate, bool) or not math.isfinite(number) or number < 0:
