@@ -412,7 +412,7 @@ def test_terminate_on_nan_ends_fit_quietly_with_finite_weights(capsys) -> None:
     assert model.epochs_done == 1 and ended and "loss" in ended[0]
     assert all(torch.equal(value, good[key]) for key, value in weights(model).items())
     out = capsys.readouterr().out
-    assert "Batch 0: not finite, terminating training" in out and "epoch 2, batch 1" in out
+    assert "TerminateOnNaN: terminating training. Training stopped at epoch 2, batch 1" in out
     model.optimizer.param_groups[0]["lr"] = 0.01
     with pytest.raises(maskwise.NonFiniteError):  # without the callback: the error
         model.fit(x, y, epochs=1, verbose=0, callbacks=[blow_up_at_epoch(model, 0, {})])

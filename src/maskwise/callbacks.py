@@ -772,10 +772,10 @@ class TerminateOnNaN(Callback):
         >>> # history = model.fit(x, y, epochs=10, callbacks=[stop])  # no error raised
     """
 
-    def stop(self, batch: int, error: Exception) -> None:
-        """Called by `fit` with the `NonFiniteError` of `batch` (counted from 0)."""
-        reason = str(error).splitlines()[0]
-        print(f"Batch {batch}: not finite, terminating training. {reason}")
+    def stop(self, error: Exception) -> None:
+        """Called by `fit` with the `NonFiniteError` that ends training."""
+        reason = str(error).splitlines()[0]  # names the epoch, the batch and what
+        print(f"TerminateOnNaN: terminating training. {reason}")
         self.model.stop_training = True
 
 

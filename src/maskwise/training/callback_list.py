@@ -58,12 +58,12 @@ class CallbackList:
     def has_batch_hooks(self) -> bool:
         return bool(self.batch_callbacks)
 
-    def stop_on_non_finite(self, batch: int, error: Exception) -> bool:
-        """Hand the `NonFiniteError` of `batch` to the `TerminateOnNaN` callbacks: True
-        when there is one (training ends quietly), False when `fit` raises."""
+    def stop_on_non_finite(self, error: Exception) -> bool:
+        """Hand a `NonFiniteError` of `fit` to the `TerminateOnNaN` callbacks: True when
+        there is one (training ends quietly), False when `fit` raises."""
         stoppers = [c for c in self.callbacks if isinstance(c, TerminateOnNaN)]
         for callback in stoppers:
-            callback.stop(batch, error)
+            callback.stop(error)
         return bool(stoppers)
 
     def on_train_begin(self, logs: Logs) -> None:

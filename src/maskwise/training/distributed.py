@@ -88,8 +88,7 @@ class Update:
         self.world_size = distributed.world_size()
         self.plain = self.steps_per_update == 1 and self.world_size == 1
         self.loss = loss
-        reduction = "mean" if self.plain else self._loss().reduction
-        if reduction not in COUNTED:
+        if not self.plain and (reduction := self._loss().reduction) not in COUNTED:
             raise ConfigError(
                 format_error(
                     f"{self._loss().name}: the {reduction!r} reduction divides each batch "

@@ -252,18 +252,13 @@ def inputs_by_name(x: Any, model: nn.Module, door: str) -> Any:
     unknown = [key for key in x if key not in names]
     missing = [name for name in names if name not in x]
     if unknown or missing:
+        problems = [f"unknown input name(s) {unknown}"] if unknown else []
+        problems += [f"missing {missing}"] if missing else []
         raise ConfigError(
             format_error(
                 f"The inputs given to {door}() do not match the model's inputs {names}.",
                 expected=f"a dict with keys {names}",
-                received=", ".join(
-                    part
-                    for part in (
-                        f"unknown input name(s) {unknown}" if unknown else "",
-                        f"missing {missing}" if missing else "",
-                    )
-                    if part
-                ),
+                received=", ".join(problems),
                 fix="key each input by the name of its `Input(..., name=...)`.",
             )
         )

@@ -706,7 +706,7 @@ class Trainer:
                 try:
                     logs = self.run_epoch(epoch, epochs.stop, loader, val_loader, device, verbose)
                 except NonFiniteError as error:  # the step was not kept (NonFiniteGuard)
-                    if not callbacks.stop_on_non_finite(self.state.batch, error):
+                    if not callbacks.stop_on_non_finite(error):
                         raise
                     break
                 callbacks.on_epoch_end(epoch, logs)
