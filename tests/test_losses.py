@@ -336,7 +336,9 @@ def _reference(kind, rows_pred, rows_y, reduction, delta=1.0):
         else:
             per_row.append(F.binary_cross_entropy_with_logits(p, t, reduction="none").mean(-1))
     steps = torch.cat(per_row)
-    if reduction == "mean":
+    if reduction == "none":
+        return steps
+    if reduction in ("mean", "mean_with_sample_weight"):  # no weights: the same mean
         return steps.mean()
     if reduction == "sum":
         return steps.sum()
@@ -355,7 +357,7 @@ LOSS_FOR = {
 @settings(max_examples=25, deadline=None)
 @given(
     kind=st.sampled_from(list(LOSS_FOR)),
-    reduction=st.sampled_from(["mean", "sum", "sequence_mean"]),
+    reduction=st.sampled_from(["mean", "sum", "sequence_mean", "mean_with_sample_weight", "none"]),
     rows=st.lists(st.lists(st.booleans(), min_size=1, max_size=6), min_size=1, max_size=4),
     extra=st.integers(0, 3),
     fill=st.sampled_from([0.0, float("nan"), float("inf"), -1e30]),
@@ -378,6 +380,9 @@ def test_loss_equals_its_unpadded_computation(kind, reduction, rows, extra, fill
         padded_y = y.masked_fill(~mask[..., None], fill)
     padded_pred = pred.masked_fill(~mask[..., None], fill)
     got = LOSS_FOR[kind](reduction)(padded_y, Masked(padded_pred, mask))
+    if reduction == "none":  # the real steps' losses, in order; 0 at padded steps
+        assert torch.equal(got.mask, mask) and not got.values[~mask].any()
+        got = got.values[mask]
     expected = _reference(
         kind,
         [p[m] for p, m in zip(pred, mask)],
