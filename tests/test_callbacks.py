@@ -309,3 +309,135 @@ def test_a_run_that_goes_nan_keeps_the_last_good_checkpoint(tmp_path) -> None:
     kept = saved_weights_of(path)
     assert all(torch.equal(value, good[key]) for key, value in kept.items())
     assert maskwise.load(path).epochs_done == 1
+
+
+# ------------------------------------------------------------------ Keras's other callbacks
+CSV_SCRIPT = [
+    {"loss": 0.5, "accuracy": 0.25, "lengths": [3, 1]},
+    {"loss": 0.25, "accuracy": 0.5},  # "lengths" missing: NA
+]
+
+
+def run_csv_logger(callback, script: list[dict]) -> None:
+    callback.on_train_begin()
+    for epoch, logs in enumerate(script):
+        callback.on_epoch_end(epoch, dict(logs))
+    callback.on_train_end()
+
+
+@pytest.mark.parametrize("separator", [",", ";"])
+def test_csv_logger_writes_the_file_keras_writes(tmp_path, separator: str) -> None:
+    ours, theirs = tmp_path / "ours.csv", tmp_path / "theirs.csv"
+    for append in (False, True):  # a second run appends rows without a second header
+        run_csv_logger(callbacks.CSVLogger(ours, separator, append), CSV_SCRIPT)
+        run_csv_logger(keras.callbacks.CSVLogger(str(theirs), separator, append), CSV_SCRIPT)
+    assert ours.read_bytes() == theirs.read_bytes()
+    assert ours.read_text().count("epoch") == 1
+
+
+def test_csv_logger_in_fit_has_a_row_per_epoch(tmp_path) -> None:
+    x, y = tagging_data(16)
+    model = compiled_model()
+    path = tmp_path / "log.csv"
+    history = model.fit(
+        x, y, epochs=2, batch_size=8, verbose=0, validation_split=0.25,
+        callbacks=[callbacks.CSVLogger(path)],
+    )  # fmt: skip
+    lines = path.read_text().splitlines()
+    assert lines[0] == "epoch,accuracy,loss,val_accuracy,val_loss"
+    rows = [line.split(",") for line in lines[1:]]
+    assert [row[0] for row in rows] == ["0", "1"]
+    assert [float(row[2]) for row in rows] == pytest.approx(history.history["loss"])
+
+
+def halving(epoch: int, lr: float) -> float:
+    return lr if epoch < 2 else lr / 2
+
+
+def test_learning_rate_scheduler_sets_the_rates_keras_sets() -> None:
+    x = torch.randn(8, 3).numpy()
+    y = torch.randn(8, 1).numpy()
+    theirs = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    theirs.compile(keras.optimizers.SGD(0.1), "mse")
+    expected = theirs.fit(
+        x, y, epochs=4, verbose=0, callbacks=[keras.callbacks.LearningRateScheduler(halving)]
+    ).history["learning_rate"]
+    model = maskwise.Sequential([maskwise.layers.Dense(1)])
+    model.compile("sgd", "mse", learning_rate=0.1)
+    seen: list[float] = []
+    record = callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: seen.append(model.optimizer.param_groups[0]["lr"])
+    )
+    schedule = callbacks.LearningRateScheduler(halving)
+    history = model.fit(x, y, epochs=4, verbose=0, callbacks=[schedule, record])
+    assert history.history["learning_rate"] == pytest.approx(expected, rel=1e-6)
+    assert seen == pytest.approx([0.1, 0.1, 0.05, 0.025])  # set before the epoch trains
+
+
+def test_learning_rate_scheduler_prints_and_checks_the_rate(capsys) -> None:
+    weight = torch.nn.Parameter(torch.zeros(1))
+    model = types.SimpleNamespace(optimizer=torch.optim.SGD([weight], lr=0.1))
+    loud = callbacks.LearningRateScheduler(lambda epoch, lr: 0.5, verbose=1)
+    loud.set_model(model)
+    loud.on_epoch_begin(0)
+    assert "Epoch 1: LearningRateScheduler setting learning rate to 0.5." in capsys.readouterr().out
+    for bad in (None, float("nan"), -1.0, True):
+        wrong = callbacks.LearningRateScheduler(lambda epoch, lr, bad=bad: bad)
+        wrong.set_model(model)
+        with pytest.raises(ConfigError, match=r"(?s)schedule gave .* for epoch 3.*lr\) -> lr"):
+            wrong.on_epoch_begin(3)
+    assert model.optimizer.param_groups[0]["lr"] == 0.5
+
+
+def blow_up_at_epoch(model, epoch: int, good: dict) -> callbacks.LambdaCallback:
+    def at_epoch_begin(current: int, logs: dict) -> None:
+        if current == epoch:
+            good.update(weights(model))
+            model.optimizer.param_groups[0]["lr"] = float("inf")
+
+    return callbacks.LambdaCallback(on_epoch_begin=at_epoch_begin)
+
+
+def test_terminate_on_nan_ends_fit_quietly_with_finite_weights(capsys) -> None:
+    x, y = tagging_data(16)
+    model = compiled_model()
+    good: dict = {}
+    ended: list[dict] = []
+    seen = callbacks.LambdaCallback(on_train_end=ended.append)
+    history = model.fit(
+        x, y, epochs=3, batch_size=8, verbose=0,
+        callbacks=[blow_up_at_epoch(model, 1, good), callbacks.TerminateOnNaN(), seen],
+    )  # fmt: skip
+    assert history.epoch == [0]  # the interrupted epoch has no entry
+    assert model.epochs_done == 1 and ended and "loss" in ended[0]
+    assert all(torch.equal(value, good[key]) for key, value in weights(model).items())
+    out = capsys.readouterr().out
+    assert "TerminateOnNaN: terminating training. Training stopped at epoch 2, batch 1" in out
+    model.optimizer.param_groups[0]["lr"] = 0.01
+    with pytest.raises(maskwise.NonFiniteError):  # without the callback: the error
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[blow_up_at_epoch(model, 0, {})])
+
+
+def test_model_checkpoint_can_save_the_weights_only(tmp_path) -> None:
+    x, y = tagging_data(16)
+    model = compiled_model()
+    path = tmp_path / "epoch{epoch}.weights.safetensors"
+    check = callbacks.ModelCheckpoint(path, monitor="loss", save_weights_only=True)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[check])
+    saved = tmp_path / "epoch2.weights.safetensors"
+    assert maskwise.load(saved).compiled is None  # no compile or training state
+    fresh = tagger()
+    fresh.load_weights(saved)
+    assert all(torch.equal(value, weights(model)[key]) for key, value in weights(fresh).items())
+    keras_name = callbacks.ModelCheckpoint(tmp_path / "m.weights.h5", save_weights_only=True)
+    with pytest.raises(ConfigError, match=r"(?s)Keras's .h5 format.*m.weights.safetensors"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[keras_name])
+
+
+def test_learning_rate_scheduler_refuses_an_optimizer_on_a_schedule() -> None:
+    decay = maskwise.optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    model = maskwise.Sequential([maskwise.layers.Dense(1)])
+    model.compile(maskwise.optimizers.SGD(decay), "mse")
+    x, y = torch.randn(4, 3).numpy(), torch.randn(4, 1).numpy()
+    with pytest.raises(ConfigError, match=r"(?s)follows a schedule.*ExponentialDecay"):
+        model.fit(x, y, verbose=0, callbacks=[callbacks.LearningRateScheduler(halving)])

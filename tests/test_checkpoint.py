@@ -347,3 +347,46 @@ def test_two_callbacks_of_one_class_keep_their_own_best_weights(tmp_path) -> Non
     resumed.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=again, resume_from=path)
     assert resumed.epochs_done == 3  # each restored its own weights: both loaded strictly
     assert all(torch.equal(v, again[1].best_weights[k]) for k, v in weights(resumed).items())
+
+
+# ------------------------------------------------------------------ save_weights / load_weights
+def test_save_weights_round_trip_into_a_model_not_built_yet(tmp_path) -> None:
+    model = maskwise.Sequential([maskwise.layers.Masking(0.0), maskwise.layers.LSTM(3)])
+    model.compile("adam", "mse")
+    x = torch.randn(2, 4, 5)
+    expected = model(x)
+    path = model.save_weights(tmp_path / "m.weights.safetensors")
+    fresh = maskwise.Sequential([maskwise.layers.Masking(0.0), maskwise.layers.LSTM(3)])
+    fresh.load_weights(path)  # built from the saved shapes, then loaded
+    torch.testing.assert_close(fresh(x).values, expected.values, rtol=0, atol=0)
+    assert maskwise.load(path).compiled is None  # the weights, no compile state
+
+
+def test_load_weights_reads_the_weights_of_a_full_save(tmp_path) -> None:
+    model = maskwise.Sequential([maskwise.layers.Dense(2, input_shape=(3,))])
+    model.compile("sgd", "mse")
+    path = model.save(tmp_path / "m.safetensors")
+    fresh = maskwise.Sequential([maskwise.layers.Dense(2, input_shape=(3,))])
+    fresh.load_weights(path)
+    assert torch.equal(fresh.layers[0].kernel, model.layers[0].kernel)
+    assert fresh.compiled is None  # load_weights leaves the compile state alone
+
+
+@pytest.mark.parametrize("name", ["m.weights.h5", "m.keras"])
+def test_weights_under_a_keras_name_say_what_maskwise_writes(tmp_path, name: str) -> None:
+    model = maskwise.Sequential([maskwise.layers.Dense(2, input_shape=(3,))])
+    stem = name.rsplit(".", 1)[0]
+    match = rf"(?s)Keras's \.\w+ format.*safetensors.*'{stem}.safetensors'.*load_weights"
+    with pytest.raises(ConfigError, match=match):
+        model.save_weights(tmp_path / name)
+    with pytest.raises(ConfigError, match=match):
+        model.load_weights(tmp_path / name)
+    assert not (tmp_path / name).exists()
+
+
+def test_load_weights_of_another_architecture_is_a_config_error(tmp_path) -> None:
+    model = maskwise.Sequential([maskwise.layers.Dense(2, input_shape=(3,))])
+    path = model.save_weights(tmp_path / "m.safetensors")
+    other = maskwise.Sequential([maskwise.layers.Dense(4, input_shape=(3,))])
+    with pytest.raises(ConfigError, match=str(path)):
+        other.load_weights(path)

@@ -245,11 +245,12 @@ def test_steps_per_update_must_be_a_positive_integer(value):
         model.fit(x, y, steps_per_update=value, verbose=0)
 
 
-def test_keras2_reduction_cannot_be_accumulated():
+@pytest.mark.parametrize("reduction", ["keras2", "mean_with_sample_weight"])
+def test_per_batch_reductions_cannot_be_accumulated(reduction):
     x, y = ddp_cases.ragged_data(4)
     model = Sequential([layers.Embedding(20, 4, mask_zero=True), layers.Dense(3)])
-    model.compile("sgd", losses.SparseCategoricalCrossentropy(reduction="keras2"))
-    with pytest.raises(ConfigError, match=r"(?s)'keras2' reduction.*steps_per_update=2"):
+    model.compile("sgd", losses.SparseCategoricalCrossentropy(reduction=reduction))
+    with pytest.raises(ConfigError, match=rf"(?s)'{reduction}' reduction.*steps_per_update=2"):
         model.fit(x, y, steps_per_update=2, verbose=0)
 
 

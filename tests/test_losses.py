@@ -117,6 +117,74 @@ def test_mean_matches_keras3(case, mask_name, weighted):
     torch.testing.assert_close(got, torch.tensor(expected), atol=1e-5, rtol=1e-6)
 
 
+KERAS_REDUCTIONS = ["sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None]
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", KERAS_REDUCTIONS)
+@pytest.mark.parametrize("case", ["sparse_logits", "binary", "mse"])
+def test_keras_reduction_names_match_keras3(case, reduction, weighted):
+    # Ragged ("gaps") data: Keras's value for each of its reduction names.
+    ours_cls, keras_cls, kwargs = CASES[case]
+    kind = case if case.startswith(("sparse", "binary")) else "regression"
+    mask = _mask("gaps")
+    pred, y, our_pred, our_y = _data(kind, mask)
+    weight = torch.rand(B, T, generator=torch.Generator().manual_seed(2)) if weighted else None
+    keras_pred = pred.clone()
+    set_keras_mask(keras_pred, mask)
+    keras_weight = None if weight is None else weight.clone()
+    loss = keras_cls(**kwargs, reduction=reduction)
+    expected = torch.as_tensor(np.asarray(loss(y, keras_pred, sample_weight=keras_weight)))
+    our_weight = None if weight is None else weight.masked_fill(~mask, float("nan"))
+    got = ours_cls(**kwargs, reduction=reduction)(
+        our_y, Masked(our_pred, mask), sample_weight=our_weight
+    )
+    if reduction in ("none", None):
+        assert isinstance(got, Masked) and torch.equal(got.mask, mask)
+        got = got.values  # padded steps hold 0, as Keras's
+    torch.testing.assert_close(got, expected.float(), atol=1e-5, rtol=1e-6)
+
+
+def test_mean_with_sample_weight_divides_by_the_real_steps_weights():
+    # Hand math: losses 1, 4 at the real steps of weights 2, 1 (the padded step's 9 and
+    # weight 5 do not count): (2 * 1 + 1 * 4) / (2 + 1).
+    pred = Masked(torch.zeros(1, 3, 1), torch.tensor([[True, True, False]]))
+    y = torch.tensor([[[1.0], [2.0], [3.0]]])
+    loss = losses.MeanSquaredError(reduction="mean_with_sample_weight")
+    assert float(loss(y, pred, sample_weight=torch.tensor([[2.0, 1.0, 5.0]]))) == 2.0
+    assert float(loss(y, pred)) == 2.5  # without weights: the mean over the real steps
+    assert float(loss(y, pred, sample_weight=torch.tensor([[0.0, 0.0, 5.0]]))) == 0.0
+
+
+def test_keras_default_reduction_name_is_the_mean():
+    loss = losses.MeanSquaredError(reduction="sum_over_batch_size")
+    assert loss.reduction == "mean"
+    assert losses.MeanSquaredError(reduction=None).reduction == "none"
+    unmasked = losses.MeanAbsoluteError(reduction="none")(torch.ones(2, 3), torch.zeros(2, 3))
+    assert isinstance(unmasked, torch.Tensor)
+    torch.testing.assert_close(unmasked, torch.ones(2))
+
+
+@pytest.mark.parametrize("reduction", ["average", "NONE", 0])
+def test_unknown_reduction_lists_the_accepted_names(reduction):
+    accepted = r"(?s)'mean'.*'sum'.*'mean_with_sample_weight'.*'none'.*'sum_over_batch_size'.*None"
+    with pytest.raises(ConfigError, match=accepted):
+        losses.MeanSquaredError(reduction=reduction)
+
+
+@pytest.mark.parametrize("reduction", ["mean_with_sample_weight", "none"])
+def test_uncounted_reductions_refuse_a_normalizer(reduction):
+    pred = Masked(torch.zeros(1, 2, 1), torch.tensor([[True, False]]))
+    with pytest.raises(ConfigError, match=f"'{reduction}' reduction cannot take a normalizer"):
+        losses.MeanSquaredError(reduction=reduction)(torch.zeros(1, 2, 1), pred, normalizer=1)
+
+
+def test_compile_refuses_the_none_reduction():
+    model = Sequential([Dense(1)])
+    with pytest.raises(ConfigError, match=r"(?s)reduction is 'none'.*reduction='mean'"):
+        model.compile("sgd", losses.MeanSquaredError(reduction="none"))
+
+
 def test_per_sequence_weight_is_each_step_of_the_sequence():
     # Keras 3 fails on (batch,) weights with a (batch, time) mask; ours broadcast them.
     mask = _mask("gaps")
@@ -268,7 +336,9 @@ def _reference(kind, rows_pred, rows_y, reduction, delta=1.0):
         else:
             per_row.append(F.binary_cross_entropy_with_logits(p, t, reduction="none").mean(-1))
     steps = torch.cat(per_row)
-    if reduction == "mean":
+    if reduction == "none":
+        return steps
+    if reduction in ("mean", "mean_with_sample_weight"):  # no weights: the same mean
         return steps.mean()
     if reduction == "sum":
         return steps.sum()
@@ -287,7 +357,7 @@ LOSS_FOR = {
 @settings(max_examples=25, deadline=None)
 @given(
     kind=st.sampled_from(list(LOSS_FOR)),
-    reduction=st.sampled_from(["mean", "sum", "sequence_mean"]),
+    reduction=st.sampled_from(["mean", "sum", "sequence_mean", "mean_with_sample_weight", "none"]),
     rows=st.lists(st.lists(st.booleans(), min_size=1, max_size=6), min_size=1, max_size=4),
     extra=st.integers(0, 3),
     fill=st.sampled_from([0.0, float("nan"), float("inf"), -1e30]),
@@ -310,6 +380,9 @@ def test_loss_equals_its_unpadded_computation(kind, reduction, rows, extra, fill
         padded_y = y.masked_fill(~mask[..., None], fill)
     padded_pred = pred.masked_fill(~mask[..., None], fill)
     got = LOSS_FOR[kind](reduction)(padded_y, Masked(padded_pred, mask))
+    if reduction == "none":  # the real steps' losses, in order; 0 at padded steps
+        assert torch.equal(got.mask, mask) and not got.values[~mask].any()
+        got = got.values[mask]
     expected = _reference(
         kind,
         [p[m] for p, m in zip(pred, mask)],
@@ -514,7 +587,7 @@ def test_weight_errors():
 
 def test_configuration_errors():
     with pytest.raises(ConfigError, match=r"(?s)Unknown loss reduction.*'sequence_mean'"):
-        losses.MeanSquaredError(reduction="sum_over_batch_size")
+        losses.MeanSquaredError(reduction="sum_over_batch")
     with pytest.raises(ConfigError, match=r"(?s)Unknown loss 'mean_sq'.*huber, mae"):
         losses.get_loss("mean_sq")
     with pytest.raises(MaskwiseTypeError, match=r"name or a maskwise.losses.Loss"):

@@ -582,3 +582,43 @@ NAN = float("nan")
 def test_a_real_step_with_nan_scores_counts_as_wrong(metric, y_true, scores):
     y_pred = Masked(torch.tensor(scores), torch.tensor([[True, True]]))
     assert metric(torch.tensor(y_true), y_pred) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_per_class_metrics_count_nan_scores_as_a_miss_of_no_class(binary):
+    # Steps (true class, prediction): (0, NaN), (0, 0), (1, 1), (1, 0); by hand,
+    # class 0: predicted at 2 steps, right at 1; present at 2 steps, found at 1 (the NaN
+    # step is a miss); class 1: predicted once, right; present twice, found once.
+    mask = torch.tensor([[True, True, True, True, False]])
+    if binary:
+        y_true = torch.tensor([[0.0, 0.0, 1.0, 1.0, NAN]])
+        y_pred = Masked(torch.tensor([[[NAN], [0.2], [0.9], [0.1], [0.5]]]), mask)
+    else:
+        y_true = torch.tensor([[0, 0, 1, 1, IGNORE_INDEX]])
+        scores = [[NAN, NAN], [0.8, 0.2], [0.1, 0.9], [0.7, 0.3], [0.5, 0.5]]
+        y_pred = Masked(torch.tensor([scores]), mask)
+    matrix = metrics.ConfusionMatrix()
+    matrix.update(y_true, y_pred)
+    assert matrix.result() == [[1.0, 0.0], [1.0, 1.0]]
+    assert matrix.unscored() == [1.0, 0.0]
+    assert metrics.Precision()(y_true, y_pred) == pytest.approx(
+        {"precision/0": 0.5, "precision/1": 1.0, "precision_macro": 0.75}
+    )
+    assert metrics.Recall()(y_true, y_pred) == pytest.approx(
+        {"recall/0": 0.5, "recall/1": 0.5, "recall_macro": 0.5}
+    )
+    f1 = {0: 2 * 0.5 * 0.5 / 1.0, 1: 2 * 1.0 * 0.5 / 1.5}
+    assert metrics.F1Score()(y_true, y_pred) == pytest.approx(
+        {"f1_score/0": f1[0], "f1_score/1": f1[1], "f1_score_macro": (f1[0] + f1[1]) / 2}
+    )
+
+
+def test_nan_scores_count_once_whatever_the_weight_and_batches():
+    # Two updates: the unscored weight adds up, and the matrix keeps its square shape.
+    matrix = metrics.ConfusionMatrix(num_classes=3)
+    assert matrix.unscored() == [0.0, 0.0, 0.0]
+    scores = torch.tensor([[[NAN, 0.0, 1.0], [0.0, 0.0, 1.0]]])
+    for weight in (2.0, 3.0):
+        matrix.update(torch.tensor([[2, 2]]), scores, sample_weight=torch.tensor([weight]))
+    assert matrix.unscored() == [0.0, 0.0, 5.0]
+    assert matrix.result() == [[0.0] * 3, [0.0] * 3, [0.0, 0.0, 5.0]]

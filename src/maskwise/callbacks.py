@@ -22,9 +22,11 @@ their state at the end of that epoch.
 
 from __future__ import annotations
 
+import csv
+import math
 import operator
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -398,6 +400,9 @@ class ModelCheckpoint(MonitorCallback):
         monitor: the value `save_best_only` compares.
         save_best_only: save only when `monitor` improves on the best so far.
         mode: see `MonitorCallback`.
+        save_weights_only: save with `model.save_weights` (the weights, for
+            `model.load_weights`) rather than `model.save` (with the training state,
+            for `fit(resume_from=...)`).
     """
 
     def __init__(
@@ -406,10 +411,12 @@ class ModelCheckpoint(MonitorCallback):
         monitor: str = "val_loss",
         save_best_only: bool = False,
         mode: str = "auto",
+        save_weights_only: bool = False,
     ) -> None:
         super().__init__(monitor, mode)
         self.path = str(path)
         self.save_best_only = save_best_only
+        self.save_weights_only = save_weights_only
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self.best = self.baseline
@@ -444,7 +451,10 @@ class ModelCheckpoint(MonitorCallback):
                 )
             ) from missing
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.model.save(path)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
 
 
 def non_finite_weights(model: torch.nn.Module) -> list[str]:
@@ -605,12 +615,179 @@ class LambdaCallback(Callback):
             self.batch_end(batch, logs or {})
 
 
+class CSVLogger(Callback):
+    """Write each epoch's logs as a row of a CSV file, as Keras's `CSVLogger` does.
+
+    The columns are `epoch` (counted from 0) and the first epoch's log names, sorted;
+    if none starts with `val_`, a `val_` column for each follows (empty: "NA"), as in
+    Keras, so that a later run with validation appends to the same columns. A missing
+    value is written "NA"; a list or array as `"[a, b]"`. The file is flushed after
+    every row, and closed at the end of training.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     log = CSVLogger(Path(folder) / "log.csv")  # fit(..., callbacks=[log])
+        ...     log.on_train_begin()
+        ...     log.on_epoch_end(0, {"loss": 0.5, "val_loss": 0.75})
+        ...     log.on_train_end()
+        ...     print((Path(folder) / "log.csv").read_text().splitlines())
+        ['epoch,loss,val_loss', '0,0.5,0.75']
+
+    Args:
+        filename: the CSV file's path.
+        separator: the string between values.
+        append: add to an existing file (no second header unless it is empty);
+            False overwrites it.
+    """
+
+    def __init__(self, filename: str | Path, separator: str = ",", append: bool = False) -> None:
+        self.filename = str(filename)
+        self.separator = separator
+        self.append = append
+        self.file: Any = None
+        self.writer: csv.DictWriter | None = None
+        self.keys: list[str] | None = None
+        self.header = True
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self.on_train_end()
+        path = Path(self.filename)
+        self.header = not (self.append and path.is_file() and path.stat().st_size > 0)
+        self.file = open(path, "a" if self.append else "w", newline="")  # noqa: SIM115
+        self.writer, self.keys = None, None
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if not any(key.startswith("val_") for key in self.keys):
+                self.keys += [f"val_{key}" for key in self.keys]
+        if self.writer is None:
+            self.writer = csv.DictWriter(
+                self.file, fieldnames=["epoch", *self.keys], delimiter=self.separator
+            )
+            if self.header:
+                self.writer.writeheader()
+        row = {key: _csv_value(logs.get(key, "NA")) for key in self.keys}
+        self.writer.writerow({"epoch": epoch, **row})
+        self.file.flush()
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        if self.file is not None and not self.file.closed:
+            self.file.close()
+        self.writer = None
+
+
+def _csv_value(value: Any) -> Any:
+    """A log value as Keras's `CSVLogger` writes it: an iterable as `"[a, b]"`."""
+    if isinstance(value, str) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return value
+    if isinstance(value, Iterable):
+        return f'"[{", ".join(map(str, value))}]"'
+    return value
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of each epoch to `schedule(epoch, lr)`, as
+    Keras's `LearningRateScheduler` does (`epoch` counted from 0, `lr` the current
+    rate); every parameter group of the optimizer gets it. Adds `learning_rate` to
+    each epoch's logs.
+
+    Example:
+        >>> halve = LearningRateScheduler(lambda epoch, lr: lr if epoch < 1 else lr / 2)
+        >>> # model.fit(x, y, epochs=3, callbacks=[halve]); by hand:
+        >>> from types import SimpleNamespace
+        >>> weight = torch.nn.Parameter(torch.zeros(1))
+        >>> halve.set_model(SimpleNamespace(optimizer=torch.optim.SGD([weight], lr=0.1)))
+        >>> for epoch in range(3):
+        ...     logs = {}
+        ...     halve.on_epoch_begin(epoch)
+        ...     halve.on_epoch_end(epoch, logs)
+        ...     print(epoch, logs["learning_rate"])
+        0 0.1
+        1 0.05
+        2 0.025
+
+    Args:
+        schedule: `f(epoch, lr) -> new lr`, a number >= 0.
+        verbose: 1 prints each epoch's new rate.
+    """
+
+    def __init__(self, schedule: Callable[[int, float], float], verbose: int = 0) -> None:
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        optimizer = self.model.optimizer
+        if getattr(optimizer, "schedule", None) is not None:
+            raise ConfigError(
+                format_error(
+                    "LearningRateScheduler cannot set the learning rate of an optimizer "
+                    "whose rate follows a schedule (it sets the rate at every step).",
+                    received=f"{type(optimizer).__name__}(learning_rate={optimizer.schedule!r})",
+                    fix="give the optimizer a number as learning_rate, or drop the callback.",
+                )
+            )
+        groups = optimizer.param_groups
+        rate = self.schedule(epoch, float(groups[0]["lr"]))
+        number = float(rate) if isinstance(rate, int | float | np.number) else math.nan
+        if isinstance(rate, bool) or not math.isfinite(number) or number < 0:
+            raise ConfigError(
+                format_error(
+                    f"LearningRateScheduler: the schedule gave {rate!r} for epoch {epoch}.",
+                    expected="a finite number >= 0 (the new learning rate)",
+                    received=f"{rate!r} ({type(rate).__name__})",
+                    fix="return the learning rate: `schedule(epoch, lr) -> lr`.",
+                )
+            )
+        for group in groups:
+            group["lr"] = number
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {number}.")
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.param_groups[0]["lr"])
+
+
+class TerminateOnNaN(Callback):
+    """End training quietly at the first batch that is not finite, Keras's
+    `TerminateOnNaN`.
+
+    Without it, `fit` raises a `NonFiniteError` at the first batch whose loss,
+    gradients or new weights hold NaN or inf (the step not kept: the weights stay those
+    from before the batch). With it, `fit` prints the batch and what was not finite,
+    and returns its `History` instead: training ends at that batch; the epoch it
+    interrupts gets no validation, no `on_epoch_end` and no entry in the history (its
+    logs would not be over the epoch), and `on_train_end` runs with the last finished
+    epoch's logs.
+
+    Differences from Keras: Keras looks at the loss only, keeps the step (the weights
+    may hold NaN afterwards) and ends the interrupted epoch with its logs (NaN);
+    maskwise also stops at non-finite gradients or weights, and keeps the weights finite.
+
+    Example:
+        >>> stop = TerminateOnNaN()
+        >>> # history = model.fit(x, y, epochs=10, callbacks=[stop])  # no error raised
+    """
+
+    def stop(self, error: Exception) -> None:
+        """Called by `fit` with the `NonFiniteError` that ends training."""
+        reason = str(error).splitlines()[0]  # names the epoch, the batch and what
+        print(f"TerminateOnNaN: terminating training. {reason}")
+        self.model.stop_training = True
+
+
 __all__ = [
+    "CSVLogger",
     "Callback",
     "EarlyStopping",
     "History",
     "LambdaCallback",
+    "LearningRateScheduler",
     "ModelCheckpoint",
     "MonitorCallback",
     "ReduceLROnPlateau",
+    "TerminateOnNaN",
 ]

@@ -108,19 +108,21 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 """Suffixes of Keras's formats, which a maskwise checkpoint is not."""
 
 
-def check_suffix(path: Path) -> None:
+def check_suffix(path: Path, weights_only: bool = False) -> None:
     """Refuse a Keras file name: Keras (and the doctor) would read the file as their
-    format and fail."""
+    format and fail. `weights_only`: the name is for `save_weights` / `load_weights`."""
     if path.suffix.lower() not in KERAS_SUFFIXES:
         return
+    held = "weights and config" if weights_only else "weights, config and training state"
+    load = "`model.load_weights`" if weights_only else "`maskwise.models.load_model`"
     raise ConfigError(
         format_error(
-            f"maskwise does not write Keras's {path.suffix} format.",
-            expected="a .safetensors name: maskwise writes one safetensors file holding the "
-            "weights, the model's config and the training state",
+            f"maskwise does not read or write Keras's {path.suffix} format.",
+            expected=f"a .safetensors name: maskwise writes one safetensors file holding the "
+            f"model's {held}",
             received=str(path),
-            fix=f"save to {path.with_suffix('.safetensors').name!r} and load it with "
-            "`maskwise.models.load_model`; `maskwise.from_keras` converts a Keras model.",
+            fix=f"save to {path.with_suffix('.safetensors').name!r} and load it with {load}; "
+            "`maskwise.from_keras` converts a Keras model (load Keras's file into it first).",
         )
     )
 

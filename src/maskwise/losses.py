@@ -19,17 +19,25 @@ accelerator, where reading a value back stalls the host, the check runs on the d
 (on CUDA a device-side assertion, after which the process must restart); `fit` and
 `evaluate` check the first batch of each epoch with the exact error everywhere.
 
-Reductions (`reduction=`):
-- `"mean"` (default): sum of the weighted per-step losses over the real steps, divided
-  by the number of real steps (not by the sum of the weights). This is Keras 3's value
-  for a masked model (`sum_over_batch_size` with a mask, `keras/src/losses/loss.py`).
+Reductions (`reduction=`), Keras 3's names first (`keras/src/losses/loss.py`, each
+with Keras's value on masked data):
+- `"mean"` (default) or `"sum_over_batch_size"` (Keras's default name; the same
+  reduction, stored as `"mean"`): sum of the weighted per-step losses over the real
+  steps, divided by the number of real steps (not by the sum of the weights). This is
+  Keras 3's value for a masked model: its mask weighs real steps by total / real.
+- `"mean_with_sample_weight"`: the weighted sum over the real steps divided by the sum
+  of the weights at the real steps (0 when they sum to 0); without weights, the mean
+  over the real steps.
+- `"none"` or None: no reduction. The weighted loss of each step: a `Masked` whose mask
+  is the output's (padded steps hold 0, Keras's values) for a masked `y_pred`, else a
+  tensor of the step shape. `compile` refuses it (training needs one number).
 - `"keras2"`: Keras 2's `weighted_masked_objective`: `score *= mask;
   score /= mean(mask) + 1e-7`, then `score *= weights; score /= mean(weights != 0)`,
   then the mean. It weights batches by their fraction of real steps.
 - `"sequence_mean"`: each sequence's mean over its real steps, then the mean over the
   sequences that have at least one real step (every sequence counts the same,
   whatever its length).
-- `"sum"`: the sum over the real steps.
+- `"sum"`: the sum over the real steps (Keras's `"sum"`).
 
 A batch with no real step gives 0 (with zero gradients), never NaN.
 
@@ -44,7 +52,8 @@ numbers of real steps, and the mean of per-piece means is not the mean over the 
 - `"sequence_mean"`: the sum of this piece's per-sequence means divided by `n`, the
   number of sequences with a real step in the whole batch;
 - `"sum"`: the sum divided by `n` (it has no count: `n = 1` is the piece's sum);
-- `"keras2"`: refused, its per-batch fractions have no global form.
+- `"keras2"`, `"mean_with_sample_weight"`, `"none"`: refused; a per-batch fraction, a
+  sum of weights, and no reduction have no global form.
 Then the sum of the pieces' losses is the loss of the whole batch. Under
 `DistributedDataParallel`, which *averages* the gradients of W processes, pass
 `n = N / W` where N is the count over every process (`maskwise.distributed
@@ -100,7 +109,14 @@ __all__ = [
 EPSILON = 1e-7
 """Keras's `backend.epsilon()`: probabilities are clipped to `[EPSILON, 1 - EPSILON]`."""
 
-REDUCTIONS = ("mean", "keras2", "sequence_mean", "sum")
+REDUCTIONS = ("mean", "sum", "mean_with_sample_weight", "none", "sequence_mean", "keras2")
+"""The reductions a loss stores (`Loss.reduction`)."""
+
+KERAS_REDUCTIONS: dict[str | None, str] = {"sum_over_batch_size": "mean", None: "none"}
+"""Keras 3's other names for reductions of `REDUCTIONS`."""
+
+COUNTED = ("mean", "sequence_mean", "sum")
+"""The reductions that take a `normalizer` (a batch split into pieces)."""
 
 ClassWeight = Mapping[int, float] | Sequence[float]
 
@@ -599,6 +615,15 @@ def broadcast_weight(weight: torch.Tensor, step_shape: torch.Size) -> torch.Tens
     return weight.reshape(weight.shape + (1,) * (len(step_shape) - weight.dim()))
 
 
+def weighted_steps(
+    loss: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None
+) -> torch.Tensor:
+    """Per-step losses times their weights, 0 at padded steps (Keras's `"none"` values)."""
+    if weight is not None:
+        loss = loss * broadcast_weight(weight, loss.shape)
+    return torch.where(real, loss, torch.zeros_like(loss))
+
+
 def _reduce(
     loss: torch.Tensor,
     real: torch.Tensor,
@@ -611,9 +636,14 @@ def _reduce(
     replaces the denominator (see the module docstring)."""
     if reduction == "keras2":
         return _reduce_keras2(loss, real, weight, masked)
-    if weight is not None:
-        loss = loss * broadcast_weight(weight, loss.shape)
-    loss = torch.where(real, loss, torch.zeros_like(loss))
+    loss = weighted_steps(loss, real, weight)
+    if reduction == "mean_with_sample_weight":
+        ones = torch.ones_like(loss)
+        weights = ones if weight is None else broadcast_weight(weight, loss.shape) * ones
+        total_weight = torch.where(real, weights, torch.zeros_like(loss)).sum()
+        # Keras's divide_no_nan: weights summing to 0 give 0.
+        safe = torch.where(total_weight != 0, total_weight, torch.ones_like(total_weight))
+        return torch.where(total_weight != 0, loss.sum() / safe, torch.zeros_like(safe))
     if reduction == "mean":
         total, count = loss.sum(), real.sum()
     elif reduction == "sum":
@@ -648,6 +678,30 @@ def _reduce_keras2(
     return score.mean()
 
 
+def standard_reduction(reduction: str | None) -> str:
+    """The name a loss stores for `reduction`, one of `REDUCTIONS` (Keras 3's other
+    names map to theirs), or a `ConfigError` listing the accepted names.
+
+    Example:
+        >>> standard_reduction("sum_over_batch_size"), standard_reduction(None)
+        ('mean', 'none')
+    """
+    if isinstance(reduction, str | None) and reduction in KERAS_REDUCTIONS:
+        return KERAS_REDUCTIONS[reduction]
+    if isinstance(reduction, str) and reduction in REDUCTIONS:
+        return reduction
+    accepted = [*REDUCTIONS, *KERAS_REDUCTIONS]
+    raise ConfigError(
+        format_error(
+            "Unknown loss reduction.",
+            expected="one of " + ", ".join(repr(name) for name in accepted),
+            received=repr(reduction),
+            fix="Keras's default 'sum_over_batch_size' is maskwise's 'mean' (the mean "
+            "over the real steps).",
+        )
+    )
+
+
 # ---------------------------------------------------------------------- losses
 class Loss:
     """Base class: a per-step loss reduced over the real steps.
@@ -668,8 +722,9 @@ class Loss:
         8.0
 
     Args:
-        reduction: `"mean"` (default, Keras 3), `"keras2"`, `"sequence_mean"` or `"sum"`
-            (see the module docstring).
+        reduction: `"mean"` (default, Keras 3's `"sum_over_batch_size"`), `"sum"`,
+            `"mean_with_sample_weight"`, `"none"` (or None), `"sequence_mean"` or
+            `"keras2"` (see the module docstring).
         name: the loss's name (defaults to the Keras function name).
     """
 
@@ -677,16 +732,8 @@ class Loss:
     labels = True
     """The targets are classes (the cross-entropies): lets `read_pair` check the order."""
 
-    def __init__(self, reduction: str = "mean", name: str | None = None) -> None:
-        if reduction not in REDUCTIONS:
-            raise ConfigError(
-                format_error(
-                    "Unknown loss reduction.",
-                    expected=" or ".join(repr(r) for r in REDUCTIONS),
-                    received=repr(reduction),
-                )
-            )
-        self.reduction = reduction
+    def __init__(self, reduction: str | None = "mean", name: str | None = None) -> None:
+        self.reduction = standard_reduction(reduction)
         self.name = name or self.default_name
 
     def __repr__(self) -> str:
@@ -709,8 +756,10 @@ class Loss:
         sample_weight: Any = None,
         class_weight: ClassWeight | None = None,
         normalizer: float | torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """The reduced loss over the real steps of `y_pred` (a scalar tensor).
+    ) -> torch.Tensor | Masked:
+        """The reduced loss over the real steps of `y_pred` (a scalar tensor), or with
+        `reduction="none"` the weighted loss of each step (a `Masked` marking the
+        padded steps for a masked `y_pred`, else a tensor of the step shape).
 
         Keras's argument order: `loss(y_true, y_pred)`; arguments evidently swapped are
         an error (see the module docstring).
@@ -747,6 +796,9 @@ class Loss:
             table = _class_weight_table(class_weight, _num_classes(values), loss.device, loss.dtype)
             by_class = table[class_ids]
             weight = by_class if weight is None else broadcast_weight(weight, loss.shape) * by_class
+        if self.reduction == "none":
+            steps = weighted_steps(loss, real, weight)
+            return steps if mask is None else Masked(steps, mask)
         return _reduce(loss, real, weight, mask is not None, self.reduction, normalizer)
 
     def denominator(self, y_pred: Masked | torch.Tensor) -> torch.Tensor:
@@ -776,15 +828,15 @@ class Loss:
         """Refuse a normalizer with the keras2 reduction, or one that is not a count."""
         if normalizer is None:
             return
-        if self.reduction == "keras2":
+        if self.reduction not in COUNTED:
             raise ConfigError(
                 format_error(
-                    f"{self.name}: the 'keras2' reduction cannot take a normalizer.",
-                    expected="reduction 'mean', 'sequence_mean' or 'sum'",
-                    received="reduction='keras2' with normalizer=...",
-                    fix="Keras 2 weights each batch by its own fraction of real steps, "
-                    "which has no form over a batch split across processes or "
-                    "micro-batches: use reduction='mean'.",
+                    f"{self.name}: the {self.reduction!r} reduction cannot take a normalizer.",
+                    expected="reduction " + ", ".join(repr(name) for name in COUNTED),
+                    received=f"reduction={self.reduction!r} with normalizer=...",
+                    fix="a batch split across processes or micro-batches has no form for "
+                    "Keras 2's per-batch fraction of real steps, a sum of weights, or no "
+                    "reduction: use reduction='mean'.",
                 )
             )
         if isinstance(normalizer, torch.Tensor):

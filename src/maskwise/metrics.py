@@ -24,6 +24,11 @@ average, `ConfusionMatrix` a matrix of zeros; `fit` and `evaluate` log a loss of
 A NaN would poison every later comparison (`EarlyStopping`, `ModelCheckpoint`). Before
 any update, the per-class metrics know their classes only from `num_classes`: without
 it they give `{}` (and `ConfusionMatrix` `[]`).
+
+A real step whose scores hold NaN (a diverged model) is a wrong prediction in every
+classification metric, where `argmax` would read it as class 0: wrong for the
+accuracies, a miss of its true class for `Recall` (and `F1Score`), no class's
+prediction for `Precision`, and `ConfusionMatrix.unscored()` rather than a column.
 """
 
 from __future__ import annotations
@@ -420,7 +425,9 @@ class BinaryCrossentropy(_CrossentropyMean):
 
 
 class _ConfusionCounts(Metric):
-    """Accumulates the weighted confusion matrix `self.matrix` (true x predicted)."""
+    """Accumulates the weighted confusion matrix `self.matrix`, `classes x (classes + 1)`:
+    row = true class, column = predicted class, and a last column for the real steps
+    whose scores hold NaN, which predict no class (see `ConfusionMatrix`)."""
 
     def __init__(
         self, num_classes: int | None = None, threshold: float = 0.5, name: str | None = None
@@ -441,10 +448,14 @@ class _ConfusionCounts(Metric):
             preds, targets, real = dense_targets(values, y_true, mask, self.name)
             predicted = (preds[..., 0] > self.threshold).long()
             true = targets[..., 0].round().long().clamp(0, 1)
-            classes = 2
+            classes, unscored = 2, preds[..., 0].isnan()
         else:
             scores, true, real = class_targets(values, y_true, mask, self.name)
             predicted, classes = scores.argmax(-1), scores.shape[-1]
+            unscored = scores.isnan().any(-1)
+        # `argmax` reads NaN as the highest score (class 0) and `NaN > threshold` as
+        # class 0: NaN scores go to the last column, a prediction of no class.
+        predicted = torch.where(unscored, classes, predicted)
         if self.num_classes is not None and classes != self.num_classes:
             raise ConfigError(
                 format_error(
@@ -457,10 +468,10 @@ class _ConfusionCounts(Metric):
             )
         # A scatter-add into a zeroed matrix, where `bincount` would read the largest
         # pair back to the host to size its output (a stall off the CPU).
-        pairs = (true * classes + predicted).reshape(-1)
+        pairs = (true * (classes + 1) + predicted).reshape(-1)
         weights = _step_weights(real, sample_weight).reshape(-1)
-        counts = weights.new_zeros(classes * classes).scatter_add_(0, pairs, weights)
-        counts = counts.reshape(classes, classes)
+        counts = weights.new_zeros(classes * (classes + 1)).scatter_add_(0, pairs, weights)
+        counts = counts.reshape(classes, classes + 1)
         self.matrix = counts if self.matrix is None else self.matrix + counts
 
 
@@ -472,12 +483,22 @@ class ConfusionMatrix(_ConfusionCounts):
     `result()` is a nested list `num_classes x num_classes` of floats: row = true class,
     column = predicted class.
 
+    A real step whose scores hold NaN (a diverged model) predicts no class, where
+    `argmax` would read it as class 0: it is not in `result()` but in `unscored()`,
+    its weight per true class. It counts as a miss of its true class (lowering its
+    recall) and as no class's prediction (leaving precision alone), as the accuracy
+    metrics count it as wrong. The count stays on the device like the matrix.
+
     Example:
         >>> m = ConfusionMatrix()
         >>> scores = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]]])
         >>> m.update(torch.tensor([[0, 1, 0, -100]]), Masked(scores, lengths_to_mask([3], 4)))
         >>> m.result()  # row: true class, column: predicted class; step 3 is padding
         [[1.0, 1.0], [0.0, 1.0]]
+        >>> nan = torch.full((1, 1, 2), float("nan"))
+        >>> m.update(torch.tensor([[1]]), Masked(nan, lengths_to_mask([1], 1)))
+        >>> m.result(), m.unscored()  # a true class 1 with NaN scores
+        ([[1.0, 1.0], [0.0, 1.0]], [0.0, 1.0])
 
     Args:
         num_classes: number of classes; inferred from the predictions when None (and
@@ -493,7 +514,14 @@ class ConfusionMatrix(_ConfusionCounts):
         if self.matrix is None:
             size = self.num_classes or 0
             return [[0.0] * size for _ in range(size)]
-        return self.matrix.tolist()
+        return self.matrix[:, :-1].tolist()
+
+    def unscored(self) -> list[float]:
+        """The weight of the real steps whose scores held NaN, per true class (zeros
+        before any update if `num_classes` is given, else `[]`)."""
+        if self.matrix is None:
+            return [0.0] * (self.num_classes or 0)
+        return self.matrix[:, -1].tolist()
 
 
 class _PerClass(_ConfusionCounts):
@@ -523,10 +551,14 @@ def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
 
 
 def _precision(matrix: torch.Tensor) -> torch.Tensor:
-    return _ratio(matrix.diagonal(), matrix.sum(0))
+    """Per class of a `_ConfusionCounts` matrix: the steps predicted as the class
+    (steps with NaN scores predict none)."""
+    return _ratio(matrix.diagonal(), matrix[:, :-1].sum(0))
 
 
 def _recall(matrix: torch.Tensor) -> torch.Tensor:
+    """Per class of a `_ConfusionCounts` matrix: the steps of the class (with NaN
+    scores, a miss)."""
     return _ratio(matrix.diagonal(), matrix.sum(1))
 
 
@@ -534,7 +566,8 @@ class Precision(_PerClass):
     """Per-class precision (true positives / predicted positives) over real steps.
 
     Result: `{"precision/0": ..., "precision/1": ..., "precision_macro": ...}`; a class
-    never predicted has precision 0. Arguments as `ConfusionMatrix`.
+    never predicted has precision 0. A real step with NaN scores predicts no class
+    (see `ConfusionMatrix`): it leaves precision alone. Arguments as `ConfusionMatrix`.
 
     Example:
         >>> m = Precision()
@@ -554,6 +587,7 @@ class Recall(_PerClass):
     """Per-class recall (true positives / actual positives) over real steps.
 
     Result: `{"recall/0": ..., "recall_macro": ...}`; a class never present has recall 0.
+    A real step with NaN scores is a miss of its true class (see `ConfusionMatrix`).
     Arguments as `ConfusionMatrix`.
 
     Example:

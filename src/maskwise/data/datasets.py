@@ -256,7 +256,8 @@ def _make_input(
         elif isinstance(raw, Mapping):
             fix = (
                 "several inputs go as a tuple `(x1, x2, ...)`, in the order of the model's "
-                "inputs (a dict keyed by input names is not read here)."
+                "inputs (`fit`, `evaluate` and `predict` of a functional Model also take a "
+                "dict keyed by input names)."
             )
         else:
             fix = "convert it to a numpy array or torch tensor, or a list of them."

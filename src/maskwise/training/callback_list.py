@@ -7,7 +7,15 @@ from typing import Any
 
 from torch import nn
 
-from ..callbacks import Callback, History, Logs, hook_order, keyed, wants_batch_logs
+from ..callbacks import (
+    Callback,
+    History,
+    Logs,
+    TerminateOnNaN,
+    hook_order,
+    keyed,
+    wants_batch_logs,
+)
 
 
 class CallbackList:
@@ -49,6 +57,14 @@ class CallbackList:
     @property
     def has_batch_hooks(self) -> bool:
         return bool(self.batch_callbacks)
+
+    def stop_on_non_finite(self, error: Exception) -> bool:
+        """Hand a `NonFiniteError` of `fit` to the `TerminateOnNaN` callbacks: True when
+        there is one (training ends quietly), False when `fit` raises."""
+        stoppers = [c for c in self.callbacks if isinstance(c, TerminateOnNaN)]
+        for callback in stoppers:
+            callback.stop(error)
+        return bool(stoppers)
 
     def on_train_begin(self, logs: Logs) -> None:
         for callback in self.callbacks:

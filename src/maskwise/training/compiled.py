@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -216,7 +216,9 @@ class Compiled:
                         fix=f"pass {head.name!r}'s targets, or compile it with loss None.",
                     )
                 )
-            parts.append(head.loss(target, output, sample_weight, class_weight, normalizer))
+            value = head.loss(target, output, sample_weight, class_weight, normalizer)
+            # compile refuses reduction="none" (make_heads): the loss is a scalar tensor.
+            parts.append(cast(torch.Tensor, value))
         return parts
 
     def total(self, parts: Sequence[torch.Tensor | None]) -> torch.Tensor:

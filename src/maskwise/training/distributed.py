@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import distributed
 from ..errors import ConfigError, format_error
-from ..losses import Loss
+from ..losses import COUNTED, Loss
 from ..masked import Masked
 from .predictions import Predictions
 from .totals import EpochTotals
@@ -88,13 +88,13 @@ class Update:
         self.world_size = distributed.world_size()
         self.plain = self.steps_per_update == 1 and self.world_size == 1
         self.loss = loss
-        if not self.plain and self._loss().reduction == "keras2":
+        if not self.plain and (reduction := self._loss().reduction) not in COUNTED:
             raise ConfigError(
                 format_error(
-                    f"{self._loss().name}: the 'keras2' reduction weighs each batch by its own "
-                    "fraction of real steps, so it cannot be split across processes or "
-                    "accumulated over batches.",
-                    received=f"reduction='keras2', {self.world_size} process(es), "
+                    f"{self._loss().name}: the {reduction!r} reduction divides each batch "
+                    "by its own fraction of real steps or sum of weights, so it cannot be "
+                    "split across processes or accumulated over batches.",
+                    received=f"reduction={reduction!r}, {self.world_size} process(es), "
                     f"steps_per_update={self.steps_per_update}",
                     fix="use reduction='mean' (Keras 3's), or train in one process "
                     "with steps_per_update=1.",

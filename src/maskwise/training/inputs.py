@@ -5,10 +5,11 @@ that cannot train (no batch, no targets)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..data import Loader, ParquetSequences, SequenceDataset, make_loader
 from ..errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
@@ -219,3 +220,54 @@ def _split_tail(data: Any, keep: int) -> tuple[Any, Any]:
         split = {key: _split_tail(d, keep) for key, d in data.items()}
         return {k: p[0] for k, p in split.items()}, {k: p[1] for k, p in split.items()}
     return data[:keep], data[keep:]
+
+
+def inputs_by_name(x: Any, model: nn.Module, door: str) -> Any:
+    """`x` as the loaders take it: a dict keyed by the input names of a functional
+    `Model` (Keras's `fit({"tokens": ..., "tags": ...}, y)`) becomes its values in the
+    model's input order (a tuple; the value itself for one input); anything else is
+    unchanged. A dict whose keys are not the model's input names, or a dict for a
+    model without named inputs, is a `ConfigError` naming them.
+
+    Example:
+        >>> tokens = Input(shape=(None,), dtype="int64", name="tokens")
+        >>> tags = Input(shape=(None, 2), name="tags")
+        >>> model = Model([tokens, tags], layers.Dense(1)(tags))
+        >>> inputs_by_name({"tags": "T", "tokens": "W"}, model, "fit")
+        ('W', 'T')
+    """
+    if not isinstance(x, Mapping):
+        return x
+    names: list[str] | None = getattr(model, "input_names", None)
+    if names is None:
+        raise ConfigError(
+            format_error(
+                f"{door}() takes a dict of inputs only for a functional Model, whose inputs "
+                "have names.",
+                received=f"a dict with keys {sorted(map(str, x))} for a {type(model).__name__}",
+                fix="pass one input as it is, several as a tuple `(x1, x2, ...)` in the "
+                "order the model takes them; or build a `Model` from named `Input`s.",
+            )
+        )
+    unknown = [key for key in x if key not in names]
+    missing = [name for name in names if name not in x]
+    if unknown or missing:
+        problems = [f"unknown input name(s) {unknown}"] if unknown else []
+        problems += [f"missing {missing}"] if missing else []
+        raise ConfigError(
+            format_error(
+                f"The inputs given to {door}() do not match the model's inputs {names}.",
+                expected=f"a dict with keys {names}",
+                received=", ".join(problems),
+                fix="key each input by the name of its `Input(..., name=...)`.",
+            )
+        )
+    values = tuple(x[name] for name in names)
+    return values if len(values) > 1 else values[0]
+
+
+def validation_inputs(data: Any, model: nn.Module) -> Any:
+    """`fit`'s `validation_data` with its inputs as `inputs_by_name` gives them."""
+    if isinstance(data, tuple | list) and len(data) in (2, 3):
+        return (inputs_by_name(data[0], model, "fit"), *data[1:])
+    return data

@@ -122,6 +122,16 @@ def make_heads(names: list[str], loss: Any, loss_weights: Any, metrics: Any) -> 
         specs = [] if specs is None else specs
         specs = list(specs) if isinstance(specs, list | tuple) else [specs]
         made = None if entry is None else losses_module.get_loss(entry)
+        if made is not None and made.reduction == "none":
+            raise ConfigError(
+                format_error(
+                    f"{made.name}: compile needs a loss reduced to one number, but its "
+                    "reduction is 'none'.",
+                    received=f"output {name!r}: {made!r}",
+                    fix="use reduction='mean' (Keras's 'sum_over_batch_size') to train; "
+                    "call the loss yourself with reduction='none' for the per-step losses.",
+                )
+            )
         metric_objects = [metrics_module.get_metric(m) for m in specs]
         heads.append(Head(name, made, weight, metric_objects, specs))
     return heads

@@ -430,6 +430,36 @@ class Trainable(nn.Module):
         """
         return self.trainer.save(path)
 
+    def save_weights(self, path: str | Path) -> Path:
+        """Save the model's weights to one safetensors file (atomic), Keras's
+        `save_weights`: no compile or training state. Returns the path written.
+
+        The file also holds the model's config, so `maskwise.load(path)` can rebuild a
+        `Sequential` or `Model` from it. A Keras name (`.weights.h5`, `.keras`, ...) is
+        a `ConfigError` naming the `.safetensors` name to use.
+
+        Example:
+            >>> import os, tempfile
+            >>> model = Sequential([layers.Dense(2, input_shape=(3,))])
+            >>> twin = Sequential([layers.Dense(2, input_shape=(3,))])
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     path = model.save_weights(os.path.join(folder, "m.weights.safetensors"))
+            ...     twin.load_weights(path)
+            >>> torch.equal(twin.layers[0].kernel, model.layers[0].kernel)
+            True
+        """
+        return self.trainer.save(path, weights_only=True)
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load weights saved by `save_weights` (or the weights of a `save` file) into
+        this model, Keras's `load_weights`: the names and shapes must match (strict),
+        and layers not built yet are built from the shapes saved with the file. The
+        compile and training state are left as they are. A Keras name
+        (`.weights.h5`, ...) is a `ConfigError`: `maskwise.from_keras` converts a Keras
+        model with its weights."""
+        checkpoint.check_suffix(Path(path), weights_only=True)
+        checkpoint.load_weights(self, checkpoint.Checkpoint(path))
+
 
 def load(
     path: str | os.PathLike,

@@ -35,7 +35,7 @@ from .. import checkpoint, distributed
 from ..callbacks import Callback, History
 from ..data import Batch, Loader
 from ..doctor.guards import Guard
-from ..errors import ConfigError, format_error
+from ..errors import ConfigError, NonFiniteError, format_error
 from ..layers import _host
 from ..layers._keras_args import apply_constraints, collect_losses, one_pass
 from ..layers.base import Layer
@@ -49,10 +49,12 @@ from .epochs import check_epochs, epoch_window
 from .inputs import (
     data_loader,
     forward,
+    inputs_by_name,
     require_batches,
     require_targets,
     resolve_device,
     split_validation,
+    validation_inputs,
     validation_loader,
 )
 from .modes import training_mode
@@ -315,15 +317,17 @@ class Trainer:
         self.state.grad_scaler = state.grad_scaler
         self.scaler = None  # made again from this state by the next fp16 fit
 
-    def save(self, path: str | Path) -> Path:
-        """`checkpoint.save` of the model with its training state (atomic). Under data
-        parallel only rank 0 writes (every process holds the same weights and state);
-        the others return the path without writing, and nothing waits for them, so
-        `if rank() == 0: model.save(path)` works too (call
-        `torch.distributed.barrier()` before the others read the file)."""
+    def save(self, path: str | Path, weights_only: bool = False) -> Path:
+        """`checkpoint.save` of the model with its training state (atomic; without it
+        when `weights_only`). Under data parallel only rank 0 writes (every process
+        holds the same weights and state); the others return the path without writing,
+        and nothing waits for them, so `if rank() == 0: model.save(path)` works too
+        (call `torch.distributed.barrier()` before the others read the file)."""
+        if weights_only:
+            checkpoint.check_suffix(Path(path), weights_only=True)
         if distributed.rank() != 0:
             return Path(path)
-        return checkpoint.save(self.model, path, self.snapshot())
+        return checkpoint.save(self.model, path, None if weights_only else self.snapshot())
 
     # ------------------------------------------------------------------ the steps
     def forward(self, x: Masked | tuple[Masked, ...]) -> Any:
@@ -575,8 +579,9 @@ class Trainer:
         compiled = self.require_compiled("fit")
         plan = Update(compiled.loss, steps_per_update)
         check_class_weight(class_weight, compiled.names)
-        y = targets_by_name(y, compiled.names, "fit")
+        x, y = inputs_by_name(x, self.model, "fit"), targets_by_name(y, compiled.names, "fit")
         validation_data = validation_targets(validation_data, compiled.names)
+        validation_data = validation_inputs(validation_data, self.model)
         guard = Guard(checks, "fit", mask_value)
         guard.data(x, y, sample_weight)
         if validation_data is not None:
@@ -698,7 +703,12 @@ class Trainer:
         with training_mode(self.model, True):
             for epoch in epochs:
                 callbacks.on_epoch_begin(epoch, logs)
-                logs = self.run_epoch(epoch, epochs.stop, loader, val_loader, device, verbose)
+                try:
+                    logs = self.run_epoch(epoch, epochs.stop, loader, val_loader, device, verbose)
+                except NonFiniteError as error:  # the step was not kept (NonFiniteGuard)
+                    if not callbacks.stop_on_non_finite(error):
+                        raise
+                    break
                 callbacks.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
@@ -766,6 +776,7 @@ class Trainer:
         """The loss and the metrics over the data (see `Trainable.evaluate`)."""
         distributed.init_process_group(device or self.place(None))
         y = targets_by_name(y, self.require_compiled("evaluate").names, "evaluate")
+        x = inputs_by_name(x, self.model, "evaluate")
         verbose = resolve_verbose(verbose)
         guard = Guard(checks, "evaluate", mask_value)
         guard.data(x, y, sample_weight)
@@ -792,6 +803,7 @@ class Trainer:
         """The model's outputs without padding, in the order of `x` (a list or dict of
         them for several outputs; see `Trainable.predict`)."""
         distributed.init_process_group(device or self.place(None))
+        x = inputs_by_name(x, self.model, "predict")
         guard = Guard(checks, "predict", mask_value)
         guard.data(x)
         placed = self.place(device)
