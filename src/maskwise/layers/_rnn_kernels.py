@@ -3,13 +3,15 @@ Keras 3's masking semantics, as fast as the cell allows.
 
 How it works (for a mask of any shape):
 1. Put the steps in *processing order* (reversed for `go_backwards`, as Keras does).
-2. Compact each row's real steps to the front (`compaction_order`), zero the rest,
-   keep only the first `grid_steps(max(lengths))` steps, and sort the rows longest
-   first.
+2. Compact each row's real steps to the front (`compaction_order`), keep only the
+   first `grid_steps(max(lengths))` steps, and sort the rows longest first. Each
+   position after a row's real steps repeats its last real step (`_sorted_block`): it
+   is one gather, with nothing to fill, and as those positions' outputs are never
+   read and their inputs are finite, no gradient flows through them.
 3. Run the cell over that dense block: PyTorch's fused kernel when the cell has one
    (`cell.fused_kernel`: `torch._VF.lstm`, `gru`, `rnn_tanh`, `rnn_relu`), else a
    per-step loop of the cell's own math (`cell.project`, `cell.step`).
-   The trailing zeros after a row's real steps cannot change its real outputs, so no
+   The steps after a row's real steps cannot change its real outputs, so no
    packing is needed; but running them costs time, so the fused run is split along
    time into a few calls (`plan_segments`), each over only the rows still real at its
    start and starting from the previous call's final states. That skips most of the
@@ -213,12 +215,7 @@ def _run_masked(
         rank = torch.argsort(lengths, descending=True, stable=True)
         unrank = torch.empty_like(rank).scatter_(0, rank, torch.arange(batch, device=x.device))
         sorted_lengths = lengths.index_select(0, rank)
-        # The block is `width` steps wide, so its kernel calls can stop on the step grid.
-        width = grid_steps(steps)
-        index = order.index_select(0, rank)[:, : min(width, time)]
-        compact = take_steps(x, F.pad(index, (0, width - index.shape[1])), rows=rank)
-        real = torch.arange(width, device=x.device).unsqueeze(0) < sorted_lengths.unsqueeze(1)
-        compact = compact.masked_fill_(~real.unsqueeze(-1), 0.0)  # a fresh gather: in place
+        compact = _sorted_block(x, order, sorted_lengths, rank, grid_steps(steps))
         outputs, final = _run_block(
             cell,
             compact,
@@ -283,6 +280,26 @@ def take_steps(
     return taken.view(index.shape[1], index.shape[0], units).transpose(0, 1)
 
 
+def _sorted_block(
+    x: torch.Tensor, order: torch.Tensor, lengths: torch.Tensor, rank: torch.Tensor, width: int
+) -> torch.Tensor:
+    """The block the CPU path runs, `width` steps wide (on the step grid, so that its
+    kernel calls can stop there) and time-major in memory: row i holds the real steps
+    of batch row `rank[i]` (`lengths[i]` of them, non-increasing with i) in processing
+    order (`order`, as from `compaction_order`), then its last real step again up to
+    the block's width; an empty row holds the first row's first real step.
+
+    So every position holds a real input, and the block is one gather with nothing to
+    fill: the outputs of the positions after a row's length are never read, and as
+    their inputs are real values, the gradient through them is exactly zero (a zero
+    fill would cost one pass over the block forwards and one backwards, and give the
+    same gradient)."""
+    rows = torch.where(lengths > 0, rank, rank[0])
+    last = (lengths - 1).clamp(min=0).unsqueeze(1)
+    steps = torch.minimum(torch.arange(width, device=x.device).unsqueeze(0), last)
+    return take_steps(x, order.index_select(0, rows).gather(1, steps), rows=rows)
+
+
 @torch.compiler.disable
 def _run_block(
     cell: StepCell,
@@ -294,7 +311,7 @@ def _run_block(
     recurrent_dropout: torch.Tensor | None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Run over a dense block whose row i is real for its first `lengths[i]` steps (all
-    steps when `lengths` is None) and zero after them; where host reads are cheap,
+    steps when `lengths` is None) and finite after them; where host reads are cheap,
     `lengths` is non-increasing. Returns outputs `(batch, steps, units)` (only the real
     ones are meaningful) and the final states at each row's last real step (an empty
     list unless `need_states`)."""
@@ -462,15 +479,81 @@ def _fused_whole(
     return outputs, [hidden, final[1]] if keep_cell else [hidden]
 
 
+SINGLE_CALL_SAVING = 300.0
+"""What running a `Bidirectional` LSTM in one bidirectional call over the padded batch
+(`run_bidirectional_lstm`) saves against the masked path's two planned directions
+besides their kernel calls (compaction, plan and gathers, forwards and backwards), in
+row-steps per direction (see `SEGMENT_CALL_COSTS`). Measured on CPU: BiLSTM 64 units,
+batch 32."""
+
+
+@torch.compiler.disable
+def run_bidirectional_lstm(
+    forward: FusedCell, backward: FusedCell, x: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor | None:
+    """A `Bidirectional` pair of LSTM cells over a batch padded at the end, in one
+    bidirectional fused call over the batch as it is: `(batch, time, 2 * units)`, the
+    forward outputs then the backward ones (in time order), zeros at padded steps; or
+    None where that would not be exact or would cost more than the masked path.
+
+    For zero initial states, no dropout and `zero_output_for_mask` (the caller checks
+    those). One more input feature, "this step is padding", saturates the gates there
+    (`_cell_keeping_weights`): the cell state is kept and the output is exactly 0. So
+    the backward direction, which meets a row's padding before its real steps, starts
+    them from the zero initial state, as Keras's does, and both directions output zeros
+    at padded steps. It runs where the mask's real steps come first in every row (the
+    length-bucketing loader's batches) and the padding costs less than what the masked
+    path adds (`SINGLE_CALL_SAVING`); CPU only, since it reads the mask on the host."""
+    if not _one_call_pays(mask):
+        return None
+    padded = ~mask.unsqueeze(-1)
+    x = torch.cat([x.masked_fill(padded, 0.0), padded.to(x.dtype)], dim=-1)
+    pair = [
+        _flat_weights(_cell_keeping_weights(cell.weights(), x.device.type))
+        for cell in (forward, backward)
+    ]
+    flat = [*pair[0][0], *pair[1][0]]
+    zeros = x.new_zeros(2, x.shape[0], forward.output_size)
+    kernel = cast("Callable[..., Any]", forward.fused_kernel)
+    train = torch.is_grad_enabled()
+    outputs = kernel(x, (zeros, zeros), flat, pair[0][1], 1, 0.0, train, True, True)[0]
+    # Batch-major in memory, as the masked path's gathered outputs: `torch.compile`
+    # guards on the layout, and would compile again whenever a batch changed path.
+    return outputs.contiguous()
+
+
+def _one_call_pays(mask: torch.Tensor) -> bool:
+    """Whether `mask` is padded at the end of every row, has a real step, and its
+    padding costs less than the two directions' planned calls plus
+    `SINGLE_CALL_SAVING` each (see `run_bidirectional_lstm`)."""
+    call_cost = SEGMENT_CALL_COSTS.get(mask.device.type, math.inf)
+    if not _host.host_reads_are_cheap(mask.device) or not math.isfinite(call_cost):
+        return False
+    batch, time = mask.shape
+    lengths = mask.sum(dim=1)
+    post_padded = torch.arange(time, device=mask.device) < lengths.unsqueeze(1)
+    if batch == 0 or not torch.equal(mask, post_padded):
+        return False
+    host = sorted(lengths.tolist(), reverse=True)
+    if host[0] == 0:
+        return False
+    planned = sum(
+        call_cost + (s.stop - s.start) * (SEGMENT_STEP_COST + s.rows)
+        for s in plan_segments(host, call_cost)
+    )
+    return call_cost + time * (SEGMENT_STEP_COST + batch) <= planned + SINGLE_CALL_SAVING
+
+
 def _cell_keeping_weights(weights: Weights, device_type: str) -> Weights:
     """An LSTM's weights with one more input feature, "this step is padding", whose
-    weight drives the input gate to exactly 0 and the forget gate to exactly 1, so that
-    a padded step leaves the cell state as it was (`c = 1 * c + 0 * g`) and passes no
-    gradient to any weight. The weight, 2**20 (a quarter of float16's largest value,
-    16376, when the kernel computes in float16), rounds those sigmoids to exactly 0 and
-    1 in any precision as long as a gate's biases plus its row of absolute recurrent
-    weights stay 1000 below it: the recurrent input (`|h| <= 1`) is all a padded step
-    adds, its other features being 0. At real steps the feature is 0 and adds nothing."""
+    weight drives the input and output gates to exactly 0 and the forget gate to
+    exactly 1, so that a padded step leaves the cell state as it was (`c = 1 * c + 0 *
+    g`), outputs exactly 0 (`h = 0 * tanh(c)`) and passes no gradient to any weight.
+    The weight, 2**20 (a quarter of float16's largest value, 16376, when the kernel
+    computes in float16), rounds those sigmoids to exactly 0 and 1 in any precision as
+    long as a gate's biases plus its row of absolute recurrent weights stay 1000 below
+    it: the recurrent input (`|h| <= 1`) is all a padded step adds, its other features
+    being 0. At real steps the feature is 0 and adds nothing."""
     dtype = weights.weight_ih.dtype
     if torch.is_autocast_enabled(device_type):
         dtype = torch.get_autocast_dtype(device_type)
@@ -479,6 +562,7 @@ def _cell_keeping_weights(weights: Weights, device_type: str) -> Weights:
     column = weights.weight_ih.new_zeros(4 * units, 1)
     column[:units] = -big  # input gate i
     column[units : 2 * units] = big  # forget gate f
+    column[3 * units :] = -big  # output gate o
     return replace(weights, weight_ih=torch.cat([weights.weight_ih, column], dim=1))
 
 
