@@ -706,11 +706,14 @@ class Bidirectional(Layer):
         it would not pay), or None where the pair is not one it computes exactly: two
         fused LSTM cells of one size and dtype, both with biases or neither, reading
         forwards then backwards, returning sequences with zeros at masked steps and no
-        states, starting from zero states, without dropout."""
+        states, starting from zero states, without dropout. Not under `torch.compile`:
+        whether the call pays depends on the mask's values, and a graph for each answer
+        would mean compiling again whenever a batch changed path."""
         forward, backward = self.forward_layer, self.backward_layer
         cells = (forward.cell, backward.cell)
         if (
             mask is None
+            or torch.compiler.is_compiling()
             or initial_state is not None
             or self.return_state
             or not self.return_sequences
