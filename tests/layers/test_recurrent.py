@@ -547,6 +547,30 @@ def test_bidirectional_lstm_on_a_post_padded_batch_runs_in_one_call(
     check_outputs_and_gradients(layer, (noisy, got), (zeros, expected), mask)
 
 
+@pytest.mark.parametrize("fill", [math.nan, math.inf])
+@pytest.mark.parametrize("one_call", [True, False])
+def test_bidirectional_drops_non_finite_gradients_given_at_padded_steps(
+    one_call: bool, fill: float
+) -> None:
+    """A gradient of NaN or inf given at the padded steps of the output (code that
+    reads the padding, say `log` of it) reaches no weight, on the one-call path as on
+    the masked path: the weights' gradients are those of zero gradients there."""
+    torch.manual_seed(0)
+    layer = Bidirectional(LSTM(4, return_sequences=True, input_dim=3))
+    mask = torch.arange(9) < torch.tensor([9, 9, 8, 7, 9, 8]).unsqueeze(1)
+    calls, recording = lstm_calls()
+    saving = _rnn_kernels.SINGLE_CALL_SAVING if one_call else -math.inf
+    with recording, mock.patch.object(_rnn_kernels, "SINGLE_CALL_SAVING", saving):
+        out = layer(Masked(torch.randn(6, 9, 3), mask)).values
+    assert (calls == [(6, 9, 4)]) == one_call
+    given = torch.randn(out.shape)
+    params = list(layer.parameters())
+    got = torch.autograd.grad(out, params, given.masked_fill(~mask.unsqueeze(-1), fill), True)
+    expected = torch.autograd.grad(out, params, given.masked_fill(~mask.unsqueeze(-1), 0.0))
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_bidirectional_lstm_takes_the_masked_path_where_one_call_is_not_exact() -> None:
     """A hole in a row, initial states, a backward layer without biases, input dropout
     in training, or padding that costs more than the masked path saves: each direction

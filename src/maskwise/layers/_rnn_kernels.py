@@ -586,9 +586,11 @@ def run_bidirectional_lstm(
     kernel = cast("Callable[..., Any]", forward.fused_kernel)
     train = torch.is_grad_enabled()
     outputs = kernel(x, (zeros, zeros), flat, pair[0][1], 1, 0.0, train, True, True)[0]
-    # Batch-major in memory, as the masked path's gathered outputs: `torch.compile`
-    # guards on the layout, and would compile again whenever a batch changed path.
-    return outputs.contiguous()
+    # The outputs at padded steps are already 0; the `where` (the pass that lays them
+    # out batch-major anyway, for the next layer's matmul) also drops any gradient
+    # given there, as the masked path's gather does, so a non-finite one cannot reach
+    # the weights through the saturated gates (0 times inf).
+    return torch.where(mask.unsqueeze(-1), outputs, 0.0)
 
 
 def _one_call_pays(mask: torch.Tensor) -> bool:
