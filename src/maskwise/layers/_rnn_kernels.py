@@ -34,13 +34,13 @@ at padded steps so that they keep the state and output zeros
 
 Off the CPU (wherever `_host.host_reads_are_cheap` says no), steps 2 and 3 read
 nothing back to the host, since each read would stall the host until the device has
-caught up: no sort, no plan, no grid; the compacted batch, rows in their own order and
-as wide as the input, runs in one call (a GPU kernel's time per step hardly depends on
-how many rows it runs, so a plan would only add calls). The final hidden state is
-gathered from the outputs at each row's last real step; the LSTM's cell state, which
-no output carries, is kept through the padded steps by one more input feature that
-saturates the input and forget gates there (`_cell_keeping_weights`), so the call's
-final cell state is each row's.
+caught up: no sort, no plan, no grid; the compacted batch (zero after each row's real
+steps), rows in their own order and as wide as the input, runs in one call (a GPU
+kernel's time per step hardly depends on how many rows it runs, so a plan would only
+add calls). The final hidden state is gathered from the outputs at each row's last
+real step; the LSTM's cell state, which no output carries, is kept through the padded
+steps by one more input feature that saturates the gates there
+(`_cell_keeping_weights`), so the call's final cell state is each row's.
 
 The built-in cells (`cells.py`) keep their parameters in PyTorch's layout, `weight_ih
 (gates*units, in)`, `weight_hh (gates*units, units)`, gates in PyTorch's order (LSTM i,
