@@ -21,7 +21,7 @@ import maskwise.layers
 from maskwise import Masked
 from maskwise.convert.registry import CONVERTERS, convert_layer
 from maskwise.errors import ConfigError, MaskwiseTypeError, ShapeError
-from maskwise.layers import _host, _rnn_kernels
+from maskwise.layers import _host, _rnn_kernels, cells
 from maskwise.layers.recurrent import GRU, LSTM, RNN, Bidirectional, SimpleRNN
 
 from .contract import (
@@ -437,6 +437,181 @@ def test_gradcheck_fast_path(layer_class: type[RNN], plan: str) -> None:
 
     with running(plan):
         assert torch.autograd.gradcheck(f, (x, *params, *states), atol=1e-6)
+
+
+PADDING_GRADIENT_LAYERS = {
+    "lstm_states": lambda: LSTM(3, return_sequences=True, return_state=True, input_dim=2),
+    "gru_backwards_last": lambda: GRU(3, return_state=True, go_backwards=True, input_dim=2),
+    "simple_relu": lambda: SimpleRNN(3, activation="relu", return_sequences=True, input_dim=2),
+    "bidirectional_concat": lambda: Bidirectional(LSTM(3, return_sequences=True, input_dim=2)),
+}
+
+
+@pytest.mark.parametrize("plan", ["by cost", "a call per length", OFF_CPU])
+@pytest.mark.parametrize("name", sorted(PADDING_GRADIENT_LAYERS))
+def test_nan_padding_gives_the_reference_gradients(name: str, plan: str) -> None:
+    """NaN at every padded step (holes, trailing padding, an empty row) changes neither
+    the outputs nor any gradient (weights, real inputs): they equal the per-step
+    reference's on zero padding, and padded inputs get a zero gradient. The fast path
+    runs real inputs at the positions after a row's real steps; this checks that it
+    never reads them."""
+    torch.manual_seed(0)
+    layer = PADDING_GRADIENT_LAYERS[name]()
+    mask = torch.tensor(
+        [[1, 0, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1], [0] * 6, [0, 0, 0, 0, 1, 0], [1, 1, 0, 0, 0, 0]],
+        dtype=torch.bool,
+    )
+    x = torch.randn(5, 6, 2)
+    noisy = x.masked_fill(~mask.unsqueeze(-1), math.nan).requires_grad_()
+    zeros = x.masked_fill(~mask.unsqueeze(-1), 0.0).requires_grad_()
+    with running(plan):
+        got = values_of(layer(Masked(noisy, mask)))
+    if isinstance(layer, Bidirectional):
+        expected = reference_bidirectional(layer, zeros, mask)[0]
+    else:
+        output, states = reference_rnn(layer, zeros, mask)
+        expected = [output, *(states if layer.return_state else [])]
+    check_outputs_and_gradients(layer, (noisy, got), (zeros, expected), mask)
+
+
+def values_of(result: Any) -> list[torch.Tensor]:
+    """`outputs_of`, still on the autograd graph."""
+    items = result if isinstance(result, list | tuple) else [result]
+    return [item.values if isinstance(item, Masked) else item for item in items]
+
+
+def check_outputs_and_gradients(
+    layer: torch.nn.Module,
+    got: tuple[torch.Tensor, list[torch.Tensor]],
+    expected: tuple[torch.Tensor, list[torch.Tensor]],
+    mask: torch.Tensor,
+) -> None:
+    """Outputs `got[1]` equal `expected[1]`, and so do the gradients of one random
+    weighting of them with respect to the inputs (`got[0]`, `expected[0]`) and the
+    layer's weights; padded inputs get exactly zero gradient."""
+    (x_got, out_got), (x_expected, out_expected) = got, expected
+    assert len(out_got) == len(out_expected)
+    for a, b in zip(out_got, out_expected, strict=True):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
+    weights = [torch.randn(t.shape, dtype=t.dtype) for t in out_expected]
+    params = list(layer.parameters())
+
+    def gradients(outputs: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
+        loss = sum((t * w).sum() for t, w in zip(outputs, weights, strict=True))
+        return list(torch.autograd.grad(loss, [x, *params]))
+
+    got_grads, expected_grads = gradients(out_got, x_got), gradients(out_expected, x_expected)
+    assert torch.equal(got_grads[0][~mask], torch.zeros_like(got_grads[0][~mask]))
+    for a, b in zip(got_grads, expected_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5)
+
+
+def lstm_calls() -> tuple[list[tuple[int, ...]], Any]:
+    """A list that records the input shape of every fused LSTM call, and a context in
+    which the calls are recorded."""
+    calls: list[tuple[int, ...]] = []
+    real_lstm = cells.KERNELS["lstm"]
+
+    def spy(*args: Any) -> Any:
+        calls.append(tuple(args[0].shape))
+        return real_lstm(*args)
+
+    return calls, mock.patch.dict(cells.KERNELS, {"lstm": spy})
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", None])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bidirectional_lstm_on_a_post_padded_batch_runs_in_one_call(
+    dtype: torch.dtype, merge_mode: str | None
+) -> None:
+    """Rows of nearly one length, padded at the end (what the length-bucketing loader
+    makes): `Bidirectional(LSTM)` runs both directions in one bidirectional call over
+    the batch as it is, the padding flag as one more feature, and gives the per-step
+    reference's outputs and gradients, NaN padding included, in training too."""
+    torch.manual_seed(0)
+    layer = Bidirectional(LSTM(4, return_sequences=True, input_dim=3), merge_mode).to(dtype)
+    with torch.no_grad():
+        layer.forward_layer.cell.weight_hh.mul_(3.0)  # far from 0 and 1, short of saturation
+    lengths = torch.tensor([9, 9, 8, 7, 9, 8])
+    mask = torch.arange(9) < lengths.unsqueeze(1)
+    x = torch.randn(6, 9, 3, dtype=dtype)
+    noisy = x.masked_fill(~mask.unsqueeze(-1), math.nan).requires_grad_()
+    zeros = x.masked_fill(~mask.unsqueeze(-1), 0.0).requires_grad_()
+    calls, recording = lstm_calls()
+    layer.train()
+    with recording:
+        got = values_of(layer(Masked(noisy, mask)))
+    assert calls == [(6, 9, 4)]
+    expected = reference_bidirectional(layer, zeros, mask)[0]
+    check_outputs_and_gradients(layer, (noisy, got), (zeros, expected), mask)
+
+
+@pytest.mark.parametrize("fill", [math.nan, math.inf])
+@pytest.mark.parametrize("one_call", [True, False])
+def test_bidirectional_drops_non_finite_gradients_given_at_padded_steps(
+    one_call: bool, fill: float
+) -> None:
+    """A gradient of NaN or inf given at the padded steps of the output (code that
+    reads the padding, say `log` of it) reaches no weight, on the one-call path as on
+    the masked path: the weights' gradients are those of zero gradients there."""
+    torch.manual_seed(0)
+    layer = Bidirectional(LSTM(4, return_sequences=True, input_dim=3))
+    mask = torch.arange(9) < torch.tensor([9, 9, 8, 7, 9, 8]).unsqueeze(1)
+    calls, recording = lstm_calls()
+    saving = _rnn_kernels.SINGLE_CALL_SAVING if one_call else -math.inf
+    with recording, mock.patch.object(_rnn_kernels, "SINGLE_CALL_SAVING", saving):
+        out = layer(Masked(torch.randn(6, 9, 3), mask)).values
+    assert (calls == [(6, 9, 4)]) == one_call
+    given = torch.randn(out.shape)
+    params = list(layer.parameters())
+    got = torch.autograd.grad(out, params, given.masked_fill(~mask.unsqueeze(-1), fill), True)
+    expected = torch.autograd.grad(out, params, given.masked_fill(~mask.unsqueeze(-1), 0.0))
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_bidirectional_lstm_takes_the_masked_path_where_one_call_is_not_exact() -> None:
+    """A hole in a row, initial states, a backward layer without biases, input dropout
+    in training, or padding that costs more than the masked path saves: each direction
+    runs its planned calls on the compacted real steps (3 features, no padding flag),
+    with the per-step reference's outputs."""
+    torch.manual_seed(0)
+    layer = Bidirectional(LSTM(4, return_sequences=True, input_dim=3))
+    mask = torch.arange(9) < torch.tensor([9, 9, 8, 7, 9, 8]).unsqueeze(1)
+    holed = mask.clone()
+    holed[0, 3] = False
+    ragged = torch.arange(200) < torch.tensor([200] + [2] * 31).unsqueeze(1)
+    initial = [torch.randn(6, 4) for _ in range(4)]
+    unbiased = LSTM(4, return_sequences=True, go_backwards=True, use_bias=False, input_dim=3)
+    mixed = Bidirectional(LSTM(4, return_sequences=True, input_dim=3), backward_layer=unbiased)
+    dropped = Bidirectional(LSTM(4, return_sequences=True, dropout=0.5, input_dim=3)).train()
+    calls, recording = lstm_calls()
+    for bi, m, states in (
+        (layer, holed, None),
+        (layer, ragged, None),
+        (layer, mask, initial),
+        (mixed, mask, None),
+        (dropped, mask, None),
+    ):
+        x = torch.randn(*m.shape, 3)
+        calls.clear()
+        torch.manual_seed(1)
+        with recording:
+            got = outputs_of(bi(Masked(x, m), initial_state=states))
+        assert len(calls) >= 2 and all(shape[-1] == 3 for shape in calls)
+        if bi is not dropped:
+            expected = reference_bidirectional(bi, x, m, states)[0]
+            torch.testing.assert_close(got[0], expected[0], atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fill", ["zeros", "random", "nan"])
+def test_bidirectional_padding_length_invariance_on_post_padding(fill: str) -> None:
+    """More padding after a post-padded batch (which moves it from one bidirectional
+    call to the masked path once the padding costs more) changes no real output."""
+    layer = FACTORIES["bidirectional"]()
+    x = example_input("post")
+    for steps in (1, 400):
+        check_padding_length_invariance(layer, x, steps, fill, training=True)
 
 
 # ---------------------------------------------------------------------- invariances

@@ -3,13 +3,15 @@ Keras 3's masking semantics, as fast as the cell allows.
 
 How it works (for a mask of any shape):
 1. Put the steps in *processing order* (reversed for `go_backwards`, as Keras does).
-2. Compact each row's real steps to the front (`compaction_order`), zero the rest,
-   keep only the first `grid_steps(max(lengths))` steps, and sort the rows longest
-   first.
+2. Compact each row's real steps to the front (`compaction_order`), keep only the
+   first `grid_steps(max(lengths))` steps, and sort the rows longest first. Each
+   position after a row's real steps repeats its last real step (`_sorted_block`): it
+   is one gather, with nothing to fill, and as those positions' outputs are never
+   read and their inputs are finite, no gradient flows through them.
 3. Run the cell over that dense block: PyTorch's fused kernel when the cell has one
    (`cell.fused_kernel`: `torch._VF.lstm`, `gru`, `rnn_tanh`, `rnn_relu`), else a
    per-step loop of the cell's own math (`cell.project`, `cell.step`).
-   The trailing zeros after a row's real steps cannot change its real outputs, so no
+   The steps after a row's real steps cannot change its real outputs, so no
    packing is needed; but running them costs time, so the fused run is split along
    time into a few calls (`plan_segments`), each over only the rows still real at its
    start and starting from the previous call's final states. That skips most of the
@@ -20,17 +22,25 @@ How it works (for a mask of any shape):
 4. Scatter back: the output at processing position p is the output of the last real
    step at or before p (that is Keras's "carry the previous output over a masked
    step"), zeros before the first real step, or zeros at every masked step with
-   `zero_output_for_mask`.
+   `zero_output_for_mask`. The calls' outputs stay where the kernel wrote them (a
+   `StepTable`), and the layer's output is gathered from them in one `index_select`,
+   the zeros included.
+
+A `Bidirectional` LSTM pair on a batch padded at the end whose padding costs less than
+the steps above (the length-bucketing loader's batches) skips them: one bidirectional
+fused call runs over the batch as it is, one more input feature saturating the gates
+at padded steps so that they keep the state and output zeros
+(`run_bidirectional_lstm`).
 
 Off the CPU (wherever `_host.host_reads_are_cheap` says no), steps 2 and 3 read
 nothing back to the host, since each read would stall the host until the device has
-caught up: no sort, no plan, no grid; the compacted batch, rows in their own order and
-as wide as the input, runs in one call (a GPU kernel's time per step hardly depends on
-how many rows it runs, so a plan would only add calls). The final hidden state is
-gathered from the outputs at each row's last real step; the LSTM's cell state, which
-no output carries, is kept through the padded steps by one more input feature that
-saturates the input and forget gates there (`_cell_keeping_weights`), so the call's
-final cell state is each row's.
+caught up: no sort, no plan, no grid; the compacted batch (zero after each row's real
+steps), rows in their own order and as wide as the input, runs in one call (a GPU
+kernel's time per step hardly depends on how many rows it runs, so a plan would only
+add calls). The final hidden state is gathered from the outputs at each row's last
+real step; the LSTM's cell state, which no output carries, is kept through the padded
+steps by one more input feature that saturates the gates there
+(`_cell_keeping_weights`), so the call's final cell state is each row's.
 
 The built-in cells (`cells.py`) keep their parameters in PyTorch's layout, `weight_ih
 (gates*units, in)`, `weight_hh (gates*units, units)`, gates in PyTorch's order (LSTM i,
@@ -42,8 +52,9 @@ kernel calls and their rows), which dynamo cannot trace into one graph for all b
 The kernel runs gain nothing from compiling either: the fused kernels are opaque calls
 (and inductor's CPU lowering of the fused LSTM fails on inputs that need no gradient,
 in PyTorch 2.13), and dynamo would unroll the step loop into a graph per sequence
-length. So `_run_masked` (from the length read to the scatter back) and `_run_block`
-(every kernel run, with or without a mask) are wrapped in `torch.compiler.disable`:
+length. So `_run_masked` (from the length read to the scatter back), `_run_block`
+(the kernel run without a mask) and `run_bidirectional_lstm` (which reads the mask)
+are wrapped in `torch.compiler.disable`:
 dynamo breaks the graph there, runs them as they run eagerly, and compiles what is
 around them (the casts, initial states and dropout masks, `Bidirectional`'s merge, the
 other layers). Autograd records the eager part as always, so the backward is exact,
@@ -70,7 +81,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
 
 import torch
-from torch.nn import functional as F
 
 from ..masked import compaction_order
 from . import _host
@@ -149,7 +159,7 @@ def run_recurrent(
     if mask is None:
         seq = x.flip(1) if go_backwards else x
         outputs, final = _run_block(
-            cell, seq, None, states, need_states, input_dropout, recurrent_dropout
+            cell, seq, states, need_states, input_dropout, recurrent_dropout
         )
         if not return_sequences:
             return outputs[:, -1], final
@@ -197,11 +207,11 @@ def _run_masked(
     order = compaction_order(processed)
     if go_backwards:
         order = (time - 1) - order
-    unrank: torch.Tensor | None = None  # the block's row of each batch row, if sorted
     if not _host.host_reads_are_cheap(x.device):
+        block_row = torch.arange(batch, device=x.device)
         real = torch.arange(time, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
-        compact = take_steps(x, order).masked_fill_(~real.unsqueeze(-1), 0.0)
-        outputs, final = _run_block(
+        compact = torch.where(real.unsqueeze(-1), take_steps(x, order), 0.0)
+        table, final = _run_compact(
             cell, compact, lengths, states, need_states, input_dropout, recurrent_dropout
         )
     else:
@@ -211,15 +221,10 @@ def _run_masked(
         # Rows go longest first (`rank[i]` is the row at sorted position i), so that the
         # rows still running at any step are a prefix of the block.
         rank = torch.argsort(lengths, descending=True, stable=True)
-        unrank = torch.empty_like(rank).scatter_(0, rank, torch.arange(batch, device=x.device))
+        block_row = torch.empty_like(rank).scatter_(0, rank, torch.arange(batch, device=x.device))
         sorted_lengths = lengths.index_select(0, rank)
-        # The block is `width` steps wide, so its kernel calls can stop on the step grid.
-        width = grid_steps(steps)
-        index = order.index_select(0, rank)[:, : min(width, time)]
-        compact = take_steps(x, F.pad(index, (0, width - index.shape[1])), rows=rank)
-        real = torch.arange(width, device=x.device).unsqueeze(0) < sorted_lengths.unsqueeze(1)
-        compact = compact.masked_fill_(~real.unsqueeze(-1), 0.0)  # a fresh gather: in place
-        outputs, final = _run_block(
+        compact = _sorted_block(x, order, sorted_lengths, rank, grid_steps(steps))
+        table, final = _run_compact(
             cell,
             compact,
             sorted_lengths,
@@ -228,19 +233,16 @@ def _run_masked(
             None if input_dropout is None else input_dropout.index_select(0, rank),
             None if recurrent_dropout is None else recurrent_dropout.index_select(0, rank),
         )
-        final = [s.index_select(0, unrank) for s in final]
+        final = [s.index_select(0, block_row) for s in final]
 
     # Output at processing position p: the output of the last real step at or before p.
     source = processed.cumsum(dim=1) - 1
     keep = processed if zero_output_for_mask else source >= 0
     if not return_sequences:
-        last_step = (lengths - 1).clamp(min=0).unsqueeze(1)
-        last = take_steps(outputs, last_step, rows=unrank)[:, 0]
-        return last.masked_fill_(~keep[:, -1:], 0.0), final
+        return table.read(source[:, -1:], block_row, keep[:, -1:])[:, 0], final
     if flip_output:
         source, keep = source.flip(1), keep.flip(1)
-    out = take_steps(outputs, source.clamp(min=0), rows=unrank)
-    return out.masked_fill_(~keep.unsqueeze(-1), 0.0), final
+    return table.read(source, block_row, keep), final
 
 
 def _no_real_step(
@@ -283,32 +285,116 @@ def take_steps(
     return taken.view(index.shape[1], index.shape[0], units).transpose(0, 1)
 
 
+def _sorted_block(
+    x: torch.Tensor, order: torch.Tensor, lengths: torch.Tensor, rank: torch.Tensor, width: int
+) -> torch.Tensor:
+    """The block the CPU path runs, `width` steps wide (on the step grid, so that its
+    kernel calls can stop there) and time-major in memory: row i holds the real steps
+    of batch row `rank[i]` (`lengths[i]` of them, non-increasing with i) in processing
+    order (`order`, as from `compaction_order`), then its last real step again up to
+    the block's width; an empty row holds the first row's first real step.
+
+    So every position holds a real input, and the block is one gather with nothing to
+    fill: the outputs of the positions after a row's length are never read, and as
+    their inputs are real values, the gradient through them is exactly zero (a zero
+    fill would cost one pass over the block forwards and one backwards, and give the
+    same gradient)."""
+    rows = torch.where(lengths > 0, rank, rank[0])
+    last = (lengths - 1).clamp(min=0).unsqueeze(1)
+    steps = torch.minimum(torch.arange(width, device=x.device).unsqueeze(0), last)
+    return take_steps(x, order.index_select(0, rows).gather(1, steps), rows=rows)
+
+
 @torch.compiler.disable
 def _run_block(
     cell: StepCell,
     x: torch.Tensor,
-    lengths: torch.Tensor | None,
     states: list[torch.Tensor],
     need_states: bool,
     input_dropout: torch.Tensor | None,
     recurrent_dropout: torch.Tensor | None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Run over a dense block whose row i is real for its first `lengths[i]` steps (all
-    steps when `lengths` is None) and zero after them; where host reads are cheap,
-    `lengths` is non-increasing. Returns outputs `(batch, steps, units)` (only the real
-    ones are meaningful) and the final states at each row's last real step (an empty
-    list unless `need_states`)."""
-    if cell.fused_kernel is None or input_dropout is not None or recurrent_dropout is not None:
-        outputs, final = _step_loop(cell, x, lengths, states, input_dropout, recurrent_dropout)
-        return outputs, final if need_states else []
-    fused = cast(FusedCell, cell)
-    if lengths is None:
+    """Run over every step of `x (batch, steps, features)`, without a mask. Returns
+    the outputs `(batch, steps, units)` and the final states (an empty list unless
+    `need_states`)."""
+    if _fused(cell, input_dropout, recurrent_dropout):
+        fused = cast(FusedCell, cell)
         outputs, final = _fused_call(fused, fused.weights(), x, states)
-    elif _host.host_reads_are_cheap(x.device):
-        return _fused_segments(fused, x, lengths, states, need_states)
     else:
-        return _fused_whole(fused, x, lengths, states, need_states)
+        outputs, final = _step_loop(cell, x, None, states, input_dropout, recurrent_dropout)
     return outputs, final if need_states else []
+
+
+def _fused(
+    cell: StepCell, input_dropout: torch.Tensor | None, recurrent_dropout: torch.Tensor | None
+) -> bool:
+    """Whether the cell runs through its fused kernel: it has one, and no dropout mask
+    acts inside the recurrence (per-gate input masks or recurrent ones)."""
+    return cell.fused_kernel is not None and input_dropout is None and recurrent_dropout is None
+
+
+def _run_compact(
+    cell: StepCell,
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    states: list[torch.Tensor],
+    need_states: bool,
+    input_dropout: torch.Tensor | None,
+    recurrent_dropout: torch.Tensor | None,
+) -> tuple[StepTable, list[torch.Tensor]]:
+    """Run over a compacted block whose row i is real for its first `lengths[i]` steps
+    and finite after them; where host reads are cheap, `lengths` is non-increasing and
+    the fused kernel runs in planned calls, elsewhere in one call reading nothing back.
+    Returns the outputs (only the real ones are meaningful) and the final states at
+    each row's last real step (an empty list unless `need_states`)."""
+    if not _fused(cell, input_dropout, recurrent_dropout):
+        outputs, final = _step_loop(cell, x, lengths, states, input_dropout, recurrent_dropout)
+        return StepTable.of(outputs), final if need_states else []
+    fused = cast(FusedCell, cell)
+    if _host.host_reads_are_cheap(x.device):
+        return _fused_segments(fused, x, lengths, states, need_states)
+    return _fused_whole(fused, x, lengths, states, need_states)
+
+
+@dataclass(frozen=True)
+class StepTable:
+    """A block's outputs as the rows of one table, `pieces` (each `(n, units)`) one
+    after another: the output of block row r at step s is row `first[s] + r *
+    row_stride`. The fused kernel calls' outputs are pieces as they come (time-major,
+    `row_stride` 1), so the table costs no copy until it is read."""
+
+    pieces: list[torch.Tensor]
+    first: torch.Tensor
+    row_stride: int = 1
+
+    @staticmethod
+    def of(outputs: torch.Tensor) -> StepTable:
+        """The table of dense outputs `(rows, steps, units)`."""
+        rows, steps, units = outputs.shape
+        step = torch.arange(steps, device=outputs.device)
+        time_major = outputs.transpose(0, 1)
+        if time_major.is_contiguous():  # the fused kernels' outputs
+            return StepTable([time_major.reshape(-1, units)], step * rows)
+        return StepTable([outputs.reshape(-1, units)], step, row_stride=steps)
+
+    def read(self, steps: torch.Tensor, rows: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """`(batch, k, units)`: at `[i, j]` the output of block row `rows[i]` at block
+        step `steps[i, j]`, or zeros where `keep[i, j]` is False (there `steps` may be
+        -1). One `cat` of the pieces after a row of zeros and one `index_select`,
+        batch-major in memory, so the zeros cost no pass of their own."""
+        first = self.pieces[0]
+        values = torch.cat([first.new_zeros(1, first.shape[1]), *self.pieces])
+        position = self.first.take(steps.clamp(min=0)) + rows.unsqueeze(1) * self.row_stride
+        position = torch.where(keep, position + 1, 0)
+        return values.index_select(0, position.view(-1)).view(*position.shape, -1)
+
+    def last(self, lengths: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
+        """Each block row's output at its step `lengths - 1`, or `initial` (its
+        initial hidden state) for a row without a real step: its final hidden state."""
+        real = (lengths > 0).unsqueeze(1)
+        rows = torch.arange(lengths.shape[0], device=lengths.device)
+        last = self.read((lengths - 1).unsqueeze(1), rows, real)[:, 0]
+        return torch.where(real, last, initial)
 
 
 @dataclass(frozen=True)
@@ -405,35 +491,35 @@ def _fused_segments(
     lengths: torch.Tensor,
     states: list[torch.Tensor],
     need_states: bool,
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """`_run_block` through the fused kernel, in the calls `plan_segments` picks. Each
-    call starts from the previous call's final states: the rows it keeps were real
-    through every step of the previous call."""
-    batch = x.shape[0]
+) -> tuple[StepTable, list[torch.Tensor]]:
+    """`_run_compact` through the fused kernel, in the calls `plan_segments` picks.
+    Each call starts from the previous call's final states: the rows it keeps were real
+    through every step of the previous call. The calls' outputs go into the table as
+    they are, each call's steps in its own rows."""
     exact_states = need_states and cell.has_cell_state  # a state no output carries
     call_cost = SEGMENT_CALL_COSTS.get(x.device.type, math.inf)
     plan = plan_segments(lengths.tolist(), call_cost, cut_at_every_length=exact_states)
     pieces, ended = [], []
-    current, weights = states, cell.weights()
+    first: list[int] = []  # the table row of each step's first block row
+    current, weights, offset = states, cell.weights(), 0
     for segment, following in zip(plan, [*plan[1:], None], strict=True):
         block = x[: segment.rows, segment.start : segment.stop]
         outputs, current = _fused_call(cell, weights, block, [s[: segment.rows] for s in current])
-        time_major = outputs.transpose(0, 1)  # the kernel's own layout: no copy
-        if segment.rows < batch:
-            time_major = F.pad(time_major, (0, 0, 0, batch - segment.rows))
-        pieces.append(time_major)
+        pieces.append(outputs.transpose(0, 1).flatten(0, 1))  # the kernel's layout: a view
+        size = (segment.stop - segment.start) * segment.rows
+        first.extend(range(offset, offset + size, segment.rows))
+        offset += size
         if exact_states:  # keep the rows whose last real step was this call's last
             still_running = following.running if following else 0
             ended.append([s[still_running : segment.running] for s in current])
-    outputs = (pieces[0] if len(pieces) == 1 else torch.cat(pieces)).transpose(0, 1)
+    table = StepTable(pieces, torch.tensor(first, device=x.device))
     if not need_states:
-        return outputs, []
+        return table, []
     if exact_states:
         empty_rows = [s[plan[0].running :] for s in states]
         by_row = zip(*reversed(ended), empty_rows, strict=True)
-        return outputs, [torch.cat(parts) for parts in by_row]
-    last = take_steps(outputs, (lengths - 1).clamp(min=0).unsqueeze(1))[:, 0]
-    return outputs, [torch.where((lengths > 0).unsqueeze(1), last, states[0])]
+        return table, [torch.cat(parts) for parts in by_row]
+    return table, [table.last(lengths, states[0])]
 
 
 def _fused_whole(
@@ -442,8 +528,8 @@ def _fused_whole(
     lengths: torch.Tensor,
     states: list[torch.Tensor],
     need_states: bool,
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """`_run_block` through one fused call over every step, reading nothing back to
+) -> tuple[StepTable, list[torch.Tensor]]:
+    """`_run_compact` through one fused call over every step, reading nothing back to
     the host. The final hidden state is the output at each row's last real step (the
     initial state for an empty row). The LSTM's cell state is no output, so for it the
     call runs with `_cell_keeping_weights`, which make every padded step keep the cell
@@ -455,22 +541,90 @@ def _fused_whole(
         x = torch.cat([x, padded.unsqueeze(-1).to(x.dtype)], dim=-1)
         weights = _cell_keeping_weights(weights, x.device.type)
     outputs, final = _fused_call(cell, weights, x, states)
+    table = StepTable.of(outputs)
     if not need_states:
-        return outputs, []
-    last = take_steps(outputs, (lengths - 1).clamp(min=0).unsqueeze(1))[:, 0]
-    hidden = torch.where((lengths > 0).unsqueeze(1), last, states[0])
-    return outputs, [hidden, final[1]] if keep_cell else [hidden]
+        return table, []
+    hidden = table.last(lengths, states[0])
+    return table, [hidden, final[1]] if keep_cell else [hidden]
+
+
+SINGLE_CALL_SAVING = 300.0
+"""What running a `Bidirectional` LSTM in one bidirectional call over the padded batch
+(`run_bidirectional_lstm`) saves against the masked path's two planned directions
+besides their kernel calls (compaction, plan and gathers, forwards and backwards), in
+row-steps per direction (see `SEGMENT_CALL_COSTS`). Measured on CPU: BiLSTM 64 units,
+batch 32."""
+
+
+@torch.compiler.disable
+def run_bidirectional_lstm(
+    forward: FusedCell, backward: FusedCell, x: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor | None:
+    """A `Bidirectional` pair of LSTM cells over a batch padded at the end, in one
+    bidirectional fused call over the batch as it is: `(batch, time, 2 * units)`, the
+    forward outputs then the backward ones (in time order), zeros at padded steps; or
+    None where that would not be exact or would cost more than the masked path.
+
+    For zero initial states, no dropout and `zero_output_for_mask` (the caller checks
+    those). One more input feature, "this step is padding", saturates the gates there
+    (`_cell_keeping_weights`): the cell state is kept and the output is exactly 0. So
+    the backward direction, which meets a row's padding before its real steps, starts
+    them from the zero initial state, as Keras's does, and both directions output zeros
+    at padded steps. It runs where the mask's real steps come first in every row (the
+    length-bucketing loader's batches) and the padding costs less than what the masked
+    path adds (`SINGLE_CALL_SAVING`); CPU only, since it reads the mask on the host."""
+    if not _one_call_pays(mask):
+        return None
+    padded = ~mask.unsqueeze(-1)
+    x = torch.cat([x.masked_fill(padded, 0.0), padded.to(x.dtype)], dim=-1)
+    pair = [
+        _flat_weights(_cell_keeping_weights(cell.weights(), x.device.type))
+        for cell in (forward, backward)
+    ]
+    flat = [*pair[0][0], *pair[1][0]]
+    zeros = x.new_zeros(2, x.shape[0], forward.output_size)
+    kernel = cast("Callable[..., Any]", forward.fused_kernel)
+    train = torch.is_grad_enabled()
+    outputs = kernel(x, (zeros, zeros), flat, pair[0][1], 1, 0.0, train, True, True)[0]
+    # The outputs at padded steps are already 0; the `where` (the pass that lays them
+    # out batch-major anyway, for the next layer's matmul) also drops any gradient
+    # given there, as the masked path's gather does, so a non-finite one cannot reach
+    # the weights through the saturated gates (0 times inf).
+    return torch.where(mask.unsqueeze(-1), outputs, 0.0)
+
+
+def _one_call_pays(mask: torch.Tensor) -> bool:
+    """Whether `mask` is padded at the end of every row, has a real step, and its
+    padding costs less than the two directions' planned calls plus
+    `SINGLE_CALL_SAVING` each (see `run_bidirectional_lstm`)."""
+    call_cost = SEGMENT_CALL_COSTS.get(mask.device.type, math.inf)
+    if not _host.host_reads_are_cheap(mask.device) or not math.isfinite(call_cost):
+        return False
+    batch, time = mask.shape
+    lengths = mask.sum(dim=1)
+    post_padded = torch.arange(time, device=mask.device) < lengths.unsqueeze(1)
+    if batch == 0 or not torch.equal(mask, post_padded):
+        return False
+    host = sorted(lengths.tolist(), reverse=True)
+    if host[0] == 0:
+        return False
+    planned = sum(
+        call_cost + (s.stop - s.start) * (SEGMENT_STEP_COST + s.rows)
+        for s in plan_segments(host, call_cost)
+    )
+    return call_cost + time * (SEGMENT_STEP_COST + batch) <= planned + SINGLE_CALL_SAVING
 
 
 def _cell_keeping_weights(weights: Weights, device_type: str) -> Weights:
     """An LSTM's weights with one more input feature, "this step is padding", whose
-    weight drives the input gate to exactly 0 and the forget gate to exactly 1, so that
-    a padded step leaves the cell state as it was (`c = 1 * c + 0 * g`) and passes no
-    gradient to any weight. The weight, 2**20 (a quarter of float16's largest value,
-    16376, when the kernel computes in float16), rounds those sigmoids to exactly 0 and
-    1 in any precision as long as a gate's biases plus its row of absolute recurrent
-    weights stay 1000 below it: the recurrent input (`|h| <= 1`) is all a padded step
-    adds, its other features being 0. At real steps the feature is 0 and adds nothing."""
+    weight drives the input and output gates to exactly 0 and the forget gate to
+    exactly 1, so that a padded step leaves the cell state as it was (`c = 1 * c + 0 *
+    g`), outputs exactly 0 (`h = 0 * tanh(c)`) and passes no gradient to any weight.
+    The weight, 2**20 (a quarter of float16's largest value, 16376, when the kernel
+    computes in float16), rounds those sigmoids to exactly 0 and 1 in any precision as
+    long as a gate's biases plus its row of absolute recurrent weights stay 1000 below
+    it: the recurrent input (`|h| <= 1`) is all a padded step adds, its other features
+    being 0. At real steps the feature is 0 and adds nothing."""
     dtype = weights.weight_ih.dtype
     if torch.is_autocast_enabled(device_type):
         dtype = torch.get_autocast_dtype(device_type)
@@ -479,6 +633,7 @@ def _cell_keeping_weights(weights: Weights, device_type: str) -> Weights:
     column = weights.weight_ih.new_zeros(4 * units, 1)
     column[:units] = -big  # input gate i
     column[units : 2 * units] = big  # forget gate f
+    column[3 * units :] = -big  # output gate o
     return replace(weights, weight_ih=torch.cat([weights.weight_ih, column], dim=1))
 
 

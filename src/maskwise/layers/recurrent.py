@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
 from ._keras_args import given_rules
-from ._rnn_kernels import StepCell, run_recurrent
+from ._rnn_kernels import StepCell, run_bidirectional_lstm, run_recurrent
 from .base import CallOutput, Layer
 from .cells import (
     GRUCell,
@@ -199,18 +199,7 @@ class RNN(Layer):
         whole sequence (the same as stepping them together, since a masked step
         carries every cell's states), so that each keeps its fused kernel.
         """
-        values = values.to(self.compute_dtype(values))
-        features = None if self.build_shape is None else self.build_shape[-1]
-        if values.dim() != 3 or (features is not None and values.shape[-1] != features):
-            raise ShapeError(
-                format_error(
-                    f"{type(self).__name__} layer {self.name!r} got inputs of the wrong shape.",
-                    expected=f"(batch, time, {features if features is not None else 'features'})",
-                    received=f"shape {tuple(values.shape)}",
-                    fix="recurrent layers read (batch, time, features); check the layout "
-                    "(e.g. transpose a (features, time) array).",
-                )
-            )
+        values = self.checked_values(values)
         states = self._initial_states(values, initial_state)
         need_states = self.return_state or self.stateful
         cells = self._cells
@@ -245,6 +234,23 @@ class RNN(Layer):
         if self.stateful:
             self.states = [s.detach() for s in final]
         return x, final if self.return_state else []
+
+    def checked_values(self, values: torch.Tensor) -> torch.Tensor:
+        """`values` in the weights' dtype, after checking they are `(batch, time,
+        features)` with the features the layer was built for."""
+        values = values.to(self.compute_dtype(values))
+        features = None if self.build_shape is None else self.build_shape[-1]
+        if values.dim() != 3 or (features is not None and values.shape[-1] != features):
+            raise ShapeError(
+                format_error(
+                    f"{type(self).__name__} layer {self.name!r} got inputs of the wrong shape.",
+                    expected=f"(batch, time, {features if features is not None else 'features'})",
+                    received=f"shape {tuple(values.shape)}",
+                    fix="recurrent layers read (batch, time, features); check the layout "
+                    "(e.g. transpose a (features, time) array).",
+                )
+            )
+        return values
 
     # ------------------------------------------------------------------ states
     def get_initial_state(self, batch_size: int) -> list[torch.Tensor]:
@@ -710,6 +716,12 @@ class Bidirectional(Layer):
         """The merged outputs (the pair of them without `merge_mode`), and with
         `return_state` the forward layer's final states, then the backward layer's."""
         forward_state, backward_state = self._split_states(initial_state)
+        both = self._in_one_call(values, mask, initial_state)
+        if both is not None:  # no states to return: `return_state` is off
+            if self.merge_mode == "concat":
+                return (both,)
+            y, y_rev = both.split(self.forward_layer.output_size, dim=-1)
+            return ((y, y_rev) if self.merge_mode is None else _merge(self.merge_mode, y, y_rev),)
         y, forward_states = self.forward_layer.run(values, mask, forward_state)
         y_rev, backward_states = self.backward_layer.run(
             values, mask, backward_state, flip_output=self.return_sequences
@@ -720,6 +732,44 @@ class Bidirectional(Layer):
 
     def compute_mask(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
         return mask if self.return_sequences else None
+
+    def _in_one_call(
+        self, values: torch.Tensor, mask: torch.Tensor | None, initial_state: Any
+    ) -> torch.Tensor | None:
+        """Both directions' outputs concatenated, from one bidirectional fused LSTM call
+        over the batch as it is (`run_bidirectional_lstm`, which declines batches where
+        it would not pay), or None where the pair is not one it computes exactly: two
+        fused LSTM cells of one size and dtype, both with biases or neither, reading
+        forwards then backwards, returning sequences with zeros at masked steps and no
+        states, starting from zero states, without dropout. Not under `torch.compile`:
+        whether the call pays depends on the mask's values, and a graph for each answer
+        would mean compiling again whenever a batch changed path."""
+        forward, backward = self.forward_layer, self.backward_layer
+        cells = (forward.cell, backward.cell)
+        if (
+            mask is None
+            or torch.compiler.is_compiling()
+            or initial_state is not None
+            or self.return_state
+            or not self.return_sequences
+            or forward.go_backwards
+            or not all(isinstance(c, LSTMCell) and c.fused_kernel is not None for c in cells)
+        ):
+            return None
+        fw, bw = cast(LSTMCell, cells[0]), cast(LSTMCell, cells[1])
+        if (
+            fw.units != bw.units
+            or fw.weight_ih.dtype != bw.weight_ih.dtype
+            or (fw.bias is None) != (bw.bias is None)
+            or any(
+                layer.stateful
+                or not layer.zero_output_for_mask
+                or (layer.training and (c.dropout > 0 or c.recurrent_dropout > 0))
+                for layer, c in ((forward, fw), (backward, bw))
+            )
+        ):
+            return None
+        return run_bidirectional_lstm(fw, bw, forward.checked_values(values), mask)
 
     @property
     def consumes_mask(self) -> bool:
