@@ -24,6 +24,7 @@ from training_helpers import (
 import maskwise
 from maskwise import ConfigError, Masked, MaskwiseTypeError, Module, Sequential, ShapeError, layers
 from maskwise.data import ParquetSequences, make_loader
+from maskwise.training.compiled import OPTIMIZERS
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -224,6 +225,25 @@ def test_compile_takes_optimizer_names_and_callables() -> None:
     group = model.optimizer.param_groups[0]
     assert isinstance(model.optimizer, torch.optim.SGD)
     assert (group["lr"], group["momentum"], group["nesterov"]) == (0.1, 0.9, True)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "rmsprop", "sgd"])
+def test_named_optimizers_update_in_one_multi_tensor_pass(name: str) -> None:
+    """An optimizer given by name steps all weights at once (`foreach`), and trains
+    the weights PyTorch's one-tensor-at-a-time loop trains, bit for bit."""
+    x, y = tagging_data(8, seed=9)
+    model, loop = tagger(), tagger()
+    loop.load_state_dict(model.state_dict())
+    model.compile(name, logits_loss())
+    cls, options = OPTIMIZERS[name]
+    loop.compile(functools.partial(cls, **options, foreach=False), logits_loss())
+    for net in (model, loop):
+        torch.manual_seed(0)
+        net.fit(x, y, epochs=2, verbose=0, seed=0)
+    assert model.optimizer.param_groups[0]["foreach"] is True
+    assert loop.optimizer.param_groups[0]["foreach"] is False
+    for a, b in zip(model.parameters(), loop.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_verbose_prints_a_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:

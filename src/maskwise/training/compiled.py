@@ -124,7 +124,7 @@ def _resolve_optimizer(optimizer: Any, learning_rate: float | None) -> tuple[Any
             )
         cls, options = OPTIMIZERS[key]
         options = {**options, **({} if learning_rate is None else {"lr": learning_rate})}
-        return functools.partial(cls, **options), {"class": cls.__name__, "options": options}
+        return _multi_tensor(cls, options), {"class": cls.__name__, "options": options}
     if learning_rate is not None:
         raise ConfigError(
             format_error(
@@ -283,7 +283,16 @@ def _torch_factory(spec: dict[str, Any]) -> OptimizerFactory:
     cls = getattr(torch.optim, spec["class"])
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         raise TypeError(f"torch.optim.{spec['class']} is not an optimizer")
-    return functools.partial(cls, **spec["options"])
+    return _multi_tensor(cls, spec["options"])
+
+
+def _multi_tensor(cls: type[torch.optim.Optimizer], options: dict[str, Any]) -> OptimizerFactory:
+    """`cls` with `options`, updating all the weights in one multi-tensor pass per
+    operation (`foreach=True`) unless `options` say otherwise. PyTorch takes that pass
+    by default on GPUs only; on CPU it does the same arithmetic (bit for bit for Adam,
+    AdamW, RMSprop and SGD) in fewer calls: a third less time per step for a small
+    recurrent model, whose step is mostly the cost of the calls."""
+    return functools.partial(cls, **{"foreach": True, **options})
 
 
 def compile_args(config: dict[str, Any]) -> dict[str, Any] | None:
