@@ -303,8 +303,10 @@ def compile_args(config: dict[str, Any]) -> dict[str, Any] | None:
         >>> config["optimizer"], config["metrics"]  # JSON, as a checkpoint keeps it
         ({'class': 'SGD', 'options': {'lr': 0.1}}, ['mae'])
         >>> args = compile_args(config)
-        >>> args["optimizer"], args["loss"]
-        (functools.partial(<class 'torch.optim.sgd.SGD'>, lr=0.1), MeanSquaredError(...))
+        >>> args["optimizer"]
+        functools.partial(<class 'torch.optim.sgd.SGD'>, foreach=True, lr=0.1)
+        >>> args["loss"]
+        MeanSquaredError(...)
         >>> compile_args({"optimizer": None, "loss": None, "metrics": []}) is None
         True
     """
