@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 import torch.utils._pytree as pytree
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maskwise import (
     Masked,
@@ -23,6 +25,30 @@ def test_pad_post_and_pre_place_real_steps_and_mask():
     assert pre.mask.tolist() == [[True, True, True], [False, False, True]]
     torch.testing.assert_close(pre.values[1, 2], torch.tensor([7.0, 8.0]))
     assert pre.values[1, 0].tolist() == [-1.0, -1.0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 6), min_size=1, max_size=5),
+    extra=st.integers(0, 2),
+    padding=st.sampled_from(["post", "pre"]),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.int64, torch.bool]),
+    value=st.sampled_from([0.0, -100.0, 2.0]),
+)
+def test_pad_matches_a_row_by_row_reference(lengths, extra, padding, dtype, value):
+    gen = torch.Generator().manual_seed(len(lengths))
+    seqs = [(torch.randn(n, 3, generator=gen) * 4).to(dtype) for n in lengths]
+    longest = max(lengths)
+    out = Masked.pad(seqs, value=value, padding=padding, max_len=longest + extra)
+    expected = torch.full((len(seqs), longest + extra, 3), value, dtype=dtype)
+    mask = torch.zeros(len(seqs), longest + extra, dtype=torch.bool)
+    for row, seq in enumerate(seqs):  # each row's real steps at its padding side
+        start = 0 if padding == "post" else longest + extra - len(seq)
+        expected[row, start : start + len(seq)] = seq
+        mask[row, start : start + len(seq)] = True
+    assert out.values.dtype == dtype
+    assert torch.equal(out.values, expected)
+    assert torch.equal(out.mask, mask)
 
 
 def test_unpad_returns_real_steps_only_for_any_mask():

@@ -291,6 +291,10 @@ class Masked:
                 )
             )
         first = tensors[0]
+        if padding == "post" and total == longest:  # one copy in C++, not one per row
+            same = [t.to(first.device, dtype) for t in tensors]
+            values = torch.nn.utils.rnn.pad_sequence(same, batch_first=True, padding_value=value)
+            return cls.from_lengths(values, lengths, padding=padding)
         values = torch.full(
             (len(tensors), total, *first.shape[1:]), value, dtype=dtype, device=first.device
         )

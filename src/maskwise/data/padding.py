@@ -16,15 +16,17 @@ import torch
 from ..errors import MaskwiseTypeError, format_error
 from ..masked import IGNORE_INDEX, Masked, lengths_to_mask, per_step
 
+NUMERIC_KINDS = "biufc"
+"""numpy's dtype kinds of numbers and bools (`np.number` and `np.bool_`), read by a
+string test, as `to_tensor` runs once per sequence."""
+
 
 def to_tensor(array: Any, name: str) -> torch.Tensor:
     """A numpy array, tensor or nested list as a tensor: floats and bools as float32,
     integers as int64 (what `Embedding` and the losses take)."""
     if not isinstance(array, torch.Tensor):
         array = np.asarray(array)
-        if array.dtype == object or not (
-            np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-        ):
+        if array.dtype.kind not in NUMERIC_KINDS:
             raise MaskwiseTypeError(
                 format_error(
                     f"{name} must hold numbers.",
