@@ -13,7 +13,13 @@ from maskwise import (
     combine_masks,
     lengths_to_mask,
 )
-from maskwise.masked import compaction_order, gather_steps, reverse_real_steps, scatter_steps
+from maskwise.masked import (
+    compaction_order,
+    fill_padding,
+    gather_steps,
+    reverse_real_steps,
+    scatter_steps,
+)
 
 
 def test_pad_post_and_pre_place_real_steps_and_mask():
@@ -96,6 +102,33 @@ def test_is_immutable_and_a_pytree():
 def test_fill_padding_removes_nan():
     x = Masked(torch.tensor([[1.0, float("nan")]]), torch.tensor([[True, False]]))
     assert x.fill_padding(0.0).values.tolist() == [[1.0, 0.0]]
+
+
+def test_filling_a_filled_tensor_again_returns_it_with_the_same_gradients():
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    raw = torch.tensor([[[4.0], [9.0], [float("nan")]], [[1.0], [float("inf")], [-2.0]]])
+    leaf = raw.clone().requires_grad_(True)
+    once = fill_padding(leaf, mask)
+    twice = fill_padding(once, mask)
+    assert twice is once
+    twice.sqrt().sum().backward()  # d sqrt at the padding's 0 is inf: dropped by the fill
+    plain = raw.clone().requires_grad_(True)
+    keep = mask.unsqueeze(-1)
+    torch.where(keep, torch.where(keep, plain, 0.0), 0.0).sqrt().sum().backward()
+    assert torch.equal(leaf.grad, plain.grad)
+    assert leaf.grad[~mask].eq(0).all()
+
+
+def test_filling_again_after_an_in_place_change_or_by_another_mask_fills():
+    mask = torch.tensor([[True, False]])
+    filled = fill_padding(torch.ones(1, 2, 1), mask)
+    filled.add_(1.0)  # the padding now holds 1
+    assert fill_padding(filled, mask).tolist() == [[[2.0], [0.0]]]
+    fresh = fill_padding(torch.ones(1, 2, 1), mask)
+    other = torch.tensor([[False, True]])
+    assert fill_padding(fresh, other).tolist() == [[[0.0], [0.0]]]  # not [1, 0]
+    negative = fill_padding(fresh, mask, value=-0.0)  # -0 is written, not skipped
+    assert negative is not fresh and torch.signbit(negative[0, 1, 0])
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,14 @@ lengths, combining masks, and the stable compaction that moves real steps to the
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.utils._pytree as pytree
+from torch.utils.weak import WeakTensorKeyDictionary
 
 from .errors import MaskError, MaskwiseTypeError, ShapeError, format_error
 
@@ -432,7 +434,41 @@ def fill_padding(values: torch.Tensor, mask: torch.Tensor, value: float = 0.0) -
         >>> fill_padding(values, lengths_to_mask([2], 3), value=-1.0)[..., 0]
         tensor([[ 1.,  2., -1.]])
     """
-    return torch.where(per_step(mask, values), values, values.new_full((), value))
+    if _plain_zero(value) and _filled(values, mask):
+        return values
+    filled = torch.where(per_step(mask, values), values, values.new_full((), value))
+    if _plain_zero(value) and not torch.compiler.is_compiling():
+        _ZERO_FILLED[filled] = (mask, filled._version, mask._version)
+    return filled
+
+
+_ZERO_FILLED: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+"""The tensors `fill_padding` returned with +0 at the padded steps, each with the mask
+they were filled by and the versions of both then (an in-place change bumps them).
+Filling such a tensor again by the same mask, as the next layer does, returns it as it
+is: the values are the same, and its padded steps already pass no gradient back (the
+first fill's `where` drops whatever a later function's derivative gives there), so the
+loss, the gradients and the weights are the same, one pass forwards and one backwards
+fewer."""
+
+
+def _plain_zero(value: float) -> bool:
+    """Whether `value` is +0 (not -0, which `where` would write as -0)."""
+    return value == 0 and math.copysign(1.0, value) > 0
+
+
+def _filled(values: torch.Tensor, mask: torch.Tensor) -> bool:
+    """Whether `values` is a tensor `fill_padding` returned for `mask` (the same tensor,
+    neither changed in place since), so that its padded steps hold +0 already."""
+    if torch.compiler.is_compiling():
+        return False
+    entry = _ZERO_FILLED.get(values)
+    return (
+        entry is not None
+        and entry[0] is mask
+        and entry[1] == values._version
+        and entry[2] == mask._version
+    )
 
 
 def _whole_lengths(

@@ -17,7 +17,7 @@ from ..errors import MaskwiseTypeError, format_error
 from ..masked import IGNORE_INDEX, Masked, lengths_to_mask, per_step
 
 NUMERIC_KINDS = "biufc"
-"""numpy's dtype kinds of numbers and bools (`np.number` and `np.bool_`), read by a
+"""numpy's dtype kinds of bools, integers, unsigned integers, floats and complex numbers, read by a
 string test, as `to_tensor` runs once per sequence."""
 
 

@@ -82,7 +82,7 @@ from typing import Any, Protocol, cast
 
 import torch
 
-from ..masked import compaction_order
+from ..masked import compaction_order, fill_padding
 from . import _host
 from .cells import Weights
 
@@ -589,8 +589,9 @@ def run_bidirectional_lstm(
     # The outputs at padded steps are already 0; the `where` (the pass that lays them
     # out batch-major anyway, for the next layer's matmul) also drops any gradient
     # given there, as the masked path's gather does, so a non-finite one cannot reach
-    # the weights through the saturated gates (0 times inf).
-    return torch.where(mask.unsqueeze(-1), outputs, 0.0)
+    # the weights through the saturated gates (0 times inf). Being `fill_padding`'s, it
+    # spares the next layer its own fill of the padding.
+    return fill_padding(outputs, mask)
 
 
 def _one_call_pays(mask: torch.Tensor) -> bool:
