@@ -860,3 +860,15 @@ def test_a_model_without_softmax_and_a_keras_loss_name_stops_at_the_first_batch(
         model.fit(x, torch.zeros(4, 3, dtype=torch.long), verbose=0)
     keras_loss = keras.losses.SparseCategoricalCrossentropy()  # clips: finite and wrong
     assert np.isfinite(float(keras_loss(np.zeros((4, 3)), np.full((4, 3, 2), -1.0))))
+
+
+def test_binary_crossentropy_of_a_nan_prediction_is_nan_not_a_pytorch_error():
+    """A diverged model's NaN at a real step gives a NaN loss (which `fit`'s non-finite
+    guard reports); NaN at a padded step changes nothing."""
+    y = torch.tensor([[1.0, 0.0, 0.0]]).unsqueeze(-1)
+    mask = torch.tensor([[True, True, False]])
+    nan_real = Masked(torch.tensor([[0.7, float("nan"), 0.3]]).unsqueeze(-1), mask)
+    assert torch.isnan(losses.BinaryCrossentropy()(y, nan_real))
+    nan_padded = Masked(torch.tensor([[0.7, 0.2, float("nan")]]).unsqueeze(-1), mask)
+    expected = -(math.log(0.7) + math.log(1 - 0.2)) / 2
+    assert losses.BinaryCrossentropy()(y, nan_padded).item() == pytest.approx(expected, rel=1e-6)

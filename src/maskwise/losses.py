@@ -1023,9 +1023,11 @@ class BinaryCrossentropy(_SmoothedCrossentropy):
             loss = F.binary_cross_entropy_with_logits(preds, targets, reduction="none")
         else:
             require_probabilities(preds, self.name)
-            loss = F.binary_cross_entropy(
-                preds.clamp(EPSILON, 1.0 - EPSILON), targets, reduction="none"
-            )
+            # Keras's clipped cross-entropy, written out rather than through
+            # `F.binary_cross_entropy`, which raises on NaN: a NaN prediction at a real
+            # step gives a NaN loss, which `fit`'s non-finite guard reports.
+            p = preds.clamp(EPSILON, 1.0 - EPSILON)
+            loss = -(targets * p.log() + (1.0 - targets) * (-p).log1p())
         return loss.mean(-1), real, class_ids
 
 
