@@ -108,3 +108,20 @@ def test_a_converted_flatten_refuses_a_masked_input_keras_would_flatten_silently
         MaskError, match=r"(?s)Flatten layer 'flat' mixes the time axis.*GlobalAveragePooling1D"
     ):
         model(x)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda seed: keras.layers.Dropout(0.3, seed=seed),
+        lambda seed: keras.layers.SpatialDropout1D(0.3, seed=seed),
+        lambda seed: keras.layers.GaussianNoise(0.5, seed=seed),
+        lambda seed: keras.layers.GaussianDropout(0.3, seed=seed),
+        lambda seed: keras.layers.AlphaDropout(0.3, seed=seed),
+    ],
+    ids=["Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout"],
+)
+def test_noise_layers_carry_their_seed(make):
+    for seed in (5, None):
+        model = from_keras(keras.Sequential([keras.Input((None, 3)), make(seed)]))
+        assert model.layers[0].get_config()["seed"] == seed

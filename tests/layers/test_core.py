@@ -18,6 +18,7 @@ from maskwise import (
     MaskwiseTypeError,
     Sequential,
     ShapeError,
+    layers,
 )
 from maskwise.layers import (
     Activation,
@@ -305,3 +306,43 @@ def test_a_model_with_any_activation_survives_torch_save_and_load(tmp_path, acti
     torch.save(model, tmp_path / "model.pt")
     loaded = torch.load(tmp_path / "model.pt", weights_only=False)
     torch.testing.assert_close(loaded(x).values, expected)
+
+
+# ---------------------------------------------------------------- Keras's `seed` on noise
+SEEDED_NOISE = {
+    "Dropout": lambda seed: layers.Dropout(0.5, seed=seed),
+    "SpatialDropout1D": lambda seed: layers.SpatialDropout1D(0.5, seed=seed),
+    "GaussianNoise": lambda seed: layers.GaussianNoise(1.0, seed=seed),
+    "GaussianDropout": lambda seed: layers.GaussianDropout(0.5, seed=seed),
+    "AlphaDropout": lambda seed: layers.AlphaDropout(0.5, seed=seed),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SEEDED_NOISE))
+def test_a_seeded_noise_layer_repeats_across_runs_and_draws_anew_each_call(kind):
+    """As Keras's `seed`: two layers built with the same seed draw the same noise, each
+    call draws new noise, and the global generator plays no part; padded steps stay
+    zeros and the mask passes on."""
+    x = Masked.from_lengths(torch.ones(2, 5, 8), [5, 3])
+    first, second = SEEDED_NOISE[kind](11), SEEDED_NOISE[kind](11)
+    torch.manual_seed(0)
+    a1, a2 = first(x), first(x)
+    torch.manual_seed(1)
+    b1 = second(x)
+    assert torch.equal(a1.values, b1.values)
+    assert not torch.equal(a1.values, a2.values)
+    assert torch.equal(a1.mask, x.mask)
+    assert not a1.values[1, 3:].any()
+    rebuilt = type(first).from_config(first.get_config())
+    assert torch.equal(rebuilt(x).values, a1.values)
+    unseeded = SEEDED_NOISE[kind](None)
+    torch.manual_seed(5)
+    c1 = unseeded(x).values
+    torch.manual_seed(5)
+    assert torch.equal(unseeded(x).values, c1)  # None: torch.manual_seed decides
+
+
+@pytest.mark.parametrize("bad", [1.5, "7", True])
+def test_a_seed_that_is_not_an_int_is_refused(bad):
+    with pytest.raises(ConfigError, match=r"Dropout seed must be an integer or None"):
+        layers.Dropout(0.5, seed=bad)

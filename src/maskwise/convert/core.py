@@ -125,12 +125,12 @@ def convert_time_distributed(k: Any) -> Layer:
 def convert_dropout(k: Any) -> Layer:
     if k.noise_shape is not None:
         raise _refuse(k, "Dropout's noise_shape", "use SpatialDropout1D to drop channels.")
-    return core.Dropout(float(k.rate), name=k.name)
+    return core.Dropout(float(k.rate), name=k.name, seed=k.seed)
 
 
 @converts("SpatialDropout1D")
 def convert_spatial_dropout(k: Any) -> Layer:
-    return core.SpatialDropout1D(float(k.rate), name=k.name)
+    return core.SpatialDropout1D(float(k.rate), name=k.name, seed=k.seed)
 
 
 @converts("Activation")
@@ -140,19 +140,19 @@ def convert_activation(k: Any) -> Layer:
 
 @converts("GaussianNoise")
 def convert_gaussian_noise(k: Any) -> Layer:
-    return core.GaussianNoise(float(k.stddev), name=k.name)
+    return core.GaussianNoise(float(k.stddev), name=k.name, seed=k.seed)
 
 
 @converts("GaussianDropout")
 def convert_gaussian_dropout(k: Any) -> Layer:
-    return core.GaussianDropout(float(k.rate), name=k.name)
+    return core.GaussianDropout(float(k.rate), name=k.name, seed=k.seed)
 
 
 @converts("AlphaDropout")
 def convert_alpha_dropout(k: Any) -> Layer:
     if k.noise_shape is not None:
         raise _refuse(k, "AlphaDropout's noise_shape", "drop the noise_shape argument.")
-    return core.AlphaDropout(float(k.rate), name=k.name)
+    return core.AlphaDropout(float(k.rate), name=k.name, seed=k.seed)
 
 
 @converts("Softmax")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError, MaskwiseTypeError, format_error
 from ..masked import Masked
+from ._random import SeededGenerator
 from .base import Layer
 from .core import get_activation
 
@@ -98,10 +99,6 @@ class _BuiltinCell(Layer):
                 raise ConfigError(
                     format_error(f"{kind} {option} must be a rate in [0, 1).", received=repr(rate))
                 )
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise ConfigError(
-                format_error(f"{kind} seed must be an integer or None.", received=repr(seed))
-            )
         self.act = get_activation(activation)
         self.rec_act = get_activation(recurrent_activation)
         self.units = units
@@ -111,7 +108,7 @@ class _BuiltinCell(Layer):
         self.dropout = dropout
         self.recurrent_dropout = recurrent_dropout
         self.seed = seed
-        self._generator: torch.Generator | None = None
+        self.draws = SeededGenerator(kind, seed)
         self.bias = None
         self.recurrent_bias = None
 
@@ -175,17 +172,10 @@ class _BuiltinCell(Layer):
             ones = values.new_ones(batch, copies, width)
             if self.seed is None:
                 return F.dropout(ones, rate, training=True)
-            kept = torch.rand(ones.shape, generator=self._seeded(ones.device), device=ones.device)
+            kept = torch.rand(ones.shape, generator=self.draws(ones.device), device=ones.device)
             return ones.masked_fill(kept < rate, 0.0) / (1 - rate)
 
         return draw(self.dropout, features), draw(self.recurrent_dropout, self.units)
-
-    def _seeded(self, device: torch.device) -> torch.Generator:
-        """The generator of a seeded cell's dropout (Keras's `seed`): seeded once, on
-        the device the masks are drawn on, so the masks repeat from run to run."""
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device).manual_seed(cast(int, self.seed))
-        return self._generator
 
     # ------------------------------------------------------------------ the math
     def project(self, x: torch.Tensor, input_dropout: torch.Tensor | None) -> torch.Tensor:

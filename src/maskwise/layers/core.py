@@ -22,6 +22,7 @@ from ..errors import (
     format_error,
 )
 from ..masked import Masked, per_step
+from ._random import SeededGenerator
 from .base import Layer
 
 MaskRule = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor | None]
@@ -249,15 +250,24 @@ class Dropout(Layer):
     Example:
         >>> Dropout(0.5).eval()(torch.ones(1, 2, 3)).values.sum().item()
         6.0
+        >>> a, b = Dropout(0.5, seed=3), Dropout(0.5, seed=3)  # seeded: the same masks
+        >>> torch.equal(a(torch.ones(1, 4, 8)).values, b(torch.ones(1, 4, 8)).values)
+        True
 
     Args:
         rate: drop probability in `[0, 1)`.
         name: layer name.
+        seed: an int gives the layer its own generator (the masks repeat from run to
+            run, each call drawing new ones, as Keras's `seed`); None draws from
+            PyTorch's global generator.
     """
 
-    def __init__(self, rate: float, name: str | None = None, **keras_args: Any) -> None:
+    def __init__(
+        self, rate: float, name: str | None = None, seed: int | None = None, **keras_args: Any
+    ) -> None:
         super().__init__(name=name)
         self.rate = _check_rate(type(self).__name__, rate)
+        self.draws = SeededGenerator(type(self).__name__, seed)
 
     def noise_shape(self, values: torch.Tensor) -> tuple[int, ...]:
         return tuple(values.shape)
@@ -265,7 +275,8 @@ class Dropout(Layer):
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if not self.training or self.rate == 0.0:
             return values
-        keep = torch.rand(self.noise_shape(values), device=values.device) >= self.rate
+        shape, device = self.noise_shape(values), values.device
+        keep = torch.rand(shape, device=device, generator=self.draws(device)) >= self.rate
         return torch.where(keep, values / (1.0 - self.rate), torch.zeros_like(values))
 
 
@@ -282,6 +293,7 @@ class SpatialDropout1D(Dropout):
     Args:
         rate: drop probability in `[0, 1)`.
         name: layer name.
+        seed: as `Dropout`'s.
     Input `(batch, time, features)`.
     """
 
@@ -301,11 +313,27 @@ class _RealStepNoise(Layer):
     """Noise drawn for every value in training and kept at the real steps only, so
     padded steps stay zeros; the identity in evaluation."""
 
+    draws: SeededGenerator
+
     def noisy(self, values: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def is_identity(self) -> bool:
         raise NotImplementedError
+
+    def uniform(self, values: torch.Tensor) -> torch.Tensor:
+        """Uniform draws in [0, 1) shaped like `values`, from the layer's generator."""
+        generator = self.draws(values.device)
+        return torch.rand(
+            values.shape, dtype=values.dtype, device=values.device, generator=generator
+        )
+
+    def normal(self, values: torch.Tensor) -> torch.Tensor:
+        """Standard normal draws shaped like `values`, from the layer's generator."""
+        generator = self.draws(values.device)
+        return torch.randn(
+            values.shape, dtype=values.dtype, device=values.device, generator=generator
+        )
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if not self.training or self.is_identity():
@@ -331,12 +359,16 @@ class GaussianNoise(_RealStepNoise):
     Args:
         stddev: the noise's standard deviation, >= 0.
         name: layer name.
+        seed: as `Dropout`'s.
     """
 
     float_inputs = True
 
-    def __init__(self, stddev: float, name: str | None = None, **keras_args: Any) -> None:
+    def __init__(
+        self, stddev: float, name: str | None = None, seed: int | None = None, **keras_args: Any
+    ) -> None:
         super().__init__(name=name)
+        self.draws = SeededGenerator("GaussianNoise", seed)
         if isinstance(stddev, bool) or not isinstance(stddev, int | float) or not stddev >= 0:
             raise ConfigError(
                 format_error(
@@ -350,7 +382,7 @@ class GaussianNoise(_RealStepNoise):
         return self.stddev == 0.0
 
     def noisy(self, values: torch.Tensor) -> torch.Tensor:
-        return values + self.stddev * torch.randn_like(values)
+        return values + self.stddev * self.normal(values)
 
 
 class GaussianDropout(_RealStepNoise):
@@ -367,20 +399,24 @@ class GaussianDropout(_RealStepNoise):
     Args:
         rate: the equivalent drop probability, in `[0, 1)`.
         name: layer name.
+        seed: as `Dropout`'s.
     """
 
     float_inputs = True
 
-    def __init__(self, rate: float, name: str | None = None, **keras_args: Any) -> None:
+    def __init__(
+        self, rate: float, name: str | None = None, seed: int | None = None, **keras_args: Any
+    ) -> None:
         super().__init__(name=name)
         self.rate = _check_rate("GaussianDropout", rate)
+        self.draws = SeededGenerator("GaussianDropout", seed)
 
     def is_identity(self) -> bool:
         return self.rate == 0.0
 
     def noisy(self, values: torch.Tensor) -> torch.Tensor:
         stddev = math.sqrt(self.rate / (1.0 - self.rate))
-        return values * (1.0 + stddev * torch.randn_like(values))
+        return values * (1.0 + stddev * self.normal(values))
 
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -403,20 +439,24 @@ class AlphaDropout(_RealStepNoise):
     Args:
         rate: drop probability in `[0, 1)`.
         name: layer name.
+        seed: as `Dropout`'s.
     """
 
     float_inputs = True
 
-    def __init__(self, rate: float, name: str | None = None, **keras_args: Any) -> None:
+    def __init__(
+        self, rate: float, name: str | None = None, seed: int | None = None, **keras_args: Any
+    ) -> None:
         super().__init__(name=name)
         self.rate = _check_rate("AlphaDropout", rate)
+        self.draws = SeededGenerator("AlphaDropout", seed)
 
     def is_identity(self) -> bool:
         return self.rate == 0.0
 
     def noisy(self, values: torch.Tensor) -> torch.Tensor:
         alpha_p = -_SELU_ALPHA * _SELU_SCALE
-        keep = torch.rand_like(values) >= self.rate
+        keep = self.uniform(values) >= self.rate
         a = ((1.0 - self.rate) * (1.0 + self.rate * alpha_p**2)) ** -0.5
         b = -a * alpha_p * self.rate
         return a * torch.where(keep, values, values.new_full((), alpha_p)) + b
