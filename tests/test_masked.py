@@ -119,6 +119,61 @@ def test_filling_a_filled_tensor_again_returns_it_with_the_same_gradients():
     assert leaf.grad[~mask].eq(0).all()
 
 
+SPECIAL_VALUES = [float("nan"), float("inf"), -float("inf"), -0.0, 0.0, 1e-40, -3.5]
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal element for element, NaN and the sign of zero included."""
+    return torch.equal(torch.nan_to_num(a), torch.nan_to_num(b)) and torch.equal(
+        a.isnan() | torch.signbit(a), b.isnan() | torch.signbit(b)
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16]),
+    lengths=st.lists(st.integers(0, 5), min_size=1, max_size=4),
+    features=st.integers(1, 4),
+    time_major=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_zero_fill_equals_where_bit_for_bit_in_values_and_gradients(
+    dtype, lengths, features, time_major, seed
+):
+    generator = torch.Generator().manual_seed(seed)
+    shape = (len(lengths), 5, features)
+    raw = torch.randn(shape, generator=generator)
+    specials = torch.tensor(SPECIAL_VALUES)
+    pick = torch.randint(0, 3 * len(SPECIAL_VALUES), shape, generator=generator)
+    raw = torch.where(pick < len(SPECIAL_VALUES), specials[pick % len(SPECIAL_VALUES)], raw)
+    raw = raw.to(dtype)
+    if time_major:  # laid out as a fused recurrent kernel writes its output
+        raw = raw.transpose(0, 1).contiguous().transpose(0, 1)
+    mask = lengths_to_mask(lengths, 5)
+    grad = torch.randn(shape, generator=generator).to(dtype)
+    grad[..., 0] = float("nan")  # a non-finite gradient given at every step
+    ours = raw.clone().requires_grad_(True)
+    filled = fill_padding(ours, mask)
+    filled.backward(grad)
+    reference = raw.clone().requires_grad_(True)
+    expected = torch.where(mask.unsqueeze(-1), reference, torch.zeros((), dtype=dtype))
+    expected.backward(grad)
+    assert _same_bits(filled.detach(), expected.detach())
+    assert not torch.signbit(filled.detach()[~mask]).any()  # +0, not -0
+    assert _same_bits(ours.grad, reference.grad)
+    assert filled.is_contiguous()
+
+
+def test_zero_fill_works_under_torch_func_and_with_a_broadcast_gradient():
+    mask = lengths_to_mask([2, 1], 3)
+    values = torch.tensor([[[1.0], [2.0], [float("nan")]], [[3.0], [4.0], [5.0]]])
+    per_row = torch.func.vmap(lambda v, m: fill_padding(v[None], m[None])[0])(values, mask)
+    assert per_row[..., 0].tolist() == [[1.0, 2.0, 0.0], [3.0, 0.0, 0.0]]
+    leaf = values.clone().requires_grad_(True)
+    fill_padding(leaf, mask).sum().backward()  # the gradient is an expanded 1
+    assert leaf.grad[..., 0].tolist() == [[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
+
+
 def test_filling_again_after_an_in_place_change_or_by_another_mask_fills():
     mask = torch.tensor([[True, False]])
     filled = fill_padding(torch.ones(1, 2, 1), mask)

@@ -424,22 +424,82 @@ def per_step(steps: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 def fill_padding(values: torch.Tensor, mask: torch.Tensor, value: float = 0.0) -> torch.Tensor:
     """`values (batch, time, ...)` with the steps where `mask` is False set to `value`.
 
-    A `where`, not a multiplication: the padded steps become a constant, whatever they
-    held (NaN, inf), and in the backward pass `where` sends no gradient to them and
+    A select, not a multiplication: the padded steps become a constant, whatever they
+    held (NaN, inf), and in the backward pass the select sends no gradient to them and
     drops whatever a function's derivative gave there (`sqrt` or `log` at the fill
     value: inf times a zero gradient is NaN) instead of multiplying it into a weight.
+    It is `torch.where`'s result bit for bit; the fill with +0 of a float tensor runs
+    as a bitwise AND (`_ZeroPadding`), about 3x faster on CPU, and returns a
+    contiguous tensor.
 
     Example:
         >>> values = torch.tensor([[[1.0], [2.0], [float("nan")]]])
         >>> fill_padding(values, lengths_to_mask([2], 3), value=-1.0)[..., 0]
         tensor([[ 1.,  2., -1.]])
     """
-    if _plain_zero(value) and _filled(values, mask):
+    if not _plain_zero(value):
+        return torch.where(per_step(mask, values), values, values.new_full((), value))
+    if _filled(values, mask):
         return values
-    filled = torch.where(per_step(mask, values), values, values.new_full((), value))
-    if _plain_zero(value) and not torch.compiler.is_compiling():
-        _ZERO_FILLED[filled] = (mask, filled._version, mask._version)
+    if not _bitwise_fill_applies(values):
+        return torch.where(per_step(mask, values), values, values.new_zeros(()))
+    keep = per_step(mask, values).to(_SAME_SIZE_INTEGER[values.dtype]).neg()  # -1: all bits
+    filled = _ZeroPadding.apply(values, keep)
+    _ZERO_FILLED[filled] = (mask, filled._version, mask._version)
     return filled
+
+
+_SAME_SIZE_INTEGER = {
+    torch.float32: torch.int32,
+    torch.float64: torch.int64,
+    torch.float16: torch.int16,
+    torch.bfloat16: torch.int16,
+}
+"""The integer dtype of each float dtype's size, to AND its bits with."""
+
+
+class _ZeroPadding(torch.autograd.Function):
+    """`fill_padding(values, mask)` with +0, as a bitwise AND of each element's bits
+    with those of `keep` (all ones at a real step, -1; all zeros at a padded one, 0).
+
+    The result is `torch.where`'s, bit for bit (a real step's value whatever it is, NaN
+    and -0 included; +0 at a padded step), and so is the gradient, the same AND: but an
+    AND is one vectorized pass at memory speed, where PyTorch's CPU `where` with a mask
+    broadcast over the features runs element by element, about 3x slower. The result
+    is laid out batch-major whatever the input's layout (a fused recurrent kernel's
+    output is time-major), which is what the next layer's matmul reads."""
+
+    @staticmethod
+    def forward(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        return _and_bits(values, keep)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor], output: Any) -> None:
+        ctx.save_for_backward(inputs[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (keep,) = ctx.saved_tensors
+        return _ZeroPadding.apply(grad, keep), None
+
+
+def _bitwise_fill_applies(values: torch.Tensor) -> bool:
+    """Whether `_ZeroPadding` can fill `values`: a float dtype with an integer of its
+    size, in eager mode (`torch.compile` and `torch.func`'s transforms trace `where`,
+    which they fuse or batch, and not an AND into a preallocated tensor)."""
+    return (
+        values.dtype in _SAME_SIZE_INTEGER
+        and not torch.compiler.is_compiling()
+        and not torch._C._are_functorch_transforms_active()
+    )
+
+
+def _and_bits(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """`values` with the bits of each element ANDed with `keep`'s (broadcast), into a
+    new contiguous tensor."""
+    out = torch.empty(values.shape, dtype=keep.dtype, device=values.device)
+    torch.bitwise_and(values.view(keep.dtype), keep, out=out)
+    return out.view(values.dtype)
 
 
 _ZERO_FILLED: WeakTensorKeyDictionary = WeakTensorKeyDictionary()

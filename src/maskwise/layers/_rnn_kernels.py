@@ -575,8 +575,7 @@ def run_bidirectional_lstm(
     path adds (`SINGLE_CALL_SAVING`); CPU only, since it reads the mask on the host."""
     if not _one_call_pays(mask):
         return None
-    padded = ~mask.unsqueeze(-1)
-    x = torch.cat([x.masked_fill(padded, 0.0), padded.to(x.dtype)], dim=-1)
+    x = torch.cat([fill_padding(x, mask), (~mask).unsqueeze(-1).to(x.dtype)], dim=-1)
     pair = [
         _flat_weights(_cell_keeping_weights(cell.weights(), x.device.type))
         for cell in (forward, backward)
@@ -586,7 +585,7 @@ def run_bidirectional_lstm(
     kernel = cast("Callable[..., Any]", forward.fused_kernel)
     train = torch.is_grad_enabled()
     outputs = kernel(x, (zeros, zeros), flat, pair[0][1], 1, 0.0, train, True, True)[0]
-    # The outputs at padded steps are already 0; the `where` (the pass that lays them
+    # The outputs at padded steps are already 0; the fill (the pass that lays them
     # out batch-major anyway, for the next layer's matmul) also drops any gradient
     # given there, as the masked path's gather does, so a non-finite one cannot reach
     # the weights through the saturated gates (0 times inf). Being `fill_padding`'s, it

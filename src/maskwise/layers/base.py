@@ -17,10 +17,10 @@ A layer does two things, kept side by side as two small methods:
    wrong first call builds nothing.
 3. The layer builds its weights at the first call from the input shape (like Keras,
    unless the sizes were given).
-4. Every padded step is set to 0 (`fill_padding`, a `where`): a layer's value rule
+4. Every padded step is set to 0 (`fill_padding`, a select): a layer's value rule
    never sees what the padding held (NaN, inf, anything), and no function's
    derivative at a padded step (`sqrt` or `log` at 0 give inf, times a zero gradient
-   NaN) can reach a weight, since `where` drops it in the backward pass. `Masking`,
+   NaN) can reach a weight, since the select drops it in the backward pass. `Masking`,
    which creates the mask from what the padding holds, opts out with
    `fills_padding = False`, and so do the recurrent layers, which never read a
    padded step.
