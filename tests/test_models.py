@@ -54,6 +54,32 @@ def test_sequential_accepts_tensor_array_and_masked():
         torch.testing.assert_close(out.values, from_tensor.values, atol=0.0, rtol=0.0)
 
 
+def test_a_model_runs_under_inference_mode_as_under_no_grad():
+    """`torch.inference_mode()`, PyTorch's habit for inference, gives `no_grad`'s
+    outputs through every kind of layer that fills, compacts or reads the padding
+    (inference tensors keep no version counter, which the fills' memo must not read),
+    and training afterwards still works."""
+    torch.manual_seed(0)
+    model = Sequential(
+        [
+            layers.Masking(0.0, input_shape=(None, 4)),
+            layers.Dense(6, activation="tanh"),
+            layers.Bidirectional(layers.LSTM(3, return_sequences=True)),
+            layers.Conv1D(4, 2, padding="same"),
+            layers.GRU(3, return_sequences=True),
+            layers.Dense(2),
+        ]
+    )
+    batch = padded_batch()
+    with torch.no_grad():
+        expected = model(batch)
+    with torch.inference_mode():
+        got = model(batch)
+    assert torch.equal(got.values, expected.values) and torch.equal(got.mask, expected.mask)
+    model(batch).values.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
 def test_sequential_keeps_the_mask_of_a_masked_input():
     x = padded_batch()
     out = Sequential([layers.Dense(2), layers.Activation("tanh")])(x)

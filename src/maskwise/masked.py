@@ -443,9 +443,13 @@ def fill_padding(values: torch.Tensor, mask: torch.Tensor, value: float = 0.0) -
         return values
     if not _bitwise_fill_applies(values):
         return torch.where(per_step(mask, values), values, values.new_zeros(()))
-    keep = per_step(mask, values).to(_SAME_SIZE_INTEGER[values.dtype]).neg()  # -1: all bits
-    filled = _ZeroPadding.apply(values, keep)
-    _ZERO_FILLED[filled] = (mask, filled._version, mask._version)
+    keep = per_step(mask, values).to(_SAME_SIZE_INTEGER[values.dtype]).neg_()  # -1: all bits
+    if values.requires_grad and torch.is_grad_enabled():
+        filled = _ZeroPadding.apply(values, keep)
+    else:
+        filled = _and_bits(values, keep)
+    if not (filled.is_inference() or mask.is_inference()):  # those keep no version
+        _ZERO_FILLED[filled] = (mask, filled._version, mask._version)
     return filled
 
 
@@ -470,12 +474,11 @@ class _ZeroPadding(torch.autograd.Function):
     output is time-major), which is what the next layer's matmul reads."""
 
     @staticmethod
-    def forward(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        # The form with `ctx` first: PyTorch binds a `setup_context` Function's
+        # arguments by `inspect.signature` at every call (about 0.1 ms).
+        ctx.save_for_backward(keep)
         return _and_bits(values, keep)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor], output: Any) -> None:
-        ctx.save_for_backward(inputs[1])
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -507,7 +510,7 @@ _ZERO_FILLED: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
 they were filled by and the versions of both then (an in-place change bumps them).
 Filling such a tensor again by the same mask, as the next layer does, returns it as it
 is: the values are the same, and its padded steps already pass no gradient back (the
-first fill's `where` drops whatever a later function's derivative gives there), so the
+first fill's select drops whatever a later function's derivative gives there), so the
 loss, the gradients and the weights are the same, one pass forwards and one backwards
 fewer."""
 

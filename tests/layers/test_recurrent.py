@@ -570,6 +570,38 @@ def test_bidirectional_drops_non_finite_gradients_given_at_padded_steps(
         torch.testing.assert_close(a, b)
 
 
+@settings(max_examples=60, deadline=None)
+@given(lengths=st.lists(st.integers(0, 40), min_size=1, max_size=32), extra=st.integers(0, 30))
+def test_the_one_call_choice_is_the_cost_rule(lengths: list[int], extra: int) -> None:
+    """`_one_call_pays` says yes exactly where one call over the padded batch costs at
+    most the two directions' planned calls plus `SINGLE_CALL_SAVING` (computed here
+    from `plan_segments` for every batch, without any shortcut)."""
+    time = max(lengths) + extra
+    mask = torch.arange(time) < torch.tensor(lengths).unsqueeze(1)
+    cost = _rnn_kernels.SEGMENT_CALL_COSTS["cpu"]
+    step = _rnn_kernels.SEGMENT_STEP_COST
+    host = sorted(lengths, reverse=True)
+    planned = sum(
+        cost + (s.stop - s.start) * (step + s.rows) for s in _rnn_kernels.plan_segments(host, cost)
+    )
+    one_call = cost + time * (step + len(lengths))
+    expected = max(lengths) > 0 and one_call <= planned + _rnn_kernels.SINGLE_CALL_SAVING
+    assert _rnn_kernels._one_call_pays(mask) == expected
+
+
+def test_bidirectional_lstm_first_called_under_inference_mode_then_trains() -> None:
+    """The one call's padding-feature weight, a constant made at the first call, is a
+    plain tensor even when that call runs under `torch.inference_mode`, so training
+    afterwards works and reaches every weight."""
+    torch.manual_seed(0)
+    layer = Bidirectional(LSTM(3, return_sequences=True, input_dim=2))
+    x = Masked(torch.randn(2, 4, 2), torch.arange(4) < torch.tensor([[4], [3]]))
+    with torch.inference_mode():
+        layer(x)
+    layer(x).values.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters())
+
+
 def test_bidirectional_lstm_takes_the_masked_path_where_one_call_is_not_exact() -> None:
     """A hole in a row, initial states, a backward layer without biases, input dropout
     in training, or padding that costs more than the masked path saves: each direction

@@ -608,6 +608,11 @@ def _one_call_pays(mask: torch.Tensor) -> bool:
     host = sorted(lengths.tolist(), reverse=True)
     if host[0] == 0:
         return False
+    if batch * time - sum(host) <= SINGLE_CALL_SAVING:
+        # The one call's cost exceeds any plan's lower bound, a call over exactly the
+        # real steps (`call_cost + time * SEGMENT_STEP_COST + sum(host)`), by the
+        # padding alone: it pays whatever the plan.
+        return True
     planned = sum(
         call_cost + (s.stop - s.start) * (SEGMENT_STEP_COST + s.rows)
         for s in plan_segments(host, call_cost)
@@ -629,12 +634,35 @@ def _cell_keeping_weights(weights: Weights, device_type: str) -> Weights:
     if torch.is_autocast_enabled(device_type):
         dtype = torch.get_autocast_dtype(device_type)
     big = min(2.0**20, torch.finfo(dtype).max / 4)
-    units = weights.weight_hh.shape[1]
-    column = weights.weight_ih.new_zeros(4 * units, 1)
-    column[:units] = -big  # input gate i
-    column[units : 2 * units] = big  # forget gate f
-    column[3 * units :] = -big  # output gate o
+    column = _saturating_column(
+        weights.weight_hh.shape[1], big, weights.weight_ih.dtype, weights.weight_ih.device
+    )
     return replace(weights, weight_ih=torch.cat([weights.weight_ih, column], dim=1))
+
+
+_SATURATING_COLUMNS: dict[tuple[int, float, torch.dtype, torch.device], torch.Tensor] = {}
+"""`_saturating_column`'s constants, by units, size, dtype and device."""
+
+
+def _saturating_column(
+    units: int, big: float, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """The `(4 * units, 1)` weight of `_cell_keeping_weights`'s padding feature: `-big`
+    on the input and output gates, `big` on the forget gate, 0 on the candidate. A
+    constant, made once per size, dtype and device, and never written (`torch.cat`
+    copies it): a plain tensor even when first made under `inference_mode`, and not
+    kept when made under a tensor subclass's mode (a fake tensor while tracing)."""
+    key = (units, big, dtype, device)
+    column = _SATURATING_COLUMNS.get(key)
+    if column is None:
+        with torch.inference_mode(False), torch.no_grad():
+            column = torch.zeros(4 * units, 1, dtype=dtype, device=device)
+            column[:units] = -big  # input gate i
+            column[units : 2 * units] = big  # forget gate f
+            column[3 * units :] = -big  # output gate o
+        if type(column) is torch.Tensor:
+            _SATURATING_COLUMNS[key] = column
+    return column
 
 
 def _flat_weights(weights: Weights) -> tuple[list[torch.Tensor], bool]:
