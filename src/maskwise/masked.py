@@ -439,7 +439,7 @@ def fill_padding(values: torch.Tensor, mask: torch.Tensor, value: float = 0.0) -
     """
     if not _plain_zero(value):
         return torch.where(per_step(mask, values), values, values.new_full((), value))
-    if _filled(values, mask):
+    if is_zero_filled(values, mask):
         return values
     if not _bitwise_fill_applies(values):
         return torch.where(per_step(mask, values), values, values.new_zeros(()))
@@ -448,9 +448,18 @@ def fill_padding(values: torch.Tensor, mask: torch.Tensor, value: float = 0.0) -
         filled = _ZeroPadding.apply(values, keep)
     else:
         filled = _and_bits(values, keep)
-    if not (filled.is_inference() or mask.is_inference()):  # those keep no version
-        _ZERO_FILLED[filled] = (mask, filled._version, mask._version)
-    return filled
+    return remember_zero_filled(filled, mask)
+
+
+def remember_zero_filled(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Record that `values` is as `fill_padding(values, mask)` returns it: +0 at every
+    padded step, and no gradient passing back from there (see `_ZERO_FILLED`), so that
+    filling it again by `mask` returns it as it is. For the code that makes such a
+    tensor another way (the recurrent layers' gather of their outputs). Returns
+    `values`."""
+    if not torch.compiler.is_compiling() and not (values.is_inference() or mask.is_inference()):
+        _ZERO_FILLED[values] = (mask, values._version, mask._version)  # inference: no version
+    return values
 
 
 _SAME_SIZE_INTEGER = {
@@ -520,9 +529,10 @@ def _plain_zero(value: float) -> bool:
     return value == 0 and math.copysign(1.0, value) > 0
 
 
-def _filled(values: torch.Tensor, mask: torch.Tensor) -> bool:
-    """Whether `values` is a tensor `fill_padding` returned for `mask` (the same tensor,
-    neither changed in place since), so that its padded steps hold +0 already."""
+def is_zero_filled(values: torch.Tensor, mask: torch.Tensor) -> bool:
+    """Whether `values` is a tensor `fill_padding` returned for `mask` (or one recorded
+    by `remember_zero_filled`; the same tensor, neither changed in place since), so that
+    its padded steps hold +0 and pass no gradient back already."""
     if torch.compiler.is_compiling():
         return False
     entry = _ZERO_FILLED.get(values)

@@ -23,6 +23,7 @@ from maskwise.convert.registry import CONVERTERS, convert_layer
 from maskwise.errors import ConfigError, MaskwiseTypeError, ShapeError
 from maskwise.layers import _host, _rnn_kernels, cells
 from maskwise.layers.recurrent import GRU, LSTM, RNN, Bidirectional, SimpleRNN
+from maskwise.masked import fill_padding
 
 from .contract import (
     MASK_KINDS,
@@ -600,6 +601,45 @@ def test_bidirectional_lstm_first_called_under_inference_mode_then_trains() -> N
         layer(x)
     layer(x).values.sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters())
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul"])
+def test_outputs_zero_filled_by_the_gather_skip_the_next_fill_with_the_same_gradients(
+    merge_mode: str,
+) -> None:
+    """The masked path's outputs with zeros at masked steps (`Bidirectional`'s) are
+    recorded as filled, so the next layer's fill returns them as they are; the gradient
+    a function gives at their padded steps (`sqrt`'s inf at 0) still reaches no weight,
+    and every weight's gradient is that of an explicit `where` fill."""
+    torch.manual_seed(0)
+    layer = Bidirectional(LSTM(4, return_sequences=True, input_dim=3), merge_mode)
+    mask = torch.arange(9) < torch.tensor([9, 2, 8, 7, 9, 8]).unsqueeze(1)
+    x = Masked(torch.randn(6, 9, 3), mask)
+    params = list(layer.parameters())
+    with mock.patch.object(_rnn_kernels, "SINGLE_CALL_SAVING", -math.inf):  # masked path
+        out = layer(x)
+        reference = layer(x).values
+    filled = fill_padding(out.values, out.mask)
+    assert filled is out.values
+    got = torch.autograd.grad(filled.abs().add(1e-3).sqrt().sum(), params)
+    refilled = torch.where(mask.unsqueeze(-1), reference, 0.0)
+    expected = torch.autograd.grad(refilled.abs().add(1e-3).sqrt().sum(), params)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b)
+
+
+def test_outputs_in_processing_order_are_not_recorded_as_filled_by_the_input_mask() -> None:
+    """An LSTM run backwards without `Bidirectional` returns its outputs in processing
+    (reversed) order, so their zeros are not at the input mask's padded steps: the
+    next layer fills them."""
+    layer = LSTM(3, return_sequences=True, go_backwards=True, zero_output_for_mask=True)
+    mask = torch.arange(5) < torch.tensor([5, 2]).unsqueeze(1)
+    out = layer(Masked(torch.randn(2, 5, 2), mask))
+    assert fill_padding(out.values, mask) is not out.values
+    forwards = LSTM(3, return_sequences=True, zero_output_for_mask=True)
+    out = forwards(Masked(torch.randn(2, 5, 2), mask))
+    assert fill_padding(out.values, mask) is out.values
 
 
 def test_bidirectional_lstm_takes_the_masked_path_where_one_call_is_not_exact() -> None:

@@ -82,7 +82,7 @@ from typing import Any, Protocol, cast
 
 import torch
 
-from ..masked import compaction_order, fill_padding
+from ..masked import compaction_order, fill_padding, remember_zero_filled
 from . import _host
 from .cells import Weights
 
@@ -242,7 +242,12 @@ def _run_masked(
         return table.read(source[:, -1:], block_row, keep[:, -1:])[:, 0], final
     if flip_output:
         source, keep = source.flip(1), keep.flip(1)
-    return table.read(source, block_row, keep), final
+    outputs = table.read(source, block_row, keep)
+    if zero_output_for_mask and (flip_output or not go_backwards):
+        # In `mask`'s time order, its padded steps read the zero row, which takes their
+        # gradient: what a fill by `mask` would give, so the next layer skips its own.
+        remember_zero_filled(outputs, mask)
+    return outputs, final
 
 
 def _no_real_step(

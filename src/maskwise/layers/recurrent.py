@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
+from ..masked import is_zero_filled, remember_zero_filled
 from ._keras_args import given_rules
 from ._rnn_kernels import StepCell, run_bidirectional_lstm, run_recurrent
 from .base import CallOutput, Layer
@@ -727,6 +728,11 @@ class Bidirectional(Layer):
             values, mask, backward_state, flip_output=self.return_sequences
         )
         outputs = (y, y_rev) if self.merge_mode is None else _merge(self.merge_mode, y, y_rev)
+        filled = mask is not None and is_zero_filled(y, mask) and is_zero_filled(y_rev, mask)
+        if filled and isinstance(outputs, torch.Tensor) and mask is not None:
+            # Zeros at the padded steps, and the gradient given there reaches neither
+            # direction past its own gather: a fill's result, for the next layer.
+            remember_zero_filled(outputs, mask)
         states = [*forward_states, *backward_states] if self.return_state else []
         return (outputs, *states)
 
