@@ -126,3 +126,23 @@ def test_unsupported_options_are_refused(layer: object, option: str) -> None:
     keras_model = keras.Model(tokens, layer()(x, x))
     with pytest.raises(ConfigError, match=rf"maskwise does not implement {option}"):
         from_keras(keras_model)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda seed: keras.layers.MultiHeadAttention(2, 4, dropout=0.2, seed=seed),
+        lambda seed: keras.layers.GroupQueryAttention(4, 4, 2, dropout=0.2, seed=seed),
+        lambda seed: keras.layers.Attention(dropout=0.2, seed=seed),
+        lambda seed: keras.layers.AdditiveAttention(dropout=0.2, seed=seed),
+    ],
+    ids=["MultiHeadAttention", "GroupQueryAttention", "Attention", "AdditiveAttention"],
+)
+def test_attention_layers_carry_their_seed(make) -> None:
+    for seed in (5, None):
+        tokens, x = _embedded("tokens")
+        layer = make(seed)
+        heads = isinstance(layer, keras.layers.MultiHeadAttention | keras.layers.GroupQueryAttention)
+        model = from_keras(keras.Model(tokens, layer(x, x) if heads else layer([x, x])))
+        converted = [layer for layer in model.layers if "ttention" in type(layer).__name__]
+        assert converted[0].get_config()["seed"] == seed

@@ -400,6 +400,40 @@ def test_no_kernel_sees_a_row_without_keys():
 
 
 # ---------------------------------------------------------------------- containers
+SEEDED = {
+    "mha": lambda seed: MultiHeadAttention(2, 3, dropout=0.5, seed=seed),
+    "gqa": lambda seed: GroupQueryAttention(3, 4, 2, dropout=0.5, seed=seed),
+    "attention": lambda seed: Attention(dropout=0.5, seed=seed),
+    "additive": lambda seed: AdditiveAttention(dropout=0.5, seed=seed),
+}
+
+
+@pytest.mark.parametrize("name", SEEDED)
+@pytest.mark.parametrize("scores", [False, True])
+def test_a_seeded_dropout_repeats_from_run_to_run_and_leaves_the_global_generator(
+    name, scores
+):
+    """Keras's `seed`: two layers made with one seed (and the same weights) drop the
+    same weights in training, on the fused path and with the scores; each call draws
+    anew; another seed draws otherwise; PyTorch's global generator is not used."""
+    x = example_input("post", seed=1)
+    first, again, other = (SEEDED[name](seed) for seed in (7, 7, 8))
+    for layer in (first, again, other):
+        layer.eval()(x)  # builds the weights; no draw outside training
+        layer.load_state_dict(first.state_dict())
+
+    def run(layer):
+        out = layer.train()(x, return_attention_scores=True) if scores else layer.train()(x)
+        return out[0].values if scores else out.values
+
+    state = torch.random.get_rng_state()
+    a1, a2, b1, c1 = run(first), run(first), run(again), run(other)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(a1, b1)
+    assert not torch.equal(a1, a2) and not torch.equal(a1, c1)
+    assert torch.equal(run(again), a2)
+
+
 def test_self_attention_in_a_sequential_after_an_embedding():
     tokens = torch.tensor([[3, 1, 4, 0, 0], [2, 7, 0, 0, 0]])
     model = Sequential([Embedding(10, 8, mask_zero=True), MultiHeadAttention(2, 4), Dense(3)])

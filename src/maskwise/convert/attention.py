@@ -61,6 +61,7 @@ def convert_multi_head_attention(k: Any) -> Layer:
         use_bias=k._use_bias,
         output_shape=list(output_shape) if isinstance(output_shape, tuple) else output_shape,
         name=k.name,
+        seed=k.seed,
         **keras_rules(k, attention.MultiHeadAttention.weight_names),
     )
     return _copy_projections(layer, k)
@@ -76,6 +77,7 @@ def convert_group_query_attention(k: Any) -> Layer:
         dropout=float(k.dropout),
         use_bias=k.use_bias,
         name=k.name,
+        seed=k.seed,
         **keras_rules(k, attention.MultiHeadAttention.weight_names),
     )
     return _copy_projections(layer, k)
@@ -84,7 +86,11 @@ def convert_group_query_attention(k: Any) -> Layer:
 @converts("Attention")
 def convert_attention(k: Any) -> Layer:
     layer = attention.Attention(
-        use_scale=k.use_scale, score_mode=k.score_mode, dropout=float(k.dropout), name=k.name
+        use_scale=k.use_scale,
+        score_mode=k.score_mode,
+        dropout=float(k.dropout),
+        name=k.name,
+        seed=k.seed,
     )
     _copy(layer.scale, getattr(k, "scale", None))
     _copy(layer.concat_score_weight, getattr(k, "concat_score_weight", None))
@@ -94,7 +100,7 @@ def convert_attention(k: Any) -> Layer:
 @converts("AdditiveAttention")
 def convert_additive_attention(k: Any) -> Layer:
     layer = attention.AdditiveAttention(
-        use_scale=k.use_scale, dropout=float(k.dropout), name=k.name
+        use_scale=k.use_scale, dropout=float(k.dropout), name=k.name, seed=k.seed
     )
     if k.use_scale:
         dim = int(k.scale.shape[0])

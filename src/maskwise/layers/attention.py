@@ -34,6 +34,7 @@ from ..errors import ConfigError, MaskError, MaskwiseTypeError, ShapeError, form
 from ..initializers import GlorotUniform
 from ..masked import Masked, as_masked, combine_masks
 from ._keras_args import make_weight
+from ._random import SeededGenerator
 from .base import CallOutput, Layer
 from .core import _check_rate
 
@@ -100,15 +101,19 @@ def _drop_keyless_rows(values: torch.Tensor, plan: _Plan) -> torch.Tensor:
 
 
 def _softmax_attend(
-    scores: torch.Tensor, value: torch.Tensor, plan: _Plan, dropout: float
+    scores: torch.Tensor,
+    value: torch.Tensor,
+    plan: _Plan,
+    dropout: float,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Masked softmax of `scores (batch, heads, query time, key time)`, then the
     weighted sum of `value (batch, heads, key time, features)`.
 
     Returns the output, the weights (after masking and softmax; 0 on padded query rows
     and rows without an allowed key) and the weights after dropout (`dropout` is 0
-    outside training). Forbidden scores are filled with the dtype's lowest finite
-    number, not -inf.
+    outside training; its draws come from `generator`, PyTorch's global one when None).
+    Forbidden scores are filled with the dtype's lowest finite number, not -inf.
     """
     allowed = plan.allowed
     if plan.is_causal:
@@ -118,8 +123,19 @@ def _softmax_attend(
     weights = _drop_keyless_rows(torch.softmax(scores, dim=-1), plan)
     if plan.query is not None:
         weights = torch.where(plan.query, weights, weights.new_zeros(()))
-    dropped = F.dropout(weights, dropout) if dropout > 0.0 else weights
+    dropped = _drop(weights, dropout, generator)
     return dropped @ value, weights, dropped
+
+
+def _drop(weights: torch.Tensor, rate: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Dropout of the attention weights at `rate`, drawn from `generator` (a seeded
+    layer's own) or from PyTorch's global generator when None."""
+    if rate == 0.0:
+        return weights
+    if generator is None:
+        return F.dropout(weights, rate)
+    draws = torch.rand(weights.shape, generator=generator, device=weights.device)
+    return torch.where(draws >= rate, weights / (1.0 - rate), weights.new_zeros(()))
 
 
 def _dot_product_attention(
@@ -129,17 +145,19 @@ def _dot_product_attention(
     plan: _Plan,
     dropout: float,
     return_weights: bool,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Scaled dot-product attention of `query (batch, heads, query time, key_dim)` on
     `key`/`value (batch, key/value heads, key time, ...)`; key/value heads are shared by
-    consecutive query heads (Keras's `repeat`). Without `return_weights`, one call to
-    `scaled_dot_product_attention` with the boolean mask."""
+    consecutive query heads (Keras's `repeat`). Without `return_weights` (and without a
+    seeded dropout, `generator`, which `scaled_dot_product_attention` cannot draw
+    from), one call to `scaled_dot_product_attention` with the boolean mask."""
     scale = 1.0 / math.sqrt(query.shape[-1])
     repeats = query.shape[1] // key.shape[1]
     if repeats > 1:
         key = key.repeat_interleave(repeats, dim=1)
         value = value.repeat_interleave(repeats, dim=1)
-    if not return_weights:
+    if not return_weights and (generator is None or dropout == 0.0):
         out = F.scaled_dot_product_attention(
             query,
             key,
@@ -151,8 +169,8 @@ def _dot_product_attention(
         )
         return _drop_keyless_rows(out, plan), None
     scores = (query * scale) @ key.transpose(-2, -1)
-    out, weights, _ = _softmax_attend(scores, value, plan, dropout)
-    return out, weights
+    out, weights, _ = _softmax_attend(scores, value, plan, dropout, generator)
+    return out, weights if return_weights else None
 
 
 class _Projection(nn.Module):
@@ -386,8 +404,11 @@ class MultiHeadAttention(_AttentionLayer):
         **keras_args: `kernel_*` and `bias_*` (`_initializer`, Keras's defaults
             `"glorot_uniform"` and `"zeros"`; `_regularizer`; `_constraint`) for the four
             projections, and the arguments of every layer (`maskwise.layers.Layer`).
+        seed: an int gives the dropout its own generator (the draws repeat from run to
+            run, each call drawing new ones, as Keras's `seed`); None draws from
+            PyTorch's global generator.
     Not supported: `attention_axes` (attention runs over the time axis of 3-D inputs),
-    `sliding_window`, `use_gate`, `flash_attention` and `seed`.
+    `sliding_window`, `use_gate` and `flash_attention`.
 
     Call: `mha(query, value, key=None, attention_mask=None, use_causal_mask=False,
     return_attention_scores=False)`, or `mha([query, value(, key)], ...)`:
@@ -414,10 +435,12 @@ class MultiHeadAttention(_AttentionLayer):
         use_bias: bool = True,
         output_shape: int | Sequence[int] | None = None,
         name: str | None = None,
+        seed: int | None = None,
         **keras_args: Any,
     ) -> None:
         super().__init__(name=name)
         kind = type(self).__name__
+        self.draws = SeededGenerator(kind, seed)
         self.num_heads = _positive_int(kind, "num_heads", num_heads)
         self.key_dim = _positive_int(kind, "key_dim", key_dim)
         self.value_dim = (
@@ -472,6 +495,7 @@ class MultiHeadAttention(_AttentionLayer):
             plan,
             self.dropout if self.training else 0.0,
             return_attention_scores,
+            self.draws(q.device),
         )
         output = self.output_dense(attended.permute(heads_first))
         return output if scores is None else (output, scores)
@@ -504,8 +528,9 @@ class GroupQueryAttention(MultiHeadAttention):
         dropout: probability of dropping an attention weight in training, in `[0, 1)`.
         use_bias: the projections add biases.
         name: layer name.
+        seed: as `MultiHeadAttention`'s.
     Not supported: `sliding_window`, `use_gate`, `flash_attention`, initializers,
-    regularizers, constraints and `seed`.
+    regularizers and constraints.
 
     Call: as `MultiHeadAttention`; attention scores are `(batch, num_query_heads,
     query time, key time)`.
@@ -519,6 +544,7 @@ class GroupQueryAttention(MultiHeadAttention):
         dropout: float = 0.0,
         use_bias: bool = True,
         name: str | None = None,
+        seed: int | None = None,
         **keras_args: Any,
     ) -> None:
         kind = type(self).__name__
@@ -534,7 +560,9 @@ class GroupQueryAttention(MultiHeadAttention):
                     fix=f"e.g. num_key_value_heads={_largest_divisor(query_heads, kv_heads)}.",
                 )
             )
-        super().__init__(query_heads, head_dim, dropout=dropout, use_bias=use_bias, name=name)
+        super().__init__(
+            query_heads, head_dim, dropout=dropout, use_bias=use_bias, name=name, seed=seed
+        )
         self.head_dim = self.key_dim
         self.key_value_heads = kv_heads
 
@@ -566,12 +594,11 @@ class _ScoreAttention(_AttentionLayer):
     """Keras's `Attention` and `AdditiveAttention`: no projections; scores from a score
     function, a masked softmax over the keys, a weighted sum of the values."""
 
-    def __init__(
-        self, use_scale: bool, dropout: float, name: str | None, **keras_args: Any
-    ) -> None:
+    def __init__(self, use_scale: bool, dropout: float, name: str | None, seed: int | None) -> None:
         super().__init__(name=name)
         self.use_scale = bool(use_scale)
         self.dropout = _check_rate(type(self).__name__, dropout)
+        self.draws = SeededGenerator(type(self).__name__, seed)
 
     def scores(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         """`(batch, query time, key time)` scores from `query` and `key`."""
@@ -622,7 +649,8 @@ class _ScoreAttention(_AttentionLayer):
         query, value, key = (v.to(values[0].dtype) for v in values)
         scores = self.scores(query, key)[:, None]  # one head: (batch, 1, query, key)
         dropout = self.dropout if self.training else 0.0
-        out, _, dropped = _softmax_attend(scores, value[:, None], plan, dropout)
+        generator = self.draws(query.device)
+        out, _, dropped = _softmax_attend(scores, value[:, None], plan, dropout, generator)
         return (out[:, 0], dropped[:, 0]) if return_attention_scores else out[:, 0]
 
 
@@ -652,7 +680,7 @@ class Attention(_ScoreAttention):
         score_mode: `"dot"` or `"concat"` (adds the scalar `concat_score_weight`).
         dropout: probability of dropping an attention weight in training, in `[0, 1)`.
         name: layer name.
-    Not supported: `seed`.
+        seed: as `MultiHeadAttention`'s.
 
     Call: `attention([query, value(, key)], mask=None, return_attention_scores=False,
     use_causal_mask=False)`: query `(batch, query time, dim)`, value `(batch, key time,
@@ -667,9 +695,10 @@ class Attention(_ScoreAttention):
         score_mode: str = "dot",
         dropout: float = 0.0,
         name: str | None = None,
+        seed: int | None = None,
         **keras_args: Any,
     ) -> None:
-        super().__init__(use_scale, dropout, name)
+        super().__init__(use_scale, dropout, name, seed)
         if score_mode not in ("dot", "concat"):
             raise ConfigError(
                 format_error(
@@ -715,6 +744,7 @@ class AdditiveAttention(_ScoreAttention):
         use_scale: learn the vector `scale` (shape `(dim,)`, glorot-uniform start).
         dropout: probability of dropping an attention weight in training, in `[0, 1)`.
         name: layer name.
+        seed: as `MultiHeadAttention`'s.
 
     Call: as `Attention`.
     """
@@ -726,9 +756,10 @@ class AdditiveAttention(_ScoreAttention):
         use_scale: bool = True,
         dropout: float = 0.0,
         name: str | None = None,
+        seed: int | None = None,
         **keras_args: Any,
     ) -> None:
-        super().__init__(use_scale, dropout, name)
+        super().__init__(use_scale, dropout, name, seed)
         self.scale = None
 
     def build(self, input_shape: Any) -> None:
