@@ -142,7 +142,8 @@ def test_attention_layers_carry_their_seed(make) -> None:
     for seed in (5, None):
         tokens, x = _embedded("tokens")
         layer = make(seed)
-        heads = isinstance(layer, keras.layers.MultiHeadAttention | keras.layers.GroupQueryAttention)
+        projected = (keras.layers.MultiHeadAttention, keras.layers.GroupedQueryAttention)
+        heads = isinstance(layer, projected)
         model = from_keras(keras.Model(tokens, layer(x, x) if heads else layer([x, x])))
         converted = [layer for layer in model.layers if "ttention" in type(layer).__name__]
         assert converted[0].get_config()["seed"] == seed
