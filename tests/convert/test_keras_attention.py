@@ -142,7 +142,7 @@ def test_attention_layers_carry_their_seed(make) -> None:
     for seed in (5, None):
         tokens, x = _embedded("tokens")
         layer = make(seed)
-        projected = (keras.layers.MultiHeadAttention, keras.layers.GroupedQueryAttention)
+        projected = (keras.layers.MultiHeadAttention, keras.layers.GroupQueryAttention)
         heads = isinstance(layer, projected)
         model = from_keras(keras.Model(tokens, layer(x, x) if heads else layer([x, x])))
         converted = [layer for layer in model.layers if "ttention" in type(layer).__name__]

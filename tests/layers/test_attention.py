@@ -410,9 +410,7 @@ SEEDED = {
 
 @pytest.mark.parametrize("name", SEEDED)
 @pytest.mark.parametrize("scores", [False, True])
-def test_a_seeded_dropout_repeats_from_run_to_run_and_leaves_the_global_generator(
-    name, scores
-):
+def test_a_seeded_dropout_repeats_from_run_to_run_and_leaves_the_global_generator(name, scores):
     """Keras's `seed`: two layers made with one seed (and the same weights) drop the
     same weights in training, on the fused path and with the scores; each call draws
     anew; another seed draws otherwise; PyTorch's global generator is not used."""
