@@ -1,3 +1,6 @@
+import copy
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -97,6 +100,19 @@ def test_is_immutable_and_a_pytree():
     leaves, spec = pytree.tree_flatten(x)
     doubled = pytree.tree_unflatten([leaves[0] * 2, leaves[1]], spec)
     assert isinstance(doubled, Masked) and doubled.values.sum().item() == 4.0
+
+
+@pytest.mark.parametrize("how", ["copy", "deepcopy", "pickle"])
+def test_a_masked_copies_and_pickles(how):
+    x = Masked.pad([torch.arange(6.0).view(3, 2), torch.ones(1, 2)])
+    copied = {
+        "copy": copy.copy,
+        "deepcopy": copy.deepcopy,
+        "pickle": lambda m: pickle.loads(pickle.dumps(m)),
+    }[how](x)
+    assert isinstance(copied, Masked)
+    assert torch.equal(copied.values, x.values) and torch.equal(copied.mask, x.mask)
+    assert (copied.values is x.values) == (how == "copy")
 
 
 def test_fill_padding_removes_nan():

@@ -93,6 +93,12 @@ class Masked:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Masked is immutable: use `with_values` or `with_mask`.")
 
+    def __reduce__(self) -> tuple[type[Masked], tuple[torch.Tensor, torch.Tensor | None]]:
+        """`copy.copy`, `copy.deepcopy` and `pickle` (so `torch.save` of a model that
+        holds a `Masked`) rebuild it from its values and mask, as attribute assignment
+        is refused."""
+        return (Masked, (self.values, self.mask))
+
     def __repr__(self) -> str:
         if self.mask is None:
             mask_text = "mask=None"
