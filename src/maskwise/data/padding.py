@@ -88,9 +88,11 @@ def pad_rows(rows: Sequence[torch.Tensor], time: int, value: float = 0.0) -> tor
     """`(length_i, ...)` rows padded with `value` to `(len(rows), time, ...)`: the
     values of `Masked.pad(rows, value=value, max_len=time)`.
 
-    The loader pads every batch this way, so the common case takes one `pad_sequence`
-    call and nothing else: rows of one dtype, one device and one trailing shape, none
-    longer than `time`. Any other rows go through `Masked.pad`, which promotes their
+    The loader pads every batch this way, so the common case, rows of one dtype, one
+    device and one trailing shape, none longer than `time`, takes one look at each
+    row's dtype, device and shape and one `pad_sequence` call (what `Masked.pad` ends
+    with, after its conversions and checks of every row and its mask, which the loader
+    makes from the lengths). Any other rows go through `Masked.pad`, which promotes their
     dtypes, moves them to the first row's device, or names what is wrong
     (`pad_sequence` would cast every row to the first one's dtype).
 
