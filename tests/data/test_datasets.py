@@ -73,6 +73,26 @@ def test_token_sequences_are_int64_with_mask_and_zero_token_warns():
         SequenceDataset([np.array([1, 2]), np.array([3, 0, 4])])
 
 
+def test_ragged_rows_of_mixed_dtypes_are_promoted_per_batch():
+    xs = [np.array([[1, 2], [3, 4]]), np.array([[0.5, 1.5]]), np.array([[5, 6]])]
+    data = SequenceDataset(xs)
+    mixed = data.collate([0, 1])  # int64 and float32 rows: float32, as torch.cat promotes
+    assert mixed.x.values.dtype == torch.float32
+    assert mixed.x.values.tolist() == [[[1.0, 2.0], [3.0, 4.0]], [[0.5, 1.5], [0.0, 0.0]]]
+    assert mixed.x.mask.tolist() == [[True, True], [True, False]]
+    integers = data.collate([0, 2])  # integer rows alone stay integers
+    assert integers.x.values.dtype == torch.int64
+    assert integers.x.values.tolist() == [[[1, 2], [3, 4]], [[5, 6], [0, 0]]]
+
+
+def test_a_shorter_input_is_padded_to_the_batch_time_axis():
+    numeric = [np.ones((3, 2)), np.ones((2, 2))]
+    tokens = [np.array([4]), np.array([5])]  # one step each: padded to 3 steps
+    batch = SequenceDataset((numeric, tokens)).collate([0, 1])
+    assert batch.x[1].values.tolist() == [[4, 0, 0], [5, 0, 0]]
+    assert batch.x[1].mask.tolist() == [[True, False, False]] * 2
+
+
 def test_several_inputs_give_a_tuple_of_masked():
     numeric = [np.ones((3, 2)), np.ones((2, 2))]
     tokens_a = [np.array([1, 2, 3]), np.array([4, 5])]

@@ -36,10 +36,10 @@ import numpy as np
 import torch
 
 from ..errors import MaskWarning, ShapeError, format_error
-from ..masked import Masked
+from ..masked import Masked, lengths_to_mask
 from .batch import Batch
 from .layout import check_sequences, trailing_lengths
-from .padding import fill_after, pad_targets, to_tensor
+from .padding import fill_after, pad_rows, pad_targets, to_tensor
 
 _ARRAY = (np.ndarray, torch.Tensor)
 
@@ -98,7 +98,8 @@ class _RaggedInput:
         return len(self.sequences)
 
     def batch(self, index: torch.Tensor, time: int) -> Masked:
-        return Masked.pad([self.sequences[i] for i in index.tolist()], max_len=time)
+        values = pad_rows([self.sequences[i] for i in index.tolist()], time)
+        return Masked(values, lengths_to_mask(self.lengths[index], time, device=values.device))
 
 
 class _Column:

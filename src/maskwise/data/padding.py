@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from ..errors import MaskwiseTypeError, format_error
 from ..masked import IGNORE_INDEX, Masked, lengths_to_mask, per_step
@@ -20,10 +21,18 @@ NUMERIC_KINDS = "biufc"
 """numpy's dtype kinds of bools, integers, unsigned integers, floats and complex numbers, read by a
 string test, as `to_tensor` runs once per sequence."""
 
+KEPT_DTYPES = (torch.float32, torch.int64)
+"""The dtypes `to_tensor` gives: a tensor of one of them is returned as it is."""
+
 
 def to_tensor(array: Any, name: str) -> torch.Tensor:
     """A numpy array, tensor or nested list as a tensor: floats and bools as float32,
-    integers as int64 (what `Embedding` and the losses take)."""
+    integers as int64 (what `Embedding` and the losses take).
+
+    It runs once per sequence, so the common cases take the shortest path: a numpy
+    array is wrapped without a copy (`torch.from_numpy`, what `torch.as_tensor` does
+    for it, at a third of the call's cost), and a float32 or int64 tensor is returned
+    as it is (what `.to` would return)."""
     if not isinstance(array, torch.Tensor):
         array = np.asarray(array)
         if array.dtype.kind not in NUMERIC_KINDS:
@@ -34,7 +43,9 @@ def to_tensor(array: Any, name: str) -> torch.Tensor:
                     fix="ragged data is passed as a list of arrays, one per sequence.",
                 )
             )
-        array = torch.as_tensor(array)
+        array = torch.from_numpy(array)
+    if array.dtype in KEPT_DTYPES:
+        return array
     if array.dtype == torch.bool or array.is_floating_point():
         return array.to(torch.float32)
     if array.is_complex():
@@ -70,7 +81,44 @@ def pad_targets(
                 [1.5000, 2.5000]])
     """
     value = target_fill(targets[0].dtype) if fill is None else fill
-    return Masked.pad(targets, value=value, max_len=max_len).values
+    return pad_rows(targets, max_len, value)
+
+
+def pad_rows(rows: Sequence[torch.Tensor], time: int, value: float = 0.0) -> torch.Tensor:
+    """`(length_i, ...)` rows padded with `value` to `(len(rows), time, ...)`: the
+    values of `Masked.pad(rows, value=value, max_len=time)`.
+
+    The loader pads every batch this way, so the common case, rows of one dtype, one
+    device and one trailing shape, none longer than `time`, takes one look at each
+    row's dtype, device and shape and one `pad_sequence` call (what `Masked.pad` ends
+    with, after its conversions and checks of every row and its mask, which the loader
+    makes from the lengths). Any other rows go through `Masked.pad`, which promotes their
+    dtypes, moves them to the first row's device, or names what is wrong
+    (`pad_sequence` would cast every row to the first one's dtype).
+
+    Example:
+        >>> pad_rows([torch.tensor([1, 2]), torch.tensor([3])], time=3)
+        tensor([[1, 2, 0],
+                [3, 0, 0]])
+        >>> pad_rows([torch.tensor([1, 2]), torch.tensor([0.5])], time=2)  # promoted
+        tensor([[1.0000, 2.0000],
+                [0.5000, 0.0000]])
+    """
+    first = rows[0] if len(rows) else None
+    if isinstance(first, torch.Tensor) and first.dim():
+        layout = (first.dtype, first.device, first.shape[1:])
+        if all(
+            isinstance(row, torch.Tensor) and (row.dtype, row.device, row.shape[1:]) == layout
+            for row in rows
+        ):
+            values = pad_sequence(list(rows), batch_first=True, padding_value=value)
+            short = time - values.shape[1]
+            if short == 0:
+                return values
+            if short > 0:
+                extra = values.new_full((len(rows), short, *values.shape[2:]), value)
+                return torch.cat([values, extra], dim=1)
+    return Masked.pad(rows, value=value, max_len=time).values
 
 
 def fill_after(

@@ -278,13 +278,15 @@ def given_rules(layer: Any) -> dict[str, Any]:
 
 def _ruled_weights(layer: Any, what: str) -> list[tuple[Any, Layout]]:
     """`(rule's regularizer or constraint, layout)` for each built weight of `layer`
-    whose rule sets `what`."""
+    whose rule sets `what`. `fit` asks at every step, mostly of weights without one:
+    whether a weight is built (a lookup per tensor) is asked only of those with one."""
     rules: dict[str, WeightRule] = layer.__dict__.get("_weight_rules", {})
     found = []
     for layout in layer.__dict__.get("_weight_layout", {}).values():
         fn = getattr(rules.get(layout.rule), what, None)
-        built = all(isinstance(getattr(layer, a, None), nn.Parameter) for a in layout.attrs)
-        if fn is not None and built:
+        if fn is not None and all(
+            isinstance(getattr(layer, a, None), nn.Parameter) for a in layout.attrs
+        ):
             found.append((fn, layout))
     return found
 
