@@ -336,6 +336,24 @@ def test_graph_saves_and_loads_from_the_file_alone(tmp_path):
 
 
 # ---------------------------------------------------------------------- Module
+class TwoLayers(Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = layers.LSTM(3, return_sequences=True)
+        self.out = layers.Dense(2)
+
+    def forward(self, x):
+        return self.out(self.rnn(x))
+
+
+def test_requires_grad_false_on_a_module_freezes_the_weights_its_layers_make_later():
+    frozen = TwoLayers().requires_grad_(False)
+    frozen(padded_batch())  # the weights are made here
+    assert [p.requires_grad for p in frozen.parameters()] == [False] * 5
+    assert frozen.requires_grad_() is frozen
+    assert all(p.requires_grad for p in frozen.parameters())
+
+
 class Seed003(Module):
     """Seed 003's model as a subclass: numeric features through Masking, two categorical
     inputs through Embedding(mask_zero=True), concatenated, GRUs, Dense(2, softmax)."""

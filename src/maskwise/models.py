@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import numpy as np
 import torch
@@ -308,6 +308,14 @@ class Module(Trainable):
         ...     def forward(self, tokens):
         ...         return self.out(self.embed(tokens))
     """
+
+    def requires_grad_(self, requires_grad: bool = True) -> Self:
+        """`nn.Module.requires_grad_`, kept by the layers inside for the weights they
+        make at their first call (`Layer.requires_grad_`)."""
+        for module in self.modules():
+            if isinstance(module, Layer):
+                module.trainable = requires_grad
+        return super().requires_grad_(requires_grad)
 
 
 class Container(Trainable, Layer):

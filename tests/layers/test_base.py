@@ -215,6 +215,14 @@ def test_a_model_converted_before_building_builds_in_that_dtype():
     assert moved(example_input("post").to(torch.float64)).values.dtype == torch.float64
 
 
+def test_requires_grad_false_before_the_first_call_freezes_the_weights_made_at_it():
+    frozen = Sequential([layers.Dense(4), layers.LSTM(2)]).requires_grad_(False)
+    frozen(example_input("post"))  # the weights are made here
+    assert [p.requires_grad for p in frozen.parameters()] == [False] * 5
+    assert frozen.requires_grad_() is frozen
+    assert all(p.requires_grad for p in frozen.parameters())
+
+
 # ---------------------------------------------------------------------- no real step
 EMPTY_BATCHES = {
     "all-rows-empty": lambda: Masked.from_lengths(torch.randn(2, 4, 3), [0, 0]),

@@ -56,7 +56,7 @@ import itertools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 from torch import nn
@@ -405,6 +405,14 @@ class Layer(nn.Module):
                 module.__dict__["_trainable"] = value
         for param in self.parameters():
             param.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Self:
+        """PyTorch's freezing, kept for the weights not made yet: `trainable =
+        requires_grad`. A layer makes its weights at its first call; `nn.Module`'s
+        `requires_grad_` would set only the weights made before it, and a model frozen
+        before its first call would then train."""
+        self.trainable = requires_grad
+        return self
 
     @property
     def losses(self) -> list[torch.Tensor]:
