@@ -156,6 +156,23 @@ def test_load_state_dict_into_an_unbuilt_model_names_the_fix():
     torch.testing.assert_close(fresh(x).values, expected)
 
 
+def test_a_partial_load_into_an_unbuilt_model_names_the_fix_instead_of_loading_nothing():
+    x = Masked.from_lengths(torch.randn(2, 4, 3), [4, 2])
+    pretrained = Sequential([layers.LSTM(3, return_sequences=True), layers.Dense(2)])
+    pretrained(x)
+    backbone = {k: v for k, v in pretrained.state_dict().items() if k.startswith("layers.0.")}
+    fine_tuned = Sequential([layers.LSTM(3, return_sequences=True), layers.Dense(5)])
+    with pytest.raises(ConfigError, match=r"(?s)cannot load these weights yet.*layers.0.cell"):
+        fine_tuned.load_state_dict(backbone, strict=False)
+    tagger = TwoLayers()
+    with pytest.raises(ConfigError, match=r"(?s)cannot load these weights yet.*rnn.cell"):
+        tagger.load_state_dict({"rnn." + k[len("layers.0.") :]: v for k, v in backbone.items()})
+    fine_tuned(x)  # the fix: built, then loaded; an extra key is PyTorch's to report
+    result = fine_tuned.load_state_dict({**backbone, "extra": torch.zeros(1)}, strict=False)
+    assert result.unexpected_keys == ["extra"]
+    assert torch.equal(fine_tuned.layers[0].cell.weight_hh, pretrained.layers[0].cell.weight_hh)
+
+
 def test_sequential_add_appends_and_wraps():
     model = Sequential([layers.Masking(0.0)])
     model.add(layers.Dense(2))

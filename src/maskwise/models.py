@@ -309,6 +309,14 @@ class Module(Trainable):
         ...         return self.out(self.embed(tokens))
     """
 
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """`nn.Module.load_state_dict`, refusing weights of layers not built yet
+        (`refuse_unbuilt_weights`)."""
+        refuse_unbuilt_weights(self, type(self).__name__, state_dict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def requires_grad_(self, requires_grad: bool = True) -> Self:
         """`nn.Module.requires_grad_`, kept by the layers inside for the weights they
         make at their first call (`Layer.requires_grad_`)."""
@@ -316,6 +324,31 @@ class Module(Trainable):
             if isinstance(module, Layer):
                 module.trainable = requires_grad
         return super().requires_grad_(requires_grad)
+
+
+def refuse_unbuilt_weights(model: nn.Module, name: str, state_dict: Mapping[str, Any]) -> None:
+    """A `ConfigError` naming the fix when `state_dict` holds weights of layers not
+    built yet (they make their weights at their first call): PyTorch would report them
+    as "Unexpected key(s)", or, under `strict=False`, load nothing and say nothing."""
+    unbuilt = [
+        f"{prefix}." if prefix else ""
+        for prefix, module in model.named_modules()
+        if isinstance(module, Layer) and not isinstance(module, Container) and not module.built
+    ]
+    unknown = sorted(set(state_dict) - set(model.state_dict()))
+    waiting = [key for key in unknown if any(key.startswith(p) for p in unbuilt)]
+    if waiting:
+        raise ConfigError(
+            format_error(
+                f"{type(model).__name__} {name!r} cannot load these weights yet: "
+                "its layers make their weights at their first call.",
+                expected="a model called once on data, or loaded with maskwise.load",
+                received=f"{len(waiting)} weights of layers not built yet (first: {waiting[0]!r})",
+                fix="call the model on one batch first (`model(x)`), then "
+                "load_state_dict; or save with `model.save(path)` and load with "
+                "`maskwise.load(path)`, which builds the layers.",
+            )
+        )
 
 
 class Container(Trainable, Layer):
@@ -341,24 +374,9 @@ class Container(Trainable, Layer):
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
     ) -> Any:
-        """`nn.Module.load_state_dict`, with a `ConfigError` naming the fix when the
-        weights belong to layers not built yet (they make their weights at the first
-        call), instead of PyTorch's "Unexpected key(s)"."""
-        unknown = sorted(set(state_dict) - set(self.state_dict()))
-        unbuilt = any(not m.built for m in self.modules() if isinstance(m, Layer))
-        if strict and unknown and unbuilt:
-            raise ConfigError(
-                format_error(
-                    f"{type(self).__name__} {self.name!r} cannot load these weights yet: "
-                    "its layers make their weights at their first call.",
-                    expected="a model called once on data, or loaded with maskwise.load",
-                    received=f"{len(unknown)} weights of layers not built yet (first: "
-                    f"{unknown[0]!r})",
-                    fix="call the model on one batch first (`model(x)`), then "
-                    "load_state_dict; or save with `model.save(path)` and load with "
-                    "`maskwise.load(path)`, which builds the layers.",
-                )
-            )
+        """`nn.Module.load_state_dict`, refusing weights of layers not built yet
+        (`refuse_unbuilt_weights`)."""
+        refuse_unbuilt_weights(self, self.name, state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ------------------------------------------------------------------ Keras's model methods
