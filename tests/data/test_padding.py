@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskwise import MaskwiseTypeError
+from maskwise import MaskwiseTypeError, ShapeError
 from maskwise.data import fill_after, pad_targets, target_fill
 from maskwise.data.padding import to_tensor
 from maskwise.masked import IGNORE_INDEX
@@ -34,3 +34,9 @@ def test_to_tensor_dtypes():
     assert to_tensor(np.array([True]), "x").dtype == torch.float32
     with pytest.raises(MaskwiseTypeError, match="must hold numbers"):
         to_tensor(np.array(["a", "b"]), "y")
+
+
+def test_to_tensor_of_arrays_of_different_lengths_names_the_tuple_of_inputs():
+    several_sequences = [np.ones((4, 3)), np.ones((2, 3))]  # one input's ragged list
+    with pytest.raises(ShapeError, match=r"(?s)x\[0\] is not one array.*as a tuple"):
+        to_tensor(several_sequences, "x[0]")

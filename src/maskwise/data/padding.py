@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import MaskwiseTypeError, format_error
+from ..errors import MaskwiseTypeError, ShapeError, format_error
 from ..masked import IGNORE_INDEX, Masked, lengths_to_mask, per_step
 
 NUMERIC_KINDS = "biufc"
@@ -25,7 +25,18 @@ def to_tensor(array: Any, name: str) -> torch.Tensor:
     """A numpy array, tensor or nested list as a tensor: floats and bools as float32,
     integers as int64 (what `Embedding` and the losses take)."""
     if not isinstance(array, torch.Tensor):
-        array = np.asarray(array)
+        try:
+            array = np.asarray(array)
+        except ValueError:  # items of different shapes: numpy's "inhomogeneous shape"
+            raise ShapeError(
+                format_error(
+                    f"{name} is not one array: it holds items of different shapes.",
+                    expected="one array per sequence, (time, features) or (time,)",
+                    received=f"a {type(array).__name__} of {len(array)} items",
+                    fix="pass a list of sequences for one input; several inputs are "
+                    "passed as a tuple `(x1, x2)` of such lists, not as a list.",
+                )
+            ) from None
         if array.dtype.kind not in NUMERIC_KINDS:
             raise MaskwiseTypeError(
                 format_error(
