@@ -394,3 +394,23 @@ def test_no_layer_but_the_containers_overrides_forward():
     library = [cls for cls in library if cls.__name__ not in cells]
     assert set(layers.__all__) - {"Layer", "Input"} - cells <= {cls.__name__ for cls in library}
     assert [cls.__name__ for cls in library if cls.forward is not Layer.forward] == []
+
+
+@pytest.mark.parametrize(
+    "register",
+    ["register_full_backward_hook", "register_full_backward_pre_hook", "register_backward_hook"],
+)
+def test_a_backward_hook_that_pytorch_would_never_call_is_refused_with_the_fix(register):
+    dense = layers.Dense(2)
+    with pytest.raises(MaskwiseTypeError, match=r"(?s)would never be called.*fix:.*register_hook"):
+        getattr(dense, register)(lambda *args: None)
+    seen = []
+
+    def hook(module, args, out):  # the fix: a hook on the output values' gradient
+        out.values.register_hook(seen.append)
+
+    dense.register_forward_hook(hook)
+    x = example_input("post", features=3)
+    dense(x).values.sum().backward()
+    assert len(seen) == 1
+    torch.testing.assert_close(seen[0], torch.ones(*x.shape[:2], 2))

@@ -56,7 +56,7 @@ import itertools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, NoReturn, Self
 
 import torch
 from torch import nn
@@ -414,6 +414,20 @@ class Layer(nn.Module):
         self.trainable = requires_grad
         return self
 
+    def register_full_backward_hook(self, hook: Any, prepend: bool = False) -> NoReturn:
+        """Refused: PyTorch calls a module's backward hooks only when it returns tensors,
+        and a layer returns a `Masked`; the hook would never be called
+        (`backward_hook_refused` names the fix)."""
+        raise backward_hook_refused(self, "register_full_backward_hook")
+
+    def register_full_backward_pre_hook(self, hook: Any, prepend: bool = False) -> NoReturn:
+        """Refused, as `register_full_backward_hook`."""
+        raise backward_hook_refused(self, "register_full_backward_pre_hook")
+
+    def register_backward_hook(self, hook: Any) -> NoReturn:
+        """Refused, as `register_full_backward_hook`."""
+        raise backward_hook_refused(self, "register_backward_hook")
+
     @property
     def losses(self) -> list[torch.Tensor]:
         """Keras's `losses`: the weight penalties (`*_regularizer`) of this layer and
@@ -422,6 +436,22 @@ class Layer(nn.Module):
         every call in the batch's forward pass). `fit` and `evaluate` add their sum to
         the loss."""
         return collect_losses(self)
+
+
+def backward_hook_refused(layer: Layer, method: str) -> MaskwiseTypeError:
+    """The error for a module backward hook on a layer, which PyTorch would never call."""
+    return MaskwiseTypeError(
+        format_error(
+            f"{type(layer).__name__} layer {layer.name!r}: a hook from `{method}` would never "
+            "be called: PyTorch calls a module's backward hooks only when it returns "
+            "tensors, and a maskwise layer returns a Masked.",
+            expected="a hook on a tensor's gradient",
+            received=f"`{method}`",
+            fix="hook the gradient of the output values in a forward hook that returns "
+            "None: `def hook(module, args, out): out.values.register_hook(fn)`, then "
+            "`layer.register_forward_hook(hook)`; or of a weight: `weight.register_hook(fn)`.",
+        )
+    )
 
 
 def _rename_weights(module: Layer, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
