@@ -215,6 +215,29 @@ def test_a_model_converted_before_building_builds_in_that_dtype():
     assert moved(example_input("post").to(torch.float64)).values.dtype == torch.float64
 
 
+def test_a_model_first_called_under_inference_mode_still_trains():
+    """Weights made at a first call under `torch.inference_mode()` are normal tensors:
+    PyTorch refuses inference tensors in a backward pass and in-place updates."""
+    torch.manual_seed(0)
+    model = Sequential(
+        [
+            layers.Dense(4),
+            layers.BatchNormalization(),  # running statistics updated in place
+            layers.Bidirectional(layers.LSTM(2, return_sequences=True)),
+            layers.Dense(1),
+        ]
+    )
+    x = example_input("post", features=3)
+    with torch.inference_mode():
+        model(x)  # the weights are made here
+    assert not any(t.is_inference() for t in [*model.parameters(), *model.buffers()])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    model(x).values.sum().backward()
+    optimizer.step()
+    assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+
+
 def test_requires_grad_false_before_the_first_call_freezes_the_weights_made_at_it():
     frozen = Sequential([layers.Dense(4), layers.LSTM(2)]).requires_grad_(False)
     frozen(example_input("post"))  # the weights are made here

@@ -299,7 +299,11 @@ class Layer(nn.Module):
 
     # ------------------------------------------------------------------ building
     def maybe_build(self, inputs: Masked | list[Masked]) -> None:
-        """Build once, from the first inputs' shapes; put new weights on their device."""
+        """Build once, from the first inputs' shapes; put new weights on their device.
+
+        Outside inference mode even in a first call under `torch.inference_mode()`:
+        weights made there would be inference tensors, which no later backward pass or
+        in-place update (an optimizer step, running statistics) may use."""
         if self.built:
             return
         if isinstance(inputs, Masked):
@@ -308,16 +312,17 @@ class Layer(nn.Module):
         else:
             shape = [x.values.shape for x in inputs]
             reference = inputs[0].values
-        self.build(shape)
-        self.build_shape = _trailing_dims(shape)
-        self.built = True
-        self.trainable = self.trainable  # freeze the new weights of a frozen layer
         move: dict[str, Any] = {"device": reference.device}
         if self.requested_dtype is not None:  # `model.double()` before the first call
             move["dtype"] = self.requested_dtype
         elif reference.is_floating_point():
             move["dtype"] = reference.dtype
-        self.to(**move)
+        with torch.inference_mode(False):
+            self.build(shape)
+            self.build_shape = _trailing_dims(shape)
+            self.built = True
+            self.trainable = self.trainable  # freeze the new weights of a frozen layer
+            self.to(**move)
 
     def _apply(self, fn: Any, recurse: bool = True) -> Any:
         """`nn.Module`'s hook under `.to()`, `.double()`, `.half()`: a layer not built
