@@ -215,6 +215,30 @@ def test_a_model_converted_before_building_builds_in_that_dtype():
     assert moved(example_input("post").to(torch.float64)).values.dtype == torch.float64
 
 
+def test_a_model_first_called_under_autocast_builds_full_precision_weights():
+    """Autocast computes in bfloat16 but keeps the weights in float32: a layer built
+    from an autocast output (a Conv1D's, a Dense's without bias) is too."""
+    model = Sequential(
+        [
+            layers.Conv1D(4, 2, padding="same"),
+            layers.Dense(4, use_bias=False),
+            layers.LSTM(3, return_sequences=True),
+            layers.LayerNormalization(),
+        ]
+    )
+    x = example_input("post", features=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)  # the weights are made here
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert model(x).values.dtype == torch.float32
+    data64 = Sequential([layers.Dense(2)])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        data64(x.to(torch.float64))  # float64 data: no autocast output
+    assert data64.layers[0].kernel.dtype == torch.float64
+    on_meta = Sequential([layers.Dense(2)]).to("meta")  # a device without autocast
+    assert on_meta(x.to("meta")).values.device.type == "meta"
+
+
 def test_a_model_first_called_under_inference_mode_still_trains():
     """Weights made at a first call under `torch.inference_mode()` are normal tensors:
     PyTorch refuses inference tensors in a backward pass and in-place updates."""

@@ -316,7 +316,7 @@ class Layer(nn.Module):
         if self.requested_dtype is not None:  # `model.double()` before the first call
             move["dtype"] = self.requested_dtype
         elif reference.is_floating_point():
-            move["dtype"] = reference.dtype
+            move["dtype"] = _build_dtype(reference)
         with torch.inference_mode(False):
             self.build(shape)
             self.build_shape = _trailing_dims(shape)
@@ -479,6 +479,19 @@ def current_weight_names(model: nn.Module, names: Any) -> dict[str, str]:
 
 _PROBES = (torch.float32, torch.float64)
 """Two empty tensors show whether a conversion function sets one float dtype."""
+
+
+def _build_dtype(reference: torch.Tensor) -> torch.dtype:
+    """The dtype of the weights a layer builds from its first float input: the input's,
+    except the lower precision of an autocast region's output, since autocast keeps the
+    weights in full precision (the default float dtype); a model first called under
+    `torch.autocast` would otherwise keep bfloat16 or float16 weights after it."""
+    device = reference.device.type
+    if not torch.amp.is_autocast_available(device):  # e.g. "meta"
+        return reference.dtype
+    if torch.is_autocast_enabled(device) and reference.dtype == torch.get_autocast_dtype(device):
+        return torch.get_default_dtype()
+    return reference.dtype
 
 
 def _options_of(call: Any) -> tuple[str, ...]:
