@@ -427,6 +427,34 @@ def test_an_option_a_layer_does_not_take_is_refused_with_the_ones_it_takes():
         layers.Dense(2)(x, return_state=True)
 
 
+@pytest.mark.parametrize(
+    ("option", "hint"),
+    [
+        ("key_padding_mask", r"True = padded.*`Masked\(values, ~key_padding_mask\)`"),
+        ("src_key_padding_mask", r"True = padded.*`Masked\(values, ~src_key_padding_mask\)`"),
+        ("attn_mask", r"True = may not attend.*`attention_mask=~attn_mask`"),
+        ("need_weights", "`return_attention_scores=True`"),
+        ("is_causal", "`use_causal_mask=True`"),
+    ],
+)
+def test_pytorchs_attention_arguments_are_refused_naming_their_maskwise_form(option, hint):
+    x = torch.ones(2, 3, 4)
+    attention = layers.MultiHeadAttention(2, 2)
+    with pytest.raises(MaskwiseTypeError, match=rf"(?s)`{option}`.*fix: PyTorch's.*{hint}"):
+        attention(x, x, **{option: torch.zeros(2, 3, dtype=torch.bool)})
+
+
+def test_pytorchs_key_padding_mask_inverted_is_the_keys_mask():
+    torch.manual_seed(0)
+    key_padding_mask = torch.tensor([[False, False, True], [False, True, True]])
+    values = torch.randn(2, 3, 4)
+    attention = layers.MultiHeadAttention(2, 2)
+    out = attention(values, Masked(values, ~key_padding_mask))  # the hint, followed
+    noisy = values.masked_fill(key_padding_mask[..., None], 1e3)  # other padded keys
+    other = attention(values, Masked(noisy, ~key_padding_mask))
+    torch.testing.assert_close(out.values, other.values)
+
+
 def test_no_layer_but_the_containers_overrides_forward():
     """Every library layer keeps the contract: `call` and `compute_mask` under the
     base's `forward`, so `trace` and the padding rules see each of them the same way.

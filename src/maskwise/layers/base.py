@@ -246,6 +246,9 @@ class Layer(nn.Module):
         fix = f"pass only options that {kind} takes, spelt as above."
         if "training" in unknown:
             fix = "maskwise layers follow their module's mode: `model.train()`, `model.eval()`."
+        pytorch = [PYTORCH_OPTIONS[name] for name in unknown if name in PYTORCH_OPTIONS]
+        if pytorch:
+            fix = " ".join(pytorch)
         raise MaskwiseTypeError(
             format_error(
                 f"{kind} layer {self.name!r} got call arguments it does not take: "
@@ -476,6 +479,26 @@ def current_weight_names(model: nn.Module, names: Any) -> dict[str, str]:
             renames[start + old] = start + new
     return {name: renames.get(name, name) for name in names}
 
+
+_PADDED = (
+    "PyTorch's `{0}` (True = padded) is the mask of the input it pads (the value's, in "
+    "attention), inverted (True = real): pass `Masked(values, ~{0})`."
+)
+_FORBIDDEN = (
+    "PyTorch's boolean `{0}` (True = may not attend) is `attention_mask=~{0}` here "
+    "(True = may attend)."
+)
+PYTORCH_OPTIONS: dict[str, str] = {
+    "key_padding_mask": _PADDED.format("key_padding_mask"),
+    "src_key_padding_mask": _PADDED.format("src_key_padding_mask"),
+    "attn_mask": _FORBIDDEN.format("attn_mask"),
+    "src_mask": _FORBIDDEN.format("src_mask"),
+    "need_weights": "PyTorch's `need_weights=True` is `return_attention_scores=True`.",
+    "is_causal": "PyTorch's `is_causal=True` is `use_causal_mask=True`.",
+}
+"""PyTorch's attention arguments (`nn.MultiheadAttention`, `nn.TransformerEncoderLayer`),
+each with how a maskwise layer takes it: the error refusing one says so. Both of
+PyTorch's boolean masks mean the opposite of maskwise's."""
 
 _PROBES = (torch.float32, torch.float64)
 """Two empty tensors show whether a conversion function sets one float dtype."""
