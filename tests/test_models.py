@@ -462,6 +462,7 @@ def test_plain_modules_that_mix_steps_are_refused_with_argument_reason_and_fix(m
         (nn.BatchNorm1d(5), r"BatchNorm1d normalises axis 1.*layers.BatchNormalization"),
         (nn.GroupNorm(1, 5), r"GroupNorm normalises axis 1.*layers.LayerNormalization"),
         (nn.CosineSimilarity(), r"CosineSimilarity takes two inputs.*Masked\(result"),
+        (nn.Sequential(nn.Linear(5, 5), nn.Conv1d(5, 5, 3)), r"Conv1d slides.*layers.Conv1D"),
     ],
 )
 def test_plain_modules_known_to_read_several_steps_are_refused_with_a_hint(module, match):
@@ -485,6 +486,7 @@ def test_plain_modules_known_to_read_several_steps_are_refused_with_a_hint(modul
         nn.PReLU(),
         nn.Hardswish(),
         nn.AlphaDropout(0.2),
+        nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Sequential(nn.LayerNorm(3))),
     ],
 )
 def test_plain_modules_with_per_step_arguments_still_wrap_and_keep_real_steps(module):
@@ -497,6 +499,12 @@ def test_plain_modules_with_per_step_arguments_still_wrap_and_keep_real_steps(mo
     for row, length in enumerate(x.lengths.tolist()):
         alone = module(x.values[row : row + 1, :length])
         torch.testing.assert_close(out.values[row, :length], alone[0], atol=1e-6, rtol=1e-6)
+
+
+def test_a_maskwise_layer_inside_a_torch_sequential_is_refused_as_it_would_lose_the_mask():
+    inner = nn.Sequential(nn.Linear(4, 4), layers.LSTM(2, return_sequences=True))
+    with pytest.raises(MaskwiseTypeError, match=r"(?s)holds the maskwise layer LSTM.*mw.Seq"):
+        Sequential([inner])
 
 
 def test_masking_first_layer_on_ragged_lists_warns_nothing():

@@ -263,14 +263,36 @@ def as_layer(module: nn.Module, position: int | None = None) -> nn.Module:
     names the module, the argument and the fix."""
     if isinstance(module, Layer | Module):
         return module
+    _require_per_step(module, "" if position is None else f" at position {position}")
+    return Lambda(module, name=type(module).__name__.lower())
+
+
+def _require_per_step(module: nn.Module, where: str) -> None:
+    """A `MaskwiseTypeError` naming the module, the argument and the fix unless the
+    plain module is per step: a known per-step module with per-step arguments, or a
+    `torch.nn.Sequential` of such modules."""
     name = type(module).__name__
-    where = "" if position is None else f" at position {position}"
     if not isinstance(module, nn.Module) or _is_keras(module):
         raise MaskwiseTypeError(_not_a_module(module, where))
+    if type(module) is nn.Sequential:
+        for child in module:
+            if isinstance(child, Layer | Module):
+                raise MaskwiseTypeError(
+                    format_error(
+                        f"A torch.nn.Sequential{where} holds the maskwise layer "
+                        f"{type(child).__name__}: it would get the values without their mask.",
+                        expected="plain per-step modules inside torch.nn.Sequential",
+                        received=repr(module)[:100],
+                        fix="list the layers in maskwise's Sequential: "
+                        "`mw.Sequential([nn.Linear(...), layers.LSTM(...), ...])`.",
+                    )
+                )
+            _require_per_step(child, where)
+        return
     if isinstance(module, PER_STEP_MODULES):
         mixing = steps_mixed_by(module)
         if mixing is None:
-            return Lambda(module, name=name.lower())
+            return
         argument, why, fix = mixing
         raise MaskwiseTypeError(
             format_error(
