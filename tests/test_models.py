@@ -463,6 +463,9 @@ def test_plain_modules_that_mix_steps_are_refused_with_argument_reason_and_fix(m
         (nn.GroupNorm(1, 5), r"GroupNorm normalises axis 1.*layers.LayerNormalization"),
         (nn.CosineSimilarity(), r"CosineSimilarity takes two inputs.*Masked\(result"),
         (nn.Sequential(nn.Linear(5, 5), nn.Conv1d(5, 5, 3)), r"Conv1d slides.*layers.Conv1D"),
+        (nn.Embedding(9, 5, padding_idx=0), r"layers.Embedding\(9, 5, mask_zero=True\)"),
+        (nn.MultiheadAttention(5, 1), r"layers.MultiHeadAttention.*~key_padding_mask"),
+        (nn.TransformerEncoderLayer(5, 1), r"layers.TransformerEncoder.*~src_key_padding_mask"),
     ],
 )
 def test_plain_modules_known_to_read_several_steps_are_refused_with_a_hint(module, match):

@@ -189,6 +189,12 @@ _WINDOWS: dict[type[nn.Module], str] = {
     nn.AvgPool1d: "AveragePooling1D",
 }
 
+_ATTENTION: dict[type[nn.Module], tuple[str, str]] = {
+    nn.MultiheadAttention: ("MultiHeadAttention", "key_padding_mask"),
+    nn.TransformerEncoderLayer: ("TransformerEncoder", "src_key_padding_mask"),
+}
+"""PyTorch's attention modules: the maskwise layer to use, and PyTorch's padding mask."""
+
 
 def _is_keras(item: Any) -> bool:
     """A Keras object (with the torch backend, Keras layers are torch modules too)."""
@@ -247,6 +253,17 @@ def _refusal_hint(module: nn.Module) -> str:
             f"the real ones near them. Use layers.{twin} (Keras's arguments, values "
             "(batch, time, channels)): padded steps are read as zeros and the output mask "
             "follows the window."
+        )
+    if isinstance(module, nn.Embedding):
+        return (
+            f" Use layers.Embedding({module.num_embeddings}, {module.embedding_dim}, "
+            "mask_zero=True): token 0 is padding (PyTorch's padding_idx=0) and makes the mask."
+        )
+    if type(module) in _ATTENTION:
+        twin, padding = _ATTENTION[type(module)]
+        return (
+            f" Use layers.{twin}: it reads the mask (True = real), which is PyTorch's "
+            f"`~{padding}` (True = padded)."
         )
     if isinstance(module, _TWO_INPUTS):
         return (
