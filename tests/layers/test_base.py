@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import maskwise
 from maskwise import Masked, MaskError, MaskwiseTypeError, Sequential, layers
 from maskwise.layers.base import Layer
 from maskwise.models import Container
@@ -268,6 +269,24 @@ def test_requires_grad_false_before_the_first_call_freezes_the_weights_made_at_i
     assert [p.requires_grad for p in frozen.parameters()] == [False] * 5
     assert frozen.requires_grad_() is frozen
     assert all(p.requires_grad for p in frozen.parameters())
+
+
+def test_a_saved_model_keeps_its_frozen_layers_and_its_weights_dtype(tmp_path):
+    model = Sequential([layers.Dense(4), layers.LSTM(2, return_sequences=True), layers.Dense(1)])
+    x = example_input("post", features=3).to(torch.float64)
+    model(x)  # float64 data: float64 weights
+    model.layers[0].trainable = False
+    model.layers[1].requires_grad_(False)
+    model.save(tmp_path / "model.mw")
+    loaded = maskwise.load(tmp_path / "model.mw")
+    assert [p.requires_grad for p in loaded.parameters()] == [False] * 5 + [True] * 2
+    assert {p.dtype for p in loaded.parameters()} == {torch.float64}
+    torch.testing.assert_close(loaded(x).values, model(x).values, rtol=0, atol=0)
+    model.float().layers[0].trainable = True  # back to float32 and trainable: said so too
+    model.save(tmp_path / "model.mw")
+    reloaded = maskwise.load(tmp_path / "model.mw")
+    assert [p.requires_grad for p in reloaded.parameters()] == [True] * 2 + [False] * 3 + [True] * 2
+    assert {p.dtype for p in reloaded.parameters()} == {torch.float32}
 
 
 # ---------------------------------------------------------------------- no real step

@@ -339,7 +339,8 @@ class Layer(nn.Module):
         return super()._apply(fn, recurse)
 
     def build_from_config_shape(self, trailing: Any) -> None:
-        """Build from the input dims (after the batch axis) recorded in a config."""
+        """Build from the input dims (after the batch axis) recorded in a config, in the
+        dtype asked for (`dtype=`) if any."""
         if trailing is None or self.built:
             return
         if trailing and isinstance(trailing[0], list):
@@ -350,11 +351,23 @@ class Layer(nn.Module):
         self.build_shape = trailing
         self.built = True
         self.trainable = self.trainable
+        if self.requested_dtype is not None:
+            self.to(self.requested_dtype)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
-        """Constructor arguments, JSON-ready (nested layers become nested configs)."""
-        return {key: _to_config_value(self, key, value) for key, value in self._config.items()}
+        """Constructor arguments, JSON-ready (nested layers become nested configs), and
+        Keras's `trainable` and `dtype` as they are now, not as they were given: a layer
+        frozen since (`trainable = False`, `requires_grad_(False)`) or whose weights
+        are in another float dtype (`model.double()`, float64 data at the first call)
+        is rebuilt so by `load`, which would otherwise train it or round its weights."""
+        config = {key: _to_config_value(self, key, value) for key, value in self._config.items()}
+        if not self.trainable or "trainable" in config:
+            config["trainable"] = self.trainable
+        dtype = _weights_dtype(self)
+        if dtype is not None and (dtype != torch.float32 or "dtype" in config):
+            config["dtype"] = str(dtype).removeprefix("torch.")
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
@@ -515,6 +528,16 @@ def _build_dtype(reference: torch.Tensor) -> torch.dtype:
     if torch.is_autocast_enabled(device) and reference.dtype == torch.get_autocast_dtype(device):
         return torch.get_default_dtype()
     return reference.dtype
+
+
+def _weights_dtype(layer: Layer) -> torch.dtype | None:
+    """The one float dtype of the layer's weights and float buffers (the dtype asked for
+    by `.to()` when it has none yet); None when they mix several."""
+    tensors = itertools.chain(layer.parameters(), layer.buffers())
+    dtypes = {t.dtype for t in tensors if t.is_floating_point()}
+    if not dtypes:
+        return layer.requested_dtype
+    return dtypes.pop() if len(dtypes) == 1 else None
 
 
 def _options_of(call: Any) -> tuple[str, ...]:
