@@ -2,7 +2,10 @@
 outputs)`. A model gives what calling its layers by hand gives (values and masks),
 whatever its wiring; it saves, loads, traces, trains and passes the doctor's checks."""
 
+import copy
+import io
 import json
+import pickle
 
 import pytest
 import torch
@@ -96,6 +99,25 @@ def test_model_equals_its_layers_called_by_hand():
     assert list(model.layers) == [embed, rnn, head]
     assert_same(model(tokens()), head(rnn(embed(tokens()))))
     assert model(tokens()).lengths.tolist() == [3, 2, 1]
+
+
+@pytest.mark.parametrize("copy_of", ["deepcopy", "pickle", "torch.save"])
+def test_a_model_deep_copies_and_pickles_with_its_weights(copy_of):
+    ids = Input(shape=(None,), dtype="int64")
+    out = layers.Dense(2)(layers.LSTM(3, return_sequences=True)(layers.Embedding(10, 4)(ids)))
+    model = Model(ids, out)
+    if copy_of == "deepcopy":
+        copied = copy.deepcopy(model)  # an EMA or best-weights copy
+    elif copy_of == "pickle":
+        copied = pickle.loads(pickle.dumps(model))
+    else:
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+        buffer.seek(0)
+        copied = torch.load(buffer, weights_only=False)
+    assert_same(copied(tokens()), model(tokens()))
+    next(copied.parameters()).data.add_(1.0)  # a copy: its weights are its own
+    assert not torch.equal(next(copied.parameters()), next(model.parameters()))
 
 
 def test_shared_layer_is_one_layer_called_twice():

@@ -104,15 +104,17 @@ def test_is_immutable_and_a_pytree():
 
 @pytest.mark.parametrize("how", ["copy", "deepcopy", "pickle"])
 def test_a_masked_copies_and_pickles(how):
-    x = Masked.pad([torch.arange(6.0).view(3, 2), torch.ones(1, 2)])
-    copied = {
+    copy_of = {
         "copy": copy.copy,
         "deepcopy": copy.deepcopy,
         "pickle": lambda m: pickle.loads(pickle.dumps(m)),
-    }[how](x)
+    }[how]
+    x = Masked.pad([torch.arange(6.0).view(3, 2), torch.ones(1, 2)])
+    copied = copy_of(x)
     assert isinstance(copied, Masked)
     assert torch.equal(copied.values, x.values) and torch.equal(copied.mask, x.mask)
     assert (copied.values is x.values) == (how == "copy")
+    assert copy_of(Masked(torch.zeros(2, 3))).mask is None
 
 
 def test_fill_padding_removes_nan():

@@ -156,6 +156,23 @@ def test_load_state_dict_into_an_unbuilt_model_names_the_fix():
     torch.testing.assert_close(fresh(x).values, expected)
 
 
+def test_a_partial_load_into_an_unbuilt_model_names_the_fix_instead_of_loading_nothing():
+    x = Masked.from_lengths(torch.randn(2, 4, 3), [4, 2])
+    pretrained = Sequential([layers.LSTM(3, return_sequences=True), layers.Dense(2)])
+    pretrained(x)
+    backbone = {k: v for k, v in pretrained.state_dict().items() if k.startswith("layers.0.")}
+    fine_tuned = Sequential([layers.LSTM(3, return_sequences=True), layers.Dense(5)])
+    with pytest.raises(ConfigError, match=r"(?s)cannot load these weights yet.*layers.0.cell"):
+        fine_tuned.load_state_dict(backbone, strict=False)
+    tagger = TwoLayers()
+    with pytest.raises(ConfigError, match=r"(?s)cannot load these weights yet.*rnn.cell"):
+        tagger.load_state_dict({"rnn." + k[len("layers.0.") :]: v for k, v in backbone.items()})
+    fine_tuned(x)  # the fix: built, then loaded; an extra key is PyTorch's to report
+    result = fine_tuned.load_state_dict({**backbone, "extra": torch.zeros(1)}, strict=False)
+    assert result.unexpected_keys == ["extra"]
+    assert torch.equal(fine_tuned.layers[0].cell.weight_hh, pretrained.layers[0].cell.weight_hh)
+
+
 def test_sequential_add_appends_and_wraps():
     model = Sequential([layers.Masking(0.0)])
     model.add(layers.Dense(2))
@@ -336,6 +353,24 @@ def test_graph_saves_and_loads_from_the_file_alone(tmp_path):
 
 
 # ---------------------------------------------------------------------- Module
+class TwoLayers(Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = layers.LSTM(3, return_sequences=True)
+        self.out = layers.Dense(2)
+
+    def forward(self, x):
+        return self.out(self.rnn(x))
+
+
+def test_requires_grad_false_on_a_module_freezes_the_weights_its_layers_make_later():
+    frozen = TwoLayers().requires_grad_(False)
+    frozen(padded_batch())  # the weights are made here
+    assert [p.requires_grad for p in frozen.parameters()] == [False] * 5
+    assert frozen.requires_grad_() is frozen
+    assert all(p.requires_grad for p in frozen.parameters())
+
+
 class Seed003(Module):
     """Seed 003's model as a subclass: numeric features through Masking, two categorical
     inputs through Embedding(mask_zero=True), concatenated, GRUs, Dense(2, softmax)."""
@@ -427,6 +462,10 @@ def test_plain_modules_that_mix_steps_are_refused_with_argument_reason_and_fix(m
         (nn.BatchNorm1d(5), r"BatchNorm1d normalises axis 1.*layers.BatchNormalization"),
         (nn.GroupNorm(1, 5), r"GroupNorm normalises axis 1.*layers.LayerNormalization"),
         (nn.CosineSimilarity(), r"CosineSimilarity takes two inputs.*Masked\(result"),
+        (nn.Sequential(nn.Linear(5, 5), nn.Conv1d(5, 5, 3)), r"Conv1d slides.*layers.Conv1D"),
+        (nn.Embedding(9, 5, padding_idx=0), r"layers.Embedding\(9, 5, mask_zero=True\)"),
+        (nn.MultiheadAttention(5, 1), r"layers.MultiHeadAttention.*~key_padding_mask"),
+        (nn.TransformerEncoderLayer(5, 1), r"layers.TransformerEncoder.*~src_key_padding_mask"),
     ],
 )
 def test_plain_modules_known_to_read_several_steps_are_refused_with_a_hint(module, match):
@@ -450,6 +489,7 @@ def test_plain_modules_known_to_read_several_steps_are_refused_with_a_hint(modul
         nn.PReLU(),
         nn.Hardswish(),
         nn.AlphaDropout(0.2),
+        nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Sequential(nn.LayerNorm(3))),
     ],
 )
 def test_plain_modules_with_per_step_arguments_still_wrap_and_keep_real_steps(module):
@@ -462,6 +502,12 @@ def test_plain_modules_with_per_step_arguments_still_wrap_and_keep_real_steps(mo
     for row, length in enumerate(x.lengths.tolist()):
         alone = module(x.values[row : row + 1, :length])
         torch.testing.assert_close(out.values[row, :length], alone[0], atol=1e-6, rtol=1e-6)
+
+
+def test_a_maskwise_layer_inside_a_torch_sequential_is_refused_as_it_would_lose_the_mask():
+    inner = nn.Sequential(nn.Linear(4, 4), layers.LSTM(2, return_sequences=True))
+    with pytest.raises(MaskwiseTypeError, match=r"(?s)holds the maskwise layer LSTM.*mw.Seq"):
+        Sequential([inner])
 
 
 def test_masking_first_layer_on_ragged_lists_warns_nothing():

@@ -364,3 +364,19 @@ def test_unsupported_precisions_are_refused(precision, message) -> None:
     model.compile("adam", logits_loss())
     with pytest.raises(ConfigError, match=rf"(?s){message}"):
         model.fit(*tagging_data(4), verbose=0, precision=precision)
+
+
+def test_fit_of_a_model_without_a_trainable_weight_names_the_fix() -> None:
+    model = tagger()
+    model.compile("adam", logits_loss())
+    model.fit(*tagging_data(4), verbose=0)
+    model.requires_grad_(False)  # every weight frozen, after the optimizer was made
+    with pytest.raises(ConfigError, match=r"(?s)no weight to train.*fix: unfreeze"):
+        model.fit(*tagging_data(4), verbose=0)
+    with pytest.raises(ConfigError, match="no weight to train"):
+        model.train_on_batch(*tagging_data(2))
+    model.layers[-1].trainable = True  # the fix: fine-tune the head
+    before = weights(model)
+    model.fit(*tagging_data(4), verbose=0)
+    assert not torch.equal(before["layers.2.kernel"], model.layers[2].kernel)
+    assert torch.equal(before["layers.1.kernel"], model.layers[1].kernel)

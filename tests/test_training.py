@@ -227,6 +227,21 @@ def test_compile_takes_optimizer_names_and_callables() -> None:
     assert (group["lr"], group["momentum"], group["nesterov"]) == (0.1, 0.9, True)
 
 
+def test_a_torch_optimizer_without_weights_made_after_it_is_refused_with_the_fix() -> None:
+    x, y = tagging_data(8, seed=9)
+    model = tagger()  # its Embedding is built now, its Dense layers at the first call
+    model.compile(torch.optim.SGD(model.parameters(), lr=0.1), logits_loss())
+    with pytest.raises(
+        ConfigError, match=r"(?s)misses 4 of the model's 5 trainable weights.*fix:.*build"
+    ):
+        model.fit(x, y, verbose=0)  # only the Embedding would train
+    model.layers[0].trainable = False  # the weights it misses are frozen: it holds all
+    model.compile(torch.optim.SGD(model.layers[1:].parameters(), lr=0.1), logits_loss())
+    before = weights(model)
+    model.fit(x, y, verbose=0)
+    assert [torch.equal(before[k], v) for k, v in weights(model).items()] == [True] + [False] * 4
+
+
 @pytest.mark.parametrize("name", ["adam", "adamw", "rmsprop", "sgd"])
 def test_named_optimizers_update_in_one_multi_tensor_pass(name: str) -> None:
     """An optimizer given by name steps all weights at once (`foreach`), and trains

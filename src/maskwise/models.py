@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import numpy as np
 import torch
@@ -189,6 +189,12 @@ _WINDOWS: dict[type[nn.Module], str] = {
     nn.AvgPool1d: "AveragePooling1D",
 }
 
+_ATTENTION: dict[type[nn.Module], tuple[str, str]] = {
+    nn.MultiheadAttention: ("MultiHeadAttention", "key_padding_mask"),
+    nn.TransformerEncoderLayer: ("TransformerEncoder", "src_key_padding_mask"),
+}
+"""PyTorch's attention modules: the maskwise layer to use, and PyTorch's padding mask."""
+
 
 def _is_keras(item: Any) -> bool:
     """A Keras object (with the torch backend, Keras layers are torch modules too)."""
@@ -248,6 +254,17 @@ def _refusal_hint(module: nn.Module) -> str:
             "(batch, time, channels)): padded steps are read as zeros and the output mask "
             "follows the window."
         )
+    if isinstance(module, nn.Embedding):
+        return (
+            f" Use layers.Embedding({module.num_embeddings}, {module.embedding_dim}, "
+            "mask_zero=True): token 0 is padding (PyTorch's padding_idx=0) and makes the mask."
+        )
+    if type(module) in _ATTENTION:
+        twin, padding = _ATTENTION[type(module)]
+        return (
+            f" Use layers.{twin}: it reads the mask (True = real), which is PyTorch's "
+            f"`~{padding}` (True = padded)."
+        )
     if isinstance(module, _TWO_INPUTS):
         return (
             f" {name} takes two inputs (and its dim may be time); compute it in the "
@@ -263,14 +280,36 @@ def as_layer(module: nn.Module, position: int | None = None) -> nn.Module:
     names the module, the argument and the fix."""
     if isinstance(module, Layer | Module):
         return module
+    _require_per_step(module, "" if position is None else f" at position {position}")
+    return Lambda(module, name=type(module).__name__.lower())
+
+
+def _require_per_step(module: nn.Module, where: str) -> None:
+    """A `MaskwiseTypeError` naming the module, the argument and the fix unless the
+    plain module is per step: a known per-step module with per-step arguments, or a
+    `torch.nn.Sequential` of such modules."""
     name = type(module).__name__
-    where = "" if position is None else f" at position {position}"
     if not isinstance(module, nn.Module) or _is_keras(module):
         raise MaskwiseTypeError(_not_a_module(module, where))
+    if type(module) is nn.Sequential:
+        for child in module:
+            if isinstance(child, Layer | Module):
+                raise MaskwiseTypeError(
+                    format_error(
+                        f"A torch.nn.Sequential{where} holds the maskwise layer "
+                        f"{type(child).__name__}: it would get the values without their mask.",
+                        expected="plain per-step modules inside torch.nn.Sequential",
+                        received=repr(module)[:100],
+                        fix="list the layers in maskwise's Sequential: "
+                        "`mw.Sequential([nn.Linear(...), layers.LSTM(...), ...])`.",
+                    )
+                )
+            _require_per_step(child, where)
+        return
     if isinstance(module, PER_STEP_MODULES):
         mixing = steps_mixed_by(module)
         if mixing is None:
-            return Lambda(module, name=name.lower())
+            return
         argument, why, fix = mixing
         raise MaskwiseTypeError(
             format_error(
@@ -309,6 +348,47 @@ class Module(Trainable):
         ...         return self.out(self.embed(tokens))
     """
 
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """`nn.Module.load_state_dict`, refusing weights of layers not built yet
+        (`refuse_unbuilt_weights`)."""
+        refuse_unbuilt_weights(self, type(self).__name__, state_dict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Self:
+        """`nn.Module.requires_grad_`, kept by the layers inside for the weights they
+        make at their first call (`Layer.requires_grad_`)."""
+        for module in self.modules():
+            if isinstance(module, Layer):
+                module.trainable = requires_grad
+        return super().requires_grad_(requires_grad)
+
+
+def refuse_unbuilt_weights(model: nn.Module, name: str, state_dict: Mapping[str, Any]) -> None:
+    """A `ConfigError` naming the fix when `state_dict` holds weights of layers not
+    built yet (they make their weights at their first call): PyTorch would report them
+    as "Unexpected key(s)", or, under `strict=False`, load nothing and say nothing."""
+    unbuilt = [
+        f"{prefix}." if prefix else ""
+        for prefix, module in model.named_modules()
+        if isinstance(module, Layer) and not isinstance(module, Container) and not module.built
+    ]
+    unknown = sorted(set(state_dict) - set(model.state_dict()))
+    waiting = [key for key in unknown if any(key.startswith(p) for p in unbuilt)]
+    if waiting:
+        raise ConfigError(
+            format_error(
+                f"{type(model).__name__} {name!r} cannot load these weights yet: "
+                "its layers make their weights at their first call.",
+                expected="a model called once on data, or loaded with maskwise.load",
+                received=f"{len(waiting)} weights of layers not built yet (first: {waiting[0]!r})",
+                fix="call the model on one batch first (`model(x)`), then "
+                "load_state_dict; or save with `model.save(path)` and load with "
+                "`maskwise.load(path)`, which builds the layers.",
+            )
+        )
+
 
 class Container(Trainable, Layer):
     """Base of `Sequential` and `Graph`: a layer that only routes its layers' values.
@@ -333,24 +413,9 @@ class Container(Trainable, Layer):
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
     ) -> Any:
-        """`nn.Module.load_state_dict`, with a `ConfigError` naming the fix when the
-        weights belong to layers not built yet (they make their weights at the first
-        call), instead of PyTorch's "Unexpected key(s)"."""
-        unknown = sorted(set(state_dict) - set(self.state_dict()))
-        unbuilt = any(not m.built for m in self.modules() if isinstance(m, Layer))
-        if strict and unknown and unbuilt:
-            raise ConfigError(
-                format_error(
-                    f"{type(self).__name__} {self.name!r} cannot load these weights yet: "
-                    "its layers make their weights at their first call.",
-                    expected="a model called once on data, or loaded with maskwise.load",
-                    received=f"{len(unknown)} weights of layers not built yet (first: "
-                    f"{unknown[0]!r})",
-                    fix="call the model on one batch first (`model(x)`), then "
-                    "load_state_dict; or save with `model.save(path)` and load with "
-                    "`maskwise.load(path)`, which builds the layers.",
-                )
-            )
+        """`nn.Module.load_state_dict`, refusing weights of layers not built yet
+        (`refuse_unbuilt_weights`)."""
+        refuse_unbuilt_weights(self, self.name, state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ------------------------------------------------------------------ Keras's model methods

@@ -90,6 +90,20 @@ def test_batch_to_moves_everything():
     assert moved.size == 4
 
 
+def test_a_batch_unpacks_as_a_pytorch_loaders_inputs_and_targets():
+    xs, ys = _ragged(8)
+    for x, y in make_loader(xs, ys, batch_size=4):  # PyTorch's `for x, y in loader`
+        assert isinstance(x, Masked) and y.shape == x.shape[:2]
+    batch = next(iter(make_loader(xs, ys, batch_size=4, shuffle=False)))
+    x, y = batch
+    assert x is batch.x and y is batch.y
+    weighted = next(iter(make_loader(xs, ys, batch_size=4, sample_weight=np.ones(8))))
+    x, y, weight = weighted  # with weights: three, so that `x, y = batch` cannot drop them
+    assert weight is weighted.sample_weight
+    with pytest.raises(ValueError, match="too many values to unpack"):
+        x, y = weighted
+
+
 def test_seed000_data_layout_error_through_make_loader():
     rng = np.random.default_rng(0)
     xs, ys = [], []

@@ -86,3 +86,9 @@ def test_pad_rows_refuses_rows_longer_than_time():
         pad_rows([torch.zeros(3, 2), torch.zeros(1, 2)], time=2)
     with pytest.raises(ShapeError, match="same trailing axes"):
         pad_rows([torch.zeros(3, 2), torch.zeros(1, 3)], time=3)
+
+
+def test_to_tensor_of_arrays_of_different_lengths_names_the_tuple_of_inputs():
+    several_sequences = [np.ones((4, 3)), np.ones((2, 3))]  # one input's ragged list
+    with pytest.raises(ShapeError, match=r"(?s)x\[0\] is not one array.*as a tuple"):
+        to_tensor(several_sequences, "x[0]")

@@ -189,6 +189,14 @@ def test_inputs_padded_on_different_sides_stop_make_loader() -> None:
         make_loader((a, b))
 
 
+def test_several_ragged_inputs_in_a_list_stop_fit_with_the_tuple_fix() -> None:
+    a, b = ragged(LENGTHS, seed=1), ragged(LENGTHS, features=2, seed=2)
+    y = [np.zeros(n, dtype=np.int64) for n in LENGTHS]
+    with pytest.raises(ShapeError, match=r"(?s)is not one array.*several inputs.*as a tuple"):
+        two_inputs().fit([a, b], y, verbose=0)  # Keras's list of inputs
+    two_inputs().fit((a, b), y, verbose=0)  # the fix
+
+
 def test_separate_timelines_are_not_flagged() -> None:
     # An encoder's and a decoder's inputs differ in most samples: no finding.
     a = ragged(LENGTHS)

@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import maskwise
 from maskwise import Masked, MaskError, MaskwiseTypeError, Sequential, layers
 from maskwise.layers.base import Layer
 from maskwise.models import Container
@@ -215,6 +216,79 @@ def test_a_model_converted_before_building_builds_in_that_dtype():
     assert moved(example_input("post").to(torch.float64)).values.dtype == torch.float64
 
 
+def test_a_model_first_called_under_autocast_builds_full_precision_weights():
+    """Autocast computes in bfloat16 but keeps the weights in float32: a layer built
+    from an autocast output (a Conv1D's, a Dense's without bias) is too."""
+    model = Sequential(
+        [
+            layers.Conv1D(4, 2, padding="same"),
+            layers.Dense(4, use_bias=False),
+            layers.LSTM(3, return_sequences=True),
+            layers.LayerNormalization(),
+        ]
+    )
+    x = example_input("post", features=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)  # the weights are made here
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert model(x).values.dtype == torch.float32
+    data64 = Sequential([layers.Dense(2)])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        data64(x.to(torch.float64))  # float64 data: no autocast output
+    assert data64.layers[0].kernel.dtype == torch.float64
+    on_meta = Sequential([layers.Dense(2)]).to("meta")  # a device without autocast
+    assert on_meta(x.to("meta")).values.device.type == "meta"
+
+
+def test_a_model_first_called_under_inference_mode_still_trains():
+    """Weights made at a first call under `torch.inference_mode()` are normal tensors:
+    PyTorch refuses inference tensors in a backward pass and in-place updates."""
+    torch.manual_seed(0)
+    model = Sequential(
+        [
+            layers.Dense(4),
+            layers.BatchNormalization(),  # running statistics updated in place
+            layers.Bidirectional(layers.LSTM(2, return_sequences=True)),
+            layers.Dense(1),
+        ]
+    )
+    x = example_input("post", features=3)
+    with torch.inference_mode():
+        model(x)  # the weights are made here
+    assert not any(t.is_inference() for t in [*model.parameters(), *model.buffers()])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    model(x).values.sum().backward()
+    optimizer.step()
+    assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+
+
+def test_requires_grad_false_before_the_first_call_freezes_the_weights_made_at_it():
+    frozen = Sequential([layers.Dense(4), layers.LSTM(2)]).requires_grad_(False)
+    frozen(example_input("post"))  # the weights are made here
+    assert [p.requires_grad for p in frozen.parameters()] == [False] * 5
+    assert frozen.requires_grad_() is frozen
+    assert all(p.requires_grad for p in frozen.parameters())
+
+
+def test_a_saved_model_keeps_its_frozen_layers_and_its_weights_dtype(tmp_path):
+    model = Sequential([layers.Dense(4), layers.LSTM(2, return_sequences=True), layers.Dense(1)])
+    x = example_input("post", features=3).to(torch.float64)
+    model(x)  # float64 data: float64 weights
+    model.layers[0].trainable = False
+    model.layers[1].requires_grad_(False)
+    model.save(tmp_path / "model.mw")
+    loaded = maskwise.load(tmp_path / "model.mw")
+    assert [p.requires_grad for p in loaded.parameters()] == [False] * 5 + [True] * 2
+    assert {p.dtype for p in loaded.parameters()} == {torch.float64}
+    torch.testing.assert_close(loaded(x).values, model(x).values, rtol=0, atol=0)
+    model.float().layers[0].trainable = True  # back to float32 and trainable: said so too
+    model.save(tmp_path / "model.mw")
+    reloaded = maskwise.load(tmp_path / "model.mw")
+    assert [p.requires_grad for p in reloaded.parameters()] == [True] * 2 + [False] * 3 + [True] * 2
+    assert {p.dtype for p in reloaded.parameters()} == {torch.float32}
+
+
 # ---------------------------------------------------------------------- no real step
 EMPTY_BATCHES = {
     "all-rows-empty": lambda: Masked.from_lengths(torch.randn(2, 4, 3), [0, 0]),
@@ -372,6 +446,34 @@ def test_an_option_a_layer_does_not_take_is_refused_with_the_ones_it_takes():
         layers.Dense(2)(x, return_state=True)
 
 
+@pytest.mark.parametrize(
+    ("option", "hint"),
+    [
+        ("key_padding_mask", r"True = padded.*`Masked\(values, ~key_padding_mask\)`"),
+        ("src_key_padding_mask", r"True = padded.*`Masked\(values, ~src_key_padding_mask\)`"),
+        ("attn_mask", r"True = may not attend.*`attention_mask=~attn_mask`"),
+        ("need_weights", "`return_attention_scores=True`"),
+        ("is_causal", "`use_causal_mask=True`"),
+    ],
+)
+def test_pytorchs_attention_arguments_are_refused_naming_their_maskwise_form(option, hint):
+    x = torch.ones(2, 3, 4)
+    attention = layers.MultiHeadAttention(2, 2)
+    with pytest.raises(MaskwiseTypeError, match=rf"(?s)`{option}`.*fix: PyTorch's.*{hint}"):
+        attention(x, x, **{option: torch.zeros(2, 3, dtype=torch.bool)})
+
+
+def test_pytorchs_key_padding_mask_inverted_is_the_keys_mask():
+    torch.manual_seed(0)
+    key_padding_mask = torch.tensor([[False, False, True], [False, True, True]])
+    values = torch.randn(2, 3, 4)
+    attention = layers.MultiHeadAttention(2, 2)
+    out = attention(values, Masked(values, ~key_padding_mask))  # the hint, followed
+    noisy = values.masked_fill(key_padding_mask[..., None], 1e3)  # other padded keys
+    other = attention(values, Masked(noisy, ~key_padding_mask))
+    torch.testing.assert_close(out.values, other.values)
+
+
 def test_no_layer_but_the_containers_overrides_forward():
     """Every library layer keeps the contract: `call` and `compute_mask` under the
     base's `forward`, so `trace` and the padding rules see each of them the same way.
@@ -386,3 +488,23 @@ def test_no_layer_but_the_containers_overrides_forward():
     library = [cls for cls in library if cls.__name__ not in cells]
     assert set(layers.__all__) - {"Layer", "Input"} - cells <= {cls.__name__ for cls in library}
     assert [cls.__name__ for cls in library if cls.forward is not Layer.forward] == []
+
+
+@pytest.mark.parametrize(
+    "register",
+    ["register_full_backward_hook", "register_full_backward_pre_hook", "register_backward_hook"],
+)
+def test_a_backward_hook_that_pytorch_would_never_call_is_refused_with_the_fix(register):
+    dense = layers.Dense(2)
+    with pytest.raises(MaskwiseTypeError, match=r"(?s)would never be called.*fix:.*register_hook"):
+        getattr(dense, register)(lambda *args: None)
+    seen = []
+
+    def hook(module, args, out):  # the fix: a hook on the output values' gradient
+        out.values.register_hook(seen.append)
+
+    dense.register_forward_hook(hook)
+    x = example_input("post", features=3)
+    dense(x).values.sum().backward()
+    assert len(seen) == 1
+    torch.testing.assert_close(seen[0], torch.ones(*x.shape[:2], 2))

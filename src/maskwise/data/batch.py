@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,15 @@ class Batch:
     y: torch.Tensor | dict[str, torch.Tensor] | None
     sample_weight: torch.Tensor | None
     index: torch.Tensor
+
+    def __iter__(self) -> Iterator[Any]:
+        """`x, y = batch` (in a loop: `for x, y in loader`), as a PyTorch `DataLoader`
+        yields inputs and targets; `x, y, sample_weight = batch` for a batch with
+        weights, so that a loop unpacking two cannot drop them silently."""
+        parts = (
+            (self.x, self.y) if self.sample_weight is None else (self.x, self.y, self.sample_weight)
+        )
+        return iter(parts)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """The batch on `device`: values, masks, targets and weights (dtypes kept).

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from ..errors import MaskwiseTypeError, format_error
+from ..errors import MaskwiseTypeError, ShapeError, format_error
 from ..masked import IGNORE_INDEX, Masked, lengths_to_mask, per_step
 
 NUMERIC_KINDS = "biufc"
@@ -34,7 +34,18 @@ def to_tensor(array: Any, name: str) -> torch.Tensor:
     for it, at a third of the call's cost), and a float32 or int64 tensor is returned
     as it is (what `.to` would return)."""
     if not isinstance(array, torch.Tensor):
-        array = np.asarray(array)
+        try:
+            array = np.asarray(array)
+        except ValueError:  # items of different shapes: numpy's "inhomogeneous shape"
+            raise ShapeError(
+                format_error(
+                    f"{name} is not one array: it holds items of different shapes.",
+                    expected="one array per sequence, (time, features) or (time,)",
+                    received=f"a {type(array).__name__} of {len(array)} items",
+                    fix="pass a list of sequences for one input; several inputs are "
+                    "passed as a tuple `(x1, x2)` of such lists, not as a list.",
+                )
+            ) from None
         if array.dtype.kind not in NUMERIC_KINDS:
             raise MaskwiseTypeError(
                 format_error(

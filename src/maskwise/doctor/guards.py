@@ -120,7 +120,10 @@ def take_sample(x: Any, y: Any = None, sample_weight: Any = None) -> Sample | No
     if n == 0 or any(len(raw) != n for raw in raws):
         return None  # the loader's own errors say what is wrong
     index = spread(n)
-    inputs = tuple(_take(raw, index) for raw in raws)
+    try:
+        inputs = tuple(_take(raw, index) for raw in raws)
+    except ValueError:  # a sequence that is not one array (several inputs in a list)
+        return None  # the loader's own error says what is wrong
     if not all(_readable(raw) for raw in inputs):
         return None  # a form the doctor does not read (e.g. an image per step)
     times = {raw.shape[1] for raw in inputs if isinstance(raw, np.ndarray) and raw.ndim >= 2}

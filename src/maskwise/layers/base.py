@@ -56,7 +56,7 @@ import itertools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn, Self
 
 import torch
 from torch import nn
@@ -246,6 +246,9 @@ class Layer(nn.Module):
         fix = f"pass only options that {kind} takes, spelt as above."
         if "training" in unknown:
             fix = "maskwise layers follow their module's mode: `model.train()`, `model.eval()`."
+        pytorch = [PYTORCH_OPTIONS[name] for name in unknown if name in PYTORCH_OPTIONS]
+        if pytorch:
+            fix = " ".join(pytorch)
         raise MaskwiseTypeError(
             format_error(
                 f"{kind} layer {self.name!r} got call arguments it does not take: "
@@ -299,7 +302,11 @@ class Layer(nn.Module):
 
     # ------------------------------------------------------------------ building
     def maybe_build(self, inputs: Masked | list[Masked]) -> None:
-        """Build once, from the first inputs' shapes; put new weights on their device."""
+        """Build once, from the first inputs' shapes; put new weights on their device.
+
+        Outside inference mode even in a first call under `torch.inference_mode()`:
+        weights made there would be inference tensors, which no later backward pass or
+        in-place update (an optimizer step, running statistics) may use."""
         if self.built:
             return
         if isinstance(inputs, Masked):
@@ -308,16 +315,17 @@ class Layer(nn.Module):
         else:
             shape = [x.values.shape for x in inputs]
             reference = inputs[0].values
-        self.build(shape)
-        self.build_shape = _trailing_dims(shape)
-        self.built = True
-        self.trainable = self.trainable  # freeze the new weights of a frozen layer
         move: dict[str, Any] = {"device": reference.device}
         if self.requested_dtype is not None:  # `model.double()` before the first call
             move["dtype"] = self.requested_dtype
         elif reference.is_floating_point():
-            move["dtype"] = reference.dtype
-        self.to(**move)
+            move["dtype"] = _build_dtype(reference)
+        with torch.inference_mode(False):
+            self.build(shape)
+            self.build_shape = _trailing_dims(shape)
+            self.built = True
+            self.trainable = self.trainable  # freeze the new weights of a frozen layer
+            self.to(**move)
 
     def _apply(self, fn: Any, recurse: bool = True) -> Any:
         """`nn.Module`'s hook under `.to()`, `.double()`, `.half()`: a layer not built
@@ -331,7 +339,8 @@ class Layer(nn.Module):
         return super()._apply(fn, recurse)
 
     def build_from_config_shape(self, trailing: Any) -> None:
-        """Build from the input dims (after the batch axis) recorded in a config."""
+        """Build from the input dims (after the batch axis) recorded in a config, in the
+        dtype asked for (`dtype=`) if any."""
         if trailing is None or self.built:
             return
         if trailing and isinstance(trailing[0], list):
@@ -342,11 +351,23 @@ class Layer(nn.Module):
         self.build_shape = trailing
         self.built = True
         self.trainable = self.trainable
+        if self.requested_dtype is not None:
+            self.to(self.requested_dtype)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
-        """Constructor arguments, JSON-ready (nested layers become nested configs)."""
-        return {key: _to_config_value(self, key, value) for key, value in self._config.items()}
+        """Constructor arguments, JSON-ready (nested layers become nested configs), and
+        Keras's `trainable` and `dtype` as they are now, not as they were given: a layer
+        frozen since (`trainable = False`, `requires_grad_(False)`) or whose weights
+        are in another float dtype (`model.double()`, float64 data at the first call)
+        is rebuilt so by `load`, which would otherwise train it or round its weights."""
+        config = {key: _to_config_value(self, key, value) for key, value in self._config.items()}
+        if not self.trainable or "trainable" in config:
+            config["trainable"] = self.trainable
+        dtype = _weights_dtype(self)
+        if dtype is not None and (dtype != torch.float32 or "dtype" in config):
+            config["dtype"] = str(dtype).removeprefix("torch.")
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
@@ -406,6 +427,28 @@ class Layer(nn.Module):
         for param in self.parameters():
             param.requires_grad_(value)
 
+    def requires_grad_(self, requires_grad: bool = True) -> Self:
+        """PyTorch's freezing, kept for the weights not made yet: `trainable =
+        requires_grad`. A layer makes its weights at its first call; `nn.Module`'s
+        `requires_grad_` would set only the weights made before it, and a model frozen
+        before its first call would then train."""
+        self.trainable = requires_grad
+        return self
+
+    def register_full_backward_hook(self, hook: Any, prepend: bool = False) -> NoReturn:
+        """Refused: PyTorch calls a module's backward hooks only when it returns tensors,
+        and a layer returns a `Masked`; the hook would never be called
+        (`backward_hook_refused` names the fix)."""
+        raise backward_hook_refused(self, "register_full_backward_hook")
+
+    def register_full_backward_pre_hook(self, hook: Any, prepend: bool = False) -> NoReturn:
+        """Refused, as `register_full_backward_hook`."""
+        raise backward_hook_refused(self, "register_full_backward_pre_hook")
+
+    def register_backward_hook(self, hook: Any) -> NoReturn:
+        """Refused, as `register_full_backward_hook`."""
+        raise backward_hook_refused(self, "register_backward_hook")
+
     @property
     def losses(self) -> list[torch.Tensor]:
         """Keras's `losses`: the weight penalties (`*_regularizer`) of this layer and
@@ -414,6 +457,22 @@ class Layer(nn.Module):
         every call in the batch's forward pass). `fit` and `evaluate` add their sum to
         the loss."""
         return collect_losses(self)
+
+
+def backward_hook_refused(layer: Layer, method: str) -> MaskwiseTypeError:
+    """The error for a module backward hook on a layer, which PyTorch would never call."""
+    return MaskwiseTypeError(
+        format_error(
+            f"{type(layer).__name__} layer {layer.name!r}: a hook from `{method}` would never "
+            "be called: PyTorch calls a module's backward hooks only when it returns "
+            "tensors, and a maskwise layer returns a Masked.",
+            expected="a hook on a tensor's gradient",
+            received=f"`{method}`",
+            fix="hook the gradient of the output values in a forward hook that returns "
+            "None: `def hook(module, args, out): out.values.register_hook(fn)`, then "
+            "`layer.register_forward_hook(hook)`; or of a weight: `weight.register_hook(fn)`.",
+        )
+    )
 
 
 def _rename_weights(module: Layer, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
@@ -434,8 +493,51 @@ def current_weight_names(model: nn.Module, names: Any) -> dict[str, str]:
     return {name: renames.get(name, name) for name in names}
 
 
+_PADDED = (
+    "PyTorch's `{0}` (True = padded) is the mask of the input it pads (the value's, in "
+    "attention), inverted (True = real): pass `Masked(values, ~{0})`."
+)
+_FORBIDDEN = (
+    "PyTorch's boolean `{0}` (True = may not attend) is `attention_mask=~{0}` here "
+    "(True = may attend)."
+)
+PYTORCH_OPTIONS: dict[str, str] = {
+    "key_padding_mask": _PADDED.format("key_padding_mask"),
+    "src_key_padding_mask": _PADDED.format("src_key_padding_mask"),
+    "attn_mask": _FORBIDDEN.format("attn_mask"),
+    "src_mask": _FORBIDDEN.format("src_mask"),
+    "need_weights": "PyTorch's `need_weights=True` is `return_attention_scores=True`.",
+    "is_causal": "PyTorch's `is_causal=True` is `use_causal_mask=True`.",
+}
+"""PyTorch's attention arguments (`nn.MultiheadAttention`, `nn.TransformerEncoderLayer`),
+each with how a maskwise layer takes it: the error refusing one says so. Both of
+PyTorch's boolean masks mean the opposite of maskwise's."""
+
 _PROBES = (torch.float32, torch.float64)
 """Two empty tensors show whether a conversion function sets one float dtype."""
+
+
+def _build_dtype(reference: torch.Tensor) -> torch.dtype:
+    """The dtype of the weights a layer builds from its first float input: the input's,
+    except the lower precision of an autocast region's output, since autocast keeps the
+    weights in full precision (the default float dtype); a model first called under
+    `torch.autocast` would otherwise keep bfloat16 or float16 weights after it."""
+    device = reference.device.type
+    if not torch.amp.is_autocast_available(device):  # e.g. "meta"
+        return reference.dtype
+    if torch.is_autocast_enabled(device) and reference.dtype == torch.get_autocast_dtype(device):
+        return torch.get_default_dtype()
+    return reference.dtype
+
+
+def _weights_dtype(layer: Layer) -> torch.dtype | None:
+    """The one float dtype of the layer's weights and float buffers (the dtype asked for
+    by `.to()` when it has none yet); None when they mix several."""
+    tensors = itertools.chain(layer.parameters(), layer.buffers())
+    dtypes = {t.dtype for t in tensors if t.is_floating_point()}
+    if not dtypes:
+        return layer.requested_dtype
+    return dtypes.pop() if len(dtypes) == 1 else None
 
 
 def _options_of(call: Any) -> tuple[str, ...]:

@@ -147,6 +147,30 @@ def _resolve_optimizer(optimizer: Any, learning_rate: float | None) -> tuple[Any
     )
 
 
+def _require_trainable_weights(
+    optimizer: torch.optim.Optimizer, parameters: list[torch.nn.Parameter]
+) -> None:
+    """A `ConfigError` when a torch optimizer given to `compile` misses trainable weights
+    of the model: made before the model was built, it holds none of the weights its
+    layers made at their first call, which would then never train."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    trainable = [p for p in parameters if p.requires_grad]
+    missing = [p for p in trainable if id(p) not in held]
+    if missing:
+        raise ConfigError(
+            format_error(
+                f"The {type(optimizer).__name__} given to compile misses {len(missing)} of "
+                f"the model's {len(trainable)} trainable weights: they would never train.",
+                expected="an optimizer over every trainable weight",
+                received=f"weights of shapes {[tuple(p.shape) for p in missing][:4]} missing",
+                fix="make the optimizer once the model is built (`model.build(input_shape)` "
+                "or `model(x)` first), or give compile a name or a callable that makes it "
+                "(`'sgd'`, `functools.partial(torch.optim.SGD, lr=0.1)`); to train only some "
+                "weights, freeze the others (`layer.trainable = False`).",
+            )
+        )
+
+
 class Compiled:
     """What `compile` fixed: each output's loss, loss weight and metrics (`heads`, one
     per output of `names`; see `maskwise.training.outputs`), and how to make the
@@ -232,7 +256,9 @@ class Compiled:
         made = self.optimizer
         if isinstance(made, optimizers_module.Optimizer):
             return _built_on(made, list(parameters))
-        if not isinstance(made, torch.optim.Optimizer):
+        if isinstance(made, torch.optim.Optimizer):
+            _require_trainable_weights(made, list(parameters))
+        else:
             made = made(parameters)
         if not isinstance(made, torch.optim.Optimizer):
             raise MaskwiseTypeError(

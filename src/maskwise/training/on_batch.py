@@ -58,6 +58,7 @@ def train_on_batch(
     y = targets_by_name(y, compiled.names, "train_on_batch")
     batch = one_batch(trainer, x, y, sample_weight, "train_on_batch")
     require_targets(batch.y, "train_on_batch")
+    trainer.require_trainable()
     trainer.ensure_optimizer()
     trainer.class_weight = class_weight
     trainer.totals = totals = EpochTotals(compiled.heads)

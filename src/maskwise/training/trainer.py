@@ -228,6 +228,21 @@ class Trainer:
             )
         return self.compiled
 
+    def require_trainable(self) -> None:
+        """Refuse to train a model with no weight to train (PyTorch's backward pass would
+        stop at "element 0 of tensors does not require grad")."""
+        if not any(param.requires_grad for param in self.model.parameters()):
+            raise ConfigError(
+                format_error(
+                    f"{type(self.model).__name__} has no weight to train: every weight is "
+                    "frozen (`trainable = False` or `requires_grad_(False)`), or it has none.",
+                    expected="at least one weight with requires_grad=True",
+                    fix="unfreeze the layers to train (`model.get_layer(name).trainable = "
+                    "True`, `layer.requires_grad_(True)`); to score a frozen model use "
+                    "evaluate() or predict().",
+                )
+            )
+
     def ensure_optimizer(self) -> torch.optim.Optimizer:
         """The optimizer, made on the model's parameters if needed, its rates checked."""
         if self.optimizer is None:
@@ -676,6 +691,7 @@ class Trainer:
     ) -> CallbackList:
         """Make the optimizer and the callback list (its `on_train_begin` called), and
         set the counters."""
+        self.require_trainable()
         self.ensure_optimizer()
         self.guard = None
         self.state.loader_seed = loader_seed
