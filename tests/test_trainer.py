@@ -380,3 +380,17 @@ def test_fit_of_a_model_without_a_trainable_weight_names_the_fix() -> None:
     model.fit(*tagging_data(4), verbose=0)
     assert not torch.equal(before["layers.2.kernel"], model.layers[2].kernel)
     assert torch.equal(before["layers.1.kernel"], model.layers[1].kernel)
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_fit_under_a_context_without_gradients_names_the_fix(context) -> None:
+    model = tagger()
+    model.compile("adam", logits_loss())
+    message = rf"(?s)fit\(\) was called under torch.{context.__name__}\(\).*fix: call fit"
+    with context(), pytest.raises(ConfigError, match=message):
+        model.fit(*tagging_data(4), verbose=0)
+    with context(), pytest.raises(ConfigError, match="train_on_batch"):
+        model.train_on_batch(*tagging_data(2))
+    with context():
+        model.evaluate(*tagging_data(4))  # no gradient needed: runs
+    model.fit(*tagging_data(4), verbose=0)  # the fix

@@ -271,3 +271,20 @@ def validation_inputs(data: Any, model: nn.Module) -> Any:
     if isinstance(data, tuple | list) and len(data) in (2, 3):
         return (inputs_by_name(data[0], model, "fit"), *data[1:])
     return data
+
+
+def require_grad_mode(door: str) -> None:
+    """`fit` and `train_on_batch` called where PyTorch computes no gradient (inside
+    `torch.no_grad()` or `torch.inference_mode()`): a `ConfigError` naming the context,
+    not PyTorch's "element 0 of tensors does not require grad" at the first step."""
+    if torch.is_grad_enabled():
+        return
+    context = "inference_mode" if torch.is_inference_mode_enabled() else "no_grad"
+    raise ConfigError(
+        format_error(
+            f"{door}() was called under torch.{context}(), where PyTorch computes no "
+            "gradient: it cannot train there.",
+            fix=f"call {door} outside the `with torch.{context}():` block (evaluate and "
+            "predict run under it).",
+        )
+    )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..data import Batch
-from .inputs import data_loader, require_batches, require_targets
+from .inputs import data_loader, require_batches, require_grad_mode, require_targets
 from .modes import training_mode
 from .outputs import check_class_weight, targets_by_name
 from .totals import EpochTotals
@@ -53,6 +53,7 @@ def train_on_batch(
     return_dict: bool,
 ) -> Any:
     """One optimizer update on the batch (see the module docstring)."""
+    require_grad_mode("train_on_batch")
     compiled = trainer.require_compiled("train_on_batch")
     check_class_weight(class_weight, compiled.names)
     y = targets_by_name(y, compiled.names, "train_on_batch")

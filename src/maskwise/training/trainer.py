@@ -51,6 +51,7 @@ from .inputs import (
     forward,
     inputs_by_name,
     require_batches,
+    require_grad_mode,
     require_targets,
     resolve_device,
     split_validation,
@@ -581,6 +582,7 @@ class Trainer:
         steps_per_epoch: int | None = None,
     ) -> History:
         """Train for `epochs` epochs (see `Trainable.fit` for the arguments)."""
+        require_grad_mode("fit")
         distributed.init_process_group(device or self.place(None))
         check_jit_compile(jit_compile)
         check_precision(precision, self.place(None) if device is None else resolve_device(device))
