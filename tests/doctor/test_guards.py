@@ -3,6 +3,8 @@ checks on what they receive and stop a masking mistake before the first step."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -327,6 +329,47 @@ def test_fit_runs_the_leak_probe_on_its_first_batch() -> None:
         leaky().fit(x, y, verbose=0)
     assert caught.value.code == "MW013"
     leaky().fit(x, y, verbose=0, checks="off")
+
+
+def test_the_leak_probe_runs_again_only_when_the_model_or_the_input_layout_changes() -> None:
+    """One-epoch `fit` calls in a loop probe once; a frozen weight probes again, and so
+    does every call whose mask the model makes (its `Masking`: the padding's place
+    shows only in the values); a leak found is reported at every call."""
+    from maskwise.doctor import leak_probe
+
+    x, y = ragged(LENGTHS), [np.ones(n, np.float32) for n in LENGTHS]
+    model = regressor()
+    runs = []
+    real_probe = leak_probe.probe_leaks
+
+    def counting(*args, **kwargs):
+        runs.append(1)
+        return real_probe(*args, **kwargs)
+
+    with mock.patch.object(leak_probe, "probe_leaks", counting):
+        for _ in range(3):
+            model.fit(x, y, verbose=0)
+        assert len(runs) == 1
+        model.layers[0].trainable = False
+        model.fit(x, y, verbose=0)
+        assert len(runs) == 2
+        masked = regressor(return_sequences=False, mask_value=0.0)
+        targets = np.ones((len(LENGTHS), 1), np.float32)
+        for padding in ("post", "post", "pre"):  # the Masking layer makes the mask
+            masked.fit(padded(LENGTHS, padding=padding), targets, verbose=0)
+        assert len(runs) == 5
+
+    leaky = Sequential(
+        [
+            layers.Dense(4),
+            layers.Lambda(lambda v: torch.roll(v, 1, dims=1), mask=lambda i, m: m),
+            layers.Dense(1),
+        ]
+    )
+    leaky.compile("adam", loss="mse")
+    for _ in range(2):
+        with pytest.raises(DoctorError, match="MW013"):
+            leaky.fit(x, y, verbose=0)
 
 
 # ---------------------------------------------------------------- the switch

@@ -21,9 +21,12 @@ Info findings (e.g. "most steps are padding") and MW010 (empty sequences) are le
 from __future__ import annotations
 
 import itertools
+import json
 import warnings
+import weakref
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -267,11 +270,7 @@ class Guard:
                 first = batch.x[0] if isinstance(batch.x, tuple) else batch.x
                 findings += check_target_kind(output, batch.y, first.values.shape[1])
                 if probe:
-                    # Imported here: the probe needs the models, which need the data
-                    # package, which imports this module.
-                    from .leak_probe import probe_leaks
-
-                    findings += probe_leaks(model, batch.x, rows=PROBE_ROWS)
+                    findings += probe_once(model, batch.x)
         for report in self.reports:
             if model is not None and len(report.layouts) == 1:
                 findings += check_masking_value(model, report.layout, report.paddings[0])
@@ -318,3 +317,71 @@ def _units(output: Any) -> int | None:
     if isinstance(values, torch.Tensor) and values.dim() >= 3:
         return int(values.shape[-1])
     return None
+
+
+_PROBED: weakref.WeakKeyDictionary[nn.Module, tuple[Hashable, list[Finding]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Each model's last leak probe: what it was run on (`_probe_key`) and its findings."""
+
+
+def probe_once(model: nn.Module, x: Masked | tuple[Masked, ...]) -> list[Finding]:
+    """The leak probe's findings (MW013) for `model` on the batch inputs `x`, on
+    `PROBE_ROWS` sequences: probed at a model's first `fit` on masked inputs, and again
+    only when what the verdict depends on changes: the model's layers (each one's type and config),
+    its weights' shapes, dtypes and trainability, the training flags, or the inputs'
+    layout (dtype, features, where the padding is). Not the weights' values: the probe
+    varies the padding, not the weights. So a loop of one-epoch `fit` calls (Keras's
+    `for epoch in ...: model.fit(..., epochs=1)`) probes once, and a leak found is
+    reported at every call."""
+    # Imported here: the probe needs the models, which need the data package, which
+    # imports this module.
+    from .leak_probe import probe_leaks
+
+    inputs = x if isinstance(x, tuple) else (x,)
+    if any(item.mask is None for item in inputs):
+        # The model makes the mask (`Masking`): where the padding is shows only in the
+        # values, so every call probes.
+        return probe_leaks(model, x, rows=PROBE_ROWS)
+    key = _probe_key(model, inputs)
+    last = _PROBED.get(model)
+    if last is not None and last[0] == key:
+        return last[1]
+    findings = probe_leaks(model, x, rows=PROBE_ROWS)
+    _PROBED[model] = (key, findings)
+    return findings
+
+
+def _probe_key(model: nn.Module, inputs: tuple[Masked, ...]) -> Hashable:
+    """What a leak probe's verdict depends on (see `probe_once`), as a hashable."""
+    layers = tuple(
+        (name, id(module), type(module), module.training, _config_text(module))
+        for name, module in model.named_modules()
+    )
+    weights = tuple(
+        (name, tuple(p.shape), p.dtype, p.requires_grad) for name, p in model.named_parameters()
+    )
+    return layers, weights, tuple(_layout(item) for item in inputs)
+
+
+def _config_text(module: nn.Module) -> str | None:
+    """A maskwise layer's config as text (its arguments), None for other modules."""
+    get_config = getattr(module, "get_config", None)
+    if get_config is None:
+        return None
+    try:
+        return json.dumps(get_config(), sort_keys=True, default=repr)
+    except Exception:  # a config that cannot be written: compare the module by identity
+        return None
+
+
+def _layout(x: Masked) -> Hashable:
+    """An input's dtype, feature shape and padding layout: no padded step, padded at
+    the end of every row, or elsewhere."""
+    values, mask = x.values, cast(torch.Tensor, x.mask)
+    if bool(mask.all()):
+        kind = "no padding"
+    else:
+        post = torch.arange(mask.shape[1], device=mask.device) < mask.sum(1, keepdim=True)
+        kind = "post" if torch.equal(mask, post) else "other"
+    return values.dtype, tuple(values.shape[2:]), kind
