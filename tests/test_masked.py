@@ -12,8 +12,10 @@ from maskwise import (
     Masked,
     MaskError,
     MaskwiseTypeError,
+    Sequential,
     ShapeError,
     combine_masks,
+    layers,
     lengths_to_mask,
 )
 from maskwise.masked import (
@@ -295,3 +297,16 @@ def test_compaction_round_trip_and_reverse():
     for row in range(4):
         torch.testing.assert_close(rev[row][mask[row]], values[row][mask[row]].flip(0))
         torch.testing.assert_close(rev[row][~mask[row]], values[row][~mask[row]])
+
+
+def test_torch_export_takes_and_returns_a_masked():
+    """`Masked` is a pytree node with named leaves, so `torch.export` traces a model
+    called on one and the exported program gives the eager result."""
+    torch.manual_seed(0)
+    model = Sequential([layers.Dense(3, activation="tanh", input_dim=2), layers.Dense(1)])
+    x = Masked.pad([torch.randn(4, 2), torch.randn(2, 2)])
+    exported = torch.export.export(model, (x,))
+    got, expected = exported.module()(x), model(x)
+    assert isinstance(got, Masked)
+    torch.testing.assert_close(got.values, expected.values)
+    assert torch.equal(got.mask, expected.mask)

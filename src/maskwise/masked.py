@@ -336,7 +336,8 @@ def _check_mask(mask: Any, values: torch.Tensor) -> None:
                 "A mask must be bool, True = real step.",
                 expected="dtype torch.bool",
                 received=f"dtype {mask.dtype}",
-                fix="use `mask.bool()` (nonzero = real step) or `mask == 1`.",
+                fix="use `mask.bool()` (nonzero = real step) or `mask == 1`; for an "
+                "additive float mask (0 = real, -inf = padded), `mask == 0`.",
             )
         )
     if tuple(mask.shape) != tuple(values.shape[:2]):
@@ -671,13 +672,20 @@ def as_masked(
         format_error(
             "A maskwise layer takes a Masked, a torch.Tensor or a numpy array.",
             received=type(inputs).__name__,
-            fix="for several inputs call a merge layer or a model with a list.",
+            fix="pad a list of sequences first: `Masked.pad(sequences)` (of a "
+            "PackedSequence: `Masked.pad(torch.nn.utils.rnn.unpack_sequence(packed))`); "
+            "for several inputs call a merge layer or a model with a list.",
         )
     )
 
 
 def _flatten(x: Masked) -> tuple[list[Any], None]:
     return [x.values, x.mask], None
+
+
+def _flatten_with_keys(x: Masked) -> tuple[list[tuple[Any, Any]], None]:
+    """The leaves with their names (`torch.export` asks for them)."""
+    return [(pytree.GetAttrKey("values"), x.values), (pytree.GetAttrKey("mask"), x.mask)], None
 
 
 def _unflatten(children: Iterable[Any], _context: Any) -> Masked:
@@ -695,4 +703,5 @@ pytree.register_pytree_node(
     _flatten,
     _unflatten,
     serialized_type_name="maskwise.masked.Masked",
+    flatten_with_keys_fn=_flatten_with_keys,
 )

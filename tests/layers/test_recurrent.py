@@ -1368,3 +1368,33 @@ def test_use_cudnn_and_seed_are_kept_and_use_cudnn_changes_nothing() -> None:
     off.load_state_dict(auto.state_dict())
     x = torch.randn(2, 4, 2)
     torch.testing.assert_close(off(x).values, auto(x).values)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("return_state", [False, True])
+def test_lstm_under_float16_autocast_on_cpu_computes_in_float32(
+    bidirectional: bool, return_state: bool
+) -> None:
+    """oneDNN has no float16 LSTM on CPU, so autocast's cast of the fused kernel's
+    inputs would fail inside it: the layer computes in its weights' dtype there, with
+    the outputs and gradients of a call without autocast."""
+    torch.manual_seed(0)
+    lstm = LSTM(3, return_sequences=True, return_state=return_state, input_dim=2)
+    layer = Bidirectional(lstm) if bidirectional else lstm
+    x = Masked.pad([torch.randn(5, 2), torch.randn(2, 2), torch.randn(4, 2)])
+    params = list(layer.parameters())
+
+    def tensors(result: Any) -> list[torch.Tensor]:
+        items = result if isinstance(result, list | tuple) else [result]
+        return [item.values if isinstance(item, Masked) else item for item in items]
+
+    with torch.autocast("cpu", dtype=torch.float16):
+        got = tensors(layer(x))
+    expected = tensors(layer(x))
+    for a, b in zip(got, expected, strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b)
+    got_grads = torch.autograd.grad(sum(t.sum() for t in got), params)
+    expected_grads = torch.autograd.grad(sum(t.sum() for t in expected), params)
+    for a, b in zip(got_grads, expected_grads, strict=True):
+        torch.testing.assert_close(a, b)

@@ -589,7 +589,8 @@ def run_bidirectional_lstm(
     zeros = x.new_zeros(2, x.shape[0], forward.output_size)
     kernel = cast("Callable[..., Any]", forward.fused_kernel)
     train = torch.is_grad_enabled()
-    outputs = kernel(x, (zeros, zeros), flat, pair[0][1], 1, 0.0, train, True, True)[0]
+    run = _runnable_kernel(kernel, x.device, lstm=True)
+    outputs = run(x, (zeros, zeros), flat, pair[0][1], 1, 0.0, train, True, True)[0]
     # The outputs at padded steps are already 0; the fill (the pass that lays them
     # out batch-major anyway, for the next layer's matmul) also drops any gradient
     # given there, as the masked path's gather does, so a non-finite one cannot reach
@@ -688,7 +689,8 @@ def _fused_call(
     train = torch.is_grad_enabled()
     state: Any = tuple(hidden) if len(hidden) > 1 else hidden[0]
     kernel = cast("Callable[..., Any]", cell.fused_kernel)
-    result = _quiet_kernel(kernel, x.device)(x, state, flat, has_biases, 1, 0.0, train, False, True)
+    run = _runnable_kernel(kernel, x.device, lstm=cell.has_cell_state)
+    result = run(x, state, flat, has_biases, 1, 0.0, train, False, True)
     return result[0], [s.squeeze(0) for s in result[1:]]
 
 
@@ -696,8 +698,12 @@ CUDNN_COPIES_WEIGHTS = "RNN module weights are not part of single contiguous chu
 """The start of cuDNN's warning at each call whose weights are not views of one buffer."""
 
 
-def _quiet_kernel(fn: Any, device: torch.device) -> Any:
-    """`fn`, without cuDNN's warning that the weights are not one buffer (off the CPU).
+def _runnable_kernel(fn: Any, device: torch.device, lstm: bool) -> Any:
+    """`fn`, a fused kernel, as it runs on `device`: for an LSTM (`lstm`) on CPU under
+    float16 autocast, in the weights' dtype with autocast off (oneDNN has no float16
+    LSTM on CPU, so autocast's cast of its inputs fails: the layer computes in float32
+    there, as GRU does under it); off the CPU, without cuDNN's warning that the weights
+    are not one buffer.
 
     cuDNN wants the weights in one buffer of its layout (`nn.LSTM.flatten_parameters`);
     these are separate tensors (PyTorch's layout, Keras's single bias, the LSTM's extra
@@ -705,6 +711,16 @@ def _quiet_kernel(fn: Any, device: torch.device) -> Any:
     copy the size of the weights, small next to the run over the batch, and warns. The
     warning is about that copy, expected here, and would stop any program that turns
     warnings into errors (as the test suite does)."""
+    cpu_float16 = device.type == "cpu" and torch.get_autocast_dtype("cpu") == torch.float16
+    if lstm and cpu_float16 and torch.is_autocast_enabled("cpu"):
+
+        def in_weights_dtype(x: Any, hx: Any, flat: list[torch.Tensor], *rest: Any) -> Any:
+            dtype = flat[0].dtype
+            state = tuple(h.to(dtype) for h in hx) if isinstance(hx, tuple) else hx.to(dtype)
+            with torch.autocast("cpu", enabled=False):
+                return fn(x.to(dtype), state, flat, *rest)
+
+        return in_weights_dtype
     if _host.host_reads_are_cheap(device):
         return fn
 
