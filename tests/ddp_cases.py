@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from maskwise import Sequential, distributed, layers, losses
+from maskwise import Input, Model, Sequential, distributed, layers, losses
 from maskwise.data import make_loader
+from maskwise.training.distributed import Update
 
 SEED = 0
 BATCH = 6  # global batch
@@ -28,17 +29,25 @@ def ragged_data(n: int = N, seed: int = 3) -> tuple[list[np.ndarray], list[np.nd
     return x, [t % 3 for t in x]
 
 
-class RecordingTagger(Sequential):
-    """A `Sequential` whose overridden `train_step` records the sequences it trains on
+class Recording:
+    """A model whose overridden `train_step` records the sequences it trains on
     (`seen`, one list per epoch) before the default step."""
 
     seen: list[list[int]]
 
     def train_step(self, batch: Any) -> Any:
-        if self.trainer.state.batch == 0:
+        if self.trainer.state.batch == 0:  # type: ignore[attr-defined]
             self.seen.append([])
         self.seen[-1] += batch.index.tolist()
-        return super().train_step(batch)
+        return super().train_step(batch)  # type: ignore[misc]
+
+
+class RecordingTagger(Recording, Sequential):
+    """A recording `Sequential`."""
+
+
+class RecordingModel(Recording, Model):
+    """A recording functional `Model`."""
 
 
 def recurrent_tagger() -> RecordingTagger:
@@ -56,6 +65,77 @@ def recurrent_tagger() -> RecordingTagger:
         model(next(iter(make_loader(x[:2], batch_size=2, checks="off"))).x)
     model.seen = []
     return model
+
+
+def two_heads() -> RecordingModel:
+    """Embedding(mask_zero) -> LSTM, then a tagger head per real step ("tags", 3 logits)
+    and a classifier head per sequence on the LSTM's last state ("mood", 2
+    probabilities, an L2 penalty on its kernel): the two losses count different real
+    steps. Weights fixed by `SEED`."""
+    torch.manual_seed(SEED)
+    tokens = Input(shape=(None,), dtype="int64")
+    embedded = layers.Embedding(20, 6, mask_zero=True)(tokens)
+    sequence = layers.LSTM(8, return_sequences=True)(embedded)
+    tags = layers.Dense(3, name="tags")(sequence)
+    mood = layers.Dense(2, activation="softmax", kernel_regularizer="l2", name="mood")(
+        layers.LSTM(4)(sequence)
+    )
+    model = RecordingModel(tokens, [tags, mood])
+    x, _ = ragged_data()
+    with torch.no_grad():
+        model(next(iter(make_loader(x[:2], batch_size=2, checks="off"))).x)
+    model.seen = []
+    return model
+
+
+def moods(x: list[np.ndarray]) -> np.ndarray:
+    """A class per sequence: whether its tokens' mean exceeds 10."""
+    return np.array([int(s.mean() > 10) for s in x])
+
+
+def fit_two_heads(epochs: int = EPOCHS, steps_per_update: int = 1) -> dict[str, Any]:
+    """`fit` of `two_heads` (Adam, loss weights, a metric per output, validation), then
+    `evaluate` on other data; the weights, history, evaluation and sequences seen."""
+    x, y = ragged_data(N_FIT)
+    x_val, y_val = ragged_data(7, seed=5)
+    model = two_heads()
+    model.compile(
+        "adam",
+        loss=[
+            losses.SparseCategoricalCrossentropy(from_logits=True),
+            "sparse_categorical_crossentropy",
+        ],
+        loss_weights=[1.0, 0.5],
+        metrics={"tags": ["accuracy"], "mood": ["accuracy"]},
+    )
+    history = model.fit(
+        x,
+        [y, moods(x)],
+        epochs=epochs,
+        batch_size=BATCH,
+        validation_data=(x_val, [y_val, moods(x_val)]),
+        seed=SEED,
+        steps_per_update=steps_per_update,
+        verbose=0,
+    )
+    return {
+        "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "history": history.history,
+        "evaluate": model.evaluate(x_val, [y_val, moods(x_val)], batch_size=3),
+        "seen": model.seen,
+    }
+
+
+class PerRankMeans(Update):
+    """The mistake `Update` avoids for several outputs: each process's loss of each
+    output its own mean (DDP then averages the processes' gradients)."""
+
+    def normalizers(self, outputs: Any) -> list[Any]:
+        super().normalizers(outputs)  # joins the count's collective, notes the piece
+        return [None] * len(outputs)
+
+    def own(self, parts: Any) -> list[Any]:
+        return [None if part is None else part.detach() for part in parts]
 
 
 def hand_loop(

@@ -25,8 +25,10 @@ from torch.nn.parallel import DistributedDataParallel
 sys.path.insert(0, str(Path(__file__).parent))
 
 from ddp_cases import (
+    PerRankMeans,
     fit_parquet,
     fit_problem,
+    fit_two_heads,
     hand_loop,
     ragged_data,
     recurrent_tagger,
@@ -69,6 +71,13 @@ def cases(out: Path) -> dict[str, dict[str, Any]]:
         write_parquet(parquet)
     torch.distributed.barrier()
     results["parquet"] = fit_parquet(parquet)
+    results["two_heads"] = fit_two_heads()
+    with mock.patch("maskwise.training.trainer.Update", PerRankMeans):
+        results["two_heads_naive"] = fit_two_heads()
+    try:
+        fit_two_heads(steps_per_update=2)
+    except ConfigError as error:
+        results["two_heads_accumulate"] = {"error": str(error)}
     x, y = ragged_data(1)
     try:
         fit_problem_on(x, y)

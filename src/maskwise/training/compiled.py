@@ -220,13 +220,17 @@ class Compiled:
         out: Any,
         sample_weight: torch.Tensor | None,
         class_weight: Any = None,
-        normalizer: float | torch.Tensor | None = None,
+        normalizers: Sequence[float | torch.Tensor | None] | None = None,
     ) -> list[torch.Tensor | None]:
         """Each output's loss against its targets, over its own real steps (None for an
-        output compiled without a loss)."""
+        output compiled without a loss), divided by its entry of `normalizers` (one per
+        output; see `Loss.__call__`) when given."""
         parts: list[torch.Tensor | None] = []
         outputs, targets = split_outputs(out, self.names), split_targets(y, self.names)
-        for head, output, target in zip(self.heads, outputs, targets, strict=True):
+        divisors = [None] * len(self.heads) if normalizers is None else normalizers
+        for head, output, target, normalizer in zip(
+            self.heads, outputs, targets, divisors, strict=True
+        ):
             if head.loss is None:
                 parts.append(None)
                 continue

@@ -44,7 +44,7 @@ from ..numerics import NonFiniteGuard
 from ..progress import ProgressBar, resolve_verbose
 from .callback_list import CallbackList
 from .compiled import Compiled, check_learning_rate, compile_args
-from .distributed import Update, gather_predictions, reduce_totals, wrap
+from .distributed import Update, evaluation_plan, gather_predictions, reduce_totals, wrap
 from .epochs import check_epochs, epoch_window
 from .inputs import (
     data_loader,
@@ -171,8 +171,9 @@ class Trainer:
             (`forward` calls it where gradients flow); None otherwise.
         plan: during `fit`, its `Update` (how many batches make an optimizer update,
             on how many processes); None otherwise.
-        update: `plan` while `fit` runs training batches (None during validation and
-            outside `fit`): `compute_loss`, `zero_grad` and `optimizer_step` follow it.
+        update: `plan` while `fit` runs training batches; during an evaluation under
+            data parallel of several outputs with a loss, its `evaluation_plan`; None
+            otherwise. `compute_loss`, `zero_grad` and `optimizer_step` follow it.
         num_batches: the batches of the epoch in progress.
         spare: a batch of this process's data, run with a zero loss when its share of a
             global batch is empty (see `train_step`).
@@ -382,26 +383,29 @@ class Trainer:
     def compute_loss(self, batch: Batch, out: Any, class_weight: Any = None) -> torch.Tensor:
         """The compiled loss of `out` against the batch's targets and sample weights:
         the batch's own mean; while `fit` trains in pieces (data parallel or
-        `steps_per_update`), the piece's sum, which `optimizer_step` normalises by the
-        count of the whole update (`maskwise.training.distributed.Update`). With
-        several outputs, the weighted sum of each output's loss (kept, detached, in
-        `output_losses` for the logs).
+        `steps_per_update`), each output's loss divided by its count over the whole
+        update (`maskwise.training.distributed.Update`: a piece's sum, which
+        `optimizer_step` normalises, for one loss; each output's global mean for
+        several). With several outputs, the weighted sum of each output's loss (kept,
+        detached, in `output_losses` for the logs: each one's own on the batch).
 
         The layers' penalties (`Layer.losses`) are added, once per batch as in Keras;
-        to a piece's sum, times the piece's count, so that the update's normalised
+        to a piece's loss as `Update.penalty` scales it, so that the update's
         gradient holds each penalty once."""
         compiled = self.require_compiled("fit")
         penalty = self.penalty()
         update = self.update
-        normalizer = None
-        if update is not None and not update.plain:
-            update.add(out)
-            normalizer = update.normalizer
-            penalty = None if penalty is None else penalty * update.piece
-        parts = compiled.output_losses(batch.y, out, batch.sample_weight, class_weight, normalizer)
-        self.output_losses = [None if part is None else part.detach() for part in parts]
+        if update is None or update.plain:
+            parts = compiled.output_losses(batch.y, out, batch.sample_weight, class_weight)
+            self.output_losses = [None if part is None else part.detach() for part in parts]
+            total = compiled.total(parts)
+            return total if penalty is None else total + penalty
+        normalizers = update.normalizers(split_outputs(out, compiled.names))
+        parts = compiled.output_losses(batch.y, out, batch.sample_weight, class_weight, normalizers)
+        self.output_losses = update.own(parts)
         total = compiled.total(parts)
-        return total if penalty is None else total + penalty
+        update.shown = update.logged(total, penalty)
+        return total if penalty is None else total + update.penalty(penalty)
 
     def penalty(self) -> torch.Tensor | None:
         """The sum of the model's layers' penalties (`Layer.losses`), None without any."""
@@ -409,11 +413,13 @@ class Trainer:
         return sum(losses[1:], losses[0]) if losses else None
 
     def batch_loss(self, loss: torch.Tensor) -> torch.Tensor:
-        """The batch's loss for the logs from what `compute_loss` returned: the batch's
-        own mean (a piece's sum divided by its count), detached."""
-        if self.update is None or self.update.plain:
+        """The batch's loss for the logs from what `compute_loss` returned, detached:
+        the batch's own mean (for a piece, the one `compute_loss` noted, its loss
+        being normalised by the whole update's count)."""
+        update = self.update
+        if update is None or update.plain or update.shown is None:
             return loss.detach()
-        return self.update.piece_loss(loss)
+        return update.shown
 
     def zero_grad(self) -> None:
         """Clear the gradients before a backward pass (when several batches make an
@@ -500,11 +506,12 @@ class Trainer:
                     fix="skip batches with `batch.size == 0`, or call it from fit.",
                 )
             )
-        if self.update is not None:
-            self.update.idle()
         out = self.forward(spare.x)
+        if self.update is not None:
+            self.update.idle()  # after the forward pass, as the others count theirs
         compiled = self.require_compiled("fit")
-        parts = compiled.output_losses(spare.y, out, spare.sample_weight, None, 1.0)
+        ones = [1.0] * len(compiled.heads)
+        parts = compiled.output_losses(spare.y, out, spare.sample_weight, None, ones)
         loss = compiled.total(parts) * 0
         self.zero_grad()
         self.backward(loss)
@@ -518,7 +525,7 @@ class Trainer:
         out = self.forward(batch.x)
         loss = self.compute_loss(batch, out)
         self.update_metrics(batch, out, loss)
-        return {"loss": loss}
+        return {"loss": self.batch_loss(loss)}
 
     def predict_step(self, batch: Batch) -> Any:
         """The model's output on one batch (called without gradients, in evaluation
@@ -545,12 +552,19 @@ class Trainer:
 
     def run_eval(self, loader: Loader, device: torch.device) -> Logs:
         """The loss and the metrics over every batch of `loader`."""
-        self.totals = totals = EpochTotals(self.require_compiled("evaluate").heads)
-        with training_mode(self.model, False), torch.no_grad():
-            for index, batch in enumerate(prefetch(loader, device)):
-                if batch.size:  # under data parallel, a share may be empty
-                    with _host.exact_checks(index == 0):
-                        self.model.test_step(batch)
+        heads = self.require_compiled("evaluate").heads
+        self.totals = totals = EpochTotals(heads)
+        self.update = plan = evaluation_plan(heads)
+        try:
+            with training_mode(self.model, False), torch.no_grad():
+                for index, batch in enumerate(prefetch(loader, device)):
+                    if batch.size:  # under data parallel, a share may be empty
+                        with _host.exact_checks(index == 0):
+                            self.model.test_step(batch)
+                    elif plan is not None:
+                        plan.idle()  # the others sum their counts with this share's
+        finally:
+            self.update = None
         reduce_totals(totals)
         return totals.logs()
 
@@ -594,7 +608,7 @@ class Trainer:
             with checkpoint.reading(resume.file, "compiling as the checkpoint says"):
                 self.compile_from(saved)
         compiled = self.require_compiled("fit")
-        plan = Update(compiled.loss, steps_per_update)
+        plan = Update(compiled.heads, steps_per_update)
         check_class_weight(class_weight, compiled.names)
         x, y = inputs_by_name(x, self.model, "fit"), targets_by_name(y, compiled.names, "fit")
         validation_data = validation_targets(validation_data, compiled.names)
