@@ -93,9 +93,19 @@ def moods(x: list[np.ndarray]) -> np.ndarray:
     return np.array([int(s.mean() > 10) for s in x])
 
 
-def fit_two_heads(epochs: int = EPOCHS, steps_per_update: int = 1) -> dict[str, Any]:
+SUMMED = losses.SparseCategoricalCrossentropy(reduction="sum")
+"""A loss without a count (divided by `1 / W` under data parallel)."""
+
+
+def fit_two_heads(
+    batch_size: int = BATCH,
+    steps_per_update: int = 1,
+    mood_loss: Any = "sparse_categorical_crossentropy",
+    **fit_args: Any,
+) -> dict[str, Any]:
     """`fit` of `two_heads` (Adam, loss weights, a metric per output, validation), then
-    `evaluate` on other data; the weights, history, evaluation and sequences seen."""
+    `evaluate` on other data; the weights, history, evaluation and sequences seen.
+    `mood_loss` None: only the tagger head trains."""
     x, y = ragged_data(N_FIT)
     x_val, y_val = ragged_data(7, seed=5)
     model = two_heads()
@@ -103,7 +113,7 @@ def fit_two_heads(epochs: int = EPOCHS, steps_per_update: int = 1) -> dict[str, 
         "adam",
         loss=[
             losses.SparseCategoricalCrossentropy(from_logits=True),
-            "sparse_categorical_crossentropy",
+            mood_loss,
         ],
         loss_weights=[1.0, 0.5],
         metrics={"tags": ["accuracy"], "mood": ["accuracy"]},
@@ -111,12 +121,11 @@ def fit_two_heads(epochs: int = EPOCHS, steps_per_update: int = 1) -> dict[str, 
     history = model.fit(
         x,
         [y, moods(x)],
-        epochs=epochs,
-        batch_size=BATCH,
+        batch_size=batch_size,
         validation_data=(x_val, [y_val, moods(x_val)]),
         seed=SEED,
         steps_per_update=steps_per_update,
-        verbose=0,
+        **{"epochs": EPOCHS, "verbose": 0, **fit_args},
     )
     return {
         "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},

@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 sys.path.insert(0, str(Path(__file__).parent))
 
 from ddp_cases import (
+    SUMMED,
     PerRankMeans,
     fit_parquet,
     fit_problem,
@@ -72,6 +73,7 @@ def cases(out: Path) -> dict[str, dict[str, Any]]:
     torch.distributed.barrier()
     results["parquet"] = fit_parquet(parquet)
     results["two_heads"] = fit_two_heads()
+    results["two_heads_sum"] = fit_two_heads(mood_loss=SUMMED)
     with mock.patch("maskwise.training.trainer.Update", PerRankMeans):
         results["two_heads_naive"] = fit_two_heads()
     try:

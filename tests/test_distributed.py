@@ -164,6 +164,42 @@ def test_fit_on_a_parquet_file_trains_each_rank_on_its_row_groups(two_ranks):
     assert np.isfinite(result["history"]["loss"]).all()
 
 
+def test_two_outputs_on_two_ranks_give_the_weights_logs_and_evaluation_of_one(two_ranks):
+    # A tagger (real steps) and a classifier (sequences) head: two counts per batch.
+    result = torch.load(two_ranks / "two_heads.pt", weights_only=False)
+    one = ddp_cases.fit_two_heads()
+    steps = _real_steps_by_rank(result, ddp_cases.N_FIT)
+    assert steps[0] != steps[1]
+    _assert_each_rank_had_its_share(result, ddp_cases.N_FIT)
+    assert _max_difference(result["weights"], one["weights"]) < 1e-5
+    logged = {"loss", "tags_loss", "mood_loss", "tags_accuracy", "mood_accuracy"}
+    assert set(one["history"]) == logged | {f"val_{key}" for key in logged}
+    for key in one["history"]:
+        assert result["history"][key] == pytest.approx(one["history"][key], rel=1e-6), key
+    _assert_same_logs(result["evaluate"], one["evaluate"])
+
+
+def test_two_outputs_one_with_a_summed_loss_on_two_ranks_give_the_weights_of_one(two_ranks):
+    result = torch.load(two_ranks / "two_heads_sum.pt", weights_only=False)
+    one = ddp_cases.fit_two_heads(mood_loss=ddp_cases.SUMMED)
+    assert _max_difference(result["weights"], one["weights"]) < 1e-5
+    assert result["history"]["loss"] == pytest.approx(one["history"]["loss"], rel=1e-6)
+
+
+def test_two_outputs_with_each_rank_s_own_means_would_differ_from_one_process(two_ranks):
+    # What the per-output counts prevent (the test above can fail).
+    naive = torch.load(two_ranks / "two_heads_naive.pt", weights_only=False)
+    one = ddp_cases.fit_two_heads()
+    assert _max_difference(naive["weights"], one["weights"]) > 1e-4
+
+
+def test_two_outputs_with_a_loss_cannot_accumulate_batches(two_ranks):
+    error = torch.load(two_ranks / "two_heads_accumulate.pt")["error"]
+    assert "2 outputs with a loss cannot accumulate batches" in error
+    assert "Data parallel works" in error
+    assert "received: steps_per_update=2, 2 process(es)" in error
+
+
 def test_fit_with_fewer_sequences_than_ranks_is_refused(two_ranks):
     error = torch.load(two_ranks / "too_few.pt")["error"]
     assert "fewer sequences than the 2 processes" in error
@@ -180,11 +216,24 @@ def test_fit_steps_per_update_equals_one_batch_of_k_times_the_size():
     assert _max_difference(small["weights"], big["weights"]) > 1e-3
 
 
+def test_several_outputs_with_one_loss_accumulate_as_one_big_batch():
+    # One count per update (the tagger's real steps): accumulation is exact, the
+    # untrained head's penalty counted once per update.
+    big = ddp_cases.fit_two_heads(batch_size=6, mood_loss=None, shuffle=False, bucketing=False)
+    accumulated = ddp_cases.fit_two_heads(
+        batch_size=3, steps_per_update=2, mood_loss=None, shuffle=False, bucketing=False
+    )
+    assert _max_difference(accumulated["weights"], big["weights"]) < 1e-5
+    _assert_same_logs(accumulated["evaluate"], big["evaluate"])
+
+
 class PerMicroBatchMeans(Update):
     """The classic mistake: each micro-batch's loss its own mean, the update the mean of
     those (gradients divided by the number of micro-batches)."""
 
-    normalizer = None  # the loss of each micro-batch: its own mean
+    def normalizers(self, outputs):
+        super().normalizers(outputs)  # notes the piece
+        return [None] * len(outputs)  # the loss of each micro-batch: its own mean
 
     def finish(self, parameters):
         pieces, self.pieces = self.pieces, 0
