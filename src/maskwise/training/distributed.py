@@ -125,10 +125,10 @@ class Update:
             )
         self.count: torch.Tensor | int = 0  # the update's count so far (one loss)
         self.piece: torch.Tensor = torch.ones((), dtype=torch.int64)  # the last piece's
-        # The last piece's factors for the logs (`own`, `logged`) and the penalty.
+        # The last piece's factors for the logs (`own`, `note_loss`) and the penalty.
         self.shares: list[torch.Tensor | None] = []
         self.shown_scale = self.penalty_scale = torch.ones(())
-        self.shown: torch.Tensor | None = None  # `logged` of the last piece
+        self.shown: torch.Tensor | None = None  # see `note_loss`
         self.pieces = 0  # pieces counted (`normalizers`) or run without data (`idle`)
 
     def _check_reduction(self, loss: Loss) -> None:
@@ -168,8 +168,9 @@ class Update:
         ]
         normalizers: list[torch.Tensor | float | None]
         if self.per_output:
-            steps = sum(counted_steps(o) for o, c in zip(outputs, local) if c is not None)
-            normalizers = self._global_normalizers(local, torch.as_tensor(steps), active=1)
+            trained = [out for out, count in zip(outputs, local, strict=True) if count is not None]
+            steps = torch.stack([counted_steps(out) for out in trained]).sum()
+            normalizers = self._global_normalizers(local, steps, active=1)
         else:
             normalizers = [None if count is None else 1.0 for count in local]
             self.piece = next(count for count in local if count is not None)
@@ -192,7 +193,7 @@ class Update:
         """Each output's `N_o / W` from this piece's counts `local` (`1 / W` for the
         `"sum"` reduction, which has none), all-reduced in one collective with the
         processes `active` (1 with data, 0 without: they share the penalty) and the
-        steps the logs count (`steps`, this piece's; see `logged`)."""
+        steps the logs count (`steps`, this piece's; see `note_loss`)."""
         counts = {
             i: count
             for i, (loss, count) in enumerate(zip(self.losses, local, strict=True))
@@ -219,15 +220,16 @@ class Update:
             for part, share in zip(parts, self.shares, strict=True)
         ]
 
-    def logged(self, total: torch.Tensor, penalty: torch.Tensor | None) -> torch.Tensor:
-        """The last piece's loss for the logs, from its normalised loss `total` (before
-        the penalty) and the penalty: one loss's own mean (its sum for `"sum"`), as
-        without pieces. Several losses' own means weighted and summed would not add up
-        to the epoch's `loss` of one process (it weighs each batch's loss by the steps
-        of all its outputs together): the piece's share of the global batch's loss,
-        per step it counts, `(total / W) * (global steps / its steps)`, which does."""
+    def note_loss(self, total: torch.Tensor, penalty: torch.Tensor | None) -> None:
+        """Note the last piece's loss for the logs (`shown`), from its normalised loss
+        `total` (before the penalty) and the penalty: one loss's own mean (its sum for
+        `"sum"`), as without pieces. Several losses' own means, weighted and summed,
+        would not add up to the epoch's `loss` of one process (it weighs each batch's
+        loss by the steps of all its outputs together); the piece's share of the
+        global batch's loss per step it counts, `(total / W) * (global steps / its
+        steps)`, does."""
         shown = total.detach() * self.shown_scale.to(total)
-        return shown if penalty is None else shown + penalty.detach()
+        self.shown = shown if penalty is None else shown + penalty.detach()
 
     def penalty(self, penalty: torch.Tensor) -> torch.Tensor:
         """The layers' penalty as the piece's loss adds it, so that the update's
@@ -283,7 +285,7 @@ def evaluation_plan(heads: Sequence[Head]) -> Update | None:
     """The `Update` an evaluation under data parallel follows when several outputs have
     a loss (None otherwise): each batch's counts are summed across the processes, so
     that the logged `loss`, which weighs each batch's loss by the steps of all its
-    outputs together, is one process's (`Update.logged`). One loss needs none (each
+    outputs together, is one process's (`Update.note_loss`). One loss needs none (each
     share's own mean, weighted by its steps, adds up exactly), nor does a reduction
     without a global count (`"keras2"`, `"mean_with_sample_weight"`)."""
     losses = [head.loss for head in heads if head.loss is not None]

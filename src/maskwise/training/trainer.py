@@ -404,7 +404,7 @@ class Trainer:
         parts = compiled.output_losses(batch.y, out, batch.sample_weight, class_weight, normalizers)
         self.output_losses = update.own(parts)
         total = compiled.total(parts)
-        update.shown = update.logged(total, penalty)
+        update.note_loss(total, penalty)
         return total if penalty is None else total + update.penalty(penalty)
 
     def penalty(self) -> torch.Tensor | None:
@@ -414,8 +414,10 @@ class Trainer:
 
     def batch_loss(self, loss: torch.Tensor) -> torch.Tensor:
         """The batch's loss for the logs from what `compute_loss` returned, detached:
-        the batch's own mean (for a piece, the one `compute_loss` noted, its loss
-        being normalised by the whole update's count)."""
+        the batch's own mean; for a piece, whose loss is normalised by the whole
+        update's count, what `compute_loss` noted (`Update.note_loss`: its own mean
+        for one loss; for several, its share of the global batch's loss per step it
+        counts, which the epoch's totals add up to one process's `loss`)."""
         update = self.update
         if update is None or update.plain or update.shown is None:
             return loss.detach()
