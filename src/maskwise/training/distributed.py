@@ -92,6 +92,10 @@ class Update:
       counts are known only after its forward pass, when the earlier batches'
       gradients are already summed: such a model takes one batch per update.
 
+    For the logs, `own` gives each output's loss on the piece as its own and
+    `note_loss` the piece's loss, figures that the epoch's totals add up to one
+    process's.
+
     Args:
         heads: the compiled outputs (`Compiled.heads`; the losses are theirs).
         steps_per_update: batches per optimizer update.

@@ -486,7 +486,8 @@ class Trainer:
 
         Under data parallel, this process's share of a global batch holding fewer
         sequences than processes is empty (`batch.size == 0`): the step then runs
-        `spare` with a zero loss, so that the gradients' all-reduce meets every process.
+        `spare` with a zero loss, so that the gradients' all-reduce (and, for several
+        losses, the counts', `Update.idle`) meets every process.
         """
         if batch.size == 0:
             return self._idle_step()
