@@ -441,3 +441,35 @@ def test_learning_rate_scheduler_refuses_an_optimizer_on_a_schedule() -> None:
     x, y = torch.randn(4, 3).numpy(), torch.randn(4, 1).numpy()
     with pytest.raises(ConfigError, match=r"(?s)follows a schedule.*ExponentialDecay"):
         model.fit(x, y, verbose=0, callbacks=[callbacks.LearningRateScheduler(halving)])
+
+
+# ------------------------------------------------------------------ Keras 3's hook names
+def test_keras3_on_train_batch_end_runs_at_each_batch() -> None:
+    """Keras 3 calls `on_train_batch_end` (its `on_batch_end` is an alias): a callback
+    written for Keras 3 runs here too, as does `LambdaCallback(on_train_batch_end=...)`."""
+
+    class Counter(callbacks.Callback):
+        def __init__(self) -> None:
+            self.batches: list[int] = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches.append(batch)
+
+    seen: list[int] = []
+    counter = Counter()
+    hook = callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(batch))
+    x, y = tagging_data(20)
+    model = compiled_model()
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[counter, hook])
+    assert counter.batches == seen == [0, 1, 2, 0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "hook", ["on_train_batch_begin", "on_batch_begin", "on_test_end", "on_predict_batch_end"]
+)
+def test_a_keras_hook_fit_never_calls_is_an_error(hook: str) -> None:
+    """A Keras hook maskwise's fit never calls would never run: refused, not skipped."""
+    keras_style = type("KerasStyle", (callbacks.Callback,), {hook: lambda self, *args: None})
+    x, y = tagging_data(8)
+    with pytest.raises(ConfigError, match=rf"(?s)KerasStyle.*{hook}.*never calls.*on_epoch_end"):
+        compiled_model().fit(x, y, verbose=0, callbacks=[keras_style()])

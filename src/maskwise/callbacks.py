@@ -67,6 +67,11 @@ class Callback:
     def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         """After each training batch; `logs` holds `loss` (that batch's) and `size`."""
 
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        """Keras 3's name of the hook `fit` calls after each training batch; by default it
+        calls `on_batch_end`, as in Keras, so a callback overrides either one."""
+        self.on_batch_end(batch, logs)
+
     def get_state(self) -> dict[str, Any]:
         """What a checkpoint keeps of this callback, as JSON values ({} here: nothing)."""
         return {}
@@ -116,8 +121,44 @@ def hook_order(callbacks: Sequence[Callback]) -> list[Callback]:
     for position, callback in enumerate(callbacks):
         if not isinstance(callback, Callback):
             raise MaskwiseTypeError(_foreign_callback(position, callback))
+        _require_called_hooks(position, callback)
     checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
     return [*(c for c in callbacks if not isinstance(c, ModelCheckpoint)), *checkpoints]
+
+
+UNCALLED_HOOKS = (
+    "on_batch_begin",
+    "on_train_batch_begin",
+    "on_test_begin",
+    "on_test_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+    "on_predict_begin",
+    "on_predict_end",
+    "on_predict_batch_begin",
+    "on_predict_batch_end",
+)
+"""Keras hooks that maskwise never calls: a callback defining one is refused, since its
+code would silently never run."""
+
+
+def _require_called_hooks(position: int, callback: Callback) -> None:
+    """A `ConfigError` when `callback` defines a Keras hook of `UNCALLED_HOOKS`."""
+    defined = [hook for hook in UNCALLED_HOOKS if hasattr(callback, hook)]
+    if defined:
+        raise ConfigError(
+            format_error(
+                f"callbacks[{position}] ({type(callback).__name__}) defines "
+                f"{', '.join(defined)}, which maskwise's fit never calls: that code would "
+                "never run.",
+                expected="hooks among on_train_begin, on_epoch_begin, on_train_batch_end "
+                "(or on_batch_end), on_epoch_end, on_train_end",
+                received=", ".join(defined),
+                fix="move the code to a hook fit calls: the validation results are in "
+                "on_epoch_end's logs (`val_loss`, `val_<metric>`); run code around "
+                "evaluate() or predict() yourself.",
+            )
+        )
 
 
 def _foreign_callback(position: int, callback: Any) -> str:
@@ -145,7 +186,11 @@ def wants_batch_logs(callback: Callback) -> bool:
     device costs a synchronisation, so `fit` builds batch logs only when needed)."""
     if isinstance(callback, LambdaCallback):
         return callback.batch_end is not None
-    return type(callback).on_batch_end is not Callback.on_batch_end
+    kind = type(callback)
+    return (
+        kind.on_batch_end is not Callback.on_batch_end
+        or kind.on_train_batch_end is not Callback.on_train_batch_end
+    )
 
 
 class History(Callback):
@@ -578,6 +623,7 @@ class LambdaCallback(Callback):
         on_epoch_begin: `f(epoch, logs)`.
         on_epoch_end: `f(epoch, logs)`.
         on_batch_end: `f(batch, logs)`.
+        on_train_batch_end: the same, by Keras 3's name (give one of the two).
     """
 
     def __init__(
@@ -587,12 +633,21 @@ class LambdaCallback(Callback):
         on_epoch_begin: Callable[[int, Logs], Any] | None = None,
         on_epoch_end: Callable[[int, Logs], Any] | None = None,
         on_batch_end: Callable[[int, Logs], Any] | None = None,
+        on_train_batch_end: Callable[[int, Logs], Any] | None = None,
     ) -> None:
+        if on_batch_end is not None and on_train_batch_end is not None:
+            raise ConfigError(
+                format_error(
+                    "LambdaCallback got both on_batch_end and on_train_batch_end: they "
+                    "name the same hook.",
+                    fix="pass one function, as on_train_batch_end=(Keras 3's name).",
+                )
+            )
         self.train_begin = on_train_begin
         self.train_end = on_train_end
         self.epoch_begin = on_epoch_begin
         self.epoch_end = on_epoch_end
-        self.batch_end = on_batch_end
+        self.batch_end = on_batch_end or on_train_batch_end
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         if self.train_begin is not None:

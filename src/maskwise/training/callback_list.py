@@ -24,7 +24,8 @@ class CallbackList:
     Hooks run in the order given, except that the `ModelCheckpoint`s run after the
     others (so a checkpoint saved at the end of an epoch holds the other callbacks'
     state after it) and the `History` after all (it sees every log, as in Keras).
-    `on_batch_end` goes only to the callbacks that act on batches: a batch's logs cost a
+    `on_train_batch_end` (which calls `on_batch_end` unless overridden, as in Keras)
+    goes only to the callbacks that act on batches: a batch's logs cost a
     device synchronisation, so `has_batch_hooks` tells the loop whether to build them.
 
     Example:
@@ -76,7 +77,7 @@ class CallbackList:
 
     def on_batch_end(self, batch: int, logs: Logs) -> None:
         for callback in self.batch_callbacks:
-            callback.on_batch_end(batch, logs)
+            callback.on_train_batch_end(batch, logs)
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
         for callback in self.callbacks:
