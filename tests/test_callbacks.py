@@ -473,3 +473,64 @@ def test_a_keras_hook_fit_never_calls_is_an_error(hook: str) -> None:
     x, y = tagging_data(8)
     with pytest.raises(ConfigError, match=rf"(?s)KerasStyle.*{hook}.*never calls.*on_epoch_end"):
         compiled_model().fit(x, y, verbose=0, callbacks=[keras_style()])
+
+
+# ------------------------------------------------------------------ Keras's arguments, verbose
+@pytest.mark.parametrize("name", ["EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint"])
+def test_constructor_arguments_follow_keras_names_and_order(name: str) -> None:
+    """`ModelCheckpoint(filepath=..., verbose=1)` and Keras's positional order work."""
+    import inspect
+
+    def names(cls: type) -> list[str]:
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return [p.name for p in parameters if p.name != "self" and p.kind != p.VAR_KEYWORD]
+
+    ours, theirs = names(getattr(callbacks, name)), names(getattr(keras.callbacks, name))
+    assert "verbose" in ours and ours == theirs[: len(ours)]
+
+
+def test_verbose_early_stopping_and_reduce_lr_print_keras_messages(capsys) -> None:
+    script = [1.0, 0.9, 0.95, 0.96, 0.97]
+    printed = []
+    for module in (callbacks, keras.callbacks):
+        param = torch.nn.Parameter(torch.zeros(1))
+        optimizer = (
+            torch.optim.SGD([param], lr=1.0)
+            if module is callbacks
+            else keras.optimizers.SGD(learning_rate=1.0)
+        )
+        model = types.SimpleNamespace(stop_training=False, optimizer=optimizer)
+        stop = module.EarlyStopping(patience=2, verbose=1)
+        reduce = module.ReduceLROnPlateau(factor=0.5, patience=1, verbose=1)
+        for callback in (stop, reduce):
+            callback.set_model(model)
+            callback.on_train_begin()
+        for epoch, value in enumerate(script):
+            for callback in (reduce, stop):
+                callback.on_epoch_end(epoch, {"val_loss": value})
+            if model.stop_training:
+                break
+        stop.on_train_end()
+        printed.append(capsys.readouterr().out)
+    assert "early stopping" in printed[0] and "reducing learning rate to 0.5" in printed[0]
+    assert printed[0] == printed[1]
+
+
+def test_verbose_model_checkpoint_prints_keras_messages(tmp_path, capsys) -> None:
+    script = [1.0, 0.9, 0.95]
+    printed = []
+    for module, suffix in ((callbacks, "safetensors"), (keras.callbacks, "keras")):
+        path = str(tmp_path / f"{module.__name__}-{{epoch}}.{suffix}")
+        save = module.ModelCheckpoint(path, "val_loss", 1, True)  # Keras's order
+        if module is callbacks:
+            model = compiled_model()
+            model.build((None, None, 3))
+        else:
+            model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        save.set_model(model)
+        save.on_train_begin()
+        for epoch, value in enumerate(script):
+            save.on_epoch_end(epoch, {"val_loss": value})
+        printed.append(capsys.readouterr().out.replace(module.__name__, "").replace(suffix, ""))
+    assert "improved from None to 1.00000" in printed[0] and "did not improve" in printed[0]
+    assert printed[0] == printed[1]

@@ -344,6 +344,8 @@ class EarlyStopping(MonitorCallback):
         monitor: see `MonitorCallback`.
         min_delta: see `MonitorCallback`.
         patience: epochs without improvement before stopping.
+        verbose: 1 prints, as Keras does, the epoch where training stopped and the
+            epoch whose weights are restored.
         mode: see `MonitorCallback`.
         baseline: training also stops if the value does not beat this in `patience`
             epochs.
@@ -357,6 +359,7 @@ class EarlyStopping(MonitorCallback):
         monitor: str = "val_loss",
         min_delta: float = 0.0,
         patience: int = 0,
+        verbose: int = 0,
         mode: str = "auto",
         baseline: float | None = None,
         restore_best_weights: bool = False,
@@ -364,6 +367,7 @@ class EarlyStopping(MonitorCallback):
     ) -> None:
         super().__init__(monitor, mode, min_delta, baseline)
         self.patience = patience
+        self.verbose = verbose
         self.restore_best_weights = restore_best_weights
         self.start_from_epoch = start_from_epoch
         self.on_train_begin()
@@ -396,7 +400,12 @@ class EarlyStopping(MonitorCallback):
             self.model.stop_training = True
 
     def on_train_end(self, logs: Logs | None = None) -> None:
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                best = self.best_epoch + 1
+                print(f"Restoring model weights from the end of the best epoch: {best}.")
             self.model.load_state_dict(self.best_weights)
 
     def get_state(self) -> dict[str, Any]:
@@ -441,25 +450,29 @@ class ModelCheckpoint(MonitorCallback):
         ['epoch01.safetensors', 'epoch02.safetensors']
 
     Args:
-        path: where to save (a file path, possibly with `{epoch}` and log fields).
+        filepath: where to save (a file path, possibly with `{epoch}` and log fields).
         monitor: the value `save_best_only` compares.
+        verbose: 1 prints Keras's message at each epoch: the model saved, or the
+            monitored value that did not improve.
         save_best_only: save only when `monitor` improves on the best so far.
-        mode: see `MonitorCallback`.
         save_weights_only: save with `model.save_weights` (the weights, for
             `model.load_weights`) rather than `model.save` (with the training state,
             for `fit(resume_from=...)`).
+        mode: see `MonitorCallback`.
     """
 
     def __init__(
         self,
-        path: str | Path,
+        filepath: str | Path,
         monitor: str = "val_loss",
+        verbose: int = 0,
         save_best_only: bool = False,
-        mode: str = "auto",
         save_weights_only: bool = False,
+        mode: str = "auto",
     ) -> None:
         super().__init__(monitor, mode)
-        self.path = str(path)
+        self.path = str(filepath)
+        self.verbose = verbose
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only
 
@@ -479,13 +492,34 @@ class ModelCheckpoint(MonitorCallback):
                 stacklevel=2,
             )
             return
+        path = self._filled_path(epoch, logs)
+        message = f"\nEpoch {epoch + 1}: saving model to {path}"
         if self.save_best_only:
             current = self.current(logs)
+            best = "None" if self.best is None else f"{self.best:.5f}"
             if not self.is_improvement(current, self.best):
+                if self.verbose > 0:
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
                 return
+            message = (
+                f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to "
+                f"{current:.5f}, saving model to {path}"
+            )
             self.best = current
+        if self.verbose > 0:
+            print(message)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: finished saving model to {path}")
+
+    def _filled_path(self, epoch: int, logs: Logs) -> Path:
+        """The path with its fields filled from the epoch (counted from 1) and its logs."""
         try:
-            path = Path(self.path.format(epoch=epoch + 1, **logs))
+            return Path(self.path.format(epoch=epoch + 1, **logs))
         except KeyError as missing:
             raise ConfigError(
                 format_error(
@@ -495,11 +529,6 @@ class ModelCheckpoint(MonitorCallback):
                     fix="use a logged name, or pass validation data for val_* fields.",
                 )
             ) from missing
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if self.save_weights_only:
-            self.model.save_weights(path)
-        else:
-            self.model.save(path)
 
 
 def non_finite_weights(model: torch.nn.Module) -> list[str]:
@@ -538,6 +567,7 @@ class ReduceLROnPlateau(MonitorCallback):
         monitor: see `MonitorCallback`.
         factor: the multiplier, < 1.
         patience: epochs without improvement before reducing.
+        verbose: 1 prints Keras's message at each reduction, with the new rate.
         mode: see `MonitorCallback`.
         min_delta: see `MonitorCallback` (Keras's default 1e-4).
         cooldown: epochs to wait after a reduction.
@@ -549,6 +579,7 @@ class ReduceLROnPlateau(MonitorCallback):
         monitor: str = "val_loss",
         factor: float = 0.1,
         patience: int = 10,
+        verbose: int = 0,
         mode: str = "auto",
         min_delta: float = 1e-4,
         cooldown: int = 0,
@@ -565,6 +596,7 @@ class ReduceLROnPlateau(MonitorCallback):
         super().__init__(monitor, mode, min_delta)
         self.factor = factor
         self.patience = patience
+        self.verbose = verbose
         self.cooldown = cooldown
         self.min_lr = min_lr
         self.on_train_begin()
@@ -597,6 +629,10 @@ class ReduceLROnPlateau(MonitorCallback):
                 if reduced:
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
+                    if self.verbose > 0:
+                        rate = groups[0]["lr"]
+                        message = "ReduceLROnPlateau reducing learning rate to"
+                        print(f"\nEpoch {epoch + 1}: {message} {rate}.")
 
     def get_state(self) -> dict[str, Any]:
         """Best value and counters (the learning rate itself is in the optimizer's
