@@ -120,3 +120,40 @@ def test_batch_size_none_is_keras_default_of_32() -> None:
     )
     assert model.evaluate(x, y, batch_size=None) == model.evaluate(x, y, batch_size=32)
     assert len(model.predict(x, batch_size=None)) == len(x)
+
+
+def test_compile_takes_keras_options_that_change_nothing() -> None:
+    x, y = _tagger_data()
+    plain = _fresh_tagger()
+    keras_style = _fresh_tagger()
+    keras_style.compile(
+        "sgd",
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        weighted_metrics=[],
+        run_eagerly=True,
+        jit_compile="auto",
+        steps_per_execution=1,
+        auto_scale_loss=True,
+    )
+    assert keras_style.fit(x, y, epochs=2, seed=0, verbose=0).history == (
+        plain.fit(x, y, epochs=2, seed=0, verbose=0).history
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "fix"),
+    [
+        ({"weighted_metrics": ["accuracy"]}, r"metrics=\['accuracy'\]"),
+        ({"jit_compile": True}, r"fit\(\.\.\., jit_compile=True\)"),
+        ({"steps_per_execution": 8}, "steps_per_execution=1"),
+        ({"run_eagerly": "yes"}, "True or False"),
+        ({"metric": ["accuracy"]}, "loss_weights, metrics, learning_rate"),
+    ],
+)
+def test_compile_refuses_keras_options_it_cannot_honour(option: dict, fix: str) -> None:
+    from maskwise import ConfigError
+
+    model = _fresh_tagger()
+    with pytest.raises(ConfigError, match=rf"(?s){next(iter(option))}.*fix:.*{fix}"):
+        model.compile("sgd", "sparse_categorical_crossentropy", **option)

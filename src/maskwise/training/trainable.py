@@ -37,7 +37,7 @@ from ..errors import MaskwiseTypeError, format_error
 from ..masked import Masked
 from ..optimizers import Optimizer
 from . import on_batch
-from .compiled import Compiled, OptimizerFactory
+from .compiled import Compiled, OptimizerFactory, check_keras_options
 from .predictions import argmax
 from .trainer import Logs, Trainer
 
@@ -126,6 +126,7 @@ class Trainable(nn.Module):
         *,
         learning_rate: float | None = None,
         loss_weights: Sequence[float] | dict[str, float] | None = None,
+        **keras_options: Any,
     ) -> None:
         """Choose the optimizer, the loss and the metrics.
 
@@ -152,7 +153,13 @@ class Trainable(nn.Module):
                 optimizer you made the same way before the first step.
             loss_weights: for several outputs, each loss's weight in the loss trained
                 (a list in output order, or a dict keyed by output name; 1 by default).
+            **keras_options: Keras's `run_eagerly`, `auto_scale_loss` (no effect:
+                maskwise runs eagerly, and scales the loss with `fit(precision="fp16")`),
+                and `weighted_metrics`, `jit_compile`, `steps_per_execution` at their
+                defaults; other values are a `ConfigError` naming the maskwise way
+                (`maskwise.training.compiled.check_keras_options`).
         """
+        check_keras_options(keras_options)
         self.trainer.compile(optimizer, loss, metrics, learning_rate, loss_weights)
 
     # ------------------------------------------------------------------ steps
