@@ -157,3 +157,20 @@ def test_compile_refuses_keras_options_it_cannot_honour(option: dict, fix: str) 
     model = _fresh_tagger()
     with pytest.raises(ConfigError, match=rf"(?s){next(iter(option))}.*fix:.*{fix}"):
         model.compile("sgd", "sparse_categorical_crossentropy", **option)
+
+
+def test_validation_batch_size_batches_the_validation_data_only() -> None:
+    """Keras's `validation_batch_size`: the validation figures are over every real step,
+    so they do not depend on it; the training batches keep `batch_size`."""
+    x, y = _tagger_data()
+    sizes: list[int] = []
+    model = _fresh_tagger()
+    original = model.test_step
+    model.test_step = lambda batch: (sizes.append(batch.size), original(batch))[1]  # type: ignore[method-assign]
+    history = model.fit(
+        x, y, 2, 1, 0, validation_data=(x, y), validation_batch_size=1, seed=0
+    ).history
+    assert sizes == [1] * len(x)
+    expected = _fresh_tagger().fit(x, y, 2, 1, 0, validation_data=(x, y), seed=0).history
+    assert history["loss"] == expected["loss"]
+    assert history["val_loss"] == pytest.approx(expected["val_loss"], rel=1e-6)

@@ -192,6 +192,7 @@ class Trainable(nn.Module):
         initial_epoch: int | None = None,
         steps_per_epoch: int | None = None,
         *,
+        validation_batch_size: int | None = None,
         bucketing: bool = True,
         seed: int | None = None,
         device: torch.device | str | None = None,
@@ -223,6 +224,8 @@ class Trainable(nn.Module):
             validation_data: `(x_val, y_val)` or `(x_val, y_val, sample_weight)`, or a
                 Loader / SequenceDataset / ParquetSequences; evaluated after every epoch
                 (`val_*` logs).
+            validation_batch_size: sequences per validation batch (None: `batch_size`);
+                the validation figures, over every real step, do not depend on it.
             validation_split: the fraction of the data, taken from its end before any
                 shuffling, kept for validation (Keras's rule: the first
                 `floor(N * (1 - validation_split))` sequences train; a `ConfigError` if
@@ -305,6 +308,7 @@ class Trainable(nn.Module):
             epochs=epochs,
             batch_size=keras_batch_size(batch_size),
             validation_data=validation_data,
+            validation_batch_size=validation_batch_size,
             validation_split=validation_split,
             shuffle=shuffle,
             bucketing=bucketing,

@@ -563,6 +563,7 @@ class Trainer:
         epochs: int = 1,
         batch_size: int = 32,
         validation_data: Any = None,
+        validation_batch_size: int | None = None,
         validation_split: float = 0.0,
         shuffle: bool = True,
         bucketing: bool = True,
@@ -612,7 +613,8 @@ class Trainer:
         loader = data_loader(
             x, y, sample_weight, batch_size, mask_value, shuffle, bucketing, loader_seed
         )
-        val_loader = validation_loader(validation_data, batch_size, mask_value)
+        val_batch_size = batch_size if validation_batch_size is None else validation_batch_size
+        val_loader = validation_loader(validation_data, val_batch_size, mask_value)
         require_batches(loader, "training data")
         if val_loader is not None:
             require_batches(val_loader, "validation data")
