@@ -135,6 +135,7 @@ def test_compile_takes_keras_options_that_change_nothing() -> None:
         jit_compile="auto",
         steps_per_execution=1,
         auto_scale_loss=True,
+        sample_weight_mode="temporal",  # Keras 2's, for per-step weights
     )
     assert keras_style.fit(x, y, epochs=2, seed=0, verbose=0).history == (
         plain.fit(x, y, epochs=2, seed=0, verbose=0).history
@@ -148,6 +149,7 @@ def test_compile_takes_keras_options_that_change_nothing() -> None:
         ({"jit_compile": True}, r"fit\(\.\.\., jit_compile=True\)"),
         ({"steps_per_execution": 8}, "steps_per_execution=1"),
         ({"run_eagerly": "yes"}, "True or False"),
+        ({"sample_weight_mode": "element"}, r"\(N, time\)"),
         ({"metric": ["accuracy"]}, "loss_weights, metrics, learning_rate"),
     ],
 )

@@ -47,8 +47,9 @@ COMPILE_ARGUMENTS = "optimizer, loss, loss_weights, metrics, learning_rate"
 def check_keras_options(options: dict[str, Any]) -> None:
     """Keras's other `compile` arguments: those that change nothing here pass (the
     defaults, `run_eagerly`: maskwise always runs eagerly; `auto_scale_loss`: loss
-    scaling comes with `fit(precision="fp16")`); any other value, or an unknown name,
-    is a `ConfigError` naming the maskwise way.
+    scaling comes with `fit(precision="fp16")`; Keras 2's
+    `sample_weight_mode="temporal"`: per-step weights are read from their shape); any
+    other value, or an unknown name, is a `ConfigError` naming the maskwise way.
 
     Example:
         >>> check_keras_options({"run_eagerly": True, "jit_compile": "auto"})
@@ -69,6 +70,8 @@ def check_keras_options(options: dict[str, Any]) -> None:
         "(steps_per_execution=1).",
         "run_eagerly": "pass True or False (maskwise always runs eagerly).",
         "auto_scale_loss": "pass True or False (the loss is scaled with `fit(precision='fp16')`).",
+        "sample_weight_mode": "leave it out: `fit` reads per-step sample weights "
+        "`(N, time)` from their shape (Keras 2's 'temporal' needs nothing more).",
     }
     harmless = {
         "weighted_metrics": lambda v: not v,
@@ -76,6 +79,7 @@ def check_keras_options(options: dict[str, Any]) -> None:
         "steps_per_execution": lambda v: v == 1,
         "run_eagerly": lambda v: v in (True, False, None),
         "auto_scale_loss": lambda v: v in (True, False),
+        "sample_weight_mode": lambda v: v in (None, "temporal"),
     }
     for name, value in options.items():
         if name not in fixes:

@@ -155,6 +155,8 @@ class Trainable(nn.Module):
                 (a list in output order, or a dict keyed by output name; 1 by default).
             **keras_options: Keras's `run_eagerly`, `auto_scale_loss` (no effect:
                 maskwise runs eagerly, and scales the loss with `fit(precision="fp16")`),
+                Keras 2's `sample_weight_mode="temporal"` (per-step weights are read
+                from their shape),
                 and `weighted_metrics`, `jit_compile`, `steps_per_execution` at their
                 defaults; other values are a `ConfigError` naming the maskwise way
                 (`maskwise.training.compiled.check_keras_options`).
