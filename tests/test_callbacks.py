@@ -534,3 +534,21 @@ def test_verbose_model_checkpoint_prints_keras_messages(tmp_path, capsys) -> Non
         printed.append(capsys.readouterr().out.replace(module.__name__, "").replace(suffix, ""))
     assert "improved from None to 1.00000" in printed[0] and "did not improve" in printed[0]
     assert printed[0] == printed[1]
+
+
+def test_callbacks_get_keras_params() -> None:
+    """Keras's `self.params`: the verbosity, the epochs and the batches per epoch."""
+
+    class Record(callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.seen = dict(self.params)
+
+    x, y = tagging_data(20)
+    record = Record()
+    compiled_model().fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[record])
+    assert record.seen == {"verbose": 0, "epochs": 3, "steps": 3}  # 20 sequences, 8 a batch
+    keras_record = keras.callbacks.LambdaCallback()
+    theirs = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    theirs.compile("sgd", "mse")
+    theirs.fit(torch.zeros(20, 2), torch.zeros(20, 1), 8, 3, 0, [keras_record])
+    assert keras_record.params == record.seen

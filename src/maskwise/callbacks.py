@@ -48,9 +48,15 @@ class Callback:
     """
 
     model: Any = None
+    params: dict[str, Any] | None = None
+    """Keras's training parameters, set by `fit`: `verbose`, `epochs` and `steps` (the
+    batches per epoch)."""
 
     def set_model(self, model: Any) -> None:
         self.model = model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         """Before the first epoch."""

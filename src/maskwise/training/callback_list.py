@@ -45,13 +45,21 @@ class CallbackList:
     Args:
         callbacks: the callbacks passed to `fit` (None: none).
         model: the model being trained, given to each callback (`callback.model`).
+        params: Keras's training parameters (`verbose`, `epochs`, `steps`), given to
+            each callback (`callback.params`).
     """
 
-    def __init__(self, callbacks: Sequence[Callback] | None, model: nn.Module) -> None:
+    def __init__(
+        self,
+        callbacks: Sequence[Callback] | None,
+        model: nn.Module,
+        params: dict[str, Any] | None = None,
+    ) -> None:
         self.history = History()
         self.callbacks = [*hook_order(callbacks or []), self.history]
         for callback in self.callbacks:
             callback.set_model(model)
+            callback.set_params(params or {})
         self.stateful = keyed(self.callbacks)
         self.batch_callbacks = [c for c in self.callbacks if wants_batch_logs(c)]
 

@@ -626,7 +626,8 @@ class Trainer:
         guard.model(self.model, first, probe=True)  # on the model itself, not its wrapper
         if resume is not None:
             self._resume(resume)
-        callback_list = self._begin(loader_seed, initial_epoch, class_weight, callbacks)
+        params = {"verbose": verbose, "epochs": epochs, "steps": steps_per_epoch or len(loader)}
+        callback_list = self._begin(loader_seed, initial_epoch, class_weight, callbacks, params)
         if saved is not None:
             callback_list.restore(saved.callbacks, saved.callback_tensors)
         self.plan, self.spare = plan, first
@@ -692,6 +693,7 @@ class Trainer:
         initial_epoch: int,
         class_weight: Any,
         callbacks: Sequence[Callback] | None,
+        params: dict[str, Any],
     ) -> CallbackList:
         """Make the optimizer and the callback list (its `on_train_begin` called), and
         set the counters."""
@@ -702,7 +704,7 @@ class Trainer:
         self.state.epoch = initial_epoch
         self.state.batch = 0
         self.class_weight = class_weight
-        self.callbacks = CallbackList(callbacks, self.model)
+        self.callbacks = CallbackList(callbacks, self.model, params)
         self.history = self.callbacks.history
         self.stop_training = False
         self.callbacks.on_train_begin({})
