@@ -552,3 +552,22 @@ def test_callbacks_get_keras_params() -> None:
     theirs.compile("sgd", "mse")
     theirs.fit(torch.zeros(20, 2), torch.zeros(20, 1), 8, 3, 0, [keras_record])
     assert keras_record.params == record.seen
+
+
+def test_model_checkpoint_initial_value_threshold_and_save_freq(tmp_path) -> None:
+    """Keras's `initial_value_threshold`: with `save_best_only`, a value must beat it
+    before the first save; `save_freq="epoch"` is the only frequency (a number of
+    batches is refused)."""
+    model = compiled_model()
+    model.build((None, None, 3))
+    path = tmp_path / "best-{epoch}.safetensors"
+    save = callbacks.ModelCheckpoint(
+        path, save_best_only=True, save_freq="epoch", initial_value_threshold=0.5
+    )
+    save.set_model(model)
+    save.on_train_begin()
+    for epoch, value in enumerate([0.9, 0.6, 0.4]):
+        save.on_epoch_end(epoch, {"val_loss": value})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-3.safetensors"]
+    with pytest.raises(ConfigError, match=r"save_freq=100.*\n.*\n.*fix: .*save_freq='epoch'"):
+        callbacks.ModelCheckpoint(path, save_freq=100)

@@ -465,6 +465,10 @@ class ModelCheckpoint(MonitorCallback):
             `model.load_weights`) rather than `model.save` (with the training state,
             for `fit(resume_from=...)`).
         mode: see `MonitorCallback`.
+        save_freq: `"epoch"` (Keras's default): save at the end of each epoch; saving
+            every so many batches is not implemented.
+        initial_value_threshold: with `save_best_only`, the value the first save must
+            beat (None: the first epoch saves).
     """
 
     def __init__(
@@ -475,8 +479,19 @@ class ModelCheckpoint(MonitorCallback):
         save_best_only: bool = False,
         save_weights_only: bool = False,
         mode: str = "auto",
+        save_freq: str = "epoch",
+        initial_value_threshold: float | None = None,
     ) -> None:
-        super().__init__(monitor, mode)
+        if save_freq != "epoch":
+            raise ConfigError(
+                format_error(
+                    f"ModelCheckpoint does not take save_freq={save_freq!r}: saving every so "
+                    "many batches is not implemented.",
+                    expected="save_freq='epoch'",
+                    fix="save at the end of each epoch: save_freq='epoch' (the default).",
+                )
+            )
+        super().__init__(monitor, mode, baseline=initial_value_threshold)
         self.path = str(filepath)
         self.verbose = verbose
         self.save_best_only = save_best_only
