@@ -441,3 +441,133 @@ def test_learning_rate_scheduler_refuses_an_optimizer_on_a_schedule() -> None:
     x, y = torch.randn(4, 3).numpy(), torch.randn(4, 1).numpy()
     with pytest.raises(ConfigError, match=r"(?s)follows a schedule.*ExponentialDecay"):
         model.fit(x, y, verbose=0, callbacks=[callbacks.LearningRateScheduler(halving)])
+
+
+# ------------------------------------------------------------------ Keras 3's hook names
+def test_keras3_on_train_batch_end_runs_at_each_batch() -> None:
+    """Keras 3 calls `on_train_batch_end` (its `on_batch_end` is an alias): a callback
+    written for Keras 3 runs here too, as does `LambdaCallback(on_train_batch_end=...)`."""
+
+    class Counter(callbacks.Callback):
+        def __init__(self) -> None:
+            self.batches: list[int] = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches.append(batch)
+
+    seen: list[int] = []
+    counter = Counter()
+    hook = callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(batch))
+    x, y = tagging_data(20)
+    model = compiled_model()
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[counter, hook])
+    assert counter.batches == seen == [0, 1, 2, 0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "hook", ["on_train_batch_begin", "on_batch_begin", "on_test_end", "on_predict_batch_end"]
+)
+def test_a_keras_hook_fit_never_calls_is_an_error(hook: str) -> None:
+    """A Keras hook maskwise's fit never calls would never run: refused, not skipped."""
+    keras_style = type("KerasStyle", (callbacks.Callback,), {hook: lambda self, *args: None})
+    x, y = tagging_data(8)
+    with pytest.raises(ConfigError, match=rf"(?s)KerasStyle.*{hook}.*never calls.*on_epoch_end"):
+        compiled_model().fit(x, y, verbose=0, callbacks=[keras_style()])
+
+
+# ------------------------------------------------------------------ Keras's arguments, verbose
+@pytest.mark.parametrize("name", ["EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint"])
+def test_constructor_arguments_follow_keras_names_and_order(name: str) -> None:
+    """`ModelCheckpoint(filepath=..., verbose=1)` and Keras's positional order work."""
+    import inspect
+
+    def names(cls: type) -> list[str]:
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return [p.name for p in parameters if p.name != "self" and p.kind != p.VAR_KEYWORD]
+
+    ours, theirs = names(getattr(callbacks, name)), names(getattr(keras.callbacks, name))
+    assert "verbose" in ours and ours == theirs[: len(ours)]
+
+
+def test_verbose_early_stopping_and_reduce_lr_print_keras_messages(capsys) -> None:
+    script = [1.0, 0.9, 0.95, 0.96, 0.97]
+    printed = []
+    for module in (callbacks, keras.callbacks):
+        param = torch.nn.Parameter(torch.zeros(1))
+        optimizer = (
+            torch.optim.SGD([param], lr=1.0)
+            if module is callbacks
+            else keras.optimizers.SGD(learning_rate=1.0)
+        )
+        model = types.SimpleNamespace(stop_training=False, optimizer=optimizer)
+        stop = module.EarlyStopping(patience=2, verbose=1)
+        reduce = module.ReduceLROnPlateau(factor=0.5, patience=1, verbose=1)
+        for callback in (stop, reduce):
+            callback.set_model(model)
+            callback.on_train_begin()
+        for epoch, value in enumerate(script):
+            for callback in (reduce, stop):
+                callback.on_epoch_end(epoch, {"val_loss": value})
+            if model.stop_training:
+                break
+        stop.on_train_end()
+        printed.append(capsys.readouterr().out)
+    assert "early stopping" in printed[0] and "reducing learning rate to 0.5" in printed[0]
+    assert printed[0] == printed[1]
+
+
+def test_verbose_model_checkpoint_prints_keras_messages(tmp_path, capsys) -> None:
+    script = [1.0, 0.9, 0.95]
+    printed = []
+    for module, suffix in ((callbacks, "safetensors"), (keras.callbacks, "keras")):
+        path = str(tmp_path / f"{module.__name__}-{{epoch}}.{suffix}")
+        save = module.ModelCheckpoint(path, "val_loss", 1, True)  # Keras's order
+        if module is callbacks:
+            model = compiled_model()
+            model.build((None, None, 3))
+        else:
+            model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        save.set_model(model)
+        save.on_train_begin()
+        for epoch, value in enumerate(script):
+            save.on_epoch_end(epoch, {"val_loss": value})
+        printed.append(capsys.readouterr().out.replace(module.__name__, "").replace(suffix, ""))
+    assert "improved from None to 1.00000" in printed[0] and "did not improve" in printed[0]
+    assert printed[0] == printed[1]
+
+
+def test_callbacks_get_keras_params() -> None:
+    """Keras's `self.params`: the verbosity, the epochs and the batches per epoch."""
+
+    class Record(callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.seen = dict(self.params)
+
+    x, y = tagging_data(20)
+    record = Record()
+    compiled_model().fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[record])
+    assert record.seen == {"verbose": 0, "epochs": 3, "steps": 3}  # 20 sequences, 8 a batch
+    keras_record = keras.callbacks.LambdaCallback()
+    theirs = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    theirs.compile("sgd", "mse")
+    theirs.fit(torch.zeros(20, 2), torch.zeros(20, 1), 8, 3, 0, [keras_record])
+    assert keras_record.params == record.seen
+
+
+def test_model_checkpoint_initial_value_threshold_and_save_freq(tmp_path) -> None:
+    """Keras's `initial_value_threshold`: with `save_best_only`, a value must beat it
+    before the first save; `save_freq="epoch"` is the only frequency (a number of
+    batches is refused)."""
+    model = compiled_model()
+    model.build((None, None, 3))
+    path = tmp_path / "best-{epoch}.safetensors"
+    save = callbacks.ModelCheckpoint(
+        path, save_best_only=True, save_freq="epoch", initial_value_threshold=0.5
+    )
+    save.set_model(model)
+    save.on_train_begin()
+    for epoch, value in enumerate([0.9, 0.6, 0.4]):
+        save.on_epoch_end(epoch, {"val_loss": value})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-3.safetensors"]
+    with pytest.raises(ConfigError, match=r"save_freq=100.*\n.*\n.*fix: .*save_freq='epoch'"):
+        callbacks.ModelCheckpoint(path, save_freq=100)

@@ -327,6 +327,23 @@ def test_reset_forgets_the_epoch():
     assert acc.result() == 0.0
 
 
+@pytest.mark.parametrize("mask_name", list(MASKS))
+def test_root_mean_squared_error_is_keras_over_the_real_steps(mask_name):
+    """Keras's `RootMeanSquaredError` drops the mask (its padded steps count), so the
+    oracle is Keras's metric given the mask as its sample weight."""
+    mask = _mask(mask_name)
+    ours, theirs = metrics.RootMeanSquaredError(), keras.metrics.RootMeanSquaredError()
+    for seed in (1, 2):
+        pred, y, our_pred, our_y = _data("regression", mask, seed)
+        weight = torch.rand(B, T, generator=torch.Generator().manual_seed(seed))
+        theirs.update_state(y, pred, sample_weight=weight * mask)
+        ours.update(our_y, Masked(our_pred, mask), sample_weight=weight)
+    assert ours.result() == pytest.approx(float(theirs.result()), abs=1e-6)
+    ours.reset()
+    ours.update(our_y, Masked(our_pred, torch.zeros_like(mask)))
+    assert ours.result() == 0.0
+
+
 def test_get_metric_resolves_keras_names():
     for name, cls in [
         ("acc", metrics.Accuracy),
@@ -335,10 +352,12 @@ def test_get_metric_resolves_keras_names():
         ("sparse_top_k_categorical_accuracy", metrics.TopKAccuracy),
         ("top_k_categorical_accuracy", metrics.TopKAccuracy),
         ("sparse_categorical_accuracy", metrics.SparseCategoricalAccuracy),
+        ("root_mean_squared_error", metrics.RootMeanSquaredError),
     ]:
         metric = metrics.get_metric(name)
         assert isinstance(metric, cls)
         assert metric.name == name
+    assert metrics.get_metric("RootMeanSquaredError").name == "root_mean_squared_error"  # Keras's
     metric = metrics.F1Score()
     assert metrics.get_metric(metric) is metric
 

@@ -3,6 +3,7 @@ logic; plain modules are wrapped or refused; configs round-trip through JSON."""
 
 import json
 
+import keras
 import numpy as np
 import pytest
 import torch
@@ -594,3 +595,49 @@ def test_add_to_a_built_sequential_builds_the_new_layer():
 def test_build_with_a_time_axis_too_short_for_a_layer_says_so():
     with pytest.raises(maskwise.ShapeError, match="a time axis of at least 3 steps"):
         _stack().build((None, 2, 5))
+
+
+def _keras_and_ours(kind: str) -> tuple[keras.Model, maskwise.Sequential]:
+    """The same stack in Keras (random weights) and in maskwise (built, other weights)."""
+    keras.utils.set_random_seed(0)
+    recurrent = getattr(keras.layers, kind)(4, return_sequences=True)
+    theirs = keras.Sequential(
+        [
+            keras.Input((None, 4)),
+            keras.layers.Masking(0.0),
+            keras.layers.Bidirectional(recurrent),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(2),
+        ]
+    )
+    rng = np.random.default_rng(1)
+    for weight in theirs.weights:
+        weight.assign(rng.uniform(0.5, 1.5, tuple(weight.shape)).astype("float32"))
+    layer = getattr(maskwise.layers, kind)(4, return_sequences=True)
+    ours = maskwise.Sequential(
+        [
+            maskwise.layers.Masking(0.0),
+            maskwise.layers.Bidirectional(layer),
+            maskwise.layers.BatchNormalization(),
+            maskwise.layers.Dense(2),
+        ]
+    )
+    ours.build((None, None, 4))
+    return theirs, ours
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
+def test_weights_are_keras_arrays_both_ways(kind: str) -> None:
+    """`get_weights` gives Keras's arrays (recurrent kernels `(in, gates*units)`, GRU's
+    bias `(2, 3*units)`), so `set_weights(keras_model.get_weights())` copies a Keras
+    model: a SimpleRNN with as many units as features has square kernels, which a
+    PyTorch layout would take transposed without a word."""
+    theirs, ours = _keras_and_ours(kind)
+    ours.set_weights(theirs.get_weights())
+    x = np.random.default_rng(0).normal(size=(3, 5, 4)).astype("float32")
+    x[1, 3:] = 0.0
+    expected = keras.ops.convert_to_numpy(theirs(x))
+    out = ours.eval()(torch.as_tensor(x))
+    np.testing.assert_allclose(out.values[out.mask].detach().numpy(), expected[out.mask], atol=1e-5)
+    for got, want in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)

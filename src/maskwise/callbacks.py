@@ -48,9 +48,15 @@ class Callback:
     """
 
     model: Any = None
+    params: dict[str, Any] | None = None
+    """Keras's training parameters, set by `fit`: `verbose`, `epochs` and `steps` (the
+    batches per epoch)."""
 
     def set_model(self, model: Any) -> None:
         self.model = model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         """Before the first epoch."""
@@ -66,6 +72,11 @@ class Callback:
 
     def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         """After each training batch; `logs` holds `loss` (that batch's) and `size`."""
+
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        """Keras 3's name of the hook `fit` calls after each training batch; by default it
+        calls `on_batch_end`, as in Keras, so a callback overrides either one."""
+        self.on_batch_end(batch, logs)
 
     def get_state(self) -> dict[str, Any]:
         """What a checkpoint keeps of this callback, as JSON values ({} here: nothing)."""
@@ -116,8 +127,44 @@ def hook_order(callbacks: Sequence[Callback]) -> list[Callback]:
     for position, callback in enumerate(callbacks):
         if not isinstance(callback, Callback):
             raise MaskwiseTypeError(_foreign_callback(position, callback))
+        _require_called_hooks(position, callback)
     checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
     return [*(c for c in callbacks if not isinstance(c, ModelCheckpoint)), *checkpoints]
+
+
+UNCALLED_HOOKS = (
+    "on_batch_begin",
+    "on_train_batch_begin",
+    "on_test_begin",
+    "on_test_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+    "on_predict_begin",
+    "on_predict_end",
+    "on_predict_batch_begin",
+    "on_predict_batch_end",
+)
+"""Keras hooks that maskwise never calls: a callback defining one is refused, since its
+code would silently never run."""
+
+
+def _require_called_hooks(position: int, callback: Callback) -> None:
+    """A `ConfigError` when `callback` defines a Keras hook of `UNCALLED_HOOKS`."""
+    defined = [hook for hook in UNCALLED_HOOKS if hasattr(callback, hook)]
+    if defined:
+        raise ConfigError(
+            format_error(
+                f"callbacks[{position}] ({type(callback).__name__}) defines "
+                f"{', '.join(defined)}, which maskwise's fit never calls: that code would "
+                "never run.",
+                expected="hooks among on_train_begin, on_epoch_begin, on_train_batch_end "
+                "(or on_batch_end), on_epoch_end, on_train_end",
+                received=", ".join(defined),
+                fix="move the code to a hook fit calls: the validation results are in "
+                "on_epoch_end's logs (`val_loss`, `val_<metric>`); run code around "
+                "evaluate() or predict() yourself.",
+            )
+        )
 
 
 def _foreign_callback(position: int, callback: Any) -> str:
@@ -145,7 +192,11 @@ def wants_batch_logs(callback: Callback) -> bool:
     device costs a synchronisation, so `fit` builds batch logs only when needed)."""
     if isinstance(callback, LambdaCallback):
         return callback.batch_end is not None
-    return type(callback).on_batch_end is not Callback.on_batch_end
+    kind = type(callback)
+    return (
+        kind.on_batch_end is not Callback.on_batch_end
+        or kind.on_train_batch_end is not Callback.on_train_batch_end
+    )
 
 
 class History(Callback):
@@ -299,6 +350,8 @@ class EarlyStopping(MonitorCallback):
         monitor: see `MonitorCallback`.
         min_delta: see `MonitorCallback`.
         patience: epochs without improvement before stopping.
+        verbose: 1 prints, as Keras does, the epoch where training stopped and the
+            epoch whose weights are restored.
         mode: see `MonitorCallback`.
         baseline: training also stops if the value does not beat this in `patience`
             epochs.
@@ -312,6 +365,7 @@ class EarlyStopping(MonitorCallback):
         monitor: str = "val_loss",
         min_delta: float = 0.0,
         patience: int = 0,
+        verbose: int = 0,
         mode: str = "auto",
         baseline: float | None = None,
         restore_best_weights: bool = False,
@@ -319,6 +373,7 @@ class EarlyStopping(MonitorCallback):
     ) -> None:
         super().__init__(monitor, mode, min_delta, baseline)
         self.patience = patience
+        self.verbose = verbose
         self.restore_best_weights = restore_best_weights
         self.start_from_epoch = start_from_epoch
         self.on_train_begin()
@@ -351,7 +406,12 @@ class EarlyStopping(MonitorCallback):
             self.model.stop_training = True
 
     def on_train_end(self, logs: Logs | None = None) -> None:
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                best = self.best_epoch + 1
+                print(f"Restoring model weights from the end of the best epoch: {best}.")
             self.model.load_state_dict(self.best_weights)
 
     def get_state(self) -> dict[str, Any]:
@@ -396,25 +456,44 @@ class ModelCheckpoint(MonitorCallback):
         ['epoch01.safetensors', 'epoch02.safetensors']
 
     Args:
-        path: where to save (a file path, possibly with `{epoch}` and log fields).
+        filepath: where to save (a file path, possibly with `{epoch}` and log fields).
         monitor: the value `save_best_only` compares.
+        verbose: 1 prints Keras's message at each epoch: the model saved, or the
+            monitored value that did not improve.
         save_best_only: save only when `monitor` improves on the best so far.
-        mode: see `MonitorCallback`.
         save_weights_only: save with `model.save_weights` (the weights, for
             `model.load_weights`) rather than `model.save` (with the training state,
             for `fit(resume_from=...)`).
+        mode: see `MonitorCallback`.
+        save_freq: `"epoch"` (Keras's default): save at the end of each epoch; saving
+            every so many batches is not implemented.
+        initial_value_threshold: with `save_best_only`, the value the first save must
+            beat (None: the first epoch saves).
     """
 
     def __init__(
         self,
-        path: str | Path,
+        filepath: str | Path,
         monitor: str = "val_loss",
+        verbose: int = 0,
         save_best_only: bool = False,
-        mode: str = "auto",
         save_weights_only: bool = False,
+        mode: str = "auto",
+        save_freq: str = "epoch",
+        initial_value_threshold: float | None = None,
     ) -> None:
-        super().__init__(monitor, mode)
-        self.path = str(path)
+        if save_freq != "epoch":
+            raise ConfigError(
+                format_error(
+                    f"ModelCheckpoint does not take save_freq={save_freq!r}: saving every so "
+                    "many batches is not implemented.",
+                    expected="save_freq='epoch'",
+                    fix="save at the end of each epoch: save_freq='epoch' (the default).",
+                )
+            )
+        super().__init__(monitor, mode, baseline=initial_value_threshold)
+        self.path = str(filepath)
+        self.verbose = verbose
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only
 
@@ -434,13 +513,34 @@ class ModelCheckpoint(MonitorCallback):
                 stacklevel=2,
             )
             return
+        path = self._filled_path(epoch, logs)
+        message = f"\nEpoch {epoch + 1}: saving model to {path}"
         if self.save_best_only:
             current = self.current(logs)
+            best = "None" if self.best is None else f"{self.best:.5f}"
             if not self.is_improvement(current, self.best):
+                if self.verbose > 0:
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
                 return
+            message = (
+                f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to "
+                f"{current:.5f}, saving model to {path}"
+            )
             self.best = current
+        if self.verbose > 0:
+            print(message)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: finished saving model to {path}")
+
+    def _filled_path(self, epoch: int, logs: Logs) -> Path:
+        """The path with its fields filled from the epoch (counted from 1) and its logs."""
         try:
-            path = Path(self.path.format(epoch=epoch + 1, **logs))
+            return Path(self.path.format(epoch=epoch + 1, **logs))
         except KeyError as missing:
             raise ConfigError(
                 format_error(
@@ -450,11 +550,6 @@ class ModelCheckpoint(MonitorCallback):
                     fix="use a logged name, or pass validation data for val_* fields.",
                 )
             ) from missing
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if self.save_weights_only:
-            self.model.save_weights(path)
-        else:
-            self.model.save(path)
 
 
 def non_finite_weights(model: torch.nn.Module) -> list[str]:
@@ -493,6 +588,7 @@ class ReduceLROnPlateau(MonitorCallback):
         monitor: see `MonitorCallback`.
         factor: the multiplier, < 1.
         patience: epochs without improvement before reducing.
+        verbose: 1 prints Keras's message at each reduction, with the new rate.
         mode: see `MonitorCallback`.
         min_delta: see `MonitorCallback` (Keras's default 1e-4).
         cooldown: epochs to wait after a reduction.
@@ -504,6 +600,7 @@ class ReduceLROnPlateau(MonitorCallback):
         monitor: str = "val_loss",
         factor: float = 0.1,
         patience: int = 10,
+        verbose: int = 0,
         mode: str = "auto",
         min_delta: float = 1e-4,
         cooldown: int = 0,
@@ -520,6 +617,7 @@ class ReduceLROnPlateau(MonitorCallback):
         super().__init__(monitor, mode, min_delta)
         self.factor = factor
         self.patience = patience
+        self.verbose = verbose
         self.cooldown = cooldown
         self.min_lr = min_lr
         self.on_train_begin()
@@ -552,6 +650,10 @@ class ReduceLROnPlateau(MonitorCallback):
                 if reduced:
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
+                    if self.verbose > 0:
+                        rate = groups[0]["lr"]
+                        message = "ReduceLROnPlateau reducing learning rate to"
+                        print(f"\nEpoch {epoch + 1}: {message} {rate}.")
 
     def get_state(self) -> dict[str, Any]:
         """Best value and counters (the learning rate itself is in the optimizer's
@@ -578,6 +680,7 @@ class LambdaCallback(Callback):
         on_epoch_begin: `f(epoch, logs)`.
         on_epoch_end: `f(epoch, logs)`.
         on_batch_end: `f(batch, logs)`.
+        on_train_batch_end: the same, by Keras 3's name (give one of the two).
     """
 
     def __init__(
@@ -587,12 +690,21 @@ class LambdaCallback(Callback):
         on_epoch_begin: Callable[[int, Logs], Any] | None = None,
         on_epoch_end: Callable[[int, Logs], Any] | None = None,
         on_batch_end: Callable[[int, Logs], Any] | None = None,
+        on_train_batch_end: Callable[[int, Logs], Any] | None = None,
     ) -> None:
+        if on_batch_end is not None and on_train_batch_end is not None:
+            raise ConfigError(
+                format_error(
+                    "LambdaCallback got both on_batch_end and on_train_batch_end: they "
+                    "name the same hook.",
+                    fix="pass one function, as on_train_batch_end=(Keras 3's name).",
+                )
+            )
         self.train_begin = on_train_begin
         self.train_end = on_train_end
         self.epoch_begin = on_epoch_begin
         self.epoch_end = on_epoch_end
-        self.batch_end = on_batch_end
+        self.batch_end = on_batch_end or on_train_batch_end
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         if self.train_begin is not None:

@@ -33,6 +33,7 @@ prediction for `Precision`, and `ConfusionMatrix.unscored()` rather than a colum
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -54,6 +55,7 @@ __all__ = [
     "Metric",
     "Precision",
     "Recall",
+    "RootMeanSquaredError",
     "SparseCategoricalAccuracy",
     "TopKAccuracy",
     "get_metric",
@@ -377,6 +379,24 @@ class MeanSquaredError(MeanMetric):
     def per_step(self, values, y_true, mask):
         loss, real, _ = losses.MeanSquaredError(name=self.name).per_step(values, y_true, mask)
         return loss, real
+
+
+class RootMeanSquaredError(MeanSquaredError):
+    """The square root of `MeanSquaredError` over every real step seen (Keras's
+    `RootMeanSquaredError`): the root of the whole mean, not a mean of batch roots.
+
+    Example:
+        >>> m = RootMeanSquaredError()
+        >>> y_pred = Masked(torch.tensor([[[3.0], [4.0], [99.0]]]), lengths_to_mask([2], 3))
+        >>> m.update(torch.zeros(1, 3, 1), y_pred)
+        >>> m.result()  # sqrt((9 + 16) / 2): the padded 99 is never read
+        3.535...
+    """
+
+    default_name = "root_mean_squared_error"
+
+    def result(self) -> float:
+        return math.sqrt(super().result())
 
 
 class _CrossentropyMean(MeanMetric):
@@ -766,6 +786,7 @@ METRICS: dict[str, type[Metric]] = {
     "mean_absolute_error": MeanAbsoluteError,
     "mse": MeanSquaredError,
     "mean_squared_error": MeanSquaredError,
+    "root_mean_squared_error": RootMeanSquaredError,
     "precision": Precision,
     "recall": Recall,
     "f1_score": F1Score,
@@ -785,6 +806,7 @@ METRICS.update(
             SparseCategoricalAccuracy,
             MeanAbsoluteError,
             MeanSquaredError,
+            RootMeanSquaredError,
             SparseCategoricalCrossentropy,
             CategoricalCrossentropy,
             BinaryCrossentropy,

@@ -33,6 +33,7 @@ from .functional import (
     symbols_in,
     topological_nodes,
 )
+from .layers._keras_args import keras_weights
 from .layers.base import Layer, layer_from_config, layer_spec
 from .layers.core import Lambda
 from .layers.recurrent import RNN
@@ -440,35 +441,46 @@ class Container(Trainable, Layer):
         return sum(count_weights(self))
 
     def get_weights(self) -> list[np.ndarray]:
-        """Every weight as a numpy array, layer by layer in `layers` order (Keras's
-        order); maskwise's layout (Dense's kernel `(in, units)` as Keras, recurrent
-        kernels `(gates*units, in)` as PyTorch: Keras's transposed)."""
-        return [t.detach().cpu().numpy().copy() for t in self.state_dict().values()]
-
-    def set_weights(self, weights: Sequence[Any]) -> None:
-        """Set the weights from arrays in `get_weights`'s order and shapes."""
+        """Every weight as a numpy array, layer by layer in `layers` order, in Keras's
+        order and layout: a recurrent kernel is Keras's `(in, gates*units)` in Keras's
+        gate order (stored transposed, as PyTorch's), GRU's biases one `(2, 3*units)`
+        array; so a Keras model's `get_weights()` fits `set_weights` of the same layers
+        (`maskwise.layers._keras_args.keras_weights`)."""
         state = self.state_dict()
-        if len(weights) != len(state):
+        weights = keras_weights(self)
+        return [w.value(state).detach().cpu().numpy().copy() for w in weights]
+
+    @torch.no_grad()
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Set the weights from arrays in `get_weights`'s order and shapes (Keras's: a
+        Keras model's `get_weights()` of the same layers)."""
+        state = self.state_dict()
+        slots = keras_weights(self)
+        if len(weights) != len(slots):
             raise ConfigError(
                 format_error(
-                    f"{type(self).__name__} {self.name!r} holds {len(state)} weights.",
-                    expected=f"{len(state)} arrays, in get_weights() order",
+                    f"{type(self).__name__} {self.name!r} holds {len(slots)} weights.",
+                    expected=f"{len(slots)} arrays, in get_weights() order",
                     received=f"{len(weights)} arrays",
-                    fix="pass what get_weights() returns from a model of the same layers.",
+                    fix="pass what get_weights() returns from a model of the same layers "
+                    "(maskwise's or Keras's), or convert a Keras model: "
+                    "`maskwise.from_keras(keras_model)`.",
                 )
             )
-        loaded = {}
-        for (key, current), given in zip(state.items(), weights, strict=True):
+        loaded: dict[str, torch.Tensor] = {}
+        for slot, given in zip(slots, weights, strict=True):
+            current = slot.value(state)
             tensor = torch.as_tensor(np.asarray(given))
             if tuple(tensor.shape) != tuple(current.shape):
                 raise ConfigError(
                     format_error(
-                        f"{type(self).__name__} {self.name!r}: weight {key!r} has another shape.",
+                        f"{type(self).__name__} {self.name!r}: weight {slot.name!r} has "
+                        "another shape.",
                         expected=f"shape {tuple(current.shape)}",
                         received=f"shape {tuple(tensor.shape)}",
                     )
                 )
-            loaded[key] = tensor.to(dtype=current.dtype, device=current.device)
+            loaded.update(slot.entries(tensor.to(dtype=current.dtype, device=current.device)))
         self.load_state_dict(loaded)
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> nn.Module:

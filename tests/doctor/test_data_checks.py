@@ -219,6 +219,35 @@ def test_masked_input_is_checked_on_its_real_steps() -> None:
     assert (finding.code, finding.sequence, finding.step) == ("MW003", 1, 1)
 
 
+# ---------------------------------------------------------------- MW018
+def test_pytorch_padding_mask_given_as_the_mask_is_an_error() -> None:
+    """PyTorch's `key_padding_mask` (True = padded) given where maskwise wants True =
+    real: every step it calls real holds the padding value, the data sits at the steps
+    it calls padded."""
+    x = torch.as_tensor(padded([4, 2, 3]))
+    key_padding_mask = (x == 0).all(-1)
+    (finding,) = [f for f in doctor.check(Masked(x, key_padding_mask)) if f.code == "MW018"]
+    assert finding.severity == "error" and "~key_padding_mask" in finding.fix
+    assert "True = real" in finding.message
+    tokens = torch.tensor([[3, 4, 5, 0], [6, 7, 0, 0]])
+    assert "MW018" in codes(doctor.check(Masked(tokens, tokens == 0)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 12), min_size=1, max_size=8),
+    features=st.integers(1, 4),
+    padding=st.sampled_from(["post", "pre"]),
+    seed=st.integers(0, 1000),
+)
+def test_mw018_fires_on_the_inverted_mask_only(lengths, features, padding, seed) -> None:
+    x = torch.as_tensor(padded(lengths, features=features, padding=padding, seed=seed))
+    real = (x != 0).any(-1)
+    assert "MW018" not in codes(doctor.check(Masked(x, real)))
+    inverted = codes(doctor.check(Masked(x, ~real)))
+    assert ("MW018" in inverted) == bool((~real).any())  # some padding to call real
+
+
 def test_unusable_input_shape_raises() -> None:
     with pytest.raises(ShapeError, match=r"received: shape \(2, 3, 4, 5\)"):
         doctor.check(np.ones((2, 3, 4, 5)))

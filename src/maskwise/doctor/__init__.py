@@ -28,6 +28,7 @@ from .data_checks import (
     Padding,
     as_numpy,
     check_input_lengths,
+    check_inverted_mask,
     check_layout,
     check_lengths,
     check_nonfinite,
@@ -168,7 +169,8 @@ def check_data(
 ) -> DataReport:
     """The checks on data alone: layout (MW001, MW014), padding (MW002, MW003, MW008,
     MW010), NaN/inf in inputs, targets and weights (MW005), lengths across several inputs
-    (MW015) and targets lined up with the inputs (MW011).
+    (MW015), targets lined up with the inputs (MW011) and, for a `Masked`, a mask that
+    is True at the padding (MW018).
 
     Args:
         x, y, sample_weight, mask_value, name: as in `check`.
@@ -186,14 +188,16 @@ def check_data(
         >>> report.layout.sequences[0].shape, int(report.paddings[0][0].pad.sum())  # repaired
         ((20, 5), 4)
     """
+    inverted: list[Finding] = []
     if isinstance(x, Masked):  # the mask is known: check the real steps
         mask = x.full_mask.cpu().numpy()
+        inverted = check_inverted_mask(as_numpy(x.values), mask, mask_value, name)
         x = [seq.cpu().numpy() for seq in x.unpad()]
         y, sample_weight = (_real_rows(v, mask) for v in (y, sample_weight))
     several = isinstance(x, tuple)
     raws = list(x) if several else [x]
     names = [f"{name}[{i}]" for i in range(len(raws))] if several else [name]
-    report = DataReport()
+    report = DataReport(findings=inverted)
     time_major = False
     for raw, input_name in zip(raws, names, strict=True):
         layout = to_layout(raw, input_name)

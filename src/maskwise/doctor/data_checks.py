@@ -1,5 +1,5 @@
 """Checks on the data alone: layout, padding, NaN, lengths (MW001-MW005, MW008, MW010, MW011,
-MW014, MW015).
+MW014, MW015), and a given mask against the data (MW018).
 
 The data is read as a list of sequences shaped `(time, features)`. A padded step is a
 step at either end of a sequence whose every feature equals the mask value (or is NaN):
@@ -469,6 +469,38 @@ def check_lengths(layout: Layout, paddings: list[Padding]) -> list[Finding]:
             )
         )
     return findings
+
+
+def check_inverted_mask(
+    values: np.ndarray, mask: np.ndarray, mask_value: float, name: str
+) -> list[Finding]:
+    """MW018: a mask given with the data (`Masked(x, mask)`) that is True at the padding:
+    PyTorch's `key_padding_mask` (True = padded) where maskwise wants True = real.
+
+    The rule is exact: every step the mask calls real holds `mask_value` in every
+    feature, while some step it calls padded holds other values. Correct data cannot
+    meet it: its real steps would carry no value but the padding's.
+
+    Example:
+        >>> x = np.array([[[1.0], [2.0], [0.0]]])  # 2 real steps, 1 padded
+        >>> [f.code for f in check_inverted_mask(x, np.array([[False, False, True]]), 0.0, "x")]
+        ['MW018']
+        >>> check_inverted_mask(x, np.array([[True, True, False]]), 0.0, "x")
+        []
+    """
+    steps = values.reshape(*mask.shape, -1)
+    blank = np.all(equals_mask_value(steps, mask_value), axis=-1)
+    if not mask.any() or not blank[mask].all() or blank[~mask].all():
+        return []
+    sequence, step = (int(i[0]) for i in np.nonzero(mask & blank))
+    message = (
+        f"{name}: the mask looks inverted. Every step it marks real holds only the padding "
+        f"value {mask_value:g} (first: sequence {sequence}, step {step}), and the data sits "
+        "at the steps it marks padded. maskwise's mask is True = real; PyTorch's "
+        "`key_padding_mask` is True = padded."
+    )
+    fix = "pass the opposite mask: `Masked(x, ~key_padding_mask)`, or `mask=~key_padding_mask`."
+    return [Finding("MW018", "error", message, fix, sequence=sequence, step=step)]
 
 
 def check_nonfinite(layout: Layout, paddings: list[Padding]) -> list[Finding]:

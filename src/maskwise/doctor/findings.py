@@ -29,6 +29,7 @@ CODES: dict[str, str] = {
     "MW015": "the inputs of one sample have different real steps",
     "MW016": "per-sequence targets for a per-step output, or the reverse",
     "MW017": "the padding is not the value the model's Masking masks",
+    "MW018": "an inverted mask: True at the padded steps, as PyTorch's key_padding_mask",
 }
 
 SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2}

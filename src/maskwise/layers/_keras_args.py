@@ -252,6 +252,58 @@ def make_weight(
     return params
 
 
+@dataclass(frozen=True)
+class KerasWeight:
+    """One weight as Keras lists it in `get_weights`: the `state_dict` entries that hold
+    it (several for GRU's stacked bias), in the layout of `layout` (None: stored as
+    Keras stores it)."""
+
+    name: str
+    keys: tuple[str, ...]
+    layer: nn.Module
+    layout: Layout | None
+
+    def value(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The weight in Keras's layout."""
+        return state[self.keys[0]] if self.layout is None else self.layout.to_keras(self.layer)
+
+    def entries(self, values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The `state_dict` entries for the weight given in Keras's layout."""
+        parts = [values] if self.layout is None else self.layout.from_keras(values)
+        return dict(zip(self.keys, parts, strict=True))
+
+
+def keras_weights(module: nn.Module) -> list[KerasWeight]:
+    """`module`'s weights and float state in `state_dict` order, each once, as Keras
+    lists them: a recurrent kernel is one weight `(in, gates*units)` in Keras's gate
+    order, GRU's two biases one `(2, 3*units)`.
+
+    Example:
+        >>> from maskwise.layers import GRU
+        >>> gru = GRU(3, input_shape=(None, 2))
+        >>> [(w.name, tuple(w.value(gru.state_dict()).shape)) for w in keras_weights(gru)]
+        [('cell.kernel', (2, 9)), ('cell.recurrent', (3, 9)), ('cell.bias', (2, 9))]
+    """
+    modules = dict(module.named_modules())
+    found: list[KerasWeight] = []
+    claimed: set[str] = set()
+    for key in module.state_dict():
+        if key in claimed:
+            continue
+        prefix, _, attr = key.rpartition(".")
+        layer = modules[prefix]
+        layouts = layer.__dict__.get("_weight_layout", {}).values()
+        layout = next((lay for lay in layouts if attr in lay.attrs), None)
+        if layout is None:
+            found.append(KerasWeight(key, (key,), layer, None))
+            continue
+        keys = tuple(f"{prefix}.{a}" if prefix else a for a in layout.attrs)
+        claimed.update(keys)
+        name = f"{prefix}.{layout.rule}" if prefix else layout.rule
+        found.append(KerasWeight(name, keys, layer, layout))
+    return found
+
+
 @torch.no_grad()
 def load_keras_weight(layer: Any, rule: str, values: torch.Tensor) -> None:
     """Copy a weight given in Keras's layout (`kernel (in, units)`, ...) into the

@@ -24,7 +24,8 @@ class CallbackList:
     Hooks run in the order given, except that the `ModelCheckpoint`s run after the
     others (so a checkpoint saved at the end of an epoch holds the other callbacks'
     state after it) and the `History` after all (it sees every log, as in Keras).
-    `on_batch_end` goes only to the callbacks that act on batches: a batch's logs cost a
+    `on_train_batch_end` (which calls `on_batch_end` unless overridden, as in Keras)
+    goes only to the callbacks that act on batches: a batch's logs cost a
     device synchronisation, so `has_batch_hooks` tells the loop whether to build them.
 
     Example:
@@ -44,13 +45,21 @@ class CallbackList:
     Args:
         callbacks: the callbacks passed to `fit` (None: none).
         model: the model being trained, given to each callback (`callback.model`).
+        params: Keras's training parameters (`verbose`, `epochs`, `steps`), given to
+            each callback (`callback.params`).
     """
 
-    def __init__(self, callbacks: Sequence[Callback] | None, model: nn.Module) -> None:
+    def __init__(
+        self,
+        callbacks: Sequence[Callback] | None,
+        model: nn.Module,
+        params: dict[str, Any] | None = None,
+    ) -> None:
         self.history = History()
         self.callbacks = [*hook_order(callbacks or []), self.history]
         for callback in self.callbacks:
             callback.set_model(model)
+            callback.set_params(params or {})
         self.stateful = keyed(self.callbacks)
         self.batch_callbacks = [c for c in self.callbacks if wants_batch_logs(c)]
 
@@ -76,7 +85,7 @@ class CallbackList:
 
     def on_batch_end(self, batch: int, logs: Logs) -> None:
         for callback in self.batch_callbacks:
-            callback.on_batch_end(batch, logs)
+            callback.on_train_batch_end(batch, logs)
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
         for callback in self.callbacks:

@@ -40,6 +40,62 @@ The update rules are PyTorch's (Keras's Adam folds epsilon in slightly different
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 
 
+COMPILE_ARGUMENTS = "optimizer, loss, loss_weights, metrics, learning_rate"
+"""What maskwise's `compile` takes, besides Keras's options of `check_keras_options`."""
+
+
+def check_keras_options(options: dict[str, Any]) -> None:
+    """Keras's other `compile` arguments: those that change nothing here pass (the
+    defaults, `run_eagerly`: maskwise always runs eagerly; `auto_scale_loss`: loss
+    scaling comes with `fit(precision="fp16")`; Keras 2's
+    `sample_weight_mode="temporal"`: per-step weights are read from their shape); any
+    other value, or an unknown name, is a `ConfigError` naming the maskwise way.
+
+    Example:
+        >>> check_keras_options({"run_eagerly": True, "jit_compile": "auto"})
+        >>> check_keras_options({"jit_compile": True})
+        Traceback (most recent call last):
+        ...
+        maskwise.errors.ConfigError: compile does not take jit_compile=True.
+          fix: compile the model when training: `fit(..., jit_compile=True)`.
+    """
+    fixes = {
+        "weighted_metrics": f"pass them as `metrics={options.get('weighted_metrics')!r}`: "
+        "maskwise's metrics count the real steps only (the mask, what Keras's "
+        "weighted_metrics were mostly for with padded data); for metrics weighted by "
+        "sample_weight, update a `maskwise.metrics` metric yourself: "
+        "`metric.update(y, model(x), sample_weight)`.",
+        "jit_compile": "compile the model when training: `fit(..., jit_compile=True)`.",
+        "steps_per_execution": "leave it out: maskwise runs one batch per step "
+        "(steps_per_execution=1).",
+        "run_eagerly": "pass True or False (maskwise always runs eagerly).",
+        "auto_scale_loss": "pass True or False (the loss is scaled with `fit(precision='fp16')`).",
+        "sample_weight_mode": "leave it out: `fit` reads per-step sample weights "
+        "`(N, time)` from their shape (Keras 2's 'temporal' needs nothing more).",
+    }
+    harmless = {
+        "weighted_metrics": lambda v: not v,
+        "jit_compile": lambda v: v in ("auto", False, None),
+        "steps_per_execution": lambda v: v == 1,
+        "run_eagerly": lambda v: v in (True, False, None),
+        "auto_scale_loss": lambda v: v in (True, False),
+        "sample_weight_mode": lambda v: v in (None, "temporal"),
+    }
+    for name, value in options.items():
+        if name not in fixes:
+            raise ConfigError(
+                format_error(
+                    f"compile does not take the argument {name}=.",
+                    received=f"{name}={value!r}",
+                    fix=f"use one of {COMPILE_ARGUMENTS} (or Keras's {', '.join(fixes)}).",
+                )
+            )
+        if not harmless[name](value):
+            raise ConfigError(
+                format_error(f"compile does not take {name}={value!r}.", fix=fixes[name])
+            )
+
+
 def _json_options(options: dict[str, Any], cls: type) -> dict[str, Any]:
     accepted = inspect.signature(cls).parameters
     out = {}

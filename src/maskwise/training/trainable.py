@@ -37,9 +37,16 @@ from ..errors import MaskwiseTypeError, format_error
 from ..masked import Masked
 from ..optimizers import Optimizer
 from . import on_batch
-from .compiled import Compiled, OptimizerFactory
+from .compiled import Compiled, OptimizerFactory, check_keras_options
 from .predictions import argmax
 from .trainer import Logs, Trainer
+
+DEFAULT_BATCH_SIZE = 32
+
+
+def keras_batch_size(batch_size: int | None) -> int:
+    """Keras's `batch_size=None`: the default batch of 32 sequences."""
+    return DEFAULT_BATCH_SIZE if batch_size is None else batch_size
 
 
 class Trainable(nn.Module):
@@ -119,6 +126,7 @@ class Trainable(nn.Module):
         *,
         learning_rate: float | None = None,
         loss_weights: Sequence[float] | dict[str, float] | None = None,
+        **keras_options: Any,
     ) -> None:
         """Choose the optimizer, the loss and the metrics.
 
@@ -145,7 +153,15 @@ class Trainable(nn.Module):
                 optimizer you made the same way before the first step.
             loss_weights: for several outputs, each loss's weight in the loss trained
                 (a list in output order, or a dict keyed by output name; 1 by default).
+            **keras_options: Keras's `run_eagerly`, `auto_scale_loss` (no effect:
+                maskwise runs eagerly, and scales the loss with `fit(precision="fp16")`),
+                Keras 2's `sample_weight_mode="temporal"` (per-step weights are read
+                from their shape),
+                and `weighted_metrics`, `jit_compile`, `steps_per_execution` at their
+                defaults; other values are a `ConfigError` naming the maskwise way
+                (`maskwise.training.compiled.check_keras_options`).
         """
+        check_keras_options(keras_options)
         self.trainer.compile(optimizer, loss, metrics, learning_rate, loss_weights)
 
     # ------------------------------------------------------------------ steps
@@ -166,17 +182,20 @@ class Trainable(nn.Module):
         self,
         x: Any,
         y: Any = None,
-        *,
+        batch_size: int | None = 32,
         epochs: int = 1,
-        batch_size: int = 32,
-        validation_data: Any = None,
-        validation_split: float = 0.0,
-        shuffle: bool = True,
-        bucketing: bool = True,
-        callbacks: Sequence[Callback] | None = None,
         verbose: int | str = 1,
-        sample_weight: Any = None,
+        callbacks: Sequence[Callback] | None = None,
+        validation_split: float = 0.0,
+        validation_data: Any = None,
+        shuffle: bool = True,
         class_weight: Any = None,
+        sample_weight: Any = None,
+        initial_epoch: int | None = None,
+        steps_per_epoch: int | None = None,
+        *,
+        validation_batch_size: int | None = None,
+        bucketing: bool = True,
         seed: int | None = None,
         device: torch.device | str | None = None,
         resume_from: str | Path | None = None,
@@ -185,10 +204,11 @@ class Trainable(nn.Module):
         steps_per_update: int = 1,
         jit_compile: bool = False,
         precision: str | None = None,
-        initial_epoch: int | None = None,
-        steps_per_epoch: int | None = None,
     ) -> History:
         """Train for `epochs` epochs; returns a `History` (`history.history[key]` per epoch).
+
+        The arguments before `bucketing` may be given by position, in Keras's order
+        (`model.fit(x, y, 32, 10)` is `batch_size=32, epochs=10`).
 
         Args:
             x: inputs: a padded array `(N, time, ...)`, a list of per-sequence arrays, a
@@ -200,11 +220,14 @@ class Trainable(nn.Module):
                 keyed by output name (`maskwise.training.outputs`).
             epochs: the index of the last epoch, like Keras: a resumed fit continues from
                 the checkpoint's epoch up to `epochs`.
-            batch_size: sequences per batch. Under `torchrun`, the global batch: each
-                of the processes trains on its share of every batch (see below).
+            batch_size: sequences per batch (None: 32, as in Keras). Under `torchrun`,
+                the global batch: each of the processes trains on its share of every
+                batch (see below).
             validation_data: `(x_val, y_val)` or `(x_val, y_val, sample_weight)`, or a
                 Loader / SequenceDataset / ParquetSequences; evaluated after every epoch
                 (`val_*` logs).
+            validation_batch_size: sequences per validation batch (None: `batch_size`);
+                the validation figures, over every real step, do not depend on it.
             validation_split: the fraction of the data, taken from its end before any
                 shuffling, kept for validation (Keras's rule: the first
                 `floor(N * (1 - validation_split))` sequences train; a `ConfigError` if
@@ -287,8 +310,9 @@ class Trainable(nn.Module):
             x,
             y,
             epochs=epochs,
-            batch_size=batch_size,
+            batch_size=keras_batch_size(batch_size),
             validation_data=validation_data,
+            validation_batch_size=validation_batch_size,
             validation_split=validation_split,
             shuffle=shuffle,
             bucketing=bucketing,
@@ -313,11 +337,11 @@ class Trainable(nn.Module):
         self,
         x: Any,
         y: Any = None,
-        *,
-        batch_size: int = 32,
-        sample_weight: Any = None,
-        device: torch.device | str | None = None,
+        batch_size: int | None = 32,
         verbose: int | str = 0,
+        sample_weight: Any = None,
+        *,
+        device: torch.device | str | None = None,
         mask_value: float | None = 0.0,
         checks: str = "raise",
         return_dict: bool = True,
@@ -330,15 +354,16 @@ class Trainable(nn.Module):
 
         The loss is the mean over real steps (default reduction; weighted by each
         batch's real steps), exactly as if the whole data set were one batch.
-        Arguments as in `fit` (`checks`: the same checks, run on one batch made from
-        the sample of `x`). Under `torchrun`, each process measures its share of the
+        Arguments as in `fit`, and by position in Keras's order (`x, y, batch_size,
+        verbose, sample_weight`); `checks`: the same checks, run on one batch made from
+        the sample of `x`. Under `torchrun`, each process measures its share of the
         batches and the sums are added up across processes: every process gets the
         figures of the whole data.
         """
         logs = self.trainer.evaluate(
             x,
             y,
-            batch_size=batch_size,
+            batch_size=keras_batch_size(batch_size),
             sample_weight=sample_weight,
             device=device,
             verbose=verbose,
@@ -351,12 +376,12 @@ class Trainable(nn.Module):
     def predict(
         self,
         x: Any,
+        batch_size: int | None = 32,
+        verbose: int | str = 0,
         *,
-        batch_size: int = 32,
         device: torch.device | str | None = None,
         mask_value: float | None = 0.0,
         checks: str = "raise",
-        verbose: int | str = 0,
     ) -> Any:
         """The model's outputs, in the order of `x`, without padding.
 
@@ -369,14 +394,15 @@ class Trainable(nn.Module):
             outputs: a list (or a dict, as the model returns them) of each output's
             results, each as above.
 
-        Arguments as in `fit` (`checks`: the data checks on a sample of `x`; `verbose`:
-        as `fit`'s, over the batches of `x`). Under `torchrun`, each
+        Arguments as in `fit`, and by position in Keras's order (`x, batch_size,
+        verbose`); `checks`: the data checks on a sample of `x`; `verbose`: as `fit`'s,
+        over the batches of `x`. Under `torchrun`, each
         process predicts its share of the batches and every process gets all the
         outputs, each sequence once, in the order of `x`.
         """
         return self.trainer.predict(
             x,
-            batch_size=batch_size,
+            batch_size=keras_batch_size(batch_size),
             device=device,
             mask_value=mask_value,
             checks=checks,

@@ -580,6 +580,7 @@ class Trainer:
         epochs: int = 1,
         batch_size: int = 32,
         validation_data: Any = None,
+        validation_batch_size: int | None = None,
         validation_split: float = 0.0,
         shuffle: bool = True,
         bucketing: bool = True,
@@ -629,7 +630,8 @@ class Trainer:
         loader = data_loader(
             x, y, sample_weight, batch_size, mask_value, shuffle, bucketing, loader_seed
         )
-        val_loader = validation_loader(validation_data, batch_size, mask_value)
+        val_batch_size = batch_size if validation_batch_size is None else validation_batch_size
+        val_loader = validation_loader(validation_data, val_batch_size, mask_value)
         require_batches(loader, "training data")
         if val_loader is not None:
             require_batches(val_loader, "validation data")
@@ -641,7 +643,8 @@ class Trainer:
         guard.model(self.model, first, probe=True)  # on the model itself, not its wrapper
         if resume is not None:
             self._resume(resume)
-        callback_list = self._begin(loader_seed, initial_epoch, class_weight, callbacks)
+        params = {"verbose": verbose, "epochs": epochs, "steps": steps_per_epoch or len(loader)}
+        callback_list = self._begin(loader_seed, initial_epoch, class_weight, callbacks, params)
         if saved is not None:
             callback_list.restore(saved.callbacks, saved.callback_tensors)
         self.plan, self.spare = plan, first
@@ -707,6 +710,7 @@ class Trainer:
         initial_epoch: int,
         class_weight: Any,
         callbacks: Sequence[Callback] | None,
+        params: dict[str, Any],
     ) -> CallbackList:
         """Make the optimizer and the callback list (its `on_train_begin` called), and
         set the counters."""
@@ -717,7 +721,7 @@ class Trainer:
         self.state.epoch = initial_epoch
         self.state.batch = 0
         self.class_weight = class_weight
-        self.callbacks = CallbackList(callbacks, self.model)
+        self.callbacks = CallbackList(callbacks, self.model, params)
         self.history = self.callbacks.history
         self.stop_training = False
         self.callbacks.on_train_begin({})
