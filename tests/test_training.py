@@ -633,6 +633,14 @@ def valid_conv(lib) -> list:
     return [lib.layers.Conv1D(3, 3, padding="valid"), lib.layers.Dense(1)]
 
 
+def strided_conv(lib) -> list:
+    return [lib.layers.Conv1D(3, 3, strides=2), lib.layers.Dense(1)]
+
+
+def cropped_dense(lib) -> list:
+    return [lib.layers.Dense(2), lib.layers.Cropping1D((2, 3)), lib.layers.Dense(1)]
+
+
 def pooled_conv(lib) -> list:
     pool = lib.layers.MaxPooling1D(2)
     return [lib.layers.Conv1D(3, 3, padding="same"), pool, lib.layers.Dense(1)]
@@ -657,9 +665,11 @@ def keras_and_ours(stack, x: np.ndarray, loss: str):
     [
         (cropping_lstm, "mae", lambda y: y[:, CROP:]),
         (valid_conv, "mse", lambda y: y[:, 2:]),  # 28 output steps
+        (strided_conv, "mse", lambda y: y[:, 1:29:2]),  # 14 output steps
+        (cropped_dense, "mse", lambda y: y[:, 2:27]),
         (pooled_conv, "mse", lambda y: y[:, ::2]),  # 15 output steps
     ],
-    ids=["lambda-crop", "conv1d-valid", "maxpooling1d"],
+    ids=["lambda-crop", "conv1d-valid", "conv1d-strided", "cropping1d", "maxpooling1d"],
 )
 def test_fit_on_targets_of_another_time_axis_gives_keras_weights(stack, loss, targets) -> None:
     torch.set_num_threads(1)
