@@ -30,9 +30,11 @@ inputs' time axis, such as the per-step targets `(N, T_out, ...)` of a model tha
 shifts, strides or pools the time axis, cannot be trimmed along with the inputs: which
 of its steps a trim would remove depends on the model. The batches of such a data set
 keep the inputs' full padded time axis, as Keras's batches always do, and these targets
-go whole into each batch, so the loss sees exactly Keras's outputs and targets. Per-step
-class ids of such a model are passed as `(N, T_out, 1)` (the sparse losses take that
-form): a 2-D `(N, K)` array stays per sequence, and its batches are trimmed.
+go whole into each batch, so the loss sees exactly Keras's outputs and targets (a
+per-sequence array of three or more axes is batched alike: the same results, with more
+padding to compute). Per-step class ids of such a model are passed as `(N, T_out, 1)`
+(the sparse losses take that form): a 2-D `(N, K)` array stays per sequence, and its
+batches are trimmed.
 """
 
 from __future__ import annotations
