@@ -50,6 +50,7 @@ def test_seed_001_lambda_mask():
     assert abs(r["loss"] - r["unmasked_mae_by_hand"]) > 1e-3
     assert math.isfinite(r["nan_padding_loss"]) and r["nan_padding_grads_finite"]
     assert r["nan_padding_loss"] == pytest.approx(r["loss"], rel=1e-5)
+    assert len(r["fit_losses"]) == 3 and r["fit_losses"][-1] < r["fit_losses"][0]
 
 
 def test_seed_002_masked_loss():

@@ -594,3 +594,122 @@ def test_a_batch_without_real_steps_is_no_non_finite_step() -> None:
     after = fit_recording(model, empty + x, empty + y, epochs=2)
     assert len(after) == 4  # every batch trained, the empty ones included
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+# ---------------------------------------------------------------- another time axis
+# A model whose output time axis differs from its input's, trained on per-step targets
+# of the output's length: the batches keep the full padded time axis, as Keras's, so
+# `fit` gives Keras's weights for the same initial weights (SGD: the optimizers'
+# arithmetic is then the same) whatever the batch size.
+
+CROP = 5
+
+
+def time_axis_data() -> tuple[np.ndarray, np.ndarray]:
+    """Twelve zero-post-padded sequences (12, 30, 4) of lengths 7..30, targets
+    (12, 30, 1): 1 at the real steps (the seed-001 setting)."""
+    rng = np.random.default_rng(0)
+    x = np.zeros((12, 30, 4), np.float32)
+    y = np.zeros((12, 30, 1), np.float32)
+    lengths = rng.integers(7, 31, 12)
+    lengths[0] = 30
+    for i, n in enumerate(lengths):
+        x[i, :n] = rng.normal(size=(n, 4))
+        y[i, :n, 0] = 1
+    return x, y
+
+
+def cropping_lstm(lib) -> list:
+    """Masking -> LSTM -> Dense -> Lambda dropping the first CROP steps and the mask's."""
+    return [
+        lib.layers.Masking(0.0),
+        lib.layers.LSTM(8, return_sequences=True),
+        lib.layers.Dense(1),
+        lib.layers.Lambda(lambda v: v[:, CROP:], mask=lambda inputs, mask: mask[:, CROP:]),
+    ]
+
+
+def valid_conv(lib) -> list:
+    return [lib.layers.Conv1D(3, 3, padding="valid"), lib.layers.Dense(1)]
+
+
+def strided_conv(lib) -> list:
+    return [lib.layers.Conv1D(3, 3, strides=2), lib.layers.Dense(1)]
+
+
+def cropped_dense(lib) -> list:
+    return [lib.layers.Dense(2), lib.layers.Cropping1D((2, 3)), lib.layers.Dense(1)]
+
+
+def pooled_conv(lib) -> list:
+    pool = lib.layers.MaxPooling1D(2)
+    return [lib.layers.Conv1D(3, 3, padding="same"), pool, lib.layers.Dense(1)]
+
+
+def keras_and_ours(stack, x: np.ndarray, loss: str):
+    """The Keras model and ours, compiled with SGD, with the same initial weights."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    theirs = keras.Sequential([keras.layers.Input(x.shape[1:]), *stack(keras)])
+    ours = Sequential(stack(maskwise))
+    ours(torch.from_numpy(x[:1]))
+    ours.set_weights(theirs.get_weights())
+    for model in (theirs, ours):
+        model.compile("sgd", loss=loss)
+    return theirs, ours
+
+
+@pytest.mark.parametrize(
+    ("stack", "loss", "targets"),
+    [
+        (cropping_lstm, "mae", lambda y: y[:, CROP:]),
+        (valid_conv, "mse", lambda y: y[:, 2:]),  # 28 output steps
+        (strided_conv, "mse", lambda y: y[:, 1:29:2]),  # 14 output steps
+        (cropped_dense, "mse", lambda y: y[:, 2:27]),
+        (pooled_conv, "mse", lambda y: y[:, ::2]),  # 15 output steps
+    ],
+    ids=["lambda-crop", "conv1d-valid", "conv1d-strided", "cropping1d", "maxpooling1d"],
+)
+def test_fit_on_targets_of_another_time_axis_gives_keras_weights(stack, loss, targets) -> None:
+    torch.set_num_threads(1)
+    x, y = time_axis_data()
+    y = np.ascontiguousarray(targets(y))
+    theirs, ours = keras_and_ours(stack, x, loss)
+    theirs.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    ours.fit(x, y, batch_size=4, epochs=2, shuffle=False, bucketing=False, verbose=0)
+    for got, want in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    # one batch of everything is Keras's loss; smaller batches weigh every real step
+    # once, so they give the same figure
+    expected = theirs.evaluate(x, y, batch_size=len(x), verbose=0)
+    assert ours.evaluate(x, y, batch_size=len(x), verbose=0)["loss"] == pytest.approx(expected)
+    assert ours.evaluate(x, y, batch_size=4, verbose=0)["loss"] == pytest.approx(expected)
+    assert ours.test_on_batch(x, y) == pytest.approx(expected)
+    ours.train_on_batch(x, y)
+    theirs.train_on_batch(x, y)
+    np.testing.assert_allclose(ours.get_weights()[0], theirs.get_weights()[0], atol=1e-6)
+
+
+def test_targets_of_a_wrong_time_axis_name_the_output_length() -> None:
+    x, y = time_axis_data()
+    model = Sequential(cropping_lstm(maskwise))
+    model.compile("sgd", loss="mae")
+    with pytest.raises(ShapeError, match=r"targets have 27 steps and the model's output 25"):
+        model.fit(x, y[:, 3:], batch_size=4, verbose=0)
+    with pytest.raises(ShapeError, match=r"output's time axis, \(batch, output steps, features\)"):
+        model.evaluate(x, y, batch_size=4, verbose=0)  # trimmed with the inputs
+
+
+def test_per_step_class_ids_of_another_time_axis_go_with_a_feature_axis() -> None:
+    """2-D ids (N, T_out) read as per-sequence (batches trimmed) and the loss names the
+    fix; (N, T_out, 1) is per step and trains on every batch."""
+    x, y = time_axis_data()
+    stack = [*cropping_lstm(maskwise)[:2], layers.Dense(2, "softmax"), cropping_lstm(maskwise)[3]]
+    model = Sequential(stack)
+    model.compile("sgd", loss="sparse_categorical_crossentropy")
+    ids = y[:, CROP:, 0].astype(np.int64)
+    with pytest.raises(ShapeError, match=r"\(batch, output steps, 1\)"):
+        model.fit(x, ids, batch_size=4, verbose=0)
+    history = model.fit(x, ids[..., None], batch_size=4, verbose=0)
+    assert math.isfinite(history.history["loss"][0])

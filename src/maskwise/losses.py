@@ -413,7 +413,8 @@ def class_targets(
                 expected=f"targets {tuple(step_shape)} for predictions {tuple(values.shape)}"
                 " (one class id per step)",
                 received=f"targets of shape {tuple(y_true.shape)}",
-                fix="targets are (batch, time) for sequence outputs, (batch,) per sequence.",
+                fix=_time_fix(step_shape, y_true.shape, "(batch, output steps, 1)")
+                or "targets are (batch, time) for sequence outputs, (batch,) per sequence.",
             )
         )
     real = _real_steps(step_shape, mask, values.device)
@@ -459,6 +460,21 @@ def class_targets(
     return scores, ids, real
 
 
+def _time_fix(predictions: torch.Size, targets: torch.Size, form: str) -> str | None:
+    """The fix for targets that differ from the predictions in axis 1 alone (their
+    number of steps), None otherwise."""
+    if len(predictions) < 2 or len(targets) < 2 or predictions[1] == targets[1]:
+        return None
+    if predictions[:1] + predictions[2:] != targets[:1] + targets[2:]:
+        return None
+    return (
+        f"the targets have {targets[1]} steps and the model's output {predictions[1]}: give "
+        f"per-step targets the output's time axis, {form}, padded as the inputs are (a "
+        "model that crops, strides or pools the time axis needs targets of its output's "
+        "length; the batches then keep the inputs' full padded time axis, as in Keras)."
+    )
+
+
 def dense_targets(
     values: torch.Tensor,
     y_true: torch.Tensor,
@@ -486,7 +502,8 @@ def dense_targets(
                 f"{name}: targets and predictions do not line up.",
                 expected=f"targets of shape {tuple(values.shape)} (like the predictions)",
                 received=f"targets of shape {tuple(y_true.shape)}",
-                fix="give the last layer one unit per target feature; sequence targets "
+                fix=_time_fix(values.shape, y_true.shape, "(batch, output steps, features)")
+                or "give the last layer one unit per target feature; sequence targets "
                 "are (batch, time, features).",
             )
         )

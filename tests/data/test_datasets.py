@@ -163,3 +163,31 @@ def test_a_torch_data_loader_is_refused_with_the_maskwise_loader_named() -> None
         SequenceDataset({"tokens": x, "numbers": x})
     with pytest.raises(ShapeError, match=r"received: int\n  fix: convert it"):
         SequenceDataset(3)
+
+
+def test_targets_of_another_time_axis_keep_the_inputs_untrimmed():
+    """(N, T - 1, 1) targets (a model that crops a step) go whole into each batch, and
+    the inputs keep their full padded time axis, as Keras's batches do; per-step
+    weights of that shape too."""
+    x = _padded_features()  # lengths 2, 4, 1 over 4 steps
+    y = np.arange(9, dtype=np.float32).reshape(3, 3, 1)
+    weight = np.ones((3, 3), dtype=np.float32)
+    batch = SequenceDataset(x, y, weight).collate([0, 2])  # longest sequence: 2 steps
+    torch.testing.assert_close(batch.x.values, torch.tensor(x[[0, 2]], dtype=torch.float32))
+    torch.testing.assert_close(batch.y, torch.tensor(y[[0, 2]]))
+    torch.testing.assert_close(batch.sample_weight, torch.ones(2, 3))
+    # ragged-list inputs are padded to the padded inputs' time axis, mask from lengths
+    ragged = [row[:n] for row, n in zip(x, [2, 4, 1], strict=True)]
+    several = SequenceDataset((x, ragged), y).collate([0, 2])
+    assert several.x[1].mask.tolist() == [[True, True, False, False], [True] + [False] * 3]
+
+
+def test_per_sequence_and_same_time_targets_still_trim():
+    x = _padded_features()
+    per_sequence = np.arange(9, dtype=np.float32).reshape(3, 3)  # (N, K): K != T, per row
+    batch = SequenceDataset(x, per_sequence).collate([0, 2])
+    assert batch.x.values.shape == (2, 2, 2)
+    torch.testing.assert_close(batch.y, torch.tensor(per_sequence[[0, 2]]))
+    per_step = np.ones((3, 4, 1), dtype=np.float32)
+    batch = SequenceDataset(x, per_step).collate([0, 2])
+    assert batch.x.values.shape == (2, 2, 2) and batch.y.shape == (2, 2, 1)

@@ -24,6 +24,17 @@ whose axis 1 matches a padded input's time axis; or per sequence, `(N,)` / `(N, 
 a list of scalars; for a model with several outputs, a dict of them keyed by output name
 (`Batch.y` is then a dict too). Integers stay as given (class ids need no "0 is padding"
 slot).
+
+A padded target (or weight) array of three or more axes whose axis 1 is not the padded
+inputs' time axis, such as the per-step targets `(N, T_out, ...)` of a model that crops,
+shifts, strides or pools the time axis, cannot be trimmed along with the inputs: which
+of its steps a trim would remove depends on the model. The batches of such a data set
+keep the inputs' full padded time axis, as Keras's batches always do, and these targets
+go whole into each batch, so the loss sees exactly Keras's outputs and targets (a
+per-sequence array of three or more axes is batched alike: the same results, with more
+padding to compute). Per-step class ids of such a model are passed as `(N, T_out, 1)`
+(the sparse losses take that form): a 2-D `(N, K)` array stays per sequence, and its
+batches are trimmed.
 """
 
 from __future__ import annotations
@@ -143,12 +154,14 @@ class _Column:
                 if as_float or any(item.is_floating_point() for item in items):
                     items = [item.to(torch.float32) for item in items]
                 _check_steps(items, name, lengths, inputs)
-                self.per_step, self.ragged = True, items
+                self.per_step, self.ragged, self.keeps_time = True, items, False
                 return
         values = to_tensor(data, name)
         self.values = values.to(torch.float32) if as_float else values
         times = {inp.time for inp in inputs if isinstance(inp, _PaddedInput)}
         self.per_step = values.dim() >= 2 and len(times) == 1 and values.shape[1] in times
+        # Per-step data of another time axis (see the module docstring): untrimmed batches.
+        self.keeps_time = values.dim() >= 3 and bool(times) and not self.per_step
 
     def batch(self, index: torch.Tensor, time: int, lengths: torch.Tensor) -> torch.Tensor:
         if self.ragged is not None:
@@ -331,15 +344,25 @@ class SequenceDataset:
             if sample_weight is None
             else _Column(sample_weight, "sample_weight", self.lengths, self.inputs, 0.0, True)
         )
+        self.full_time = self._full_time()
+
+    def _full_time(self) -> int | None:
+        """The padded inputs' time axis when a target or weight column keeps it (see the
+        module docstring), else None: each batch is trimmed to its longest sequence."""
+        columns = list(self.y.values()) if isinstance(self.y, dict) else [self.y]
+        if not any(c is not None and c.keeps_time for c in [*columns, self.sample_weight]):
+            return None
+        return max(inp.time for inp in self.inputs if isinstance(inp, _PaddedInput))
 
     def __len__(self) -> int:
         return len(self.lengths)
 
     def collate(self, indices: Sequence[int] | torch.Tensor) -> Batch:
-        """The batch of the sequences at `indices`, padded to their longest one."""
+        """The batch of the sequences at `indices`, padded to their longest one (to the
+        inputs' full padded time axis for targets of another time axis, `full_time`)."""
         index = torch.as_tensor(indices, dtype=torch.long)
         lengths = self.lengths[index]
-        time = max(int(lengths.max()), 1)
+        time = self.full_time or max(int(lengths.max()), 1)
         xs = tuple(inp.batch(index, time) for inp in self.inputs)
         y: Any = None
         if isinstance(self.y, dict):
