@@ -713,3 +713,21 @@ def test_per_step_class_ids_of_another_time_axis_go_with_a_feature_axis() -> Non
         model.fit(x, ids, batch_size=4, verbose=0)
     history = model.fit(x, ids[..., None], batch_size=4, verbose=0)
     assert math.isfinite(history.history["loss"][0])
+
+
+def test_fit_evaluate_and_predict_take_a_masked_as_the_list_of_its_sequences():
+    """A PyTorch user's `Masked` batch goes to `fit`, `evaluate` and `predict` as it is,
+    with the results of the list of its sequences."""
+    generator = torch.Generator().manual_seed(0)
+    rows = [torch.randn(n, 3, generator=generator) for n in (5, 3, 4, 2)]
+    y = [torch.randn(n, 1, generator=generator) for n in (5, 3, 4, 2)]
+    results = []
+    for x in (rows, Masked.pad(rows)):
+        torch.manual_seed(0)
+        model = Sequential([layers.LSTM(2, return_sequences=True), layers.Dense(1)])
+        model.compile("sgd", loss="mse")
+        history = model.fit(x, y, epochs=2, batch_size=2, verbose=0, seed=0)
+        results.append((history.history["loss"], model.evaluate(x, y), model.predict(x)))
+    (loss_a, eval_a, pred_a), (loss_b, eval_b, pred_b) = results
+    assert loss_a == loss_b and eval_a == eval_b
+    assert all(np.array_equal(a, b) for a, b in zip(pred_a, pred_b, strict=True))

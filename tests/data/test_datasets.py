@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskwise import MaskWarning, ShapeError
+from maskwise import Masked, MaskWarning, ShapeError
 from maskwise.data import SequenceDataset
 
 NAN = float("nan")
@@ -191,3 +191,27 @@ def test_per_sequence_and_same_time_targets_still_trim():
     per_step = np.ones((3, 4, 1), dtype=np.float32)
     batch = SequenceDataset(x, per_step).collate([0, 2])
     assert batch.x.values.shape == (2, 2, 2) and batch.y.shape == (2, 2, 1)
+
+
+def test_a_masked_gives_its_rows_real_steps_as_the_list_of_them_does():
+    """A `Masked` (what a PyTorch user holds) is read as its sequences: each row's real
+    steps; without a mask, every step of each row."""
+    rows = [torch.arange(10.0).view(5, 2), torch.ones(2, 2), torch.zeros(3, 2)]
+    y = [[1, 0, 1, 0, 1], [2, 2], [0, 1, 2]]
+    from_masked = SequenceDataset(Masked.pad(rows), y=y).collate([0, 1, 2])
+    from_list = SequenceDataset(rows, y=y).collate([0, 1, 2])
+    assert torch.equal(from_masked.x.values, from_list.x.values)
+    assert torch.equal(from_masked.x.mask, from_list.x.mask)
+    assert torch.equal(from_masked.y, from_list.y)
+    whole = SequenceDataset(Masked(torch.ones(2, 4, 3))).collate([0, 1])
+    assert whole.x.lengths.tolist() == [4, 4]
+
+
+def test_a_masked_whose_real_steps_do_not_come_first_names_the_fix():
+    padded = Masked.pad([torch.ones(5, 2), torch.ones(2, 2)])
+    with pytest.raises(ShapeError, match=r"(?s)row 1: \[0, 0, 1, 1, 1\].*inverted.*~mask"):
+        SequenceDataset(Masked(padded.values, ~padded.mask))  # PyTorch's key_padding_mask
+    holes = padded.mask.clone()
+    holes[0, 1] = False
+    with pytest.raises(ShapeError, match=r"(?s)row 0: .*own loop"):
+        SequenceDataset(Masked(padded.values, holes))

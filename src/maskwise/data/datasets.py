@@ -13,6 +13,9 @@ Input forms (each becomes one model input):
   at a real step).
 - a list of `(T_i, F)` arrays, one per sequence: padded per batch; `Batch.x` is a
   `Masked` with the mask from the lengths.
+- a `Masked` whose real steps come first in every row (what `Masked.pad` makes):
+  read as its rows cut to their real steps, so as the list of them (without a mask:
+  every step of each row).
 - a list of 1-D integer arrays (token ids for `Embedding`): padded with 0, values
   `(batch, time)` int64, mask from the lengths. A real token 0 gets a `MaskWarning`
   (an `Embedding(mask_zero=True)` would mask it).
@@ -257,6 +260,8 @@ def split_inputs(x: Any) -> tuple[bool, list[Any]]:
 def _make_input(
     raw: Any, mask_value: float | None, num_features: int | None, name: str
 ) -> _PaddedInput | _RaggedInput:
+    if isinstance(raw, Masked):
+        return _RaggedInput(_real_steps(raw, name), num_features, mask_value, name)
     if isinstance(raw, _ARRAY) and not (isinstance(raw, np.ndarray) and raw.dtype == object):
         return _PaddedInput(to_tensor(raw, name), mask_value, name)
     if not isinstance(raw, Sequence | np.ndarray):
@@ -287,6 +292,32 @@ def _make_input(
         raise ShapeError(format_error(f"{name} holds no sequences.", fix="pass at least one."))
     sequences = [to_tensor(a, f"{name}[{i}]") for i, a in enumerate(raw)]
     return _RaggedInput(sequences, num_features, mask_value, name)
+
+
+def _real_steps(x: Masked, name: str) -> list[torch.Tensor]:
+    """The sequences of a `Masked`, each row cut to its real steps (every step of a
+    row without a mask), which must come first in the row, as in the batches made from
+    them; a mask that is not so (steps masked in between, or True at the padding) is a
+    `ShapeError` naming the fix."""
+    values, mask = x.values, x.mask
+    if mask is None:
+        return list(values.unbind(0))
+    lengths = mask.sum(dim=1)
+    post_padded = torch.arange(mask.shape[1], device=mask.device) < lengths[:, None]
+    if not torch.equal(mask, post_padded):
+        row = int((mask != post_padded).any(dim=1).nonzero()[0])
+        raise ShapeError(
+            format_error(
+                f"{name}: the Masked's real steps do not come first in every row, so its "
+                "sequences cannot be read from their lengths.",
+                expected="a mask True at each row's first steps, False after them",
+                received=f"row {row}: {mask[row].int().tolist()[:16]}",
+                fix="a mask True at the padding (PyTorch's key_padding_mask) is inverted: "
+                "pass `Masked(values, ~mask)`; for real steps in between padded ones, train "
+                "in your own loop (the layers and losses take the Masked as it is).",
+            )
+        )
+    return [row[:n] for row, n in zip(values.unbind(0), lengths.tolist(), strict=True)]
 
 
 class SequenceDataset:
