@@ -8,8 +8,11 @@ holds that epoch's `loss`, metrics, and `val_*` entries (see `Trainable.fit`).
 
 The monitoring callbacks (`EarlyStopping`, `ModelCheckpoint`, `ReduceLROnPlateau`)
 follow Keras 3 (`keras/src/callbacks/`) step for step, with one deliberate difference:
-a monitored value missing from the logs (e.g. `val_loss` without validation data) is a
-`ConfigError`, not a warning and a callback that silently never acts.
+a monitored value that can never be in the logs (a misspelt name, `val_loss` without
+validation data) is a `ConfigError`, not a warning and a callback that silently never
+acts. On an epoch that `fit(validation_freq=N)` does not validate, a monitored `val_*`
+value is missing as in Keras: a warning, and the callback skips that epoch
+(`ModelCheckpoint(save_best_only=True)` saves, as Keras's does).
 
 The state of these callbacks (their best value, patience counters, `EarlyStopping`'s
 best weights) travels in checkpoints: `get_state()` gives it as JSON, `get_tensors()`
@@ -148,6 +151,27 @@ UNCALLED_HOOKS = (
 code would silently never run."""
 
 
+def require_validation(callbacks: Sequence[Callback]) -> None:
+    """A `ConfigError` when a callback of a `fit` without validation data monitors a
+    `val_*` value, which would never be logged."""
+    for callback in callbacks:
+        if (
+            isinstance(callback, MonitorCallback)
+            and callback.reads_monitor
+            and callback.monitor.startswith("val_")
+        ):
+            raise ConfigError(
+                format_error(
+                    f"{type(callback).__name__} monitors {callback.monitor!r}, which is "
+                    "not in the epoch's logs: fit has no validation data.",
+                    expected="validation data for a val_* monitor",
+                    received=repr(callback.monitor),
+                    fix="pass validation_data (or validation_split) to fit, or monitor "
+                    "a training value such as 'loss'.",
+                )
+            )
+
+
 def _require_called_hooks(position: int, callback: Callback) -> None:
     """A `ConfigError` when `callback` defines a Keras hook of `UNCALLED_HOOKS`."""
     defined = [hook for hook in UNCALLED_HOOKS if hasattr(callback, hook)]
@@ -237,7 +261,7 @@ class MonitorCallback(Callback):
         >>> class PrintBest(MonitorCallback):
         ...     def on_epoch_end(self, epoch, logs):
         ...         current = self.current(logs)
-        ...         if self.is_improvement(current, self.best):
+        ...         if current is not None and self.is_improvement(current, self.best):
         ...             self.best = current
         ...             print(f"epoch {epoch + 1}: best {self.monitor} so far, {current}")
         >>> best = PrintBest(monitor="val_accuracy")  # "auto": an accuracy should go up
@@ -294,14 +318,33 @@ class MonitorCallback(Callback):
             )
         )
 
+    @property
+    def reads_monitor(self) -> bool:
+        """Whether the callback reads the monitored value (ModelCheckpoint: only with
+        `save_best_only`)."""
+        return True
+
     def is_improvement(self, current: float, reference: float | None) -> bool:
         if reference is None:
             return True
         delta = -self.min_delta if self.op is operator.lt else self.min_delta
         return bool(self.op(current - delta, reference))
 
-    def current(self, logs: Logs | None) -> float:
+    def current(self, logs: Logs | None) -> float | None:
+        """The monitored value in `logs`. On an epoch without validation (`fit(
+        validation_freq=N)`: no `val_*` entry at all) a monitored `val_*` value is
+        missing: a warning and None, and the callback skips the epoch, as in Keras
+        (`fit` refuses a `val_*` monitor when it has no validation data at all). Any
+        other missing value is a `ConfigError`."""
         logs = logs or {}
+        if self.monitor.startswith("val_") and not any(k.startswith("val_") for k in logs):
+            warnings.warn(
+                f"{type(self).__name__} monitors {self.monitor!r}, which is not in the "
+                f"logs of an epoch without validation; it skips this epoch. Available "
+                f"metrics are: {', '.join(logs)}.",
+                stacklevel=3,
+            )
+            return None
         if self.monitor not in logs:
             per_class = sorted(
                 k for k in logs if k.startswith((f"{self.monitor}/", f"{self.monitor}_"))
@@ -310,8 +353,6 @@ class MonitorCallback(Callback):
             if per_class:  # Precision, Recall, F1Score log one value per class
                 hint = f" The metric logs one value per class and their average: {per_class}."
                 fix = f"monitor one of them, e.g. {per_class[-1]!r} (the macro average)."
-            elif self.monitor.startswith("val_") and not any(k.startswith("val_") for k in logs):
-                hint = " Pass validation_data (or validation_split) to fit."
             raise ConfigError(
                 format_error(
                     f"{type(self).__name__} monitors {self.monitor!r}, which is not in the "
@@ -387,7 +428,7 @@ class EarlyStopping(MonitorCallback):
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         current = self.current(logs)
-        if epoch < self.start_from_epoch:
+        if current is None or epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = get_weights(self.model)
@@ -497,6 +538,10 @@ class ModelCheckpoint(MonitorCallback):
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only
 
+    @property
+    def reads_monitor(self) -> bool:
+        return self.save_best_only
+
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self.best = self.baseline
 
@@ -515,8 +560,8 @@ class ModelCheckpoint(MonitorCallback):
             return
         path = self._filled_path(epoch, logs)
         message = f"\nEpoch {epoch + 1}: saving model to {path}"
-        if self.save_best_only:
-            current = self.current(logs)
+        current = self.current(logs) if self.save_best_only else None
+        if current is not None:  # None: an epoch without validation saves, as in Keras
             best = "None" if self.best is None else f"{self.best:.5f}"
             if not self.is_improvement(current, self.best):
                 if self.verbose > 0:
@@ -632,6 +677,8 @@ class ReduceLROnPlateau(MonitorCallback):
         if logs is not None:
             logs["learning_rate"] = float(groups[0]["lr"])
         current = self.current(logs)
+        if current is None:
+            return
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0

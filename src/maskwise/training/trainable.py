@@ -204,6 +204,7 @@ class Trainable(nn.Module):
         steps_per_update: int = 1,
         jit_compile: bool = False,
         precision: str | None = None,
+        validation_freq: int = 1,
     ) -> History:
         """Train for `epochs` epochs; returns a `History` (`history.history[key]` per epoch).
 
@@ -291,6 +292,10 @@ class Trainable(nn.Module):
                 `steps_per_epoch` batches of the current pass over the data; the one
                 that reaches the end of the data stops there and the next starts a new
                 pass (`maskwise.training.epochs`). None: one pass per epoch.
+            validation_freq: validate after every `validation_freq`-th epoch (epochs
+                2, 4, ... for 2), as in Keras 3 (an integer); the other epochs' logs
+                hold no `val_*` entries, and a callback monitoring one skips them
+                with a warning, as Keras's do.
 
         Data parallel: run the script with `torchrun --nproc-per-node N`; `fit` joins
         the process group (gloo on CPU, nccl on CUDA) unless the script has, wraps the
@@ -330,6 +335,7 @@ class Trainable(nn.Module):
             precision=precision,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps_per_epoch,
+            validation_freq=validation_freq,
         )
 
     # ------------------------------------------------------------------ evaluate

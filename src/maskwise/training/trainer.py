@@ -32,7 +32,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import checkpoint, distributed
-from ..callbacks import Callback, History
+from ..callbacks import Callback, History, hook_order, require_validation
 from ..data import Batch, Loader
 from ..doctor.guards import Guard
 from ..errors import ConfigError, NonFiniteError, format_error
@@ -45,7 +45,7 @@ from ..progress import ProgressBar, resolve_verbose
 from .callback_list import CallbackList
 from .compiled import Compiled, check_learning_rate, compile_args
 from .distributed import Update, evaluation_plan, gather_predictions, reduce_totals, wrap
-from .epochs import check_epochs, epoch_window
+from .epochs import check_epochs, check_validation_freq, epoch_window, validates
 from .inputs import (
     data_loader,
     forward,
@@ -201,6 +201,7 @@ class Trainer:
         self.update: Update | None = None
         self.num_batches = 0
         self.steps_per_epoch: int | None = None
+        self.validation_freq = 1  # during fit, its validation_freq
         self.spare: Batch | None = None
 
     # ------------------------------------------------------------------ compile
@@ -598,6 +599,7 @@ class Trainer:
         precision: str | None = None,
         initial_epoch: int | None = None,
         steps_per_epoch: int | None = None,
+        validation_freq: int = 1,
     ) -> History:
         """Train for `epochs` epochs (see `Trainable.fit` for the arguments)."""
         require_grad_mode("fit")
@@ -605,6 +607,7 @@ class Trainer:
         check_jit_compile(jit_compile)
         check_precision(precision, self.place(None) if device is None else resolve_device(device))
         check_epochs(initial_epoch, epochs, steps_per_epoch)
+        check_validation_freq(validation_freq)
         verbose = resolve_verbose(verbose)
         resume = None if resume_from is None else Resume(resume_from)
         saved = None if resume is None else resume.state
@@ -635,6 +638,8 @@ class Trainer:
         require_batches(loader, "training data")
         if val_loader is not None:
             require_batches(val_loader, "validation data")
+        else:
+            require_validation(hook_order(callbacks or []))
         placed = self.place(device)
         if initial_epoch is None:
             initial_epoch = 0 if saved is None else saved.epoch
@@ -656,6 +661,7 @@ class Trainer:
         if precision == "fp16":
             self.make_scaler(placed)
         self.steps_per_epoch = steps_per_epoch
+        self.validation_freq = validation_freq
         try:
             return self._run_epochs(
                 callback_list,
@@ -668,6 +674,7 @@ class Trainer:
         finally:
             self.parallel = self.plan = self.spare = self.jitted = self.precision = None
             self.steps_per_epoch = None
+            self.validation_freq = 1
 
     def _loader_seed(self, seed: int | None, saved: TrainingState | None) -> int:
         """The seed of the batch order: `seed`, else the resumed run's, else a new one."""
@@ -763,7 +770,8 @@ class Trainer:
         device: torch.device,
         verbose: int | str,
     ) -> Logs:
-        """One epoch of training steps, then the validation; returns the epoch's logs."""
+        """One epoch of training steps, then the validation (on the epochs `validates`
+        picks); returns the epoch's logs."""
         compiled = self.require_compiled("fit")
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}")
@@ -791,7 +799,7 @@ class Trainer:
             self.update = None
         reduce_totals(totals)
         logs = totals.logs()
-        if val_loader is not None:
+        if val_loader is not None and validates(epoch, self.validation_freq):
             val = self.run_eval(val_loader, device)
             logs.update({f"val_{key}": value for key, value in val.items()})
         self.state.epoch = epoch + 1
