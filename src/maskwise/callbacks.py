@@ -2,7 +2,10 @@
 
 A callback is an object with hooks that `fit` calls: `on_train_begin(logs)`,
 `on_epoch_begin(epoch, logs)`, `on_batch_end(batch, logs)`, `on_epoch_end(epoch, logs)`,
-`on_train_end(logs)`. `fit` sets `callback.model` first. Setting `model.stop_training =
+`on_train_end(logs)`; `evaluate(callbacks=...)` and `fit`'s validation call
+`on_test_begin`, `on_test_batch_begin`, `on_test_batch_end`, `on_test_end`, and
+`predict(callbacks=...)` the `on_predict_*` hooks, as in Keras. `fit` (`evaluate`,
+`predict`) sets `callback.model` first. Setting `model.stop_training =
 True` in a hook ends training after the current epoch. `logs` at the end of an epoch
 holds that epoch's `loss`, metrics, and `val_*` entries (see `Trainable.fit`).
 
@@ -81,6 +84,33 @@ class Callback:
         calls `on_batch_end`, as in Keras, so a callback overrides either one."""
         self.on_batch_end(batch, logs)
 
+    def on_test_begin(self, logs: Logs | None = None) -> None:
+        """Before an evaluation: `evaluate(callbacks=...)`, or `fit`'s validation."""
+
+    def on_test_end(self, logs: Logs | None = None) -> None:
+        """After an evaluation; `logs` holds its results (without the `val_` prefix)."""
+
+    def on_test_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Before each batch of an evaluation (`logs` is empty)."""
+
+    def on_test_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        """After each batch of an evaluation; `logs` holds the loss and the metrics so
+        far (under data parallel, this process's share so far), as in Keras."""
+
+    def on_predict_begin(self, logs: Logs | None = None) -> None:
+        """Before `predict(callbacks=...)` runs its batches."""
+
+    def on_predict_end(self, logs: Logs | None = None) -> None:
+        """After `predict`'s last batch (`logs` is empty)."""
+
+    def on_predict_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Before each batch of `predict` (`logs` is empty)."""
+
+    def on_predict_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        """After each batch of `predict`; `logs["outputs"]` is the batch's output
+        (`predict_step`'s: a padded `Masked`; None for an empty share under data
+        parallel)."""
+
     def get_state(self) -> dict[str, Any]:
         """What a checkpoint keeps of this callback, as JSON values ({} here: nothing)."""
         return {}
@@ -135,18 +165,7 @@ def hook_order(callbacks: Sequence[Callback]) -> list[Callback]:
     return [*(c for c in callbacks if not isinstance(c, ModelCheckpoint)), *checkpoints]
 
 
-UNCALLED_HOOKS = (
-    "on_batch_begin",
-    "on_train_batch_begin",
-    "on_test_begin",
-    "on_test_end",
-    "on_test_batch_begin",
-    "on_test_batch_end",
-    "on_predict_begin",
-    "on_predict_end",
-    "on_predict_batch_begin",
-    "on_predict_batch_end",
-)
+UNCALLED_HOOKS = ("on_batch_begin", "on_train_batch_begin")
 """Keras hooks that maskwise never calls: a callback defining one is refused, since its
 code would silently never run."""
 
@@ -179,14 +198,14 @@ def _require_called_hooks(position: int, callback: Callback) -> None:
         raise ConfigError(
             format_error(
                 f"callbacks[{position}] ({type(callback).__name__}) defines "
-                f"{', '.join(defined)}, which maskwise's fit never calls: that code would "
+                f"{', '.join(defined)}, which maskwise never calls: that code would "
                 "never run.",
                 expected="hooks among on_train_begin, on_epoch_begin, on_train_batch_end "
-                "(or on_batch_end), on_epoch_end, on_train_end",
+                "(or on_batch_end), on_epoch_end, on_train_end, on_test_* and "
+                "on_predict_* (begin, end, batch_begin, batch_end)",
                 received=", ".join(defined),
-                fix="move the code to a hook fit calls: the validation results are in "
-                "on_epoch_end's logs (`val_loss`, `val_<metric>`); run code around "
-                "evaluate() or predict() yourself.",
+                fix="move the code to a hook maskwise calls, e.g. on_train_batch_end "
+                "(after each training batch) or on_epoch_begin.",
             )
         )
 
@@ -212,15 +231,17 @@ def _foreign_callback(position: int, callback: Any) -> str:
 
 
 def wants_batch_logs(callback: Callback) -> bool:
-    """Whether `callback` does something at each batch (reading a batch's loss off the
-    device costs a synchronisation, so `fit` builds batch logs only when needed)."""
+    """Whether `callback` does something at each training batch (reading a batch's loss
+    off the device costs a synchronisation, so `fit` builds batch logs only when
+    needed)."""
     if isinstance(callback, LambdaCallback):
         return callback.batch_end is not None
-    kind = type(callback)
-    return (
-        kind.on_batch_end is not Callback.on_batch_end
-        or kind.on_train_batch_end is not Callback.on_train_batch_end
-    )
+    return overrides(callback, "on_batch_end") or overrides(callback, "on_train_batch_end")
+
+
+def overrides(callback: Callback, hook: str) -> bool:
+    """Whether `callback`'s class defines `hook` itself (not `Callback`'s no-op)."""
+    return getattr(type(callback), hook) is not getattr(Callback, hook)
 
 
 class History(Callback):

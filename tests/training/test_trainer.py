@@ -49,3 +49,133 @@ def test_validation_freq_validates_the_epochs_keras_does(freq: int) -> None:
 def test_validation_freq_is_an_integer_of_at_least_one(freq) -> None:
     with pytest.raises(ConfigError, match=r"validation_freq=.*\n.*integer >= 1"):
         ours().fit(X, Y, validation_data=(X, Y), validation_freq=freq, verbose=0)
+
+
+HOOKS = [
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    *(f"on_{kind}_{when}" for kind in ("test", "predict") for when in ("begin", "end")),
+    *(f"on_{kind}_batch_{when}" for kind in ("test", "predict") for when in ("begin", "end")),
+]
+"""The hooks both libraries call with the same logs (maskwise's training batch logs
+hold the batch's own loss and size, Keras's the running figures)."""
+
+
+def recorder(module) -> tuple[object, list[tuple]]:
+    """A callback of `module` recording (hook, epoch or batch index, sorted log keys)."""
+    calls: list[tuple] = []
+
+    def hook(name: str):
+        indexed = "epoch" in name or "batch" in name
+
+        def record(self, *args, **kwargs):  # Keras passes logs=... by name
+            index, rest = (args[0], args[1:]) if indexed else (None, args)
+            logs = kwargs.get("logs", rest[0] if rest else None)
+            calls.append((name, index, sorted(logs or {})))
+
+        return record
+
+    kind = type("Record", (module.callbacks.Callback,), {name: hook(name) for name in HOOKS})
+    return kind(), calls
+
+
+def test_evaluate_calls_the_test_hooks_keras_does() -> None:
+    sequences = []
+    for model, module in [(theirs(), keras), (ours(), maskwise)]:
+        callback, calls = recorder(module)
+        model.evaluate(X, Y, batch_size=4, verbose=0, callbacks=[callback])
+        sequences.append(calls)
+    assert sequences[1] == sequences[0]
+    assert [call[0] for call in sequences[0]].count("on_test_batch_end") == 3  # 10 rows / 4
+
+
+def test_predict_calls_the_predict_hooks_keras_does() -> None:
+    sequences = []
+    for model, module in [(theirs(), keras), (ours(), maskwise)]:
+        callback, calls = recorder(module)
+        model.predict(X, batch_size=4, verbose=0, callbacks=[callback])
+        sequences.append(calls)
+    assert sequences[1] == sequences[0]
+    assert [call[0] for call in sequences[0]].count("on_predict_batch_end") == 3
+
+
+@pytest.mark.parametrize("freq", [1, 2])
+def test_fit_validation_calls_the_test_hooks_keras_does(freq: int) -> None:
+    sequences = []
+    for model, module in [(theirs(), keras), (ours(), maskwise)]:
+        callback, calls = recorder(module)
+        model.fit(
+            X,
+            Y,
+            batch_size=4,
+            epochs=2,
+            verbose=0,
+            validation_data=(X[:6], Y[:6]),
+            validation_freq=freq,
+            callbacks=[callback],
+        )
+        sequences.append(calls)
+    assert sequences[1] == sequences[0]
+    assert [call[0] for call in sequences[0]].count("on_test_begin") == 2 // freq
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_evaluate_steps_measures_the_first_batches_as_keras(steps: int) -> None:
+    model, oracle = ours(), theirs()
+    model.build((None, 3, 2))
+    oracle.set_weights([w.detach().numpy() for w in model.parameters()])  # the same Dense
+    expected = oracle.evaluate(X, Y, batch_size=4, steps=steps, verbose=0)
+    assert expected == pytest.approx(oracle.evaluate(X[: 4 * steps], Y[: 4 * steps], verbose=0))
+    logs = model.evaluate(X, Y, batch_size=4, steps=steps)
+    assert logs["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_predict_steps_predicts_the_first_batches_as_keras() -> None:
+    model = ours()
+    got = model.predict(X, batch_size=4, steps=2)
+    assert len(got) == len(theirs().predict(X, batch_size=4, steps=2, verbose=0)) == 8
+    np.testing.assert_allclose(np.stack(got), np.stack(model.predict(X[:8])), rtol=1e-6)
+
+
+def test_validation_steps_validates_on_the_first_batches_as_keras() -> None:
+    counts = []
+    for model, module in [(theirs(), keras), (ours(), maskwise)]:
+        callback, calls = recorder(module)
+        model.fit(
+            X,
+            Y,
+            batch_size=4,
+            verbose=0,
+            validation_data=(X, Y),
+            validation_steps=2,
+            validation_batch_size=3,
+            callbacks=[callback],
+        )
+        counts.append([call[1] for call in calls if call[0] == "on_test_batch_end"])
+    assert counts[1] == counts[0] == [0, 1]
+    model = ours()
+    history = model.fit(
+        X,
+        Y,
+        batch_size=4,
+        verbose=0,
+        validation_data=(X, Y),
+        validation_steps=2,
+        validation_batch_size=3,
+    )
+    assert history.history["val_loss"][0] == pytest.approx(
+        model.evaluate(X[:6], Y[:6])["loss"], rel=1e-5
+    )
+
+
+@pytest.mark.parametrize("steps", [0, -2, 1.0, True])
+def test_steps_are_a_positive_integer(steps) -> None:
+    model = ours()
+    with pytest.raises(ConfigError, match=r"evaluate\(steps=\.\.\.\) is the number of batches"):
+        model.evaluate(X, Y, steps=steps)
+    with pytest.raises(ConfigError, match=r"predict\(steps=\.\.\.\)"):
+        model.predict(X, steps=steps)
+    with pytest.raises(ConfigError, match=r"fit\(validation_steps=\.\.\.\)"):
+        model.fit(X, Y, validation_data=(X, Y), validation_steps=steps, verbose=0)

@@ -1,5 +1,6 @@
-"""Which batches an epoch of `fit` runs (`initial_epoch`, `steps_per_epoch`) and which
-epochs validate (`validation_freq`), as Keras.
+"""Which batches an epoch of `fit` runs (`initial_epoch`, `steps_per_epoch`), which
+epochs validate (`validation_freq`), and how many batches an evaluation or a prediction
+runs (`steps`, `validation_steps`), as Keras.
 
 Without `steps_per_epoch`, epoch `e` is one pass over the data, its batch order seeded
 by `e`. With it, an epoch runs the next `steps_per_epoch` batches of the current pass;
@@ -91,4 +92,18 @@ def check_validation_freq(validation_freq: Any) -> None:
             f"validation_freq={validation_freq!r}",
             "e.g. `fit(x, y, validation_data=(xv, yv), epochs=10, validation_freq=2)` "
             "validates after epochs 2, 4, ..., 10.",
+        )
+
+
+def check_steps(steps: Any, method: str, name: str = "steps") -> None:
+    """`evaluate(steps=...)`, `predict(steps=...)`, `fit(validation_steps=...)`: None
+    (every batch), or the number of batches to run, >= 1, as in Keras."""
+    if steps is not None and not (
+        isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1
+    ):
+        raise _refuse(
+            f"{method}({name}=...) is the number of batches to run.",
+            "an integer >= 1, or None for every batch of the data",
+            f"{name}={steps!r}",
+            f"e.g. `{method}(..., {name}=10)` stops after 10 batches.",
         )

@@ -193,8 +193,10 @@ class Trainable(nn.Module):
         sample_weight: Any = None,
         initial_epoch: int | None = None,
         steps_per_epoch: int | None = None,
-        *,
+        validation_steps: int | None = None,
         validation_batch_size: int | None = None,
+        validation_freq: int = 1,
+        *,
         bucketing: bool = True,
         seed: int | None = None,
         device: torch.device | str | None = None,
@@ -204,7 +206,6 @@ class Trainable(nn.Module):
         steps_per_update: int = 1,
         jit_compile: bool = False,
         precision: str | None = None,
-        validation_freq: int = 1,
     ) -> History:
         """Train for `epochs` epochs; returns a `History` (`history.history[key]` per epoch).
 
@@ -296,6 +297,8 @@ class Trainable(nn.Module):
                 2, 4, ... for 2), as in Keras 3 (an integer); the other epochs' logs
                 hold no `val_*` entries, and a callback monitoring one skips them
                 with a warning, as Keras's do.
+            validation_steps: validate on the first `validation_steps` batches of the
+                validation data only, as in Keras; None: all of them.
 
         Data parallel: run the script with `torchrun --nproc-per-node N`; `fit` joins
         the process group (gloo on CPU, nccl on CUDA) unless the script has, wraps the
@@ -336,6 +339,7 @@ class Trainable(nn.Module):
             initial_epoch=initial_epoch,
             steps_per_epoch=steps_per_epoch,
             validation_freq=validation_freq,
+            validation_steps=validation_steps,
         )
 
     # ------------------------------------------------------------------ evaluate
@@ -346,11 +350,13 @@ class Trainable(nn.Module):
         batch_size: int | None = 32,
         verbose: int | str = 0,
         sample_weight: Any = None,
+        steps: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        return_dict: bool = True,
         *,
         device: torch.device | str | None = None,
         mask_value: float | None = 0.0,
         checks: str = "raise",
-        return_dict: bool = True,
     ) -> Any:
         """The loss and the metrics over every real step of the data: `{"loss": ...,
         "<metric>": ...}`; with `return_dict=False`, Keras's list `[loss, metric, ...]`
@@ -361,10 +367,13 @@ class Trainable(nn.Module):
         The loss is the mean over real steps (default reduction; weighted by each
         batch's real steps), exactly as if the whole data set were one batch.
         Arguments as in `fit`, and by position in Keras's order (`x, y, batch_size,
-        verbose, sample_weight`); `checks`: the same checks, run on one batch made from
-        the sample of `x`. Under `torchrun`, each process measures its share of the
-        batches and the sums are added up across processes: every process gets the
-        figures of the whole data.
+        verbose, sample_weight, steps, callbacks, return_dict`); `checks`: the same
+        checks, run on one batch made from the sample of `x`; `steps`: measure the
+        first `steps` batches only (None: all), as in Keras; `callbacks`: their
+        `on_test_begin`, `on_test_batch_begin`, `on_test_batch_end` (logs: the loss and
+        metrics so far) and `on_test_end` (logs: the results) are called, as in Keras.
+        Under `torchrun`, each process measures its share of the batches and the sums
+        are added up across processes: every process gets the figures of the whole data.
         """
         logs = self.trainer.evaluate(
             x,
@@ -375,6 +384,8 @@ class Trainable(nn.Module):
             verbose=verbose,
             mask_value=mask_value,
             checks=checks,
+            steps=steps,
+            callbacks=callbacks,
         )
         return on_batch.results(logs, return_dict)
 
@@ -384,6 +395,8 @@ class Trainable(nn.Module):
         x: Any,
         batch_size: int | None = 32,
         verbose: int | str = 0,
+        steps: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
         *,
         device: torch.device | str | None = None,
         mask_value: float | None = 0.0,
@@ -401,8 +414,12 @@ class Trainable(nn.Module):
             results, each as above.
 
         Arguments as in `fit`, and by position in Keras's order (`x, batch_size,
-        verbose`); `checks`: the data checks on a sample of `x`; `verbose`: as `fit`'s,
-        over the batches of `x`. Under `torchrun`, each
+        verbose, steps, callbacks`); `checks`: the data checks on a sample of `x`;
+        `verbose`: as `fit`'s, over the batches of `x`; `steps`: predict the first
+        `steps` batches only (None: all), as in Keras (the sequences of the other
+        batches are left out of the result); `callbacks`: their `on_predict_begin`,
+        `on_predict_batch_begin`, `on_predict_batch_end` (logs: `{"outputs": the
+        batch's output}`) and `on_predict_end` are called, as in Keras. Under `torchrun`, each
         process predicts its share of the batches and every process gets all the
         outputs, each sequence once, in the order of `x`.
         """
@@ -413,6 +430,8 @@ class Trainable(nn.Module):
             mask_value=mask_value,
             checks=checks,
             verbose=verbose,
+            steps=steps,
+            callbacks=callbacks,
         )
 
     # ------------------------------------------------------------------ one batch
