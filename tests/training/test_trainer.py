@@ -179,3 +179,17 @@ def test_steps_are_a_positive_integer(steps) -> None:
         model.predict(X, steps=steps)
     with pytest.raises(ConfigError, match=r"fit\(validation_steps=\.\.\.\)"):
         model.fit(X, Y, validation_data=(X, Y), validation_steps=steps, verbose=0)
+
+
+@pytest.mark.parametrize("method", ["fit", "evaluate", "predict"])
+def test_positional_arguments_follow_keras_order(method: str) -> None:
+    import inspect
+
+    def positional(function) -> list[str]:
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        parameters = inspect.signature(function).parameters.values()
+        return [p.name for p in parameters if p.kind in kinds and p.name != "self"]
+
+    ours_names = positional(getattr(maskwise.Sequential, method))
+    assert ours_names == positional(getattr(keras.Model, method))[: len(ours_names)]
+    assert {"steps", "callbacks", "validation_freq"} & set(ours_names)

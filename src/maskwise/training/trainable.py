@@ -209,8 +209,8 @@ class Trainable(nn.Module):
     ) -> History:
         """Train for `epochs` epochs; returns a `History` (`history.history[key]` per epoch).
 
-        The arguments before `bucketing` may be given by position, in Keras's order
-        (`model.fit(x, y, 32, 10)` is `batch_size=32, epochs=10`).
+        The arguments up to `validation_freq` may be given by position, in Keras's
+        order (`model.fit(x, y, 32, 10)` is `batch_size=32, epochs=10`).
 
         Args:
             x: inputs: a padded array `(N, time, ...)`, a list of per-sequence arrays, a
@@ -236,7 +236,8 @@ class Trainable(nn.Module):
                 that leaves no training or no validation sequence).
             shuffle: reshuffle the batches every epoch.
             bucketing: batch sequences of similar length together (less padding).
-            callbacks: `maskwise.callbacks.Callback`s.
+            callbacks: `maskwise.callbacks.Callback`s; the validation calls their
+                `on_test_*` hooks, as in Keras.
             verbose: 0 silent, 1 a progress line (redrawn on a terminal, fitted to its
                 width; one plain line per epoch in a log file), 2 one line per epoch,
                 `"auto"` 1 (Keras's default). The line counts batches (`12/50`) and real
@@ -298,7 +299,8 @@ class Trainable(nn.Module):
                 hold no `val_*` entries, and a callback monitoring one skips them
                 with a warning, as Keras's do.
             validation_steps: validate on the first `validation_steps` batches of the
-                validation data only, as in Keras; None: all of them.
+                validation data only, as in Keras (batched in data order then, so they
+                hold its first sequences); None: all of them.
 
         Data parallel: run the script with `torchrun --nproc-per-node N`; `fit` joins
         the process group (gloo on CPU, nccl on CUDA) unless the script has, wraps the
