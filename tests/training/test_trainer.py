@@ -121,7 +121,8 @@ def test_fit_validation_calls_the_test_hooks_keras_does(freq: int) -> None:
     assert [call[0] for call in sequences[0]].count("on_test_begin") == 2 // freq
 
 
-@pytest.mark.parametrize("steps", [1, 2])
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")
+@pytest.mark.parametrize("steps", [1, 2, 9])  # 9: more than the 3 batches, all of them
 def test_evaluate_steps_measures_the_first_batches_as_keras(steps: int) -> None:
     model, oracle = ours(), theirs()
     model.build((None, 3, 2))

@@ -95,6 +95,16 @@ def check_validation_freq(validation_freq: Any) -> None:
         )
 
 
+def batches_run(num_batches: int, steps: int | None) -> int:
+    """The batches an evaluation or a prediction of `num_batches` runs with `steps`:
+    the first `steps`, or all when there are fewer (or `steps` is None).
+
+    >>> batches_run(5, 2), batches_run(5, 9), batches_run(5, None)
+    (2, 5, 5)
+    """
+    return num_batches if steps is None else min(steps, num_batches)
+
+
 def check_steps(steps: Any, method: str, name: str = "steps") -> None:
     """`evaluate(steps=...)`, `predict(steps=...)`, `fit(validation_steps=...)`: None
     (every batch), or the number of batches to run, >= 1, as in Keras."""

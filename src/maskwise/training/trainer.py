@@ -45,7 +45,14 @@ from ..progress import ProgressBar, resolve_verbose
 from .callback_list import CallbackList
 from .compiled import Compiled, check_learning_rate, compile_args
 from .distributed import Update, evaluation_plan, gather_predictions, reduce_totals, wrap
-from .epochs import check_epochs, check_steps, check_validation_freq, epoch_window, validates
+from .epochs import (
+    batches_run,
+    check_epochs,
+    check_steps,
+    check_validation_freq,
+    epoch_window,
+    validates,
+)
 from .inputs import (
     data_loader,
     forward,
@@ -859,7 +866,7 @@ class Trainer:
         require_batches(loader, "data given to evaluate")
         placed = self.place(device)
         guard.model(self.model, device=placed)
-        num_batches = len(loader) if steps is None else min(steps, len(loader))
+        num_batches = batches_run(len(loader), steps)
         params = {"verbose": verbose, "epochs": 1, "steps": num_batches}
         callback_list = None if callbacks is None else CallbackList(callbacks, self.model, params)
         results = self.run_eval(loader, placed, callback_list, steps)
@@ -893,7 +900,7 @@ class Trainer:
         require_batches(loader, "data given to predict")
         names = output_names(self.model)
         predictions = [Predictions() for _ in names]
-        num_batches = len(loader) if steps is None else min(steps, len(loader))
+        num_batches = batches_run(len(loader), steps)
         verbose = resolve_verbose(verbose)
         params = {"verbose": verbose, "epochs": 1, "steps": num_batches}
         hooks = CallbackList(callbacks, self.model, params)
