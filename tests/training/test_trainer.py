@@ -194,3 +194,23 @@ def test_positional_arguments_follow_keras_order(method: str) -> None:
     ours_names = positional(getattr(maskwise.Sequential, method))
     assert ours_names == positional(getattr(keras.Model, method))[: len(ours_names)]
     assert {"steps", "callbacks", "validation_freq"} & set(ours_names)
+
+
+def test_csv_logger_writes_na_on_epochs_without_validation_as_keras(tmp_path) -> None:
+    rows = []
+    for model, module in [(theirs(), keras), (ours(), maskwise)]:
+        path = tmp_path / f"{module.__name__}.csv"
+        model.fit(
+            X,
+            Y,
+            batch_size=4,
+            epochs=4,
+            verbose=0,
+            validation_data=(X, Y),
+            validation_freq=2,
+            callbacks=[module.callbacks.CSVLogger(str(path))],
+        )
+        lines = path.read_text().splitlines()
+        rows.append([lines[0]] + [[v == "NA" for v in line.split(",")] for line in lines[1:]])
+    assert rows[1] == rows[0]
+    assert rows[0][1][-1] and not rows[0][2][-1]  # val_loss: NA at epoch 1, logged at 2
