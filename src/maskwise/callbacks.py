@@ -55,8 +55,8 @@ class Callback:
 
     model: Any = None
     params: dict[str, Any] | None = None
-    """Keras's training parameters, set by `fit`: `verbose`, `epochs` and `steps` (the
-    batches per epoch)."""
+    """Keras's parameters, set by `fit`, `evaluate` and `predict`: `verbose`, `epochs`
+    (1 for `evaluate` and `predict`) and `steps` (the batches per epoch, or run)."""
 
     def set_model(self, model: Any) -> None:
         self.model = model
