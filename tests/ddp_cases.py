@@ -187,7 +187,8 @@ def fit_problem(
     ordered: bool = False,
     **fit_args: Any,
 ) -> dict[str, Any]:
-    """`fit` (Adam, with validation), then `evaluate` and `predict` on other data.
+    """`fit` (Adam, with validation), then `evaluate` and `predict` on other data (all
+    of it, and its first 2 batches of 3: `steps=2`).
 
     `ordered`: batches in data order (no shuffle, no bucketing), so that k batches of
     `batch_size` are exactly the batch of `k * batch_size`. Returns the weights, the
@@ -214,6 +215,8 @@ def fit_problem(
         "history": history.history,
         "evaluate": model.evaluate(x_val, y_val, batch_size=3),
         "predict": model.predict(x_val, batch_size=3),
+        "evaluate_steps": model.evaluate(x_val, y_val, batch_size=3, steps=2),
+        "predict_steps": model.predict(x_val, batch_size=3, steps=2),
         "seen": model.seen,
     }
 

@@ -18,14 +18,20 @@ SCRIPTS = [
     [0.5, 0.6, 0.4, 0.41, 0.39, 0.5, 0.6, 0.7, 0.8],
     [3.0, 2.0, 1.0, 0.5, 0.25, 0.2, 0.19],
 ]
+GAPPED = [  # fit(validation_freq=2, 3): the epochs without validation log no val_loss
+    [None, 1.0, None, 0.9, None, 0.95, None, 0.96, None, 0.97],
+    [None, None, 1.0, None, None, 1.0, None, None, 1.0, None, None, 1.0],
+]
 
 
-def run_script(callback, model, script: list[float], monitor: str = "val_loss") -> list[dict]:
+def run_script(
+    callback, model, script: list[float | None], monitor: str = "val_loss"
+) -> list[dict]:
     callback.set_model(model)
     callback.on_train_begin()
     seen = []
     for epoch, value in enumerate(script):
-        logs = {monitor: value}
+        logs = {"loss": 1.0} if value is None else {monitor: value}  # None: not validated
         callback.on_epoch_end(epoch, logs)
         seen.append(logs)
         if model.stop_training:
@@ -77,6 +83,50 @@ def test_reduce_lr_on_plateau_follows_keras(script: list[float], options: dict) 
     )
 
 
+@pytest.mark.filterwarnings("ignore:.*(not available|without validation)")
+@pytest.mark.parametrize("script", GAPPED)
+@pytest.mark.parametrize("patience", [0, 1, 2])
+def test_epochs_without_validation_are_skipped_as_keras_does(
+    script: list[float | None], patience: int
+) -> None:
+    """EarlyStopping and ReduceLROnPlateau skip an epoch without `val_loss` (a warning)."""
+    stop = [types.SimpleNamespace(stop_training=False) for _ in range(2)]
+    stopped = [
+        len(run_script(module.EarlyStopping(patience=patience), model, script))
+        for module, model in zip((callbacks, keras.callbacks), stop, strict=True)
+    ]
+    assert stopped[0] == stopped[1] < len(script) + 1
+    param = torch.nn.Parameter(torch.zeros(1))
+    ours = types.SimpleNamespace(stop_training=False, optimizer=torch.optim.SGD([param], lr=1.0))
+    theirs = types.SimpleNamespace(
+        stop_training=False, optimizer=keras.optimizers.SGD(learning_rate=1.0)
+    )
+    run_script(callbacks.ReduceLROnPlateau(patience=patience, factor=0.5), ours, script)
+    run_script(keras.callbacks.ReduceLROnPlateau(patience=patience, factor=0.5), theirs, script)
+    assert ours.optimizer.param_groups[0]["lr"] == pytest.approx(
+        float(theirs.optimizer.learning_rate), rel=1e-6
+    )
+
+
+def test_an_epoch_without_validation_warns_and_save_best_only_saves_as_keras(tmp_path) -> None:
+    saved = []
+    keras_model = types.SimpleNamespace(save=lambda path, **kwargs: saved.append(path))
+    model = compiled_model()
+    model.build((None, 3))
+    for save, on in [
+        (keras.callbacks.ModelCheckpoint(tmp_path / "m.keras", save_best_only=True), keras_model),
+        (callbacks.ModelCheckpoint(tmp_path / "m.safetensors", save_best_only=True), model),
+    ]:
+        save.set_model(on)
+        save.on_train_begin()
+        with pytest.warns(UserWarning, match="val_loss"):
+            save.on_epoch_end(0, {"loss": 1.0})
+    assert len(saved) == 1  # Keras saves when the monitored value is missing; so do we:
+    assert (tmp_path / "m.safetensors").exists()
+    with pytest.warns(UserWarning, match=r"EarlyStopping monitors 'val_loss'.*without validation"):
+        assert callbacks.EarlyStopping().current({"loss": 1.0}) is None
+
+
 def scripted(values: list[float], key: str = "val_loss") -> callbacks.LambdaCallback:
     """Overwrite `logs[key]` with a scripted value at the end of every epoch."""
     return callbacks.LambdaCallback(
@@ -104,6 +154,7 @@ def test_early_stopping_in_fit_restores_the_best_weights() -> None:
         epochs=10,
         batch_size=8,
         verbose=0,
+        validation_data=(x[:2], y[:2]),  # its val_loss overwritten by the script
         callbacks=[scripted([1.0, 0.7, 0.8, 0.9, 0.1, 0.0]), record, stop],
     )
     assert history.epoch == [0, 1, 2, 3]
@@ -144,6 +195,7 @@ def test_model_checkpoint_saves_the_best_epochs(tmp_path) -> None:
         epochs=4,
         batch_size=8,
         verbose=0,
+        validation_data=(x[:2], y[:2]),  # its val_loss overwritten by the script
         callbacks=[scripted([0.9, 0.5, 0.6, 0.2]), record, check],
     )
     files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
@@ -197,7 +249,8 @@ def test_a_callback_can_stop_training() -> None:
 
 def test_a_missing_monitored_value_is_a_clear_error() -> None:
     x, y = tagging_data(8)
-    with pytest.raises(ConfigError, match=r"monitors 'val_loss'.*Pass validation_data"):
+    message = r"(?s)monitors 'val_loss'.*no validation data.*pass validation_data"
+    with pytest.raises(ConfigError, match=message):
         compiled_model().fit(x, y, verbose=0, callbacks=[callbacks.EarlyStopping()])
 
 
@@ -464,11 +517,10 @@ def test_keras3_on_train_batch_end_runs_at_each_batch() -> None:
     assert counter.batches == seen == [0, 1, 2, 0, 1, 2]
 
 
-@pytest.mark.parametrize(
-    "hook", ["on_train_batch_begin", "on_batch_begin", "on_test_end", "on_predict_batch_end"]
-)
-def test_a_keras_hook_fit_never_calls_is_an_error(hook: str) -> None:
-    """A Keras hook maskwise's fit never calls would never run: refused, not skipped."""
+@pytest.mark.parametrize("hook", ["on_train_batch_begin", "on_batch_begin"])
+def test_a_keras_hook_maskwise_never_calls_is_an_error(hook: str) -> None:
+    """A Keras hook maskwise never calls would never run: refused, not skipped (the
+    on_test_* and on_predict_* hooks are called: tests/training/test_trainer.py)."""
     keras_style = type("KerasStyle", (callbacks.Callback,), {hook: lambda self, *args: None})
     x, y = tagging_data(8)
     with pytest.raises(ConfigError, match=rf"(?s)KerasStyle.*{hook}.*never calls.*on_epoch_end"):

@@ -117,6 +117,11 @@ def test_fit_on_two_ranks_gives_the_weights_logs_evaluation_and_predictions_of_o
         assert [len(p) for p in predictions] == [len(s) for s in x_val]
         for mine, theirs in zip(predictions, one["predict"], strict=True):
             np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+    # steps=2: both ranks run the same 2 global batches (the first 6 sequences).
+    _assert_same_logs(result["evaluate_steps"], one["evaluate_steps"])
+    assert len(result["predict_steps"]) == len(one["predict_steps"]) == 6
+    for mine, theirs in zip(result["predict_steps"], one["predict_steps"], strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
 
 
 def test_fit_jit_compile_on_two_ranks_gives_the_weights_of_one_eager_process(two_ranks):

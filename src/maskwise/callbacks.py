@@ -2,14 +2,20 @@
 
 A callback is an object with hooks that `fit` calls: `on_train_begin(logs)`,
 `on_epoch_begin(epoch, logs)`, `on_batch_end(batch, logs)`, `on_epoch_end(epoch, logs)`,
-`on_train_end(logs)`. `fit` sets `callback.model` first. Setting `model.stop_training =
+`on_train_end(logs)`; `evaluate(callbacks=...)` and `fit`'s validation call
+`on_test_begin`, `on_test_batch_begin`, `on_test_batch_end`, `on_test_end`, and
+`predict(callbacks=...)` the `on_predict_*` hooks, as in Keras. `fit` (`evaluate`,
+`predict`) sets `callback.model` first. Setting `model.stop_training =
 True` in a hook ends training after the current epoch. `logs` at the end of an epoch
 holds that epoch's `loss`, metrics, and `val_*` entries (see `Trainable.fit`).
 
 The monitoring callbacks (`EarlyStopping`, `ModelCheckpoint`, `ReduceLROnPlateau`)
 follow Keras 3 (`keras/src/callbacks/`) step for step, with one deliberate difference:
-a monitored value missing from the logs (e.g. `val_loss` without validation data) is a
-`ConfigError`, not a warning and a callback that silently never acts.
+a monitored value that can never be in the logs (a misspelt name, `val_loss` without
+validation data) is a `ConfigError`, not a warning and a callback that silently never
+acts. On an epoch that `fit(validation_freq=N)` does not validate, a monitored `val_*`
+value is missing as in Keras: a warning, and the callback skips that epoch
+(`ModelCheckpoint(save_best_only=True)` saves, as Keras's does).
 
 The state of these callbacks (their best value, patience counters, `EarlyStopping`'s
 best weights) travels in checkpoints: `get_state()` gives it as JSON, `get_tensors()`
@@ -49,8 +55,8 @@ class Callback:
 
     model: Any = None
     params: dict[str, Any] | None = None
-    """Keras's training parameters, set by `fit`: `verbose`, `epochs` and `steps` (the
-    batches per epoch)."""
+    """Keras's parameters, set by `fit`, `evaluate` and `predict`: `verbose`, `epochs`
+    (1 for `evaluate` and `predict`) and `steps` (the batches per epoch, or run)."""
 
     def set_model(self, model: Any) -> None:
         self.model = model
@@ -77,6 +83,33 @@ class Callback:
         """Keras 3's name of the hook `fit` calls after each training batch; by default it
         calls `on_batch_end`, as in Keras, so a callback overrides either one."""
         self.on_batch_end(batch, logs)
+
+    def on_test_begin(self, logs: Logs | None = None) -> None:
+        """Before an evaluation: `evaluate(callbacks=...)`, or `fit`'s validation."""
+
+    def on_test_end(self, logs: Logs | None = None) -> None:
+        """After an evaluation; `logs` holds its results (without the `val_` prefix)."""
+
+    def on_test_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Before each batch of an evaluation (`logs` is empty)."""
+
+    def on_test_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        """After each batch of an evaluation; `logs` holds the loss and the metrics so
+        far (under data parallel, this process's share so far), as in Keras."""
+
+    def on_predict_begin(self, logs: Logs | None = None) -> None:
+        """Before `predict(callbacks=...)` runs its batches."""
+
+    def on_predict_end(self, logs: Logs | None = None) -> None:
+        """After `predict`'s last batch (`logs` is empty)."""
+
+    def on_predict_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Before each batch of `predict` (`logs` is empty)."""
+
+    def on_predict_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        """After each batch of `predict`; `logs["outputs"]` is the batch's output
+        (`predict_step`'s: a padded `Masked`; None for an empty share under data
+        parallel)."""
 
     def get_state(self) -> dict[str, Any]:
         """What a checkpoint keeps of this callback, as JSON values ({} here: nothing)."""
@@ -132,20 +165,30 @@ def hook_order(callbacks: Sequence[Callback]) -> list[Callback]:
     return [*(c for c in callbacks if not isinstance(c, ModelCheckpoint)), *checkpoints]
 
 
-UNCALLED_HOOKS = (
-    "on_batch_begin",
-    "on_train_batch_begin",
-    "on_test_begin",
-    "on_test_end",
-    "on_test_batch_begin",
-    "on_test_batch_end",
-    "on_predict_begin",
-    "on_predict_end",
-    "on_predict_batch_begin",
-    "on_predict_batch_end",
-)
+UNCALLED_HOOKS = ("on_batch_begin", "on_train_batch_begin")
 """Keras hooks that maskwise never calls: a callback defining one is refused, since its
 code would silently never run."""
+
+
+def require_validation(callbacks: Sequence[Callback]) -> None:
+    """A `ConfigError` when a callback of a `fit` without validation data monitors a
+    `val_*` value, which would never be logged."""
+    for callback in callbacks:
+        if (
+            isinstance(callback, MonitorCallback)
+            and callback.reads_monitor
+            and callback.monitor.startswith("val_")
+        ):
+            raise ConfigError(
+                format_error(
+                    f"{type(callback).__name__} monitors {callback.monitor!r}, which is "
+                    "not in the epoch's logs: fit has no validation data.",
+                    expected="validation data for a val_* monitor",
+                    received=repr(callback.monitor),
+                    fix="pass validation_data (or validation_split) to fit, or monitor "
+                    "a training value such as 'loss'.",
+                )
+            )
 
 
 def _require_called_hooks(position: int, callback: Callback) -> None:
@@ -155,14 +198,14 @@ def _require_called_hooks(position: int, callback: Callback) -> None:
         raise ConfigError(
             format_error(
                 f"callbacks[{position}] ({type(callback).__name__}) defines "
-                f"{', '.join(defined)}, which maskwise's fit never calls: that code would "
+                f"{', '.join(defined)}, which maskwise never calls: that code would "
                 "never run.",
                 expected="hooks among on_train_begin, on_epoch_begin, on_train_batch_end "
-                "(or on_batch_end), on_epoch_end, on_train_end",
+                "(or on_batch_end), on_epoch_end, on_train_end, on_test_* and "
+                "on_predict_* (begin, end, batch_begin, batch_end)",
                 received=", ".join(defined),
-                fix="move the code to a hook fit calls: the validation results are in "
-                "on_epoch_end's logs (`val_loss`, `val_<metric>`); run code around "
-                "evaluate() or predict() yourself.",
+                fix="move the code to a hook maskwise calls, e.g. on_train_batch_end "
+                "(after each training batch) or on_epoch_begin.",
             )
         )
 
@@ -188,15 +231,17 @@ def _foreign_callback(position: int, callback: Any) -> str:
 
 
 def wants_batch_logs(callback: Callback) -> bool:
-    """Whether `callback` does something at each batch (reading a batch's loss off the
-    device costs a synchronisation, so `fit` builds batch logs only when needed)."""
+    """Whether `callback` does something at each training batch (reading a batch's loss
+    off the device costs a synchronisation, so `fit` builds batch logs only when
+    needed)."""
     if isinstance(callback, LambdaCallback):
         return callback.batch_end is not None
-    kind = type(callback)
-    return (
-        kind.on_batch_end is not Callback.on_batch_end
-        or kind.on_train_batch_end is not Callback.on_train_batch_end
-    )
+    return overrides(callback, "on_batch_end") or overrides(callback, "on_train_batch_end")
+
+
+def overrides(callback: Callback, hook: str) -> bool:
+    """Whether `callback`'s class defines `hook` itself (not `Callback`'s no-op)."""
+    return getattr(type(callback), hook) is not getattr(Callback, hook)
 
 
 class History(Callback):
@@ -237,7 +282,7 @@ class MonitorCallback(Callback):
         >>> class PrintBest(MonitorCallback):
         ...     def on_epoch_end(self, epoch, logs):
         ...         current = self.current(logs)
-        ...         if self.is_improvement(current, self.best):
+        ...         if current is not None and self.is_improvement(current, self.best):
         ...             self.best = current
         ...             print(f"epoch {epoch + 1}: best {self.monitor} so far, {current}")
         >>> best = PrintBest(monitor="val_accuracy")  # "auto": an accuracy should go up
@@ -294,14 +339,33 @@ class MonitorCallback(Callback):
             )
         )
 
+    @property
+    def reads_monitor(self) -> bool:
+        """Whether the callback reads the monitored value (ModelCheckpoint: only with
+        `save_best_only`)."""
+        return True
+
     def is_improvement(self, current: float, reference: float | None) -> bool:
         if reference is None:
             return True
         delta = -self.min_delta if self.op is operator.lt else self.min_delta
         return bool(self.op(current - delta, reference))
 
-    def current(self, logs: Logs | None) -> float:
+    def current(self, logs: Logs | None) -> float | None:
+        """The monitored value in `logs`. On an epoch without validation (`fit(
+        validation_freq=N)`: no `val_*` entry at all) a monitored `val_*` value is
+        missing: a warning and None, and the callback skips the epoch, as in Keras
+        (`fit` refuses a `val_*` monitor when it has no validation data at all). Any
+        other missing value is a `ConfigError`."""
         logs = logs or {}
+        if self.monitor.startswith("val_") and not any(k.startswith("val_") for k in logs):
+            warnings.warn(
+                f"{type(self).__name__} monitors {self.monitor!r}, which is not in the "
+                f"logs of an epoch without validation; it skips this epoch. Available "
+                f"metrics are: {', '.join(logs)}.",
+                stacklevel=3,
+            )
+            return None
         if self.monitor not in logs:
             per_class = sorted(
                 k for k in logs if k.startswith((f"{self.monitor}/", f"{self.monitor}_"))
@@ -310,8 +374,6 @@ class MonitorCallback(Callback):
             if per_class:  # Precision, Recall, F1Score log one value per class
                 hint = f" The metric logs one value per class and their average: {per_class}."
                 fix = f"monitor one of them, e.g. {per_class[-1]!r} (the macro average)."
-            elif self.monitor.startswith("val_") and not any(k.startswith("val_") for k in logs):
-                hint = " Pass validation_data (or validation_split) to fit."
             raise ConfigError(
                 format_error(
                     f"{type(self).__name__} monitors {self.monitor!r}, which is not in the "
@@ -387,7 +449,7 @@ class EarlyStopping(MonitorCallback):
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         current = self.current(logs)
-        if epoch < self.start_from_epoch:
+        if current is None or epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = get_weights(self.model)
@@ -497,6 +559,10 @@ class ModelCheckpoint(MonitorCallback):
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only
 
+    @property
+    def reads_monitor(self) -> bool:
+        return self.save_best_only
+
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self.best = self.baseline
 
@@ -515,8 +581,8 @@ class ModelCheckpoint(MonitorCallback):
             return
         path = self._filled_path(epoch, logs)
         message = f"\nEpoch {epoch + 1}: saving model to {path}"
-        if self.save_best_only:
-            current = self.current(logs)
+        current = self.current(logs) if self.save_best_only else None
+        if current is not None:  # None: an epoch without validation saves, as in Keras
             best = "None" if self.best is None else f"{self.best:.5f}"
             if not self.is_improvement(current, self.best):
                 if self.verbose > 0:
@@ -632,6 +698,8 @@ class ReduceLROnPlateau(MonitorCallback):
         if logs is not None:
             logs["learning_rate"] = float(groups[0]["lr"])
         current = self.current(logs)
+        if current is None:
+            return
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0

@@ -1,4 +1,6 @@
-"""`CallbackList`: the one place that calls the callbacks' hooks, in order."""
+"""`CallbackList`: the one place that calls the callbacks' hooks, in order (those of
+`fit`, and the `on_test_*` and `on_predict_*` hooks of `evaluate`, `predict` and `fit`'s
+validation)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from ..callbacks import (
     TerminateOnNaN,
     hook_order,
     keyed,
+    overrides,
     wants_batch_logs,
 )
 
@@ -43,10 +46,10 @@ class CallbackList:
         {'loss': [0.5]}
 
     Args:
-        callbacks: the callbacks passed to `fit` (None: none).
+        callbacks: the callbacks passed to `fit`, `evaluate` or `predict` (None: none).
         model: the model being trained, given to each callback (`callback.model`).
-        params: Keras's training parameters (`verbose`, `epochs`, `steps`), given to
-            each callback (`callback.params`).
+        params: Keras's parameters (`verbose`, `epochs`, `steps`; `epochs=1` for
+            `evaluate` and `predict`), given to each callback (`callback.params`).
     """
 
     def __init__(
@@ -66,6 +69,10 @@ class CallbackList:
     @property
     def has_batch_hooks(self) -> bool:
         return bool(self.batch_callbacks)
+
+    def wants(self, hook: str) -> bool:
+        """Whether a callback defines `hook` (its logs may cost a device read)."""
+        return any(overrides(callback, hook) for callback in self.callbacks)
 
     def stop_on_non_finite(self, error: Exception) -> bool:
         """Hand a `NonFiniteError` of `fit` to the `TerminateOnNaN` callbacks: True when
@@ -94,6 +101,38 @@ class CallbackList:
     def on_train_end(self, logs: Logs) -> None:
         for callback in self.callbacks:
             callback.on_train_end(logs)
+
+    def on_test_begin(self, logs: Logs) -> None:
+        for callback in self.callbacks:
+            callback.on_test_begin(logs)
+
+    def on_test_batch_begin(self, batch: int, logs: Logs) -> None:
+        for callback in self.callbacks:
+            callback.on_test_batch_begin(batch, logs)
+
+    def on_test_batch_end(self, batch: int, logs: Logs) -> None:
+        for callback in self.callbacks:
+            callback.on_test_batch_end(batch, logs)
+
+    def on_test_end(self, logs: Logs) -> None:
+        for callback in self.callbacks:
+            callback.on_test_end(logs)
+
+    def on_predict_begin(self, logs: Logs) -> None:
+        for callback in self.callbacks:
+            callback.on_predict_begin(logs)
+
+    def on_predict_batch_begin(self, batch: int, logs: Logs) -> None:
+        for callback in self.callbacks:
+            callback.on_predict_batch_begin(batch, logs)
+
+    def on_predict_batch_end(self, batch: int, logs: Logs) -> None:
+        for callback in self.callbacks:
+            callback.on_predict_batch_end(batch, logs)
+
+    def on_predict_end(self, logs: Logs) -> None:
+        for callback in self.callbacks:
+            callback.on_predict_end(logs)
 
     def states(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         """(JSON state, tensors) of each stateful callback, by checkpoint key."""

@@ -1,4 +1,6 @@
-"""Which batches an epoch of `fit` runs: `initial_epoch` and `steps_per_epoch`, as Keras.
+"""Which batches an epoch of `fit` runs (`initial_epoch`, `steps_per_epoch`), which
+epochs validate (`validation_freq`), and how many batches an evaluation or a prediction
+runs (`steps`, `validation_steps`), as Keras.
 
 Without `steps_per_epoch`, epoch `e` is one pass over the data, its batch order seeded
 by `e`. With it, an epoch runs the next `steps_per_epoch` batches of the current pass;
@@ -64,4 +66,54 @@ def check_epochs(initial_epoch: Any, epochs: Any, steps_per_epoch: Any) -> None:
             "an integer >= 1, or None for one pass over the data per epoch",
             f"steps_per_epoch={steps_per_epoch!r}",
             "e.g. `fit(x, y, epochs=10, steps_per_epoch=100)`.",
+        )
+
+
+def validates(epoch: int, validation_freq: int) -> bool:
+    """Whether epoch `epoch` (from 0) ends with a validation: every `validation_freq`-th
+    epoch, counted from 1, as Keras's `_should_eval`.
+
+    >>> [e for e in range(6) if validates(e, 2)]
+    [1, 3, 5]
+    """
+    return (epoch + 1) % validation_freq == 0
+
+
+def check_validation_freq(validation_freq: Any) -> None:
+    """`fit(validation_freq=...)`: an integer >= 1 (Keras 3 takes an integer only)."""
+    if not (
+        isinstance(validation_freq, int)
+        and not isinstance(validation_freq, bool)
+        and validation_freq >= 1
+    ):
+        raise _refuse(
+            "fit(validation_freq=...) is how many epochs run between two validations.",
+            "an integer >= 1 (1: validate after every epoch); Keras 3 takes no list",
+            f"validation_freq={validation_freq!r}",
+            "e.g. `fit(x, y, validation_data=(xv, yv), epochs=10, validation_freq=2)` "
+            "validates after epochs 2, 4, ..., 10.",
+        )
+
+
+def batches_run(num_batches: int, steps: int | None) -> int:
+    """The batches an evaluation or a prediction of `num_batches` runs with `steps`:
+    the first `steps`, or all when there are fewer (or `steps` is None).
+
+    >>> batches_run(5, 2), batches_run(5, 9), batches_run(5, None)
+    (2, 5, 5)
+    """
+    return num_batches if steps is None else min(steps, num_batches)
+
+
+def check_steps(steps: Any, method: str, name: str = "steps") -> None:
+    """`evaluate(steps=...)`, `predict(steps=...)`, `fit(validation_steps=...)`: None
+    (every batch), or the number of batches to run, >= 1, as in Keras."""
+    if steps is not None and not (
+        isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1
+    ):
+        raise _refuse(
+            f"{method}({name}=...) is the number of batches to run.",
+            "an integer >= 1, or None for every batch of the data",
+            f"{name}={steps!r}",
+            f"e.g. `{method}(..., {name}=10)` stops after 10 batches.",
         )

@@ -151,15 +151,18 @@ def data_loader(
     )
 
 
-def validation_loader(data: Any, batch_size: int, mask_value: float | None) -> Loader | None:
-    """The loader of `fit`'s `validation_data` (None without any)."""
+def validation_loader(
+    data: Any, batch_size: int, mask_value: float | None, bucketing: bool = True
+) -> Loader | None:
+    """The loader of `fit`'s `validation_data` (None without any); without `bucketing`
+    its batches hold the sequences in order (`validation_steps` takes the first ones)."""
     if data is None:
         return None
     if isinstance(data, Loader | SequenceDataset | ParquetSequences):
-        return data_loader(data, None, None, batch_size, mask_value)
+        return data_loader(data, None, None, batch_size, mask_value, bucketing=bucketing)
     if isinstance(data, tuple | list) and len(data) in (2, 3):
         weight = data[2] if len(data) == 3 else None
-        return data_loader(data[0], data[1], weight, batch_size, mask_value)
+        return data_loader(data[0], data[1], weight, batch_size, mask_value, bucketing=bucketing)
     raise ConfigError(
         format_error(
             "validation_data must be (x_val, y_val), (x_val, y_val, sample_weight), "

@@ -193,8 +193,10 @@ class Trainable(nn.Module):
         sample_weight: Any = None,
         initial_epoch: int | None = None,
         steps_per_epoch: int | None = None,
-        *,
+        validation_steps: int | None = None,
         validation_batch_size: int | None = None,
+        validation_freq: int = 1,
+        *,
         bucketing: bool = True,
         seed: int | None = None,
         device: torch.device | str | None = None,
@@ -207,8 +209,8 @@ class Trainable(nn.Module):
     ) -> History:
         """Train for `epochs` epochs; returns a `History` (`history.history[key]` per epoch).
 
-        The arguments before `bucketing` may be given by position, in Keras's order
-        (`model.fit(x, y, 32, 10)` is `batch_size=32, epochs=10`).
+        The arguments up to `validation_freq` may be given by position, in Keras's
+        order (`model.fit(x, y, 32, 10)` is `batch_size=32, epochs=10`).
 
         Args:
             x: inputs: a padded array `(N, time, ...)`, a list of per-sequence arrays, a
@@ -234,7 +236,8 @@ class Trainable(nn.Module):
                 that leaves no training or no validation sequence).
             shuffle: reshuffle the batches every epoch.
             bucketing: batch sequences of similar length together (less padding).
-            callbacks: `maskwise.callbacks.Callback`s.
+            callbacks: `maskwise.callbacks.Callback`s; the validation calls their
+                `on_test_*` hooks, as in Keras.
             verbose: 0 silent, 1 a progress line (redrawn on a terminal, fitted to its
                 width; one plain line per epoch in a log file), 2 one line per epoch,
                 `"auto"` 1 (Keras's default). The line counts batches (`12/50`) and real
@@ -291,6 +294,13 @@ class Trainable(nn.Module):
                 `steps_per_epoch` batches of the current pass over the data; the one
                 that reaches the end of the data stops there and the next starts a new
                 pass (`maskwise.training.epochs`). None: one pass per epoch.
+            validation_freq: validate after every `validation_freq`-th epoch (epochs
+                2, 4, ... for 2), as in Keras 3 (an integer); the other epochs' logs
+                hold no `val_*` entries, and a callback monitoring one skips them
+                with a warning, as Keras's do.
+            validation_steps: validate on the first `validation_steps` batches of the
+                validation data only, as in Keras (batched in data order then, so they
+                hold its first sequences); None: all of them.
 
         Data parallel: run the script with `torchrun --nproc-per-node N`; `fit` joins
         the process group (gloo on CPU, nccl on CUDA) unless the script has, wraps the
@@ -330,6 +340,8 @@ class Trainable(nn.Module):
             precision=precision,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps_per_epoch,
+            validation_freq=validation_freq,
+            validation_steps=validation_steps,
         )
 
     # ------------------------------------------------------------------ evaluate
@@ -340,11 +352,13 @@ class Trainable(nn.Module):
         batch_size: int | None = 32,
         verbose: int | str = 0,
         sample_weight: Any = None,
+        steps: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        return_dict: bool = True,
         *,
         device: torch.device | str | None = None,
         mask_value: float | None = 0.0,
         checks: str = "raise",
-        return_dict: bool = True,
     ) -> Any:
         """The loss and the metrics over every real step of the data: `{"loss": ...,
         "<metric>": ...}`; with `return_dict=False`, Keras's list `[loss, metric, ...]`
@@ -355,10 +369,13 @@ class Trainable(nn.Module):
         The loss is the mean over real steps (default reduction; weighted by each
         batch's real steps), exactly as if the whole data set were one batch.
         Arguments as in `fit`, and by position in Keras's order (`x, y, batch_size,
-        verbose, sample_weight`); `checks`: the same checks, run on one batch made from
-        the sample of `x`. Under `torchrun`, each process measures its share of the
-        batches and the sums are added up across processes: every process gets the
-        figures of the whole data.
+        verbose, sample_weight, steps, callbacks, return_dict`); `checks`: the same
+        checks, run on one batch made from the sample of `x`; `steps`: measure the
+        first `steps` batches only (None: all), as in Keras; `callbacks`: their
+        `on_test_begin`, `on_test_batch_begin`, `on_test_batch_end` (logs: the loss and
+        metrics so far) and `on_test_end` (logs: the results) are called, as in Keras.
+        Under `torchrun`, each process measures its share of the batches and the sums
+        are added up across processes: every process gets the figures of the whole data.
         """
         logs = self.trainer.evaluate(
             x,
@@ -369,6 +386,8 @@ class Trainable(nn.Module):
             verbose=verbose,
             mask_value=mask_value,
             checks=checks,
+            steps=steps,
+            callbacks=callbacks,
         )
         return on_batch.results(logs, return_dict)
 
@@ -378,6 +397,8 @@ class Trainable(nn.Module):
         x: Any,
         batch_size: int | None = 32,
         verbose: int | str = 0,
+        steps: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
         *,
         device: torch.device | str | None = None,
         mask_value: float | None = 0.0,
@@ -395,8 +416,12 @@ class Trainable(nn.Module):
             results, each as above.
 
         Arguments as in `fit`, and by position in Keras's order (`x, batch_size,
-        verbose`); `checks`: the data checks on a sample of `x`; `verbose`: as `fit`'s,
-        over the batches of `x`. Under `torchrun`, each
+        verbose, steps, callbacks`); `checks`: the data checks on a sample of `x`;
+        `verbose`: as `fit`'s, over the batches of `x`; `steps`: predict the first
+        `steps` batches only (None: all), as in Keras (the sequences of the other
+        batches are left out of the result); `callbacks`: their `on_predict_begin`,
+        `on_predict_batch_begin`, `on_predict_batch_end` (logs: `{"outputs": the
+        batch's output}`) and `on_predict_end` are called, as in Keras. Under `torchrun`, each
         process predicts its share of the batches and every process gets all the
         outputs, each sequence once, in the order of `x`.
         """
@@ -407,6 +432,8 @@ class Trainable(nn.Module):
             mask_value=mask_value,
             checks=checks,
             verbose=verbose,
+            steps=steps,
+            callbacks=callbacks,
         )
 
     # ------------------------------------------------------------------ one batch

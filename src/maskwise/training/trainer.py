@@ -32,7 +32,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import checkpoint, distributed
-from ..callbacks import Callback, History
+from ..callbacks import Callback, History, hook_order, require_validation
 from ..data import Batch, Loader
 from ..doctor.guards import Guard
 from ..errors import ConfigError, NonFiniteError, format_error
@@ -45,7 +45,14 @@ from ..progress import ProgressBar, resolve_verbose
 from .callback_list import CallbackList
 from .compiled import Compiled, check_learning_rate, compile_args
 from .distributed import Update, evaluation_plan, gather_predictions, reduce_totals, wrap
-from .epochs import check_epochs, epoch_window
+from .epochs import (
+    batches_run,
+    check_epochs,
+    check_steps,
+    check_validation_freq,
+    epoch_window,
+    validates,
+)
 from .inputs import (
     data_loader,
     forward,
@@ -201,6 +208,8 @@ class Trainer:
         self.update: Update | None = None
         self.num_batches = 0
         self.steps_per_epoch: int | None = None
+        self.validation_freq = 1  # during fit, its validation_freq
+        self.validation_steps: int | None = None  # and its validation_steps
         self.spare: Batch | None = None
 
     # ------------------------------------------------------------------ compile
@@ -553,23 +562,42 @@ class Trainer:
         with training_mode(self.model, False), torch.no_grad():
             self.forward(x)
 
-    def run_eval(self, loader: Loader, device: torch.device) -> Logs:
-        """The loss and the metrics over every batch of `loader`."""
+    def run_eval(
+        self,
+        loader: Loader,
+        device: torch.device,
+        callbacks: CallbackList | None = None,
+        steps: int | None = None,
+    ) -> Logs:
+        """The loss and the metrics over the first `steps` batches of `loader` (None:
+        all), calling the `on_test_*` hooks of `callbacks` as Keras does. Under data
+        parallel every process runs the same global batches (its share of each)."""
         heads = self.require_compiled("evaluate").heads
         self.totals = totals = EpochTotals(heads)
         self.update = plan = evaluation_plan(heads)
+        batch_logs = callbacks is not None and callbacks.wants("on_test_batch_end")
+        if callbacks is not None:
+            callbacks.on_test_begin({})
         try:
             with training_mode(self.model, False), torch.no_grad():
-                for index, batch in enumerate(prefetch(loader, device)):
+                batches = itertools.islice(loader, steps)
+                for index, batch in enumerate(prefetch(batches, device)):
+                    if callbacks is not None:
+                        callbacks.on_test_batch_begin(index, {})
                     if batch.size:  # under data parallel, a share may be empty
                         with _host.exact_checks(index == 0):
                             self.model.test_step(batch)
                     elif plan is not None:
                         plan.idle()  # the others sum their counts with this share's
+                    if callbacks is not None:
+                        callbacks.on_test_batch_end(index, totals.logs() if batch_logs else {})
         finally:
             self.update = None
         reduce_totals(totals)
-        return totals.logs()
+        logs = totals.logs()
+        if callbacks is not None:
+            callbacks.on_test_end(logs)
+        return logs
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -598,6 +626,8 @@ class Trainer:
         precision: str | None = None,
         initial_epoch: int | None = None,
         steps_per_epoch: int | None = None,
+        validation_freq: int = 1,
+        validation_steps: int | None = None,
     ) -> History:
         """Train for `epochs` epochs (see `Trainable.fit` for the arguments)."""
         require_grad_mode("fit")
@@ -605,6 +635,8 @@ class Trainer:
         check_jit_compile(jit_compile)
         check_precision(precision, self.place(None) if device is None else resolve_device(device))
         check_epochs(initial_epoch, epochs, steps_per_epoch)
+        check_validation_freq(validation_freq)
+        check_steps(validation_steps, "fit", "validation_steps")
         verbose = resolve_verbose(verbose)
         resume = None if resume_from is None else Resume(resume_from)
         saved = None if resume is None else resume.state
@@ -631,10 +663,14 @@ class Trainer:
             x, y, sample_weight, batch_size, mask_value, shuffle, bucketing, loader_seed
         )
         val_batch_size = batch_size if validation_batch_size is None else validation_batch_size
-        val_loader = validation_loader(validation_data, val_batch_size, mask_value)
+        val_loader = validation_loader(
+            validation_data, val_batch_size, mask_value, bucketing=validation_steps is None
+        )  # with validation_steps, the first batches hold the first sequences, as in Keras
         require_batches(loader, "training data")
         if val_loader is not None:
             require_batches(val_loader, "validation data")
+        else:
+            require_validation(hook_order(callbacks or []))
         placed = self.place(device)
         if initial_epoch is None:
             initial_epoch = 0 if saved is None else saved.epoch
@@ -656,6 +692,7 @@ class Trainer:
         if precision == "fp16":
             self.make_scaler(placed)
         self.steps_per_epoch = steps_per_epoch
+        self.validation_freq, self.validation_steps = validation_freq, validation_steps
         try:
             return self._run_epochs(
                 callback_list,
@@ -668,6 +705,7 @@ class Trainer:
         finally:
             self.parallel = self.plan = self.spare = self.jitted = self.precision = None
             self.steps_per_epoch = None
+            self.validation_freq, self.validation_steps = 1, None
 
     def _loader_seed(self, seed: int | None, saved: TrainingState | None) -> int:
         """The seed of the batch order: `seed`, else the resumed run's, else a new one."""
@@ -741,7 +779,7 @@ class Trainer:
         logs: Logs = {}
         with training_mode(self.model, True):
             for epoch in epochs:
-                callbacks.on_epoch_begin(epoch, logs)
+                callbacks.on_epoch_begin(epoch, {})  # empty, as in Keras
                 try:
                     logs = self.run_epoch(epoch, epochs.stop, loader, val_loader, device, verbose)
                 except NonFiniteError as error:  # the step was not kept (NonFiniteGuard)
@@ -763,7 +801,8 @@ class Trainer:
         device: torch.device,
         verbose: int | str,
     ) -> Logs:
-        """One epoch of training steps, then the validation; returns the epoch's logs."""
+        """One epoch of training steps, then the validation (on the epochs `validates`
+        picks); returns the epoch's logs."""
         compiled = self.require_compiled("fit")
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}")
@@ -791,8 +830,8 @@ class Trainer:
             self.update = None
         reduce_totals(totals)
         logs = totals.logs()
-        if val_loader is not None:
-            val = self.run_eval(val_loader, device)
+        if val_loader is not None and validates(epoch, self.validation_freq):
+            val = self.run_eval(val_loader, device, self.callbacks, self.validation_steps)
             logs.update({f"val_{key}": value for key, value in val.items()})
         self.state.epoch = epoch + 1
         self.state.batch = 0
@@ -811,19 +850,26 @@ class Trainer:
         verbose: int | str = 0,
         mask_value: float | None = 0.0,
         checks: str = "raise",
+        steps: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
     ) -> Logs:
         """The loss and the metrics over the data (see `Trainable.evaluate`)."""
         distributed.init_process_group(device or self.place(None))
         y = targets_by_name(y, self.require_compiled("evaluate").names, "evaluate")
         x = inputs_by_name(x, self.model, "evaluate")
         verbose = resolve_verbose(verbose)
+        check_steps(steps, "evaluate")
         guard = Guard(checks, "evaluate", mask_value)
         guard.data(x, y, sample_weight)
-        loader = data_loader(x, y, sample_weight, batch_size, mask_value)
+        # With steps, the first batches hold the first sequences, as in Keras.
+        loader = data_loader(x, y, sample_weight, batch_size, mask_value, bucketing=steps is None)
         require_batches(loader, "data given to evaluate")
         placed = self.place(device)
         guard.model(self.model, device=placed)
-        results = self.run_eval(loader, placed)
+        num_batches = batches_run(len(loader), steps)
+        params = {"verbose": verbose, "epochs": 1, "steps": num_batches}
+        callback_list = None if callbacks is None else CallbackList(callbacks, self.model, params)
+        results = self.run_eval(loader, placed, callback_list, steps)
         if verbose and distributed.rank() == 0:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in results.items() if isinstance(v, float)))
         return results
@@ -838,32 +884,45 @@ class Trainer:
         mask_value: float | None = 0.0,
         checks: str = "raise",
         verbose: int | str = 0,
+        steps: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
     ) -> Any:
         """The model's outputs without padding, in the order of `x` (a list or dict of
         them for several outputs; see `Trainable.predict`)."""
         distributed.init_process_group(device or self.place(None))
         x = inputs_by_name(x, self.model, "predict")
+        check_steps(steps, "predict")
         guard = Guard(checks, "predict", mask_value)
         guard.data(x)
         placed = self.place(device)
         guard.model(self.model, device=placed)
-        loader = data_loader(x, None, None, batch_size, mask_value)
+        loader = data_loader(x, None, None, batch_size, mask_value, bucketing=steps is None)
         require_batches(loader, "data given to predict")
         names = output_names(self.model)
         predictions = [Predictions() for _ in names]
-        bar = ProgressBar(len(loader), verbose if distributed.rank() == 0 else 0)
-        steps = torch.zeros((), device=placed)  # real steps predicted, for the speed
+        num_batches = batches_run(len(loader), steps)
+        verbose = resolve_verbose(verbose)
+        params = {"verbose": verbose, "epochs": 1, "steps": num_batches}
+        hooks = CallbackList(callbacks, self.model, params)
+        bar = ProgressBar(num_batches, verbose if distributed.rank() == 0 else 0)
+        predicted = torch.zeros((), device=placed)  # real steps predicted, for the speed
         out: Any = None
+        hooks.on_predict_begin({})
         with training_mode(self.model, False), torch.no_grad():
-            for index, batch in enumerate(prefetch(loader, placed)):
+            batches = itertools.islice(loader, num_batches)
+            for index, batch in enumerate(prefetch(batches, placed)):
+                hooks.on_predict_batch_begin(index, {})
+                batch_out = None
                 if batch.size:  # under data parallel, a share may be empty
-                    out = self.model.predict_step(batch)
+                    out = batch_out = self.model.predict_step(batch)
                     outputs = split_outputs(out, names)
                     for collected, output in zip(predictions, outputs, strict=True):
                         collected.add(batch.index.tolist(), as_masked(output))
-                    steps.add_(real_steps(outputs[0], batch.x))
-                bar.update(index + 1, lambda: (float(steps), {}))
-        bar.finish(float(steps), {})
+                    predicted.add_(real_steps(outputs[0], batch.x))
+                hooks.on_predict_batch_end(index, {"outputs": batch_out})
+                bar.update(index + 1, lambda: (float(predicted), {}))
+        bar.finish(float(predicted), {})
+        hooks.on_predict_end({})
         for collected in predictions:
             gather_predictions(collected)
         return pack(out, [collected.result() for collected in predictions], names)
