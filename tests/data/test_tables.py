@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maskwise import ConfigError, ShapeError
+from maskwise import ConfigError, MaskwiseTypeError, ShapeError
 from maskwise.data import ParquetSequences, from_dataframe, make_loader
 
 
@@ -283,3 +283,38 @@ def test_sharded_streaming_needs_a_row_group_per_process(tmp_path):
     loader = make_loader(data, batch_size=4, rank=1, world_size=2)
     with pytest.raises(ConfigError, match=r"(?s)Process 1 of 2 gets no row group.*shard=False"):
         list(loader)
+
+
+@pytest.mark.parametrize(
+    "column, values",
+    [
+        ("a", pd.Categorical(["u", "v", "u"])),
+        ("a", ["u", "v", "w"]),
+        ("label", pd.Categorical(["p", "q", "p"])),
+    ],
+)
+def test_text_and_categorical_columns_name_the_column_and_the_encoding(tmp_path, column, values):
+    df = pd.DataFrame({"seq": [0, 0, 1], "step": [0, 1, 0], "a": [1.0, 2.0, 3.0], "label": 0})
+    df[column] = values
+    with pytest.raises(MaskwiseTypeError, match=rf"(?s)Column '{column}'.*numbers.*cat\.codes"):
+        from_dataframe(df, "seq", "step", ["a"], "label")
+    df.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(MaskwiseTypeError, match=rf"Column '{column}'"):
+        list(ParquetSequences(tmp_path / "t.parquet", "seq", "step", ["a"], "label"))
+
+
+def test_empty_dataframe_says_it_has_no_rows():
+    df = pd.DataFrame({"seq": [], "step": [], "a": []})
+    with pytest.raises(ShapeError, match="no rows"):
+        from_dataframe(df, "seq", "step", ["a"])
+
+
+def test_per_sequence_nan_target_is_one_target_not_different_ones():
+    # NaN != NaN: a sequence whose rows all hold NaN holds one (missing) target.
+    df = pd.DataFrame({"seq": [0, 0, 1], "step": [0, 1, 0], "a": [1.0, 2.0, 3.0]})
+    df["label"] = [np.nan, np.nan, 1.0]
+    ds = from_dataframe(df, "seq", "step", ["a"], "label", per_step=False)
+    assert np.isnan(ds.collate([0]).y.item())
+    df["label"] = [np.nan, 0.0, 1.0]
+    with pytest.raises(ShapeError, match=r"(?s)different targets.*\[0\.0, nan\]"):
+        from_dataframe(df, "seq", "step", ["a"], "label", per_step=False)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, ShapeError, format_error
+from ..errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
 from .datasets import SequenceDataset
 
 Columns = str | Sequence[str]
@@ -48,6 +48,8 @@ def _chunk(
     """The arrays of one chunk of rows: ids, order, features `(rows, F)` or `(rows,)`,
     and `row`, each row's label in messages (its DataFrame index or its row in the file)."""
     names = _feature_list(feature_cols)
+    for name in [*names, *([target_col] if target_col else [])]:
+        _require_numbers(columns[name], name)
     features = np.stack([columns[c] for c in names], axis=1)
     chunk = {
         "id": columns[sequence_col],
@@ -60,6 +62,24 @@ def _chunk(
     if target_col is not None:
         chunk["y"] = columns[target_col]
     return chunk
+
+
+def _require_numbers(values: np.ndarray, column: str) -> None:
+    """A `MaskwiseTypeError` naming a feature or target column that holds text or
+    categories: the model reads numbers, and which number stands for each category is the
+    user's choice (codes for an embedding or a class target, one-hot columns otherwise)."""
+    if values.dtype.kind in "biuf":
+        return
+    raise MaskwiseTypeError(
+        format_error(
+            f"Column {column!r} must hold numbers.",
+            expected="a numeric (or bool) column",
+            received=f"dtype {values.dtype} (e.g. {_plain(values[0])!r})",
+            fix=f"encode it first: `df[{column!r}].astype('category').cat.codes` "
+            "(integer codes, for an Embedding or a class target), or "
+            f"`pd.get_dummies(df, columns=[{column!r}])` (one column per category).",
+        )
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -169,7 +189,7 @@ def _sequence(pieces: list[Chunk], per_step: bool, order_col: str) -> tuple[Any,
     y = joined["y"][order]
     if per_step:
         return sid, x, y
-    if len(y) and not np.all(y == y[0]):
+    if len(y) and not np.all((y == y[0]) | (_missing(y) & _missing(y[:1]))):  # NaN != NaN
         raise ShapeError(
             format_error(
                 f"Sequence {sid!r} has different targets on its rows, but per_step=False.",
@@ -215,6 +235,15 @@ def from_dataframe(
     names = _feature_list(feature_cols)
     wanted = [sequence_col, order_col, *names, *([target_col] if target_col else [])]
     _check_columns(list(df.columns), wanted, "The DataFrame")
+    if len(df) == 0:
+        raise ShapeError(
+            format_error(
+                "The DataFrame has no rows, so it holds no sequence.",
+                expected="at least one row (one step of one sequence)",
+                received="an empty DataFrame",
+                fix="check the filter or the file that built it.",
+            )
+        )
     frame = df.sort_values([sequence_col, order_col], kind="stable")
     columns = {c: frame[c].to_numpy() for c in dict.fromkeys(wanted)}
     rows = frame.index.to_numpy()
