@@ -10,8 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import maskwise as mw
 from maskwise import Masked, doctor
-from maskwise.errors import ShapeError
+from maskwise.errors import ConfigError, ShapeError
 from maskwise.masked import IGNORE_INDEX
 
 from .helpers import codes, padded, seed000
@@ -310,3 +311,24 @@ def test_targets_whose_real_steps_hold_no_class_give_no_padding_label_finding():
     x[:, :2] = 1.0  # two real steps, one padded step per sequence
     y = np.array([[np.nan, np.nan, 0.0], [np.inf, np.nan, 0.0]])  # no finite real label
     assert not [f for f in doctor.check(x, y) if f.code == "MW004"]
+
+
+# ------------------------------------------------------- data sets, as fit would read them
+def test_check_reads_a_data_set_as_fit_does(tmp_path) -> None:
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"id": [0, 0, 1, 1, 1], "t": [0, 1, 0, 1, 2], "a": [1.0, 2.0, 3.0, 0.0, 5.0]})
+    df["label"] = [0.0, np.nan, 1.0, 0.0, 1.0]  # NaN at a real step
+    data = mw.data.from_dataframe(df, "id", "t", ["a"], "label")
+    findings = doctor.check(data)
+    assert codes(findings) == ["MW005"]
+    assert "sequence 0, step 1" in findings[0].message
+    df.to_parquet(tmp_path / "t.parquet")
+    streamed = mw.data.ParquetSequences(tmp_path / "t.parquet", "id", "t", ["a"], "label")
+    assert codes(doctor.check(streamed)) == ["MW005"]
+    assert doctor.check(mw.data.from_dataframe(df.fillna(1.0), "id", "t", ["a"], "label")) == []
+
+
+def test_check_of_a_data_set_takes_its_targets_from_it() -> None:
+    data = mw.data.SequenceDataset([np.ones((2, 1))], [np.ones(2)])
+    with pytest.raises(ConfigError, match=r"(?s)y= .*from the data set"):
+        doctor.check(data, np.ones((1, 2)))
