@@ -318,3 +318,10 @@ def test_per_sequence_nan_target_is_one_target_not_different_ones():
     df["label"] = [np.nan, 0.0, 1.0]
     with pytest.raises(ShapeError, match=r"(?s)different targets.*\[0\.0, nan\]"):
         from_dataframe(df, "seq", "step", ["a"], "label", per_step=False)
+
+
+def test_dataframe_with_ids_in_its_index_says_reset_index():
+    xs, ys = _data(3)
+    df = _long(xs, ys).set_index(["seq", "step"])  # what a groupby leaves
+    with pytest.raises(ConfigError, match=r"(?s)no column 'seq'.*index.*df\.reset_index\(\)"):
+        from_dataframe(df, "seq", "step", ["a", "b"], "label")

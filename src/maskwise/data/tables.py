@@ -25,14 +25,21 @@ def _feature_list(feature_cols: Columns) -> list[str]:
     return [feature_cols] if isinstance(feature_cols, str) else list(feature_cols)
 
 
-def _check_columns(available: Sequence[str], wanted: list[str], source: str) -> None:
+def _check_columns(
+    available: Sequence[str], wanted: list[str], source: str, index: Sequence[Any] = ()
+) -> None:
+    """A `ConfigError` naming the first wanted column that `source` lacks; `index`: the
+    DataFrame's index names (after a groupby or `set_index`, the ids are there)."""
     missing = [c for c in wanted if c not in available]
     if missing:
+        in_index = [c for c in missing if c in index]
         raise ConfigError(
             format_error(
-                f"{source} has no column {missing[0]!r}.",
+                f"{source} has no column {missing[0]!r}"
+                + (f" ({in_index} are in its index)." if in_index else "."),
                 expected=f"columns among {list(available)}",
                 received=f"{missing}",
+                fix="make the index columns again: `df.reset_index()`." if in_index else None,
             )
         )
 
@@ -234,7 +241,7 @@ def from_dataframe(
     """
     names = _feature_list(feature_cols)
     wanted = [sequence_col, order_col, *names, *([target_col] if target_col else [])]
-    _check_columns(list(df.columns), wanted, "The DataFrame")
+    _check_columns(list(df.columns), wanted, "The DataFrame", list(df.index.names))
     if len(df) == 0:
         raise ShapeError(
             format_error(
