@@ -325,3 +325,15 @@ def test_dataframe_with_ids_in_its_index_says_reset_index():
     df = _long(xs, ys).set_index(["seq", "step"])  # what a groupby leaves
     with pytest.raises(ConfigError, match=r"(?s)no column 'seq'.*index.*df\.reset_index\(\)"):
         from_dataframe(df, "seq", "step", ["a", "b"], "label")
+
+
+def test_one_float_feature_named_alone_says_pass_a_list(tmp_path):
+    # A column name alone means token ids; one float feature is a list of one column.
+    df = pd.DataFrame({"seq": [0, 0, 1], "step": [0, 1, 0], "value": [0.5, 1.5, 2.5]})
+    with pytest.raises(ShapeError, match=r"(?s)'value'.*token ids.*\['value'\]"):
+        from_dataframe(df, "seq", "step", "value")
+    df.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(ShapeError, match=r"\['value'\]"):
+        list(ParquetSequences(tmp_path / "t.parquet", "seq", "step", "value"))
+    batch = from_dataframe(df, "seq", "step", ["value"]).collate([0, 1])
+    assert batch.x.values[..., 0].tolist() == [[0.5, 1.5], [2.5, 0.0]]

@@ -57,6 +57,16 @@ def _chunk(
     names = _feature_list(feature_cols)
     for name in [*names, *([target_col] if target_col else [])]:
         _require_numbers(columns[name], name)
+    if isinstance(feature_cols, str) and columns[feature_cols].dtype.kind not in "biu":
+        raise ShapeError(
+            format_error(
+                f"feature_cols={feature_cols!r} names one column alone, which is read as "
+                "token ids (integers), but it holds floats.",
+                expected="integer token ids for a column named alone",
+                received=f"dtype {columns[feature_cols].dtype}",
+                fix=f"for one float feature per step pass a list: feature_cols=[{feature_cols!r}].",
+            )
+        )
     features = np.stack([columns[c] for c in names], axis=1)
     chunk = {
         "id": columns[sequence_col],
