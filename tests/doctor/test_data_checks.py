@@ -332,3 +332,37 @@ def test_check_of_a_data_set_takes_its_targets_from_it() -> None:
     data = mw.data.SequenceDataset([np.ones((2, 1))], [np.ones(2)])
     with pytest.raises(ConfigError, match=r"(?s)y= .*from the data set"):
         doctor.check(data, np.ones((1, 2)))
+
+
+# ------------------------------------------- MW011: targets padded at the other end
+def _labels(lengths: list[int], time: int, padding: str, value: int) -> np.ndarray:
+    """Per-step classes 1 and 2 (a fixed pattern), padded with `value` at `padding`."""
+    y = np.full((len(lengths), time), value)
+    for i, n in enumerate(lengths):
+        real = 1 + (np.arange(n) + i) % 2
+        if padding == "post":
+            y[i, :n] = real
+        else:
+            y[i, time - n :] = real
+    return y
+
+
+@pytest.mark.parametrize("x_side, y_side", [("pre", "post"), ("post", "pre")])
+@pytest.mark.parametrize("value", [0, IGNORE_INDEX])
+def test_targets_padded_at_the_other_end_are_found(x_side: str, y_side: str, value: int) -> None:
+    # keras.utils.pad_sequences pads at the front by default: x pre-padded by it and y
+    # post-padded by hand puts the labels on the padding and the padding on real steps.
+    lengths = [3, 5, 2, 6, 4]
+    x = padded(lengths, time=6, padding=x_side)
+    findings = doctor.check(x, _labels(lengths, 6, y_side, value))
+    assert codes(findings) == ["MW011"]
+    assert f"padding='{x_side}'" in findings[0].fix
+    assert doctor.check(x, _labels(lengths, 6, x_side, IGNORE_INDEX)) == []
+
+
+def test_targets_of_one_class_at_the_start_are_not_taken_for_padding() -> None:
+    # Tags that always begin with the same class ("O"), padded like x: lined up.
+    lengths = [3, 5, 2, 6, 4]
+    y = _labels(lengths, 6, "post", IGNORE_INDEX)
+    y[:, :2] = 1
+    assert doctor.check(padded(lengths, time=6), y) == []

@@ -37,6 +37,7 @@ from .data_checks import (
     check_padding_label,
     check_real_values,
     check_sequence_values,
+    check_target_side,
     check_time_major,
     find_padding,
     to_layout,
@@ -276,6 +277,7 @@ def check_data(
         report.findings += check_real_values(rows, column, report.paddings[0])
         if column == "y":
             report.targets = rows
+            report.findings += check_target_side(rows, report.paddings[0])
     return report
 
 
