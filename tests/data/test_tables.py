@@ -337,3 +337,19 @@ def test_one_float_feature_named_alone_says_pass_a_list(tmp_path):
         list(ParquetSequences(tmp_path / "t.parquet", "seq", "step", "value"))
     batch = from_dataframe(df, "seq", "step", ["value"]).collate([0, 1])
     assert batch.x.values[..., 0].tolist() == [[0.5, 1.5], [2.5, 0.0]]
+
+
+def test_text_step_numbers_raise_instead_of_sorting_as_text(tmp_path):
+    # As text, "10" sorts before "9": the steps would be silently reordered.
+    df = pd.DataFrame({"seq": [0] * 3, "step": ["8", "9", "10"], "a": [1.0, 2.0, 3.0]})
+    with pytest.raises(MaskwiseTypeError, match=r"(?s)'step'.*text.*pd\.to_numeric"):
+        from_dataframe(df, "seq", "step", ["a"])
+    df.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(MaskwiseTypeError, match="'step'"):
+        list(ParquetSequences(tmp_path / "t.parquet", "seq", "step", ["a"]))
+    dates = df.assign(step=pd.to_datetime(["2020-01-08", "2020-01-09", "2020-01-10"]))
+    assert from_dataframe(dates, "seq", "step", ["a"]).collate([0]).x.values[0, :, 0].tolist() == [
+        1.0,
+        2.0,
+        3.0,
+    ]

@@ -76,6 +76,7 @@ def _chunk(
     }
     _require_present(chunk, "id", sequence_col)
     _require_present(chunk, "order", order_col)
+    _require_sortable(chunk["order"], order_col)
     if target_col is not None:
         chunk["y"] = columns[target_col]
     return chunk
@@ -97,6 +98,23 @@ def _require_numbers(values: np.ndarray, column: str) -> None:
             f"`pd.get_dummies(df, columns=[{column!r}])` (one column per category).",
         )
     )
+
+
+def _require_sortable(steps: np.ndarray, column: str) -> None:
+    """A `MaskwiseTypeError` for step numbers stored as text, which sort as text ("10"
+    before "9") and would reorder the steps silently."""
+    first = steps[:1].tolist()
+    if steps.dtype.kind in "US" or (steps.dtype.kind == "O" and isinstance(first[0], str)):
+        raise MaskwiseTypeError(
+            format_error(
+                f"Column {column!r} holds its steps as text, which sorts as text "
+                "('10' before '9'), not in step order.",
+                expected="numbers, dates or times",
+                received=f"text such as {first[0]!r}",
+                fix=f"convert it first: `df[{column!r}] = pd.to_numeric(df[{column!r}])` "
+                f"(or `pd.to_datetime(df[{column!r}])` for dates).",
+            )
+        )
 
 
 def _plain(value: Any) -> Any:
