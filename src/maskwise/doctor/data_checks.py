@@ -637,8 +637,8 @@ def check_target_side(targets: list[np.ndarray], paddings: list[Padding]) -> lis
             "error",
             f"y is padded at the other end than the inputs: the inputs are {side}-padded, "
             f"but y holds {_plain_label(label)} at the {other_side} end of every padded "
-            "sequence and its labels on the padded steps, which the mask ignores. The model "
-            "would learn the padding label at real steps.",
+            "sequence and its labels on the padded steps, which the mask ignores: the loss "
+            "reads padding labels at real steps and never sees the real labels.",
             f"pad y on the same side as the inputs (`pad_sequences(labels, padding='{side}')`), "
             "or pass lists of sequences and let `fit` pad both.",
         )
