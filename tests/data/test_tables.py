@@ -353,3 +353,15 @@ def test_text_step_numbers_raise_instead_of_sorting_as_text(tmp_path):
         2.0,
         3.0,
     ]
+
+
+def test_target_among_the_features_raises(tmp_path):
+    # `feature_cols=[c for c in df.columns if c != "seq"]` takes the target too: the
+    # model would read the answer from its inputs.
+    xs, ys = _data(3)
+    df = _long(xs, ys)
+    with pytest.raises(ConfigError, match=r"(?s)'label' is both.*feature_cols"):
+        from_dataframe(df, "seq", "step", ["step", "a", "b", "label"], "label")
+    df.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(ConfigError, match="'label' is both"):
+        ParquetSequences(tmp_path / "t.parquet", "seq", "step", ["a", "label"], "label")

@@ -25,6 +25,21 @@ def _feature_list(feature_cols: Columns) -> list[str]:
     return [feature_cols] if isinstance(feature_cols, str) else list(feature_cols)
 
 
+def _check_target_apart(names: list[str], target_col: str | None) -> None:
+    """A `ConfigError` when the target column is also a feature: the model would read
+    the answer from its inputs, and the accuracy would look perfect."""
+    if target_col is not None and target_col in names:
+        raise ConfigError(
+            format_error(
+                f"Column {target_col!r} is both the target and a feature.",
+                expected="feature_cols without target_col",
+                received=f"feature_cols={names}",
+                fix=f"leave {target_col!r} out of feature_cols, e.g. "
+                f"`[c for c in feature_cols if c != {target_col!r}]`.",
+            )
+        )
+
+
 def _check_columns(
     available: Sequence[str], wanted: list[str], source: str, index: Sequence[Any] = ()
 ) -> None:
@@ -268,6 +283,7 @@ def from_dataframe(
             hold the same value on all the rows of a sequence).
     """
     names = _feature_list(feature_cols)
+    _check_target_apart(names, target_col)
     wanted = [sequence_col, order_col, *names, *([target_col] if target_col else [])]
     _check_columns(list(df.columns), wanted, "The DataFrame", list(df.index.names))
     if len(df) == 0:
@@ -362,6 +378,7 @@ class ParquetSequences:
         self.shard = shard
         self.num_features = None if isinstance(feature_cols, str) else len(feature_cols)
         names = _feature_list(feature_cols)
+        _check_target_apart(names, target_col)
         wanted = [sequence_col, order_col, *names, *([target_col] if target_col else [])]
         _check_columns(pq.ParquetFile(path).schema_arrow.names, wanted, f"{path}")
         self._columns = list(dict.fromkeys(wanted))
