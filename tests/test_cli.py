@@ -122,10 +122,11 @@ def test_registered_subcommand(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli.main(["fake", "--n", "7"]) == 7
 
 
-def test_module_entry_point_runs_in_a_subprocess() -> None:
+@pytest.mark.parametrize("module", ["maskwise.cli", "maskwise"])
+def test_module_entry_point_runs_in_a_subprocess(module: str) -> None:
     env = {**os.environ, "KERAS_BACKEND": "torch"}
     result = subprocess.run(
-        [sys.executable, "-m", "maskwise.cli", "doctor", str(SEED000)],
+        [sys.executable, "-m", module, "doctor", str(SEED000)],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr

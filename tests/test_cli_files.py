@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from maskwise import ConfigError, cli
 from maskwise.doctor import files, keras_file
+from maskwise.masked import IGNORE_INDEX
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -402,3 +403,16 @@ def test_a_keras_file_lying_about_its_size_is_read_only_to_the_size_it_claims(tm
     with pytest.raises(ConfigError, match=r"(?s)liar.keras: it is not a readable .* CRC"):
         keras_file.check_keras_file(path)
     assert refusal_peak(path) < 1_000_000
+
+
+@pytest.mark.parametrize("order", [["y_test", "X_train", "X_test", "y_train"],
+                                   ["X_train", "X_test", "y_train", "y_test"]])  # fmt: skip
+def test_train_and_test_arrays_check_x_train_with_y_train(tmp_path, capsys, order) -> None:
+    # One array per name (not a numbered group): X_train pairs with y_train, whatever
+    # the order in the archive.
+    labels = np.where(padded(6)[..., 0] > 0, 1, IGNORE_INDEX)
+    arrays = {"X_train": padded(6), "y_train": labels, "X_test": padded(3), "y_test": labels[:3]}
+    np.savez(tmp_path / "split.npz", **{name: arrays[name] for name in order})
+    status, out, err = doctor(capsys, tmp_path / "split.npz")
+    assert status == 0, out + err
+    assert "x = X_train (6, 4, 2); y = y_train (6, 4)" in out

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maskwise import ConfigError, ShapeError
+from maskwise import ConfigError, MaskwiseTypeError, ShapeError
 from maskwise.data import ParquetSequences, from_dataframe, make_loader
 
 
@@ -283,3 +283,85 @@ def test_sharded_streaming_needs_a_row_group_per_process(tmp_path):
     loader = make_loader(data, batch_size=4, rank=1, world_size=2)
     with pytest.raises(ConfigError, match=r"(?s)Process 1 of 2 gets no row group.*shard=False"):
         list(loader)
+
+
+@pytest.mark.parametrize(
+    "column, values",
+    [
+        ("a", pd.Categorical(["u", "v", "u"])),
+        ("a", ["u", "v", "w"]),
+        ("label", pd.Categorical(["p", "q", "p"])),
+    ],
+)
+def test_text_and_categorical_columns_name_the_column_and_the_encoding(tmp_path, column, values):
+    df = pd.DataFrame({"seq": [0, 0, 1], "step": [0, 1, 0], "a": [1.0, 2.0, 3.0], "label": 0})
+    df[column] = values
+    with pytest.raises(MaskwiseTypeError, match=rf"(?s)Column '{column}'.*numbers.*cat\.codes"):
+        from_dataframe(df, "seq", "step", ["a"], "label")
+    df.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(MaskwiseTypeError, match=rf"Column '{column}'"):
+        list(ParquetSequences(tmp_path / "t.parquet", "seq", "step", ["a"], "label"))
+
+
+def test_empty_dataframe_says_it_has_no_rows():
+    df = pd.DataFrame({"seq": [], "step": [], "a": []})
+    with pytest.raises(ShapeError, match="no rows"):
+        from_dataframe(df, "seq", "step", ["a"])
+
+
+def test_per_sequence_nan_target_is_one_target_not_different_ones():
+    # NaN != NaN: a sequence whose rows all hold NaN holds one (missing) target.
+    df = pd.DataFrame({"seq": [0, 0, 1], "step": [0, 1, 0], "a": [1.0, 2.0, 3.0]})
+    df["label"] = [np.nan, np.nan, 1.0]
+    ds = from_dataframe(df, "seq", "step", ["a"], "label", per_step=False)
+    assert np.isnan(ds.collate([0]).y.item())
+    df["label"] = [np.nan, 0.0, 1.0]
+    with pytest.raises(ShapeError, match=r"(?s)different targets.*\[0\.0, nan\]"):
+        from_dataframe(df, "seq", "step", ["a"], "label", per_step=False)
+
+
+def test_dataframe_with_ids_in_its_index_says_reset_index():
+    xs, ys = _data(3)
+    df = _long(xs, ys).set_index(["seq", "step"])  # what a groupby leaves
+    with pytest.raises(ConfigError, match=r"(?s)no column 'seq'.*index.*df\.reset_index\(\)"):
+        from_dataframe(df, "seq", "step", ["a", "b"], "label")
+
+
+def test_one_float_feature_named_alone_says_pass_a_list(tmp_path):
+    # A column name alone means token ids; one float feature is a list of one column.
+    df = pd.DataFrame({"seq": [0, 0, 1], "step": [0, 1, 0], "value": [0.5, 1.5, 2.5]})
+    with pytest.raises(ShapeError, match=r"(?s)'value'.*token ids.*\['value'\]"):
+        from_dataframe(df, "seq", "step", "value")
+    df.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(ShapeError, match=r"\['value'\]"):
+        list(ParquetSequences(tmp_path / "t.parquet", "seq", "step", "value"))
+    batch = from_dataframe(df, "seq", "step", ["value"]).collate([0, 1])
+    assert batch.x.values[..., 0].tolist() == [[0.5, 1.5], [2.5, 0.0]]
+
+
+def test_text_step_numbers_raise_instead_of_sorting_as_text(tmp_path):
+    # As text, "10" sorts before "9": the steps would be silently reordered.
+    df = pd.DataFrame({"seq": [0] * 3, "step": ["8", "9", "10"], "a": [1.0, 2.0, 3.0]})
+    with pytest.raises(MaskwiseTypeError, match=r"(?s)'step'.*text.*pd\.to_numeric"):
+        from_dataframe(df, "seq", "step", ["a"])
+    df.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(MaskwiseTypeError, match="'step'"):
+        list(ParquetSequences(tmp_path / "t.parquet", "seq", "step", ["a"]))
+    dates = df.assign(step=pd.to_datetime(["2020-01-08", "2020-01-09", "2020-01-10"]))
+    assert from_dataframe(dates, "seq", "step", ["a"]).collate([0]).x.values[0, :, 0].tolist() == [
+        1.0,
+        2.0,
+        3.0,
+    ]
+
+
+def test_target_among_the_features_raises(tmp_path):
+    # `feature_cols=[c for c in df.columns if c != "seq"]` takes the target too: the
+    # model would read the answer from its inputs.
+    xs, ys = _data(3)
+    df = _long(xs, ys)
+    with pytest.raises(ConfigError, match=r"(?s)'label' is both.*feature_cols"):
+        from_dataframe(df, "seq", "step", ["step", "a", "b", "label"], "label")
+    df.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(ConfigError, match="'label' is both"):
+        ParquetSequences(tmp_path / "t.parquet", "seq", "step", ["a", "label"], "label")

@@ -10,8 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import maskwise as mw
 from maskwise import Masked, doctor
-from maskwise.errors import ShapeError
+from maskwise.errors import ConfigError, ShapeError
 from maskwise.masked import IGNORE_INDEX
 
 from .helpers import codes, padded, seed000
@@ -310,3 +311,58 @@ def test_targets_whose_real_steps_hold_no_class_give_no_padding_label_finding():
     x[:, :2] = 1.0  # two real steps, one padded step per sequence
     y = np.array([[np.nan, np.nan, 0.0], [np.inf, np.nan, 0.0]])  # no finite real label
     assert not [f for f in doctor.check(x, y) if f.code == "MW004"]
+
+
+# ------------------------------------------------------- data sets, as fit would read them
+def test_check_reads_a_data_set_as_fit_does(tmp_path) -> None:
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"id": [0, 0, 1, 1, 1], "t": [0, 1, 0, 1, 2], "a": [1.0, 2.0, 3.0, 0.0, 5.0]})
+    df["label"] = [0.0, np.nan, 1.0, 0.0, 1.0]  # NaN at a real step
+    data = mw.data.from_dataframe(df, "id", "t", ["a"], "label")
+    findings = doctor.check(data)
+    assert codes(findings) == ["MW005"]
+    assert "sequence 0, step 1" in findings[0].message
+    df.to_parquet(tmp_path / "t.parquet")
+    streamed = mw.data.ParquetSequences(tmp_path / "t.parquet", "id", "t", ["a"], "label")
+    assert codes(doctor.check(streamed)) == ["MW005"]
+    assert doctor.check(mw.data.from_dataframe(df.fillna(1.0), "id", "t", ["a"], "label")) == []
+
+
+def test_check_of_a_data_set_takes_its_targets_from_it() -> None:
+    data = mw.data.SequenceDataset([np.ones((2, 1))], [np.ones(2)])
+    with pytest.raises(ConfigError, match=r"(?s)y= .*from the data set"):
+        doctor.check(data, np.ones((1, 2)))
+
+
+# ------------------------------------------- MW011: targets padded at the other end
+def _labels(lengths: list[int], time: int, padding: str, value: int) -> np.ndarray:
+    """Per-step classes 1 and 2 (a fixed pattern), padded with `value` at `padding`."""
+    y = np.full((len(lengths), time), value)
+    for i, n in enumerate(lengths):
+        real = 1 + (np.arange(n) + i) % 2
+        if padding == "post":
+            y[i, :n] = real
+        else:
+            y[i, time - n :] = real
+    return y
+
+
+@pytest.mark.parametrize("x_side, y_side", [("pre", "post"), ("post", "pre")])
+@pytest.mark.parametrize("value", [0, IGNORE_INDEX])
+def test_targets_padded_at_the_other_end_are_found(x_side: str, y_side: str, value: int) -> None:
+    # keras.utils.pad_sequences pads at the front by default: x pre-padded by it and y
+    # post-padded by hand puts the labels on the padding and the padding on real steps.
+    lengths = [3, 5, 2, 6, 4]
+    x = padded(lengths, time=6, padding=x_side)
+    findings = doctor.check(x, _labels(lengths, 6, y_side, value))
+    assert codes(findings) == ["MW011"]
+    assert f"padding='{x_side}'" in findings[0].fix
+    assert doctor.check(x, _labels(lengths, 6, x_side, IGNORE_INDEX)) == []
+
+
+def test_targets_of_one_class_at_the_start_are_not_taken_for_padding() -> None:
+    # Tags that always begin with the same class ("O"), padded like x: lined up.
+    lengths = [3, 5, 2, 6, 4]
+    y = _labels(lengths, 6, "post", IGNORE_INDEX)
+    y[:, :2] = 1
+    assert doctor.check(padded(lengths, time=6), y) == []

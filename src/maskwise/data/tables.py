@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, ShapeError, format_error
+from ..errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
 from .datasets import SequenceDataset
 
 Columns = str | Sequence[str]
@@ -25,14 +25,36 @@ def _feature_list(feature_cols: Columns) -> list[str]:
     return [feature_cols] if isinstance(feature_cols, str) else list(feature_cols)
 
 
-def _check_columns(available: Sequence[str], wanted: list[str], source: str) -> None:
-    missing = [c for c in wanted if c not in available]
-    if missing:
+def _check_target_apart(names: list[str], target_col: str | None) -> None:
+    """A `ConfigError` when the target column is also a feature: the model would read
+    the answer from its inputs, and the accuracy would look perfect."""
+    if target_col is not None and target_col in names:
         raise ConfigError(
             format_error(
-                f"{source} has no column {missing[0]!r}.",
+                f"Column {target_col!r} is both the target and a feature.",
+                expected="feature_cols without target_col",
+                received=f"feature_cols={names}",
+                fix=f"leave {target_col!r} out of feature_cols, e.g. "
+                f"`[c for c in feature_cols if c != {target_col!r}]`.",
+            )
+        )
+
+
+def _check_columns(
+    available: Sequence[str], wanted: list[str], source: str, index: Sequence[Any] = ()
+) -> None:
+    """A `ConfigError` naming the first wanted column that `source` lacks; `index`: the
+    DataFrame's index names (after a groupby or `set_index`, the ids are there)."""
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        in_index = [c for c in missing if c in index]
+        raise ConfigError(
+            format_error(
+                f"{source} has no column {missing[0]!r}"
+                + (f" ({in_index} are in its index)." if in_index else "."),
                 expected=f"columns among {list(available)}",
                 received=f"{missing}",
+                fix="make the index columns again: `df.reset_index()`." if in_index else None,
             )
         )
 
@@ -48,6 +70,18 @@ def _chunk(
     """The arrays of one chunk of rows: ids, order, features `(rows, F)` or `(rows,)`,
     and `row`, each row's label in messages (its DataFrame index or its row in the file)."""
     names = _feature_list(feature_cols)
+    for name in [*names, *([target_col] if target_col else [])]:
+        _require_numbers(columns[name], name)
+    if isinstance(feature_cols, str) and columns[feature_cols].dtype.kind not in "biu":
+        raise ShapeError(
+            format_error(
+                f"feature_cols={feature_cols!r} names one column alone, which is read as "
+                "token ids (integers), but it holds floats.",
+                expected="integer token ids for a column named alone",
+                received=f"dtype {columns[feature_cols].dtype}",
+                fix=f"for one float feature per step pass a list: feature_cols=[{feature_cols!r}].",
+            )
+        )
     features = np.stack([columns[c] for c in names], axis=1)
     chunk = {
         "id": columns[sequence_col],
@@ -57,9 +91,45 @@ def _chunk(
     }
     _require_present(chunk, "id", sequence_col)
     _require_present(chunk, "order", order_col)
+    _require_sortable(chunk["order"], order_col)
     if target_col is not None:
         chunk["y"] = columns[target_col]
     return chunk
+
+
+def _require_numbers(values: np.ndarray, column: str) -> None:
+    """A `MaskwiseTypeError` naming a feature or target column that holds text or
+    categories: the model reads numbers, and which number stands for each category is the
+    user's choice (codes for an embedding or a class target, one-hot columns otherwise)."""
+    if values.dtype.kind in "biuf":
+        return
+    raise MaskwiseTypeError(
+        format_error(
+            f"Column {column!r} must hold numbers.",
+            expected="a numeric (or bool) column",
+            received=f"dtype {values.dtype} (e.g. {_plain(values[0])!r})",
+            fix=f"encode it first: `df[{column!r}].astype('category').cat.codes` "
+            "(integer codes, for an Embedding or a class target), or "
+            f"`pd.get_dummies(df, columns=[{column!r}])` (one column per category).",
+        )
+    )
+
+
+def _require_sortable(steps: np.ndarray, column: str) -> None:
+    """A `MaskwiseTypeError` for step numbers stored as text, which sort as text ("10"
+    before "9") and would reorder the steps silently."""
+    first = steps[:1].tolist()
+    if steps.dtype.kind in "US" or (steps.dtype.kind == "O" and isinstance(first[0], str)):
+        raise MaskwiseTypeError(
+            format_error(
+                f"Column {column!r} holds its steps as text, which sorts as text "
+                "('10' before '9'), not in step order.",
+                expected="numbers, dates or times",
+                received=f"text such as {first[0]!r}",
+                fix=f"convert it first: `df[{column!r}] = pd.to_numeric(df[{column!r}])` "
+                f"(or `pd.to_datetime(df[{column!r}])` for dates).",
+            )
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -169,7 +239,7 @@ def _sequence(pieces: list[Chunk], per_step: bool, order_col: str) -> tuple[Any,
     y = joined["y"][order]
     if per_step:
         return sid, x, y
-    if len(y) and not np.all(y == y[0]):
+    if len(y) and not np.all((y == y[0]) | (_missing(y) & _missing(y[:1]))):  # NaN != NaN
         raise ShapeError(
             format_error(
                 f"Sequence {sid!r} has different targets on its rows, but per_step=False.",
@@ -213,8 +283,18 @@ def from_dataframe(
             hold the same value on all the rows of a sequence).
     """
     names = _feature_list(feature_cols)
+    _check_target_apart(names, target_col)
     wanted = [sequence_col, order_col, *names, *([target_col] if target_col else [])]
-    _check_columns(list(df.columns), wanted, "The DataFrame")
+    _check_columns(list(df.columns), wanted, "The DataFrame", list(df.index.names))
+    if len(df) == 0:
+        raise ShapeError(
+            format_error(
+                "The DataFrame has no rows, so it holds no sequence.",
+                expected="at least one row (one step of one sequence)",
+                received="an empty DataFrame",
+                fix="check the filter or the file that built it.",
+            )
+        )
     frame = df.sort_values([sequence_col, order_col], kind="stable")
     columns = {c: frame[c].to_numpy() for c in dict.fromkeys(wanted)}
     rows = frame.index.to_numpy()
@@ -298,6 +378,7 @@ class ParquetSequences:
         self.shard = shard
         self.num_features = None if isinstance(feature_cols, str) else len(feature_cols)
         names = _feature_list(feature_cols)
+        _check_target_apart(names, target_col)
         wanted = [sequence_col, order_col, *names, *([target_col] if target_col else [])]
         _check_columns(pq.ParquetFile(path).schema_arrow.names, wanted, f"{path}")
         self._columns = list(dict.fromkeys(wanted))

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from ..errors import ConfigError, format_error
 from ..masked import Masked
 from .data_checks import (
     Layout,
@@ -36,6 +37,7 @@ from .data_checks import (
     check_padding_label,
     check_real_values,
     check_sequence_values,
+    check_target_side,
     check_time_major,
     find_padding,
     to_layout,
@@ -75,7 +77,9 @@ def check(
     Args:
         x: inputs: a padded array `(batch, time, features)` (numpy or torch), token ids
             `(batch, time)`, a list of `(time, features)` sequences, or a `Masked`; several
-            inputs as a tuple of those (as in `fit`).
+            inputs as a tuple of those (as in `fit`); or a `SequenceDataset` or
+            `ParquetSequences`, read as `fit` reads it (the same sample, its sequences as
+            long as stored, its own targets and weights: no `y` or `sample_weight`).
         y: per-step targets `(batch, time)` or a list of `(time,)` arrays, or one target
             per sequence `(batch,)` (optional).
         model: a maskwise model, run on the first 32 sequences of `x` (optional; without
@@ -103,7 +107,24 @@ def check(
             findings += check_layers(model)
         return sort_findings(findings)
     mask_value = float(mask_value)
-    report = check_data(x, y, sample_weight, mask_value, name=name)
+    per_step: tuple[bool | None, bool | None] = (None, None)
+    data_set = _data_set_sample(x, y, sample_weight)
+    if data_set is not None:  # read as fit reads it: its sequences as long as stored
+        x, y, sample_weight, per_step = (
+            data_set.x,
+            data_set.y,
+            data_set.sample_weight,
+            data_set.per_step,
+        )
+    report = check_data(
+        x,
+        y,
+        sample_weight,
+        mask_value,
+        name=name,
+        per_step=per_step,
+        lengths_given=data_set is not None,
+    )
     findings += report.findings
     if model is not None and len(report.layouts) == 1:
         from .model_checks import check_masking_value, run_model
@@ -124,6 +145,28 @@ def check(
 
         findings += check_predictions(as_class_ids(predictions), report.paddings[0], report.targets)
     return sort_findings(findings)
+
+
+def _data_set_sample(x: Any, y: Any, sample_weight: Any) -> Any:
+    """The sample `fit` checks of a `SequenceDataset` or `ParquetSequences` (its own
+    targets and weights), or None for other data."""
+    from ..data.datasets import SequenceDataset
+    from ..data.tables import ParquetSequences
+
+    if not isinstance(x, SequenceDataset | ParquetSequences):
+        return None
+    if y is not None or sample_weight is not None:
+        raise ConfigError(
+            format_error(
+                "check() got y= or sample_weight= with a data set, which holds its own.",
+                expected="check(data) or check(data, model=model)",
+                received=f"a {type(x).__name__} and y= or sample_weight=",
+                fix="leave out y= and sample_weight=: the doctor takes them from the data set.",
+            )
+        )
+    from .guards import take_sample
+
+    return take_sample(x)
 
 
 @dataclass
@@ -234,6 +277,7 @@ def check_data(
         report.findings += check_real_values(rows, column, report.paddings[0])
         if column == "y":
             report.targets = rows
+            report.findings += check_target_side(rows, report.paddings[0])
     return report
 
 

@@ -597,6 +597,58 @@ def check_targets(
     )
 
 
+PADDING_LABELS = (0.0, -1.0, float(IGNORE_INDEX))
+"""Target values that mark padded steps (NaN too)."""
+
+
+def check_target_side(targets: list[np.ndarray], paddings: list[Padding]) -> list[Finding]:
+    """MW011: per-step targets padded at the other end than the inputs.
+
+    `keras.utils.pad_sequences` pads at the front by default: inputs padded by it and
+    targets padded at the end (or the reverse) put the labels on masked steps and the
+    padding labels on real ones, and nothing fails. Found when, over the sequences
+    padded at one end (at least two, four steps), the steps as many as the padding at
+    the other end all hold one padding label (0, -1, `IGNORE_INDEX`, NaN), while the
+    padded steps hold several values.
+
+    Example:
+        >>> x = np.zeros((2, 5, 1)); x[0, 3:] = 1; x[1, 2:] = 1  # pre-padded
+        >>> y = np.array([[1, 2, -100, -100, -100], [2, 1, 2, -100, -100]])  # post-padded
+        >>> [f.code for f in check_target_side(list(y), [find_padding(s, 0.0) for s in x])]
+        ['MW011']
+    """
+    padded = [(row, p) for row, p in zip(targets, paddings, strict=True) if p.side and p.pad.any()]
+    padded = [(row, p) for row, p in padded if not p.pad.all() and row.ndim == 1]
+    if len(padded) < 2:
+        return []
+    at_pad = np.concatenate([row[p.pad] for row, p in padded]).astype(np.float64)
+    # The padded steps mirrored: as many steps as the padding, at the other end.
+    other = np.concatenate([row[::-1][p.pad] for row, p in padded]).astype(np.float64)
+    label = other[0]
+    one_label = bool(np.all(np.isnan(other))) or bool(np.all(other == label))
+    is_padding = np.isnan(label) or label in PADDING_LABELS
+    if len(other) < 4 or not one_label or not is_padding or len(np.unique(at_pad)) < 2:
+        return []
+    side = padded[0][1].side
+    other_side = "post" if side == "pre" else "pre"
+    return [
+        Finding(
+            "MW011",
+            "error",
+            f"y is padded at the other end than the inputs: the inputs are {side}-padded, "
+            f"but y holds {_plain_label(label)} at the {other_side} end of every padded "
+            "sequence and its labels on the padded steps, which the mask ignores: the loss "
+            "reads padding labels at real steps and never sees the real labels.",
+            f"pad y on the same side as the inputs (`pad_sequences(labels, padding='{side}')`), "
+            "or pass lists of sequences and let `fit` pad both.",
+        )
+    ]
+
+
+def _plain_label(value: float) -> str:
+    return "NaN" if np.isnan(value) else str(int(value))
+
+
 def check_padding_label(
     targets: list[np.ndarray],
     paddings: list[Padding],

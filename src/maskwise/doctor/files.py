@@ -288,15 +288,19 @@ def _select(archive: zipfile.ZipFile, names: list[str], pattern: str, rows: int 
 
 def _default_patterns(files: list[str]) -> tuple[str, str | None]:
     """Names like x/y, else the first group `X..._0..9` and its `y` twin, else the first
-    two arrays."""
+    array `X...` with a `y...` twin (`X_train`, `y_train`), else the first two arrays."""
     x = next((n for n in X_NAMES if n in files), None)
     if x is not None:
         return x, next((n for n in Y_NAMES if n in files), None)
     stems = list(dict.fromkeys(re.sub(r"\d+$", "", n) for n in files))
     for stem in stems:
-        if stem != files[0] and stem[:1] in "xX" and len(stem) > 1:
+        if stem not in files and stem[:1] in "xX" and len(stem) > 1:  # numbered arrays
             twin = next((t for t in ("y" + stem[1:], "Y" + stem[1:]) if t in stems), None)
             return stem + "*", (twin + "*" if twin else None)
+    for name in files:  # one array each: a glob of its name would read it as sequences
+        twin = next((t for t in ("y" + name[1:], "Y" + name[1:]) if t in files), None)
+        if name[:1] in "xX" and len(name) > 1 and twin:
+            return name, twin
     return files[0], (files[1] if len(files) > 1 else None)
 
 
