@@ -517,14 +517,26 @@ def test_keras3_on_train_batch_end_runs_at_each_batch() -> None:
     assert counter.batches == seen == [0, 1, 2, 0, 1, 2]
 
 
-@pytest.mark.parametrize("hook", ["on_train_batch_begin", "on_batch_begin"])
-def test_a_keras_hook_maskwise_never_calls_is_an_error(hook: str) -> None:
-    """A Keras hook maskwise never calls would never run: refused, not skipped (the
-    on_test_* and on_predict_* hooks are called: tests/training/test_trainer.py)."""
-    keras_style = type("KerasStyle", (callbacks.Callback,), {hook: lambda self, *args: None})
-    x, y = tagging_data(8)
-    with pytest.raises(ConfigError, match=rf"(?s)KerasStyle.*{hook}.*never calls.*on_epoch_end"):
-        compiled_model().fit(x, y, verbose=0, callbacks=[keras_style()])
+def test_the_hooks_before_each_training_batch_run_under_both_names() -> None:
+    """`on_batch_begin` (Keras 2's name, which `on_train_batch_begin` calls by default,
+    as in Keras) and `on_train_batch_begin` run before each training batch, with empty
+    logs; LambdaCallback takes either name, not both."""
+
+    class Old(callbacks.Callback):
+        def __init__(self) -> None:
+            self.batches: list[int] = []
+
+        def on_batch_begin(self, batch, logs=None):
+            self.batches.append(batch)
+            assert logs == {}
+
+    old, seen = Old(), []
+    hook = callbacks.LambdaCallback(on_train_batch_begin=lambda batch, logs: seen.append(batch))
+    x, y = tagging_data(20)
+    compiled_model().fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[old, hook])
+    assert old.batches == seen == [0, 1, 2, 0, 1, 2]
+    with pytest.raises(ConfigError, match="both on_batch_begin and on_train_batch_begin"):
+        callbacks.LambdaCallback(on_batch_begin=print, on_train_batch_begin=print)
 
 
 # ------------------------------------------------------------------ Keras's arguments, verbose

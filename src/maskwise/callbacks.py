@@ -76,6 +76,14 @@ class Callback:
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         """After epoch `epoch` and its validation; `logs` holds its results."""
 
+    def on_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Before each training batch (`logs` is empty)."""
+
+    def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Keras 3's name of the hook `fit` calls before each training batch; by default
+        it calls `on_batch_begin`, as in Keras, so a callback overrides either one."""
+        self.on_batch_begin(batch, logs)
+
     def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         """After each training batch; `logs` holds `loss` (that batch's) and `size`."""
 
@@ -160,14 +168,8 @@ def hook_order(callbacks: Sequence[Callback]) -> list[Callback]:
     for position, callback in enumerate(callbacks):
         if not isinstance(callback, Callback):
             raise MaskwiseTypeError(_foreign_callback(position, callback))
-        _require_called_hooks(position, callback)
     checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
     return [*(c for c in callbacks if not isinstance(c, ModelCheckpoint)), *checkpoints]
-
-
-UNCALLED_HOOKS = ("on_batch_begin", "on_train_batch_begin")
-"""Keras hooks that maskwise never calls: a callback defining one is refused, since its
-code would silently never run."""
 
 
 def require_validation(callbacks: Sequence[Callback]) -> None:
@@ -191,25 +193,6 @@ def require_validation(callbacks: Sequence[Callback]) -> None:
             )
 
 
-def _require_called_hooks(position: int, callback: Callback) -> None:
-    """A `ConfigError` when `callback` defines a Keras hook of `UNCALLED_HOOKS`."""
-    defined = [hook for hook in UNCALLED_HOOKS if hasattr(callback, hook)]
-    if defined:
-        raise ConfigError(
-            format_error(
-                f"callbacks[{position}] ({type(callback).__name__}) defines "
-                f"{', '.join(defined)}, which maskwise never calls: that code would "
-                "never run.",
-                expected="hooks among on_train_begin, on_epoch_begin, on_train_batch_end "
-                "(or on_batch_end), on_epoch_end, on_train_end, on_test_* and "
-                "on_predict_* (begin, end, batch_begin, batch_end)",
-                received=", ".join(defined),
-                fix="move the code to a hook maskwise calls, e.g. on_train_batch_end "
-                "(after each training batch) or on_epoch_begin.",
-            )
-        )
-
-
 def _foreign_callback(position: int, callback: Any) -> str:
     """The message for `callbacks[position]` that is not a maskwise `Callback`."""
     kind = type(callback)
@@ -228,6 +211,13 @@ def _foreign_callback(position: int, callback: Any) -> str:
         received=f"{kind.__module__}.{kind.__qualname__}",
         fix=fix,
     )
+
+
+def acts_before_batches(callback: Callback) -> bool:
+    """Whether `callback` does something before each training batch."""
+    if isinstance(callback, LambdaCallback):
+        return callback.batch_begin is not None
+    return overrides(callback, "on_batch_begin") or overrides(callback, "on_train_batch_begin")
 
 
 def wants_batch_logs(callback: Callback) -> bool:
@@ -747,6 +737,8 @@ class LambdaCallback(Callback):
         on_train_end: `f(logs)`.
         on_epoch_begin: `f(epoch, logs)`.
         on_epoch_end: `f(epoch, logs)`.
+        on_batch_begin: `f(batch, logs)`, before each training batch.
+        on_train_batch_begin: the same, by Keras 3's name (give one of the two).
         on_batch_end: `f(batch, logs)`.
         on_train_batch_end: the same, by Keras 3's name (give one of the two).
     """
@@ -759,20 +751,26 @@ class LambdaCallback(Callback):
         on_epoch_end: Callable[[int, Logs], Any] | None = None,
         on_batch_end: Callable[[int, Logs], Any] | None = None,
         on_train_batch_end: Callable[[int, Logs], Any] | None = None,
+        on_batch_begin: Callable[[int, Logs], Any] | None = None,
+        on_train_batch_begin: Callable[[int, Logs], Any] | None = None,
     ) -> None:
-        if on_batch_end is not None and on_train_batch_end is not None:
-            raise ConfigError(
-                format_error(
-                    "LambdaCallback got both on_batch_end and on_train_batch_end: they "
-                    "name the same hook.",
-                    fix="pass one function, as on_train_batch_end=(Keras 3's name).",
+        pairs = {"end": (on_batch_end, on_train_batch_end)}
+        pairs["begin"] = (on_batch_begin, on_train_batch_begin)
+        for when, (old, keras3) in pairs.items():
+            if old is not None and keras3 is not None:
+                raise ConfigError(
+                    format_error(
+                        f"LambdaCallback got both on_batch_{when} and on_train_batch_{when}: "
+                        "they name the same hook.",
+                        fix=f"pass one function, as on_train_batch_{when}=(Keras 3's name).",
+                    )
                 )
-            )
         self.train_begin = on_train_begin
         self.train_end = on_train_end
         self.epoch_begin = on_epoch_begin
         self.epoch_end = on_epoch_end
         self.batch_end = on_batch_end or on_train_batch_end
+        self.batch_begin = on_batch_begin or on_train_batch_begin
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         if self.train_begin is not None:
@@ -789,6 +787,10 @@ class LambdaCallback(Callback):
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         if self.epoch_end is not None:
             self.epoch_end(epoch, logs or {})
+
+    def on_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        if self.batch_begin is not None:
+            self.batch_begin(batch, logs or {})
 
     def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         if self.batch_end is not None:

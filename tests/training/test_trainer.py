@@ -56,6 +56,7 @@ HOOKS = [
     "on_train_end",
     "on_epoch_begin",
     "on_epoch_end",
+    "on_train_batch_begin",
     *(f"on_{kind}_{when}" for kind in ("test", "predict") for when in ("begin", "end")),
     *(f"on_{kind}_batch_{when}" for kind in ("test", "predict") for when in ("begin", "end")),
 ]

@@ -14,6 +14,7 @@ from ..callbacks import (
     History,
     Logs,
     TerminateOnNaN,
+    acts_before_batches,
     hook_order,
     keyed,
     overrides,
@@ -65,6 +66,7 @@ class CallbackList:
             callback.set_params(params or {})
         self.stateful = keyed(self.callbacks)
         self.batch_callbacks = [c for c in self.callbacks if wants_batch_logs(c)]
+        self.before_batch_callbacks = [c for c in self.callbacks if acts_before_batches(c)]
 
     @property
     def has_batch_hooks(self) -> bool:
@@ -89,6 +91,10 @@ class CallbackList:
     def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
         for callback in self.callbacks:
             callback.on_epoch_begin(epoch, logs)
+
+    def on_train_batch_begin(self, batch: int) -> None:
+        for callback in self.before_batch_callbacks:
+            callback.on_train_batch_begin(batch, {})
 
     def on_batch_end(self, batch: int, logs: Logs) -> None:
         for callback in self.batch_callbacks:

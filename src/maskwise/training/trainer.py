@@ -817,6 +817,8 @@ class Trainer:
         try:
             for index, batch in enumerate(prefetch(batches, device)):
                 self.state.batch = index
+                if self.callbacks is not None:
+                    self.callbacks.on_train_batch_begin(index)
                 with _host.exact_checks(index == 0):  # later batches: checked on the device
                     step_logs = self.model.train_step(batch)
                 self.state.batch = index + 1
