@@ -362,6 +362,18 @@ def _check_mask(mask: Any, values: torch.Tensor) -> None:
 
 
 # ---------------------------------------------------------------------- mask algebra
+def real_steps_first(mask: torch.Tensor) -> torch.Tensor:
+    """The mask `(batch, time)` with as many real steps in each row as `mask` has, all
+    first: equal to `mask` exactly when every row is padded at its end (what
+    `Masked.pad` and the loaders make).
+
+    Example:
+        >>> real_steps_first(torch.tensor([[True, False, True]])).tolist()
+        [[True, True, False]]
+    """
+    return torch.arange(mask.shape[1], device=mask.device) < mask.sum(dim=1, keepdim=True)
+
+
 def lengths_to_mask(
     lengths: Sequence[int] | torch.Tensor | np.ndarray,
     max_len: int | None = None,

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from ..errors import MaskWarning, ShapeError, format_error
-from ..masked import Masked, lengths_to_mask
+from ..masked import Masked, lengths_to_mask, real_steps_first
 from .batch import Batch
 from .layout import check_sequences, trailing_lengths
 from .padding import fill_after, pad_rows, pad_targets, to_tensor
@@ -302,8 +302,7 @@ def _real_steps(x: Masked, name: str) -> list[torch.Tensor]:
     values, mask = x.values, x.mask
     if mask is None:
         return list(values.unbind(0))
-    lengths = mask.sum(dim=1)
-    post_padded = torch.arange(mask.shape[1], device=mask.device) < lengths[:, None]
+    post_padded = real_steps_first(mask)
     if not torch.equal(mask, post_padded):
         row = int((mask != post_padded).any(dim=1).nonzero()[0])
         raise ShapeError(
@@ -317,7 +316,8 @@ def _real_steps(x: Masked, name: str) -> list[torch.Tensor]:
                 "in your own loop (the layers and losses take the Masked as it is).",
             )
         )
-    return [row[:n] for row, n in zip(values.unbind(0), lengths.tolist(), strict=True)]
+    lengths = mask.sum(dim=1).tolist()
+    return [row[:n] for row, n in zip(values.unbind(0), lengths, strict=True)]
 
 
 class SequenceDataset:

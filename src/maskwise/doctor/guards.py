@@ -35,7 +35,7 @@ from torch import nn
 from ..data.datasets import SequenceDataset, split_inputs
 from ..data.tables import ParquetSequences
 from ..errors import ConfigError, DoctorError, MaskWarning, format_error
-from ..masked import Masked
+from ..masked import Masked, real_steps_first
 from . import PROBE_ROWS, DataReport, check_data
 from .data_checks import as_numpy, check_padding_label
 from .findings import Finding, sort_findings
@@ -382,6 +382,5 @@ def _layout(x: Masked) -> Hashable:
     if bool(mask.all()):
         kind = "no padding"
     else:
-        post = torch.arange(mask.shape[1], device=mask.device) < mask.sum(1, keepdim=True)
-        kind = "post" if torch.equal(mask, post) else "other"
+        kind = "post" if torch.equal(mask, real_steps_first(mask)) else "other"
     return values.dtype, tuple(values.shape[2:]), kind

@@ -82,7 +82,7 @@ from typing import Any, Protocol, cast
 
 import torch
 
-from ..masked import compaction_order, fill_padding, remember_zero_filled
+from ..masked import compaction_order, fill_padding, real_steps_first, remember_zero_filled
 from . import _host
 from .cells import Weights
 
@@ -607,10 +607,9 @@ def _one_call_pays(mask: torch.Tensor) -> bool:
     if not _host.host_reads_are_cheap(mask.device) or not math.isfinite(call_cost):
         return False
     batch, time = mask.shape
-    lengths = mask.sum(dim=1)
-    post_padded = torch.arange(time, device=mask.device) < lengths.unsqueeze(1)
-    if batch == 0 or not torch.equal(mask, post_padded):
+    if batch == 0 or not torch.equal(mask, real_steps_first(mask)):
         return False
+    lengths = mask.sum(dim=1)
     host = sorted(lengths.tolist(), reverse=True)
     if host[0] == 0:
         return False
