@@ -44,7 +44,8 @@ steps by one more input feature that saturates the gates there
 
 The built-in cells (`cells.py`) keep their parameters in PyTorch's layout, `weight_ih
 (gates*units, in)`, `weight_hh (gates*units, units)`, gates in PyTorch's order (LSTM i,
-f, g, o; GRU r, z, n), so the fused kernels take them as they are.
+f, g, o; GRU r, z, n), so the fused kernels take them as they are (on CUDA as views
+of one buffer of cuDNN's layout, `_cudnn_buffer`, which cuDNN reads without a copy).
 
 Under `torch.compile`: on CPU the masked path takes its shapes from the mask's values
 (`int(lengths.max())` sets the block's width, `plan_segments(lengths.tolist())` the
@@ -704,12 +705,13 @@ def _runnable_kernel(fn: Any, device: torch.device, lstm: bool) -> Any:
     there, as GRU does under it); off the CPU, without cuDNN's warning that the weights
     are not one buffer.
 
-    cuDNN wants the weights in one buffer of its layout (`nn.LSTM.flatten_parameters`);
-    these are separate tensors (PyTorch's layout, Keras's single bias, the LSTM's extra
-    cell-keeping column made per call), so each call copies them into such a buffer, a
-    copy the size of the weights, small next to the run over the batch, and warns. The
-    warning is about that copy, expected here, and would stop any program that turns
-    warnings into errors (as the test suite does)."""
+    cuDNN wants the weights in one buffer of its layout. A built-in cell keeps its own
+    there (`_cudnn_buffer`), but some calls take other tensors: the LSTM's weights with
+    the cell-keeping column made per call (`_cell_keeping_weights`), weights swapped in
+    by `torch.func.functional_call`. cuDNN copies those into such a buffer, a copy the
+    size of the weights, small next to the run over the batch, and warns. The warning is
+    about that copy, expected there, and would stop any program that turns warnings into
+    errors (as the test suite does)."""
     cpu_float16 = device.type == "cpu" and torch.get_autocast_dtype("cpu") == torch.float16
     if lstm and cpu_float16 and torch.is_autocast_enabled("cpu"):
 

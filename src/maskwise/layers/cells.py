@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError, MaskwiseTypeError, format_error
 from ..masked import Masked
+from ._cudnn_buffer import keep_in_one_buffer
 from ._random import SeededGenerator
 from .base import Layer
 from .core import get_activation
@@ -44,8 +45,9 @@ States = list[torch.Tensor]
 
 @dataclass(frozen=True)
 class Weights:
-    """`weight_ih (G*u, in)`, `weight_hh (G*u, u)`, the input-side bias `(G*u,)` and,
-    for GRU with `reset_after`, the recurrent-side bias `(G*u,)`."""
+    """`weight_ih (G*u, in)`, `weight_hh (G*u, u)`, the input-side bias `(G*u,)` and
+    the recurrent-side bias `(G*u,)`: GRU's with `reset_after`, the zero one kept for
+    cuDNN for a single-bias cell (`_cudnn_buffer`), else None."""
 
     weight_ih: torch.Tensor
     weight_hh: torch.Tensor
@@ -62,6 +64,12 @@ KERNELS: dict[str, Callable[..., Any]] = {
 """PyTorch's fused recurrent kernels (looked up once: `torch._VF` lookups are slow)."""
 
 
+def _keep_loaded_in_one_buffer(cell: _BuiltinCell, incompatible: Any) -> None:
+    """After `load_state_dict`: weights loaded by assignment (`assign=True`) are new
+    tensors, put back in one buffer for cuDNN (`keep_in_one_buffer`)."""
+    keep_in_one_buffer(cell)
+
+
 class _BuiltinCell(Layer):
     """What `LSTMCell`, `GRUCell` and `SimpleRNNCell` share: the arguments, the weights,
     the input projection, dropout, and the Keras cell call."""
@@ -76,6 +84,9 @@ class _BuiltinCell(Layer):
     weight_hh: nn.Parameter
     bias: nn.Parameter | None
     recurrent_bias: nn.Parameter | None
+    kernel_recurrent_bias: torch.Tensor | None = None
+    """The zero recurrent-side bias kept in cuDNN's buffer for a cell with a single bias
+    (`_cudnn_buffer`), or None."""
 
     def __init__(
         self,
@@ -111,6 +122,7 @@ class _BuiltinCell(Layer):
         self.draws = SeededGenerator(kind, seed)
         self.bias = None
         self.recurrent_bias = None
+        self.register_load_state_dict_post_hook(_keep_loaded_in_one_buffer)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -122,9 +134,16 @@ class _BuiltinCell(Layer):
         return self.units
 
     @property
+    def kernel_name(self) -> str | None:
+        """The name (in `KERNELS`) of PyTorch's fused kernel computing exactly this
+        cell, or None."""
+        raise NotImplementedError
+
+    @property
     def fused_kernel(self) -> Callable[..., Any] | None:
         """PyTorch's fused kernel computing exactly this cell, or None."""
-        raise NotImplementedError
+        name = self.kernel_name
+        return None if name is None else KERNELS[name]
 
     # ------------------------------------------------------------------ weights
     def build(self, input_shape: Any) -> None:
@@ -145,7 +164,28 @@ class _BuiltinCell(Layer):
         self.add_weight("bias", (rows,), "zeros", gates=self.keras_gates)
 
     def weights(self) -> Weights:
-        return Weights(self.weight_ih, self.weight_hh, self.bias, self.recurrent_bias)
+        """The weights as the fused kernels take them: the recurrent-side bias is the
+        zero one kept in cuDNN's buffer where the cell has a single bias and cuDNN runs
+        it (`kernel_recurrent_bias`), else the cell's own (None for a single bias)."""
+        recurrent = self.recurrent_bias
+        kept = self.kernel_recurrent_bias
+        return Weights(
+            self.weight_ih, self.weight_hh, self.bias, kept if recurrent is None else recurrent
+        )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """After unpickling or `copy.deepcopy` (which copy each parameter on its own):
+        the weights put back in one buffer where cuDNN runs them, as after `_apply`."""
+        super().__setstate__(state)
+        keep_in_one_buffer(self)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        """`Layer._apply` (under `.to()`, `.double()`, ...; building ends with one),
+        then the weights made views of one buffer where cuDNN runs them
+        (`_cudnn_buffer`), so that its kernels read them without a copy."""
+        result = super()._apply(fn, recurse)
+        keep_in_one_buffer(self)
+        return result
 
     @property
     def input_features(self) -> int | None:
@@ -312,10 +352,10 @@ class LSTMCell(_BuiltinCell):
         return [self.units, self.units]
 
     @property
-    def fused_kernel(self) -> Callable[..., Any] | None:
-        if (self.activation, self.recurrent_activation) == ("tanh", "sigmoid"):
-            return KERNELS["lstm"]
-        return None
+    def kernel_name(self) -> str | None:
+        return (
+            "lstm" if (self.activation, self.recurrent_activation) == ("tanh", "sigmoid") else None
+        )
 
     def add_bias(self) -> None:
         """Keras's bias; with `unit_forget_bias`, Keras's initializer: the forget
@@ -400,13 +440,9 @@ class GRUCell(_BuiltinCell):
         self.reset_after = reset_after
 
     @property
-    def fused_kernel(self) -> Callable[..., Any] | None:
-        if self.reset_after and (self.activation, self.recurrent_activation) == (
-            "tanh",
-            "sigmoid",
-        ):
-            return KERNELS["gru"]
-        return None
+    def kernel_name(self) -> str | None:
+        pair = (self.activation, self.recurrent_activation)
+        return "gru" if self.reset_after and pair == ("tanh", "sigmoid") else None
 
     def add_bias(self) -> None:
         """Keras's bias: with `reset_after`, `(2, 3*units)`, the input side's then the
@@ -477,8 +513,8 @@ class SimpleRNNCell(_BuiltinCell):
         )
 
     @property
-    def fused_kernel(self) -> Callable[..., Any] | None:
-        return KERNELS.get(self.activation) if self.activation in ("tanh", "relu") else None
+    def kernel_name(self) -> str | None:
+        return self.activation if self.activation in ("tanh", "relu") else None
 
     def step(
         self, projected: torch.Tensor, states: States, recurrent_dropout: torch.Tensor | None
