@@ -75,6 +75,19 @@ def test_a_torch_function_on_a_symbolic_tensor_is_refused_with_the_fix():
     assert y.shape == (None, None, 2)
 
 
+def test_tensor_habits_on_a_symbolic_tensor_name_the_layer_to_use():
+    """Keras users slice and add KerasTensors (`x[:, -1]`, `a + b`), which drops the
+    mask there; here each is refused with the maskwise layer that keeps it."""
+    x = layers.Masking(0.0)(Input(shape=(None, 4)))
+    with pytest.raises(MaskwiseTypeError, match=r"(?s)symbolic tensor.*`x\[...\]`.*mask="):
+        x[:, 1:]
+    with pytest.raises(MaskwiseTypeError, match=r"(?s)`x \+ \.\.\.`.*layers.Add"):
+        x + x
+    with pytest.raises(AttributeError, match=r"(?s)`.mean`.*GlobalAveragePooling1D"):
+        x.mean(1)
+    assert layers.Add()([x, x]).masked  # the layer named keeps the mask
+
+
 def test_model_inputs_and_outputs_must_be_symbolic():
     with pytest.raises(ConfigError, match=r"Model inputs must be symbolic tensors"):
         Model(torch.zeros(2, 3), Input(shape=(3,)))

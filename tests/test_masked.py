@@ -84,6 +84,25 @@ def test_torch_functions_and_modules_given_a_masked_name_the_way_to_keep_the_mas
     assert torch.equal(kept.mask, x.mask)
 
 
+def test_tensor_habits_on_a_masked_name_the_way_to_keep_the_mask():
+    """`x[:, 1:]`, `x + y`, `x.mean(1)`: a library error naming the fix, not Python's
+    "not subscriptable" or "no attribute"; attribute lookups stay AttributeErrors."""
+    x = Masked.from_lengths(torch.randn(2, 3, 4), [3, 1])
+    with pytest.raises(MaskwiseTypeError, match=r"(?s)not indexed.*Cropping1D"):
+        x[:, 1:]
+    for call, shown in [
+        (lambda: x + x, r"x \+ \.\.\."),
+        (lambda: 2 * x, r"\.\.\. \* x"),
+        (lambda: -x, "-x"),
+    ]:
+        with pytest.raises(MaskwiseTypeError, match=rf"(?s)`{shown}`.*layers.Add\(\)"):
+            call()
+    with pytest.raises(AttributeError, match=r"(?s)no `.mean`.*GlobalAveragePooling1D"):
+        x.mean(1)
+    assert not hasattr(x, "cpu") and not hasattr(x, "not_a_tensor_method")
+    assert copy.deepcopy(x).mask is not None  # copying still finds no __deepcopy__
+
+
 def test_lengths_and_from_lengths_agree():
     x = Masked.from_lengths(torch.zeros(3, 4, 2), [4, 0, 2])
     assert x.lengths.tolist() == [4, 0, 2]

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, MaskwiseTypeError, format_error
-from .masked import Masked
+from .masked import Masked, refuse_tensor_habits
 
 EXAMPLE_SIZES = (12, 13)
 """The lengths an unknown dim (the time axis of `Input(shape=(None, ...))`) takes in
@@ -99,6 +99,37 @@ class SymbolicTensor:
                 "`layers.Lambda(fn, mask=lambda inputs, mask: ...)` otherwise.",
             )
         )
+
+
+def _symbolic_advice(use: str, name: str) -> str:
+    if use == "index":
+        what, fix = (
+            "`x[...]`",
+            "crop time with its mask rule: `layers.Lambda(lambda t: t[:, N:], "
+            "mask=lambda inputs, mask: mask[:, N:])` or `layers.Cropping1D`; for the last "
+            "real step, an RNN with `return_sequences=False`.",
+        )
+    elif use == "operator":
+        what, fix = (
+            f"`{name}`",
+            "`layers.Add()([a, b])` (Subtract, Multiply, Average, ...) between two "
+            "tensors; with a constant, `layers.Lambda(lambda t: t * 2)`.",
+        )
+    else:
+        what, fix = (
+            f"`.{name}`",
+            f"`layers.Lambda(lambda t: t.{name}(...))` for a per-step operation (with "
+            "`mask=` if it changes the time axis), or the maskwise layer "
+            "(`GlobalAveragePooling1D` for a mean over time).",
+        )
+    return format_error(
+        f"A symbolic tensor (from maskwise.Input) does not take {what}: maskwise would "
+        "not record it in the model or know what it does to the mask.",
+        fix=fix,
+    )
+
+
+refuse_tensor_habits(SymbolicTensor, _symbolic_advice)
 
 
 @dataclass(eq=False)

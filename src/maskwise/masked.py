@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -313,6 +313,74 @@ class Masked:
             else:
                 values[row, total - n :] = seq
         return cls.from_lengths(values, lengths, padding=padding)
+
+
+_OPERATORS = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//"}
+_OPERATORS |= {"mod": "%", "pow": "**", "matmul": "@"}
+
+
+def refuse_tensor_habits(cls: type, advice: Callable[[str, str], str]) -> None:
+    """Give `cls`, an object that carries tensors but is not one, errors for the tensor
+    habits instead of Python's bare ones: indexing (`x[:, 1:]`), arithmetic (`x + y`,
+    `2 * x`, `-x`) raise a `MaskwiseTypeError`, and a `torch.Tensor` method it lacks
+    (`x.mean`, `x.view`, `x.cpu`) an `AttributeError`, each with `advice(use, name)`:
+    `use` is `"index"`, `"operator"` or `"method"`, `name` the operator or method.
+
+    Example:
+        >>> Masked(torch.zeros(1, 2, 1)).mean()
+        Traceback (most recent call last):
+        ...
+        AttributeError: Masked has no `.mean`: ...
+    """
+
+    def index(self: Any, key: Any) -> Any:
+        raise MaskwiseTypeError(advice("index", "[]"))
+
+    def operator(name: str) -> Callable[..., Any]:
+        def refuse(self: Any, *other: Any) -> Any:
+            raise MaskwiseTypeError(advice("operator", name))
+
+        return refuse
+
+    def method(self: Any, name: str) -> Any:
+        if name.startswith("__") or not hasattr(torch.Tensor, name):
+            raise AttributeError(f"{cls.__name__!r} object has no attribute {name!r}")
+        raise AttributeError(advice("method", name))
+
+    refusals = {"__getitem__": index, "__getattr__": method}
+    refusals |= {"__neg__": operator("-x"), "__abs__": operator("abs(x)")}
+    for name, symbol in _OPERATORS.items():
+        refusals[f"__{name}__"] = operator(f"x {symbol} ...")
+        refusals[f"__r{name}__"] = operator(f"... {symbol} x")
+    for dunder, refusal in refusals.items():
+        setattr(cls, dunder, refusal)
+
+
+def _masked_advice(use: str, name: str) -> str:
+    if use == "index":
+        return format_error(
+            "A Masked is not indexed like a tensor: `x[...]` would cut the values apart "
+            "from their mask.",
+            fix="index both: `Masked(x.values[rows], x.mask[rows])` for some sequences; "
+            "along time, `layers.Cropping1D` or `Lambda(fn, mask=lambda inputs, mask: "
+            "mask[:, a:b])`; `x.unpad()` gives each sequence's real steps.",
+        )
+    if use == "operator":
+        return format_error(
+            f"Masked does not support `{name}`: maskwise does not guess the mask of the result.",
+            fix="two Masked: a merge layer, `layers.Add()([a, b])` (Subtract, Multiply, "
+            "...: a step padded in either input is padded in the output); a constant or "
+            "a per-step tensor: `x.with_values(x.values * c)`.",
+        )
+    return format_error(
+        f"Masked has no `.{name}`: it is values with a mask, not a tensor.",
+        fix=f"per step: `x.with_values(x.values.{name}(...))`; over time, `x.values` "
+        "holds the padding too: use `layers.GlobalAveragePooling1D()(x)` (or "
+        "GlobalMaxPooling1D) or `x.unpad()`; to move it, `x.to(device)`.",
+    )
+
+
+refuse_tensor_habits(Masked, _masked_advice)
 
 
 def _as_tensor(sequence: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -252,6 +252,30 @@ def test_nan_padding_with_a_zero_masking_stops_fit_evaluate_and_predict() -> Non
     assert all(np.isfinite(p).all() for p in model.predict(x))
 
 
+def test_an_output_without_a_mask_on_padded_data_stops_predict() -> None:
+    """A padded array and no `Masking`, or ragged inputs whose mask a layer drops: the
+    output keeps the time axis without a mask, so predict would return every padded step
+    as a prediction (the loss catches it in fit; predict has no targets): MW006."""
+    x = padded(LENGTHS).astype(np.float32)
+    unmasked = Sequential([layers.Bidirectional(layers.LSTM(4, return_sequences=True))])
+    with pytest.raises(
+        DoctorError, match=r"(?s)predict\(\) stopped .*MW006.*makes no mask.*Masking"
+    ):
+        unmasked.predict(x)
+    sequences = ragged(LENGTHS)
+    dropped = Sequential(
+        [layers.LSTM(4, return_sequences=True), layers.Lambda(torch.tanh, mask="drop")]
+    )
+    with pytest.raises(DoctorError, match=r"(?s)MW006.*a layer dropped it.*doctor.check"):
+        dropped.predict(sequences)
+    with pytest.warns(MaskWarning, match="MW006"):
+        assert len(dropped.predict(sequences, checks="warn")) == len(LENGTHS)
+    masked = Sequential([layers.Masking(0.0), *unmasked.layers])
+    assert [len(p) for p in masked.predict(x)] == LENGTHS  # the mask made: each true length
+    pooled = Sequential([layers.LSTM(4)])  # one vector per sequence: nothing lost
+    assert pooled.predict(x).shape == (len(LENGTHS), 4)
+
+
 def test_zero_padding_with_another_masking_value_stops_fit() -> None:
     x = padded(LENGTHS).astype(np.float32)
     with pytest.raises(

@@ -39,7 +39,7 @@ from ..masked import Masked, real_steps_first
 from . import PROBE_ROWS, DataReport, check_data
 from .data_checks import as_numpy, check_padding_label
 from .findings import Finding, sort_findings
-from .model_checks import check_masking_value, check_target_kind
+from .model_checks import check_masking_value, check_output_mask, check_target_kind
 
 CHECKS = ("raise", "warn", "off")
 SAMPLE = 256
@@ -252,10 +252,11 @@ class Guard:
     ) -> None:
         """Once the model is built: the padding label against its output units (MW004;
         without a model, against the real classes only), the targets' kind against its
-        output on one batch (MW016), padded arrays against the model's `Masking` value
-        (MW017) and, with `probe`, the leak probe on `PROBE_ROWS`
-        sequences of that batch (MW013); raise or warn. `batch`: the door's first batch
-        (default: one made from the data's sample, moved to `device`)."""
+        output on one batch (MW016), that output's mask on padded data (MW006), padded
+        arrays against the model's `Masking` value (MW017) and, with `probe`, the leak
+        probe on `PROBE_ROWS` sequences of that batch (MW013); raise or warn. `batch`:
+        the door's first batch (default: one made from the data's sample, moved to
+        `device`)."""
         if self.checks == "off":
             return
         findings: list[Finding] = []
@@ -269,6 +270,7 @@ class Guard:
                 n_outputs = _units(output)
                 first = batch.x[0] if isinstance(batch.x, tuple) else batch.x
                 findings += check_target_kind(output, batch.y, first.values.shape[1])
+                findings += check_output_mask(output, batch.x, self._padded(first))
                 if probe:
                     findings += probe_once(model, batch.x)
         for report in self.reports:
@@ -279,6 +281,18 @@ class Guard:
                     report.targets, report.paddings[0], n_outputs, loader_fills=True
                 )
         self._emit(sort_findings(findings), "the first batch" if model is not None else "")
+
+    def _padded(self, first: Masked) -> bool:
+        """Whether the data has padding: in the batch's mask, or in the sample the data
+        checks read (a padded array's padded steps, or sequences of different lengths)."""
+        if first.mask is not None and not bool(first.mask.all()):
+            return True
+        return any(
+            any(p.pad.any() for p in report.paddings[0])
+            or len({len(s) for s in report.layout.sequences}) > 1
+            for report in self.reports
+            if report.layouts
+        )
 
     def _emit(self, findings: list[Finding], where: str) -> None:
         findings = [f for f in findings if f.code not in LEFT_TO_THE_DOCTOR]

@@ -342,6 +342,57 @@ def check_target_kind(output: Any, y: torch.Tensor | None, time: int) -> list[Fi
     return [Finding("MW016", "error", message, fix)]
 
 
+def check_output_mask(output: Any, x: Masked | tuple[Masked, ...], padded: bool) -> list[Finding]:
+    """MW006 at the doors: on data with padding (`padded`), a per-step output `(batch,
+    time, units)` with the inputs' time axis but no mask. `predict` would return each
+    padded step as a prediction, and the layers that mix steps (a backward recurrent
+    direction, attention, convolutions) computed on the padding; `fit` and `evaluate`
+    would count it in the loss. The mask was never made (a padded array and no
+    `Masking`) or a layer dropped it.
+
+    Example:
+        >>> x = Masked.from_lengths(torch.zeros(2, 3, 1), [3, 1])
+        >>> [f.code for f in check_output_mask(torch.zeros(2, 3, 4), x, padded=True)]
+        ['MW006']
+        >>> check_output_mask(x, x, padded=True), check_output_mask(torch.zeros(2, 4), x, True)
+        ([], [])
+    """
+    first = x[0] if isinstance(x, tuple) else x
+    if isinstance(output, dict):
+        outputs = list(output.values())
+    else:
+        outputs = list(output) if isinstance(output, list | tuple) else [output]
+    lost = [
+        tuple(values.shape)
+        for values, o in ((o.values if isinstance(o, Masked) else o, o) for o in outputs)
+        if isinstance(values, torch.Tensor)
+        and values.dim() >= 3
+        and values.shape[:2] == first.values.shape[:2]
+        and not _has_mask(o)
+    ]
+    if not padded or not lost:
+        return []
+    made = (
+        "the inputs carry a mask, but a layer dropped it"
+        if first.mask is not None
+        else ("the model makes no mask from the padding, or a layer dropped it")
+    )
+    return [
+        Finding(
+            "MW006",
+            "error",
+            f"the data has padding, but the model's output {lost[0]} keeps the time axis "
+            f"without a mask ({made}): the padded steps are computed as real ones, "
+            "counted by the loss and returned by predict.",
+            "make the mask: `layers.Masking(mask_value)` as the first layer for a padded "
+            "array (`Embedding(mask_zero=True)` for token ids), or pass a list of "
+            "sequences; keep it: a custom forward returns a Masked (`x.with_values(...)`, "
+            "not bare values), a Lambda gets `mask=`. "
+            "`mw.doctor.check(x, model=model)` names the layer that loses it.",
+        )
+    ]
+
+
 def check_masking_value(model: nn.Module, layout: Layout, paddings: list[Padding]) -> list[Finding]:
     """MW017: a padded array whose padding is not the value of the model's `Masking`.
 
