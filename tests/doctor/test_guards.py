@@ -18,8 +18,10 @@ from maskwise import (
     ConfigError,
     DoctorError,
     Graph,
+    Input,
     MaskError,
     MaskWarning,
+    Model,
     Sequential,
     ShapeError,
     doctor,
@@ -274,6 +276,21 @@ def test_an_output_without_a_mask_on_padded_data_stops_predict() -> None:
     assert [len(p) for p in masked.predict(x)] == LENGTHS  # the mask made: each true length
     pooled = Sequential([layers.LSTM(4)])  # one vector per sequence: nothing lost
     assert pooled.predict(x).shape == (len(LENGTHS), 4)
+
+
+def test_a_layers_extra_output_is_no_output_that_lost_its_mask() -> None:
+    """Attention scores `(batch, time, time)` returned as a functional model's output
+    have the inputs' time axis and no mask, and none to keep: predict returns them."""
+    inputs = Input((None, 3))
+    h = layers.LSTM(4, return_sequences=True)(inputs)
+    attended, scores = layers.Attention()([h, h], return_attention_scores=True)
+    model = Model(inputs, [layers.Dense(2)(attended), scores])
+    tags, weights = model.predict(ragged(LENGTHS))
+    assert [len(t) for t in tags] == LENGTHS
+    assert weights.shape == (len(LENGTHS), max(LENGTHS), max(LENGTHS))
+    lost = Model(inputs, [layers.Lambda(torch.tanh, mask="drop")(attended), scores])
+    with pytest.raises(DoctorError, match=r"(?s)MW006.*a layer dropped it"):
+        lost.predict(ragged(LENGTHS))
 
 
 def test_zero_padding_with_another_masking_value_stops_fit() -> None:

@@ -270,7 +270,7 @@ class Guard:
                 n_outputs = _units(output)
                 first = batch.x[0] if isinstance(batch.x, tuple) else batch.x
                 findings += check_target_kind(output, batch.y, first.values.shape[1])
-                findings += check_output_mask(output, batch.x, self._padded(first))
+                findings += check_output_mask(output, batch.x, self._padded(first), model)
                 if probe:
                     findings += probe_once(model, batch.x)
         for report in self.reports:

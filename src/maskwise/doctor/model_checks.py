@@ -342,13 +342,17 @@ def check_target_kind(output: Any, y: torch.Tensor | None, time: int) -> list[Fi
     return [Finding("MW016", "error", message, fix)]
 
 
-def check_output_mask(output: Any, x: Masked | tuple[Masked, ...], padded: bool) -> list[Finding]:
+def check_output_mask(
+    output: Any, x: Masked | tuple[Masked, ...], padded: bool, model: Any = None
+) -> list[Finding]:
     """MW006 at the doors: on data with padding (`padded`), a per-step output `(batch,
     time, units)` with the inputs' time axis but no mask. `predict` would return each
     padded step as a prediction, and the layers that mix steps (a backward recurrent
     direction, attention, convolutions) computed on the padding; `fit` and `evaluate`
     would count it in the loss. The mask was never made (a padded array and no
-    `Masking`) or a layer dropped it.
+    `Masking`) or a layer dropped it. A functional `model`'s outputs that are a layer's
+    extra outputs (attention scores `(batch, time, time)`, states) have no mask to
+    keep and are not checked.
 
     Example:
         >>> x = Masked.from_lengths(torch.zeros(2, 3, 1), [3, 1])
@@ -362,10 +366,15 @@ def check_output_mask(output: Any, x: Masked | tuple[Masked, ...], padded: bool)
         outputs = list(output.values())
     else:
         outputs = list(output) if isinstance(output, list | tuple) else [output]
+    extras = [getattr(t, "index", 0) > 0 for t in getattr(model, "outputs", None) or ()]
     lost = [
         tuple(values.shape)
-        for values, o in ((o.values if isinstance(o, Masked) else o, o) for o in outputs)
-        if isinstance(values, torch.Tensor)
+        for values, o, extra in (
+            (o.values if isinstance(o, Masked) else o, o, i < len(extras) and extras[i])
+            for i, o in enumerate(outputs)
+        )
+        if not extra
+        and isinstance(values, torch.Tensor)
         and values.dim() >= 3
         and values.shape[:2] == first.values.shape[:2]
         and not _has_mask(o)
