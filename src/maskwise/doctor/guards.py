@@ -99,12 +99,16 @@ class Sample:
             return f"all {self.total} sequences"
         return f"{self.size} of {self.total} sequences, spread over the data"
 
-    def batch(self, mask_value: float | None) -> Any:
-        """The first `BATCH` sequences as a loader's `Batch`."""
+    def batch(self, mask_value: float | None, model: nn.Module, device: torch.device | None) -> Any:
+        """The first `BATCH` sequences as a loader's `Batch` on `device`, its targets
+        read per step or per sequence as `model`'s output says (as `fit` reads them,
+        `SequenceDataset.read_targets`)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MaskWarning)  # the loader warns on the data
             data = SequenceDataset(self.x, self.y, self.sample_weight, mask_value=mask_value)
-        return data.collate(list(range(min(BATCH, len(data)))))
+        data.read_targets(lambda probe: _single_output(model, probe, device))
+        batch = data.collate(list(range(min(BATCH, len(data)))))
+        return batch if device is None else batch.to(device)
 
 
 def take_sample(x: Any, y: Any = None, sample_weight: Any = None) -> Sample | None:
@@ -262,8 +266,7 @@ class Guard:
         n_outputs = None
         if model is not None:
             if batch is None and self.samples:
-                batch = self.samples[0].batch(self.mask_value)
-                batch = batch if device is None else batch.to(device)
+                batch = self.samples[0].batch(self.mask_value, model, device)
             if batch is not None:
                 output = _output(model, batch.x)
                 n_outputs = _units(output)
@@ -309,6 +312,15 @@ def _output(model: nn.Module, x: Masked | tuple[Masked, ...]) -> Any:
             return model(*x) if isinstance(x, tuple) else model(x)
     finally:
         model.train(was_training)
+
+
+def _single_output(
+    model: nn.Module, batch: Any, device: torch.device | None
+) -> dict[str | None, Any]:
+    """The model's output on `batch` keyed as the one output of a single `y` (a
+    sample's targets are one array: several outputs' are left to their losses)."""
+    output = _output(model, batch.x if device is None else batch.to(device).x)
+    return {None: output} if isinstance(output, Masked | torch.Tensor) else {}
 
 
 def _units(output: Any) -> int | None:
