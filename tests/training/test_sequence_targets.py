@@ -199,3 +199,36 @@ def test_evaluate_checks_its_first_batch_with_the_targets_read_per_sequence():
     model.compile(optimizer="sgd", loss="mse")
     expected = float(((model.predict(x) - y) ** 2).mean())
     assert model.evaluate(x, y)["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def multi_label_with_rare_first_labels() -> tuple[np.ndarray, np.ndarray]:
+    """Inputs of 2 to 4 steps of 5 (one of 5), and `T` labels per sequence whose first
+    three are always 0: read per step, they would look like targets padded at the
+    front (MW011)."""
+    lengths = [2, 3, 4, 3] * 5 + [T]
+    y = np.random.default_rng(5).integers(0, 2, size=(len(lengths), T))
+    y[:, :3] = 0
+    return padded_inputs(lengths), y
+
+
+def test_the_doors_check_such_targets_per_step_only_for_a_per_step_output():
+    """The doctor's per-step checks of `y` (MW011 here) wait for the model: none for a
+    multi-label head of `T` labels, as before for a tagger of the same targets."""
+    x, y = multi_label_with_rare_first_labels()
+    torch.manual_seed(0)
+    labels = mw.Sequential([layers.Masking(0.0), layers.LSTM(4), layers.Dense(T, "sigmoid")])
+    labels.compile(optimizer="sgd", loss="binary_crossentropy")
+    labels.fit(x, y, epochs=1, verbose=0)
+    expected = keras.ops.convert_to_numpy(
+        keras.losses.binary_crossentropy(y.astype("float32"), labels.predict(x))
+    ).mean()
+    assert labels.evaluate(x, y)["loss"] == pytest.approx(float(expected), rel=1e-5)
+    tagger = mw.Sequential(
+        [layers.Masking(0.0), layers.LSTM(4, return_sequences=True), layers.Dense(2)]
+    )
+    tagger.compile(optimizer="sgd", loss=mw.losses.SparseCategoricalCrossentropy(from_logits=True))
+    for door in (tagger.fit, tagger.evaluate):
+        with pytest.raises(mw.DoctorError, match="MW011 error: y is padded at the other end"):
+            door(x, y, verbose=0)
+    with pytest.raises(mw.DoctorError, match="MW011"):
+        make_loader(x, y)  # no model: read per step
