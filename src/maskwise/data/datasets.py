@@ -26,7 +26,11 @@ Targets `y`: per step, as a list of `(T_i, ...)` arrays or a padded array `(N, T
 whose axis 1 matches a padded input's time axis; or per sequence, `(N,)` / `(N, K)` or
 a list of scalars; for a model with several outputs, a dict of them keyed by output name
 (`Batch.y` is then a dict too). Integers stay as given (class ids need no "0 is padding"
-slot).
+slot). A padded array whose axis 1 matches the time axis could also be one row of `K`
+values per sequence with `K == T` (a multi-output regression, a multi-label classifier):
+it is read per step until the model's output says otherwise (`SequenceDataset.probe`
+and `read_targets`, which `fit`, `evaluate` and the single-batch methods call once per
+call: an output without a time axis reads it per sequence, as Keras does).
 
 A padded target (or weight) array of three or more axes whose axis 1 is not the padded
 inputs' time axis, such as the per-step targets `(N, T_out, ...)` of a model that crops,
@@ -43,7 +47,7 @@ batches are trimmed.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -157,14 +161,26 @@ class _Column:
                 if as_float or any(item.is_floating_point() for item in items):
                     items = [item.to(torch.float32) for item in items]
                 _check_steps(items, name, lengths, inputs)
-                self.per_step, self.ragged, self.keeps_time = True, items, False
+                self.per_step, self.ragged = True, items
+                self.pending = self.keeps_time = False
                 return
         values = to_tensor(data, name)
         self.values = values.to(torch.float32) if as_float else values
         times = {inp.time for inp in inputs if isinstance(inp, _PaddedInput)}
         self.per_step = values.dim() >= 2 and len(times) == 1 and values.shape[1] in times
-        # Per-step data of another time axis (see the module docstring): untrimmed batches.
-        self.keeps_time = values.dim() >= 3 and bool(times) and not self.per_step
+        # Read per step from its shape alone, and the two readings differ (a sequence is
+        # shorter than the padded time axis): the model's output settles it (`read_as`).
+        self.pending = self.per_step and bool((lengths < values.shape[1]).any())
+        self.keeps_time = self._keeps_time(bool(times))
+
+    def _keeps_time(self, padded: bool) -> bool:
+        """Per-step data of another time axis (see the module docstring): untrimmed batches."""
+        return self.values.dim() >= 3 and padded and not self.per_step
+
+    def read_as(self, per_step: bool) -> None:
+        """Settle a pending column: one value per step, or per sequence (`pending`)."""
+        self.per_step, self.pending = per_step, False
+        self.keeps_time = self._keeps_time(True)
 
     def batch(self, index: torch.Tensor, time: int, lengths: torch.Tensor) -> torch.Tensor:
         if self.ragged is not None:
@@ -173,6 +189,20 @@ class _Column:
             return self.values[index]
         values = self.values[index, :time]
         return fill_after(values, lengths, self.fill)
+
+
+def _per_step(output: Masked | torch.Tensor, time: int, width: int) -> bool | None:
+    """Whether the targets of a pending column (axis 1 of `width`, the padded inputs'
+    time axis) are one per step for `output`, the model's output on a sequence of
+    `time < width` steps: True for an output with a mask or `time` steps on axis 1,
+    False for one of `width` values per sequence; None for neither (the targets fit
+    no reading of this output: the losses and the doctor's MW016 say so)."""
+    values = output.values if isinstance(output, Masked) else output
+    if isinstance(output, Masked) and output.mask is not None:
+        return True
+    if values.dim() < 2 or values.shape[1] not in (time, width):
+        return None
+    return bool(values.shape[1] == time)
 
 
 def _check_steps(
@@ -384,6 +414,86 @@ class SequenceDataset:
         if not any(c is not None and c.keeps_time for c in [*columns, self.sample_weight]):
             return None
         return max(inp.time for inp in self.inputs if isinstance(inp, _PaddedInput))
+
+    def _columns(self) -> dict[str | None, _Column]:
+        """The target columns by output name (None: the one `y` of a model with one
+        output), without the sample weights."""
+        if isinstance(self.y, dict):
+            return dict(self.y.items())
+        return {} if self.y is None else {None: self.y}
+
+    def probe(self) -> Batch | None:
+        """The inputs of the shortest sequence, at its own length, when a target or
+        weight column is pending: a padded array whose axis 1 is the inputs' time axis
+        `T`, read per step from its shape alone while a sequence is shorter than `T`,
+        so that it could also be `T` values per sequence (`(N, K)` targets with
+        `K == T`). The model's output on this batch tells the two apart (`read_targets`);
+        None when no column is pending.
+
+        Example:
+            >>> x = np.zeros((2, 3, 1), "float32"); x[0] = 1; x[1, :2] = 1  # lengths 3, 2
+            >>> SequenceDataset(x, np.ones((2, 3))).probe().x.values.shape  # sequence 1
+            torch.Size([1, 2, 1])
+            >>> SequenceDataset(x, np.ones((2, 4))).probe() is None  # 4 values: per sequence
+            True
+        """
+        columns = [*self._columns().values(), self.sample_weight]
+        if not any(column is not None and column.pending for column in columns):
+            return None
+        real = self.lengths.masked_fill(self.lengths == 0, int(self.lengths.max()) + 1)
+        index = torch.argmin(real).reshape(1)  # the shortest sequence with a real step
+        time = max(int(self.lengths[index]), 1)
+        xs = tuple(inp.batch(index, time) for inp in self.inputs)
+        return Batch(xs if self.several else xs[0], None, None, index)
+
+    def read_targets(
+        self, outputs_of: Callable[[Batch], Mapping[str | None, Masked | torch.Tensor]]
+    ) -> None:
+        """Settle the pending columns (see `probe`) from the model's outputs on the
+        `probe()` batch, `outputs_of(batch)`, keyed by output name (None: the output of
+        a model given one `y`): an output with a mask, or with the probe's steps on
+        axis 1, reads its targets per step; one of `T` values without a time axis, as
+        `T` values per sequence (Keras's reading: its targets go whole into the loss).
+        An output that is neither leaves them per step, for the loss to refuse. Pending
+        sample weights follow the outputs: outputs of both kinds are a `ShapeError`.
+
+        Example:
+            >>> x = np.zeros((2, 3, 1), "float32"); x[0] = 1; x[1, :2] = 1  # lengths 3, 2
+            >>> data = SequenceDataset(x, np.ones((2, 3), "float32"))
+            >>> data.collate([1]).y  # per step: trimmed to 2 steps
+            tensor([[1., 1.]])
+            >>> data.read_targets(lambda probe: {None: torch.zeros(1, 3)})  # no time axis
+            >>> data.collate([1]).y  # per sequence: the row whole
+            tensor([[1., 1., 1.]])
+        """
+        probe = self.probe()
+        if probe is None:
+            return
+        outputs = outputs_of(probe)
+        first = probe.x[0] if isinstance(probe.x, tuple) else probe.x
+        time = first.values.shape[1]
+        pending = [(key, c) for key, c in self._columns().items() if c.pending and key in outputs]
+        for key, column in pending:
+            kind = _per_step(outputs[key], time, column.values.shape[1])
+            if kind is not None:
+                column.read_as(kind)
+        weight = self.sample_weight
+        if weight is not None and weight.pending:
+            width = weight.values.shape[1]
+            kinds = {_per_step(out, time, width) for out in outputs.values()}
+            read = [kind for kind in kinds if kind is not None]
+            if len(read) > 1:
+                raise ShapeError(
+                    format_error(
+                        f"sample_weight {tuple(weight.values.shape)} could hold one weight "
+                        f"per step or a row of {width} weights per sequence, and the "
+                        "model's outputs differ: some keep the time axis, some do not.",
+                        fix="give one weight per sequence, shaped (N,).",
+                    )
+                )
+            if read:
+                weight.read_as(read[0])
+        self.full_time = self._full_time()
 
     def __len__(self) -> int:
         return len(self.lengths)

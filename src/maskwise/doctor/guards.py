@@ -99,12 +99,29 @@ class Sample:
             return f"all {self.total} sequences"
         return f"{self.size} of {self.total} sequences, spread over the data"
 
-    def batch(self, mask_value: float | None) -> Any:
-        """The first `BATCH` sequences as a loader's `Batch`."""
+    @property
+    def pending(self) -> bool:
+        """Whether `y` is a padded array read per step from its shape alone (axis 1 is
+        a padded input's time axis) that could be one row per sequence: the model's
+        output says which (`SequenceDataset.read_targets`)."""
+        return self.per_step[0] is None and isinstance(self.y, np.ndarray) and self.y.ndim >= 2
+
+    def dataset(
+        self, mask_value: float | None, model: nn.Module, device: torch.device | None
+    ) -> SequenceDataset:
+        """The sample as a loader's data set, its targets read per step or per sequence
+        as `model`'s output on `device` says (as `fit` reads them)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MaskWarning)  # the loader warns on the data
             data = SequenceDataset(self.x, self.y, self.sample_weight, mask_value=mask_value)
-        return data.collate(list(range(min(BATCH, len(data)))))
+        data.read_targets(lambda probe: _single_output(model, probe, device))
+        return data
+
+    def batch(self, mask_value: float | None, model: nn.Module, device: torch.device | None) -> Any:
+        """The first `BATCH` sequences of `dataset(...)` as a `Batch` on `device`."""
+        data = self.dataset(mask_value, model, device)
+        batch = data.collate(list(range(min(BATCH, len(data)))))
+        return batch if device is None else batch.to(device)
 
 
 def take_sample(x: Any, y: Any = None, sample_weight: Any = None) -> Sample | None:
@@ -215,6 +232,9 @@ class Guard:
         self.mask_value = mask_value
         self.reports: list[DataReport] = []
         self.samples: list[Sample] = []
+        self.pending: list[tuple[Sample, DataReport, str]] = []
+        """Samples whose `y` the model reads per step or per sequence (`Sample.pending`),
+        their reports without the per-step checks of `y`, and where they come from."""
 
     def data(self, x: Any, y: Any = None, sample_weight: Any = None, *, source: str = "") -> None:
         """Check a sample of the data a door received (`source`: where, e.g.
@@ -224,18 +244,41 @@ class Guard:
         sample = take_sample(x, y, sample_weight)
         if sample is None:
             return
-        report = check_data(
-            sample.x,
-            sample.y,
-            sample.sample_weight,
-            float(self.mask_value),
-            per_step=sample.per_step,
-            lengths_given=True,
-        )
+        # Targets the model may read per sequence: their checks wait for it (`_settle`).
+        report = self._check(sample, sample.per_step, with_y=not sample.pending)
         self.samples.append(sample)
         self.reports.append(report)
         where = f"{source}, {sample.describe()}" if source else sample.describe()
+        if sample.pending:
+            self.pending.append((sample, report, where))
         self._emit(report.findings, where)
+
+    def _check(
+        self, sample: Sample, per_step: tuple[bool | None, bool | None], with_y: bool = True
+    ) -> DataReport:
+        return check_data(
+            sample.x,
+            sample.y if with_y else None,
+            sample.sample_weight,
+            float(cast(float, self.mask_value)),
+            per_step=per_step,
+            lengths_given=True,
+        )
+
+    def _settle(self, model: nn.Module | None, device: torch.device | None) -> None:
+        """The checks of pending targets (`Sample.pending`), read as the model reads them:
+        per step, or per sequence for an output without a time axis (a door without a
+        model, `make_loader`, reads them per step)."""
+        for sample, report, where in self.pending:
+            per_step = sample.per_step
+            if model is not None:
+                data = sample.dataset(self.mask_value, model, device)
+                if data.y is not None and not isinstance(data.y, dict) and not data.y.per_step:
+                    per_step = (False, per_step[1])
+            checked = self._check(sample, per_step)
+            report.targets = checked.targets
+            self._emit([f for f in checked.findings if f not in report.findings], where)
+        self.pending = []
 
     def validation(self, data: Any) -> None:
         """`data(...)` on `fit`'s `validation_data`: `(x, y[, sample_weight])` or a data set."""
@@ -259,12 +302,12 @@ class Guard:
         `device`)."""
         if self.checks == "off":
             return
+        self._settle(model, device)
         findings: list[Finding] = []
         n_outputs = None
         if model is not None:
             if batch is None and self.samples:
-                batch = self.samples[0].batch(self.mask_value)
-                batch = batch if device is None else batch.to(device)
+                batch = self.samples[0].batch(self.mask_value, model, device)
             if batch is not None:
                 output = _output(model, batch.x)
                 n_outputs = _units(output)
@@ -323,6 +366,17 @@ def _output(model: nn.Module, x: Masked | tuple[Masked, ...]) -> Any:
             return model(*x) if isinstance(x, tuple) else model(x)
     finally:
         model.train(was_training)
+
+
+def _single_output(
+    model: nn.Module, batch: Any, device: torch.device | None
+) -> dict[str | None, Any]:
+    """The model's output on `batch` keyed as the one output of a single `y` (a
+    sample's targets are one array: several outputs' are left to their losses)."""
+    if device is None:  # where the model's weights are
+        device = next((p.device for p in model.parameters()), None)
+    output = _output(model, batch.x if device is None else batch.to(device).x)
+    return {None: output} if isinstance(output, Masked | torch.Tensor) else {}
 
 
 def _units(output: Any) -> int | None:

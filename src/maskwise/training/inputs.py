@@ -11,9 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import Loader, ParquetSequences, SequenceDataset, make_loader
+from ..data import Batch, Loader, ParquetSequences, SequenceDataset, make_loader
 from ..errors import ConfigError, MaskwiseTypeError, ShapeError, format_error
 from ..masked import Masked
+from .modes import training_mode
+from .outputs import split_outputs
 
 
 def forward(model: Callable[..., Any], x: Masked | tuple[Masked, ...]) -> Any:
@@ -45,6 +47,37 @@ def forward(model: Callable[..., Any], x: Masked | tuple[Masked, ...]) -> Any:
             )
         )
     return out
+
+
+def read_targets(loader: Loader, model: nn.Module, names: list[str], device: torch.device) -> None:
+    """Settle the targets that the loader's data reads per step from their shape alone
+    while they could be one row per sequence (`(N, K)` with `K` the padded inputs'
+    time axis, `SequenceDataset.probe`): the model's output on its shortest sequence
+    says which (`SequenceDataset.read_targets`). One forward pass of one sequence,
+    once per door call, and only for such data (it builds a lazy model).
+
+    Example:
+        >>> x = np.zeros((2, 3, 1), "float32"); x[0, :3] = 1; x[1, :2] = 1  # lengths 3, 2
+        >>> y = np.ones((2, 3), "float32")  # 3 values per sequence, or one per step?
+        >>> model = Sequential([layers.Masking(0.0), layers.LSTM(2), layers.Dense(3)])
+        >>> loader = make_loader(x, y, batch_size=2, shuffle=False)
+        >>> read_targets(loader, model, ["output"], torch.device("cpu"))
+        >>> next(iter(loader)).y.shape  # per sequence: the output has no time axis
+        torch.Size([2, 3])
+    """
+    data = loader.data
+    if not isinstance(data, SequenceDataset):
+        return
+
+    def outputs_of(probe: Batch) -> dict[str | None, Any]:
+        with training_mode(model, False), torch.no_grad():
+            out = forward(model, probe.to(device).x)
+        outputs: dict[str | None, Any] = dict(zip(names, split_outputs(out, names), strict=True))
+        if len(names) == 1:
+            outputs[None] = outputs[names[0]]  # a model of one output takes `y` as it is
+        return outputs
+
+    data.read_targets(outputs_of)
 
 
 def resolve_device(device: torch.device | str) -> torch.device:

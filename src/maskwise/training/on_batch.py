@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..data import Batch
-from .inputs import data_loader, require_batches, require_grad_mode, require_targets
+from .inputs import (
+    data_loader,
+    read_targets,
+    require_batches,
+    require_grad_mode,
+    require_targets,
+)
 from .modes import training_mode
 from .outputs import check_class_weight, targets_by_name
 from .totals import EpochTotals
@@ -27,10 +33,13 @@ ONE_BATCH = 2**31 - 1
 
 
 def one_batch(trainer: Trainer, x: Any, y: Any, sample_weight: Any, what: str) -> Batch:
-    """`x`, `y` and `sample_weight` as one batch on the model's device, the model built."""
+    """`x`, `y` and `sample_weight` as one batch on the model's device, the model built
+    (targets read per step or per sequence as its output says, `read_targets`)."""
     loader = data_loader(x, y, sample_weight, ONE_BATCH, 0.0, bucketing=False)
     require_batches(loader, f"data given to {what}")
-    batch = next(iter(loader)).to(trainer.place(None))
+    device = trainer.place(None)
+    read_targets(loader, trainer.model, trainer.require_compiled(what).names, device)
+    batch = next(iter(loader)).to(device)
     trainer.build(batch.x)
     return batch
 

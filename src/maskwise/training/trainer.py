@@ -57,6 +57,7 @@ from .inputs import (
     data_loader,
     forward,
     inputs_by_name,
+    read_targets,
     require_batches,
     require_grad_mode,
     require_targets,
@@ -672,6 +673,9 @@ class Trainer:
         else:
             require_validation(hook_order(callbacks or []))
         placed = self.place(device)
+        for data in (loader, val_loader):  # per step or per sequence: the output says
+            if data is not None:
+                read_targets(data, self.model, compiled.names, placed)
         if initial_epoch is None:
             initial_epoch = 0 if saved is None else saved.epoch
         first = self._first_batch(loader, initial_epoch, placed)
@@ -867,6 +871,8 @@ class Trainer:
         loader = data_loader(x, y, sample_weight, batch_size, mask_value, bucketing=steps is None)
         require_batches(loader, "data given to evaluate")
         placed = self.place(device)
+        names = self.require_compiled("evaluate").names
+        read_targets(loader, self.model, names, placed)  # per step or per sequence
         guard.model(self.model, device=placed)
         num_batches = batches_run(len(loader), steps)
         params = {"verbose": verbose, "epochs": 1, "steps": num_batches}
