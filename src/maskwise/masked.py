@@ -713,27 +713,6 @@ def gather_steps(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return values.gather(1, per_step(order, values).expand_as(values))
 
 
-def scatter_steps(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """Inverse of `gather_steps`: put step j of `values` back at time `order[:, j]`."""
-    index = per_step(order, values).expand_as(values)
-    return torch.empty_like(values).scatter(1, index, values)
-
-
-def reverse_real_steps(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Reverse the order of each row's real steps in place of each other.
-
-    Padded steps stay where they are; the k-th real step swaps with the k-th from last.
-    This is how a backward recurrent direction reads "only the real steps, from the
-    last to the first" whatever the padding.
-    """
-    order = compaction_order(mask)
-    lengths = mask.sum(dim=1, keepdim=True)
-    positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
-    flipped = torch.where(positions < lengths, lengths - 1 - positions, positions)
-    compact = gather_steps(values, order)
-    return scatter_steps(gather_steps(compact, flipped), order)
-
-
 def as_masked(
     inputs: Masked | torch.Tensor | np.ndarray, mask: torch.Tensor | None = None
 ) -> Masked:

@@ -588,15 +588,6 @@ def _misaligned(layout: Layout, received: str, name: str, sequence: int | None =
     )
 
 
-def check_targets(
-    targets: list[np.ndarray], layout: Layout, paddings: list[Padding], n_outputs: int | None
-) -> list[Finding]:
-    """MW005 on real targets, MW004 on the label used at padded steps."""
-    return check_real_values(targets, "y", paddings) + check_padding_label(
-        targets, paddings, n_outputs
-    )
-
-
 PADDING_LABELS = (0.0, -1.0, float(IGNORE_INDEX))
 """Target values that mark padded steps (NaN too)."""
 

@@ -19,8 +19,6 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, ShapeError, format_error
 
-PADDINGS = ("valid", "same", "causal")
-
 
 def positive_int(layer: str, argument: str, value: Any, minimum: int = 1) -> int:
     """`value` as an int of at least `minimum`; Keras also accepts a one-element tuple

@@ -187,11 +187,6 @@ class _BuiltinCell(Layer):
         keep_in_one_buffer(self)
         return result
 
-    @property
-    def input_features(self) -> int | None:
-        """The features each step reads (None before the cell is built)."""
-        return int(self.weight_ih.shape[1]) if self.built else None
-
     # ------------------------------------------------------------------ dropout
     def dropout_masks(
         self, values: torch.Tensor, training: bool
