@@ -139,8 +139,8 @@ class PerRankMeans(Update):
     """The mistake `Update` avoids for several outputs: each process's loss of each
     output its own mean (DDP then averages the processes' gradients)."""
 
-    def normalizers(self, outputs: Any) -> list[Any]:
-        super().normalizers(outputs)  # joins the count's collective, notes the piece
+    def normalizers(self, outputs: Any, targets: Any) -> list[Any]:
+        super().normalizers(outputs, targets)  # joins the count's collective, notes the piece
         return [None] * len(outputs)
 
     def own(self, parts: Any) -> list[Any]:

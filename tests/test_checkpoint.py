@@ -56,6 +56,7 @@ def test_the_file_is_plain_safetensors_with_json_metadata(tmp_path) -> None:
         "class": "SparseCategoricalCrossentropy",
         "config": {
             "from_logits": True,
+            "ignore_class": None,
             "reduction": "mean",
             "name": "sparse_categorical_crossentropy",
         },

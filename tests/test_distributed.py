@@ -221,6 +221,35 @@ def test_fit_steps_per_update_equals_one_batch_of_k_times_the_size():
     assert _max_difference(small["weights"], big["weights"]) > 1e-3
 
 
+def _fit_ignoring_a_class(batch_size: int, steps_per_update: int) -> dict:
+    """The tagger with every tag 2 ignored (`ignore_class=2`): each batch counts its
+    real steps whose tag is another."""
+    x, y = ddp_cases.ragged_data(12)
+    model = ddp_cases.recurrent_tagger()
+    model.compile("sgd", losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=2))
+    history = model.fit(
+        x,
+        y,
+        epochs=2,
+        batch_size=batch_size,
+        steps_per_update=steps_per_update,
+        shuffle=False,
+        bucketing=False,
+        verbose=0,
+    )
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {"weights": weights, "loss": history.history["loss"]}
+
+
+def test_ignore_class_accumulates_as_one_big_batch():
+    # The count of each piece leaves the ignored steps out (`Loss.denominator` with the
+    # targets), as the loss of the whole batch does.
+    big = _fit_ignoring_a_class(batch_size=6, steps_per_update=1)
+    accumulated = _fit_ignoring_a_class(batch_size=3, steps_per_update=2)
+    assert _max_difference(accumulated["weights"], big["weights"]) < 1e-5
+    assert accumulated["loss"] == pytest.approx(big["loss"], rel=1e-5)
+
+
 def test_several_outputs_with_one_loss_accumulate_as_one_big_batch():
     # One count per update (the tagger's real steps): accumulation is exact, the
     # untrained head's penalty counted once per update.
@@ -236,8 +265,8 @@ class PerMicroBatchMeans(Update):
     """The classic mistake: each micro-batch's loss its own mean, the update the mean of
     those (gradients divided by the number of micro-batches)."""
 
-    def normalizers(self, outputs):
-        super().normalizers(outputs)  # notes the piece
+    def normalizers(self, outputs, targets):
+        super().normalizers(outputs, targets)  # notes the piece
         return [None] * len(outputs)  # the loss of each micro-batch: its own mean
 
     def finish(self, parameters):

@@ -872,3 +872,99 @@ def test_binary_crossentropy_of_a_nan_prediction_is_nan_not_a_pytorch_error():
     nan_padded = Masked(torch.tensor([[0.7, 0.2, float("nan")]]).unsqueeze(-1), mask)
     expected = -(math.log(0.7) + math.log(1 - 0.2)) / 2
     assert losses.BinaryCrossentropy()(y, nan_padded).item() == pytest.approx(expected, rel=1e-6)
+
+
+# ------------------------------------------------------------------ ignore_class
+def _ignored_targets(y, mask, ignore_class, seed=4):
+    """`y` with `ignore_class` at about a third of the real steps, and the step mask of
+    those steps."""
+    ignored = mask & (torch.rand(mask.shape, generator=torch.Generator().manual_seed(seed)) < 0.35)
+    return torch.where(ignored, torch.full_like(y, ignore_class), y), ignored
+
+
+@pytest.mark.parametrize("mask_name", [None, "gaps", "pre"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", KERAS_REDUCTIONS)
+@pytest.mark.parametrize(("ignore_class", "from_logits"), [(255, True), (1, False), (-1, True)])
+def test_ignore_class_matches_keras3(ignore_class, from_logits, reduction, weighted, mask_name):
+    # Keras leaves the ignored steps out of the loss with its mask, so with padding
+    # (Masking) the mean is over the real steps whose target is not ignore_class.
+    mask = torch.ones(B, T, dtype=torch.bool) if mask_name is None else _mask(mask_name)
+    pred, y, our_pred, our_y = _data("sparse_logits" if from_logits else "sparse", mask)
+    y, ignored = _ignored_targets(y, mask, ignore_class)
+    our_y, _ = _ignored_targets(our_y, mask, ignore_class)
+    assert ignored.any() and (mask & ~ignored).any()
+    weight = torch.rand(B, T, generator=torch.Generator().manual_seed(2)) if weighted else None
+    keras_pred = pred.clone()
+    if mask_name is not None:
+        set_keras_mask(keras_pred, mask)
+    theirs = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=from_logits, ignore_class=ignore_class, reduction=reduction
+    )
+    keras_weight = None if weight is None else weight.clone()
+    expected = torch.as_tensor(np.asarray(theirs(y, keras_pred, sample_weight=keras_weight)))
+    ours = losses.SparseCategoricalCrossentropy(
+        from_logits=from_logits, ignore_class=ignore_class, reduction=reduction
+    )
+    output = Masked(our_pred) if mask_name is None else Masked(our_pred, mask)
+    got = ours(our_y, output, sample_weight=weight)
+    if isinstance(got, Masked):  # "none": 0 at padded and at ignored steps, as Keras's
+        got = got.values
+    torch.testing.assert_close(got, expected.float(), atol=1e-5, rtol=1e-6)
+    # Without ignore_class an out-of-range id is an error, and a class id counts.
+    if reduction in ("sum_over_batch_size", "mean"):
+        plain = losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+        if 0 <= ignore_class < C:
+            assert float(plain(our_y, output, sample_weight=weight)) != pytest.approx(
+                float(got), rel=1e-3
+            )
+        else:
+            with pytest.raises(ShapeError, match="outside the"):
+                plain(our_y, output)
+
+
+def test_ignore_class_in_a_compiled_model_matches_keras_evaluate():
+    g = torch.Generator().manual_seed(3)
+    mask = torch.tensor(MASKS["post"] + MASKS["pre"] + MASKS["gaps"], dtype=torch.bool)
+    x = torch.randn(len(mask), T, FEAT, generator=g).masked_fill(~mask[..., None], 0.0)
+    y, _ = _ignored_targets(torch.randint(0, C, (len(mask), T), generator=g), mask, 255)
+    ours = Sequential([Masking(0.0), Dense(C, activation="softmax")])
+    ours(x)  # built
+    ours.compile(loss=losses.SparseCategoricalCrossentropy(ignore_class=255))
+    theirs = _keras_model(
+        C, "softmax", ours.layers[-1].kernel.detach(), ours.layers[-1].bias.detach()
+    )
+    theirs.compile(loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=255))
+    expected = theirs.evaluate(x.numpy(), y.numpy(), batch_size=len(mask), verbose=0)
+    our_y = y.masked_fill(~mask, IGNORE_INDEX).numpy()
+    got = ours.evaluate(x.numpy(), our_y, batch_size=len(mask), checks="off")["loss"]
+    assert got == pytest.approx(expected, abs=1e-5)
+
+
+def test_ignore_class_counts_the_same_steps_in_pieces_and_in_the_epoch():
+    # The steps the loss counts, for `normalizer=` and the epoch's loss, leave the
+    # ignored steps out: two pieces normalised by the whole batch's count add up to it.
+    mask = _mask("gaps")
+    _, _, our_pred, our_y = _data("sparse_logits", mask)
+    our_y, ignored = _ignored_targets(our_y, mask, 255)
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255)
+    y_pred = Masked(our_pred, mask)
+    assert torch.equal(loss.counted(our_y, y_pred), mask & ~ignored)
+    n = loss.denominator(y_pred, our_y)
+    assert int(n) == int((mask & ~ignored).sum())
+    halves = [slice(0, 1), slice(1, B)]
+    pieces = [loss(our_y[s], Masked(our_pred[s], mask[s]), normalizer=n) for s in halves]
+    torch.testing.assert_close(sum(pieces), loss(our_y, y_pred))
+    with pytest.raises(
+        ConfigError, match=r"(?s)depend on the targets.*denominator\(y_pred, y_true\)"
+    ):
+        loss.denominator(y_pred)
+
+
+def test_ignore_class_is_an_integer_and_has_no_keras2_form():
+    with pytest.raises(ConfigError, match="ignore_class must be an integer"):
+        losses.SparseCategoricalCrossentropy(ignore_class=0.5)
+    with pytest.raises(ConfigError, match=r"(?s)no Keras 2 form.*reduction='mean'"):
+        losses.SparseCategoricalCrossentropy(ignore_class=255, reduction="keras2")
+    config = losses.SparseCategoricalCrossentropy(ignore_class=255).get_config()
+    assert config["ignore_class"] == 255

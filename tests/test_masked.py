@@ -101,6 +101,26 @@ def test_tensor_habits_on_a_masked_name_the_way_to_keep_the_mask():
     assert copy.deepcopy(x).mask is not None  # copying still finds no __deepcopy__
 
 
+def test_reading_a_masked_as_an_array_names_its_parts():
+    # Without the refusal, np.asarray made a 0-d object array and torch.tensor said
+    # "Could not infer dtype of Masked".
+    x = Masked.from_lengths(torch.randn(2, 3, 4), [3, 1])
+    for call in [
+        lambda: np.asarray(x),
+        lambda: np.array(x),
+        lambda: torch.tensor(x),
+        lambda: torch.as_tensor(x),
+        lambda: len(x),
+    ]:
+        with pytest.raises(MaskwiseTypeError, match=r"got a maskwise Masked") as e:
+            call()
+        assert "`x.values`" in str(e.value) and "`model.predict(x)`" in str(e.value)
+    for call in [lambda: list(x), lambda: x[0]]:
+        with pytest.raises(MaskwiseTypeError, match=r"x.unpad\(\)"):
+            call()
+    assert bool(x) and np.asarray(x.values).shape == (2, 3, 4)  # the fix the message names
+
+
 def test_lengths_and_from_lengths_agree():
     x = Masked.from_lengths(torch.zeros(3, 4, 2), [4, 0, 2])
     assert x.lengths.tolist() == [4, 0, 2]

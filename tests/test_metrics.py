@@ -144,17 +144,90 @@ def test_per_class_metrics_match_keras():
     )
 
 
-def test_binary_precision_and_recall_match_keras():
+KERAS_CONFUSION_ARGS = [
+    {},
+    {"thresholds": 0.3},
+    {"thresholds": [0.2, 0.5, 0.8]},
+    {"top_k": 1},
+    {"class_id": 2},
+    {"top_k": 2, "class_id": 1},
+    {"top_k": 2, "thresholds": 0.4},
+]
+
+
+KERAS_CONFUSION_CASES = [
+    (args, targets)
+    for args in KERAS_CONFUSION_ARGS
+    for targets in ["binary", "onehot", "multilabel", "ids"]
+    # One output unit has no class to pick; class ids alone choose the per-class metric.
+    if not (targets == "binary" and ("class_id" in args or "top_k" in args))
+    and not (targets == "ids" and not args)
+]
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize(("args", "targets"), KERAS_CONFUSION_CASES, ids=str)
+@pytest.mark.parametrize("name", ["Precision", "Recall"])
+def test_precision_and_recall_with_keras_arguments_match_keras(name, args, targets, weighted):
+    # Keras's metric over the real steps: Keras's with sample_weight = mask (* weight).
+    mask = _mask("gaps")
+    g = torch.Generator().manual_seed(8)
+    units = 1 if targets == "binary" else C
+    probs = torch.rand(B, T, units, generator=g)
+    if targets == "multilabel" or targets == "binary":
+        labels = torch.randint(0, 2, (B, T, units), generator=g).float()
+        our_y = labels.masked_fill(~mask[..., None], float("nan"))
+    else:
+        probs = probs.softmax(-1)
+        ids = torch.randint(0, C, (B, T), generator=g)
+        labels = F.one_hot(ids, C).float()
+        our_y = labels if targets == "onehot" else ids.masked_fill(~mask, IGNORE_INDEX)
+    weight = torch.rand(B, T, generator=g) if weighted else torch.ones(B, T)
+    ours = getattr(metrics, name)(**args)
+    theirs = getattr(keras.metrics, name)(**args)
+    for rows in (slice(0, 1), slice(1, B)):  # two updates: the counts accumulate
+        ours.update(our_y[rows], Masked(probs[rows], mask[rows]), sample_weight=weight[rows])
+        keras_weight = (weight * mask)[rows, :, None]
+        theirs.update_state(labels[rows], probs[rows], sample_weight=keras_weight)
+    expected = np.asarray(theirs.result()).tolist()
+    assert ours.result() == pytest.approx(expected, abs=1e-6)
+    assert isinstance(ours.result(), type(expected))  # a float, or a list per threshold
+
+
+@pytest.mark.parametrize("make", [metrics.Precision, metrics.Recall])
+def test_one_sigmoid_unit_gives_keras_s_float_and_per_class_on_request(make):
+    # Without the binary case choosing Keras's metric, `Precision()` on a sigmoid unit
+    # returned a dict (`precision/0`, `precision/1`, `precision_macro`).
     mask = _mask("pre")
     probs = torch.rand(B, T, 1, generator=torch.Generator().manual_seed(6))
     labels = torch.randint(0, 2, (B, T, 1), generator=torch.Generator().manual_seed(7)).float()
-    for ours, theirs in [
-        (metrics.Precision(), keras.metrics.Precision()),
-        (metrics.Recall(), keras.metrics.Recall()),
-    ]:
-        ours.update(labels.masked_fill(~mask[..., None], float("nan")), Masked(probs, mask))
-        theirs.update_state(labels, probs, sample_weight=mask.float()[..., None])
-        assert ours.result()[f"{ours.name}/1"] == pytest.approx(float(theirs.result()), abs=1e-6)
+    theirs = getattr(keras.metrics, make.__name__)()
+    theirs.update_state(labels, probs, sample_weight=mask.float()[..., None])
+    our_labels = labels.masked_fill(~mask[..., None], float("nan"))
+    ours, per_class = make(), make(per_class=True)
+    for metric in (ours, per_class):
+        metric.update(our_labels, Masked(probs, mask))
+    assert ours.result() == pytest.approx(float(theirs.result()), abs=1e-6)
+    name = per_class.name
+    assert set(per_class.result()) == {f"{name}/0", f"{name}/1", f"{name}_macro"}
+    assert per_class.result()[f"{name}/1"] == pytest.approx(float(theirs.result()), abs=1e-6)
+
+
+def test_precision_arguments_are_checked():
+    with pytest.raises(ConfigError, match=r"(?s)thresholds must be.*per_class=True, num_classes=3"):
+        metrics.Precision(3)  # maskwise's old first argument, num_classes
+    with pytest.raises(ConfigError, match="pass one or the other"):
+        metrics.Recall(class_id=1, per_class=True)
+    with pytest.raises(ConfigError, match="top_k must be an integer >= 1"):
+        metrics.Precision(top_k=0)
+    with pytest.raises(ConfigError, match=r"class_id=4 is not one of the 4 output units"):
+        metrics.Precision(class_id=4).update(torch.eye(4)[None], Masked(torch.eye(4)[None]))
+    assert metrics.Precision(thresholds=[0.2, 0.7]).result() == [0.0, 0.0]
+    assert metrics.Precision(num_classes=2).result() == {
+        "precision/0": 0.0,
+        "precision/1": 0.0,
+        "precision_macro": 0.0,
+    }
 
 
 def test_confusion_matrix_counts_real_steps_only():
@@ -620,12 +693,15 @@ def test_per_class_metrics_count_nan_scores_as_a_miss_of_no_class(binary):
     matrix.update(y_true, y_pred)
     assert matrix.result() == [[1.0, 0.0], [1.0, 1.0]]
     assert matrix.unscored() == [1.0, 0.0]
-    assert metrics.Precision()(y_true, y_pred) == pytest.approx(
+    assert metrics.Precision(per_class=True)(y_true, y_pred) == pytest.approx(
         {"precision/0": 0.5, "precision/1": 1.0, "precision_macro": 0.75}
     )
-    assert metrics.Recall()(y_true, y_pred) == pytest.approx(
+    assert metrics.Recall(per_class=True)(y_true, y_pred) == pytest.approx(
         {"recall/0": 0.5, "recall/1": 0.5, "recall_macro": 0.5}
     )
+    if binary:  # Keras's metric: the NaN step is below the threshold, a negative
+        assert metrics.Precision()(y_true, y_pred) == 1.0  # step 2 only is positive
+        assert metrics.Recall()(y_true, y_pred) == 0.5  # steps 2 and 3 hold a 1
     f1 = {0: 2 * 0.5 * 0.5 / 1.0, 1: 2 * 1.0 * 0.5 / 1.5}
     assert metrics.F1Score()(y_true, y_pred) == pytest.approx(
         {"f1_score/0": f1[0], "f1_score/1": f1[1], "f1_score_macro": (f1[0] + f1[1]) / 2}

@@ -371,13 +371,19 @@ def _require_classes(num_classes: int, values: torch.Tensor, name: str) -> None:
 
 
 def class_targets(
-    values: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor | None, name: str
+    values: torch.Tensor,
+    y_true: torch.Tensor,
+    mask: torch.Tensor | None,
+    name: str,
+    ignore_class: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Validate class-id targets against scores `(..., classes)`.
 
     Returns `(scores, ids, real)`: scores with padded steps set to 1, ids `long` with
     padded steps set to 0 (both safe for any loss), and the real-step mask, all over the
-    step shape `values.shape[:-1]`.
+    step shape `values.shape[:-1]`. A target equal to `ignore_class` makes its step
+    count as padding (Keras's `ignore_class`): it is left out of `real`, and any id is
+    allowed there.
     """
     if (mask is not None and values.dim() != 3) or values.dim() < 2:
         raise ShapeError(
@@ -418,6 +424,8 @@ def class_targets(
             )
         )
     real = _real_steps(step_shape, mask, values.device)
+    if ignore_class is not None:
+        real = real & (y_true != ignore_class)
     exact = _host.checks_read_host(values.device)
     if y_true.is_floating_point():
         whole = torch.where(real, y_true, torch.zeros_like(y_true))
@@ -818,13 +826,28 @@ class Loss:
             return steps if mask is None else Masked(steps, mask)
         return _reduce(loss, real, weight, mask is not None, self.reduction, normalizer)
 
-    def denominator(self, y_pred: Masked | torch.Tensor) -> torch.Tensor:
+    def counted(self, y_true: Any, y_pred: Masked | torch.Tensor) -> torch.Tensor:
+        """The steps this loss counts (bool, `y_pred`'s step shape): the output's real
+        steps (`counted_steps`), less those whose target the loss leaves out
+        (`SparseCategoricalCrossentropy(ignore_class=)`). What `fit` weighs each
+        batch's loss by in the epoch's loss.
+
+        Example:
+            >>> y_pred = Masked(torch.full((1, 3, 2), 0.5), lengths_to_mask([2], 3))
+            >>> y_true = torch.tensor([[1, 255, -100]])
+            >>> SparseCategoricalCrossentropy(ignore_class=255).counted(y_true, y_pred)
+            tensor([[ True, False, False]])
+        """
+        return _step_mask(y_pred)
+
+    def denominator(self, y_pred: Masked | torch.Tensor, y_true: Any = None) -> torch.Tensor:
         """This batch's share of the `normalizer` of a whole batch (an int64 scalar).
 
-        `"mean"`: the steps the loss counts (`counted_steps`); `"sequence_mean"`: the
-        sequences with at least one real step. Summed over the pieces of a batch (and
+        `"mean"`: the steps the loss counts (`counted`); `"sequence_mean"`: the
+        sequences with at least one of them. Summed over the pieces of a batch (and
         all-reduced across processes), it is the `normalizer` of each piece. The
-        `"sum"` and `"keras2"` reductions have no count: a `ConfigError`.
+        `"sum"` and `"keras2"` reductions have no count: a `ConfigError`. `y_true`, the
+        targets, is needed by a loss that leaves some out (`ignore_class`).
         """
         if self.reduction not in ("mean", "sequence_mean"):
             raise ConfigError(
@@ -836,7 +859,7 @@ class Loss:
                     "(DDP averages the gradients); 'keras2' cannot be split.",
                 )
             )
-        real = _step_mask(y_pred)
+        real = self.counted(y_true, y_pred)
         if self.reduction == "sequence_mean":
             return (real.reshape(real.shape[0], -1).sum(1) > 0).sum()
         return real.sum()
@@ -894,13 +917,25 @@ class SparseCategoricalCrossentropy(Loss):
     Mask rule: only the steps `y_pred.mask` marks as real count; targets hold
     `IGNORE_INDEX` at padded steps.
 
+    `ignore_class` (Keras 3's argument): the steps whose target equals it count as
+    padded steps, in every reduction, as Keras's mask on the loss makes them count:
+    the default `"mean"` is the mean over the real steps whose target is another class
+    (with padding from a mask too, Keras's value), `"none"` holds 0 at them. Their
+    target may be any number (255, -1, `IGNORE_INDEX`), not a class of the model.
+    Keras 2's `"keras2"` reduction, which predates it, refuses it.
+
     Example:
         >>> y = Masked(torch.full((1, 3, 2), 0.5), lengths_to_mask([2], 3))
         >>> float(SparseCategoricalCrossentropy()(torch.tensor([[0, 1, -100]]), y))
         0.6931...
+        >>> logits = Masked(torch.tensor([[[2.0, 0.0], [0.0, 2.0], [0.0, 0.0]]]))
+        >>> loss = SparseCategoricalCrossentropy(from_logits=True, ignore_class=255)
+        >>> float(loss(torch.tensor([[0, 255, 1]]), logits))  # steps 0 and 2 only
+        0.4100...
 
     Args:
         from_logits: the predictions are logits (no softmax at the end of the model).
+        ignore_class: a target value whose steps do not count (an integer), or None.
         reduction: see `Loss`.
         name: the loss's name.
     """
@@ -908,18 +943,67 @@ class SparseCategoricalCrossentropy(Loss):
     default_name = "sparse_categorical_crossentropy"
 
     def __init__(
-        self, from_logits: bool = False, reduction: str = "mean", name: str | None = None
+        self,
+        from_logits: bool = False,
+        ignore_class: int | None = None,
+        reduction: str = "mean",
+        name: str | None = None,
     ) -> None:
         super().__init__(reduction, name)
         self.from_logits = from_logits
+        self.ignore_class = _check_ignore_class(ignore_class, self.reduction)
 
     def get_config(self) -> dict[str, Any]:
-        return {"from_logits": self.from_logits, **super().get_config()}
+        return {
+            "from_logits": self.from_logits,
+            "ignore_class": self.ignore_class,
+            **super().get_config(),
+        }
 
     def per_step(self, values, y_true, mask):
-        scores, ids, real = class_targets(values, y_true, mask, self.name)
+        scores, ids, real = class_targets(values, y_true, mask, self.name, self.ignore_class)
         log_prob = _log_probs(scores, self.from_logits, self.name)
         return -log_prob.gather(-1, ids.unsqueeze(-1)).squeeze(-1), real, ids
+
+    def counted(self, y_true: Any, y_pred: Masked | torch.Tensor) -> torch.Tensor:
+        if self.ignore_class is None:
+            return super().counted(y_true, y_pred)
+        if y_true is None:
+            raise ConfigError(
+                format_error(
+                    f"{self.name}: with ignore_class the steps it counts depend on the targets.",
+                    received="y_true=None",
+                    fix="pass the targets: `loss.denominator(y_pred, y_true)`.",
+                )
+            )
+        usage = f"{type(self).__name__}().counted(y_true, y_pred)"
+        values, mask, targets = read_pair(y_true, y_pred, usage, self.labels)
+        return class_targets(values, targets, mask, self.name, self.ignore_class)[2]
+
+
+def _check_ignore_class(ignore_class: Any, reduction: str) -> int | None:
+    """`ignore_class` checked to be an integer (or None), and not with `"keras2"`."""
+    if ignore_class is None:
+        return None
+    if isinstance(ignore_class, bool) or not isinstance(ignore_class, int | np.integer):
+        raise ConfigError(
+            format_error(
+                "ignore_class must be an integer target value, or None.",
+                received=repr(ignore_class),
+                fix="e.g. ignore_class=255 for a 'void' label in the targets.",
+            )
+        )
+    if reduction == "keras2":
+        raise ConfigError(
+            format_error(
+                "ignore_class has no Keras 2 form: Keras 2's weighted_masked_objective "
+                "(reduction='keras2') predates it.",
+                received=f"ignore_class={ignore_class}, reduction='keras2'",
+                fix="use reduction='mean' (Keras 3's value with ignore_class), or pad "
+                "those targets' steps out of the output's mask.",
+            )
+        )
+    return int(ignore_class)
 
 
 def _log_probs(scores: torch.Tensor, from_logits: bool, name: str) -> torch.Tensor:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 import torch
@@ -126,6 +126,20 @@ class Masked:
                 "layer (GlobalAveragePooling1D, Concatenate, ...), which reads the mask.",
             )
         )
+
+    # A Masked is not an array: numpy and torch would otherwise make of it a 0-d object
+    # array (`np.asarray`) or fail with "Could not infer dtype of Masked" (`torch.tensor`,
+    # which reads it as a sequence through `__len__`). Indexing and iterating raise
+    # `refuse_tensor_habits`'s error.
+    def __array__(self, dtype: Any = None, copy: Any = None) -> NoReturn:
+        _refuse_conversion("np.asarray(x) (or np.array)")
+
+    def __len__(self) -> NoReturn:
+        _refuse_conversion("len(x), torch.tensor(x) or torch.as_tensor(x)")
+
+    def __bool__(self) -> bool:
+        """A Masked is always true (it defines `__len__` only to refuse it)."""
+        return True
 
     # ------------------------------------------------------------------ properties
     @property
@@ -381,6 +395,23 @@ def _masked_advice(use: str, name: str) -> str:
 
 
 refuse_tensor_habits(Masked, _masked_advice)
+
+
+def _refuse_conversion(operation: str) -> NoReturn:
+    """A `MaskwiseTypeError` for reading a `Masked` as an array or a sequence: it holds
+    two tensors, and which one the caller wants (or whether per-sequence arrays) is
+    theirs to say."""
+    raise MaskwiseTypeError(
+        format_error(
+            f"{operation} got a maskwise Masked (values + mask), which is no array.",
+            expected="a tensor or an array: the Masked's values, its mask, or its sequences",
+            received="Masked(values, mask)",
+            fix="take the part you need: `x.values` (the padded batch, (batch, time, ...)), "
+            "`x.mask` (bool (batch, time), True = real step), `x.unpad()` (one tensor per "
+            "sequence, of its true length), `x.lengths`; for a model's predictions as "
+            "arrays, `model.predict(x)` returns one array per sequence.",
+        )
+    )
 
 
 def _as_tensor(sequence: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -9,9 +9,11 @@ Interface (Keras's): `reset()`, `update(y_true, y_pred, sample_weight=None)`, `r
 `name`; Keras's names `reset_state` and `update_state` are the same methods, and calling
 a metric updates it and returns `result()`. The argument order is Keras's, `(y_true,
 y_pred)`, and arguments evidently swapped are an error (see `maskwise.losses`).
-`result()` is a float for the mean metrics, a dict `{"<name>/<class>": value, ...,
-"<name>_macro": value}` for `Precision`, `Recall` and `F1Score`, and a nested list
-(rows = true class, columns = predicted class) for `ConfusionMatrix`.
+`result()` is a float for the mean metrics and for Keras's `Precision` and `Recall` (a
+list for several `thresholds`), a dict `{"<name>/<class>": value, ...,
+"<name>_macro": value}` for `F1Score` and the per-class `Precision` and `Recall` (class
+ids against several output units, or `per_class=True`), and a nested list (rows = true
+class, columns = predicted class) for `ConfusionMatrix`.
 
 Like Keras, a weighted mean metric divides by the sum of the weights of the real steps
 (`sum(value * weight) / sum(weight)`), which is Keras 3's metric with
@@ -19,8 +21,9 @@ Like Keras, a weighted mean metric divides by the sum of the weights of the real
 
 Over zero real steps (every sequence of length 0, or every weight 0) each metric has a
 defined value, never NaN, as in Keras 3 (its `divide_no_nan`): the mean metrics give
-0.0, `Precision`, `Recall` and `F1Score` give 0.0 for every class and for the macro
-average, `ConfusionMatrix` a matrix of zeros; `fit` and `evaluate` log a loss of 0.0.
+0.0 (as Keras's `Precision` and `Recall`), the per-class metrics give 0.0 for every
+class and for the macro average, `ConfusionMatrix` a matrix of zeros; `fit` and
+`evaluate` log a loss of 0.0.
 A NaN would poison every later comparison (`EarlyStopping`, `ModelCheckpoint`). Before
 any update, the per-class metrics know their classes only from `num_classes`: without
 it they give `{}` (and `ConfusionMatrix` `[]`).
@@ -582,19 +585,206 @@ def _recall(matrix: torch.Tensor) -> torch.Tensor:
     return _ratio(matrix.diagonal(), matrix.sum(1))
 
 
-class Precision(_PerClass):
-    """Per-class precision (true positives / predicted positives) over real steps.
+NEG_INF = -1e10
+"""Keras's `metrics_utils.NEG_INF`: the score of a prediction outside the top k, and
+the default threshold with `top_k` (every top-k prediction is a positive)."""
 
-    Result: `{"precision/0": ..., "precision/1": ..., "precision_macro": ...}`; a class
-    never predicted has precision 0. A real step with NaN scores predicts no class
-    (see `ConfusionMatrix`): it leaves precision alone. Arguments as `ConfusionMatrix`.
+
+class _Thresholded(_PerClass):
+    """`Precision` and `Recall`: Keras's metric (`keras.metrics.Precision`, ...) over
+    the real steps, or maskwise's per-class scores; see `Precision` for which."""
+
+    def __init__(
+        self,
+        thresholds: float | list[float] | None = None,
+        top_k: int | None = None,
+        class_id: int | None = None,
+        name: str | None = None,
+        *,
+        per_class: bool | None = None,
+        num_classes: int | None = None,
+        threshold: float = 0.5,
+    ) -> None:
+        kind = type(self).__name__
+        keras_args = [
+            f"{arg}={value!r}"
+            for arg, value in (("thresholds", thresholds), ("top_k", top_k), ("class_id", class_id))
+            if value is not None
+        ]
+        if keras_args and (per_class or num_classes is not None):
+            raise ConfigError(
+                format_error(
+                    f"{kind}: Keras's arguments choose Keras's binary metric, and "
+                    "per_class / num_classes maskwise's per-class one; pass one or the other.",
+                    received=", ".join(keras_args)
+                    + (", per_class=True" if per_class else f", num_classes={num_classes}"),
+                    fix=f"`{kind}(class_id=c)` for class c as Keras computes it, or "
+                    f"`{kind}(per_class=True)` for every class and the macro average.",
+                )
+            )
+        if per_class is False and num_classes is not None:
+            raise ConfigError(
+                format_error(
+                    f"{kind}: num_classes is an argument of the per-class metric.",
+                    received=f"per_class=False, num_classes={num_classes}",
+                    fix="drop num_classes (Keras's metric counts every output unit).",
+                )
+            )
+        self.thresholds = _check_thresholds(kind, thresholds, top_k)
+        self.top_k = _check_index(kind, "top_k", top_k, minimum=1)
+        self.class_id = _check_index(kind, "class_id", class_id, minimum=0)
+        if per_class is None and (keras_args or num_classes is not None):
+            per_class = not keras_args
+        self.per_class = per_class
+        super().__init__(num_classes, threshold, name)
+
+    def binary_score(self, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def accumulate(self, values, y_true, mask, sample_weight):
+        if self.per_class is None:  # fixed by the first update, as Accuracy's choice
+            self.per_class = not _is_binary(values, mask) and _holds_class_ids(values, y_true)
+        if self.per_class:
+            super().accumulate(values, y_true, mask, sample_weight)
+            return
+        preds, labels, real = self._binary_steps(values, y_true, mask)
+        weight = _step_weights(real, sample_weight).unsqueeze(-1).expand(preds.shape)
+        if self.top_k is not None:
+            kept = preds.topk(min(self.top_k, preds.shape[-1]), dim=-1).indices
+            top = torch.zeros_like(labels).scatter_(-1, kept, True)
+            preds = torch.where(top, preds, torch.full_like(preds, NEG_INF))
+        if self.class_id is not None:
+            if self.class_id >= preds.shape[-1]:
+                raise ConfigError(
+                    format_error(
+                        f"{self.name}: class_id={self.class_id} is not one of the "
+                        f"{preds.shape[-1]} output units.",
+                        expected=f"class_id in 0..{preds.shape[-1] - 1}",
+                        received=f"predictions of shape {tuple(values.shape)}",
+                    )
+                )
+            keep = slice(self.class_id, self.class_id + 1)
+            preds, labels, weight = preds[..., keep], labels[..., keep], weight[..., keep]
+        thresholds = torch.tensor(self.thresholds, dtype=preds.dtype, device=preds.device)
+        positive = preds.reshape(1, -1) > thresholds.unsqueeze(-1)  # (thresholds, units)
+        labels, weight = labels.reshape(1, -1), weight.reshape(1, -1)
+        cells = [(~labels & ~positive), (~labels & positive), (labels & ~positive)]
+        cells.append(labels & positive)
+        counts = torch.stack([(weight * cell).sum(-1) for cell in cells], -1)
+        counts = counts.reshape(-1, 2, 2)  # rows: true 0 / 1, columns: predicted 0 / 1
+        self.matrix = counts if self.matrix is None else self.matrix + counts
+
+    def _binary_steps(
+        self, values: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`(predictions, labels, real)`: predictions and bool labels `(..., units)`
+        (class ids one-hot encoded), the real steps `(...)`."""
+        if not _is_binary(values, mask) and _holds_class_ids(values, y_true):
+            scores, ids, real = class_targets(values, y_true, mask, self.name)
+            one_hot = torch.nn.functional.one_hot(ids, scores.shape[-1]).bool()
+            return scores, one_hot, real
+        preds, targets, real = dense_targets(values, y_true, mask, self.name)
+        return preds, targets != 0, real  # Keras casts the labels to bool
+
+    def result(self) -> Any:
+        """Keras's metric: a float (a list, one per threshold, for several thresholds;
+        0.0 before any update). Per class: `{"<name>/<class>": score, ...,
+        "<name>_macro": mean over classes}` (zeros before any update if `num_classes`
+        is given, else `{}`, as before the first update decides)."""
+        if self.per_class is not False:
+            return super().result()
+        if self.matrix is None:
+            scores = [0.0] * len(self.thresholds)
+        else:
+            m = self.matrix
+            scores = self.binary_score(m[:, 1, 1], m[:, 0, 1], m[:, 1, 0]).tolist()
+        return scores[0] if len(scores) == 1 else scores
+
+
+def _holds_class_ids(values: torch.Tensor, y_true: torch.Tensor) -> bool:
+    """The targets are class ids for scores `(..., classes)`: one axis less (or a
+    trailing axis of 1), not a row per step shaped like the scores."""
+    if values.dim() < 2 or values.shape[-1] == 1:
+        return False
+    if y_true.dim() == values.dim() and y_true.shape[-1] == 1:
+        return True
+    return y_true.dim() == values.dim() - 1
+
+
+def _check_thresholds(kind: str, thresholds: Any, top_k: int | None) -> list[float]:
+    """Keras's thresholds: one float or a list in [0, 1]; default 0.5, or `NEG_INF`
+    with `top_k`."""
+    if thresholds is None:
+        return [0.5 if top_k is None else NEG_INF]
+    listed = list(thresholds) if isinstance(thresholds, list | tuple) else [thresholds]
+    if listed and all(
+        isinstance(t, int | float) and not isinstance(t, bool) and 0.0 <= t <= 1.0 for t in listed
+    ):
+        return [float(t) for t in listed]
+    fix = "e.g. thresholds=0.5, or thresholds=[0.3, 0.5, 0.7] for one value each."
+    if isinstance(thresholds, int) and not isinstance(thresholds, bool) and thresholds > 1:
+        fix = (
+            f"the first argument is Keras's `thresholds`; for the number of classes of "
+            f"the per-class metric pass `{kind}(per_class=True, num_classes={thresholds})`."
+        )
+    raise ConfigError(
+        format_error(
+            f"{kind}: thresholds must be numbers in [0, 1].",
+            received=repr(thresholds),
+            fix=fix,
+        )
+    )
+
+
+def _check_index(kind: str, arg: str, value: Any, minimum: int) -> int | None:
+    """`top_k` or `class_id` checked to be an integer >= `minimum` (or None)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            format_error(f"{kind}: {arg} must be an integer >= {minimum}.", received=repr(value))
+        )
+    return value
+
+
+class Precision(_Thresholded):
+    """Precision (true positives / predicted positives) over real steps: Keras's
+    `keras.metrics.Precision`, or per class.
+
+    Keras's metric, a float (as Keras's, over the real steps): every output unit is a
+    binary prediction, positive where it is above `thresholds` (0.5), against targets
+    shaped like the predictions (0/1 labels, one-hot or multi-label rows; any nonzero
+    is 1), or class ids, one-hot encoded. `top_k` keeps each step's k highest units
+    only, `class_id` one unit. Per class (`per_class=True`): the predicted class is the
+    highest score (`threshold` for one unit); the result is `{"precision/0": ...,
+    "precision/1": ..., "precision_macro": ...}`, a class never predicted scoring 0,
+    and a real step with NaN scores predicts no class (see `ConfusionMatrix`).
+
+    Which, when `per_class` is None: per class with `num_classes`, Keras's with any of
+    `thresholds`, `top_k`, `class_id`; else the first update decides: per class for
+    class ids against several output units (which Keras's metric does not take), Keras's
+    for one output unit (a sigmoid) and for targets shaped like the predictions.
 
     Example:
-        >>> m = Precision()
+        >>> m = Precision()  # one sigmoid unit: Keras's binary precision at 0.5
+        >>> probs = torch.tensor([[[0.9], [0.8], [0.2], [0.7]]])
+        >>> m.update(torch.tensor([[1.0, 0.0, 1.0, 1.0]]), Masked(probs, lengths_to_mask([3], 4)))
+        >>> m.result()  # steps 0 and 1 predicted positive, step 0 right; step 3 is padding
+        0.5
+        >>> m = Precision()  # class ids against two scores: per class
         >>> scores = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]]])
         >>> m.update(torch.tensor([[0, 1, 0, -100]]), Masked(scores, lengths_to_mask([3], 4)))
         >>> m.result()  # class 1 is predicted twice, right once; step 3 is padding
         {'precision/0': 1.0, 'precision/1': 0.5, 'precision_macro': 0.75}
+
+    Args:
+        thresholds: Keras's: a float or a list of floats in [0, 1] (one result each).
+        top_k: Keras's: only the k highest units of a step can be positive.
+        class_id: Keras's: score this output unit (class) only.
+        name: the metric's name.
+        per_class: True: per class; False: Keras's; None: as above.
+        num_classes: per class: the number of classes (checked against the model's).
+        threshold: per class: the decision threshold of a single output unit.
     """
 
     default_name = "precision"
@@ -602,26 +792,38 @@ class Precision(_PerClass):
     def score(self, matrix):
         return _precision(matrix)
 
+    def binary_score(self, tp, fp, fn):
+        return _ratio(tp, tp + fp)
 
-class Recall(_PerClass):
-    """Per-class recall (true positives / actual positives) over real steps.
 
-    Result: `{"recall/0": ..., "recall_macro": ...}`; a class never present has recall 0.
-    A real step with NaN scores is a miss of its true class (see `ConfusionMatrix`).
-    Arguments as `ConfusionMatrix`.
+class Recall(_Thresholded):
+    """Recall (true positives / actual positives) over real steps: Keras's
+    `keras.metrics.Recall`, or per class.
+
+    Arguments, and which of the two, as `Precision`. Per class, the result is
+    `{"recall/0": ..., "recall_macro": ...}`, a class never present scoring 0; a real
+    step with NaN scores is a miss of its true class (see `ConfusionMatrix`), as a NaN
+    prediction is below every threshold in Keras's.
 
     Example:
-        >>> m = Recall()
-        >>> scores = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]]])
-        >>> m.update(torch.tensor([[0, 1, 0, -100]]), Masked(scores, lengths_to_mask([3], 4)))
-        >>> m.result()  # class 0 is at steps 0 and 2, found at step 0; step 3 is padding
-        {'recall/0': 0.5, 'recall/1': 1.0, 'recall_macro': 0.75}
+        >>> m = Recall()  # one sigmoid unit: Keras's binary recall at 0.5
+        >>> probs = torch.tensor([[[0.9], [0.8], [0.2], [0.7]]])
+        >>> m.update(torch.tensor([[1.0, 0.0, 1.0, 1.0]]), Masked(probs, lengths_to_mask([3], 4)))
+        >>> m.result()  # positives at steps 0 and 2, found at step 0; step 3 is padding
+        0.5
+        >>> m = Recall(per_class=True)
+        >>> m.update(torch.tensor([[1.0, 0.0, 1.0, 1.0]]), Masked(probs, lengths_to_mask([3], 4)))
+        >>> m.result()  # class 0 at step 1, predicted 1; class 1 at steps 0 and 2
+        {'recall/0': 0.0, 'recall/1': 0.5, 'recall_macro': 0.25}
     """
 
     default_name = "recall"
 
     def score(self, matrix):
         return _recall(matrix)
+
+    def binary_score(self, tp, fp, fn):
+        return _ratio(tp, tp + fn)
 
 
 class F1Score(_PerClass):

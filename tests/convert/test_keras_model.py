@@ -275,11 +275,20 @@ def test_lambda_from_a_keras_file_is_refused_with_the_fix(tmp_path):
     torch.testing.assert_close(model(torch.ones(1, 2, 5)).values, torch.full((1, 2, 5), 2.0))
 
 
-def test_lambda_taking_a_mask_is_refused():
-    x_in = keras.Input((None, 5))
-    keras_model = keras.Model(x_in, L.Lambda(lambda t, mask=None: t, name="lam")(x_in))
-    with pytest.raises(ConfigError, match=r"layer 'lam'.*a function taking `mask`"):
-        from_keras(keras_model)
+def test_lambda_taking_the_mask_and_training_gets_them_as_in_keras():
+    def fn(t, mask=None, training=None):  # the input's lengths added to each step
+        lengths = 0.0 if mask is None else mask.sum(1, keepdim=True)[..., None]
+        return t + lengths * (10.0 if training else 1.0)
+
+    keras_lambda = L.Lambda(fn, name="lam")
+    model = from_keras(keras.Sequential([keras.Input((None, 5)), L.Masking(0.0), keras_lambda]))
+    x = features("post")
+    keras_masked = L.Masking(0.0)(x)
+    for training in (False, True):
+        model.train(training)
+        expected = keras_lambda(keras_masked, training=training)
+        assert not torch.equal(expected, x)  # the function read the mask
+        torch.testing.assert_close(model(x).values, expected)
 
 
 def test_call_argument_maskwise_does_not_take_is_refused():

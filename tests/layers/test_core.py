@@ -233,6 +233,51 @@ def test_real_outputs_do_not_depend_on_padding_length_or_content(name, steps, fi
     check_padding_length_invariance(layer, example_input("post"), steps, fill, training)
 
 
+def _length_per_step(x, mask, training):
+    """Adds each sequence's length (times 10 in training) to its steps: reads both."""
+    return x + mask.sum(1, keepdim=True)[..., None].to(x.dtype) * (10.0 if training else 1.0)
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_lambda_passes_mask_and_training_to_a_function_that_takes_them_as_keras(kind):
+    x = example_input(kind).values  # zero padding: Masking(0.0) finds the mask
+    ours = Sequential([Masking(0.0), Lambda(_length_per_step)])
+    theirs = keras.layers.Lambda(_length_per_step)
+    keras_masked = keras.layers.Masking(0.0)(x)
+    for training in (False, True):
+        ours.train(training)
+        out = ours(x)
+        expected = theirs(keras_masked, training=training)
+        torch.testing.assert_close(out.values, expected)
+        assert torch.equal(out.mask, example_mask(kind))  # the mask passes on, as before
+
+
+def test_lambda_passes_only_the_arguments_the_function_names():
+    x = example_input("post")
+    seen = {}
+
+    def spy(v, *, mask=None, **kwargs):
+        seen.update(mask=mask, kwargs=kwargs)
+        return v
+
+    Lambda(spy)(x)
+    assert torch.equal(seen["mask"], x.mask) and seen["kwargs"] == {}  # **kwargs names none
+    Lambda(lambda v, mask: v * 2.0)(x.values)  # no mask: None, as in Keras
+    encoder = torch.nn.TransformerEncoder(  # its `mask` is an attention mask: not ours
+        torch.nn.TransformerEncoderLayer(4, 1, 8, dropout=0.0, batch_first=True),
+        1,
+        enable_nested_tensor=False,
+    ).eval()
+    torch.testing.assert_close(Lambda(encoder)(x).values, encoder(x.fill_padding().values))
+
+
+def test_a_lambda_reading_the_mask_still_needs_a_mask_rule_to_crop():
+    with pytest.raises(MaskError, match=r"changed the time axis"):
+        Lambda(lambda v, mask: v[:, 2:] * mask[:, 2:, None], name="crop")(example_input("post"))
+    crop = Lambda(lambda v, mask: v[:, 2:], mask=lambda inputs, mask: mask[:, 2:])
+    assert torch.equal(crop(example_input("post")).mask, example_mask("post")[:, 2:])
+
+
 # ---------------------------------------------------------------------- errors
 def test_lambda_that_changes_time_without_mask_rule_raises():
     with pytest.raises(MaskError, match=r"changed the time axis.*\n.*\n.*\n.*mask=lambda"):

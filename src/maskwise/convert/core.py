@@ -355,7 +355,8 @@ def convert_lambda(k: Any) -> Layer:
     """A Keras `Lambda` reuses its Python function, which computes on torch tensors when
     Keras runs on the torch backend. Its mask rule: Keras's `mask=` callable if given
     (same signature); else maskwise `Lambda`'s default (the mask passes on, and a
-    function that changes the time axis raises), where Keras drops the mask."""
+    function that changes the time axis raises), where Keras drops the mask. A function
+    taking `mask` or `training` gets them as in Keras (maskwise's `Lambda` passes them)."""
     import keras
 
     backend = keras.backend.backend()
@@ -374,11 +375,5 @@ def convert_lambda(k: Any) -> Layer:
         )
     if k.mask is not None and not callable(k.mask):
         raise _refuse(k, "a constant mask= tensor", "give `mask=` as a function (inputs, mask).")
-    if k._fn_expects_mask_arg or k._fn_expects_training_arg:
-        raise _refuse(
-            k,
-            "a function taking `mask` or `training`",
-            "take the values alone, or rebuild that part in maskwise.",
-        )
     function = functools.partial(k.function, **k.arguments) if k.arguments else k.function
     return core.Lambda(function, mask=k.mask, name=k.name)

@@ -5,6 +5,7 @@ by a rule you state (`Lambda`)."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from collections.abc import Callable
@@ -508,6 +509,12 @@ class Lambda(Layer):
     never sees what the padding held, and `torch.log` or `torch.sqrt` of the padding
     reach no gradient); `fn` returns one tensor (a tuple or any other value is a
     `MaskwiseTypeError`: there would be no rule for which output the mask belongs to).
+    As in Keras, a function whose signature names `mask` gets the input's mask
+    (`(batch, time)` bool, True = real step, or None), and one naming `training` gets
+    the layer's mode (`self.training`: True under `model.train()` and in `fit`, False
+    under `model.eval()`, `evaluate` and `predict`), both by keyword:
+    `Lambda(lambda x, mask: ...)`; a wrapped `nn.Module` gets neither. What `fn` gets
+    says nothing about the output's mask, which only the mask rule decides.
     Mask rule, chosen by `mask`:
     - `None` (default): the mask passes on unchanged when the output keeps the input's
       batch and time axes. If `fn` changes the time axis, the first call raises a
@@ -521,9 +528,13 @@ class Lambda(Layer):
         >>> crop = Lambda(lambda x: x[:, 2:], mask=lambda inputs, mask: mask[:, 2:])
         >>> crop(Masked.pad([torch.ones(5, 1), torch.ones(3, 1)])).lengths.tolist()
         [3, 1]
+        >>> steps = Lambda(lambda x, mask: mask[..., None].to(x.dtype))  # reads the mask
+        >>> steps(Masked.pad([torch.ones(2, 1), torch.ones(1, 1)])).values.squeeze(-1).tolist()
+        [[1.0, 1.0], [1.0, 0.0]]
 
     Args:
-        function: a callable or `nn.Module` taking values `(batch, time, ...)`.
+        function: a callable or `nn.Module` taking values `(batch, time, ...)`, and the
+            keyword arguments `mask` and `training` if its signature names them.
         mask: the mask rule, as above.
         name: layer name.
     """
@@ -542,10 +553,13 @@ class Lambda(Layer):
             )
         self.function = function
         self.mask_rule = check_mask_rule("Lambda", mask)
+        self.function_takes = _named_arguments(function, ("mask", "training"))
 
     def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        options = {"mask": mask, "training": self.training}
+        kwargs = {name: options[name] for name in self.function_takes}
         try:
-            out = self.function(values)
+            out = self.function(values, **kwargs)
         except torch.OutOfMemoryError:
             raise
         except RuntimeError as error:  # e.g. a wrapped nn.Linear built for other features
@@ -608,6 +622,21 @@ def check_mask_rule(layer: str, mask: Any) -> MaskRule | str | None:
             received=repr(mask),
         )
     )
+
+
+def _named_arguments(function: Callable[..., Any], names: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of `names` that `function` takes by keyword, as Keras's `Lambda` reads its
+    function's arguments; a `**kwargs` names none. A module takes none, as a Keras
+    layer called by a `Lambda` gets none: the `mask` of PyTorch's modules
+    (`nn.TransformerEncoder`) is another mask (an attention mask, True = blocked)."""
+    if isinstance(function, nn.Module):
+        return ()
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):  # a builtin without a signature takes neither
+        return ()
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(name for name in names if name in parameters and parameters[name].kind in keyword)
 
 
 def _keeps_steps(values: torch.Tensor, out: torch.Tensor) -> bool:

@@ -38,8 +38,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import distributed
 from ..errors import ConfigError, format_error
-from ..losses import COUNTED, Loss, counted_steps
-from .outputs import Head, Output
+from ..losses import COUNTED, Loss
+from .outputs import Head, Output, counted
 from .predictions import Predictions
 from .totals import EpochTotals
 
@@ -105,6 +105,7 @@ class Update:
         self.steps_per_update = check_steps_per_update(steps_per_update)
         self.world_size = distributed.world_size()
         self.plain = self.steps_per_update == 1 and self.world_size == 1
+        self.heads = heads
         self.losses = [head.loss for head in heads]
         trained = [loss for loss in self.losses if loss is not None]
         self.per_output = len(trained) > 1
@@ -160,20 +161,22 @@ class Update:
         `steps_per_update` batches, and the epoch's last batch."""
         return (index + 1) % self.steps_per_update == 0 or index + 1 == num_batches
 
-    def normalizers(self, outputs: Sequence[Output]) -> list[torch.Tensor | float | None]:
-        """Count one piece, its outputs `outputs` (one per head), and give each output's
+    def normalizers(
+        self, outputs: Sequence[Output], targets: Sequence[Any]
+    ) -> list[torch.Tensor | float | None]:
+        """Count one piece, its outputs `outputs` and their `targets` (one per head; the
+        steps a loss counts may depend on them, `Loss.counted`), and give each output's
         loss `normalizer` (None for an output without a loss): 1 (the sum) for one
         loss, whose count stays on the output's device until `finish`; `N_o / W` for
         several (one collective: every process calls it)."""
         self.pieces += 1
         local = [
-            None if loss is None else _piece_count(loss, output)
-            for loss, output in zip(self.losses, outputs, strict=True)
+            None if loss is None else _piece_count(loss, output, target)
+            for loss, output, target in zip(self.losses, outputs, targets, strict=True)
         ]
         normalizers: list[torch.Tensor | float | None]
         if self.per_output:
-            trained = [out for out, count in zip(outputs, local, strict=True) if count is not None]
-            steps = torch.stack([counted_steps(out) for out in trained]).sum()
+            steps = torch.as_tensor(counted(self.heads, outputs, targets))
             normalizers = self._global_normalizers(local, steps, active=1)
         else:
             normalizers = [None if count is None else 1.0 for count in local]
@@ -304,12 +307,13 @@ _ZERO = torch.zeros((), dtype=torch.int64)
 """The count of a piece without data."""
 
 
-def _piece_count(loss: Loss, output: Output) -> torch.Tensor:
-    """One piece's count of `loss` on its output (`Loss.denominator`, detached; 1 for
-    the `"sum"` reduction, which divides by none: its logs show each piece's sum)."""
+def _piece_count(loss: Loss, output: Output, target: Any) -> torch.Tensor:
+    """One piece's count of `loss` on its output and target (`Loss.denominator`,
+    detached; 1 for the `"sum"` reduction, which divides by none: its logs show each
+    piece's sum)."""
     if loss.reduction == "sum":
         return torch.ones((), dtype=torch.int64, device=output.device)
-    return loss.denominator(output).detach()
+    return loss.denominator(output, target).detach()
 
 
 def reduce_totals(totals: EpochTotals) -> None:

@@ -235,7 +235,16 @@ def map_outputs(out: Any, fn: Callable[[Output], Output]) -> Any:
     return fn(out)
 
 
-def counted(heads: Sequence[Head], outputs: Sequence[Output]) -> torch.Tensor | int:
-    """The steps the losses count in a batch: each trained output's real steps."""
-    pairs = zip(heads, outputs, strict=True)
-    return sum((losses_module.counted_steps(o) for h, o in pairs if h.loss is not None), start=0)
+def counted(
+    heads: Sequence[Head], outputs: Sequence[Output], targets: Sequence[Any]
+) -> torch.Tensor | int:
+    """The steps the losses count in a batch: each trained output's real steps, less
+    those whose target its loss leaves out (`Loss.counted`)."""
+    return sum(
+        (
+            h.loss.counted(t, o).sum()
+            for h, o, t in zip(heads, outputs, targets, strict=True)
+            if h.loss is not None
+        ),
+        start=0,
+    )

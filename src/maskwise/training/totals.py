@@ -114,7 +114,8 @@ class EpochTotals:
         """Add a batch: its output(s) `out`, targets `y`, loss and inputs `x`, and each
         output's loss (`Trainer.output_losses`, needed when several are logged)."""
         outputs = split_outputs(out, self.names)
-        n = counted(self.heads, outputs)
+        targets = split_targets(y, self.names)
+        n = counted(self.heads, outputs, targets)
         self.loss_sum = self.loss_sum + loss.detach().double() * n
         self.count = self.count + n
         self.steps = self.steps + real_steps(outputs[0], x)
@@ -129,10 +130,9 @@ class EpochTotals:
                         "which keeps each output's loss for the logs.",
                     )
                 )
-            steps = output_steps(outputs[i])
+            steps = self.heads[i].loss.counted(targets[i], outputs[i]).sum()  # type: ignore[union-attr]
             self.output_sums[slot] = self.output_sums[slot] + part.double() * steps
             self.output_counts[slot] = self.output_counts[slot] + steps
-        targets = split_targets(y, self.names)
         for head, output, target in zip(self.heads, outputs, targets, strict=True):
             for metric in head.metrics:
                 metric.update(target, output)

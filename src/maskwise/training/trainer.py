@@ -73,6 +73,7 @@ from .outputs import (
     output_names,
     pack,
     split_outputs,
+    split_targets,
     targets_by_name,
     validation_targets,
 )
@@ -410,7 +411,8 @@ class Trainer:
             self.output_losses = [None if part is None else part.detach() for part in parts]
             total = compiled.total(parts)
             return total if penalty is None else total + penalty
-        normalizers = update.normalizers(split_outputs(out, compiled.names))
+        names = compiled.names
+        normalizers = update.normalizers(split_outputs(out, names), split_targets(batch.y, names))
         parts = compiled.output_losses(batch.y, out, batch.sample_weight, class_weight, normalizers)
         self.output_losses = update.own(parts)
         total = compiled.total(parts)
