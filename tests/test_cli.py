@@ -63,6 +63,21 @@ def test_clean_npz_passes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     assert "no masking problem found." in capsys.readouterr().out
 
 
+def test_targets_read_per_step_without_a_model_say_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`y` (N, T) beside inputs padded to T steps could be one row of T labels per
+    sequence: the command has no model to tell, and its MW011 says how it read `y`."""
+    x = np.zeros((6, 5, 2), "float32")
+    for row, length in enumerate([2, 3, 4, 2, 3, 5]):
+        x[row, :length] = 1.0 + row
+    y = np.tile([0, 0, 0, 1, 1], (6, 1))  # 5 labels per sequence, the first three 0
+    np.savez(tmp_path / "labels.npz", x=x, y=y)
+    assert cli.main(["doctor", str(tmp_path / "labels.npz")]) == 1
+    out = capsys.readouterr().out
+    assert "MW011 error" in out and "if it holds one row of values per sequence" in out
+
+
 def test_npy_with_nan_and_mask_value(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     x, _ = clean_arrays()
     x[3, 2, 1] = np.nan

@@ -232,3 +232,60 @@ def test_the_doors_check_such_targets_per_step_only_for_a_per_step_output():
             door(x, y, verbose=0)
     with pytest.raises(mw.DoctorError, match="MW011"):
         make_loader(x, y)  # no model: read per step
+
+
+NOTE = "if it holds one row of values per sequence"
+
+
+def labels_and_tagger() -> tuple[mw.Sequential, mw.Sequential]:
+    """A multi-label head of `T` labels (no time axis) and a tagger (per step)."""
+    torch.manual_seed(0)
+    labels = mw.Sequential([layers.Masking(0.0), layers.LSTM(4), layers.Dense(T, "sigmoid")])
+    labels.compile(optimizer="sgd", loss="binary_crossentropy")
+    tagger = mw.Sequential(
+        [layers.Masking(0.0), layers.LSTM(4, return_sequences=True), layers.Dense(2)]
+    )
+    tagger.compile(optimizer="sgd", loss=mw.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return labels, tagger
+
+
+def test_the_doctor_reads_such_targets_as_the_model_given_says():
+    """`doctor.check(x, y, model=...)` reads `y` as `fit` does: no MW011 for the
+    multi-label head, MW011 for the tagger; without a model, per step, and its finding
+    says that this reading decided it."""
+    x, y = multi_label_with_rare_first_labels()
+    labels, tagger = labels_and_tagger()
+    assert [f.code for f in mw.doctor.check(x, y, model=labels)] == []
+    (found,) = mw.doctor.check(x, y, model=tagger)
+    assert found.code == "MW011" and NOTE not in found.message
+    (unread,) = mw.doctor.check(x, y)
+    assert unread.code == "MW011" and NOTE in unread.message and "model=" in unread.message
+    data = SequenceDataset(x, y)  # a data set is read alike
+    assert mw.doctor.check(data, model=labels) == []
+    assert [f.code for f in mw.doctor.check(data, model=tagger)] == ["MW011"]
+    assert NOTE in mw.doctor.check(data)[0].message
+
+
+def test_a_data_set_given_to_fit_is_checked_as_the_model_reads_its_targets():
+    """A `SequenceDataset` whose `(N, T)` targets wait for the model: the doors check
+    them as given, once the model says how to read them (its batches would show them
+    trimmed and filled per step: NaN per sequence, MW005, and no MW011 for a tagger)."""
+    x, y = padded_inputs(), regression_targets()
+    runs = []
+    for data in (SequenceDataset(x, y), (x, y)):
+        torch.manual_seed(0)
+        model = mw.Sequential([layers.Masking(0.0), layers.LSTM(4), layers.Dense(T)])
+        model.compile(optimizer="sgd", loss="mse")
+        args = (data,) if isinstance(data, SequenceDataset) else data
+        history = model.fit(*args, batch_size=3, epochs=2, verbose=0, seed=0)
+        runs.append([*history.history["loss"], model.evaluate(*args)["loss"]])
+    assert runs[0] == pytest.approx(runs[1], rel=1e-6)
+    x, y = multi_label_with_rare_first_labels()
+    labels, tagger = labels_and_tagger()
+    labels.fit(SequenceDataset(x, y), epochs=1, verbose=0)
+    for door in (tagger.fit, tagger.evaluate):
+        with pytest.raises(mw.DoctorError, match="MW011 error: y is padded at the other end"):
+            door(SequenceDataset(x, y), verbose=0)
+    for data in (SequenceDataset(x, y), x):  # no model: per step, and the finding says so
+        with pytest.raises(mw.DoctorError, match=NOTE):
+            make_loader(data, None if isinstance(data, SequenceDataset) else y)

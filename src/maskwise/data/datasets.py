@@ -182,10 +182,12 @@ class _Column:
         self.per_step, self.pending = per_step, False
         self.keeps_time = self._keeps_time(True)
 
-    def batch(self, index: torch.Tensor, time: int, lengths: torch.Tensor) -> torch.Tensor:
+    def batch(
+        self, index: torch.Tensor, time: int, lengths: torch.Tensor, as_given: bool = False
+    ) -> torch.Tensor:
         if self.ragged is not None:
             return pad_targets([self.ragged[i] for i in index.tolist()], time, self.fill)
-        if not self.per_step:
+        if not self.per_step or (as_given and self.pending):
             return self.values[index]
         values = self.values[index, :time]
         return fill_after(values, lengths, self.fill)
@@ -413,6 +415,10 @@ class SequenceDataset:
         columns = list(self.y.values()) if isinstance(self.y, dict) else [self.y]
         if not any(c is not None and c.keeps_time for c in [*columns, self.sample_weight]):
             return None
+        return self._padded_time()
+
+    def _padded_time(self) -> int:
+        """The padded inputs' time axis (the longest, for several)."""
         return max(inp.time for inp in self.inputs if isinstance(inp, _PaddedInput))
 
     def _columns(self) -> dict[str | None, _Column]:
@@ -437,14 +443,18 @@ class SequenceDataset:
             >>> SequenceDataset(x, np.ones((2, 4))).probe() is None  # 4 values: per sequence
             True
         """
-        columns = [*self._columns().values(), self.sample_weight]
-        if not any(column is not None and column.pending for column in columns):
+        if not self._pending():
             return None
         real = self.lengths.masked_fill(self.lengths == 0, int(self.lengths.max()) + 1)
         index = torch.argmin(real).reshape(1)  # the shortest sequence with a real step
         time = max(int(self.lengths[index]), 1)
         xs = tuple(inp.batch(index, time) for inp in self.inputs)
         return Batch(xs if self.several else xs[0], None, None, index)
+
+    def _pending(self) -> bool:
+        """Whether a target or weight column waits for the model's reading (`probe`)."""
+        columns = [*self._columns().values(), self.sample_weight]
+        return any(column is not None and column.pending for column in columns)
 
     def read_targets(
         self, outputs_of: Callable[[Batch], Mapping[str | None, Masked | torch.Tensor]]
@@ -498,19 +508,31 @@ class SequenceDataset:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def collate(self, indices: Sequence[int] | torch.Tensor) -> Batch:
+    def collate(self, indices: Sequence[int] | torch.Tensor, *, as_given: bool = False) -> Batch:
         """The batch of the sequences at `indices`, padded to their longest one (to the
-        inputs' full padded time axis for targets of another time axis, `full_time`)."""
+        inputs' full padded time axis for targets of another time axis, `full_time`).
+
+        `as_given`: the targets and weights that wait for the model's reading (`probe`)
+        come whole, neither trimmed nor filled, beside the inputs at their full padded
+        time axis: the data as given, for checks that read it either way (the doctor's).
+
+        Example:
+            >>> x = np.zeros((2, 3, 1), "float32"); x[0] = 1; x[1, :2] = 1  # lengths 3, 2
+            >>> data = SequenceDataset(x, np.ones((2, 3), "float32"))
+            >>> data.collate([1]).y, data.collate([1], as_given=True).y
+            (tensor([[1., 1.]]), tensor([[1., 1., 1.]]))
+        """
         index = torch.as_tensor(indices, dtype=torch.long)
         lengths = self.lengths[index]
-        time = self.full_time or max(int(lengths.max()), 1)
+        given = as_given and self._pending()
+        time = self._padded_time() if given else self.full_time or max(int(lengths.max()), 1)
         xs = tuple(inp.batch(index, time) for inp in self.inputs)
         y: Any = None
         if isinstance(self.y, dict):
-            y = {name: column.batch(index, time, lengths) for name, column in self.y.items()}
+            y = {name: column.batch(index, time, lengths, given) for name, column in self.y.items()}
         elif self.y is not None:
-            y = self.y.batch(index, time, lengths)
+            y = self.y.batch(index, time, lengths, given)
         weight = None
         if self.sample_weight is not None:
-            weight = self.sample_weight.batch(index, time, lengths)
+            weight = self.sample_weight.batch(index, time, lengths, given)
         return Batch(xs if self.several else xs[0], y, weight, index)

@@ -81,7 +81,10 @@ def check(
             `ParquetSequences`, read as `fit` reads it (the same sample, its sequences as
             long as stored, its own targets and weights: no `y` or `sample_weight`).
         y: per-step targets `(batch, time)` or a list of `(time,)` arrays, or one target
-            per sequence `(batch,)` (optional).
+            per sequence `(batch,)` (optional). Beside inputs padded to `time` steps,
+            `(batch, time)` could also be one row of values per sequence: read as
+            `model`'s output says (as `fit` reads it), per step without a model (and
+            the findings that depend on it, MW004 and MW011, say so).
         model: a maskwise model, run on the first 32 sequences of `x` (optional; without
             `x`, only the layer order of a `Sequential` is checked). When that run shows
             no error, the leak probe runs the model again on 4 of them (those with
@@ -116,6 +119,12 @@ def check(
             data_set.sample_weight,
             data_set.per_step,
         )
+    from .guards import note_per_step_reading, take_sample  # guards imports this module
+
+    sample = data_set if data_set is not None or y is None else take_sample(x, y, sample_weight)
+    unread = sample is not None and sample.pending  # y (N, T): per step or per sequence?
+    if unread and model is not None:
+        per_step, unread = _read_by(sample, model, mask_value, per_step)
     report = check_data(
         x,
         y,
@@ -144,7 +153,20 @@ def check(
         from .model_checks import as_class_ids, check_predictions
 
         findings += check_predictions(as_class_ids(predictions), report.paddings[0], report.targets)
-    return sort_findings(findings)
+    return sort_findings(note_per_step_reading(findings) if unread else findings)
+
+
+def _read_by(
+    sample: Any, model: nn.Module, mask_value: float, per_step: tuple[bool | None, bool | None]
+) -> tuple[tuple[bool | None, bool | None], bool]:
+    """`per_step` with the kind of `y` as `model` reads it (`Sample.read_by`: one short
+    run of the model), and whether `y` is still unread: it is when the model cannot run
+    on the data, which `run_model` reports (MW012)."""
+    try:
+        kind = sample.read_by(mask_value, model, None)[0]
+    except Exception:  # any failure to run is MW012's, found below
+        return per_step, True
+    return (kind, per_step[1]), False
 
 
 def _data_set_sample(x: Any, y: Any, sample_weight: Any) -> Any:

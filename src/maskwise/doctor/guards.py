@@ -25,7 +25,7 @@ import json
 import warnings
 import weakref
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import numpy as np
@@ -112,10 +112,32 @@ class Sample:
         """The sample as a loader's data set, its targets read per step or per sequence
         as `model`'s output on `device` says (as `fit` reads them)."""
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MaskWarning)  # the loader warns on the data
+            # The loader warns on the data, the model on its call: other checks say so.
+            warnings.simplefilter("ignore", MaskWarning)
             data = SequenceDataset(self.x, self.y, self.sample_weight, mask_value=mask_value)
-        data.read_targets(lambda probe: _single_output(model, probe, device))
+            data.read_targets(lambda probe: _single_output(model, probe, device))
         return data
+
+    def read_by(
+        self, mask_value: float | None, model: nn.Module, device: torch.device | None
+    ) -> tuple[bool | None, bool | None]:
+        """`per_step` as `model` reads the data: a pending `y` (see `pending`) is one
+        row per sequence (False) for an output without a time axis, as `fit` reads it
+        (one run of the model on the sample's shortest sequence); otherwise as given.
+
+        Example:
+            >>> x = np.zeros((3, 4, 1), "float32"); x[0] = 1; x[1:, :2] = 1  # lengths 4, 2, 2
+            >>> sample = take_sample(x, np.ones((3, 4), "float32"))  # 4 values or 4 steps?
+            >>> model = Sequential([layers.Masking(0.0), layers.LSTM(2), layers.Dense(4)])
+            >>> sample.per_step, sample.read_by(0.0, model, None)
+            ((None, None), (False, None))
+        """
+        if not self.pending:
+            return self.per_step
+        data = self.dataset(mask_value, model, device)
+        if data.y is not None and not isinstance(data.y, dict) and not data.y.per_step:
+            return False, self.per_step[1]
+        return self.per_step
 
     def batch(self, mask_value: float | None, model: nn.Module, device: torch.device | None) -> Any:
         """The first `BATCH` sequences of `dataset(...)` as a `Batch` on `device`."""
@@ -126,8 +148,8 @@ class Sample:
 
 def take_sample(x: Any, y: Any = None, sample_weight: Any = None) -> Sample | None:
     """A bounded sample of what a door received; None for a `Loader` (already checked)."""
-    if isinstance(x, SequenceDataset):
-        return _from_batch(x.collate(spread(len(x)).tolist()), len(x))
+    if isinstance(x, SequenceDataset):  # targets the model has yet to read: as given
+        return _from_batch(x.collate(spread(len(x)).tolist(), as_given=True), len(x))
     if isinstance(x, ParquetSequences):
         items = list(itertools.islice(x, SAMPLE))
         targets = None if x.target_col is None else [item[2] for item in items]
@@ -265,20 +287,24 @@ class Guard:
             lengths_given=True,
         )
 
-    def _settle(self, model: nn.Module | None, device: torch.device | None) -> None:
+    def _settle(self, model: nn.Module | None, device: torch.device | None) -> list[DataReport]:
         """The checks of pending targets (`Sample.pending`), read as the model reads them:
-        per step, or per sequence for an output without a time axis (a door without a
-        model, `make_loader`, reads them per step)."""
+        per step, or per sequence for an output without a time axis (`Sample.read_by`).
+        A door without a model (`make_loader`) reads them per step, and its findings on
+        them say so (`note_per_step_reading`); returns those reports."""
+        unread = []
         for sample, report, where in self.pending:
-            per_step = sample.per_step
-            if model is not None:
-                data = sample.dataset(self.mask_value, model, device)
-                if data.y is not None and not isinstance(data.y, dict) and not data.y.per_step:
-                    per_step = (False, per_step[1])
+            if model is None:
+                per_step = sample.per_step
+                unread.append(report)
+            else:
+                per_step = sample.read_by(self.mask_value, model, device)
             checked = self._check(sample, per_step)
             report.targets = checked.targets
-            self._emit([f for f in checked.findings if f not in report.findings], where)
+            found = [f for f in checked.findings if f not in report.findings]
+            self._emit(note_per_step_reading(found) if model is None else found, where)
         self.pending = []
+        return unread
 
     def validation(self, data: Any) -> None:
         """`data(...)` on `fit`'s `validation_data`: `(x, y[, sample_weight])` or a data set."""
@@ -302,7 +328,7 @@ class Guard:
         `device`)."""
         if self.checks == "off":
             return
-        self._settle(model, device)
+        unread = self._settle(model, device)
         findings: list[Finding] = []
         n_outputs = None
         if model is not None:
@@ -320,8 +346,11 @@ class Guard:
             if model is not None and len(report.layouts) == 1:
                 findings += check_masking_value(model, report.layout, report.paddings[0])
             if report.targets is not None:
-                findings += check_padding_label(
+                found = check_padding_label(
                     report.targets, report.paddings[0], n_outputs, loader_fills=True
+                )
+                findings += (
+                    note_per_step_reading(found) if any(report is r for r in unread) else found
                 )
         self._emit(sort_findings(findings), "the first batch" if model is not None else "")
 
@@ -355,6 +384,34 @@ class Guard:
             )
         for finding in notes:
             warnings.warn(f"{self.door}(){place}: {finding}", MaskWarning, stacklevel=4)
+
+
+READ_PER_STEP = ("MW004", "MW011")
+"""Codes of the findings on `y` (their message starts with it) that hold only when it is
+one target per step."""
+
+
+def note_per_step_reading(findings: list[Finding]) -> list[Finding]:
+    """`findings` where those of `READ_PER_STEP` say that `y` was read per step without
+    a model: targets `(N, T)` beside padded inputs of `T` steps could also be one row
+    of `T` values per sequence (`Sample.pending`), which only the model's output tells.
+
+    Example:
+        >>> finding = Finding("MW011", "error", "y is padded at the other end.", "pad it.")
+        >>> print(note_per_step_reading([finding])[0].message)
+        y is padded at the other end. (y was read as one target per step; if it holds ...
+    """
+    note = (
+        " (y was read as one target per step; if it holds one row of values per "
+        "sequence, for a multi-label or multi-output head, give the model: "
+        "`doctor.check(x, y, model=model)`, `fit` and `evaluate` read y as its output says.)"
+    )
+    return [
+        replace(f, message=f.message + note)
+        if f.code in READ_PER_STEP and f.message.startswith("y")
+        else f
+        for f in findings
+    ]
 
 
 def _output(model: nn.Module, x: Masked | tuple[Masked, ...]) -> Any:
