@@ -139,7 +139,11 @@ def test_a_bad_label_off_the_cpu_is_exact_in_the_first_batch_and_asserted_later(
 
 @pytest.mark.parametrize(
     "metric",
-    [metrics.SparseCategoricalAccuracy(), metrics.F1Score(3), metrics.ConfusionMatrix()],
+    [
+        metrics.SparseCategoricalAccuracy(),
+        metrics.F1Score(num_classes=3),
+        metrics.ConfusionMatrix(),
+    ],
     ids=lambda m: m.name,
 )
 def test_metric_updates_off_the_cpu_read_nothing_on_the_host(

@@ -10,10 +10,11 @@ Interface (Keras's): `reset()`, `update(y_true, y_pred, sample_weight=None)`, `r
 a metric updates it and returns `result()`. The argument order is Keras's, `(y_true,
 y_pred)`, and arguments evidently swapped are an error (see `maskwise.losses`).
 `result()` is a float for the mean metrics and for Keras's `Precision` and `Recall` (a
-list for several `thresholds`), a dict `{"<name>/<class>": value, ...,
-"<name>_macro": value}` for `F1Score` and the per-class `Precision` and `Recall` (class
-ids against several output units, or `per_class=True`), and a nested list (rows = true
-class, columns = predicted class) for `ConfusionMatrix`.
+list for several `thresholds`) and `F1Score` / `FBetaScore` (a list, one per unit, with
+Keras's `average=None`), a dict `{"<name>/<class>": value, ..., "<name>_macro": value}`
+for the per-class `Precision`, `Recall`, `F1Score` and `FBetaScore` (class ids against
+several output units, or `per_class=True`), and a nested list (rows = true class,
+columns = predicted class) for `ConfusionMatrix`.
 
 Like Keras, a weighted mean metric divides by the sum of the weights of the real steps
 (`sum(value * weight) / sum(weight)`), which is Keras 3's metric with
@@ -47,11 +48,15 @@ from .losses import class_targets, dense_targets, read_pair
 from .masked import Masked
 
 __all__ = [
+    "AUC",
     "Accuracy",
     "BinaryAccuracy",
+    "BinaryCrossentropy",
     "CategoricalAccuracy",
+    "CategoricalCrossentropy",
     "ConfusionMatrix",
     "F1Score",
+    "FBetaScore",
     "MeanAbsoluteError",
     "MeanMetric",
     "MeanSquaredError",
@@ -60,6 +65,7 @@ __all__ = [
     "Recall",
     "RootMeanSquaredError",
     "SparseCategoricalAccuracy",
+    "SparseCategoricalCrossentropy",
     "TopKAccuracy",
     "get_metric",
 ]
@@ -117,6 +123,16 @@ class Metric:
     """The targets are classes: lets `read_pair` check the argument order on 0/1 values."""
 
     def __init__(self, name: str | None = None) -> None:
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(
+                format_error(
+                    f"{type(self).__name__}: name must be a string.",
+                    received=repr(name),
+                    fix="pass the metric's other arguments by keyword, e.g. "
+                    "`SparseCategoricalCrossentropy(from_logits=True)` (Keras's first "
+                    "argument is the name).",
+                )
+            )
         self.name = name or self.default_name
         self.reset()
 
@@ -404,46 +420,120 @@ class RootMeanSquaredError(MeanSquaredError):
 
 class _CrossentropyMean(MeanMetric):
     """The weighted mean over real steps of a cross-entropy loss's per-step value
-    (Keras's cross-entropy metrics).
+    (Keras's cross-entropy metrics, with their arguments: `name` first, the others by
+    keyword).
 
     Args:
-        from_logits: the predictions are logits.
         name: the metric's name.
+        from_logits: the predictions are logits.
     """
 
-    loss_class: type[losses.Loss]
-
-    def __init__(self, from_logits: bool = False, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, *, from_logits: bool = False) -> None:
         self.from_logits = from_logits
         super().__init__(name)
 
+    def loss(self) -> losses.Loss:
+        """The loss whose per-step value this metric averages."""
+        raise NotImplementedError
+
     def per_step(self, values, y_true, mask):
-        loss = self.loss_class(from_logits=self.from_logits, name=self.name)  # type: ignore[call-arg]
-        value, real, _ = loss.per_step(values, y_true, mask)
+        value, real, _ = self.loss().per_step(values, y_true, mask)
         return value, real
 
 
 class SparseCategoricalCrossentropy(_CrossentropyMean):
-    """Mean over real steps of the cross-entropy of class-id targets (Keras's metric)."""
+    """Mean over real steps of the cross-entropy of class-id targets (Keras's metric).
+
+    `ignore_class` (Keras's argument): the steps whose target is that value count as
+    padding, as in `maskwise.losses.SparseCategoricalCrossentropy`; Keras's metric leaves
+    them out too when the output has a mask or there are sample weights, and otherwise
+    averages them in as zeros (see docs/coming-from-keras.md).
+
+    Example:
+        >>> m = SparseCategoricalCrossentropy(ignore_class=255)
+        >>> probs = Masked(torch.tensor([[[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]]))
+        >>> m.update(torch.tensor([[0, 255, 1]]), probs)
+        >>> m.result()  # -(log 0.5 + log 0.8) / 2: step 1 is left out
+        0.4581...
+
+    Args:
+        name: the metric's name.
+        from_logits: the predictions are logits.
+        ignore_class: a target value whose steps do not count (an integer), or None.
+    """
 
     default_name = "sparse_categorical_crossentropy"
-    loss_class = losses.SparseCategoricalCrossentropy
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        from_logits: bool = False,
+        ignore_class: int | None = None,
+    ) -> None:
+        self.ignore_class = losses.SparseCategoricalCrossentropy(
+            ignore_class=ignore_class
+        ).ignore_class
+        super().__init__(name, from_logits=from_logits)
+
+    def loss(self) -> losses.Loss:
+        return losses.SparseCategoricalCrossentropy(
+            from_logits=self.from_logits, ignore_class=self.ignore_class, name=self.name
+        )
 
 
-class CategoricalCrossentropy(_CrossentropyMean):
-    """Mean over real steps of the cross-entropy of one-hot targets (Keras's metric)."""
+class _SmoothedCrossentropyMean(_CrossentropyMean):
+    """`CategoricalCrossentropy` and `BinaryCrossentropy`: `label_smoothing` too.
+
+    Args:
+        name: the metric's name.
+        from_logits: the predictions are logits.
+        label_smoothing: in [0, 1]; as the loss of the same name.
+    """
+
+    labels = False
+    loss_class: type[losses.CategoricalCrossentropy | losses.BinaryCrossentropy]
+
+    def __init__(
+        self, name: str | None = None, *, from_logits: bool = False, label_smoothing: float = 0.0
+    ) -> None:
+        self.label_smoothing = label_smoothing
+        super().__init__(name, from_logits=from_logits)
+
+    def loss(self) -> losses.Loss:
+        return self.loss_class(
+            from_logits=self.from_logits, label_smoothing=self.label_smoothing, name=self.name
+        )
+
+
+class CategoricalCrossentropy(_SmoothedCrossentropyMean):
+    """Mean over real steps of the cross-entropy of one-hot targets (Keras's metric).
+
+    Example:
+        >>> m = CategoricalCrossentropy(label_smoothing=0.2)
+        >>> probs = Masked(torch.tensor([[[0.5, 0.5], [0.9, 0.1]]]), lengths_to_mask([1], 2))
+        >>> m.update(torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]), probs)
+        >>> m.result()  # -log 0.5 at the one real step, whatever the smoothing
+        0.6931...
+    """
 
     default_name = "categorical_crossentropy"
-    labels = False
     loss_class = losses.CategoricalCrossentropy
 
 
-class BinaryCrossentropy(_CrossentropyMean):
+class BinaryCrossentropy(_SmoothedCrossentropyMean):
     """Mean over real steps of the binary cross-entropy, averaged over the output units
-    of a step first (Keras's metric)."""
+    of a step first (Keras's metric).
+
+    Example:
+        >>> m = BinaryCrossentropy()
+        >>> probs = Masked(torch.tensor([[[0.5], [0.9]]]), lengths_to_mask([1], 2))
+        >>> m.update(torch.tensor([[1.0, float("nan")]]), probs)
+        >>> m.result()  # -log 0.5 at the one real step
+        0.6931...
+    """
 
     default_name = "binary_crossentropy"
-    labels = False
     loss_class = losses.BinaryCrossentropy
 
 
@@ -466,10 +556,14 @@ class _ConfusionCounts(Metric):
     def reset(self) -> None:
         self.matrix: torch.Tensor | None = None
 
+    def unit_threshold(self) -> float:
+        """The decision threshold of a single output unit (classes 0 and 1)."""
+        return self.threshold
+
     def accumulate(self, values, y_true, mask, sample_weight):
         if _is_binary(values, mask):
             preds, targets, real = dense_targets(values, y_true, mask, self.name)
-            predicted = (preds[..., 0] > self.threshold).long()
+            predicted = (preds[..., 0] > self.unit_threshold()).long()
             true = targets[..., 0].round().long().clamp(0, 1)
             classes, unscored = 2, preds[..., 0].isnan()
         else:
@@ -643,11 +737,12 @@ class _Thresholded(_PerClass):
 
     def accumulate(self, values, y_true, mask, sample_weight):
         if self.per_class is None:  # fixed by the first update, as Accuracy's choice
-            self.per_class = not _is_binary(values, mask) and _holds_class_ids(values, y_true)
+            self.per_class = _ids_for_units(values, y_true, mask)
         if self.per_class:
             super().accumulate(values, y_true, mask, sample_weight)
             return
-        preds, labels, real = self._binary_steps(values, y_true, mask)
+        preds, targets, real = _unit_steps(values, y_true, mask, self.name)
+        labels = targets != 0  # Keras casts the labels to bool
         weight = _step_weights(real, sample_weight).unsqueeze(-1).expand(preds.shape)
         if self.top_k is not None:
             kept = preds.topk(min(self.top_k, preds.shape[-1]), dim=-1).indices
@@ -674,18 +769,6 @@ class _Thresholded(_PerClass):
         counts = counts.reshape(-1, 2, 2)  # rows: true 0 / 1, columns: predicted 0 / 1
         self.matrix = counts if self.matrix is None else self.matrix + counts
 
-    def _binary_steps(
-        self, values: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`(predictions, labels, real)`: predictions and bool labels `(..., units)`
-        (class ids one-hot encoded), the real steps `(...)`."""
-        if not _is_binary(values, mask) and _holds_class_ids(values, y_true):
-            scores, ids, real = class_targets(values, y_true, mask, self.name)
-            one_hot = torch.nn.functional.one_hot(ids, scores.shape[-1]).bool()
-            return scores, one_hot, real
-        preds, targets, real = dense_targets(values, y_true, mask, self.name)
-        return preds, targets != 0, real  # Keras casts the labels to bool
-
     def result(self) -> Any:
         """Keras's metric: a float (a list, one per threshold, for several thresholds;
         0.0 before any update). Per class: `{"<name>/<class>": score, ...,
@@ -699,6 +782,25 @@ class _Thresholded(_PerClass):
             m = self.matrix
             scores = self.binary_score(m[:, 1, 1], m[:, 0, 1], m[:, 1, 0]).tolist()
         return scores[0] if len(scores) == 1 else scores
+
+
+def _unit_steps(
+    values: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor | None, name: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`(predictions, targets, real)` for Keras's metrics that read every output unit as
+    a binary prediction: predictions and targets `(..., units)` (class ids one-hot
+    encoded), the real steps `(...)`."""
+    if _ids_for_units(values, y_true, mask):
+        scores, ids, real = class_targets(values, y_true, mask, name)
+        one_hot = torch.nn.functional.one_hot(ids, scores.shape[-1]).to(scores.dtype)
+        return scores, one_hot, real
+    return dense_targets(values, y_true, mask, name)
+
+
+def _ids_for_units(values: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor | None) -> bool:
+    """Class ids against several output units, which Keras's `Precision`, `Recall` and
+    `FBetaScore` do not take (their targets are shaped like the predictions)."""
+    return not _is_binary(values, mask) and _holds_class_ids(values, y_true)
 
 
 def _holds_class_ids(values: torch.Tensor, y_true: torch.Tensor) -> bool:
@@ -826,23 +928,220 @@ class Recall(_Thresholded):
         return _ratio(tp, tp + fn)
 
 
-class F1Score(_PerClass):
-    """Per-class F1 (harmonic mean of precision and recall) over real steps, and the macro
-    average (Keras's `F1Score(average="macro")`). Arguments as `ConfusionMatrix`.
+AVERAGES = (None, "micro", "macro", "weighted")
+"""Keras's `FBetaScore(average=)` values."""
+
+
+class FBetaScore(_PerClass):
+    """F-beta score over real steps (`(1 + b^2) p r / (b^2 p + r)`, precision p and
+    recall r): Keras's `keras.metrics.FBetaScore`, or per class.
+
+    Keras's metric (as Keras's, over the real steps): every output unit is a binary
+    prediction against targets shaped like the predictions (one-hot or multi-label rows,
+    0/1 or soft labels; class ids are one-hot encoded): positive above `threshold`, or,
+    with `threshold=None`, where it is the step's highest score (each step predicts its
+    top class). `result()` is a list, one score per unit, with `average=None`; a float
+    with `"micro"` (from the counts of every unit), `"macro"` (the mean over units) or
+    `"weighted"` (weighted by each unit's true weight). Keras's `threshold=None` on one
+    output unit makes every step a positive (the score of a model that says "yes" to
+    all); maskwise refuses it (a `ConfigError` naming `threshold=0.5`).
+
+    Per class (`per_class=True`): the dict of `Precision`'s per-class metric, `{"<name>/0":
+    ..., "<name>_macro": ...}`, from the confusion matrix (the highest score, or
+    `threshold`, 0.5 by default, for one unit; a real step with NaN scores a miss).
+
+    Which, when `per_class` is None: per class with `num_classes`; Keras's with
+    `average` or `threshold`; else the first update decides: per class for class ids
+    against several output units (which Keras's metric does not take), Keras's for
+    targets shaped like the predictions.
 
     Example:
-        >>> m = F1Score()
+        >>> m = FBetaScore(beta=2.0, threshold=0.5)  # Keras's, multi-label: 2 units
+        >>> probs = torch.tensor([[[0.9, 0.6], [0.2, 0.7], [0.8, 0.1]]])
+        >>> tags = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]])
+        >>> m.update(tags, Masked(probs, lengths_to_mask([2], 3)))
+        >>> m.result()  # unit 0: p 1, r 1/2; unit 1: p 1/2, r 1; step 2 is padding
+        [0.555..., 0.833...]
+        >>> m = FBetaScore()  # class ids against two scores: per class
+        >>> scores = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]]])
+        >>> m.update(torch.tensor([[0, 1, 0, -100]]), Masked(scores, lengths_to_mask([3], 4)))
+        >>> m.result()  # class 0: p 1, r 1/2; class 1: p 1/2, r 1
+        {'fbeta_score/0': 0.666..., 'fbeta_score/1': 0.666..., 'fbeta_score_macro': 0.666...}
+
+    Args:
+        average: Keras's: None, `"micro"`, `"macro"` or `"weighted"`.
+        beta: the weight of recall (> 0; 1 is F1).
+        threshold: Keras's: a float in (0, 1], or None (each step's highest score);
+            per class: the decision threshold of one output unit (0.5 when None).
+        name: the metric's name.
+        per_class: True: per class; False: Keras's; None: as above.
+        num_classes: per class: the number of classes (checked against the model's).
+    """
+
+    default_name = "fbeta_score"
+
+    def __init__(
+        self,
+        average: str | None = None,
+        beta: float = 1.0,
+        threshold: float | None = None,
+        name: str | None = None,
+        *,
+        per_class: bool | None = None,
+        num_classes: int | None = None,
+    ) -> None:
+        kind = type(self).__name__
+        if average not in AVERAGES:
+            fix = "e.g. average='macro' for the mean over classes."
+            if isinstance(average, int) and not isinstance(average, bool):
+                fix = (
+                    f"the first argument is Keras's `average`; for the number of classes "
+                    f"of the per-class metric pass `{kind}(num_classes={average})`."
+                )
+            raise ConfigError(
+                format_error(
+                    f"{kind}: unsupported average.",
+                    expected="one of " + ", ".join(repr(a) for a in AVERAGES),
+                    received=repr(average),
+                    fix=fix,
+                )
+            )
+        if isinstance(beta, bool) or not isinstance(beta, int | float) or not beta > 0:
+            raise ConfigError(
+                format_error(f"{kind}: beta must be a number > 0.", received=repr(beta))
+            )
+        if threshold is not None and (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not 0 < threshold <= 1
+        ):
+            raise ConfigError(
+                format_error(
+                    f"{kind}: threshold must be a number in (0, 1], or None.",
+                    received=repr(threshold),
+                )
+            )
+        if per_class and average is not None:
+            raise ConfigError(
+                format_error(
+                    f"{kind}: average is an argument of Keras's metric; the per-class "
+                    "result holds every class and their macro average.",
+                    received=f"average={average!r}, per_class=True",
+                    fix=f"drop average, or drop per_class for Keras's `{kind}`.",
+                )
+            )
+        if per_class is False and num_classes is not None:
+            raise ConfigError(
+                format_error(
+                    f"{kind}: num_classes is an argument of the per-class metric.",
+                    received=f"per_class=False, num_classes={num_classes}",
+                    fix="drop num_classes (Keras's metric counts every output unit).",
+                )
+            )
+        self.average, self.beta = average, float(beta)
+        if per_class is None and num_classes is not None:
+            per_class = True
+        elif per_class is None and (average is not None or threshold is not None):
+            per_class = False
+        self.per_class = per_class
+        super().__init__(num_classes, threshold, name)  # type: ignore[arg-type]
+
+    def reset(self) -> None:
+        super().reset()
+        # Keras's metric: per unit, the weights of the true and false positives, the
+        # false negatives and the true targets (the rows of `(4, units)`).
+        self.counts: torch.Tensor | None = None
+
+    def unit_threshold(self) -> float:
+        return 0.5 if self.threshold is None else self.threshold
+
+    def score(self, matrix):
+        return self.f_beta(_precision(matrix), _recall(matrix))
+
+    def f_beta(self, precision: torch.Tensor, recall: torch.Tensor) -> torch.Tensor:
+        b2 = self.beta**2
+        return _ratio((1 + b2) * precision * recall, b2 * precision + recall)
+
+    def accumulate(self, values, y_true, mask, sample_weight):
+        if self.per_class is None:  # fixed by the first update, as Accuracy's choice
+            self.per_class = _ids_for_units(values, y_true, mask)
+        if self.per_class:
+            super().accumulate(values, y_true, mask, sample_weight)
+            return
+        preds, targets, real = _unit_steps(values, y_true, mask, self.name)
+        if self.threshold is None and preds.shape[-1] == 1:
+            raise ConfigError(
+                format_error(
+                    f"{self.name}: threshold=None takes each step's highest output unit "
+                    "as its prediction, and with one unit every step is a positive "
+                    "(Keras's value is that of a model that says yes to all).",
+                    received=f"predictions of shape {tuple(values.shape)}",
+                    fix=f"`{type(self).__name__}(threshold=0.5)` for a sigmoid, or "
+                    f"`{type(self).__name__}(per_class=True)` for classes 0 and 1.",
+                )
+            )
+        if self.threshold is None:  # Keras's: the highest score, if not 0 (NaN: none)
+            top = preds.max(-1, keepdim=True).values
+            positive = (preds >= top) & (preds.abs() > 1e-9)
+        else:
+            positive = preds > self.threshold
+        weight = _step_weights(real, sample_weight).unsqueeze(-1)
+        predicted = positive.to(torch.float64) * weight
+        truth = targets.to(torch.float64)
+        cells = [predicted * truth, predicted * (1 - truth), (weight - predicted) * truth]
+        cells.append(weight * truth)
+        counts = torch.stack([c.reshape(-1, preds.shape[-1]).sum(0) for c in cells])
+        self.counts = counts if self.counts is None else self.counts + counts
+
+    def result(self) -> Any:
+        """Keras's metric: a list (one score per unit; `[]` before any update) with
+        `average=None`, else a float (0.0 before any update). Per class: as
+        `Precision`'s."""
+        if self.per_class is not False:
+            return super().result()
+        if self.counts is None:
+            return [] if self.average is None else 0.0
+        tp, fp, fn, support = self.counts
+        if self.average == "micro":
+            tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
+        scores = self.f_beta(_ratio(tp, tp + fp), _ratio(tp, tp + fn))
+        if self.average is None:
+            return scores.tolist()
+        if self.average == "weighted":
+            return float((scores * _ratio(support, support.sum())).sum())
+        return float(scores.mean())
+
+
+class F1Score(FBetaScore):
+    """F1 score over real steps: Keras's `keras.metrics.F1Score` (`FBetaScore` with
+    `beta=1`), or per class; arguments, and which of the two, as `FBetaScore`.
+
+    Example:
+        >>> m = F1Score()  # class ids against two scores: per class
         >>> scores = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]]])
         >>> m.update(torch.tensor([[0, 1, 0, -100]]), Masked(scores, lengths_to_mask([3], 4)))
         >>> m.result()  # class 0: precision 1, recall 1/2; class 1: 1/2 and 1; 2pr/(p+r)
         {'f1_score/0': 0.666..., 'f1_score/1': 0.666..., 'f1_score_macro': 0.666...}
+        >>> m = F1Score(average="macro")  # Keras's, class ids one-hot encoded
+        >>> m.update(torch.tensor([[0, 1, 0, -100]]), Masked(scores, lengths_to_mask([3], 4)))
+        >>> m.result()
+        0.666...
     """
 
     default_name = "f1_score"
 
-    def score(self, matrix):
-        precision, recall = _precision(matrix), _recall(matrix)
-        return _ratio(2 * precision * recall, precision + recall)
+    def __init__(
+        self,
+        average: str | None = None,
+        threshold: float | None = None,
+        name: str | None = None,
+        *,
+        per_class: bool | None = None,
+        num_classes: int | None = None,
+    ) -> None:
+        super().__init__(
+            average, 1.0, threshold, name, per_class=per_class, num_classes=num_classes
+        )
 
 
 class AUC(Metric):
@@ -984,45 +1283,59 @@ METRICS: dict[str, type[Metric]] = {
     "top_k_accuracy": TopKAccuracy,
     "sparse_top_k_categorical_accuracy": TopKAccuracy,
     "top_k_categorical_accuracy": TopKAccuracy,
+    "SparseTopKCategoricalAccuracy": TopKAccuracy,
+    "TopKCategoricalAccuracy": TopKAccuracy,
     "mae": MeanAbsoluteError,
+    "MAE": MeanAbsoluteError,
     "mean_absolute_error": MeanAbsoluteError,
     "mse": MeanSquaredError,
+    "MSE": MeanSquaredError,
     "mean_squared_error": MeanSquaredError,
     "root_mean_squared_error": RootMeanSquaredError,
     "precision": Precision,
     "recall": Recall,
     "f1_score": F1Score,
+    "fbeta_score": FBetaScore,
+    "f_beta_score": FBetaScore,
     "confusion_matrix": ConfusionMatrix,
     "auc": AUC,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
+    "bce": BinaryCrossentropy,
+    "BCE": BinaryCrossentropy,
 }
 METRICS.update(
     {
         cls.__name__: cls
         for cls in (
             AUC,
+            Accuracy,
             BinaryAccuracy,
             CategoricalAccuracy,
             SparseCategoricalAccuracy,
             MeanAbsoluteError,
             MeanSquaredError,
             RootMeanSquaredError,
+            Precision,
+            Recall,
+            F1Score,
+            FBetaScore,
             SparseCategoricalCrossentropy,
             CategoricalCrossentropy,
             BinaryCrossentropy,
         )
     }
 )
-"""Keras metric names (and maskwise's) that `get_metric` resolves, and the class names
-of the metrics that compute what Keras's class of that name computes (`"AUC"`: the
-metric with its default name, as Keras's `metrics=["AUC"]`)."""
+"""The names `get_metric` resolves: Keras's metric names (its class names, their
+snake-case forms and abbreviations such as `"mae"`, `"MSE"`, `"bce"`) and maskwise's.
+`"Accuracy"` and `"acc"` are Keras's `compile` choice by shape (`Accuracy`)."""
 
 
 def get_metric(identifier: str | Metric) -> Metric:
     """A fresh `Metric` named `identifier` from a Keras name (`"accuracy"`, `"acc"`,
-    `"mae"`, ...), or a `Metric` object (returned as is).
+    `"mae"`, `"AUC"`, ...), or a `Metric` object (returned as is). The metric is named
+    as given, as Keras's `compile` names it (`metrics=["AUC"]` logs `"AUC"`).
 
     Example:
         >>> get_metric("acc")  # named as given, the key of its value in the logs
@@ -1042,8 +1355,7 @@ def get_metric(identifier: str | Metric) -> Metric:
                     fix="or pass a maskwise.metrics.Metric object.",
                 )
             )
-        cls = METRICS[identifier]
-        return cls(name=None if identifier == cls.__name__ else identifier)
+        return METRICS[identifier](name=identifier)
     raise MaskwiseTypeError(
         format_error(
             "A metric must be a name or a maskwise.metrics.Metric.",
