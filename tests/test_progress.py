@@ -54,6 +54,16 @@ def test_a_log_file_gets_one_plain_line_per_epoch(monkeypatch):
         assert out.startswith("50/50 - ") and " real steps/s - loss: 0.1235 - " in out
 
 
+def test_a_list_valued_metric_shows_its_mean_as_keras_does():
+    """`F1Score(average=None)` logs one score per class: Keras's bar shows their mean."""
+    logs = {"loss": 0.5, "f1_score": [0.25, 0.75, 0.2], "empty": [], "note": "text"}
+    bar = ProgressBar(1, 2, stream=io.StringIO(), interval=0.0)
+    bar.finish(10.0, logs)
+    line = bar.stream.getvalue()
+    assert " - loss: 0.5000 - f1_score: 0.4000\n" in line
+    assert "empty" not in line and "note" not in line
+
+
 def test_verbose_0_writes_nothing():
     assert run(Terminal(), verbose=0) == ""
 

@@ -43,10 +43,25 @@ def resolve_verbose(verbose: int | str) -> int:
 
 
 def format_logs(logs: Mapping[str, Any]) -> str:
-    """`loss: 0.1234 - accuracy: 0.9876` for the scalar entries of `logs`."""
-    return " - ".join(
-        f"{key}: {value:.4f}" for key, value in logs.items() if isinstance(value, float | int)
-    )
+    """`loss: 0.1234 - accuracy: 0.9876` for the entries of `logs` that are numbers, and
+    for those that are lists of numbers (one per class or per threshold:
+    `F1Score(average=None)`, `Precision(thresholds=[...])`) their mean, as Keras's
+    progress bar shows them; the history keeps the lists."""
+    shown = {key: _shown(value) for key, value in logs.items()}
+    return " - ".join(f"{key}: {value:.4f}" for key, value in shown.items() if value is not None)
+
+
+def _shown(value: Any) -> float | None:
+    """A log's figure on the progress line: a number as it is, a list of numbers' mean."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, float | int) and not isinstance(v, bool)
+
+    if number(value):
+        return value
+    if isinstance(value, list | tuple) and value and all(number(v) for v in value):
+        return sum(value) / len(value)
+    return None
 
 
 def bar(done: int, total: int, width: int) -> str:
