@@ -101,18 +101,20 @@ def fit_two_heads(
     batch_size: int = BATCH,
     steps_per_update: int = 1,
     mood_loss: Any = "sparse_categorical_crossentropy",
+    tags_loss: Any = None,
     **fit_args: Any,
 ) -> dict[str, Any]:
     """`fit` of `two_heads` (Adam, loss weights, a metric per output, validation), then
     `evaluate` on other data; the weights, history, evaluation and sequences seen.
-    `mood_loss` None: only the tagger head trains."""
+    `mood_loss` None: only the tagger head trains; `tags_loss` None: its
+    `SparseCategoricalCrossentropy(from_logits=True)`."""
     x, y = ragged_data(N_FIT)
     x_val, y_val = ragged_data(7, seed=5)
     model = two_heads()
     model.compile(
         "adam",
         loss=[
-            losses.SparseCategoricalCrossentropy(from_logits=True),
+            tags_loss or losses.SparseCategoricalCrossentropy(from_logits=True),
             mood_loss,
         ],
         loss_weights=[1.0, 0.5],
@@ -133,6 +135,25 @@ def fit_two_heads(
         "evaluate": model.evaluate(x_val, [y_val, moods(x_val)], batch_size=3),
         "seen": model.seen,
     }
+
+
+def fit_two_heads_in_order(
+    batch_size: int, steps_per_update: int = 1, **fit_args: Any
+) -> dict[str, Any]:
+    """`fit_two_heads` on batches in data order (no shuffle, no bucketing), so that k
+    batches of `batch_size` are exactly the batch of `k * batch_size`; each sequence
+    weighted (`sample_weight`), the validation on batches of `BATCH` whatever
+    `batch_size` (the `loss` of several outputs weighs each batch by its steps)."""
+    weights = np.linspace(0.5, 2.0, N_FIT, dtype="float32")
+    return fit_two_heads(
+        batch_size,
+        steps_per_update,
+        shuffle=False,
+        bucketing=False,
+        sample_weight=weights,
+        validation_batch_size=BATCH,
+        **fit_args,
+    )
 
 
 class PerRankMeans(Update):

@@ -16,10 +16,22 @@ import numpy as np
 import pytest
 import torch
 
-from maskwise import ConfigError, Sequential, distributed, layers, losses, metrics
+from maskwise import (
+    ConfigError,
+    Input,
+    Model,
+    Module,
+    Sequential,
+    distributed,
+    layers,
+    losses,
+    metrics,
+)
 from maskwise.masked import Masked, lengths_to_mask
 from maskwise.training import trainer as trainer_module
-from maskwise.training.distributed import Update, _reduce_metric
+from maskwise.training.distributed import Update, _reduce_metric, count_first
+from maskwise.training.inputs import data_loader
+from maskwise.training.outputs import targets_by_name
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -198,11 +210,17 @@ def test_two_outputs_with_each_rank_s_own_means_would_differ_from_one_process(tw
     assert _max_difference(naive["weights"], one["weights"]) > 1e-4
 
 
-def test_two_outputs_with_a_loss_cannot_accumulate_batches(two_ranks):
-    error = torch.load(two_ranks / "two_heads_accumulate.pt")["error"]
-    assert "2 outputs with a loss cannot accumulate batches" in error
-    assert "Data parallel works" in error
-    assert "received: steps_per_update=2, 2 process(es)" in error
+def test_two_outputs_accumulated_on_two_ranks_equal_one_process_on_the_global_batch(two_ranks):
+    # Global batches of 3 (shares of 2 and 1; the last one's second share empty), 2 per
+    # update, each output divided by its count over both batches and both ranks.
+    result = torch.load(two_ranks / "two_heads_accumulate.pt", weights_only=False)
+    one = ddp_cases.fit_two_heads_in_order(batch_size=6)
+    _assert_each_rank_had_its_share(result, ddp_cases.N_FIT)
+    assert _max_difference(result["weights"], one["weights"]) < 1e-5
+    assert result["history"].keys() == one["history"].keys()
+    for key in one["history"]:
+        assert result["history"][key] == pytest.approx(one["history"][key], rel=1e-6), key
+    _assert_same_logs(result["evaluate"], one["evaluate"])
 
 
 def test_fit_with_fewer_sequences_than_ranks_is_refused(two_ranks):
@@ -261,6 +279,35 @@ def test_several_outputs_with_one_loss_accumulate_as_one_big_batch():
     _assert_same_logs(accumulated["evaluate"], big["evaluate"])
 
 
+@pytest.mark.parametrize(
+    "losses_of_heads",
+    [
+        {},
+        {"tags_loss": losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=2)},
+        {"mood_loss": ddp_cases.SUMMED},
+    ],
+    ids=["means", "ignore_class", "sum"],
+)
+def test_two_outputs_accumulate_as_one_big_batch(losses_of_heads):
+    # A per-step and a per-sequence head (an L2 penalty, weighted sequences): their
+    # counts differ in each micro-batch, and each output's loss is divided by its own
+    # count over the update, counted before the update trains.
+    big = ddp_cases.fit_two_heads_in_order(batch_size=6, **losses_of_heads)
+    accumulated = ddp_cases.fit_two_heads_in_order(
+        batch_size=3, steps_per_update=2, **losses_of_heads
+    )
+    assert _max_difference(accumulated["weights"], big["weights"]) < 1e-5
+    assert accumulated["history"].keys() == big["history"].keys()
+    for key in big["history"]:
+        if key == "mood_loss" and "mood_loss" in losses_of_heads:
+            continue  # a sum's own log is each batch's: it depends on the batch size
+        assert accumulated["history"][key] == pytest.approx(big["history"][key], rel=1e-6), key
+    _assert_same_logs(accumulated["evaluate"], big["evaluate"])
+    # The micro-batches alone (an update each) give other weights: the test can fail.
+    small = ddp_cases.fit_two_heads_in_order(batch_size=3, **losses_of_heads)
+    assert _max_difference(small["weights"], big["weights"]) > 1e-3
+
+
 class PerMicroBatchMeans(Update):
     """The classic mistake: each micro-batch's loss its own mean, the update the mean of
     those (gradients divided by the number of micro-batches)."""
@@ -283,6 +330,76 @@ def test_fit_accumulation_with_per_micro_batch_means_would_fail(monkeypatch):
     monkeypatch.setattr(trainer_module, "Update", PerMicroBatchMeans)
     naive = ddp_cases.fit_problem(batch_size=3, steps_per_update=2, ordered=True)
     assert _max_difference(naive["weights"], big["weights"]) > 1e-3
+
+
+def test_two_outputs_accumulated_with_per_micro_batch_means_would_fail(monkeypatch):
+    # Each micro-batch's losses their own means: the test above can fail.
+    big = ddp_cases.fit_two_heads_in_order(batch_size=6)
+    monkeypatch.setattr(trainer_module, "Update", PerMicroBatchMeans)
+    naive = ddp_cases.fit_two_heads_in_order(batch_size=3, steps_per_update=2)
+    assert _max_difference(naive["weights"], big["weights"]) > 1e-3
+
+
+class MasksChangeInTraining(Module):
+    """Two outputs, the tagger's steps dropped at random in training only: a forward
+    pass in evaluation mode does not count what training does."""
+
+    output_names = ("tags", "mood")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = layers.Embedding(20, 4, mask_zero=True)
+        self.tags = layers.Dense(3)
+        self.summary = layers.LSTM(2)
+
+    def forward(self, tokens: Masked) -> list:
+        hidden = self.embed(tokens)
+        tags = self.tags(hidden)
+        if self.training:
+            kept = torch.rand(tags.mask.shape) < 0.5
+            tags = Masked(tags.values, tags.mask & kept)
+        return [tags, self.summary(hidden)]
+
+
+def test_masks_that_change_in_training_cannot_be_counted_before_the_update():
+    x, y = ddp_cases.ragged_data(8)
+    model = MasksChangeInTraining()
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile("sgd", [loss, loss])
+    targets = [y, ddp_cases.moods(x)]
+    model.fit(x, targets, batch_size=4, verbose=0, epochs=1)  # one batch per update
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    with pytest.raises(
+        ConfigError,
+        match=r"(?s)differ between the forward pass.*received: 2 "
+        r"outputs with a loss, steps_per_update=2.*steps_per_update=1",
+    ):
+        model.fit(x, targets, batch_size=4, steps_per_update=2, verbose=0)
+    after = model.state_dict()
+    assert _max_difference(before, {k: v.detach() for k, v in after.items()}) == 0.0
+
+
+def test_counting_an_update_first_leaves_stateful_layers_states():
+    # The counting passes run the update's batches through the model: a stateful
+    # layer's states must be those of the last training batch when the next trains.
+    tokens = Input(shape=(None,), dtype="int64")
+    recurrent = layers.LSTM(4, return_sequences=True, stateful=True)
+    sequence = recurrent(layers.Embedding(20, 4, mask_zero=True)(tokens))
+    model = Model(tokens, [layers.Dense(3)(sequence), layers.Dense(2)(layers.LSTM(2)(sequence))])
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile("sgd", [loss, loss])
+    x, y = ddp_cases.ragged_data(4)
+    targets = targets_by_name([y, ddp_cases.moods(x)], model.output_names, "fit")
+    loader = data_loader(x, targets, None, 2, 0.0, shuffle=False)
+    recurrent.reset_states()  # after the model's build
+    with torch.no_grad():
+        model(next(iter(loader)).x)  # sets the states
+    kept = recurrent.states
+    plan = Update(model.trainer.compiled.heads, 2)
+    handed = list(count_first(enumerate(loader), plan, len(loader), model))
+    assert [index for index, _ in handed] == [0, 1]
+    assert recurrent.states is kept
+    assert len(plan.counted) == 2 and plan.counted[0] is not None
 
 
 def test_hand_accumulation_needs_the_count_of_the_whole_update():

@@ -16,8 +16,18 @@ results those of one process:
   piece's loss is backpropagated as a *sum* (`normalizer=1`) and the gradients are
   divided by `N / W` before the optimizer step. With several (a model with several
   outputs), each output has its own N, which one rescale of the summed gradient
-  cannot divide: each piece's counts are all-reduced before its backward pass and
-  each output's loss gets its own `normalizer=N_o / W`, one batch per update.
+  cannot divide, so each output's N must be known before the first backward pass of
+  the update: with one batch per update, each piece's counts are all-reduced after
+  its forward pass; with k > 1, the update's k batches are read ahead and *counted
+  first* (`count_first`): a forward pass of each in evaluation mode without
+  gradients gives each output's real steps, exactly what the training pass counts,
+  and one collective per update sums them. Each output's loss then gets its own
+  `normalizer=N_o / W`. The cost is that extra forward pass per batch, without
+  gradients (its activations are freed at once); the alternative, one gradient
+  buffer per output, backpropagates the shared trunk once per output, more work for
+  two outputs already, and a copy of the gradients per output. A model whose masks
+  differ between the counting pass and the training pass (masks drawn at random in
+  training) is a `ConfigError` at the update's end, before its optimizer step.
 - `reduce_totals`: the epoch's loss and metrics are summed over the processes before
   they are read, so logs, `evaluate` and callbacks see the exact global figures, the
   same on every process.
@@ -29,7 +39,8 @@ results those of one process:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -37,9 +48,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import distributed
+from ..data import Batch
 from ..errors import ConfigError, format_error
+from ..layers import _host
+from ..layers.recurrent import RNN
 from ..losses import COUNTED, Loss
-from .outputs import Head, Output, counted
+from .inputs import forward
+from .modes import training_mode
+from .outputs import Head, Output, counted, split_outputs, split_targets
 from .predictions import Predictions
 from .totals import EpochTotals
 
@@ -84,13 +100,15 @@ class Update:
 
     - one (`per_output` False): each piece's loss is its sum (normalizer 1), and
       `finish` all-reduces the count of the update's pieces and divides the gradients
-      by it (times the world size). Several batches may make an update.
+      by it (times the world size).
     - several (`per_output` True): each output counts its own real steps, so no one
-      rescale of the summed gradient can normalise them. Each piece's counts are
-      all-reduced at once (one collective, before its backward pass) and each output's
-      loss is divided by its own `N_o / W`; `finish` rescales nothing. A later batch's
-      counts are known only after its forward pass, when the earlier batches'
-      gradients are already summed: such a model takes one batch per update.
+      rescale of the summed gradient can normalise them: each output's loss is divided
+      by its own `N_o / W`, and `finish` rescales nothing. With one batch per update,
+      `normalizers` all-reduces each piece's counts (one collective, before its
+      backward pass). With several (`counts_first`), the update's pieces are counted
+      before the first one trains (`count_first` calls `count_piece` for each and `prepare`
+      once: one collective per update); `normalizers` checks each piece's counts
+      against them, and `finish` refuses an update where they differ.
 
     For the logs, `own` gives each output's loss on the piece as its own and
     `note_loss` the piece's loss, figures that the epoch's totals add up to one
@@ -109,25 +127,10 @@ class Update:
         self.losses = [head.loss for head in heads]
         trained = [loss for loss in self.losses if loss is not None]
         self.per_output = len(trained) > 1
+        self.counts_first = self.per_output and self.steps_per_update > 1
         if not self.plain:
             for loss in trained:
                 self._check_reduction(loss)
-        if not self.plain and self.per_output and self.steps_per_update > 1:
-            raise ConfigError(
-                format_error(
-                    f"A model with {len(trained)} outputs with a loss cannot accumulate "
-                    "batches into one update: each output's loss is divided by its own "
-                    "count of real steps over the whole update, and the counts of its "
-                    "later batches are known only after their forward passes, once the "
-                    "first batch's gradients are summed. (Data parallel works: each "
-                    "batch's counts are summed across the processes before its backward "
-                    "pass.)",
-                    received=f"steps_per_update={self.steps_per_update}, "
-                    f"{self.world_size} process(es)",
-                    fix="use steps_per_update=1 with a batch_size k times larger, or k "
-                    "times the processes under torchrun.",
-                )
-            )
         self.count: torch.Tensor | int = 0  # the update's count so far (one loss)
         self.piece: torch.Tensor = torch.ones((), dtype=torch.int64)  # the last piece's
         # The last piece's factors for the logs (`own`, `note_loss`) and the penalty.
@@ -135,6 +138,14 @@ class Update:
         self.shown_scale = self.penalty_scale = torch.ones(())
         self.shown: torch.Tensor | None = None  # see `note_loss`
         self.pieces = 0  # pieces counted (`normalizers`) or run without data (`idle`)
+        # Several losses: each output's `N_o / W` and the steps the logs count, over
+        # the processes (and, with `counts_first`, the update; see `_sum_counts`).
+        self.global_normalizers: list[torch.Tensor | float | None] = []
+        self.global_steps = torch.ones((), dtype=torch.int64)
+        # With `counts_first`: each piece's counts before it trained (None: no data),
+        # and whether a training pass counted otherwise (read at `finish`).
+        self.counted: list[torch.Tensor | None] = []
+        self.changed: torch.Tensor | bool = False
 
     def _check_reduction(self, loss: Loss) -> None:
         """Refuse a reduction that has no count of the whole update."""
@@ -168,16 +179,19 @@ class Update:
         steps a loss counts may depend on them, `Loss.counted`), and give each output's
         loss `normalizer` (None for an output without a loss): 1 (the sum) for one
         loss, whose count stays on the output's device until `finish`; `N_o / W` for
-        several (one collective: every process calls it)."""
+        several (with one batch per update, one collective: every process calls it)."""
         self.pieces += 1
-        local = [
-            None if loss is None else _piece_count(loss, output, target)
-            for loss, output, target in zip(self.losses, outputs, targets, strict=True)
-        ]
+        local = self._local(outputs, targets)
         normalizers: list[torch.Tensor | float | None]
         if self.per_output:
             steps = torch.as_tensor(counted(self.heads, outputs, targets))
-            normalizers = self._global_normalizers(local, steps, active=1)
+            mine = self._vector(local, steps)
+            if self.counts_first:
+                self._check_counted(mine)
+            else:
+                self._sum_counts(mine, active=1)
+            normalizers = self.global_normalizers
+            self.shown_scale = self.global_steps / steps.clamp_min(1) / self.world_size
         else:
             normalizers = [None if count is None else 1.0 for count in local]
             self.piece = next(count for count in local if count is not None)
@@ -190,33 +204,82 @@ class Update:
         ]
         return normalizers
 
+    def count_piece(self, outputs: Sequence[Output], targets: Sequence[Any]) -> torch.Tensor:
+        """A piece's counts before it trains (`counts_first`; see `count_first`): the
+        count of each output's loss on `outputs` and `targets`, then the steps the logs
+        count, as one int64 vector (what `prepare` sums, and `normalizers` checks)."""
+        return self._vector(
+            self._local(outputs, targets), torch.as_tensor(counted(self.heads, outputs, targets))
+        )
+
+    def prepare(self, pieces: Sequence[torch.Tensor | None]) -> None:
+        """Start an update of several losses whose pieces were counted first (`count_piece`;
+        None for a piece without data, an empty share): sum their counts over the
+        update and the processes (one collective: every process calls it), for the
+        `normalizers` of each of its pieces."""
+        present = [piece for piece in pieces if piece is not None]
+        trained = sum(loss is not None for loss in self.losses)
+        total = sum(present[1:], present[0]) if present else _zeros(trained + 1)
+        self._sum_counts(total, active=len(present))
+        self.counted, self.changed = list(pieces), False
+
     def _loss(self) -> Loss:
         """The one loss (`per_output` False)."""
         return next(loss for loss in self.losses if loss is not None)
 
-    def _global_normalizers(
-        self, local: list[torch.Tensor | None], steps: torch.Tensor, active: int
-    ) -> list[torch.Tensor | float | None]:
-        """Each output's `N_o / W` from this piece's counts `local` (`1 / W` for the
-        `"sum"` reduction, which has none), all-reduced in one collective with the
-        processes `active` (1 with data, 0 without: they share the penalty) and the
-        steps the logs count (`steps`, this piece's; see `note_loss`)."""
-        counts = {
-            i: count
-            for i, (loss, count) in enumerate(zip(self.losses, local, strict=True))
-            if loss is not None and count is not None and loss.reduction != "sum"
-        }
-        mine = [*counts.values(), torch.tensor(active), steps]
-        totals = distributed.all_reduce_sum(torch.stack([c.to(steps.device) for c in mine]))
-        *global_counts, processes, global_steps = totals  # int64: / gives floats
-        normalizers: list[torch.Tensor | float | None] = [
-            None if count is None else 1.0 / self.world_size for count in local
+    def _local(
+        self, outputs: Sequence[Output], targets: Sequence[Any]
+    ) -> list[torch.Tensor | None]:
+        """Each output's count of its loss on a piece (`_piece_count`; None without)."""
+        return [
+            None if loss is None else _piece_count(loss, output, target)
+            for loss, output, target in zip(self.losses, outputs, targets, strict=True)
         ]
-        for i, total in zip(counts, global_counts, strict=True):
-            normalizers[i] = total / self.world_size
-        self.penalty_scale = self.world_size / processes.clamp_min(1)
-        self.shown_scale = global_steps / steps.clamp_min(1) / self.world_size
-        return normalizers
+
+    @staticmethod
+    def _vector(local: Sequence[torch.Tensor | None], steps: torch.Tensor) -> torch.Tensor:
+        """The counts of the outputs with a loss (`local`), then `steps`, as one vector."""
+        counts = [count.to(steps.device) for count in local if count is not None]
+        return torch.stack([*counts, steps])
+
+    def _sum_counts(self, mine: torch.Tensor, active: int) -> None:
+        """Each output's `N_o / W` (`global_normalizers`; `1 / W` for the `"sum"`
+        reduction, which has none) and the steps the logs count (`global_steps`; see
+        `note_loss`) from this process's counts `mine` (a `_vector`: of a piece, or of
+        an update's pieces), all-reduced in one collective with the pieces `active`
+        (those with data: they share the penalty)."""
+        active_count = torch.tensor([active], device=mine.device)
+        totals = distributed.all_reduce_sum(torch.cat([mine, active_count]))
+        *global_counts, self.global_steps, pieces = totals  # int64: / gives floats
+        counts = iter(global_counts)
+        self.global_normalizers = []
+        for loss in self.losses:
+            if loss is None:
+                self.global_normalizers.append(None)
+                continue
+            total = next(counts)  # a `"sum"` loss's count (1 per piece) divides nothing
+            self.global_normalizers.append(
+                (1 if loss.reduction == "sum" else total) / self.world_size
+            )
+        self.penalty_scale = self.world_size / pieces.clamp_min(1)
+
+    def _check_counted(self, mine: torch.Tensor) -> None:
+        """Note whether this piece's counts `mine` differ from those counted first."""
+        index = self.pieces - 1
+        expected = self.counted[index] if index < len(self.counted) else None
+        if expected is None:
+            raise ConfigError(
+                format_error(
+                    "compute_loss was called for more batches of an update than were "
+                    "counted before it.",
+                    received=f"a loss for batch {index + 1} of an update whose "
+                    f"{len(self.counted)} batch(es) were counted, this one "
+                    f"{'empty' if index < len(self.counted) else 'not among them'}",
+                    fix="call `self.trainer.compute_loss(batch, out)` once per batch in "
+                    "an overridden train_step.",
+                )
+            )
+        self.changed = self.changed | (mine != expected.to(mine.device)).any()
 
     def own(self, parts: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
         """Each output's loss on the last piece as its own (its mean over its own
@@ -249,15 +312,18 @@ class Update:
 
     def idle(self) -> None:
         """Note a piece without data (an empty share, run with a zero loss); for
-        several losses, join the other processes' count of the piece with zeros."""
+        several losses with one batch per update, join the other processes' count of
+        the piece with zeros (with `counts_first`, `prepare` counted it as such)."""
         self.pieces += 1
-        if self.per_output:
-            nothing = [None if loss is None else _ZERO for loss in self.losses]
-            self._global_normalizers(nothing, _ZERO, active=0)
+        if self.per_output and not self.counts_first:
+            trained = sum(loss is not None for loss in self.losses)
+            self._sum_counts(_zeros(trained + 1), active=0)
 
     def finish(self, parameters: Any) -> None:
         """For one loss, divide the accumulated gradients by `N / W` (see the module
-        docstring; a collective: every process calls it); start the next update.
+        docstring; a collective: every process calls it); for several counted first,
+        refuse an update whose pieces counted otherwise in training (before its
+        optimizer step); start the next update.
 
         An update none of whose pieces went through `Trainer.compute_loss` (a
         `train_step` override computing its own loss) is a `ConfigError`: its loss is
@@ -276,6 +342,21 @@ class Update:
             )
         self.pieces = 0
         if self.per_output:
+            changed, self.counted, self.changed = self.changed, [], False
+            if changed:  # one host read per update (`counts_first`)
+                raise ConfigError(
+                    format_error(
+                        "The real steps that the losses count in a batch differ between "
+                        "the forward pass that counted them before the update (evaluation "
+                        "mode, without gradients) and the training pass: the model's masks "
+                        "change with the training mode or at random (e.g. dropped steps).",
+                        received=f"{sum(loss is not None for loss in self.losses)} outputs "
+                        f"with a loss, steps_per_update={self.steps_per_update}",
+                        fix="keep the masks the same in training and evaluation, or use "
+                        "steps_per_update=1 with a batch_size k times larger (or k times "
+                        "the processes under torchrun).",
+                    )
+                )
             return
         if self._loss().reduction == "sum":
             scale = torch.tensor(float(self.world_size), dtype=torch.float64)
@@ -286,6 +367,60 @@ class Update:
         for param in parameters:
             if param.grad is not None:
                 param.grad.mul_(scale.to(param.grad.device, param.grad.dtype))
+
+
+def count_first(
+    batches: Iterable[tuple[int, Batch]], plan: Update, num_batches: int, model: nn.Module
+) -> Iterator[tuple[int, Batch]]:
+    """An epoch's `(index, batch)` pairs, as `batches` gives them, each update's read
+    ahead and counted before its first batch trains when `plan.counts_first` (several
+    outputs with a loss, several batches per update; otherwise handed on as they come,
+    of `num_batches` in all).
+
+    A forward pass of each of the update's batches through `model`, in evaluation mode
+    and without gradients, gives its counts (`Update.count_piece`: what the training
+    pass's `Update.normalizers` counts, from the same masks and targets), and
+    `Update.prepare` sums them over the update and the processes. The batches are then
+    handed out one by one, so that the callbacks see each in Keras's order. The
+    counting passes leave the stateful recurrent layers' states as they found them.
+    """
+    if not plan.counts_first:
+        yield from batches
+        return
+    update: list[tuple[int, Batch]] = []
+    for index, batch in batches:
+        update.append((index, batch))
+        if plan.last(index, num_batches):
+            with _host.exact_checks(update[0][0] == 0):  # as the epoch's first step
+                plan.prepare(_counts(plan, model, [batch for _, batch in update]))
+            yield from update
+            update = []
+
+
+def _counts(plan: Update, model: nn.Module, batches: list[Batch]) -> list[torch.Tensor | None]:
+    """Each batch's `Update.count_piece` (None for an empty share, see `count_first`)."""
+    names = [head.name for head in plan.heads]
+    counts: list[torch.Tensor | None] = []
+    with training_mode(model, False), torch.no_grad(), _states_kept(model):
+        for batch in batches:
+            if not batch.size:
+                counts.append(None)
+                continue
+            outputs = split_outputs(forward(model, batch.x), names)
+            counts.append(plan.count_piece(outputs, split_targets(batch.y, names)))
+    return counts
+
+
+@contextmanager
+def _states_kept(model: nn.Module) -> Iterator[None]:
+    """Put the states of `model`'s stateful recurrent layers back as they were."""
+    stateful = [layer for layer in model.modules() if isinstance(layer, RNN) and layer.stateful]
+    states = [layer.states for layer in stateful]
+    try:
+        yield
+    finally:
+        for layer, kept in zip(stateful, states, strict=True):
+            layer.states = kept
 
 
 def evaluation_plan(heads: Sequence[Head]) -> Update | None:
@@ -303,8 +438,9 @@ def evaluation_plan(heads: Sequence[Head]) -> Update | None:
     return Update(heads, 1)
 
 
-_ZERO = torch.zeros((), dtype=torch.int64)
-"""The count of a piece without data."""
+def _zeros(size: int) -> torch.Tensor:
+    """The counts (a `_vector`) of a piece without data."""
+    return torch.zeros(size, dtype=torch.int64)
 
 
 def _piece_count(loss: Loss, output: Output, target: Any) -> torch.Tensor:

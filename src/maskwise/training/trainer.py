@@ -24,7 +24,7 @@ Override them on the model (`def train_step(self, batch)` in your `Module`, call
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,14 @@ from ..numerics import NonFiniteGuard
 from ..progress import ProgressBar, resolve_verbose
 from .callback_list import CallbackList
 from .compiled import Compiled, check_learning_rate, compile_args
-from .distributed import Update, evaluation_plan, gather_predictions, reduce_totals, wrap
+from .distributed import (
+    Update,
+    count_first,
+    evaluation_plan,
+    gather_predictions,
+    reduce_totals,
+    wrap,
+)
 from .epochs import (
     batches_run,
     check_epochs,
@@ -808,7 +815,9 @@ class Trainer:
         verbose: int | str,
     ) -> Logs:
         """One epoch of training steps, then the validation (on the epochs `validates`
-        picks); returns the epoch's logs."""
+        picks); returns the epoch's logs. With several outputs with a loss and several
+        batches per update, each update's batches are read ahead and counted before it
+        trains (`maskwise.training.distributed.count_first`)."""
         compiled = self.require_compiled("fit")
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}")
@@ -819,9 +828,13 @@ class Trainer:
         loader.set_epoch(window.seed)
         self.num_batches = window.batches
         self.update = self.plan
-        batches = itertools.islice(loader, window.start, window.start + window.batches)
+        batches: Iterable[tuple[int, Batch]] = enumerate(
+            prefetch(itertools.islice(loader, window.start, window.start + window.batches), device)
+        )
+        if self.plan is not None:  # several losses accumulated: each update counted first
+            batches = count_first(batches, self.plan, window.batches, self.model)
         try:
-            for index, batch in enumerate(prefetch(batches, device)):
+            for index, batch in batches:
                 self.state.batch = index
                 if self.callbacks is not None:
                     self.callbacks.on_train_batch_begin(index)
