@@ -219,7 +219,7 @@ def fit_problem(
     x_val, y_val = ragged_data(7, seed=5)
     model = recurrent_tagger()
     metrics = ["accuracy", "f1_score"]  # running sums, and a confusion matrix
-    model.compile("adam", losses.SparseCategoricalCrossentropy(from_logits=True), metrics)
+    model.compile("adam", losses.SparseCategoricalCrossentropy(from_logits=True), metrics=metrics)
     order = {"shuffle": False, "bucketing": False} if ordered else {}
     history = model.fit(
         x,

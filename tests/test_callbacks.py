@@ -136,7 +136,7 @@ def scripted(values: list[float], key: str = "val_loss") -> callbacks.LambdaCall
 
 def compiled_model() -> maskwise.Sequential:
     model = tagger()
-    model.compile("adam", logits_loss(), ["accuracy"], learning_rate=0.01)
+    model.compile("adam", logits_loss(), metrics=["accuracy"], learning_rate=0.01)
     return model
 
 

@@ -18,7 +18,7 @@ from maskwise import ConfigError, Graph, Masked, Module, Sequential, checkpoint,
 
 def trained_tagger(x: list, y: list, dropout: float = 0.0) -> Sequential:
     model = tagger(dropout)
-    model.compile("adam", logits_loss(), ["accuracy", metrics.TopKAccuracy(k=2)])
+    model.compile("adam", logits_loss(), metrics=["accuracy", metrics.TopKAccuracy(k=2)])
     model.fit(x, y, epochs=1, batch_size=8, seed=0, verbose=0)
     return model
 
@@ -141,7 +141,7 @@ def test_resuming_continues_exactly(tmp_path) -> None:
     halves = copy.deepcopy(straight)
     fresh = copy.deepcopy(straight)
     for model in (straight, halves):
-        model.compile("adam", logits_loss(), ["accuracy"], learning_rate=0.01)
+        model.compile("adam", logits_loss(), metrics=["accuracy"], learning_rate=0.01)
     straight.fit(x, y, epochs=4, batch_size=8, seed=3, verbose=0)
 
     halves.fit(x, y, epochs=2, batch_size=8, seed=3, verbose=0)
@@ -183,7 +183,7 @@ def test_a_two_input_graph_trains_saves_and_loads(tmp_path) -> None:
         ],
         outputs="out",
     )
-    graph.compile("adam", logits_loss(), ["accuracy"])
+    graph.compile("adam", logits_loss(), metrics=["accuracy"])
     graph.fit((x, x), y, epochs=2, batch_size=8, verbose=0, seed=0)
     loaded = maskwise.load(graph.save(tmp_path / "graph.safetensors"))
     assert isinstance(loaded, Graph)
@@ -309,7 +309,7 @@ def test_a_callback_with_another_monitor_starts_fresh_on_resume(tmp_path) -> Non
     )
     other = maskwise.callbacks.EarlyStopping(monitor="accuracy", patience=5)
     again = tagger()
-    again.compile("adam", logits_loss(), ["accuracy"], learning_rate=0.01)
+    again.compile("adam", logits_loss(), metrics=["accuracy"], learning_rate=0.01)
     history = again.fit(
         x,
         y,
@@ -327,7 +327,7 @@ def test_a_callback_with_another_monitor_starts_fresh_on_resume(tmp_path) -> Non
 def test_two_callbacks_of_one_class_keep_their_own_best_weights(tmp_path) -> None:
     x, y = tagging_data(16)
     model = tagger()
-    model.compile("adam", logits_loss(), ["accuracy"], learning_rate=0.01)
+    model.compile("adam", logits_loss(), metrics=["accuracy"], learning_rate=0.01)
     stops = [
         maskwise.callbacks.EarlyStopping(monitor=m, patience=5, restore_best_weights=True)
         for m in ("loss", "accuracy")

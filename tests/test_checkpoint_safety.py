@@ -117,7 +117,7 @@ def tiny_checkpoint(directory: Path, compiled: bool = False) -> Path:
     model = Sequential([layers.Dense(2, name="dense")], name="tiny")  # names fixed: the
     model(torch.ones(1, 5, 3))  # metadata is the same for every example of a test
     if compiled:
-        model.compile("adam", "mse", ["mae"])
+        model.compile("adam", "mse", metrics=["mae"])
     return model.save(directory / "tiny.safetensors")
 
 

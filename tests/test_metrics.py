@@ -80,7 +80,7 @@ CASES = {
         "onehot",
     ),
     "binary_acc": (
-        metrics.BinaryAccuracy(0.4),
+        metrics.BinaryAccuracy(threshold=0.4),
         lambda: keras.metrics.BinaryAccuracy(threshold=0.4),
         "binary",
     ),
@@ -517,7 +517,7 @@ def test_a_confusion_matrix_over_zero_real_steps_is_zeros():
 def test_evaluate_on_sequences_all_of_length_zero_logs_zeros_not_nan():
     model = tagger()
     names = ["accuracy", "top_k_accuracy", "precision", "recall", "f1_score", "confusion_matrix"]
-    model.compile("adam", logits_loss(), names)
+    model.compile("adam", logits_loss(), metrics=names)
     model(Masked(torch.ones(1, 1, dtype=torch.long)))  # build the lazy weights
     empty = [np.zeros(0, np.int64) for _ in range(4)]
     logs = model.evaluate(empty, empty, batch_size=2)

@@ -110,7 +110,7 @@ def test_an_overridden_predict_step_changes_predict() -> None:
 def test_the_training_state_round_trips_through_a_checkpoint(tmp_path) -> None:
     x, y = tagging_data(24, seed=2)  # 3 batches of 8 per epoch
     model = tagger()
-    model.compile("adam", logits_loss(), ["accuracy"])
+    model.compile("adam", logits_loss(), metrics=["accuracy"])
     stop = EarlyStopping(monitor="loss", patience=5, restore_best_weights=True)
     model.fit(x, y, epochs=2, batch_size=8, seed=7, verbose=0, callbacks=[stop])
     state = model.trainer.snapshot()

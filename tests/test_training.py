@@ -31,7 +31,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 def compiled_tagger(lr: float = 0.01, dropout: float = 0.0) -> Sequential:
     model = tagger(dropout)
-    model.compile("adam", logits_loss(), ["accuracy"], learning_rate=lr)
+    model.compile("adam", logits_loss(), metrics=["accuracy"], learning_rate=lr)
     return model
 
 
@@ -67,7 +67,7 @@ def test_fit_learns_a_ragged_tagging_task(device: str) -> None:
 def test_logged_loss_and_evaluate_are_exact_means_over_real_steps() -> None:
     x, y = tagging_data(37, seed=1)
     model = tagger()
-    model.compile(functools.partial(torch.optim.SGD, lr=0.0), logits_loss(), ["accuracy"])
+    model.compile(functools.partial(torch.optim.SGD, lr=0.0), logits_loss(), metrics=["accuracy"])
     # lr = 0: the weights never change, so the epoch's running figures are exact too.
     history = model.fit(x, y, epochs=1, batch_size=5, validation_data=(x, y), verbose=0)
     loss, accuracy = hand_loss_and_accuracy(model, x, y)
@@ -195,7 +195,7 @@ class TwoInputs(Module):
 def test_fit_passes_several_inputs_as_arguments() -> None:
     x, y = tagging_data(64, seed=7)
     model = TwoInputs()
-    model.compile("adam", logits_loss(), ["accuracy"], learning_rate=0.02)
+    model.compile("adam", logits_loss(), metrics=["accuracy"], learning_rate=0.02)
     history = model.fit((x, x), y, epochs=6, batch_size=8, seed=0, verbose=0)
     assert history.history["accuracy"][-1] > 0.9
     assert [p.shape[0] for p in model.predict((x, x))] == [len(t) for t in x]
@@ -316,7 +316,7 @@ def test_a_bilstm_tagger_learns_a_task_that_needs_the_next_token() -> None:
             layers.Dense(CLASSES),
         ]
     )
-    model.compile("adam", logits_loss(), ["accuracy"], learning_rate=0.02)
+    model.compile("adam", logits_loss(), metrics=["accuracy"], learning_rate=0.02)
     history = model.fit(x, y, epochs=12, batch_size=16, seed=0, verbose=0)
     assert history.history["accuracy"][-1] > 0.9
     assert [p.shape for p in model.predict(x[:5])] == [(len(t), CLASSES) for t in x[:5]]

@@ -732,27 +732,28 @@ class LambdaCallback(Callback):
         >>> record = LambdaCallback(on_epoch_end=lambda epoch, logs: losses.append(logs["loss"]))
         >>> # model.fit(x, y, callbacks=[record])
 
-    Args:
-        on_train_begin: `f(logs)`.
-        on_train_end: `f(logs)`.
+    Args (Keras's order; Keras 2's `on_batch_begin` and `on_batch_end` by keyword):
         on_epoch_begin: `f(epoch, logs)`.
         on_epoch_end: `f(epoch, logs)`.
-        on_batch_begin: `f(batch, logs)`, before each training batch.
-        on_train_batch_begin: the same, by Keras 3's name (give one of the two).
-        on_batch_end: `f(batch, logs)`.
-        on_train_batch_end: the same, by Keras 3's name (give one of the two).
+        on_train_begin: `f(logs)`.
+        on_train_end: `f(logs)`.
+        on_train_batch_begin: `f(batch, logs)`, before each training batch.
+        on_train_batch_end: `f(batch, logs)`, after each training batch.
+        on_batch_begin: the same as on_train_batch_begin (give one of the two).
+        on_batch_end: the same as on_train_batch_end (give one of the two).
     """
 
     def __init__(
         self,
-        on_train_begin: Callable[[Logs], Any] | None = None,
-        on_train_end: Callable[[Logs], Any] | None = None,
         on_epoch_begin: Callable[[int, Logs], Any] | None = None,
         on_epoch_end: Callable[[int, Logs], Any] | None = None,
-        on_batch_end: Callable[[int, Logs], Any] | None = None,
-        on_train_batch_end: Callable[[int, Logs], Any] | None = None,
-        on_batch_begin: Callable[[int, Logs], Any] | None = None,
+        on_train_begin: Callable[[Logs], Any] | None = None,
+        on_train_end: Callable[[Logs], Any] | None = None,
         on_train_batch_begin: Callable[[int, Logs], Any] | None = None,
+        on_train_batch_end: Callable[[int, Logs], Any] | None = None,
+        *,
+        on_batch_begin: Callable[[int, Logs], Any] | None = None,
+        on_batch_end: Callable[[int, Logs], Any] | None = None,
     ) -> None:
         pairs = {"end": (on_batch_end, on_train_batch_end)}
         pairs["begin"] = (on_batch_begin, on_train_batch_begin)
@@ -952,7 +953,20 @@ class TerminateOnNaN(Callback):
     Example:
         >>> stop = TerminateOnNaN()
         >>> # history = model.fit(x, y, epochs=10, callbacks=[stop])  # no error raised
+
+    Args:
+        raise_error: Keras's argument: True makes `fit` raise its `NonFiniteError`
+            (where Keras raises a `RuntimeError`) instead of ending quietly.
     """
+
+    def __init__(self, raise_error: bool = False) -> None:
+        if not isinstance(raise_error, bool):
+            raise ConfigError(
+                format_error(
+                    "TerminateOnNaN raise_error must be True or False.", received=repr(raise_error)
+                )
+            )
+        self.raise_error = raise_error
 
     def stop(self, error: Exception) -> None:
         """Called by `fit` with the `NonFiniteError` that ends training."""

@@ -149,6 +149,7 @@ def Input(
     shape: Sequence[int | None] | None = None,
     batch_size: int | None = None,
     dtype: str | torch.dtype | None = None,
+    *,
     name: str | None = None,
     batch_shape: Sequence[int | None] | None = None,
 ) -> SymbolicTensor:

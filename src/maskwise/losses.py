@@ -91,6 +91,7 @@ import torch.nn.functional as F
 
 from .errors import ConfigError, MaskError, MaskwiseTypeError, ShapeError, format_error
 from .layers import _host
+from .layers._keras_args import FLOAT_DTYPES, dtype_name
 from .masked import IGNORE_INDEX, Masked
 
 __all__ = [
@@ -751,15 +752,20 @@ class Loss:
             `"mean_with_sample_weight"`, `"none"` (or None), `"sequence_mean"` or
             `"keras2"` (see the module docstring).
         name: the loss's name (defaults to the Keras function name).
+        dtype: the float dtype the loss computes in (`"float32"`, `torch.float64`, ...):
+            the predictions are cast to it; None (default) computes in theirs.
     """
 
     default_name = "loss"
     labels = True
     """The targets are classes (the cross-entropies): lets `read_pair` check the order."""
 
-    def __init__(self, reduction: str | None = "mean", name: str | None = None) -> None:
+    def __init__(
+        self, name: str | None = None, reduction: str | None = "mean", dtype: Any = None
+    ) -> None:
         self.reduction = standard_reduction(reduction)
         self.name = name or self.default_name
+        self.dtype = None if dtype is None else dtype_name(type(self).__name__, dtype)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
@@ -767,7 +773,8 @@ class Loss:
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-friendly), enough to rebuild the loss."""
-        return {"reduction": self.reduction, "name": self.name}
+        dtype = {} if self.dtype is None else {"dtype": self.dtype}
+        return {"reduction": self.reduction, "name": self.name, **dtype}
 
     def per_step(
         self, values: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor | None
@@ -805,6 +812,8 @@ class Loss:
         self._check_normalizer(normalizer)
         usage = f"{type(self).__name__}()(y_true, y_pred)"
         values, mask, targets = read_pair(y_true, y_pred, usage, self.labels)
+        if self.dtype is not None:
+            values = values.to(FLOAT_DTYPES[self.dtype])
         loss, real, class_ids = self.per_step(values, targets, mask)
         weight = step_weights(sample_weight, loss.shape, loss.device, loss.dtype)
         if class_weight is not None:
@@ -937,7 +946,9 @@ class SparseCategoricalCrossentropy(Loss):
         from_logits: the predictions are logits (no softmax at the end of the model).
         ignore_class: a target value whose steps do not count (an integer), or None.
         reduction: see `Loss`.
+        axis: Keras's class axis: -1 only (maskwise reads the classes last).
         name: the loss's name.
+        dtype: see `Loss`.
     """
 
     default_name = "sparse_categorical_crossentropy"
@@ -947,9 +958,12 @@ class SparseCategoricalCrossentropy(Loss):
         from_logits: bool = False,
         ignore_class: int | None = None,
         reduction: str = "mean",
+        axis: int = -1,
         name: str | None = None,
+        dtype: Any = None,
     ) -> None:
-        super().__init__(reduction, name)
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        _check_class_axis(type(self).__name__, axis)
         self.from_logits = from_logits
         self.ignore_class = _check_ignore_class(ignore_class, self.reduction)
 
@@ -1006,6 +1020,20 @@ def _check_ignore_class(ignore_class: Any, reduction: str) -> int | None:
     return int(ignore_class)
 
 
+def _check_class_axis(owner: str, axis: Any) -> None:
+    """Keras's `axis=` of a cross-entropy: maskwise reads the classes on the last axis,
+    so -1 (the default) only."""
+    if axis != -1 or isinstance(axis, bool):
+        raise ConfigError(
+            format_error(
+                f"{owner} reads the classes on the last axis (axis=-1).",
+                received=f"axis={axis!r}",
+                fix="drop axis=, and put the class axis last (a `Permute` layer before "
+                "the output, or `torch.movedim` on the scores).",
+            )
+        )
+
+
 def _log_probs(scores: torch.Tensor, from_logits: bool, name: str) -> torch.Tensor:
     """Log-probabilities on the last axis, computed as Keras does."""
     if from_logits:
@@ -1023,10 +1051,13 @@ class _SmoothedCrossentropy(Loss):
         self,
         from_logits: bool = False,
         label_smoothing: float = 0.0,
+        axis: int = -1,
         reduction: str = "mean",
         name: str | None = None,
+        dtype: Any = None,
     ) -> None:
-        super().__init__(reduction, name)
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        _check_class_axis(type(self).__name__, axis)
         self.from_logits = from_logits
         self.label_smoothing = label_smoothing
 
@@ -1052,8 +1083,10 @@ class CategoricalCrossentropy(_SmoothedCrossentropy):
     Args:
         from_logits: the predictions are logits.
         label_smoothing: in [0, 1]; targets become `t * (1 - s) + s / classes`.
+        axis: Keras's class axis: -1 only (maskwise reads the classes last).
         reduction: see `Loss`.
         name: the loss's name.
+        dtype: see `Loss`.
     """
 
     default_name = "categorical_crossentropy"
@@ -1108,8 +1141,10 @@ class BinaryCrossentropy(_SmoothedCrossentropy):
     Args:
         from_logits: the predictions are logits.
         label_smoothing: in [0, 1]; targets become `t * (1 - s) + s / 2`.
+        axis: Keras's class axis: -1 only (maskwise reads the classes last).
         reduction: see `Loss`.
         name: the loss's name.
+        dtype: see `Loss`.
     """
 
     default_name = "binary_crossentropy"
@@ -1137,6 +1172,11 @@ class _Regression(Loss):
 
     labels = False
 
+    def __init__(
+        self, reduction: str | None = "mean", name: str | None = None, dtype: Any = None
+    ) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
     def error(self, preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -1158,6 +1198,7 @@ class MeanSquaredError(_Regression):
     Args:
         reduction: see `Loss`.
         name: the loss's name.
+        dtype: see `Loss`.
     """
 
     default_name = "mean_squared_error"
@@ -1179,6 +1220,7 @@ class MeanAbsoluteError(_Regression):
     Args:
         reduction: see `Loss`.
         name: the loss's name.
+        dtype: see `Loss`.
     """
 
     default_name = "mean_absolute_error"
@@ -1202,14 +1244,19 @@ class Huber(_Regression):
         delta: where the loss turns from quadratic to linear.
         reduction: see `Loss`.
         name: the loss's name.
+        dtype: see `Loss`.
     """
 
-    default_name = "huber"
+    default_name = "huber_loss"
 
     def __init__(
-        self, delta: float = 1.0, reduction: str = "mean", name: str | None = None
+        self,
+        delta: float = 1.0,
+        reduction: str = "mean",
+        name: str | None = None,
+        dtype: Any = None,
     ) -> None:
-        super().__init__(reduction, name)
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.delta = delta
 
     def get_config(self) -> dict[str, Any]:

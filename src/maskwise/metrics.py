@@ -44,6 +44,7 @@ import torch
 
 from . import losses
 from .errors import ConfigError, MaskwiseTypeError, format_error
+from .layers._keras_args import FLOAT_DTYPES, dtype_name
 from .losses import class_targets, dense_targets, read_pair
 from .masked import Masked
 
@@ -115,6 +116,9 @@ class Metric:
         (6, 'real_steps')
 
     Args:
+        dtype: the float dtype the metric computes in (`"float32"`, `torch.float64`, ...):
+            the predictions are cast to it (the totals are kept in float64); None
+            (default) computes in theirs.
         name: the metric's name (defaults to the Keras name).
     """
 
@@ -122,7 +126,7 @@ class Metric:
     labels = True
     """The targets are classes: lets `read_pair` check the argument order on 0/1 values."""
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, dtype: Any = None, name: str | None = None) -> None:
         if name is not None and not isinstance(name, str):
             raise ConfigError(
                 format_error(
@@ -134,6 +138,7 @@ class Metric:
                 )
             )
         self.name = name or self.default_name
+        self.dtype = None if dtype is None else dtype_name(type(self).__name__, dtype)
         self.reset()
 
     def __repr__(self) -> str:
@@ -153,6 +158,8 @@ class Metric:
         model's output, `sample_weight` `(batch,)` or `(batch, time)`."""
         usage = f"{type(self).__name__}().update(y_true, y_pred)"
         values, mask, targets = read_pair(y_true, y_pred, usage, self.labels)
+        if self.dtype is not None:
+            values = values.to(FLOAT_DTYPES[self.dtype])
         self.accumulate(values, targets, mask, sample_weight)
 
     update_state = update
@@ -194,7 +201,14 @@ class MeanMetric(Metric):
         >>> m.update(torch.zeros(1, 3, 1), y_pred)
         >>> m.result()  # (1 + 3) / 2: the padded 100 is never read
         2.0
+
+    Args:
+        name: the metric's name (Keras's first argument).
+        dtype: see `Metric`.
     """
+
+    def __init__(self, name: str | None = None, dtype: Any = None) -> None:
+        super().__init__(dtype=dtype, name=name)
 
     def reset(self) -> None:
         self.total: torch.Tensor | float = 0.0
@@ -268,15 +282,24 @@ class BinaryAccuracy(MeanMetric):
         0.5
 
     Args:
-        threshold: the decision threshold on the predictions.
         name: the metric's name.
+        dtype: see `Metric`.
+        threshold: the decision threshold on the predictions.
     """
 
     default_name = "binary_accuracy"
 
-    def __init__(self, threshold: float = 0.5, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, dtype: Any = None, threshold: float = 0.5) -> None:
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise ConfigError(
+                format_error(
+                    "BinaryAccuracy threshold must be a number.",
+                    received=repr(threshold),
+                    fix="Keras's order is (name, dtype, threshold): pass it as threshold=.",
+                )
+            )
         self.threshold = threshold
-        super().__init__(name)
+        super().__init__(name, dtype)
 
     def per_step(self, values, y_true, mask):
         preds, targets, real = dense_targets(values, y_true, mask, self.name)
@@ -306,17 +329,18 @@ class TopKAccuracy(MeanMetric):
     Args:
         k: how many of the highest scores count.
         name: the metric's name.
+        dtype: see `Metric`.
     """
 
     default_name = "top_k_accuracy"
 
-    def __init__(self, k: int = 5, name: str | None = None) -> None:
+    def __init__(self, k: int = 5, name: str | None = None, dtype: Any = None) -> None:
         if not isinstance(k, int) or k < 1:
             raise ConfigError(
                 format_error("TopKAccuracy k must be a positive integer.", received=repr(k))
             )
         self.k = k
-        super().__init__(name)
+        super().__init__(name, dtype)
 
     def per_step(self, values, y_true, mask):
         if y_true.shape == values.shape and values.shape[-1] > 1:  # one-hot rows
@@ -425,12 +449,15 @@ class _CrossentropyMean(MeanMetric):
 
     Args:
         name: the metric's name.
+        dtype: see `Metric`.
         from_logits: the predictions are logits.
     """
 
-    def __init__(self, name: str | None = None, *, from_logits: bool = False) -> None:
+    def __init__(
+        self, name: str | None = None, dtype: Any = None, *, from_logits: bool = False
+    ) -> None:
         self.from_logits = from_logits
-        super().__init__(name)
+        super().__init__(name, dtype)
 
     def loss(self) -> losses.Loss:
         """The loss whose per-step value this metric averages."""
@@ -458,6 +485,7 @@ class SparseCategoricalCrossentropy(_CrossentropyMean):
 
     Args:
         name: the metric's name.
+        dtype: see `Metric`.
         from_logits: the predictions are logits.
         ignore_class: a target value whose steps do not count (an integer), or None.
     """
@@ -467,6 +495,7 @@ class SparseCategoricalCrossentropy(_CrossentropyMean):
     def __init__(
         self,
         name: str | None = None,
+        dtype: Any = None,
         *,
         from_logits: bool = False,
         ignore_class: int | None = None,
@@ -474,7 +503,7 @@ class SparseCategoricalCrossentropy(_CrossentropyMean):
         self.ignore_class = losses.SparseCategoricalCrossentropy(
             ignore_class=ignore_class
         ).ignore_class
-        super().__init__(name, from_logits=from_logits)
+        super().__init__(name, dtype, from_logits=from_logits)
 
     def loss(self) -> losses.Loss:
         return losses.SparseCategoricalCrossentropy(
@@ -487,6 +516,7 @@ class _SmoothedCrossentropyMean(_CrossentropyMean):
 
     Args:
         name: the metric's name.
+        dtype: see `Metric`.
         from_logits: the predictions are logits.
         label_smoothing: in [0, 1]; as the loss of the same name.
     """
@@ -495,10 +525,15 @@ class _SmoothedCrossentropyMean(_CrossentropyMean):
     loss_class: type[losses.CategoricalCrossentropy | losses.BinaryCrossentropy]
 
     def __init__(
-        self, name: str | None = None, *, from_logits: bool = False, label_smoothing: float = 0.0
+        self,
+        name: str | None = None,
+        dtype: Any = None,
+        *,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
     ) -> None:
         self.label_smoothing = label_smoothing
-        super().__init__(name, from_logits=from_logits)
+        super().__init__(name, dtype, from_logits=from_logits)
 
     def loss(self) -> losses.Loss:
         return self.loss_class(
@@ -543,7 +578,11 @@ class _ConfusionCounts(Metric):
     whose scores hold NaN, which predict no class (see `ConfusionMatrix`)."""
 
     def __init__(
-        self, num_classes: int | None = None, threshold: float = 0.5, name: str | None = None
+        self,
+        num_classes: int | None = None,
+        threshold: float = 0.5,
+        name: str | None = None,
+        dtype: Any = None,
     ) -> None:
         if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
             raise ConfigError(
@@ -551,7 +590,7 @@ class _ConfusionCounts(Metric):
             )
         self.num_classes = num_classes
         self.threshold = threshold
-        super().__init__(name)
+        super().__init__(dtype=dtype, name=name)
 
     def reset(self) -> None:
         self.matrix: torch.Tensor | None = None
@@ -622,6 +661,7 @@ class ConfusionMatrix(_ConfusionCounts):
             checked against them when given).
         threshold: decision threshold for a single output unit.
         name: the metric's name.
+        dtype: see `Metric`.
     """
 
     default_name = "confusion_matrix"
@@ -694,6 +734,7 @@ class _Thresholded(_PerClass):
         top_k: int | None = None,
         class_id: int | None = None,
         name: str | None = None,
+        dtype: Any = None,
         *,
         per_class: bool | None = None,
         num_classes: int | None = None,
@@ -730,7 +771,7 @@ class _Thresholded(_PerClass):
         if per_class is None and (keras_args or num_classes is not None):
             per_class = not keras_args
         self.per_class = per_class
-        super().__init__(num_classes, threshold, name)
+        super().__init__(num_classes, threshold, name, dtype)
 
     def binary_score(self, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -884,6 +925,7 @@ class Precision(_Thresholded):
         top_k: Keras's: only the k highest units of a step can be positive.
         class_id: Keras's: score this output unit (class) only.
         name: the metric's name.
+        dtype: see `Metric`.
         per_class: True: per class; False: Keras's; None: as above.
         num_classes: per class: the number of classes (checked against the model's).
         threshold: per class: the decision threshold of a single output unit.
@@ -974,6 +1016,7 @@ class FBetaScore(_PerClass):
         threshold: Keras's: a float in (0, 1], or None (each step's highest score);
             per class: the decision threshold of one output unit (0.5 when None).
         name: the metric's name.
+        dtype: see `Metric`.
         per_class: True: per class; False: Keras's; None: as above.
         num_classes: per class: the number of classes (checked against the model's).
     """
@@ -986,6 +1029,7 @@ class FBetaScore(_PerClass):
         beta: float = 1.0,
         threshold: float | None = None,
         name: str | None = None,
+        dtype: Any = None,
         *,
         per_class: bool | None = None,
         num_classes: int | None = None,
@@ -1044,7 +1088,7 @@ class FBetaScore(_PerClass):
         elif per_class is None and (average is not None or threshold is not None):
             per_class = False
         self.per_class = per_class
-        super().__init__(num_classes, threshold, name)  # type: ignore[arg-type]
+        super().__init__(num_classes, threshold, name, dtype)  # type: ignore[arg-type]
 
     def reset(self) -> None:
         super().reset()
@@ -1135,12 +1179,13 @@ class F1Score(FBetaScore):
         average: str | None = None,
         threshold: float | None = None,
         name: str | None = None,
+        dtype: Any = None,
         *,
         per_class: bool | None = None,
         num_classes: int | None = None,
     ) -> None:
         super().__init__(
-            average, 1.0, threshold, name, per_class=per_class, num_classes=num_classes
+            average, 1.0, threshold, name, dtype, per_class=per_class, num_classes=num_classes
         )
 
 
@@ -1170,7 +1215,10 @@ class AUC(Metric):
         summation_method: `"interpolation"` (trapezoids), `"minoring"` or `"majoring"`
             (the lower or upper rectangles).
         name: the metric's name.
-        from_logits: the predictions are logits (a sigmoid is applied first).
+        dtype: see `Metric`.
+        from_logits: the predictions are logits (a sigmoid is applied first); a
+            keyword, as Keras's arguments before it (`thresholds`, `multi_label`, ...)
+            are not maskwise's.
     """
 
     default_name = "auc"
@@ -1183,6 +1231,8 @@ class AUC(Metric):
         curve: str = "ROC",
         summation_method: str = "interpolation",
         name: str | None = None,
+        dtype: Any = None,
+        *,
         from_logits: bool = False,
     ) -> None:
         if (
@@ -1211,7 +1261,7 @@ class AUC(Metric):
         self.curve = curve.upper()
         self.summation_method = summation_method.lower()
         self.from_logits = from_logits
-        super().__init__(name)
+        super().__init__(dtype=dtype, name=name)
 
     def reset(self) -> None:
         # Weights of positive and negative targets per bucket: bucket i holds the

@@ -423,6 +423,7 @@ class Container(Trainable, Layer):
     def summary(
         self,
         line_length: int | None = None,
+        *,
         print_fn: Callable[..., Any] | None = None,
     ) -> None:
         """Print the table of layers: name (type), output shape, parameters, what the
@@ -532,7 +533,7 @@ class Sequential(Container):
         name: model name.
     """
 
-    def __init__(self, layers: Iterable[nn.Module] = (), name: str | None = None) -> None:
+    def __init__(self, layers: Iterable[nn.Module] = (), *, name: str | None = None) -> None:
         super().__init__(name=name)
         self.layers = nn.ModuleList(as_layer(m, i) for i, m in enumerate(layers))
         self._config["layers"] = list(self.layers)

@@ -450,7 +450,7 @@ def test_token_and_position_embedding_and_an_encoder_learn_a_ragged_tagging_task
     model.compile(
         "adam",
         losses.SparseCategoricalCrossentropy(from_logits=True),
-        ["accuracy"],
+        metrics=["accuracy"],
         learning_rate=0.01,
     )
     model.fit(x, y, epochs=10, batch_size=32, verbose=0)

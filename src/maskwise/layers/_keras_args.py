@@ -106,7 +106,7 @@ def split_keras_args(
             constraints.get(args.given.get(f"{weight}_constraint")),
         )
     if "dtype" in args.given:
-        args.given["dtype"] = _dtype_name(layer_class, args.given["dtype"])
+        args.given["dtype"] = dtype_name(layer_class.__name__, args.given["dtype"])
     trainable = args.given.get("trainable", True)
     if not isinstance(trainable, bool):
         raise ConfigError(
@@ -116,6 +116,39 @@ def split_keras_args(
             )
         )
     return args
+
+
+def refuse_extra_positional(
+    layer_class: Any, parameters: Mapping[str, inspect.Parameter], args: Sequence[Any]
+) -> None:
+    """A `ConfigError` if `args` (the constructor's positional arguments, `self` left
+    out) are more than the layer takes by position. A layer takes by position Keras's
+    first arguments only, in Keras's order; the others (Keras's next ones included, as
+    `kernel_initializer` after `Dense`'s `use_bias`) are keywords, so that a call in
+    Keras's order fails here instead of giving an argument to the wrong parameter."""
+    positional = [
+        name
+        for name, p in parameters.items()
+        if name != "self" and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(args) <= len(positional):
+        return
+    keywords = [
+        *(name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY and name != "name"),
+        *(f"{w}_{rule}" for w in layer_class.weight_names for rule in RULES),
+        "name",
+    ]
+    raise ConfigError(
+        format_error(
+            f"{layer_class.__name__} takes {len(positional)} argument(s) by position, "
+            f"got {len(args)}.",
+            expected=f"({', '.join(positional)}) by position, in Keras's order",
+            received=f"argument {len(positional) + 1}: {args[len(positional)]!r}"[:100],
+            fix="pass the others by keyword under Keras's names: "
+            + ", ".join(f"{k}=" for k in keywords)
+            + ", ...",
+        )
+    )
 
 
 def refuse_unknown(
@@ -168,14 +201,20 @@ def _declared(parameters: Mapping[str, inspect.Parameter]) -> set[str]:
     }
 
 
-def _dtype_name(layer_class: type, dtype: Any) -> str:
+def dtype_name(owner: str, dtype: Any) -> str:
+    """The name in `FLOAT_DTYPES` of `dtype` (a name or a torch dtype) given to `owner`
+    (a layer, loss or metric class); anything else is a `ConfigError`.
+
+    Example:
+        >>> dtype_name("Dense", torch.float64)
+        'float64'
+    """
     for name, torch_dtype in FLOAT_DTYPES.items():
         if dtype in (name, torch_dtype):
             return name
     raise ConfigError(
         format_error(
-            f"{layer_class.__name__} dtype {dtype!r} is not a float dtype maskwise layers "
-            "compute in.",
+            f"{owner} dtype {dtype!r} is not a float dtype maskwise computes in.",
             expected=f"one of {sorted(FLOAT_DTYPES)} (or the torch dtype)",
             received=repr(dtype),
             fix='for mixed precision, train with `fit(precision="bf16")`.'

@@ -59,7 +59,7 @@ class Softmax(Layer):
     float_inputs = True
 
     def __init__(
-        self, axis: int | Sequence[int] = -1, name: str | None = None, **keras_args: Any
+        self, axis: int | Sequence[int] = -1, *, name: str | None = None, **keras_args: Any
     ) -> None:
         super().__init__(name=name)
         axes = check_axes("Softmax", axis)
@@ -107,6 +107,7 @@ class ReLU(Layer):
         max_value: float | None = None,
         negative_slope: float = 0.0,
         threshold: float = 0.0,
+        *,
         name: str | None = None,
         **keras_args: Any,
     ) -> None:
@@ -143,7 +144,7 @@ class LeakyReLU(Layer):
     float_inputs = True
 
     def __init__(
-        self, negative_slope: float = 0.3, name: str | None = None, **keras_args: Any
+        self, negative_slope: float = 0.3, *, name: str | None = None, **keras_args: Any
     ) -> None:
         super().__init__(name=name)
         self.negative_slope = _non_negative("LeakyReLU", "negative_slope", negative_slope)
@@ -168,7 +169,7 @@ class ELU(Layer):
 
     float_inputs = True
 
-    def __init__(self, alpha: float = 1.0, name: str | None = None, **keras_args: Any) -> None:
+    def __init__(self, alpha: float = 1.0, *, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         if isinstance(alpha, bool) or not isinstance(alpha, int | float):
             raise ConfigError(format_error("ELU alpha must be a number.", received=repr(alpha)))
@@ -207,6 +208,7 @@ class PReLU(Layer):
     def __init__(
         self,
         alpha_initializer: Any = "zeros",
+        *,
         shared_axes: int | Sequence[int] | None = None,
         name: str | None = None,
         **keras_args: Any,

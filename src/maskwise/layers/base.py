@@ -69,6 +69,7 @@ from ._keras_args import (
     apply_keras_args,
     collect_losses,
     make_weight,
+    refuse_extra_positional,
     refuse_unknown,
     rule_initializer,
     split_keras_args,
@@ -156,7 +157,7 @@ class Layer(nn.Module):
         if "__init__" in cls.__dict__:
             cls.__init__ = _recording_init(cls.__init__)  # type: ignore[method-assign]
 
-    def __init__(self, name: str | None = None, **keras_args: Any) -> None:
+    def __init__(self, *, name: str | None = None, **keras_args: Any) -> None:
         if keras_args:  # what a subclass's `**kwargs` passed on, the Keras ones taken out
             signature = inspect.signature(type(self).__init__)
             refuse_unknown(type(self), signature.parameters, keras_args)
@@ -582,6 +583,7 @@ def _recording_init(init: Any) -> Any:
     def __init__(self: Layer, *args: Any, **kwargs: Any) -> None:
         outermost = not hasattr(self, "_config")
         if outermost:
+            refuse_extra_positional(type(self), signature.parameters, args)
             keras = split_keras_args(type(self), signature.parameters, kwargs)
             object.__setattr__(self, "_weight_rules", keras.rules)  # for `build` in `init`
             bound = signature.bind(self, *args, **kwargs)

@@ -324,6 +324,7 @@ class LSTMCell(_BuiltinCell):
         activation: str = "tanh",
         recurrent_activation: str = "sigmoid",
         use_bias: bool = True,
+        *,
         unit_forget_bias: bool = True,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
@@ -416,6 +417,7 @@ class GRUCell(_BuiltinCell):
         activation: str = "tanh",
         recurrent_activation: str = "sigmoid",
         use_bias: bool = True,
+        *,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         reset_after: bool = True,
@@ -498,6 +500,7 @@ class SimpleRNNCell(_BuiltinCell):
         units: int,
         activation: str = "tanh",
         use_bias: bool = True,
+        *,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         seed: int | None = None,
@@ -604,7 +607,7 @@ class StackedRNNCells(Layer):
     returns `(output, new_states)` (flat).
     """
 
-    def __init__(self, cells: Sequence[nn.Module], name: str | None = None) -> None:
+    def __init__(self, cells: Sequence[nn.Module], *, name: str | None = None) -> None:
         super().__init__(name=name)
         if not isinstance(cells, list | tuple) or not cells:
             raise ConfigError(

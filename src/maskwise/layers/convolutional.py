@@ -184,6 +184,7 @@ class Conv1D(_Convolution):
         groups: int = 1,
         activation: str | None = None,
         use_bias: bool = True,
+        *,
         name: str | None = None,
         **keras_args: Any,
     ) -> None:
@@ -274,6 +275,7 @@ class DepthwiseConv1D(_Convolution):
         dilation_rate: int | tuple[int] = 1,
         activation: str | None = None,
         use_bias: bool = True,
+        *,
         name: str | None = None,
         **keras_args: Any,
     ) -> None:
@@ -360,6 +362,7 @@ class SeparableConv1D(_Convolution):
         depth_multiplier: int = 1,
         activation: str | None = None,
         use_bias: bool = True,
+        *,
         name: str | None = None,
         **keras_args: Any,
     ) -> None:
@@ -453,6 +456,7 @@ class Conv1DTranspose(_Convolution):
         dilation_rate: int | tuple[int] = 1,
         activation: str | None = None,
         use_bias: bool = True,
+        *,
         name: str | None = None,
         **keras_args: Any,
     ) -> None:

@@ -55,7 +55,9 @@ class Masking(Layer):
 
     fills_padding = False  # the mask is made from what the padded steps hold
 
-    def __init__(self, mask_value: float = 0.0, name: str | None = None, **keras_args: Any) -> None:
+    def __init__(
+        self, mask_value: float = 0.0, *, name: str | None = None, **keras_args: Any
+    ) -> None:
         super().__init__(name=name)
         if not isinstance(mask_value, int | float) or isinstance(mask_value, bool):
             raise ConfigError(
@@ -152,6 +154,7 @@ class Dense(Layer):
         units: int,
         activation: str | None = None,
         use_bias: bool = True,
+        *,
         name: str | None = None,
         **keras_args: Any,
     ) -> None:
@@ -207,7 +210,7 @@ class TimeDistributed(Layer):
     Input `(batch, time, features, ...)` (at least 3 axes).
     """
 
-    def __init__(self, layer: Layer, name: str | None = None, **keras_args: Any) -> None:
+    def __init__(self, layer: Layer, *, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         if not isinstance(layer, Layer):
             raise MaskwiseTypeError(
@@ -264,7 +267,7 @@ class Dropout(Layer):
     """
 
     def __init__(
-        self, rate: float, name: str | None = None, seed: int | None = None, **keras_args: Any
+        self, rate: float, *, name: str | None = None, seed: int | None = None, **keras_args: Any
     ) -> None:
         super().__init__(name=name)
         self.rate = _check_rate(type(self).__name__, rate)
@@ -366,7 +369,7 @@ class GaussianNoise(_RealStepNoise):
     float_inputs = True
 
     def __init__(
-        self, stddev: float, name: str | None = None, seed: int | None = None, **keras_args: Any
+        self, stddev: float, seed: int | None = None, *, name: str | None = None, **keras_args: Any
     ) -> None:
         super().__init__(name=name)
         self.draws = SeededGenerator("GaussianNoise", seed)
@@ -406,7 +409,7 @@ class GaussianDropout(_RealStepNoise):
     float_inputs = True
 
     def __init__(
-        self, rate: float, name: str | None = None, seed: int | None = None, **keras_args: Any
+        self, rate: float, seed: int | None = None, *, name: str | None = None, **keras_args: Any
     ) -> None:
         super().__init__(name=name)
         self.rate = _check_rate("GaussianDropout", rate)
@@ -446,7 +449,7 @@ class AlphaDropout(_RealStepNoise):
     float_inputs = True
 
     def __init__(
-        self, rate: float, name: str | None = None, seed: int | None = None, **keras_args: Any
+        self, rate: float, *, name: str | None = None, seed: int | None = None, **keras_args: Any
     ) -> None:
         super().__init__(name=name)
         self.rate = _check_rate("AlphaDropout", rate)
@@ -494,7 +497,7 @@ class Activation(Layer):
 
     float_inputs = True
 
-    def __init__(self, activation: str, name: str | None = None, **keras_args: Any) -> None:
+    def __init__(self, activation: str, *, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         self.activation = get_activation(activation)
 
@@ -542,6 +545,7 @@ class Lambda(Layer):
     def __init__(
         self,
         function: Callable[[torch.Tensor], torch.Tensor],
+        *,
         mask: MaskRule | str | None = None,
         name: str | None = None,
         **keras_args: Any,

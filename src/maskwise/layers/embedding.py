@@ -48,6 +48,7 @@ class Embedding(Layer):
         self,
         input_dim: int,
         output_dim: int,
+        *,
         mask_zero: bool = False,
         name: str | None = None,
         **keras_args: Any,

@@ -156,7 +156,7 @@ class Concatenate(_Merge):
     on `axis`.
     """
 
-    def __init__(self, axis: int = -1, name: str | None = None, **keras_args: Any) -> None:
+    def __init__(self, axis: int = -1, *, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
             raise self._not_a_feature_axis(axis)
@@ -354,6 +354,7 @@ class Dot(_Merge):
         self,
         axes: int | tuple[int, int] | list[int],
         normalize: bool = False,
+        *,
         name: str | None = None,
         **keras_args: Any,
     ) -> None:

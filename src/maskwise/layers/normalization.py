@@ -90,6 +90,7 @@ class LayerNormalization(Layer):
         epsilon: float = 1e-3,
         center: bool = True,
         scale: bool = True,
+        *,
         name: str | None = None,
         **keras_args: Any,
     ) -> None:
@@ -166,6 +167,7 @@ class BatchNormalization(Layer):
         epsilon: float = 1e-3,
         center: bool = True,
         scale: bool = True,
+        *,
         name: str | None = None,
         **keras_args: Any,
     ) -> None:
@@ -242,6 +244,7 @@ class UnitNormalization(Layer):
     def __init__(
         self,
         axis: int | list[int] | tuple[int, ...] = -1,
+        *,
         name: str | None = None,
         **keras_args: Any,
     ) -> None:
@@ -302,6 +305,7 @@ class GroupNormalization(Layer):
         epsilon: float = 1e-3,
         center: bool = True,
         scale: bool = True,
+        *,
         name: str | None = None,
         **keras_args: Any,
     ) -> None:

@@ -117,6 +117,7 @@ class RNN(Layer):
         stateful: bool = False,
         unroll: bool = False,
         zero_output_for_mask: bool = False,
+        *,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
@@ -433,6 +434,7 @@ class LSTM(_CellLayer):
         activation: str = "tanh",
         recurrent_activation: str = "sigmoid",
         use_bias: bool = True,
+        *,
         unit_forget_bias: bool = True,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
@@ -505,6 +507,7 @@ class GRU(_CellLayer):
         activation: str = "tanh",
         recurrent_activation: str = "sigmoid",
         use_bias: bool = True,
+        *,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         return_sequences: bool = False,
@@ -569,6 +572,7 @@ class SimpleRNN(_CellLayer):
         units: int,
         activation: str = "tanh",
         use_bias: bool = True,
+        *,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         return_sequences: bool = False,
@@ -638,6 +642,7 @@ class Bidirectional(Layer):
         self,
         layer: Layer,
         merge_mode: str | None = "concat",
+        *,
         backward_layer: Layer | None = None,
         name: str | None = None,
     ) -> None:

@@ -65,6 +65,7 @@ class Cropping1D(Layer):
     def __init__(
         self,
         cropping: int | tuple[int, int] | list[int] = (1, 1),
+        *,
         name: str | None = None,
         **keras_args: Any,
     ) -> None:
@@ -108,7 +109,7 @@ class UpSampling1D(Layer):
     Input `(batch, time, features)`; output `(batch, time * size, features)`.
     """
 
-    def __init__(self, size: int = 2, name: str | None = None, **keras_args: Any) -> None:
+    def __init__(self, size: int = 2, *, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         self.size = positive_int("UpSampling1D", "size", size)
 
@@ -144,6 +145,7 @@ class ZeroPadding1D(Layer):
         self,
         padding: int | tuple[int, int] | list[int] = 1,
         data_format: str | None = None,
+        *,
         name: str | None = None,
         **keras_args: Any,
     ) -> None:
@@ -181,7 +183,7 @@ class RepeatVector(Layer):
     Input `(batch, features)`, e.g. an RNN's last state or a global pooling's output.
     """
 
-    def __init__(self, n: int, name: str | None = None, **keras_args: Any) -> None:
+    def __init__(self, n: int, *, name: str | None = None, **keras_args: Any) -> None:
         super().__init__(name=name)
         self.n = positive_int("RepeatVector", "n", n)
 
@@ -277,6 +279,7 @@ class Reshape(_FeatureReshape):
     def __init__(
         self,
         target_shape: Sequence[int],
+        *,
         mask: MaskRule | str | None = None,
         name: str | None = None,
         **keras_args: Any,
@@ -347,6 +350,7 @@ class Permute(_FeatureReshape):
     def __init__(
         self,
         dims: Sequence[int],
+        *,
         mask: MaskRule | str | None = None,
         name: str | None = None,
         **keras_args: Any,
@@ -411,6 +415,7 @@ class Flatten(_FeatureReshape):
     def __init__(
         self,
         data_format: str | None = None,
+        *,
         mask: MaskRule | str | None = None,
         name: str | None = None,
         **keras_args: Any,

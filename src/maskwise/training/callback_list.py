@@ -78,8 +78,11 @@ class CallbackList:
 
     def stop_on_non_finite(self, error: Exception) -> bool:
         """Hand a `NonFiniteError` of `fit` to the `TerminateOnNaN` callbacks: True when
-        there is one (training ends quietly), False when `fit` raises."""
+        there is one (training ends quietly), False when `fit` raises (none, or one with
+        `raise_error=True`)."""
         stoppers = [c for c in self.callbacks if isinstance(c, TerminateOnNaN)]
+        if any(c.raise_error for c in stoppers):
+            return False
         for callback in stoppers:
             callback.stop(error)
         return bool(stoppers)

@@ -44,6 +44,37 @@ COMPILE_ARGUMENTS = "optimizer, loss, loss_weights, metrics, learning_rate"
 """What maskwise's `compile` takes, besides Keras's options of `check_keras_options`."""
 
 
+def check_loss_weights(loss_weights: Any) -> None:
+    """`compile`'s third argument is Keras 3's `loss_weights` (Keras 2's was `metrics`):
+    weights that are not numbers (metric names or objects) are a `ConfigError` saying
+    to pass them as `metrics=`; None (no weight) is fine.
+
+    Example:
+        >>> check_loss_weights([1.0, 0.5])
+        >>> check_loss_weights(["accuracy"])
+        Traceback (most recent call last):
+        ...
+        maskwise.errors.ConfigError: compile's loss_weights must be numbers (one per output).
+          received: ['accuracy']
+          fix: Keras 3's compile takes (optimizer, loss, loss_weights, metrics) ...
+    """
+    if loss_weights is None:
+        return
+    values = loss_weights.values() if isinstance(loss_weights, dict) else loss_weights
+    if not isinstance(values, Iterable) or isinstance(values, str):
+        values = [values]
+    if all(w is None or (isinstance(w, int | float) and not isinstance(w, bool)) for w in values):
+        return
+    raise ConfigError(
+        format_error(
+            "compile's loss_weights must be numbers (one per output).",
+            received=repr(loss_weights)[:100],
+            fix="Keras 3's compile takes (optimizer, loss, loss_weights, metrics) in that "
+            f"order (Keras 2's third argument was metrics): pass metrics={loss_weights!r}.",
+        )
+    )
+
+
 def check_keras_options(options: dict[str, Any]) -> None:
     """Keras's other `compile` arguments: those that change nothing here pass (the
     defaults, `run_eagerly`: maskwise always runs eagerly; `auto_scale_loss`: loss

@@ -37,7 +37,7 @@ from ..errors import MaskwiseTypeError, format_error
 from ..masked import Masked
 from ..optimizers import Optimizer
 from . import on_batch
-from .compiled import Compiled, OptimizerFactory, check_keras_options
+from .compiled import Compiled, OptimizerFactory, check_keras_options, check_loss_weights
 from .predictions import argmax
 from .trainer import Logs, Trainer
 
@@ -122,13 +122,15 @@ class Trainable(nn.Module):
         self,
         optimizer: str | OptimizerFactory | torch.optim.Optimizer | Optimizer = "adam",
         loss: Any = None,
+        loss_weights: Sequence[float] | dict[str, float] | None = None,
         metrics: Any = None,
         *,
         learning_rate: float | None = None,
-        loss_weights: Sequence[float] | dict[str, float] | None = None,
         **keras_options: Any,
     ) -> None:
-        """Choose the optimizer, the loss and the metrics.
+        """Choose the optimizer, the loss and the metrics, in Keras 3's order
+        (`compile(optimizer, loss, loss_weights, metrics)`: Keras 2's third argument was
+        `metrics`, and metric names given there are a `ConfigError` saying so).
 
         Args:
             optimizer: a name (`"adam"`, `"sgd"`, `"rmsprop"`, `"adamw"`, `"adagrad"`,
@@ -144,6 +146,8 @@ class Trainable(nn.Module):
             loss: a Keras loss name or a `maskwise.losses.Loss`; for a model with
                 several outputs, one for all, or a list (one per output, None: not
                 trained) or a dict keyed by output name (`maskwise.training.outputs`).
+            loss_weights: for several outputs, each loss's weight in the loss trained
+                (a list in output order, or a dict keyed by output name; 1 by default).
             metrics: Keras metric names (`"accuracy"`, ...) or `maskwise.metrics.Metric`s;
                 for several outputs, a list with one entry per output (a metric, a list
                 of them, or None) or a dict keyed by output name.
@@ -151,8 +155,6 @@ class Trainable(nn.Module):
                 >= 0 (0 leaves the weights as they are, as in Keras). NaN, inf or a
                 negative rate is a `ConfigError` here; `fit` checks the rate of an
                 optimizer you made the same way before the first step.
-            loss_weights: for several outputs, each loss's weight in the loss trained
-                (a list in output order, or a dict keyed by output name; 1 by default).
             **keras_options: Keras's `run_eagerly`, `auto_scale_loss` (no effect:
                 maskwise runs eagerly, and scales the loss with `fit(precision="fp16")`),
                 Keras 2's `sample_weight_mode="temporal"` (per-step weights are read
@@ -162,6 +164,7 @@ class Trainable(nn.Module):
                 (`maskwise.training.compiled.check_keras_options`).
         """
         check_keras_options(keras_options)
+        check_loss_weights(loss_weights)
         self.trainer.compile(optimizer, loss, metrics, learning_rate, loss_weights)
 
     # ------------------------------------------------------------------ steps
@@ -471,7 +474,7 @@ class Trainable(nn.Module):
         return argmax(self.predict(x, batch_size=batch_size, device=device))
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, path: str | Path) -> Path:
+    def save(self, filepath: str | Path) -> Path:
         """Save the model, and its compile and training state, to one file (atomic).
 
         The training state includes the state of the last `fit`'s callbacks
@@ -483,9 +486,9 @@ class Trainable(nn.Module):
         resume_from=path)`. The file is safetensors, not Keras's format: a `.keras`,
         `.h5` or `.hdf5` name is a `ConfigError` naming the `.safetensors` name to use.
         """
-        return self.trainer.save(path)
+        return self.trainer.save(filepath)
 
-    def save_weights(self, path: str | Path) -> Path:
+    def save_weights(self, filepath: str | Path) -> Path:
         """Save the model's weights to one safetensors file (atomic), Keras's
         `save_weights`: no compile or training state. Returns the path written.
 
@@ -503,17 +506,17 @@ class Trainable(nn.Module):
             >>> torch.equal(twin.layers[0].kernel, model.layers[0].kernel)
             True
         """
-        return self.trainer.save(path, weights_only=True)
+        return self.trainer.save(filepath, weights_only=True)
 
-    def load_weights(self, path: str | Path) -> None:
+    def load_weights(self, filepath: str | Path) -> None:
         """Load weights saved by `save_weights` (or the weights of a `save` file) into
         this model, Keras's `load_weights`: the names and shapes must match (strict),
         and layers not built yet are built from the shapes saved with the file. The
         compile and training state are left as they are. A Keras name
         (`.weights.h5`, ...) is a `ConfigError`: `maskwise.from_keras` converts a Keras
         model with its weights."""
-        checkpoint.check_suffix(Path(path), weights_only=True)
-        checkpoint.load_weights(self, checkpoint.Checkpoint(path))
+        checkpoint.check_suffix(Path(filepath), weights_only=True)
+        checkpoint.load_weights(self, checkpoint.Checkpoint(filepath))
 
 
 def load(
