@@ -165,7 +165,13 @@ class Trainable(nn.Module):
         """
         check_keras_options(keras_options)
         check_loss_weights(loss_weights)
-        self.trainer.compile(optimizer, loss, metrics, learning_rate, loss_weights)
+        self.trainer.compile(
+            optimizer,
+            loss,
+            metrics=metrics,
+            learning_rate=learning_rate,
+            loss_weights=loss_weights,
+        )
 
     # ------------------------------------------------------------------ steps
     def train_step(self, batch: Batch) -> Logs:

@@ -226,12 +226,15 @@ class Trainer:
         self,
         optimizer: Any,
         loss: Any,
+        *,
         metrics: Any,
         learning_rate: Any,
         loss_weights: Any = None,
     ) -> None:
         """Fix the optimizer, the loss and the metrics of each of the model's outputs
-        (see `Trainable.compile`); the optimizer is made again at the next `fit`."""
+        (see `Trainable.compile`); the optimizer is made again at the next `fit`. The
+        arguments after `loss` are keyword-only: Keras 3's `compile` takes
+        `loss_weights` third, Keras 2's `metrics`."""
         names = output_names(self.model)
         self.compiled = Compiled(optimizer, loss, metrics, learning_rate, loss_weights, names)
         self.optimizer = None
@@ -333,7 +336,11 @@ class Trainer:
         args = compile_args(state.compile)
         if args is not None:
             self.compile(
-                args["optimizer"], args["loss"], args["metrics"], None, args["loss_weights"]
+                args["optimizer"],
+                args["loss"],
+                metrics=args["metrics"],
+                learning_rate=None,
+                loss_weights=args["loss_weights"],
             )
 
     def restore(self, state: TrainingState) -> None:
