@@ -166,3 +166,18 @@ def test_nan_padding_that_the_masking_layer_does_not_mask() -> None:
     nan_model = Sequential([layers.Masking(np.nan), layers.LSTM(2, return_sequences=True)])
     assert "MW017" not in codes(doctor.check(x, model=nan_model))
     assert "MW017" not in codes(doctor.check(np.nan_to_num(x), model=model))
+
+
+def test_masking_after_normalization_on_a_padded_array() -> None:
+    """Keras's habit, `Normalization` then `Masking`: the padding is no longer zeros."""
+    x = padded([5, 2])
+    norm = layers.Normalization()
+    norm.adapt(x)
+    model = Sequential([norm, layers.Masking(0.0), layers.Dense(2)])
+    (finding,) = doctor.check(x, model=model)
+    assert finding.code == "MW017" and finding.severity == "error"
+    assert "comes after Normalization" in finding.message and "Masking first" in finding.fix
+    assert [f.code for f in doctor.check(model=model)] == ["MW017"]
+    masking_first = Sequential([layers.Masking(0.0), norm, layers.Dense(2)])
+    assert doctor.check(x, model=masking_first) == []
+    assert doctor.check(model=masking_first) == []

@@ -4,6 +4,7 @@ Keras 3 too; GroupNormalization is compared per sequence, as Keras counts the pa
 real-step statistics."""
 
 import keras
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -15,6 +16,7 @@ from maskwise.layers import (
     BatchNormalization,
     GroupNormalization,
     LayerNormalization,
+    Normalization,
     UnitNormalization,
 )
 
@@ -232,3 +234,242 @@ def test_unit_and_group_bad_arguments_are_explained(make, message):
 def test_groups_that_do_not_divide_the_channels_are_explained():
     with pytest.raises(ShapeError, match=r"(?s)'gn': 3 groups do not divide 4 channels.*divisors"):
         GroupNormalization(groups=3, name="gn")(example_input("post"))
+
+
+# ---------------------------------------------------------------- Normalization (adapt)
+
+ADAPT_DATA = [
+    3 * torch.randn(n, 4, generator=torch.Generator().manual_seed(n)) + 5 for n in (6, 2, 4)
+]
+
+NORMALIZATIONS = {
+    "adapted": lambda: _adapted(Normalization()),
+    "adapted_inverse": lambda: _adapted(Normalization(invert=True)),
+    "adapted_scalar": lambda: _adapted(Normalization(axis=None)),
+    "given": lambda: Normalization(mean=[1.0, 2.0, 3.0, 4.0], variance=[1.0, 4.0, 9.0, 0.0]),
+    "given_scalar": lambda: Normalization(mean=2.0, variance=3.0, invert=True),
+}
+
+
+def _adapted(layer: Normalization) -> Normalization:
+    layer.adapt(ADAPT_DATA)
+    return layer
+
+
+def _keras_adapted(data, **kwargs):
+    layer = keras.layers.Normalization(**kwargs)
+    layer.adapt(data)
+    return layer
+
+
+def _real_concatenated(sequences):
+    return np.concatenate([np.asarray(s) for s in sequences])
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("name", sorted(NORMALIZATIONS))
+def test_normalization_keeps_the_contract_and_zeros_at_padded_steps(name, kind):
+    x = example_input(kind)
+    out = check_layer_contract(NORMALIZATIONS[name], x)
+    assert not out.values[~x.mask].any()  # a Masking after it still finds the padding
+
+
+@pytest.mark.parametrize("invert", [False, True])
+@pytest.mark.parametrize("axis", [-1, None])
+def test_normalization_adapted_without_padding_matches_keras(axis, invert):
+    """Full-length sequences: Keras's adapt and call, to 1e-6."""
+    data = (4 * np.random.default_rng(0).normal(size=(8, 5, 3)) + 10).astype("float32")
+    keras_layer = _keras_adapted(data, axis=axis, invert=invert)
+    ours = Normalization(axis=axis, invert=invert)
+    ours.adapt(data)
+    np.testing.assert_allclose(ours.mean.numpy(), np.asarray(keras_layer.adapt_mean), rtol=1e-6)
+    np.testing.assert_allclose(
+        ours.variance.numpy(), np.asarray(keras_layer.adapt_variance), rtol=1e-6
+    )
+    theirs = keras.ops.convert_to_numpy(keras_layer(data))
+    np.testing.assert_allclose(
+        ours(torch.as_tensor(data)).values.numpy(), theirs, atol=1e-6, rtol=1e-6
+    )
+    ragged = Normalization(axis=axis, invert=invert)
+    ragged.adapt(list(data))  # the same sequences as a list: the same statistics
+    torch.testing.assert_close(ragged.mean, ours.mean, atol=1e-6, rtol=1e-6)
+
+
+def test_normalization_given_statistics_match_keras_and_keep_keras_config():
+    data = np.random.default_rng(1).normal(size=(2, 3, 2)).astype("float32")
+    for kwargs in ({"mean": [1.0, -2.0], "variance": [4.0, 0.25]}, {"mean": 3.0, "variance": 2.0}):
+        keras_layer = keras.layers.Normalization(**kwargs, invert=True)
+        ours = Normalization(**kwargs, invert=True)
+        theirs = keras.ops.convert_to_numpy(keras_layer(data))
+        np.testing.assert_allclose(
+            ours(torch.as_tensor(data)).values.numpy(), theirs, atol=1e-6, rtol=1e-6
+        )
+        config = keras_layer.get_config()
+        assert {k: ours.get_config()[k] for k in ("mean", "variance", "invert")} == {
+            k: config[k] for k in ("mean", "variance", "invert")
+        }
+        assert ours.state_dict() == {} and keras_layer.get_weights() == []
+
+
+def test_normalization_adapts_on_real_steps_only_unlike_keras():
+    """On a padded array, maskwise's statistics are Keras's on the real steps alone
+    (concatenated); Keras's own adapt counts the padded zeros."""
+    padded = Masked.pad(ADAPT_DATA).values.numpy()
+    ours = Normalization()
+    ours.adapt(padded)
+    on_real = _keras_adapted(_real_concatenated(ADAPT_DATA))
+    on_padded = _keras_adapted(padded)
+    np.testing.assert_allclose(ours.mean.numpy(), np.asarray(on_real.adapt_mean), rtol=1e-6)
+    np.testing.assert_allclose(ours.variance.numpy(), np.asarray(on_real.adapt_variance), rtol=1e-6)
+    assert int(ours.count) == sum(len(s) for s in ADAPT_DATA)
+    assert not np.allclose(ours.mean.numpy(), np.asarray(on_padded.adapt_mean), rtol=1e-2)
+    # Keras's Normalization then turns the padded zeros into -mean/std: Masking finds none.
+    keras_out = keras.ops.convert_to_numpy(on_padded(padded))
+    assert not (keras_out[1, 2:] == 0).all(axis=-1).any()
+    ours_out = ours(Masked.pad(ADAPT_DATA)).values.numpy()
+    assert (ours_out[1, 2:] == 0).all()
+
+
+def test_normalization_reads_every_form_of_the_data_alike():
+    from maskwise.data import SequenceDataset, make_loader
+
+    reference = Normalization()
+    reference.adapt(ADAPT_DATA)
+    padded = Masked.pad(ADAPT_DATA)
+    nan_padded = Masked.pad(ADAPT_DATA, value=float("nan")).values
+    forms = {
+        "array": (padded.values.numpy(), {}),
+        "tensor": (padded.values, {"batch_size": 1}),
+        "nan padding": (nan_padded, {"mask_value": float("nan")}),
+        "masked": (Masked.pad(ADAPT_DATA, value=7.0), {"batch_size": 2}),
+        "numpy list": ([s.numpy() for s in ADAPT_DATA], {"batch_size": 2}),
+        "dataset": (SequenceDataset(ADAPT_DATA), {"batch_size": 2}),
+        "loader": (make_loader(padded.values.numpy(), batch_size=2), {}),
+    }
+    for name, (data, kwargs) in forms.items():
+        layer = Normalization()
+        layer.adapt(data, **kwargs)
+        torch.testing.assert_close(layer.mean, reference.mean, msg=name)
+        torch.testing.assert_close(layer.variance, reference.variance, msg=name)
+        assert int(layer.count) == 12, name
+    rows = Normalization()
+    rows.adapt(_real_concatenated(ADAPT_DATA))  # (samples, features): every row
+    torch.testing.assert_close(rows.variance, reference.variance)
+    first = Normalization()
+    first.adapt(ADAPT_DATA, batch_size=1, steps=1)  # the first sequence only
+    torch.testing.assert_close(first.mean, ADAPT_DATA[0].mean(0))
+
+
+def test_normalization_statistics_are_computed_in_float64():
+    """A large offset costs no precision (float32 sums would lose the variance)."""
+    rng = np.random.default_rng(2)
+    data = [1e6 + rng.normal(size=(n, 2)) for n in (50, 30)]
+    layer = Normalization(dtype="float64")
+    layer.adapt(data, batch_size=1)
+    whole = np.concatenate(data)
+    np.testing.assert_allclose(layer.variance.numpy(), whole.var(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(layer.mean.numpy(), whole.mean(axis=0), rtol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+    extra=st.integers(0, 4),
+    fill=st.sampled_from([0.0, float("nan"), 1e4, -3.0]),
+    seed=st.integers(0, 1000),
+)
+def test_normalization_ignores_how_much_padding_there_is_and_what_it_holds(
+    lengths, extra, fill, seed
+):
+    generator = torch.Generator().manual_seed(seed)
+    sequences = [torch.randn(n, 3, generator=generator) * 2 + 1 for n in lengths]
+    reference = Normalization()
+    reference.adapt(sequences)
+    expected = reference(Masked.pad(sequences))
+    time = max(lengths) + extra
+    padded = Masked.pad(sequences, max_len=time, value=fill)
+    layer = Normalization()
+    layer.adapt(padded)
+    torch.testing.assert_close(layer.mean, reference.mean)
+    torch.testing.assert_close(layer.variance, reference.variance)
+    out = layer(padded)
+    torch.testing.assert_close(
+        out.values[:, : max(lengths)][expected.mask], expected.values[expected.mask]
+    )
+    array = Normalization()  # a padded array: its padding found from mask_value
+    array.adapt(padded.values, mask_value=fill)
+    torch.testing.assert_close(array.mean, reference.mean)
+
+
+def test_normalization_weights_are_keras_s_and_survive_save_and_load(tmp_path):
+    import maskwise as mw
+    from maskwise.layers import LSTM, Dense
+
+    keras_layer = _keras_adapted(_real_concatenated(ADAPT_DATA))
+    model = mw.Sequential([Normalization(), LSTM(3), Dense(1)])
+    model.layers[0].adapt(ADAPT_DATA)
+    x = Masked.pad(ADAPT_DATA)
+    expected = model(x).values
+    ours = model.layers[0]
+    assert [w.shape for w in keras_layer.get_weights()] == [
+        tuple(w.shape) for w in (ours.mean, ours.variance, ours.count)
+    ]
+    weights = model.get_weights()
+    assert [w.shape for w in weights[:3]] == [(4,), (4,), ()]
+    fresh = mw.Sequential([Normalization(), LSTM(3), Dense(1)])
+    fresh(x)
+    fresh.set_weights(weights)
+    torch.testing.assert_close(fresh(x).values, expected)
+    model.save(tmp_path / "model.pt")
+    loaded = mw.load(tmp_path / "model.pt")
+    torch.testing.assert_close(loaded(x).values, expected)
+    assert int(loaded.layers[0].count) == 12
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _keras_adapted(Masked.pad(ADAPT_DATA).values.numpy()),
+        lambda: _keras_adapted(Masked.pad(ADAPT_DATA).values.numpy(), axis=None, invert=True),
+        lambda: keras.layers.Normalization(mean=[1.0, 2.0, 3.0, 4.0], variance=[1.0] * 4),
+    ],
+    ids=["adapted", "scalar_inverse", "given"],
+)
+def test_an_adapted_keras_normalization_converts_with_its_outputs(make):
+    keras_layer = make()
+    x = Masked.pad(ADAPT_DATA)
+    ours = convert_layer(keras_layer)
+    theirs = keras_call(keras_layer, x)
+    out = ours(x)
+    torch.testing.assert_close(out.values[x.mask], theirs.values[x.mask], atol=1e-6, rtol=1e-6)
+    assert torch.equal(out.mask, x.mask)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: Normalization(axis=1), "axis=-1 or axis=None"),
+        (lambda: Normalization(mean=1.0), "together"),
+        (lambda: Normalization(mean=[1.0, 2.0], variance=[1.0]), "one shape"),
+    ],
+)
+def test_normalization_refuses_bad_arguments(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+def test_normalization_refuses_data_it_cannot_adapt_on():
+    with pytest.raises(ConfigError, match="cannot adapt"):
+        Normalization(mean=0.0, variance=1.0).adapt(ADAPT_DATA)
+    with pytest.raises(ShapeError, match="no real step"):
+        Normalization().adapt(np.zeros((2, 3, 4)))
+    nan = Masked.pad(ADAPT_DATA, value=float("nan")).values
+    with pytest.raises(ShapeError, match=r"NaN or inf(?s:.*)mask_value=np.nan"):
+        Normalization().adapt(nan)
+    with pytest.raises(ShapeError, match="cannot read"):
+        Normalization().adapt({"x": ADAPT_DATA})
+    layer = _adapted(Normalization())
+    with pytest.raises(ShapeError, match="has 4 features"):
+        layer.adapt([torch.ones(3, 2)])
+    with pytest.raises(ShapeError, match="has 4 features"):
+        layer(torch.ones(1, 3, 2))

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import constraints, regularizers
@@ -255,6 +256,37 @@ def convert_group_normalization(k: Any) -> Layer:
         **keras_rules(k, normalization.LayerNormalization.weight_names),  # gamma and beta
     )
     return _build_normalization(layer, k)
+
+
+@converts("Normalization")
+def convert_normalization(k: Any) -> Layer:
+    axis = _normalization_axis(k)
+    invert = bool(k.invert)
+    if k.input_mean is not None:  # given: no weights, the statistics are in the config
+        mean, variance = (np.asarray(v).tolist() for v in (k.input_mean, k.input_variance))
+        return normalization.Normalization(axis, mean, variance, invert, name=k.name)
+    layer = normalization.Normalization(axis, invert=invert, name=k.name)
+    if not k.built:
+        return layer  # neither adapted nor built: builds lazily
+    layer.build_from_config_shape(list(k._build_input_shape[1:]))
+    _copy(layer.mean, k.adapt_mean)
+    _copy(layer.variance, k.adapt_variance)
+    layer.count.fill_(int(np.asarray(k.count)))
+    return layer
+
+
+def _normalization_axis(k: Any) -> int | None:
+    """A Keras `Normalization`'s axes (a tuple) as maskwise's `axis`: -1 or None."""
+    if k.axis == ():
+        return None
+    ndim = len(k._build_input_shape) if k.built else None
+    if len(k.axis) == 1 and (k.axis[0] == -1 or (ndim is not None and k.axis[0] == ndim - 1)):
+        return -1
+    raise _refuse(
+        k,
+        f"normalization over axis={k.axis!r}",
+        "normalize the last (feature) axis, axis=-1, or every value, axis=None.",
+    )
 
 
 def _build_normalization(layer: Layer, k: Any) -> Layer:

@@ -1,4 +1,4 @@
-"""Checks that run a model on a small batch (MW006, MW007, MW012), read predictions (MW009)
+"""Checks that run a model on a small batch (MW006, MW007, MW012, MW017), read predictions (MW009)
 and compare a batch's targets with the model's output (MW016).
 
 The model runs in eval mode, without gradients, on the first sequences of the data.
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import MaskError, MaskWarning
-from ..layers import Embedding, Lambda, Masking
+from ..layers import Embedding, Lambda, Masking, Normalization
 from ..masked import Masked
 from .data_checks import Layout, Padding, as_numpy, equals_mask_value
 from .findings import Finding
@@ -98,7 +98,7 @@ def run_model(
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    run.findings += _double_masking(events)
+    run.findings += _double_masking(events) + _masking_after_normalization(events)
     values = run.output.values if isinstance(run.output, Masked) else run.output
     if isinstance(values, torch.Tensor) and values.dim() >= 3:
         run.n_outputs = int(values.shape[-1])
@@ -112,13 +112,14 @@ def run_model(
 
 
 def check_layers(model: nn.Module) -> list[Finding]:
-    """MW007 without data: the layers of a `Sequential`, in order, and where masks start."""
+    """MW007 and MW017 without data: the layers of a `Sequential`, in order, and where
+    masks start."""
     events = []
     masked = False
     for position, layer in enumerate(getattr(model, "layers", [])):
         events.append(Event(_label(f"layers.{position}", layer), layer, masked, False, None, None))
         masked = masked or isinstance(layer, Masking) or getattr(layer, "mask_zero", False)
-    return _double_masking(events)
+    return _double_masking(events) + _masking_after_normalization(events)
 
 
 def _batch(
@@ -245,6 +246,34 @@ def _double_masking(events: list[Event]) -> list[Finding]:
                         "(use `Embedding(..., mask_zero=True)` to mask padded tokens).",
                     )
                 )
+        if not list(event.module.children()):
+            previous = event
+    return findings
+
+
+def _masking_after_normalization(events: list[Event]) -> list[Finding]:
+    """MW017: a `Masking` right after a `Normalization` on values without a mask (a
+    padded array): the normalization turned the padding into `-mean / std`, which is not
+    the mask value, so the `Masking` finds no padding. (On masked values, `Normalization`
+    keeps the padded steps at 0, and a `Masking` there is MW007.)"""
+    findings = []
+    previous: Event | None = None
+    for event in events:
+        after = previous is not None and isinstance(previous.module, Normalization)
+        if isinstance(event.module, Masking) and after and not event.in_mask:
+            findings.append(
+                Finding(
+                    "MW017",
+                    "error",
+                    f"Masking layer {event.name} comes after Normalization "
+                    f"{previous.name if previous else ''}: the normalization turns the "
+                    "padded steps into -mean / std, not the mask value, so this Masking "
+                    "finds no padding and every padded step counts as real.",
+                    "put the Masking first: `Sequential([Masking(mask_value), "
+                    "Normalization(), ...])` (the Normalization keeps the padded steps at "
+                    "0), and adapt the Normalization on the real steps: `norm.adapt(x)`.",
+                )
+            )
         if not list(event.module.children()):
             previous = event
     return findings

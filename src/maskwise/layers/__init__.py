@@ -24,6 +24,7 @@ from .normalization import (
     BatchNormalization,
     GroupNormalization,
     LayerNormalization,
+    Normalization,
     UnitNormalization,
 )
 from .pooling import (
@@ -87,6 +88,7 @@ __all__ = [
     "Minimum",
     "MultiHeadAttention",
     "Multiply",
+    "Normalization",
     "PReLU",
     "Permute",
     "PositionEmbedding",

@@ -1,15 +1,17 @@
 """Normalization layers: per step (`LayerNormalization`, `UnitNormalization`), over
 the real steps of the batch (`BatchNormalization`) or of each sequence
-(`GroupNormalization`)."""
+(`GroupNormalization`), or by statistics of the data's real steps (`Normalization`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ConfigError, ShapeError, format_error
+from ..masked import Masked, fill_padding
 from ._axes import check_axes, resolve_axes
 from .base import Layer
 
@@ -353,3 +355,231 @@ class GroupNormalization(Layer):
         mean, variance = moments_over_real(grouped, real, (1, 3))
         normalized = (grouped - mean) * torch.rsqrt(variance + self.epsilon)
         return _affine(normalized.reshape(values.shape), self)
+
+
+EPSILON = 1e-7
+"""Keras's `backend.epsilon()`: the standard deviation divided by is at least this."""
+
+
+class Normalization(Layer):
+    """Shift and scale each feature by a mean and variance computed beforehand, from the
+    REAL steps of the data (`adapt`), or given: `(x - mean) / sqrt(variance)`.
+
+    Value rule: at real steps, `(x - mean) / max(sqrt(variance), 1e-7)` (Keras's), or
+    with `invert=True` the inverse `mean + x * max(sqrt(variance), 1e-7)`; padded steps
+    are 0 in the output, as they came in (a `Masking` after it would still find them,
+    which Keras's `Normalization` turns into `-mean / std`). Integer features are cast
+    to the layer's dtype. Mask rule: the mask passes on unchanged.
+
+    `adapt(data)` sets the mean and the population variance of each feature over every
+    real step of the data (see `adapt`), never over padding: Keras's `adapt` on a padded
+    array counts the padded zeros. Before `adapt` (and without `mean`/`variance`) the
+    layer holds mean 0 and variance 1, as Keras's: it passes the values on unchanged.
+
+    Example:
+        >>> x = [torch.tensor([[1.0], [3.0]]), torch.tensor([[5.0]])]  # ragged: 3 steps
+        >>> norm = Normalization()
+        >>> norm.adapt(x)
+        >>> norm.mean.tolist(), norm.variance.tolist(), int(norm.count)
+        ([3.0], [2.66...], 3)
+        >>> y = norm(Masked.pad(x))
+        >>> [round(v, 3) for v in y.values[..., 0].flatten().tolist()], y.lengths.tolist()
+        ([-1.225, 0.0, 1.225, 0.0], [2, 1])
+
+    Args:
+        axis: -1: a mean and variance per feature (the last axis); None: one mean and
+            variance over every value.
+        mean: the mean(s) to use instead of `adapt`: a number, or one per feature
+            (given with `variance`).
+        variance: the variance(s) to use, with `mean`.
+        invert: apply the inverse: turn normalized values back into the data's scale.
+        name: layer name.
+        **keras_args: the arguments of every layer (`maskwise.layers.Layer`).
+    Input `(batch, time, ..., features)` or `(batch, features)`; output the same shape.
+    Buffers (in `state_dict` and `get_weights`, Keras's layout): `mean` and `variance`
+    `(features,)` (`()` for `axis=None`), and `count`, the number of steps `adapt`
+    read (Keras keeps it at 0); with `mean`/`variance` given, none (they are in the
+    config, as Keras's).
+    """
+
+    float_inputs = True
+    mean: torch.Tensor
+    variance: torch.Tensor
+    count: torch.Tensor
+
+    def __init__(
+        self,
+        axis: int | None = -1,
+        mean: Any = None,
+        variance: Any = None,
+        invert: bool = False,
+        *,
+        name: str | None = None,
+        **keras_args: Any,
+    ) -> None:
+        super().__init__(name=name)
+        if axis is not None and axis != -1:
+            raise ConfigError(
+                format_error(
+                    "Normalization keeps a mean and variance per feature (axis=-1) or one "
+                    "for all values (axis=None).",
+                    expected="axis=-1 or axis=None",
+                    received=f"axis={axis!r}",
+                    fix="put the features last, (batch, time, features), and use axis=-1.",
+                )
+            )
+        self.axis = axis
+        self.given = _given_statistics(mean, variance, axis)
+        self.invert = bool(invert)
+        if self.given is not None:  # JSON-ready, as Keras's config holds them
+            self._config.update(mean=self.given[0].tolist(), variance=self.given[1].tolist())
+
+    def _statistics_shape(self, input_shape: Any) -> tuple[int, ...]:
+        return () if self.axis is None else (int(input_shape[-1]),)
+
+    def build(self, input_shape: Any) -> None:
+        shape = self._statistics_shape(input_shape)
+        dtype = torch.get_default_dtype()
+        if self.given is None:
+            self.register_buffer("mean", torch.zeros(shape, dtype=dtype))
+            self.register_buffer("variance", torch.ones(shape, dtype=dtype))
+            self.register_buffer("count", torch.zeros((), dtype=torch.long))
+            return
+        given = []
+        for label, value in zip(("mean", "variance"), self.given, strict=True):
+            if value.dim() > len(shape) or (value.dim() == 1 and value.shape != shape):
+                raise ShapeError(
+                    format_error(
+                        f"Normalization {self.name!r}: the {label} given has another size "
+                        "than the features.",
+                        expected=f"a number, or {shape[0] if shape else 1} values",
+                        received=f"{label} of shape {tuple(value.shape)}",
+                    )
+                )
+            given.append(value.to(dtype).expand(shape).clone())
+        self.register_buffer("mean", given[0], persistent=False)  # in the config
+        self.register_buffer("variance", given[1], persistent=False)
+
+    @torch.no_grad()
+    def adapt(
+        self,
+        data: Any,
+        batch_size: int | None = None,
+        steps: int | None = None,
+        *,
+        mask_value: float | None = 0.0,
+    ) -> None:
+        """Set `mean` and `variance` to each feature's mean and population variance over
+        the REAL steps of `data` (computed in float64), and `count` to their number.
+
+        Which steps are real, by the form of `data`:
+        - a list of `(time_i, features)` arrays, one per sequence: every step given;
+        - a padded array or tensor `(batch, time, features)`: every step but those
+          whose features all equal `mask_value` (what `Masking(mask_value)` masks);
+        - a `(samples, features)` array: every row;
+        - a `Masked`: the steps of its mask; a `SequenceDataset` or a `Loader`: the
+          steps its batches hold (each sequence's, up to its length).
+        A padded step never counts, so neither how much padding there is nor what it
+        holds changes the statistics. As Keras's, `adapt` replaces the statistics.
+
+        Example:
+            >>> x = np.zeros((2, 3, 1), "float32"); x[0, :3, 0] = [1, 2, 3]; x[1, 0] = 6
+            >>> norm = Normalization()
+            >>> norm.adapt(x)  # the 2 padded zeros do not count
+            >>> norm.mean.tolist(), int(norm.count)
+            ([3.0], 4)
+
+        Args:
+            data: the data, in one of the forms above.
+            batch_size: sequences (or rows) read at a time (None: 1024); the statistics
+                do not depend on it.
+            steps: read only the first `steps` batches (None: all).
+            mask_value: the padding value of a padded array (None: every step is real),
+                as `make_loader`'s and `Masking`'s (NaN matches NaN).
+        """
+        from ._adapt import Moments, real_rows
+
+        if self.given is not None:
+            raise ConfigError(
+                format_error(
+                    f"Normalization {self.name!r} was given its mean and variance; it "
+                    "cannot adapt.",
+                    fix="make it without `mean=` and `variance=` to adapt it.",
+                )
+            )
+        moments = Moments()
+        for rows in real_rows(data, mask_value, batch_size, steps):
+            if not self.built:
+                self.maybe_build(Masked(rows.new_zeros((1, 1, *rows.shape[1:]))))
+            moments.add(self._columns(rows))
+        if moments.count == 0:
+            raise ShapeError(
+                format_error(
+                    f"Normalization {self.name!r}: the data has no real step to adapt on.",
+                    received=f"every step padded (all {mask_value})",
+                    fix="pass the data with its real steps; `mask_value=None` if the "
+                    "padding value is data.",
+                )
+            )
+        if not bool(torch.isfinite(moments.mean).all() & torch.isfinite(moments.variance).all()):
+            raise ShapeError(
+                format_error(
+                    f"Normalization {self.name!r}: the real steps hold NaN or inf.",
+                    fix="clean the data; if NaN is the padding, pass `mask_value=np.nan`.",
+                )
+            )
+        self.mean.copy_(moments.mean.reshape(self.mean.shape))
+        self.variance.copy_(moments.variance.reshape(self.variance.shape))
+        self.count.fill_(moments.count)
+
+    def _columns(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows `(n, ..., features)` as `(m, k)`: m observations of the k statistics."""
+        if self.axis is None:
+            return rows.reshape(-1, 1)
+        features = self.mean.shape[0]
+        if rows.dim() < 2 or rows.shape[-1] != features:
+            raise ShapeError(
+                format_error(
+                    f"Normalization {self.name!r} has {features} features.",
+                    expected=f"steps of {features} features",
+                    received=f"steps shaped {tuple(rows.shape[1:])}",
+                )
+            )
+        return rows.reshape(-1, features)
+
+    def call(self, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if self.axis is not None and values.shape[-1] != self.mean.shape[0]:
+            self._columns(values.reshape(-1, values.shape[-1]))  # raises, naming the sizes
+        std = torch.sqrt(self.variance).clamp(min=EPSILON)
+        out = self.mean + values * std if self.invert else (values - self.mean) / std
+        return out if mask is None else fill_padding(out, mask)
+
+
+def _given_statistics(
+    mean: Any, variance: Any, axis: int | None
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`mean` and `variance` given to `Normalization`, as float64 tensors; both or none."""
+    if mean is None and variance is None:
+        return None
+    if mean is None or variance is None:
+        raise ConfigError(
+            format_error(
+                "Normalization takes `mean` and `variance` together.",
+                received=f"mean={mean!r}, variance={variance!r}",
+                fix="pass both, or neither and call `adapt(data)`.",
+            )
+        )
+    given = torch.as_tensor(np.asarray(mean, dtype=np.float64))
+    spread = torch.as_tensor(np.asarray(variance, dtype=np.float64))
+    rank = 0 if axis is None else 1
+    if given.shape != spread.shape or given.dim() > rank:
+        raise ConfigError(
+            format_error(
+                "Normalization's `mean` and `variance` must have one shape, with one "
+                "value per feature at most.",
+                expected="two numbers"
+                + ("" if axis is None else ", or two lists of one value per feature"),
+                received=f"shapes {tuple(given.shape)} and {tuple(spread.shape)}",
+            )
+        )
+    return given, spread
