@@ -15,6 +15,7 @@ count the step (`iterations`).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -60,6 +61,52 @@ def check_learning_rate(value: Any, where: str) -> None:
         )
 
 
+KERAS_OPTIONS = (
+    "use_ema",
+    "ema_momentum",
+    "ema_overwrite_frequency",
+    "loss_scale_factor",
+    "gradient_accumulation_steps",
+    "name",
+)
+"""Keras's arguments of every optimizer besides the learning rate, the weight decay and
+the clipping; each optimizer takes them by keyword, with Keras's defaults."""
+
+
+def _refuse_keras_only(
+    name: str, use_ema: Any, loss_scale_factor: Any, gradient_accumulation_steps: Any
+) -> None:
+    """A `ConfigError` for Keras's options that `fit` provides another way."""
+    refused = {
+        "use_ema": (
+            use_ema,
+            "average the weights outside the optimizer: `ema = torch.optim.swa_utils."
+            "AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn"
+            "(0.99))`, `ema.update_parameters(model)` after each step (a callback's "
+            "`on_train_batch_end`).",
+        ),
+        "loss_scale_factor": (
+            loss_scale_factor,
+            "leave it out: `fit(precision='fp16')` scales the loss and unscales the "
+            "gradients before the optimizer sees them.",
+        ),
+        "gradient_accumulation_steps": (
+            gradient_accumulation_steps,
+            "`model.fit(..., steps_per_update=k)`: one update every k batches, the loss "
+            "divided by the real steps of all k (Keras averages the k batches' mean "
+            "gradients and carries a partial update into the next epoch).",
+        ),
+    }
+    for option, (value, fix) in refused.items():
+        if value:
+            raise ConfigError(
+                format_error(
+                    f"{name}({option}={value!r}) is not supported by maskwise optimizers.",
+                    fix=fix,
+                )
+            )
+
+
 class Optimizer(torch.optim.Optimizer):
     """Base class of the Keras-rule optimizers (see the module docstring).
 
@@ -84,6 +131,11 @@ class Optimizer(torch.optim.Optimizer):
         clipnorm: clip each weight's gradient to this L2 norm.
         clipvalue: clip each gradient element to `[-clipvalue, clipvalue]`.
         global_clipnorm: clip all gradients together to this global L2 norm.
+        use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor,
+            gradient_accumulation_steps: Keras's; their defaults only (the others are
+            a `ConfigError` naming `fit`'s way: `steps_per_update=`,
+            `precision="fp16"`, or a `torch.optim.swa_utils.AveragedModel`).
+        name: Keras's optimizer name, kept in the config.
         **hyper: the subclass's hyper-parameters (in `param_groups`).
     """
 
@@ -94,8 +146,20 @@ class Optimizer(torch.optim.Optimizer):
         clipnorm: float | None = None,
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
+        loss_scale_factor: float | None = None,
+        gradient_accumulation_steps: int | None = None,
+        name: str | None = None,
         **hyper: Any,
     ) -> None:
+        self._check_hyper(hyper)
+        _refuse_keras_only(
+            type(self).__name__, use_ema, loss_scale_factor, gradient_accumulation_steps
+        )
+        del ema_momentum, ema_overwrite_frequency  # read by Keras with use_ema only
+        self.name = name
         name = type(self).__name__
         if isinstance(learning_rate, LearningRateSchedule):
             self.schedule: LearningRateSchedule | None = learning_rate
@@ -132,6 +196,20 @@ class Optimizer(torch.optim.Optimizer):
         self._optimizer_step_pre_hooks: OrderedDict = OrderedDict()
         self._optimizer_step_post_hooks: OrderedDict = OrderedDict()
 
+    def _check_hyper(self, hyper: dict[str, Any]) -> None:
+        """Refuse a hyper-parameter the subclass does not declare (a misspelt keyword
+        passed on by a subclass's `**options`), naming those it takes."""
+        declared = inspect.signature(type(self)).parameters
+        unknown = [key for key in hyper if key not in declared]
+        if unknown:
+            raise ConfigError(
+                format_error(
+                    f"{type(self).__name__} does not take the argument {unknown[0]}=.",
+                    received=", ".join(f"{k}={hyper[k]!r}" for k in unknown),
+                    fix="use one of " + ", ".join([*declared, *KERAS_OPTIONS]) + ".",
+                )
+            )
+
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if v is not None)
         return f"{type(self).__name__}({options})"
@@ -142,7 +220,8 @@ class Optimizer(torch.optim.Optimizer):
         rate: Any = self.learning_rate
         if isinstance(rate, LearningRateSchedule):
             rate = {"class_name": type(rate).__name__, "config": rate.get_config()}
-        return {"learning_rate": rate, **self.hyper, **self.clips}
+        named = {} if self.name is None else {"name": self.name}
+        return {"learning_rate": rate, **self.hyper, **self.clips, **named}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
