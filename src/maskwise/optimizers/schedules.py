@@ -204,7 +204,13 @@ class PolynomialDecay(LearningRateSchedule):
     """From the initial rate to `end_learning_rate` over `decay_steps` steps:
     `(initial - end) * (1 - step / decay_steps) ** power + end`, then constant; with
     `cycle`, `decay_steps` grows to the first multiple of it above the step (the decay
-    starts again from a higher rate)."""
+    starts again from a higher rate).
+
+    Example:
+        >>> decay = PolynomialDecay(0.1, decay_steps=4, end_learning_rate=0.02)
+        >>> [round(decay(step), 3) for step in (0, 2, 4, 8)]
+        [0.1, 0.06, 0.02, 0.02]
+    """
 
     def __init__(
         self,
@@ -246,7 +252,13 @@ class PolynomialDecay(LearningRateSchedule):
 class CosineDecayRestarts(LearningRateSchedule):
     """Cosine decay with warm restarts (SGDR): a cosine decay to `alpha` times the
     rate over `first_decay_steps`, then again over `t_mul` times as many steps from
-    `m_mul` times the rate, and so on."""
+    `m_mul` times the rate, and so on.
+
+    Example:
+        >>> sgdr = CosineDecayRestarts(0.1, first_decay_steps=2, m_mul=0.5)
+        >>> [round(sgdr(step), 3) for step in (0, 1, 2, 4, 6)]  # restarts at 2 and 6
+        [0.1, 0.05, 0.05, 0.025, 0.025]
+    """
 
     def __init__(
         self,
