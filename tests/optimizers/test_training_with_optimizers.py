@@ -194,6 +194,8 @@ KERAS_ARGUMENTS = [
     ("Adamax", (0.05, 0.8, 0.99, 1e-3), {}),
     ("Adadelta", (1.0, 0.9), {}),
     ("Lion", (0.01, 0.8, 0.9), {"weight_decay": 0.1}),
+    ("SGD", (0.1,), {"use_ema": True}),  # fit ends on the averaged weights
+    ("Adam", (0.1,), {"use_ema": True, "ema_momentum": 0.5, "ema_overwrite_frequency": 2}),
 ]
 
 
@@ -236,8 +238,10 @@ def test_a_schedule_trains_as_keras_s(name, args, kwargs):
 def test_keras_s_options_fit_provides_otherwise_are_clear_errors():
     with pytest.raises(ConfigError, match=r"(?s)gradient_accumulation_steps=4.*steps_per_update=k"):
         optimizers.Adam(gradient_accumulation_steps=4)
-    with pytest.raises(ConfigError, match=r"(?s)use_ema=True.*AveragedModel"):
-        optimizers.SGD(0.1, use_ema=True, ema_momentum=0.9)
+    with pytest.raises(ConfigError, match=r"ema_momentum=\.\.\.\) must be a number in \[0, 1\]"):
+        optimizers.SGD(use_ema=True, ema_momentum=1.5)
+    with pytest.raises(ConfigError, match=r"ema_overwrite_frequency=\.\.\.\) must be an integer"):
+        optimizers.SGD(use_ema=True, ema_overwrite_frequency=0)
     with pytest.raises(ConfigError, match=r"(?s)loss_scale_factor=128.*precision='fp16'"):
         optimizers.RMSprop(loss_scale_factor=128.0)
     with pytest.raises(ConfigError, match=r"(?s)Adam does not take the argument beta1=.*beta_1"):
@@ -246,9 +250,10 @@ def test_keras_s_options_fit_provides_otherwise_are_clear_errors():
         optimizers.Lion(beta_1=0.0)
     # their defaults are Keras's and pass, and the name is kept
     adam = optimizers.Adam(
-        use_ema=False, ema_momentum=0.99, gradient_accumulation_steps=None, name="a"
+        use_ema=True, ema_momentum=0.9, gradient_accumulation_steps=None, name="a"
     )
     assert optimizers.Adam.from_config(adam.get_config()).get_config() == adam.get_config()
+    assert adam.get_config()["ema_momentum"] == 0.9
 
 
 CALLBACKS = {

@@ -73,18 +73,9 @@ KERAS_OPTIONS = (
 the clipping; each optimizer takes them by keyword, with Keras's defaults."""
 
 
-def _refuse_keras_only(
-    name: str, use_ema: Any, loss_scale_factor: Any, gradient_accumulation_steps: Any
-) -> None:
+def _refuse_keras_only(name: str, loss_scale_factor: Any, gradient_accumulation_steps: Any) -> None:
     """A `ConfigError` for Keras's options that `fit` provides another way."""
     refused = {
-        "use_ema": (
-            use_ema,
-            "average the weights outside the optimizer: `ema = torch.optim.swa_utils."
-            "AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn"
-            "(0.99))`, `ema.update_parameters(model)` after each step (a callback's "
-            "`on_train_batch_end`).",
-        ),
         "loss_scale_factor": (
             loss_scale_factor,
             "leave it out: `fit(precision='fp16')` scales the loss and unscales the "
@@ -105,6 +96,33 @@ def _refuse_keras_only(
                     fix=fix,
                 )
             )
+
+
+def _check_ema(name: str, momentum: Any, frequency: Any) -> None:
+    """Keras's checks of `use_ema`'s options, as `ConfigError`s."""
+    if (
+        isinstance(momentum, bool)
+        or not isinstance(momentum, int | float)
+        or not 0 <= momentum <= 1
+    ):
+        raise ConfigError(
+            format_error(
+                f"{name}(ema_momentum=...) must be a number in [0, 1].",
+                received=repr(momentum),
+                fix="e.g. ema_momentum=0.99 (Keras's default).",
+            )
+        )
+    if frequency is not None and (
+        isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1
+    ):
+        raise ConfigError(
+            format_error(
+                f"{name}(ema_overwrite_frequency=...) must be an integer >= 1 or None.",
+                received=repr(frequency),
+                fix="None keeps the average aside until fit ends; k sets the weights "
+                "to it every k updates.",
+            )
+        )
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -131,10 +149,13 @@ class Optimizer(torch.optim.Optimizer):
         clipnorm: clip each weight's gradient to this L2 norm.
         clipvalue: clip each gradient element to `[-clipvalue, clipvalue]`.
         global_clipnorm: clip all gradients together to this global L2 norm.
-        use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor,
-            gradient_accumulation_steps: Keras's; their defaults only (the others are
-            a `ConfigError` naming `fit`'s way: `steps_per_update=`,
-            `precision="fp16"`, or a `torch.optim.swa_utils.AveragedModel`).
+        use_ema: keep an exponential moving average of the weights, `a = ema_momentum *
+            a + (1 - ema_momentum) * w` after each update (`a = w` after the first);
+            `fit` ends by setting the weights to it (`finalize_variable_values`), and
+            with `ema_overwrite_frequency=k` so does every k-th update, as in Keras.
+        loss_scale_factor, gradient_accumulation_steps: Keras's; their defaults only
+            (others are a `ConfigError` naming `fit`'s way: `precision="fp16"`,
+            `steps_per_update=`).
         name: Keras's optimizer name, kept in the config.
         **hyper: the subclass's hyper-parameters (in `param_groups`).
     """
@@ -155,10 +176,18 @@ class Optimizer(torch.optim.Optimizer):
         **hyper: Any,
     ) -> None:
         self._check_hyper(hyper)
-        _refuse_keras_only(
-            type(self).__name__, use_ema, loss_scale_factor, gradient_accumulation_steps
+        _refuse_keras_only(type(self).__name__, loss_scale_factor, gradient_accumulation_steps)
+        if use_ema:
+            _check_ema(type(self).__name__, ema_momentum, ema_overwrite_frequency)
+        self.ema: dict[str, Any] = (
+            {
+                "use_ema": True,
+                "ema_momentum": ema_momentum,
+                "ema_overwrite_frequency": ema_overwrite_frequency,
+            }
+            if use_ema
+            else {}
         )
-        del ema_momentum, ema_overwrite_frequency  # read by Keras with use_ema only
         self.name = name
         name = type(self).__name__
         if isinstance(learning_rate, LearningRateSchedule):
@@ -221,7 +250,7 @@ class Optimizer(torch.optim.Optimizer):
         if isinstance(rate, LearningRateSchedule):
             rate = {"class_name": type(rate).__name__, "config": rate.get_config()}
         named = {} if self.name is None else {"name": self.name}
-        return {"learning_rate": rate, **self.hyper, **self.clips, **named}
+        return {"learning_rate": rate, **self.hyper, **self.clips, **self.ema, **named}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
@@ -322,6 +351,46 @@ class Optimizer(torch.optim.Optimizer):
             if group["weight_decay"]:
                 param.mul_(1 - group["weight_decay"] * lr)
             self.update(param, grad, self.state[param], group, lr)
+        if self.ema:
+            self._average()
         for group in self.param_groups:
             group["iterations"] += 1
         return loss
+
+    def _average(self) -> None:
+        """Keras's moving average of every weight, after an update (`use_ema`); every
+        `ema_overwrite_frequency`-th update also sets the weights to it."""
+        iterations = self.param_groups[0]["iterations"]
+        momentum = self.ema["ema_momentum"] if iterations else 0.0
+        frequency = self.ema["ema_overwrite_frequency"]
+        overwrite = bool(frequency) and (iterations + 1) % frequency == 0
+        for group in self.param_groups:
+            for param in group["params"]:
+                state = self.state[param]
+                if "average" not in state:
+                    state["average"] = torch.zeros_like(param)
+                state["average"].mul_(momentum).add_(param, alpha=1 - momentum)
+                if overwrite:
+                    param.copy_(state["average"])
+
+    @torch.no_grad()
+    def finalize_variable_values(self) -> None:
+        """With `use_ema`, set every weight to its moving average (Keras's name; `fit`
+        calls it once its epochs are done, before `on_train_end`); otherwise nothing.
+
+        Example:
+            >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+            >>> sgd = mw.optimizers.SGD(1.0, use_ema=True, ema_momentum=0.5).build([w])
+            >>> for _ in range(2):
+            ...     w.grad = torch.tensor([1.0]); sgd.step()
+            >>> w.detach(), sgd.state[w]["average"]  # w: 1, 0, -1; average: 0, -0.5
+            (tensor([-1.]), tensor([-0.5000]))
+            >>> sgd.finalize_variable_values(); w.detach()
+            tensor([-0.5000])
+        """
+        if not self.ema or not self.built:
+            return
+        for group in self.param_groups:
+            for param in group["params"]:
+                if "average" in self.state[param]:
+                    param.copy_(self.state[param]["average"])
