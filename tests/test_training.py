@@ -24,7 +24,6 @@ from training_helpers import (
 import maskwise
 from maskwise import ConfigError, Masked, MaskwiseTypeError, Module, Sequential, ShapeError, layers
 from maskwise.data import ParquetSequences, make_loader
-from maskwise.training.compiled import OPTIMIZERS
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -166,7 +165,7 @@ def test_a_hand_written_loop_matches_fit() -> None:
     torch.manual_seed(0)
     with torch.no_grad():
         by_hand(next(iter(loader)).x)
-    opt = torch.optim.Adam(by_hand.parameters(), lr=1e-3, eps=1e-7)
+    opt = maskwise.optimizers.Adam().build(by_hand.parameters())
     for epoch in range(2):
         loader.set_epoch(epoch)
         for batch in loader:
@@ -216,7 +215,7 @@ def test_compile_takes_optimizer_names_and_callables() -> None:
     model = tagger()
     model.compile("rmsprop", logits_loss())
     model.fit(x, y, verbose=0)
-    assert isinstance(model.optimizer, torch.optim.RMSprop)
+    assert isinstance(model.optimizer, maskwise.optimizers.RMSprop)  # Keras's RMSprop
     assert model.optimizer.param_groups[0]["lr"] == 1e-3
     model.compile(
         functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, nesterov=True), logits_loss()
@@ -240,25 +239,6 @@ def test_a_torch_optimizer_without_weights_made_after_it_is_refused_with_the_fix
     before = weights(model)
     model.fit(x, y, verbose=0)
     assert [torch.equal(before[k], v) for k, v in weights(model).items()] == [True] + [False] * 4
-
-
-@pytest.mark.parametrize("name", ["adam", "adamw", "rmsprop", "sgd"])
-def test_named_optimizers_update_in_one_multi_tensor_pass(name: str) -> None:
-    """An optimizer given by name steps all weights at once (`foreach`), and trains
-    the weights PyTorch's one-tensor-at-a-time loop trains, bit for bit."""
-    x, y = tagging_data(8, seed=9)
-    model, loop = tagger(), tagger()
-    loop.load_state_dict(model.state_dict())
-    model.compile(name, logits_loss())
-    cls, options = OPTIMIZERS[name]
-    loop.compile(functools.partial(cls, **options, foreach=False), logits_loss())
-    for net in (model, loop):
-        torch.manual_seed(0)
-        net.fit(x, y, epochs=2, verbose=0, seed=0)
-    assert model.optimizer.param_groups[0]["foreach"] is True
-    assert loop.optimizer.param_groups[0]["foreach"] is False
-    for a, b in zip(model.parameters(), loop.parameters(), strict=True):
-        assert torch.equal(a, b)
 
 
 def test_verbose_prints_a_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,6 +15,7 @@ count the step (`iterations`).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -60,6 +61,70 @@ def check_learning_rate(value: Any, where: str) -> None:
         )
 
 
+KERAS_OPTIONS = (
+    "use_ema",
+    "ema_momentum",
+    "ema_overwrite_frequency",
+    "loss_scale_factor",
+    "gradient_accumulation_steps",
+    "name",
+)
+"""Keras's arguments of every optimizer besides the learning rate, the weight decay and
+the clipping; each optimizer takes them by keyword, with Keras's defaults."""
+
+
+def _refuse_keras_only(name: str, loss_scale_factor: Any, gradient_accumulation_steps: Any) -> None:
+    """A `ConfigError` for Keras's options that `fit` provides another way."""
+    refused = {
+        "loss_scale_factor": (
+            loss_scale_factor,
+            "leave it out: `fit(precision='fp16')` scales the loss and unscales the "
+            "gradients before the optimizer sees them.",
+        ),
+        "gradient_accumulation_steps": (
+            gradient_accumulation_steps,
+            "`model.fit(..., steps_per_update=k)`: one update every k batches, the loss "
+            "divided by the real steps of all k (Keras averages the k batches' mean "
+            "gradients and carries a partial update into the next epoch).",
+        ),
+    }
+    for option, (value, fix) in refused.items():
+        if value:
+            raise ConfigError(
+                format_error(
+                    f"{name}({option}={value!r}) is not supported by maskwise optimizers.",
+                    fix=fix,
+                )
+            )
+
+
+def _check_ema(name: str, momentum: Any, frequency: Any) -> None:
+    """Keras's checks of `use_ema`'s options, as `ConfigError`s."""
+    if (
+        isinstance(momentum, bool)
+        or not isinstance(momentum, int | float)
+        or not 0 <= momentum <= 1
+    ):
+        raise ConfigError(
+            format_error(
+                f"{name}(ema_momentum=...) must be a number in [0, 1].",
+                received=repr(momentum),
+                fix="e.g. ema_momentum=0.99 (Keras's default).",
+            )
+        )
+    if frequency is not None and (
+        isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1
+    ):
+        raise ConfigError(
+            format_error(
+                f"{name}(ema_overwrite_frequency=...) must be an integer >= 1 or None.",
+                received=repr(frequency),
+                fix="None keeps the average aside until fit ends; k sets the weights "
+                "to it every k updates.",
+            )
+        )
+
+
 class Optimizer(torch.optim.Optimizer):
     """Base class of the Keras-rule optimizers (see the module docstring).
 
@@ -84,6 +149,14 @@ class Optimizer(torch.optim.Optimizer):
         clipnorm: clip each weight's gradient to this L2 norm.
         clipvalue: clip each gradient element to `[-clipvalue, clipvalue]`.
         global_clipnorm: clip all gradients together to this global L2 norm.
+        use_ema: keep an exponential moving average of the weights, `a = ema_momentum *
+            a + (1 - ema_momentum) * w` after each update (`a = w` after the first);
+            `fit` ends by setting the weights to it (`finalize_variable_values`), and
+            with `ema_overwrite_frequency=k` so does every k-th update, as in Keras.
+        loss_scale_factor, gradient_accumulation_steps: Keras's; their defaults only
+            (others are a `ConfigError` naming `fit`'s way: `precision="fp16"`,
+            `steps_per_update=`).
+        name: Keras's optimizer name, kept in the config.
         **hyper: the subclass's hyper-parameters (in `param_groups`).
     """
 
@@ -94,8 +167,28 @@ class Optimizer(torch.optim.Optimizer):
         clipnorm: float | None = None,
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
+        loss_scale_factor: float | None = None,
+        gradient_accumulation_steps: int | None = None,
+        name: str | None = None,
         **hyper: Any,
     ) -> None:
+        self._check_hyper(hyper)
+        _refuse_keras_only(type(self).__name__, loss_scale_factor, gradient_accumulation_steps)
+        if use_ema:
+            _check_ema(type(self).__name__, ema_momentum, ema_overwrite_frequency)
+        self.ema: dict[str, Any] = (
+            {
+                "use_ema": True,
+                "ema_momentum": ema_momentum,
+                "ema_overwrite_frequency": ema_overwrite_frequency,
+            }
+            if use_ema
+            else {}
+        )
+        self.name = name
         name = type(self).__name__
         if isinstance(learning_rate, LearningRateSchedule):
             self.schedule: LearningRateSchedule | None = learning_rate
@@ -132,6 +225,20 @@ class Optimizer(torch.optim.Optimizer):
         self._optimizer_step_pre_hooks: OrderedDict = OrderedDict()
         self._optimizer_step_post_hooks: OrderedDict = OrderedDict()
 
+    def _check_hyper(self, hyper: dict[str, Any]) -> None:
+        """Refuse a hyper-parameter the subclass does not declare (a misspelt keyword
+        passed on by a subclass's `**options`), naming those it takes."""
+        declared = inspect.signature(type(self)).parameters
+        unknown = [key for key in hyper if key not in declared]
+        if unknown:
+            raise ConfigError(
+                format_error(
+                    f"{type(self).__name__} does not take the argument {unknown[0]}=.",
+                    received=", ".join(f"{k}={hyper[k]!r}" for k in unknown),
+                    fix="use one of " + ", ".join([*declared, *KERAS_OPTIONS]) + ".",
+                )
+            )
+
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if v is not None)
         return f"{type(self).__name__}({options})"
@@ -142,7 +249,8 @@ class Optimizer(torch.optim.Optimizer):
         rate: Any = self.learning_rate
         if isinstance(rate, LearningRateSchedule):
             rate = {"class_name": type(rate).__name__, "config": rate.get_config()}
-        return {"learning_rate": rate, **self.hyper, **self.clips}
+        named = {} if self.name is None else {"name": self.name}
+        return {"learning_rate": rate, **self.hyper, **self.clips, **self.ema, **named}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
@@ -243,6 +351,46 @@ class Optimizer(torch.optim.Optimizer):
             if group["weight_decay"]:
                 param.mul_(1 - group["weight_decay"] * lr)
             self.update(param, grad, self.state[param], group, lr)
+        if self.ema:
+            self._average()
         for group in self.param_groups:
             group["iterations"] += 1
         return loss
+
+    def _average(self) -> None:
+        """Keras's moving average of every weight, after an update (`use_ema`); every
+        `ema_overwrite_frequency`-th update also sets the weights to it."""
+        iterations = self.param_groups[0]["iterations"]
+        momentum = self.ema["ema_momentum"] if iterations else 0.0
+        frequency = self.ema["ema_overwrite_frequency"]
+        overwrite = bool(frequency) and (iterations + 1) % frequency == 0
+        for group in self.param_groups:
+            for param in group["params"]:
+                state = self.state[param]
+                if "average" not in state:
+                    state["average"] = torch.zeros_like(param)
+                state["average"].mul_(momentum).add_(param, alpha=1 - momentum)
+                if overwrite:
+                    param.copy_(state["average"])
+
+    @torch.no_grad()
+    def finalize_variable_values(self) -> None:
+        """With `use_ema`, set every weight to its moving average (Keras's name; `fit`
+        calls it once its epochs are done, before `on_train_end`); otherwise nothing.
+
+        Example:
+            >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+            >>> sgd = mw.optimizers.SGD(1.0, use_ema=True, ema_momentum=0.5).build([w])
+            >>> for _ in range(2):
+            ...     w.grad = torch.tensor([1.0]); sgd.step()
+            >>> w.detach(), sgd.state[w]["average"]  # w: 1, 0, -1; average: 0, -0.5
+            (tensor([-1.]), tensor([-0.5000]))
+            >>> sgd.finalize_variable_values(); w.detach()
+            tensor([-0.5000])
+        """
+        if not self.ema or not self.built:
+            return
+        for group in self.param_groups:
+            for param in group["params"]:
+                if "average" in self.state[param]:
+                    param.copy_(self.state[param]["average"])

@@ -10,8 +10,11 @@ same weights as Keras, step after step.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from ..errors import ConfigError, format_error
 from .base import Optimizer
 from .schedules import LearningRateSchedule
 
@@ -56,6 +59,7 @@ class Adam(Optimizer):
         clipnorm: float | None = None,
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(
             learning_rate,
@@ -63,6 +67,7 @@ class Adam(Optimizer):
             clipnorm,
             clipvalue,
             global_clipnorm,
+            **options,
             beta_1=beta_1,
             beta_2=beta_2,
             epsilon=epsilon,
@@ -109,6 +114,7 @@ class AdamW(Adam):
         clipnorm: float | None = None,
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(
             learning_rate,
@@ -120,6 +126,7 @@ class AdamW(Adam):
             clipnorm,
             clipvalue,
             global_clipnorm,
+            **options,
         )
 
 
@@ -148,6 +155,7 @@ class SGD(Optimizer):
         clipnorm: float | None = None,
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(
             learning_rate,
@@ -155,6 +163,7 @@ class SGD(Optimizer):
             clipnorm,
             clipvalue,
             global_clipnorm,
+            **options,
             momentum=momentum,
             nesterov=nesterov,
         )
@@ -197,6 +206,7 @@ class RMSprop(Optimizer):
         clipnorm: float | None = None,
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(
             learning_rate,
@@ -204,6 +214,7 @@ class RMSprop(Optimizer):
             clipnorm,
             clipvalue,
             global_clipnorm,
+            **options,
             rho=rho,
             momentum=momentum,
             epsilon=epsilon,
@@ -253,6 +264,7 @@ class Adagrad(Optimizer):
         clipnorm: float | None = None,
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(
             learning_rate,
@@ -260,6 +272,7 @@ class Adagrad(Optimizer):
             clipnorm,
             clipvalue,
             global_clipnorm,
+            **options,
             initial_accumulator_value=initial_accumulator_value,
             epsilon=epsilon,
         )
@@ -270,3 +283,218 @@ class Adagrad(Optimizer):
         acc = state["acc"]
         acc.add_(grad.square())
         param.sub_(lr * grad / (acc + group["epsilon"]).sqrt())
+
+
+def _scalars(dtype: torch.dtype, *values: float) -> tuple[torch.Tensor, ...]:
+    """`values` as CPU scalars of the weights' precision, for step-count powers that
+    Keras computes in that precision."""
+    return tuple(torch.tensor(v, dtype=dtype) for v in values)
+
+
+class Nadam(Optimizer):
+    """Nadam, as `keras.optimizers.Nadam`: Adam with Nesterov momentum, whose momentum
+    factor at update `t` is `u_t = beta_1 * (1 - 0.5 * 0.96**t)` (Keras's schedule;
+    PyTorch's `NAdam` uses `0.96**(0.004 * t)`), `U_t` the product of `u_1..u_t`:
+    `w -= lr * (u_{t+1} * m / (1 - U_{t+1}) + (1 - u_t) * g / (1 - U_t)) /
+    (sqrt(v / (1 - beta_2**t)) + epsilon)`.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> nadam = Nadam(learning_rate=0.1).build([w])
+        >>> w.grad = torch.tensor([3.0]); nadam.step()
+        >>> round(w.item(), 4)  # near Adam's first step, lr * sign(g)
+        0.8937
+    """
+
+    def __init__(
+        self,
+        learning_rate: Rate = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            learning_rate,
+            weight_decay,
+            clipnorm,
+            clipvalue,
+            global_clipnorm,
+            **options,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+        )
+
+    def update(self, param, grad, state, group, lr):
+        beta_1, beta_2 = group["beta_1"], group["beta_2"]
+        if not state:
+            state["m"] = torch.zeros_like(param)
+            state["v"] = torch.zeros_like(param)
+            state["u_product"] = 1.0  # a number: no device read at each step
+        t = group["iterations"] + 1
+        b1, b2, decay, step, u_product = _scalars(
+            param.dtype, beta_1, beta_2, 0.96, t, state["u_product"]
+        )
+        u_t = b1 * (1 - 0.5 * decay.pow(step))
+        u_next = b1 * (1 - 0.5 * decay.pow(step + 1))
+        u_product = u_product * u_t
+        state["u_product"] = float(u_product)
+        m, v = state["m"], state["v"]
+        m.add_((grad - m) * (1 - beta_1))
+        v.add_((grad.square() - v) * (1 - beta_2))
+        m_hat = m * float(u_next / (1 - u_product * u_next)) + grad * float(
+            (1 - u_t) / (1 - u_product)
+        )
+        v_hat = v / float(1 - b2.pow(step))
+        param.sub_(m_hat * lr / (v_hat.sqrt() + group["epsilon"]))
+
+
+class Adamax(Optimizer):
+    """Adamax, as `keras.optimizers.Adamax`: Adam with the infinity norm,
+    `u = max(beta_2 * u, |g|)`, `w -= lr * m / ((1 - beta_1**t) * (u + epsilon))`.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> adamax = Adamax(learning_rate=0.1).build([w])
+        >>> w.grad = torch.tensor([3.0]); adamax.step()
+        >>> w.detach()  # m = 0.3, u = 3: 1 - 0.1 * 0.3 / (0.1 * 3)
+        tensor([0.9000])
+    """
+
+    def __init__(
+        self,
+        learning_rate: Rate = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            learning_rate,
+            weight_decay,
+            clipnorm,
+            clipvalue,
+            global_clipnorm,
+            **options,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+        )
+
+    def update(self, param, grad, state, group, lr):
+        beta_1 = group["beta_1"]
+        if not state:
+            state["m"] = torch.zeros_like(param)
+            state["u"] = torch.zeros_like(param)
+        (b1, step) = _scalars(param.dtype, beta_1, group["iterations"] + 1)
+        m, u = state["m"], state["u"]
+        m.add_((grad - m) * (1 - beta_1))
+        torch.maximum(u * group["beta_2"], grad.abs(), out=u)
+        param.sub_(lr * m / (float(1 - b1.pow(step)) * (u + group["epsilon"])))
+
+
+class Adadelta(Optimizer):
+    """Adadelta, as `keras.optimizers.Adadelta` (learning rate 0.001 by default, where
+    PyTorch's is 1.0): `a = rho * a + (1 - rho) * g**2`, `d = -sqrt(s + epsilon) * g /
+    sqrt(a + epsilon)`, `s = rho * s + (1 - rho) * d**2`, `w += lr * d`.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> adadelta = Adadelta(learning_rate=1.0, rho=0.0, epsilon=1.0).build([w])
+        >>> w.grad = torch.tensor([3.0]); adadelta.step()
+        >>> w.detach()  # d = -sqrt(0 + 1) * 3 / sqrt(9 + 1)
+        tensor([0.0513])
+    """
+
+    def __init__(
+        self,
+        learning_rate: Rate = 0.001,
+        rho: float = 0.95,
+        epsilon: float = 1e-7,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            learning_rate,
+            weight_decay,
+            clipnorm,
+            clipvalue,
+            global_clipnorm,
+            **options,
+            rho=rho,
+            epsilon=epsilon,
+        )
+
+    def update(self, param, grad, state, group, lr):
+        rho, epsilon = group["rho"], group["epsilon"]
+        if not state:
+            state["accumulated_grad"] = torch.zeros_like(param)
+            state["accumulated_delta"] = torch.zeros_like(param)
+        accumulated, deltas = state["accumulated_grad"], state["accumulated_delta"]
+        accumulated.mul_(rho).add_(grad.square() * (1 - rho))
+        delta = -((deltas + epsilon).sqrt() * grad) / (accumulated + epsilon).sqrt()
+        deltas.mul_(rho).add_(delta.square() * (1 - rho))
+        param.add_(delta * lr)
+
+
+class Lion(Optimizer):
+    """Lion, as `keras.optimizers.Lion`: `w -= lr * sign(beta_1 * m + (1 - beta_1) *
+    g)`, then `m = beta_2 * m + (1 - beta_2) * g`.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+        >>> lion = Lion(learning_rate=0.1).build([w])
+        >>> w.grad = torch.tensor([3.0, -0.5]); lion.step()
+        >>> w.detach()  # a step of lr against the sign of each gradient
+        tensor([0.9000, 1.1000])
+    """
+
+    def __init__(
+        self,
+        learning_rate: Rate = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.99,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        **options: Any,
+    ) -> None:
+        if isinstance(beta_1, bool) or not isinstance(beta_1, int | float) or not 0 < beta_1 <= 1:
+            raise ConfigError(
+                format_error(
+                    "Lion's beta_1 must be in (0, 1].",
+                    received=repr(beta_1),
+                    fix="e.g. beta_1=0.9 (with 0 the optimizer is sign descent).",
+                )
+            )
+        super().__init__(
+            learning_rate,
+            weight_decay,
+            clipnorm,
+            clipvalue,
+            global_clipnorm,
+            **options,
+            beta_1=beta_1,
+            beta_2=beta_2,
+        )
+
+    def update(self, param, grad, state, group, lr):
+        beta_1, beta_2 = group["beta_1"], group["beta_2"]
+        if not state:
+            state["m"] = torch.zeros_like(param)
+        m = state["m"]
+        param.sub_(lr * (m * beta_1 + grad * (1 - beta_1)).sign())
+        m.mul_(beta_2).add_(grad * (1 - beta_2))

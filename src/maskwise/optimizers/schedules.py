@@ -200,8 +200,115 @@ class InverseTimeDecay(LearningRateSchedule):
         }
 
 
+class PolynomialDecay(LearningRateSchedule):
+    """From the initial rate to `end_learning_rate` over `decay_steps` steps:
+    `(initial - end) * (1 - step / decay_steps) ** power + end`, then constant; with
+    `cycle`, `decay_steps` grows to the first multiple of it above the step (the decay
+    starts again from a higher rate).
+
+    Example:
+        >>> decay = PolynomialDecay(0.1, decay_steps=4, end_learning_rate=0.02)
+        >>> [round(decay(step), 3) for step in (0, 2, 4, 8)]
+        [0.1, 0.06, 0.02, 0.02]
+    """
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: int,
+        end_learning_rate: float = 0.0001,
+        power: float = 1.0,
+        cycle: bool = False,
+        name: str = "PolynomialDecay",
+    ) -> None:
+        _positive(decay_steps, "PolynomialDecay decay_steps")
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = decay_steps
+        self.end_learning_rate = end_learning_rate
+        self.power = power
+        self.cycle = cycle
+        self.name = name
+
+    def __call__(self, step: int) -> float:
+        decay_steps = self.decay_steps
+        if self.cycle:
+            decay_steps *= max(1, math.ceil(step / decay_steps))
+        else:
+            step = min(step, decay_steps)
+        span = self.initial_learning_rate - self.end_learning_rate
+        return span * (1 - step / decay_steps) ** self.power + self.end_learning_rate
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "end_learning_rate": self.end_learning_rate,
+            "power": self.power,
+            "cycle": self.cycle,
+            "name": self.name,
+        }
+
+
+class CosineDecayRestarts(LearningRateSchedule):
+    """Cosine decay with warm restarts (SGDR): a cosine decay to `alpha` times the
+    rate over `first_decay_steps`, then again over `t_mul` times as many steps from
+    `m_mul` times the rate, and so on.
+
+    Example:
+        >>> sgdr = CosineDecayRestarts(0.1, first_decay_steps=2, m_mul=0.5)
+        >>> [round(sgdr(step), 3) for step in (0, 1, 2, 4, 6)]  # restarts at 2 and 6
+        [0.1, 0.05, 0.05, 0.025, 0.025]
+    """
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        first_decay_steps: int,
+        t_mul: float = 2.0,
+        m_mul: float = 1.0,
+        alpha: float = 0.0,
+        name: str = "SGDRDecay",
+    ) -> None:
+        _positive(first_decay_steps, "CosineDecayRestarts first_decay_steps")
+        self.initial_learning_rate = initial_learning_rate
+        self.first_decay_steps = first_decay_steps
+        self.t_mul = t_mul
+        self.m_mul = m_mul
+        self.alpha = alpha
+        self.name = name
+
+    def __call__(self, step: int) -> float:
+        fraction = step / self.first_decay_steps
+        if self.t_mul == 1.0:
+            restart = math.floor(fraction)
+            fraction -= restart
+        else:
+            restart = math.floor(math.log(1 - fraction * (1 - self.t_mul)) / math.log(self.t_mul))
+            done = (1 - self.t_mul**restart) / (1 - self.t_mul)
+            fraction = (fraction - done) / self.t_mul**restart
+        cosine = 0.5 * self.m_mul**restart * (1 + math.cos(math.pi * fraction))
+        return self.initial_learning_rate * ((1 - self.alpha) * cosine + self.alpha)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "first_decay_steps": self.first_decay_steps,
+            "t_mul": self.t_mul,
+            "m_mul": self.m_mul,
+            "alpha": self.alpha,
+            "name": self.name,
+        }
+
+
 SCHEDULES: dict[str, type[LearningRateSchedule]] = {
     cls.__name__: cls
-    for cls in (ExponentialDecay, PiecewiseConstantDecay, CosineDecay, InverseTimeDecay)
+    for cls in (
+        ExponentialDecay,
+        PiecewiseConstantDecay,
+        CosineDecay,
+        InverseTimeDecay,
+        PolynomialDecay,
+        CosineDecayRestarts,
+    )
 }
 """The schedules by class name (how an optimizer's config names its schedule)."""

@@ -22,20 +22,12 @@ from ..optimizers import OPTIMIZER_CLASSES, check_learning_rate
 from ..optimizers.schedules import SCHEDULES, LearningRateSchedule
 from .outputs import OUTPUT, make_heads, split_outputs, split_targets
 
-OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
-    "adam": (torch.optim.Adam, {"lr": 1e-3, "eps": 1e-7}),
-    "sgd": (torch.optim.SGD, {"lr": 0.01}),
-    "rmsprop": (torch.optim.RMSprop, {"lr": 1e-3, "alpha": 0.9, "eps": 1e-7}),
-    "adamw": (torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 0.004, "eps": 1e-7}),
-    "adagrad": (torch.optim.Adagrad, {"lr": 1e-3, "initial_accumulator_value": 0.1, "eps": 1e-7}),
-    "adamax": (torch.optim.Adamax, {"lr": 1e-3, "eps": 1e-7}),
-    "nadam": (torch.optim.NAdam, {"lr": 1e-3, "eps": 1e-7}),
-    "adadelta": (torch.optim.Adadelta, {"lr": 1e-3, "rho": 0.95, "eps": 1e-7}),
+OPTIMIZERS: dict[str, type[optimizers_module.Optimizer]] = {
+    name.lower(): cls for name, cls in OPTIMIZER_CLASSES.items()
 }
-"""Optimizer names with Keras's default hyper-parameters (learning rate, epsilon, rho).
-
-The update rules are PyTorch's (Keras's Adam folds epsilon in slightly differently);
-`maskwise.optimizers` has Keras's classes with Keras's update rules."""
+"""Optimizer names, as Keras's `compile` takes them: each is the `maskwise.optimizers`
+class of that name, with Keras's defaults and update rule (`"rmsprop"` divides by
+`sqrt(v + epsilon)` as Keras does, not by `sqrt(v) + epsilon` as `torch.optim.RMSprop`)."""
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 
@@ -173,6 +165,16 @@ def _keras_spec(optimizer: optimizers_module.Optimizer) -> dict[str, Any] | None
     }
 
 
+def _named(
+    cls: type[optimizers_module.Optimizer],
+    config: dict[str, Any],
+    parameters: Iterable[torch.nn.Parameter],
+) -> optimizers_module.Optimizer:
+    """A new optimizer `cls(**config)` built on `parameters`: what an optimizer name
+    makes at each `fit` that starts without one."""
+    return cls.from_config(config).build(parameters)
+
+
 def _built_on(
     optimizer: optimizers_module.Optimizer, parameters: list[torch.nn.Parameter]
 ) -> optimizers_module.Optimizer:
@@ -209,9 +211,10 @@ def _resolve_optimizer(optimizer: Any, learning_rate: float | None) -> tuple[Any
                     "`functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9)`.",
                 )
             )
-        cls, options = OPTIMIZERS[key]
-        options = {**options, **({} if learning_rate is None else {"lr": learning_rate})}
-        return _multi_tensor(cls, options), {"class": cls.__name__, "options": options}
+        cls = OPTIMIZERS[key]
+        rate: dict[str, Any] = {} if learning_rate is None else {"learning_rate": learning_rate}
+        made = cls(**rate)  # the class's default rate, Keras's, unless given
+        return functools.partial(_named, cls, made.get_config()), _keras_spec(made)
     if learning_rate is not None:
         raise ConfigError(
             format_error(
@@ -395,6 +398,13 @@ def _loss_config(loss: losses_module.Loss | None) -> dict[str, Any] | None:
     return {"class": type(loss).__name__, "config": loss.get_config()}
 
 
+def _keras_optimizer(spec: dict[str, Any]) -> optimizers_module.Optimizer:
+    """The unbuilt optimizer of a saved `maskwise.optimizers` spec."""
+    if spec["class"] not in OPTIMIZER_CLASSES:
+        raise TypeError(f"maskwise.optimizers.{spec['class']} is not an optimizer")
+    return OPTIMIZER_CLASSES[spec["class"]].from_config(spec["options"])
+
+
 def _torch_factory(spec: dict[str, Any]) -> OptimizerFactory:
     """The factory of a saved `torch.optim` optimizer spec."""
     cls = getattr(torch.optim, spec["class"])
@@ -417,11 +427,11 @@ def compile_args(config: dict[str, Any]) -> dict[str, Any] | None:
 
     Example:
         >>> config = Compiled("sgd", "mse", ["mae"], learning_rate=0.1).config(None)
-        >>> config["optimizer"], config["metrics"]  # JSON, as a checkpoint keeps it
-        ({'class': 'SGD', 'options': {'lr': 0.1}}, ['mae'])
+        >>> config["optimizer"]["class"], config["metrics"]  # JSON, as a checkpoint keeps it
+        ('SGD', ['mae'])
         >>> args = compile_args(config)
         >>> args["optimizer"]
-        functools.partial(<class 'torch.optim.sgd.SGD'>, foreach=True, lr=0.1)
+        SGD(learning_rate=0.1, momentum=0.0, nesterov=False)
         >>> args["loss"]
         MeanSquaredError(...)
         >>> compile_args({"optimizer": None, "loss": None, "metrics": []}) is None
@@ -432,7 +442,7 @@ def compile_args(config: dict[str, Any]) -> dict[str, Any] | None:
         return None
     try:
         if spec.get("module") == "maskwise.optimizers":
-            optimizer: Any = OPTIMIZER_CLASSES[spec["class"]].from_config(spec["options"])
+            optimizer: Any = _keras_optimizer(spec)
         else:
             optimizer = _torch_factory(spec)
         if isinstance(loss, list):  # several outputs

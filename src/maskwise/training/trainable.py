@@ -134,9 +134,9 @@ class Trainable(nn.Module):
 
         Args:
             optimizer: a name (`"adam"`, `"sgd"`, `"rmsprop"`, `"adamw"`, `"adagrad"`,
-                `"adamax"`, `"nadam"`, `"adadelta"`, with Keras's defaults and PyTorch's
-                update rules), a `maskwise.optimizers` optimizer (Keras's classes and
-                update rules, e.g. `maskwise.optimizers.Adam(learning_rate=1e-3,
+                `"adamax"`, `"nadam"`, `"adadelta"`, `"lion"`: that `maskwise.optimizers`
+                class with Keras's defaults), a `maskwise.optimizers` optimizer (Keras's
+                classes and update rules, e.g. `maskwise.optimizers.Adam(learning_rate=1e-3,
                 clipnorm=1.0)`, built on the weights at the first `fit`), a callable
                 taking the parameters and returning a `torch.optim.Optimizer` (e.g.
                 `functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9,

@@ -41,6 +41,7 @@ from ..layers._keras_args import apply_constraints, collect_losses, one_pass
 from ..layers.base import Layer
 from ..masked import Masked, as_masked
 from ..numerics import NonFiniteGuard
+from ..optimizers import Optimizer
 from ..progress import ProgressBar, resolve_verbose
 from .callback_list import CallbackList
 from .compiled import Compiled, check_learning_rate, compile_args
@@ -809,6 +810,8 @@ class Trainer:
                 callbacks.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
+        if isinstance(self.optimizer, Optimizer) and len(epochs):
+            self.optimizer.finalize_variable_values()  # use_ema: the averaged weights
         callbacks.on_train_end(logs)
         return callbacks.history
 
