@@ -170,3 +170,37 @@ def test_config_round_trip():
     again = optimizers.AdamW.from_config(opt.get_config())
     assert again.get_config() == opt.get_config()
     assert repr(optimizers.SGD(momentum=0.9)).startswith("SGD(learning_rate=0.01")
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_updates_all_weights_at_once_as_one_at_a_time(amsgrad):
+    """Adam's multi-tensor update equals Keras's rule written for one weight, bit for
+    bit, over several steps, for weights of two dtypes in one group."""
+    gen = torch.Generator().manual_seed(0)
+    shapes_dtypes = [((3, 4), torch.float32), ((5,), torch.float64), ((2, 2), torch.float32)]
+    weights = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=d)) for s, d in shapes_dtypes]
+    reference = [w.detach().clone() for w in weights]
+    m = [torch.zeros_like(w) for w in reference]
+    v = [torch.zeros_like(w) for w in reference]
+    v_hat = [torch.zeros_like(w) for w in reference]
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-7
+    adam = optimizers.Adam(learning_rate=lr, amsgrad=amsgrad).build(weights)
+    for step in range(1, 5):
+        grads = [torch.randn(w.shape, generator=gen, dtype=w.dtype) for w in weights]
+        for w, g in zip(weights, grads, strict=True):
+            w.grad = g.clone()
+        adam.step()
+        for i, g in enumerate(grads):  # Keras's update_step, one weight at a time
+            dtype = reference[i].dtype
+            rate = torch.tensor(lr, dtype=dtype)
+            t, beta_1, beta_2 = (torch.tensor(x, dtype=dtype) for x in (step, b1, b2))
+            alpha = float(rate * (1 - beta_2.pow(t)).sqrt() / (1 - beta_1.pow(t)))
+            m[i].mul_(b1).add_(g, alpha=1 - b1)
+            v[i].mul_(b2).add_(g.square(), alpha=1 - b2)
+            second = v[i]
+            if amsgrad:
+                torch.maximum(v_hat[i], v[i], out=v_hat[i])
+                second = v_hat[i]
+            reference[i].sub_(m[i] * alpha / (second.sqrt() + eps))
+        for w, r in zip(weights, reference, strict=True):
+            assert torch.equal(w.detach(), r)

@@ -317,6 +317,21 @@ class Optimizer(torch.optim.Optimizer):
         """Change `param` in place by the optimizer's rule (`state` is its own)."""
         raise NotImplementedError
 
+    def update_all(
+        self,
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        states: list[dict[str, Any]],
+        group: dict[str, Any],
+        lr: float,
+    ) -> None:
+        """`update` each weight of one group with its gradient and state. A rule may
+        override this instead, to update them all at once with PyTorch's multi-tensor
+        (`torch._foreach_*`) ops, which run the same arithmetic per element in a few
+        kernel calls rather than a few per weight (Adam does)."""
+        for param, grad, state in zip(params, grads, states, strict=True):
+            self.update(param, grad, state, group, lr)
+
     def _clip(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
         """Keras's clipping: each gradient to `clipnorm`, all together to
         `global_clipnorm`, or each element to `clipvalue` (at most one is set)."""
@@ -346,11 +361,17 @@ class Optimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             if self.schedule is not None:
                 group["lr"] = self.schedule(group["iterations"])
+        by_group: dict[int, tuple[dict[str, Any], list[torch.Tensor], list[torch.Tensor]]] = {}
         for (param, group), grad in zip(pairs, grads, strict=True):
+            _, params, group_grads = by_group.setdefault(id(group), (group, [], []))
+            params.append(param)
+            group_grads.append(grad)
+        for group, params, group_grads in by_group.values():
             lr = group["lr"]
             if group["weight_decay"]:
-                param.mul_(1 - group["weight_decay"] * lr)
-            self.update(param, grad, self.state[param], group, lr)
+                torch._foreach_mul_(params, 1 - group["weight_decay"] * lr)
+            states = [self.state[param] for param in params]
+            self.update_all(params, group_grads, states, group, lr)
         if self.ema:
             self._average()
         for group in self.param_groups:
