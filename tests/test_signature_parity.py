@@ -38,6 +38,7 @@ from maskwise import (
 )
 from maskwise.layers._keras_args import COMMON_ARGS, RULES
 from maskwise.losses import standard_reduction
+from maskwise.optimizers.base import KERAS_OPTIONS
 
 MODULES = {
     "layers": (layers, keras.layers),
@@ -147,17 +148,6 @@ MISSING = {
     "initializers.HeUniform": {"input_axes", "output_axes"},
     "initializers.LecunNormal": {"input_axes", "output_axes"},
     "initializers.LecunUniform": {"input_axes", "output_axes"},
-    **{
-        f"optimizers.{name}": {
-            "use_ema",  # no weight averaging
-            "ema_momentum",
-            "ema_overwrite_frequency",
-            "loss_scale_factor",  # fit(precision="fp16") scales the loss
-            "gradient_accumulation_steps",  # fit(steps_per_update=n)
-            "name",
-        }
-        for name in ["Optimizer", "SGD", "Adagrad", "Adam", "AdamW", "RMSprop"]
-    },
     # compile takes these through **keras_options, checked by check_keras_options
     "Sequential.compile": {
         "weighted_metrics",
@@ -198,11 +188,14 @@ def _named(obj: Any) -> dict[str, inspect.Parameter]:
     return {p.name: p for p in _parameters(obj) if p.kind not in variadic}
 
 
-def _layer_keras_args(obj: Any) -> set[str]:
-    """The Keras arguments a layer takes besides its signature's (`_keras_args`)."""
-    if not (isinstance(obj, type) and issubclass(obj, layers.Layer)):
-        return set()
-    return set(COMMON_ARGS) | {f"{w}_{rule}" for w in obj.weight_names for rule in RULES}
+def _keras_args_by_keyword(obj: Any) -> set[str]:
+    """The Keras arguments a class takes besides its signature's: a layer's
+    (`_keras_args`), an optimizer's (`KERAS_OPTIONS`, through `**options`)."""
+    if isinstance(obj, type) and issubclass(obj, layers.Layer):
+        return set(COMMON_ARGS) | {f"{w}_{rule}" for w in obj.weight_names for rule in RULES}
+    if isinstance(obj, type) and issubclass(obj, optimizers.Optimizer):
+        return set(KERAS_OPTIONS)
+    return set()
 
 
 EQUIVALENT = {
@@ -301,7 +294,7 @@ def _first_keras_name(cls: Any) -> str:
 @pytest.mark.parametrize("key", sorted(PAIRS))
 def test_keras_arguments_maskwise_lacks_are_the_listed_ones(key: str) -> None:
     ours, theirs = PAIRS[key]
-    lacking = set(_named(theirs)) - set(_named(ours)) - _layer_keras_args(ours)
+    lacking = set(_named(theirs)) - set(_named(ours)) - _keras_args_by_keyword(ours)
     assert lacking == MISSING.get(key, set())
 
 
