@@ -29,6 +29,8 @@ API_MODULES = (
     "maskwise.constraints",
     "maskwise.losses",
     "maskwise.metrics",
+    "maskwise.optimizers",
+    "maskwise.optimizers.schedules",
     "maskwise.callbacks",
     "maskwise.data",
     "maskwise.doctor",
@@ -36,6 +38,7 @@ API_MODULES = (
     "maskwise.datasets",
     "maskwise.trace",
     "maskwise.models",
+    "maskwise.training",
     "maskwise.errors",
 )
 """The public modules, in the order of the API reference."""

@@ -366,10 +366,11 @@ class Normalization(Layer):
     REAL steps of the data (`adapt`), or given: `(x - mean) / sqrt(variance)`.
 
     Value rule: at real steps, `(x - mean) / max(sqrt(variance), 1e-7)` (Keras's), or
-    with `invert=True` the inverse `mean + x * max(sqrt(variance), 1e-7)`; padded steps
-    are 0 in the output, as they came in (a `Masking` after it would still find them,
-    which Keras's `Normalization` turns into `-mean / std`). Integer features are cast
-    to the layer's dtype. Mask rule: the mask passes on unchanged.
+    with `invert=True` the inverse `mean + x * max(sqrt(variance), 1e-7)`; the steps
+    its input's mask pads are 0 in the output, as they came in (Keras's `Normalization`
+    makes them `-mean / std`). A padded array has no mask before its `Masking`, so put
+    the `Masking` first (after it, it would find no padding: MW017). Integer features
+    are cast to the layer's dtype. Mask rule: the mask passes on unchanged.
 
     `adapt(data)` sets the mean and the population variance of each feature over every
     real step of the data (see `adapt`), never over padding: Keras's `adapt` on a padded

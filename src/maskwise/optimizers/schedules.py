@@ -19,6 +19,15 @@ from typing import Any
 
 from ..errors import ConfigError, format_error
 
+__all__ = [
+    "SCHEDULES",
+    "CosineDecay",
+    "ExponentialDecay",
+    "InverseTimeDecay",
+    "LearningRateSchedule",
+    "PiecewiseConstantDecay",
+]
+
 
 def _positive(value: Any, what: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
@@ -30,7 +39,18 @@ def _positive(value: Any, what: str) -> None:
 
 
 class LearningRateSchedule:
-    """Base class: `__call__(step) -> learning rate` and `get_config()`."""
+    """Base class: `__call__(step) -> learning rate` and `get_config()`; a subclass
+    with both is a schedule any optimizer of `maskwise.optimizers` takes.
+
+    Example:
+        >>> class Halving(LearningRateSchedule):
+        ...     def __call__(self, step):
+        ...         return 0.1 / 2 ** (step // 100)
+        ...     def get_config(self):
+        ...         return {}
+        >>> Halving()(250)
+        0.025
+    """
 
     def __call__(self, step: int) -> float:
         raise NotImplementedError
@@ -46,7 +66,15 @@ class LearningRateSchedule:
 
 class ExponentialDecay(LearningRateSchedule):
     """`initial_learning_rate * decay_rate ** (step / decay_steps)`; with `staircase`,
-    the exponent is floored (the rate drops every `decay_steps` steps)."""
+    the exponent is floored (the rate drops every `decay_steps` steps).
+
+    Example:
+        >>> decay = ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+        >>> round(decay(5), 4), round(decay(10), 4)
+        (0.0707, 0.05)
+        >>> ExponentialDecay(0.1, 10, 0.5, staircase=True)(5)
+        0.1
+    """
 
     def __init__(
         self,
@@ -82,6 +110,11 @@ class ExponentialDecay(LearningRateSchedule):
 class PiecewiseConstantDecay(LearningRateSchedule):
     """`values[0]` while `step <= boundaries[0]`, `values[i]` while `boundaries[i-1] <
     step <= boundaries[i]`, `values[-1]` after the last boundary.
+
+    Example:
+        >>> rates = PiecewiseConstantDecay([100, 200], [0.1, 0.01, 0.001])
+        >>> rates(100), rates(101), rates(500)
+        (0.1, 0.01, 0.001)
 
     Args:
         boundaries: increasing step counts.
@@ -122,7 +155,16 @@ class CosineDecay(LearningRateSchedule):
     """Cosine decay from the initial rate (or, after a linear warm-up of
     `warmup_steps` steps to `warmup_target`, from that target) to `alpha` times it over
     `decay_steps` steps, then constant: `rate * ((1 - alpha) * 0.5 * (1 + cos(pi *
-    min(step, decay_steps) / decay_steps)) + alpha)`."""
+    min(step, decay_steps) / decay_steps)) + alpha)`.
+
+    Example:
+        >>> cosine = CosineDecay(0.1, decay_steps=100)
+        >>> cosine(0), round(cosine(50), 6), cosine(100)
+        (0.1, 0.05, 0.0)
+        >>> warm = CosineDecay(0.0, 100, warmup_target=0.1, warmup_steps=10)
+        >>> round(warm(5), 6), warm(10)  # halfway up the warm-up, then the decay's start
+        (0.05, 0.1)
+    """
 
     def __init__(
         self,
@@ -167,7 +209,12 @@ class CosineDecay(LearningRateSchedule):
 
 class InverseTimeDecay(LearningRateSchedule):
     """`initial_learning_rate / (1 + decay_rate * step / decay_steps)`; with
-    `staircase`, `step / decay_steps` is floored."""
+    `staircase`, `step / decay_steps` is floored.
+
+    Example:
+        >>> InverseTimeDecay(0.1, decay_steps=10, decay_rate=1.0)(10)
+        0.05
+    """
 
     def __init__(
         self,

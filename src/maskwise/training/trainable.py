@@ -282,8 +282,8 @@ class Trainable(nn.Module):
                 gradient of those batches taken as one: k batches give the update of
                 one batch of k times the size (the loss is normalised by the real steps
                 of all k, not batch by batch). A model with several outputs with a
-                loss takes 1 (each output's count of the k batches is known only
-                after their forward passes).
+                loss counts each output's real steps of the k batches first (a
+                forward pass of each without gradients), then trains on them.
             jit_compile: run the model's forward and backward through
                 `torch.compile(model, dynamic=True)` (Keras's name): one compilation
                 serves every batch size and length; the recurrent kernels stay eager
