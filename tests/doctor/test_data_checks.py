@@ -196,8 +196,11 @@ def test_empty_sequences_and_heavy_padding() -> None:
 # ---------------------------------------------------------------- MW011 and input forms
 def test_targets_that_do_not_line_up() -> None:
     x = padded([5, 3])
-    (finding,) = doctor.check(x, np.zeros((2, 4)))
+    (finding,) = doctor.check(x, [np.zeros(4), np.zeros(3)])
     assert finding.code == "MW011" and "sequence 0 has 5 steps but 4 values" in finding.message
+    # An array whose axis 1 is not the time axis holds values per sequence, as fit
+    # reads it: one regression target (N, 1) or several (N, K).
+    assert doctor.check(x, np.zeros((2, 1))) == doctor.check(x, np.zeros((2, 4))) == []
     (finding,) = doctor.check(x, np.zeros((3, 5)))
     assert "y does not line up with x: 3 rows for 2 sequences" in finding.message
     assert finding.fix.startswith("give one target per step")

@@ -230,8 +230,8 @@ def test_per_step_targets_for_a_per_sequence_output_stop_fit() -> None:
     with pytest.raises(
         DoctorError, match=r"MW016 error: y holds one target per step \(shape \(8, 6\)"
     ):
-        regressor(return_sequences=False).fit(x, y, batch_size=8, verbose=0)
-    regressor(return_sequences=False).fit(x, y[:, 0], verbose=0)
+        regressor(return_sequences=False, mask_value=0.0).fit(x, y, batch_size=8, verbose=0)
+    regressor(return_sequences=False, mask_value=0.0).fit(x, y[:, 0], verbose=0)
 
 
 # ---------------------------------------------------------------- MW017: Masking value
@@ -274,8 +274,14 @@ def test_an_output_without_a_mask_on_padded_data_stops_predict() -> None:
         assert len(dropped.predict(sequences, checks="warn")) == len(LENGTHS)
     masked = Sequential([layers.Masking(0.0), *unmasked.layers])
     assert [len(p) for p in masked.predict(x)] == LENGTHS  # the mask made: each true length
-    pooled = Sequential([layers.LSTM(4)])  # one vector per sequence: nothing lost
-    assert pooled.predict(x).shape == (len(LENGTHS), 4)
+    # One vector per sequence: with a Masking, nothing lost; without, the LSTM runs
+    # through the padding (the last real step's state is never its output).
+    pooled = Sequential([layers.LSTM(4)])
+    with pytest.raises(DoctorError, match=r"(?s)MW006.*makes no mask from it.*mask_value=None"):
+        pooled.predict(x)
+    assert pooled.predict(x, mask_value=None).shape == (len(LENGTHS), 4)  # zeros as data
+    masked_pool = Sequential([layers.Masking(0.0), *pooled.layers])
+    assert masked_pool.predict(x).shape == (len(LENGTHS), 4)
 
 
 def test_a_layers_extra_output_is_no_output_that_lost_its_mask() -> None:
@@ -553,3 +559,23 @@ def test_clean_data_passes_every_door_silently(lengths, features, form, classes,
         inputs = (x, padded(lengths, features=2, time=x.shape[1], seed=seed + 1))
     loader = make_loader(inputs, y, batch_size=4)
     assert sum(batch.size for batch in loader) == len(lengths)
+
+
+def test_a_per_sequence_model_that_makes_no_mask_stops_fit() -> None:
+    """A padded array, an LSTM without `return_sequences` and no `Masking`: the LSTM runs
+    through the padding (MW006); a `Normalization` in front of the `Masking` hides the
+    padding from it (MW017, the layers named); the `Masking` first trains."""
+    x = padded(LENGTHS).astype(np.float32)
+    y = np.ones((len(LENGTHS), 1), np.float32)
+    with pytest.raises(DoctorError, match=r"(?s)fit\(\) stopped.*MW006.*makes no mask from it"):
+        regressor(return_sequences=False).fit(x, y, verbose=0)
+    norm = layers.Normalization()
+    norm.adapt(x)
+    hidden = Sequential([norm, layers.Masking(0.0), layers.LSTM(4), layers.Dense(1)])
+    hidden.compile("adam", loss="mse")
+    with pytest.raises(DoctorError, match=r"(?s)MW017.*comes after Normalization") as error:
+        hidden.fit(x, y, verbose=0)
+    assert "MW006" not in str(error.value)  # the cause named, not its effect
+    ordered = Sequential([layers.Masking(0.0), norm, layers.LSTM(4), layers.Dense(1)])
+    ordered.compile("adam", loss="mse")
+    assert np.isfinite(ordered.fit(x, y, verbose=0).history["loss"][0])

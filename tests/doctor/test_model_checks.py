@@ -81,8 +81,11 @@ def test_mask_kept_or_consumed_is_clean() -> None:
     assert doctor.check(x, model=keep) == []
     pooled = Sequential([layers.Masking(0.0), layers.GlobalAveragePooling1D(), layers.Dense(2)])
     assert doctor.check(x, model=pooled) == []
-    # No Masking in the model: it gets a Masked batch, as from make_loader.
-    assert doctor.check(x, model=Sequential([layers.Dense(2)])) == []
+    # No Masking in the model: fit feeds the padded array as it is, and the padding is
+    # read as data (MW006), unless the zeros are data and say so.
+    (finding,) = doctor.check(x, model=Sequential([layers.Dense(2)]))
+    assert finding.code == "MW006" and "makes no mask" in finding.message
+    assert "mask_value=None" in finding.fix
 
 
 # ---------------------------------------------------------------- MW007

@@ -122,6 +122,8 @@ def check(
     from .guards import note_per_step_reading, take_sample  # guards imports this module
 
     sample = data_set if data_set is not None or y is None else take_sample(x, y, sample_weight)
+    if sample is not None and data_set is None:  # y as the doors read it: (N, K) with K
+        per_step = (sample.per_step[0], per_step[1])  # not a time axis, per sequence
     unread = sample is not None and sample.pending  # y (N, T): per step or per sequence?
     if unread and model is not None:
         per_step, unread = _read_by(sample, model, mask_value, per_step)
@@ -136,10 +138,12 @@ def check(
     )
     findings += report.findings
     if model is not None and len(report.layouts) == 1:
-        from .model_checks import check_masking_value, run_model
+        from .model_checks import check_masking_value, no_mask_made, run_model
 
         run = run_model(model, report.layout, report.paddings[0], mask_value)
         findings += run.findings + check_masking_value(model, report.layout, report.paddings[0])
+        if _unmasked_padding(model, report, run.batch, findings):
+            findings.append(no_mask_made())
         if run.batch is not None and not any(f.severity == "error" for f in run.findings):
             from .leak_probe import probe_leaks  # a lost or doubled mask comes first
 
@@ -154,6 +158,21 @@ def check(
 
         findings += check_predictions(as_class_ids(predictions), report.paddings[0], report.targets)
     return sort_findings(note_per_step_reading(findings) if unread else findings)
+
+
+def _unmasked_padding(model: nn.Module, report: Any, batch: Any, found: list[Finding]) -> bool:
+    """Whether a padded array with padded steps goes, as `fit` feeds it (no mask), into
+    a model that makes no mask from it (MW006; not repeated after another MW006, nor
+    after MW007 or MW017, whose findings name the layers in the way)."""
+    if not report.layout.padded_array or batch is None:
+        return False
+    if not any(p.pad.any() for p in report.paddings[0]):
+        return False
+    if any(f.code in ("MW006", "MW007", "MW017") for f in found):
+        return False
+    from .leak_probe import makes_a_mask  # the probe imports this package's modules
+
+    return not makes_a_mask(model, Masked(batch.values))
 
 
 def _read_by(

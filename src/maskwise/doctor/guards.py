@@ -39,7 +39,12 @@ from ..masked import Masked, real_steps_first
 from . import PROBE_ROWS, DataReport, check_data
 from .data_checks import as_numpy, check_padding_label
 from .findings import Finding, sort_findings
-from .model_checks import check_masking_value, check_output_mask, check_target_kind
+from .model_checks import (
+    check_layers,
+    check_masking_value,
+    check_output_mask,
+    check_target_kind,
+)
 
 CHECKS = ("raise", "warn", "off")
 SAMPLE = 256
@@ -339,7 +344,16 @@ class Guard:
                 n_outputs = _units(output)
                 first = batch.x[0] if isinstance(batch.x, tuple) else batch.x
                 findings += check_target_kind(output, batch.y, first.values.shape[1])
-                findings += check_output_mask(output, batch.x, self._padded(first), model)
+                from .leak_probe import makes_a_mask  # see probe_once
+
+                padded = self._padded(first)
+                unmasked = padded and first.mask is None
+                # A layer in front of the Masking that hides the padding (MW017) is the
+                # cause to name; else whether the model makes a mask at all (MW006).
+                order = check_layers(model) if unmasked else []
+                findings += [f for f in order if f.code == "MW017"]  # MW007 warns at the call
+                made = makes_a_mask(model, batch.x) if unmasked and not order else None
+                findings += check_output_mask(output, batch.x, padded, model, made)
                 if probe:
                     findings += probe_once(model, batch.x)
         for report in self.reports:

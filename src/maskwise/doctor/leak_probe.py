@@ -326,6 +326,19 @@ def _time_axis(inputs: tuple[Masked, ...], reference: list[torch.Tensor | None])
     return None if unknown else int(time)
 
 
+def makes_a_mask(model: nn.Module, x: Masked | tuple[Masked, ...]) -> bool:
+    """Whether `model`, run on the batch inputs `x`, makes a mask from an input that
+    carries none (a `Masking`, an `Embedding(mask_zero=True)`, a custom layer's mask
+    rule): one pass, stopped at the first mask made."""
+    inputs = tuple(as_masked(v) for v in (x if isinstance(x, tuple) else (x,)))
+    with _untouched(model), warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaskWarning)
+        try:
+            return bool(_made_masks(model, inputs, remakes=False))
+        except Exception:  # a model that cannot run is MW012's business
+            return True
+
+
 def _all_makers(model: nn.Module) -> list[nn.Module]:
     return [
         m

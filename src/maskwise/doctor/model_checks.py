@@ -372,7 +372,11 @@ def check_target_kind(output: Any, y: torch.Tensor | None, time: int) -> list[Fi
 
 
 def check_output_mask(
-    output: Any, x: Masked | tuple[Masked, ...], padded: bool, model: Any = None
+    output: Any,
+    x: Masked | tuple[Masked, ...],
+    padded: bool,
+    model: Any = None,
+    mask_made: bool | None = None,
 ) -> list[Finding]:
     """MW006 at the doors: on data with padding (`padded`), a per-step output `(batch,
     time, units)` with the inputs' time axis but no mask. `predict` would return each
@@ -382,6 +386,11 @@ def check_output_mask(
     `Masking`) or a layer dropped it. A functional `model`'s outputs that are a layer's
     extra outputs (attention scores `(batch, time, time)`, states) have no mask to
     keep and are not checked.
+
+    Any output, one vector per sequence too, when the inputs carry no mask and the
+    model makes none from them (`mask_made` False: no `Masking`, no
+    `Embedding(mask_zero=True)`): every layer then reads the padded steps as data (an
+    LSTM runs through them; which end the padding is on changes the result).
 
     Example:
         >>> x = Masked.from_lengths(torch.zeros(2, 3, 1), [3, 1])
@@ -408,27 +417,42 @@ def check_output_mask(
         and values.shape[:2] == first.values.shape[:2]
         and not _has_mask(o)
     ]
-    if not padded or not lost:
+    if not padded:
         return []
+    if not lost:
+        return [no_mask_made()] if first.mask is None and mask_made is False else []
     made = (
         "the inputs carry a mask, but a layer dropped it"
         if first.mask is not None
         else ("the model makes no mask from the padding, or a layer dropped it")
     )
-    return [
-        Finding(
-            "MW006",
-            "error",
-            f"the data has padding, but the model's output {lost[0]} keeps the time axis "
-            f"without a mask ({made}): the padded steps are computed as real ones, "
-            "counted by the loss and returned by predict.",
-            "make the mask: `layers.Masking(mask_value)` as the first layer for a padded "
-            "array (`Embedding(mask_zero=True)` for token ids), or pass a list of "
-            "sequences; keep it: a custom forward returns a Masked (`x.with_values(...)`, "
-            "not bare values), a Lambda gets `mask=`. "
-            "`mw.doctor.check(x, model=model)` names the layer that loses it.",
-        )
-    ]
+    message = (
+        f"the data has padding, but the model's output {lost[0]} keeps the time axis "
+        f"without a mask ({made}): the padded steps are computed as real ones, "
+        "counted by the loss and returned by predict."
+    )
+    return [Finding("MW006", "error", message, _MAKE_AND_KEEP_THE_MASK)]
+
+
+_MAKE_AND_KEEP_THE_MASK = (
+    "make the mask: `layers.Masking(mask_value)` as the first layer for a padded "
+    "array (`Embedding(mask_zero=True)` for token ids), or pass a list of "
+    "sequences; keep it: a custom forward returns a Masked (`x.with_values(...)`, "
+    "not bare values), a Lambda gets `mask=`. "
+    "`mw.doctor.check(x, model=model)` names the layer that loses it."
+)
+
+
+def no_mask_made() -> Finding:
+    """MW006 for a padded array fed to a model that makes no mask from it (see
+    `check_output_mask`), whatever its output."""
+    message = (
+        "the data has padding, but the model makes no mask from it (no `Masking`, no "
+        "`Embedding(mask_zero=True)`): every layer reads the padded steps as data, so "
+        "its outputs depend on how much padding each sequence has and at which end."
+    )
+    fix = _MAKE_AND_KEEP_THE_MASK + " If the padded values are data, say so: `mask_value=None`."
+    return Finding("MW006", "error", message, fix)
 
 
 def check_masking_value(model: nn.Module, layout: Layout, paddings: list[Padding]) -> list[Finding]:
