@@ -125,6 +125,20 @@ def _check_ema(name: str, momentum: Any, frequency: Any) -> None:
         )
 
 
+TORCH_NAMES = {
+    "lr": "learning_rate=",
+    "betas": "beta_1= and beta_2=",
+    "eps": "epsilon=",
+    "alpha": "rho= (RMSprop's decay)",
+    "maximize": "nothing: minimize the negated loss",
+    "foreach": "nothing: the rules already update a group's weights together",
+    "fused": "nothing: the rules already update a group's weights together",
+    "capturable": "nothing: use a torch.optim optimizer for CUDA graphs",
+    "differentiable": "nothing: use a torch.optim optimizer to differentiate through a step",
+}
+"""PyTorch's optimizer arguments and what Keras's optimizers take instead."""
+
+
 class Optimizer(torch.optim.Optimizer):
     """Base class of the Keras-rule optimizers (see the module docstring).
 
@@ -175,6 +189,20 @@ class Optimizer(torch.optim.Optimizer):
         name: str | None = None,
         **hyper: Any,
     ) -> None:
+        if not isinstance(learning_rate, LearningRateSchedule | int | float) or isinstance(
+            learning_rate, bool
+        ):
+            name = type(self).__name__
+            raise MaskwiseTypeError(
+                format_error(
+                    f"{name} takes Keras's arguments: a learning rate, not the parameters.",
+                    expected="a number or a maskwise.optimizers.schedules schedule",
+                    received=type(learning_rate).__name__,
+                    fix=f"`model.compile(optimizer=maskwise.optimizers.{name}(learning_rate="
+                    f"1e-3), ...)`; fit builds it on the weights (or call "
+                    f"`{name}(...).build(model.parameters())`).",
+                )
+            )
         self._check_hyper(hyper)
         _refuse_keras_only(type(self).__name__, loss_scale_factor, gradient_accumulation_steps)
         if use_ema:
@@ -193,19 +221,8 @@ class Optimizer(torch.optim.Optimizer):
         if isinstance(learning_rate, LearningRateSchedule):
             self.schedule: LearningRateSchedule | None = learning_rate
             rate = learning_rate(0)
-        elif isinstance(learning_rate, int | float) and not isinstance(learning_rate, bool):
-            self.schedule, rate = None, learning_rate
         else:
-            raise MaskwiseTypeError(
-                format_error(
-                    f"{name} takes Keras's arguments: a learning rate, not the parameters.",
-                    expected="a number or a maskwise.optimizers.schedules schedule",
-                    received=type(learning_rate).__name__,
-                    fix=f"`model.compile(optimizer=maskwise.optimizers.{name}(learning_rate="
-                    f"1e-3), ...)`; fit builds it on the weights (or call "
-                    f"`{name}(...).build(model.parameters())`).",
-                )
-            )
+            self.schedule, rate = None, learning_rate
         check_learning_rate(rate, f"{name}(learning_rate=...)")
         clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
         if sum(value is not None for value in clips.values()) > 1:
@@ -228,16 +245,40 @@ class Optimizer(torch.optim.Optimizer):
     def _check_hyper(self, hyper: dict[str, Any]) -> None:
         """Refuse a hyper-parameter the subclass does not declare (a misspelt keyword
         passed on by a subclass's `**options`), naming those it takes."""
-        declared = inspect.signature(type(self)).parameters
+        declared = [
+            name
+            for name, parameter in inspect.signature(type(self)).parameters.items()
+            if parameter.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
         unknown = [key for key in hyper if key not in declared]
         if unknown:
+            torch_names = [f"{k}: {TORCH_NAMES[k]}" for k in unknown if k in TORCH_NAMES]
+            instead = (
+                f"PyTorch's names, Keras's instead ({'; '.join(torch_names)}); "
+                if torch_names
+                else ""
+            )
             raise ConfigError(
                 format_error(
                     f"{type(self).__name__} does not take the argument {unknown[0]}=.",
                     received=", ".join(f"{k}={hyper[k]!r}" for k in unknown),
-                    fix="use one of " + ", ".join([*declared, *KERAS_OPTIONS]) + ".",
+                    fix=instead + "use one of " + ", ".join([*declared, *KERAS_OPTIONS]) + ".",
                 )
             )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the hooks, for `copy.deepcopy` and pickling (of the
+        optimizer or of a compiled model): PyTorch's keeps only the param groups and
+        the state, which would lose the Keras arguments and the schedule."""
+        return {k: v for k, v in self.__dict__.items() if not k.endswith("_hooks")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("built"):
+            super().__setstate__(state)
+            return
+        self.__dict__.update(state)
+        self._optimizer_step_pre_hooks = OrderedDict()
+        self._optimizer_step_post_hooks = OrderedDict()
 
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if v is not None)
@@ -277,6 +318,43 @@ class Optimizer(torch.optim.Optimizer):
         torch.optim.Optimizer.__init__(self, params, defaults)
         self.built = True
         return self
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """`torch.optim.Optimizer.add_param_group`; a group's own `lr` is refused when
+        the rate follows a schedule, which sets every group's rate at each step."""
+        if self.schedule is not None and "lr" in param_group:
+            raise ConfigError(
+                format_error(
+                    f"A param group's own lr cannot be kept by a {type(self).__name__} "
+                    "whose learning rate follows a schedule.",
+                    received=f"lr={param_group['lr']!r} with {self.schedule!r}",
+                    fix="drop the group's lr, or give the optimizer a number as "
+                    "learning_rate and set each group's lr (a torch.optim.lr_scheduler "
+                    "then schedules them).",
+                )
+            )
+        super().add_param_group(param_group)
+
+    def _follow_schedule(self, schedule: LearningRateSchedule) -> None:
+        """Set each group's rate to the schedule's at its step count, first refusing a
+        rate changed since the schedule set it (a `torch.optim.lr_scheduler`, the
+        `ReduceLROnPlateau` callback, a hand-written `group["lr"] = ...`), which the
+        schedule would silently undo."""
+        for group in self.param_groups:
+            last = schedule(max(group["iterations"] - 1, 0))
+            if group["lr"] != last:
+                raise ConfigError(
+                    format_error(
+                        f"The learning rate of this {type(self).__name__} follows a "
+                        "schedule; something else changed it.",
+                        expected=f"lr={last!r}, set by {schedule!r}",
+                        received=f"lr={group['lr']!r}",
+                        fix="give the optimizer a number as learning_rate to let a "
+                        "torch.optim.lr_scheduler or a callback set it, or drop them and "
+                        "keep the schedule.",
+                    )
+                )
+            group["lr"] = schedule(group["iterations"])
 
     def _require_built(self, what: str) -> None:
         if not self.built:
@@ -357,10 +435,12 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         pairs = [(p, group) for group in self.param_groups for p in group["params"]]
         pairs = [(p, group) for p, group in pairs if p.grad is not None]
-        grads = self._clip([p.grad for p, _ in pairs]) if pairs else []
-        for group in self.param_groups:
-            if self.schedule is not None:
-                group["lr"] = self.schedule(group["iterations"])
+        # a sparse gradient (`nn.Embedding(sparse=True)`) as the dense one it stands
+        # for: Keras's rules update every row, the moments of the unused ones decay
+        grads = [p.grad.to_dense() if p.grad.is_sparse else p.grad for p, _ in pairs]
+        grads = self._clip(grads) if pairs else []
+        if self.schedule is not None:
+            self._follow_schedule(self.schedule)
         by_group: dict[int, tuple[dict[str, Any], list[torch.Tensor], list[torch.Tensor]]] = {}
         for (param, group), grad in zip(pairs, grads, strict=True):
             _, params, group_grads = by_group.setdefault(id(group), (group, [], []))
