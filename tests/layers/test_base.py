@@ -508,3 +508,14 @@ def test_a_backward_hook_that_pytorch_would_never_call_is_refused_with_the_fix(r
     dense(x).values.sum().backward()
     assert len(seen) == 1
     torch.testing.assert_close(seen[0], torch.ones(*x.shape[:2], 2))
+
+
+def test_a_build_by_hand_leaves_the_layer_built():
+    dense = layers.Dense(2)
+    dense.build((None, 3))
+    assert dense.built
+    loaded = torch.randn(3, 2)
+    with torch.no_grad():
+        dense.kernel.copy_(loaded)
+    dense(torch.randn(1, 3))  # no second build drawing new weights
+    torch.testing.assert_close(dense.kernel.detach(), loaded)

@@ -51,6 +51,7 @@ the initializer, regularizer and constraint of each weight, ...: `_keras_args.py
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import re
@@ -156,6 +157,8 @@ class Layer(nn.Module):
         cls.call_options = _options_of(cls.call)
         if "__init__" in cls.__dict__:
             cls.__init__ = _recording_init(cls.__init__)  # type: ignore[method-assign]
+        if "build" in cls.__dict__:
+            cls.build = _marking_built(cls.build)  # type: ignore[method-assign]
 
     def __init__(self, *, name: str | None = None, **keras_args: Any) -> None:
         if keras_args:  # what a subclass's `**kwargs` passed on, the Keras ones taken out
@@ -574,6 +577,31 @@ def _trailing_dims(shape: Any) -> Any:
     if isinstance(shape, list):
         return [list(s[1:]) for s in shape]
     return list(shape[1:])
+
+
+def _marking_built(build: Any) -> Any:
+    """Wrap a subclass `build` so that a call by hand (`layer.build(shape)`, as in
+    Keras) leaves the layer built, as the first call would: otherwise that call would
+    build it again, drawing new weights over any loaded since."""
+
+    @functools.wraps(build)
+    def wrapper(self: Layer, input_shape: Any) -> None:
+        if self.built or self.__dict__.get("_building"):
+            build(self, input_shape)
+            return
+        self.__dict__["_building"] = True
+        try:
+            build(self, input_shape)
+        finally:
+            del self.__dict__["_building"]
+        if not self.built:
+            self.build_shape = _trailing_dims(input_shape)
+            self.built = True
+            self.trainable = self.trainable
+            if self.requested_dtype is not None:
+                self.to(self.requested_dtype)
+
+    return wrapper
 
 
 def _recording_init(init: Any) -> Any:
