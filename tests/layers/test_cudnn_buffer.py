@@ -265,3 +265,17 @@ def test_on_cuda_cudnn_takes_the_weights_without_a_copy() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         torch._VF.lstm(x, (h, h), kernel_weights(cell), True, 1, 0.0, False, False, True)
+
+
+def test_weights_swapped_in_get_a_zero_bias_of_their_own() -> None:
+    """`torch.func.functional_call` with weights of another dtype: the kernels get a zero
+    recurrent bias beside them, not the one kept in the cell's buffer."""
+    with cudnn_stand_in():
+        layer = LSTM(4, return_sequences=True)
+        layer(batch())
+    assert layer.cell.kernel_recurrent_bias is not None
+    swapped = {name: p.detach().double() for name, p in layer.named_parameters()}
+    x = batch(dtype=torch.float64)
+    got = torch.func.functional_call(layer, swapped, (x,))
+    plain = copy.deepcopy(layer).double()  # no stand-in: its own zero bias per call
+    torch.testing.assert_close(got.values, plain(x).values, rtol=0, atol=0)

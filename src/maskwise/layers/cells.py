@@ -166,12 +166,15 @@ class _BuiltinCell(Layer):
     def weights(self) -> Weights:
         """The weights as the fused kernels take them: the recurrent-side bias is the
         zero one kept in cuDNN's buffer where the cell has a single bias and cuDNN runs
-        it (`kernel_recurrent_bias`), else the cell's own (None for a single bias)."""
-        recurrent = self.recurrent_bias
+        it (`kernel_recurrent_bias`), else the cell's own (None for a single bias). The
+        kept one only beside the bias it was laid out with: weights swapped in
+        (`torch.func.functional_call`, another dtype or device) get a zero bias per call."""
+        recurrent, bias = self.recurrent_bias, self.bias
         kept = self.kernel_recurrent_bias
-        return Weights(
-            self.weight_ih, self.weight_hh, self.bias, kept if recurrent is None else recurrent
-        )
+        if recurrent is None and kept is not None and bias is not None:
+            if kept.untyped_storage().data_ptr() == bias.untyped_storage().data_ptr():
+                recurrent = kept
+        return Weights(self.weight_ih, self.weight_hh, bias, recurrent)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """After unpickling or `copy.deepcopy` (which copy each parameter on its own):
