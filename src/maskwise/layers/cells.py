@@ -70,6 +70,11 @@ def _keep_loaded_in_one_buffer(cell: _BuiltinCell, incompatible: Any) -> None:
     keep_in_one_buffer(cell)
 
 
+def _same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether `a` and `b` are views of one buffer."""
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
 class _BuiltinCell(Layer):
     """What `LSTMCell`, `GRUCell` and `SimpleRNNCell` share: the arguments, the weights,
     the input projection, dropout, and the Keras cell call."""
@@ -171,9 +176,9 @@ class _BuiltinCell(Layer):
         (`torch.func.functional_call`, another dtype or device) get a zero bias per call."""
         recurrent, bias = self.recurrent_bias, self.bias
         kept = self.kernel_recurrent_bias
-        if recurrent is None and kept is not None and bias is not None:
-            if kept.untyped_storage().data_ptr() == bias.untyped_storage().data_ptr():
-                recurrent = kept
+        beside = kept is not None and bias is not None and _same_storage(kept, bias)
+        if recurrent is None and beside:
+            recurrent = kept
         return Weights(self.weight_ih, self.weight_hh, bias, recurrent)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
