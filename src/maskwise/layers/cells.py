@@ -174,11 +174,10 @@ class _BuiltinCell(Layer):
         it (`kernel_recurrent_bias`), else the cell's own (None for a single bias). The
         kept one only beside the bias it was laid out with: weights swapped in
         (`torch.func.functional_call`, another dtype or device) get a zero bias per call."""
-        recurrent, bias = self.recurrent_bias, self.bias
-        kept = self.kernel_recurrent_bias
-        beside = kept is not None and bias is not None and _same_storage(kept, bias)
-        if recurrent is None and beside:
-            recurrent = kept
+        bias, kept = self.bias, self.kernel_recurrent_bias
+        recurrent: torch.Tensor | None = self.recurrent_bias
+        if recurrent is None and kept is not None and bias is not None:
+            recurrent = kept if _same_storage(kept, bias) else None
         return Weights(self.weight_ih, self.weight_hh, bias, recurrent)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
