@@ -143,7 +143,8 @@ def check(
         run = run_model(model, report.layout, report.paddings[0], mask_value)
         findings += run.findings + check_masking_value(model, report.layout, report.paddings[0])
         if _unmasked_padding(model, report, run.batch, findings):
-            findings.append(no_mask_made())
+            ids = report.layout.tokens and report.layout.sequences[0].dtype.kind in "iu"
+            findings.append(no_mask_made(tokens=ids))
         if run.batch is not None and not any(f.severity == "error" for f in run.findings):
             from .leak_probe import probe_leaks  # a lost or doubled mask comes first
 

@@ -403,6 +403,8 @@ def _masked_real_steps(layout: Layout, paddings: list[Padding], mask_value: floa
         return []
     i, t = hits[0]
     sequences = len({s for s, _ in hits})
+    if layout.tokens and mask_value == 0:
+        return [_real_zero_tokens(layout.name, len(hits), sequences, i, t)]
     message = (
         f"{layout.name}: {len(hits)} real steps in {sequences} sequences equal the mask value "
         f"{mask_value} in every feature (first: sequence {i}, step {t}). They lie between "
@@ -414,6 +416,23 @@ def _masked_real_steps(layout: Layout, paddings: list[Padding], mask_value: floa
         "a value the data cannot hold and use it as `mask_value`."
     )
     return [Finding("MW003", "warning", message, fix, sequence=i, step=t)]
+
+
+def _real_zero_tokens(name: str, hits: int, sequences: int, i: int, t: int) -> Finding:
+    """MW003 for token ids: id 0 between real steps, which `Embedding(mask_zero=True)`
+    masks as padding (the mask of token ids is made by the Embedding, not a Masking)."""
+    message = (
+        f"{name}: {hits} real steps in {sequences} sequences hold token id 0 (first: "
+        f"sequence {i}, step {t}). They lie between real steps, but "
+        "Embedding(mask_zero=True) masks every id 0, as if it were padding."
+    )
+    fix = (
+        "if id 0 is a real token, keep 0 for padding: shift the ids by 1 before padding "
+        "(`[s + 1 for s in sequences]`, then `Embedding(input_dim + 1, ...)`); or pass "
+        "the list of sequences unpadded, whose mask comes from their lengths, with "
+        "`Embedding(mask_zero=False)`."
+    )
+    return Finding("MW003", "warning", message, fix, sequence=i, step=t)
 
 
 def _mixed_sides(layout: Layout, paddings: list[Padding]) -> list[Finding]:

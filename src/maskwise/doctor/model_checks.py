@@ -420,7 +420,10 @@ def check_output_mask(
     if not padded:
         return []
     if not lost:
-        return [no_mask_made()] if first.mask is None and mask_made is False else []
+        if first.mask is not None or mask_made is not False:
+            return []
+        ids = first.values.dim() == 2 and not first.values.is_floating_point()
+        return [no_mask_made(tokens=ids)]
     made = (
         "the inputs carry a mask, but a layer dropped it"
         if first.mask is not None
@@ -434,24 +437,50 @@ def check_output_mask(
     return [Finding("MW006", "error", message, _MAKE_AND_KEEP_THE_MASK)]
 
 
+_KEEP_THE_MASK = (
+    "keep it: a custom forward returns a Masked (`x.with_values(...)`, not bare "
+    "values), a Lambda gets `mask=`. "
+    "`mw.doctor.check(x, model=model)` names the layer that loses it."
+)
 _MAKE_AND_KEEP_THE_MASK = (
     "make the mask: `layers.Masking(mask_value)` as the first layer for a padded "
     "array (`Embedding(mask_zero=True)` for token ids), or pass a list of "
-    "sequences; keep it: a custom forward returns a Masked (`x.with_values(...)`, "
-    "not bare values), a Lambda gets `mask=`. "
-    "`mw.doctor.check(x, model=model)` names the layer that loses it."
+    "sequences; " + _KEEP_THE_MASK
 )
 
 
-def no_mask_made() -> Finding:
+def no_mask_made(tokens: bool = False) -> Finding:
     """MW006 for a padded array fed to a model that makes no mask from it (see
-    `check_output_mask`), whatever its output."""
+    `check_output_mask`), whatever its output. For token ids `(batch, time)` the mask
+    is the Embedding's to make (`mask_zero=True`), not a `Masking`'s.
+
+    Example:
+        >>> "mask_zero=True" in no_mask_made(tokens=True).fix
+        True
+    """
+    if tokens:
+        message = (
+            "the token ids are padded with id 0, but the model makes no mask from it (its "
+            "`Embedding` has mask_zero=False): every layer reads the padding as tokens "
+            "of id 0, so its outputs depend on how much padding each sequence has and at "
+            "which end."
+        )
+        fix = (
+            "make the mask: `Embedding(input_dim, output_dim, mask_zero=True)`, or pass "
+            "the list of token sequences unpadded; " + _KEEP_THE_MASK + " If the model "
+            "is meant to read the padding as tokens, say so: `mask_value=None` in `fit`, "
+            "`evaluate` and `predict`."
+        )
+        return Finding("MW006", "error", message, fix)
     message = (
         "the data has padding, but the model makes no mask from it (no `Masking`, no "
         "`Embedding(mask_zero=True)`): every layer reads the padded steps as data, so "
         "its outputs depend on how much padding each sequence has and at which end."
     )
-    fix = _MAKE_AND_KEEP_THE_MASK + " If the padded values are data, say so: `mask_value=None`."
+    fix = (
+        _MAKE_AND_KEEP_THE_MASK + " If the padded values are data, say so: `mask_value=None` "
+        "in `fit`, `evaluate` and `predict`."
+    )
     return Finding("MW006", "error", message, fix)
 
 
