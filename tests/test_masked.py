@@ -342,3 +342,11 @@ def test_torch_export_takes_and_returns_a_masked():
     assert isinstance(got, Masked)
     torch.testing.assert_close(got.values, expected.values)
     assert torch.equal(got.mask, expected.mask)
+
+
+def test_torch_load_with_weights_only_reads_a_saved_masked(tmp_path):
+    """`torch.load`'s default (`weights_only=True` since PyTorch 2.6) loads a Masked."""
+    x = Masked.from_lengths(torch.randn(2, 3, 4), [3, 1])
+    torch.save({"batch": x}, tmp_path / "batch.pt")
+    loaded = torch.load(tmp_path / "batch.pt", weights_only=True)["batch"]
+    assert torch.equal(loaded.values, x.values) and torch.equal(loaded.mask, x.mask)

@@ -617,6 +617,22 @@ def non_finite_weights(model: torch.nn.Module) -> list[str]:
     ]
 
 
+def refuse_scheduled(optimizer: Any, callback: str) -> None:
+    """A `ConfigError` for `callback` setting the learning rate of an optimizer whose
+    rate follows a schedule, which sets the rate at every step (Keras refuses it too)."""
+    schedule = getattr(optimizer, "schedule", None)
+    if schedule is None:
+        return
+    raise ConfigError(
+        format_error(
+            f"{callback} cannot set the learning rate of an optimizer whose rate follows a "
+            "schedule (it sets the rate at every step).",
+            received=f"{type(optimizer).__name__}(learning_rate={schedule!r})",
+            fix="give the optimizer a number as learning_rate, or drop the callback.",
+        )
+    )
+
+
 class ReduceLROnPlateau(MonitorCallback):
     """Multiply the learning rate by `factor` when a monitored value stops improving.
 
@@ -684,6 +700,7 @@ class ReduceLROnPlateau(MonitorCallback):
         self.wait = 0
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        refuse_scheduled(self.model.optimizer, "ReduceLROnPlateau")
         groups = self.model.optimizer.param_groups
         if logs is not None:
             logs["learning_rate"] = float(groups[0]["lr"])
@@ -903,15 +920,7 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         optimizer = self.model.optimizer
-        if getattr(optimizer, "schedule", None) is not None:
-            raise ConfigError(
-                format_error(
-                    "LearningRateScheduler cannot set the learning rate of an optimizer "
-                    "whose rate follows a schedule (it sets the rate at every step).",
-                    received=f"{type(optimizer).__name__}(learning_rate={optimizer.schedule!r})",
-                    fix="give the optimizer a number as learning_rate, or drop the callback.",
-                )
-            )
+        refuse_scheduled(optimizer, "LearningRateScheduler")
         groups = optimizer.param_groups
         rate = self.schedule(epoch, float(groups[0]["lr"]))
         number = float(rate) if isinstance(rate, int | float | np.number) else math.nan

@@ -395,6 +395,9 @@ def _masked_advice(use: str, name: str) -> str:
 
 
 refuse_tensor_habits(Masked, _masked_advice)
+# A Masked is rebuilt from tensors alone (`Masked(values, mask)`, its `__reduce__`), so
+# `torch.load`'s default `weights_only=True` may load a saved one.
+torch.serialization.add_safe_globals([Masked])
 
 
 def _refuse_conversion(operation: str) -> NoReturn:

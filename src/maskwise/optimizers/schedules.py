@@ -63,6 +63,15 @@ class LearningRateSchedule:
     def from_config(cls, config: dict[str, Any]) -> LearningRateSchedule:
         return cls(**config)
 
+    def __repr__(self) -> str:
+        """`ExponentialDecay(initial_learning_rate=0.1, ...)`: the class and its config,
+        as errors and `Optimizer`'s repr show it."""
+        try:
+            arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        except NotImplementedError:
+            arguments = ""
+        return f"{type(self).__name__}({arguments})"
+
 
 class ExponentialDecay(LearningRateSchedule):
     """`initial_learning_rate * decay_rate ** (step / decay_steps)`; with `staircase`,
