@@ -141,6 +141,10 @@ def test_per_step_regressor_trains_as_in_keras(body, side, loss, loss_metric):
     assert [len(p) for p in predicted] == list(LENGTHS)
     for i, p in enumerate(predicted):
         np.testing.assert_allclose(p, keras_predicted[i][real[i]], atol=ATOL)
+    # or padded back as Keras's array, with the mask
+    back = mw.Masked.pad(predicted, padding=side, max_len=T)
+    np.testing.assert_array_equal(back.mask.numpy(), real)
+    np.testing.assert_allclose(back.values.numpy()[real], keras_predicted[real], atol=ATOL)
     # the masked MSE by hand, from Keras's predictions
     by_hand = np.square(keras_predicted - y)[real].mean()
     assert scores["mse"] == pytest.approx(by_hand, rel=1e-5)
@@ -343,3 +347,23 @@ def test_zero_weights_at_padding_instead_of_masking():
     np.testing.assert_allclose(list(scores.values()), keras_scores, rtol=1e-5)
     squared = np.square(theirs.predict(x, verbose=0) - y)[..., 0]
     assert keras_scores[0] == pytest.approx((squared * real).sum() / real.size, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mse", "MSE", "MAE", "mape", "MAPE", "huber", "Huber"])
+def test_keras_loss_names(name):
+    """Every spelling Keras's `compile` takes for a regression loss, with its value."""
+    x, y = padded("pre", np.nan)
+    _, ours = pair(loss=name, metrics=[], mask_value=np.nan)
+    theirs, _ = pair(loss=name, metrics=[])
+    expected = theirs.evaluate(*padded("pre"), batch_size=N, verbose=0)
+    assert ours.evaluate(x, y, batch_size=N)["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_keras_loss_and_metric_objects_are_named():
+    """`compile(loss=keras.losses.Huber(0.5))` copied as is: the error names maskwise's
+    class of the same name."""
+    model = mw.Sequential([layers.Masking(0.0), layers.LSTM(4, return_sequences=True)])
+    with pytest.raises(mw.MaskwiseTypeError, match=r"maskwise\.losses\.Huber\(\.\.\.\)"):
+        model.compile("adam", keras.losses.Huber(0.5))
+    with pytest.raises(mw.MaskwiseTypeError, match=r"maskwise\.metrics\.RootMeanSquaredError"):
+        model.compile("adam", "mse", metrics=[keras.metrics.RootMeanSquaredError()])

@@ -1308,15 +1308,21 @@ LOSSES: dict[str, type[Loss]] = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
+    "bce": BinaryCrossentropy,
+    "BCE": BinaryCrossentropy,
     "mean_squared_error": MeanSquaredError,
     "mse": MeanSquaredError,
+    "MSE": MeanSquaredError,
     "mean_absolute_error": MeanAbsoluteError,
     "mae": MeanAbsoluteError,
+    "MAE": MeanAbsoluteError,
     "mean_absolute_percentage_error": MeanAbsolutePercentageError,
     "mape": MeanAbsolutePercentageError,
+    "MAPE": MeanAbsolutePercentageError,
     "huber": Huber,
 }
-"""Keras loss names (and the class names) that `get_loss` resolves."""
+"""Keras loss names (with its abbreviations, `"mse"`, `"MAPE"`, `"bce"`, ..., and the class
+names) that `get_loss` resolves."""
 LOSSES.update({cls.__name__: cls for cls in set(LOSSES.values())})
 
 
@@ -1349,7 +1355,29 @@ def get_loss(identifier: str | Loss) -> Loss:
         format_error(
             "A loss must be a name or a maskwise.losses.Loss.",
             received=type(identifier).__name__,
-            fix="e.g. `loss='sparse_categorical_crossentropy'` or "
+            fix=keras_object_fix(identifier, "losses", LOSSES)
+            or "e.g. `loss='sparse_categorical_crossentropy'` or "
             "`loss=maskwise.losses.SparseCategoricalCrossentropy(from_logits=True)`.",
         )
+    )
+
+
+def keras_object_fix(identifier: Any, module: str, names: Mapping[str, type]) -> str | None:
+    """For a Keras loss or metric object that maskwise has under the same class name:
+    the fix naming maskwise's class; None for anything else.
+
+    Example:
+        >>> class Huber:  # stands for keras.losses.Huber
+        ...     __module__ = "keras.src.losses.losses"
+        >>> keras_object_fix(Huber(), "losses", LOSSES)
+        'a Keras object is not a maskwise one: use `maskwise.losses.Huber(...)` ...'
+        >>> keras_object_fix(object(), "losses", LOSSES) is None
+        True
+    """
+    kind = type(identifier).__name__
+    if not type(identifier).__module__.startswith("keras") or kind not in names:
+        return None
+    return (
+        f"a Keras object is not a maskwise one: use `maskwise.{module}.{kind}(...)` with "
+        "the same arguments (or its name in compile)."
     )

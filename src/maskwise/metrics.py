@@ -1436,6 +1436,7 @@ def get_metric(identifier: str | Metric) -> Metric:
         format_error(
             "A metric must be a name or a maskwise.metrics.Metric.",
             received=type(identifier).__name__,
-            fix="e.g. `metrics=['accuracy']` or `metrics=[maskwise.metrics.TopKAccuracy(3)]`.",
+            fix=losses.keras_object_fix(identifier, "metrics", METRICS)
+            or "e.g. `metrics=['accuracy']` or `metrics=[maskwise.metrics.TopKAccuracy(3)]`.",
         )
     )
