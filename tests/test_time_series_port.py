@@ -367,3 +367,35 @@ def test_keras_loss_and_metric_objects_are_named():
         model.compile("adam", keras.losses.Huber(0.5))
     with pytest.raises(mw.MaskwiseTypeError, match=r"maskwise\.metrics\.RootMeanSquaredError"):
         model.compile("adam", "mse", metrics=[keras.metrics.RootMeanSquaredError()])
+
+
+def test_two_targets_per_step_padded_with_nan():
+    """`Dense(2)` per step, targets `(N, T, 2)` padded with NaN: the data checks read
+    them per step (NaN at padded steps is fine) and the scores are Keras's on zero
+    padding; a NaN at a real step is still MW005."""
+    keras.utils.set_random_seed(0)
+    theirs = keras.Sequential(
+        [
+            keras.layers.Masking(0.0),
+            keras.layers.LSTM(16, return_sequences=True),
+            keras.layers.Dense(2),
+        ]
+    )
+    ours = mw.Sequential(
+        [layers.Masking(np.nan), layers.LSTM(16, return_sequences=True), layers.Dense(2)]
+    )
+    theirs.build((None, T, F))
+    ours.build((None, T, F))
+    ours.set_weights(theirs.get_weights())
+    theirs.compile("adam", "mse", metrics=["mae"])
+    ours.compile("adam", "mse", metrics=["mae"])
+    x0, y0 = padded("pre")
+    x, y = padded("pre", np.nan)
+    y0, y = (np.concatenate([t, -2 * t], axis=-1) for t in (y0, y))
+    expected = theirs.evaluate(x0, y0, batch_size=N, verbose=0)
+    np.testing.assert_allclose(
+        list(ours.evaluate(x, y, batch_size=N).values()), expected, rtol=1e-5
+    )
+    y[0, -1, 1] = np.nan  # the last step of a pre-padded series is real
+    with pytest.raises(mw.DoctorError, match=r"MW005.*1 real steps hold NaN"):
+        ours.evaluate(x, y)
