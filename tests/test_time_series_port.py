@@ -12,7 +12,10 @@ Differs on purpose, and checked against what Keras itself says: the epoch loss i
 mean over every real step of the epoch (Keras's own `mse` metric, where Keras's loss
 averages the batches' means by their numbers of sequences), `RootMeanSquaredError` is
 over real steps (Keras's drops the mask), NaN padding gives Keras's zero-padded run
-(Keras's loss is NaN), and a causal `Conv1D` keeps the mask (Keras drops it).
+(Keras's loss is NaN), a causal `Conv1D` keeps the mask (Keras drops it), and zero
+sample weights at the padding without `Masking` stop at MW006.
+Also: per-step sample weights `(N, T)` and `(N, T, 1)`, the callbacks, Keras's loss
+names, two targets per step, and ragged lists giving the padded arrays' scores.
 """
 
 import warnings
@@ -311,12 +314,18 @@ def test_causal_conv_keeps_the_mask_where_keras_drops_it():
 def test_ragged_lists_with_bucketing_evaluate_as_the_padded_arrays():
     """The same series as ragged lists (`fit`'s and `evaluate`'s default bucketing):
     on fixed weights, the scores and predictions of the padded arrays, pre or post;
-    per-step targets given as `(n,)` or `(n, 1)`."""
+    per-step targets given as `(n,)` or `(n, 1)`, per-step weights as `(n,)`."""
     _, ours = pair()
     expected = ours.evaluate(*padded("post"), batch_size=16)
     for y in (TARGETS, [t[:, 0] for t in TARGETS]):
         assert ours.evaluate(SERIES, y, batch_size=16) == pytest.approx(expected, rel=1e-6)
     assert ours.evaluate(*padded("pre"), batch_size=16) == pytest.approx(expected, rel=1e-6)
+    weights = np.random.default_rng(1).uniform(0.5, 2.0, size=(N, T)).astype("float32")
+    per_series = [w[:n] for w, n in zip(weights, LENGTHS, strict=True)]  # (n,), post-aligned
+    weighted = ours.evaluate(*padded("post"), sample_weight=weights, batch_size=16)
+    assert weighted["loss"] != pytest.approx(expected["loss"], rel=1e-3)
+    ragged = ours.evaluate(SERIES, TARGETS, sample_weight=per_series, batch_size=16)
+    assert ragged == pytest.approx(weighted, rel=1e-6)
     for got, want in zip(ours.predict(SERIES), ours.predict(padded("pre")[0]), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-6)
     ours.fit(SERIES, TARGETS, batch_size=16, epochs=1, verbose=0, seed=0)  # bucketed batches
