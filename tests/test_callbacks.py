@@ -482,9 +482,8 @@ def test_model_checkpoint_can_save_the_weights_only(tmp_path) -> None:
     fresh = tagger()
     fresh.load_weights(saved)
     assert all(torch.equal(value, weights(model)[key]) for key, value in weights(fresh).items())
-    keras_name = callbacks.ModelCheckpoint(tmp_path / "m.weights.h5", save_weights_only=True)
     with pytest.raises(ConfigError, match=r"(?s)Keras's .h5 format.*m.weights.safetensors"):
-        model.fit(x, y, epochs=1, verbose=0, callbacks=[keras_name])
+        callbacks.ModelCheckpoint(tmp_path / "m.weights.h5", save_weights_only=True)
 
 
 @pytest.mark.parametrize(

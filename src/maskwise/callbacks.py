@@ -521,6 +521,11 @@ class ModelCheckpoint(MonitorCallback):
             every so many batches is not implemented.
         initial_value_threshold: with `save_best_only`, the value the first save must
             beat (None: the first epoch saves).
+
+    Raises:
+        ConfigError: a Keras file name (`.keras`, `.h5`, `.hdf5`), when the callback is
+            made (Keras too refuses a name it cannot write there): the message names the
+            `.safetensors` name to use.
     """
 
     def __init__(
@@ -543,6 +548,11 @@ class ModelCheckpoint(MonitorCallback):
                     fix="save at the end of each epoch: save_freq='epoch' (the default).",
                 )
             )
+        # here: maskwise.checkpoint imports the training loop, which imports this module
+        from .checkpoint import check_suffix
+
+        # a Keras file name fails here, not at the first epoch's end
+        check_suffix(Path(filepath), weights_only=save_weights_only)
         super().__init__(monitor, mode, baseline=initial_value_threshold)
         self.path = str(filepath)
         self.verbose = verbose

@@ -101,6 +101,7 @@ __all__ = [
     "Huber",
     "Loss",
     "MeanAbsoluteError",
+    "MeanAbsolutePercentageError",
     "MeanSquaredError",
     "SparseCategoricalCrossentropy",
     "counted_steps",
@@ -108,7 +109,8 @@ __all__ = [
 ]
 
 EPSILON = 1e-7
-"""Keras's `backend.epsilon()`: probabilities are clipped to `[EPSILON, 1 - EPSILON]`."""
+"""Keras's `backend.epsilon()`: probabilities are clipped to `[EPSILON, 1 - EPSILON]`,
+and `MeanAbsolutePercentageError` divides by at least `EPSILON`."""
 
 REDUCTIONS = ("mean", "sum", "mean_with_sample_weight", "none", "sequence_mean", "keras2")
 """The reductions a loss stores (`Loss.reduction`)."""
@@ -555,15 +557,24 @@ def dense_targets(
 def step_weights(
     sample_weight: Any, step_shape: torch.Size, device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor | None:
-    """Sample weights as a tensor `(batch,)` or of the step shape, or None."""
+    """Sample weights as a tensor `(batch,)` or of the step shape, or None. A trailing
+    axis of 1 is dropped, as Keras does: `(N, T, 1)` weights for `(N, T)` steps, and
+    `(N, 1)` for one step per sequence."""
     if sample_weight is None:
         return None
     weight = as_targets(sample_weight, device).to(dtype)
+    if (
+        weight.ndim > 1
+        and weight.shape[-1] == 1
+        and weight.shape[:-1] in (step_shape[:1], step_shape)
+    ):
+        weight = weight.squeeze(-1)
     if weight.shape not in (step_shape[:1], step_shape):
         raise ShapeError(
             format_error(
                 "sample_weight must hold one weight per sequence or per step.",
-                expected=f"shape {tuple(step_shape[:1])} or {tuple(step_shape)}",
+                expected=f"shape {tuple(step_shape[:1])} or {tuple(step_shape)} (or either "
+                "with a trailing axis of 1)",
                 received=f"shape {tuple(weight.shape)}",
             )
         )
@@ -1229,6 +1240,30 @@ class MeanAbsoluteError(_Regression):
         return (preds - targets).abs()
 
 
+class MeanAbsolutePercentageError(_Regression):
+    """`100 *` the mean over the last axis of `|y_pred - y_true| / max(|y_true|, 1e-7)`,
+    at real steps (Keras's `mape`).
+
+    Mask rule: only real steps count; NaN targets at padded steps are fine.
+
+    Example:
+        >>> y = Masked(torch.full((1, 2, 1), 3.0), lengths_to_mask([1], 2))
+        >>> loss = MeanAbsolutePercentageError()
+        >>> float(loss(torch.tensor([[[4.0], [float("nan")]]]), y))  # 100 * |3 - 4| / 4
+        25.0
+
+    Args:
+        reduction: see `Loss`.
+        name: the loss's name.
+        dtype: see `Loss`.
+    """
+
+    default_name = "mean_absolute_percentage_error"
+
+    def error(self, preds, targets):
+        return 100.0 * (preds - targets).abs() / targets.abs().clamp(min=EPSILON)
+
+
 class Huber(_Regression):
     """Huber loss: `0.5 e**2` where `|e| <= delta`, else `delta * |e| - 0.5 delta**2`.
 
@@ -1273,13 +1308,21 @@ LOSSES: dict[str, type[Loss]] = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
+    "bce": BinaryCrossentropy,
+    "BCE": BinaryCrossentropy,
     "mean_squared_error": MeanSquaredError,
     "mse": MeanSquaredError,
+    "MSE": MeanSquaredError,
     "mean_absolute_error": MeanAbsoluteError,
     "mae": MeanAbsoluteError,
+    "MAE": MeanAbsoluteError,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "mape": MeanAbsolutePercentageError,
+    "MAPE": MeanAbsolutePercentageError,
     "huber": Huber,
 }
-"""Keras loss names (and the class names) that `get_loss` resolves."""
+"""Keras loss names (with its abbreviations, `"mse"`, `"MAPE"`, `"bce"`, ..., and the class
+names) that `get_loss` resolves."""
 LOSSES.update({cls.__name__: cls for cls in set(LOSSES.values())})
 
 
@@ -1312,7 +1355,29 @@ def get_loss(identifier: str | Loss) -> Loss:
         format_error(
             "A loss must be a name or a maskwise.losses.Loss.",
             received=type(identifier).__name__,
-            fix="e.g. `loss='sparse_categorical_crossentropy'` or "
+            fix=keras_object_fix(identifier, "losses", LOSSES)
+            or "e.g. `loss='sparse_categorical_crossentropy'` or "
             "`loss=maskwise.losses.SparseCategoricalCrossentropy(from_logits=True)`.",
         )
+    )
+
+
+def keras_object_fix(identifier: Any, module: str, names: Mapping[str, type]) -> str | None:
+    """For a Keras loss or metric object that maskwise has under the same class name:
+    the fix naming maskwise's class; None for anything else.
+
+    Example:
+        >>> class Huber:  # stands for keras.losses.Huber
+        ...     __module__ = "keras.src.losses.losses"
+        >>> keras_object_fix(Huber(), "losses", LOSSES)
+        'a Keras object is not a maskwise one: use `maskwise.losses.Huber(...)` ...'
+        >>> keras_object_fix(object(), "losses", LOSSES) is None
+        True
+    """
+    kind = type(identifier).__name__
+    if not type(identifier).__module__.startswith("keras") or kind not in names:
+        return None
+    return (
+        f"a Keras object is not a maskwise one: use `maskwise.{module}.{kind}(...)` with "
+        "the same arguments (or its name in compile)."
     )

@@ -59,6 +59,7 @@ __all__ = [
     "F1Score",
     "FBetaScore",
     "MeanAbsoluteError",
+    "MeanAbsolutePercentageError",
     "MeanMetric",
     "MeanSquaredError",
     "Metric",
@@ -422,6 +423,27 @@ class MeanSquaredError(MeanMetric):
     def per_step(self, values, y_true, mask):
         loss, real, _ = losses.MeanSquaredError(name=self.name).per_step(values, y_true, mask)
         return loss, real
+
+
+class MeanAbsolutePercentageError(MeanMetric):
+    """Mean over real steps of each step's `MeanAbsolutePercentageError` loss (Keras's
+    `mape`): `100 * |y_pred - y_true| / max(|y_true|, 1e-7)`, averaged over the last axis.
+
+    Example:
+        >>> m = MeanAbsolutePercentageError()
+        >>> y_pred = Masked(torch.tensor([[[3.0], [0.0]]]), lengths_to_mask([1], 2))
+        >>> m.update(torch.tensor([[[2.0], [float("nan")]]]), y_pred)
+        >>> m.result()  # 100 * |3 - 2| / 2 at the real step; the NaN target is padding
+        50.0
+    """
+
+    default_name = "mean_absolute_percentage_error"
+    labels = False
+
+    def per_step(self, values, y_true, mask):
+        loss = losses.MeanAbsolutePercentageError(name=self.name)
+        value, real, _ = loss.per_step(values, y_true, mask)
+        return value, real
 
 
 class RootMeanSquaredError(MeanSquaredError):
@@ -1341,6 +1363,9 @@ METRICS: dict[str, type[Metric]] = {
     "mse": MeanSquaredError,
     "MSE": MeanSquaredError,
     "mean_squared_error": MeanSquaredError,
+    "mape": MeanAbsolutePercentageError,
+    "MAPE": MeanAbsolutePercentageError,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
     "root_mean_squared_error": RootMeanSquaredError,
     "precision": Precision,
     "recall": Recall,
@@ -1366,6 +1391,7 @@ METRICS.update(
             SparseCategoricalAccuracy,
             MeanAbsoluteError,
             MeanSquaredError,
+            MeanAbsolutePercentageError,
             RootMeanSquaredError,
             Precision,
             Recall,
@@ -1410,6 +1436,7 @@ def get_metric(identifier: str | Metric) -> Metric:
         format_error(
             "A metric must be a name or a maskwise.metrics.Metric.",
             received=type(identifier).__name__,
-            fix="e.g. `metrics=['accuracy']` or `metrics=[maskwise.metrics.TopKAccuracy(3)]`.",
+            fix=losses.keras_object_fix(identifier, "metrics", METRICS)
+            or "e.g. `metrics=['accuracy']` or `metrics=[maskwise.metrics.TopKAccuracy(3)]`.",
         )
     )

@@ -40,6 +40,7 @@ from .data_checks import (
     check_target_side,
     check_time_major,
     find_padding,
+    step_rows,
     to_layout,
     to_targets,
 )
@@ -313,6 +314,10 @@ def check_data(
             if misaligned:  # targets made time-major with the inputs: MW014 says it
                 report.findings += [] if time_major else misaligned
                 continue
+        steps = step_rows(values, report.layout) if rows is None and kind is not False else None
+        if rows is None and steps is not None:  # several units per step: NaN at padding is fine
+            report.findings += check_real_values(steps, column, report.paddings[0])
+            continue
         if rows is None:
             report.findings += check_sequence_values(values, column)
             continue

@@ -593,6 +593,33 @@ def to_targets(
     return rows, []
 
 
+def step_rows(values: Any, layout: Layout) -> list[np.ndarray] | None:
+    """Per-step values with several units per step (`(time, units, ...)` per sequence,
+    e.g. regression targets of two values per step) lined up with the sequences of
+    `layout`; None for anything else (one value per step: see `to_targets`).
+
+    Example:
+        >>> layout = to_layout(np.ones((2, 5, 3)), "x")
+        >>> [row.shape for row in step_rows(np.zeros((2, 5, 2)), layout)]
+        [(5, 2), (5, 2)]
+        >>> step_rows(np.zeros((2, 2)), layout) is None  # one row of 2 per sequence
+        True
+    """
+    if isinstance(values, list | tuple):
+        rows = [as_numpy(r) for r in values]
+    else:
+        array = as_numpy(values)
+        if array.ndim < 3:
+            return None
+        rows = list(array)
+    sequences = layout.sequences
+    if len(rows) != len(sequences):
+        return None
+    if any(r.ndim < 2 or len(r) != len(s) for r, s in zip(rows, sequences, strict=True)):
+        return None
+    return rows
+
+
 def _misaligned(layout: Layout, received: str, name: str, sequence: int | None = None) -> Finding:
     shape = layout.sequences[0].shape
     return Finding(
