@@ -58,9 +58,11 @@ def _data(kind, mask):
         logits = torch.randn(B, T, FEAT, generator=g) * 2
         pred = logits if kind == "binary_logits" else logits.sigmoid()
         y = torch.randint(0, 2, (B, T, FEAT), generator=g).float()
-    else:  # regression
+    else:  # regression (positive: MSLE's domain, where its gradient is not clipped)
         pred = torch.randn(B, T, FEAT, generator=g) * 2
         y = torch.randn(B, T, FEAT, generator=g) * 2
+        if kind == "positive":
+            pred, y = pred.abs(), y.abs()
     nan = float("nan")
     return pred, y, pred.masked_fill(pad[..., None], nan), y.masked_fill(pad[..., None], nan)
 
@@ -91,7 +93,17 @@ CASES = {
     "mse": (losses.MeanSquaredError, keras.losses.MeanSquaredError, {}),
     "mae": (losses.MeanAbsoluteError, keras.losses.MeanAbsoluteError, {}),
     "huber": (losses.Huber, keras.losses.Huber, {"delta": 0.7}),
+    "msle": (losses.MeanSquaredLogarithmicError, keras.losses.MeanSquaredLogarithmicError, {}),
+    "logcosh": (losses.LogCosh, keras.losses.LogCosh, {}),
 }
+REGRESSION = ("mse", "mae", "huber", "msle", "logcosh")
+
+
+def _kind(case):
+    """The `_data` kind of a loss case: its targets' form (MSLE: positive values)."""
+    if case == "msle":
+        return "positive"
+    return "regression" if case in REGRESSION else case
 
 
 def _keras_loss(keras_cls, kwargs, pred, y, mask, sample_weight):
@@ -107,7 +119,7 @@ def _keras_loss(keras_cls, kwargs, pred, y, mask, sample_weight):
 @pytest.mark.parametrize("case", list(CASES))
 def test_mean_matches_keras3(case, mask_name, weighted):
     ours_cls, keras_cls, kwargs = CASES[case]
-    kind = case if case.startswith(("sparse", "onehot", "binary")) else "regression"
+    kind = _kind(case)
     mask = _mask(mask_name)
     pred, y, our_pred, our_y = _data(kind, mask)
     weight = torch.rand(B, T, generator=torch.Generator().manual_seed(2)) if weighted else None
@@ -122,11 +134,11 @@ KERAS_REDUCTIONS = ["sum_over_batch_size", "sum", "mean", "mean_with_sample_weig
 
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("reduction", KERAS_REDUCTIONS)
-@pytest.mark.parametrize("case", ["sparse_logits", "binary", "mse"])
+@pytest.mark.parametrize("case", ["sparse_logits", "binary", "mse", "msle", "logcosh"])
 def test_keras_reduction_names_match_keras3(case, reduction, weighted):
     # Ragged ("gaps") data: Keras's value for each of its reduction names.
     ours_cls, keras_cls, kwargs = CASES[case]
-    kind = case if case.startswith(("sparse", "binary")) else "regression"
+    kind = _kind(case)
     mask = _mask("gaps")
     pred, y, our_pred, our_y = _data(kind, mask)
     weight = torch.rand(B, T, generator=torch.Generator().manual_seed(2)) if weighted else None
@@ -242,14 +254,19 @@ def _keras_model(units, activation, kernel, bias):
 
 @pytest.mark.parametrize(
     ("loss_name", "units", "activation"),
-    [("sparse_categorical_crossentropy", C, "softmax"), ("mse", FEAT, None)],
+    [
+        ("sparse_categorical_crossentropy", C, "softmax"),
+        ("mse", FEAT, None),
+        ("msle", FEAT, None),
+        ("log_cosh", FEAT, None),
+    ],
 )
 def test_keras_evaluate_parity_with_masking_model(loss_name, units, activation):
     g = torch.Generator().manual_seed(3)
     mask = torch.tensor(MASKS["post"] + MASKS["pre"] + MASKS["gaps"], dtype=torch.bool)
     x = torch.randn(len(mask), T, FEAT, generator=g).masked_fill(~mask[..., None], 0.0)
-    if loss_name == "mse":
-        y = torch.randn(len(mask), T, FEAT, generator=g)
+    if units == FEAT:
+        y = torch.randn(len(mask), T, FEAT, generator=g).abs()
         our_y = y.masked_fill(~mask[..., None], float("nan"))
     else:
         y = torch.randint(0, C, (len(mask), T), generator=g)
@@ -333,6 +350,11 @@ def _reference(kind, rows_pred, rows_y, reduction, delta=1.0):
             per_row.append(F.l1_loss(p, t, reduction="none").mean(-1))
         elif kind == "huber":
             per_row.append(F.huber_loss(p, t, reduction="none", delta=delta).mean(-1))
+        elif kind == "msle":
+            logs = [v.clamp(min=1e-7).log1p() for v in (p, t)]
+            per_row.append((logs[0] - logs[1]).square().mean(-1))
+        elif kind == "logcosh":
+            per_row.append((p - t).double().cosh().log().float().mean(-1))
         else:
             per_row.append(F.binary_cross_entropy_with_logits(p, t, reduction="none").mean(-1))
     steps = torch.cat(per_row)
@@ -350,6 +372,8 @@ LOSS_FOR = {
     "mse": lambda r: losses.MeanSquaredError(reduction=r),
     "mae": lambda r: losses.MeanAbsoluteError(reduction=r),
     "huber": lambda r: losses.Huber(delta=0.5, reduction=r),
+    "msle": lambda r: losses.MeanSquaredLogarithmicError(reduction=r),
+    "logcosh": lambda r: losses.LogCosh(reduction=r),
     "binary_logits": lambda r: losses.BinaryCrossentropy(from_logits=True, reduction=r),
 }
 
@@ -401,6 +425,8 @@ ALL_LOSSES = {
     "mse": losses.MeanSquaredError(),
     "mae": losses.MeanAbsoluteError(),
     "huber": losses.Huber(),
+    "msle": losses.MeanSquaredLogarithmicError(),
+    "logcosh": losses.LogCosh(),
 }
 
 
@@ -408,7 +434,7 @@ ALL_LOSSES = {
 @pytest.mark.parametrize("name", list(ALL_LOSSES))
 def test_nan_padding_gives_finite_loss_and_zero_gradient_at_padding(name, reduction):
     mask = _mask("gaps")
-    kind = "regression" if name in ("mse", "mae", "huber") else name
+    kind = _kind(name)
     _, _, pred, y = _data(kind, mask)
     pred = pred.masked_fill(~mask[..., None], float("nan")).requires_grad_()
     loss = type(ALL_LOSSES[name])(reduction=reduction)(y, Masked(pred, mask))
@@ -423,7 +449,7 @@ def test_nan_padding_gives_finite_loss_and_zero_gradient_at_padding(name, reduct
 @pytest.mark.parametrize("name", list(ALL_LOSSES))
 def test_batch_without_real_step_gives_zero(name, reduction):
     mask = torch.zeros(B, T, dtype=torch.bool)
-    kind = "regression" if name in ("mse", "mae", "huber") else name
+    kind = _kind(name)
     _, _, pred, y = _data(kind, mask)
     pred = pred.requires_grad_()
     loss = type(ALL_LOSSES[name])(reduction=reduction)(y, Masked(pred, mask))
@@ -457,6 +483,31 @@ def test_per_sequence_targets_without_time_axis():
     )
     seq = losses.MeanSquaredError(reduction="sequence_mean")(target, pred)
     torch.testing.assert_close(seq, F.mse_loss(pred[:, 0], target), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["msle", "logcosh"])
+def test_per_sequence_values_match_keras3(case):
+    # One target row per sequence (no time axis), with and without sample weights.
+    ours_cls, keras_cls, _ = CASES[case]
+    g = torch.Generator().manual_seed(6)
+    pred, y = torch.randn(6, FEAT, generator=g) * 3, torch.randn(6, FEAT, generator=g) * 3
+    weight = torch.rand(6, generator=g)
+    for sample_weight in (None, weight):
+        expected = keras_cls()(y, pred, sample_weight=sample_weight)
+        got = ours_cls()(y, pred, sample_weight=sample_weight)
+        torch.testing.assert_close(got, torch.as_tensor(expected), atol=1e-6, rtol=1e-6)
+        per_row = ours_cls(reduction="none")(y, pred, sample_weight=sample_weight)
+        keras_per_row = keras_cls(reduction="none")(y, pred, sample_weight=sample_weight)
+        torch.testing.assert_close(per_row, torch.as_tensor(keras_per_row), atol=1e-6, rtol=1e-6)
+
+
+def test_log_cosh_stays_finite_where_cosh_overflows():
+    # cosh(200) overflows float32; Keras's form gives |x| - log(2) there.
+    pred = torch.tensor([[200.0], [-200.0]])
+    got = losses.LogCosh(reduction="none")(torch.zeros(2), pred)
+    expected = keras.losses.LogCosh(reduction="none")(torch.zeros(2, 1), pred)
+    torch.testing.assert_close(got, torch.as_tensor(expected))
+    torch.testing.assert_close(got, torch.full((2,), 200.0 - math.log(2.0)))
 
 
 def test_unmasked_sequence_output_counts_every_step():
@@ -588,7 +639,7 @@ def test_weight_errors():
 def test_configuration_errors():
     with pytest.raises(ConfigError, match=r"(?s)Unknown loss reduction.*'sequence_mean'"):
         losses.MeanSquaredError(reduction="sum_over_batch")
-    with pytest.raises(ConfigError, match=r"(?s)Unknown loss 'mean_sq'.*huber, mae"):
+    with pytest.raises(ConfigError, match=r"(?s)Unknown loss 'mean_sq'.*huber, log_cosh"):
         losses.get_loss("mean_sq")
     with pytest.raises(MaskwiseTypeError, match=r"name or a maskwise.losses.Loss"):
         losses.get_loss(F.mse_loss)
@@ -602,6 +653,10 @@ def test_get_loss_resolves_keras_names():
     assert isinstance(losses.get_loss("mse"), losses.MeanSquaredError)
     assert isinstance(losses.get_loss("mean_absolute_error"), losses.MeanAbsoluteError)
     assert isinstance(losses.get_loss("huber"), losses.Huber)
+    for name in ("msle", "MSLE", "mean_squared_logarithmic_error", "MeanSquaredLogarithmicError"):
+        assert isinstance(losses.get_loss(name), losses.MeanSquaredLogarithmicError)
+    for name in ("log_cosh", "logcosh", "LogCosh"):
+        assert isinstance(losses.get_loss(name), losses.LogCosh)
     assert isinstance(
         losses.get_loss("SparseCategoricalCrossentropy"), losses.SparseCategoricalCrossentropy
     )

@@ -55,6 +55,8 @@ def _data(kind, mask, seed=1):
     else:
         pred = torch.randn(n, time, FEAT, generator=g)
         y = torch.randn(n, time, FEAT, generator=g)
+        if kind == "positive":  # MSLE's domain
+            pred, y = pred.abs(), y.abs()
     return pred, y, pred.masked_fill(~mask[..., None], nan), y.masked_fill(~mask[..., None], nan)
 
 
@@ -86,6 +88,12 @@ CASES = {
     ),
     "mae": (metrics.MeanAbsoluteError(), lambda: keras.metrics.MeanAbsoluteError(), "regression"),
     "mse": (metrics.MeanSquaredError(), lambda: keras.metrics.MeanSquaredError(), "regression"),
+    "msle": (
+        metrics.MeanSquaredLogarithmicError(),
+        lambda: keras.metrics.MeanSquaredLogarithmicError(),
+        "positive",
+    ),
+    "logcosh": (metrics.LogCoshError(), lambda: keras.metrics.LogCoshError(), "regression"),
 }
 
 
@@ -380,6 +388,25 @@ def test_padded_batch_equals_real_steps_only(rows, extra, fill, seed):
     _same(mae.result(), plain_mae.result())
 
 
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (metrics.MeanSquaredLogarithmicError, keras.metrics.MeanSquaredLogarithmicError),
+        (metrics.LogCoshError, keras.metrics.LogCoshError),
+    ],
+)
+def test_per_sequence_regression_metrics_match_keras(ours, theirs):
+    # One target row per sequence (no time axis), weighted; NaN nowhere.
+    g = torch.Generator().manual_seed(7)
+    pred, y = torch.randn(6, FEAT, generator=g) * 3, torch.randn(6, FEAT, generator=g) * 3
+    weight = torch.rand(6, generator=g)
+    metric, keras_metric = ours(), theirs()
+    metric.update(y, pred, sample_weight=weight)
+    keras_metric.update_state(y, pred, sample_weight=weight)
+    assert metric.name == keras_metric.name
+    assert metric.result() == pytest.approx(float(keras_metric.result()), abs=1e-6)
+
+
 def test_empty_results():
     assert metrics.SparseCategoricalAccuracy().result() == 0.0
     assert metrics.Precision().result() == {}
@@ -426,6 +453,13 @@ def test_get_metric_resolves_keras_names():
         ("top_k_categorical_accuracy", metrics.TopKAccuracy),
         ("sparse_categorical_accuracy", metrics.SparseCategoricalAccuracy),
         ("root_mean_squared_error", metrics.RootMeanSquaredError),
+        ("msle", metrics.MeanSquaredLogarithmicError),
+        ("MSLE", metrics.MeanSquaredLogarithmicError),
+        ("mean_squared_logarithmic_error", metrics.MeanSquaredLogarithmicError),
+        ("MeanSquaredLogarithmicError", metrics.MeanSquaredLogarithmicError),
+        ("logcosh", metrics.LogCoshError),
+        ("log_cosh", metrics.LogCoshError),
+        ("LogCoshError", metrics.LogCoshError),
     ]:
         metric = metrics.get_metric(name)
         assert isinstance(metric, cls)

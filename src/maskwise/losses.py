@@ -99,10 +99,12 @@ __all__ = [
     "BinaryCrossentropy",
     "CategoricalCrossentropy",
     "Huber",
+    "LogCosh",
     "Loss",
     "MeanAbsoluteError",
     "MeanAbsolutePercentageError",
     "MeanSquaredError",
+    "MeanSquaredLogarithmicError",
     "SparseCategoricalCrossentropy",
     "counted_steps",
     "get_loss",
@@ -110,7 +112,8 @@ __all__ = [
 
 EPSILON = 1e-7
 """Keras's `backend.epsilon()`: probabilities are clipped to `[EPSILON, 1 - EPSILON]`,
-and `MeanAbsolutePercentageError` divides by at least `EPSILON`."""
+`MeanAbsolutePercentageError` divides by at least `EPSILON`, and
+`MeanSquaredLogarithmicError` raises values below `EPSILON` to it."""
 
 REDUCTIONS = ("mean", "sum", "mean_with_sample_weight", "none", "sequence_mean", "keras2")
 """The reductions a loss stores (`Loss.reduction`)."""
@@ -1264,6 +1267,55 @@ class MeanAbsolutePercentageError(_Regression):
         return 100.0 * (preds - targets).abs() / targets.abs().clamp(min=EPSILON)
 
 
+class MeanSquaredLogarithmicError(_Regression):
+    """Mean over the last axis of `(log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1))**2`
+    at real steps (Keras's `msle`): values below `1e-7` count as `1e-7`, as in Keras.
+
+    Mask rule: only real steps count; NaN targets at padded steps are fine.
+
+    Example:
+        >>> y = Masked(torch.full((1, 2, 1), 1.0), lengths_to_mask([1], 2))
+        >>> loss = MeanSquaredLogarithmicError()
+        >>> float(loss(torch.tensor([[[3.0], [float("nan")]]]), y))  # (log 4 - log 2) ** 2
+        0.4804...
+
+    Args:
+        reduction: see `Loss`.
+        name: the loss's name.
+        dtype: see `Loss`.
+    """
+
+    default_name = "mean_squared_logarithmic_error"
+
+    def error(self, preds, targets):
+        return (preds.clamp(min=EPSILON).log1p() - targets.clamp(min=EPSILON).log1p()).square()
+
+
+class LogCosh(_Regression):
+    """Mean over the last axis of `log(cosh(y_pred - y_true))`, at real steps (Keras's
+    `log_cosh`), computed as Keras does, `x + softplus(-2x) - log(2)`, which stays finite
+    where `cosh` overflows.
+
+    Mask rule: only real steps count; NaN targets at padded steps are fine.
+
+    Example:
+        >>> y = Masked(torch.zeros(1, 2, 1), lengths_to_mask([1], 2))
+        >>> float(LogCosh()(torch.tensor([[[1.0], [float("nan")]]]), y))  # log(cosh(1))
+        0.4337...
+
+    Args:
+        reduction: see `Loss`.
+        name: the loss's name.
+        dtype: see `Loss`.
+    """
+
+    default_name = "log_cosh"
+
+    def error(self, preds, targets):
+        x = preds - targets
+        return x + F.softplus(-2.0 * x) - math.log(2.0)
+
+
 class Huber(_Regression):
     """Huber loss: `0.5 e**2` where `|e| <= delta`, else `delta * |e| - 0.5 delta**2`.
 
@@ -1319,6 +1371,11 @@ LOSSES: dict[str, type[Loss]] = {
     "mean_absolute_percentage_error": MeanAbsolutePercentageError,
     "mape": MeanAbsolutePercentageError,
     "MAPE": MeanAbsolutePercentageError,
+    "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
+    "msle": MeanSquaredLogarithmicError,
+    "MSLE": MeanSquaredLogarithmicError,
+    "log_cosh": LogCosh,
+    "logcosh": LogCosh,
     "huber": Huber,
 }
 """Keras loss names (with its abbreviations, `"mse"`, `"MAPE"`, `"bce"`, ..., and the class

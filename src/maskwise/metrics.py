@@ -58,10 +58,12 @@ __all__ = [
     "ConfusionMatrix",
     "F1Score",
     "FBetaScore",
+    "LogCoshError",
     "MeanAbsoluteError",
     "MeanAbsolutePercentageError",
     "MeanMetric",
     "MeanSquaredError",
+    "MeanSquaredLogarithmicError",
     "Metric",
     "Precision",
     "Recall",
@@ -443,6 +445,48 @@ class MeanAbsolutePercentageError(MeanMetric):
     def per_step(self, values, y_true, mask):
         loss = losses.MeanAbsolutePercentageError(name=self.name)
         value, real, _ = loss.per_step(values, y_true, mask)
+        return value, real
+
+
+class MeanSquaredLogarithmicError(MeanMetric):
+    """Mean over real steps of each step's `MeanSquaredLogarithmicError` loss (Keras's
+    `msle`): `(log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1)) ** 2`, averaged
+    over the last axis.
+
+    Example:
+        >>> m = MeanSquaredLogarithmicError()
+        >>> y_pred = Masked(torch.tensor([[[3.0], [0.0]]]), lengths_to_mask([1], 2))
+        >>> m.update(torch.tensor([[[1.0], [float("nan")]]]), y_pred)
+        >>> m.result()  # (log 4 - log 2) ** 2 at the real step; the NaN target is padding
+        0.4804...
+    """
+
+    default_name = "mean_squared_logarithmic_error"
+    labels = False
+
+    def per_step(self, values, y_true, mask):
+        loss = losses.MeanSquaredLogarithmicError(name=self.name)
+        value, real, _ = loss.per_step(values, y_true, mask)
+        return value, real
+
+
+class LogCoshError(MeanMetric):
+    """Mean over real steps of each step's `LogCosh` loss (Keras's `LogCoshError` metric,
+    named `logcosh`): `log(cosh(y_pred - y_true))`, averaged over the last axis.
+
+    Example:
+        >>> m = LogCoshError()
+        >>> y_pred = Masked(torch.tensor([[[1.0], [0.0]]]), lengths_to_mask([1], 2))
+        >>> m.update(torch.tensor([[[0.0], [float("nan")]]]), y_pred)
+        >>> m.result()  # log(cosh(1)) at the real step; the NaN target is padding
+        0.4337...
+    """
+
+    default_name = "logcosh"
+    labels = False
+
+    def per_step(self, values, y_true, mask):
+        value, real, _ = losses.LogCosh(name=self.name).per_step(values, y_true, mask)
         return value, real
 
 
@@ -1366,6 +1410,11 @@ METRICS: dict[str, type[Metric]] = {
     "mape": MeanAbsolutePercentageError,
     "MAPE": MeanAbsolutePercentageError,
     "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "msle": MeanSquaredLogarithmicError,
+    "MSLE": MeanSquaredLogarithmicError,
+    "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
+    "logcosh": LogCoshError,
+    "log_cosh": LogCoshError,
     "root_mean_squared_error": RootMeanSquaredError,
     "precision": Precision,
     "recall": Recall,
@@ -1392,6 +1441,8 @@ METRICS.update(
             MeanAbsoluteError,
             MeanSquaredError,
             MeanAbsolutePercentageError,
+            MeanSquaredLogarithmicError,
+            LogCoshError,
             RootMeanSquaredError,
             Precision,
             Recall,
