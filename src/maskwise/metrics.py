@@ -388,7 +388,19 @@ class Accuracy(MeanMetric):
         return self.resolved.per_step(values, y_true, mask)
 
 
-class MeanAbsoluteError(MeanMetric):
+class _LossMean(MeanMetric):
+    """The weighted mean over real steps of a regression loss's per-step value
+    (`loss_class`, Keras's metric of the same formula)."""
+
+    labels = False
+    loss_class: type[losses.Loss]
+
+    def per_step(self, values, y_true, mask):
+        value, real, _ = self.loss_class(name=self.name).per_step(values, y_true, mask)
+        return value, real
+
+
+class MeanAbsoluteError(_LossMean):
     """Mean over real steps of each step's mean `|y_pred - y_true|` (Keras's `mae`).
 
     Example:
@@ -400,14 +412,11 @@ class MeanAbsoluteError(MeanMetric):
     """
 
     default_name = "mean_absolute_error"
-    labels = False
 
-    def per_step(self, values, y_true, mask):
-        loss, real, _ = losses.MeanAbsoluteError(name=self.name).per_step(values, y_true, mask)
-        return loss, real
+    loss_class = losses.MeanAbsoluteError
 
 
-class MeanSquaredError(MeanMetric):
+class MeanSquaredError(_LossMean):
     """Mean over real steps of each step's mean `(y_pred - y_true) ** 2` (Keras's `mse`).
 
     Example:
@@ -420,14 +429,11 @@ class MeanSquaredError(MeanMetric):
     """
 
     default_name = "mean_squared_error"
-    labels = False
 
-    def per_step(self, values, y_true, mask):
-        loss, real, _ = losses.MeanSquaredError(name=self.name).per_step(values, y_true, mask)
-        return loss, real
+    loss_class = losses.MeanSquaredError
 
 
-class MeanAbsolutePercentageError(MeanMetric):
+class MeanAbsolutePercentageError(_LossMean):
     """Mean over real steps of each step's `MeanAbsolutePercentageError` loss (Keras's
     `mape`): `100 * |y_pred - y_true| / max(|y_true|, 1e-7)`, averaged over the last axis.
 
@@ -440,15 +446,11 @@ class MeanAbsolutePercentageError(MeanMetric):
     """
 
     default_name = "mean_absolute_percentage_error"
-    labels = False
 
-    def per_step(self, values, y_true, mask):
-        loss = losses.MeanAbsolutePercentageError(name=self.name)
-        value, real, _ = loss.per_step(values, y_true, mask)
-        return value, real
+    loss_class = losses.MeanAbsolutePercentageError
 
 
-class MeanSquaredLogarithmicError(MeanMetric):
+class MeanSquaredLogarithmicError(_LossMean):
     """Mean over real steps of each step's `MeanSquaredLogarithmicError` loss (Keras's
     `msle`): `(log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1)) ** 2`, averaged
     over the last axis.
@@ -462,15 +464,11 @@ class MeanSquaredLogarithmicError(MeanMetric):
     """
 
     default_name = "mean_squared_logarithmic_error"
-    labels = False
 
-    def per_step(self, values, y_true, mask):
-        loss = losses.MeanSquaredLogarithmicError(name=self.name)
-        value, real, _ = loss.per_step(values, y_true, mask)
-        return value, real
+    loss_class = losses.MeanSquaredLogarithmicError
 
 
-class LogCoshError(MeanMetric):
+class LogCoshError(_LossMean):
     """Mean over real steps of each step's `LogCosh` loss (Keras's `LogCoshError` metric,
     named `logcosh`): `log(cosh(y_pred - y_true))`, averaged over the last axis.
 
@@ -483,11 +481,8 @@ class LogCoshError(MeanMetric):
     """
 
     default_name = "logcosh"
-    labels = False
 
-    def per_step(self, values, y_true, mask):
-        value, real, _ = losses.LogCosh(name=self.name).per_step(values, y_true, mask)
-        return value, real
+    loss_class = losses.LogCosh
 
 
 class RootMeanSquaredError(MeanSquaredError):

@@ -352,6 +352,11 @@ class Layer(nn.Module):
         else:
             shape = _batch_of_one(trailing)
         self.build(shape)
+        self._mark_built(trailing)
+
+    def _mark_built(self, trailing: Any) -> None:
+        """What building leaves besides the weights: the input dims it was built for,
+        `built`, a frozen layer's new weights frozen, the dtype asked for."""
         self.build_shape = trailing
         self.built = True
         self.trainable = self.trainable
@@ -595,11 +600,7 @@ def _marking_built(build: Any) -> Any:
         finally:
             del self.__dict__["_building"]
         if not self.built:
-            self.build_shape = _trailing_dims(input_shape)
-            self.built = True
-            self.trainable = self.trainable
-            if self.requested_dtype is not None:
-                self.to(self.requested_dtype)
+            self._mark_built(_trailing_dims(input_shape))
 
     return wrapper
 
